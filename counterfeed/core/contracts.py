@@ -1,0 +1,448 @@
+"""The contracts between the engine and its plugins: plugin base classes and the data they exchange.
+
+Every plugin kind (catalog, user model, recommender, metric, estimator) is a class with a short
+registry ``name`` and a pydantic ``Options`` model that forbids unknown fields. Constructors store
+options and do nothing else; learned state ends in ``_`` (scikit-learn's convention). Randomness is
+never global: it comes in as keyed :class:`~counterfeed.core.randomness.Stream` objects.
+
+Arrays are NumPy; identifiers are int64; times are in days since the start of the simulation
+(the pre-period starts at 0, the experiment at ``pre_period``).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from counterfeed.core.randomness import Keys, Stream
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = [
+    "Options", "Plugin", "Items", "Population", "Batch", "Slates", "Response", "Log",
+    "Catalog", "UserModel", "Recommender", "Metric", "Estimator", "CatalogContext",
+    "RecommenderContext", "WorldEvents", "AnalysisData", "Estimate", "MetricInfo",
+    "EstimatorOptions",
+]
+
+
+class Options(BaseModel):
+    """Base for plugin options: unknown fields are an error, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class Plugin:
+    """Base of every plugin class.
+
+    Subclasses set ``name`` (the short registry name used in scenarios) and may define a nested
+    ``Options(counterfeed.Options)`` class. The constructor takes validated options (an ``Options``
+    instance or a mapping) and stores them as ``self.options``; it does no other work.
+    """
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = ""
+    Options: ClassVar[type[Options]] = Options
+
+    def __init__(self, options: Options | dict[str, Any] | None = None, **kwargs: Any):
+        if options is None:
+            options = self.Options(**kwargs)
+        elif isinstance(options, dict):
+            options = self.Options(**{**options, **kwargs})
+        elif kwargs:
+            options = options.model_copy(update=kwargs)
+        self.options = options
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.model_dump().items())
+        return f"{type(self).__name__}({opts})"
+
+
+# --------------------------------------------------------------------------------------------
+# Data exchanged with the simulation plugins
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Items:
+    """The catalog as arrays. Row ``i`` is item id ``i``.
+
+    Attributes
+    ----------
+    vectors : (n_items, d) latent item factors in the population's preference space.
+    quality : (n_items,) item quality added to every user's utility.
+    topic : (n_items,) int topic of each item, in ``[0, n_topics)``.
+    arrival : (n_items,) time (days) at which the item becomes available; 0 for the initial catalog.
+    text : optional item texts (title + description).
+    embeddings : optional (n_items, e) L2-normalized text embeddings.
+    topic_names / topic_text : optional names and descriptions of the topics.
+    """
+
+    vectors: np.ndarray
+    quality: np.ndarray
+    topic: np.ndarray
+    n_topics: int
+    arrival: np.ndarray
+    text: list[str] | None = None
+    embeddings: np.ndarray | None = None
+    topic_names: list[str] | None = None
+    topic_text: list[str] | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.vectors.shape[0])
+
+    def available(self, t: float) -> np.ndarray:
+        """Boolean mask of items available at time ``t``."""
+        return self.arrival <= t
+
+
+@dataclass
+class CatalogContext:
+    """What a catalog plugin gets to build the items."""
+
+    keys: Keys
+    stream: Stream
+    dimensions: int
+    cache_dir: str | None = None
+    base_dir: str = "."
+
+
+@dataclass
+class Population:
+    """The simulated users, built by the engine from ``scenario.population``.
+
+    Attributes
+    ----------
+    preferences : (n_users, d) latent preference vectors (same space as ``Items.vectors``).
+    segment : (n_users,) int segment code; ``segment_names[code]`` is its name.
+    activity : (n_users,) multiplier of the visit rate (from the segment).
+    """
+
+    n: int
+    preferences: np.ndarray
+    segment: np.ndarray
+    segment_names: list[str]
+    activity: np.ndarray
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.arange(self.n, dtype=np.int64)
+
+
+@dataclass
+class Batch:
+    """The slate requests one arm serves in one serving window.
+
+    ``stream`` is the arm's policy stream: a policy that randomizes draws from it keyed by
+    ``(user, session, slot)``, e.g. ``batch.stream.uniform(batch.users[:, None], batch.sessions[:, None],
+    np.arange(k))``, so that its choices are reproducible and shared across worlds.
+    """
+
+    users: np.ndarray
+    sessions: np.ndarray
+    time: float
+    slate_size: int
+    stream: Stream
+    available: np.ndarray | None = None  # boolean mask over items; None = every item
+
+    def __len__(self) -> int:
+        return int(self.users.shape[0])
+
+
+@dataclass
+class Slates:
+    """A recommender's answer for a batch.
+
+    ``items[r, j]`` is the item shown at position ``j`` to request ``r``; ``propensities[r, j]`` is
+    the exact probability that the policy shows that item at that position for that request
+    (1.0 for a deterministic policy); ``scores`` is the policy's score (for logs and diagnostics).
+    """
+
+    items: np.ndarray
+    propensities: np.ndarray
+    scores: np.ndarray | None = None
+
+
+@dataclass
+class Response:
+    """A user model's answer to a batch of slates.
+
+    ``clicks`` and ``dwell`` are (n, k); ``dwell`` is 0 where there was no click. ``next_gap`` is the
+    time in days until each user's next visit, ``inf`` when the user churns.
+    """
+
+    clicks: np.ndarray
+    dwell: np.ndarray
+    next_gap: np.ndarray
+
+
+@dataclass
+class Log:
+    """Impressions, one row per (request, position), as flat columns.
+
+    The same layout is the ``impressions`` event table on disk, the ``feedback`` passed to
+    ``Recommender.update`` and the ``log`` passed to ``Recommender.fit``.
+    """
+
+    user: np.ndarray
+    session: np.ndarray
+    time: np.ndarray
+    position: np.ndarray
+    item: np.ndarray
+    click: np.ndarray
+    dwell: np.ndarray
+    propensity: np.ndarray
+    arm: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.user.shape[0])
+
+    @classmethod
+    def empty(cls) -> "Log":
+        i8 = np.zeros(0, np.int64)
+        f8 = np.zeros(0, np.float64)
+        return cls(i8, i8, f8, i8, i8, np.zeros(0, bool), f8, f8, i8)
+
+    @classmethod
+    def concat(cls, logs: list["Log"]) -> "Log":
+        logs = [lg for lg in logs if len(lg)]
+        if not logs:
+            return cls.empty()
+        cols = {}
+        for f in fields(cls):
+            parts = [getattr(lg, f.name) for lg in logs]
+            cols[f.name] = None if any(p is None for p in parts) else np.concatenate(parts)
+        return cls(**cols)
+
+    def select(self, mask: np.ndarray) -> "Log":
+        return Log(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[mask])
+                      for f in fields(self)})
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass
+class RecommenderContext:
+    """What a recommender is set up with before it serves: the catalog and the population size."""
+
+    items: Items
+    n_users: int
+    slate_size: int
+    keys: Keys
+    arm: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Simulation plugins
+# --------------------------------------------------------------------------------------------
+
+
+class Catalog(Plugin, ABC):
+    """Builds the items."""
+
+    kind = "catalog"
+
+    @abstractmethod
+    def build(self, ctx: CatalogContext) -> Items:
+        """Return the catalog's items; deterministic given ``ctx.stream``."""
+
+
+class UserModel(Plugin, ABC):
+    """How users behave: their state, their response to slates, their return or churn."""
+
+    kind = "user-model"
+
+    @abstractmethod
+    def init_state(self, population: Population, items: Items, keys: Keys) -> Any:
+        """Return the initial per-user state (any object; the engine only passes it back)."""
+
+    @abstractmethod
+    def first_visit(self, state: Any, users: np.ndarray) -> np.ndarray:
+        """Days until each user's first visit."""
+
+    @abstractmethod
+    def respond(self, state: Any, batch: Batch, slates: Slates) -> Response:
+        """Users' response to the slates (clicks, dwell, next visit); updates ``state`` in place."""
+
+
+class Recommender(Plugin, ABC):
+    """A policy. ``setup`` once, ``fit`` on a log, ``recommend`` per batch, ``update`` per window."""
+
+    kind = "recommender"
+    #: whether the policy is stochastic (the conformance suite checks propensities empirically)
+    stochastic: ClassVar[bool] = False
+
+    def setup(self, ctx: RecommenderContext) -> None:
+        """Called once before anything else with the catalog and the population size."""
+        self.ctx_ = ctx
+
+    def fit(self, log: Log) -> None:
+        """Learn from a full log (at the start of the experiment and every retraining period)."""
+
+    @abstractmethod
+    def recommend(self, batch: Batch) -> Slates:
+        """Slates for every request in the batch, with the exact propensity of each shown item."""
+
+    def update(self, feedback: Log) -> None:
+        """Learn online from one serving window's feedback (may be empty)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics and analysis
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WorldEvents:
+    """One world's events, as flat NumPy columns.
+
+    ``sessions`` has one row per session: user, session, time, arm, impressions, clicks, dwell,
+    churned (the user churned after this session). ``impressions`` is a :class:`Log` or None when
+    the scenario did not record impressions.
+    """
+
+    world: str
+    n_users: int
+    sessions: dict[str, np.ndarray]
+    impressions: Log | None
+    start: float
+    end: float
+    arms: list[str]
+    assignment: np.ndarray  # (n_users,) arm index of each user in this world
+
+    def session_mask(self, start: float, end: float) -> np.ndarray:
+        t = self.sessions["time"]
+        return (t >= start) & (t < end)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How a metric aggregates: ``sum``/``mean`` per user, ``binary``, or ``ratio`` of two metrics."""
+
+    name: str
+    kind: Literal["sum", "mean", "binary", "ratio"]
+    numerator: str | None = None
+    denominator: str | None = None
+    higher_is_better: bool = True
+
+
+class Metric(Plugin, ABC):
+    """A per-user outcome computed from a world's events over a time window."""
+
+    kind = "metric"
+    aggregation: ClassVar[Literal["sum", "mean", "binary", "ratio"]] = "sum"
+    numerator: ClassVar[str | None] = None
+    denominator: ClassVar[str | None] = None
+    higher_is_better: ClassVar[bool] = True
+
+    @abstractmethod
+    def compute(self, events: WorldEvents, start: float, end: float) -> np.ndarray:
+        """(n_users,) float values over sessions with ``start <= time < end``."""
+
+    def info(self) -> MetricInfo:
+        return MetricInfo(self.name, self.aggregation, self.numerator, self.denominator,
+                          self.higher_is_better)
+
+
+@dataclass
+class AnalysisData:
+    """What an estimator sees: the A/B world's per-user outcomes and how to read them.
+
+    ``outcomes`` has one row per user with columns ``user``, ``arm`` (name), ``segment`` (name),
+    one column per metric, ``pre_<metric>`` for the pre-period value, and for ratio metrics their
+    numerator and denominator columns. ``events`` gives the A/B world's event log (for estimators
+    that work on impressions, e.g. off-policy evaluation).
+    """
+
+    outcomes: "pd.DataFrame"
+    arms: list[str]
+    control: str
+    metrics: dict[str, MetricInfo]
+    level: float = 0.95
+    seed: int = 0
+    events: WorldEvents | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def treatments(self) -> list[str]:
+        return [a for a in self.arms if a != self.control]
+
+
+@dataclass
+class Estimate:
+    """One estimated effect of ``arm`` vs ``control`` on ``metric``, scored against the truth.
+
+    ``estimand`` says what is estimated: ``"difference"`` (arm mean minus control mean),
+    ``"relative"`` (arm / control - 1), or a model quantity such as ``"indirect"``. The runner fills
+    ``truth``, ``error`` and ``covered`` from the counterfactual worlds where the estimand is known.
+    """
+
+    estimator: str
+    metric: str
+    arm: str
+    control: str
+    point: float
+    lower: float
+    upper: float
+    level: float = 0.95
+    estimand: str = "difference"
+    segment: str | None = None
+    p_value: float | None = None
+    prob_better: float | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    truth: float | None = None
+    error: float | None = None
+    covered: bool | None = None
+
+    def score(self, truth: float | None) -> None:
+        """Attach the true value, the error and whether the interval covers it."""
+        if truth is None or not math.isfinite(truth):
+            self.truth = self.error = self.covered = None
+            return
+        self.truth = float(truth)
+        self.error = float(self.point - truth)
+        self.covered = bool(self.lower <= truth <= self.upper)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        return d
+
+
+class EstimatorOptions(Options):
+    """Options every estimator accepts: which metrics to analyse (default: all) and the level."""
+
+    metrics: list[str] | None = None
+    level: float | None = Field(default=None, gt=0.0, lt=1.0)
+
+
+class Estimator(Plugin, ABC):
+    """Estimates effects from the A/B world's outcomes.
+
+    Every estimator's docstring states its formula, its assumptions and a reference. ``Options``
+    subclasses :class:`EstimatorOptions`; ``level`` there overrides the scenario's level.
+    """
+
+    kind = "estimator"
+    Options: ClassVar[type[Options]] = EstimatorOptions
+
+    def metrics_for(self, data: AnalysisData) -> list[str]:
+        """The metrics this estimator should analyse (its ``metrics`` option, else all)."""
+        chosen = getattr(self.options, "metrics", None)
+        return list(chosen) if chosen else list(data.metrics)
+
+    def level_for(self, data: AnalysisData) -> float:
+        lvl = getattr(self.options, "level", None)
+        return float(lvl) if lvl is not None else float(data.level)
+
+    @abstractmethod
+    def estimate(self, data: AnalysisData) -> list[Estimate]:
+        """Return one :class:`Estimate` per (metric, treatment arm[, segment]) it covers."""

@@ -1,0 +1,70 @@
+"""The exceptions counterfeed raises on purpose.
+
+Everything a user can cause (a bad scenario, a bad log, a bad model, a broken plugin) is a
+:class:`CounterfeedError`; the CLI turns it into one line on stderr and exit code 2. Anything else
+is a bug in counterfeed and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CounterfeedError",
+    "ScenarioError",
+    "PluginError",
+    "DataError",
+    "ModelError",
+    "OutputError",
+]
+
+
+class CounterfeedError(Exception):
+    """Base class: a problem the user can fix; shown as one message, exit code 2."""
+
+    exit_code = 2
+
+
+class ScenarioError(CounterfeedError):
+    """A scenario file or document is invalid.
+
+    The message names the file, the line (when known) and the field path.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 field: str | None = None):
+        self.file, self.line, self.field = file, line, field
+        where = ""
+        if file:
+            where = f"{file}:{line}: " if line else f"{file}: "
+        elif line:
+            where = f"line {line}: "
+        super().__init__(f"{where}{field + ': ' if field else ''}{message}")
+        self.bare_message = message
+
+
+class PluginError(CounterfeedError):
+    """A plugin is unknown, badly registered, raised, or broke its contract.
+
+    The message names the plugin, the hook or method it was in, and the rule it broke.
+    """
+
+    def __init__(self, message: str, *, plugin: str | None = None, hook: str | None = None):
+        self.plugin, self.hook = plugin, hook
+        prefix = ""
+        if plugin:
+            prefix = f"plugin '{plugin}'"
+            if hook:
+                prefix += f" in {hook}"
+            prefix += ": "
+        super().__init__(prefix + message)
+
+
+class DataError(CounterfeedError):
+    """Input data (a log, a CSV, a catalog file) is malformed; names the file, column or row."""
+
+
+class ModelError(CounterfeedError):
+    """A statistical model specification is invalid (e.g. an SEM that cannot be identified)."""
+
+
+class OutputError(CounterfeedError):
+    """The output directory cannot be written (permissions, disk full, unsafe path)."""
