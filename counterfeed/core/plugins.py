@@ -38,6 +38,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.plugins.recommenders.matrix_factorization",
     "counterfeed.plugins.metrics.engagement",
     "counterfeed.plugins.estimators.classical",
+    "counterfeed.plugins.commands",
 )
 
 #: kind name -> (registration hook, required base class)

@@ -1,0 +1,5 @@
+"""``python -m counterfeed``."""
+
+from counterfeed.cli import main
+
+main()

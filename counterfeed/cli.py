@@ -1,0 +1,261 @@
+"""The ``counterfeed`` command line: one click group; user errors are one line and exit code 2."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from counterfeed.errors import CounterfeedError
+
+__all__ = ["cli", "main", "LazyGroup"]
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands can be imported on first use (keeps ``--help`` fast)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, tuple[str, str]] = {}
+
+    def add_lazy_command(self, name: str, target: str, help: str = "") -> None:
+        """Add ``name`` resolved from ``"module:attribute"`` when it is first used."""
+        self.lazy[name] = (target, help)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            module, _, attr = self.lazy[name][0].partition(":")
+            cmd = getattr(importlib.import_module(module), attr)
+            if cmd.name != name:
+                cmd.name = name
+            self.commands[name] = cmd
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.commands:
+                rows.append((name, self.commands[name].get_short_help_str(60)))
+            else:
+                rows.append((name, self.lazy[name][1]))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in values:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise click.BadParameter(f"expected FIELD=VALUE, got {item!r}", param_hint="--set")
+        out[key.strip()] = yaml.safe_load(raw)
+    return out
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, (int, float)):
+        if isinstance(x, float) and not math.isfinite(x):
+            return "-"
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="counterfeed", prog_name="counterfeed")
+def cli() -> None:
+    """Simulate recommender systems, run A/B experiments on simulated users, and score every
+    estimate against the simulator's ground truth.
+
+    \b
+    Example:
+      counterfeed run scenarios/quickstart.yaml
+    """
+
+
+@cli.command("run")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(file_okay=False), help="Parent directory of the run directory.")
+@click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
+              help="Override a scenario field, e.g. --set population.users=1000 (repeatable).")
+@click.option("--workers", type=click.IntRange(min=1), help="Processes for the worlds (default: automatic).")
+@click.option("--no-report", is_flag=True, help="Do not write report.md/report.html.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
+def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: int | None,
+                no_report: bool, as_json: bool, quiet: bool) -> None:
+    """Run a scenario: simulate the A/B world and the counterfactual worlds, estimate, score.
+
+    \b
+    Example:
+      counterfeed run scenarios/quickstart.yaml --set population.users=1000
+    """
+    from counterfeed.core.runner import run
+    from counterfeed.core.scenario import load_scenario
+
+    sc = load_scenario(scenario)
+    overrides = _parse_sets(sets)
+    if no_report:
+        overrides["output.report"] = False
+    if overrides:
+        sc = sc.with_overrides(overrides)
+    result = run(sc, output_dir=out, write=True, quiet=quiet or as_json, workers=workers)
+    if as_json:
+        from counterfeed.core.results import _clean, json_default
+
+        doc = {"run_dir": str(result.run_dir), "srm": result.srm,
+               "summary": result.summary().to_dict(orient="records"),
+               "estimates": [e.to_dict() for e in result.estimates], "timings": result.timings}
+        click.echo(json.dumps(_clean(doc), indent=2, default=json_default))
+        return
+    _print_result(result)
+
+
+def _print_result(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console() if sys.stdout.isatty() else Console(width=180)
+    sc = result.scenario
+    summary = result.summary()
+    t = Table(title=f"{sc.name}: per arm and metric (A/B world, counterfactual world, true effect vs {sc.control})")
+    for col in ("metric", "arm", "A/B mean", "all-arm world", "true effect"):
+        t.add_column(col, justify="left" if col in ("metric", "arm") else "right", no_wrap=True)
+    for r in summary.itertuples(index=False):
+        t.add_row(r.metric, r.arm, _fmt(r.ab_value), _fmt(r.world_value),
+                  "" if r.arm == sc.control else _fmt(r.true_effect))
+    console.print(t)
+    srm = result.srm
+    flag = "[bold red]SAMPLE RATIO MISMATCH[/]" if srm.get("flagged") else "ok"
+    console.print(f"SRM check: chi2={_fmt(srm.get('statistic'))}, p={_fmt(srm.get('p_value'))} -> {flag}")
+    if result.estimates:
+        e = Table(title="Estimates vs truth")
+        for col in ("estimator", "metric", "arm", "estimand", "segment", "estimate", "interval", "p / P(better)",
+                    "truth", "covered"):
+            e.add_column(col, no_wrap=True)
+        for est in result.estimates:
+            p = est.p_value if est.p_value is not None else est.prob_better
+            e.add_row(est.estimator, est.metric, est.arm, est.estimand, est.segment or "", _fmt(est.point),
+                      f"[{_fmt(est.lower)}, {_fmt(est.upper)}]", _fmt(p), _fmt(est.truth),
+                      "" if est.covered is None else ("[green]yes[/]" if est.covered else "[red]no[/]"))
+        console.print(e)
+    tm = result.timings
+    console.print(f"{int(tm.get('sessions', 0)):,} sessions simulated in {tm.get('simulate_s', 0):.1f} s "
+                  f"({tm.get('sessions_per_s', 0):,.0f}/s); total {tm.get('total_s', 0):.1f} s")
+    if result.run_dir:
+        console.print(f"run directory: {result.run_dir}")
+
+
+@cli.command("validate")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the resolved scenario as JSON.")
+def validate_command(scenario: str, as_json: bool) -> None:
+    """Check a scenario (schema, plugin names, plugin options) without running it.
+
+    \b
+    Example:
+      counterfeed validate scenarios/quickstart.yaml
+    """
+    from counterfeed.core.runner import resolve
+    from counterfeed.core.scenario import load_scenario
+
+    sc = load_scenario(scenario)
+    resolve(sc)
+    if as_json:
+        click.echo(json.dumps(sc.to_dict(), indent=2))
+    else:
+        click.echo(f"ok: {sc.name} ({sc.population.users:,} users, arms {', '.join(sc.arms)}, "
+                   f"{sc.experiment.duration:g} days)")
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_command(as_json: bool) -> None:
+    """List every plugin class with its kind, where it came from and its version.
+
+    \b
+    Example:
+      counterfeed plugins --json
+    """
+    from counterfeed.core.plugins import get_registry
+
+    infos = get_registry().all_plugins()
+    if as_json:
+        click.echo(json.dumps([i.to_dict() for i in infos], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="counterfeed plugins")
+    for col in ("kind", "name", "source", "version", "module"):
+        t.add_column(col)
+    for i in infos:
+        t.add_row(i.kind, i.name, i.source, i.version, i.plugin)
+    Console().print(t)
+
+
+@cli.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def report_command(run_dir: str) -> None:
+    """Rebuild report.md and report.html of a finished run directory.
+
+    \b
+    Example:
+      counterfeed report runs/quickstart-20261127-120000
+    """
+    from counterfeed.core.report import write_report
+    from counterfeed.errors import DataError
+
+    if not (Path(run_dir) / "manifest.json").is_file():
+        raise DataError(f"{run_dir}: not a finished counterfeed run directory (no manifest.json)")
+    paths = write_report(run_dir)
+    for name, p in paths.items():
+        click.echo(f"{name}: {p}")
+
+
+_COMMANDS_REGISTERED = False
+
+
+def _register_plugin_commands() -> None:
+    global _COMMANDS_REGISTERED
+    if _COMMANDS_REGISTERED:
+        return
+    _COMMANDS_REGISTERED = True
+    from counterfeed.core.plugins import get_registry
+
+    get_registry().hook.register_commands(cli=cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    try:
+        _register_plugin_commands()
+        cli.main(args=argv, prog_name="counterfeed", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except CounterfeedError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; nothing was published.", err=True)
+        sys.exit(130)

@@ -1,0 +1,31 @@
+"""The simulated population, built from ``scenario.population`` with keyed randomness."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from counterfeed.core.contracts import Population
+from counterfeed.core.randomness import Keys
+from counterfeed.core.scenario import PopulationSpec
+
+__all__ = ["build_population"]
+
+
+def build_population(spec: PopulationSpec, keys: Keys) -> Population:
+    """Users with segment, activity and latent preferences; user ``u``'s draws depend only on ``u``.
+
+    Preferences are ``heterogeneity * segment.heterogeneity * z_u`` with ``z_u ~ N(0, I)`` scaled to
+    unit expected norm, so they live on the scale of the catalog's unit topic centroids.
+    """
+    n, d = spec.users, spec.dimensions
+    users = np.arange(n, dtype=np.int64)
+    names = list(spec.segments)
+    shares = np.array([spec.segments[s].share for s in names])
+    u = keys.stream("population:segment").uniform(users)
+    segment = np.searchsorted(np.cumsum(shares) / shares.sum(), u, side="right").clip(0, len(names) - 1)
+    activity = np.array([spec.segments[s].activity for s in names])[segment]
+    het = spec.heterogeneity * np.array([spec.segments[s].heterogeneity for s in names])[segment]
+    z = keys.stream("population:preference").normal(users[:, None], 0, np.arange(d)[None, :])
+    prefs = z * (het[:, None] / np.sqrt(d))
+    return Population(n=n, preferences=prefs, segment=segment.astype(np.int64), segment_names=names,
+                      activity=activity)

@@ -1,0 +1,134 @@
+"""RunResult: what a run returns, and the run directory it is saved to and loaded from."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from counterfeed.core.contracts import Estimate, WorldEvents
+from counterfeed.core.scenario import Scenario, load_scenario
+
+__all__ = ["RunResult", "arm_summary", "json_default"]
+
+
+def json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return None if not math.isfinite(float(o)) else float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def _clean(o: Any) -> Any:
+    """NaN/inf -> None recursively, so the JSON is standard."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, (np.floating, np.integer, np.bool_, np.ndarray)):
+        return _clean(json_default(o))
+    return o
+
+
+@dataclass
+class RunResult:
+    """The result of one run (see the run-directory layout in DESIGN.md)."""
+
+    scenario: Scenario
+    seed: int
+    estimates: list[Estimate]
+    truth: pd.DataFrame
+    srm: dict[str, Any]
+    outcomes: pd.DataFrame
+    timeseries: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    run_dir: Path | None = None
+    events: dict[str, WorldEvents] | None = None
+
+    def estimates_frame(self) -> pd.DataFrame:
+        rows = []
+        for e in self.estimates:
+            d = e.to_dict()
+            d["diagnostics"] = json.dumps(_clean(d["diagnostics"]), default=json_default, sort_keys=True)
+            rows.append(d)
+        cols = list(Estimate.__dataclass_fields__)
+        return pd.DataFrame(rows, columns=cols)
+
+    def summary(self) -> pd.DataFrame:
+        """Per metric and arm: the A/B world's mean, the counterfactual world's mean, the true effect."""
+        return arm_summary(self.outcomes, self.truth, self.scenario)
+
+    # -- persistence --------------------------------------------------------------------------
+    def save_files(self, directory: Path) -> None:
+        """Write every result file into ``directory`` (the runner writes into a temporary one)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "scenario.yaml").write_text(self.scenario.to_yaml(), encoding="utf-8")
+        self.outcomes.to_parquet(directory / "outcomes.parquet", index=False)
+        self.timeseries.to_parquet(directory / "timeseries.parquet", index=False)
+        self.truth.to_parquet(directory / "truth.parquet", index=False)
+        payload = {"level": self.scenario.level, "srm": self.srm,
+                   "estimates": [e.to_dict() for e in self.estimates]}
+        (directory / "estimates.json").write_text(
+            json.dumps(_clean(payload), indent=2, default=json_default), encoding="utf-8")
+        self.estimates_frame().to_csv(directory / "estimates.csv", index=False)
+
+    def write_manifest(self, directory: Path) -> None:
+        (directory / "manifest.json").write_text(
+            json.dumps(_clean(self.manifest), indent=2, default=json_default), encoding="utf-8")
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "RunResult":
+        """Read a finished run directory back (event logs are left on disk)."""
+        from counterfeed.errors import DataError
+
+        d = Path(run_dir)
+        if not (d / "manifest.json").is_file():
+            raise DataError(f"{d}: not a finished counterfeed run directory (no manifest.json)")
+        manifest = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+        scenario = load_scenario(d / "scenario.yaml")
+        est_doc = json.loads((d / "estimates.json").read_text(encoding="utf-8"))
+        fields = set(Estimate.__dataclass_fields__)
+        estimates = [Estimate(**{k: (float("nan") if v is None and k in ("point", "lower", "upper") else v)
+                                 for k, v in e.items() if k in fields})
+                     for e in est_doc.get("estimates", [])]
+        return cls(scenario=scenario, seed=int(manifest.get("seed", scenario.seed)), estimates=estimates,
+                   truth=pd.read_parquet(d / "truth.parquet"), srm=est_doc.get("srm", {}),
+                   outcomes=pd.read_parquet(d / "outcomes.parquet"),
+                   timeseries=pd.read_parquet(d / "timeseries.parquet"),
+                   timings=manifest.get("timings", {}), manifest=manifest, run_dir=d)
+
+
+def arm_summary(outcomes: pd.DataFrame, truth: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
+    """Per metric and arm: A/B world value, counterfactual world value, and the true effect vs control."""
+    from counterfeed.core.experiment import AB_WORLD, counterfactual_world
+    from counterfeed.core.outcomes import group_value
+    from counterfeed.core.plugins import get_registry
+
+    reg = get_registry()
+    rows = []
+    ab = outcomes[outcomes["world"] == AB_WORLD]
+    for name, opts in scenario.metric_specs:
+        info = reg.create("metric", name, opts).info()
+        for arm in scenario.arms:
+            cf = outcomes[outcomes["world"] == counterfactual_world(arm)]
+            t = truth[(truth.metric == name) & (truth.arm == arm) & (truth.estimand == "difference")
+                      & truth.segment.isna()] if len(truth) else truth
+            rows.append({"metric": name, "arm": arm, "ab_value": group_value(ab[ab.arm == arm], info),
+                         "world_value": group_value(cf, info),
+                         "true_effect": float(t.value.iloc[0]) if len(t) else float("nan")})
+    return pd.DataFrame(rows)

@@ -1,0 +1,366 @@
+"""``run(scenario) -> RunResult``: resolve plugins, simulate the worlds, compute outcomes and truth,
+run the analyses, score them, and write the run directory atomically."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from counterfeed.core.contracts import (AnalysisData, CatalogContext, Estimate, Estimator, Items,
+                                        Metric, MetricInfo, Population, Recommender, UserModel,
+                                        WorldEvents)
+from counterfeed.core.experiment import AB_WORLD, world_assignment, world_names
+from counterfeed.core.outcomes import timeseries, truth_table, world_outcomes
+from counterfeed.core.plugins import Registry, get_registry
+from counterfeed.core.population import build_population
+from counterfeed.core.randomness import Keys
+from counterfeed.core.results import RunResult
+from counterfeed.core.scenario import Scenario, load_scenario
+from counterfeed.core.simulation import SimWorld, WorldConfig, call_plugin
+from counterfeed.errors import OutputError, PluginError, ScenarioError
+
+__all__ = ["run", "resolve", "Plan", "simulate_world", "RunDirectory"]
+
+
+@dataclass
+class Plan:
+    """A scenario with every plugin name resolved and every option validated."""
+
+    scenario: Scenario
+    registry: Registry
+    metrics: dict[str, Metric]          # every metric computed (user's + numerators/denominators)
+    analysed: list[str]                 # the metrics the user listed
+    estimators: list[Estimator]
+
+    def catalog(self):
+        sc = self.scenario
+        return self._create("catalog", sc.catalog.plugin, sc.catalog.options, "catalog")
+
+    def user_model(self) -> UserModel:
+        sc = self.scenario
+        return self._create("user-model", sc.user_model.plugin, sc.user_model.options, "user_model")
+
+    def recommender(self, arm: str) -> Recommender:
+        spec = self.scenario.experiment.arms[arm]
+        return self._create("recommender", spec.recommender, spec.options, f"experiment.arms.{arm}")
+
+    def _create(self, kind: str, name: str, options: dict[str, Any], field: str) -> Any:
+        try:
+            return self.registry.create(kind, name, options, field=field)
+        except ScenarioError as err:
+            raise self.scenario.locate(err) from None
+
+
+def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
+    """Validate every plugin reference and option of ``scenario`` (errors name file, line, field)."""
+    reg = registry or get_registry()
+    sc = scenario
+    plan = Plan(sc, reg, {}, [], [])
+    plan.catalog()
+    plan.user_model()
+    for arm in sc.arms:
+        plan.recommender(arm)
+    for i, (name, opts) in enumerate(sc.metric_specs):
+        plan.metrics[name] = plan._create("metric", name, opts, f"metrics[{i}]")
+        plan.analysed.append(name)
+    for name in list(plan.metrics):
+        info = plan.metrics[name].info()
+        for part in (info.numerator, info.denominator):
+            if part and part not in plan.metrics:
+                plan.metrics[part] = plan._create("metric", part, {}, f"metrics[{plan.analysed.index(name)}]")
+    for i, spec in enumerate(sc.analysis):
+        est = plan._create("estimator", spec.estimator, spec.options, f"analysis[{i}]")
+        wanted = getattr(est.options, "metrics", None) or []
+        for j, m in enumerate(wanted):
+            if m not in plan.metrics:
+                raise sc.error(f"metric '{m}' is not computed in this scenario (metrics: "
+                               f"{', '.join(plan.analysed)})", f"analysis[{i}].metrics[{j}]")
+        plan.estimators.append(est)
+    return plan
+
+
+# ------------------------------------------------------------------------------------------------
+# Worlds
+# ------------------------------------------------------------------------------------------------
+
+@dataclass
+class WorldTask:
+    scenario: Scenario
+    world: str
+    items: Items
+    population: Population
+
+
+@dataclass
+class WorldOutput:
+    world: str
+    events: WorldEvents
+    outcomes: pd.DataFrame
+    timeseries: pd.DataFrame
+    seconds: float
+    sessions: int
+
+
+def simulate_world(task: WorldTask) -> WorldOutput:
+    """Simulate one world and compute its outcomes (a module-level function: runs in workers too)."""
+    t0 = time.perf_counter()
+    sc = task.scenario
+    plan = resolve(sc)
+    exp = sc.experiment
+    cfg = WorldConfig(name=task.world, arms=sc.arms, control=sc.arms.index(sc.control),
+                      assignment=world_assignment(sc, task.world), pre_period=exp.pre_period,
+                      duration=exp.duration, batch_window=exp.batch_window,
+                      retrain_every=exp.retrain_every, slate_size=exp.slate_size, training=exp.training,
+                      record_impressions=True)
+    world = SimWorld(cfg, task.items, task.population, Keys(sc.seed), plan.user_model(), plan.recommender)
+    events = world.run()
+    plan.registry.hook.counterfeed_world_end(scenario=sc, world=task.world, events=events)
+    outcomes = world_outcomes(events, plan.metrics, task.population, exp.pre_period, cfg.horizon)
+    return WorldOutput(task.world, events, outcomes, timeseries(events), time.perf_counter() - t0,
+                       int(events.sessions["user"].size))
+
+
+def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[str], None]) -> list[WorldOutput]:
+    sc = tasks[0].scenario
+    size = sc.population.users * sc.total_days
+    if workers is None:
+        from counterfeed.core.executors import available_cores
+
+        workers = min(len(tasks), available_cores()) if size >= 200_000 else 1
+    results: dict[int, WorldOutput] = {}
+    if workers <= 1:
+        for i, task in enumerate(tasks):
+            results[i] = simulate_world(task)
+            say(f"world {task.world}: {results[i].sessions:,} sessions in {results[i].seconds:.1f} s")
+    else:
+        from counterfeed.core.executors import get_executor
+
+        with get_executor("local", workers=workers) as ex:
+            for i, res in ex.submit_all(simulate_world, tasks):
+                if isinstance(res, BaseException):
+                    raise res
+                results[i] = res
+                say(f"world {res.world}: {res.sessions:,} sessions in {res.seconds:.1f} s")
+    return [results[i] for i in range(len(tasks))]
+
+
+# ------------------------------------------------------------------------------------------------
+# Run directory
+# ------------------------------------------------------------------------------------------------
+
+class RunDirectory:
+    """A run directory written under a hidden temporary name and renamed when complete."""
+
+    def __init__(self, parent: Path, name: str):
+        self.parent = parent
+        self.name = name
+        self.tmp: Path | None = None
+        self.final: Path | None = None
+
+    def create(self) -> Path:
+        try:
+            self.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = self.parent / f".{self.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
+            self.tmp.mkdir()
+        except OSError as exc:
+            raise OutputError(f"cannot create the run directory in '{self.parent}': "
+                              f"{exc.strerror or exc}") from None
+        return self.tmp
+
+    def publish(self) -> Path:
+        assert self.tmp is not None
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = self.parent / f"{self.name}-{stamp}"
+        final, n = base, 1
+        while True:
+            try:
+                os.rename(self.tmp, final) if not final.exists() else None
+            except OSError as exc:
+                raise OutputError(f"cannot publish the run directory '{final}': {exc.strerror or exc}") from None
+            if not self.tmp.exists():
+                break
+            n += 1
+            final = Path(f"{base}-{n}")
+        self.final = final
+        return final
+
+    def discard(self) -> None:
+        if self.tmp is not None and self.tmp.exists():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _write_events(directory: Path, events: WorldEvents, record_impressions: bool) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    wdir = directory / "events" / events.world
+    wdir.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(events.sessions), wdir / "sessions.parquet")
+    if record_impressions and events.impressions is not None:
+        pq.write_table(pa.table(events.impressions.to_dict()), wdir / "impressions.parquet")
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for mod in ("numpy", "pandas", "pyarrow", "simpy", "pluggy", "pydantic", "scipy", "torch",
+                "transformers", "pymc", "nutpie", "arviz"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out[mod] = getattr(m, "__version__", "?")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The run
+# ------------------------------------------------------------------------------------------------
+
+def _srm(scenario: Scenario, ab_outcomes: pd.DataFrame) -> dict[str, Any]:
+    from counterfeed.analysis.srm import srm_check
+
+    counts = {a: int((ab_outcomes["arm"] == a).sum()) for a in scenario.arms}
+    return srm_check(counts, {a: float(scenario.experiment.split[a]) for a in scenario.arms})
+
+
+def _check_estimates(est: Estimator, out: Any) -> list[Estimate]:
+    if not isinstance(out, list) or not all(isinstance(e, Estimate) for e in out):
+        raise PluginError("estimate must return a list of Estimate objects", plugin=est.name, hook="estimate")
+    for e in out:
+        vals = (e.lower, e.point, e.upper)
+        if all(np.isfinite(vals)) and not (e.lower <= e.point <= e.upper):
+            raise PluginError(f"interval [{e.lower:g}, {e.upper:g}] does not contain the point {e.point:g} "
+                              f"({e.metric}, {e.arm})", plugin=est.name, hook="estimate")
+    return out
+
+
+def _score(estimates: list[Estimate], truth: pd.DataFrame) -> None:
+    if truth.empty:
+        return
+    lookup = {(r.metric, r.arm, r.estimand, None if pd.isna(r.segment) else r.segment): r.value
+              for r in truth.itertuples(index=False)}
+    for e in estimates:
+        if e.truth is None:
+            e.score(lookup.get((e.metric, e.arm, e.estimand, e.segment)))
+
+
+def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None, write: bool = True,
+        quiet: bool = True, workers: int | None = None, keep_events: bool = False,
+        log: Callable[[str], None] | None = None) -> RunResult:
+    """Run a scenario: simulate its worlds, estimate, score against the truth, write the run directory.
+
+    Parameters
+    ----------
+    scenario : a :class:`Scenario` or the path of a scenario file.
+    output_dir : parent of the run directory (default: the scenario's ``output.dir``).
+    write : write the run directory (False keeps everything in memory, e.g. for calibration).
+    quiet : no progress messages.
+    workers : processes for the independent worlds (None: automatic; 1: this process).
+    keep_events : keep the worlds' event logs on the returned result.
+    """
+    t_start = time.perf_counter()
+    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    say = log or ((lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)))
+    registry = get_registry()
+    plan = resolve(sc, registry)
+    rundir = RunDirectory(Path(output_dir or sc.output.dir), sc.name) if write else None
+    timings: dict[str, float] = {}
+    try:
+        tmp = rundir.create() if rundir else None
+        registry.hook.counterfeed_run_start(scenario=sc, run_dir=tmp)
+        keys = Keys(sc.seed)
+        t0 = time.perf_counter()
+        catalog = plan.catalog()
+        items = call_plugin(catalog, "build", catalog.build,
+                            CatalogContext(keys=keys, stream=keys.stream("catalog"),
+                                           dimensions=sc.population.dimensions,
+                                           base_dir=str(Path(sc.file).parent) if sc.file else "."))
+        population = build_population(sc.population, keys)
+        timings["setup_s"] = time.perf_counter() - t0
+        say(f"{sc.name}: {population.n:,} users, {items.n:,} items, arms {', '.join(sc.arms)}")
+        t0 = time.perf_counter()
+        tasks = [WorldTask(sc, w, items, population) for w in world_names(sc)]
+        outputs = _simulate_all(tasks, workers, say)
+        timings["simulate_s"] = time.perf_counter() - t0
+        for o in outputs:
+            timings[f"world_{o.world}_s"] = o.seconds
+        total_sessions = sum(o.sessions for o in outputs)
+        outcomes = pd.concat([o.outcomes for o in outputs], ignore_index=True)
+        series = pd.concat([o.timeseries for o in outputs], ignore_index=True)
+        events = {o.world: o.events for o in outputs}
+        infos: dict[str, MetricInfo] = {n: m.info() for n, m in plan.metrics.items()}
+        truth = truth_table(outcomes, sc.arms, sc.control, {n: infos[n] for n in plan.analysed})
+        ab = outcomes[outcomes["world"] == AB_WORLD].drop(columns="world").reset_index(drop=True)
+        srm = _srm(sc, ab)
+        t0 = time.perf_counter()
+        data = AnalysisData(
+            outcomes=ab, arms=sc.arms, control=sc.control,
+            metrics={n: infos[n] for n in plan.analysed}, level=sc.level, seed=sc.seed,
+            events=events[AB_WORLD],
+            extras={"items": items, "n_users": population.n, "slate_size": sc.experiment.slate_size,
+                    "seed": sc.seed, "keys": keys, "population": population,
+                    "arm_specs": {a: (sc.experiment.arms[a].recommender, sc.experiment.arms[a].options)
+                                  for a in sc.arms},
+                    "world_events": events, "all_metrics": infos, "truth": truth, "run_dir": tmp,
+                    "scenario": sc})
+        estimates: list[Estimate] = []
+        for est in plan.estimators:
+            estimates += _check_estimates(est, call_plugin(est, "estimate", est.estimate, data))
+        _score(estimates, truth)
+        timings["analysis_s"] = time.perf_counter() - t0
+        timings["total_s"] = time.perf_counter() - t_start
+        timings["sessions"] = float(total_sessions)
+        timings["sessions_per_s"] = total_sessions / max(timings["simulate_s"], 1e-9)
+        manifest = {
+            "scenario": sc.name, "seed": sc.seed, "counterfeed_version": _version(),
+            "versions": _versions(), "plugins": [p.to_dict() for p in registry.all_plugins()],
+            "timings": timings, "worlds": list(events), "arms": sc.arms, "control": sc.control,
+            "n_users": population.n, "n_items": items.n, "level": sc.level,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "complete": True,
+        }
+        result = RunResult(scenario=sc, seed=sc.seed, estimates=estimates, truth=truth, srm=srm,
+                           outcomes=outcomes, timeseries=series, timings=timings, manifest=manifest,
+                           events=events if keep_events else None)
+        if rundir is not None and tmp is not None:
+            try:
+                result.save_files(tmp)
+                for ev in events.values():
+                    _write_events(tmp, ev, sc.output.events == "impressions")
+                result.write_manifest(tmp)
+                if sc.output.report:
+                    _report(tmp, say)
+                result.run_dir = rundir.publish()
+            except OSError as exc:
+                raise OutputError(f"cannot write the run directory in '{rundir.parent}': "
+                                  f"{exc.strerror or exc}") from None
+            say(f"wrote {result.run_dir}")
+        registry.hook.counterfeed_run_end(scenario=sc, result=result)
+        return result
+    except BaseException:
+        if rundir is not None:
+            rundir.discard()
+        raise
+
+
+def _report(directory: Path, say: Callable[[str], None]) -> None:
+    try:
+        from counterfeed.core.report import write_report
+    except ImportError:  # pragma: no cover - report module is part of the package
+        return
+    write_report(directory)
+
+
+def _version() -> str:
+    from counterfeed import __version__
+
+    return __version__

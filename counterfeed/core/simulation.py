@@ -1,0 +1,302 @@
+"""The SimPy world: user processes, a serving batcher, retraining, and a columnar event sink.
+
+A user is a small process that reads like what it models::
+
+    while visit < horizon:
+        yield world.request(uid, visit)   # visit, ask for a slate, wait until it is served
+        visit = world.next_visit[uid]     # the user model drew the next visit (inf: churned)
+
+Requests are served in batches at the end of each serving window, so a visit at time ``t`` is
+registered directly with the window that contains ``t`` (its request time ``t`` is logged) and the
+user's process wakes when that window's slates have been served and answered: one event per session,
+shared by every request of the window, instead of a timer per user. Nothing observable happens
+between a visit and its window's end, so this is the same model as "wait, then request, then wait
+for the server", at a fraction of the cost.
+
+The serving process closes a window every ``batch_window``: it groups the pending requests by arm,
+asks each arm's recommender for all their slates in one vectorized call, lets the user model respond
+to the whole batch, records the events, and feeds the window's feedback to the recommenders
+(``update``). A retraining process calls ``fit`` on each arm's log every ``retrain_every``. During the
+pre-period everyone is served by the control arm; at ``pre_period`` the world's assignment applies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import simpy
+
+from counterfeed.core.contracts import (Batch, Items, Log, Population, Recommender,
+                                        RecommenderContext, Response, Slates, UserModel, WorldEvents)
+from counterfeed.core.randomness import Keys
+from counterfeed.errors import CounterfeedError, PluginError
+
+__all__ = ["SimWorld", "WorldConfig", "call_plugin"]
+
+
+def call_plugin(plugin: Any, hook: str, fn: Callable, *args: Any) -> Any:
+    """Call a plugin method; anything it raises becomes a PluginError naming it and the hook."""
+    try:
+        return fn(*args)
+    except CounterfeedError:
+        raise
+    except Exception as exc:
+        name = getattr(plugin, "name", type(plugin).__name__)
+        raise PluginError(f"raised {type(exc).__name__}: {exc}", plugin=name, hook=hook) from exc
+
+
+@dataclass
+class WorldConfig:
+    """Everything a world needs besides the plugins (plain data, picklable)."""
+
+    name: str
+    arms: list[str]
+    control: int
+    assignment: np.ndarray      # (n_users,) arm index from the experiment start
+    pre_period: float
+    duration: float
+    batch_window: float
+    retrain_every: float | None
+    slate_size: int
+    training: str = "own"
+    record_impressions: bool = True
+
+    @property
+    def horizon(self) -> float:
+        return self.pre_period + self.duration
+
+
+class SimWorld:
+    """One simulated world. ``run()`` returns its :class:`WorldEvents`."""
+
+    def __init__(self, config: WorldConfig, items: Items, population: Population, keys: Keys,
+                 user_model: UserModel, make_recommender: Callable[[str], Recommender]):
+        self.cfg = config
+        self.items = items
+        self.population = population
+        self.keys = keys
+        self.user_model = user_model
+        self.make_recommender = make_recommender
+        n = population.n
+        self.n = n
+        self.env = simpy.Environment()
+        self.windows: dict[int, tuple[simpy.Event, list[int], list[float]]] = {}
+        self.next_visit = np.full(n, np.inf)
+        self.session_count = np.zeros(n, dtype=np.int64)
+        self.current = np.full(n, config.control, dtype=np.int64)
+        self.policies: dict[int, Recommender] = {}
+        self.streams = [keys.stream(f"policy:{a}") for a in config.arms]
+        self._sessions: list[tuple[np.ndarray, ...]] = []
+        self._logs: list[Log] = []
+        self._has_arrivals = bool(np.any(items.arrival > 0))
+        self.n_batches = 0
+
+    # -- plugins ------------------------------------------------------------------------------
+    def _policy(self, arm: int) -> Recommender:
+        rec = self.policies.get(arm)
+        if rec is None:
+            rec = self.make_recommender(self.cfg.arms[arm])
+            ctx = RecommenderContext(items=self.items, n_users=self.n, slate_size=self.cfg.slate_size,
+                                     keys=self.keys, arm=self.cfg.arms[arm])
+            call_plugin(rec, "setup", rec.setup, ctx)
+            self.policies[arm] = rec
+        return rec
+
+    def _arm_log(self, arm: int) -> Log:
+        log = Log.concat(self._logs)
+        if self.cfg.training == "pooled" or not len(log):
+            return log
+        return log.select(log.arm == arm)
+
+    # -- processes -----------------------------------------------------------------------------
+    def request(self, uid: int, t: float) -> simpy.Event:
+        """Register user ``uid``'s visit at time ``t``; the event fires when its slate was served."""
+        k = int(t / self.cfg.batch_window) + 1
+        w = self.windows.get(k)
+        if w is None:
+            w = self.windows[k] = (self.env.event(), [], [])
+        w[1].append(uid)
+        w[2].append(t)
+        return w[0]
+
+    def _user(self, uid: int, visit: float):
+        horizon = self.cfg.horizon
+        request = self.request
+        next_visit = self.next_visit
+        while visit < horizon:
+            yield request(uid, visit)
+            visit = next_visit[uid]
+
+    def _server(self):
+        env = self.env
+        window = self.cfg.batch_window
+        k = 0
+        while True:
+            k += 1
+            end = k * window
+            if end > self.cfg.horizon + window:
+                return
+            yield env.timeout(max(end - env.now, 0.0))
+            w = self.windows.pop(k, None)
+            if w is None:
+                continue
+            done, pending, pending_time = w
+            users = np.fromiter(pending, dtype=np.int64, count=len(pending))
+            times = np.fromiter(pending_time, dtype=np.float64, count=len(pending))
+            self.serve(users, times, env.now)
+            done.succeed()
+
+    def _start_experiment(self):
+        yield self.env.timeout(self.cfg.pre_period)
+        self.current = self.cfg.assignment.astype(np.int64, copy=True)
+        for arm in np.unique(self.current):
+            rec = self._policy(int(arm))
+            call_plugin(rec, "fit", rec.fit, self._arm_log(int(arm)))
+
+    def _retrain(self):
+        every = self.cfg.retrain_every
+        t = self.cfg.pre_period
+        while True:
+            t += every
+            if t >= self.cfg.horizon:
+                return
+            yield self.env.timeout(t - self.env.now)
+            for arm, rec in self.policies.items():
+                call_plugin(rec, "fit", rec.fit, self._arm_log(arm))
+
+    # -- serving -------------------------------------------------------------------------------
+    def serve(self, users: np.ndarray, times: np.ndarray, now: float) -> None:
+        sessions = self.session_count[users]
+        self.session_count[users] += 1
+        arm_of = self.current[users]
+        available = self.items.available(now) if self._has_arrivals else None
+        arms = np.unique(arm_of)
+        feedback: list[Log] = []
+        for arm in arms:
+            idx = np.nonzero(arm_of == arm)[0] if arms.size > 1 else slice(None)
+            u, s, t = users[idx], sessions[idx], times[idx]
+            rec = self._policy(int(arm))
+            batch = Batch(users=u, sessions=s, time=now, slate_size=self.cfg.slate_size,
+                          stream=self.streams[arm], available=available)
+            slates = call_plugin(rec, "recommend", rec.recommend, batch)
+            _check_slates(rec, slates, batch, self.items.n)
+            resp = call_plugin(self.user_model, "respond", self.user_model.respond,
+                               getattr(self.user_model, "state_"), batch, slates)
+            _check_response(self.user_model, resp, slates)
+            self.next_visit[u] = now + resp.next_gap
+            log = self._record(int(arm), u, s, t, slates, resp)
+            feedback.append(log)
+        self.n_batches += 1
+        if self.cfg.training == "pooled":
+            pooled = Log.concat(feedback)
+            for rec in self.policies.values():
+                call_plugin(rec, "update", rec.update, pooled)
+        else:
+            for arm, log in zip(arms, feedback):
+                rec = self.policies[int(arm)]
+                call_plugin(rec, "update", rec.update, log)
+
+    def _record(self, arm: int, u: np.ndarray, s: np.ndarray, t: np.ndarray, slates: Slates,
+                resp: Response) -> Log:
+        n, k = slates.items.shape
+        clicks = resp.clicks.astype(bool)
+        self._sessions.append((u, s, t, np.full(n, arm, np.int16), np.full(n, k, np.int16),
+                               clicks.sum(axis=1).astype(np.int16), resp.dwell.sum(axis=1),
+                               ~np.isfinite(resp.next_gap)))
+        log = Log(user=np.repeat(u, k), session=np.repeat(s, k), time=np.repeat(t, k),
+                  position=np.tile(np.arange(k, dtype=np.int16), n), item=slates.items.reshape(-1),
+                  click=clicks.reshape(-1), dwell=resp.dwell.reshape(-1).astype(np.float32),
+                  propensity=np.asarray(slates.propensities, dtype=np.float64).reshape(-1),
+                  arm=np.full(n * k, arm, np.int16))
+        if self.cfg.record_impressions or self.cfg.retrain_every is not None or \
+                self.env.now < self.cfg.pre_period:
+            self._logs.append(log)
+        return log
+
+    # -- running -------------------------------------------------------------------------------
+    def run(self) -> WorldEvents:
+        cfg = self.cfg
+        um = self.user_model
+        state = call_plugin(um, "init_state", um.init_state, self.population, self.items, self.keys)
+        um.state_ = state
+        self._policy(cfg.control)
+        if cfg.pre_period > 0:
+            self.env.process(self._start_experiment())
+        else:
+            self.current = cfg.assignment.astype(np.int64, copy=True)
+            for arm in np.unique(self.current):
+                self._policy(int(arm))
+        users = self.population.ids
+        first = np.asarray(call_plugin(um, "first_visit", um.first_visit, state, users), dtype=np.float64)
+        if first.shape != (self.n,) or np.any(~(first > 0)):
+            raise PluginError("first_visit must return one positive gap per user", plugin=um.name,
+                              hook="first_visit")
+        horizon = cfg.horizon
+        process = self.env.process
+        for uid in np.nonzero(first < horizon)[0].tolist():
+            process(self._user(uid, first[uid]))
+        self.env.process(self._server())
+        if cfg.retrain_every is not None:
+            self.env.process(self._retrain())
+        self.env.run(until=horizon)
+        return self._events()
+
+    def _events(self) -> WorldEvents:
+        names = ("user", "session", "time", "arm", "impressions", "clicks", "dwell", "churned")
+        dtypes = (np.int64, np.int64, np.float64, np.int16, np.int16, np.int16, np.float64, bool)
+        if self._sessions:
+            cols = {nm: np.concatenate([row[i] for row in self._sessions]).astype(dt, copy=False)
+                    for i, (nm, dt) in enumerate(zip(names, dtypes))}
+        else:
+            cols = {nm: np.zeros(0, dt) for nm, dt in zip(names, dtypes)}
+        impressions = Log.concat(self._logs) if self.cfg.record_impressions else None
+        return WorldEvents(world=self.cfg.name, n_users=self.n, sessions=cols, impressions=impressions,
+                           start=0.0, end=self.cfg.horizon, arms=list(self.cfg.arms),
+                           assignment=self.cfg.assignment.copy())
+
+
+def _check_slates(rec: Recommender, slates: Any, batch: Batch, n_items: int) -> None:
+    name = getattr(rec, "name", type(rec).__name__)
+
+    def fail(rule: str) -> None:
+        raise PluginError(rule, plugin=name, hook="recommend")
+
+    if not isinstance(slates, Slates):
+        fail(f"must return Slates, got {type(slates).__name__}")
+    items, prop = np.asarray(slates.items), np.asarray(slates.propensities)
+    n = len(batch)
+    n_avail = n_items if batch.available is None else int(batch.available.sum())
+    k = min(batch.slate_size, n_avail)
+    if items.shape != (n, k):
+        fail(f"slate items must have shape ({n}, {k}) (requests, slate size), got {items.shape}")
+    if prop.shape != items.shape:
+        fail(f"propensities must have the shape of the items {items.shape}, got {prop.shape}")
+    if items.dtype.kind not in "iu":
+        fail(f"item ids must be integers, got dtype {items.dtype}")
+    if n == 0:
+        return
+    if items.min() < 0 or items.max() >= n_items:
+        fail(f"item ids must be in [0, {n_items}), got {int(items.min())}..{int(items.max())}")
+    if not np.all((prop > 0) & (prop <= 1)):
+        bad = prop[~((prop > 0) & (prop <= 1))][0]
+        fail(f"propensities must be in (0, 1], got {bad!r}")
+    if k > 1:
+        srt = np.sort(items, axis=1)
+        if np.any(srt[:, 1:] == srt[:, :-1]):
+            fail("a slate shows the same item twice")
+    if batch.available is not None and not batch.available[items].all():
+        fail("a slate shows an item that is not available yet")
+
+
+def _check_response(um: UserModel, resp: Any, slates: Slates) -> None:
+    name = getattr(um, "name", type(um).__name__)
+    if not isinstance(resp, Response):
+        raise PluginError(f"must return Response, got {type(resp).__name__}", plugin=name, hook="respond")
+    shape = slates.items.shape
+    if resp.clicks.shape != shape or resp.dwell.shape != shape or resp.next_gap.shape != shape[:1]:
+        raise PluginError(f"clicks and dwell must have shape {shape} and next_gap ({shape[0]},)",
+                          plugin=name, hook="respond")
+    if np.any(np.isnan(resp.next_gap)) or np.any(resp.next_gap <= 0):
+        raise PluginError("next_gap must be positive (inf for churn)", plugin=name, hook="respond")

@@ -1,0 +1,189 @@
+"""The built-in user model ``choice``: position-biased multinomial-logit choice with satiation,
+return and churn.
+
+Per session of user ``u`` (session index ``s``) shown slate ``i_1..i_k``:
+
+- utility of item ``i``: ``U = preference_scale * p_u . v_i + quality_weight * q_i
+  - satiation_weight * S_u[topic_i] (+ text_scale * t_u . e_i with text interests)``
+- examination: position ``j`` (0-based) is examined with probability ``position_bias ** j``
+  (``examination: position``), or the user scans top-down and stops after a click or with
+  probability ``1 - continue_prob`` per position (``examination: cascade``);
+- choice: multinomial logit among the examined, not yet clicked items and a no-click option of
+  utility ``no_click_utility``, by Gumbel-max with noise keyed per ``(user, session, item)`` so the
+  same item draws the same noise whichever slate it is in; up to ``max_clicks`` rounds;
+- dwell (minutes) of a click: ``dwell_mean * exp(dwell_utility * (U - no_click_utility)) * LogNormal(0, 0.5)``;
+- satiation: each click adds 1 to ``S_u[topic]``; ``S_u`` halves every ``satiation_halflife`` days;
+- satisfaction ``sigma_u``: exponential moving average (weight ``memory``) of clicks per session,
+  starting at ``baseline_satisfaction``;
+- return: next visit after ``Exponential(rate)`` days, ``rate = visit_rate * activity_u *
+  exp(return_weight * (sigma_u - baseline))``;
+- churn: after each session with probability ``min(1, churn_rate * exp(churn_weight * (baseline - sigma_u)))``.
+
+Every random draw is keyed by (user, session, item or position), so worlds share their noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from counterfeed.core.contracts import (Batch, Items, Options, Population, Response, Slates,
+                                        UserModel)
+from counterfeed.core.hookspecs import hookimpl
+from counterfeed.core.randomness import Keys
+
+__all__ = ["ChoiceUserModel", "ChoiceState"]
+
+
+@dataclass
+class ChoiceState:
+    preferences: np.ndarray          # (n, d) latent preferences
+    text_preferences: np.ndarray | None
+    satiation: np.ndarray            # (n, topics) float32
+    last_visit: np.ndarray           # (n,) time of the last satiation update
+    satisfaction: np.ndarray         # (n,)
+    activity: np.ndarray             # (n,)
+    items: Items
+    keys: Keys
+
+
+class ChoiceUserModel(UserModel):
+    """Position-biased MNL choice with satiation, satisfaction-driven return and churn (see module)."""
+
+    name = "choice"
+
+    class Options(Options):
+        preference_scale: float = Field(3.0, ge=0, le=100)
+        quality_weight: float = Field(1.0, ge=-100, le=100)
+        no_click_utility: float = Field(1.5, ge=-100, le=100)
+        examination: Literal["position", "cascade"] = "position"
+        position_bias: float = Field(0.85, gt=0, le=1, description="examination decay per position")
+        continue_prob: float = Field(0.85, gt=0, le=1, description="cascade: probability to look further")
+        max_clicks: int = Field(2, ge=1, le=50)
+        dwell_mean: float = Field(2.0, gt=0, le=1000, description="minutes")
+        dwell_utility: float = Field(0.3, ge=0, le=10)
+        satiation_weight: float = Field(0.3, ge=0, le=100)
+        satiation_halflife: float = Field(2.0, gt=0, le=3650, description="days")
+        visit_rate: float = Field(1.0, gt=0, le=1000, description="visits per day at baseline")
+        return_weight: float = Field(1.0, ge=0, le=100)
+        churn_rate: float = Field(0.01, ge=0, le=1, description="churn probability per session at baseline")
+        churn_weight: float = Field(2.0, ge=0, le=100)
+        baseline_satisfaction: float = Field(0.5, ge=0, le=50)
+        memory: float = Field(0.3, gt=0, le=1, description="weight of the latest session in satisfaction")
+        interests: Literal["latent", "text"] = "latent"
+        text_scale: float = Field(4.0, ge=0, le=100, description="weight of text interests (interests: text)")
+        latent_weight: float = Field(1.0, ge=0, le=1, description="weight of latent interests when interests: text")
+
+    def init_state(self, population: Population, items: Items, keys: Keys) -> ChoiceState:
+        n = population.n
+        text_prefs = None
+        if self.options.interests == "text":
+            if items.embeddings is None or items.topic_text is None:
+                from counterfeed.errors import ModelError
+                raise ModelError("user_model.interests: 'text' needs a catalog with text embeddings "
+                                 "and topic descriptions (e.g. catalog plugin 'synthetic-text')")
+            from counterfeed.text.personas import text_preferences
+
+            text_prefs = text_preferences(population, items, keys.stream("population:text"))
+        return ChoiceState(
+            preferences=population.preferences,
+            text_preferences=text_prefs,
+            satiation=np.zeros((n, max(items.n_topics, 1)), dtype=np.float32),
+            last_visit=np.zeros(n),
+            satisfaction=np.full(n, self.options.baseline_satisfaction),
+            activity=population.activity,
+            items=items,
+            keys=keys,
+        )
+
+    def first_visit(self, state: ChoiceState, users: np.ndarray) -> np.ndarray:
+        rate = self.options.visit_rate * state.activity[users]
+        return state.keys.stream("user:visit").exponential(users, 0) / rate
+
+    def utility(self, state: ChoiceState, users: np.ndarray, items: np.ndarray, t: float) -> np.ndarray:
+        """(n, k) deterministic utility of ``items`` for ``users`` at time ``t`` (decays satiation)."""
+        o = self.options
+        it = state.items
+        dt = np.maximum(t - state.last_visit[users], 0.0)
+        decay = (0.5 ** (dt / o.satiation_halflife)).astype(np.float32)
+        state.satiation[users] *= decay[:, None]
+        state.last_visit[users] = t
+        p = state.preferences[users]
+        util = np.einsum("nd,nkd->nk", p, it.vectors[items])
+        scale = o.preference_scale * (o.latent_weight if state.text_preferences is not None else 1.0)
+        util *= scale
+        if state.text_preferences is not None:
+            util += o.text_scale * np.einsum("ne,nke->nk", state.text_preferences[users],
+                                             it.embeddings[items])
+        util += o.quality_weight * it.quality[items]
+        if o.satiation_weight:
+            util -= o.satiation_weight * np.take_along_axis(state.satiation[users], it.topic[items], axis=1)
+        return util
+
+    def respond(self, state: ChoiceState, batch: Batch, slates: Slates) -> Response:
+        o = self.options
+        users, sessions = batch.users, batch.sessions
+        items = slates.items
+        n, k = items.shape
+        n_items = state.items.n
+        util = self.utility(state, users, items, batch.time)
+        keys = state.keys
+        uu, ss = users[:, None], sessions[:, None]
+        pos = np.arange(k)[None, :]
+        if o.examination == "position":
+            examined = keys.stream("user:examine").uniform(uu, ss, pos) < o.position_bias ** pos
+            rounds = o.max_clicks
+        else:
+            stop = keys.stream("user:examine").uniform(uu, ss, pos) >= o.continue_prob
+            # position j is examined if the user did not stop at any earlier position
+            examined = np.concatenate([np.ones((n, 1), bool), np.cumsum(stop, axis=1)[:, :-1] == 0], axis=1)
+            rounds = 1
+        choice = keys.stream("user:choice")
+        clicked = np.zeros((n, k), dtype=bool)
+        active = np.ones(n, dtype=bool)
+        rows = np.arange(n)
+        stride = n_items + 1
+        for r in range(rounds):
+            g = choice.gumbel(uu, ss, items + 1 + r * stride)
+            v = np.where(examined & ~clicked, util + g, -np.inf)
+            if o.examination == "cascade":
+                # the first examined item whose utility beats its own no-click draw is clicked
+                g0 = choice.gumbel(uu, ss, r * stride + 0 * items)
+                beats = v > o.no_click_utility + g0
+                first = np.argmax(beats, axis=1)
+                click = beats[rows, first]
+                clicked[rows[click], first[click]] = True
+                break
+            best = np.argmax(v, axis=1)
+            g0 = choice.gumbel(users, sessions, r * stride)
+            click = active & (v[rows, best] > o.no_click_utility + g0)
+            clicked[rows[click], best[click]] = True
+            active &= click
+            if not active.any():
+                break
+        dwell = np.zeros((n, k))
+        if clicked.any():
+            noise = keys.stream("user:dwell").normal(uu, ss, items)
+            d = o.dwell_mean * np.exp(o.dwell_utility * (util - o.no_click_utility) + 0.5 * noise)
+            dwell = np.where(clicked, np.minimum(d, 600.0), 0.0)
+            topic = state.items.topic[items]
+            cu, ct = np.nonzero(clicked)
+            np.add.at(state.satiation, (users[cu], topic[cu, ct]), 1.0)
+        n_clicks = clicked.sum(axis=1)
+        s = state.satisfaction[users] * (1 - o.memory) + o.memory * n_clicks
+        state.satisfaction[users] = s
+        base = o.baseline_satisfaction
+        rate = o.visit_rate * state.activity[users] * np.exp(o.return_weight * (s - base))
+        gap = keys.stream("user:visit").exponential(users, sessions + 1) / rate
+        p_churn = np.minimum(1.0, o.churn_rate * np.exp(o.churn_weight * (base - s)))
+        churn = keys.stream("user:churn").uniform(users, sessions) < p_churn
+        gap = np.where(churn, np.inf, gap)
+        return Response(clicks=clicked, dwell=dwell, next_gap=gap)
+
+
+@hookimpl
+def register_user_models(register):
+    register(ChoiceUserModel)
