@@ -75,7 +75,9 @@ def load_yaml(text: str) -> tuple[Any, dict[str, int]]:
         try:
             return constructor.construct_object(n, deep=True)
         except yaml.YAMLError as exc:
-            raise YamlProblem(f"invalid value: {exc}", n.start_mark.line + 1) from None
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise YamlProblem(f"invalid value: {problem} (tag {n.tag}); only plain YAML values are allowed",
+                              n.start_mark.line + 1) from None
 
     data = build(node, "", 0)
     lines.pop(".<key>", None)

@@ -105,10 +105,12 @@ class SimWorld:
         return rec
 
     def _arm_log(self, arm: int) -> Log:
+        """The log an arm learns from: the shared pre-period history plus its own arm's data
+        (or every arm's data with ``training: pooled``)."""
         log = Log.concat(self._logs)
         if self.cfg.training == "pooled" or not len(log):
             return log
-        return log.select(log.arm == arm)
+        return log.select((log.time < self.cfg.pre_period) | (log.arm == arm))
 
     # -- processes -----------------------------------------------------------------------------
     def request(self, uid: int, t: float) -> simpy.Event:

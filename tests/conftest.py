@@ -1,0 +1,37 @@
+"""Shared fixtures: small scenarios that run in a second or two."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+
+from counterfeed.core.scenario import Scenario  # noqa: E402
+
+SMALL = {
+    "name": "small",
+    "seed": 11,
+    "population": {"users": 300, "dimensions": 8},
+    "catalog": {"plugin": "synthetic", "items": 120, "topics": 6},
+    "user_model": {"plugin": "choice"},
+    "experiment": {
+        "arms": {"control": {"recommender": "popularity"}, "treatment": {"recommender": "random"}},
+        "duration": "4d", "pre_period": "2d", "batch_window": "2h", "retrain_every": "1d",
+        "slate_size": 5,
+    },
+    "output": {"report": False},
+}
+
+
+def small_scenario(**overrides) -> Scenario:
+    """The small scenario with dotted-path overrides."""
+    sc = Scenario.from_dict(SMALL)
+    return sc.with_overrides(overrides) if overrides else sc
+
+
+@pytest.fixture
+def small():
+    return small_scenario
