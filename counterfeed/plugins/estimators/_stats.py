@@ -1,0 +1,232 @@
+"""Numerical helpers shared by the classical and Bayesian A/B estimators.
+
+Everything here works on plain NumPy arrays of per-user values and returns plain Python floats,
+so results go straight into :class:`~counterfeed.core.contracts.Estimate` diagnostics. Degenerate
+inputs (constant arms, zero variance) give defined answers without NumPy warnings; inputs that
+cannot be analysed raise :class:`~counterfeed.errors.ModelError` with a message naming the
+estimator, metric, arm and segment.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+from scipy import stats
+
+from counterfeed.core.contracts import AnalysisData, MetricInfo
+from counterfeed.errors import ModelError
+
+__all__ = ["ArmStats", "Comparison", "mean_stats", "ratio_stats", "welch", "relative_delta",
+           "normal_interval", "where", "select_metrics", "iter_groups", "arm_values",
+           "ratio_columns", "SmallGroup"]
+
+_TINY = 1e-12
+
+
+class SmallGroup(ModelError):
+    """A group (arm within a segment) has too few users; whole-population callers re-raise it."""
+
+
+@dataclass(frozen=True)
+class ArmStats:
+    """Summary of one arm: its point estimate (mean or ratio), the variance of that point, n, sd."""
+
+    n: int
+    point: float
+    var: float
+    sd: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def se(self) -> float:
+        return math.sqrt(self.var)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Arm minus control (or a relative lift): point, standard error, interval, p-value, df."""
+
+    point: float
+    se: float
+    lower: float
+    upper: float
+    p_value: float
+    df: float
+
+
+def where(metric: str, arm: str | None = None, segment: str | None = None) -> str:
+    """``metric 'x', arm 'b', segment 's'`` for error messages."""
+    parts = [f"metric '{metric}'"]
+    if arm is not None:
+        parts.append(f"arm '{arm}'")
+    if segment is not None:
+        parts.append(f"segment '{segment}'")
+    return ", ".join(parts)
+
+
+def _sample_var(v: np.ndarray) -> float:
+    """Unbiased sample variance; exactly 0 for a constant array (no rounding residue)."""
+    if v.size < 2:
+        return math.nan
+    if float(np.max(v)) == float(np.min(v)):
+        return 0.0
+    return float(np.var(v, ddof=1))
+
+
+def mean_stats(y: np.ndarray, *, ctx: str) -> ArmStats:
+    """Mean of per-user values ``y`` with ``var = s^2 / n``; needs at least 2 users."""
+    y = np.asarray(y, dtype=np.float64)
+    n = int(y.size)
+    if n < 2:
+        raise SmallGroup(f"{ctx}: needs at least 2 users with a value, got {n}")
+    mean = float(y[0]) if float(np.max(y)) == float(np.min(y)) else float(np.mean(y))
+    s2 = _sample_var(y)
+    return ArmStats(n, mean, s2 / n, math.sqrt(s2), {"mean": mean, "sd": math.sqrt(s2)})
+
+
+def ratio_stats(x: np.ndarray, y: np.ndarray, *, ctx: str) -> ArmStats:
+    """Ratio of sums ``R = sum(x) / sum(y)`` with the delta-method variance.
+
+    Notes
+    -----
+    With per-user numerator ``x_i`` and denominator ``y_i`` (users are the randomization unit),
+
+    .. math:: \\operatorname{Var}(R) \\approx \\frac{1}{n}\\Big(\\frac{\\sigma_x^2}{\\mu_y^2}
+              - 2\\frac{\\mu_x \\sigma_{xy}}{\\mu_y^3} + \\frac{\\mu_x^2 \\sigma_y^2}{\\mu_y^4}\\Big)
+              = \\frac{\\operatorname{Var}(x - R y)}{n \\mu_y^2},
+
+    computed as the sample variance of the linearized values ``(x_i - R y_i) / mean(y)`` over n
+    (Deng, Knoblich and Lu 2018, "Applying the Delta Method in Metric Analytics", KDD).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = int(x.size)
+    if n < 2:
+        raise SmallGroup(f"{ctx}: needs at least 2 users with a value, got {n}")
+    sx, sy = float(np.sum(x)), float(np.sum(y))
+    if sy == 0.0:
+        raise ModelError(f"{ctx}: the denominator sums to 0, so the ratio is undefined")
+    r = sx / sy
+    my = sy / n
+    lin = (x - r * y) / my
+    scale = max(1.0, abs(r)) * _TINY
+    s2 = 0.0 if float(np.max(np.abs(lin))) <= scale else _sample_var(lin)
+    extra = {"ratio": r, "numerator_sum": sx, "denominator_sum": sy,
+             "numerator_mean": sx / n, "denominator_mean": my, "sd_linearized": math.sqrt(s2)}
+    return ArmStats(n, r, s2 / n, math.sqrt(s2), extra)
+
+
+def _two_sided(stat: float, df: float) -> float:
+    if math.isinf(df):
+        return float(2.0 * stats.norm.sf(abs(stat)))
+    return float(2.0 * stats.t.sf(abs(stat), df))
+
+
+def _quantile(level: float, df: float) -> float:
+    q = 0.5 + level / 2.0
+    return float(stats.norm.ppf(q) if math.isinf(df) else stats.t.ppf(q, df))
+
+
+def normal_interval(point: float, se: float, level: float, df: float = math.inf) -> Comparison:
+    """``point +- q se`` with a t (finite ``df``) or normal quantile; p-value of ``point = 0``.
+
+    A zero standard error gives a zero-width interval and p-value 1 (point 0) or 0 (point != 0).
+    """
+    if not (se > 0.0 and math.isfinite(se)):
+        return Comparison(point, 0.0, point, point, 1.0 if point == 0.0 else 0.0, df)
+    q = _quantile(level, df)
+    return Comparison(point, se, point - q * se, point + q * se, _two_sided(point / se, df), df)
+
+
+def welch(t: ArmStats, c: ArmStats, level: float) -> Comparison:
+    """Welch's unequal-variance t interval and test for ``t.point - c.point``.
+
+    Notes
+    -----
+    ``se^2 = v_t + v_c`` (``v`` the variance of each arm's point) and the Welch-Satterthwaite
+    degrees of freedom ``df = (v_t + v_c)^2 / (v_t^2 / (n_t - 1) + v_c^2 / (n_c - 1))``
+    (Welch 1947, Biometrika 34, 28-35). With zero variance in both arms ``df = n_t + n_c - 2``.
+    """
+    d = t.point - c.point
+    vt, vc = t.var, c.var
+    se = math.sqrt(vt + vc)
+    if se == 0.0:
+        return normal_interval(d, 0.0, level, float(t.n + c.n - 2))
+    den = vt * vt / (t.n - 1) + vc * vc / (c.n - 1)
+    df = (vt + vc) ** 2 / den if den > 0.0 else math.inf
+    return normal_interval(d, se, level, df)
+
+
+def relative_delta(t: ArmStats, c: ArmStats, level: float) -> Comparison | None:
+    """Relative lift ``t / c - 1`` with the delta-method variance; None when the control is 0.
+
+    Notes
+    -----
+    For independent arms, ``Var(m_t / m_c) ~ v_t / m_c^2 + m_t^2 v_c / m_c^4`` (Deng et al. 2018,
+    section 3.3); the interval uses the normal quantile.
+    """
+    if c.point == 0.0:
+        return None
+    r = t.point / c.point - 1.0
+    var = t.var / c.point ** 2 + t.point ** 2 * c.var / c.point ** 4
+    return normal_interval(r, math.sqrt(var), level)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading AnalysisData
+# --------------------------------------------------------------------------------------------
+
+
+def select_metrics(data: AnalysisData, chosen: list[str] | None, estimator: str) -> list[str]:
+    """The metrics to analyse, each checked to be known and present in the outcomes."""
+    names = list(chosen) if chosen else list(data.metrics)
+    for m in names:
+        if m not in data.metrics:
+            known = ", ".join(sorted(data.metrics)) or "none"
+            raise ModelError(f"{estimator}: unknown metric '{m}'; the scenario's metrics are: {known}")
+        info = data.metrics[m]
+        cols = ratio_columns(info) if info.kind == "ratio" else (m,)
+        for col in cols:
+            if col not in data.outcomes.columns:
+                raise ModelError(f"{estimator}: column '{col}' of metric '{m}' is missing from the outcomes")
+    return names
+
+
+def ratio_columns(info: MetricInfo) -> tuple[str, str]:
+    """(numerator, denominator) column names of a ratio metric."""
+    if not info.numerator or not info.denominator:
+        raise ModelError(f"ratio metric '{info.name}' must name its numerator and denominator")
+    return info.numerator, info.denominator
+
+
+def iter_groups(data: AnalysisData, segments: bool) -> Iterator[tuple[str | None, Any]]:
+    """(None, all outcomes), then (segment name, rows) for each segment when ``segments``."""
+    yield None, data.outcomes
+    if segments and "segment" in data.outcomes.columns:
+        seg = data.outcomes["segment"].astype(str)
+        for name in sorted(seg.unique()):
+            yield name, data.outcomes[(seg == name).to_numpy()]
+
+
+def arm_values(frame: Any, data: AnalysisData, columns: tuple[str, ...], *, ctx: str,
+               ) -> dict[str, np.ndarray]:
+    """Per arm, a (n, len(columns)) float array of the rows with no missing value in ``columns``.
+
+    Every arm of the experiment must have users; rows with a NaN in any column are dropped
+    (e.g. a per-session mean for a user with no session); infinite values are an error.
+    """
+    arm_col = frame["arm"].astype(str).to_numpy()
+    block = frame[list(columns)].to_numpy(dtype=np.float64, na_value=np.nan)
+    out: dict[str, np.ndarray] = {}
+    for arm in [data.control, *data.treatments]:
+        rows = block[arm_col == arm]
+        rows = rows[~np.any(np.isnan(rows), axis=1)]
+        if not np.all(np.isfinite(rows)):
+            raise ModelError(f"{ctx}, arm '{arm}': infinite values in {', '.join(columns)}")
+        if rows.shape[0] == 0:
+            raise SmallGroup(f"{ctx}, arm '{arm}': the arm has no users with a value")
+        out[arm] = rows
+    return out

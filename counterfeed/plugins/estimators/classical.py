@@ -1,0 +1,286 @@
+"""Classical A/B estimators: difference in means (Welch), ratio metrics (delta method), CUPED.
+
+All three share one driver: per metric (and per segment when ``segments: true``) they summarize
+each arm, compare every treatment arm with the control, add the relative lift when asked, and
+adjust p-values across treatment arms (``correction: holm | bh``). Users are the randomization
+unit: ratio metrics are analysed per user with the delta method, never per impression.
+
+Multiple treatment arms (``correction``), per metric and segment, for difference and relative
+estimates separately:
+
+- ``holm``: Holm step-down adjusted p-values; intervals at the Bonferroni level
+  ``1 - (1 - level) / m`` (m treatment arms), which are simultaneous at ``level``.
+  ``Estimate.level`` stays ``level`` (the family's); ``diagnostics["interval_level"]`` is the
+  per-interval level.
+- ``bh``: Benjamini-Hochberg adjusted p-values (FDR); intervals stay at ``level``.
+- ``diagnostics["p_value_raw"]`` always holds the unadjusted p-value.
+
+This module also registers :class:`~counterfeed.plugins.estimators.bayesian_ab.BayesianAB`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from typing import Any, Literal
+
+import numpy as np
+
+from counterfeed.analysis.multiple import adjust_pvalues, bonferroni_level
+from counterfeed.core.contracts import (AnalysisData, Estimate, Estimator, EstimatorOptions,
+                                        MetricInfo)
+from counterfeed.core.hookspecs import hookimpl
+from counterfeed.errors import ModelError
+from counterfeed.plugins.estimators.bayesian_ab import BayesianAB
+from counterfeed.plugins.estimators._stats import (ArmStats, Comparison, SmallGroup, arm_values,
+                                                   iter_groups, mean_stats, ratio_columns,
+                                                   ratio_stats, relative_delta, select_metrics,
+                                                   welch, where)
+
+__all__ = ["ClassicalOptions", "DifferenceInMeans", "RatioDeltaMethod", "CUPED", "BayesianAB",
+           "register_estimators"]
+
+
+class ClassicalOptions(EstimatorOptions):
+    """Options of the classical estimators."""
+
+    relative: bool = True
+    correction: Literal["none", "holm", "bh"] = "none"
+    segments: bool = False
+
+
+class _ArmComparisons(Estimator):
+    """Shared driver: arm summaries -> Welch/delta comparisons -> corrected estimates."""
+
+    Options = ClassicalOptions
+    method: str = ""
+
+    def _metrics(self, data: AnalysisData) -> list[str]:
+        return select_metrics(data, self.options.metrics, self.name)
+
+    @abstractmethod
+    def _arm_stats(self, frame: Any, data: AnalysisData, metric: str, info: MetricInfo,
+                   segment: str | None) -> tuple[dict[str, ArmStats], dict[str, Any]]:
+        """Per-arm summaries of ``metric`` in ``frame`` and diagnostics shared by its estimates."""
+
+    def estimate(self, data: AnalysisData) -> list[Estimate]:
+        if data.control not in data.arms or not data.treatments:
+            raise ModelError(f"{self.name}: needs a control arm and at least one treatment arm, "
+                             f"got arms {data.arms} with control '{data.control}'")
+        level = self.level_for(data)
+        out: list[Estimate] = []
+        for metric in self._metrics(data):
+            info = data.metrics[metric]
+            for segment, frame in iter_groups(data, self.options.segments):
+                try:
+                    arms, common = self._arm_stats(frame, data, metric, info, segment)
+                except SmallGroup as exc:
+                    if segment is None:
+                        raise ModelError(f"{self.name}: {exc}") from None
+                    continue  # a segment too small to analyse is left out
+                out.extend(self._compare(data, metric, segment, arms, common, level))
+        return out
+
+    def _compare(self, data: AnalysisData, metric: str, segment: str | None,
+                 arms: dict[str, ArmStats], common: dict[str, Any], level: float) -> list[Estimate]:
+        treatments = data.treatments
+        corr = self.options.correction
+        ilevel = bonferroni_level(level, len(treatments)) if corr == "holm" else level
+        control = arms[data.control]
+        diffs = [welch(arms[a], control, ilevel) for a in treatments]
+        rels: list[Comparison | None] = ([relative_delta(arms[a], control, ilevel) for a in treatments]
+                                         if self.options.relative else [None] * len(treatments))
+        p_diff = adjust_pvalues([d.p_value for d in diffs], corr)
+        have = [i for i, r in enumerate(rels) if r is not None]
+        p_rel = dict(zip(have, adjust_pvalues([rels[i].p_value for i in have], corr)))
+        per_arm = common.pop("per_arm", {})
+        out = []
+        for i, arm in enumerate(treatments):
+            t = arms[arm]
+            base = {"method": self.method, "n_control": control.n, "n_treatment": t.n,
+                    **{f"{k}_control": v for k, v in control.extra.items()},
+                    **{f"{k}_treatment": v for k, v in t.extra.items()},
+                    "correction": corr, "family_level": level, "interval_level": ilevel,
+                    "n_comparisons": len(treatments), **common, **per_arm.get(arm, {})}
+            out.append(self._estimate(data, metric, arm, segment, "difference", diffs[i],
+                                      float(p_diff[i]), base))
+            r = rels[i]
+            if r is not None:
+                out.append(self._estimate(data, metric, arm, segment, "relative", r,
+                                          float(p_rel[i]), base))
+        return out
+
+    def _estimate(self, data: AnalysisData, metric: str, arm: str, segment: str | None,
+                  estimand: str, c: Comparison, p_adj: float, base: dict[str, Any]) -> Estimate:
+        diag = {**base, "se": c.se, "df": c.df if math.isfinite(c.df) else None,
+                "p_value_raw": c.p_value}
+        return Estimate(estimator=self.name, metric=metric, arm=arm, control=data.control,
+                        point=c.point, lower=c.lower, upper=c.upper, level=base["family_level"],
+                        estimand=estimand, segment=segment, p_value=p_adj, diagnostics=diag)
+
+    # -- per-arm summaries shared by subclasses ---------------------------------------------
+    def _means(self, frame: Any, data: AnalysisData, metric: str, segment: str | None,
+               ) -> dict[str, ArmStats]:
+        ctx = where(metric, segment=segment)
+        vals = arm_values(frame, data, (metric,), ctx=ctx)
+        return {a: mean_stats(v[:, 0], ctx=f"{ctx}, arm '{a}'") for a, v in vals.items()}
+
+    def _ratios(self, frame: Any, data: AnalysisData, metric: str, info: MetricInfo,
+                segment: str | None) -> dict[str, ArmStats]:
+        ctx = where(metric, segment=segment)
+        vals = arm_values(frame, data, ratio_columns(info), ctx=ctx)
+        return {a: ratio_stats(v[:, 0], v[:, 1], ctx=f"{self.name}: {ctx}, arm '{a}'")
+                for a, v in vals.items()}
+
+
+class DifferenceInMeans(_ArmComparisons):
+    """Difference in means with Welch's t interval; delta-method ratio for ratio metrics.
+
+    Formula: ``d = mean(Y | arm) - mean(Y | control)``,
+    ``se = sqrt(s_t^2 / n_t + s_c^2 / n_c)``, interval ``d +- t_{df, (1+level)/2} se`` with the
+    Welch-Satterthwaite ``df``; two-sided p-value of ``d = 0``. With ``relative: true`` also
+    ``m_t / m_c - 1`` with the delta-method standard error and a normal interval (omitted when the
+    control mean is 0). A ratio metric (``MetricInfo.kind == "ratio"``) is analysed exactly as
+    :class:`RatioDeltaMethod` does.
+
+    Assumptions: users are randomized independently to arms and are the unit of analysis; the
+    arm means are approximately normal (central limit theorem); no interference between users.
+    Rows whose metric is NaN are left out.
+
+    Reference: Welch, B. L. (1947). The generalization of "Student's" problem when several
+    different population variances are involved. Biometrika 34, 28-35. Kohavi, Tang and Xu
+    (2020), Trustworthy Online Controlled Experiments, ch. 17.
+    """
+
+    name = "diff-in-means"
+    method = "welch"
+
+    def _arm_stats(self, frame, data, metric, info, segment):
+        if info.kind == "ratio":
+            return self._ratios(frame, data, metric, info, segment), {"method": "delta-ratio"}
+        return self._means(frame, data, metric, segment), {}
+
+
+class RatioDeltaMethod(_ArmComparisons):
+    """Ratio metrics (e.g. CTR = clicks / impressions) by the delta method, users as the unit.
+
+    Formula: per arm ``R = sum_i X_i / sum_i Y_i`` over users ``i``;
+    ``Var(R) ~ Var(X - R Y) / (n mean(Y)^2)`` (first-order Taylor expansion of ``mean(X)/mean(Y)``);
+    ``d = R_t - R_c`` with ``se = sqrt(Var(R_t) + Var(R_c))`` and a Welch-Satterthwaite t interval
+    on the linearized values; relative lift ``R_t / R_c - 1`` by the delta method again.
+
+    Assumptions: users (not impressions) are randomized and independent, so clicks of one user
+    are correlated and are never treated as independent trials; enough users per arm for the
+    first-order expansion (the mean denominator is not close to 0).
+
+    Options: ``metrics`` defaults to every ratio metric of the scenario; naming a non-ratio
+    metric is an error (use ``diff-in-means``).
+
+    Reference: Deng, A., Knoblich, U. and Lu, J. (2018). Applying the Delta Method in Metric
+    Analytics: A Practical Guide with Novel Ideas. KDD '18.
+    """
+
+    name = "ratio"
+    method = "delta-ratio"
+
+    def _metrics(self, data):
+        if not self.options.metrics:
+            names = [m for m, info in data.metrics.items() if info.kind == "ratio"]
+            if not names:
+                raise ModelError(f"{self.name}: the scenario has no ratio metrics "
+                                 f"(metrics: {', '.join(data.metrics) or 'none'})")
+            return select_metrics(data, names, self.name)
+        names = select_metrics(data, self.options.metrics, self.name)
+        for m in names:
+            if data.metrics[m].kind != "ratio":
+                raise ModelError(f"{self.name}: metric '{m}' is a {data.metrics[m].kind} metric, not a "
+                                 f"ratio; use estimator 'diff-in-means' for it")
+        return names
+
+    def _arm_stats(self, frame, data, metric, info, segment):
+        return self._ratios(frame, data, metric, info, segment), {}
+
+
+class CUPED(_ArmComparisons):
+    """CUPED: difference in means of the outcome adjusted by its pre-period value.
+
+    Formula: with ``Y`` the metric and ``X = pre_<metric>`` the same metric over the pre-period,
+    ``theta = sum_a sum_i (Y - Ybar_a)(X - Xbar_a) / sum_a sum_i (X - Xbar_a)^2`` (the pooled
+    within-arm regression slope), ``Y_cv = Y - theta (X - Xbar)`` with ``Xbar`` the mean over all
+    users, then Welch's interval on ``Y_cv``:
+    ``d_cv = (Ybar_t - Ybar_c) - theta (Xbar_t - Xbar_c)``. The within-arm variance falls by the
+    factor ``1 - rho^2`` (rho the pooled within-arm correlation of Y and X); diagnostics report
+    ``theta``, ``rho``, ``variance_reduction = 1 - var(Y_cv) / var(Y)`` (pooled within arms)
+    and ``se_unadjusted``.
+
+    Assumptions: the covariate is measured before treatment, so it is independent of the
+    assignment and the adjustment adds no bias; the estimated ``theta`` is treated as known
+    (its sampling error is O(1/n)). A missing pre-period value is replaced by the mean of the
+    observed ones. Ratio metrics are left out when ``metrics`` is unset and refused (a
+    ``ModelError``) when named: adjust their numerator and denominator sum metrics, or use
+    ``ratio``.
+
+    Reference: Deng, A., Xu, Y., Kohavi, R. and Walker, T. (2013). Improving the Sensitivity of
+    Online Controlled Experiments by Utilizing Pre-Experiment Data. WSDM '13.
+    """
+
+    name = "cuped"
+    method = "cuped"
+
+    def _metrics(self, data):
+        if not self.options.metrics:  # default: every metric it can adjust (ratio metrics are skipped)
+            names = [m for m, info in data.metrics.items() if info.kind != "ratio"]
+            if not names:
+                raise ModelError(f"{self.name}: the scenario has only ratio metrics; cuped needs sum, mean "
+                                 f"or binary metrics (use estimator 'ratio')")
+        names = select_metrics(data, self.options.metrics or names, self.name)
+        for m in names:
+            if data.metrics[m].kind == "ratio":
+                raise ModelError(f"{self.name}: metric '{m}' is a ratio metric; cuped needs sum, mean "
+                                 f"or binary metrics (use estimator 'ratio', or cuped on its numerator "
+                                 f"and denominator)")
+            if f"pre_{m}" not in data.outcomes.columns:
+                raise ModelError(f"{self.name}: cuped needs a pre-period: set experiment.pre_period "
+                                 f"(column 'pre_{m}' is missing from the outcomes)")
+        return names
+
+    def _arm_stats(self, frame, data, metric, info, segment):
+        pre = f"pre_{metric}"
+        filled = frame[[metric, pre, "arm"]].copy()
+        filled[pre] = filled[pre].astype("float64").fillna(filled[pre].astype("float64").mean())
+        ctx = where(metric, segment=segment)
+        vals = arm_values(filled, data, (metric, pre), ctx=ctx)
+        for a, v in vals.items():
+            if v.shape[0] < 2:
+                raise SmallGroup(f"{ctx}, arm '{a}': needs at least 2 users with a value, got {v.shape[0]}")
+        sxy = sxx = syy = 0.0
+        for v in vals.values():
+            dy, dx = v[:, 0] - v[:, 0].mean(), v[:, 1] - v[:, 1].mean()
+            sxy += float(dy @ dx)
+            sxx += float(dx @ dx)
+            syy += float(dy @ dy)
+        theta = sxy / sxx if sxx > 0.0 else 0.0
+        rho = sxy / math.sqrt(sxx * syy) if sxx > 0.0 and syy > 0.0 else 0.0
+        xbar = float(np.mean(np.concatenate([v[:, 1] for v in vals.values()])))
+        stats_adj, raw = {}, {}
+        for a, v in vals.items():
+            c = f"{ctx}, arm '{a}'"
+            stats_adj[a] = mean_stats(v[:, 0] - theta * (v[:, 1] - xbar), ctx=c)
+            raw[a] = mean_stats(v[:, 0], ctx=c)
+        s_adj = sum((s.n - 1) * s.sd ** 2 for s in stats_adj.values())
+        s_raw = sum((s.n - 1) * s.sd ** 2 for s in raw.values())
+        common = {"theta": theta, "rho": rho, "covariate": pre,
+                  "variance_reduction": 1.0 - s_adj / s_raw if s_raw > 0.0 else 0.0,
+                  "pre_mean": xbar}
+        common["per_arm"] = {a: {"se_unadjusted": math.sqrt(raw[a].var + raw[data.control].var),
+                                 "mean_unadjusted_treatment": raw[a].point,
+                                 "mean_unadjusted_control": raw[data.control].point}
+                             for a in data.treatments}
+        return stats_adj, common
+
+
+@hookimpl
+def register_estimators(register):
+    """Register the classical estimators and the Bayesian A/B estimator."""
+    for cls in (DifferenceInMeans, RatioDeltaMethod, CUPED, BayesianAB):
+        register(cls)
