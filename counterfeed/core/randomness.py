@@ -62,6 +62,71 @@ def _as_u64(a) -> np.ndarray:
     return arr.astype(np.uint64, copy=False)
 
 
+def _numpy_uniform(key: np.uint64, user, session, slot) -> np.ndarray:
+    """Reference implementation in plain NumPy (used when numba is unavailable)."""
+    with np.errstate(over="ignore"):
+        h = mix64(key ^ (_as_u64(user) * _C_USER))
+        h = mix64(h + _as_u64(session) * _C_SESSION + _GOLDEN)
+        b = mix64(h + _as_u64(slot) * _C_SLOT)
+    return ((b >> _U64(11)).astype(np.float64) + 0.5) * _INV_2_53
+
+
+def _build_kernels():
+    """numba ufuncs computing the same hash in one pass (no temporaries, one call per draw)."""
+    import numba
+
+    def _mix(x):
+        x = x ^ (x >> numba.uint64(30))
+        x = x * numba.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> numba.uint64(27))
+        x = x * numba.uint64(0x94D049BB133111EB)
+        return x ^ (x >> numba.uint64(31))
+
+    mix = numba.njit(inline="always")(_mix)
+    sig = ["float64(uint64, int64, int64, int64)"]
+
+    @numba.njit(inline="always")
+    def _u(key, user, session, slot):
+        h = mix(key ^ (numba.uint64(user) * numba.uint64(0xD6E8FEB86659FD93)))
+        h = mix(h + numba.uint64(session) * numba.uint64(0xA0761D6478BD642F) + numba.uint64(0x9E3779B97F4A7C15))
+        b = mix(h + numba.uint64(slot) * numba.uint64(0xE7037ED1A0B428DB))
+        return (float(b >> numba.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
+
+    @numba.vectorize(sig, cache=True)
+    def uniform(key, user, session, slot):
+        return _u(key, user, session, slot)
+
+    @numba.vectorize(sig, cache=True)
+    def gumbel(key, user, session, slot):
+        return -np.log(-np.log(_u(key, user, session, slot)))
+
+    @numba.vectorize(sig, cache=True)
+    def exponential(key, user, session, slot):
+        return -np.log(_u(key, user, session, slot))
+
+    return uniform, gumbel, exponential
+
+
+_KERNELS = None
+
+
+def _kernels():
+    global _KERNELS
+    if _KERNELS is None:
+        try:
+            _KERNELS = _build_kernels()
+        except Exception:  # numba missing or unusable: NumPy reference path
+            _KERNELS = False
+    return _KERNELS
+
+
+def _i64(a) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.dtype.kind == "f":
+        raise TypeError("random keys must be integers")
+    return arr if arr.dtype == np.int64 else arr.astype(np.int64)
+
+
 class Stream:
     """One named stream; draws are vectorized over broadcastable integer key arrays.
 
@@ -84,8 +149,10 @@ class Stream:
 
     def uniform(self, user, session=0, slot=0) -> np.ndarray:
         """Uniform(0, 1), open at both ends (53-bit resolution)."""
-        b = self.bits(user, session, slot)
-        return ((b >> _U64(11)).astype(np.float64) + 0.5) * _INV_2_53
+        k = _kernels()
+        if k:
+            return k[0](self.key, _i64(user), _i64(session), _i64(slot))
+        return _numpy_uniform(self.key, user, session, slot)
 
     def normal(self, user, session=0, slot=0) -> np.ndarray:
         """Standard normal by inversion of a keyed uniform."""
@@ -93,10 +160,16 @@ class Stream:
 
     def gumbel(self, user, session=0, slot=0) -> np.ndarray:
         """Standard Gumbel, -log(-log U)."""
+        k = _kernels()
+        if k:
+            return k[1](self.key, _i64(user), _i64(session), _i64(slot))
         return -np.log(-np.log(self.uniform(user, session, slot)))
 
     def exponential(self, user, session=0, slot=0) -> np.ndarray:
         """Exponential with rate 1."""
+        k = _kernels()
+        if k:
+            return k[2](self.key, _i64(user), _i64(session), _i64(slot))
         return -np.log(self.uniform(user, session, slot))
 
     def integers(self, high, user, session=0, slot=0) -> np.ndarray:

@@ -18,6 +18,21 @@ asks each arm's recommender for all their slates in one vectorized call, lets th
 to the whole batch, records the events, and feeds the window's feedback to the recommenders
 (``update``). A retraining process calls ``fit`` on each arm's log every ``retrain_every``. During the
 pre-period everyone is served by the control arm; at ``pre_period`` the world's assignment applies.
+
+Training data (``training``): ``own`` (default) -- each arm learns from the shared pre-period history
+plus its own arm's impressions; ``pooled`` -- every arm learns from every arm's impressions (a source
+of interference: in the A/B world an arm learns from data its counterfactual world never has);
+``weighted`` -- like ``own``, but each experiment-period impression of arm ``a`` counts ``1 / share_a``
+times (``share_a`` = the arm's share of the world's users), so every arm's data volume matches its
+full-traffic world. Weights are applied by replication with keyed stochastic rounding: an impression
+is passed ``floor(w) + 1{U < w - floor(w)}`` times (``U`` keyed by user, session, position), which
+is exact for count-based models and for integer ``w`` (a 50/50 split) and needs nothing from the
+recommender.
+
+Two optional extensions are attached by the runner: an ``allocator`` (adaptive allocation, assigns
+users at their first experiment-period visit, :mod:`counterfeed.core.allocation`) and extra SimPy
+``processes`` (phase boundaries, :mod:`counterfeed.core.phases`), which switch the assignment with
+:meth:`SimWorld.set_assignment`.
 """
 
 from __future__ import annotations
@@ -92,6 +107,10 @@ class SimWorld:
         self._logs: list[Log] = []
         self._has_arrivals = bool(np.any(items.arrival > 0))
         self.n_batches = 0
+        self.allocator: Any = None      # adaptive allocation (counterfeed.core.allocation)
+        self.processes: list[Callable[["SimWorld"], Any]] = []  # extra SimPy processes (phases)
+        self._fitted: set[int] = set()
+        self._weights: np.ndarray | None = None  # training: weighted -> per-arm impression weight
 
     # -- plugins ------------------------------------------------------------------------------
     def _policy(self, arm: int) -> Recommender:
@@ -110,7 +129,42 @@ class SimWorld:
         log = Log.concat(self._logs)
         if self.cfg.training == "pooled" or not len(log):
             return log
-        return log.select((log.time < self.cfg.pre_period) | (log.arm == arm))
+        log = log.select((log.time < self.cfg.pre_period) | (log.arm == arm))
+        if self.cfg.training == "weighted":
+            log = self._replicate(log, arm, log.time >= self.cfg.pre_period)
+        return log
+
+    def _arm_weights(self) -> np.ndarray:
+        """``1 / share`` of every arm in the current assignment (1 for an arm without users)."""
+        counts = np.bincount(self.current[self.current >= 0], minlength=len(self.cfg.arms))
+        return np.where(counts > 0, self.n / np.maximum(counts, 1), 1.0)
+
+    def _replicate(self, log: Log, arm: int, mask: np.ndarray | None = None) -> Log:
+        """``log`` with the rows in ``mask`` repeated by the arm's weight (keyed stochastic rounding)."""
+        if self._weights is None:
+            self._weights = self._arm_weights()
+        w = float(self._weights[arm])
+        if w == 1.0 or not len(log):
+            return log
+        base = np.floor(w)
+        reps = np.full(len(log), base, dtype=np.int64)
+        if w > base:
+            u = self.keys.stream("training:weight").uniform(log.user, log.session, log.position)
+            reps += (u < w - base).astype(np.int64)
+        if mask is not None:
+            reps = np.where(mask, reps, 1)
+        return log.select(np.repeat(np.arange(len(log)), reps))
+
+    def set_assignment(self, assignment: np.ndarray) -> None:
+        """Switch the arm of every user (-1: not assigned yet); arms new to serving are fitted first."""
+        self.current = np.asarray(assignment, dtype=np.int64).copy()
+        self._weights = None
+        for arm in np.unique(self.current[self.current >= 0]):
+            arm = int(arm)
+            if arm not in self._fitted:
+                rec = self._policy(arm)
+                call_plugin(rec, "fit", rec.fit, self._arm_log(arm))
+                self._fitted.add(arm)
 
     # -- processes -----------------------------------------------------------------------------
     def request(self, uid: int, t: float) -> simpy.Event:
@@ -131,15 +185,15 @@ class SimWorld:
             yield request(uid, visit)
             visit = next_visit[uid]
 
+    def n_windows(self) -> int:
+        """Serving windows until the horizon; the last one ends at or just after it."""
+        return max(1, int(np.ceil(self.cfg.horizon / self.cfg.batch_window - 1e-9)))
+
     def _server(self):
         env = self.env
         window = self.cfg.batch_window
-        k = 0
-        while True:
-            k += 1
+        for k in range(1, self.n_windows() + 1):
             end = k * window
-            if end > self.cfg.horizon + window:
-                return
             yield env.timeout(max(end - env.now, 0.0))
             w = self.windows.pop(k, None)
             if w is None:
@@ -153,9 +207,13 @@ class SimWorld:
     def _start_experiment(self):
         yield self.env.timeout(self.cfg.pre_period)
         self.current = self.cfg.assignment.astype(np.int64, copy=True)
-        for arm in np.unique(self.current):
+        self._weights = None
+        if self.allocator is not None:
+            self.allocator.start(self)
+        for arm in np.unique(self.current[self.current >= 0]):
             rec = self._policy(int(arm))
             call_plugin(rec, "fit", rec.fit, self._arm_log(int(arm)))
+            self._fitted.add(int(arm))
 
     def _retrain(self):
         every = self.cfg.retrain_every
@@ -172,6 +230,8 @@ class SimWorld:
     def serve(self, users: np.ndarray, times: np.ndarray, now: float) -> None:
         sessions = self.session_count[users]
         self.session_count[users] += 1
+        if self.allocator is not None:
+            self.allocator.assign_new(self, users, now)
         arm_of = self.current[users]
         available = self.items.available(now) if self._has_arrivals else None
         arms = np.unique(arm_of)
@@ -195,6 +255,10 @@ class SimWorld:
             pooled = Log.concat(feedback)
             for rec in self.policies.values():
                 call_plugin(rec, "update", rec.update, pooled)
+        elif self.cfg.training == "weighted" and now > self.cfg.pre_period:
+            for arm, log in zip(arms, feedback):
+                rec = self.policies[int(arm)]
+                call_plugin(rec, "update", rec.update, self._replicate(log, int(arm)))
         else:
             for arm, log in zip(arms, feedback):
                 rec = self.policies[int(arm)]
@@ -228,8 +292,11 @@ class SimWorld:
             self.env.process(self._start_experiment())
         else:
             self.current = cfg.assignment.astype(np.int64, copy=True)
-            for arm in np.unique(self.current):
+            if self.allocator is not None:
+                self.allocator.start(self)
+            for arm in np.unique(self.current[self.current >= 0]):
                 self._policy(int(arm))
+                self._fitted.add(int(arm))
         users = self.population.ids
         first = np.asarray(call_plugin(um, "first_visit", um.first_visit, state, users), dtype=np.float64)
         if first.shape != (self.n,) or np.any(~(first > 0)):
@@ -239,10 +306,12 @@ class SimWorld:
         process = self.env.process
         for uid in np.nonzero(first < horizon)[0].tolist():
             process(self._user(uid, first[uid]))
-        self.env.process(self._server())
+        server = self.env.process(self._server())
         if cfg.retrain_every is not None:
             self.env.process(self._retrain())
-        self.env.run(until=horizon)
+        for make in self.processes:
+            self.env.process(make(self))
+        self.env.run(until=server)
         return self._events()
 
     def _events(self) -> WorldEvents:
@@ -254,9 +323,12 @@ class SimWorld:
         else:
             cols = {nm: np.zeros(0, dt) for nm, dt in zip(names, dtypes)}
         impressions = Log.concat(self._logs) if self.cfg.record_impressions else None
+        assignment = self.cfg.assignment.copy()
+        if self.allocator is not None:
+            assignment = self.allocator.final_assignment(self)
         return WorldEvents(world=self.cfg.name, n_users=self.n, sessions=cols, impressions=impressions,
                            start=0.0, end=self.cfg.horizon, arms=list(self.cfg.arms),
-                           assignment=self.cfg.assignment.copy())
+                           assignment=assignment)
 
 
 def _check_slates(rec: Recommender, slates: Any, batch: Batch, n_items: int) -> None:

@@ -143,35 +143,36 @@ class ChoiceUserModel(UserModel):
             rounds = 1
         choice = keys.stream("user:choice")
         clicked = np.zeros((n, k), dtype=bool)
-        active = np.ones(n, dtype=bool)
-        rows = np.arange(n)
         stride = n_items + 1
-        for r in range(rounds):
-            g = choice.gumbel(uu, ss, items + 1 + r * stride)
-            v = np.where(examined & ~clicked, util + g, -np.inf)
-            if o.examination == "cascade":
-                # the first examined item whose utility beats its own no-click draw is clicked
-                g0 = choice.gumbel(uu, ss, r * stride + 0 * items)
-                beats = v > o.no_click_utility + g0
-                first = np.argmax(beats, axis=1)
-                click = beats[rows, first]
-                clicked[rows[click], first[click]] = True
-                break
-            best = np.argmax(v, axis=1)
-            g0 = choice.gumbel(users, sessions, r * stride)
-            click = active & (v[rows, best] > o.no_click_utility + g0)
-            clicked[rows[click], best[click]] = True
-            active &= click
-            if not active.any():
-                break
+        if o.examination == "cascade":
+            # the first examined item whose utility beats its own no-click draw is clicked
+            g = choice.gumbel(uu, ss, items + 1)
+            g0 = choice.gumbel(uu, ss, 0 * items)
+            beats = examined & (util + g > o.no_click_utility + g0)
+            first = np.argmax(beats, axis=1)
+            hit = np.nonzero(beats[np.arange(n), first])[0]
+            clicked[hit, first[hit]] = True
+        else:
+            rows = np.arange(n)  # requests still choosing
+            for r in range(o.max_clicks):
+                ur, sr = users[rows], sessions[rows]
+                g = choice.gumbel(ur[:, None], sr[:, None], items[rows] + 1 + r * stride)
+                v = np.where(examined[rows] & ~clicked[rows], util[rows] + g, -np.inf)
+                best = np.argmax(v, axis=1)
+                g0 = choice.gumbel(ur, sr, r * stride)
+                click = v[np.arange(rows.size), best] > o.no_click_utility + g0
+                rows, best = rows[click], best[click]
+                clicked[rows, best] = True
+                if not rows.size:
+                    break
         dwell = np.zeros((n, k))
         if clicked.any():
-            noise = keys.stream("user:dwell").normal(uu, ss, items)
-            d = o.dwell_mean * np.exp(o.dwell_utility * (util - o.no_click_utility) + 0.5 * noise)
-            dwell = np.where(clicked, np.minimum(d, 600.0), 0.0)
-            topic = state.items.topic[items]
             cu, ct = np.nonzero(clicked)
-            np.add.at(state.satiation, (users[cu], topic[cu, ct]), 1.0)
+            it_c = items[cu, ct]
+            noise = keys.stream("user:dwell").normal(users[cu], sessions[cu], it_c)
+            d = o.dwell_mean * np.exp(o.dwell_utility * (util[cu, ct] - o.no_click_utility) + 0.5 * noise)
+            dwell[cu, ct] = np.minimum(d, 600.0)
+            np.add.at(state.satiation, (users[cu], state.items.topic[it_c]), 1.0)
         n_clicks = clicked.sum(axis=1)
         s = state.satisfaction[users] * (1 - o.memory) + o.memory * n_clicks
         state.satisfaction[users] = s
