@@ -205,7 +205,8 @@ def make_slates(batch: Batch, scores: np.ndarray, exploration: str = "none", *, 
                 temperature: float = 1.0, candidates: int | None = None) -> Slates:
     """Dispatch on the exploration scheme. ``scores`` is (n, n_items) or (n_items,) shared by all rows."""
     if exploration == "none":
-        items = topk(scores, batch.slate_size, batch.available)
+        k = min(batch.slate_size, _available_ids(batch, scores.shape[-1]).size)
+        items = topk(scores, k, batch.available)
         if items.ndim == 1:
             items = np.broadcast_to(items, (len(batch), items.size))
         return Slates(items, np.ones(items.shape), _gather(scores, items))
@@ -214,3 +215,66 @@ def make_slates(batch: Batch, scores: np.ndarray, exploration: str = "none", *, 
     if exploration == "softmax":
         return softmax_slates(batch, scores, temperature, candidates)
     raise ValueError(f"unknown exploration {exploration!r}")
+
+
+def slate_propensities(batch: Batch, scores: np.ndarray, exploration: str, items: np.ndarray, *,
+                       epsilon: float = 0.1, temperature: float = 1.0,
+                       candidates: int | None = None) -> np.ndarray:
+    """(n, k) exact probability that :func:`make_slates` shows ``items[r, j]`` at position ``j``.
+
+    The probability is 0 where that is impossible (an unavailable item, a position past the slate,
+    an item that cannot reach that position under the scheme). It needs no draw, so it gives the
+    target probabilities of any given slates, e.g. logged ones, for off-policy evaluation.
+    """
+    items = np.asarray(items, dtype=np.int64)
+    n, kq = items.shape
+    n_items = scores.shape[-1]
+    avail = _available_ids(batch, n_items)
+    k = min(batch.slate_size, avail.size)
+    out = np.zeros((n, kq))
+    kk = min(k, kq)
+    if kk == 0:
+        return out
+    valid = (items >= 0) & (items < n_items)
+    it = np.where(valid, items, 0)
+    is_avail = np.zeros(n_items, bool)
+    is_avail[avail] = True
+    valid &= is_avail[it]
+    if exploration == "none" or (exploration == "epsilon" and (avail.size - k <= 0 or epsilon <= 0)):
+        greedy = topk(scores, k, batch.available)
+        greedy = np.broadcast_to(greedy, (n, k)) if greedy.ndim == 1 else greedy
+        out[:, :kk] = (greedy[:, :kk] == it[:, :kk]) & valid[:, :kk]
+        return out
+    if exploration == "epsilon":
+        greedy = topk(scores, k, batch.available)
+        greedy = np.broadcast_to(greedy, (n, k)) if greedy.ndim == 1 else greedy
+        m = avail.size - k
+        q = it[:, :kk]
+        at_greedy = greedy[:, :kk] == q
+        in_greedy = (greedy[:, None, :] == q[:, :, None]).any(axis=2)
+        p = np.where(at_greedy, 1.0 - epsilon, np.where(in_greedy, 0.0, epsilon / m))
+        out[:, :kk] = np.where(valid[:, :kk], p, 0.0)
+        return out
+    if exploration == "softmax":
+        c = avail.size if candidates is None else max(k, min(int(candidates), avail.size))
+        ranked = topk(scores, c, batch.available)
+        ranked = np.broadcast_to(ranked, (n, c)) if ranked.ndim == 1 else ranked
+        s = _gather(scores, ranked)
+        strata_len = -(-c // k)
+        pad = strata_len * k - c
+        if pad:
+            s = np.concatenate([s, np.full((n, pad), -np.inf)], axis=1)
+        s3 = s.reshape(n, strata_len, k) / max(temperature, 1e-12)
+        s3 = s3 - s3.max(axis=1, keepdims=True)
+        w = np.exp(s3)
+        p = (w / w.sum(axis=1, keepdims=True)).reshape(n, strata_len * k)
+        rank = np.full((n, n_items), -1, np.int64)
+        np.put_along_axis(rank, ranked, np.broadcast_to(np.arange(c), (n, c)), axis=1)
+        rq = np.take_along_axis(rank, it[:, :kk], axis=1)
+        ok = valid[:, :kk] & (rq >= 0) & (rq % k == np.arange(kk)[None, :])
+        out[:, :kk] = np.where(ok, np.take_along_axis(p, np.maximum(rq, 0), axis=1), 0.0)
+        return out
+    raise ValueError(f"unknown exploration {exploration!r}")
+
+
+__all__.append("slate_propensities")

@@ -1,0 +1,182 @@
+"""Conformance rules for estimators (:class:`counterfeed.Estimator`).
+
+Data come from :func:`counterfeed.testing.fixtures.make_analysis_data`: 400 users in two arms with
+``clicks`` and ``impressions`` (sums), ``retained`` (binary) and ``ctr`` (ratio of clicks to
+impressions), each with its ``pre_`` column. Every rule records warnings: an estimator must not
+let a numpy/scipy warning escape on any of these inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from counterfeed.core.contracts import AnalysisData, Estimate
+from counterfeed.errors import CounterfeedError
+from counterfeed.testing._core import Broken, Rule, Subject, common_rules, record_warnings, warning_text
+from counterfeed.testing.fixtures import make_analysis_data
+
+__all__ = ["ESTIMATOR_RULES"]
+
+
+def _estimate(s: Subject, data: AnalysisData, est: Any = None) -> list[Estimate]:
+    est = s.new() if est is None else est
+    with record_warnings() as records:
+        out = s.call(est, "estimate", data)
+    if records:
+        raise Broken(f"estimate emitted a warning: {warning_text(records)}")
+    if not isinstance(out, list) or not all(isinstance(e, Estimate) for e in out):
+        raise Broken(f"estimate must return a list of Estimate, got {type(out).__name__}")
+    return out
+
+
+def _key(e: Estimate) -> tuple[Any, ...]:
+    return (e.estimator, e.metric, e.arm, e.control, e.segment, e.estimand)
+
+
+def _finite(e: Estimate) -> bool:
+    return all(isinstance(v, (int, float, np.floating)) and math.isfinite(v) for v in (e.point, e.lower, e.upper))
+
+
+def _check_estimate(e: Estimate, data: AnalysisData) -> None:
+    label = f"estimate {e.metric}/{e.arm}" + (f"/{e.segment}" if e.segment else "")
+    if not _finite(e):
+        raise Broken(f"{label}: point and interval must be finite numbers, got "
+                     f"point={e.point!r} lower={e.lower!r} upper={e.upper!r}")
+    if not (e.lower <= e.point <= e.upper):
+        raise Broken(f"{label}: needs lower <= point <= upper, got {e.lower:g} <= {e.point:g} <= {e.upper:g}")
+    for field in ("p_value", "prob_better"):
+        v = getattr(e, field)
+        if v is not None and not (0.0 <= float(v) <= 1.0):
+            raise Broken(f"{label}: {field} must be in [0, 1], got {v!r}")
+
+
+def _level_option(s: Subject) -> float | None:
+    return s.options.get("level")
+
+
+def _rule_estimates(s: Subject) -> None:
+    data = make_analysis_data(seed=1)
+    out = _estimate(s, data)
+    if not out:
+        raise Broken("estimate returned no estimates for two arms and four metrics")
+    want_level = _level_option(s) or data.level
+    for e in out:
+        if not isinstance(e.estimator, str) or not e.estimator:
+            raise Broken("Estimate.estimator must name the estimator")
+        if e.metric not in data.metrics:
+            raise Broken(f"estimate for unknown metric {e.metric!r} (metrics: {', '.join(data.metrics)})")
+        if e.arm not in data.treatments or e.control != data.control:
+            raise Broken(f"estimate compares {e.arm!r} with {e.control!r}; expected a treatment arm "
+                         f"({', '.join(data.treatments)}) against the control {data.control!r}")
+        if abs(e.level - want_level) > 1e-12:
+            raise Broken(f"estimate has level {e.level}, expected {want_level}")
+
+
+def _rule_ordered(s: Subject) -> None:
+    data = make_analysis_data(seed=2)
+    for e in _estimate(s, data):
+        _check_estimate(e, data)
+
+
+def _rule_level(s: Subject) -> None:
+    if _level_option(s) is not None:  # the option overrides the data's level: test without it
+        s = Subject(s.kind, s.cls, {k: v for k, v in s.options.items() if k != "level"})
+    wide = {_key(e): e for e in _estimate(s, make_analysis_data(seed=3, level=0.95))}
+    narrow = {_key(e): e for e in _estimate(s, make_analysis_data(seed=3, level=0.8))}
+    strictly = 0
+    for key, a in narrow.items():
+        if abs(a.level - 0.8) > 1e-12:
+            raise Broken(f"with data.level = 0.8 the estimate reports level {a.level}")
+        b = wide.get(key)
+        if b is None or not (_finite(a) and _finite(b)):
+            continue
+        wa, wb = a.upper - a.lower, b.upper - b.lower
+        if wa > wb + 1e-9 * max(1.0, abs(wb)):
+            raise Broken(f"the 80% interval of {a.metric}/{a.arm} ({wa:g} wide) is wider than the 95% one ({wb:g})")
+        strictly += wa < wb
+    if narrow and not strictly:
+        raise Broken("no 80% interval is narrower than its 95% interval: the level is ignored")
+
+
+def _rule_deterministic(s: Subject) -> None:
+    data = make_analysis_data(seed=4)
+    a = {_key(e): e for e in _estimate(s, data)}
+    b = {_key(e): e for e in _estimate(s, make_analysis_data(seed=4))}
+    if a.keys() != b.keys():
+        raise Broken("two runs on the same data returned different sets of estimates")
+    for key, ea in a.items():
+        eb = b[key]
+        if not np.allclose([ea.point, ea.lower, ea.upper], [eb.point, eb.lower, eb.upper], rtol=1e-9, atol=0,
+                           equal_nan=True):
+            raise Broken(f"two runs on the same data differ for {ea.metric}/{ea.arm}: "
+                         f"{ea.point:g} [{ea.lower:g}, {ea.upper:g}] vs {eb.point:g} [{eb.lower:g}, {eb.upper:g}] "
+                         "(seed randomness from data.seed)")
+
+
+def _rule_input_unchanged(s: Subject) -> None:
+    data = make_analysis_data(seed=5)
+    before = data.outcomes.copy(deep=True)
+    _estimate(s, data)
+    if not before.equals(data.outcomes):
+        raise Broken("estimate modified data.outcomes; work on a copy")
+
+
+def _degenerate(case: str) -> Any:
+    def check(s: Subject) -> None:
+        data = make_analysis_data(seed=6, degenerate=case)
+        est = s.new()
+        try:
+            with record_warnings() as records:
+                out = est.estimate(data)
+        except CounterfeedError:
+            return  # a clear, user-facing error is a correct answer to degenerate data
+        except Exception as exc:
+            raise Broken(f"on degenerate data ({case}) estimate raised {type(exc).__name__}: {exc}; raise a "
+                         "CounterfeedError (e.g. DataError) with a clear message or return finite estimates") from exc
+        if records:
+            raise Broken(f"on degenerate data ({case}) estimate emitted a warning: {warning_text(records)}")
+        for e in out:
+            try:
+                _check_estimate(e, data)
+            except Broken as exc:
+                raise Broken(f"on degenerate data ({case}): {exc}") from None
+    return check
+
+
+def _rule_metrics_option(s: Subject) -> None:
+    if "metrics" not in s.cls.Options.model_fields:
+        return
+    refused = []
+    for metric in ("clicks", "retained", "ctr"):  # an estimator may refuse a kind of metric it cannot handle
+        sub = Subject(s.kind, s.cls, {**s.options, "metrics": [metric]})
+        try:
+            got = {e.metric for e in _estimate(sub, make_analysis_data(seed=7))}
+        except Broken as exc:
+            if isinstance(exc.__cause__, CounterfeedError):
+                refused.append(f"{metric}: {exc.__cause__}")
+                continue
+            raise
+        if got - {metric}:
+            raise Broken(f"with metrics=[{metric!r}] it estimated {sorted(got)}")
+        return
+    raise Broken("refused every single metric it was asked for: " + "; ".join(refused))
+
+
+ESTIMATOR_RULES: list[Rule] = common_rules("estimator") + [
+    Rule("returns_estimates", "Returns Estimates for treatment arms vs the control, at the data's level.",
+         _rule_estimates),
+    Rule("interval_ordered", "Finite point and interval with lower <= point <= upper; p-values in [0, 1].",
+         _rule_ordered),
+    Rule("level_honoured", "The 80% interval is no wider than the 95% one, and narrower for some estimate.",
+         _rule_level),
+    Rule("deterministic", "The same data give the same estimates.", _rule_deterministic),
+    Rule("input_unchanged", "`estimate` does not modify `data.outcomes`.", _rule_input_unchanged),
+    Rule("degenerate_all_zeros", "All-zero outcomes give a CounterfeedError or finite estimates, never a "
+         "raw exception or a warning.", _degenerate("zeros")),
+    Rule("degenerate_one_user_per_arm", "One user per arm gives a CounterfeedError or finite estimates, never "
+         "a raw exception or a warning.", _degenerate("one-per-arm")),
+    Rule("metrics_option", "The `metrics` option limits the metrics analysed.", _rule_metrics_option),
+]
