@@ -1,0 +1,235 @@
+"""Executors: run independent tasks (replications, sweep points, worlds) serially, on a local process
+pool, or on Dask distributed, with the same results whichever ran them.
+
+Every executor has one method that matters::
+
+    with get_executor("local", workers=4) as ex:
+        for index, result in ex.submit_all(fn, tasks):
+            if isinstance(result, BaseException):
+                ...  # the task raised: record it, the other tasks go on
+            else:
+                ...
+
+``fn`` must be a module-level function and ``tasks`` plain picklable data (dicts, numbers, strings),
+because the ``local`` and ``dask`` executors send them to other processes. Results are yielded as
+tasks complete (``index`` is the position in ``tasks``), so a caller can persist each one at once.
+A task that raises yields the exception object instead of raising it.
+
+Kinds
+-----
+``serial``
+    In-process, in task order. For tests, debugging and ``workers=1``.
+``local``
+    A :class:`concurrent.futures.ProcessPoolExecutor` (``fork`` start method on Linux, so workers
+    start fast and inherit imported modules). Default workers: the cores this process may use
+    (``os.sched_getaffinity``).
+``dask``
+    A ``distributed.LocalCluster`` (processes, one thread per worker) started and closed by the
+    executor, or, with ``scheduler="tcp://host:port"``, an existing cluster reached through
+    ``distributed.Client``. Workers of an existing cluster must be able to import counterfeed and
+    the module that defines ``fn``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from counterfeed.errors import CounterfeedError
+
+__all__ = ["Executor", "SerialExecutor", "LocalExecutor", "DaskExecutor", "get_executor",
+           "available_cores", "EXECUTOR_KINDS"]
+
+EXECUTOR_KINDS = ("serial", "local", "dask")
+
+
+def available_cores() -> int:
+    """The number of cores this process may run on (CPU affinity where the OS reports it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class Executor:
+    """Base class: runs ``fn(task)`` for every task and yields ``(index, result_or_exception)``."""
+
+    kind = "base"
+
+    def __init__(self, workers: int | None = None):
+        if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
+            raise CounterfeedError(f"workers must be a positive integer, got {workers!r}")
+        self.workers = int(workers) if workers is not None else None
+        self._closed = False
+
+    def submit_all(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """Run ``fn`` on every task; yield ``(index, result)`` as tasks finish (exceptions as values)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release workers (idempotent)."""
+        self._closed = True
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(workers={self.workers})"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+
+
+class SerialExecutor(Executor):
+    """Runs tasks one after the other in this process."""
+
+    kind = "serial"
+
+    def __init__(self, workers: int | None = None):
+        super().__init__(workers)
+        self.workers = 1
+
+    def submit_all(self, fn, tasks):
+        self._check_open()
+        for i, task in enumerate(tasks):
+            try:
+                result = fn(task)
+            except Exception as exc:  # noqa: BLE001 -- a task's failure is data for the caller
+                result = exc
+            yield i, result
+
+
+def _noop() -> int:
+    return os.getpid()
+
+
+class LocalExecutor(Executor):
+    """A process pool on this machine (``fork`` on Linux; the platform default elsewhere)."""
+
+    kind = "local"
+
+    def __init__(self, workers: int | None = None):
+        super().__init__(workers)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.workers = self.workers or available_cores()
+        ctx = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        # With fork every worker starts at the first submit: do it now, before the caller starts
+        # threads of its own (progress bars), so no child inherits a lock held by another thread.
+        self._pool.submit(_noop).result()
+
+    def submit_all(self, fn, tasks):
+        self._check_open()
+        from concurrent.futures import as_completed
+
+        futures = {self._pool.submit(fn, task): i for i, task in enumerate(tasks)}
+        try:
+            for fut in as_completed(futures):
+                exc = fut.exception()
+                yield futures[fut], (exc if exc is not None else fut.result())
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        super().close()
+
+
+class DaskExecutor(Executor):
+    """Dask distributed: a LocalCluster it owns, or an existing scheduler (``tcp://host:port``)."""
+
+    kind = "dask"
+
+    def __init__(self, workers: int | None = None, scheduler: str | None = None,
+                 connect_timeout: float = 30.0):
+        super().__init__(workers)
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:  # pragma: no cover - distributed is a dependency
+            raise CounterfeedError("the dask executor needs 'distributed' (pip install 'dask[distributed]')") from exc
+        self.scheduler = scheduler
+        self._cluster = None
+        if scheduler:
+            if not isinstance(scheduler, str) or "://" not in scheduler:
+                raise CounterfeedError(f"scheduler must be an address such as tcp://127.0.0.1:8786, got {scheduler!r}")
+            try:
+                self._client = Client(scheduler, timeout=connect_timeout)
+            except (OSError, TimeoutError) as exc:
+                raise CounterfeedError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from None
+            self.workers = len(self._client.scheduler_info().get("workers", {})) or self.workers
+        else:
+            self.workers = self.workers or available_cores()
+            self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=None, silence_logs=logging.ERROR)
+            self._client = Client(self._cluster)
+
+    @property
+    def client(self):
+        """The ``distributed.Client`` in use."""
+        return self._client
+
+    def submit_all(self, fn, tasks):
+        self._check_open()
+        from distributed import as_completed
+
+        futures = self._client.map(fn, list(tasks), pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        try:
+            for fut in as_completed(futures):
+                if fut.status == "error":
+                    result: Any = fut.exception()
+                elif fut.status == "cancelled":
+                    result = RuntimeError("task was cancelled (a worker may have died)")
+                else:
+                    try:
+                        result = fut.result()
+                    except Exception as exc:  # noqa: BLE001
+                        result = exc
+                yield index[fut.key], result
+                fut.release()
+        finally:
+            self._client.cancel([f for f in futures if not f.done()])
+
+    def close(self) -> None:
+        if not self._closed:
+            try:
+                self._client.close()
+            finally:
+                if self._cluster is not None:
+                    self._cluster.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        where = self.scheduler or "LocalCluster"
+        return f"DaskExecutor({where}, workers={self.workers})"
+
+
+def get_executor(kind: str = "local", workers: int | None = None, scheduler: str | None = None) -> Executor:
+    """An executor by kind: ``serial``, ``local`` or ``dask`` (``scheduler`` implies ``dask``).
+
+    ``workers=1`` with ``kind="local"`` gives the serial executor (no pool for one worker).
+    """
+    if scheduler:
+        if kind not in ("dask", "local"):
+            raise CounterfeedError(f"--scheduler needs the dask executor, not '{kind}'")
+        return DaskExecutor(workers=workers, scheduler=scheduler)
+    if kind == "serial":
+        return SerialExecutor(workers)
+    if kind == "local":
+        if workers == 1:
+            return SerialExecutor(1)
+        return LocalExecutor(workers)
+    if kind == "dask":
+        return DaskExecutor(workers=workers)
+    raise CounterfeedError(f"unknown executor '{kind}'; expected one of: {', '.join(EXECUTOR_KINDS)}")
