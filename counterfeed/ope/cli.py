@@ -1,0 +1,123 @@
+"""``counterfeed ope``: evaluate a policy offline from a logged-feedback file."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import click
+
+__all__ = ["ope"]
+
+_EPILOG = """\b
+Examples:
+  counterfeed ope logs.parquet --policy popularity --estimators ips,snips,dr --json
+  counterfeed ope logs.csv --target-probs target.parquet --columns item=item_id,reward=click
+  counterfeed ope logs.parquet --policy popularity --policy-option exploration=epsilon \\
+      --policy-option epsilon=0.05 --clip 50 --bootstrap 500
+"""
+
+
+def _option_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _parse_policy_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.ClickException(f"--policy-option '{pair}' must look like key=value")
+        k, v = pair.split("=", 1)
+        out[k.strip()] = _option_value(v.strip())
+    return out
+
+
+def _fmt(x: float) -> str:
+    return "nan" if not math.isfinite(x) else f"{x:.5f}"
+
+
+@click.command("ope", epilog=_EPILOG)
+@click.argument("log_path", metavar="LOG", type=click.Path(dir_okay=False))
+@click.option("--policy", help="Registered recommender to evaluate (the target policy).")
+@click.option("--policy-option", "policy_options", multiple=True, metavar="KEY=VALUE",
+              help="Option of the target recommender (repeatable); values are YAML scalars.")
+@click.option("--target-probs", type=click.Path(dir_okay=False),
+              help="Table of target probabilities: round,position,item,prob or item,position,prob.")
+@click.option("--estimators", default="ips,snips,dr", show_default=True,
+              help="Comma-separated: dm, ips, snips, dr, sndr, switch-dr, dr-os.")
+@click.option("--columns", help="Column mapping, e.g. item=item_id,reward=click.")
+@click.option("--level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
+              show_default=True, help="Interval level.")
+@click.option("--clip", type=click.FloatRange(0, min_open=True), help="Maximum importance weight.")
+@click.option("--tau", type=click.FloatRange(0), default=10.0, show_default=True, help="Switch-DR threshold.")
+@click.option("--lambda", "lam", type=click.FloatRange(0), default=100.0, show_default=True,
+              help="DR-OS shrinkage.")
+@click.option("--folds", type=click.IntRange(1), default=5, show_default=True,
+              help="Cross-fitting folds of the reward model.")
+@click.option("--bootstrap", type=click.IntRange(0), default=0, show_default=True,
+              help="Bootstrap draws over rounds (0: analytic intervals).")
+@click.option("--slate-size", type=click.IntRange(1), help="Slate size (default: largest logged position + 1).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of folds, bootstrap and policy draws.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def ope(log_path, policy, policy_options, target_probs, estimators, columns, level, clip, tau, lam, folds,
+        bootstrap, slate_size, seed, as_json):
+    """Estimate how a policy would do from logged impressions with propensities (off-policy evaluation).
+
+    LOG is a CSV or Parquet file with one row per impression (round, item, position, reward,
+    propensity), or a counterfeed impression log. Give the target as a registered recommender
+    (--policy) or as explicit probabilities (--target-probs). See docs/ope.md.
+    """
+    from counterfeed.errors import CounterfeedError
+
+    if (policy is None) == (target_probs is None):
+        raise click.ClickException("give exactly one of --policy and --target-probs")
+    if policy_options and policy is None:
+        raise click.ClickException("--policy-option needs --policy")
+    try:
+        results = _run(log_path, policy, _parse_policy_options(policy_options), target_probs, estimators,
+                       columns, level, clip, tau, lam, folds, bootstrap, slate_size, seed)
+    except CounterfeedError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2, default=float))
+        return
+    _print_table(results, log_path)
+
+
+def _run(log_path, policy, options, target_probs, estimators, columns, level, clip, tau, lam, folds,
+         bootstrap, slate_size, seed):
+    from counterfeed.ope import evaluate, load_log, load_target, target_from_recommender
+
+    log = load_log(log_path, columns, slate_size=slate_size)
+    if policy is not None:
+        target = target_from_recommender(log, policy, options, seed=seed, slate_size=slate_size)
+    else:
+        target = load_target(target_probs, log)
+    names = [e for e in (s.strip() for s in estimators.split(",")) if e]
+    if not names:
+        raise click.ClickException("--estimators is empty")
+    return evaluate(log, target, names, clip=clip, level=level, bootstrap=bootstrap, seed=seed, folds=folds,
+                    tau=tau, lam=lam)
+
+
+def _print_table(results, log_path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    first = results[0]
+    d0 = first.diagnostics
+    table = Table(title=f"Off-policy evaluation of {log_path}: {d0['n_impressions']} impressions, "
+                        f"{d0['n_rounds']} rounds; logging policy value {_fmt(first.logging_value)}")
+    for col in ("estimator", "value", f"{first.level:.0%} interval", "se", "ESS", "max weight", "clipped"):
+        table.add_column(col, justify="left" if col == "estimator" else "right", no_wrap=True)
+    for r in results:
+        d = r.diagnostics
+        table.add_row(r.estimator, _fmt(r.value), f"[{_fmt(r.lower)}, {_fmt(r.upper)}]", _fmt(r.se),
+                      f"{d['ess']:.0f}", f"{d['max_weight']:.3g}", f"{d['clipped_share']:.1%}")
+    Console().print(table)
