@@ -38,6 +38,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.plugins.recommenders.matrix_factorization",
     "counterfeed.plugins.metrics.engagement",
     "counterfeed.plugins.estimators.classical",
+    "counterfeed.plugins.estimators.sem",
+    "counterfeed.plugins.estimators.ope",
+    "counterfeed.plugins.estimators.sequential",
     "counterfeed.plugins.commands",
 )
 
@@ -206,7 +209,11 @@ class Registry:
             opts = info.cls.Options(**(options or {}))
         except ValidationError as exc:
             from counterfeed.core.scenario import validation_message
-            raise validation_message(exc, prefix=field) from None
+            top = len(exc.errors()[0].get("loc", ())) <= 1  # hints from Options only for its own fields
+            raise validation_message(exc, prefix=field, model=info.cls.Options if top else None) from None
+        except (ValueError, TypeError) as exc:  # an Options.__init__ that checks values by hand
+            from counterfeed.errors import ScenarioError
+            raise ScenarioError(f"invalid {kind} options: {exc}", field=field) from None
         try:
             return info.cls(opts)
         except Exception as exc:
@@ -218,8 +225,56 @@ class Registry:
         return [info for kind in KINDS for info in sorted(self.classes[kind].values(), key=lambda i: i.name)]
 
     @property
-    def hook(self):
-        return self.pm.hook
+    def hook(self) -> "_GuardedHooks":
+        """The hook relay; an exception raised inside a hook implementation becomes a PluginError
+        naming the plugin that raised it and the hook."""
+        return _GuardedHooks(self.pm.hook)
+
+
+class _GuardedHooks:
+    """``pm.hook`` with every hook call guarded (attribute access is otherwise passed through)."""
+
+    def __init__(self, relay: Any):
+        self._relay = relay
+
+    def __getattr__(self, name: str) -> Any:
+        caller = getattr(self._relay, name)
+        return _GuardedHook(caller) if isinstance(caller, pluggy.HookCaller) else caller
+
+
+class _GuardedHook:
+    def __init__(self, caller: pluggy.HookCaller):
+        self._caller = caller
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._caller, name)
+
+    def __call__(self, **kwargs: Any) -> Any:
+        from counterfeed.errors import CounterfeedError
+
+        try:
+            return self._caller(**kwargs)
+        except CounterfeedError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"raised {type(exc).__name__}: {exc}", plugin=_culprit(self._caller, exc),
+                              hook=self._caller.name) from exc
+
+
+def _culprit(caller: pluggy.HookCaller, exc: BaseException) -> str:
+    """The name of the plugin whose hook implementation raised ``exc`` (from the traceback)."""
+    codes = {}
+    for impl in caller.get_hookimpls():
+        fn = getattr(impl.function, "__func__", impl.function)
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            codes[code] = impl.plugin_name
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in codes:
+            return codes[tb.tb_frame.f_code]
+        tb = tb.tb_next
+    return "unknown"
 
 
 _REGISTRY: Registry | None = None
