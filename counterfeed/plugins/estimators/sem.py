@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from counterfeed.core.contracts import AnalysisData, Estimate, Estimator, EstimatorOptions
 from counterfeed.core.hookspecs import hookimpl
@@ -49,6 +49,18 @@ class BayesianSEM(Estimator):
         method: Literal["nutpie", "pymc", "advi", "fullrank_advi", "pathfinder"] = "nutpie"
         std_lv: bool = False
         priors: dict[str, str] = Field(default_factory=dict)
+
+        @field_validator("model")
+        @classmethod
+        def _parses(cls, v: str) -> str:
+            """Syntax errors surface when the scenario is validated, before any simulation."""
+            from counterfeed.sem.syntax import parse_model
+
+            try:
+                parse_model(v)
+            except ModelError as exc:
+                raise ValueError(f"SEM model: {exc}") from None
+            return v
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         from counterfeed.sem import SEM
@@ -80,9 +92,11 @@ class BayesianSEM(Estimator):
                            "posterior": Path(posterior).name if posterior else None,
                            "defined": [str(q) for q in fit.summary.index[fit.summary["kind"] == "defined"]]}
             s = fit.summary
-            wanted = [n for n in s.index if s.loc[n, "kind"] == "defined" or s.loc[n, "label"] != n]
+            labels = {n: str(s.loc[n, "label"] or "") for n in s.index}
+            wanted = [n for n in s.index
+                      if s.loc[n, "kind"] == "defined" or (labels[n] and labels[n] != n)]
             for key in wanted:
-                label = str(s.loc[key, "label"])
+                label = labels[key] or key
                 draws = fit.draws(key)
                 lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
                 is_total = label == o.total and o.outcome is not None
