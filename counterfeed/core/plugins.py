@@ -40,7 +40,6 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.plugins.estimators.classical",
     "counterfeed.plugins.estimators.sem",
     "counterfeed.plugins.estimators.ope",
-    "counterfeed.plugins.estimators.sequential",
     "counterfeed.plugins.commands",
 )
 
