@@ -36,10 +36,12 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.plugins.users.choice",
     "counterfeed.plugins.recommenders.basic",
     "counterfeed.plugins.recommenders.matrix_factorization",
+    "counterfeed.plugins.recommenders.bandits",
     "counterfeed.plugins.metrics.engagement",
     "counterfeed.plugins.estimators.classical",
     "counterfeed.plugins.estimators.sem",
     "counterfeed.plugins.estimators.ope",
+    "counterfeed.plugins.estimators.sequential",
     "counterfeed.plugins.commands",
 )
 

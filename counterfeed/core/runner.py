@@ -10,7 +10,7 @@ import secrets
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -87,6 +87,8 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
                 raise sc.error(f"metric '{m}' is not computed in this scenario (metrics: "
                                f"{', '.join(plan.analysed)})", f"analysis[{i}].metrics[{j}]")
         plan.estimators.append(est)
+    if sc.experiment.allocation is not None or sc.experiment.phases:
+        _check_extensions(plan)
     return plan
 
 
@@ -110,6 +112,7 @@ class WorldOutput:
     timeseries: pd.DataFrame
     seconds: float
     sessions: int
+    extras: dict[str, Any] = field(default_factory=dict)  # phases / adaptive allocation records
 
 
 def simulate_world(task: WorldTask) -> WorldOutput:
@@ -123,12 +126,70 @@ def simulate_world(task: WorldTask) -> WorldOutput:
                       duration=exp.duration, batch_window=exp.batch_window,
                       retrain_every=exp.retrain_every, slate_size=exp.slate_size, training=exp.training,
                       record_impressions=True)
-    world = SimWorld(cfg, task.items, task.population, Keys(sc.seed), plan.user_model(), plan.recommender)
+    keys = Keys(sc.seed)
+    if exp.phases and task.world == AB_WORLD:
+        from counterfeed.core.phases import phase_assignment
+
+        cfg.assignment = phase_assignment(sc, 0, sc.control)
+    world = SimWorld(cfg, task.items, task.population, keys, plan.user_model(), plan.recommender)
+    controller = _attach_extensions(world, sc, plan, task, keys)
     events = world.run()
     plan.registry.hook.counterfeed_world_end(scenario=sc, world=task.world, events=events)
     outcomes = world_outcomes(events, plan.metrics, task.population, exp.pre_period, cfg.horizon)
+    extras: dict[str, Any] = {}
+    if exp.phases:
+        from counterfeed.core.phases import phase_values
+
+        extras["phase_values"] = phase_values(sc, events, plan.metrics)
+        if controller is not None:
+            extras["phases"] = controller.decisions
+    if world.allocator is not None:
+        extras["allocation"] = world.allocator.record()
+        outcomes["assignment_probability"] = extras["allocation"]["probability"]
     return WorldOutput(task.world, events, outcomes, timeseries(events), time.perf_counter() - t0,
-                       int(events.sessions["user"].size))
+                       int(events.sessions["user"].size), extras)
+
+
+def _attach_extensions(world: SimWorld, sc: Scenario, plan: Plan, task: WorldTask, keys: Keys) -> Any:
+    """Adaptive allocation and phase boundaries act in the A/B world only; returns the phase controller."""
+    exp = sc.experiment
+    if task.world != AB_WORLD:
+        return None
+    if exp.allocation is not None:
+        from counterfeed.core.allocation import ThompsonAllocator
+
+        al = exp.allocation
+        metric = plan.metrics[al.metric]
+        world.allocator = ThompsonAllocator(
+            sc.arms, np.array([float(exp.split[a]) for a in sc.arms]), metric, keys,
+            exp.salt or sc.name, update_every=al.update_every, floor=al.floor, draws=al.draws,
+            higher_is_better=metric.info().higher_is_better)
+    if exp.phases:
+        from counterfeed.core.phases import PhaseController
+
+        controller = PhaseController(sc, plan, task.population)
+        world.processes.append(controller)
+        return controller
+    return None
+
+
+def _check_extensions(plan: Plan) -> None:
+    """Metrics and estimators named by ``experiment.allocation`` / ``experiment.phases`` exist."""
+    sc = plan.scenario
+    exp = sc.experiment
+    if exp.allocation is not None:
+        m = exp.allocation.metric
+        if m not in plan.metrics:
+            raise sc.error(f"metric '{m}' is not computed in this scenario (metrics: "
+                           f"{', '.join(plan.analysed)})", "experiment.allocation.metric")
+        if plan.metrics[m].info().kind == "ratio":
+            raise sc.error(f"metric '{m}' is a ratio; adaptive allocation needs a per-user metric "
+                           "(e.g. clicks)", "experiment.allocation.metric")
+    for i, ph in enumerate(exp.phases or []):
+        if ph.metric not in plan.metrics:
+            raise sc.error(f"metric '{ph.metric}' is not computed in this scenario (metrics: "
+                           f"{', '.join(plan.analysed)})", f"experiment.phases[{i}].metric")
+        plan._create("estimator", ph.estimator, {"metrics": [ph.metric]}, f"experiment.phases[{i}].estimator")
 
 
 def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[str], None]) -> list[WorldOutput]:
@@ -225,10 +286,20 @@ def _versions() -> dict[str, str]:
 # The run
 # ------------------------------------------------------------------------------------------------
 
-def _srm(scenario: Scenario, ab_outcomes: pd.DataFrame) -> dict[str, Any]:
+def _srm(scenario: Scenario, ab_outcomes: pd.DataFrame, allocation: dict[str, Any] | None = None
+         ) -> dict[str, Any]:
     from counterfeed.analysis.srm import srm_check
 
     counts = {a: int((ab_outcomes["arm"] == a).sum()) for a in scenario.arms}
+    if allocation is not None:  # adaptive: expected shares are the recorded probabilities' means
+        mean = np.nanmean(allocation["probabilities"], axis=0)
+        return srm_check(counts, {a: float(mean[i]) for i, a in enumerate(scenario.arms)})
+    if scenario.experiment.phases:  # the outcome table holds the phase-0 assignment
+        from counterfeed.core.phases import phase_arms
+
+        first = phase_arms(scenario, 0, scenario.control)
+        return srm_check(counts, {a: float(scenario.experiment.split[a]) if a in first else 0.0
+                                  for a in scenario.arms})
     return srm_check(counts, {a: float(scenario.experiment.split[a]) for a in scenario.arms})
 
 
@@ -251,6 +322,13 @@ def _score(estimates: list[Estimate], truth: pd.DataFrame) -> None:
     for e in estimates:
         if e.truth is None:
             e.score(lookup.get((e.metric, e.arm, e.estimand, e.segment)))
+        if e.estimand == "difference" and e.error is not None and e.control == _control_of(truth):
+            # estimate minus the global effect (all-arm vs all-control worlds): the interference bias
+            e.diagnostics.setdefault("interference_bias", e.error)
+
+
+def _control_of(truth: pd.DataFrame) -> str | None:
+    return None if truth.empty else str(truth["control"].iloc[0])
 
 
 def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None, write: bool = True,
@@ -300,7 +378,9 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         infos: dict[str, MetricInfo] = {n: m.info() for n, m in plan.metrics.items()}
         truth = truth_table(outcomes, sc.arms, sc.control, {n: infos[n] for n in plan.analysed})
         ab = outcomes[outcomes["world"] == AB_WORLD].drop(columns="world").reset_index(drop=True)
-        srm = _srm(sc, ab)
+        extra_out = {o.world: o.extras for o in outputs if o.extras}
+        allocation = extra_out.get(AB_WORLD, {}).get("allocation")
+        srm = _srm(sc, ab, allocation)
         t0 = time.perf_counter()
         data = AnalysisData(
             outcomes=ab, arms=sc.arms, control=sc.control,
@@ -312,6 +392,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
                                   for a in sc.arms},
                     "world_events": events, "all_metrics": infos, "truth": truth, "run_dir": tmp,
                     "scenario": sc})
+        if allocation is not None:
+            data.extras["allocation"] = allocation
         estimates: list[Estimate] = []
         for est in plan.estimators:
             estimates += _check_estimates(est, call_plugin(est, "estimate", est.estimate, data))
@@ -328,6 +410,13 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "complete": True,
         }
+        if sc.experiment.training != "own":
+            manifest["training"] = sc.experiment.training
+        if allocation is not None:
+            manifest["allocation"] = {"method": sc.experiment.allocation.method,
+                                      "history": allocation["history"]}
+        if sc.experiment.phases:
+            manifest["phases"], manifest["phase_value"] = _phase_report(sc, plan, outputs)
         result = RunResult(scenario=sc, seed=sc.seed, estimates=estimates, truth=truth, srm=srm,
                            outcomes=outcomes, timeseries=series, timings=timings, manifest=manifest,
                            events=events if keep_events else None)
@@ -350,6 +439,16 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         if rundir is not None:
             rundir.discard()
         raise
+
+
+def _phase_report(sc: Scenario, plan: Plan, outputs: list[WorldOutput]) -> tuple[list, dict]:
+    from counterfeed.core.phases import score_phases
+
+    decisions = next(o.extras["phases"] for o in outputs if o.world == AB_WORLD)
+    values = {o.world: o.extras["phase_values"] for o in outputs}
+    higher = [plan.metrics[p.metric].info().higher_is_better for p in sc.experiment.phases or []]
+    summary = score_phases(sc, decisions, values, higher)
+    return decisions, summary
 
 
 def _report(directory: Path, say: Callable[[str], None]) -> None:

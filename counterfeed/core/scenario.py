@@ -131,6 +131,56 @@ class PopulationSpec(_Strict):
 Duration = float
 
 
+PhaseRule = Literal["interval_excludes_zero", "prob_better", "expected_loss"]
+
+
+class PhaseSpec(_Strict):
+    """One phase of a multi-phase experiment (see :mod:`counterfeed.core.phases`)."""
+
+    duration: Duration = Field(description="length of the phase")
+    rule: PhaseRule = Field("interval_excludes_zero", description="decision rule applied at the phase's end")
+    metric: str = Field("clicks", description="metric the rule decides on")
+    estimator: str = Field("diff-in-means", description="estimator whose estimate the rule reads")
+    threshold: float | None = Field(None, description="prob_better: minimum P(better) (default 0.95); "
+                                    "expected_loss: maximum expected loss in metric units (default 0.01)")
+    challengers: list[str] | None = Field(None, description="arms tested against the current control "
+                                          "(default: every other arm)")
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v)
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be positive")
+        return v
+
+
+class AllocationSpec(_Strict):
+    """Adaptive allocation of users to arms (see :mod:`counterfeed.core.allocation`)."""
+
+    method: Literal["thompson"] = "thompson"
+    metric: str = Field("clicks", description="per-user metric whose arm means the sampler compares")
+    update_every: Duration = Field(0.25, description="how often the assignment probabilities are updated")
+    floor: float = Field(0.1, ge=0.0, lt=0.5, description="minimum assignment probability of every arm")
+    draws: int = Field(4000, ge=100, le=1_000_000, description="Monte Carlo draws for P(arm is best)")
+
+    @field_validator("update_every", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v)
+
+    @field_validator("update_every")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be positive")
+        return v
+
+
 class ExperimentSpec(_Strict):
     arms: dict[str, ArmSpec]
     control: str | None = None
@@ -141,7 +191,9 @@ class ExperimentSpec(_Strict):
     retrain_every: Duration | None = Field(1.0, description="refit each arm's recommender this often")
     slate_size: int = Field(10, ge=1, le=200)
     salt: str | None = None
-    training: Literal["own", "pooled"] = "own"
+    training: Literal["own", "pooled", "weighted"] = "own"
+    phases: list[PhaseSpec] | None = None
+    allocation: AllocationSpec | None = None
 
     @field_validator("duration", "pre_period", "batch_window", "retrain_every", mode="before")
     @classmethod
@@ -206,9 +258,31 @@ class ExperimentSpec(_Strict):
             self.control = next(iter(self.arms))
         if self.split is None:
             self.split = {a: 1.0 / len(self.arms) for a in self.arms}
+        if self.phases is not None:
+            self._check_phases()
         if self.batch_window <= 0 or self.batch_window > self.duration:
             raise ValueError("batch_window must be positive and no longer than the duration")
+        if self.allocation is not None and self.allocation.floor * len(self.arms) >= 1.0:
+            raise ValueError(f"allocation.floor must be below 1/{len(self.arms)} (one share per arm)")
         return self
+
+    def _check_phases(self) -> None:
+        phases = self.phases or []
+        if not phases:
+            raise ValueError("phases must list at least one phase")
+        if self.allocation is not None:
+            raise ValueError("phases and allocation cannot be combined")
+        total = sum(p.duration for p in phases)
+        if "duration" not in self.model_fields_set:
+            self.duration = total
+        elif abs(self.duration - total) > 1e-9:
+            raise ValueError(f"duration ({format_duration(self.duration)}) must equal the sum of the "
+                             f"phase durations ({format_duration(total)}), or be left out")
+        for i, p in enumerate(phases):
+            for a in p.challengers or []:
+                if a not in self.arms:
+                    raise ValueError(f"phases[{i}].challengers names unknown arm '{a}' "
+                                     f"(arms: {', '.join(self.arms)})")
 
 
 class OutputSpec(_Strict):
@@ -321,6 +395,13 @@ class Scenario(_Strict):
         for key in ("duration", "pre_period", "batch_window", "retrain_every"):
             if exp.get(key) is not None:
                 exp[key] = format_duration(exp[key])
+        for key in ("phases", "allocation"):  # absent unless used: older scenarios dump unchanged
+            if exp.get(key) is None:
+                exp.pop(key, None)
+        for ph in exp.get("phases") or []:
+            ph["duration"] = format_duration(ph["duration"])
+        if exp.get("allocation"):
+            exp["allocation"]["update_every"] = format_duration(exp["allocation"]["update_every"])
         return d
 
     def to_yaml(self) -> str:
@@ -422,7 +503,8 @@ def _model_at(title: str, loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The schema model that owns the field at ``loc`` (walking from the model named ``title``)."""
     import typing
 
-    current: Any = next((c for c in (Scenario, PopulationSpec, SegmentSpec, ExperimentSpec, OutputSpec)
+    current: Any = next((c for c in (Scenario, PopulationSpec, SegmentSpec, ExperimentSpec, OutputSpec,
+                                     PhaseSpec, AllocationSpec)
                          if c.__name__ == title), None)
     for part in loc:
         if current is None:

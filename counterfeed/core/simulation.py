@@ -135,9 +135,9 @@ class SimWorld:
         return log
 
     def _arm_weights(self) -> np.ndarray:
-        """``1 / share`` of every arm in the current assignment (1 for an arm without users)."""
+        """``1 / share`` of every arm among the assigned users (1 for an arm without users)."""
         counts = np.bincount(self.current[self.current >= 0], minlength=len(self.cfg.arms))
-        return np.where(counts > 0, self.n / np.maximum(counts, 1), 1.0)
+        return np.where(counts > 0, counts.sum() / np.maximum(counts, 1), 1.0)
 
     def _replicate(self, log: Log, arm: int, mask: np.ndarray | None = None) -> Log:
         """``log`` with the rows in ``mask`` repeated by the arm's weight (keyed stochastic rounding)."""
@@ -315,6 +315,12 @@ class SimWorld:
         return self._events()
 
     def _events(self) -> WorldEvents:
+        final = self.allocator.final_assignment(self) if self.allocator is not None else None
+        return self.snapshot(self.cfg.record_impressions, final)
+
+    def snapshot(self, impressions: bool = False, assignment: np.ndarray | None = None) -> WorldEvents:
+        """The events so far (sessions; impressions too when asked); ``assignment`` defaults to the
+        world's configured assignment."""
         names = ("user", "session", "time", "arm", "impressions", "clicks", "dwell", "churned")
         dtypes = (np.int64, np.int64, np.float64, np.int16, np.int16, np.int16, np.float64, bool)
         if self._sessions:
@@ -322,11 +328,9 @@ class SimWorld:
                     for i, (nm, dt) in enumerate(zip(names, dtypes))}
         else:
             cols = {nm: np.zeros(0, dt) for nm, dt in zip(names, dtypes)}
-        impressions = Log.concat(self._logs) if self.cfg.record_impressions else None
-        assignment = self.cfg.assignment.copy()
-        if self.allocator is not None:
-            assignment = self.allocator.final_assignment(self)
-        return WorldEvents(world=self.cfg.name, n_users=self.n, sessions=cols, impressions=impressions,
+        log = Log.concat(self._logs) if impressions else None
+        assignment = self.cfg.assignment.copy() if assignment is None else np.asarray(assignment)
+        return WorldEvents(world=self.cfg.name, n_users=self.n, sessions=cols, impressions=log,
                            start=0.0, end=self.cfg.horizon, arms=list(self.cfg.arms),
                            assignment=assignment)
 
