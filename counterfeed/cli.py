@@ -52,14 +52,18 @@ class LazyGroup(click.Group):
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
-    import yaml
+    """``--set FIELD=VALUE`` pairs; values are plain YAML scalars or collections (no tags)."""
+    from counterfeed.core._yaml import YamlProblem, load_yaml
 
     out: dict[str, Any] = {}
     for item in values:
         key, eq, raw = item.partition("=")
         if not eq or not key.strip():
             raise click.BadParameter(f"expected FIELD=VALUE, got {item!r}", param_hint="--set")
-        out[key.strip()] = yaml.safe_load(raw)
+        try:
+            out[key.strip()] = load_yaml(raw)[0]
+        except YamlProblem as exc:
+            raise click.BadParameter(f"{key.strip()}: {exc.message}", param_hint="--set") from None
     return out
 
 
@@ -247,9 +251,15 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="counterfeed", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C inside a command into Abort; say what happened to the run.
+        interrupted = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
+        click.echo("Interrupted; nothing was published." if interrupted else "Aborted.", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # one line: the problem and where to look, no usage block
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
         sys.exit(2)

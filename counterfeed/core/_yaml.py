@@ -26,6 +26,15 @@ class YamlProblem(Exception):
         self.message, self.line = message, line
 
 
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
+def _one_line(message: Any) -> str:
+    """The first line of a PyYAML message (they append '  in "<unicode string>", ...' lines)."""
+    text = str(message).strip()
+    return text.splitlines()[0] if text else "parse error"
+
+
 def join_path(parent: str, key: Any) -> str:
     if isinstance(key, int):
         return f"{parent}[{key}]"
@@ -38,9 +47,13 @@ def load_yaml(text: str) -> tuple[Any, dict[str, int]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        raise YamlProblem(f"invalid YAML: {exc.problem or exc.context}", line) from None
+        raise YamlProblem(f"invalid YAML: {_one_line(exc.problem or exc.context)}", line) from None
+    except yaml.reader.ReaderError as exc:  # a control character: locate it from its offset
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        raise YamlProblem(f"invalid YAML: unacceptable character #x{exc.character:04x} "
+                          "(control characters are not allowed)", line) from None
     except yaml.YAMLError as exc:
-        raise YamlProblem(f"invalid YAML: {exc}", None) from None
+        raise YamlProblem(f"invalid YAML: {_one_line(str(exc))}", None) from None
     lines: dict[str, int] = {}
     if node is None:
         return None, lines
@@ -55,6 +68,11 @@ def load_yaml(text: str) -> tuple[Any, dict[str, int]]:
         if depth > MAX_DEPTH:
             raise YamlProblem(f"document nested deeper than {MAX_DEPTH} levels", n.start_mark.line + 1)
         lines.setdefault(path, n.start_mark.line + 1)
+        if isinstance(n, (yaml.MappingNode, yaml.SequenceNode)) and n.tag not in _PLAIN_TAGS:
+            # a tag on a collection (!!python/object/apply:..., !!set, !custom) would otherwise be
+            # silently dropped; only plain YAML values are allowed.
+            raise YamlProblem(f"invalid value: tag {n.tag} is not allowed; only plain YAML values are "
+                              "allowed", n.start_mark.line + 1)
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for k_node, v_node in n.value:
@@ -75,7 +93,7 @@ def load_yaml(text: str) -> tuple[Any, dict[str, int]]:
         try:
             return constructor.construct_object(n, deep=True)
         except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            problem = _one_line(getattr(exc, "problem", None) or exc)
             raise YamlProblem(f"invalid value: {problem} (tag {n.tag}); only plain YAML values are allowed",
                               n.start_mark.line + 1) from None
 

@@ -26,14 +26,25 @@ def world_outcomes(events: WorldEvents, metrics: dict[str, Metric], population: 
         "segment": np.asarray(population.segment_names, dtype=object)[population.segment],
     }
     for name, m in metrics.items():
-        v = np.asarray(call_plugin(m, "compute", m.compute, events, pre_period, end), dtype=np.float64)
-        _check_metric(m, v, n)
+        v = _as_values(m, call_plugin(m, "compute", m.compute, events, pre_period, end), n)
         cols[name] = v
         if pre_period > 0:
-            pv = np.asarray(call_plugin(m, "compute", m.compute, events, 0.0, pre_period), dtype=np.float64)
-            _check_metric(m, pv, n)
+            pv = _as_values(m, call_plugin(m, "compute", m.compute, events, 0.0, pre_period), n)
             cols[f"pre_{name}"] = pv
     return pd.DataFrame(cols)
+
+
+def _as_values(m: Metric, raw: object, n: int) -> np.ndarray:
+    """The metric's per-user values as float64, or a PluginError naming the metric and the rule."""
+    from counterfeed.errors import PluginError
+
+    try:
+        v = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PluginError(f"compute must return numbers, got {type(raw).__name__}", plugin=m.name,
+                          hook="compute") from None
+    _check_metric(m, v, n)
+    return v
 
 
 def _check_metric(m: Metric, v: np.ndarray, n: int) -> None:

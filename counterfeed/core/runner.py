@@ -4,6 +4,8 @@ run the analyses, score them, and write the run directory atomically."""
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import numbers
 import os
 import platform
 import secrets
@@ -45,18 +47,22 @@ class Plan:
 
     def catalog(self):
         sc = self.scenario
-        return self._create("catalog", sc.catalog.plugin, sc.catalog.options, "catalog")
+        return self._create("catalog", sc.catalog.plugin, sc.catalog.options, "catalog", "plugin")
 
     def user_model(self) -> UserModel:
         sc = self.scenario
-        return self._create("user-model", sc.user_model.plugin, sc.user_model.options, "user_model")
+        return self._create("user-model", sc.user_model.plugin, sc.user_model.options, "user_model", "plugin")
 
     def recommender(self, arm: str) -> Recommender:
         spec = self.scenario.experiment.arms[arm]
-        return self._create("recommender", spec.recommender, spec.options, f"experiment.arms.{arm}")
+        return self._create("recommender", spec.recommender, spec.options, f"experiment.arms.{arm}",
+                            "recommender")
 
-    def _create(self, kind: str, name: str, options: dict[str, Any], field: str) -> Any:
+    def _create(self, kind: str, name: str, options: dict[str, Any], field: str,
+                name_key: str | None = None) -> Any:
+        """Instantiate a plugin; an unknown name is reported at ``field.name_key``, options at ``field.<opt>``."""
         try:
+            self.registry.info(kind, name, field=f"{field}.{name_key}" if name_key else field)
             return self.registry.create(kind, name, options, field=field)
         except ScenarioError as err:
             raise self.scenario.locate(err) from None
@@ -80,7 +86,7 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
             if part and part not in plan.metrics:
                 plan.metrics[part] = plan._create("metric", part, {}, f"metrics[{plan.analysed.index(name)}]")
     for i, spec in enumerate(sc.analysis):
-        est = plan._create("estimator", spec.estimator, spec.options, f"analysis[{i}]")
+        est = plan._create("estimator", spec.estimator, spec.options, f"analysis[{i}]", "estimator")
         wanted = getattr(est.options, "metrics", None) or []
         for j, m in enumerate(wanted):
             if m not in plan.metrics:
@@ -240,21 +246,23 @@ class RunDirectory:
         return self.tmp
 
     def publish(self) -> Path:
+        """Rename the finished temporary directory to ``<name>-<timestamp>[-n]`` (atomic)."""
         assert self.tmp is not None
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         base = self.parent / f"{self.name}-{stamp}"
-        final, n = base, 1
-        while True:
+        for n in range(1, 10_000):
+            final = base if n == 1 else Path(f"{base}-{n}")
+            if final.exists():
+                continue
             try:
-                os.rename(self.tmp, final) if not final.exists() else None
+                os.rename(self.tmp, final)
             except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):  # another run took the name just now
+                    continue
                 raise OutputError(f"cannot publish the run directory '{final}': {exc.strerror or exc}") from None
-            if not self.tmp.exists():
-                break
-            n += 1
-            final = Path(f"{base}-{n}")
-        self.final = final
-        return final
+            self.final = final
+            return final
+        raise OutputError(f"cannot find a free run directory name under '{self.parent}'")
 
     def discard(self) -> None:
         if self.tmp is not None and self.tmp.exists():
@@ -307,6 +315,10 @@ def _check_estimates(est: Estimator, out: Any) -> list[Estimate]:
     if not isinstance(out, list) or not all(isinstance(e, Estimate) for e in out):
         raise PluginError("estimate must return a list of Estimate objects", plugin=est.name, hook="estimate")
     for e in out:
+        for field in ("point", "lower", "upper"):
+            if not isinstance(getattr(e, field), numbers.Real):
+                raise PluginError(f"Estimate.{field} must be a number, got {getattr(e, field)!r} "
+                                  f"({e.metric}, {e.arm})", plugin=est.name, hook="estimate")
         vals = (e.lower, e.point, e.upper)
         if all(np.isfinite(vals)) and not (e.lower <= e.point <= e.upper):
             raise PluginError(f"interval [{e.lower:g}, {e.upper:g}] does not contain the point {e.point:g} "

@@ -538,7 +538,8 @@ def load_scenario(source: str | Path, *, text: str | None = None) -> Scenario:
     if text is None:
         p = Path(source)
         try:
-            raw = p.read_bytes()
+            with p.open("rb") as fh:
+                raw = fh.read(5_000_001)
         except FileNotFoundError:
             raise ScenarioError("file not found", file=file) from None
         except IsADirectoryError:

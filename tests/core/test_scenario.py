@@ -92,7 +92,7 @@ def test_unknown_plugin_lists_close_matches():
     from counterfeed.core.runner import resolve
 
     sc = load_scenario("x.yaml", text=bad("recommender: popularity", "recommender: popularr"))
-    with pytest.raises(ScenarioError, match=r"x\.yaml:10: experiment\.arms\.control: unknown recommender "
+    with pytest.raises(ScenarioError, match=r"x\.yaml:10: experiment\.arms\.control\.recommender: unknown recommender "
                                             r"'popularr'; did you mean 'popularity'\?"):
         resolve(sc)
 

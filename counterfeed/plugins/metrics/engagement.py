@@ -7,7 +7,7 @@ pre-period for the ``pre_`` covariates), one value per user, users without sessi
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from counterfeed.core.contracts import Metric, Options, WorldEvents
 from counterfeed.core.hookspecs import hookimpl
@@ -87,10 +87,10 @@ class Retained(Metric):
     class Options(Options):
         window: float = Field(7.0, gt=0, description="days (or a duration such as '7d')")
 
-        def __init__(self, **data):
-            if "window" in data:
-                data["window"] = parse_duration(data["window"])
-            super().__init__(**data)
+        @field_validator("window", mode="before")
+        @classmethod
+        def _duration(cls, v):
+            return parse_duration(v)
 
     def compute(self, events, start, end):
         lo = max(start, end - self.options.window)

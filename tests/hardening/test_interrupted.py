@@ -1,0 +1,135 @@
+"""Interrupted runs never leave a directory that looks finished; output-directory failures (not a
+directory, file too large / disk full) are one clear message with exit code 2 and nothing published.
+
+Tests run as root here, so a read-only directory would still be writable: the permission case uses an
+output path *under a regular file* (fails with ENOTDIR for root too), and the disk-full case caps the
+child's file size with RLIMIT_FSIZE (writes then fail with EFBIG, as they would with ENOSPC)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from counterfeed.core.results import RunResult
+from counterfeed.core.runner import run
+from counterfeed.errors import DataError
+from tests.conftest import SMALL, small_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def _write(tmp_path: Path, doc: dict) -> Path:
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    return p
+
+
+def _finished_looking(out: Path) -> list[Path]:
+    """Entries that a reader could take for a finished run."""
+    bad = [p for p in out.iterdir() if not p.name.startswith(".")]
+    bad += [m for m in out.rglob("manifest.json") if not any(part.startswith(".") for part in m.relative_to(out).parts)]
+    return bad
+
+
+# Big enough to take many seconds (it is interrupted long before it ends).
+BIG = {**SMALL, "name": "big", "population": {"users": 40000, "dimensions": 8},
+       "experiment": {**SMALL["experiment"], "duration": "14d", "pre_period": "2d"}}
+
+
+def _start_and_interrupt(tmp_path: Path, out: Path, sig: int, workers: int = 1) -> tuple[int, str]:
+    """Start a big run, wait until its hidden temporary directory exists, send ``sig`` midway."""
+    proc = subprocess.Popen([sys.executable, "-m", "counterfeed", "run", str(_write(tmp_path, BIG)), "--out",
+                             str(out), "--quiet", "--workers", str(workers)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=ENV)
+    try:
+        deadline = time.monotonic() + 120
+        tmp_dirs: list[Path] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            tmp_dirs = list(out.glob(".big.tmp-*")) if out.exists() else []
+            if tmp_dirs:
+                break
+            time.sleep(0.05)
+        assert tmp_dirs, f"the run never created its hidden temporary directory: {proc.poll()} " \
+                         f"{proc.stderr.read().decode() if proc.poll() is not None else ''}"
+        time.sleep(0.5)  # midway: the worlds are being simulated
+        assert proc.poll() is None, "the run finished before it could be interrupted; make it bigger"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err.decode()
+
+
+def test_ctrl_c_midway_removes_the_temporary_directory(tmp_path):
+    out = tmp_path / "out"
+    code, err = _start_and_interrupt(tmp_path, out, signal.SIGINT)
+    assert code == 130, err
+    assert err.strip().splitlines() == ["Interrupted; nothing was published."], err
+    assert list(out.iterdir()) == []
+
+
+def test_sigkill_midway_leaves_no_finished_looking_directory(tmp_path):
+    out = tmp_path / "out"
+    code, _ = _start_and_interrupt(tmp_path, out, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert _finished_looking(out) == []
+    leftover = [p for p in out.iterdir()]
+    assert all(p.name.startswith(".big.tmp-") for p in leftover) and leftover
+    with pytest.raises(DataError, match="not a finished counterfeed run directory"):
+        RunResult.load(leftover[0])
+    # The next run into the same directory is unaffected and complete.
+    sc = small_scenario(**{"name": "big", "population.users": 100, "experiment.duration": "1d"})
+    result = run(sc, output_dir=out, workers=1)
+    assert result.run_dir.parent == out and not result.run_dir.name.startswith(".")
+    assert (result.run_dir / "manifest.json").is_file()
+    assert RunResult.load(result.run_dir).outcomes.equals(result.outcomes)
+    finished = [p for p in out.iterdir() if not p.name.startswith(".")]
+    assert finished == [result.run_dir]
+
+
+def _cli(args, **kw):
+    return subprocess.run([sys.executable, "-m", "counterfeed", *args], capture_output=True, text=True,
+                          timeout=300, env=ENV, **kw)
+
+
+def test_output_dir_under_a_regular_file_is_one_clear_error(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    doc = {**SMALL, "population": {"users": 80, "dimensions": 4}}
+    r = _cli(["run", str(_write(tmp_path, doc)), "--out", str(blocker / "sub"), "--quiet"])
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "cannot create the run directory" in lines[0] and str(blocker / "sub") in lines[0], lines[0]
+    assert blocker.read_text() == "not a directory"
+
+
+def _small_files():
+    # A file-size cap that the run directory's Parquet files exceed (they are tens of kB), so a
+    # write fails with EFBIG -- what a full disk looks like to the writer. SIGXFSZ would kill the
+    # process first; ignoring it turns the signal into the error.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+
+def test_disk_full_while_writing_is_one_clear_error_and_nothing_published(tmp_path):
+    doc = {**SMALL, "population": {"users": 300, "dimensions": 8}}
+    out = tmp_path / "out"
+    r = _cli(["run", str(_write(tmp_path, doc)), "--out", str(out), "--quiet", "--workers", "1"],
+             preexec_fn=_small_files)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "cannot write the run directory" in lines[0] and "File too large" in lines[0], lines[0]
+    assert list(out.iterdir()) == []  # the partial temporary directory was removed
