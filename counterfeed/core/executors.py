@@ -6,9 +6,9 @@ Every executor has one method that matters::
     with get_executor("local", workers=4) as ex:
         for index, result in ex.submit_all(fn, tasks):
             if isinstance(result, BaseException):
-                ...  # the task raised: record it, the other tasks go on
+                failures[index] = result   # the task raised; the other tasks go on
             else:
-                ...
+                results[index] = result
 
 ``fn`` must be a module-level function and ``tasks`` plain picklable data (dicts, numbers, strings),
 because the ``local`` and ``dask`` executors send them to other processes. Results are yielded as
@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -54,7 +55,7 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class Executor:
+class Executor(ABC):
     """Base class: runs ``fn(task)`` for every task and yields ``(index, result_or_exception)``."""
 
     kind = "base"
@@ -65,9 +66,9 @@ class Executor:
         self.workers = int(workers) if workers is not None else None
         self._closed = False
 
+    @abstractmethod
     def submit_all(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         """Run ``fn`` on every task; yield ``(index, result)`` as tasks finish (exceptions as values)."""
-        raise NotImplementedError
 
     def close(self) -> None:
         """Release workers (idempotent)."""

@@ -1,0 +1,178 @@
+"""Calibration: run a scenario under many seeds and measure how its estimators behave.
+
+Each replication is the whole scenario under seed ``Keys(scenario.seed).derive_seed("replication",
+i)``: new users, new assignment, new noise, and new counterfactual worlds, hence a new true effect.
+The summary (see :mod:`counterfeed.calibration.summary`) scores each estimator against those truths.
+
+Example
+-------
+>>> from counterfeed.core.executors import get_executor
+>>> with get_executor("local", workers=2) as ex:                       # doctest: +SKIP
+...     result = calibrate(load_scenario("scenarios/quickstart.yaml"), 200, executor=ex)
+>>> result.summary[["estimator", "metric", "coverage", "rejection_rate"]]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from counterfeed.calibration.engine import (ExecutionReport, Replicate, execute, replication_seeds,
+                                            run_replication)
+from counterfeed.calibration.store import ReplicationStore, atomic_write_json, scenario_hash
+from counterfeed.calibration.summary import records_frame, summarize
+from counterfeed.core.executors import Executor
+from counterfeed.core.scenario import Scenario
+from counterfeed.errors import CounterfeedError
+
+__all__ = ["calibrate", "CalibrationResult", "default_out_dir", "summary_table", "write_outputs"]
+
+
+@dataclass
+class CalibrationResult:
+    """A calibration's outcome; ``summary`` has one row per (estimator, metric, arm, estimand, segment)."""
+
+    out_dir: Path
+    scenario: Scenario
+    replications: int
+    summary: pd.DataFrame
+    records: pd.DataFrame
+    errors: dict[str, dict[str, Any]]
+    report: ExecutionReport
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def completed(self) -> int:
+        return int(self.records["replication"].nunique()) if len(self.records) else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "calibrate",
+            "scenario": self.scenario.name,
+            "scenario_hash": scenario_hash(self.scenario.to_dict()),
+            "seed": self.scenario.seed,
+            "replications": self.replications,
+            "completed": self.completed,
+            "failed": sorted(self.errors, key=_index_of),
+            "computed_now": len(self.report.computed),
+            "wall_time": self.report.wall_time,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "summary": _records(self.summary),
+        }
+
+
+def default_out_dir(scenario: Scenario, kind: str = "calibrate") -> Path:
+    """``<scenario.output.dir>/<kind>-<scenario.name>``."""
+    return Path(scenario.output.dir) / f"{kind}-{scenario.name}"
+
+
+def calibrate(scenario: Scenario, replications: int, *, executor: Executor | None = None,
+              out_dir: str | Path | None = None, replicate: Replicate = run_replication,
+              fresh: bool = False, quiet: bool = True, figures: bool = True,
+              console: Any = None) -> CalibrationResult:
+    """Run ``replications`` seeds of ``scenario``, persisting each, and summarize the estimators.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The scenario; its ``seed`` roots the replication seeds.
+    replications : int
+        How many replications the result should cover (already stored ones are reused).
+    executor : Executor, optional
+        Where replications run (default: serially in this process). Not closed here.
+    out_dir : path, optional
+        Default :func:`default_out_dir`. Rerunning with the same directory resumes.
+    replicate : callable
+        ``replicate(scenario_data: dict, seed: int) -> list[estimate dict]``, module-level.
+    fresh : bool
+        Discard stored replications first.
+    """
+    if isinstance(replications, bool) or int(replications) < 1:
+        raise CounterfeedError(f"replications must be a positive integer, got {replications!r}")
+    replications = int(replications)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(scenario)
+    data = scenario.to_dict()
+    seeds = replication_seeds(scenario.seed, replications)
+    tasks = [{"name": f"rep-{i}", "index": i, "seed": s, "scenario": data, "replicate": replicate}
+             for i, s in enumerate(seeds)]
+    with ReplicationStore(out, kind="calibrate", scenario_name=scenario.name,
+                          digest=scenario_hash(data), fresh=fresh) as store:
+        report = execute(store, tasks, executor=executor, quiet=quiet, console=console)
+        wanted = {t["name"] for t in tasks}
+        stored = store.load()
+        records = [r for name, r in stored.items() if name in wanted]
+        errors = {k: v for k, v in store.load_errors().items() if k in wanted and k not in stored}
+        frame = records_frame(records)
+        result = CalibrationResult(out_dir=out, scenario=scenario, replications=replications,
+                                   summary=summarize(frame), records=frame, errors=errors, report=report)
+        result.files = write_outputs(result, figures=figures)
+    return result
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return json.loads(frame.to_json(orient="records"))
+
+
+def _index_of(name: str) -> int:
+    return int(name.rsplit("-", 1)[-1])
+
+
+def write_outputs(result: CalibrationResult, *, figures: bool = True) -> dict[str, Path]:
+    """calibration.json, calibration.csv, replications.parquet and the figures, atomically each."""
+    out = result.out_dir
+    files = {"json": out / "calibration.json", "csv": out / "calibration.csv",
+             "parquet": out / "replications.parquet"}
+    atomic_write_json(files["json"], result.to_json())
+    _atomic(files["csv"], lambda p: result.summary.to_csv(p, index=False))
+    _atomic(files["parquet"], lambda p: result.records.to_parquet(p, index=False))
+    if figures:
+        from counterfeed.calibration.figures import coverage_figure, estimate_vs_truth_figure
+
+        files["coverage"] = _atomic(out / "coverage.png", lambda p: coverage_figure(result.summary, p))
+        files["scatter"] = _atomic(out / "estimate_vs_truth.png",
+                                   lambda p: estimate_vs_truth_figure(result.records, p))
+    return files
+
+
+def _atomic(path: Path, write) -> Path:
+    import os
+
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _fmt(v: Any, spec: str = ".4g") -> str:
+    try:
+        if v is None or pd.isna(v):
+            return "–"
+    except (TypeError, ValueError):
+        pass
+    return format(v, spec) if isinstance(v, (int, float)) else str(v)
+
+
+def summary_table(summary: pd.DataFrame, *, title: str, extra: list[str] | None = None):
+    """A rich Table of a summary (calibration or sweep)."""
+    from rich.table import Table
+
+    extra = list(extra or [])
+    show_segment = summary["segment"].notna().any() if len(summary) else False
+    table = Table(title=title, header_style="bold")
+    keys = [*extra, "estimator", "metric", "arm", "estimand"] + (["segment"] if show_segment else [])
+    for k in keys:
+        table.add_column(k)
+    for k in ("n", "bias", "RMSE", "coverage [95% CI]", "width", "reject", "MDE"):
+        table.add_column(k, justify="right")
+    for _, r in summary.iterrows():
+        cov = "–" if pd.isna(r["coverage"]) else (
+            f"{r['coverage']:.3f} [{r['coverage_lower']:.3f}, {r['coverage_upper']:.3f}]")
+        table.add_row(*[_fmt(r[k]) if k != "segment" else _fmt(r[k] or "all users") for k in keys],
+                      str(int(r["replications"])), _fmt(r["bias"]), _fmt(r["rmse"]), cov,
+                      _fmt(r["mean_width"]), _fmt(r["rejection_rate"], ".3f"), _fmt(r["mde"]))
+    return table

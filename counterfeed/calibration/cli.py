@@ -1,0 +1,171 @@
+"""``counterfeed calibrate`` and ``counterfeed sweep`` (click commands the main CLI mounts).
+
+Only click is imported at module level, so mounting these commands keeps ``counterfeed --help`` fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+__all__ = ["calibrate_command", "sweep_command", "COMMANDS", "UserError"]
+
+
+class UserError(click.ClickException):
+    """A user mistake: one message on stderr, exit code 2 (the project's code for user errors)."""
+
+    exit_code = 2
+
+
+_EXECUTOR_OPTIONS = [
+    click.option("--replications", "-n", type=click.IntRange(1, 10_000_000), required=True,
+                 help="Number of replications (seeds derived from the scenario's seed)."),
+    click.option("--workers", "-w", type=click.IntRange(1, 4096), default=None,
+                 help="Worker processes (default: the cores this process may use)."),
+    click.option("--executor", type=click.Choice(["local", "dask", "serial"]), default="local",
+                 show_default=True, help="local process pool, a Dask LocalCluster, or in-process."),
+    click.option("--scheduler", metavar="tcp://HOST:PORT", default=None,
+                 help="Use an existing Dask cluster (implies --executor dask)."),
+    click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+                 help="Output directory (rerun with the same one to resume)."),
+    click.option("--fresh", is_flag=True, help="Discard the replications already in the output directory."),
+    click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
+    click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table."),
+]
+
+
+def _with_options(fn):
+    for opt in reversed(_EXECUTOR_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
+def _load(path: str):
+    from counterfeed.core.scenario import load_scenario
+    from counterfeed.errors import CounterfeedError
+
+    try:
+        return load_scenario(path)
+    except CounterfeedError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _executor(kind: str, workers: int | None, scheduler: str | None):
+    from counterfeed.core.executors import get_executor
+
+    return get_executor(kind, workers=workers, scheduler=scheduler)
+
+
+def _finish(result: Any, *, title: str, extra: list[str], as_json: bool, quiet: bool) -> None:
+    from rich.console import Console
+
+    from counterfeed.calibration.calibrate import summary_table
+
+    payload = result.to_json()
+    if as_json:
+        click.echo(json.dumps(payload, indent=1))
+    elif not quiet:
+        console = Console(width=None if sys.stdout.isatty() else 160)
+        console.print(summary_table(result.summary, title=title, extra=extra))
+        console.print(f"[dim]{payload['completed']} replications ({payload['computed_now']} computed now) "
+                      f"in {result.out_dir}[/dim]")
+    if result.errors:
+        first = next(iter(result.errors.values())).get("error", {})
+        click.echo(f"warning: {len(result.errors)} replication(s) failed (first: {first.get('type')}: "
+                   f"{first.get('message')}); see {result.out_dir / 'replications'}/*.error.json; "
+                   "rerun the same command to retry them", err=True)
+        sys.exit(1)
+
+
+def _guard(fn, *args, **kwargs):
+    from counterfeed.errors import CounterfeedError
+
+    try:
+        return fn(*args, **kwargs)
+    except CounterfeedError as exc:
+        raise UserError(str(exc)) from None
+
+
+@click.command("calibrate", epilog="""\b
+Examples:
+  counterfeed calibrate scenarios/quickstart.yaml -n 200
+  counterfeed calibrate scenarios/aa.yaml -n 2000 --workers 8 --out runs/aa-cal
+  counterfeed calibrate scenarios/aa.yaml -n 2000 --scheduler tcp://10.0.0.5:8786 --json
+Rerun the same command to resume after an interruption; finished replications are kept.""")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@_with_options
+def calibrate_command(scenario: str, replications: int, workers: int | None, executor: str,
+                      scheduler: str | None, out_dir: str | None, fresh: bool, as_json: bool,
+                      quiet: bool) -> None:
+    """Replicate SCENARIO under many seeds and score its estimators.
+
+    Reports per estimator, metric, arm and estimand: bias, RMSE, coverage of the true effect (with a
+    Wilson interval), mean interval width, rejection rate (false-positive rate in an A/A scenario,
+    power otherwise) and the minimum detectable effect. Writes calibration.json, calibration.csv,
+    replications.parquet, coverage.png and estimate_vs_truth.png to the output directory
+    (default: <output.dir>/calibrate-<name>/).
+    """
+    from counterfeed.calibration.calibrate import calibrate
+
+    sc = _load(scenario)
+    ex = _guard(_executor, executor, workers, scheduler)
+    with ex:
+        result = _guard(calibrate, sc, replications, executor=ex, out_dir=out_dir, fresh=fresh,
+                        quiet=quiet or as_json)
+    _finish(result, title=f"Calibration of {sc.name} ({result.completed} replications)", extra=[],
+            as_json=as_json, quiet=quiet)
+
+
+@click.command("sweep", epilog="""\b
+Examples:
+  counterfeed sweep scenarios/quickstart.yaml --vary population.users=1000,5000,20000 -n 100
+  counterfeed sweep s.yaml --vary experiment.duration=7d,14d,28d --vary population.users=2000,8000 -n 200
+Values are YAML scalars; any scenario field path works (e.g. experiment.arms.treatment.factors).""")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--vary", "vary", multiple=True, required=True, metavar="FIELD=V1,V2,...",
+              help="A scenario field and the values to try (repeat for a grid).")
+@_with_options
+def sweep_command(scenario: str, vary: tuple[str, ...], replications: int, workers: int | None,
+                  executor: str, scheduler: str | None, out_dir: str | None, fresh: bool,
+                  as_json: bool, quiet: bool) -> None:
+    """Replicate SCENARIO over a grid of field values: power and minimum detectable effect.
+
+    For each grid point and estimator, metric and arm: the rejection rate (power; the false-positive
+    rate where the arms are identical) with a Wilson interval, and the MDE at 80% power and 5%
+    two-sided significance (2.8 x the mean standard error). Writes sweep.json, sweep.csv,
+    replications.parquet and power.png (default: <output.dir>/sweep-<name>/).
+    """
+    from counterfeed.calibration.sweep import grid_points, parse_vary, sweep
+
+    sc = _load(scenario)
+    grid = _guard(lambda: [parse_vary(v) for v in vary])
+    _guard(grid_points, sc, grid)  # validate every point before starting workers
+    ex = _guard(_executor, executor, workers, scheduler)
+    with ex:
+        result = _guard(sweep, sc, grid, replications, executor=ex, out_dir=out_dir, fresh=fresh,
+                        quiet=quiet or as_json)
+    _finish(result, title=f"Sweep of {sc.name}", extra=[f for f, _ in grid], as_json=as_json,
+            quiet=quiet)
+
+
+COMMANDS = [calibrate_command, sweep_command]
+
+
+def register(cli: click.Group) -> None:
+    """Mount the commands on the main ``counterfeed`` group (for the register_commands hook)."""
+    for cmd in COMMANDS:
+        cli.add_command(cmd)
+
+
+@click.group()
+def _standalone() -> None:
+    """Calibration commands (also mounted in the main ``counterfeed`` CLI)."""
+
+
+register(_standalone)
+
+if __name__ == "__main__":  # python -m counterfeed.calibration.cli calibrate ...
+    _standalone()
