@@ -21,7 +21,8 @@ rows, minimized by mini-batch Adagrad (closed-form gradients, lazy row updates) 
 We chose the weighted logistic loss over BPR because shown-but-not-clicked impressions are real,
 labelled negatives in a simulated log (BPR would discard their count information), and because
 aggregating repeated impressions of a pair makes an epoch one pass over unique pairs, which keeps a
-fit on a million impressions to a few seconds on one thread.
+fit on a million impressions to a few seconds on one thread. ``fit_seconds_`` and ``loss_`` (the
+mean loss of each epoch) record the last fit.
 
 Serving
 -------
@@ -39,6 +40,7 @@ for Implicit Feedback Data", NIPS 2014 workshop (the logistic loss).
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 import numpy as np
@@ -65,7 +67,8 @@ class MatrixFactorization(Recommender):
         negatives: int = Field(2, ge=0, le=100, description="sampled negatives per clicked pair")
         shown_negative_weight: float = Field(1.0, ge=0.0, description="weight of unclicked impressions")
         batch_size: int = Field(8192, ge=64, description="pairs per mini-batch")
-        min_interactions: int = Field(1, ge=0, description="clicks a user needs to be scored by MF")
+        min_interactions: int = Field(1, ge=0, description="training clicks a user needs to be scored by MF "
+                                      "(0: any user with an impression)")
         exploration: Literal["none", "epsilon", "softmax"] = "none"
         epsilon: float = Field(0.1, ge=0.0, le=1.0)
         temperature: float = Field(0.5, gt=0.0)
@@ -87,8 +90,6 @@ class MatrixFactorization(Recommender):
     # -- learning ------------------------------------------------------------------------------
     def fit(self, log: Log) -> None:
         """Retrain from scratch on ``log`` (the arm's cumulative log); resets the click counts."""
-        import time
-
         start = time.perf_counter()
         ctx = self.ctx_
         n_items, n_users = ctx.items.n, ctx.n_users
@@ -98,8 +99,8 @@ class MatrixFactorization(Recommender):
         clicks = log.click[ok].astype(np.float64)
         self.clicks_ = np.bincount(items, weights=clicks, minlength=n_items).astype(np.float64)
         user_clicks = np.bincount(users, weights=clicks, minlength=n_users)
-        self.known_ = (user_clicks >= max(self.options.min_interactions, 1)) if users.size else \
-            np.zeros(n_users, dtype=bool)
+        seen = np.bincount(users, minlength=n_users) > 0
+        self.known_ = seen & (user_clicks >= self.options.min_interactions)
         self.n_fits_ += 1
         if users.size == 0:
             self.fit_seconds_ = time.perf_counter() - start
