@@ -148,20 +148,47 @@ def _print_result(result: Any) -> None:
     console.print(f"SRM check: chi2={_fmt(srm.get('statistic'))}, p={_fmt(srm.get('p_value'))} -> {flag}")
     if result.estimates:
         e = Table(title="Estimates vs truth")
+        error_title = "error (interference bias)" if result.manifest.get("training") else "error"
         for col in ("estimator", "metric", "arm", "estimand", "segment", "estimate", "interval", "p / P(better)",
-                    "truth", "covered"):
+                    "truth", error_title, "covered"):
             e.add_column(col, no_wrap=True)
         for est in result.estimates:
             p = est.p_value if est.p_value is not None else est.prob_better
             e.add_row(est.estimator, est.metric, est.arm, est.estimand, est.segment or "", _fmt(est.point),
-                      f"[{_fmt(est.lower)}, {_fmt(est.upper)}]", _fmt(p), _fmt(est.truth),
+                      f"[{_fmt(est.lower)}, {_fmt(est.upper)}]", _fmt(p), _fmt(est.truth), _fmt(est.error),
                       "" if est.covered is None else ("[green]yes[/]" if est.covered else "[red]no[/]"))
         console.print(e)
+    _print_closed_loop(console, result.manifest)
     tm = result.timings
     console.print(f"{int(tm.get('sessions', 0)):,} sessions simulated in {tm.get('simulate_s', 0):.1f} s "
                   f"({tm.get('sessions_per_s', 0):,.0f}/s); total {tm.get('total_s', 0):.1f} s")
     if result.run_dir:
         console.print(f"run directory: {result.run_dir}")
+
+
+def _print_closed_loop(console: Any, manifest: dict[str, Any]) -> None:
+    """Phases (decisions, realized vs oracle value) and adaptive allocation, when the run had them."""
+    from rich.table import Table
+
+    phases = manifest.get("phases")
+    if phases:
+        t = Table(title="Phases: decisions")
+        for col in ("phase", "days", "control", "rule", "metric", "decision", "chosen"):
+            t.add_column(col, no_wrap=True)
+        for ph in phases:
+            t.add_row(str(ph.get("phase")), f"{_fmt(ph.get('start'))}-{_fmt(ph.get('end'))}", str(ph.get("control")),
+                      str(ph.get("rule")), str(ph.get("metric")), str(ph.get("decision")), str(ph.get("chosen")))
+        console.print(t)
+        value = manifest.get("phase_value") or {}
+        if value:
+            console.print("value: " + ", ".join(f"{k}={_fmt(v)}" for k, v in value.items()
+                                                if isinstance(v, (int, float))))
+    alloc = manifest.get("allocation")
+    if alloc and alloc.get("history"):
+        last = alloc["history"][-1]
+        probs = ", ".join(f"{a}={_fmt(p)}" for a, p in last.get("probabilities", {}).items())
+        console.print(f"adaptive allocation ({alloc.get('method')}): final assignment probabilities {probs} "
+                      f"after {len(alloc['history']) - 1} updates")
 
 
 @cli.command("validate")
