@@ -63,46 +63,38 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class PluginSpec(BaseModel):
-    """A plugin name plus its options inline (validated later by the plugin's ``Options``)."""
+class _InlineOptions(BaseModel):
+    """A plugin reference whose other keys are the plugin's options (validated by its ``Options``)."""
 
     model_config = ConfigDict(extra="allow")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class PluginSpec(_InlineOptions):
+    """A catalog or user model: ``plugin`` plus its options inline."""
+
     plugin: str
 
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
-
-class ArmSpec(BaseModel):
+class ArmSpec(_InlineOptions):
     """An arm: its recommender plugin and that recommender's options inline."""
 
-    model_config = ConfigDict(extra="allow")
     recommender: str
 
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
+class MetricSpec(_InlineOptions):
+    """A metric with options, e.g. ``{metric: retained, window: 3d}``."""
 
-class MetricSpec(BaseModel):
-    model_config = ConfigDict(extra="allow")
     metric: str
 
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
-
-class AnalysisSpec(BaseModel):
+class AnalysisSpec(_InlineOptions):
     """One analysis: an estimator plugin and its options inline (``metrics``, ``level``, ...)."""
 
-    model_config = ConfigDict(extra="allow")
     estimator: str
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 class SegmentSpec(_Strict):
