@@ -20,6 +20,8 @@ Each estimator is written as a sum of ratios :math:`\sum_t \sum_i A_{t,i} / \sum
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -123,15 +125,16 @@ class Units:
 Terms = list[tuple[np.ndarray, np.ndarray]]
 
 
-class OffPolicyEstimator:
+class OffPolicyEstimator(ABC):
     """Base: ``terms(units)`` returns the per-round (numerator, denominator) sums of the estimate."""
 
     name: ClassVar[str] = ""
     needs_model: ClassVar[bool] = False
     uses_clip: ClassVar[bool] = True
 
+    @abstractmethod
     def terms(self, u: Units) -> Terms:
-        raise NotImplementedError
+        """Per-round (numerator, denominator) sums whose ratio of totals is the estimate."""
 
     def weights(self, u: Units) -> np.ndarray | None:
         """The weights this estimator effectively uses (for ESS and max-weight diagnostics)."""
