@@ -25,14 +25,18 @@ def _ope_log(log: Log, source: str):
                        source=source)
 
 
-def _true_ctr(events: WorldEvents | None) -> float | None:
+def _true_ctr(events: WorldEvents | None, start: float = 0.0) -> float | None:
+    """Click rate per impression of a world from ``start`` (the experiment start) to its end."""
     if events is None:
         return None
-    if events.impressions is not None and len(events.impressions):
-        return float(np.mean(events.impressions.click))
+    imp = events.impressions
+    if imp is not None and len(imp):
+        m = imp.time >= start
+        return float(np.mean(imp.click[m])) if m.any() else None
     s = events.sessions
-    if "impressions" in s and "clicks" in s and float(np.sum(s["impressions"])) > 0:
-        return float(np.sum(s["clicks"]) / np.sum(s["impressions"]))
+    m = s["time"] >= start
+    if "impressions" in s and "clicks" in s and float(np.sum(s["impressions"][m])) > 0:
+        return float(np.sum(s["clicks"][m]) / np.sum(s["impressions"][m]))
     return None
 
 
@@ -96,7 +100,9 @@ class OffPolicy(Estimator):
             o = self.options
             results = evaluate(log, target, o.estimators, clip=o.clip, level=level, bootstrap=o.bootstrap,
                                seed=seed, folds=o.folds, tau=o.tau, lam=o.lam)
-            truth = _true_ctr(worlds.get(f"all-{arm}"))
+            sc = data.extras.get("scenario")
+            start = float(sc.experiment.pre_period) if sc is not None else 0.0
+            truth = _true_ctr(worlds.get(f"all-{arm}"), start)
             for r in results:
                 diag = dict(r.diagnostics, se=r.se, logging_value=r.logging_value, interval=r.interval,
                             recommender=rec_name)
