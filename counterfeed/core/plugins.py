@@ -33,9 +33,11 @@ ENTRY_POINT_GROUP = "counterfeed"
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.plugins.catalogs.synthetic",
+    "counterfeed.plugins.catalogs.text",
     "counterfeed.plugins.users.choice",
     "counterfeed.plugins.recommenders.basic",
     "counterfeed.plugins.recommenders.matrix_factorization",
+    "counterfeed.plugins.recommenders.text_embedding",
     "counterfeed.plugins.recommenders.bandits",
     "counterfeed.plugins.metrics.engagement",
     "counterfeed.plugins.estimators.classical",

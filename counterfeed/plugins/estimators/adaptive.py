@@ -104,6 +104,7 @@ class AdaptiveIPW(Estimator):
     """
 
     name = "adaptive-ipw"
+    conformance_skip = "needs the assignment probabilities recorded by adaptive allocation; tested in tests/interactive/test_interactive_allocation.py"
     Options = AdaptiveIPWOptions
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:

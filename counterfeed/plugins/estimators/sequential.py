@@ -127,6 +127,7 @@ class SequentialDifference(Estimator):
     """
 
     name = "sequential"
+    conformance_skip = "needs a run's event log and scenario (daily looks); tested in tests/interactive/test_interactive_sequential.py"
     Options = SequentialOptions
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
