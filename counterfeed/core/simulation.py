@@ -233,7 +233,7 @@ class SimWorld:
         if self.allocator is not None:
             self.allocator.assign_new(self, users, now)
         arm_of = self.current[users]
-        if self.cfg.pre_period > 0 and now > self.cfg.pre_period:
+        if self.cfg.pre_period > 0 and now >= self.cfg.pre_period:
             # a request made before the experiment started is served by the pre-period policy
             # (the control arm), whatever window it lands in
             arm_of = np.where(times < self.cfg.pre_period, self.cfg.control, arm_of)

@@ -124,3 +124,22 @@ def test_pooled_training_and_segments_run():
                            "population.segments": {"a": {"share": 0.5, "activity": 2.0}, "b": {"share": 0.5}}})
     res = run(sc, write=False, workers=1)
     assert set(res.truth.segment.dropna()) == {"a", "b"}
+
+
+def test_arms_do_not_influence_each_other_in_the_ab_world():
+    # Changing one arm's policy must leave the other arms' users untouched: their training logs hold
+    # the shared pre-period history and their own arm's data only (the request-time rule at the
+    # experiment start keeps the last pre-period requests on the control policy).
+    arms = {"control": {"recommender": "popularity"}, "mf": {"recommender": "matrix-factorization", "factors": 8},
+            "other": {"recommender": "random"}}
+    split = {"control": 0.34, "mf": 0.33, "other": 0.33}
+    r1 = run(small_scenario(**{"experiment.arms": arms, "experiment.split": split}), write=False, workers=1)
+    arms2 = {**arms, "other": {"recommender": "popularity", "exploration": "epsilon", "epsilon": 0.3}}
+    r2 = run(small_scenario(**{"experiment.arms": arms2, "experiment.split": split}), write=False, workers=1)
+
+    def users_of(r, arm):
+        o = r.outcomes
+        return o[(o.world == "ab") & (o.arm == arm)][METRICS].reset_index(drop=True)
+
+    for arm in ("control", "mf"):
+        pd.testing.assert_frame_equal(users_of(r1, arm), users_of(r2, arm))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal, Any
 
 import numpy as np
 from pydantic import Field
@@ -65,6 +65,11 @@ class OffPolicy(Estimator):
         lam: float = Field(default=100.0, ge=0)
         folds: int = Field(default=5, ge=1)
         bootstrap: int = Field(default=0, ge=0)
+        fit_on: Literal["logs", "pre_period"] = Field(
+            default="logs", description="'logs': fit the target on every control-arm impression it is "
+            "evaluated on; 'pre_period': fit it on the pre-period log (as the arm is fitted at the "
+            "experiment start) and evaluate it on the experiment period's control impressions, which "
+            "removes the winner's curse of fitting and evaluating on the same data")
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         from counterfeed.errors import DataError
@@ -83,8 +88,19 @@ class OffPolicy(Estimator):
         ctrl = imp.select(imp.arm == c)
         if len(ctrl) == 0:
             raise DataError(f"estimator 'ope': the control arm '{data.control}' has no impressions")
-        log = _ope_log(ctrl, f"world {events.world}, arm {data.control}")
+        sc = data.extras.get("scenario")
+        start = float(sc.experiment.pre_period) if sc is not None else 0.0
         fit_log = ctrl
+        if self.options.fit_on == "pre_period":
+            if start <= 0:
+                raise DataError("estimator 'ope': fit_on: pre_period needs a pre-period "
+                                "(set experiment.pre_period)")
+            fit_log = imp.select(imp.time < start)
+            ctrl = ctrl.select(ctrl.time >= start)
+            if len(ctrl) == 0:
+                raise DataError(f"estimator 'ope': the control arm '{data.control}' has no impressions "
+                                "after the pre-period")
+        log = _ope_log(ctrl, f"world {events.world}, arm {data.control}")
         level = self.level_for(data)
         seed = int(ex.get("seed", data.seed))
         specs: dict[str, tuple[str, dict[str, Any]]] = ex.get("arm_specs", {})
@@ -100,8 +116,6 @@ class OffPolicy(Estimator):
             o = self.options
             results = evaluate(log, target, o.estimators, clip=o.clip, level=level, bootstrap=o.bootstrap,
                                seed=seed, folds=o.folds, tau=o.tau, lam=o.lam)
-            sc = data.extras.get("scenario")
-            start = float(sc.experiment.pre_period) if sc is not None else 0.0
             truth = _true_ctr(worlds.get(f"all-{arm}"), start)
             for r in results:
                 diag = dict(r.diagnostics, se=r.se, logging_value=r.logging_value, interval=r.interval,
