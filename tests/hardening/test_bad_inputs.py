@@ -26,15 +26,8 @@ DRIVER = Path(__file__).with_name("_cli_driver.py")
 MANIFEST: dict[str, dict] = yaml.safe_load((BAD / "expected.yaml").read_text())
 
 # Cases whose current behaviour is a known defect in a file this suite may not edit. Strict xfail:
-# when the owner fixes it, the test XPASSes, fails, and this entry must be removed.
-SEM_CLI_DEFECT = ("counterfeed/sem/cli.py: _build() re-raises str(exc) without the model file's path, "
-                  "so SEM messages say 'line 1, col 3: ...' but not which file (fix proposed in the report)")
-KNOWN_DEFECTS: dict[str, str] = {
-    "sem/non_utf8.txt::sem-show": "counterfeed/sem/cli.py: _model_text() calls Path.read_text() without "
-                                  "catching UnicodeDecodeError: a non-UTF-8 model file gives a traceback",
-    "args::sem-text-column": "counterfeed/sem/stats.py _column(): np.asarray(df[col], dtype=float) on a text "
-                             "column raises a bare ValueError (traceback) instead of a DataError naming the column",
-}
+# when the owner fixes it, the test XPASSes, fails, and this entry must be removed. (None left.)
+KNOWN_DEFECTS: dict[str, str] = {}
 
 CASES = [(f, cmd) for f, spec in sorted(MANIFEST.items()) for cmd in spec["commands"]]
 
@@ -202,7 +195,6 @@ def test_bad_input_gives_one_located_message_and_writes_nothing(results, file, c
 SEM_CASES = [(f, c) for f, c in CASES if c.startswith("sem ") and _case_id(f, c) not in KNOWN_DEFECTS]
 
 
-@pytest.mark.xfail(strict=True, reason=SEM_CLI_DEFECT)
 @pytest.mark.parametrize("file,command", SEM_CASES, ids=[_case_id(f, c) for f, c in SEM_CASES])
 def test_sem_message_names_the_file(results, file, command):
     if not _sem_cli_available():

@@ -1,0 +1,307 @@
+"""Fitting: the SEM class, the compiled-model cache, sampling backends and the SEMFit result."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from counterfeed.sem.errors import SEMModelError
+from counterfeed.sem.stats import SufficientStats, sufficient_stats
+from counterfeed.sem.syntax import ParsedModel, parse_model
+from counterfeed.sem.table import ParameterTable, build_table
+
+__all__ = ["SEM", "SEMFit", "fit_sem", "fit_sem_stats", "METHODS", "clear_cache"]
+
+METHODS = ("nutpie", "pymc", "advi", "fullrank_advi", "pathfinder")
+_CACHE: dict[tuple, dict] = {}
+
+
+def clear_cache() -> None:
+    """Forget every compiled model (the on-disk PyTensor cache stays)."""
+    _CACHE.clear()
+
+
+class SEM:
+    """A parsed, checked SEM: ``SEM(text, exogenous=["treatment"], std_lv=False, priors=None)``.
+
+    ``exogenous`` are observed 0/1 regressors (arm indicators) that the model conditions on.
+    ``priors`` maps a label or ``lhs op rhs`` name to a prior string such as ``"normal(0, 1)"``.
+    """
+
+    def __init__(self, model: str | ParsedModel, *, exogenous: Sequence[str] = (),
+                 std_lv: bool = False, priors: dict[str, str] | None = None):
+        self.parsed = parse_model(model) if isinstance(model, str) else model
+        self.exogenous = list(exogenous)
+        self.std_lv = std_lv
+        self.priors = dict(priors or {})
+        self.table: ParameterTable = build_table(self.parsed, exogenous=self.exogenous,
+                                                 std_lv=std_lv, priors=self.priors)
+
+    def __str__(self) -> str:
+        return str(self.table)
+
+    def stats(self, data) -> SufficientStats:
+        """Sufficient statistics of ``data`` (a DataFrame) for this model."""
+        missing = [x for x in self.exogenous if x not in data.columns]
+        if missing:
+            raise SEMModelError(f"exogenous column(s) {', '.join(missing)} not in the data")
+        return sufficient_stats(data, self.table.observed, self.table.exogenous)
+
+    def fit(self, data, **kwargs) -> "SEMFit":
+        """Fit to a DataFrame; see :func:`fit_sem_stats` for the options."""
+        return self.fit_stats(self.stats(data), **kwargs)
+
+    def fit_stats(self, stats: SufficientStats, *, draws: int = 1000, tune: int = 1000,
+                  chains: int = 4, seed: int = 0, method: str = "nutpie",
+                  cores: int | None = None, target_accept: float = 0.8,
+                  advi_iterations: int = 30000, progress: bool = False) -> "SEMFit":
+        """Fit to precomputed sufficient statistics (cost does not depend on the number of rows)."""
+        from counterfeed.sem.model import build_pymc_model, data_arrays, initial_values
+
+        if method not in METHODS:
+            raise SEMModelError(f"unknown method '{method}'; expected one of {', '.join(METHODS)}")
+        for name, v in (("draws", draws), ("chains", chains)):
+            if int(v) < 1:
+                raise SEMModelError(f"{name} must be at least 1, got {v}")
+        data = data_arrays(self.table, stats)
+        key = (self.table.signature(),)
+        entry = _CACHE.get(key)
+        cache_hit = entry is not None
+        t0 = time.perf_counter()
+        if entry is None:
+            entry = {"model": build_pymc_model(self.table, data)}
+            _CACHE[key] = entry
+        model = entry["model"]
+        init = initial_values(self.table)
+        var_names = ["params"] + (["defined"] if self.table.definitions else [])
+        warnings: list[str] = []
+        if method == "nutpie":
+            import nutpie
+
+            compiled = entry.get("nutpie")
+            if compiled is None:
+                cache_hit = False
+                compiled = nutpie.compile_pymc_model(model, initial_points=init, jitter_rvs=set(),
+                                                     var_names=var_names)
+                entry["nutpie"] = compiled
+            compiled = compiled.with_data(**data)
+            compile_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
+                                  cores=cores or min(chains, 2), progress_bar=progress,
+                                  target_accept=target_accept)
+            sample_s = time.perf_counter() - t1
+        else:
+            import pymc as pm
+
+            with model:
+                pm.set_data(data)
+            compile_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            with model:
+                if method == "pymc":
+                    idata = pm.sample(draws=draws, tune=tune, chains=chains,
+                                      cores=cores or 1, random_seed=seed, initvals=init,
+                                      init="adapt_diag", progressbar=progress,
+                                      var_names=var_names, target_accept=target_accept,
+                                      compute_convergence_checks=False)
+                elif method in ("advi", "fullrank_advi"):
+                    approx = pm.fit(n=advi_iterations, method=method, random_seed=seed,
+                                    progressbar=progress, start=init)
+                    idata = approx.sample(draws * chains, random_seed=seed)
+                    warnings.append(f"method '{method}' is an approximation: no R-hat, ESS or "
+                                    f"divergence checks; use it for exploration only")
+                else:
+                    try:
+                        import pymc_extras as pmx
+                    except ImportError:
+                        raise SEMModelError("method 'pathfinder' needs the pymc-extras package, "
+                                            "which is not installed; use 'advi'") from None
+                    idata = pmx.fit(method="pathfinder", random_seed=seed,
+                                    num_draws=draws * chains)
+                    warnings.append("method 'pathfinder' is an approximation: no R-hat, ESS or "
+                                    "divergence checks")
+            sample_s = time.perf_counter() - t1
+        return SEMFit.from_idata(self, idata, method=method, warnings=warnings,
+                                 timings={"compile_s": compile_s, "sample_s": sample_s,
+                                          "cache_hit": cache_hit},
+                                 n_total=stats.n_total, draws=draws, chains=chains)
+
+
+def fit_sem(model: str | SEM, data, *, exogenous: Sequence[str] = (), std_lv: bool = False,
+            priors: dict[str, str] | None = None, **kwargs) -> "SEMFit":
+    """Parse ``model`` (text or :class:`SEM`) and fit it to the DataFrame ``data``.
+
+    ``kwargs``: draws=1000, tune=1000, chains=4, seed=0, method="nutpie" (or "pymc", "advi",
+    "fullrank_advi", "pathfinder"), cores, target_accept, progress."""
+    sem = model if isinstance(model, SEM) else SEM(model, exogenous=exogenous, std_lv=std_lv,
+                                                    priors=priors)
+    return sem.fit(data, **kwargs)
+
+
+def fit_sem_stats(model: str | SEM, stats: SufficientStats, *, std_lv: bool = False,
+                  priors: dict[str, str] | None = None, **kwargs) -> "SEMFit":
+    """Fit to precomputed :class:`SufficientStats` (exogenous taken from ``stats.exogenous``)."""
+    sem = model if isinstance(model, SEM) else SEM(model, exogenous=stats.exogenous,
+                                                    std_lv=std_lv, priors=priors)
+    return sem.fit_stats(stats, **kwargs)
+
+
+@dataclass
+class SEMFit:
+    """Posterior of an SEM fit, with diagnostics that are always computed and shown."""
+
+    sem: SEM
+    idata: Any
+    summary: Any  # pandas DataFrame, one row per free parameter and defined quantity
+    divergences: int
+    warnings: list[str]
+    timings: dict
+    method: str
+    n_total: float
+    chain_means: Any = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.warnings
+
+    @classmethod
+    def from_idata(cls, sem, idata, *, method, warnings, timings, n_total, draws, chains):
+        import pandas as pd
+
+        post = idata.posterior
+        table = sem.table
+        frames, chain_means = [], []
+        for var, dim in (("params", "param"), ("defined", "quantity")):
+            if var not in post:
+                continue
+            x = np.asarray(post[var].transpose("chain", "draw", dim).values, float)
+            names = [str(v) for v in post[var][dim].values]
+            frames.append(_summarize(x, names, var))
+            chain_means.append(pd.DataFrame(x.mean(axis=1), columns=names))
+        summary = pd.concat(frames)
+        rows = {r.key: r for r in table.free_rows()}
+        summary.insert(0, "label", [rows[n].label if n in rows else n for n in summary.index])
+        summary.insert(1, "kind", [rows[n].kind if n in rows else "defined" for n in summary.index])
+        divergences = 0
+        stats = getattr(idata, "sample_stats", None)
+        if stats is not None and "diverging" in stats:
+            divergences = int(np.asarray(stats["diverging"].values).sum())
+        warnings = list(warnings)
+        approx = method not in ("nutpie", "pymc")
+        if not approx:
+            bad = summary[summary["r_hat"] > 1.01]
+            if len(bad):
+                warnings.append(f"R-hat > 1.01 for {len(bad)} parameter(s): "
+                                + ", ".join(f"{n} ({v:.3f})" for n, v in bad["r_hat"].items()))
+            if divergences:
+                warnings.append(f"{divergences} divergent transition(s) after tuning; raise "
+                                f"target_accept or reparametrize")
+            need = min(400, 100 * chains)
+            low = summary[(summary["ess_bulk"] < need) | (summary["ess_tail"] < need)]
+            if len(low):
+                warnings.append(f"low ESS (< {need}) for {len(low)} parameter(s): "
+                                + ", ".join(f"{n} (bulk {b:.0f}, tail {t:.0f})" for n, b, t in
+                                            zip(low.index, low["ess_bulk"], low["ess_tail"])))
+            cm = pd.concat(chain_means, axis=1) if chain_means else None
+            if cm is not None and chains > 1:
+                odd = _odd_chains(cm, summary)
+                if odd:
+                    warnings.append("chain(s) disagree with the others (another mode?): "
+                                    + "; ".join(odd))
+        return cls(sem, idata, summary, divergences, warnings, timings, method, n_total,
+                   chain_means=pd.concat(chain_means, axis=1) if chain_means else None)
+
+    def save(self, path) -> str:
+        """Write the posterior as ArviZ NetCDF."""
+        from pathlib import Path
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.idata.to_netcdf(str(path))
+        return str(path)
+
+    def estimate(self, name: str) -> dict:
+        """Summary row of a parameter (key such as ``visual=~x2``, or label) or defined quantity."""
+        s = self.summary
+        if name in s.index:
+            return s.loc[name].to_dict()
+        hit = s[s["label"] == name]
+        if len(hit):
+            return hit.iloc[0].to_dict()
+        raise KeyError(f"no parameter or defined quantity '{name}'; have: {', '.join(s.index)}")
+
+    def draws(self, name: str) -> np.ndarray:
+        """All posterior draws (chains concatenated) of one parameter or defined quantity."""
+        post = self.idata.posterior
+        for var, dim in (("params", "param"), ("defined", "quantity")):
+            if var in post and name in [str(v) for v in post[var][dim].values]:
+                return np.asarray(post[var].sel({dim: name}).values).reshape(-1)
+        key = self.summary.index[self.summary["label"] == name]
+        if len(key):
+            return self.draws(key[0])
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        summ = self.summary.reset_index(names="param")
+        return {"method": self.method, "ok": self.ok, "warnings": self.warnings,
+                "divergences": self.divergences, "n": self.n_total,
+                "timings": self.timings,
+                "summary": [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                             for k, v in rec.items()} for rec in summ.to_dict("records")]}
+
+    def __str__(self) -> str:
+        import pandas as pd
+
+        with pd.option_context("display.width", 140, "display.max_rows", 500,
+                               "display.float_format", "{:.3f}".format):
+            body = self.summary.to_string()
+        t = self.timings
+        lines = [f"Bayesian SEM ({self.method}), n = {self.n_total:.0f}; compile "
+                 f"{t['compile_s']:.2f} s ({'cached' if t['cache_hit'] else 'new'}), "
+                 f"sampling {t['sample_s']:.2f} s; divergences: {self.divergences}", body]
+        lines.append("diagnostics: OK (R-hat <= 1.01, ESS adequate, no divergences)" if self.ok
+                     else "WARNINGS:\n" + "\n".join(f"  - {w}" for w in self.warnings))
+        return "\n".join(lines)
+
+
+def _summarize(x: np.ndarray, names: list[str], var: str):
+    """Mean, sd, 95% equal-tailed interval, R-hat and ESS per column of x (chain, draw, k)."""
+    import arviz as az
+    import pandas as pd
+
+    flat = x.reshape(-1, x.shape[2])
+    lo, hi = np.quantile(flat, [0.025, 0.975], axis=0)
+    out = pd.DataFrame({"mean": flat.mean(0), "sd": flat.std(0, ddof=1), "eti_2.5%": lo,
+                        "eti_97.5%": hi}, index=names)
+    rhat, essb, esst = [], [], []
+    for j in range(x.shape[2]):
+        col = x[:, :, j]
+        if x.shape[0] > 1 and x.shape[1] > 3:
+            rhat.append(float(az.rhat(col)))
+        else:
+            rhat.append(math.nan)
+        essb.append(float(az.ess(col, method="bulk")) if x.shape[1] > 3 else math.nan)
+        esst.append(float(az.ess(col, method="tail")) if x.shape[1] > 3 else math.nan)
+    out["r_hat"], out["ess_bulk"], out["ess_tail"] = rhat, essb, esst
+    return out
+
+
+def _odd_chains(chain_means, summary) -> list[str]:
+    """Chains whose mean of some quantity sits > 5 posterior SDs from the median of chain means."""
+    out = []
+    med = chain_means.median(axis=0)
+    sd = summary["sd"].reindex(chain_means.columns).replace(0, np.nan)
+    for ch in range(len(chain_means)):
+        dev = ((chain_means.iloc[ch] - med).abs() / sd)
+        dev = dev[dev > 5]
+        if len(dev):
+            name = dev.idxmax()
+            out.append(f"chain {ch}: {name} mean {chain_means.iloc[ch][name]:.3g} vs "
+                       f"{med[name]:.3g}")
+    return out
