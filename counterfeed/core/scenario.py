@@ -15,10 +15,11 @@ import difflib
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
+                      ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
 from counterfeed.core._yaml import YamlProblem, join_path, load_yaml
@@ -120,7 +121,15 @@ class PopulationSpec(_Strict):
         return v
 
 
-Duration = float
+def _positive_days(v: float) -> float:
+    if v <= 0:
+        raise ValueError("must be positive")
+    return v
+
+
+#: a duration field: '14d', '6h', '30m', '90s', '2w' or a number of days, stored as days
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive_days)]
 
 
 PhaseRule = Literal["interval_excludes_zero", "prob_better", "expected_loss"]
@@ -129,7 +138,7 @@ PhaseRule = Literal["interval_excludes_zero", "prob_better", "expected_loss"]
 class PhaseSpec(_Strict):
     """One phase of a multi-phase experiment (see :mod:`counterfeed.core.phases`)."""
 
-    duration: Duration = Field(description="length of the phase")
+    duration: PositiveDuration = Field(description="length of the phase")
     rule: PhaseRule = Field("interval_excludes_zero", description="decision rule applied at the phase's end")
     metric: str = Field("clicks", description="metric the rule decides on")
     estimator: str = Field("diff-in-means", description="estimator whose estimate the rule reads")
@@ -138,58 +147,33 @@ class PhaseSpec(_Strict):
     challengers: list[str] | None = Field(None, description="arms tested against the current control "
                                           "(default: every other arm)")
 
-    @field_validator("duration", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> Any:
-        return parse_duration(v)
-
-    @field_validator("duration")
-    @classmethod
-    def _positive(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("must be positive")
-        return v
-
-
 class AllocationSpec(_Strict):
     """Adaptive allocation of users to arms (see :mod:`counterfeed.core.allocation`)."""
 
     method: Literal["thompson"] = "thompson"
     metric: str = Field("clicks", description="per-user metric whose arm means the sampler compares")
-    update_every: Duration = Field(0.25, description="how often the assignment probabilities are updated")
+    update_every: PositiveDuration = Field(0.25, description="how often the assignment probabilities are updated")
     floor: float = Field(0.1, ge=0.0, lt=0.5, description="minimum assignment probability of every arm")
     draws: int = Field(4000, ge=100, le=1_000_000, description="Monte Carlo draws for P(arm is best)")
-
-    @field_validator("update_every", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> Any:
-        return parse_duration(v)
-
-    @field_validator("update_every")
-    @classmethod
-    def _positive(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("must be positive")
-        return v
 
 
 class ExperimentSpec(_Strict):
     arms: dict[str, ArmSpec]
     control: str | None = None
     split: dict[str, float] | None = None
-    duration: Duration = Field(14.0, description="experiment length after the pre-period")
+    duration: PositiveDuration = Field(14.0, description="experiment length after the pre-period")
     pre_period: Duration = Field(0.0, description="period in which everyone gets the control arm")
     batch_window: Duration = Field(1 / 24, description="serving batch window")
-    retrain_every: Duration | None = Field(1.0, description="refit each arm's recommender this often")
+    retrain_every: float | None = Field(1.0, description="refit each arm's recommender this often")
     slate_size: int = Field(10, ge=1, le=200)
     salt: str | None = None
     training: Literal["own", "pooled", "weighted"] = "own"
     phases: list[PhaseSpec] | None = None
     allocation: AllocationSpec | None = None
 
-    @field_validator("duration", "pre_period", "batch_window", "retrain_every", mode="before")
+    @field_validator("retrain_every", mode="before")
     @classmethod
-    def _duration(cls, v: Any) -> Any:
+    def _retrain_duration(cls, v: Any) -> Any:
         return None if v is None else parse_duration(v)
 
     @field_validator("arms")
@@ -228,13 +212,6 @@ class ExperimentSpec(_Strict):
         total = sum(v.values())
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"shares must sum to 1 (got {total:g})")
-        return v
-
-    @field_validator("duration")
-    @classmethod
-    def _positive(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("must be positive")
         return v
 
     @field_validator("retrain_every")
