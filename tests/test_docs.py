@@ -54,3 +54,13 @@ def test_no_documented_hook_is_stale():
 @pytest.mark.parametrize("name", sorted(HOOKS))
 def test_hook_is_tested(name):
     assert re.search(rf"\b{name}\b", _test_sources()), f"no test under tests/ mentions the hook {name}"
+
+
+def test_test_module_basenames_are_unique():
+    # pytest imports test modules of directories without __init__.py by basename: two test_x.py files
+    # in different directories break collection of the whole suite.
+    from collections import Counter
+    from pathlib import Path
+
+    names = Counter(p.name for p in Path(__file__).parent.rglob("test_*.py"))
+    assert [n for n, c in names.items() if c > 1] == []
