@@ -53,3 +53,15 @@ def normal_replicate(scenario_data: dict, seed: int) -> list[dict]:
         finally:
             os.close(fd)
     return out
+
+
+from counterfeed.core.scenario import Scenario  # noqa: E402
+
+
+def fake_scenario(lift: float = 0.0, users: int = 200, seed: int = 5, **arm_options) -> Scenario:
+    """A valid scenario for the fake replicate (its plugins are never resolved)."""
+    return Scenario.from_dict({
+        "name": "fake", "seed": seed, "population": {"users": users},
+        "experiment": {"arms": {"a": {"recommender": "random"},
+                                "b": {"recommender": "random", "lift": lift, **arm_options}}},
+    })

@@ -12,7 +12,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # so worker processes (fork) and subprocesses import _fakes by name
     sys.path.insert(0, str(HERE))
 
-from counterfeed.core.scenario import Scenario  # noqa: E402
+from _fakes import fake_scenario  # noqa: E402,F401  (re-exported for fixtures)
 
 TINY_YAML = """\
 name: tiny
@@ -30,15 +30,6 @@ analysis:
   - estimator: ratio
 output: {dir: runs}
 """
-
-
-def fake_scenario(lift: float = 0.0, users: int = 200, seed: int = 5, **arm_options) -> Scenario:
-    """A valid scenario for the fake replicate (its plugins are never resolved)."""
-    return Scenario.from_dict({
-        "name": "fake", "seed": seed, "population": {"users": users},
-        "experiment": {"arms": {"a": {"recommender": "random"},
-                                "b": {"recommender": "random", "lift": lift, **arm_options}}},
-    })
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from _fakes import normal_replicate
-from conftest import fake_scenario
+from _fakes import fake_scenario
 
 from counterfeed.calibration import calibrate, replication_seeds
 from counterfeed.core.executors import get_executor

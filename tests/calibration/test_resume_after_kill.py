@@ -13,7 +13,7 @@ from pathlib import Path
 SCRIPT = """
 import sys
 from _fakes import normal_replicate
-from conftest import fake_scenario
+from _fakes import fake_scenario
 from counterfeed.calibration import calibrate
 from counterfeed.core.executors import get_executor
 with get_executor("local", workers=2) as ex:
@@ -49,7 +49,7 @@ def test_sigkill_midway_then_resume(tmp_path, subprocess_env):
     assert len({r["invocation"] for r in first.values()}) == 1
 
     from _fakes import normal_replicate
-    from conftest import fake_scenario
+    from _fakes import fake_scenario
 
     from counterfeed.calibration import calibrate
 

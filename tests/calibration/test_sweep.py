@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from _fakes import normal_replicate
-from conftest import fake_scenario
+from _fakes import fake_scenario
 
 from counterfeed.calibration.sweep import grid_points, parse_vary, sweep
 from counterfeed.errors import OutputError, ScenarioError

@@ -15,7 +15,7 @@ import pytest
 from counterfeed.core.report import fmt, parse_days, write_report
 from counterfeed.errors import DataError
 
-from conftest import HOSTILE
+from _report_strings import HOSTILE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
