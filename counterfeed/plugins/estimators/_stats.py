@@ -180,6 +180,13 @@ def relative_delta(t: ArmStats, c: ArmStats, level: float) -> Comparison | None:
 # --------------------------------------------------------------------------------------------
 
 
+def require_comparison(data: AnalysisData, estimator: str) -> None:
+    """A control arm and at least one treatment arm, or a ModelError naming the estimator."""
+    if data.control not in data.arms or not data.treatments:
+        raise ModelError(f"{estimator}: needs a control arm and at least one treatment arm, "
+                         f"got arms {data.arms} with control '{data.control}'")
+
+
 def select_metrics(data: AnalysisData, chosen: list[str] | None, estimator: str) -> list[str]:
     """The metrics to analyse, each checked to be known and present in the outcomes."""
     names = list(chosen) if chosen else list(data.metrics)

@@ -15,7 +15,7 @@ from counterfeed.errors import ModelError
 from counterfeed.plugins.estimators._stats import (SmallGroup, arm_values, iter_groups,
                                                    mean_stats, normal_interval, ratio_columns,
                                                    ratio_stats, relative_delta, select_metrics,
-                                                   where)
+                                                   where, require_comparison)
 
 __all__ = ["BayesianAB", "BayesianABOptions"]
 
@@ -72,9 +72,7 @@ class BayesianAB(Estimator):
     Options = BayesianABOptions
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
-        if data.control not in data.arms or not data.treatments:
-            raise ModelError(f"{self.name}: needs a control arm and at least one treatment arm, "
-                             f"got arms {data.arms} with control '{data.control}'")
+        require_comparison(data, self.name)
         level = self.level_for(data)
         out: list[Estimate] = []
         for metric in select_metrics(data, self.options.metrics, self.name):

@@ -35,7 +35,7 @@ from counterfeed.plugins.estimators.bayesian_ab import BayesianAB
 from counterfeed.plugins.estimators._stats import (ArmStats, Comparison, SmallGroup, arm_values,
                                                    iter_groups, mean_stats, ratio_columns,
                                                    ratio_stats, relative_delta, select_metrics,
-                                                   welch, where)
+                                                   welch, where, require_comparison)
 
 __all__ = ["ClassicalOptions", "DifferenceInMeans", "RatioDeltaMethod", "CUPED", "BayesianAB",
            "register_estimators"]
@@ -64,9 +64,7 @@ class _ArmComparisons(Estimator):
         """Per-arm summaries of ``metric`` in ``frame`` and diagnostics shared by its estimates."""
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
-        if data.control not in data.arms or not data.treatments:
-            raise ModelError(f"{self.name}: needs a control arm and at least one treatment arm, "
-                             f"got arms {data.arms} with control '{data.control}'")
+        require_comparison(data, self.name)
         level = self.level_for(data)
         out: list[Estimate] = []
         for metric in self._metrics(data):
