@@ -104,7 +104,14 @@ def sufficient_stats(data, variables, exogenous=()) -> SufficientStats:
                         f"{', '.join(cols)}; drop or impute them first")
     if len(Y) <= len(variables):
         raise DataError(f"need more rows ({len(Y)}) than observed variables ({len(variables)})")
-    if exogenous:
+    q = len(exogenous)
+    if exogenous and q <= 16 and np.isin(X, (0.0, 1.0)).all():
+        # 0/1 arm indicators (the usual case): a pattern code per row, groups found by bincount: O(n)
+        code = (X @ (1 << np.arange(q))).astype(np.int64)
+        present = np.bincount(code, minlength=1 << q) > 0
+        inv = (np.cumsum(present) - 1)[code]
+        pats = ((np.nonzero(present)[0][:, None] >> np.arange(q)) & 1).astype(float)
+    elif exogenous:
         # integer code per row from per-column codes (np.unique on rows is slow for 1M rows)
         import pandas as pd
 
@@ -116,21 +123,20 @@ def sufficient_stats(data, variables, exogenous=()) -> SufficientStats:
         first = np.zeros(len(uniq), dtype=np.int64)
         first[inv[::-1]] = np.arange(len(inv))[::-1]
         pats = X[first]
-        if len(pats) > max(64, len(Y) // 10):
-            raise DataError(f"exogenous columns {exogenous} take {len(pats)} distinct patterns; "
-                            f"they should be 0/1 arm indicators")
     else:
-        pats, inv = np.zeros((1, 0)), None
+        pats, inv = np.zeros((1, 0)), np.zeros(len(Y), dtype=np.int64)
+    if exogenous and len(pats) > max(64, len(Y) // 10):
+        raise DataError(f"exogenous columns {exogenous} take {len(pats)} distinct patterns; "
+                        f"they should be 0/1 arm indicators")
     G, p = len(pats), Y.shape[1]
-    n = np.empty(G)
-    means = np.empty((G, p))
+    # one pass per column / pair with bincount: means, then centred cross-products (two-pass, stable)
+    n = np.bincount(inv, minlength=G).astype(float)
+    means = np.stack([np.bincount(inv, weights=Y[:, j], minlength=G) for j in range(p)], axis=1) / n[:, None]
+    Z = Y - means[inv]
     covs = np.empty((G, p, p))
-    for g in range(G):
-        Yg = Y if inv is None else Y[inv == g]
-        n[g] = len(Yg)
-        means[g] = Yg.mean(axis=0)
-        Z = Yg - means[g]
-        covs[g] = Z.T @ Z / n[g]
+    for i in range(p):
+        for j in range(i, p):
+            covs[:, i, j] = covs[:, j, i] = np.bincount(inv, weights=Z[:, i] * Z[:, j], minlength=G) / n
     return SufficientStats(list(variables), exogenous, pats, n, means, covs)
 
 
