@@ -308,22 +308,23 @@ class SimWorld:
             raise PluginError("first_visit must return one positive gap per user", plugin=um.name,
                               hook="first_visit")
         horizon = cfg.horizon
-        process = self.env.process
-        for uid in np.nonzero(first < horizon)[0].tolist():
-            process(self._user(uid, first[uid]))
-        server = self.env.process(self._server())
-        if cfg.retrain_every is not None:
-            self.env.process(self._retrain())
-        for make in self.processes:
-            self.env.process(make(self))
         # Hundreds of thousands of user processes stay alive for the whole run; left to the cyclic
-        # collector they are rescanned at every full collection, which made throughput fall with the
-        # population size. They are frozen out of the collector (and collections made rarer) while the
-        # event loop runs; garbage cycles are still collected, afterwards.
+        # collector they are rescanned at every full collection (while they are created, too), which
+        # made throughput fall with the population size. Collections are made rarer while processes
+        # are created and the event loop runs, and the long-lived objects are frozen out of the
+        # collector; garbage cycles are still collected, afterwards.
         threshold = gc.get_threshold()
-        gc.freeze()
         gc.set_threshold(max(threshold[0], 50_000), *threshold[1:])
         try:
+            process = self.env.process
+            for uid in np.nonzero(first < horizon)[0].tolist():
+                process(self._user(uid, first[uid]))
+            server = self.env.process(self._server())
+            if cfg.retrain_every is not None:
+                self.env.process(self._retrain())
+            for make in self.processes:
+                self.env.process(make(self))
+            gc.freeze()
             self.env.run(until=server)
         finally:
             gc.set_threshold(*threshold)

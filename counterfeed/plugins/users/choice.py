@@ -37,6 +37,8 @@ from counterfeed.core.randomness import Keys
 
 __all__ = ["ChoiceUserModel", "ChoiceState"]
 
+_CHUNK = 2048  # requests per block when gathering item vectors (keeps a block in cache)
+
 
 @dataclass
 class ChoiceState:
@@ -112,7 +114,10 @@ class ChoiceUserModel(UserModel):
         state.satiation[users] *= decay[:, None]
         state.last_visit[users] = t
         p = state.preferences[users]
-        util = np.einsum("nd,nkd->nk", p, it.vectors[items])
+        util = np.empty(items.shape)
+        for lo in range(0, len(users), _CHUNK):  # gather item vectors in cache-sized blocks
+            hi = lo + _CHUNK
+            util[lo:hi] = np.einsum("nd,nkd->nk", p[lo:hi], it.vectors[items[lo:hi]])
         scale = o.preference_scale * (o.latent_weight if state.text_preferences is not None else 1.0)
         util *= scale
         if state.text_preferences is not None:
