@@ -61,12 +61,7 @@ def estimate_vs_truth_figure(frame: pd.DataFrame, path: Path, max_panels: int = 
     plt = _pyplot()
     data = frame[frame["truth"].notna() & frame["point"].notna()]
     panels = list(data.groupby(["metric", "arm", "estimand"], sort=True).groups)[:max_panels]
-    n = max(1, len(panels))
-    cols = min(3, n)
-    nrows = math.ceil(n / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.6 * nrows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
+    fig, axes = _panel_grid(plt, len(panels), 4.2)
     if not panels:
         axes[0, 0].text(0.5, 0.5, "no estimate has a known truth", ha="center", va="center")
     for ax, (metric, arm, estimand) in zip(axes.flat, panels):
@@ -86,17 +81,23 @@ def estimate_vs_truth_figure(frame: pd.DataFrame, path: Path, max_panels: int = 
     return path
 
 
+def _panel_grid(plt, n_panels: int, width: float):
+    """A figure with up to 3 panels a row for ``n_panels`` panels (at least one); unused axes hidden."""
+    n = max(1, n_panels)
+    cols = min(3, n)
+    nrows = math.ceil(n / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(width * cols, 3.6 * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def power_figure(summary: pd.DataFrame, fields: list[str], path: Path, max_panels: int = 12) -> Path:
     """Power (rejection rate) against the first varied field, one line per estimator/arm/other fields."""
     plt = _pyplot()
     x_field, others = fields[0], fields[1:]
     panels = list(summary.groupby(["metric", "estimand"], sort=True).groups)[:max_panels]
-    n = max(1, len(panels))
-    cols = min(3, n)
-    nrows = math.ceil(n / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.4 * cols, 3.6 * nrows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
+    fig, axes = _panel_grid(plt, len(panels), 4.4)
     xs = list(dict.fromkeys(summary[x_field])) if len(summary) else []
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs)
     for ax, (metric, estimand) in zip(axes.flat, panels):

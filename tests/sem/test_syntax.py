@@ -8,14 +8,8 @@ import pytest
 from counterfeed.errors import ModelError
 from counterfeed.sem import SEM, SEMModelError, SEMSyntaxError, parse_model, parse_prior
 
-MEDIATION = """
-engagement =~ clicks + dwell + sessions
-engagement ~ a*treatment
-retained   ~ b*engagement + c*treatment
-indirect := a*b
-total    := c + a*b
-"""
-HS39 = "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9"
+from counterfeed.sem.examples import HS39_MODEL as HS39
+from counterfeed.sem.examples import MEDIATION_MODEL as MEDIATION
 
 
 def test_statements_labels_fixed_and_comments():
