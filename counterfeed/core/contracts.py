@@ -318,6 +318,7 @@ class WorldEvents:
     end: float
     arms: list[str]
     assignment: np.ndarray  # (n_users,) arm index of each user in this world
+    items: Items | None = None  # the catalog, for metrics of diversity, exposure, novelty
 
     def session_mask(self, start: float, end: float) -> np.ndarray:
         t = self.sessions["time"]
@@ -326,13 +327,14 @@ class WorldEvents:
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """How a metric aggregates: ``sum``/``mean`` per user, ``binary``, or ``ratio`` of two metrics."""
+    """How a metric aggregates, and its ``level``: ``user``, or ``population`` (see core.longterm)."""
 
     name: str
     kind: Literal["sum", "mean", "binary", "ratio"]
     numerator: str | None = None
     denominator: str | None = None
     higher_is_better: bool = True
+    level: Literal["user", "population"] = "user"
 
 
 class Metric(Plugin, ABC):
@@ -343,6 +345,7 @@ class Metric(Plugin, ABC):
     numerator: ClassVar[str | None] = None
     denominator: ClassVar[str | None] = None
     higher_is_better: ClassVar[bool] = True
+    level: ClassVar[Literal["user", "population"]] = "user"
 
     @abstractmethod
     def compute(self, events: WorldEvents, start: float, end: float) -> np.ndarray:
@@ -350,7 +353,7 @@ class Metric(Plugin, ABC):
 
     def info(self) -> MetricInfo:
         return MetricInfo(self.name, self.aggregation, self.numerator, self.denominator,
-                          self.higher_is_better)
+                          self.higher_is_better, self.level)
 
 
 @dataclass
@@ -408,13 +411,11 @@ class Estimate:
         if truth is None or not math.isfinite(truth):
             self.truth = self.error = self.covered = None
             return
-        self.truth = float(truth)
-        self.error = float(self.point - truth)
+        self.truth, self.error = float(truth), float(self.point - truth)
         self.covered = bool(self.lower <= truth <= self.upper)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        return d
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class EstimatorOptions(Options):

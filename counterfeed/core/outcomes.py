@@ -9,7 +9,10 @@ import pandas as pd
 from counterfeed.core.contracts import Metric, MetricInfo, Population, WorldEvents
 from counterfeed.core.experiment import counterfactual_world
 
-__all__ = ["world_outcomes", "truth_table", "timeseries", "group_value"]
+__all__ = ["world_outcomes", "truth_table", "timeseries", "group_value", "DAILY_SERIES"]
+
+#: the metrics :func:`timeseries` gives per day
+DAILY_SERIES = ("sessions", "impressions", "clicks", "dwell", "ctr", "active")
 
 
 def world_outcomes(events: WorldEvents, metrics: dict[str, Metric], population: Population,
@@ -26,6 +29,8 @@ def world_outcomes(events: WorldEvents, metrics: dict[str, Metric], population: 
         "segment": np.asarray(population.segment_names, dtype=object)[population.segment],
     }
     for name, m in metrics.items():
+        if getattr(m, "level", "user") == "population":  # one value per group: core.longterm
+            continue
         v = _as_values(m, call_plugin(m, "compute", m.compute, events, pre_period, end), n)
         cols[name] = v
         if pre_period > 0:

@@ -23,7 +23,9 @@ from counterfeed.core.contracts import (AnalysisData, CatalogContext, Estimate, 
                                         Metric, MetricInfo, Population, Recommender, UserModel,
                                         WorldEvents)
 from counterfeed.core.experiment import AB_WORLD, world_assignment, world_names
-from counterfeed.core.outcomes import timeseries, truth_table, world_outcomes
+from counterfeed.core.longterm import (check_estimator_metrics, is_population, population_report,
+                                       world_long_term)
+from counterfeed.core.outcomes import truth_table, world_outcomes
 from counterfeed.core.plugins import Registry, get_registry
 from counterfeed.core.population import build_population
 from counterfeed.core.randomness import Keys
@@ -88,6 +90,8 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
     for i, spec in enumerate(sc.analysis):
         est = plan._create("estimator", spec.estimator, spec.options, f"analysis[{i}]", "estimator")
         wanted = getattr(est.options, "metrics", None) or []
+        if (bad := check_estimator_metrics(plan.metrics, wanted)) is not None:
+            raise sc.error(bad[1], f"analysis[{i}].metrics[{bad[0]}]")
         for j, m in enumerate(wanted):
             if m not in plan.metrics:
                 raise sc.error(f"metric '{m}' is not computed in this scenario (metrics: "
@@ -140,9 +144,11 @@ def simulate_world(task: WorldTask) -> WorldOutput:
     world = SimWorld(cfg, task.items, task.population, keys, plan.user_model(), plan.recommender)
     controller = _attach_extensions(world, sc, plan, task, keys)
     events = world.run()
+    events.items = task.items
     plan.registry.hook.counterfeed_world_end(scenario=sc, world=task.world, events=events)
     outcomes = world_outcomes(events, plan.metrics, task.population, exp.pre_period, cfg.horizon)
     extras: dict[str, Any] = {}
+    series = world_long_term(events, plan.metrics, plan.analysed, exp.pre_period, cfg.horizon, extras)
     if exp.phases:
         from counterfeed.core.phases import phase_values
 
@@ -152,7 +158,7 @@ def simulate_world(task: WorldTask) -> WorldOutput:
     if world.allocator is not None:
         extras["allocation"] = world.allocator.record()
         outcomes["assignment_probability"] = extras["allocation"]["probability"]
-    return WorldOutput(task.world, events, outcomes, timeseries(events), time.perf_counter() - t0,
+    return WorldOutput(task.world, events, outcomes, series, time.perf_counter() - t0,
                        int(events.sessions["user"].size), extras)
 
 
@@ -388,7 +394,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         series = pd.concat([o.timeseries for o in outputs], ignore_index=True)
         events = {o.world: o.events for o in outputs}
         infos: dict[str, MetricInfo] = {n: m.info() for n, m in plan.metrics.items()}
-        truth = truth_table(outcomes, sc.arms, sc.control, {n: infos[n] for n in plan.analysed})
+        per_user = [n for n in plan.analysed if not is_population(infos[n])]
+        truth = truth_table(outcomes, sc.arms, sc.control, {n: infos[n] for n in per_user})
         ab = outcomes[outcomes["world"] == AB_WORLD].drop(columns="world").reset_index(drop=True)
         extra_out = {o.world: o.extras for o in outputs if o.extras}
         allocation = extra_out.get(AB_WORLD, {}).get("allocation")
@@ -396,7 +403,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         t0 = time.perf_counter()
         data = AnalysisData(
             outcomes=ab, arms=sc.arms, control=sc.control,
-            metrics={n: infos[n] for n in plan.analysed}, level=sc.level, seed=sc.seed,
+            metrics={n: infos[n] for n in per_user}, level=sc.level, seed=sc.seed,
             events=events[AB_WORLD],
             extras={"items": items, "n_users": population.n, "slate_size": sc.experiment.slate_size,
                     "seed": sc.seed, "keys": keys, "population": population,
@@ -424,6 +431,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         }
         if sc.experiment.training != "own":
             manifest["training"] = sc.experiment.training
+        if any(o.extras.get("population") for o in outputs):
+            manifest["population_metrics"] = population_report(sc, [o.extras for o in outputs])
         if allocation is not None:
             manifest["allocation"] = {"method": sc.experiment.allocation.method,
                                       "history": allocation["history"]}

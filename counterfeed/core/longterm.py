@@ -1,0 +1,205 @@
+"""Population-level metrics in a run, and metrics over time.
+
+A per-user metric has one value per user; its effect is a difference of means that a
+user-randomized A/B test identifies. A **population-level** metric (``level = "population"``:
+catalog coverage, the Gini coefficient of exposure, homogenization of users, ...) is one number for a
+whole group of users. Comparing the arms of an A/B world does not estimate its global effect: an
+arm's coverage depends on how many users the arm has (half the users see fewer distinct items), and
+feedback loops (popularity, retraining) couple the arms. Only the counterfactual worlds (everyone on
+the arm vs everyone on the control) give it. So a run reports, for each population-level metric,
+
+- its value in every world (and per arm group in the A/B world),
+- the **true global effect** ``value(world all-arm) - value(world all-control)``,
+- the **naive A/B claim** ``value(arm's users in the A/B world) - value(control's users there)``,
+
+and estimators never see population-level metrics: naming one in an estimator's ``metrics`` is a
+scenario error (:func:`check_estimator_metrics`).
+
+:func:`metric_series` computes metrics per period (default weekly) for each world and arm group:
+the trajectories of a long-horizon run (feedback loops, filter bubbles).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from counterfeed.core.contracts import Metric, MetricInfo, WorldEvents
+
+__all__ = ["PopulationMetric", "is_population", "population_values", "population_effects",
+           "metric_series", "window_events", "check_estimator_metrics", "NOT_IDENTIFIED"]
+
+NOT_IDENTIFIED = ("is population-level: its effect is not identified by comparing the arms of a "
+                  "user-randomized test (each arm's value depends on its size and on the other arm); "
+                  "the run reports the true global effect from the counterfactual worlds next to the "
+                  "naive A/B comparison instead (manifest.json 'population_metrics', report)")
+
+
+class PopulationMetric(Metric):
+    """A population-level outcome: one number for a group of users (``level = "population"``).
+
+    ``compute_group`` returns the value for the users where ``users`` (a boolean (n_users,) mask) is
+    True, over events with ``start <= time < end``; NaN where it is undefined (e.g. no impressions).
+    It has no per-user value, so it never enters the per-user outcome table or an estimator.
+    """
+
+    level = "population"
+    aggregation = "mean"
+
+    @abstractmethod
+    def compute_group(self, events: WorldEvents, start: float, end: float, users: np.ndarray) -> float:
+        """The value for the users where ``users`` is True, over ``start <= time < end``."""
+
+    def compute(self, events: WorldEvents, start: float, end: float) -> np.ndarray:
+        raise TypeError(f"metric '{self.name}' is population-level: it has no per-user value "
+                        "(call compute_group)")
+
+
+def is_population(metric: Metric | MetricInfo) -> bool:
+    return getattr(metric, "level", "user") == "population"
+
+
+def check_estimator_metrics(metrics: dict[str, Metric], wanted: list[str]) -> tuple[int, str] | None:
+    """(index, error message) of the first population-level metric in ``wanted``, or None."""
+    for i, m in enumerate(wanted):
+        if m in metrics and is_population(metrics[m]):
+            return i, f"metric '{m}' {NOT_IDENTIFIED}"
+    return None
+
+
+def world_long_term(events: WorldEvents, metrics: dict[str, Metric], analysed: list[str], start: float,
+                    end: float, extras: dict[str, Any]) -> pd.DataFrame:
+    """A world's time series: the daily engagement series plus :func:`metric_series` of the analysed
+    metrics it lacks (weekly from 4 weeks on, else daily); stores ``extras["population"]``."""
+    from counterfeed.core.outcomes import DAILY_SERIES, timeseries
+
+    rows = population_values(events, metrics, start, end)
+    if rows:
+        extras["population"] = rows
+    daily = timeseries(events)
+    names = [n for n in analysed if n not in DAILY_SERIES]
+    if not names or end - start < 2:
+        return daily
+    infos = {n: m.info() for n, m in metrics.items()}
+    extra = metric_series(events, metrics, infos, names, start, end, 7.0 if end - start >= 28 else 1.0)
+    return pd.concat([daily, extra], ignore_index=True) if len(daily) else extra
+
+
+def population_report(scenario: Any, extras: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{"values": rows, "effects": rows}`` for the manifest (see :func:`population_effects`)."""
+    from counterfeed.core.experiment import AB_WORLD, counterfactual_world
+
+    values = [r for x in extras for r in x.get("population", [])]
+    cf = {a: counterfactual_world(a) for a in scenario.arms}
+    return {"values": values, "note": f"population-level metrics {NOT_IDENTIFIED.split('; ', 1)[0][3:]}",
+            "effects": population_effects(values, scenario.arms, scenario.control, AB_WORLD, cf)}
+
+
+def window_events(events: WorldEvents, start: float, end: float) -> WorldEvents:
+    """The events with ``start <= time < end`` (binary search when the times are sorted)."""
+    sessions = {k: v[_window(events.sessions["time"], start, end)] for k, v in events.sessions.items()}
+    imp = events.impressions
+    if imp is not None:
+        sl = _window(imp.time, start, end)
+        imp = imp.select(sl) if not isinstance(sl, slice) else type(imp)(
+            **{k: (None if v is None else v[sl]) for k, v in vars(imp).items()})
+    return replace(events, sessions=sessions, impressions=imp)
+
+
+def _window(t: np.ndarray, start: float, end: float) -> Any:
+    if t.size > 1 and bool(np.all(t[1:] >= t[:-1])):
+        return slice(int(np.searchsorted(t, start, "left")), int(np.searchsorted(t, end, "left")))
+    return (t >= start) & (t < end)
+
+
+def _groups(events: WorldEvents) -> list[tuple[str, np.ndarray]]:
+    """(arm name, user mask) for every arm with users in this world."""
+    out = []
+    for a, arm in enumerate(events.arms):
+        mask = events.assignment == a
+        if mask.any():
+            out.append((arm, mask))
+    return out
+
+
+def population_values(events: WorldEvents, metrics: dict[str, Metric], start: float,
+                      end: float) -> list[dict[str, Any]]:
+    """Rows ``{world, arm, metric, value}``: each population metric for each arm group of the world,
+    plus ``arm = None`` for all the world's users together."""
+    from counterfeed.core.simulation import call_plugin
+
+    pop = {n: m for n, m in metrics.items() if is_population(m)}
+    if not pop:
+        return []
+    ev = window_events(events, start, end)
+    groups = [(None, np.ones(events.n_users, bool))] + _groups(events)
+    rows = []
+    for name, m in pop.items():
+        for arm, mask in groups:
+            v = float(call_plugin(m, "compute_group", m.compute_group, ev, start, end, mask))
+            rows.append({"world": events.world, "arm": arm, "metric": name,
+                         "value": v if math.isfinite(v) else None})
+    return rows
+
+
+def population_effects(values: list[dict[str, Any]], arms: list[str], control: str, ab_world: str,
+                       counterfactual: dict[str, str]) -> list[dict[str, Any]]:
+    """For each population metric and treatment arm: the true global effect (counterfactual worlds)
+    next to the naive A/B comparison of the arm groups in the A/B world, and their difference."""
+    look = {(r["world"], r["arm"], r["metric"]): r["value"] for r in values}
+    out = []
+    for metric in dict.fromkeys(r["metric"] for r in values):
+        for arm in arms:
+            if arm == control:
+                continue
+            vt = look.get((counterfactual[arm], None, metric))
+            vc = look.get((counterfactual[control], None, metric))
+            at, ac = look.get((ab_world, arm, metric)), look.get((ab_world, control, metric))
+            true = None if vt is None or vc is None else vt - vc
+            naive = None if at is None or ac is None else at - ac
+            out.append({"metric": metric, "arm": arm, "control": control, "level": "population",
+                        "world_arm": vt, "world_control": vc, "true_effect": true,
+                        "ab_arm": at, "ab_control": ac, "naive_ab_claim": naive,
+                        "naive_error": None if true is None or naive is None else naive - true,
+                        "estimable_from_ab": False})
+    return out
+
+
+def metric_series(events: WorldEvents, metrics: dict[str, Metric], infos: dict[str, MetricInfo],
+                  names: list[str], start: float, end: float, period: float = 7.0) -> pd.DataFrame:
+    """Metrics per period for each arm group: rows ``world, arm, day, metric, value``.
+
+    ``day`` is the start of the period ``[day, day + period)``. A per-user metric's value is its
+    group value (mean, or ratio of sums for ratio metrics); a population metric's is ``compute_group``.
+    """
+    from counterfeed.core.outcomes import group_value
+    from counterfeed.core.simulation import call_plugin
+
+    rows: list[tuple] = []
+    groups = _groups(events)
+    t = start
+    while t < end - 1e-9:
+        hi = min(t + period, end)
+        ev = window_events(events, t, hi)
+        cols: dict[str, np.ndarray] = {}
+        for name in names:
+            m, info = metrics[name], infos[name]
+            if is_population(m):
+                for arm, mask in groups:
+                    v = float(call_plugin(m, "compute_group", m.compute_group, ev, t, hi, mask))
+                    rows.append((events.world, arm, t, name, v))
+                continue
+            parts = [p for p in (info.numerator, info.denominator) if p] if info.kind == "ratio" else [name]
+            for p in parts:
+                if p not in cols:
+                    cols[p] = np.asarray(metrics[p].compute(ev, t, hi), dtype=np.float64)
+            frame = pd.DataFrame({p: cols[p] for p in parts})
+            for arm, mask in groups:
+                rows.append((events.world, arm, t, name, group_value(frame[mask], info)))
+        t = hi
+    return pd.DataFrame(rows, columns=["world", "arm", "day", "metric", "value"])
