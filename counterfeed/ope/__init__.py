@@ -17,12 +17,13 @@ from counterfeed.ope.estimators import (ESTIMATORS, DirectMethod, DoublyRobust,
 from counterfeed.ope.evaluate import OPEResult, evaluate
 from counterfeed.ope.logs import OPELog, from_arrays, load_log, log_from_frame, parse_columns
 from counterfeed.ope.reward import LogisticRewardModel, RewardModel, cross_fit
-from counterfeed.ope.target import (Support, Target, catalog_from_log, load_target,
+from counterfeed.ope.target import (Support, Target, catalog_from_log, check_target_evaluable, load_target,
                                     target_from_recommender, target_from_table)
 
 __all__ = [
     "OPELog", "load_log", "log_from_frame", "from_arrays", "parse_columns",
     "Target", "Support", "load_target", "target_from_table", "target_from_recommender", "catalog_from_log",
+    "check_target_evaluable",
     "RewardModel", "LogisticRewardModel", "cross_fit",
     "OffPolicyEstimator", "DirectMethod", "InverseProbabilityWeighting",
     "SelfNormalizedInverseProbabilityWeighting", "DoublyRobust", "SelfNormalizedDoublyRobust",

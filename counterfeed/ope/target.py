@@ -16,7 +16,7 @@ from counterfeed.errors import DataError, PluginError
 from counterfeed.ope.logs import OPELog, _floats, _integers, _read_table, _show
 
 __all__ = ["Target", "Support", "load_target", "target_from_table", "target_from_recommender",
-           "catalog_from_log"]
+           "catalog_from_log", "check_target_evaluable"]
 
 _SUM_TOL = 1e-6
 
@@ -162,6 +162,28 @@ def catalog_from_log(log: OPELog) -> Any:
                  arrival=np.zeros(n))
 
 
+def _check_evaluable(rec: Any, name: str) -> None:
+    from counterfeed.core.contracts import Recommender
+
+    if rec.stochastic and type(rec).action_probabilities is Recommender.action_probabilities:
+        raise PluginError("is stochastic and does not implement action_probabilities(batch, items), so it "
+                          "cannot be a target of off-policy evaluation; pass explicit target probabilities "
+                          "instead", plugin=name, hook="action_probabilities")
+
+
+def check_target_evaluable(name: str, options: dict[str, Any] | None = None, *, registry: Any = None) -> None:
+    """Raise before any data is read if recommender ``name`` with ``options`` cannot be an OPE target.
+
+    Errors: :class:`~counterfeed.errors.ScenarioError` (unknown name, bad options, from the registry)
+    or :class:`~counterfeed.errors.PluginError` (a stochastic recommender without
+    ``action_probabilities``). Used by ``validate`` for a scenario's ``ope`` analysis.
+    """
+    from counterfeed.core.plugins import get_registry
+
+    reg = registry if registry is not None else get_registry()
+    _check_evaluable(reg.create("recommender", name, options or {}, field="policy"), name)
+
+
 def target_from_recommender(log: OPELog, name: str, options: dict[str, Any] | None = None, *,
                             seed: int = 0, items: Any = None, n_users: int | None = None,
                             slate_size: int | None = None, fit_log: Any = None,
@@ -171,8 +193,9 @@ def target_from_recommender(log: OPELog, name: str, options: dict[str, Any] | No
     The recommender is created from the registry, ``setup`` with the catalog (``items``, else
     :func:`catalog_from_log`), ``fit`` on ``fit_log`` (default: the log itself), and asked about every
     logged round in batches (users and sessions from the log, stream ``Keys(seed).stream("policy:target")``).
-    With a ``propensities_of(batch, items)`` method the logged items' probabilities are exact;
-    a deterministic recommender (``stochastic = False``) has probability 1 where its slate matches.
+    The logged items' probabilities come from the recommender's ``action_probabilities(batch, items)``
+    (:class:`~counterfeed.core.contracts.Recommender`; for a deterministic recommender, 1 where its
+    slate matches the logged item).
     The direct method's expectation over the target uses its slate (deterministic) or ``dm_samples``
     slates drawn from child streams (stochastic, Monte Carlo).
     """
@@ -182,17 +205,13 @@ def target_from_recommender(log: OPELog, name: str, options: dict[str, Any] | No
 
     reg = registry if registry is not None else get_registry()
     rec = reg.create("recommender", name, options or {}, field="policy")
+    _check_evaluable(rec, name)
     items = items if items is not None else catalog_from_log(log)
     users, sessions = log.users_sessions()
     k = int(slate_size or log.n_positions)
     if int(log.n_positions) > k:
         raise DataError(f"{log.source}: positions go up to {log.n_positions - 1} but the slate size is {k}")
     keys = Keys(seed)
-    has_props = callable(getattr(rec, "propensities_of", None))
-    stochastic = bool(getattr(rec, "stochastic", False))
-    if stochastic and not has_props:
-        raise PluginError("is stochastic and has no propensities_of(batch, items); pass explicit target "
-                          "probabilities instead", plugin=name, hook="ope")
     try:
         rec.setup(RecommenderContext(items=items, n_users=int(n_users or users.max() + 1), slate_size=k,
                                      keys=keys, arm="target"))
@@ -201,6 +220,7 @@ def target_from_recommender(log: OPELog, name: str, options: dict[str, Any] | No
         raise
     except Exception as exc:
         raise PluginError(f"raised {type(exc).__name__}: {exc}", plugin=name, hook="setup/fit") from exc
+    stochastic = bool(rec.stochastic)
     stream = keys.stream("policy:target")
     time = float(log.time.max()) if log.time is not None else 0.0
     # the logged (round, position) -> item table, -1 where nothing was logged
@@ -216,28 +236,29 @@ def target_from_recommender(log: OPELog, name: str, options: dict[str, Any] | No
         batch = Batch(users=users[sl], sessions=sessions[sl], time=time, slate_size=k, stream=stream)
         shown = logged[sl]
         try:
-            if has_props:
-                prob_rk[sl] = np.where(shown >= 0, rec.propensities_of(batch, np.maximum(shown, 0)), 0.0)
+            prob_rk[sl] = np.where(shown >= 0, rec.action_probabilities(batch, np.maximum(shown, 0)), 0.0)
             for s in range(samples):
                 b = batch if s == 0 else Batch(batch.users, batch.sessions, time, k, stream.child(f"dm{s}"))
                 slates = rec.recommend(b)
                 got = np.full(shown.shape, -2, np.int64)
                 kk = min(k, slates.items.shape[1])
                 got[:, :kk] = slates.items[:, :kk]
-                if not has_props:
-                    prob_rk[sl] = (got == shown).astype(np.float64)
                 r = rows[sl]
                 ok = (r >= 0) & (got >= 0)
                 s_unit.append(r[ok])
                 s_item.append(got[ok])
                 s_w.append(np.full(int(ok.sum()), 1.0 / samples))
+        except NotImplementedError as exc:
+            raise PluginError(f"cannot be evaluated off-policy: {exc}; pass explicit target probabilities "
+                              "(--target-probs) instead", plugin=name, hook="action_probabilities") from exc
         except (DataError, PluginError):
             raise
         except Exception as exc:
-            raise PluginError(f"raised {type(exc).__name__}: {exc}", plugin=name, hook="recommend") from exc
+            raise PluginError(f"raised {type(exc).__name__}: {exc}", plugin=name,
+                              hook="recommend/action_probabilities") from exc
     prob = prob_rk[log.round, log.position]
     if (prob < -1e-12).any() or (prob > 1 + 1e-9).any():
-        raise PluginError("returned probabilities outside [0, 1]", plugin=name, hook="propensities_of")
+        raise PluginError("returned probabilities outside [0, 1]", plugin=name, hook="action_probabilities")
     unit = np.concatenate(s_unit)
     item_code = _codes(log, np.concatenate(s_item))
     cover = np.bincount(unit, minlength=len(log))

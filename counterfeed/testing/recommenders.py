@@ -9,6 +9,13 @@ The empirical propensity rule (``propensities_match_frequencies``, stochastic po
   probabilities of one position sum to 1, so the untested items share what the tested ones leave);
 - the sum of the reported propensities of the distinct items seen at a position must not exceed 1.
 
+The action-probability rule (``action_probabilities``, stochastic policies only) asks
+``action_probabilities`` about the slates served in that test, which must equal the logged
+propensities (relative 1e-6, absolute 1e-4, the allowance for a Monte Carlo policy that logs
+``max(hits, 1) / M``), and about every item at every position for a few requests (with and without
+unavailable items): probabilities in [0, 1], 0 for unavailable items and past the slate, summing to
+1 over the items at each slate position.
+
 Five standard deviations make a false alarm on a correct policy a ``~6e-7`` event per cell; the
 draws are keyed, so a given policy either always passes or always fails.
 """
@@ -27,6 +34,7 @@ __all__ = ["RECOMMENDER_RULES", "N_FREQUENCY_SESSIONS"]
 
 N_FREQUENCY_SESSIONS = 1500
 _Z = 5.0
+_ACTION_ATOL = 1e-4
 
 
 def _context() -> RecommenderContext:
@@ -234,6 +242,53 @@ def _rule_fit(s: Subject) -> None:
     _check_all(_serve(s, rec, batch), batch, ctx.items.n)
 
 
+def _check_action_probabilities(s: Subject, rec: Any, batch: Batch, out: Slates, where: str) -> None:
+    """``action_probabilities`` of the served slates equal the logged propensities."""
+    got = np.asarray(s.call(rec, "action_probabilities", batch, np.asarray(out.items)), dtype=float)
+    logged = np.asarray(out.propensities, dtype=float)
+    if got.shape != logged.shape:
+        raise Broken(f"action_probabilities returned shape {got.shape} for items of shape {logged.shape}")
+    # absolute 1e-4: a Monte Carlo policy logs max(hits, 1) / M where its estimate is hits / M
+    bad = ~np.isclose(got, logged, rtol=1e-6, atol=_ACTION_ATOL)
+    if bad.any():
+        r, j = (int(x) for x in np.argwhere(bad)[0])
+        raise Broken(f"{where}: request {r}, position {j}: action_probabilities gives {got[r, j]:.6g} for the "
+                     f"shown item {np.asarray(out.items)[r, j]} but recommend logged propensity {logged[r, j]:.6g}")
+
+
+def _rule_action_probabilities(s: Subject) -> None:
+    rec, ctx = _ready(s)
+    s.call(rec, "fit", make_log(ctx, n_requests=400, seed=5))
+    n_items, users = ctx.items.n, (0, 7, 123)
+    for user in users:  # the logged propensities, themselves checked against frequencies
+        batch = make_batch(ctx, np.full(N_FREQUENCY_SESSIONS, user), sessions=np.arange(N_FREQUENCY_SESSIONS))
+        _check_action_probabilities(s, rec, batch, _serve(s, rec, batch), f"user {user}")
+    avail = np.ones(n_items, bool)
+    avail[::4] = False
+    for available in (None, avail):
+        # every item at every position for 3 users x 2 sessions: one distribution per (request, position)
+        req_u = np.repeat(np.repeat(np.array(users), 2), n_items)
+        req_s = np.tile(np.repeat(np.arange(2), n_items), len(users))
+        batch = make_batch(ctx, req_u, sessions=req_s, available=available)
+        k = ctx.slate_size
+        items = np.repeat(np.tile(np.arange(n_items), 2 * len(users))[:, None], k + 1, axis=1)
+        p = np.asarray(s.call(rec, "action_probabilities", batch, items), dtype=float)
+        if p.shape != items.shape:
+            raise Broken(f"action_probabilities returned shape {p.shape} for items of shape {items.shape}")
+        if not np.isfinite(p).all() or (p < 0).any() or (p > 1 + 1e-9).any():
+            raise Broken("action_probabilities must be finite and in [0, 1]")
+        if available is not None and (p[~avail[items]] > 0).any():
+            raise Broken("action_probabilities gives a positive probability to an item batch.available excludes")
+        sums = p.reshape(-1, n_items, k + 1).sum(axis=1)
+        kk = min(k, n_items if available is None else int(np.count_nonzero(available)))
+        want = np.r_[np.ones(kk), np.zeros(k + 1 - kk)]
+        off = np.abs(sums - want[None, :]) > 1e-6
+        if off.any():
+            r, j = (int(x) for x in np.argwhere(off)[0])
+            raise Broken(f"the probabilities of all items at position {j} sum to {sums[r, j]:.6g} for request "
+                         f"{r} (expected {want[j]:g}: one item per slate position, none past the slate)")
+
+
 def _only_stochastic(cls: type) -> str | None:
     return None if getattr(cls, "stochastic", False) else "applies to stochastic = True policies only"
 
@@ -251,6 +306,10 @@ RECOMMENDER_RULES: list[Rule] = common_rules("recommender") + [
          _rule_batch_independent),
     Rule("propensities_match_frequencies", "Stochastic policies: logged propensities match the empirical "
          "frequencies of many keyed draws.", _rule_frequencies, _only_stochastic),
+    Rule("action_probabilities", "Stochastic policies: `action_probabilities` equals the propensities "
+         "`recommend` logs (checked against frequencies above), is 0 for unavailable items and past the "
+         "slate, and sums to 1 over the items at each slate position.", _rule_action_probabilities,
+         _only_stochastic),
     Rule("fit_then_recommend", "`fit` on a small synthetic log and `update` on a window, then valid slates.",
          _rule_fit),
 ]

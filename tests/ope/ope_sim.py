@@ -47,7 +47,7 @@ class FixedRanking(Recommender):
 
 
 class EpsilonByClicks(Recommender):
-    """Stochastic: epsilon-greedy over click counts learned in fit, with exact propensities_of."""
+    """Stochastic: epsilon-greedy over click counts learned in fit, with exact action_probabilities."""
 
     name = "test-epsilon"
     stochastic = True
@@ -62,7 +62,7 @@ class EpsilonByClicks(Recommender):
     def recommend(self, batch):
         return make_slates(batch, self.scores_, "epsilon", epsilon=self.options.epsilon)
 
-    def propensities_of(self, batch, items):
+    def action_probabilities(self, batch, items):
         return slate_propensities(batch, self.scores_, "epsilon", items, epsilon=self.options.epsilon)
 
 

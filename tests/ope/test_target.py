@@ -66,7 +66,7 @@ def test_stochastic_recommender_with_propensities(registry):
 
 def test_recommender_errors(registry):
     log, _, _ = uniform_log(n_rounds=20)
-    with pytest.raises(PluginError, match="test-noprops.*stochastic and has no propensities_of"):
+    with pytest.raises(PluginError, match="test-noprops.*stochastic and does not implement action_probabilities"):
         target_from_recommender(log, "test-noprops")
     with pytest.raises(ScenarioError, match="unknown recommender 'test-fixd'; did you mean 'test-fixed'"):
         target_from_recommender(log, "test-fixd")

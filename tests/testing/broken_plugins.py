@@ -113,6 +113,26 @@ class HonestStochasticRecommender(LyingStochasticRecommender):
         s.propensities[:, :2] = 0.5
         return s
 
+    def action_probabilities(self, batch, items):
+        top = _greedy(self, batch).items
+        items = np.asarray(items)
+        out = np.zeros(items.shape)
+        k = min(top.shape[1], items.shape[1])
+        out[:, :k] = top[:, :k] == items[:, :k]
+        if k >= 2:
+            pair = (items[:, :2] == top[:, :1]) | (items[:, :2] == top[:, 1:2])
+            out[:, :2] = np.where(pair, 0.5, 0.0)
+        return out
+
+
+class WrongActionProbabilitiesRecommender(HonestStochasticRecommender):
+    """Logs the right propensities but its action_probabilities says 1 for every item."""
+
+    name = "wrong-action-probabilities"
+
+    def action_probabilities(self, batch, items):
+        return np.ones(np.asarray(items).shape)
+
 
 class MiscalibratedStochasticRecommender(GoodRecommender):
     """Swaps the first two items with probability 0.3 but logs 0.5 for both (sums stay at 1)."""

@@ -30,7 +30,7 @@ import numpy as np
 
 from counterfeed.core.contracts import Batch, Slates
 
-__all__ = ["topk", "uniform_slates", "epsilon_slates", "softmax_slates", "make_slates"]
+__all__ = ["topk", "uniform_slates", "uniform_probabilities", "epsilon_slates", "softmax_slates", "make_slates"]
 
 _SLOT_EXPLORE = 0          # slots 0..k-1: explore-or-not coin per position
 _SLOT_DRAW = 1_000         # slots 1000 + attempt*k + j: explored item draws
@@ -137,6 +137,20 @@ def uniform_slates(batch: Batch, n_items: int) -> Slates:
         attempt += 1
     prop = np.full((n, k), 1.0 / avail.size)
     return Slates(items=items, propensities=prop, scores=np.zeros((n, k)))
+
+
+def uniform_probabilities(batch: Batch, n_items: int, items: np.ndarray) -> np.ndarray:
+    """(n, k') probability that :func:`uniform_slates` shows ``items[r, j]`` at position ``j``: ``1/m``
+    for an available item at a position of the slate, else 0."""
+    items = np.asarray(items, dtype=np.int64)
+    avail = _available_ids(batch, n_items)
+    k = min(batch.slate_size, avail.size)
+    ok = (items >= 0) & (items < n_items)
+    is_avail = np.zeros(n_items, bool)
+    is_avail[avail] = True
+    ok &= is_avail[np.where(ok, items, 0)]
+    ok &= np.arange(items.shape[1])[None, :] < k
+    return np.where(ok, 1.0 / max(avail.size, 1), 0.0)
 
 
 def epsilon_slates(batch: Batch, scores: np.ndarray, epsilon: float) -> Slates:

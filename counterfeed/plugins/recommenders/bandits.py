@@ -5,17 +5,15 @@ cumulative log in ``fit`` (which therefore never double-counts a window already 
 log the propensity of every shown (item, position):
 
 - ``epsilon-greedy`` and ``linucb`` use :func:`make_slates`, whose propensities are exact;
-- ``thompson`` and ``linear-thompson`` show the top-k of one posterior draw. The probability that an
-  item lands at a position has no closed form, so it is estimated by Monte Carlo: ``M =
-  propensity_samples`` independent posterior draws are ranked the same way and ``p_hat`` is the
-  fraction of draws that put the item at that position, with standard error ``sqrt(p (1 - p) / M)``.
-  The engine requires a shown item's propensity to be positive, so a shown (item, position) that
-  no draw reproduced (probability ``(1 - p)^M``) logs ``1 / M``, the estimate's resolution: the
-  logged value is ``max(hits, 1) / M``, consistent, unbiased except for ``(1 - p)^M / M <= 1 / M``
-  (below 1e-5 for every ``p >= 0.03`` at ``M = 200``), and never gives an IPS weight above ``M``.
-  The Monte Carlo draws are keyed by ``(batch time, draw, item)`` on their own stream, so they are
-  independent of the shown slate, shared by the requests of one batch (the cost is per batch plus
-  an ``M x candidates`` ranking per request) and reproducible.
+- ``thompson`` and ``linear-thompson`` show the top-k of one posterior draw; the probability that an
+  item lands at a position has no closed form, so it is estimated by Monte Carlo over ``M =
+  propensity_samples`` posterior draws ranked the same way (:mod:`._montecarlo`: the logged value is
+  ``max(hits, 1) / M``, ``action_probabilities`` gives ``hits / M``, standard error
+  ``sqrt(p (1 - p) / M)``). The draws are keyed by ``(batch time, draw, item)`` on their own stream,
+  so they are independent of the shown slate, shared by the requests of one batch and reproducible.
+
+Every policy here implements ``action_probabilities`` (exact for the first two, Monte Carlo for the
+samplers), so each can be the target of off-policy evaluation.
 
 Both Thompson samplers rank a candidate set of at most ``candidates`` items (None: every available
 item): the items with the highest optimistic score (upper posterior quantile, or mean plus two
@@ -41,45 +39,10 @@ from scipy.special import betaincinv
 from counterfeed.core.contracts import Batch, Log, Options, Recommender, RecommenderContext, Slates
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import PluginError
-from counterfeed.plugins.recommenders._slates import make_slates, topk
+from counterfeed.plugins.recommenders import _montecarlo as mc
+from counterfeed.plugins.recommenders._slates import make_slates, slate_propensities, topk
 
 __all__ = ["EpsilonGreedy", "BetaThompsonSampling", "LinUCB", "LinearThompsonSampling"]
-
-
-def _time_key(t: float) -> np.uint64:
-    """A batch's time as an integer key (its IEEE-754 bits)."""
-    return np.float64(t).view(np.uint64)
-
-
-def _ranked_positions(draws: np.ndarray, k: int) -> np.ndarray:
-    """Indexes (along the last axis) of the k largest values, best first."""
-    part = np.argpartition(-draws, k - 1, axis=-1)[..., :k]
-    order = np.argsort(-np.take_along_axis(draws, part, axis=-1), axis=-1, kind="stable")
-    return np.take_along_axis(part, order, axis=-1)
-
-
-def _hit_table(mc_top: np.ndarray, c: int) -> np.ndarray:
-    """(g, c, k) counts of Monte Carlo rankings ``mc_top`` (g, M, k) that put candidate ``i`` at position ``j``."""
-    g, _, k = mc_top.shape
-    cell = (np.arange(g)[:, None, None] * c + mc_top) * k + np.arange(k)
-    return np.bincount(cell.ravel(), minlength=g * c * k).reshape(g, c, k)
-
-
-def _mc_propensities(hits: np.ndarray, pos: np.ndarray, m: int) -> np.ndarray:
-    """``max(hits, 1) / M`` of the shown candidates ``pos`` (n, k), from a (n, c, k) or (c, k) hit table."""
-    j = np.arange(pos.shape[1])[None, :]
-    h = hits[pos, j] if hits.ndim == 2 else hits[np.arange(pos.shape[0])[:, None], pos, j]
-    return np.maximum(h, 1) / m
-
-
-def _group_sum(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """(n, d) sums of the rows of ``values`` (m, d) by ``index`` (m,) (np.add.at, but fast)."""
-    return np.stack([np.bincount(index, weights=values[:, j], minlength=n) for j in range(values.shape[1])],
-                    axis=1) if values.shape[1] else np.zeros((n, 0))
-
-
-def _available_ids(batch: Batch, n_items: int) -> np.ndarray:
-    return np.arange(n_items) if batch.available is None else np.flatnonzero(batch.available)
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,6 +124,10 @@ class EpsilonGreedy(_ItemCounts):
     def recommend(self, batch: Batch) -> Slates:
         return make_slates(batch, self.scores(), "epsilon", epsilon=self.options.epsilon)
 
+    def action_probabilities(self, batch: Batch, items: np.ndarray) -> np.ndarray:
+        """Exact (``1 - epsilon``, ``epsilon / m`` or 0; see ``_slates.slate_propensities``)."""
+        return slate_propensities(batch, self.scores(), "epsilon", items, epsilon=self.options.epsilon)
+
 
 class BetaThompsonSampling(_ItemCounts):
     """Thompson sampling with a Beta-Bernoulli posterior per item; the slate is the top-k of one draw.
@@ -188,19 +155,30 @@ class BetaThompsonSampling(_ItemCounts):
         upper = betaincinv(a[available], b[available], 0.999)
         return np.sort(available[topk(upper, c)])
 
-    def recommend(self, batch: Batch) -> Slates:
+    def _sample(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """(candidates, Beta a, Beta b of the candidates, (c, k) Monte Carlo hit table, k) for a batch."""
         a, b = self.posterior()
-        cand = self.candidate_set(_available_ids(batch, a.size), a, b)
+        cand = self.candidate_set(mc.available_ids(batch, a.size), a, b)
         k = min(batch.slate_size, cand.size)
         ac, bc = a[cand], b[cand]
+        m = np.arange(self.options.propensity_samples)[:, None]
+        u_mc = batch.stream.child("thompson-mc").uniform(m, mc.time_key(batch.time), cand[None, :])
+        mc_top = mc.ranked_positions(betaincinv(ac, bc, u_mc), k)  # (M, k)
+        return cand, ac, bc, mc.hit_table(mc_top[None], cand.size)[0], k
+
+    def recommend(self, batch: Batch) -> Slates:
+        cand, ac, bc, hits, k = self._sample(batch)
         u = batch.stream.child("thompson").uniform(batch.users[:, None], batch.sessions[:, None], cand[None, :])
         draws = betaincinv(ac, bc, u)
-        pos = _ranked_positions(draws, k)
-        m = np.arange(self.options.propensity_samples)[:, None]
-        u_mc = batch.stream.child("thompson-mc").uniform(m, _time_key(batch.time), cand[None, :])
-        mc_top = _ranked_positions(betaincinv(ac, bc, u_mc), k)  # (M, k)
-        prop = _mc_propensities(_hit_table(mc_top[None], cand.size)[0], pos, m.size)
+        pos = mc.ranked_positions(draws, k)
+        prop = mc.mc_propensities(hits, pos, self.options.propensity_samples)
         return Slates(cand[pos], prop, np.take_along_axis(draws, pos, axis=1))
+
+    def action_probabilities(self, batch: Batch, items: np.ndarray) -> np.ndarray:
+        """Monte Carlo ``hits / M`` (the draws of ``recommend``'s propensities); standard error
+        ``sqrt(p (1 - p) / M)`` with ``M = propensity_samples``, shared by the batch's requests."""
+        cand, _, _, hits, _ = self._sample(batch)
+        return mc.lookup_probabilities(hits, cand, items, self.options.propensity_samples)
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,12 +250,12 @@ class _HybridLinear(Recommender):
         self.b_ += clicks @ phi
         self.n_ += np.bincount(items, minlength=n_items)
         self.r_ += np.bincount(items, weights=clicks, minlength=n_items)
-        self.B_ += _group_sum(items, phi, n_items)
+        self.B_ += mc.group_sum(items, phi, n_items)
 
     def _add_clicks(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray) -> None:
         hit = clicks > 0
         n_users = self.ctx_.n_users
-        self.zsum_ += _group_sum(users[hit], self.x_[items[hit]], n_users)
+        self.zsum_ += mc.group_sum(users[hit], self.x_[items[hit]], n_users)
         self.zcount_ += np.bincount(users[hit], minlength=n_users)
 
     def _solve(self) -> None:
@@ -368,6 +346,12 @@ class LinUCB(_HybridLinear):
         return make_slates(batch, self.scores(batch.users), o.exploration, epsilon=o.epsilon,
                            temperature=o.temperature)
 
+    def action_probabilities(self, batch: Batch, items: np.ndarray) -> np.ndarray:
+        """Exact, from the UCB scores and the exploration scheme (``_slates.slate_propensities``)."""
+        o = self.options
+        return slate_propensities(batch, self.scores(batch.users), o.exploration, items, epsilon=o.epsilon,
+                                  temperature=o.temperature)
+
 
 class LinearThompsonSampling(_HybridLinear):
     """Linear Thompson sampling on the hybrid model: the slate is the top-k of one posterior draw.
@@ -404,25 +388,21 @@ class LinearThompsonSampling(_HybridLinear):
         super()._solve()
         self.chol_ = np.linalg.cholesky(self.cov_ + 1e-12 * np.eye(self.cov_.shape[0]))
 
-    def recommend(self, batch: Batch) -> Slates:
+    def _candidates(self, batch: Batch):
+        """(available ids, user features z, candidates (n, C), k, and ``_design``'s G, offset, 1/sd)."""
         o = self.options
-        n_items, d = self.x_.shape
-        avail = _available_ids(batch, n_items)
-        n = len(batch)
+        avail = mc.available_ids(batch, self.x_.shape[0])
         z = self.user_features(batch.users)
         mean, width = self.mean_and_width(z, avail)
         c = avail.size if o.candidates is None else min(o.candidates, avail.size)
-        k = min(batch.slate_size, c)
         cand = avail[topk(mean + 2.0 * o.scale * width, c)]  # (n, C)
-        u, s = batch.users[:, None], batch.sessions[:, None]
-        v = o.scale
-        eps = batch.stream.child("lints-theta").normal(u, s, np.arange(d)[None, :])
-        e = batch.stream.child("lints-beta").normal(u, s, cand)
-        theta = self.theta_ + v * eps @ self.chol_.T  # (n, d)
-        G, offset, inv_sd = self._design(z, cand)
-        draws = np.einsum("ncd,nd->nc", G, theta) + offset + v * e * inv_sd
-        pos = _ranked_positions(draws, k)
-        M, tkey = o.propensity_samples, _time_key(batch.time)
+        return avail, z, cand, min(batch.slate_size, c), self._design(z, cand)
+
+    def _hits(self, batch: Batch, avail, z, cand, k, design) -> np.ndarray:
+        """(n, C, k) Monte Carlo hit tables of the requests (module docstring)."""
+        o = self.options
+        G, offset, inv_sd = design
+        M, tkey, v, c, d = o.propensity_samples, mc.time_key(batch.time), o.scale, cand.shape[1], self.x_.shape[1]
         m = np.arange(M)[:, None]
         eps_mc = batch.stream.child("lints-mc-theta").normal(m, tkey, np.arange(d)[None, :])
         theta_mc = self.theta_ + v * eps_mc @ self.chol_.T  # (M, d), shared by the batch
@@ -435,11 +415,30 @@ class LinearThompsonSampling(_HybridLinear):
         chunk = max(1, 4_000_000 // max(M * c, 1))
         for lo in range(0, first.size, chunk):
             rows = first[lo:lo + chunk]
-            mc = G[rows] @ theta_mc.T + offset[rows, :, None] + v * e_mc[col[lo:lo + chunk]] * inv_sd[rows, :, None]
-            mc_top = _ranked_positions(np.ascontiguousarray(mc.transpose(0, 2, 1)), k)  # (g, M, k)
-            hits[lo:lo + rows.size] = _hit_table(mc_top, c)
-        prop = _mc_propensities(hits[group.ravel()], pos, M)
+            sc = G[rows] @ theta_mc.T + offset[rows, :, None] + v * e_mc[col[lo:lo + chunk]] * inv_sd[rows, :, None]
+            mc_top = mc.ranked_positions(np.ascontiguousarray(sc.transpose(0, 2, 1)), k)  # (g, M, k)
+            hits[lo:lo + rows.size] = mc.hit_table(mc_top, c)
+        return hits[group.ravel()]
+
+    def recommend(self, batch: Batch) -> Slates:
+        avail, z, cand, k, design = self._candidates(batch)
+        G, offset, inv_sd = design
+        u, s, v = batch.users[:, None], batch.sessions[:, None], self.options.scale
+        eps = batch.stream.child("lints-theta").normal(u, s, np.arange(self.x_.shape[1])[None, :])
+        e = batch.stream.child("lints-beta").normal(u, s, cand)
+        theta = self.theta_ + v * eps @ self.chol_.T  # (n, d)
+        draws = np.einsum("ncd,nd->nc", G, theta) + offset + v * e * inv_sd
+        pos = mc.ranked_positions(draws, k)
+        hits = self._hits(batch, avail, z, cand, k, design)
+        prop = mc.mc_propensities(hits, pos, self.options.propensity_samples)
         return Slates(np.take_along_axis(cand, pos, axis=1), prop, np.take_along_axis(draws, pos, axis=1))
+
+    def action_probabilities(self, batch: Batch, items: np.ndarray) -> np.ndarray:
+        """Monte Carlo ``hits / M`` per request (the draws of ``recommend``'s propensities); standard
+        error ``sqrt(p (1 - p) / M)`` with ``M = propensity_samples``."""
+        avail, z, cand, k, design = self._candidates(batch)
+        hits = self._hits(batch, avail, z, cand, k, design)
+        return mc.lookup_probabilities(hits, cand, items, self.options.propensity_samples)
 
 
 @hookimpl

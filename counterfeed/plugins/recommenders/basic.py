@@ -9,7 +9,8 @@ from pydantic import Field
 
 from counterfeed.core.contracts import Batch, Log, Options, Recommender, RecommenderContext, Slates
 from counterfeed.core.hookspecs import hookimpl
-from counterfeed.plugins.recommenders._slates import make_slates, uniform_slates
+from counterfeed.plugins.recommenders._slates import (make_slates, slate_propensities, uniform_probabilities,
+                                                      uniform_slates)
 
 __all__ = ["RandomRecommender", "PopularityRecommender", "ExplorationOptions"]
 
@@ -31,6 +32,10 @@ class RandomRecommender(Recommender):
 
     def recommend(self, batch: Batch) -> Slates:
         return uniform_slates(batch, self.ctx_.items.n)
+
+    def action_probabilities(self, batch: Batch, items: np.ndarray) -> np.ndarray:
+        """Exact: ``1/m`` for an available item at a slate position (``m`` available items), else 0."""
+        return uniform_probabilities(batch, self.ctx_.items.n, items)
 
 
 class PopularityRecommender(Recommender):
@@ -88,6 +93,12 @@ class PopularityRecommender(Recommender):
         scores = np.log1p(self.counts_)
         return make_slates(batch, scores, o.exploration, epsilon=o.epsilon, temperature=o.temperature,
                            candidates=o.candidates)
+
+    def action_probabilities(self, batch: Batch, items: np.ndarray) -> np.ndarray:
+        """Exact, from the scores and the exploration scheme (``_slates.slate_propensities``)."""
+        o = self.options
+        return slate_propensities(batch, np.log1p(self.counts_), o.exploration, items, epsilon=o.epsilon,
+                                  temperature=o.temperature, candidates=o.candidates)
 
 
 @hookimpl

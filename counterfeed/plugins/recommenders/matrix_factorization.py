@@ -48,7 +48,7 @@ from pydantic import Field
 
 from counterfeed.core.contracts import Batch, Log, Options, Recommender, RecommenderContext, Slates
 from counterfeed.core.hookspecs import hookimpl
-from counterfeed.plugins.recommenders._slates import make_slates
+from counterfeed.plugins.recommenders._slates import make_slates, slate_propensities
 
 __all__ = ["MatrixFactorization"]
 
@@ -227,6 +227,12 @@ class MatrixFactorization(Recommender):
         o = self.options
         return make_slates(batch, self.scores(batch.users), o.exploration, epsilon=o.epsilon,
                            temperature=o.temperature, candidates=o.candidates)
+
+    def action_probabilities(self, batch: Batch, items: np.ndarray) -> np.ndarray:
+        """Exact, from the scores and the exploration scheme (``_slates.slate_propensities``)."""
+        o = self.options
+        return slate_propensities(batch, self.scores(batch.users), o.exploration, items, epsilon=o.epsilon,
+                                  temperature=o.temperature, candidates=o.candidates)
 
 
 def _unique_rows(torch, rows, lookup):

@@ -43,7 +43,7 @@ from pydantic import Field, field_validator
 from counterfeed.core.contracts import Batch, Log, Options, Recommender, RecommenderContext, Slates
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import PluginError
-from counterfeed.plugins.recommenders._slates import make_slates
+from counterfeed.plugins.recommenders._slates import make_slates, slate_propensities
 from counterfeed.text.embedder import check_embedder_spec
 
 __all__ = ["TextEmbeddingRecommender"]
@@ -294,8 +294,9 @@ class TextEmbeddingRecommender(Recommender):
         out[rows[:, None], chosen] = top[:, None] + 1e-6 * (k - np.arange(k))[None, :]
         return out
 
-    def recommend(self, batch: Batch) -> Slates:
-        self._check_setup("recommend")
+    def _scored_chunks(self, batch: Batch, hook: str):
+        """Yield ``(rows, sub-batch, scores)`` per block of requests: the scores ``make_slates`` ranks."""
+        self._check_setup(hook)
         n = len(batch)
         n_items = self.item_embeddings_.shape[0]
         o = self.options
@@ -306,7 +307,6 @@ class TextEmbeddingRecommender(Recommender):
         n_avail = n_items if batch.available is None else int(np.count_nonzero(batch.available))
         k = min(batch.slate_size, n_avail)
         item_t64 = self.item_embeddings_.T.astype(np.float64)
-        parts: list[Slates] = []
         for start in range(0, max(n, 1), rows):
             sl = slice(start, min(start + rows, n))
             sub = Batch(users=batch.users[sl], sessions=batch.sessions[sl], time=batch.time,
@@ -316,13 +316,27 @@ class TextEmbeddingRecommender(Recommender):
                 self._demote_clicked(sub.users, scores)
             if o.diversity > 0 and k > 1:
                 scores = self.diversify(scores, k, batch.available)
-            parts.append(make_slates(sub, scores, o.exploration, epsilon=o.epsilon,
-                                     temperature=o.temperature, candidates=o.candidates))
+            yield sl, sub, scores
+
+    def recommend(self, batch: Batch) -> Slates:
+        o = self.options
+        parts = [make_slates(sub, scores, o.exploration, epsilon=o.epsilon, temperature=o.temperature,
+                             candidates=o.candidates) for _, sub, scores in self._scored_chunks(batch, "recommend")]
         if len(parts) == 1:
             return parts[0]
         return Slates(items=np.concatenate([p.items for p in parts]),
                       propensities=np.concatenate([p.propensities for p in parts]),
                       scores=np.concatenate([p.scores for p in parts]))
+
+    def action_probabilities(self, batch: Batch, items: np.ndarray) -> np.ndarray:
+        """Exact, from the (diversified) scores and the exploration scheme (``_slates.slate_propensities``)."""
+        o = self.options
+        items = np.asarray(items, np.int64)
+        out = np.zeros(items.shape)
+        for sl, sub, scores in self._scored_chunks(batch, "action_probabilities"):
+            out[sl] = slate_propensities(sub, scores, o.exploration, items[sl], epsilon=o.epsilon,
+                                         temperature=o.temperature, candidates=o.candidates)
+        return out
 
 
 @hookimpl
