@@ -134,6 +134,10 @@ def _print_result(result: Any) -> None:
     from rich.table import Table
 
     console = Console() if sys.stdout.isatty() else Console(width=180)
+    from counterfeed.core.findings import headline
+
+    for line in headline(result):  # what to conclude first: the same sentences lead the report
+        console.print(f"- {line}", markup=False, highlight=False)
     sc = result.scenario
     summary = result.summary()
     t = Table(title=f"{sc.name}: per arm and metric (A/B world, counterfactual world, true effect vs {sc.control})")

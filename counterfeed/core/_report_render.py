@@ -1,7 +1,7 @@
 """The report's document model and its two renderings (Markdown and self-contained HTML).
 
 :mod:`counterfeed.core.report` builds a :class:`_Doc` of headings, paragraphs, tables, key-value
-lists, figures and links from a run directory; this module turns it into ``report.md`` and
+lists, figures and links from a :class:`RunResult`; this module turns it into ``report.md`` and
 ``report.html`` (inline CSS, figures embedded as base64 PNG, every user string escaped).
 """
 
@@ -221,5 +221,3 @@ dl.kv dt {{ color:var(--muted); }} dl.kv dd {{ margin:0; font-weight:500; }}
 </main></div></body></html>
 """
 
-
-# -- the sections -----------------------------------------------------------------------------------

@@ -91,3 +91,20 @@ def counterfeed_world_end(scenario, world, events):
 def counterfeed_run_end(scenario, result):
     """Called when a run has finished and its directory is complete, with the scenario and the
     :class:`RunResult`. Use it to export results elsewhere. Returns nothing."""
+
+
+@hookspec
+def counterfeed_report_sections(result, report):
+    """Add sections to the run report.
+
+    Called each time a report is built (at the end of a run that writes one, and by
+    ``counterfeed report RUN_DIR``), after the core's sections on estimates, interference, metrics
+    over time and diagnostics, once per plugin in registration order. ``result`` is the
+    :class:`RunResult` read back from the run directory; ``report`` is a
+    :class:`counterfeed.core.report.Report`: ``report.section(title)`` starts a section and returns a
+    :class:`~counterfeed.core.report.Section` with ``heading``, ``paragraph``, ``table`` and
+    ``figure`` (``report.run_dir``, ``report.level`` and ``report.colors`` help fill it). Add a
+    section only when ``result`` holds something of yours (e.g. estimates with your estimator's
+    name). Returns nothing. If it raises, the report says so in a note naming the plugin, and the
+    other sections are still written.
+    """

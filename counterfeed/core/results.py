@@ -1,4 +1,4 @@
-"""RunResult: what a run returns, and the run directory it is saved to and loaded from."""
+"""RunResult: what a run returns (its run directory is written and read by :mod:`counterfeed.core.rundir`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from counterfeed.core.contracts import Estimate, WorldEvents
-from counterfeed.core.scenario import Scenario, load_scenario
+from counterfeed.core.scenario import Scenario
 
 __all__ = ["RunResult", "arm_summary", "json_default"]
 
@@ -73,44 +73,12 @@ class RunResult:
         """Per metric and arm: the A/B world's mean, the counterfactual world's mean, the true effect."""
         return arm_summary(self.outcomes, self.truth, self.scenario)
 
-    # -- persistence --------------------------------------------------------------------------
-    def save_files(self, directory: Path) -> None:
-        """Write every result file into ``directory`` (the runner writes into a temporary one)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "scenario.yaml").write_text(self.scenario.to_yaml(), encoding="utf-8")
-        self.outcomes.to_parquet(directory / "outcomes.parquet", index=False)
-        self.timeseries.to_parquet(directory / "timeseries.parquet", index=False)
-        self.truth.to_parquet(directory / "truth.parquet", index=False)
-        payload = {"level": self.scenario.level, "srm": self.srm,
-                   "estimates": [e.to_dict() for e in self.estimates]}
-        (directory / "estimates.json").write_text(
-            json.dumps(_clean(payload), indent=2, default=json_default), encoding="utf-8")
-        self.estimates_frame().to_csv(directory / "estimates.csv", index=False)
-
-    def write_manifest(self, directory: Path) -> None:
-        (directory / "manifest.json").write_text(
-            json.dumps(_clean(self.manifest), indent=2, default=json_default), encoding="utf-8")
-
     @classmethod
     def load(cls, run_dir: str | Path) -> "RunResult":
-        """Read a finished run directory back (event logs are left on disk)."""
-        from counterfeed.errors import DataError
+        """Read a finished run directory back (see :func:`counterfeed.core.rundir.load_run`)."""
+        from counterfeed.core.rundir import load_run
 
-        d = Path(run_dir)
-        if not (d / "manifest.json").is_file():
-            raise DataError(f"{d}: not a finished counterfeed run directory (no manifest.json)")
-        manifest = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
-        scenario = load_scenario(d / "scenario.yaml")
-        est_doc = json.loads((d / "estimates.json").read_text(encoding="utf-8"))
-        fields = set(Estimate.__dataclass_fields__)
-        estimates = [Estimate(**{k: (float("nan") if v is None and k in ("point", "lower", "upper") else v)
-                                 for k, v in e.items() if k in fields})
-                     for e in est_doc.get("estimates", [])]
-        return cls(scenario=scenario, seed=int(manifest.get("seed", scenario.seed)), estimates=estimates,
-                   truth=pd.read_parquet(d / "truth.parquet"), srm=est_doc.get("srm", {}),
-                   outcomes=pd.read_parquet(d / "outcomes.parquet"),
-                   timeseries=pd.read_parquet(d / "timeseries.parquet"),
-                   timings=manifest.get("timings", {}), manifest=manifest, run_dir=d)
+        return load_run(run_dir)
 
 
 def arm_summary(outcomes: pd.DataFrame, truth: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:

@@ -4,12 +4,8 @@ run the analyses, score them, and write the run directory atomically."""
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import numbers
-import os
 import platform
-import secrets
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +26,7 @@ from counterfeed.core.plugins import Registry, get_registry
 from counterfeed.core.population import build_population
 from counterfeed.core.randomness import Keys
 from counterfeed.core.results import RunResult
+from counterfeed.core.rundir import RunDirectory, save_run
 from counterfeed.core.scenario import Scenario, load_scenario
 from counterfeed.core.simulation import SimWorld, WorldConfig, call_plugin
 from counterfeed.errors import OutputError, PluginError, ScenarioError
@@ -228,64 +225,6 @@ def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[st
     return [results[i] for i in range(len(tasks))]
 
 
-# ------------------------------------------------------------------------------------------------
-# Run directory
-# ------------------------------------------------------------------------------------------------
-
-class RunDirectory:
-    """A run directory written under a hidden temporary name and renamed when complete."""
-
-    def __init__(self, parent: Path, name: str):
-        self.parent = parent
-        self.name = name
-        self.tmp: Path | None = None
-        self.final: Path | None = None
-
-    def create(self) -> Path:
-        try:
-            self.parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = self.parent / f".{self.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
-            self.tmp.mkdir()
-        except OSError as exc:
-            raise OutputError(f"cannot create the run directory in '{self.parent}': "
-                              f"{exc.strerror or exc}") from None
-        return self.tmp
-
-    def publish(self) -> Path:
-        """Rename the finished temporary directory to ``<name>-<timestamp>[-n]`` (atomic)."""
-        assert self.tmp is not None
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = self.parent / f"{self.name}-{stamp}"
-        for n in range(1, 10_000):
-            final = base if n == 1 else Path(f"{base}-{n}")
-            if final.exists():
-                continue
-            try:
-                os.rename(self.tmp, final)
-            except OSError as exc:
-                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):  # another run took the name just now
-                    continue
-                raise OutputError(f"cannot publish the run directory '{final}': {exc.strerror or exc}") from None
-            self.final = final
-            return final
-        raise OutputError(f"cannot find a free run directory name under '{self.parent}'")
-
-    def discard(self) -> None:
-        if self.tmp is not None and self.tmp.exists():
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _write_events(directory: Path, events: WorldEvents, record_impressions: bool) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    wdir = directory / "events" / events.world
-    wdir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(events.sessions), wdir / "sessions.parquet")
-    if record_impressions and events.impressions is not None:
-        pq.write_table(pa.table(events.impressions.to_dict()), wdir / "impressions.parquet")
-
-
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for mod in ("numpy", "pandas", "pyarrow", "simpy", "pluggy", "pydantic", "scipy", "torch",
@@ -443,10 +382,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
                            events=events if keep_events else None)
         if rundir is not None and tmp is not None:
             try:
-                result.save_files(tmp)
-                for ev in events.values():
-                    _write_events(tmp, ev, sc.output.events == "impressions")
-                result.write_manifest(tmp)
+                save_run(result, tmp, events, record_impressions=sc.output.events == "impressions")
                 if sc.output.report:
                     _report(tmp, say)
                 result.run_dir = rundir.publish()

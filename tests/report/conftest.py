@@ -90,11 +90,6 @@ def make_run_dir(root: Path, *, arms: int = 2, pre_days: int = 0, segments: bool
                              & (truth_df.segment.isna() if seg is None else truth_df.segment == seg)]
                 tv = None if none_truth else float(t.value.iloc[0])
                 diag = {"n_treatment": int(len(x)), "n_control": int(len(y)), "se": se}
-                if paths and seg is None:
-                    diag["path"] = [{"day": day, "point": d * (1 + 0.5 / day),
-                                     "lower": d - 1.96 * se * math.sqrt(days / day),
-                                     "upper": d + 1.96 * se * math.sqrt(days / day)}
-                                    for day in range(1, days + 1)]
                 estimates.append({
                     "estimator": "diff-in-means", "metric": m, "arm": arm, "control": control,
                     "point": d, "lower": d - 1.96 * se, "upper": d + 1.96 * se, "level": 0.95,
@@ -102,6 +97,12 @@ def make_run_dir(root: Path, *, arms: int = 2, pre_days: int = 0, segments: bool
                     "p_value": float(2 * stats.norm.sf(abs(d / se))), "prob_better": None,
                     "diagnostics": diag, "truth": tv, "error": None if tv is None else d - tv,
                     "covered": None if tv is None else bool(d - 1.96 * se <= tv <= d + 1.96 * se)})
+    if paths:  # the sequential estimator's monitoring path: one look per day
+        for e in [e for e in estimates if e["segment"] is None]:
+            d, se = e["point"], e["diagnostics"]["se"]
+            path = [{"day": day, "point": d * (1 + 0.5 / day), "lower": d - 1.96 * se * math.sqrt(days / day),
+                     "upper": d + 1.96 * se * math.sqrt(days / day)} for day in range(1, days + 1)]
+            estimates.append({**e, "estimator": "sequential", "diagnostics": {"path": path}})
     if posterior:
         estimates.append({
             "estimator": "sem", "metric": "clicks", "arm": names[1], "control": control, "point": 0.21,

@@ -157,7 +157,7 @@ def _bad_parquet(d: Path) -> None:
 
 
 @pytest.mark.parametrize("damage, pattern", [
-    (_no_manifest, r"not a finished run directory \(no manifest.json\)"),
+    (_no_manifest, r"not a finished counterfeed run directory \(no manifest.json\)"),
     (_bad_json, r"estimates.json: cannot read JSON"),
     (_bad_yaml, r"scenario.yaml: not valid YAML"),
     (_bad_parquet, r"truth.parquet: cannot read Parquet"),

@@ -20,12 +20,14 @@ blavaan: Bayesian structural equation models via parameter expansion, J. Stat. S
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
+from counterfeed.core import figures
 from counterfeed.core.contracts import AnalysisData, Estimate, Estimator, EstimatorOptions
+from counterfeed.core.display import fmt
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import ModelError
 
@@ -119,3 +121,122 @@ def _f(x) -> float | None:
 @hookimpl
 def register_estimators(register):
     register(BayesianSEM)
+
+
+# -- its report section ----------------------------------------------------------------------------
+@hookimpl
+def counterfeed_report_sections(result, report):
+    """"Bayesian SEM": per posterior file of this estimator's estimates, a forest of the model's
+    parameters, the densities of the defined quantities (with the true effect where known) and a
+    table of every quantity."""
+    ests = [e for e in result.estimates if e.estimator == BayesianSEM.name]
+    if not ests:
+        return
+    sec = report.section("Bayesian SEM")
+    sec.paragraph(f"{len(ests)} estimate(s) come from the structural equation model; they appear with the "
+                  "other estimates above and are scored against the truth the same way.")
+    names = list(dict.fromkeys(str(e.diagnostics.get("posterior")) for e in ests if e.diagnostics.get("posterior")))
+    for name in names:
+        path = Path(report.run_dir) / name
+        if path.is_file():
+            _posterior_section(sec, report, ests, path)
+
+
+def _quantity_of(e: Estimate) -> str:
+    return str(e.diagnostics.get("quantity") or e.estimand)
+
+
+def _defined(ests: list[Estimate]) -> tuple[list[str], set[str]]:
+    """Defined-quantity names in model order (from the first estimate that lists them), and every
+    name that counts as defined (those, plus the quantities estimated other than as an effect)."""
+    order: list[str] = []
+    for e in ests:
+        d = e.diagnostics.get("defined")
+        if isinstance(d, list):
+            order = [str(x.get("name")) if isinstance(x, dict) else str(x) for x in d]
+            break
+    names = set(order) | {_quantity_of(e) for e in ests if e.estimand not in ("difference", "relative")}
+    return order, names
+
+
+def _truth_for(ests: list[Estimate], quantity: str, path: Path) -> float | None:
+    cands = [e for e in ests if quantity in (e.estimand, _quantity_of(e)) and e.truth is not None]
+    linked = [e for e in cands if str(e.diagnostics.get("posterior", "")).endswith(path.name)]
+    if linked:
+        return linked[0].truth
+    return cands[0].truth if len(cands) == 1 else None
+
+
+def _posterior_section(sec, report, ests: list[Estimate], path: Path) -> None:
+    label = path.stem[len("posterior-"):] if path.stem.startswith("posterior-") else path.stem
+    sec.heading(f"Posterior: {label}")
+    order, defined = _defined(ests)
+    try:
+        quantities = _posterior_quantities(path, {"defined": order})
+    except Exception as exc:  # a damaged or foreign NetCDF file should not sink the report
+        sec.paragraph(f"Could not read {path.name}: {type(exc).__name__}: {exc}", "caution")
+        return
+    level, alpha = report.level, (1 - report.level) / 2
+    rows, dens, table = [], [], []
+    for qlabel, key, draws in quantities:
+        x = draws[np.isfinite(draws)]
+        if x.size == 0:
+            continue
+        lo, hi = (float(v) for v in np.quantile(x, [alpha, 1 - alpha]))
+        is_def = key in defined or qlabel in defined or qlabel.startswith("defined[")
+        if is_def:
+            dens.append({"label": key if key in defined else qlabel, "draws": x,
+                         "truth": _truth_for(ests, key, path)})
+        else:
+            rows.append({"label": qlabel, "mean": float(x.mean()), "lower": lo, "upper": hi})
+        table.append([qlabel, "defined" if is_def else "parameter", (fmt(x.mean()), "num"),
+                      (fmt(x.std()), "num"), (f"{fmt(lo)} to {fmt(hi)}", "num")])
+    if rows:
+        more = f" (first 60 of {len(rows)})" if len(rows) > 60 else ""
+        sec.figure(f"sem-paths-{label}", f"Posterior mean and {level:.0%} credible interval of every model "
+                   f"parameter{more}.", figures.posterior_forest,
+                   f"Structural paths and parameters ({label})", rows[:60], level)
+    if dens:
+        sec.figure(f"sem-defined-{label}", "Posterior densities of the defined quantities (e.g. indirect and "
+                   "total effects), with the simulator's true effect where it is known.",
+                   figures.posterior_densities, dens, level)
+    if table:
+        sec.table(["Quantity", "Kind", "Mean", "SD", f"{level:.0%} interval"], table, small=True)
+
+
+def _posterior_quantities(path: Path, names_by_dim: dict[str, list[str]]) -> list[tuple[str, str, Any]]:
+    """Every scalar quantity in the posterior group: (label, element name, draws).
+
+    A variable that shares its name with its dimension (``defined`` over ``defined``) is stored by
+    xarray as a coordinate, so coordinates holding draws count too; a dimension without string labels
+    takes its names from ``names_by_dim`` when the lengths agree, else the element index.
+    """
+    import itertools
+
+    import arviz as az
+
+    post = az.from_netcdf(str(path)).posterior
+    out = []
+    variables = list(post.data_vars) + [c for c in post.coords if post[c].ndim > 1]
+    for var in variables:
+        da = post[var]
+        if "chain" not in da.dims or "draw" not in da.dims:
+            continue
+        extra = [d for d in da.dims if d not in ("chain", "draw")]
+        labels = []
+        for d in extra:
+            coord = post.coords[d].values if d in post.coords and post.coords[d].ndim == 1 else None
+            if coord is not None and len(coord) == da.sizes[d]:
+                labels.append([str(v) for v in coord])
+            elif len(names_by_dim.get(d, [])) == da.sizes[d]:
+                labels.append(list(names_by_dim[d]))
+            else:
+                labels.append([str(i) for i in range(da.sizes[d])])
+        values = np.asarray(da.transpose("chain", "draw", *extra).values, float)
+        for idx in itertools.product(*[range(len(lab)) for lab in labels]):
+            names = [labels[k][i] for k, i in enumerate(idx)]
+            key = names[0] if len(names) == 1 else var
+            label = var if not names else (names[0] if var in ("params", "param", "defined") and len(names) == 1
+                                           else f"{var}[{', '.join(names)}]")
+            out.append((label, key, values[(slice(None), slice(None), *idx)].reshape(-1)))
+    return out

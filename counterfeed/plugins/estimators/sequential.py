@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from counterfeed.core import display, figures
 from counterfeed.core.contracts import AnalysisData, Estimate, Estimator, EstimatorOptions
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import DataError, ModelError
@@ -192,3 +193,35 @@ def register_estimators(register):
 
     register(SequentialDifference)
     register(AdaptiveIPW)
+
+
+# -- its report section ----------------------------------------------------------------------------
+@hookimpl
+def counterfeed_report_sections(result, report):
+    """"Sequential monitoring": per metric, each look's estimate and always-valid interval over the
+    experiment (from ``diagnostics["path"]``), with the true effect."""
+    by_metric: dict[str, list[dict[str, Any]]] = {}
+    for e in result.estimates:
+        path = e.diagnostics.get("path") if e.estimator == SequentialDifference.name else None
+        if not isinstance(path, list):
+            continue
+        pts = [p for p in path if isinstance(p, dict) and display.num(p.get("day")) is not None]
+        if not pts:
+            continue
+        by_metric.setdefault(e.metric, []).append({
+            "label": f"{e.estimator} · {e.arm}" + (f" ({e.estimand})" if e.estimand != "difference" else ""),
+            "arm": e.arm, "truth": e.truth, "days": [display.num(p["day"]) for p in pts],
+            **{k: [_nan(p.get(k)) for p in pts] for k in ("point", "lower", "upper")}})
+    if not by_metric:
+        return
+    sec = report.section("Sequential monitoring")
+    sec.paragraph("How each estimate and its interval moved as data accumulated, day by day.")
+    for metric, lines in by_metric.items():
+        sec.figure(f"monitoring-{metric}", f"{metric}: estimate (line) and interval (band) over time; dashed: "
+                   "the true effect.", figures.paths, f"{metric} over the experiment", lines, report.colors,
+                   report.level)
+
+
+def _nan(x: Any) -> float:
+    v = display.num(x)
+    return math.nan if v is None else v

@@ -1,7 +1,8 @@
-"""Matplotlib figures for the run report (Agg backend; imported only by :mod:`counterfeed.core.report`).
+"""Charts for the run report and for plugins' report sections (matplotlib, Agg backend).
 
-Every function draws one figure from plain Python data, writes it as PNG and returns the path, so the
-report can be rebuilt from a run directory alone. Colours: one per arm (stable across figures), the
+Every function draws one figure from plain Python data, writes it as PNG at the path it is given and
+returns that path, so a report can be rebuilt from a run directory alone. A report section passes one
+of them to :meth:`counterfeed.core.report.Section.figure`. Colours: one per arm (stable across figures), the
 simulator's true effect always in :data:`TRUTH_COLOR` with a diamond marker.
 """
 

@@ -1,0 +1,42 @@
+"""Numbers for people: the one formatting of values in the report, the run summary and plugins'
+report sections (no heavy imports, so any plugin module can use it)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["num", "fmt", "fmt_p"]
+
+
+def num(x: Any) -> float | None:
+    """A finite float, or None (None, NaN, inf, booleans and non-numbers all become None)."""
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def fmt(x: Any, signed: bool = False) -> str:
+    """4 significant digits, thousands separators from 10,000, scientific below 0.001; "—" for none."""
+    v = num(x)
+    if v is None:
+        return "—"
+    if v != 0 and abs(v) >= 1e4:
+        s = f"{v:,.0f}"
+    elif v != 0 and abs(v) < 1e-3:
+        s = f"{v:.2e}"
+    else:
+        s = f"{v:.4g}"
+    return ("+" + s) if signed and v > 0 else s
+
+
+def fmt_p(x: Any) -> str:
+    """A p-value: three decimals, or "< 0.001"; "—" for none."""
+    v = num(x)
+    if v is None:
+        return "—"
+    return "< 0.001" if v < 0.001 else f"{v:.3f}"

@@ -1,0 +1,199 @@
+"""What a run shows: the headline, and how much of each estimate's error is interference.
+
+An A/B test measures an arm's effect at the experiment's traffic split; the simulator's truth is the
+global effect of shipping the arm to everyone (all-arm world vs all-control world). With interference
+(recommenders trained on pooled logs, popularity counted over all users, ...) the two differ. For an
+estimate with a known truth, ``interference_bias`` = estimate - global effect splits exactly into
+
+- the **interference component** ``I``: the estimand's contrast (difference ``v_t - v_c`` or
+  relative ``v_t / v_c - 1``) of the A/B world's outcomes, minus the same contrast of the same users'
+  outcomes in the counterfactual worlds (each user in the world of the arm they were assigned). It
+  needs no model: the worlds share keyed randomness, so the two outcomes of a user differ only by
+  what the other arm's users did to the system;
+- the **estimation error**: the rest (the randomization's sampling error and any estimator bias).
+
+An interval that misses the global effect missed *because of interference* when, shifted by ``-I``,
+it covers it; otherwise it missed *because of the estimator*. :func:`assess` scores every estimate
+this way and :func:`headline` turns a :class:`RunResult` into the sentences that lead the report and
+the summary of ``counterfeed run``. ``v`` is a metric's group value (:func:`group_value`: a mean per
+user, or a ratio of sums).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from counterfeed.core.contracts import Estimate, MetricInfo
+from counterfeed.core.display import fmt, fmt_p, num
+from counterfeed.core.experiment import AB_WORLD, counterfactual_world
+from counterfeed.core.outcomes import group_value
+from counterfeed.core.plugins import get_registry
+from counterfeed.core.results import RunResult
+from counterfeed.errors import CounterfeedError
+
+__all__ = ["Assessed", "assess", "headline", "main_estimates"]
+
+#: estimands whose A/B-world contrast can be computed from per-user outcomes
+_CONTRASTS: dict[str, Callable[[float, float], float]] = {
+    "difference": lambda t, c: t - c,
+    "relative": lambda t, c: t / c - 1.0 if c != 0 else math.nan,
+}
+
+
+@dataclass(frozen=True)
+class Assessed:
+    """One estimate, its interference component (None: not computable) and why its interval missed."""
+
+    estimate: Estimate
+    interference: float | None
+
+    @property
+    def bias(self) -> float | None:
+        """Estimate minus the global effect (``interference_bias``); None without a truth."""
+        return num(self.estimate.error)
+
+    @property
+    def estimation_error(self) -> float | None:
+        return None if self.bias is None or self.interference is None else self.bias - self.interference
+
+    @property
+    def miss(self) -> str | None:
+        """None (covered, or no truth), ``"interference"``, ``"estimator"`` or ``"unknown"``."""
+        e = self.estimate
+        if e.covered is not False or e.truth is None:
+            return None
+        if self.interference is None or num(e.lower) is None or num(e.upper) is None:
+            return "unknown"
+        inside = e.lower - self.interference <= e.truth <= e.upper - self.interference
+        return "interference" if inside else "estimator"
+
+
+def assess(result: RunResult) -> list[Assessed]:
+    """Every estimate of ``result`` with its interference component, in the estimates' order."""
+    parts = _interference(result)
+    return [Assessed(e, parts.get((e.metric, e.arm, e.control, e.estimand, e.segment)))
+            for e in result.estimates]
+
+
+def _infos(result: RunResult) -> dict[str, MetricInfo]:
+    """The metrics' descriptions, from the installed plugins ({} when one is no longer installed)."""
+    try:
+        reg = get_registry()
+        return {name: reg.create("metric", name, opts).info() for name, opts in result.scenario.metric_specs}
+    except CounterfeedError:
+        return {}
+
+
+def _interference(result: RunResult) -> dict[tuple, float]:
+    o = result.outcomes
+    if o.empty or not {"world", "user", "arm"} <= set(o.columns) or result.manifest.get("phases"):
+        return {}  # with phases, a user's arm changes during the A/B world: no single counterpart
+    wanted = {(e.metric, e.arm, e.control, e.estimand, e.segment) for e in result.estimates
+              if e.truth is not None and e.estimand in _CONTRASTS}
+    infos = _infos(result) if wanted else {}
+    worlds = {str(w): f.set_index("user") for w, f in o.groupby("world", sort=False)}
+    ab = worlds.get(AB_WORLD)
+    out: dict[tuple, float] = {}
+    for key in wanted:
+        metric, arm, control, estimand, segment = key
+        cf_t, cf_c = worlds.get(counterfactual_world(arm)), worlds.get(counterfactual_world(control))
+        if ab is None or cf_t is None or cf_c is None or metric not in infos:
+            continue
+        sel = ab if segment is None else ab[ab["segment"].astype(str) == segment]
+        t_ab, c_ab = sel[sel["arm"] == arm], sel[sel["arm"] == control]
+        t_cf, c_cf = cf_t.reindex(t_ab.index), cf_c.reindex(c_ab.index)
+        info, f = infos[metric], _CONTRASTS[estimand]
+        try:
+            value = (f(group_value(t_ab, info), group_value(c_ab, info))
+                     - f(group_value(t_cf, info), group_value(c_cf, info)))
+        except (KeyError, ZeroDivisionError):
+            continue
+        if math.isfinite(value):
+            out[key] = value
+    return out
+
+
+# -- the headline -----------------------------------------------------------------------------------
+def main_estimates(estimates: list[Estimate]) -> list[Estimate]:
+    """The headline estimates: first metric, first estimator, difference, all users, each arm."""
+    cands = [e for e in estimates if e.estimand == "difference" and e.segment is None and num(e.point) is not None]
+    if not cands:
+        return []
+    metric, estimator = cands[0].metric, cands[0].estimator
+    return [e for e in cands if e.metric == metric and e.estimator == estimator]
+
+
+def _p_text(x: Any) -> str:
+    text = fmt_p(x)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
+def headline(result: RunResult, assessed: list[Assessed] | None = None) -> list[str]:
+    """The sentences that lead the report: the conclusion per arm, the interference finding, how
+    the intervals fared against the truth (and why the misses missed), and a sample-ratio alarm."""
+    assessed = assess(result) if assessed is None else assessed
+    by_id = {id(a.estimate): a for a in assessed}
+    out = [_conclusion(e, by_id.get(id(e))) for e in main_estimates(result.estimates)]
+    out += _interference_lines(result, assessed)
+    scored = [a for a in assessed if a.estimate.covered is not None]
+    if scored:
+        k = sum(bool(a.estimate.covered) for a in scored)
+        level = num(result.manifest.get("level")) or result.scenario.level
+        s = f"{k} of {len(scored)} intervals with a known truth covered it (nominal {level:.0%})"
+        misses = [a.miss for a in scored if a.miss]
+        if misses and "unknown" not in misses:
+            n_int = misses.count("interference")
+            s += (f"; of the {len(misses)} that missed, {n_int} missed because of interference (shifted by "
+                  f"the interference component, they cover the truth) and {len(misses) - n_int} "
+                  "because of the estimator")
+        out.append(s + ".")
+    srm = result.srm or {}
+    if srm.get("flagged"):
+        out.append(f"Sample ratio mismatch detected ({_p_text(srm.get('p_value'))}): "
+                   "the assignment is suspect, and so are the estimates.")
+    return out
+
+
+def _conclusion(e: Estimate, a: Assessed | None) -> str:
+    lo, hi, p = num(e.lower), num(e.upper), float(e.point)
+    verb = "changed" if lo is None or hi is None or lo <= 0 <= hi else ("raised" if p > 0 else "lowered")
+    amount = fmt(abs(p)) if verb != "changed" else fmt(p, signed=True)
+    s = (f"{e.arm} {verb} {e.metric} by {amount} vs {e.control} "
+         f"({e.level:.0%} interval {fmt(lo)} to {fmt(hi)}, {e.estimator})")
+    if verb == "changed":
+        s += ", not distinguishable from zero"
+    if e.truth is None:
+        s += "; the true effect is not known for this estimand."
+    elif e.covered:
+        s += f"; the true effect was {fmt(e.truth)}, inside the interval."
+    else:
+        s += f"; the true effect was {fmt(e.truth)}, outside the interval"
+        why = a.miss if a is not None else "unknown"
+        s += {"interference": " because of interference, not because of the estimator (see below).",
+              "estimator": " because of the estimator (sampling error or bias), not only of interference."
+              }.get(why or "", ".")
+    return s[0].upper() + s[1:]
+
+
+def _interference_lines(result: RunResult, assessed: list[Assessed]) -> list[str]:
+    """One sentence per main estimate whose error has an interference component larger than its
+    estimation error, or whose interval missed because of it."""
+    out = []
+    mains = {id(e) for e in main_estimates(result.estimates)}
+    for a in assessed:
+        e = a.estimate
+        if id(e) not in mains or a.bias is None or a.interference is None:
+            continue
+        if a.miss != "interference" and abs(a.interference) <= abs(a.estimation_error or 0.0):
+            continue
+        direction = "overstates" if a.bias > 0 else "understates"
+        out.append(f"Interference: the A/B test measures the effect of {e.arm} at this traffic split, not "
+                   f"the effect of shipping it to everyone. It {direction} the global effect on {e.metric} "
+                   f"by {fmt(abs(a.bias))} (interference_bias {fmt(a.bias, signed=True)}): "
+                   f"{fmt(a.interference, signed=True)} from interference between the arms and "
+                   f"{fmt(a.estimation_error, signed=True)} from estimation.")
+    return out
+

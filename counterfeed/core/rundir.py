@@ -1,0 +1,215 @@
+"""The run directory: written atomically by a run, read back by one reader.
+
+Layout (DESIGN.md, "Run directory"): ``scenario.yaml`` (resolved), ``manifest.json`` (written last:
+its presence marks a finished run), ``estimates.json`` + ``estimates.csv``, ``truth.parquet``,
+``outcomes.parquet``, ``timeseries.parquet``, ``events/<world>/*.parquet``, and whatever plugins add
+(``posterior-*.nc``, the report). :func:`save_run` writes a :class:`RunResult` into a directory,
+:func:`load_run` reads one back, and :class:`RunDirectory` gives a run a hidden temporary directory
+that is renamed into place only when complete. ``counterfeed report`` and the report written at the
+end of a run both read through :func:`load_run`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from counterfeed.core.contracts import Estimate, WorldEvents
+from counterfeed.core.results import RunResult, _clean, json_default
+from counterfeed.core.scenario import load_scenario
+from counterfeed.errors import DataError, OutputError, ScenarioError
+
+__all__ = ["RunDirectory", "save_run", "load_run", "write_events"]
+
+#: the optional tables and the columns an empty stand-in gets when the file is absent
+_TABLES = {"truth": ["metric", "arm", "control", "estimand", "segment", "value"],
+           "outcomes": ["world", "user", "arm", "segment"],
+           "timeseries": ["world", "arm", "day", "metric", "value"]}
+
+
+class RunDirectory:
+    """A run directory written under a hidden temporary name and renamed when complete."""
+
+    def __init__(self, parent: Path, name: str):
+        self.parent = parent
+        self.name = name
+        self.tmp: Path | None = None
+        self.final: Path | None = None
+
+    def create(self) -> Path:
+        try:
+            self.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = self.parent / f".{self.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
+            self.tmp.mkdir()
+        except OSError as exc:
+            raise OutputError(f"cannot create the run directory in '{self.parent}': "
+                              f"{exc.strerror or exc}") from None
+        return self.tmp
+
+    def publish(self) -> Path:
+        """Rename the finished temporary directory to ``<name>-<timestamp>[-n]`` (atomic)."""
+        assert self.tmp is not None
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = self.parent / f"{self.name}-{stamp}"
+        for n in range(1, 10_000):
+            final = base if n == 1 else Path(f"{base}-{n}")
+            if final.exists():
+                continue
+            try:
+                os.rename(self.tmp, final)
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):  # another run took the name just now
+                    continue
+                raise OutputError(f"cannot publish the run directory '{final}': {exc.strerror or exc}") from None
+            self.final = final
+            return final
+        raise OutputError(f"cannot find a free run directory name under '{self.parent}'")
+
+    def discard(self) -> None:
+        if self.tmp is not None and self.tmp.exists():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# -- writing ---------------------------------------------------------------------------------------
+def write_events(directory: Path, events: WorldEvents, record_impressions: bool) -> None:
+    """``events/<world>/sessions.parquet`` (and ``impressions.parquet`` when recorded)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    wdir = directory / "events" / events.world
+    wdir.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(events.sessions), wdir / "sessions.parquet")
+    if record_impressions and events.impressions is not None:
+        pq.write_table(pa.table(events.impressions.to_dict()), wdir / "impressions.parquet")
+
+
+def save_run(result: RunResult, directory: Path, events: dict[str, WorldEvents] | None = None,
+             record_impressions: bool = True) -> None:
+    """Write every file of ``result`` into ``directory``; ``manifest.json`` last (it marks completion).
+
+    ``events`` (world name -> log) are written under ``events/``; ``record_impressions`` also writes
+    the impression logs. Raises OSError when the directory cannot be written.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "scenario.yaml").write_text(result.scenario.to_yaml(), encoding="utf-8")
+    result.outcomes.to_parquet(directory / "outcomes.parquet", index=False)
+    result.timeseries.to_parquet(directory / "timeseries.parquet", index=False)
+    result.truth.to_parquet(directory / "truth.parquet", index=False)
+    payload = {"level": result.scenario.level, "srm": result.srm,
+               "estimates": [e.to_dict() for e in result.estimates]}
+    _write_json(directory / "estimates.json", payload)
+    result.estimates_frame().to_csv(directory / "estimates.csv", index=False)
+    for ev in (events or {}).values():
+        write_events(directory, ev, record_impressions)
+    _write_json(directory / "manifest.json", result.manifest)
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    path.write_text(json.dumps(_clean(doc), indent=2, default=json_default), encoding="utf-8")
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def load_run(run_dir: str | Path) -> RunResult:
+    """Read a finished run directory back into a :class:`RunResult` (event logs stay on disk).
+
+    ``manifest.json``, ``scenario.yaml`` and ``estimates.json`` are required; a missing
+    ``truth``/``outcomes``/``timeseries`` table reads as an empty one. Raises :class:`DataError`
+    naming the file and what is wrong with it (not a directory, no manifest, unreadable JSON,
+    YAML or Parquet, an invalid scenario, a malformed estimate).
+    """
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise DataError(f"{d}: not a directory")
+    if not (d / "manifest.json").is_file():
+        raise DataError(f"{d}: not a finished counterfeed run directory (no manifest.json)")
+    manifest = _read_json(d / "manifest.json")
+    scenario = _read_scenario(d / "scenario.yaml")
+    est_doc = _read_json(d / "estimates.json")
+    level = _float(est_doc.get("level")) or _float(manifest.get("level")) or scenario.level
+    raw = est_doc.get("estimates") or []
+    if not isinstance(raw, list):
+        raise DataError(f"{d / 'estimates.json'}: 'estimates' must be a list")
+    estimates = [_estimate(e, i, level, d / "estimates.json") for i, e in enumerate(raw)]
+    srm = est_doc.get("srm") if isinstance(est_doc.get("srm"), dict) else {}
+    tables = {name: _read_parquet(d / f"{name}.parquet", cols) for name, cols in _TABLES.items()}
+    return RunResult(scenario=scenario, seed=int(manifest.get("seed", scenario.seed)), estimates=estimates,
+                     truth=tables["truth"], srm=srm, outcomes=tables["outcomes"],
+                     timeseries=tables["timeseries"], timings=manifest.get("timings") or {},
+                     manifest=manifest, run_dir=d)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object at the top")
+    return data
+
+
+def _read_scenario(path: Path):
+    if not path.is_file():
+        raise DataError(f"{path}: missing (a run directory keeps its resolved scenario)")
+    try:
+        return load_scenario(path)
+    except ScenarioError as exc:
+        what = "not valid YAML" if exc.bare_message.startswith("invalid YAML") else "not a valid scenario"
+        raise DataError(f"{path}: {what} ({exc})") from None
+
+
+def _read_parquet(path: Path, columns: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame(columns=columns)
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise DataError(f"{path}: cannot read Parquet ({exc})") from None
+
+
+_FIELDS = set(Estimate.__dataclass_fields__)
+_NUMBERS = ("point", "lower", "upper")
+_OPTIONAL = ("p_value", "prob_better", "truth", "error")
+
+
+def _estimate(e: Any, i: int, level: float, path: Path) -> Estimate:
+    """One entry of estimates.json as an Estimate (null point/interval -> NaN, as the runner holds them)."""
+    if not isinstance(e, dict):
+        raise DataError(f"{path}: estimates[{i}] must be an object")
+    missing = [k for k in ("estimator", "metric", "arm", "control") if e.get(k) is None]
+    if missing:
+        raise DataError(f"{path}: estimates[{i}] has no {', '.join(missing)}")
+    kw = {k: v for k, v in e.items() if k in _FIELDS}
+    for k in ("estimator", "metric", "arm", "control"):
+        kw[k] = str(kw[k])
+    kw["estimand"] = str(kw.get("estimand") or "difference")
+    kw["segment"] = None if kw.get("segment") is None else str(kw["segment"])
+    for k in _NUMBERS:
+        v = _float(kw.get(k))
+        kw[k] = float("nan") if v is None else v
+    for k in _OPTIONAL:
+        kw[k] = _float(kw.get(k))
+    kw["level"] = _float(kw.get("level")) or level
+    kw["covered"] = None if kw.get("covered") is None else bool(kw["covered"])
+    if not isinstance(kw.get("diagnostics"), dict):
+        kw["diagnostics"] = {}
+    return Estimate(**kw)
+
+
+def _float(x: Any) -> float | None:
+    """A finite float, or None."""
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if v == v and v not in (float("inf"), float("-inf")) else None
