@@ -30,9 +30,11 @@ from typing import Any
 import numpy as np
 
 from counterfeed.core.contracts import Metric
+from counterfeed.core.experiment import Assignment
 from counterfeed.core.randomness import Keys
+from counterfeed.core.simulation import call_plugin
 
-__all__ = ["ThompsonAllocator", "thompson_probabilities"]
+__all__ = ["ThompsonAllocation", "thompson_probabilities"]
 
 
 def thompson_probabilities(means: np.ndarray, ses: np.ndarray, rng: np.random.Generator, draws: int,
@@ -47,8 +49,12 @@ def thompson_probabilities(means: np.ndarray, ses: np.ndarray, rng: np.random.Ge
     return floor + (1.0 - means.size * floor) * p_best
 
 
-class ThompsonAllocator:
+class ThompsonAllocation(Assignment):
     """Assigns users at their first experiment visit with probabilities updated by Thompson sampling.
+
+    An :class:`~counterfeed.core.experiment.Assignment`: ``start`` leaves everyone unassigned,
+    ``assign`` draws the arms of a batch's new users, every ``update_every`` after the start
+    ``at_boundary`` recomputes the probabilities from the events so far.
 
     Parameters
     ----------
@@ -61,7 +67,7 @@ class ThompsonAllocator:
 
     def __init__(self, arms: list[str], initial: np.ndarray, metric: Metric, keys: Keys, salt: str, *,
                  update_every: float, floor: float, draws: int, higher_is_better: bool = True):
-        self.arms = list(arms)
+        super().__init__(arms)
         self.initial = np.asarray(initial, dtype=np.float64)
         self.metric = metric
         self.keys = keys
@@ -71,12 +77,13 @@ class ThompsonAllocator:
         self.draws = int(draws)
         self.higher_is_better = higher_is_better
         self.start_ = np.inf  # set by start(); until then (the pre-period) nobody is assigned
+        self.updates_ = 0
 
-    # -- called by SimWorld ------------------------------------------------------------------------
-    def start(self, world: Any) -> None:
-        """At the experiment start: nobody is assigned; every arm is set up and fitted."""
+    # -- the Assignment interface ----------------------------------------------------------------
+    def start(self, world: Any, t: float) -> np.ndarray:
+        """At the experiment start nobody is assigned (every arm is fitted by the world)."""
         n = world.n
-        self.start_ = float(world.env.now)
+        self.start_ = float(t)
         self.probs_ = self.initial.copy()
         self.assigned_ = np.zeros(n, dtype=bool)
         self.arm_ = np.full(n, -1, dtype=np.int64)
@@ -84,40 +91,36 @@ class ThompsonAllocator:
         self.assigned_at_ = np.full(n, np.nan)
         self.u_ = self.keys.stream(f"assignment:adaptive:{self.salt}").uniform(np.arange(n, dtype=np.int64))
         self.history_: list[dict[str, Any]] = [self._record(self.start_, None)]
-        world.set_assignment(np.full(n, -1, dtype=np.int64))
-        for arm in range(len(self.arms)):
-            if arm not in world._fitted:
-                from counterfeed.core.simulation import call_plugin
-
-                rec = world._policy(arm)
-                call_plugin(rec, "fit", rec.fit, world._arm_log(arm))
-                world._fitted.add(arm)
-        world.env.process(self._updates(world))
+        return np.full(n, -1, dtype=np.int64)
 
     def _draw(self, users: np.ndarray) -> np.ndarray:
         cum = np.cumsum(self.probs_)
         cum[-1] = 1.0
         return np.searchsorted(cum, self.u_[users], side="right").clip(0, len(self.arms) - 1)
 
-    def assign_new(self, world: Any, users: np.ndarray, now: float) -> None:
-        """Assign the users of a serving batch who have no arm yet (hot path: one mask when none)."""
-        if now < self.start_:
-            return
-        new = users[~self.assigned_[users]]
-        if new.size == 0:
-            return
-        arm = self._draw(new)
-        self.arm_[new] = arm
-        self.assigned_[new] = True
-        self.probabilities_[new] = self.probs_
-        self.assigned_at_[new] = now
-        world.current[new] = arm
-        world._weights = None
+    def assign(self, world: Any, users: np.ndarray, t: float) -> np.ndarray:
+        """Draw the arms of a serving batch's new users with the probabilities now in force."""
+        arm = self._draw(users)
+        self.arm_[users] = arm
+        self.assigned_[users] = True
+        self.probabilities_[users] = self.probs_
+        self.assigned_at_[users] = t
+        return arm
 
-    def final_assignment(self, world: Any) -> np.ndarray:
+    def boundaries(self, start: float, horizon: float) -> list[float]:
+        out, k = [], 1
+        while start + k * self.update_every < horizon:
+            out.append(start + k * self.update_every)
+            k += 1
+        return out
+
+    def at_boundary(self, world: Any, t: float) -> None:
+        self.updates_ += 1
+        self.update(world.snapshot(), t, self.updates_)
+        return None
+
+    def assignment(self) -> np.ndarray:
         """Every user's arm; users never seen in the experiment get the final probabilities."""
-        if not hasattr(self, "assigned_"):
-            return world.cfg.assignment.copy()
         rest = np.nonzero(~self.assigned_)[0]
         if rest.size:
             self.arm_[rest] = self._draw(rest)
@@ -125,21 +128,12 @@ class ThompsonAllocator:
             self.assigned_[rest] = True
         return self.arm_.copy()
 
-    # -- the update process ------------------------------------------------------------------------
-    def _updates(self, world: Any):
-        k = 0
-        while True:
-            k += 1
-            t = self.start_ + k * self.update_every
-            if t >= world.cfg.horizon:
-                return
-            yield world.env.timeout(t - world.env.now)
-            self.update(world.snapshot(), t, k)
+    def probabilities(self) -> np.ndarray:
+        self.assignment()
+        return self.probabilities_.copy()
 
     def update(self, events: Any, now: float, index: int) -> None:
         """Recompute the probabilities from the events so far (sessions only)."""
-        from counterfeed.core.simulation import call_plugin
-
         y = np.asarray(call_plugin(self.metric, "compute", self.metric.compute, events, self.start_, now),
                        dtype=np.float64)
         exposure = np.where(self.assigned_, now - self.assigned_at_, 0.0)
@@ -170,7 +164,8 @@ class ThompsonAllocator:
 
     def record(self) -> dict[str, Any]:
         """What the analysis needs: per-user probabilities at assignment time and the update history."""
+        self.assignment()
         own = self.probabilities_[np.arange(self.arm_.size), self.arm_]
-        return {"probabilities": self.probabilities_.copy(), "probability": own,
-                "assigned_at": self.assigned_at_.copy(), "history": list(self.history_),
-                "arms": list(self.arms)}
+        return {"allocation": {"probabilities": self.probabilities_.copy(), "probability": own,
+                               "assigned_at": self.assigned_at_.copy(), "history": list(self.history_),
+                               "arms": list(self.arms)}}

@@ -35,10 +35,12 @@ import numpy as np
 from scipy import stats
 
 from counterfeed.core.contracts import AnalysisData, Estimate, Metric, Population
-from counterfeed.core.experiment import assign
+from counterfeed.core.experiment import Assignment, assign
+from counterfeed.core.outcomes import world_outcomes
 from counterfeed.core.scenario import PhaseSpec, Scenario
+from counterfeed.core.simulation import call_plugin
 
-__all__ = ["PhaseController", "phase_windows", "phase_arms", "phase_assignment", "decide",
+__all__ = ["PhasedAssignment", "phase_windows", "phase_arms", "phase_assignment", "decide",
            "phase_values", "score_phases"]
 
 _DEFAULT_THRESHOLD = {"prob_better": 0.95, "expected_loss": 0.01}
@@ -111,42 +113,66 @@ def decide(spec: PhaseSpec, estimates: list[Estimate], control: str, higher_is_b
     return best, rows
 
 
-class PhaseController:
-    """A SimPy process factory for the A/B world: analyses each phase and switches the assignment."""
+class PhasedAssignment(Assignment):
+    """The A/B world's assignment in a multi-phase experiment: phase 0 is the ordinary randomized
+    split; at each phase's end the phase is analysed, the rule decides, and the next phase's users
+    are re-randomized (an :class:`~counterfeed.core.experiment.Assignment` with the phase ends as
+    its boundaries). ``decisions`` holds one record per phase."""
 
     def __init__(self, scenario: Scenario, plan: Any, population: Population):
+        super().__init__(scenario.arms)
         self.scenario = scenario
         self.plan = plan
         self.population = population
         self.decisions: list[dict[str, Any]] = []
+        self.control = scenario.control
+        self.first = phase_assignment(scenario, 0, scenario.control)
 
-    def __call__(self, world: Any):
-        from counterfeed.core.outcomes import world_outcomes
+    def start(self, world: Any, t: float) -> np.ndarray:
+        return self.first.copy()
 
+    def boundaries(self, start: float, horizon: float) -> list[float]:
+        return [end for _, end in phase_windows(self.scenario)]
+
+    def at_boundary(self, world: Any, t: float) -> np.ndarray | None:
         sc = self.scenario
-        control = sc.control
-        for i, (start, end) in enumerate(phase_windows(sc)):
-            spec = (sc.experiment.phases or [])[i]
-            if i > 0:
-                world.set_assignment(phase_assignment(sc, i, control))
-            yield world.env.timeout(max(end - world.env.now, 0.0))
-            arms = phase_arms(sc, i, control)
-            events = world.snapshot(False, world.current)
-            outcomes = world_outcomes(events, self.plan.metrics, self.population, start, end)
-            estimates = self._estimate(i, spec, outcomes, arms, control)
-            info = self.plan.metrics[spec.metric].info()
-            chosen, rows = decide(spec, estimates, control, info.higher_is_better)
-            self.decisions.append({
-                "phase": i, "start": start, "end": end, "control": control,
-                "challengers": arms[1:], "rule": spec.rule, "metric": spec.metric,
-                "estimator": spec.estimator, "decision": "switch" if chosen != control else "keep",
-                "chosen": chosen, "estimates": rows})
-            control = chosen
+        i = len(self.decisions)
+        start, end = phase_windows(sc)[i]
+        spec = (sc.experiment.phases or [])[i]
+        control = self.control
+        arms = phase_arms(sc, i, control)
+        events = world.snapshot(False, world.served)
+        outcomes = world_outcomes(events, self.plan.metrics, self.population, start, end)
+        estimates = self._estimate(i, spec, outcomes, arms, control)
+        info = self.plan.metrics[spec.metric].info()
+        chosen, rows = decide(spec, estimates, control, info.higher_is_better)
+        self.decisions.append({
+            "phase": i, "start": start, "end": end, "control": control,
+            "challengers": arms[1:], "rule": spec.rule, "metric": spec.metric,
+            "estimator": spec.estimator, "decision": "switch" if chosen != control else "keep",
+            "chosen": chosen, "estimates": rows})
+        self.control = chosen
+        if i + 1 < len(sc.experiment.phases or []):
+            return phase_assignment(sc, i + 1, chosen)
+        return None
+
+    def assignment(self) -> np.ndarray:
+        """The phase-0 assignment (the unit of the experiment's outcome table)."""
+        return self.first.copy()
+
+    def probabilities(self) -> np.ndarray:
+        """Phase 0's split over its arms, for every user."""
+        sc = self.scenario
+        first = phase_arms(sc, 0, sc.control)
+        w = np.array([float(sc.experiment.split[a]) if a in first else 0.0 for a in sc.arms])
+        w = w / w.sum() if w.sum() > 0 else np.isin(sc.arms, first) / len(first)
+        return np.broadcast_to(w, (self.first.size, len(sc.arms))).copy()
+
+    def record(self) -> dict[str, Any]:
+        return {"phases": self.decisions}
 
     def _estimate(self, i: int, spec: PhaseSpec, outcomes: Any, arms: list[str], control: str
                   ) -> list[Estimate]:
-        from counterfeed.core.simulation import call_plugin
-
         plan = self.plan
         est = plan._create("estimator", spec.estimator, {"metrics": [spec.metric]},
                            f"experiment.phases[{i}].estimator")
@@ -162,8 +188,6 @@ class PhaseController:
 
 def phase_values(scenario: Scenario, events: Any, metrics: dict[str, Metric]) -> list[float]:
     """Mean per-user value of each phase's metric over that phase, in one world."""
-    from counterfeed.core.simulation import call_plugin
-
     out = []
     for spec, (start, end) in zip(scenario.experiment.phases or [], phase_windows(scenario)):
         m = metrics[spec.metric]

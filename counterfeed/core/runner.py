@@ -18,10 +18,12 @@ import pandas as pd
 from counterfeed.core.contracts import (AnalysisData, CatalogContext, Estimate, Estimator, Items,
                                         Metric, MetricInfo, Population, Recommender, UserModel,
                                         WorldEvents)
-from counterfeed.core.experiment import AB_WORLD, world_assignment, world_names
+from counterfeed.core.allocation import ThompsonAllocation
+from counterfeed.core.experiment import AB_WORLD, Assignment, everyone_on, split_assignment, world_names
 from counterfeed.core.longterm import (check_estimator_metrics, is_population, population_report,
                                        world_long_term)
 from counterfeed.core.outcomes import truth_table, world_outcomes
+from counterfeed.core.phases import PhasedAssignment, phase_values
 from counterfeed.core.plugins import Registry, get_registry
 from counterfeed.core.population import build_population
 from counterfeed.core.randomness import Keys
@@ -31,7 +33,7 @@ from counterfeed.core.scenario import Scenario, load_scenario
 from counterfeed.core.simulation import SimWorld, WorldConfig, call_plugin
 from counterfeed.errors import OutputError, PluginError, ScenarioError
 
-__all__ = ["run", "resolve", "Plan", "simulate_world", "RunDirectory"]
+__all__ = ["run", "resolve", "Plan", "simulate_world", "world_assignment_component", "RunDirectory"]
 
 
 @dataclass
@@ -109,6 +111,7 @@ class WorldTask:
     world: str
     items: Items
     population: Population
+    progress: Callable[[float], None] | None = None  # simulated days so far (must pickle to workers)
 
 
 @dataclass
@@ -120,6 +123,7 @@ class WorldOutput:
     seconds: float
     sessions: int
     extras: dict[str, Any] = field(default_factory=dict)  # phases / adaptive allocation records
+    probabilities: np.ndarray | None = None  # (n_users, n_arms) Assignment.probabilities()
 
 
 def simulate_world(task: WorldTask) -> WorldOutput:
@@ -129,57 +133,44 @@ def simulate_world(task: WorldTask) -> WorldOutput:
     plan = resolve(sc)
     exp = sc.experiment
     cfg = WorldConfig(name=task.world, arms=sc.arms, control=sc.arms.index(sc.control),
-                      assignment=world_assignment(sc, task.world), pre_period=exp.pre_period,
+                      assignment=None, pre_period=exp.pre_period,
                       duration=exp.duration, batch_window=exp.batch_window,
                       retrain_every=exp.retrain_every, slate_size=exp.slate_size, training=exp.training,
                       record_impressions=True)
     keys = Keys(sc.seed)
-    if exp.phases and task.world == AB_WORLD:
-        from counterfeed.core.phases import phase_assignment
-
-        cfg.assignment = phase_assignment(sc, 0, sc.control)
-    world = SimWorld(cfg, task.items, task.population, keys, plan.user_model(), plan.recommender)
-    controller = _attach_extensions(world, sc, plan, task, keys)
+    assignment = world_assignment_component(sc, plan, task, keys)
+    world = SimWorld(cfg, task.items, task.population, keys, plan.user_model(), plan.recommender,
+                     assignment, progress=task.progress)
     events = world.run()
     events.items = task.items
     plan.registry.hook.counterfeed_world_end(scenario=sc, world=task.world, events=events)
     outcomes = world_outcomes(events, plan.metrics, task.population, exp.pre_period, cfg.horizon)
-    extras: dict[str, Any] = {}
+    extras: dict[str, Any] = dict(assignment.record())
     series = world_long_term(events, plan.metrics, plan.analysed, exp.pre_period, cfg.horizon, extras)
     if exp.phases:
-        from counterfeed.core.phases import phase_values
-
         extras["phase_values"] = phase_values(sc, events, plan.metrics)
-        if controller is not None:
-            extras["phases"] = controller.decisions
-    if world.allocator is not None:
-        extras["allocation"] = world.allocator.record()
+    if "allocation" in extras:
         outcomes["assignment_probability"] = extras["allocation"]["probability"]
     return WorldOutput(task.world, events, outcomes, series, time.perf_counter() - t0,
-                       int(events.sessions["user"].size), extras)
+                       int(events.sessions["user"].size), extras, assignment.probabilities())
 
 
-def _attach_extensions(world: SimWorld, sc: Scenario, plan: Plan, task: WorldTask, keys: Keys) -> Any:
-    """Adaptive allocation and phase boundaries act in the A/B world only; returns the phase controller."""
+def world_assignment_component(sc: Scenario, plan: Plan, task: WorldTask, keys: Keys) -> Assignment:
+    """The world's :class:`Assignment`: everyone on one arm in a counterfactual world; in the A/B
+    world adaptive allocation, phases, or the randomized split."""
     exp = sc.experiment
     if task.world != AB_WORLD:
-        return None
+        return everyone_on(sc.arms, task.world.removeprefix("all-"), sc.population.users)
     if exp.allocation is not None:
-        from counterfeed.core.allocation import ThompsonAllocator
-
         al = exp.allocation
         metric = plan.metrics[al.metric]
-        world.allocator = ThompsonAllocator(
+        return ThompsonAllocation(
             sc.arms, np.array([float(exp.split[a]) for a in sc.arms]), metric, keys,
             exp.salt or sc.name, update_every=al.update_every, floor=al.floor, draws=al.draws,
             higher_is_better=metric.info().higher_is_better)
     if exp.phases:
-        from counterfeed.core.phases import PhaseController
-
-        controller = PhaseController(sc, plan, task.population)
-        world.processes.append(controller)
-        return controller
-    return None
+        return PhasedAssignment(sc, plan, task.population)
+    return split_assignment(sc)
 
 
 def _check_extensions(plan: Plan) -> None:

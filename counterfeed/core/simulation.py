@@ -16,8 +16,8 @@ for the server", at a fraction of the cost.
 The serving process closes a window every ``batch_window``: it groups the pending requests by arm,
 asks each arm's recommender for all their slates in one vectorized call, lets the user model respond
 to the whole batch, records the events, and feeds the window's feedback to the recommenders
-(``update``). A retraining process calls ``fit`` on each arm's log every ``retrain_every``. During the
-pre-period everyone is served by the control arm; at ``pre_period`` the world's assignment applies.
+(``update``). Every ``retrain_every`` after the experiment start each arm is refitted on its log.
+During the pre-period everyone is served by the control arm; at ``pre_period`` the assignment applies.
 
 Training data (``training``): ``own`` (default) -- each arm learns from the shared pre-period history
 plus its own arm's impressions; ``pooled`` -- every arm learns from every arm's impressions (a source
@@ -29,10 +29,19 @@ is passed ``floor(w) + 1{U < w - floor(w)}`` times (``U`` keyed by user, session
 is exact for count-based models and for integer ``w`` (a 50/50 split) and needs nothing from the
 recommender.
 
-Two optional extensions are attached by the runner: an ``allocator`` (adaptive allocation, assigns
-users at their first experiment-period visit, :mod:`counterfeed.core.allocation`) and extra SimPy
-``processes`` (phase boundaries, :mod:`counterfeed.core.phases`), which switch the assignment with
-:meth:`SimWorld.set_assignment`.
+Assignment (:mod:`counterfeed.core.experiment`) is a component handed to the world: it says who
+gets which arm at the experiment start, at a user's first experiment visit, and at its own
+boundaries (adaptive allocation updates, :mod:`counterfeed.core.allocation`; phase ends,
+:mod:`counterfeed.core.phases`). The world owns the user model's state (:attr:`SimWorld.user_state`)
+and the arms' fitting (:meth:`SimWorld.fit_arms`, the one place an arm is fitted).
+
+**Boundaries.** The experiment start, the assignment's boundaries and retraining are taken by the
+serving process in time order: at a boundary at time ``b``, every request made before ``b`` has been
+served and its feedback given to the recommenders, and every request made at or after ``b`` is
+served after the boundary's action (a window that straddles ``b`` is served in two parts). So the
+last pre-period window is served by the pre-period policy and is in every arm's training log when
+the arms are fitted, a retraining at ``b`` sees every session before ``b``, and a phase's analysis
+sees the whole phase. Identical arms therefore get identical models, in every world.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ import simpy
 
 from counterfeed.core.contracts import (Batch, Items, Log, Population, Recommender,
                                         RecommenderContext, Response, Slates, UserModel, WorldEvents)
+from counterfeed.core.experiment import Assignment, FixedAssignment
 from counterfeed.core.randomness import Keys
 from counterfeed.errors import CounterfeedError, PluginError
 
@@ -70,7 +80,7 @@ class WorldConfig:
     name: str
     arms: list[str]
     control: int
-    assignment: np.ndarray      # (n_users,) arm index from the experiment start
+    assignment: np.ndarray | None  # (n_users,) arms from the start, used when no Assignment is given
     pre_period: float
     duration: float
     batch_window: float
@@ -85,36 +95,71 @@ class WorldConfig:
 
 
 class SimWorld:
-    """One simulated world. ``run()`` returns its :class:`WorldEvents`."""
+    """One simulated world. ``run()`` returns its :class:`WorldEvents`.
+
+    Parameters
+    ----------
+    config : the world's plain settings.
+    items, population, keys : the catalog, the users and the keyed randomness.
+    user_model : the user-model plugin (the world keeps its state, :attr:`user_state`).
+    make_recommender : arm name -> a new recommender (set up and fitted by the world).
+    assignment : who gets which arm and when (default: ``config.assignment`` from the start).
+    progress : called with the simulated time (days) after every serving window.
+    """
 
     def __init__(self, config: WorldConfig, items: Items, population: Population, keys: Keys,
-                 user_model: UserModel, make_recommender: Callable[[str], Recommender]):
+                 user_model: UserModel, make_recommender: Callable[[str], Recommender],
+                 assignment: Assignment | None = None, progress: Callable[[float], None] | None = None):
         self.cfg = config
         self.items = items
         self.population = population
         self.keys = keys
         self.user_model = user_model
         self.make_recommender = make_recommender
+        if assignment is None:
+            if config.assignment is None:
+                raise ValueError("a world needs an assignment (config.assignment or an Assignment)")
+            arm_of = np.asarray(config.assignment, dtype=np.int64)
+            share = np.bincount(arm_of, minlength=len(config.arms)) / max(arm_of.size, 1)
+            assignment = FixedAssignment(config.arms, arm_of, share)
+        self.assignment = assignment
+        self.progress = progress
         n = population.n
         self.n = n
         self.env = simpy.Environment()
         self.windows: dict[int, tuple[simpy.Event, list[int], list[float]]] = {}
         self.next_visit = np.full(n, np.inf)
         self.session_count = np.zeros(n, dtype=np.int64)
-        self.current = np.full(n, config.control, dtype=np.int64)
+        self.user_state: Any = None    # the user model's state (init_state), owned by the world
         self.policies: dict[int, Recommender] = {}
         self.streams = [keys.stream(f"policy:{a}") for a in config.arms]
+        self.started = False           # the experiment period has begun
+        self._current = np.full(n, config.control, dtype=np.int64)
+        self._unassigned = False       # some users get their arm at their first experiment visit
         self._sessions: list[tuple[np.ndarray, ...]] = []
         self._logs: list[Log] = []
         self._has_arrivals = bool(np.any(items.arrival > 0))
-        self.n_batches = 0
-        self.allocator: Any = None      # adaptive allocation (counterfeed.core.allocation)
-        self.processes: list[Callable[["SimWorld"], Any]] = []  # extra SimPy processes (phases)
         self._fitted: set[int] = set()
         self._weights: np.ndarray | None = None  # training: weighted -> per-arm impression weight
 
-    # -- plugins ------------------------------------------------------------------------------
-    def _policy(self, arm: int) -> Recommender:
+    @property
+    def horizon(self) -> float:
+        return self.cfg.horizon
+
+    @property
+    def now(self) -> float:
+        return float(self.env.now)
+
+    @property
+    def served(self) -> np.ndarray:
+        """(n_users,) arm index now serving each user (-1: not assigned yet); a read-only view."""
+        view = self._current.view()
+        view.flags.writeable = False
+        return view
+
+    # -- arms ---------------------------------------------------------------------------------
+    def policy(self, arm: int) -> Recommender:
+        """The recommender of arm index ``arm`` (created and set up on first use)."""
         rec = self.policies.get(arm)
         if rec is None:
             rec = self.make_recommender(self.cfg.arms[arm])
@@ -124,7 +169,7 @@ class SimWorld:
             self.policies[arm] = rec
         return rec
 
-    def _arm_log(self, arm: int) -> Log:
+    def arm_log(self, arm: int) -> Log:
         """The log an arm learns from: the shared pre-period history plus its own arm's data
         (or every arm's data with ``training: pooled``)."""
         log = Log.concat(self._logs)
@@ -135,9 +180,29 @@ class SimWorld:
             log = self._replicate(log, arm, log.time >= self.cfg.pre_period)
         return log
 
+    def fit_arms(self, arms: Any = None, *, refit: bool = False) -> None:
+        """Fit arms on their training logs (:meth:`arm_log`), in arm order.
+
+        ``arms`` (default: every arm now serving someone; every arm while some users are still
+        unassigned); arms fitted before are skipped unless ``refit``. With no history yet (a world
+        without pre-period, at its start) the arms are set up and count as fitted without a call.
+        """
+        if arms is None:
+            if self._unassigned:
+                arms = range(len(self.cfg.arms))
+            else:
+                arms = np.unique(self._current[self._current >= 0]).tolist()
+        for arm in sorted(int(a) for a in arms):
+            if arm in self._fitted and not refit:
+                continue
+            rec = self.policy(arm)
+            if self._logs:
+                call_plugin(rec, "fit", rec.fit, self.arm_log(arm))
+            self._fitted.add(arm)
+
     def _arm_weights(self) -> np.ndarray:
         """``1 / share`` of every arm among the assigned users (1 for an arm without users)."""
-        counts = np.bincount(self.current[self.current >= 0], minlength=len(self.cfg.arms))
+        counts = np.bincount(self._current[self._current >= 0], minlength=len(self.cfg.arms))
         return np.where(counts > 0, counts.sum() / np.maximum(counts, 1), 1.0)
 
     def _replicate(self, log: Log, arm: int, mask: np.ndarray | None = None) -> Log:
@@ -157,15 +222,45 @@ class SimWorld:
         return log.select(np.repeat(np.arange(len(log)), reps))
 
     def set_assignment(self, assignment: np.ndarray) -> None:
-        """Switch the arm of every user (-1: not assigned yet); arms new to serving are fitted first."""
-        self.current = np.asarray(assignment, dtype=np.int64).copy()
+        """Switch the arm of every user (-1: assigned at the next visit); arms new to serving are
+        fitted first."""
+        arm_of = np.asarray(assignment, dtype=np.int64)
+        if arm_of.shape != (self.n,) or np.any(arm_of >= len(self.cfg.arms)) or np.any(arm_of < -1):
+            raise ValueError(f"an assignment is one arm index in [-1, {len(self.cfg.arms)}) per user "
+                             f"({self.n}), got shape {arm_of.shape}")
+        self._current = arm_of.copy()
+        self._unassigned = bool(np.any(arm_of < 0))
         self._weights = None
-        for arm in np.unique(self.current[self.current >= 0]):
-            arm = int(arm)
-            if arm not in self._fitted:
-                rec = self._policy(arm)
-                call_plugin(rec, "fit", rec.fit, self._arm_log(arm))
-                self._fitted.add(arm)
+        self.fit_arms()
+
+    # -- boundaries ------------------------------------------------------------------------------
+    def _boundaries(self) -> list[tuple[float, int, Callable[[float], None]]]:
+        """``(time, order, action)`` of every boundary: the experiment start, the assignment's own
+        boundaries, retraining; sorted by time, then in that order."""
+        cfg = self.cfg
+        out = [(cfg.pre_period, 0, self._start_experiment)]
+        out += [(float(t), 1, self._assignment_boundary)
+                for t in self.assignment.boundaries(cfg.pre_period, cfg.horizon)]
+        if cfg.retrain_every is not None:
+            t = cfg.pre_period
+            while True:
+                t += cfg.retrain_every
+                if t >= cfg.horizon:
+                    break
+                out.append((t, 2, self._retrain))
+        return sorted(out, key=lambda b: (b[0], b[1]))
+
+    def _start_experiment(self, t: float) -> None:
+        self.started = True
+        self.set_assignment(self.assignment.start(self, t))
+
+    def _assignment_boundary(self, t: float) -> None:
+        new = self.assignment.at_boundary(self, t)
+        if new is not None:
+            self.set_assignment(new)
+
+    def _retrain(self, t: float) -> None:
+        self.fit_arms(list(self.policies), refit=True)
 
     # -- processes -----------------------------------------------------------------------------
     def request(self, uid: int, t: float) -> simpy.Event:
@@ -191,76 +286,67 @@ class SimWorld:
         return max(1, int(np.ceil(self.cfg.horizon / self.cfg.batch_window - 1e-9)))
 
     def _server(self):
+        """Close a window every ``batch_window``. Boundaries are taken in time order inside it: at a
+        boundary ``b`` every request made before ``b`` has been served and fed back, and every
+        request made at or after ``b`` is served after the boundary's action."""
         env = self.env
         window = self.cfg.batch_window
+        bounds = self._boundaries()
+        nb = 0
         for k in range(1, self.n_windows() + 1):
             end = k * window
             yield env.timeout(max(end - env.now, 0.0))
             w = self.windows.pop(k, None)
-            if w is None:
-                continue
-            done, pending, pending_time = w
-            users = np.fromiter(pending, dtype=np.int64, count=len(pending))
-            times = np.fromiter(pending_time, dtype=np.float64, count=len(pending))
-            self.serve(users, times, env.now)
-            done.succeed()
-
-    def _start_experiment(self):
-        yield self.env.timeout(self.cfg.pre_period)
-        self.current = self.cfg.assignment.astype(np.int64, copy=True)
-        self._weights = None
-        if self.allocator is not None:
-            self.allocator.start(self)
-        for arm in np.unique(self.current[self.current >= 0]):
-            rec = self._policy(int(arm))
-            call_plugin(rec, "fit", rec.fit, self._arm_log(int(arm)))
-            self._fitted.add(int(arm))
-
-    def _retrain(self):
-        every = self.cfg.retrain_every
-        t = self.cfg.pre_period
-        while True:
-            t += every
-            if t >= self.cfg.horizon:
-                return
-            yield self.env.timeout(t - self.env.now)
-            for arm, rec in self.policies.items():
-                call_plugin(rec, "fit", rec.fit, self._arm_log(arm))
+            if w is not None:
+                done, pending, pending_time = w
+                users = np.fromiter(pending, dtype=np.int64, count=len(pending))
+                times = np.fromiter(pending_time, dtype=np.float64, count=len(pending))
+            if nb < len(bounds) and bounds[nb][0] <= end:
+                while nb < len(bounds) and bounds[nb][0] <= end:
+                    b, _, action = bounds[nb]
+                    nb += 1
+                    if w is not None:
+                        before = times < b
+                        if before.any():
+                            self.serve(users[before], times[before], env.now)
+                            users, times = users[~before], times[~before]
+                    action(b)
+            if w is not None:
+                if users.size:
+                    self.serve(users, times, env.now)
+                done.succeed()
+            if self.progress is not None:
+                self.progress(min(end, self.cfg.horizon))
 
     # -- serving -------------------------------------------------------------------------------
     def serve(self, users: np.ndarray, times: np.ndarray, now: float) -> None:
         sessions = self.session_count[users]
         self.session_count[users] += 1
-        if self.allocator is not None:
-            self.allocator.assign_new(self, users, now)
-        arm_of = self.current[users]
-        if self.cfg.pre_period > 0 and now >= self.cfg.pre_period:
-            # a request made before the experiment started is served by the pre-period policy
-            # (the control arm), whatever window it lands in
-            arm_of = np.where(times < self.cfg.pre_period, self.cfg.control, arm_of)
+        arm_of = self._current[users]
+        if self._unassigned:
+            arm_of = self._assign_new(users, arm_of, now)
         available = self.items.available(now) if self._has_arrivals else None
         arms = np.unique(arm_of)
         feedback: list[Log] = []
         for arm in arms:
             idx = np.nonzero(arm_of == arm)[0] if arms.size > 1 else slice(None)
             u, s, t = users[idx], sessions[idx], times[idx]
-            rec = self._policy(int(arm))
+            rec = self.policy(int(arm))
             batch = Batch(users=u, sessions=s, time=now, slate_size=self.cfg.slate_size,
                           stream=self.streams[arm], available=available)
             slates = call_plugin(rec, "recommend", rec.recommend, batch)
             _check_slates(rec, slates, batch, self.items.n)
             resp = call_plugin(self.user_model, "respond", self.user_model.respond,
-                               getattr(self.user_model, "state_"), batch, slates)
+                               self.user_state, batch, slates)
             _check_response(self.user_model, resp, slates)
             self.next_visit[u] = now + resp.next_gap
             log = self._record(int(arm), u, s, t, slates, resp)
             feedback.append(log)
-        self.n_batches += 1
         if self.cfg.training == "pooled":
             pooled = Log.concat(feedback)
             for rec in self.policies.values():
                 call_plugin(rec, "update", rec.update, pooled)
-        elif self.cfg.training == "weighted" and now > self.cfg.pre_period:
+        elif self.cfg.training == "weighted" and self.started:
             for arm, log in zip(arms, feedback):
                 rec = self.policies[int(arm)]
                 call_plugin(rec, "update", rec.update, self._replicate(log, int(arm)))
@@ -281,8 +367,7 @@ class SimWorld:
                   click=clicks.reshape(-1), dwell=resp.dwell.reshape(-1).astype(np.float32),
                   propensity=np.asarray(slates.propensities, dtype=np.float64).reshape(-1),
                   arm=np.full(n * k, arm, np.int16))
-        if self.cfg.record_impressions or self.cfg.retrain_every is not None or \
-                self.env.now < self.cfg.pre_period:
+        if self.cfg.record_impressions or self.cfg.retrain_every is not None or not self.started:
             self._logs.append(log)
         return log
 
@@ -290,20 +375,11 @@ class SimWorld:
     def run(self) -> WorldEvents:
         cfg = self.cfg
         um = self.user_model
-        state = call_plugin(um, "init_state", um.init_state, self.population, self.items, self.keys)
-        um.state_ = state
-        self._policy(cfg.control)
-        if cfg.pre_period > 0:
-            self.env.process(self._start_experiment())
-        else:
-            self.current = cfg.assignment.astype(np.int64, copy=True)
-            if self.allocator is not None:
-                self.allocator.start(self)
-            for arm in np.unique(self.current[self.current >= 0]):
-                self._policy(int(arm))
-                self._fitted.add(int(arm))
+        self.user_state = call_plugin(um, "init_state", um.init_state, self.population, self.items, self.keys)
+        self.policy(cfg.control)
         users = self.population.ids
-        first = np.asarray(call_plugin(um, "first_visit", um.first_visit, state, users), dtype=np.float64)
+        first = np.asarray(call_plugin(um, "first_visit", um.first_visit, self.user_state, users),
+                           dtype=np.float64)
         if first.shape != (self.n,) or np.any(~(first > 0)):
             raise PluginError("first_visit must return one positive gap per user", plugin=um.name,
                               hook="first_visit")
@@ -320,24 +396,16 @@ class SimWorld:
             for uid in np.nonzero(first < horizon)[0].tolist():
                 process(self._user(uid, first[uid]))
             server = self.env.process(self._server())
-            if cfg.retrain_every is not None:
-                self.env.process(self._retrain())
-            for make in self.processes:
-                self.env.process(make(self))
             gc.freeze()
             self.env.run(until=server)
         finally:
             gc.set_threshold(*threshold)
             gc.unfreeze()
-        return self._events()
-
-    def _events(self) -> WorldEvents:
-        final = self.allocator.final_assignment(self) if self.allocator is not None else None
-        return self.snapshot(self.cfg.record_impressions, final)
+        return self.snapshot(cfg.record_impressions, self.assignment.assignment())
 
     def snapshot(self, impressions: bool = False, assignment: np.ndarray | None = None) -> WorldEvents:
         """The events so far (sessions; impressions too when asked); ``assignment`` defaults to the
-        world's configured assignment."""
+        arm now serving each user (-1 for users not assigned yet)."""
         names = ("user", "session", "time", "arm", "impressions", "clicks", "dwell", "churned")
         dtypes = (np.int64, np.int64, np.float64, np.int16, np.int16, np.int16, np.float64, bool)
         if self._sessions:
@@ -346,10 +414,26 @@ class SimWorld:
         else:
             cols = {nm: np.zeros(0, dt) for nm, dt in zip(names, dtypes)}
         log = Log.concat(self._logs) if impressions else None
-        assignment = self.cfg.assignment.copy() if assignment is None else np.asarray(assignment)
+        assignment = self._current.copy() if assignment is None else np.asarray(assignment)
         return WorldEvents(world=self.cfg.name, n_users=self.n, sessions=cols, impressions=log,
                            start=0.0, end=self.cfg.horizon, arms=list(self.cfg.arms),
                            assignment=assignment)
+
+    def _assign_new(self, users: np.ndarray, arm_of: np.ndarray, now: float) -> np.ndarray:
+        """Arms for the users of a batch who have none yet, from the assignment component."""
+        new = arm_of < 0
+        if not new.any():
+            return arm_of
+        who = users[new]
+        arms = np.asarray(self.assignment.assign(self, who, now), dtype=np.int64)
+        if arms.shape != who.shape or np.any((arms < 0) | (arms >= len(self.cfg.arms))):
+            raise ValueError(f"{type(self.assignment).__name__}.assign must return one arm index in "
+                             f"[0, {len(self.cfg.arms)}) per user")
+        self._current[who] = arms
+        self._weights = None
+        arm_of = arm_of.copy()
+        arm_of[new] = arms
+        return arm_of
 
 
 def _check_slates(rec: Recommender, slates: Any, batch: Batch, n_items: int) -> None:

@@ -143,3 +143,17 @@ def test_arms_do_not_influence_each_other_in_the_ab_world():
 
     for arm in ("control", "mf"):
         pd.testing.assert_frame_equal(users_of(r1, arm), users_of(r2, arm))
+
+
+def test_five_identical_arms_with_a_pre_period_and_weighted_training_have_zero_truth():
+    # issue 14 item 2: the last pre-period window's feedback reached only the control arm, so
+    # identically configured arms got different models (this seed gave 24 nonzero true effects)
+    arms = {a: {"recommender": "popularity"} for a in ("control", "b", "c", "d", "e")}
+    sc = small_scenario(**{"experiment.arms": arms, "experiment.split": {a: 0.2 for a in arms},
+                           "experiment.training": "weighted", "experiment.retrain_every": None, "seed": 5})
+    res = run(sc, write=False, workers=1)
+    out = res.outcomes
+    base = out[out.world == "all-control"].set_index("user")[METRICS]
+    for a in ("b", "c", "d", "e"):
+        pd.testing.assert_frame_equal(base, out[out.world == f"all-{a}"].set_index("user")[METRICS])
+    assert (res.truth.query("estimand == 'difference'").value.fillna(0) == 0).all()
