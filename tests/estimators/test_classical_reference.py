@@ -65,7 +65,7 @@ def test_welch_matches_scipy(two_arms):
     assert d.truth is None and d.covered is None
 
 
-def test_relative_lift_delta_method_by_hand(two_arms):
+def test_relative_lift_fieller_by_hand(two_arms):
     c, t = two_arms
     r = _by(DifferenceInMeans().estimate(analysis(frame({"control": c, "treatment": t}))),
             estimand="relative")
@@ -74,9 +74,16 @@ def test_relative_lift_delta_method_by_hand(two_arms):
     # Var(mt/mc) = vt/mc^2 + mt^2 vc/mc^4 (first-order Taylor expansion, independent arms)
     se = math.sqrt(vt / mc**2 + mt**2 * vc / mc**4)
     assert r.point == pytest.approx(mt / mc - 1, rel=1e-12)
-    assert (r.lower, r.upper) == pytest.approx((r.point - 1.959963984540054 * se,
-                                                r.point + 1.959963984540054 * se), rel=1e-9)
-    assert r.p_value == pytest.approx(2 * stats.norm.sf(abs(r.point) / se), rel=1e-9)
+    assert r.diagnostics["se"] == pytest.approx(se, rel=1e-12)
+    # Fieller (1954): the rho with (mt - rho mc)^2 <= q^2 (vt + rho^2 vc), q from Welch's df;
+    # the quadratic's roots by numpy, the p-value that of Welch's test of the difference
+    ref = stats.ttest_ind(t, c, equal_var=False)
+    q = stats.t.ppf(0.975, ref.df)
+    roots = np.sort(np.roots([mc**2 - q**2 * vc, -2 * mt * mc, mt**2 - q**2 * vt]).real)
+    assert (r.lower, r.upper) == pytest.approx((roots[0] - 1, roots[1] - 1), rel=1e-9)
+    assert r.p_value == pytest.approx(ref.pvalue, rel=1e-9)
+    assert r.diagnostics["df"] == pytest.approx(ref.df, rel=1e-9)
+    assert r.upper - r.point > r.point - r.lower  # asymmetric: longer towards large ratios
     assert DifferenceInMeans(relative=False).estimate(
         analysis(frame({"control": c, "treatment": t})))[0].estimand == "difference"
 

@@ -14,7 +14,7 @@ from counterfeed.core.randomness import Keys
 from counterfeed.errors import ModelError
 from counterfeed.plugins.estimators._stats import (SmallGroup, arm_values, iter_groups,
                                                    mean_stats, normal_interval, ratio_columns,
-                                                   ratio_stats, relative_delta, select_metrics,
+                                                   ratio_stats, relative_lift, select_metrics,
                                                    where, require_comparison)
 
 __all__ = ["BayesianAB", "BayesianABOptions"]
@@ -55,7 +55,10 @@ class BayesianAB(Estimator):
     sampling variance plugged in, so ``mu_a | data ~ N(mean_a, s_a^2 / n_a)`` (ratio metrics: the
     ratio of sums with its delta-method variance). Everything is closed form:
     ``D = mu_t - mu_c ~ N(d, se^2)``, interval ``d +- z se``, ``prob_better = Phi(d / se)``, and the
-    relative lift by the delta method.
+    relative lift ``mu_t / mu_c - 1`` with the log-normal approximation of the ratio's posterior
+    (log-ratio delta method; Fieller's set when a mean is <= 0; unbounded with a warning when
+    ``mu_c`` is not distinguishable from 0), shared with the classical estimators:
+    :func:`~counterfeed.plugins.estimators._stats.relative_lift` with normal quantiles.
 
     ``diagnostics["expected_loss"]`` is the expected loss of shipping the treatment,
     ``E[max(mu_c - mu_t, 0)]`` (signs swapped when lower is better), and
@@ -165,8 +168,10 @@ class BayesianAB(Estimator):
             ci = normal_interval(d, se, level)
             out.append(self._make(data, metric, arm, segment, "difference", d, ci.lower, ci.upper,
                                   level, prob, diag))
-            rel = relative_delta(t, c, level) if self.options.relative else None
-            if rel is not None:
+            lift = relative_lift(t, c, level, welch_df=False) if self.options.relative else None
+            if lift is not None:
+                rel, warn = lift
                 out.append(self._make(data, metric, arm, segment, "relative", rel.point, rel.lower,
-                                      rel.upper, level, prob, {**diag, "se": rel.se}))
+                                      rel.upper, level, prob,
+                                      {**diag, "se": rel.se, **({"warnings": warn} if warn else {})}))
         return out

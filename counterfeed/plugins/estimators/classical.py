@@ -21,6 +21,7 @@ This module also registers :class:`~counterfeed.plugins.estimators.bayesian_ab.B
 from __future__ import annotations
 
 import math
+import warnings
 from abc import abstractmethod
 from typing import Any, Literal
 
@@ -34,7 +35,7 @@ from counterfeed.errors import ModelError
 from counterfeed.plugins.estimators.bayesian_ab import BayesianAB
 from counterfeed.plugins.estimators._stats import (ArmStats, Comparison, SmallGroup, arm_values,
                                                    iter_groups, mean_stats, ratio_columns,
-                                                   ratio_stats, relative_delta, select_metrics,
+                                                   ratio_stats, relative_lift, select_metrics,
                                                    welch, where, require_comparison)
 
 __all__ = ["ClassicalOptions", "DifferenceInMeans", "RatioDeltaMethod", "CUPED", "BayesianAB",
@@ -86,8 +87,9 @@ class _ArmComparisons(Estimator):
         ilevel = bonferroni_level(level, len(treatments)) if corr == "holm" else level
         control = arms[data.control]
         diffs = [welch(arms[a], control, ilevel) for a in treatments]
-        rels: list[Comparison | None] = ([relative_delta(arms[a], control, ilevel) for a in treatments]
-                                         if self.options.relative else [None] * len(treatments))
+        lifts = ([relative_lift(arms[a], control, ilevel) for a in treatments]
+                 if self.options.relative else [None] * len(treatments))
+        rels: list[Comparison | None] = [x[0] if x else None for x in lifts]
         p_diff = adjust_pvalues([d.p_value for d in diffs], corr)
         have = [i for i, r in enumerate(rels) if r is not None]
         p_rel = dict(zip(have, adjust_pvalues([rels[i].p_value for i in have], corr)))
@@ -104,8 +106,9 @@ class _ArmComparisons(Estimator):
                                       float(p_diff[i]), base))
             r = rels[i]
             if r is not None:
-                out.append(self._estimate(data, metric, arm, segment, "relative", r,
-                                          float(p_rel[i]), base))
+                warn = [*base.get("warnings", []), *lifts[i][1]]
+                out.append(self._estimate(data, metric, arm, segment, "relative", r, float(p_rel[i]),
+                                          {**base, "warnings": warn} if warn else base))
         return out
 
     def _estimate(self, data: AnalysisData, metric: str, arm: str, segment: str | None,
@@ -137,8 +140,10 @@ class DifferenceInMeans(_ArmComparisons):
     Formula: ``d = mean(Y | arm) - mean(Y | control)``,
     ``se = sqrt(s_t^2 / n_t + s_c^2 / n_c)``, interval ``d +- t_{df, (1+level)/2} se`` with the
     Welch-Satterthwaite ``df``; two-sided p-value of ``d = 0``. With ``relative: true`` also
-    ``m_t / m_c - 1`` with the delta-method standard error and a normal interval (omitted when the
-    control mean is 0). A ratio metric (``MetricInfo.kind == "ratio"``) is analysed exactly as
+    ``m_t / m_c - 1``: log-ratio delta-method interval, Fieller's when a mean is <= 0, unbounded
+    with a warning when the control mean is not distinguishable from 0 (see
+    :func:`~counterfeed.plugins.estimators._stats.relative_lift`; omitted when the control mean
+    is 0). A ratio metric (``MetricInfo.kind == "ratio"``) is analysed exactly as
     :class:`RatioDeltaMethod` does.
 
     Assumptions: users are randomized independently to arms and are the unit of analysis; the
@@ -165,7 +170,8 @@ class RatioDeltaMethod(_ArmComparisons):
     Formula: per arm ``R = sum_i X_i / sum_i Y_i`` over users ``i``;
     ``Var(R) ~ Var(X - R Y) / (n mean(Y)^2)`` (first-order Taylor expansion of ``mean(X)/mean(Y)``);
     ``d = R_t - R_c`` with ``se = sqrt(Var(R_t) + Var(R_c))`` and a Welch-Satterthwaite t interval
-    on the linearized values; relative lift ``R_t / R_c - 1`` by the delta method again.
+    on the linearized values; relative lift ``R_t / R_c - 1`` from the same variances with the
+    log-ratio (or Fieller) interval of :func:`~counterfeed.plugins.estimators._stats.relative_lift`.
 
     Assumptions: users (not impressions) are randomized and independent, so clicks of one user
     are correlated and are never treated as independent trials; enough users per arm for the
@@ -214,7 +220,9 @@ class CUPED(_ArmComparisons):
     Assumptions: the covariate is measured before treatment, so it is independent of the
     assignment and the adjustment adds no bias; the estimated ``theta`` is treated as known
     (its sampling error is O(1/n)). A missing pre-period value is replaced by the mean of the
-    observed ones. Ratio metrics are left out when ``metrics`` is unset and refused (a
+    observed ones; a covariate with no observed value at all (in the population or a segment)
+    gives the unadjusted difference in means, with ``adjusted: false`` and a warning naming the
+    covariate. The relative lift is that of the adjusted means (same interval as above). Ratio metrics are left out when ``metrics`` is unset and refused (a
     ``ModelError``) when named: adjust their numerator and denominator sum metrics, or use
     ``ratio``.
 
@@ -244,6 +252,8 @@ class CUPED(_ArmComparisons):
 
     def _arm_stats(self, frame, data, metric, info, segment):
         pre = f"pre_{metric}"
+        if not frame[pre].notna().any():
+            return self._unadjusted(frame, data, metric, segment, pre)
         filled = frame[[metric, pre, "arm"]].copy()
         filled[pre] = filled[pre].astype("float64").fillna(filled[pre].astype("float64").mean())
         ctx = where(metric, segment=segment)
@@ -267,14 +277,29 @@ class CUPED(_ArmComparisons):
             raw[a] = mean_stats(v[:, 0], ctx=c)
         s_adj = sum((s.n - 1) * s.sd ** 2 for s in stats_adj.values())
         s_raw = sum((s.n - 1) * s.sd ** 2 for s in raw.values())
-        common = {"theta": theta, "rho": rho, "covariate": pre,
+        common = {"theta": theta, "rho": rho, "covariate": pre, "adjusted": True,
                   "variance_reduction": 1.0 - s_adj / s_raw if s_raw > 0.0 else 0.0,
                   "pre_mean": xbar}
-        common["per_arm"] = {a: {"se_unadjusted": math.sqrt(raw[a].var + raw[data.control].var),
-                                 "mean_unadjusted_treatment": raw[a].point,
-                                 "mean_unadjusted_control": raw[data.control].point}
-                             for a in data.treatments}
+        common["per_arm"] = _unadjusted_per_arm(raw, data)
         return stats_adj, common
+
+    def _unadjusted(self, frame, data, metric, segment, pre):
+        """No observed covariate value: the unadjusted difference in means, with a warning."""
+        where_ = f" in segment '{segment}'" if segment is not None else ""
+        msg = (f"covariate '{pre}' has no observed value{where_}, so CUPED cannot adjust "
+               f"'{metric}'; reporting the unadjusted difference in means (no variance reduction)")
+        warnings.warn(f"{self.name}: {msg}", UserWarning, stacklevel=2)
+        raw = self._means(frame, data, metric, segment)
+        return raw, {"theta": 0.0, "rho": None, "covariate": pre, "adjusted": False,
+                     "variance_reduction": 0.0, "pre_mean": None, "warnings": [msg],
+                     "per_arm": _unadjusted_per_arm(raw, data)}
+
+
+def _unadjusted_per_arm(raw: dict[str, ArmStats], data: AnalysisData) -> dict[str, dict[str, float]]:
+    """Per treatment arm: the unadjusted difference's standard error and the raw arm means."""
+    return {a: {"se_unadjusted": math.sqrt(raw[a].var + raw[data.control].var),
+                "mean_unadjusted_treatment": raw[a].point,
+                "mean_unadjusted_control": raw[data.control].point} for a in data.treatments}
 
 
 @hookimpl
