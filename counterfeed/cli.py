@@ -137,7 +137,7 @@ def _print_result(result: Any) -> None:
     from counterfeed.core.findings import headline
 
     for line in headline(result):  # what to conclude first: the same sentences lead the report
-        console.print(f"- {line}", markup=False, highlight=False)
+        console.print(f"- {line}", markup=False, highlight=False, soft_wrap=True)
     sc = result.scenario
     summary = result.summary()
     t = Table(title=f"{sc.name}: per arm and metric (A/B world, counterfactual world, true effect vs {sc.control})")

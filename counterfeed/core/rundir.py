@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from counterfeed.core.contracts import Estimate, WorldEvents
+from counterfeed.core.display import num
 from counterfeed.core.results import RunResult, _clean, json_default
 from counterfeed.core.scenario import load_scenario
 from counterfeed.errors import DataError, OutputError, ScenarioError
@@ -133,7 +134,7 @@ def load_run(run_dir: str | Path) -> RunResult:
     manifest = _read_json(d / "manifest.json")
     scenario = _read_scenario(d / "scenario.yaml")
     est_doc = _read_json(d / "estimates.json")
-    level = _float(est_doc.get("level")) or _float(manifest.get("level")) or scenario.level
+    level = num(est_doc.get("level")) or num(manifest.get("level")) or scenario.level
     raw = est_doc.get("estimates") or []
     if not isinstance(raw, list):
         raise DataError(f"{d / 'estimates.json'}: 'estimates' must be a list")
@@ -193,23 +194,13 @@ def _estimate(e: Any, i: int, level: float, path: Path) -> Estimate:
     kw["estimand"] = str(kw.get("estimand") or "difference")
     kw["segment"] = None if kw.get("segment") is None else str(kw["segment"])
     for k in _NUMBERS:
-        v = _float(kw.get(k))
+        v = num(kw.get(k))
         kw[k] = float("nan") if v is None else v
     for k in _OPTIONAL:
-        kw[k] = _float(kw.get(k))
-    kw["level"] = _float(kw.get("level")) or level
+        kw[k] = num(kw.get(k))
+    kw["level"] = num(kw.get("level")) or level
     kw["covered"] = None if kw.get("covered") is None else bool(kw["covered"])
     if not isinstance(kw.get("diagnostics"), dict):
         kw["diagnostics"] = {}
     return Estimate(**kw)
 
-
-def _float(x: Any) -> float | None:
-    """A finite float, or None."""
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if v == v and v not in (float("inf"), float("-inf")) else None

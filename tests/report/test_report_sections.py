@@ -184,3 +184,18 @@ def test_report_has_an_interference_section(tmp_path):
     assert "Interference: the A/B test vs shipping to everyone" in html
     assert "<td>interference</td>" in html  # the miss is attributed
     assert "1 because of interference, 0 because of the estimator" in html
+
+
+def test_run_summary_leads_with_the_reports_headline(tmp_path):
+    from click.testing import CliRunner
+
+    from counterfeed.cli import cli
+
+    path = tmp_path / "small.yaml"
+    path.write_text(small_scenario(**{"analysis": [{"estimator": "diff-in-means"}]}).to_yaml(), encoding="utf-8")
+    res = CliRunner().invoke(cli, ["run", str(path), "--out", str(tmp_path / "runs"), "--quiet", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    lines = headline(load_run(run_dir))
+    assert lines and lines[0].startswith("Treatment ")
+    assert res.output.splitlines()[: len(lines)] == [f"- {line}" for line in lines]
