@@ -117,7 +117,7 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
         overrides["output.report"] = False
     if overrides:
         sc = sc.with_overrides(overrides)
-    result = run(sc, output_dir=out, write=True, quiet=quiet or as_json, workers=workers)
+    result = run(sc, output_dir=out, write=True, quiet=quiet, workers=workers)  # progress: stderr
     if as_json:
         from counterfeed.core.results import _clean, json_default
 

@@ -8,7 +8,7 @@ import numbers
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +19,7 @@ from counterfeed.core.contracts import (AnalysisData, CatalogContext, Estimate, 
                                         Metric, MetricInfo, Population, Recommender, UserModel,
                                         WorldEvents)
 from counterfeed.core.allocation import ThompsonAllocation
+from counterfeed.core.executors import available_cores, get_executor
 from counterfeed.core.experiment import AB_WORLD, Assignment, everyone_on, split_assignment, world_names
 from counterfeed.core.longterm import (check_estimator_metrics, is_population, population_report,
                                        world_long_term)
@@ -26,6 +27,7 @@ from counterfeed.core.outcomes import truth_table, world_outcomes
 from counterfeed.core.phases import PhasedAssignment, phase_values
 from counterfeed.core.plugins import Registry, get_registry
 from counterfeed.core.population import build_population
+from counterfeed.core.progress import WorldProgress
 from counterfeed.core.randomness import Keys
 from counterfeed.core.results import RunResult
 from counterfeed.core.rundir import RunDirectory, save_run
@@ -192,28 +194,35 @@ def _check_extensions(plan: Plan) -> None:
         plan._create("estimator", ph.estimator, {"metrics": [ph.metric]}, f"experiment.phases[{i}].estimator")
 
 
-def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[str], None]) -> list[WorldOutput]:
+def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[str], None],
+                  progress: bool = False) -> list[WorldOutput]:
+    """Simulate every world (in worker processes when large); ``progress`` shows a bar per world."""
     sc = tasks[0].scenario
     size = sc.population.users * sc.total_days
     if workers is None:
-        from counterfeed.core.executors import available_cores
-
         workers = min(len(tasks), available_cores()) if size >= 200_000 else 1
     results: dict[int, WorldOutput] = {}
-    if workers <= 1:
-        for i, task in enumerate(tasks):
-            results[i] = simulate_world(task)
-            say(f"world {task.world}: {results[i].sessions:,} sessions in {results[i].seconds:.1f} s")
-    else:
-        from counterfeed.core.executors import get_executor
-
-        with get_executor("local", workers=workers) as ex:
-            for i, res in ex.submit_all(simulate_world, tasks):
-                if isinstance(res, BaseException):
-                    raise res
-                results[i] = res
-                say(f"world {res.world}: {res.sessions:,} sessions in {res.seconds:.1f} s")
+    horizon = sc.experiment.pre_period + sc.experiment.duration
+    with WorldProgress([t.world for t in tasks], horizon, progress, workers > 1) as show:
+        tasks = [replace(t, progress=show.reporter(t.world)) for t in tasks]
+        if workers <= 1:
+            show.start()
+            for i, task in enumerate(tasks):
+                results[i] = simulate_world(task)
+                show.done(task.world, _world_done(results[i]), say)
+        else:
+            with get_executor("local", workers=workers) as ex:
+                show.start()
+                for i, res in ex.submit_all(simulate_world, tasks):
+                    if isinstance(res, BaseException):
+                        raise res
+                    results[i] = res
+                    show.done(res.world, _world_done(res), say)
     return [results[i] for i in range(len(tasks))]
+
+
+def _world_done(out: WorldOutput) -> str:
+    return f"world {out.world}: {out.sessions:,} sessions in {out.seconds:.1f} s"
 
 
 def _versions() -> dict[str, str]:
@@ -315,7 +324,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         say(f"{sc.name}: {population.n:,} users, {items.n:,} items, arms {', '.join(sc.arms)}")
         t0 = time.perf_counter()
         tasks = [WorldTask(sc, w, items, population) for w in world_names(sc)]
-        outputs = _simulate_all(tasks, workers, say)
+        outputs = _simulate_all(tasks, workers, say, progress=not quiet and log is None)
         timings["simulate_s"] = time.perf_counter() - t0
         for o in outputs:
             timings[f"world_{o.world}_s"] = o.seconds

@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -157,3 +161,57 @@ def test_five_identical_arms_with_a_pre_period_and_weighted_training_have_zero_t
     for a in ("b", "c", "d", "e"):
         pd.testing.assert_frame_equal(base, out[out.world == f"all-{a}"].set_index("user")[METRICS])
     assert (res.truth.query("estimand == 'difference'").value.fillna(0) == 0).all()
+
+
+def _report_days(reporter):
+    for day in (0.5, 1.0, 2.5):
+        reporter(day)
+    return os.getpid()
+
+
+def test_world_progress_reaches_the_display_from_worker_processes():
+    from counterfeed.core.executors import get_executor
+    from counterfeed.core.progress import WorldProgress
+
+    with WorldProgress(["ab", "all-control"], 3.0, enabled=True, workers=True) as show:
+        with get_executor("local", workers=2) as ex:
+            show.start()
+            pids = [pid for _, pid in ex.submit_all(_report_days, [show.reporter("ab")])]
+        deadline = time.time() + 10
+        while show.days["ab"] < 2.5 and time.time() < deadline:
+            time.sleep(0.05)
+    assert pids[0] != os.getpid()  # reported from another process, through the queue
+    assert show.days == {"ab": 2.5, "all-control": 0.0}
+
+
+@pytest.mark.parametrize("flags, shown", [(["--json"], True), (["--json", "--workers", "2"], True),
+                                          (["--json", "--quiet"], False)])
+def test_run_shows_per_world_progress_on_stderr_unless_quiet(tmp_path, flags, shown):
+    import yaml
+
+    from tests.conftest import SMALL
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**SMALL, "output": {"dir": str(tmp_path / "runs"), "report": False}}))
+    r = subprocess.run([sys.executable, "-m", "counterfeed", "run", str(path), *flags], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["run_dir"]  # stdout stays pure JSON
+    for world in ("ab", "all-control", "all-treatment"):
+        assert (f"world {world}: " in r.stderr) is shown
+    assert ("6.0/6 simulated days" in r.stderr) is shown
+
+
+def test_nothing_outside_the_simulation_touches_the_worlds_private_state():
+    import re
+    from pathlib import Path
+
+    import counterfeed
+
+    root = Path(counterfeed.__file__).parent
+    for path in root.rglob("*.py"):
+        if path.name == "simulation.py":
+            continue
+        text = path.read_text()
+        assert not re.search(r"\bworld\._\w", text), f"{path} reads a private attribute of the world"
+        assert not re.search(r"\b(user_model|um)\.state_\b", text), f"{path} keeps user state on the plugin"
