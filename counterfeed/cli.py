@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import math
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import click
 
+from counterfeed import _json
 from counterfeed.errors import CounterfeedError
 
 __all__ = ["cli", "main", "LazyGroup"]
@@ -119,12 +119,10 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
         sc = sc.with_overrides(overrides)
     result = run(sc, output_dir=out, write=True, quiet=quiet, workers=workers)  # progress: stderr
     if as_json:
-        from counterfeed.core.results import _clean, json_default
-
         doc = {"run_dir": str(result.run_dir), "srm": result.srm,
                "summary": result.summary().to_dict(orient="records"),
                "estimates": [e.to_dict() for e in result.estimates], "timings": result.timings}
-        click.echo(json.dumps(_clean(doc), indent=2, default=json_default))
+        click.echo(_json.dumps(doc, indent=2))
         return
     _print_result(result)
 
@@ -211,7 +209,7 @@ def validate_command(scenario: str, as_json: bool) -> None:
     sc = load_scenario(scenario)
     resolve(sc)
     if as_json:
-        click.echo(json.dumps(sc.to_dict(), indent=2))
+        click.echo(_json.dumps(sc.to_dict(), indent=2))
     else:
         click.echo(f"ok: {sc.name} ({sc.population.users:,} users, arms {', '.join(sc.arms)}, "
                    f"{sc.experiment.duration:g} days)")
@@ -230,7 +228,7 @@ def plugins_command(as_json: bool) -> None:
 
     infos = get_registry().all_plugins()
     if as_json:
-        click.echo(json.dumps([i.to_dict() for i in infos], indent=2))
+        click.echo(_json.dumps([i.to_dict() for i in infos], indent=2))
         return
     from rich.console import Console
     from rich.table import Table

@@ -5,11 +5,12 @@ Only click is imported at module level, so mounting these commands keeps ``count
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
+
+from counterfeed import _json
 
 __all__ = ["calibrate_command", "sweep_command", "COMMANDS", "UserError"]
 
@@ -66,7 +67,7 @@ def _finish(result: Any, *, title: str, extra: list[str], as_json: bool, quiet: 
 
     payload = result.to_json()
     if as_json:
-        click.echo(json.dumps(payload, indent=1))
+        click.echo(_json.dumps(payload, indent=1))
     elif not quiet:
         console = Console(width=None if sys.stdout.isatty() else 160)
         console.print(summary_table(result.summary, title=title, extra=extra))

@@ -3,45 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from counterfeed._json import clean as _clean
+from counterfeed._json import json_default
 from counterfeed.core.contracts import Estimate, WorldEvents
 from counterfeed.core.scenario import Scenario
 
 __all__ = ["RunResult", "arm_summary", "json_default"]
-
-
-def json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return None if not math.isfinite(float(o)) else float(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
-
-
-def _clean(o: Any) -> Any:
-    """NaN/inf -> None recursively, so the JSON is standard."""
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, (np.floating, np.integer, np.bool_, np.ndarray)):
-        return _clean(json_default(o))
-    return o
 
 
 @dataclass

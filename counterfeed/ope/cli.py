@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import click
+
+from counterfeed import _json
 
 __all__ = ["ope"]
 
@@ -85,7 +86,7 @@ def ope(log_path, policy, policy_options, target_probs, estimators, columns, lev
     except CounterfeedError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in results], indent=2, default=float))
+        click.echo(_json.dumps([r.to_dict() for r in results], indent=2))
         return
     _print_table(results, log_path)
 
@@ -107,6 +108,9 @@ def _run(log_path, policy, options, target_probs, estimators, columns, level, cl
 
 
 def _print_table(results, log_path) -> None:
+    import shutil
+    import sys
+
     from rich.console import Console
     from rich.table import Table
 
@@ -114,10 +118,21 @@ def _print_table(results, log_path) -> None:
     d0 = first.diagnostics
     table = Table(title=f"Off-policy evaluation of {log_path}: {d0['n_impressions']} impressions, "
                         f"{d0['n_rounds']} rounds; logging policy value {_fmt(first.logging_value)}")
-    for col in ("estimator", "value", f"{first.level:.0%} interval", "se", "ESS", "max weight", "clipped"):
+    for col in ("estimator", "value", f"{first.level:.0%} interval", "se", "ESS", "mean weight", "max weight",
+                "clipped"):
         table.add_column(col, justify="left" if col == "estimator" else "right", no_wrap=True)
+    notes: list[str] = []
     for r in results:
         d = r.diagnostics
-        table.add_row(r.estimator, _fmt(r.value), f"[{_fmt(r.lower)}, {_fmt(r.upper)}]", _fmt(r.se),
-                      f"{d['ess']:.0f}", f"{d['max_weight']:.3g}", f"{d['clipped_share']:.1%}")
-    Console().print(table)
+        interval = "none" if r.interval == "none" else f"[{_fmt(r.lower)}, {_fmt(r.upper)}]"
+        table.add_row(r.estimator, _fmt(r.value), interval, _fmt(r.se), f"{d['ess']:.0f}",
+                      f"{d['mean_weight']:.3g}", f"{d['max_weight']:.3g}", f"{d['clipped_share']:.1%}")
+        if r.interval not in ("analytic", "none"):
+            notes.append(f"{r.estimator}: interval by {r.interval}")
+        notes.extend(f"warning ({r.estimator}): {w}" for w in d.get("warnings", []))
+    # never cut numbers: as wide as the table needs when piped
+    width = None if sys.stdout.isatty() else max(shutil.get_terminal_size().columns, 200)
+    console = Console(width=width)
+    console.print(table)
+    for line in dict.fromkeys(notes):  # each distinct line once, in order
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

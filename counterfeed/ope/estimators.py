@@ -59,6 +59,16 @@ class Units:
                 if starts.size == self.n_rounds - 1:
                     self._starts = np.r_[0, starts + 1]
 
+    def with_model(self, q: np.ndarray, dm: np.ndarray) -> "Units":
+        """The same units with another reward model's ``q`` and ``dm`` (weights and caches of ``w`` kept)."""
+        import copy
+
+        out = copy.copy(self)
+        out.q, out.dm = q, dm
+        out._sums = {k: v for k, v in self._sums.items() if k in ("count", "w", "wr")}
+        out.__dict__.pop("_resid", None)  # the weight-only caches (clipped, switched, shrunk) stay valid
+        return out
+
     def per_round(self, x: np.ndarray) -> np.ndarray:
         """Per-round sums of a per-unit array."""
         if self._starts is not None:

@@ -8,8 +8,15 @@ independent (units inside a round are not), so the delta method on the per-round
           e_r = \sum_t \frac{A_{t,r} - \hat V_t B_{t,r}}{\hat B_t},
 
 and the interval :math:`\hat V \pm z_{(1+\text{level})/2}\,\widehat{\mathrm{se}}` (a CLT over rounds).
-Bootstrap intervals resample rounds with replacement (percentile interval), with the reward model held
-fixed (it was cross-fitted once).
+Bootstrap intervals resample rounds with replacement (percentile interval). For the estimators that use
+the reward model (DM, DR, SNDR, Switch-DR, DR-OS) every bootstrap draw refits the cross-fitted reward
+model on the resampled rounds (same folds), so the interval includes the model's estimation error.
+
+The analytic interval of DR-type estimators is valid with a cross-fitted model (the correction term
+carries the model's error; Chernozhukov et al. 2018). DM, and Switch-DR or DR-OS when no weight is left
+(they are DM then), have no such term: they always get the refit bootstrap (``model_bootstrap`` draws
+when ``bootstrap`` is 0). No interval is reported (null, with a warning) from fewer than 2 rounds.
+Neither interval covers a misspecified model's bias.
 """
 
 from __future__ import annotations
@@ -22,12 +29,13 @@ import numpy as np
 from scipy.special import ndtri
 
 from counterfeed.errors import DataError
+from counterfeed.ope.diagnostics import diagnostics, warnings_for
 from counterfeed.ope.estimators import OffPolicyEstimator, Units, make_estimator
 from counterfeed.ope.logs import OPELog
 from counterfeed.ope.reward import RewardModel, cross_fit
 from counterfeed.ope.target import Target
 
-__all__ = ["OPEResult", "evaluate", "analytic_interval", "bootstrap_interval"]
+__all__ = ["OPEResult", "evaluate", "analytic_interval", "bootstrap_interval", "refit_bootstrap_interval"]
 
 
 @dataclass
@@ -80,38 +88,43 @@ def bootstrap_interval(sums, level: float, n_boot: int, rng: np.random.Generator
         c = np.bincount(rng.integers(0, n_rounds, n_rounds), minlength=n_rounds).astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             draws[b] = float(np.sum((A @ c) / (B @ c)))
-    alpha = (1 - level) / 2
+    return _percentile(value, draws, level)
+
+
+def _percentile(value: float, draws: np.ndarray, level: float) -> tuple[float, float, float, float]:
     if np.isnan(draws).all():
         return value, float("nan"), float("nan"), float("nan")
+    alpha = (1 - level) / 2
     lo, hi = np.nanquantile(draws, [alpha, 1 - alpha])
     return value, float(np.nanstd(draws, ddof=1)), float(lo), float(hi)
 
 
-def _diagnostics(est: OffPolicyEstimator, u: Units, log: OPELog, cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    w = est.weights(u)
-    # estimators that share the clipped weights share their diagnostics (computed once)
-    key = "clipped" if w is u.wc else ("none" if w is None else f"{type(est).__name__}{id(w)}")
-    if key is not None and key in cache:
-        return dict(cache[key])
-    d: dict[str, Any] = {"n_rounds": log.n_rounds, "n_impressions": len(log)}
-    if w is not None:
-        s2 = float(w @ w)
-        d["ess"] = float(w.sum() ** 2 / s2) if s2 > 0 else 0.0
-        d["mean_weight"] = float(w.mean())
-    else:
-        d["ess"] = float(len(log))
-    d["max_weight"] = float(u.w.max())
-    d["clipped_share"] = float(np.mean(u.w > u.clip)) if (u.clip is not None and est.uses_clip) else 0.0
-    d["zero_support_share"] = float(np.mean(u.w == 0))
-    if key is not None:
-        cache[key] = d
-    return dict(d)
+def refit_bootstrap_interval(est: OffPolicyEstimator, u: Units, log: OPELog, target: Target,
+                             reward_model: RewardModel | None, fold: np.ndarray, level: float, n_boot: int,
+                             rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """(value, se, lower, upper): percentile bootstrap over rounds, refitting the reward model per draw.
+
+    Each draw counts round ``r`` ``c_r`` times (multinomial), refits the cross-fitted model on those
+    counts (the folds of the rounds stay fixed) and recomputes ``q``, ``dm`` and the estimate
+    :math:`\sum_t (A_t \cdot c) / (B_t \cdot c)`. Efron & Tibshirani (1993), ch. 6 and 13.
+    """
+    value, _ = _value(est.terms(u))
+    n_rounds = u.n_rounds
+    draws = np.empty(n_boot)
+    for b in range(n_boot):
+        c = np.bincount(rng.integers(0, n_rounds, n_rounds), minlength=n_rounds).astype(np.float64)
+        model = cross_fit(log, reward_model, fold=fold, round_weights=c)
+        ub = u.with_model(model.predict_logged(log), model.expected_under(log, target.support))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            draws[b] = float(sum((a @ c) / (bb @ c) for a, bb in est.terms(ub)))
+    return _percentile(value, draws, level)
 
 
 def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyEstimator"] = ("ips", "snips", "dr"),
              *, clip: float | None = None, level: float = 0.95, bootstrap: int = 0, seed: int = 0,
              reward_model: RewardModel | None = None, folds: int = 5, tau: float = 10.0,
-             lam: float = 100.0, timings: dict[str, float] | None = None) -> list[OPEResult]:
+             lam: float = 100.0, timings: dict[str, float] | None = None,
+             model_bootstrap: int = 200) -> list[OPEResult]:
     """Estimate the target policy's value with each estimator.
 
     Parameters
@@ -119,11 +132,18 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
     log, target : the validated log and the target's probabilities (aligned with the log's rows).
     estimators : names (``dm, ips, snips, dr, sndr, switch-dr, dr-os``) or estimator objects.
     clip : maximum weight M for IPS, SNIPS, DR, SNDR (None: no clipping).
-    level : interval level. bootstrap : number of round-bootstrap draws (0: analytic intervals).
+    level : interval level. bootstrap : number of round-bootstrap draws (0: analytic intervals); for the
+        estimators that use the reward model, each draw refits it.
+    model_bootstrap : refit-bootstrap draws for DM (and DR variants with no weight left) when
+        ``bootstrap`` is 0: their analytic interval would ignore the reward model's error.
     seed : seeds the cross-fitting folds and the bootstrap (``Keys(seed).numpy_generator``).
     reward_model, folds : the DM/DR reward model (default logistic) and its number of cross-fitting folds.
     tau, lam : Switch-DR threshold and DR-OS shrinkage for estimators given by name.
     timings : if given, filled with seconds per stage and per estimator.
+
+    Returns one :class:`OPEResult` per estimator; ``diagnostics["warnings"]`` lists every diagnostic
+    outside its safe range (:mod:`counterfeed.ope.diagnostics`). Raises :class:`DataError` for bad
+    arguments and when no logged impression has support under the target (the value is not identified).
     """
     import time as _time
 
@@ -140,11 +160,21 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
     tm = timings if timings is not None else {}
     t0 = _time.perf_counter()
     u = Units(w=target.prob / log.propensity, r=log.reward, rnd=log.round, n_rounds=log.n_rounds, clip=clip)
+    unsupported = _unsupported_mass(log, target)
+    if not (u.w > 0).any():
+        extra = (f"; it puts {unsupported:.0%} of its probability on items the log never shows"
+                 if unsupported else "")
+        raise DataError(f"{log.source}: no common support: the target gives probability 0 to every logged "
+                        f"(item, position){extra}. The policy value is not identified from this log (IPS "
+                        "would be 0 and SNIPS 0/0 whatever the truth); log with a policy that explores "
+                        "what the target shows")
+    fold = None
     if any(e.needs_model for e in ests):
         if target.support is None:
             raise DataError("the direct method and doubly robust estimators need the target's full "
                             f"distribution: {target.why_no_support or 'not available'}")
         model = cross_fit(log, reward_model, folds=folds, rng=keys.numpy_generator("ope", "folds"))
+        fold = model.fold
         u.q = model.predict_logged(log)
         u.dm = model.expected_under(log, target.support)
     tm["reward_model"] = _time.perf_counter() - t0
@@ -153,15 +183,41 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
     diag_cache: dict[str, dict[str, Any]] = {}
     for i, est in enumerate(ests):
         t1 = _time.perf_counter()
-        sums = est.terms(u)
-        if bootstrap > 0:
-            rng = keys.numpy_generator("ope", "bootstrap", est.name, i)
-            value, se, lo, hi = bootstrap_interval(sums, level, int(bootstrap), rng)
+        diag = diagnostics(est, u, len(log), log.n_rounds, unsupported, diag_cache)
+        notes = list(target.warnings)
+        model_only = est.needs_model and not diag["uses_weights"]  # DM, or a DR variant with no weight left
+        n_boot = int(bootstrap) if bootstrap > 0 else (int(model_bootstrap) if model_only else 0)
+        # an estimator that is DM here shares DM's draws, so it reports DM's interval exactly
+        rng = keys.numpy_generator("ope", "bootstrap", *(("dm",) if model_only else (est.name, i)))
+        if log.n_rounds < 2:
+            value, _ = _value(est.terms(u))
+            se = lo = hi = float("nan")
+            kind = "none"
+            notes.append(f"no interval: the log has {log.n_rounds} round; an interval needs at least 2 "
+                         "independent rounds")
+        elif n_boot > 0 and est.needs_model:
+            value, se, lo, hi = refit_bootstrap_interval(est, u, log, target, reward_model, fold, level, n_boot, rng)
+            kind = "bootstrap (reward model refitted per draw)"
+        elif n_boot > 0:
+            value, se, lo, hi = bootstrap_interval(est.terms(u), level, n_boot, rng)
             kind = "bootstrap"
         else:
-            value, se, lo, hi = analytic_interval(sums, level)
+            value, se, lo, hi = analytic_interval(est.terms(u), level)
             kind = "analytic"
-        diag = _diagnostics(est, u, log, diag_cache)
+        diag["warnings"] = notes + warnings_for(est, diag)
         out.append(OPEResult(est.name, value, lo, hi, se, level, logging_value, kind, diag))
         tm[est.name] = _time.perf_counter() - t1
     return out
+
+
+def _unsupported_mass(log: OPELog, target: Target) -> float | None:
+    """The target's mean probability (per impression) on items the log never shows; None if unknown."""
+    sup = target.support
+    if sup is None:
+        return None
+    off = sup.item_code < 0
+    if sup.per_position:
+        n_pos = max(log.n_positions, int(sup.position.max()) + 1)
+        mass = np.bincount(sup.position[off], sup.weight[off], minlength=n_pos)
+        return float(mass[log.position].mean())
+    return float(sup.weight[off].sum() / len(log))

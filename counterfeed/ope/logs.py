@@ -20,8 +20,8 @@ import numpy as np
 
 from counterfeed.errors import DataError
 
-__all__ = ["OPELog", "load_log", "log_from_frame", "from_arrays", "parse_columns", "REQUIRED",
-           "SIMULATOR_COLUMNS"]
+__all__ = ["OPELog", "load_log", "log_from_frame", "from_arrays", "parse_columns", "normalize_ids",
+           "REQUIRED", "SIMULATOR_COLUMNS"]
 
 REQUIRED = ("round", "item", "position", "reward", "propensity")
 OPTIONAL = ("user", "session", "time")
@@ -260,16 +260,24 @@ def _nulls(a: np.ndarray, source: str, name: str) -> None:
         raise DataError(f"{source}: column '{name}' row {_first_bad(bad) + 1}: missing value (NaN)")
 
 
+def normalize_ids(a: Any, source: str, name: str) -> np.ndarray:
+    """The one normalization of every id column (log and target tables alike).
+
+    Integers and whole-number floats (``0.0``, ``1.0``) become int64; anything else must be free of
+    missing values and is kept as Python objects (strings). A non-whole float is a DataError.
+    """
+    a = np.asarray(a)
+    if a.dtype.kind in "fiub":
+        return _integers(a, source, name)
+    _nulls(a, source, name)
+    return a.astype(object)
+
+
 def _ids(a: np.ndarray, source: str, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values, codes, uniques) of an id column (integers or strings)."""
     import pandas as pd
 
-    a = np.asarray(a)
-    if a.dtype.kind == "f":
-        a = _integers(a, source, name)
-    elif a.dtype.kind not in "iub":
-        _nulls(a, source, name)
-        a = a.astype(object)
+    a = normalize_ids(a, source, name)
     codes, uniques = pd.factorize(a)
     return a, codes.astype(np.int64), np.asarray(uniques)
 

@@ -296,14 +296,24 @@ class CrossFitted:
 
 
 def cross_fit(log: OPELog, model: RewardModel | None = None, *, folds: int = 5,
-              rng: np.random.Generator | None = None) -> CrossFitted:
-    """Fit ``folds`` copies of ``model`` (default :class:`LogisticRewardModel`) with folds by round."""
+              rng: np.random.Generator | None = None, fold: np.ndarray | None = None,
+              round_weights: np.ndarray | None = None) -> CrossFitted:
+    """Fit ``folds`` copies of ``model`` (default :class:`LogisticRewardModel`) with folds by round.
+
+    ``fold`` (per round) fixes the fold assignment instead of drawing it from ``rng``;
+    ``round_weights`` (per round, non-negative integers) counts each round that many times, as a
+    bootstrap draw over rounds does (the reward model is then refitted on the resampled log).
+    """
     import copy
 
     model = model if model is not None else LogisticRewardModel()
     rng = rng if rng is not None else np.random.default_rng(0)
-    folds = max(1, min(int(folds), log.n_rounds))
-    fold = fold_of_rounds(log.n_rounds, folds, rng) if folds > 1 else np.zeros(log.n_rounds, np.int64)
+    if fold is not None:
+        folds = int(fold.max()) + 1 if fold.size else 1
+    else:
+        folds = max(1, min(int(folds), log.n_rounds))
+        fold = fold_of_rounds(log.n_rounds, folds, rng) if folds > 1 else np.zeros(log.n_rounds, np.int64)
+    rw = None if round_weights is None else np.asarray(round_weights, dtype=np.float64)[log.round]
     models: list[RewardModel] = []
     if isinstance(model, LogisticRewardModel) and model.context_free:
         n_pos = log.n_positions
@@ -312,8 +322,8 @@ def cross_fit(log: OPELog, model: RewardModel | None = None, *, folds: int = 5,
         f_imp = fold[log.round]
         key = f_imp * size
         key += cell
-        n = np.bincount(key, minlength=folds * size).reshape(folds, size).astype(np.float64)
-        y = np.bincount(key, log.reward, minlength=folds * size).reshape(folds, size)
+        n = np.bincount(key, rw, minlength=folds * size).reshape(folds, size).astype(np.float64)
+        y = np.bincount(key, log.reward if rw is None else log.reward * rw, minlength=folds * size).reshape(folds, size)
         identity = bool((log.reward < 0).any() or (log.reward > 1).any())
         fitted = CrossFitted(models, fold)
         fitted._f_imp = f_imp
@@ -328,5 +338,7 @@ def cross_fit(log: OPELog, model: RewardModel | None = None, *, folds: int = 5,
     f_imp = fold[log.round]
     for f in range(folds):
         rows = np.flatnonzero(f_imp != f) if folds > 1 else np.arange(len(log))
+        if rw is not None:  # a resampled round appears as many times as it was drawn
+            rows = np.repeat(rows, rw[rows].astype(np.int64))
         models.append(copy.deepcopy(model).fit(log, rows))
     return CrossFitted(models, fold)

@@ -7,13 +7,13 @@ per (item, position)) or from a recommender plugin (:func:`target_from_recommend
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from counterfeed.errors import DataError, PluginError
-from counterfeed.ope.logs import OPELog, _floats, _integers, _read_table, _show
+from counterfeed.ope.logs import OPELog, _floats, _integers, _read_table, _show, normalize_ids
 
 __all__ = ["Target", "Support", "load_target", "target_from_table", "target_from_recommender",
            "catalog_from_log", "check_target_evaluable"]
@@ -48,16 +48,22 @@ class Target:
     support: Support | None
     name: str = "target"
     why_no_support: str = ""
+    warnings: list[str] = field(default_factory=list)  # caveats every estimate inherits
 
 
-def _codes(log: OPELog, items: np.ndarray) -> np.ndarray:
+def _codes(log: OPELog, items: np.ndarray, source: str = "<target>", name: str = "item") -> np.ndarray:
+    """Log item code of each id (``-1``: not in the log), after :func:`~counterfeed.ope.logs.normalize_ids`."""
     import pandas as pd
 
+    items = normalize_ids(items, source, name)
     idx = pd.Index(log.item_ids)
-    items = np.asarray(items)
-    if idx.dtype.kind in "iu" and items.dtype.kind not in "iub":
+    if (idx.dtype.kind in "iu") != (items.dtype.kind in "iu"):  # integers never equal strings
         return np.full(items.shape, -1, np.int64)
     return idx.get_indexer(items).astype(np.int64)
+
+
+def _examples(ids: np.ndarray, n: int = 3) -> str:
+    return ", ".join(_show(x) for x in np.asarray(ids)[:n])
 
 
 def load_target(path: str, log: OPELog) -> Target:
@@ -84,7 +90,11 @@ def target_from_table(log: OPELog, df: Any, *, source: str = "<target>") -> Targ
     if (pos < 0).any():
         i = int(np.flatnonzero(pos < 0)[0])
         raise DataError(f"{source}: column 'position' row {i + 1}: position {pos[i]} is negative")
-    code = _codes(log, df["item"].to_numpy())
+    code = _codes(log, df["item"].to_numpy(), source)
+    if not (code >= 0).any():
+        raise DataError(f"{source}: no id in column 'item' matches an item of the log {log.source} (the log's "
+                        f"ids look like {_examples(log.item_ids)}; the table's like "
+                        f"{_examples(df['item'].to_numpy())})")
     keys = [c for c in ("round", "user", "session") if c in cols] + ["position", "item"]
     dup = df.duplicated(subset=keys).to_numpy()
     if dup.any():
@@ -125,9 +135,7 @@ def _per_round(log: OPELog, df: Any, pos: np.ndarray, code: np.ndarray, prob: np
     import pandas as pd
 
     if "round" in df.columns:
-        rid = df["round"].to_numpy()
-        if log.round_ids.dtype.kind in "iu":
-            rid = _integers(rid, source, "round")
+        rid = normalize_ids(df["round"].to_numpy(), source, "round")
     else:
         rid = (_integers(df["user"].to_numpy(), source, "user") << np.int64(32)) + \
             _integers(df["session"].to_numpy(), source, "session")
@@ -264,6 +272,12 @@ def target_from_recommender(log: OPELog, name: str, options: dict[str, Any] | No
     cover = np.bincount(unit, minlength=len(log))
     why = "" if (cover == samples).all() else f"recommender '{name}' returned slates shorter than the logged positions"
     support = Support(item_code, np.concatenate(s_w), unit=unit) if not why else None
-    return Target(np.clip(prob, 0.0, 1.0), support, name, why)
+    notes = []
+    m = getattr(getattr(rec, "options", None), "propensity_samples", None)
+    if stochastic and isinstance(m, int):
+        notes.append(f"the target's probabilities are Monte Carlo estimates over propensity_samples = {m} draws "
+                     f"(standard error up to {0.5 / m ** 0.5:.3g} per probability, shared by the rounds of a "
+                     "batch and not in the interval); raise propensity_samples to shrink it")
+    return Target(np.clip(prob, 0.0, 1.0), support, name, why, notes)
 
 

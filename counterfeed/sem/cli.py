@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import click
 
+from counterfeed import _json
 from counterfeed.errors import CounterfeedError
 
 __all__ = ["sem"]
@@ -142,7 +142,7 @@ def fit(model, data, exogenous, draws, tune, chains, seed, method, std_lv, prior
         result.save(outdir / "posterior.nc")
         result.summary.to_csv(outdir / "summary.csv")
     if as_json:
-        click.echo(json.dumps(result.to_dict(), default=float))
+        click.echo(_json.dumps(result.to_dict()))
     else:
         click.echo(str(result))
         if out:

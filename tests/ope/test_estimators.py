@@ -226,13 +226,13 @@ def test_context_reward_model_in_evaluate():
 
 
 def test_target_never_shows_logged_items():
+    """No common support: the value is unidentified, an error (issue 14 item 3), never IPS 0 / SNIPS NaN."""
     import warnings
 
     log, _, _ = _tiny()
     target = Target(np.zeros(4), None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        ips, snips = evaluate(log, target, ["ips", "snips"])
-        (boot,) = evaluate(log, target, ["snips"], bootstrap=20)
-    assert ips.value == 0.0 and ips.diagnostics["zero_support_share"] == 1.0
-    assert math.isnan(snips.value) and math.isnan(boot.lower)
+    for kwargs in ({}, {"bootstrap": 20}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(DataError, match="no common support.*not identified"):
+                evaluate(log, target, ["ips", "snips"], **kwargs)

@@ -1,0 +1,110 @@
+"""Diagnostics of an off-policy estimate and the warnings raised when they leave their safe ranges.
+
+The safe ranges (documented in docs/ope.md, section "Warnings"):
+
+- ``mean_weight``: the mean raw importance weight :math:`\\bar w = \\frac1N\\sum_i w_i` has expectation
+  :math:`1 - u` under the logging policy, where :math:`u` is the target's probability mass outside the
+  log's support. Warned when :math:`|\\bar w - 1| > 0.1` and more than 3 standard errors (clustered by
+  round) from 1: missing support or wrong propensities (IPS is then scaled by about :math:`\\bar w`).
+- ``ess``: Kish's effective sample size :math:`(\\sum w)^2 / \\sum w^2` of the weights the estimator uses.
+  Warned below 30 or below 1% of the impressions.
+- ``zero_support_share``: share of impressions with weight 0. Warned at 0.99 or more (fewer than 1%
+  of the impressions say anything about the target).
+- ``unsupported_target_mass``: the target's mean probability on items the log never shows. Warned
+  above 0.01: weighting estimators cannot see those items (bias); DM extrapolates to them.
+- ``clipped_share``: share of weights clipped at ``clip``. Warned above 0.01 (a downward bias).
+- ``switched_share`` (switch-dr): share of positive weights above ``tau``, replaced by DM. When no
+  weight is left (``uses_weights`` false: switch-dr with every positive weight above ``tau``, DR-OS with
+  ``lam = 0``) the estimator *is* DM here: said in a warning, and it gets DM's interval.
+
+Reference for ESS: Kish (1965), *Survey Sampling*; for the mean-weight check: Owen (2013), *Monte
+Carlo theory, methods and examples*, ch. 9 (the importance weights' mean is 1 under support).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from counterfeed.ope.estimators import OffPolicyEstimator, SwitchDoublyRobust, Units
+
+__all__ = ["diagnostics", "warnings_for", "SAFE"]
+
+#: documented safe ranges (see module docstring)
+SAFE = {"mean_weight_tol": 0.1, "mean_weight_z": 3.0, "ess_min": 30.0, "ess_share_min": 0.01,
+        "zero_support_max": 0.99, "unsupported_mass_max": 0.01, "clipped_max": 0.01}
+
+
+def _mean_weight_se(u: Units) -> float:
+    """Round-clustered standard error of the mean raw weight (delta method over rounds)."""
+    n = float(u.w.size)
+    if u.n_rounds < 2 or n == 0:
+        return float("nan")
+    m = float(u.w.mean())
+    e = (u.per_round(u.w) - m * u.counts) / n
+    return math.sqrt(u.n_rounds / (u.n_rounds - 1) * float(e @ e))
+
+
+def diagnostics(est: OffPolicyEstimator, u: Units, n_impressions: int, n_rounds: int,
+                unsupported_mass: float | None, cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The estimator's diagnostics (weights it uses, support, clipping); shared ones computed once."""
+    w = est.weights(u)
+    key = "clipped" if w is u.wc else ("none" if w is None else f"{type(est).__name__}{id(w)}")
+    if key in cache:
+        return dict(cache[key])
+    d: dict[str, Any] = {"n_rounds": n_rounds, "n_impressions": n_impressions}
+    if "raw" not in cache:
+        cache["raw"] = {"mean_weight": float(u.w.mean()), "mean_weight_se": _mean_weight_se(u),
+                        "max_weight": float(u.w.max()), "zero_support_share": float(np.mean(u.w == 0))}
+    d.update(cache["raw"])
+    d["uses_weights"] = w is not None and bool(np.any(w))
+    if w is not None:
+        s2 = float(w @ w)
+        d["ess"] = float(w.sum() ** 2 / s2) if s2 > 0 else 0.0
+    else:
+        d["ess"] = float(n_impressions)
+    d["clipped_share"] = float(np.mean(u.w > u.clip)) if (u.clip is not None and est.uses_clip) else 0.0
+    if isinstance(est, SwitchDoublyRobust):
+        pos = u.w > 0
+        d["switched_share"] = float(np.mean(u.w[pos] > est.tau)) if pos.any() else 0.0
+    if unsupported_mass is not None:
+        d["unsupported_target_mass"] = unsupported_mass
+    cache[key] = d
+    return dict(d)
+
+
+def warnings_for(est: OffPolicyEstimator, d: dict[str, Any]) -> list[str]:
+    """One sentence per diagnostic outside its safe range (see the module docstring)."""
+    out: list[str] = []
+    m, se = d.get("mean_weight"), d.get("mean_weight_se", float("nan"))
+    if m is not None and abs(m - 1) > SAFE["mean_weight_tol"] and not (abs(m - 1) <= SAFE["mean_weight_z"] * se):
+        out.append(f"mean importance weight {m:.3g} (safe range 1 +- {SAFE['mean_weight_tol']:g}): the target "
+                   "gives probability to items the logging policy does not show there, or the propensities are "
+                   f"wrong; IPS is scaled by about {m:.3g}")
+    n = d["n_impressions"]
+    if d.get("uses_weights", True):
+        ess = d.get("ess", float(n))
+        if ess < SAFE["ess_min"] or ess < SAFE["ess_share_min"] * n:
+            out.append(f"effective sample size {ess:.0f} ({ess / max(n, 1):.2%} of {n} impressions; safe range "
+                       f">= {SAFE['ess_min']:g} and >= {SAFE['ess_share_min']:.0%}): the estimate rests on few "
+                       "(heavily weighted) impressions")
+    z = d.get("zero_support_share", 0.0)
+    if z >= SAFE["zero_support_max"]:
+        out.append(f"{z:.2%} of impressions have weight 0 (safe range < {SAFE['zero_support_max']:.0%}): the "
+                   "log rarely shows what the target would show")
+    um = d.get("unsupported_target_mass")
+    if um is not None and um > SAFE["unsupported_mass_max"]:
+        out.append(f"the target puts {um:.1%} of its probability on items the log never shows (no common "
+                   "support there): weighting estimators cannot see them and DM extrapolates to them")
+    c = d.get("clipped_share", 0.0)
+    if c > SAFE["clipped_max"]:
+        out.append(f"{c:.1%} of the weights are clipped (safe range <= {SAFE['clipped_max']:.0%}): a downward "
+                   "bias of unknown size")
+    if est.needs_model and est.name != "dm" and not d.get("uses_weights", True):
+        why = (f"no positive weight is at most tau = {est.tau:g} (max weight {d.get('max_weight', 0):.3g})"
+               if isinstance(est, SwitchDoublyRobust) else "no weight is left")
+        out.append(f"{est.name} equals DM here: {why}; its interval is DM's (reward model refitted per "
+                   "bootstrap draw)")
+    return out
