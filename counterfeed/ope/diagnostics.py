@@ -59,7 +59,7 @@ def diagnostics(est: OffPolicyEstimator, u: Units, n_impressions: int, n_rounds:
         cache["raw"] = {"mean_weight": float(u.w.mean()), "mean_weight_se": _mean_weight_se(u),
                         "max_weight": float(u.w.max()), "zero_support_share": float(np.mean(u.w == 0))}
     d.update(cache["raw"])
-    d["uses_weights"] = w is not None and bool(np.any(w))
+    d["uses_weights"] = est.weights_used(u)
     if w is not None:
         s2 = float(w @ w)
         d["ess"] = float(w.sum() ** 2 / s2) if s2 > 0 else 0.0

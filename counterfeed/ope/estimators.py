@@ -150,6 +150,11 @@ class OffPolicyEstimator(ABC):
         """The weights this estimator effectively uses (for ESS and max-weight diagnostics)."""
         return u.wc
 
+    def weights_used(self, u: Units) -> bool:
+        """Whether any weight is nonzero (False: a model-based estimator is the direct method here)."""
+        w = self.weights(u)
+        return w is not None and bool(np.any(w))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 

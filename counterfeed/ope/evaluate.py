@@ -32,7 +32,7 @@ from counterfeed.errors import DataError
 from counterfeed.ope.diagnostics import diagnostics, warnings_for
 from counterfeed.ope.estimators import OffPolicyEstimator, Units, make_estimator
 from counterfeed.ope.logs import OPELog
-from counterfeed.ope.reward import RewardModel, cross_fit
+from counterfeed.ope.reward import LogisticRewardModel, RewardModel, _cells, cross_fit, fit_folds_on_cells
 from counterfeed.ope.target import Target
 
 __all__ = ["OPEResult", "evaluate", "analytic_interval", "bootstrap_interval", "refit_bootstrap_interval"]
@@ -110,6 +110,10 @@ def refit_bootstrap_interval(est: OffPolicyEstimator, u: Units, log: OPELog, tar
     """
     value, _ = _value(est.terms(u))
     n_rounds = u.n_rounds
+    model = reward_model if reward_model is not None else LogisticRewardModel()
+    if (not est.weights_used(u) and isinstance(model, LogisticRewardModel) and model.context_free
+            and target.support.per_position):
+        return _percentile(value, _dm_cell_draws(log, target, model, fold, n_boot, rng), level)
     draws = np.empty(n_boot)
     for b in range(n_boot):
         c = np.bincount(rng.integers(0, n_rounds, n_rounds), minlength=n_rounds).astype(np.float64)
@@ -118,6 +122,35 @@ def refit_bootstrap_interval(est: OffPolicyEstimator, u: Units, log: OPELog, tar
         with np.errstate(divide="ignore", invalid="ignore"):
             draws[b] = float(sum((a @ c) / (bb @ c) for a, bb in est.terms(ub)))
     return _percentile(value, draws, level)
+
+
+def _dm_cell_draws(log: OPELog, target: Target, model: LogisticRewardModel, fold: np.ndarray, n_boot: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Refit-bootstrap draws of DM for a context-free model and a per-position target, from sufficient
+    statistics: per draw, two sparse (cells x rounds) products give the refit's cell counts, and DM is
+    ``sum_{f,j} table[f, j] * (weighted impressions of fold f at position j) / (weighted impressions)``.
+    The same draws as the generic path (same multinomial counts, same refits), O(N) sparse work per draw.
+    """
+    from scipy.sparse import csr_matrix
+
+    cell, c_item, c_pos = _cells(log)
+    size, n_folds, n_pos, n_rounds = c_item.size, int(fold.max()) + 1, log.n_positions, log.n_rounds
+    f_imp = fold[log.round]
+    ones = np.ones(len(log))
+    S = csr_matrix((ones, (f_imp * size + cell, log.round)), shape=(n_folds * size, n_rounds))
+    Y = csr_matrix((log.reward, (f_imp * size + cell, log.round)), shape=(n_folds * size, n_rounds))
+    P = csr_matrix((ones, (f_imp * n_pos + log.position, log.round)), shape=(n_folds * n_pos, n_rounds))
+    per_round = np.bincount(log.round, minlength=n_rounds).astype(np.float64)
+    sup = target.support
+    draws = np.empty(n_boot)
+    for b in range(n_boot):
+        c = np.bincount(rng.integers(0, n_rounds, n_rounds), minlength=n_rounds).astype(np.float64)
+        models = fit_folds_on_cells(model, log, c_item, c_pos, (S @ c).reshape(n_folds, size),
+                                    (Y @ c).reshape(n_folds, size))
+        table = np.stack([np.bincount(sup.position, sup.weight * m.predict(log, sup.item_code, sup.position, None),
+                                      minlength=n_pos)[:n_pos] for m in models])
+        draws[b] = float(table.ravel() @ (P @ c)) / float(per_round @ c)
+    return draws
 
 
 def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyEstimator"] = ("ips", "snips", "dr"),

@@ -19,7 +19,8 @@ from scipy.special import expit
 
 from counterfeed.ope.logs import OPELog
 
-__all__ = ["RewardModel", "LogisticRewardModel", "CrossFitted", "cross_fit", "fold_of_rounds"]
+__all__ = ["RewardModel", "LogisticRewardModel", "CrossFitted", "cross_fit", "fold_of_rounds",
+           "fit_folds_on_cells"]
 
 
 class RewardModel(ABC):
@@ -295,6 +296,23 @@ class CrossFitted:
         return out
 
 
+def fit_folds_on_cells(model: "LogisticRewardModel", log: OPELog, c_item: np.ndarray, c_pos: np.ndarray,
+                       n: np.ndarray, y: np.ndarray) -> list[RewardModel]:
+    """One copy of a context-free ``model`` per fold, fitted on the other folds' (folds, cells) counts
+    ``n`` and reward sums ``y`` (one fold: fitted on everything)."""
+    import copy
+
+    folds = n.shape[0]
+    identity = bool((log.reward < 0).any() or (log.reward > 1).any())
+    models: list[RewardModel] = []
+    for f in range(folds):
+        m = copy.deepcopy(model)
+        m.n_items_, m.n_pos_, m.identity_ = log.n_items, log.n_positions, identity
+        train = np.arange(folds) != f if folds > 1 else np.ones(1, bool)
+        models.append(m.fit_cells(c_item, c_pos, n[train].sum(axis=0), y[train].sum(axis=0)))
+    return models
+
+
 def cross_fit(log: OPELog, model: RewardModel | None = None, *, folds: int = 5,
               rng: np.random.Generator | None = None, fold: np.ndarray | None = None,
               round_weights: np.ndarray | None = None) -> CrossFitted:
@@ -324,16 +342,10 @@ def cross_fit(log: OPELog, model: RewardModel | None = None, *, folds: int = 5,
         key += cell
         n = np.bincount(key, rw, minlength=folds * size).reshape(folds, size).astype(np.float64)
         y = np.bincount(key, log.reward if rw is None else log.reward * rw, minlength=folds * size).reshape(folds, size)
-        identity = bool((log.reward < 0).any() or (log.reward > 1).any())
-        fitted = CrossFitted(models, fold)
+        fitted = CrossFitted(fit_folds_on_cells(model, log, c_item, c_pos, n, y), fold)
         fitted._f_imp = f_imp
         if size == log.n_items * n_pos:  # dense cells: cell == item_code * n_positions + position
             fitted._cell = cell
-        for f in range(folds):
-            m = copy.deepcopy(model)
-            m.n_items_, m.n_pos_, m.identity_ = log.n_items, n_pos, identity
-            train = np.arange(folds) != f if folds > 1 else np.ones(1, bool)
-            models.append(m.fit_cells(c_item, c_pos, n[train].sum(axis=0), y[train].sum(axis=0)))
         return fitted
     f_imp = fold[log.round]
     for f in range(folds):
