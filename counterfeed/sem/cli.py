@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -122,20 +121,25 @@ def show(model, exogenous, std_lv, priors, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Directory to write posterior.nc and summary.csv into.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress display on stderr (it is shown even with --json).")
 def fit(model, data, exogenous, draws, tune, chains, seed, method, std_lv, priors, as_json,
-        out) -> None:
+        out, quiet) -> None:
     """Fit MODEL (file or text) to DATA (CSV or Parquet) and print estimates with diagnostics.
 
     Example: counterfeed sem fit model.sem users.parquet -x treatment --draws 1000 --out post/
     """
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     m = _build(model, exogenous, std_lv, priors)
     df = _read_data(data)
+    progress = _StageProgress(enabled=not quiet)
     try:
-        result = m.fit(df, draws=draws, tune=tune, chains=chains, seed=seed, method=method)
+        result = m.fit(df, draws=draws, tune=tune, chains=chains, seed=seed, method=method,
+                       on_stage=progress)
     except CounterfeedError as exc:
         where = f"{model} with {data}" if _is_file(model) else str(data)
         raise click.ClickException(f"{where}: {exc}") from None
+    finally:
+        progress.close()
     if out:
         outdir = Path(out)
         outdir.mkdir(parents=True, exist_ok=True)
@@ -147,3 +151,33 @@ def fit(model, data, exogenous, draws, tune, chains, seed, method, std_lv, prior
         click.echo(str(result))
         if out:
             click.echo(f"posterior written to {Path(out) / 'posterior.nc'}")
+
+
+class _StageProgress:
+    """Compile and sampling progress on stderr (rich): one line per stage with elapsed time."""
+
+    def __init__(self, enabled: bool):
+        self.progress = self.task = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                     TimeElapsedColumn(), console=Console(stderr=True))
+            self.progress.start()
+
+    def __call__(self, stage: str, detail: str) -> None:
+        if self.progress is None:
+            return
+        if self.task is not None:
+            self.progress.update(self.task, completed=1)
+        self.task = None
+        if stage == "done":
+            self.close()
+            return
+        self.task = self.progress.add_task(f"{stage}: {detail}", total=1)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -58,8 +58,13 @@ class SEM:
     def fit_stats(self, stats: SufficientStats, *, draws: int = 1000, tune: int = 1000,
                   chains: int = 4, seed: int = 0, method: str = "nutpie",
                   cores: int | None = None, target_accept: float = 0.8,
-                  advi_iterations: int = 30000, progress: bool = False) -> "SEMFit":
-        """Fit to precomputed sufficient statistics (cost does not depend on the number of rows)."""
+                  advi_iterations: int = 30000, progress: bool = False,
+                  on_stage: Callable[[str, str], None] | None = None) -> "SEMFit":
+        """Fit to precomputed sufficient statistics (cost does not depend on the number of rows).
+
+        ``on_stage(stage, detail)`` is called as work starts: ``"compile"``, ``"sample"``, and
+        ``"done"`` at the end (the CLI draws its progress display from it)."""
+        stage = on_stage or (lambda name, detail: None)
         from counterfeed.sem.model import build_pymc_model, data_arrays, initial_values
 
         if method not in METHODS:
@@ -72,6 +77,7 @@ class SEM:
         entry = _CACHE.get(key)
         cache_hit = entry is not None
         t0 = time.perf_counter()
+        stage("compile", "in-process cache" if cache_hit else "building the model")
         if entry is None:
             entry = {"model": build_pymc_model(self.table, data)}
             _CACHE[key] = entry
@@ -91,6 +97,7 @@ class SEM:
             compiled = compiled.with_data(**data)
             compile_s = time.perf_counter() - t0
             t1 = time.perf_counter()
+            stage("sample", f"{chains} chain(s) x ({tune} tune + {draws} draws), nutpie")
             idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
                                   cores=cores or min(chains, 2), progress_bar=progress,
                                   target_accept=target_accept)
@@ -102,6 +109,7 @@ class SEM:
                 pm.set_data(data)
             compile_s = time.perf_counter() - t0
             t1 = time.perf_counter()
+            stage("sample", f"{chains} chain(s) x ({tune} tune + {draws} draws), {method}")
             with model:
                 if method == "pymc":
                     idata = pm.sample(draws=draws, tune=tune, chains=chains,
@@ -126,10 +134,13 @@ class SEM:
                     warnings.append("method 'pathfinder' is an approximation: no R-hat, ESS or "
                                     "divergence checks")
             sample_s = time.perf_counter() - t1
+        stage("done", "")
         return SEMFit.from_idata(self, idata, method=method, warnings=warnings,
                                  timings={"compile_s": compile_s, "sample_s": sample_s,
                                           "cache_hit": cache_hit},
-                                 n_total=stats.n_total, draws=draws, chains=chains)
+                                 n_total=stats.n_total, draws=draws, chains=chains,
+                                 scales=dict(zip(self.table.observed + self.table.latents,
+                                                 data["k_all"].tolist())))
 
 
 def fit_sem(model: str | SEM, data, *, exogenous: Sequence[str] = (), std_lv: bool = False,
@@ -165,14 +176,19 @@ class SEMFit:
     n_total: float
     chain_means: Any = None
     extra: dict = field(default_factory=dict)
+    #: Heywood-type flags (:class:`counterfeed.sem.diagnostics.Boundary`); each is also a warning
+    boundary: list = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.warnings
 
     @classmethod
-    def from_idata(cls, sem, idata, *, method, warnings, timings, n_total, draws, chains):
+    def from_idata(cls, sem, idata, *, method, warnings, timings, n_total, draws, chains,
+                   scales: dict[str, float] | None = None):
         import pandas as pd
+
+        from counterfeed.sem.diagnostics import boundary_checks
 
         post = idata.posterior
         table = sem.table
@@ -193,6 +209,15 @@ class SEMFit:
         if stats is not None and "diverging" in stats:
             divergences = int(np.asarray(stats["diverging"].values).sum())
         warnings = list(warnings)
+        boundary = []
+        if scales is not None and "params" in post:
+            flat = np.asarray(post["params"].transpose("chain", "draw", "param").values, float)
+            keys = [str(v) for v in post["params"]["param"].values]
+            boundary = boundary_checks(table, dict(zip(keys, flat.reshape(-1, len(keys)).T)),
+                                       scales)
+            warnings += [b.message for b in boundary]
+        flagged = {b.param for b in boundary}
+        summary["boundary"] = [n in flagged for n in summary.index]
         approx = method not in ("nutpie", "pymc")
         if not approx:
             bad = summary[summary["r_hat"] > 1.01]
@@ -215,7 +240,8 @@ class SEMFit:
                     warnings.append("chain(s) disagree with the others (another mode?): "
                                     + "; ".join(odd))
         return cls(sem, idata, summary, divergences, warnings, timings, method, n_total,
-                   chain_means=pd.concat(chain_means, axis=1) if chain_means else None)
+                   chain_means=pd.concat(chain_means, axis=1) if chain_means else None,
+                   boundary=boundary)
 
     def save(self, path) -> str:
         """Write the posterior as ArviZ NetCDF."""
@@ -252,8 +278,10 @@ class SEMFit:
         return {"method": self.method, "ok": self.ok, "warnings": self.warnings,
                 "divergences": self.divergences, "n": self.n_total,
                 "timings": self.timings,
-                "summary": [{k: (None if isinstance(v, float) and math.isnan(v) else v)
-                             for k, v in rec.items()} for rec in summ.to_dict("records")]}
+                "boundary": [{"param": b.param, "kind": b.kind, "message": b.message}
+                             for b in self.boundary],
+                "summary": [{k: _json_value(v) for k, v in rec.items()}
+                            for rec in summ.to_dict("records")]}
 
     def __str__(self) -> str:
         import pandas as pd
@@ -265,9 +293,17 @@ class SEMFit:
         lines = [f"Bayesian SEM ({self.method}), n = {self.n_total:.0f}; compile "
                  f"{t['compile_s']:.2f} s ({'cached' if t['cache_hit'] else 'new'}), "
                  f"sampling {t['sample_s']:.2f} s; divergences: {self.divergences}", body]
-        lines.append("diagnostics: OK (R-hat <= 1.01, ESS adequate, no divergences)" if self.ok
+        lines.append("diagnostics: OK (R-hat <= 1.01, ESS adequate, no divergences, no "
+                     "parameter at a boundary)" if self.ok
                      else "WARNINGS:\n" + "\n".join(f"  - {w}" for w in self.warnings))
         return "\n".join(lines)
+
+
+def _json_value(v):
+    """Strict-JSON value: NumPy scalars as Python ones, NaN as None."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def _summarize(x: np.ndarray, names: list[str], var: str):

@@ -16,7 +16,8 @@ from counterfeed.sem.priors import parse_prior
 from counterfeed.sem.stats import SufficientStats
 from counterfeed.sem.syntax import eval_expr
 
-__all__ = ["build_pymc_model", "data_arrays", "initial_values", "latent_scales"]
+__all__ = ["build_pymc_model", "data_arrays", "fixed_covariances", "initial_values",
+           "latent_scales"]
 
 
 def latent_scales(table) -> dict[str, str | None]:
@@ -67,8 +68,9 @@ def data_arrays(table, stats: SufficientStats) -> dict[str, np.ndarray]:
         from counterfeed.errors import DataError
         raise DataError("the within-group covariance matrix of the observed variables is "
                         "singular (collinear columns or too few rows)") from None
-    return {
-        "k_all": np.concatenate([k, k_lat]),
+    k_all = np.concatenate([k, k_lat])
+    out = {
+        "k_all": k_all,
         "c_obs": c,
         "xg": stats.x.astype(float),
         "ng": stats.n.astype(float),
@@ -76,6 +78,18 @@ def data_arrays(table, stats: SufficientStats) -> dict[str, np.ndarray]:
         "cholW": cholW,
         "n_total": np.array(stats.n.sum(), dtype=float),
     }
+    fixed = fixed_covariances(table)
+    if fixed:
+        pos = {v: i for i, v in enumerate(table.observed + table.latents)}
+        out["fixed_cov"] = np.array([r.value / (k_all[pos[r.lhs]] * k_all[pos[r.rhs]])
+                                     for r in fixed])
+    return out
+
+
+def fixed_covariances(table) -> list:
+    """Covariance rows fixed to a nonzero value (a fixed zero is the structural default)."""
+    return [r for r in table.param_rows() if r.kind == "covariance" and not r.free
+            and r.value != 0]
 
 
 def _groups(table):
@@ -218,14 +232,24 @@ def build_pymc_model(table, data: dict[str, np.ndarray]):
         B = pt.dot(MB, core_std)[: m * q].reshape((m, q))
         var_std = pt.dot(MV, core_std)
 
-        # covariances: correlations (pairwise, or from canonical partial correlations in blocks)
-        covs = [r for r in rows if r.kind == "covariance"]
+        # covariances: correlations (pairwise, or from canonical partial correlations in blocks).
+        # Fixed covariances never enter the graph as symbolic arithmetic on constants: a fixed
+        # zero is a structural zero (left out), another fixed value arrives as standardized data
+        # ("fixed_cov"). A symbolic 0 / (k_i k_j) sends PyTensor's canonicalize rewrites into an
+        # endless local_zero_div / constant_folding cycle (issue 14, item 7).
+        covs = [r for r in rows if r.kind == "covariance" and r.free]
+        fixed_covs = fixed_covariances(table)
         Psi = pt.diag(var_std)
         cov_orig = {}
+        if fixed_covs:
+            fixed_cov = pm.Data("fixed_cov", data["fixed_cov"])
+            MF = np.zeros((m * m, len(fixed_covs)))
+            for j, r in enumerate(fixed_covs):
+                MF[idx[r.lhs] * m + idx[r.rhs], j] = MF[idx[r.rhs] * m + idx[r.lhs], j] = 1
+            Psi = Psi + pt.dot(MF, fixed_cov).reshape((m, m))
         if covs:
-            blocks = [b for b in _cov_blocks([r for r in covs if r.free])
-                      if len(b["vars"]) >= 3 and b["complete"]]
-            rho = {r.id: r_scalar[r.id] for r in covs if r.free}
+            blocks = [b for b in _cov_blocks(covs) if len(b["vars"]) >= 3 and b["complete"]]
+            rho = {r.id: r_scalar[r.id] for r in covs}
             for b in blocks:
                 corr = _cpc_corr(b, {r.id: r_scalar[r.id] for r in b["rows"]}, pt)
                 for r in b["rows"]:
@@ -233,10 +257,7 @@ def build_pymc_model(table, data: dict[str, np.ndarray]):
             cov_list, orig_list = [], []
             for r in covs:
                 i, j = idx[r.lhs], idx[r.rhs]
-                if r.free:
-                    cv = rho[r.id] * pt.sqrt(var_std[i] * var_std[j])
-                else:
-                    cv = r.value / (k[i] * k[j])
+                cv = rho[r.id] * pt.sqrt(var_std[i] * var_std[j])
                 cov_list.append(cv)
                 orig_list.append(cv * k[i] * k[j])
             nc = len(covs)
@@ -247,11 +268,19 @@ def build_pymc_model(table, data: dict[str, np.ndarray]):
             c_orig = pt.stack(orig_list)
             for j, r in enumerate(covs):
                 cov_orig[r.key] = (c_orig, j)
+        A_orig = A * k[:, None] / k[None, :]
         ints = [r for r in rows if r.kind == "intercept"]
         SI = np.zeros((p, nz))
         for r in ints:
-            SI[idx[r.lhs], zpos[r.id]] = 1
+            if r.free:
+                SI[idx[r.lhs], zpos[r.id]] = 1
         a_std = pt.dot(SI, zall)
+        fixed_ints = [r for r in ints if not r.free]
+        if fixed_ints:  # alpha (original units) = k a* + c - A[:p,:p] c, solved for a*
+            mask, val = np.zeros(p), np.zeros(p)
+            for r in fixed_ints:
+                mask[idx[r.lhs]], val[idx[r.lhs]] = 1.0, r.value
+            a_std = a_std + mask * (val - c + A_orig[:p, :p] @ c) / k[:p]
         alpha = pt.concatenate([a_std, pt.zeros(m - p)])
 
         # implied moments on the standardized scale and the sufficient-statistic log-likelihood
@@ -267,7 +296,6 @@ def build_pymc_model(table, data: dict[str, np.ndarray]):
         pm.Potential("loglik", loglik)
 
         # parameters in original units: alpha = k a* + c - A[:p,:p] c
-        A_orig = A * k[:, None] / k[None, :]
         alpha_orig = k[:p] * a_std + c - A_orig[:p, :p] @ c
         parts = []
         for r in free_rows:
@@ -282,8 +310,8 @@ def build_pymc_model(table, data: dict[str, np.ndarray]):
             pieces.append(cov_orig[covs[0].key][0])
         pieces.append(alpha_orig)
         allv = pt.concatenate(pieces)
-        off = {"k": 0, "c": len(core), "a": len(core) + (len(covs) if covs else 0)}
-        sel = np.zeros((len(parts), len(core) + (len(covs) if covs else 0) + p))
+        off = {"k": 0, "c": len(core), "a": len(core) + len(covs)}
+        sel = np.zeros((len(parts), len(core) + len(covs) + p))
         for t, (kind, j) in enumerate(parts):
             sel[t, off[kind] + j] = 1
         params = pm.Deterministic("params", pt.dot(sel, allv), dims="param")

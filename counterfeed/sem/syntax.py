@@ -4,13 +4,14 @@ Statements (one per line, or several separated by ``;``)::
 
     f =~ x1 + 0.8*x2 + NA*x3     # measurement: latent f measured by x1..x3
     y ~ a*f + c*treatment        # regression, labels a and c
-    y ~ 1                        # intercept (always estimated; accepted for completeness)
+    y ~ 1                        # intercept (free; write it to label it, or fix it: y ~ 0*1)
     x1 ~~ x2                     # residual covariance; x1 ~~ x1 is a variance
     ind := a*b                   # defined quantity (arithmetic over labels and numbers)
 
 Modifiers before ``*``: a label (``a*x``), a fixed value (``1*x``, ``-0.5*x``) or ``NA`` (free).
-A statement continues on the next line when the line ends with an operator or the next line starts
-with ``+``. Variable names may be wrapped in a data transform: ``log(x)``, ``log1p(x)``,
+Any statement (``=~``, ``~``, ``~~``, ``:=``) continues on the next line when the line ends with an
+operator or the next line starts with one (``+``; in a ``:=`` also ``-``, ``*``, ``/``; the
+statement's own operator). Variable names may be wrapped in a data transform: ``log(x)``, ``log1p(x)``,
 ``sqrt(x)``, ``z(x)`` (standardize); the column is transformed before fitting.
 """
 
@@ -25,6 +26,7 @@ __all__ = ["Term", "Statement", "Definition", "ParsedModel", "parse_model", "TRA
            "Expr", "parse_expression"]
 
 TRANSFORMS = ("log", "log1p", "sqrt", "z")
+_EXPR_OPS = ("+", "-", "*", "/")  # a line starting with one of these continues a definition
 _OPERATORS = ("=~", "~~", ":=", "~", "*", "+", "-", "/", "(", ")")
 _TOKEN_RE = re.compile(
     r"(?P<ws>[ \t\r]+)|(?P<comment>[#!][^\n]*)|(?P<nl>\n)|(?P<semi>;)"
@@ -144,13 +146,18 @@ class _Parser:
     def _is_op(self, *ops: str) -> bool:
         return self.tok.kind == "op" and self.tok.text in ops
 
-    def _continues(self) -> bool:
-        """At a newline: does the next non-empty line start with '+' (a continuation)?"""
+    def _continues(self, ops: tuple[str, ...] = ("+",)) -> bool:
+        """At a newline: does the next non-empty line start with one of ``ops`` (continuation)?"""
         j = self.i
         while self.tokens[j].kind == "nl":
             j += 1
         t = self.tokens[j]
-        return t.kind == "op" and t.text == "+"
+        return t.kind == "op" and t.text in ops
+
+    def _join_continuation(self, ops: tuple[str, ...] = ("+",)) -> None:
+        """Skip the newlines before a continuation line (one starting with an operator in ops)."""
+        if self.tok.kind == "nl" and self._continues(ops):
+            self._skip_newlines()
 
     # -- grammar
     def parse(self) -> ParsedModel:
@@ -195,9 +202,12 @@ class _Parser:
             raise self._err(f"expected a variable name at the start of a statement, found "
                             f"{first.describe()}", first)
         lhs_list = [self._variable("start of statement")[0]]
+        self._join_continuation()
         while self._is_op("+"):
             self._next()
             lhs_list.append(self._variable("+")[0])
+            self._join_continuation()
+        self._join_continuation(("=~", "~", "~~", ":="))
         op = self.tok
         if not (op.kind == "op" and op.text in ("=~", "~", "~~", ":=")):
             raise self._err(f"expected an operator (=~, ~, ~~, :=) after '{lhs_list[-1]}', "
@@ -215,8 +225,7 @@ class _Parser:
             return
         terms = [self._term(op.text)]
         while True:
-            if self.tok.kind == "nl" and self._continues():
-                self._skip_newlines()
+            self._join_continuation()
             if not self._is_op("+"):
                 break
             plus = self._next()
@@ -252,6 +261,9 @@ class _Parser:
             if self._is_op("*"):
                 self._next()
                 fixed = value
+                if self.tok.kind == "num" and self.tok.text in ("1", "1.0"):
+                    one = self._next()  # fixed intercept: y ~ 0*1
+                    return Term("1", fixed=fixed, line=one.line, col=one.col)
             elif after in ("~", "+") and value == 1 and not neg:
                 return Term("1", line=num.line, col=num.col)
             else:
@@ -279,16 +291,20 @@ class _Parser:
     # expressions for :=
     def _expr(self, after: str) -> Expr:
         left = self._product(after)
+        self._join_continuation(_EXPR_OPS)
         while self._is_op("+", "-"):
             op = self._next()
             left = (op.text, left, self._product(op.text))
+            self._join_continuation(_EXPR_OPS)
         return left
 
     def _product(self, after: str) -> Expr:
         left = self._unary(after)
+        self._join_continuation(_EXPR_OPS)
         while self._is_op("*", "/"):
             op = self._next()
             left = (op.text, left, self._unary(op.text))
+            self._join_continuation(_EXPR_OPS)
         return left
 
     def _unary(self, after: str) -> Expr:

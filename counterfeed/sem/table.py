@@ -163,10 +163,11 @@ def build_table(parsed: ParsedModel, *, exogenous=(), std_lv: bool = False,
                     if s.lhs in latents:
                         raise SEMModelError(f"line {s.line}: latent intercepts are fixed to 0; "
                                             f"'{s.lhs} ~ 1' is not supported")
+                    row = ParamRow(s.lhs, "~1", "", "intercept", label=t.label or "",
+                                   user=True, line=s.line)
                     if t.fixed is not None:
-                        raise SEMModelError(f"line {s.line}: fixed intercepts are not supported")
-                    add(ParamRow(s.lhs, "~1", "", "intercept", label=t.label or "", user=True,
-                                 line=s.line))
+                        row.free, row.value = False, t.fixed
+                    add(row)
                     continue
                 kind = "exog" if t.name in exogenous else "regression"
                 row = ParamRow(s.lhs, "~", t.name, kind, label=t.label or "", user=True,
@@ -175,6 +176,8 @@ def build_table(parsed: ParsedModel, *, exogenous=(), std_lv: bool = False,
                     row.free, row.value = False, t.fixed
                 add(row)
             else:  # ~~
+                if t.name == "1":
+                    raise SEMModelError(f"line {s.line}: '~~' needs variable names, not '1'")
                 kind = "variance" if t.name == s.lhs else "covariance"
                 row = ParamRow(s.lhs, "~~", t.name, kind, label=t.label or "", user=True,
                                line=s.line)

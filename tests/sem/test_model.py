@@ -1,6 +1,7 @@
 """Model-implied moments and the sufficient-statistic likelihood (fast; no sampling)."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -52,34 +53,85 @@ def test_sufficient_loglik_equals_rowwise_mvn():
     assert ll == pytest.approx(ref, rel=1e-10)
 
 
-def test_pytensor_loglik_matches_numpy_reference():
-    """The compiled Potential equals the exact log-likelihood up to the known constants."""
+def _check_potential_against_reference(sem, df, rng):
+    """Compile the model's Potential after nutpie's rewrites (canonicalize + stabilize, then the
+    FAST_RUN optimizer) and check it equals the NumPy reference log-likelihood at a random point.
+
+    Returns the compiled function (point -> [loglik, params, defined..., grads...]) and the point."""
+    import pytensor
+    from pytensor.compile.mode import Mode
+
     from counterfeed.sem.model import build_pymc_model, data_arrays
 
+    stats = sem.stats(df)
+    data = data_arrays(sem.table, stats)
+    model = build_pymc_model(sem.table, data)
+    # the step that never finished for a fixed zero covariance (issue 14, item 7)
+    logp = pytensor.graph.rewrite_graph(model.logp(), include=["canonicalize", "stabilize"])
+    grads = pytensor.grad(logp, model.value_vars)
+    outs = model.replace_rvs_by_values([model["loglik"], model["params"]] + (
+        [model["defined"]] if sem.table.definitions else [])) + [logp] + grads
+    fn = pytensor.function(model.value_vars, outs, on_unused_input="ignore",
+                           mode=Mode(linker="py", optimizer="fast_run"))
+    point = model.initial_point()
+    for name in point:  # move away from the start values
+        point[name] = point[name] + rng.normal(scale=0.3, size=np.shape(point[name]))
+    res = fn(*[point[v.name] for v in model.value_vars])
+    pot, params = res[0], res[1]
+    vals = dict(zip([r.key for r in sem.table.free_rows()], params))
+    mu, Sigma = implied_moments(sem.table, vals, x=stats.x)
+    ll = sufficient_loglik(stats, mu, Sigma)
+    k = data["k_all"][: len(sem.table.observed)]
+    const = -stats.n_total * (np.log(k).sum() + 0.5 * len(k) * np.log(2 * np.pi))
+    assert ll == pytest.approx(pot + const, rel=1e-8)
+    return res, vals, [v.name for v in model.value_vars], point
+
+
+def test_pytensor_loglik_matches_numpy_reference():
+    """The compiled Potential equals the exact log-likelihood up to the known constants."""
     rng = np.random.default_rng(2)
     sem = SEM("f =~ y1 + y2 + log1p(y3)\nf ~ a*t\nw ~ b*f + c*t\nind := a*b", exogenous=["t"])
     n = 200
     df = pd.DataFrame(np.abs(rng.normal(size=(n, 4))) * [1, 10, 100, 2],
                       columns=["y1", "y2", "y3", "w"])
     df["t"] = rng.integers(0, 2, n)
-    stats = sem.stats(df)
-    data = data_arrays(sem.table, stats)
-    model = build_pymc_model(sem.table, data)
-    point = model.initial_point()
-    for name in point:  # move away from the start values
-        point[name] = point[name] + rng.normal(scale=0.3, size=np.shape(point[name]))
-    fn = model.compile_fn([model["loglik"], model["params"], model["defined"]],
-                          inputs=model.value_vars, on_unused_input="ignore")
-    pot, params, defined = fn(point)
-    keys = [r.key for r in sem.table.free_rows()]
-    vals = dict(zip(keys, params))
-    mu, Sigma = implied_moments(sem.table, vals, x=stats.x)
-    ll = sufficient_loglik(stats, mu, Sigma)
-    k = data["k_all"][: len(sem.table.observed)]
-    p = len(k)
-    const = -stats.n_total * (np.log(k).sum() + 0.5 * p * np.log(2 * np.pi))
-    assert ll == pytest.approx(pot + const, rel=1e-8)
-    assert defined[0] == pytest.approx(vals["f~t"] * vals["w~f"])
+    res, vals, _, _ = _check_potential_against_reference(sem, df, rng)
+    assert res[2][0] == pytest.approx(vals["f~t"] * vals["w~f"])
+
+
+ZERO_COV = Path(__file__).parent / "data" / "sem-fixed-zero-covariance"
+
+
+@pytest.mark.timeout(300)  # the bug was a hang in graph rewriting: fail instead of waiting
+def test_sem_fixed_zero_covariance():
+    """Restating the default (x1 ~~ 0*x2) gives the same log density and gradient as the
+    default model at any point, and the graph rewrites finish."""
+    df = pd.read_csv(ZERO_COV / "data.csv")
+    out = {}
+    for name in ("model_default", "model_zero_cov"):
+        sem = SEM((ZERO_COV / f"{name}.sem").read_text())
+        out[name] = _check_potential_against_reference(sem, df, np.random.default_rng(7))
+    (r0, v0, names0, p0), (r1, v1, names1, p1) = out.values()
+    assert v0 == v1 and names0 == names1  # same free parameters at the same point
+    for a, b in zip(r0[2:], r1[2:]):  # log density and every gradient block
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("text", [
+    "f1 =~ x1 + x2 + x3\nf2 =~ x4 + x5\nf1 ~~ 0*f2",        # orthogonal factors
+    "f =~ x1 + x2 + 0*x3 + x4",                               # loading
+    "f =~ x1 + x2 + x3\nx4 ~ 0*f + x5",                       # regression
+    "f =~ x1 + x2 + x3 + x4\nx4 ~~ 0*x4",                     # variance
+    "f =~ x1 + x2 + x3\nx1 ~~ 0.3*x2\nx4 ~~ 0*x5",            # covariances, nonzero and zero
+    "f =~ x1 + x2 + x3\nx1 ~ 0*1\nx5 ~ 2.5*1 + x4\nx4 ~ -1*1",  # intercepts (with a regression)
+])
+def test_fixed_values_of_every_kind_build_and_match_reference(text):
+    df = pd.read_csv(ZERO_COV / "data.csv")
+    sem = SEM(text)
+    _, vals, _, _ = _check_potential_against_reference(sem, df, np.random.default_rng(3))
+    fixed = [r for r in sem.table.param_rows() if not r.free and r.user]
+    assert fixed and all(r.key not in vals for r in fixed)
 
 
 def test_sufficient_stats_groups_and_transforms():

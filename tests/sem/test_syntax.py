@@ -2,6 +2,7 @@
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +167,43 @@ def test_prior_scaling_is_the_prior_of_theta_over_f():
     assert fam == "lognormal" and mu == pytest.approx(-1.0) and s == 1.0
     assert parse_prior("normal(2, 4)").scaled(2.0) == ("normal", (1.0, 2.0))
     assert re.match(r"uniform", str(parse_prior("uniform(0, 3)")))
+
+
+CASE_DIR = Path(__file__).parent / "data"
+
+
+def test_sem_define_continuation():
+    """A ':=' continued on a line that starts with '+' (handed case) parses to c + a*b."""
+    from counterfeed.sem.syntax import eval_expr
+
+    text = (CASE_DIR / "sem-define-continuation" / "model.sem").read_text()
+    sem = SEM(text)
+    total = sem.parsed.definitions[1]
+    assert total.name == "total" and total.text == "c + a*b"
+    assert eval_expr(total.expr, {"a": 2.0, "b": 3.0, "c": 5.0}) == 11.0
+    assert [r.kind for r in sem.table.rows if r.op == ":="] == ["defined", "defined"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("d := a\n  - b", ("-", "a", "b")),
+    ("d := a\n  * b", ("*", "a", "b")),
+    ("d := a\n\n  / b", ("/", "a", "b")),
+    ("d := (a\n  + b)", ("+", "a", "b")),
+    ("d :=\n  a + b", ("+", "a", "b")),
+])
+def test_definition_continues_on_any_operator(text, expected):
+    d = parse_model("y ~ a*x + b*m\n" + text).definitions[0]
+    assert (d.expr[0], d.expr[1][1], d.expr[2][1]) == expected
+
+
+@pytest.mark.parametrize("text, lhs, op, names", [
+    ("y1\n  + y2 ~ x", ["y1", "y2"], "~", ["x"]),
+    ("y\n  ~ x1\n  + x2", ["y"], "~", ["x1", "x2"]),
+    ("f =~\n x1 +\n x2\n\n + x3", ["f"], "=~", ["x1", "x2", "x3"]),
+    ("x1 ~~ x2\n  + x3", ["x1"], "~~", ["x2", "x3"]),
+    ("y ~ 0*1\n + x", ["y"], "~", ["1", "x"]),
+])
+def test_every_statement_kind_continues(text, lhs, op, names):
+    st = parse_model(text).statements
+    assert [s.lhs for s in st] == lhs and {s.op for s in st} == {op}
+    assert [t.name for t in st[0].terms] == names
