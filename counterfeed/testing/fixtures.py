@@ -146,7 +146,7 @@ def make_world_events(n_users: int = 80, seed: int = 0, *, start: float = 0.0, e
                       click=click.ravel(), dwell=dwell.ravel(), propensity=np.full(n_s * slate_size, 1.0 / n_items),
                       arm=rep(assignment[user]))
     return WorldEvents(world=world, n_users=n_users, sessions=sessions, impressions=impressions, start=start,
-                       end=end, arms=list(arms), assignment=assignment)
+                       end=end, arms=list(arms), assignment=assignment, items=make_items(n_items, seed=seed))
 
 
 def make_analysis_data(n_users: int = 400, seed: int = 0, *, arms: Sequence[str] = ("control", "treatment"),

@@ -86,13 +86,48 @@ def _rule_metric_input_unchanged(s: Subject) -> None:
         raise Broken("compute modified events.sessions")
 
 
+def _group(s: Subject, events: WorldEvents, start: float, end: float, users: np.ndarray) -> float:
+    out = s.call(s.new(), "compute_group", events, start, end, users)
+    if not isinstance(out, (float, np.floating)) or np.isinf(out):
+        raise Broken(f"compute_group must return a float (NaN where undefined, never inf), got {out!r}")
+    return float(out)
+
+
+def _rule_population(s: Subject) -> None:
+    ev = make_world_events(seed=6)
+    everyone, half = np.ones(ev.n_users, bool), ev.assignment == 0
+    for start, end in ((2.0, 6.0), (0.0, 10.0)):
+        for users in (everyone, half):
+            a, b = _group(s, ev, start, end, users), _group(s, make_world_events(seed=6), start, end, users)
+            if not np.array_equal(a, b, equal_nan=True):
+                raise Broken("compute_group gave different values for the same events")
+            c = _group(s, _restrict(ev, start, end), start, end, users)
+            if not np.isclose(a, c, rtol=1e-12, atol=1e-12, equal_nan=True):
+                raise Broken(f"over [{start:g}, {end:g}) the value is {a:g}, but {c:g} when the events "
+                             "outside the window are removed: the metric uses events outside [start, end)")
+    _group(s, ev, 20.0, 30.0, everyone)  # an empty window: NaN or a number, no exception
+
+
+def _per_user(cls: type) -> str | None:
+    return "population-level metric (no per-user value)" if getattr(cls, "level", "user") == "population" else None
+
+
+def _population(cls: type) -> str | None:
+    return None if getattr(cls, "level", "user") == "population" else "applies to population-level metrics only"
+
+
 METRIC_RULES: list[Rule] = common_rules("metric") + [
     Rule("values_shape_finite", "`compute` returns an (n_users,) float array of finite values (ratio metrics: "
-         "NaN allowed where the denominator is 0).", _rule_metric_values),
-    Rule("empty_window_finite", "A window without sessions gives finite values.", _rule_metric_empty_window),
-    Rule("deterministic", "The same events give the same values.", _rule_metric_deterministic),
-    Rule("respects_window", "Only sessions and impressions with start <= time < end count.", _rule_metric_window),
-    Rule("input_unchanged", "`compute` does not modify the events.", _rule_metric_input_unchanged),
+         "NaN allowed where the denominator is 0).", _rule_metric_values, _per_user),
+    Rule("empty_window_finite", "A window without sessions gives finite values.", _rule_metric_empty_window,
+         _per_user),
+    Rule("deterministic", "The same events give the same values.", _rule_metric_deterministic, _per_user),
+    Rule("respects_window", "Only sessions and impressions with start <= time < end count.", _rule_metric_window,
+         _per_user),
+    Rule("input_unchanged", "`compute` does not modify the events.", _rule_metric_input_unchanged, _per_user),
+    Rule("population_group_value", "Population-level metrics: `compute_group(events, start, end, users)` returns "
+         "a float (NaN where undefined), deterministic, from events in [start, end) only.", _rule_population,
+         _population),
 ]
 
 
