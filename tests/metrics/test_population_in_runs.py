@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import small_scenario
+from tests.conftest import small_scenario
 
 import counterfeed
 from counterfeed.errors import ScenarioError
