@@ -198,3 +198,21 @@ def test_uniform_exposure_entropy_and_zero_gap():
     assert ex.ProviderFairnessGap().compute_group(ev, 0, 1, everyone) == pytest.approx(0.0)
     assert ex.PopularityLift().compute_group(ev, 0, 1, everyone) == pytest.approx(1.0)
     assert ex.Coverage().compute_group(ev, 0, 1, everyone) == pytest.approx(1.0)
+
+
+def test_homogenization_is_the_mean_over_windows_and_growth_their_difference():
+    ev, everyone = tiny_events(), np.ones(3, bool)
+    # window [0, 1): users 0 and 1 both consumed item 0 (and user 1 item 2): cosine 1 / sqrt(2)
+    # window [1, 2): only user 0 consumes: undefined, skipped
+    assert ex.Homogenization(window=1.0).compute_group(ev, 0, 2, everyone) == pytest.approx(1 / math.sqrt(2))
+    assert ex.Homogenization(window=7.0).compute_group(ev, 0, 2, everyone) == pytest.approx(1 / math.sqrt(6))
+    assert math.isnan(ex.HomogenizationGrowth(window=1.0).compute_group(ev, 0, 2, everyone))
+    from counterfeed.testing.fixtures import make_world_events
+
+    ev = make_world_events(n_users=60, seed=3)
+    h = ex.Homogenization(window=2.5)
+    parts = [ex.Homogenization(window=10).compute_group(ev, lo, lo + 2.5, np.ones(60, bool))
+             for lo in (0, 2.5, 5, 7.5)]
+    assert h.compute_group(ev, 0, 10, np.ones(60, bool)) == pytest.approx(np.mean(parts))
+    g = ex.HomogenizationGrowth(window=2.5).compute_group(ev, 0, 10, np.ones(60, bool))
+    assert g == pytest.approx(parts[-1] - parts[0])

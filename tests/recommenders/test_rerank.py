@@ -110,3 +110,24 @@ def test_provider_fair_caps_each_group_at_its_catalog_share():
     assert slate.tolist() == [0, 1, 4]
     plain = _serve(ProviderFair(base="popularity", slack=5), ctx, log).items[0]
     assert plain.tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("options", [
+    {"base": "popularity"},
+    {"base": "popularity", "exploration": "epsilon", "epsilon": 0.3, "candidates": 12},
+    {"base": "matrix-factorization", "base_options": MF, "exploration": "softmax", "candidates": 15},
+], ids=["deterministic", "epsilon", "softmax"])
+@pytest.mark.parametrize("cls", RERANKERS, ids=lambda c: c.name)
+def test_action_probabilities_match_logged_propensities(cls, options):
+    ctx = make_context(n_items=40, n_users=50, slate_size=4, seed=3)
+    rec = cls(**options)
+    rec.setup(ctx)
+    rec.fit(make_log(ctx, n_requests=300, seed=4))
+    batch = make_batch(ctx, np.arange(30), sessions=np.arange(30) % 4)
+    out = rec.recommend(batch)
+    np.testing.assert_allclose(rec.action_probabilities(batch, out.items), out.propensities, rtol=1e-9)
+    other = (out.items + 1) % ctx.items.n  # mostly slates the policy does not show there
+    p = rec.action_probabilities(batch, other)
+    assert ((p >= 0) & (p <= 1)).all()
+    if options.get("exploration", "none") == "none":
+        assert (p == 0).all()  # a deterministic policy shows nothing else at those positions

@@ -30,14 +30,17 @@ Definitions (``x_i`` impressions of item ``i`` among the ``n`` available items, 
     Joachims, "Fairness of exposure in rankings", KDD 2018). Groups: ``Items.extra["provider"]``
     when the catalog has it, else the topics. :func:`group_exposure` gives the per-group shares.
 ``homogenization``
-    mean pairwise cosine (Ochiai) similarity of the users' consumed (clicked) item sets, over the
-    group's users with a click: ``(|sum_u x_u / sqrt(n_u)|^2 - U) / (U (U - 1))`` for binary
+    mean over consecutive ``window``-day periods (default 7) of the mean pairwise cosine (Ochiai)
+    similarity of the users' consumed (clicked) item sets in the period, over the group's users with
+    a click there (periods with fewer than two such users are skipped): ``(|sum_u x_u / sqrt(n_u)|^2 - U) / (U (U - 1))`` for binary
     consumption vectors ``x_u`` with ``n_u`` items, exact in O(clicks) (Chaney, Stewart and
     Engelhardt, "How algorithmic confounding in recommendation systems increases homogeneity",
     RecSys 2018, measure the overlap of consumed sets with Jaccard; cosine is the overlap measure
-    that decomposes over items, so it stays exact for millions of users).
+    that decomposes over items, so it stays exact for millions of users; per period, as the
+    interaction similarity of T-RECS, Lucherini et al. 2021, because consumed sets accumulated over
+    months saturate).
 ``homogenization-growth``
-    homogenization over the last ``window`` days minus over the first ``window`` days of the period.
+    overlap of the consumed sets of the last ``window`` days (default 7) minus that of the first.
 """
 
 from __future__ import annotations
@@ -172,15 +175,28 @@ class ProviderFairnessGap(PopulationMetric):
 
 
 class Homogenization(PopulationMetric):
-    """Mean pairwise cosine overlap of the users' consumed item sets (see module)."""
+    """Mean pairwise cosine overlap of the users' consumed item sets, per ``window`` (see module)."""
 
     name = "homogenization"
     higher_is_better = False
 
+    class Options(Options):
+        window: float = Field(7.0, gt=0, description="days per consumed set; the value is the mean over "
+                              "consecutive windows (the last one may be shorter)")
+
     def compute_group(self, events, start, end, users):
         log = _group_log(events, start, end, users)
         c = log.click.astype(bool)
-        return homogenization(log.user[c], log.item[c], events.items.n)
+        users_c, items_c, t_c = log.user[c], log.item[c], log.time[c]
+        values = []
+        lo = start
+        while lo < end - 1e-12:
+            hi = min(lo + self.options.window, end)
+            sel = (t_c >= lo) & (t_c < hi)
+            values.append(homogenization(users_c[sel], items_c[sel], events.items.n))
+            lo = hi
+        finite = [v for v in values if math.isfinite(v)]
+        return float(np.mean(finite)) if finite else math.nan
 
 
 class HomogenizationGrowth(PopulationMetric):
@@ -190,11 +206,11 @@ class HomogenizationGrowth(PopulationMetric):
     higher_is_better = False
 
     class Options(Options):
-        window: float = Field(14.0, gt=0, description="days at each end (at most half the period)")
+        window: float = Field(7.0, gt=0, description="days at each end (at most half the period)")
 
     def compute_group(self, events, start, end, users):
         w = min(self.options.window, (end - start) / 2.0)
-        h = Homogenization()
+        h = Homogenization(window=w)
         return h.compute_group(events, end - w, end, users) - h.compute_group(events, start, start + w, users)
 
 

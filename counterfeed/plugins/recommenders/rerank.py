@@ -51,7 +51,7 @@ from pydantic import Field, model_validator
 
 from counterfeed.core.contracts import Batch, Log, Options, Recommender, RecommenderContext, Slates
 from counterfeed.core.hookspecs import hookimpl
-from counterfeed.plugins.recommenders._slates import make_slates
+from counterfeed.plugins.recommenders._slates import make_slates, slate_propensities
 
 __all__ = ["Reranker", "MMR", "Calibrated", "PopularityDebiased", "ProviderFair"]
 
@@ -99,15 +99,52 @@ class Reranker(Recommender):
 
     def fit(self, log: Log) -> None:
         self.base_.fit(log)
+        self._learn(log, reset=True)
 
     def update(self, feedback: Log) -> None:
         self.base_.update(feedback)
+        self._learn(feedback, reset=False)
+
+    def _learn(self, log: Log, reset: bool) -> None:
+        """Re-ranker state from a log (``reset``: a full log given to ``fit``); none by default."""
 
     # -- serving -------------------------------------------------------------------------------
     def recommend(self, batch: Batch) -> Slates:
         o = self.options
-        n_items = self.ctx_.items.n
-        n_avail = n_items if batch.available is None else int(batch.available.sum())
+        chosen, objective, k = self._reranked(batch)
+        if o.exploration == "none" or len(batch) == 0:
+            return Slates(chosen[:, :k], np.ones((len(batch), k)), objective[:, :k])
+        return make_slates(batch, self._rank_scores(chosen), o.exploration, epsilon=o.epsilon,
+                           temperature=o.temperature, candidates=chosen.shape[1])
+
+    def action_probabilities(self, batch: Batch, items: np.ndarray) -> np.ndarray:
+        """(n, k') exact probability that :meth:`recommend` shows ``items[r, j]`` at position ``j``.
+
+        Deterministic (``exploration: none``): 1 where ``items`` is the re-ranked slate, else 0.
+        Exploring: the exact scheme probabilities of
+        :func:`~counterfeed.plugins.recommenders._slates.slate_propensities` over the re-ranked order.
+        """
+        o = self.options
+        items = np.asarray(items, dtype=np.int64)
+        chosen, _, k = self._reranked(batch)
+        if o.exploration != "none":
+            return slate_propensities(batch, self._rank_scores(chosen), o.exploration, items, epsilon=o.epsilon,
+                                      temperature=o.temperature, candidates=chosen.shape[1])
+        out = np.zeros(items.shape)
+        kk = min(k, items.shape[1])
+        out[:, :kk] = chosen[:, :kk] == items[:, :kk]
+        return out
+
+    def _rank_scores(self, chosen: np.ndarray) -> np.ndarray:
+        """(n, n_items) scores ``-rank`` for the re-ranked candidates, ``-1e9`` for every other item."""
+        scores = np.full((chosen.shape[0], self.ctx_.items.n), -1e9)
+        np.put_along_axis(scores, chosen, -np.arange(chosen.shape[1], dtype=np.float64)[None, :], axis=1)
+        return scores
+
+    def _reranked(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, int]:
+        """(n, steps) re-ranked item ids, the objective of each pick, and the slate size k."""
+        o = self.options
+        n_avail = self.ctx_.items.n if batch.available is None else int(batch.available.sum())
         k = min(batch.slate_size, n_avail)
         cand_batch = Batch(batch.users, batch.sessions, batch.time, max(o.candidates, k), batch.stream,
                            batch.available)
@@ -122,13 +159,7 @@ class Reranker(Recommender):
         rel = _relevance(base.scores, cand.shape)
         steps = cand.shape[1] if o.exploration == "softmax" else k
         order, objective = self._order(batch, cand, rel, steps)
-        chosen = np.take_along_axis(cand, order, axis=1)
-        if o.exploration == "none" or len(batch) == 0:
-            return Slates(chosen[:, :k], np.ones((len(batch), k)), objective[:, :k])
-        scores = np.full((len(batch), n_items), -1e9)
-        np.put_along_axis(scores, chosen, -np.arange(steps, dtype=np.float64)[None, :], axis=1)
-        return make_slates(batch, scores, o.exploration, epsilon=o.epsilon, temperature=o.temperature,
-                           candidates=steps)
+        return np.take_along_axis(cand, order, axis=1), objective, k
 
     def _order(self, batch: Batch, cand: np.ndarray, rel: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
         """(n, steps) candidate columns in re-ranked order, and the objective value of each pick."""
@@ -189,13 +220,11 @@ class MMR(Reranker):
         cand = state["cand"]
         chosen = cand[np.arange(cand.shape[0]), pick]
         if self.options.space == "topic":
-            sim = (self.group_topic(cand) == self.group_topic(chosen)[:, None]).astype(np.float64)
+            topic = self.ctx_.items.topic
+            sim = (topic[cand] == topic[chosen][:, None]).astype(np.float64)
         else:
             sim = np.einsum("ncd,nd->nc", self.unit_[cand], self.unit_[chosen])
         np.maximum(state["maxsim"], sim, out=state["maxsim"])
-
-    def group_topic(self, items: np.ndarray) -> np.ndarray:
-        return self.ctx_.items.topic[items]
 
 
 class Calibrated(Reranker):
@@ -210,16 +239,9 @@ class Calibrated(Reranker):
         super().setup(ctx)
         self.history_ = np.zeros((ctx.n_users, ctx.items.n_topics))
 
-    def fit(self, log: Log) -> None:
-        super().fit(log)
-        self.history_[:] = 0.0
-        self._count(log)
-
-    def update(self, feedback: Log) -> None:
-        super().update(feedback)
-        self._count(feedback)
-
-    def _count(self, log: Log) -> None:
+    def _learn(self, log: Log, reset: bool) -> None:
+        if reset:
+            self.history_[:] = 0.0
         if not len(log):
             return
         c = log.click.astype(bool)
@@ -265,16 +287,9 @@ class PopularityDebiased(Reranker):
         super().setup(ctx)
         self.impressions_ = np.zeros(ctx.items.n)
 
-    def fit(self, log: Log) -> None:
-        super().fit(log)
-        self.impressions_[:] = 0.0
-        self.update_counts(log)
-
-    def update(self, feedback: Log) -> None:
-        super().update(feedback)
-        self.update_counts(feedback)
-
-    def update_counts(self, log: Log) -> None:
+    def _learn(self, log: Log, reset: bool) -> None:
+        if reset:
+            self.impressions_[:] = 0.0
         if len(log):
             self.impressions_ += np.bincount(log.item, minlength=self.impressions_.size)[: self.impressions_.size]
 
