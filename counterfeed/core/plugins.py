@@ -43,6 +43,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.plugins.metrics.engagement",
     "counterfeed.plugins.metrics.beyond_accuracy",
     "counterfeed.plugins.metrics.exposure",
+    "counterfeed.plugins.metrics.long_term_report",
     "counterfeed.plugins.estimators.classical",
     "counterfeed.plugins.estimators.sem",
     "counterfeed.plugins.estimators.ope",

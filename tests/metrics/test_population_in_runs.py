@@ -71,3 +71,15 @@ def test_estimator_naming_a_population_metric_is_refused(tmp_path):
 def test_population_values_are_nan_free_numbers_or_null(result):
     for v in result.manifest["population_metrics"]["values"]:
         assert v["value"] is None or math.isfinite(v["value"])
+
+
+def test_report_has_the_long_term_section(tmp_path):
+    sc = small_scenario(**{"metrics": METRICS, "output.report": True, "output.dir": str(tmp_path)})
+    res = counterfeed.run(sc, workers=1)
+    md = (res.run_dir / "report.md").read_text()
+    section = md.split("## Long-term and population-level metrics", 1)[1]
+    assert "not identified" in section.split("##", 1)[0]
+    assert "True global effect" in section and "Naive A/B claim" in section
+    cov = next(e for e in res.manifest["population_metrics"]["effects"] if e["metric"] == "coverage")
+    assert f"{cov['true_effect']:+.4g}" in section
+    assert list((res.run_dir / "figures").glob("long-term*.png"))
