@@ -55,6 +55,7 @@ import simpy
 
 from counterfeed.core.contracts import (Batch, Items, Log, Population, Recommender,
                                         RecommenderContext, Response, Slates, UserModel, WorldEvents)
+from counterfeed.core._output_checks import check_response, check_slates
 from counterfeed.core.experiment import Assignment, FixedAssignment
 from counterfeed.core.randomness import Keys
 from counterfeed.errors import CounterfeedError, PluginError
@@ -335,10 +336,10 @@ class SimWorld:
             batch = Batch(users=u, sessions=s, time=now, slate_size=self.cfg.slate_size,
                           stream=self.streams[arm], available=available)
             slates = call_plugin(rec, "recommend", rec.recommend, batch)
-            _check_slates(rec, slates, batch, self.items.n)
+            check_slates(rec, slates, batch, self.items.n)
             resp = call_plugin(self.user_model, "respond", self.user_model.respond,
                                self.user_state, batch, slates)
-            _check_response(self.user_model, resp, slates)
+            check_response(self.user_model, resp, slates)
             self.next_visit[u] = now + resp.next_gap
             log = self._record(int(arm), u, s, t, slates, resp)
             feedback.append(log)
@@ -434,48 +435,3 @@ class SimWorld:
         arm_of = arm_of.copy()
         arm_of[new] = arms
         return arm_of
-
-
-def _check_slates(rec: Recommender, slates: Any, batch: Batch, n_items: int) -> None:
-    name = getattr(rec, "name", type(rec).__name__)
-
-    def fail(rule: str) -> None:
-        raise PluginError(rule, plugin=name, hook="recommend")
-
-    if not isinstance(slates, Slates):
-        fail(f"must return Slates, got {type(slates).__name__}")
-    items, prop = np.asarray(slates.items), np.asarray(slates.propensities)
-    n = len(batch)
-    n_avail = n_items if batch.available is None else int(batch.available.sum())
-    k = min(batch.slate_size, n_avail)
-    if items.shape != (n, k):
-        fail(f"slate items must have shape ({n}, {k}) (requests, slate size), got {items.shape}")
-    if prop.shape != items.shape:
-        fail(f"propensities must have the shape of the items {items.shape}, got {prop.shape}")
-    if items.dtype.kind not in "iu":
-        fail(f"item ids must be integers, got dtype {items.dtype}")
-    if n == 0:
-        return
-    if items.min() < 0 or items.max() >= n_items:
-        fail(f"item ids must be in [0, {n_items}), got {int(items.min())}..{int(items.max())}")
-    if not np.all((prop > 0) & (prop <= 1)):
-        bad = prop[~((prop > 0) & (prop <= 1))][0]
-        fail(f"propensities must be in (0, 1], got {bad!r}")
-    if k > 1:
-        srt = np.sort(items, axis=1)
-        if np.any(srt[:, 1:] == srt[:, :-1]):
-            fail("a slate shows the same item twice")
-    if batch.available is not None and not batch.available[items].all():
-        fail("a slate shows an item that is not available yet")
-
-
-def _check_response(um: UserModel, resp: Any, slates: Slates) -> None:
-    name = getattr(um, "name", type(um).__name__)
-    if not isinstance(resp, Response):
-        raise PluginError(f"must return Response, got {type(resp).__name__}", plugin=name, hook="respond")
-    shape = slates.items.shape
-    if resp.clicks.shape != shape or resp.dwell.shape != shape or resp.next_gap.shape != shape[:1]:
-        raise PluginError(f"clicks and dwell must have shape {shape} and next_gap ({shape[0]},)",
-                          plugin=name, hook="respond")
-    if np.any(np.isnan(resp.next_gap)) or np.any(resp.next_gap <= 0):
-        raise PluginError("next_gap must be positive (inf for churn)", plugin=name, hook="respond")
