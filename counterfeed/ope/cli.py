@@ -13,6 +13,7 @@ __all__ = ["ope"]
 
 _EPILOG = """\b
 Examples:
+  counterfeed ope examples/ope_log.csv --policy random
   counterfeed ope logs.parquet --policy popularity --estimators ips,snips,dr --json
   counterfeed ope logs.csv --target-probs target.parquet --columns item=item_id,reward=click
   counterfeed ope logs.parquet --policy popularity --policy-option exploration=epsilon \\
@@ -62,7 +63,8 @@ def _fmt(x: float) -> str:
 @click.option("--folds", type=click.IntRange(1), default=5, show_default=True,
               help="Cross-fitting folds of the reward model.")
 @click.option("--bootstrap", type=click.IntRange(0), default=0, show_default=True,
-              help="Bootstrap draws over rounds (0: analytic intervals).")
+              help="Bootstrap draws over rounds, refitting the reward model in each for DM/DR-type "
+                   "estimators (0: analytic intervals, except DM: 200 refit draws).")
 @click.option("--slate-size", type=click.IntRange(1), help="Slate size (default: largest logged position + 1).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of folds, bootstrap and policy draws.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
@@ -72,7 +74,9 @@ def ope(log_path, policy, policy_options, target_probs, estimators, columns, lev
 
     LOG is a CSV or Parquet file with one row per impression (round, item, position, reward,
     propensity), or a counterfeed impression log. Give the target as a registered recommender
-    (--policy) or as explicit probabilities (--target-probs). See docs/ope.md.
+    (--policy) or as explicit probabilities (--target-probs). Diagnostics outside their safe ranges
+    are printed as warnings under the table (and in the JSON); a target with no common support with
+    the log is an error (exit 2). See docs/ope.md.
     """
     from counterfeed.errors import CounterfeedError
 
