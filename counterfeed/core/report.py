@@ -54,7 +54,7 @@ def render_report(result: RunResult, directory: Path) -> dict[str, Path]:
     run = core_sections.RunView(result, directory, figdir)
     doc = _Doc(f"Experiment report: {run.name}")
     core_sections.before_plugins(doc, run)
-    _plugin_sections(Report(doc, run), result)
+    _plugin_sections(doc, Report(doc, run), result)
     core_sections.after_plugins(doc, run)
     md_path, html_path = directory / "report.md", directory / "report.html"
     md_path.write_text(_to_markdown(doc), encoding="utf-8")
@@ -65,7 +65,7 @@ def render_report(result: RunResult, directory: Path) -> dict[str, Path]:
     return out
 
 
-def _plugin_sections(report: Report, result: RunResult) -> None:
+def _plugin_sections(doc: _Doc, report: Report, result: RunResult) -> None:
     """Call every ``counterfeed_report_sections`` implementation, one plugin at a time and in
     registration order, so a plugin that raises costs only its own section (a note names it)."""
     reg = get_registry()
@@ -75,7 +75,7 @@ def _plugin_sections(report: Report, result: RunResult) -> None:
         try:
             caller(result=result, report=report)
         except Exception as exc:  # a broken section must not sink the report, nor the run
-            report.doc.add(_Para(f"The report section of plugin '{impl.plugin_name}' failed in hook "
+            doc.add(_Para(f"The report section of plugin '{impl.plugin_name}' failed in hook "
                                  f"{HOOK}: {type(exc).__name__}: {exc}", "caution"))
 
 
@@ -88,7 +88,7 @@ class Report:
     """
 
     def __init__(self, doc: _Doc, run: core_sections.RunView):
-        self.doc = doc
+        self._doc = doc
         self.run_dir: Path = run.dir
         self.level: float = run.level
         self.colors: dict[str, str] = dict(run.colors)
@@ -96,8 +96,8 @@ class Report:
 
     def section(self, title: str) -> Section:
         """Start a top-level section titled ``title`` (listed in the table of contents)."""
-        self.doc.h(2, title)
-        return Section(self)
+        self._doc.h(2, title)
+        return Section(self._doc, self.figdir)
 
 
 class Section:
@@ -105,12 +105,12 @@ class Section:
 
     KINDS = ("", "warn", "caution", "ok", "muted")
 
-    def __init__(self, report: Report):
-        self._report = report
+    def __init__(self, doc: _Doc, figdir: Path):
+        self._doc, self._figdir = doc, figdir
 
     def heading(self, text: str) -> Section:
         """A sub-heading (third level)."""
-        self._report.doc.h(3, text)
+        self._doc.h(3, text)
         return self
 
     def paragraph(self, text: str, kind: str = "", items: list[str] | None = None) -> Section:
@@ -118,22 +118,22 @@ class Section:
         "muted" (small grey); ``items`` become bullet points inside it."""
         if kind not in self.KINDS:
             raise ValueError(f"paragraph kind must be one of {self.KINDS}, got {kind!r}")
-        self._report.doc.add(_Para(str(text), kind, [str(i) for i in items or []]))
+        self._doc.add(_Para(str(text), kind, [str(i) for i in items or []]))
         return self
 
     def table(self, headers: list[str], rows: list[list[Any]], small: bool = False) -> Section:
         """A table. A cell is a string, or ``(text, style)`` with style "num" (right-aligned),
         "truth" (the true value's colour), "code" (monospace), "yes"/"no"/"na" (a coverage mark)."""
-        self._report.doc.add(_Table([str(h) for h in headers], rows, small))
+        self._doc.add(_Table([str(h) for h in headers], rows, small))
         return self
 
     def figure(self, stem: str, caption: str, draw: Callable[..., Any], *args: Any, **kwargs: Any) -> Path:
         """Call ``draw(path, *args, **kwargs)`` to write a PNG at a fresh ``figures/<stem>[-n].png``
         and add it with ``caption``; returns the path. ``draw`` is typically a function of
         :mod:`counterfeed.core.figures`."""
-        path = figure_path(self._report.figdir, stem)
+        path = figure_path(self._figdir, stem)
         draw(path, *args, **kwargs)
-        self._report.doc.add(_Figure(path, str(caption)))
+        self._doc.add(_Figure(path, str(caption)))
         return path
 
 
