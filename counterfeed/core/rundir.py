@@ -24,7 +24,8 @@ import pandas as pd
 
 from counterfeed.core.contracts import Estimate, WorldEvents
 from counterfeed.core.display import num
-from counterfeed.core.results import RunResult, _clean, json_default
+from counterfeed._json import dumps
+from counterfeed.core.results import RunResult
 from counterfeed.core.scenario import load_scenario
 from counterfeed.errors import DataError, OutputError, ScenarioError
 
@@ -114,7 +115,7 @@ def save_run(result: RunResult, directory: Path, events: dict[str, WorldEvents] 
 
 
 def _write_json(path: Path, doc: Any) -> None:
-    path.write_text(json.dumps(_clean(doc), indent=2, default=json_default), encoding="utf-8")
+    path.write_text(dumps(doc, indent=2), encoding="utf-8")
 
 
 # -- reading ---------------------------------------------------------------------------------------
