@@ -94,6 +94,8 @@ def _interference(result: RunResult) -> dict[tuple, float]:
     wanted = {(e.metric, e.arm, e.control, e.estimand, e.segment) for e in result.estimates
               if e.truth is not None and e.estimand in _CONTRASTS}
     infos = _infos(result) if wanted else {}
+    if not infos:
+        return {}
     worlds = {str(w): f.set_index("user") for w, f in o.groupby("world", sort=False)}
     ab = worlds.get(AB_WORLD)
     out: dict[tuple, float] = {}

@@ -164,8 +164,11 @@ def _read_scenario(path: Path):
     try:
         return load_scenario(path)
     except ScenarioError as exc:
-        what = "not valid YAML" if exc.bare_message.startswith("invalid YAML") else "not a valid scenario"
-        raise DataError(f"{path}: {what} ({exc})") from None
+        yaml_error = exc.bare_message.startswith("invalid YAML")
+        where = ", ".join(x for x in (f"line {exc.line}" if exc.line else "", exc.field or "") if x)
+        detail = exc.bare_message.removeprefix("invalid YAML: ")
+        what = "not valid YAML" if yaml_error else "not a valid scenario"
+        raise DataError(f"{path}: {what} ({where + ': ' if where else ''}{detail})") from None
 
 
 def _read_parquet(path: Path, columns: list[str]) -> pd.DataFrame:

@@ -121,6 +121,16 @@ def test_reader_names_a_malformed_estimate(tmp_path, plain_run):
         load_run(run)
 
 
+def test_reader_names_an_invalid_scenario(tmp_path, plain_run):
+    from counterfeed.errors import DataError
+
+    run = tmp_path / "run"
+    shutil.copytree(plain_run[0], run)
+    (run / "scenario.yaml").write_text("name: x\nseed: -1\n")
+    with pytest.raises(DataError, match=r"scenario.yaml: not a valid scenario \(line 2, seed: "):
+        load_run(run)
+
+
 # -- interference -----------------------------------------------------------------------------------
 def _interference_result(spill_t: float, spill_c: float, point_shift: float) -> RunResult:
     """Two arms, 4,000 users. Counterfactual clicks are Poisson(3) (all-control) and +1 (all-treatment);
