@@ -140,6 +140,9 @@ def _per_round(log: OPELog, df: Any, pos: np.ndarray, code: np.ndarray, prob: np
         rid = (_integers(df["user"].to_numpy(), source, "user") << np.int64(32)) + \
             _integers(df["session"].to_numpy(), source, "session")
     rcode = pd.Index(log.round_ids).get_indexer(rid).astype(np.int64)
+    if not (rcode >= 0).any():
+        raise DataError(f"{source}: no round of the table matches a logged round (the log's rounds look like "
+                        f"{_examples(log.round_ids)}; the table's like {_examples(rid)})")
     n_pos = max(log.n_positions, int(pos.max()) + 1)
     lookup = np.full(log.n_rounds * n_pos, -1, np.int64)
     lookup[log.round * n_pos + log.position] = np.arange(len(log))

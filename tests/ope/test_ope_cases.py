@@ -246,3 +246,15 @@ def test_examples_ope_log_runs_the_readme_tour(capsys):
     assert out[0]["value"] == ctr
     out = _strict(_run_ok(capsys, lp, "--policy", "popularity", "--estimators", "ips,snips,dr", "--json"))
     assert all(r["lower"] <= r["value"] <= r["upper"] for r in out)
+
+
+def test_per_round_target_matching_no_logged_round_is_an_error(tmp_path):
+    log = load_log(str(_case("ope-float-item-ids") / "log.csv"))
+    p = tmp_path / "t.csv"
+    pd.DataFrame({"round": ["r1", "r2"], "item": [0, 1], "position": [0, 0], "prob": [1.0, 1.0]}).to_csv(p, index=False)
+    with pytest.raises(DataError, match=r"t\.csv: no round of the table matches a logged round"):
+        load_target(str(p), log)
+    # whole-number float round ids match integer ones (the same id normalization)
+    pd.DataFrame({"round": [1.0, 2.0, 3.0, 4.0], "item": [0, 1, 0, 1], "position": 0, "prob": 1.0}).to_csv(p, index=False)
+    (ips,) = evaluate(log, load_target(str(p), log), ["ips"])
+    assert ips.value == pytest.approx(1.5)  # weights 1 / 0.5 on rewards 1, 0, 1, 1: (2 + 0 + 2 + 2) / 4
