@@ -295,24 +295,16 @@ class Recommender(Plugin, ABC):
     def action_probabilities(self, batch: Batch, items: np.ndarray) -> np.ndarray:
         """(n, k') probability that ``recommend(batch)`` shows ``items[r, j]`` at position ``j`` of request ``r``.
 
-        ``items`` is an (n, k') integer array of catalog ids for the n requests of ``batch`` (any k';
-        positions past the slate and unavailable items have probability 0). It must not draw from or
-        change the policy's state: off-policy evaluation calls it to score logged slates under this
-        policy, and conformance checks it against ``recommend``'s propensities and empirical
-        frequencies. Where the probability has no closed form (e.g. Thompson sampling) a Monte Carlo
-        estimate is allowed; its docstring must state its standard error.
-
-        The default serves ``deterministic`` policies (``stochastic = False``): 1 where ``items``
-        equals ``recommend(batch)``'s slate, else 0. A stochastic policy must override it; the default
-        raises ``NotImplementedError`` for it.
+        0 past the slate and for unavailable items; must not change the policy's state. Off-policy
+        evaluation weights logged slates with it; conformance checks it against ``recommend``'s
+        propensities. Stochastic policies must override it (a Monte Carlo estimate is allowed if its
+        docstring states the error); this default serves deterministic ones: 1 where ``items`` is the slate.
         """
         if self.stochastic:
             raise NotImplementedError(f"{type(self).__name__} is stochastic and does not implement "
                                       "action_probabilities(batch, items)")
-        shown = np.asarray(self.recommend(batch).items)
-        items = np.asarray(items)
-        out = np.zeros(items.shape)
-        k = min(shown.shape[1], items.shape[1])
+        shown, items = np.asarray(self.recommend(batch).items), np.asarray(items)
+        out, k = np.zeros(items.shape), min(shown.shape[1], items.shape[1])
         out[:, :k] = shown[:, :k] == items[:, :k]
         return out
 
