@@ -23,8 +23,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from counterfeed.core.contracts import AnalysisData, CatalogContext  # noqa: E402
+from counterfeed.core.contracts import CatalogContext  # noqa: E402
+from counterfeed.core.estimation import AnalysisData  # noqa: E402
 from counterfeed.core.experiment import assign  # noqa: E402
+from counterfeed.core.outcomes import look_outcomes  # noqa: E402
 from counterfeed.core.population import build_population  # noqa: E402
 from counterfeed.core.randomness import Keys  # noqa: E402
 from counterfeed.core.runner import WorldTask, resolve, simulate_world  # noqa: E402
@@ -60,12 +62,14 @@ def main() -> None:
             print(f"A/B world events identical to the all-control world: {same}")
         infos = {m: plan.metrics[m].info() for m in plan.analysed}
         est = SequentialDifference(metrics=[args.metric])
+        start, end = float(sc.experiment.pre_period), float(sc.experiment.pre_period + sc.experiment.duration)
+        looks = look_outcomes(ab.events, plan.metrics, start, est.look_times(end - start))
         for split in range(args.splits):
             arm_idx = assign(pop.n, {"control": 0.5, "treatment": 0.5}, f"peek-{split}", seed)
             arms = np.array(["control", "treatment"], dtype=object)[arm_idx]
             outcomes = ab.outcomes.drop(columns="world").assign(arm=arms)
             data = AnalysisData(outcomes=outcomes, arms=sc.arms, control=sc.control, metrics=infos,
-                                level=sc.level, seed=seed, events=ab.events, extras={"scenario": sc})
+                                level=sc.level, seed=seed, start=start, end=end, looks=looks)
             e = est.estimate(data)[0]
             last = e.diagnostics["path"][-1]
             rows.append((seed, e.diagnostics["naive_rejected_any_day"], e.diagnostics["rejected_any_day"],

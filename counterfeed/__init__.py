@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from counterfeed.core.contracts import (AnalysisData, Batch, Catalog, CatalogContext, Estimate,
-                                        Estimator, EstimatorOptions, Items, Log, Metric, MetricInfo,
-                                        Options, Plugin, Population, Recommender,
-                                        RecommenderContext, Response, Slates, UserModel,
-                                        WorldEvents)
+from counterfeed.core.contracts import (Batch, Catalog, CatalogContext, Items, Log, Metric,
+                                        MetricInfo, Options, Plugin, Population, Recommender,
+                                        RecommenderContext, Response, Slates, UserModel, WorldEvents)
+from counterfeed.core.estimation import (AnalysisData, Estimate, Estimator, EstimatorOptions,
+                                         EstimatorTags, Looks, PolicySpec)
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.core.randomness import Keys, Stream
 from counterfeed.core.scenario import Scenario, load_scenario
@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "hookimpl", "load_scenario", "run", "Scenario", "Keys", "Stream",
     "Options", "Plugin", "Catalog", "UserModel", "Recommender", "Metric", "Estimator",
-    "EstimatorOptions", "Items", "Population", "Batch", "Slates", "Response", "Log",
+    "EstimatorOptions", "EstimatorTags", "Looks", "PolicySpec", "Items", "Population", "Batch", "Slates", "Response", "Log",
     "CatalogContext", "RecommenderContext", "WorldEvents", "AnalysisData", "Estimate", "MetricInfo",
     "CounterfeedError", "ScenarioError", "PluginError", "DataError", "ModelError", "OutputError",
     "RunResult",

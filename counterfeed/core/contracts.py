@@ -11,24 +11,19 @@ Arrays are NumPy; identifiers are int64; times are in days since the start of th
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from counterfeed.core.randomness import Keys, Stream
 
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
-
 __all__ = [
     "Options", "Plugin", "Items", "Population", "Batch", "Slates", "Response", "Log",
-    "Catalog", "UserModel", "Recommender", "Metric", "Estimator", "CatalogContext",
-    "RecommenderContext", "WorldEvents", "AnalysisData", "Estimate", "MetricInfo",
-    "EstimatorOptions",
+    "Catalog", "UserModel", "Recommender", "Metric", "CatalogContext",
+    "RecommenderContext", "WorldEvents", "MetricInfo", "CatalogTags", "MetricTags",
 ]
 
 
@@ -246,10 +241,23 @@ class RecommenderContext:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CatalogTags:
+    """What a catalog needs (selects its conformance rules, like scikit-learn's estimator tags).
+
+    ``reads_table``: it reads a CSV/Parquet table named in its options, relative to
+    ``ctx.base_dir``; the conformance suite writes sample tables there (``items.csv`` and
+    ``items.parquet`` with columns ``id, title, description, topic, quality, arrival``).
+    """
+
+    reads_table: bool = False
+
+
 class Catalog(Plugin, ABC):
     """Builds the items."""
 
     kind = "catalog"
+    tags: ClassVar[CatalogTags] = CatalogTags()
 
     @abstractmethod
     def build(self, ctx: CatalogContext) -> Items:
@@ -353,10 +361,22 @@ class MetricInfo:
     level: Literal["user", "population"] = "user"
 
 
+@dataclass(frozen=True)
+class MetricTags:
+    """What a metric does (selects its conformance rules).
+
+    ``cumulative``: the value over ``[start, end)`` is a state reached by ``end`` (e.g. churned), so it
+    may use events before ``start`` but never at or after ``end``.
+    """
+
+    cumulative: bool = False
+
+
 class Metric(Plugin, ABC):
     """A per-user outcome computed from a world's events over a time window."""
 
     kind = "metric"
+    tags: ClassVar[MetricTags] = MetricTags()
     aggregation: ClassVar[Literal["sum", "mean", "binary", "ratio"]] = "sum"
     numerator: ClassVar[str | None] = None
     denominator: ClassVar[str | None] = None
@@ -372,94 +392,14 @@ class Metric(Plugin, ABC):
                           self.higher_is_better, self.level)
 
 
-@dataclass
-class AnalysisData:
-    """What an estimator sees: the A/B world's per-user outcomes and how to read them.
-
-    ``outcomes`` has one row per user with columns ``user``, ``arm`` (name), ``segment`` (name),
-    one column per metric, ``pre_<metric>`` for the pre-period value, and for ratio metrics their
-    numerator and denominator columns. ``events`` gives the A/B world's event log (for estimators
-    that work on impressions, e.g. off-policy evaluation).
-    """
-
-    outcomes: "pd.DataFrame"
-    arms: list[str]
-    control: str
-    metrics: dict[str, MetricInfo]
-    level: float = 0.95
-    seed: int = 0
-    events: WorldEvents | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def treatments(self) -> list[str]:
-        return [a for a in self.arms if a != self.control]
+#: the analysis contracts live in :mod:`counterfeed.core.estimation`; importing them from here still works
+_ANALYSIS_NAMES = ("AnalysisData", "Estimate", "Estimator", "EstimatorOptions", "EstimatorTags", "Looks",
+                   "PolicySpec")
 
 
-@dataclass
-class Estimate:
-    """One estimated effect of ``arm`` vs ``control`` on ``metric``, scored against the truth.
+def __getattr__(name: str) -> Any:
+    if name in _ANALYSIS_NAMES:
+        from counterfeed.core import estimation
 
-    ``estimand`` says what is estimated: ``"difference"`` (arm mean minus control mean),
-    ``"relative"`` (arm / control - 1), or a model quantity such as ``"indirect"``. The runner fills
-    ``truth``, ``error`` and ``covered`` from the counterfactual worlds where the estimand is known.
-    """
-
-    estimator: str
-    metric: str
-    arm: str
-    control: str
-    point: float
-    lower: float
-    upper: float
-    level: float = 0.95
-    estimand: str = "difference"
-    segment: str | None = None
-    p_value: float | None = None
-    prob_better: float | None = None
-    diagnostics: dict[str, Any] = field(default_factory=dict)
-    truth: float | None = None
-    error: float | None = None
-    covered: bool | None = None
-
-    def score(self, truth: float | None) -> None:
-        """Attach the true value, the error and whether the interval covers it."""
-        if truth is None or not math.isfinite(truth):
-            self.truth = self.error = self.covered = None
-            return
-        self.truth, self.error = float(truth), float(self.point - truth)
-        self.covered = bool(self.lower <= truth <= self.upper)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-class EstimatorOptions(Options):
-    """Options every estimator accepts: which metrics to analyse (default: all) and the level."""
-
-    metrics: list[str] | None = None
-    level: float | None = Field(default=None, gt=0.0, lt=1.0)
-
-
-class Estimator(Plugin, ABC):
-    """Estimates effects from the A/B world's outcomes.
-
-    Every estimator's docstring states its formula, its assumptions and a reference. ``Options``
-    subclasses :class:`EstimatorOptions`; ``level`` there overrides the scenario's level.
-    """
-
-    kind = "estimator"
-    Options: ClassVar[type[Options]] = EstimatorOptions
-
-    def metrics_for(self, data: AnalysisData) -> list[str]:
-        """The metrics this estimator should analyse (its ``metrics`` option, else all)."""
-        chosen = getattr(self.options, "metrics", None)
-        return list(chosen) if chosen else list(data.metrics)
-
-    def level_for(self, data: AnalysisData) -> float:
-        lvl = getattr(self.options, "level", None)
-        return float(lvl) if lvl is not None else float(data.level)
-
-    @abstractmethod
-    def estimate(self, data: AnalysisData) -> list[Estimate]:
-        """Return one :class:`Estimate` per (metric, treatment arm[, segment]) it covers."""
+        return getattr(estimation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,6 @@
-"""Per-user outcomes from events (metrics plug in here), the truth from the counterfactual worlds,
-and daily time series per arm."""
+"""Per-user outcomes from events (metrics plug in here): over the experiment and the pre-period, at
+each look of a sequential analysis, and as daily time series per arm. The truth from the
+counterfactual worlds is :mod:`counterfeed.core.truth`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import numpy as np
 import pandas as pd
 
 from counterfeed.core.contracts import Metric, MetricInfo, Population, WorldEvents
-from counterfeed.core.experiment import counterfactual_world
+from counterfeed.core.estimation import Looks
+from counterfeed.errors import PluginError
 
-__all__ = ["world_outcomes", "truth_table", "timeseries", "group_value", "DAILY_SERIES"]
+__all__ = ["world_outcomes", "look_outcomes", "timeseries", "group_value", "DAILY_SERIES"]
 
 #: the metrics :func:`timeseries` gives per day
 DAILY_SERIES = ("sessions", "impressions", "clicks", "dwell", "ctr", "active")
@@ -39,10 +41,29 @@ def world_outcomes(events: WorldEvents, metrics: dict[str, Metric], population: 
     return pd.DataFrame(cols)
 
 
+def look_outcomes(events: WorldEvents, metrics: dict[str, Metric], start: float, times: np.ndarray) -> Looks:
+    """Cumulative per-user outcomes at each look (see :class:`~counterfeed.core.estimation.Looks`).
+
+    ``times`` (D,) are days from the experiment ``start``. A user is exposed at a look once they have
+    visited since ``start``; each metric is computed over ``[start, start + times[d])``.
+    """
+    from counterfeed.core.simulation import call_plugin
+
+    times = np.asarray(times, dtype=np.float64)
+    n = events.n_users
+    s = events.sessions
+    in_exp = s["time"] >= start
+    first = np.full(n, np.inf)
+    np.minimum.at(first, s["user"][in_exp], s["time"][in_exp])
+    exposed = np.stack([first < start + t for t in times])
+    values = {name: np.stack([_as_values(m, call_plugin(m, "compute", m.compute, events, start, start + t), n)
+                              for t in times])
+              for name, m in metrics.items() if getattr(m, "level", "user") != "population"}
+    return Looks(times=times, exposed=exposed, values=values)
+
+
 def _as_values(m: Metric, raw: object, n: int) -> np.ndarray:
     """The metric's per-user values as float64, or a PluginError naming the metric and the rule."""
-    from counterfeed.errors import PluginError
-
     try:
         v = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError):
@@ -53,8 +74,6 @@ def _as_values(m: Metric, raw: object, n: int) -> np.ndarray:
 
 
 def _check_metric(m: Metric, v: np.ndarray, n: int) -> None:
-    from counterfeed.errors import PluginError
-
     if v.shape != (n,):
         raise PluginError(f"compute must return one value per user ({n},), got shape {v.shape}",
                           plugin=m.name, hook="compute")
@@ -68,35 +87,6 @@ def group_value(frame: pd.DataFrame, info: MetricInfo) -> float:
         den = frame[info.denominator].sum()
         return float(frame[info.numerator].sum() / den) if den > 0 else float("nan")
     return float(frame[info.name].mean()) if len(frame) else float("nan")
-
-
-def truth_table(outcomes: pd.DataFrame, arms: list[str], control: str,
-                infos: dict[str, MetricInfo]) -> pd.DataFrame:
-    """True effects of each arm vs control from the counterfactual worlds, overall and per segment.
-
-    ``difference``: value(all-arm) - value(all-control); ``relative``: value(all-arm)/value(all-control) - 1,
-    where a value is the mean over all users (or the ratio of sums for ratio metrics).
-    """
-    rows = []
-    by_world = {w: f for w, f in outcomes.groupby("world", sort=False)}
-    ctrl = by_world.get(counterfactual_world(control))
-    if ctrl is None:
-        return pd.DataFrame(columns=["metric", "arm", "control", "estimand", "segment", "value"])
-    segments = sorted(ctrl["segment"].unique())
-    for arm in arms:
-        if arm == control:
-            continue
-        treat = by_world[counterfactual_world(arm)]
-        for name, info in infos.items():
-            groups: list[tuple[str | None, pd.DataFrame, pd.DataFrame]] = [(None, treat, ctrl)]
-            if len(segments) > 1:
-                groups += [(s, treat[treat["segment"] == s], ctrl[ctrl["segment"] == s]) for s in segments]
-            for seg, t_f, c_f in groups:
-                vt, vc = group_value(t_f, info), group_value(c_f, info)
-                rows.append((name, arm, control, "difference", seg, vt - vc))
-                rel = vt / vc - 1.0 if vc not in (0.0,) and np.isfinite(vc) else float("nan")
-                rows.append((name, arm, control, "relative", seg, rel))
-    return pd.DataFrame(rows, columns=["metric", "arm", "control", "estimand", "segment", "value"])
 
 
 def timeseries(events: WorldEvents) -> pd.DataFrame:

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from counterfeed.core.contracts import AnalysisData, Estimate, Metric, Population
+from counterfeed.core.contracts import Metric, Population
+from counterfeed.core.estimation import AnalysisData, Estimate
 from counterfeed.core.experiment import Assignment, assign
 from counterfeed.core.outcomes import world_outcomes
 from counterfeed.core.scenario import PhaseSpec, Scenario
@@ -179,8 +180,7 @@ class PhasedAssignment(Assignment):
         frame = outcomes[outcomes["arm"].isin(arms)].drop(columns="world").reset_index(drop=True)
         infos = {n: m.info() for n, m in plan.metrics.items()}
         data = AnalysisData(outcomes=frame, arms=arms, control=control, metrics=infos,
-                            level=self.scenario.level, seed=self.scenario.seed,
-                            extras={"scenario": self.scenario, "phase": i})
+                            level=self.scenario.level, seed=self.scenario.seed)
         out = call_plugin(est, "estimate", est.estimate, data)
         return [e for e in out if e.metric == spec.metric and e.estimand == "difference"
                 and e.segment is None and e.control == control]

@@ -45,9 +45,11 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.plugins.metrics.exposure",
     "counterfeed.plugins.metrics.long_term_report",
     "counterfeed.plugins.estimators.classical",
+    "counterfeed.plugins.estimators.bayesian_ab",
     "counterfeed.plugins.estimators.sem",
     "counterfeed.plugins.estimators.ope",
     "counterfeed.plugins.estimators.sequential",
+    "counterfeed.plugins.estimators.adaptive",
     "counterfeed.plugins.commands",
 )
 

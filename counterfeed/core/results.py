@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,11 @@ class RunResult:
     events: dict[str, WorldEvents] | None = None
 
     def estimates_frame(self) -> pd.DataFrame:
+        """One row per estimate; ``diagnostics`` holds dicts (plain JSON types, NaN as None)."""
         rows = []
         for e in self.estimates:
             d = e.to_dict()
-            d["diagnostics"] = json.dumps(_clean(d["diagnostics"]), default=json_default, sort_keys=True)
+            d["diagnostics"] = _clean(d["diagnostics"])
             rows.append(d)
         cols = list(Estimate.__dataclass_fields__)
         return pd.DataFrame(rows, columns=cols)

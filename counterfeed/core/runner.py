@@ -4,7 +4,6 @@ run the analyses, score them, and write the run directory atomically."""
 from __future__ import annotations
 
 import datetime as _dt
-import numbers
 import platform
 import sys
 import time
@@ -15,15 +14,16 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from counterfeed.core.contracts import (AnalysisData, CatalogContext, Estimate, Estimator, Items,
-                                        Metric, MetricInfo, Population, Recommender, UserModel,
-                                        WorldEvents)
 from counterfeed.core.allocation import ThompsonAllocation
+from counterfeed.core.analyse import analysis_data, check_estimates, estimands_of, srm
+from counterfeed.core.contracts import (CatalogContext, Items, Metric, MetricInfo, Population,
+                                        Recommender, UserModel, WorldEvents)
+from counterfeed.core.estimation import Estimate, Estimator
 from counterfeed.core.executors import available_cores, get_executor
 from counterfeed.core.experiment import AB_WORLD, Assignment, everyone_on, split_assignment, world_names
 from counterfeed.core.longterm import (check_estimator_metrics, is_population, population_report,
                                        world_long_term)
-from counterfeed.core.outcomes import truth_table, world_outcomes
+from counterfeed.core.outcomes import world_outcomes
 from counterfeed.core.phases import PhasedAssignment, phase_values
 from counterfeed.core.plugins import Registry, get_registry
 from counterfeed.core.population import build_population
@@ -32,8 +32,10 @@ from counterfeed.core.randomness import Keys
 from counterfeed.core.results import RunResult
 from counterfeed.core.rundir import RunDirectory, save_run
 from counterfeed.core.scenario import Scenario, load_scenario
+from counterfeed.core.scoring import score_estimates
 from counterfeed.core.simulation import SimWorld, WorldConfig, call_plugin
-from counterfeed.errors import OutputError, PluginError, ScenarioError
+from counterfeed.core.truth import truth_table
+from counterfeed.errors import OutputError, ScenarioError
 
 __all__ = ["run", "resolve", "Plan", "simulate_world", "world_assignment_component", "RunDirectory"]
 
@@ -239,55 +241,6 @@ def _versions() -> dict[str, str]:
 # The run
 # ------------------------------------------------------------------------------------------------
 
-def _srm(scenario: Scenario, ab_outcomes: pd.DataFrame, allocation: dict[str, Any] | None = None
-         ) -> dict[str, Any]:
-    from counterfeed.analysis.srm import srm_check
-
-    counts = {a: int((ab_outcomes["arm"] == a).sum()) for a in scenario.arms}
-    if allocation is not None:  # adaptive: expected shares are the recorded probabilities' means
-        mean = np.nanmean(allocation["probabilities"], axis=0)
-        return srm_check(counts, {a: float(mean[i]) for i, a in enumerate(scenario.arms)})
-    if scenario.experiment.phases:  # the outcome table holds the phase-0 assignment
-        from counterfeed.core.phases import phase_arms
-
-        first = phase_arms(scenario, 0, scenario.control)
-        return srm_check(counts, {a: float(scenario.experiment.split[a]) if a in first else 0.0
-                                  for a in scenario.arms})
-    return srm_check(counts, {a: float(scenario.experiment.split[a]) for a in scenario.arms})
-
-
-def _check_estimates(est: Estimator, out: Any) -> list[Estimate]:
-    if not isinstance(out, list) or not all(isinstance(e, Estimate) for e in out):
-        raise PluginError("estimate must return a list of Estimate objects", plugin=est.name, hook="estimate")
-    for e in out:
-        for field in ("point", "lower", "upper"):
-            if not isinstance(getattr(e, field), numbers.Real):
-                raise PluginError(f"Estimate.{field} must be a number, got {getattr(e, field)!r} "
-                                  f"({e.metric}, {e.arm})", plugin=est.name, hook="estimate")
-        vals = (e.lower, e.point, e.upper)
-        if all(np.isfinite(vals)) and not (e.lower <= e.point <= e.upper):
-            raise PluginError(f"interval [{e.lower:g}, {e.upper:g}] does not contain the point {e.point:g} "
-                              f"({e.metric}, {e.arm})", plugin=est.name, hook="estimate")
-    return out
-
-
-def _score(estimates: list[Estimate], truth: pd.DataFrame) -> None:
-    if truth.empty:
-        return
-    lookup = {(r.metric, r.arm, r.estimand, None if pd.isna(r.segment) else r.segment): r.value
-              for r in truth.itertuples(index=False)}
-    for e in estimates:
-        if e.truth is None:
-            e.score(lookup.get((e.metric, e.arm, e.estimand, e.segment)))
-        if e.estimand == "difference" and e.error is not None and e.control == _control_of(truth):
-            # estimate minus the global effect (all-arm vs all-control worlds): the interference bias
-            e.diagnostics.setdefault("interference_bias", e.error)
-
-
-def _control_of(truth: pd.DataFrame) -> str | None:
-    return None if truth.empty else str(truth["control"].iloc[0])
-
-
 def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None, write: bool = True,
         quiet: bool = True, workers: int | None = None, keep_events: bool = False,
         log: Callable[[str], None] | None = None) -> RunResult:
@@ -334,28 +287,20 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         events = {o.world: o.events for o in outputs}
         infos: dict[str, MetricInfo] = {n: m.info() for n, m in plan.metrics.items()}
         per_user = [n for n in plan.analysed if not is_population(infos[n])]
-        truth = truth_table(outcomes, sc.arms, sc.control, {n: infos[n] for n in per_user})
+        truth = truth_table(outcomes, events, sc.arms, sc.control, {n: infos[n] for n in per_user},
+                            estimands_of(plan.estimators), float(sc.experiment.pre_period))
         ab = outcomes[outcomes["world"] == AB_WORLD].drop(columns="world").reset_index(drop=True)
         extra_out = {o.world: o.extras for o in outputs if o.extras}
         allocation = extra_out.get(AB_WORLD, {}).get("allocation")
-        srm = _srm(sc, ab, allocation)
+        srm_result = srm(sc, ab, allocation)
         t0 = time.perf_counter()
-        data = AnalysisData(
-            outcomes=ab, arms=sc.arms, control=sc.control,
-            metrics={n: infos[n] for n in per_user}, level=sc.level, seed=sc.seed,
-            events=events[AB_WORLD],
-            extras={"items": items, "n_users": population.n, "slate_size": sc.experiment.slate_size,
-                    "seed": sc.seed, "keys": keys, "population": population,
-                    "arm_specs": {a: (sc.experiment.arms[a].recommender, sc.experiment.arms[a].options)
-                                  for a in sc.arms},
-                    "world_events": events, "all_metrics": infos, "truth": truth, "run_dir": tmp,
-                    "scenario": sc})
-        if allocation is not None:
-            data.extras["allocation"] = allocation
+        probabilities = next(o.probabilities for o in outputs if o.world == AB_WORLD)
+        data = analysis_data(sc, plan.metrics, per_user, plan.estimators, ab, events[AB_WORLD], items,
+                             probabilities, allocation is not None, tmp)
         estimates: list[Estimate] = []
         for est in plan.estimators:
-            estimates += _check_estimates(est, call_plugin(est, "estimate", est.estimate, data))
-        _score(estimates, truth)
+            estimates += check_estimates(est, call_plugin(est, "estimate", est.estimate, data))
+        score_estimates(estimates, truth)
         timings["analysis_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
         timings["sessions"] = float(total_sessions)
@@ -377,7 +322,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
                                       "history": allocation["history"]}
         if sc.experiment.phases:
             manifest["phases"], manifest["phase_value"] = _phase_report(sc, plan, outputs)
-        result = RunResult(scenario=sc, seed=sc.seed, estimates=estimates, truth=truth, srm=srm,
+        result = RunResult(scenario=sc, seed=sc.seed, estimates=estimates, truth=truth, srm=srm_result,
                            outcomes=outcomes, timeseries=series, timings=timings, manifest=manifest,
                            events=events if keep_events else None)
         if rundir is not None and tmp is not None:

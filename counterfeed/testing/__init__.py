@@ -16,11 +16,12 @@ Three ways to run the same rules (scikit-learn's ``parametrize_with_checks``, Op
         check(plugin)
 
 A broken rule raises :class:`ConformanceError` (an ``AssertionError``) whose message names the
-plugin's registry name and the rule. A plugin class may declare
-
-- ``conformance_options: ClassVar[dict]`` -- options to test it with when none are given;
-- ``conformance_skip: ClassVar[str | dict[str, str]]`` -- a reason to skip every rule, or a
-  ``{rule_name: reason}`` table of rules to skip. Skipped rules show as skipped in pytest.
+plugin's registry name and the rule. Which rules apply is selected by what the plugin class declares
+-- its ``tags`` (:class:`~counterfeed.core.estimation.EstimatorTags`,
+:class:`~counterfeed.core.contracts.MetricTags`, :class:`~counterfeed.core.contracts.CatalogTags`)
+or a recommender's ``stochastic`` -- never by an opt-out; rules that do not apply show as skipped in
+pytest, and :func:`selected_rules` lists those that run. A plugin class may also declare
+``conformance_options: ClassVar[dict]``, options to test it with when none are given.
 
 Synthetic inputs (catalog, contexts, logs, events, analysis data) live in
 :mod:`counterfeed.testing.fixtures`.
@@ -31,13 +32,15 @@ from __future__ import annotations
 from typing import Any, Callable, ClassVar, Iterable
 
 from counterfeed.core.contracts import Catalog, Estimator, Metric, Plugin, Recommender, UserModel
-from counterfeed.testing._core import ConformanceError, Rule, maybe_pytest_skip, run_all, run_rule
+from counterfeed.testing._core import (ConformanceError, Rule, maybe_pytest_skip, run_all, run_rule,
+                                      skip_reason)
 from counterfeed.testing.estimators import ESTIMATOR_RULES
 from counterfeed.testing.recommenders import RECOMMENDER_RULES
 from counterfeed.testing.simulation import CATALOG_RULES, METRIC_RULES, USER_MODEL_RULES
 
 __all__ = [
     "ConformanceError", "Rule", "RULES", "checks_for", "check_plugin", "parametrize_with_checks",
+    "selected_rules", "COMMON_RULES",
     "check_recommender", "check_user_model", "check_catalog", "check_metric", "check_estimator",
     "recommender_checks", "user_model_checks", "catalog_checks", "metric_checks", "estimator_checks",
     "RecommenderConformance", "UserModelConformance", "CatalogConformance", "MetricConformance",
@@ -57,6 +60,9 @@ _BASES: dict[str, type] = {"recommender": Recommender, "user-model": UserModel, 
                            "metric": Metric, "estimator": Estimator}
 
 Check = Callable[..., None]
+
+#: the rules every kind shares (registry name, options, constructor), before the behaviour rules
+COMMON_RULES = ("name_and_kind", "options_forbid_unknown", "constructor_stores_options")
 
 
 def _kind_of(plugin: Any) -> str:
@@ -93,6 +99,14 @@ def _make_check(kind: str, rule: Rule) -> Check:
     return check
 
 
+def selected_rules(plugin: Any, kind: str | None = None) -> list[str]:
+    """The names of the rules that run for a plugin class (or instance), as its declarations select
+    them (no rule is run here)."""
+    kind = kind or _kind_of(plugin)
+    cls = plugin if isinstance(plugin, type) else type(plugin)
+    return [rule.name for rule in RULES[kind] if skip_reason(cls, rule) is None]
+
+
 def recommender_checks() -> list[tuple[str, Check]]:
     """``(rule_name, check)`` pairs for recommenders (for ``pytest.mark.parametrize``)."""
     return checks_for("recommender")
@@ -121,7 +135,8 @@ def estimator_checks() -> list[tuple[str, Check]]:
 def check_plugin(plugin: Any, options: dict[str, Any] | None = None, *, kind: str | None = None) -> dict[str, str]:
     """Run every rule of the plugin's kind on a plugin class (or instance).
 
-    Returns ``{rule: "passed" | "skipped: reason"}``; raises one :class:`ConformanceError` naming the
+    Returns ``{rule: "passed" | "skipped: reason"}`` (the rules that ran are those ``"passed"``,
+    :func:`selected_rules`); raises one :class:`ConformanceError` naming the
     plugin and every broken rule. ``options`` default to the class's ``conformance_options``
     (for an instance: its own options).
     """

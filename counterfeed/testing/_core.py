@@ -85,13 +85,8 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def skip_reason(cls: type, rule: Rule) -> str | None:
-    """Why ``rule`` is skipped for ``cls``: ``conformance_skip`` (str: every rule; dict: per rule),
-    or the rule does not apply to the class. None when the rule runs."""
-    declared = getattr(cls, "conformance_skip", None)
-    if isinstance(declared, str) and declared:
-        return f"{cls.__qualname__}.conformance_skip: {declared}"
-    if isinstance(declared, dict) and rule.name in declared:
-        return f"{cls.__qualname__}.conformance_skip[{rule.name!r}]: {declared[rule.name]}"
+    """Why ``rule`` does not apply to ``cls`` (selected by what the class declares, e.g. its tags),
+    or None when the rule runs. There is no opt-out: a rule that applies runs."""
     return rule.applies(cls)
 
 
@@ -103,6 +98,9 @@ def run_rule(kind: str, rule: Rule, plugin: Any, options: dict[str, Any] | None 
     """
     __tracebackhide__ = True  # pytest shows the ConformanceError, not this frame
     subject = Subject(kind, plugin, options)
+    if hasattr(subject.cls, "conformance_skip"):
+        raise subject.fail(rule.name, "declares conformance_skip, which is not supported: declare what the "
+                           "plugin needs or does instead (e.g. EstimatorTags), and the rules that apply run")
     reason = skip_reason(subject.cls, rule)
     if reason is not None:
         return reason

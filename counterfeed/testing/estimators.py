@@ -2,23 +2,53 @@
 
 Data come from :func:`counterfeed.testing.fixtures.make_analysis_data`: 400 users in two arms with
 ``clicks`` and ``impressions`` (sums), ``retained`` (binary) and ``ctr`` (ratio of clicks to
-impressions), each with its ``pre_`` column. Every rule records warnings: an estimator must not
-let a numpy/scipy warning escape on any of these inputs.
+impressions), each with its ``pre_`` column. Beside the outcomes, the data carry exactly the inputs
+the estimator's ``tags`` (:class:`~counterfeed.core.estimation.EstimatorTags`) declare -- an event
+log, the arms' policies, per-look values, assignment probabilities -- and nothing else, so every rule
+also checks that the declared inputs suffice. The tags select the rules: ``missing_input_is_clear``
+runs for an estimator that requires inputs, ``no_global_randomness`` for a stochastic one. Every rule
+records warnings: an estimator must not let a numpy/scipy warning escape on any of these inputs.
 """
 
 from __future__ import annotations
 
 import math
+import random
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from counterfeed.core.contracts import AnalysisData, Estimate
+from counterfeed.core.estimation import POLICY_VALUE, POLICY_VALUE_METRIC, AnalysisData, Estimate, EstimatorTags
 from counterfeed.errors import CounterfeedError
 from counterfeed.testing._core import Broken, Rule, Subject, common_rules, record_warnings, warning_text
-from counterfeed.testing.fixtures import make_analysis_data
+from counterfeed.testing.fixtures import ANALYSIS_WINDOW, make_analysis_data
 
-__all__ = ["ESTIMATOR_RULES"]
+__all__ = ["ESTIMATOR_RULES", "tags_of", "analysis_data_for"]
+
+#: the value each declared input takes when it is missing
+_MISSING: dict[str, Any] = {"events": None, "policies": {}, "looks": None, "assignment_probabilities": None}
+
+
+def tags_of(cls: type) -> EstimatorTags:
+    """The class's declared :class:`EstimatorTags` (the default tags when it declares none)."""
+    tags = getattr(cls, "tags", None)
+    return tags if isinstance(tags, EstimatorTags) else EstimatorTags()
+
+
+def analysis_data_for(s: Subject, seed: int, **kwargs: Any) -> AnalysisData:
+    """:func:`make_analysis_data` with exactly the inputs the estimator's tags declare."""
+    tags = tags_of(s.cls)
+    times = None
+    if tags.requires_looks:
+        times = s.call(s.new(), "look_times", float(ANALYSIS_WINDOW[1] - ANALYSIS_WINDOW[0]))
+        if times is None or np.asarray(times).size == 0:
+            raise Broken("requires_looks is declared but look_times() asks for no look")
+    data = make_analysis_data(seed=seed, with_events=tags.requires_events, look_times=times, **kwargs)
+    keep = set(tags.required_inputs())
+    if "policies" not in keep:
+        data = replace(data, policies={}, items=None, slate_size=None)
+    return replace(data, **{k: v for k, v in _MISSING.items() if k not in keep and k != "policies"})
 
 
 def _estimate(s: Subject, data: AnalysisData, est: Any = None) -> list[Estimate]:
@@ -58,16 +88,21 @@ def _level_option(s: Subject) -> float | None:
 
 
 def _rule_estimates(s: Subject) -> None:
-    data = make_analysis_data(seed=1)
+    data = analysis_data_for(s, seed=1)
     out = _estimate(s, data)
     if not out:
         raise Broken("estimate returned no estimates for two arms and four metrics")
     want_level = _level_option(s) or data.level
+    tags = tags_of(s.cls)
+    metrics = list(data.metrics) + ([POLICY_VALUE_METRIC] if POLICY_VALUE in tags.estimands else [])
     for e in out:
         if not isinstance(e.estimator, str) or not e.estimator:
             raise Broken("Estimate.estimator must name the estimator")
-        if e.metric not in data.metrics:
-            raise Broken(f"estimate for unknown metric {e.metric!r} (metrics: {', '.join(data.metrics)})")
+        if e.metric not in metrics:
+            raise Broken(f"estimate for unknown metric {e.metric!r} (metrics: {', '.join(metrics)})")
+        if e.estimand not in tags.estimands and ":" not in e.estimand:
+            raise Broken(f"estimand {e.estimand!r} is not declared in tags.estimands {tags.estimands} "
+                         "(nor a model quantity named 'model:quantity')")
         if e.arm not in data.treatments or e.control != data.control:
             raise Broken(f"estimate compares {e.arm!r} with {e.control!r}; expected a treatment arm "
                          f"({', '.join(data.treatments)}) against the control {data.control!r}")
@@ -76,7 +111,7 @@ def _rule_estimates(s: Subject) -> None:
 
 
 def _rule_ordered(s: Subject) -> None:
-    data = make_analysis_data(seed=2)
+    data = analysis_data_for(s, seed=2)
     for e in _estimate(s, data):
         _check_estimate(e, data)
 
@@ -84,8 +119,8 @@ def _rule_ordered(s: Subject) -> None:
 def _rule_level(s: Subject) -> None:
     if _level_option(s) is not None:  # the option overrides the data's level: test without it
         s = Subject(s.kind, s.cls, {k: v for k, v in s.options.items() if k != "level"})
-    wide = {_key(e): e for e in _estimate(s, make_analysis_data(seed=3, level=0.95))}
-    narrow = {_key(e): e for e in _estimate(s, make_analysis_data(seed=3, level=0.8))}
+    wide = {_key(e): e for e in _estimate(s, analysis_data_for(s, seed=3, level=0.95))}
+    narrow = {_key(e): e for e in _estimate(s, analysis_data_for(s, seed=3, level=0.8))}
     strictly = 0
     for key, a in narrow.items():
         if abs(a.level - 0.8) > 1e-12:
@@ -102,9 +137,8 @@ def _rule_level(s: Subject) -> None:
 
 
 def _rule_deterministic(s: Subject) -> None:
-    data = make_analysis_data(seed=4)
-    a = {_key(e): e for e in _estimate(s, data)}
-    b = {_key(e): e for e in _estimate(s, make_analysis_data(seed=4))}
+    a = {_key(e): e for e in _estimate(s, analysis_data_for(s, seed=4))}
+    b = {_key(e): e for e in _estimate(s, analysis_data_for(s, seed=4))}
     if a.keys() != b.keys():
         raise Broken("two runs on the same data returned different sets of estimates")
     for key, ea in a.items():
@@ -117,7 +151,7 @@ def _rule_deterministic(s: Subject) -> None:
 
 
 def _rule_input_unchanged(s: Subject) -> None:
-    data = make_analysis_data(seed=5)
+    data = analysis_data_for(s, seed=5)
     before = data.outcomes.copy(deep=True)
     _estimate(s, data)
     if not before.equals(data.outcomes):
@@ -126,7 +160,7 @@ def _rule_input_unchanged(s: Subject) -> None:
 
 def _degenerate(case: str) -> Any:
     def check(s: Subject) -> None:
-        data = make_analysis_data(seed=6, degenerate=case)
+        data = analysis_data_for(s, seed=6, degenerate=case)
         est = s.new()
         try:
             with record_warnings() as records:
@@ -153,7 +187,7 @@ def _rule_metrics_option(s: Subject) -> None:
     for metric in ("clicks", "retained", "ctr"):  # an estimator may refuse a kind of metric it cannot handle
         sub = Subject(s.kind, s.cls, {**s.options, "metrics": [metric]})
         try:
-            got = {e.metric for e in _estimate(sub, make_analysis_data(seed=7))}
+            got = {e.metric for e in _estimate(sub, analysis_data_for(sub, seed=7))}
         except Broken as exc:
             if isinstance(exc.__cause__, CounterfeedError):
                 refused.append(f"{metric}: {exc.__cause__}")
@@ -163,6 +197,43 @@ def _rule_metrics_option(s: Subject) -> None:
             raise Broken(f"with metrics=[{metric!r}] it estimated {sorted(got)}")
         return
     raise Broken("refused every single metric it was asked for: " + "; ".join(refused))
+
+
+def _rule_missing_input(s: Subject) -> None:
+    for name in tags_of(s.cls).required_inputs():
+        data = replace(analysis_data_for(s, seed=8), **{name: _MISSING[name]})
+        try:
+            with record_warnings():
+                s.new().estimate(data)
+        except CounterfeedError:
+            continue  # a clear, user-facing error names what is missing
+        except Exception as exc:
+            raise Broken(f"without its declared input data.{name} estimate raised {type(exc).__name__}: {exc}; "
+                         "raise a CounterfeedError (e.g. DataError) naming the missing input") from exc
+        raise Broken(f"without its declared input data.{name} estimate still returned; a required input that "
+                     "is missing must be a CounterfeedError (or do not declare it required)")
+
+
+def _rule_no_global_randomness(s: Subject) -> None:
+    runs = []
+    for global_seed in (0, 12345):
+        np.random.seed(global_seed)
+        random.seed(global_seed)
+        runs.append({_key(e): e for e in _estimate(s, analysis_data_for(s, seed=9))})
+    a, b = runs
+    if a.keys() != b.keys() or any(
+            not np.allclose([ea.point, ea.lower, ea.upper], [b[k].point, b[k].lower, b[k].upper], rtol=1e-9,
+                            atol=0, equal_nan=True) for k, ea in a.items()):
+        raise Broken("results change with NumPy's global random state; draw from a generator keyed by "
+                     "data.seed (e.g. Keys(data.seed).numpy_generator(...))")
+
+
+def _requires_inputs(cls: type) -> str | None:
+    return None if tags_of(cls).required_inputs() else "applies to estimators whose tags require inputs"
+
+
+def _stochastic(cls: type) -> str | None:
+    return None if tags_of(cls).stochastic else "applies to estimators tagged stochastic"
 
 
 ESTIMATOR_RULES: list[Rule] = common_rules("estimator") + [
@@ -179,4 +250,8 @@ ESTIMATOR_RULES: list[Rule] = common_rules("estimator") + [
     Rule("degenerate_one_user_per_arm", "One user per arm gives a CounterfeedError or finite estimates, never "
          "a raw exception or a warning.", _degenerate("one-per-arm")),
     Rule("metrics_option", "The `metrics` option limits the metrics analysed.", _rule_metrics_option),
+    Rule("missing_input_is_clear", "Without an input its tags require, `estimate` raises a CounterfeedError.",
+         _rule_missing_input, _requires_inputs),
+    Rule("no_global_randomness", "Stochastic estimators draw from generators keyed by data.seed, not from "
+         "NumPy's global random state.", _rule_no_global_randomness, _stochastic),
 ]

@@ -18,12 +18,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from counterfeed.core.contracts import (AnalysisData, Batch, CatalogContext, Items, Log, MetricInfo,
-                                        Population, RecommenderContext, WorldEvents)
+from counterfeed.core.contracts import (Batch, CatalogContext, Items, Log, MetricInfo, Population,
+                                        RecommenderContext, WorldEvents)
+from counterfeed.core.estimation import AnalysisData, Looks, PolicySpec
 from counterfeed.core.randomness import Keys
 
 __all__ = ["make_items", "make_population", "make_context", "make_catalog_context", "make_batch",
-           "make_log", "make_world_events", "make_analysis_data", "ANALYSIS_METRICS"]
+           "make_log", "make_world_events", "make_looks", "make_analysis_data", "ANALYSIS_METRICS",
+           "ANALYSIS_POLICY", "ANALYSIS_WINDOW"]
 
 #: The metrics of :func:`make_analysis_data`: two sums, a binary and a ratio of the two sums.
 ANALYSIS_METRICS: dict[str, MetricInfo] = {
@@ -32,6 +34,14 @@ ANALYSIS_METRICS: dict[str, MetricInfo] = {
     "retained": MetricInfo("retained", "binary"),
     "ctr": MetricInfo("ctr", "ratio", numerator="clicks", denominator="impressions"),
 }
+
+#: The policy of every treatment arm of :func:`make_analysis_data` (the control's is ``random``).
+ANALYSIS_POLICY = PolicySpec("popularity", {})
+
+#: The experiment window ``(start, end)`` in days of :func:`make_analysis_data` and its event log.
+ANALYSIS_WINDOW = (0.0, 10.0)
+_N_ITEMS, _SLATE = 30, 4  # the catalog and slate sizes of that event log
+_START, _END = ANALYSIS_WINDOW
 
 
 def make_items(n_items: int = 60, dimensions: int = 8, n_topics: int = 4, seed: int = 0, *,
@@ -116,8 +126,12 @@ def make_log(ctx: RecommenderContext, n_requests: int = 300, seed: int = 0, *, s
 
 def make_world_events(n_users: int = 80, seed: int = 0, *, start: float = 0.0, end: float = 10.0,
                       n_items: int = 30, slate_size: int = 4, arms: Sequence[str] = ("control", "treatment"),
-                      world: str = "ab", assignment: np.ndarray | None = None) -> WorldEvents:
-    """A world's sessions and impressions over ``[start, end)``; some users churn, some never visit."""
+                      world: str = "ab", assignment: np.ndarray | None = None,
+                      click_rate: float = 0.2) -> WorldEvents:
+    """A world's sessions and impressions over ``[start, end)``; some users churn, some never visit.
+
+    Slates are uniformly random (propensity ``1 / n_items`` at every position); each impression is
+    clicked with probability ``click_rate``."""
     rng = np.random.default_rng(seed + 3)
     assignment = (np.arange(n_users, dtype=np.int64) % len(arms) if assignment is None
                   else np.asarray(assignment, dtype=np.int64))
@@ -132,7 +146,7 @@ def make_world_events(n_users: int = 80, seed: int = 0, *, start: float = 0.0, e
         pos += c
     n_s = user.size
     shown = np.argsort(rng.random((n_s, n_items)), axis=1)[:, :slate_size]
-    click = rng.random((n_s, slate_size)) < 0.2
+    click = rng.random((n_s, slate_size)) < click_rate
     dwell = np.where(click, rng.exponential(20.0, (n_s, slate_size)), 0.0)
     churned = np.zeros(n_s, bool)
     last = np.cumsum(counts)[counts > 0] - 1
@@ -149,14 +163,44 @@ def make_world_events(n_users: int = 80, seed: int = 0, *, start: float = 0.0, e
                        end=end, arms=list(arms), assignment=assignment, items=make_items(n_items, seed=seed))
 
 
+def make_looks(events: WorldEvents, times: Sequence[float] | np.ndarray, start: float = 0.0) -> Looks:
+    """Per-look cumulative values of :data:`ANALYSIS_METRICS` from ``events`` (see :class:`Looks`).
+
+    ``clicks`` and ``impressions`` sum the sessions of ``[start, start + t)``; ``retained`` is 1 for a
+    user with a session in that window.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    s, n = events.sessions, events.n_users
+    in_exp = s["time"] >= start
+    first = np.full(n, np.inf)
+    np.minimum.at(first, s["user"][in_exp], s["time"][in_exp])
+    values: dict[str, list[np.ndarray]] = {"clicks": [], "impressions": [], "retained": []}
+    for t in times:
+        m = in_exp & (s["time"] < start + t)
+        for name, col in (("clicks", "clicks"), ("impressions", "impressions")):
+            values[name].append(np.bincount(s["user"][m], weights=s[col][m].astype(np.float64), minlength=n))
+        values["retained"].append((np.bincount(s["user"][m], minlength=n) > 0).astype(np.float64))
+    return Looks(times=times, exposed=np.stack([first < start + t for t in times]),
+                 values={k: np.stack(v) for k, v in values.items()})
+
+
 def make_analysis_data(n_users: int = 400, seed: int = 0, *, arms: Sequence[str] = ("control", "treatment"),
                        effect: float = 0.3, level: float = 0.95, degenerate: str | None = None,
-                       with_events: bool = True) -> AnalysisData:
-    """Per-user outcomes of an A/B world with the metrics of :data:`ANALYSIS_METRICS`.
+                       with_events: bool = True, look_times: Sequence[float] | np.ndarray | None = None
+                       ) -> AnalysisData:
+    """Per-user outcomes of an A/B world with the metrics of :data:`ANALYSIS_METRICS`, and every
+    declared input beside them.
 
     Columns: ``user``, ``arm``, ``segment``, ``clicks``, ``impressions``, ``retained``, ``ctr`` and
     ``pre_<metric>`` for each. Treatment arms get ``effect`` more expected clicks per impression
-    unit. ``degenerate`` is ``None``, ``"zeros"`` (every outcome 0) or ``"one-per-arm"`` (one user per arm).
+    unit. ``degenerate`` is ``None``, ``"zeros"`` (every outcome 0, no clicks in the log) or
+    ``"one-per-arm"`` (one user per arm).
+
+    Beside the outcomes: the experiment window ``[0, 10)``; equal assignment probabilities (arms are
+    drawn uniformly); the policies (control ``random``, treatments :data:`ANALYSIS_POLICY`) with a
+    30-item catalog and slates of 4; with ``with_events`` a synthetic event log of the same users and
+    arms (:func:`make_world_events`); with ``look_times`` (days from the start) the per-look values
+    of that log (:func:`make_looks`, all zero when ``degenerate="zeros"``).
     """
     arms = list(arms)
     rng = np.random.default_rng(seed + 4)
@@ -186,8 +230,17 @@ def make_analysis_data(n_users: int = 400, seed: int = 0, *, arms: Sequence[str]
         "ctr": ratio(clicks, impressions), "pre_clicks": pre_clicks, "pre_impressions": pre_impr,
         "pre_retained": pre_retained, "pre_ctr": ratio(pre_clicks, pre_impr),
     })
-    events = None
-    if with_events:
-        events = make_world_events(n_users, seed, arms=arms, assignment=arm_idx)
+    events = looks = None
+    if with_events or look_times is not None:
+        events = make_world_events(n_users, seed, start=_START, end=_END, n_items=_N_ITEMS, slate_size=_SLATE,
+                                   arms=arms, assignment=arm_idx, click_rate=0.0 if degenerate == "zeros" else 0.2)
+    if look_times is not None:
+        looks = make_looks(events, look_times, _START)
+        if degenerate == "zeros":
+            looks.values = {k: np.zeros_like(v) for k, v in looks.values.items()}
+    policies = {a: (PolicySpec("random", {}) if i == 0 else ANALYSIS_POLICY) for i, a in enumerate(arms)}
     return AnalysisData(outcomes=outcomes, arms=arms, control=arms[0], metrics=dict(ANALYSIS_METRICS),
-                        level=level, seed=seed, events=events)
+                        level=level, seed=seed, start=_START, end=_END,
+                        assignment_probabilities=np.full((n_users, len(arms)), 1.0 / len(arms)),
+                        policies=policies, items=make_items(_N_ITEMS, seed=seed), slate_size=_SLATE,
+                        events=events if with_events else None, looks=looks)

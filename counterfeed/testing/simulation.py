@@ -6,11 +6,12 @@ import atexit
 import shutil
 import tempfile
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from counterfeed.core.contracts import Batch, Items, Response, Slates, WorldEvents
+from counterfeed.core.contracts import Batch, CatalogTags, Items, MetricTags, Response, Slates, WorldEvents
 from counterfeed.core.randomness import Keys
 from counterfeed.testing._core import Broken, Rule, Subject, common_rules
 from counterfeed.testing.fixtures import (make_catalog_context, make_items, make_population,
@@ -78,6 +79,30 @@ def _rule_metric_window(s: Subject) -> None:
                          "impressions outside the window are removed: the metric uses events outside [start, end)")
 
 
+def _rule_metric_end(s: Subject) -> None:
+    ev = make_world_events(seed=4)
+    for start, end in ((2.0, 6.0), (0.0, 5.0), (5.0, 10.0)):
+        a = _compute(s, ev, start, end)
+        b = _compute(s, _restrict(ev, 0.0, end), start, end)
+        if not np.allclose(a, b, rtol=1e-12, atol=1e-12, equal_nan=True):
+            u = int(np.flatnonzero(~np.isclose(a, b, rtol=1e-12, atol=1e-12, equal_nan=True))[0])
+            raise Broken(f"over [{start:g}, {end:g}) user {u} gets {a[u]:g}, but {b[u]:g} when the sessions and "
+                         "impressions at or after the end are removed: a cumulative metric uses events after end")
+
+
+def _metric_tags(cls: type) -> MetricTags:
+    tags = getattr(cls, "tags", None)
+    return tags if isinstance(tags, MetricTags) else MetricTags()
+
+
+def _windowed(cls: type) -> str | None:
+    return "cumulative metric (MetricTags.cumulative): see respects_end" if _metric_tags(cls).cumulative else None
+
+
+def _cumulative(cls: type) -> str | None:
+    return None if _metric_tags(cls).cumulative else "applies to cumulative metrics (MetricTags.cumulative)"
+
+
 def _rule_metric_input_unchanged(s: Subject) -> None:
     ev = make_world_events(seed=5)
     before = {k: v.copy() for k, v in ev.sessions.items()}
@@ -123,7 +148,9 @@ METRIC_RULES: list[Rule] = common_rules("metric") + [
          _per_user),
     Rule("deterministic", "The same events give the same values.", _rule_metric_deterministic, _per_user),
     Rule("respects_window", "Only sessions and impressions with start <= time < end count.", _rule_metric_window,
-         _per_user),
+         lambda cls: _per_user(cls) or _windowed(cls)),
+    Rule("respects_end", "A cumulative metric uses no session or impression at or after end.", _rule_metric_end,
+         lambda cls: _per_user(cls) or _cumulative(cls)),
     Rule("input_unchanged", "`compute` does not modify the events.", _rule_metric_input_unchanged, _per_user),
     Rule("population_group_value", "Population-level metrics: `compute_group(events, start, end, users)` returns "
          "a float (NaN where undefined), deterministic, from events in [start, end) only.", _rule_population,
@@ -147,8 +174,29 @@ def _cache_dir() -> str:
     return _CACHE[0]
 
 
+def _sample_tables() -> str:
+    """A directory with the sample tables of :class:`CatalogTags` ``reads_table`` (written once)."""
+    base = Path(_cache_dir()) / "tables"
+    if not base.is_dir():
+        import pandas as pd
+
+        items = make_items(24, seed=5)
+        frame = pd.DataFrame({"id": [f"item-{i}" for i in range(items.n)], "title": items.text,
+                              "description": [f"a story about {items.topic_names[t]}" for t in items.topic],
+                              "topic": [items.topic_names[t] for t in items.topic],
+                              "quality": items.quality, "arrival": np.repeat([0.0, 1.0], items.n // 2)})
+        tmp = Path(tempfile.mkdtemp(dir=_cache_dir()))
+        frame.to_csv(tmp / "items.csv", index=False)
+        frame.to_parquet(tmp / "items.parquet", index=False)
+        tmp.rename(base)
+    return str(base)
+
+
 def _build(s: Subject, seed: int, dimensions: int = 6) -> Items:
-    out = s.call(s.new(), "build", make_catalog_context(dimensions=dimensions, seed=seed, cache_dir=_cache_dir()))
+    tags = getattr(s.cls, "tags", None)
+    base_dir = _sample_tables() if isinstance(tags, CatalogTags) and tags.reads_table else "."
+    out = s.call(s.new(), "build", make_catalog_context(dimensions=dimensions, seed=seed, cache_dir=_cache_dir(),
+                                                        base_dir=base_dir))
     if not isinstance(out, Items):
         raise Broken(f"build must return Items, got {type(out).__name__}")
     return out

@@ -6,8 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from counterfeed.core.contracts import AnalysisData, Batch, Items, Log, WorldEvents
+from counterfeed.core.contracts import Batch, Items, Log, WorldEvents
+from counterfeed.core.estimation import AnalysisData, PolicySpec
 from counterfeed.core.randomness import Keys
+from counterfeed.core.scoring import score_estimates
+from counterfeed.core.truth import policy_value_truth
 from counterfeed.errors import DataError
 from counterfeed.plugins.estimators.ope import OffPolicy
 from counterfeed.plugins.recommenders._slates import make_slates, uniform_slates
@@ -44,7 +47,8 @@ def _fixed(users):
     return np.array(s.items), s.propensities
 
 
-def _data(n_users=6000, **extras):
+def _data(n_users=6000):
+    """The A/B world's declared inputs, and every world's events (for the truth stage)."""
     arms = ["control", "treatment"]
     users = np.arange(n_users, dtype=np.int64)
     assign = (users % 2).astype(np.int64)
@@ -56,18 +60,22 @@ def _data(n_users=6000, **extras):
     all_c = _world("all-control", users, np.zeros(n_users, np.int64), _uniform, arms)
     items = Items(vectors=np.zeros((N_ITEMS, 1)), quality=np.zeros(N_ITEMS), topic=np.zeros(N_ITEMS, np.int64),
                   n_topics=1, arrival=np.zeros(N_ITEMS))
-    ex = {"items": items, "n_users": n_users, "slate_size": K, "seed": 9,
-          "arm_specs": {"control": ("random", {}), "treatment": ("test-fixed", {})},
-          "world_events": {"ab": ab, "all-treatment": all_t, "all-control": all_c}}
-    ex.update(extras)
-    return AnalysisData(outcomes=pd.DataFrame({"user": users}), arms=arms, control="control", metrics={},
-                        level=0.95, seed=9, events=ab, extras=ex)
+    data = AnalysisData(outcomes=pd.DataFrame({"user": users}), arms=arms, control="control", metrics={},
+                        level=0.95, seed=9, events=ab, items=items, slate_size=K,
+                        policies={"control": PolicySpec("random"), "treatment": PolicySpec("test-fixed")})
+    return data, {"ab": ab, "all-treatment": all_t, "all-control": all_c}
+
+
+def _scored(estimates, data, worlds):
+    """Score as the runner does: the truth stage's policy values, then the scoring stage."""
+    score_estimates(estimates, policy_value_truth(worlds, data.arms, data.control, data.start))
+    return estimates
 
 
 def test_estimates_scored_against_truth(registry):
-    data = _data()
-    ests = OffPolicy({"estimators": ["ips", "snips", "dr"]}).estimate(data)
-    truth = float(np.mean(data.extras["world_events"]["all-treatment"].impressions.click))
+    data, worlds = _data()
+    ests = _scored(OffPolicy({"estimators": ["ips", "snips", "dr"]}).estimate(data), data, worlds)
+    truth = float(np.mean(worlds["all-treatment"].impressions.click))
     assert [e.estimator for e in ests] == ["ope:ips", "ope:snips", "ope:dr"]
     for e in ests:
         assert (e.arm, e.control, e.metric, e.estimand) == ("treatment", "control", "ctr-per-impression",
@@ -82,24 +90,24 @@ def test_estimates_scored_against_truth(registry):
 
 
 def test_level_option_and_missing_truth(registry):
-    data = _data(n_users=400)
-    del data.extras["world_events"]["all-treatment"]
-    (e,) = OffPolicy({"estimators": ["snips"], "level": 0.8}).estimate(data)
+    data, worlds = _data(n_users=400)
+    del worlds["all-treatment"]
+    (e,) = _scored(OffPolicy({"estimators": ["snips"], "level": 0.8}).estimate(data), data, worlds)
     assert e.level == 0.8 and e.truth is None and e.covered is None
 
 
 def test_metrics_option(registry):
-    data = _data(n_users=40)
+    data, _ = _data(n_users=40)
     assert OffPolicy({"metrics": ["clicks"]}).estimate(data) == []
     assert len(OffPolicy({"metrics": ["ctr-per-impression"], "estimators": ["ips"]}).estimate(data)) == 1
 
 
 def test_errors(registry):
-    data = _data(n_users=40)
-    data.extras["arm_specs"].pop("treatment")
+    data, _ = _data(n_users=40)
+    data.policies.pop("treatment")
     with pytest.raises(DataError, match="no recommender spec for arm 'treatment'"):
         OffPolicy().estimate(data)
-    data = _data(n_users=40)
+    data, _ = _data(n_users=40)
     data.events.impressions = None
     with pytest.raises(DataError, match="needs the A/B world's impression log"):
         OffPolicy().estimate(data)

@@ -6,9 +6,10 @@ Registered through ``register_plugin`` inside the tests that use them (never glo
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 
-from counterfeed import (Catalog, Estimate, Estimator, Metric, Options, Recommender, Response, Slates,
-                         UserModel, hookimpl)
+from counterfeed import (Catalog, DataError, Estimate, Estimator, EstimatorTags, Metric, Options,
+                         Recommender, Response, Slates, UserModel, hookimpl)
 from counterfeed.testing.fixtures import make_items
 
 
@@ -180,6 +181,57 @@ class WarningEstimator(Estimator):
         return out
 
 
+class LogEstimator(Estimator):
+    """A third-party estimator that needs the impression log: per-user clicks from ``data.events``,
+    difference in means with a normal interval."""
+
+    name = "log-clicks"
+    tags = EstimatorTags(requires_events=True, estimands=("difference",))
+
+    def _clicks(self, data):
+        if data.events is None or data.events.impressions is None:
+            raise DataError("log-clicks: needs the A/B world's impression log (data.events)")
+        imp = data.events.impressions
+        return np.bincount(imp.user, weights=imp.click.astype(float), minlength=data.n_users)
+
+    def estimate(self, data):
+        y = self._clicks(data)
+        arm = data.outcomes["arm"].to_numpy()
+        level = self.level_for(data)
+        z = float(stats.norm.ppf(0.5 + level / 2))
+        out = []
+        for treat in data.treatments:
+            a, c = y[arm == treat], y[arm == data.control]
+            if a.size < 2 or c.size < 2:
+                raise DataError("log-clicks: needs two users per arm")
+            d = float(a.mean() - c.mean())
+            se = float(np.sqrt(a.var(ddof=1) / a.size + c.var(ddof=1) / c.size))
+            out.append(Estimate(self.name, "clicks", treat, data.control, d, d - z * se, d + z * se, level=level))
+        return out
+
+
+class UndeclaredLogEstimator(LogEstimator):
+    """Reads the impression log without declaring ``requires_events``."""
+
+    name = "undeclared-log"
+    tags = EstimatorTags()
+
+    def _clicks(self, data):
+        imp = data.events.impressions
+        return np.bincount(imp.user, weights=imp.click.astype(float), minlength=data.n_users)
+
+
+class SilentLogEstimator(LogEstimator):
+    """Declares ``requires_events`` but answers without it (zeros) instead of saying it is missing."""
+
+    name = "silent-log"
+
+    def _clicks(self, data):
+        if data.events is None:
+            return np.zeros(data.n_users)
+        return super()._clicks(data)
+
+
 class LeakyMetric(Metric):
     """Counts every session, ignoring the window."""
 
@@ -213,13 +265,6 @@ class DwellWithoutClickUser(UserModel):
         n, k = slates.items.shape
         clicks = np.zeros((n, k), bool)
         return Response(clicks, np.ones((n, k)), np.ones(n))
-
-
-class SkippedRecommender(WrongShapeRecommender):
-    """Broken, but declares the broken rule skipped (with its reason)."""
-
-    name = "skipped-rec"
-    conformance_skip = {"slate_shape": "shows fixed-size slates on purpose", "fit_then_recommend": "same"}
 
 
 class NeedsOptionsRecommender(GoodRecommender):

@@ -33,6 +33,11 @@ BROKEN = [
      r"recommender 'eager' .*'constructor_stores_options'.*learned state \['popularity_'\]"),
     (bp.WarningEstimator, check_estimator, "degenerate_one_user_per_arm",
      r"estimator 'warning-estimator' .*'degenerate_one_user_per_arm'.*emitted a warning: RuntimeWarning"),
+    (bp.UndeclaredLogEstimator, check_estimator, "returns_estimates",
+     r"estimator 'undeclared-log' .*'returns_estimates'.*estimate raised AttributeError"),
+    (bp.SilentLogEstimator, check_estimator, "missing_input_is_clear",
+     r"estimator 'silent-log' .*'missing_input_is_clear'.*without its declared input data.events estimate still "
+     r"returned"),
     (bp.LeakyMetric, check_metric, "respects_window",
      r"metric 'leaky' .*'respects_window'.*uses events outside \[start, end\)"),
     (bp.WrongDimCatalog, check_catalog, "build_shapes",
@@ -82,19 +87,32 @@ def test_conformance_options_are_used_when_none_given():
         check_recommender(bp.NeedsOptionsRecommender, {})
 
 
-def test_conformance_skip_table_skips_only_those_rules():
-    status = check_recommender(bp.SkippedRecommender)
-    assert status["slate_shape"].startswith("skipped: SkippedRecommender.conformance_skip['slate_shape']")
-    assert status["propensities_valid"] == "passed"
+def test_tags_select_the_rules():
+    """What a plugin declares selects its rules; there is no opt-out (conformance_skip is refused)."""
+    from counterfeed.plugins.estimators.classical import DifferenceInMeans
+    from counterfeed.plugins.metrics.engagement import Churned, Clicks
+
+    churned, clicks = check_metric(Churned), check_metric(Clicks)
+    assert churned["respects_end"] == "passed" and churned["respects_window"].startswith("skipped: cumulative")
+    assert clicks["respects_window"] == "passed" and clicks["respects_end"].startswith("skipped:")
+    dim = check_estimator(DifferenceInMeans)
+    assert dim["missing_input_is_clear"].startswith("skipped:") and dim["no_global_randomness"].startswith("skipped:")
+    assert sum(v == "passed" for v in dim.values()) == len(dim) - 2
 
 
-def test_conformance_skip_string_skips_everything():
+def test_third_party_estimator_needing_logs_is_checked():
+    status = check_estimator(bp.LogEstimator)
+    assert status["missing_input_is_clear"] == "passed"
+    assert all(v == "passed" for k, v in status.items() if k != "no_global_randomness"), status
+
+
+def test_conformance_skip_is_refused():
     class Skipped(bp.WrongShapeRecommender):
         name = "all-skipped"
         conformance_skip = "needs a GPU"
 
-    status = check_plugin(Skipped)
-    assert all(v.endswith("needs a GPU") for v in status.values())
+    with pytest.raises(ConformanceError, match="declares conformance_skip, which is not supported"):
+        check_plugin(Skipped)
 
 
 def test_checks_list_for_parametrize():

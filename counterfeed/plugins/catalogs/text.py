@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from counterfeed.core.contracts import Catalog, CatalogContext, Items, Options
+from counterfeed.core.contracts import Catalog, CatalogContext, CatalogTags, Items, Options
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import DataError, PluginError
 from counterfeed.text.embedder import Embedder, check_embedder_spec, get_embedder
@@ -130,7 +130,11 @@ class TableCatalog(Catalog):
     """
 
     name = "table"
-    conformance_skip = "needs a CSV or Parquet file to read; tested in tests/text/test_text_catalogs.py"
+    tags = CatalogTags(reads_table=True)
+    #: the conformance suite's sample table (see CatalogTags), embedded without a model download
+    conformance_options = {"path": "items.csv", "text_columns": ["title", "description"],
+                           "topic_column": "topic", "quality_column": "quality", "arrival_column": "arrival",
+                           "embedder": "hashing"}
 
     class Options(Options):
         path: str = Field(description="CSV or Parquet file (relative to the scenario file)")

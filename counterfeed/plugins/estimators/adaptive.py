@@ -1,5 +1,5 @@
 """``adaptive-ipw``: inverse-probability weighting with the assignment probabilities recorded at
-assignment time, valid under adaptive allocation (registered by ``estimators.sequential``)."""
+assignment time, valid under adaptive allocation."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from counterfeed.core.contracts import AnalysisData, Estimate, Estimator, EstimatorOptions
+from counterfeed.core.estimation import (AnalysisData, Estimate, Estimator, EstimatorOptions,
+                                         EstimatorTags)
+from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import DataError
 from counterfeed.plugins.estimators._stats import normal_interval
 
@@ -25,21 +27,18 @@ class AdaptiveIPWOptions(EstimatorOptions):
 def assignment_probabilities(data: AnalysisData) -> np.ndarray:
     """(n, A) probability of every arm at each user's assignment, in ``data.arms`` order.
 
-    From ``data.extras["allocation"]`` (adaptive allocation); otherwise the fixed split of the scenario.
+    ``data.assignment_probabilities`` (recorded by adaptive allocation, else the fixed split).
     """
-    al = data.extras.get("allocation")
+    p = data.assignment_probabilities
     n = len(data.outcomes)
-    if al is not None:
-        order = [list(al["arms"]).index(a) for a in data.arms]
-        p = np.asarray(al["probabilities"], dtype=np.float64)[:, order]
-        if p.shape[0] != n:
-            raise DataError(f"adaptive-ipw: {p.shape[0]} recorded probabilities for {n} users")
-        return p
-    sc = data.extras.get("scenario")
-    if sc is None:
-        raise DataError("adaptive-ipw: no recorded assignment probabilities and no scenario split")
-    split = np.array([float(sc.experiment.split[a]) for a in data.arms])
-    return np.broadcast_to(split, (n, split.size)).copy()
+    if p is None:
+        raise DataError("adaptive-ipw: needs each user's assignment probabilities "
+                        "(data.assignment_probabilities)")
+    p = np.asarray(p, dtype=np.float64)
+    if p.shape != (n, len(data.arms)):
+        raise DataError(f"adaptive-ipw: assignment probabilities have shape {p.shape}, expected "
+                        f"({n}, {len(data.arms)}) (users, arms)")
+    return p
 
 
 def ipw_difference(y: np.ndarray, x: np.ndarray | None, arm: np.ndarray, p_t: np.ndarray, p_c: np.ndarray,
@@ -104,7 +103,7 @@ class AdaptiveIPW(Estimator):
     """
 
     name = "adaptive-ipw"
-    conformance_skip = "needs the assignment probabilities recorded by adaptive allocation; tested in tests/interactive/test_interactive_allocation.py"
+    tags = EstimatorTags(requires_assignment_probabilities=True, estimands=("difference",))
     Options = AdaptiveIPWOptions
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
@@ -134,7 +133,7 @@ class AdaptiveIPW(Estimator):
                 diag = {"se": se, "naive_point": naive, "max_weight": float(w.max()),
                         "min_probability": float(np.nanmin(probs[:, [ti, ci]])),
                         "weights": "hajek" if self.options.normalized else "horvitz-thompson",
-                        "adaptive": "allocation" in data.extras}
+                        "adaptive": bool(data.adaptive_assignment)}
                 out.append(Estimate(estimator=self.name, metric=mname, arm=treat, control=data.control,
                                     point=tau, lower=cmp.lower, upper=cmp.upper, level=level,
                                     p_value=cmp.p_value, diagnostics=diag))
@@ -146,3 +145,8 @@ class AdaptiveIPW(Estimator):
         if x is None:
             return float(y[t].mean() - y[c].mean()) if t.any() and c.any() else math.nan
         return float(y[t].sum() / x[t].sum() - y[c].sum() / x[c].sum()) if x[t].sum() and x[c].sum() else math.nan
+
+
+@hookimpl
+def register_estimators(register):
+    register(AdaptiveIPW)

@@ -9,7 +9,9 @@ import numpy as np
 from pydantic import Field
 from scipy import stats
 
-from counterfeed.core.contracts import AnalysisData, Estimate, Estimator, EstimatorOptions
+from counterfeed.core.estimation import (AnalysisData, Estimate, Estimator, EstimatorOptions,
+                                         EstimatorTags)
+from counterfeed.core.hookspecs import hookimpl
 from counterfeed.core.randomness import Keys
 from counterfeed.errors import ModelError
 from counterfeed.plugins.estimators._stats import (SmallGroup, arm_values, iter_groups,
@@ -72,6 +74,7 @@ class BayesianAB(Estimator):
     """
 
     name = "bayesian-ab"
+    tags = EstimatorTags(stochastic=True)
     Options = BayesianABOptions
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
@@ -175,3 +178,8 @@ class BayesianAB(Estimator):
                                       rel.upper, level, prob,
                                       {**diag, "se": rel.se, **({"warnings": warn} if warn else {})}))
         return out
+
+
+@hookimpl
+def register_estimators(register):
+    register(BayesianAB)

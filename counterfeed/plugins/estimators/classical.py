@@ -14,8 +14,6 @@ estimates separately:
   per-interval level.
 - ``bh``: Benjamini-Hochberg adjusted p-values (FDR); intervals stay at ``level``.
 - ``diagnostics["p_value_raw"]`` always holds the unadjusted p-value.
-
-This module also registers :class:`~counterfeed.plugins.estimators.bayesian_ab.BayesianAB`.
 """
 
 from __future__ import annotations
@@ -28,18 +26,16 @@ from typing import Any, Literal
 import numpy as np
 
 from counterfeed.analysis.multiple import adjust_pvalues, bonferroni_level
-from counterfeed.core.contracts import (AnalysisData, Estimate, Estimator, EstimatorOptions,
-                                        MetricInfo)
+from counterfeed.core.contracts import MetricInfo
+from counterfeed.core.estimation import AnalysisData, Estimate, Estimator, EstimatorOptions
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import ModelError
-from counterfeed.plugins.estimators.bayesian_ab import BayesianAB
 from counterfeed.plugins.estimators._stats import (ArmStats, Comparison, SmallGroup, arm_values,
                                                    iter_groups, mean_stats, ratio_columns,
                                                    ratio_stats, relative_lift, select_metrics,
                                                    welch, where, require_comparison)
 
-__all__ = ["ClassicalOptions", "DifferenceInMeans", "RatioDeltaMethod", "CUPED", "BayesianAB",
-           "register_estimators"]
+__all__ = ["ClassicalOptions", "DifferenceInMeans", "RatioDeltaMethod", "CUPED", "register_estimators"]
 
 
 class ClassicalOptions(EstimatorOptions):
@@ -304,6 +300,6 @@ def _unadjusted_per_arm(raw: dict[str, ArmStats], data: AnalysisData) -> dict[st
 
 @hookimpl
 def register_estimators(register):
-    """Register the classical estimators and the Bayesian A/B estimator."""
-    for cls in (DifferenceInMeans, RatioDeltaMethod, CUPED, BayesianAB):
+    """Register the classical estimators."""
+    for cls in (DifferenceInMeans, RatioDeltaMethod, CUPED):
         register(cls)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal, Any
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
-from counterfeed.core.contracts import AnalysisData, Estimate, Estimator, EstimatorOptions, Log, WorldEvents
+from counterfeed.core.contracts import Log
+from counterfeed.core.estimation import (POLICY_VALUE, POLICY_VALUE_METRIC, AnalysisData, Estimate,
+                                         Estimator, EstimatorOptions, EstimatorTags)
 from counterfeed.core.hookspecs import hookimpl
+from counterfeed.errors import DataError
 
 __all__ = ["OffPolicy", "METRIC"]
 
 #: the metric every OPE estimate is about: clicks per impression under the arm's policy
-METRIC = "ctr-per-impression"
+METRIC = POLICY_VALUE_METRIC
 
 
 def _ope_log(log: Log, source: str):
@@ -25,38 +28,24 @@ def _ope_log(log: Log, source: str):
                        source=source)
 
 
-def _true_ctr(events: WorldEvents | None, start: float = 0.0) -> float | None:
-    """Click rate per impression of a world from ``start`` (the experiment start) to its end."""
-    if events is None:
-        return None
-    imp = events.impressions
-    if imp is not None and len(imp):
-        m = imp.time >= start
-        return float(np.mean(imp.click[m])) if m.any() else None
-    s = events.sessions
-    m = s["time"] >= start
-    if "impressions" in s and "clicks" in s and float(np.sum(s["impressions"][m])) > 0:
-        return float(np.sum(s["clicks"][m]) / np.sum(s["impressions"][m]))
-    return None
-
-
 class OffPolicy(Estimator):
     r"""Off-policy estimates of each treatment arm's click rate per impression from the control arm's logs.
 
-    For every treatment arm, its recommender (from ``extras["arm_specs"]``) is set up on the catalog,
+    For every treatment arm, its recommender (``data.policies[arm]``) is set up on the catalog,
     fitted on the control arm's impressions of the A/B world and asked for its probability of every
     logged (item, position); then each OPE estimator (:mod:`counterfeed.ope.estimators`: position-wise
     IPS, SNIPS, DR, ... with intervals clustered by session) estimates
-    :math:`V(\pi_e) = E_{\pi_e}[\text{click}]` per impression. The truth is the click rate of the
-    counterfactual world where everyone gets that arm (``all-<arm>``). Assumptions: the logged
+    :math:`V(\pi_e) = E_{\pi_e}[\text{click}]` per impression (estimand ``policy-value``). Its truth,
+    computed by the core's truth stage, is the click rate of the counterfactual world where everyone
+    gets that arm, over the experiment period. Assumptions: the logged
     propensities are exact, the target's items have positive logging probability, clicks at a position
     depend only on the item there, and no interference (the target's logs in its own world would come
     from the same users). Reference: Dudik et al. (2014); Li et al. (2018).
     """
 
     name = "ope"
-    conformance_skip = ("needs impression logs and the arms' recommender specs from a run; "
-                        "tested in tests/ope/test_plugin.py")
+    tags = EstimatorTags(requires_events=True, requires_policies=True, stochastic=True,
+                         estimands=(POLICY_VALUE,))
 
     class Options(EstimatorOptions):
         estimators: list[str] = Field(default_factory=lambda: ["ips", "snips", "dr"])
@@ -72,13 +61,11 @@ class OffPolicy(Estimator):
             "removes the winner's curse of fitting and evaluating on the same data")
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
-        from counterfeed.errors import DataError
-        from counterfeed.ope import evaluate, target_from_recommender
+        from counterfeed.ope import evaluate, target_from_recommender  # scikit-learn: imported on use
 
         chosen = getattr(self.options, "metrics", None)
         if chosen and METRIC not in chosen:
             return []  # the only metric this estimator estimates was not asked for
-        ex = data.extras
         events = data.events
         if events is None or events.impressions is None or events.impressions.arm is None:
             raise DataError("estimator 'ope' needs the A/B world's impression log with its arm column "
@@ -88,8 +75,7 @@ class OffPolicy(Estimator):
         ctrl = imp.select(imp.arm == c)
         if len(ctrl) == 0:
             raise DataError(f"estimator 'ope': the control arm '{data.control}' has no impressions")
-        sc = data.extras.get("scenario")
-        start = float(sc.experiment.pre_period) if sc is not None else 0.0
+        start = float(data.start)
         fit_log = ctrl
         if self.options.fit_on == "pre_period":
             if start <= 0:
@@ -102,29 +88,25 @@ class OffPolicy(Estimator):
                                 "after the pre-period")
         log = _ope_log(ctrl, f"world {events.world}, arm {data.control}")
         level = self.level_for(data)
-        seed = int(ex.get("seed", data.seed))
-        specs: dict[str, tuple[str, dict[str, Any]]] = ex.get("arm_specs", {})
-        worlds: dict[str, WorldEvents] = ex.get("world_events", {})
+        seed = int(data.seed)
         out: list[Estimate] = []
         for arm in data.treatments:
-            if arm not in specs:
+            if arm not in data.policies:
                 raise DataError(f"estimator 'ope': no recommender spec for arm '{arm}'")
-            rec_name, rec_opts = specs[arm]
-            target = target_from_recommender(log, rec_name, dict(rec_opts or {}), seed=seed,
-                                             items=ex.get("items"), n_users=ex.get("n_users"),
-                                             slate_size=ex.get("slate_size"), fit_log=fit_log)
+            spec = data.policies[arm]
+            rec_name = spec.recommender
+            target = target_from_recommender(log, rec_name, dict(spec.options), seed=seed,
+                                             items=data.items, n_users=data.n_users,
+                                             slate_size=data.slate_size, fit_log=fit_log)
             o = self.options
             results = evaluate(log, target, o.estimators, clip=o.clip, level=level, bootstrap=o.bootstrap,
                                seed=seed, folds=o.folds, tau=o.tau, lam=o.lam)
-            truth = _true_ctr(worlds.get(f"all-{arm}"), start)
             for r in results:
                 diag = dict(r.diagnostics, se=r.se, logging_value=r.logging_value, interval=r.interval,
                             recommender=rec_name)
-                est = Estimate(estimator=f"ope:{r.estimator}", metric=METRIC, arm=arm,
-                               control=data.control, point=r.value, lower=r.lower, upper=r.upper, level=level,
-                               estimand="policy-value", diagnostics=diag)
-                est.score(truth)
-                out.append(est)
+                out.append(Estimate(estimator=f"ope:{r.estimator}", metric=METRIC, arm=arm,
+                                    control=data.control, point=r.value, lower=r.lower, upper=r.upper,
+                                    level=level, estimand=POLICY_VALUE, diagnostics=diag))
         return out
 
 

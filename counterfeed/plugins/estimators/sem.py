@@ -20,14 +20,15 @@ blavaan: Bayesian structural equation models via parameter expansion, J. Stat. S
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from counterfeed.core import figures
-from counterfeed.core.contracts import AnalysisData, Estimate, Estimator, EstimatorOptions
 from counterfeed.core.display import fmt
+from counterfeed.core.estimation import (AnalysisData, Estimate, Estimator, EstimatorOptions,
+                                         EstimatorTags)
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import ModelError
 
@@ -38,8 +39,10 @@ class BayesianSEM(Estimator):
     """Bayesian structural equation model per treatment arm (see the module docstring)."""
 
     name = "sem"
-    conformance_skip: ClassVar[str] = ("needs a model naming the scenario's metrics; its behaviour is "
-                                       "tested in tests/sem and tests/sem/test_sem_estimator.py")
+    tags = EstimatorTags(requires_model_spec=True, stochastic=True, estimands=("difference",))
+    #: the conformance suite's model: its data's ``clicks`` regressed on the arm indicator
+    conformance_options = {"model": "clicks ~ b*treatment\ntotal := b", "outcome": "clicks",
+                           "draws": 200, "tune": 200, "chains": 2}
 
     class Options(EstimatorOptions):
         model: str = Field(min_length=1, description="lavaan-like model; 'treatment' is the arm indicator")
@@ -77,7 +80,7 @@ class BayesianSEM(Estimator):
             raise ModelError(f"sem: {exc}") from None
         if o.outcome is not None and o.outcome not in data.outcomes.columns:
             raise ModelError(f"sem: outcome '{o.outcome}' is not a metric of this run")
-        run_dir = data.extras.get("run_dir")
+        run_dir = data.output_dir
         out: list[Estimate] = []
         for arm in data.treatments:
             frame = data.outcomes[data.outcomes["arm"].isin([data.control, arm])].copy()

@@ -1,9 +1,4 @@
-"""Sequential monitoring: daily estimates with always-valid intervals (and the naive ones beside them).
-
-This module's ``register_estimators`` hook registers both estimators of the interactive-learning
-work: :class:`SequentialDifference` (``sequential``) and
-:class:`~counterfeed.plugins.estimators.adaptive.AdaptiveIPW` (``adaptive-ipw``).
-"""
+"""Sequential monitoring: daily estimates with always-valid intervals (and the naive ones beside them)."""
 
 from __future__ import annotations
 
@@ -14,7 +9,8 @@ import numpy as np
 from pydantic import Field
 
 from counterfeed.core import display, figures
-from counterfeed.core.contracts import AnalysisData, Estimate, Estimator, EstimatorOptions
+from counterfeed.core.estimation import (AnalysisData, Estimate, Estimator, EstimatorOptions,
+                                         EstimatorTags)
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import DataError, ModelError
 from counterfeed.plugins.estimators._stats import mean_stats, ratio_stats, welch
@@ -128,50 +124,44 @@ class SequentialDifference(Estimator):
     """
 
     name = "sequential"
-    conformance_skip = "needs a run's event log and scenario (daily looks); tested in tests/interactive/test_interactive_sequential.py"
+    tags = EstimatorTags(requires_looks=True, estimands=("difference",))
     Options = SequentialOptions
 
-    def estimate(self, data: AnalysisData) -> list[Estimate]:
-        sc = data.extras.get("scenario")
-        events = data.events
-        if sc is None or events is None:
-            raise DataError("sequential: needs the A/B world's events and the scenario (run it from a scenario)")
-        from counterfeed.core.runner import resolve
+    def look_times(self, duration: float) -> np.ndarray:
+        """Every ``every`` days from the experiment start, and the end of the experiment."""
+        looks = np.arange(self.options.every, duration + 1e-9, self.options.every)
+        if looks.size == 0 or looks[-1] < duration - 1e-9:
+            looks = np.append(looks, duration)
+        return looks
 
-        metrics = resolve(sc).metrics
+    def estimate(self, data: AnalysisData) -> list[Estimate]:
+        if data.looks is None or data.end is None:
+            raise DataError("sequential: needs the per-look outcomes of the A/B world (data.looks) and the "
+                            "experiment end (run it from a scenario)")
         level = self.level_for(data)
-        pre, dur = sc.experiment.pre_period, sc.experiment.duration
-        looks = np.arange(self.options.every, dur + 1e-9, self.options.every)
-        if looks.size == 0 or looks[-1] < dur - 1e-9:
-            looks = np.append(looks, dur)
-        n = events.n_users
-        s = events.sessions
-        in_exp = s["time"] >= pre
-        first = np.full(n, np.inf)
-        np.minimum.at(first, s["user"][in_exp], s["time"][in_exp])
-        exposed = np.stack([first < pre + t for t in looks])
+        times = self.look_times(float(data.end - data.start))
+        try:
+            looks = data.looks.at(times)
+        except KeyError as exc:
+            raise DataError(f"sequential: {exc.args[0]}") from None
         arm = data.outcomes["arm"].to_numpy()
-        planned = float(self.options.planned_users or n)
+        planned = float(self.options.planned_users or data.n_users)
         out: list[Estimate] = []
         for mname in self.metrics_for(data):
             info = data.metrics[mname]
-
-            def cum(m: str) -> np.ndarray:
-                plugin = metrics[m]
-                return np.stack([np.asarray(plugin.compute(events, pre, pre + t), dtype=np.float64)
-                                 for t in looks])
-
-            if info.kind == "ratio":
-                num, den = cum(str(info.numerator)), cum(str(info.denominator))
-            else:
-                num, den = cum(mname), None
+            names = [str(info.numerator), str(info.denominator)] if info.kind == "ratio" else [mname]
+            missing = [m for m in names if m not in looks.values]
+            if missing:
+                raise DataError(f"sequential: no per-look values of metric(s) {missing} in data.looks")
+            num = looks.values[names[0]]
+            den = looks.values[names[1]] if info.kind == "ratio" else None
             for treat in data.treatments:
-                path = sequential_path(num, arm, exposed, treat, data.control, level, planned,
+                path = sequential_path(num, arm, looks.exposed, treat, data.control, level, planned,
                                        denominators=den)
                 if not path:
                     continue
                 for row in path:
-                    row["day"] = float(looks[row["day"] - 1])
+                    row["day"] = float(times[row["day"] - 1])
                 out.append(self._final(mname, treat, data.control, level, path))
         return out
 
@@ -189,10 +179,7 @@ class SequentialDifference(Estimator):
 
 @hookimpl
 def register_estimators(register):
-    from counterfeed.plugins.estimators.adaptive import AdaptiveIPW
-
     register(SequentialDifference)
-    register(AdaptiveIPW)
 
 
 # -- its report section ----------------------------------------------------------------------------

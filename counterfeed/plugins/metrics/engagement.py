@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, field_validator
 
-from counterfeed.core.contracts import Metric, Options, WorldEvents
+from counterfeed.core.contracts import Metric, MetricTags, Options, WorldEvents
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.core.scenario import parse_duration
 
@@ -104,7 +104,7 @@ class Churned(Metric):
     aggregation = "binary"
     higher_is_better = False
     #: churn is a state, not an event count: it deliberately looks back to the simulation start
-    conformance_skip = {"respects_window": "churned is cumulative since the simulation start by design"}
+    tags = MetricTags(cumulative=True)
 
     def compute(self, events, start, end):
         s = events.sessions

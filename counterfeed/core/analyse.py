@@ -1,0 +1,95 @@
+"""The analysis stage: the estimators' typed inputs from the A/B world, the estimators run and
+their output checked, and the sample-ratio-mismatch check.
+
+Everything an estimator may read is built here as a declared field of
+:class:`~counterfeed.core.estimation.AnalysisData`, from the A/B world only; the counterfactual worlds
+go to the truth stage (:mod:`counterfeed.core.truth`) instead.
+"""
+
+from __future__ import annotations
+
+import numbers
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from counterfeed.analysis.srm import srm_check
+from counterfeed.core.contracts import Items, Metric, MetricInfo, WorldEvents
+from counterfeed.core.estimation import AnalysisData, Estimate, Estimator, PolicySpec
+from counterfeed.core.outcomes import look_outcomes
+from counterfeed.core.phases import phase_arms
+from counterfeed.core.scenario import Scenario
+from counterfeed.errors import PluginError
+
+__all__ = ["analysis_data", "requested_look_times", "estimands_of", "check_estimates", "srm"]
+
+
+def analysis_data(sc: Scenario, metrics: dict[str, Metric], analysed: list[str], estimators: list[Estimator],
+                  ab_outcomes: pd.DataFrame, ab_events: WorldEvents, items: Items,
+                  probabilities: np.ndarray | None, adaptive: bool = False,
+                  output_dir: Path | None = None) -> AnalysisData:
+    """The estimators' input: the A/B world's outcomes and every declared field beside them.
+
+    ``metrics`` are every computed metric plugin (numerators and denominators included), ``analysed``
+    the per-user metrics the scenario lists, ``probabilities`` the A/B world's assignment
+    probabilities (``Assignment.probabilities()``, (n_users, n_arms)), ``adaptive`` whether they come
+    from adaptive allocation, ``output_dir`` the run directory being written (None when nothing is).
+    """
+    exp = sc.experiment
+    infos: dict[str, MetricInfo] = {n: metrics[n].info() for n in analysed}
+    start, end = float(exp.pre_period), float(exp.pre_period + exp.duration)
+    times = requested_look_times(estimators, end - start)
+    looks = look_outcomes(ab_events, metrics, start, times) if times is not None else None
+    return AnalysisData(
+        outcomes=ab_outcomes, arms=list(sc.arms), control=sc.control, metrics=infos, level=sc.level,
+        seed=sc.seed, start=start, end=end,
+        assignment_probabilities=probabilities, adaptive_assignment=adaptive,
+        policies={a: PolicySpec(exp.arms[a].recommender, dict(exp.arms[a].options or {})) for a in sc.arms},
+        items=items, slate_size=int(exp.slate_size), events=ab_events, looks=looks, output_dir=output_dir)
+
+
+def requested_look_times(estimators: list[Estimator], duration: float) -> np.ndarray | None:
+    """The union of the look times the estimators that declare ``requires_looks`` ask for, or None.
+
+    ``duration`` is ``data.end - data.start``, the same value an estimator computes from its data.
+    """
+    wanted = [np.asarray(t, dtype=np.float64) for est in estimators if est.tags.requires_looks
+              for t in [est.look_times(duration)] if t is not None]
+    return np.unique(np.concatenate(wanted)) if wanted else None
+
+
+def estimands_of(estimators: list[Estimator]) -> set[str]:
+    """Every estimand the estimators declare they return (the truth stage computes their truth)."""
+    return {k for est in estimators for k in est.tags.estimands}
+
+
+def check_estimates(est: Estimator, out: Any) -> list[Estimate]:
+    """An estimator's output is a list of Estimates with numeric, ordered point and interval."""
+    if not isinstance(out, list) or not all(isinstance(e, Estimate) for e in out):
+        raise PluginError("estimate must return a list of Estimate objects", plugin=est.name, hook="estimate")
+    for e in out:
+        for field in ("point", "lower", "upper"):
+            if not isinstance(getattr(e, field), numbers.Real):
+                raise PluginError(f"Estimate.{field} must be a number, got {getattr(e, field)!r} "
+                                  f"({e.metric}, {e.arm})", plugin=est.name, hook="estimate")
+        vals = (e.lower, e.point, e.upper)
+        if all(np.isfinite(vals)) and not (e.lower <= e.point <= e.upper):
+            raise PluginError(f"interval [{e.lower:g}, {e.upper:g}] does not contain the point {e.point:g} "
+                              f"({e.metric}, {e.arm})", plugin=est.name, hook="estimate")
+    return out
+
+
+def srm(scenario: Scenario, ab_outcomes: pd.DataFrame, allocation: dict[str, Any] | None = None
+        ) -> dict[str, Any]:
+    """Sample-ratio-mismatch check of the A/B world's arm sizes against the expected shares."""
+    counts = {a: int((ab_outcomes["arm"] == a).sum()) for a in scenario.arms}
+    if allocation is not None:  # adaptive: expected shares are the recorded probabilities' means
+        mean = np.nanmean(allocation["probabilities"], axis=0)
+        return srm_check(counts, {a: float(mean[i]) for i, a in enumerate(scenario.arms)})
+    if scenario.experiment.phases:  # the outcome table holds the phase-0 assignment
+        first = phase_arms(scenario, 0, scenario.control)
+        return srm_check(counts, {a: float(scenario.experiment.split[a]) if a in first else 0.0
+                                  for a in scenario.arms})
+    return srm_check(counts, {a: float(scenario.experiment.split[a]) for a in scenario.arms})

@@ -1,0 +1,242 @@
+"""The analysis contracts: what an estimator is given (:class:`AnalysisData`), what it declares it
+needs (:class:`EstimatorTags`), and what it returns (:class:`Estimate`).
+
+Every input an estimator may read is a declared, typed field of :class:`AnalysisData`, filled by the
+core (:mod:`counterfeed.core.analyse`) from the A/B world alone: per-user outcomes, the experiment
+window, each user's assignment probabilities, the arms' policy specs, the A/B world's event log and
+per-look outcomes. The counterfactual worlds never reach an estimator: the truth of every estimand is
+computed once by the core's truth stage (:mod:`counterfeed.core.truth`) and estimates are scored by
+:mod:`counterfeed.core.scoring`.
+
+An estimator declares what it needs in ``tags`` (scikit-learn's estimator tags are the model); the
+core fills those inputs, and the conformance suite (:mod:`counterfeed.testing`) builds them in its
+synthetic data and selects the rules that apply.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from counterfeed.core.contracts import Items, MetricInfo, Options, Plugin, WorldEvents
+from counterfeed.core.scoring import score_values
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = ["PolicySpec", "Looks", "EstimatorTags", "AnalysisData", "Estimate", "EstimatorOptions",
+           "Estimator", "POLICY_VALUE", "POLICY_VALUE_METRIC", "EFFECT_ESTIMANDS"]
+
+#: estimands whose truth the truth stage always computes (overall and per segment)
+EFFECT_ESTIMANDS = ("difference", "relative")
+#: the estimand of an arm's policy value (an off-policy estimate of the arm's click rate)
+POLICY_VALUE = "policy-value"
+#: the metric a policy value is about: clicks per impression over the experiment period
+POLICY_VALUE_METRIC = "ctr-per-impression"
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """An arm's policy as the scenario names it: a recommender's registry name and its options."""
+
+    recommender: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Looks:
+    """Per-look cumulative outcomes of the A/B world, for sequential (peeking) analysis.
+
+    Attributes
+    ----------
+    times : (D,) float, increasing: days from the experiment start to each look.
+    exposed : (D, n) bool: user ``i`` had visited since the experiment start before look ``d``.
+    values : metric name -> (D, n) float64: each user's metric over ``[start, start + times[d])``
+        (``Metric.compute`` on the A/B world's events); ratio metrics are given by their numerator
+        and denominator metrics.
+    """
+
+    times: np.ndarray
+    exposed: np.ndarray
+    values: dict[str, np.ndarray]
+
+    def at(self, times: np.ndarray) -> "Looks":
+        """The looks at exactly ``times`` (each must be one of ``self.times``); raises ``KeyError``."""
+        times = np.asarray(times, dtype=np.float64)
+        index = {float(t): d for d, t in enumerate(self.times)}
+        missing = [float(t) for t in times if float(t) not in index]
+        if missing:
+            raise KeyError(f"no look at day(s) {missing} (looks: {[float(t) for t in self.times]})")
+        rows = np.array([index[float(t)] for t in times], dtype=np.int64)
+        return Looks(times, self.exposed[rows], {m: v[rows] for m, v in self.values.items()})
+
+
+@dataclass(frozen=True)
+class EstimatorTags:
+    """What an estimator needs and does (scikit-learn's estimator tags are the model).
+
+    The core fills the inputs a tag asks for; the conformance suite builds them in its synthetic data,
+    checks that an estimator works from the inputs it declares (and nothing more), and checks that a
+    missing declared input is a clear error.
+
+    Attributes
+    ----------
+    requires_events : reads ``data.events`` (the A/B world's sessions and impressions).
+    requires_policies : reads ``data.policies`` with ``data.items`` and ``data.slate_size``.
+    requires_looks : reads ``data.looks``; the times come from :meth:`Estimator.look_times`.
+    requires_assignment_probabilities : reads ``data.assignment_probabilities``.
+    requires_model_spec : cannot run with default options: its options name the data's metrics (the
+        conformance suite uses the class's ``conformance_options``).
+    stochastic : draws random numbers (keyed by ``data.seed``, never a global generator).
+    estimands : the estimands it returns; the truth stage computes each one's truth (for
+        :data:`POLICY_VALUE`: the arm's click rate per impression in its counterfactual world).
+    """
+
+    requires_events: bool = False
+    requires_policies: bool = False
+    requires_looks: bool = False
+    requires_assignment_probabilities: bool = False
+    requires_model_spec: bool = False
+    stochastic: bool = False
+    estimands: tuple[str, ...] = EFFECT_ESTIMANDS
+
+    def required_inputs(self) -> list[str]:
+        """The :class:`AnalysisData` fields this estimator reads beyond the outcomes."""
+        out = []
+        if self.requires_events:
+            out.append("events")
+        if self.requires_policies:
+            out.append("policies")  # with data.items and data.slate_size
+        if self.requires_looks:
+            out.append("looks")
+        if self.requires_assignment_probabilities:
+            out.append("assignment_probabilities")
+        return out
+
+
+@dataclass
+class AnalysisData:
+    """What an estimator sees: the A/B world's per-user outcomes and the declared inputs beside them.
+
+    Attributes
+    ----------
+    outcomes : one row per user with columns ``user``, ``arm`` (name), ``segment`` (name), one column
+        per metric, ``pre_<metric>`` for the pre-period value, and for ratio metrics their numerator
+        and denominator columns.
+    arms, control : the arms (scenario order) and the control arm's name.
+    metrics : the analysed metrics and how they aggregate.
+    level : the scenario's interval level; seed : the run's seed (key any randomness on it).
+    start, end : the experiment period in days since the simulation start (``start`` is the end of
+        the pre-period); ``end`` is None when unknown.
+    assignment_probabilities : (n_users, n_arms) float, rows in ``outcomes`` order and columns in
+        ``arms`` order: each user's probability of every arm at the moment of assignment.
+    adaptive_assignment : the probabilities come from adaptive allocation (they vary with time).
+    policies : arm -> its :class:`PolicySpec` (recommender name and options).
+    items : the catalog the arms served; slate_size : items per slate.
+    events : the A/B world's event log (sessions; impressions with propensities and arms).
+    looks : per-look cumulative outcomes (:class:`Looks`) at the times estimators asked for.
+    output_dir : a directory where an estimator may write artifacts (e.g. posteriors); None when the
+        run writes nothing.
+    """
+
+    outcomes: "pd.DataFrame"
+    arms: list[str]
+    control: str
+    metrics: dict[str, MetricInfo]
+    level: float = 0.95
+    seed: int = 0
+    start: float = 0.0
+    end: float | None = None
+    assignment_probabilities: np.ndarray | None = None
+    adaptive_assignment: bool = False
+    policies: dict[str, PolicySpec] = field(default_factory=dict)
+    items: Items | None = None
+    slate_size: int | None = None
+    events: WorldEvents | None = None
+    looks: Looks | None = None
+    output_dir: Path | None = None
+
+    @property
+    def treatments(self) -> list[str]:
+        return [a for a in self.arms if a != self.control]
+
+    @property
+    def n_users(self) -> int:
+        return int(len(self.outcomes))
+
+
+@dataclass
+class Estimate:
+    """One estimated effect of ``arm`` vs ``control`` on ``metric``, scored against the truth.
+
+    ``estimand`` says what is estimated: ``"difference"`` (arm mean minus control mean),
+    ``"relative"`` (arm / control - 1), ``"policy-value"`` (the arm's value, see :data:`POLICY_VALUE`)
+    or a model quantity such as ``"sem:indirect"``. The core's scoring stage fills ``truth``,
+    ``error`` and ``covered`` from the truth stage where the estimand's truth is known.
+    """
+
+    estimator: str
+    metric: str
+    arm: str
+    control: str
+    point: float
+    lower: float
+    upper: float
+    level: float = 0.95
+    estimand: str = "difference"
+    segment: str | None = None
+    p_value: float | None = None
+    prob_better: float | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    truth: float | None = None
+    error: float | None = None
+    covered: bool | None = None
+
+    def score(self, truth: float | None) -> None:
+        """Attach the true value, the error and whether the interval covers it (see :mod:`~counterfeed.core.scoring`)."""
+        self.truth, self.error, self.covered = score_values(self.point, self.lower, self.upper, truth)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class EstimatorOptions(Options):
+    """Options every estimator accepts: which metrics to analyse (default: all) and the level."""
+
+    metrics: list[str] | None = None
+    level: float | None = Field(default=None, gt=0.0, lt=1.0)
+
+
+class Estimator(Plugin, ABC):
+    """Estimates effects from the A/B world's outcomes and the inputs its ``tags`` declare.
+
+    Every estimator's docstring states its formula, its assumptions and a reference. ``Options``
+    subclasses :class:`EstimatorOptions`; ``level`` there overrides the scenario's level.
+    """
+
+    kind = "estimator"
+    Options: ClassVar[type[Options]] = EstimatorOptions
+    tags: ClassVar[EstimatorTags] = EstimatorTags()
+
+    def metrics_for(self, data: AnalysisData) -> list[str]:
+        """The metrics this estimator should analyse (its ``metrics`` option, else all)."""
+        chosen = getattr(self.options, "metrics", None)
+        return list(chosen) if chosen else list(data.metrics)
+
+    def level_for(self, data: AnalysisData) -> float:
+        lvl = getattr(self.options, "level", None)
+        return float(lvl) if lvl is not None else float(data.level)
+
+    def look_times(self, duration: float) -> np.ndarray | None:
+        """Days from the experiment start at which it needs ``data.looks`` (``requires_looks``), for
+        an experiment of ``duration`` days; None when it needs none."""
+        return None
+
+    @abstractmethod
+    def estimate(self, data: AnalysisData) -> list[Estimate]:
+        """Return one :class:`Estimate` per (metric, treatment arm[, segment]) it covers."""

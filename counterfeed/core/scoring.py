@@ -1,0 +1,72 @@
+"""Scoring: an estimate against the truth of its estimand (the one copy of that logic).
+
+Used by the runner right after the analysis; the report and calibration read the scored estimates
+(``truth``, ``error``, ``covered``) it leaves. The truth itself comes from :mod:`counterfeed.core.truth`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from counterfeed.core.estimation import Estimate
+
+__all__ = ["TruthKey", "score_values", "truth_lookup", "truth_of", "score_estimates"]
+
+#: ``(metric, arm, estimand, segment)``; ``segment`` is None for the whole population
+TruthKey = tuple[str, str, str, "str | None"]
+
+
+def score_values(point: float | None, lower: float | None, upper: float | None,
+                 truth: float | None) -> tuple[float | None, float | None, bool | None]:
+    """``(truth, error, covered)`` of one estimate: ``error = point - truth`` and ``covered`` is
+    ``lower <= truth <= upper``; all None when the truth is unknown (None or not finite), and
+    ``error`` / ``covered`` None where the point / the interval is missing."""
+    if truth is None or not math.isfinite(truth):
+        return None, None, None
+    t = float(truth)
+    error = None if point is None else float(point - t)
+    covered = None if lower is None or upper is None else bool(lower <= t <= upper)
+    return t, error, covered
+
+
+def _segment(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return str(value)
+
+
+def truth_lookup(truth: "pd.DataFrame | None") -> dict[TruthKey, float]:
+    """``{(metric, arm, estimand, segment): value}`` from a truth table (see :mod:`counterfeed.core.truth`)."""
+    if truth is None or len(truth) == 0 or not {"metric", "arm", "estimand", "value"} <= set(truth.columns):
+        return {}
+    segments = truth["segment"] if "segment" in truth.columns else [None] * len(truth)
+    return {(str(m), str(a), str(k), _segment(s)): v
+            for m, a, k, s, v in zip(truth["metric"], truth["arm"], truth["estimand"], segments, truth["value"])}
+
+
+def truth_of(lookup: Mapping[TruthKey, float], metric: str, arm: str, estimand: str,
+             segment: str | None) -> float | None:
+    """The true value of one estimand, or None when the truth stage did not compute it."""
+    return lookup.get((metric, arm, estimand, segment))
+
+
+def score_estimates(estimates: Iterable["Estimate"], truth: "pd.DataFrame") -> None:
+    """Score every estimate that carries no truth yet, in place.
+
+    A ``difference`` estimate against the run's control also gets
+    ``diagnostics["interference_bias"]``: its error against the global effect (all-arm vs
+    all-control worlds), which differs from the A/B world's effect under interference.
+    """
+    if truth is None or len(truth) == 0:
+        return
+    lookup = truth_lookup(truth)
+    control = str(truth["control"].iloc[0])
+    for e in estimates:
+        if e.truth is None:
+            e.score(truth_of(lookup, e.metric, e.arm, e.estimand, e.segment))
+        if e.estimand == "difference" and e.error is not None and e.control == control:
+            e.diagnostics.setdefault("interference_bias", e.error)
