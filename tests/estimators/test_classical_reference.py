@@ -34,7 +34,9 @@ def two_arms():
 
 
 def test_registered_through_the_hook():
-    reg = Registry(load_entry_points=False, builtins=["counterfeed.plugins.estimators.classical"])
+    # each module registers the estimators it defines (bayesian-ab lives in its own module)
+    reg = Registry(load_entry_points=False, builtins=["counterfeed.plugins.estimators.classical",
+                                                      "counterfeed.plugins.estimators.bayesian_ab"])
     assert set(reg.names("estimator")) == {"diff-in-means", "ratio", "cuped", "bayesian-ab"}
     est = reg.create("estimator", "diff-in-means", {"correction": "holm", "segments": True})
     assert isinstance(est, DifferenceInMeans) and est.options.correction == "holm"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from counterfeed.testing import check_estimator
-from counterfeed.plugins.estimators.classical import (CUPED, BayesianAB, DifferenceInMeans,
-                                                      RatioDeltaMethod)
+from counterfeed.plugins.estimators.bayesian_ab import BayesianAB
+from counterfeed.plugins.estimators.classical import CUPED, DifferenceInMeans, RatioDeltaMethod
 
 
 @pytest.mark.parametrize("cls, options", [
