@@ -109,7 +109,7 @@ def save_run(result: RunResult, directory: Path, events: dict[str, WorldEvents] 
                "estimates": [e.to_dict() for e in result.estimates]}
     _write_json(directory / "estimates.json", payload)
     frame = result.estimates_frame()  # diagnostics are dicts in the API; a JSON object per CSV cell
-    frame["diagnostics"] = [json.dumps(d, default=json_default, sort_keys=True) for d in frame["diagnostics"]]
+    frame["diagnostics"] = [dumps(d, sort_keys=True) for d in frame["diagnostics"]]
     frame.to_csv(directory / "estimates.csv", index=False)
     for ev in (events or {}).values():
         write_events(directory, ev, record_impressions)
