@@ -57,10 +57,10 @@ class BayesianAB(Estimator):
     sampling variance plugged in, so ``mu_a | data ~ N(mean_a, s_a^2 / n_a)`` (ratio metrics: the
     ratio of sums with its delta-method variance). Everything is closed form:
     ``D = mu_t - mu_c ~ N(d, se^2)``, interval ``d +- z se``, ``prob_better = Phi(d / se)``, and the
-    relative lift ``mu_t / mu_c - 1`` with the log-normal approximation of the ratio's posterior
-    (log-ratio delta method; Fieller's set when a mean is <= 0; unbounded with a warning when
-    ``mu_c`` is not distinguishable from 0), shared with the classical estimators:
-    :func:`~counterfeed.plugins.estimators._stats.relative_lift` with normal quantiles.
+    relative lift ``mu_t / mu_c - 1`` with Fieller's set (the ratios ``rho`` whose
+    ``mu_t - rho mu_c`` has 0 inside its central posterior interval; Fieller 1954), unbounded
+    with a warning when ``mu_c`` is not distinguishable from 0; shared with the classical
+    estimators: :func:`~counterfeed.plugins.estimators._stats.relative_lift` with normal quantiles.
 
     ``diagnostics["expected_loss"]`` is the expected loss of shipping the treatment,
     ``E[max(mu_c - mu_t, 0)]`` (signs swapped when lower is better), and

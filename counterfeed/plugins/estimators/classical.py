@@ -136,8 +136,8 @@ class DifferenceInMeans(_ArmComparisons):
     Formula: ``d = mean(Y | arm) - mean(Y | control)``,
     ``se = sqrt(s_t^2 / n_t + s_c^2 / n_c)``, interval ``d +- t_{df, (1+level)/2} se`` with the
     Welch-Satterthwaite ``df``; two-sided p-value of ``d = 0``. With ``relative: true`` also
-    ``m_t / m_c - 1``: log-ratio delta-method interval, Fieller's when a mean is <= 0, unbounded
-    with a warning when the control mean is not distinguishable from 0 (see
+    ``m_t / m_c - 1`` with Fieller's interval (Fieller 1954), unbounded with a warning when the
+    control mean is not distinguishable from 0 (see
     :func:`~counterfeed.plugins.estimators._stats.relative_lift`; omitted when the control mean
     is 0). A ratio metric (``MetricInfo.kind == "ratio"``) is analysed exactly as
     :class:`RatioDeltaMethod` does.
@@ -167,7 +167,7 @@ class RatioDeltaMethod(_ArmComparisons):
     ``Var(R) ~ Var(X - R Y) / (n mean(Y)^2)`` (first-order Taylor expansion of ``mean(X)/mean(Y)``);
     ``d = R_t - R_c`` with ``se = sqrt(Var(R_t) + Var(R_c))`` and a Welch-Satterthwaite t interval
     on the linearized values; relative lift ``R_t / R_c - 1`` from the same variances with the
-    log-ratio (or Fieller) interval of :func:`~counterfeed.plugins.estimators._stats.relative_lift`.
+    Fieller interval of :func:`~counterfeed.plugins.estimators._stats.relative_lift`.
 
     Assumptions: users (not impressions) are randomized and independent, so clicks of one user
     are correlated and are never treated as independent trials; enough users per arm for the
