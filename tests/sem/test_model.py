@@ -57,7 +57,8 @@ def _check_potential_against_reference(sem, df, rng):
     """Compile the model's Potential after nutpie's rewrites (canonicalize + stabilize, then the
     FAST_RUN optimizer) and check it equals the NumPy reference log-likelihood at a random point.
 
-    Returns the compiled function (point -> [loglik, params, defined..., grads...]) and the point."""
+    Returns the outputs at that point ([loglik, params, defined..., logp, grads...]), the free
+    parameter values, the value-variable names and the rewritten log density graph."""
     import pytensor
     from pytensor.compile.mode import Mode
 
@@ -84,7 +85,7 @@ def _check_potential_against_reference(sem, df, rng):
     k = data["k_all"][: len(sem.table.observed)]
     const = -stats.n_total * (np.log(k).sum() + 0.5 * len(k) * np.log(2 * np.pi))
     assert ll == pytest.approx(pot + const, rel=1e-8)
-    return res, vals, [v.name for v in model.value_vars], point
+    return res, vals, [v.name for v in model.value_vars], logp
 
 
 def test_pytensor_loglik_matches_numpy_reference():
@@ -111,10 +112,14 @@ def test_sem_fixed_zero_covariance():
     for name in ("model_default", "model_zero_cov"):
         sem = SEM((ZERO_COV / f"{name}.sem").read_text())
         out[name] = _check_potential_against_reference(sem, df, np.random.default_rng(7))
-    (r0, v0, names0, p0), (r1, v1, names1, p1) = out.values()
+    (r0, v0, names0, logp0), (r1, v1, names1, logp1) = out.values()
     assert v0 == v1 and names0 == names1  # same free parameters at the same point
     for a, b in zip(r0[2:], r1[2:]):  # log density and every gradient block
         np.testing.assert_allclose(a, b, rtol=1e-12)
+    # the fixed zero is a structural zero: the same graph as the default, so the same compile
+    from pytensor.printing import debugprint
+
+    assert debugprint(logp0, file="str") == debugprint(logp1, file="str")
 
 
 @pytest.mark.timeout(300)

@@ -57,3 +57,34 @@ def test_fit_cli_writes_posterior(tmp_path):
 
     idata = az.from_netcdf(out / "posterior.nc")
     assert "params" in idata.posterior
+
+
+class _FakeFit:
+    def to_dict(self):
+        return {"ok": True}
+
+    def __str__(self):
+        return "fake fit"
+
+
+@pytest.mark.parametrize("extra, shown", [([], True), (["--json"], True),
+                                          (["--json", "--quiet"], False), (["-q"], False)])
+def test_fit_progress_on_stderr(monkeypatch, extra, shown):
+    """Compile and sampling stages go to stderr (also with --json); --quiet silences them."""
+    from counterfeed.sem.fit import SEM
+
+    def fake_fit(self, df, *, on_stage=None, **kw):
+        on_stage("compile", "building the model")
+        on_stage("sample", "2 chain(s) x (10 tune + 10 draws), nutpie")
+        on_stage("done", "")
+        return _FakeFit()
+
+    monkeypatch.setattr(SEM, "fit", fake_fit)
+    res = CliRunner().invoke(sem, ["fit", HS39, str(DATA)] + extra)
+    assert res.exit_code == 0, res.output
+    assert ("compile: building the model" in res.stderr) is shown
+    assert ("sample: 2 chain(s)" in res.stderr) is shown
+    if shown is False:
+        assert res.stderr == ""
+    if "--json" in extra:
+        assert json.loads(res.stdout) == {"ok": True}
