@@ -22,11 +22,12 @@ from typing import Any
 
 import pandas as pd
 
+from counterfeed._json import dumps
 from counterfeed.core.contracts import Estimate, WorldEvents
 from counterfeed.core.display import num
-from counterfeed._json import dumps
 from counterfeed.core.results import RunResult
 from counterfeed.core.scenario import load_scenario
+from counterfeed.core.scoring import score_estimates
 from counterfeed.errors import DataError, OutputError, ScenarioError
 
 __all__ = ["RunDirectory", "save_run", "load_run", "write_events"]
@@ -144,6 +145,7 @@ def load_run(run_dir: str | Path) -> RunResult:
     estimates = [_estimate(e, i, level, d / "estimates.json") for i, e in enumerate(raw)]
     srm = est_doc.get("srm") if isinstance(est_doc.get("srm"), dict) else {}
     tables = {name: _read_parquet(d / f"{name}.parquet", cols) for name, cols in _TABLES.items()}
+    score_estimates(estimates, tables["truth"])  # estimates saved without their truth (partial runs)
     return RunResult(scenario=scenario, seed=int(manifest.get("seed", scenario.seed)), estimates=estimates,
                      truth=tables["truth"], srm=srm, outcomes=tables["outcomes"],
                      timeseries=tables["timeseries"], timings=manifest.get("timings") or {},
