@@ -111,23 +111,18 @@ def test_reader_returns_a_run_result(rich_run):
     assert res.truth.equals(pd.read_parquet(run / "truth.parquet"))
 
 
-def test_reader_names_a_malformed_estimate(tmp_path, plain_run):
+@pytest.mark.parametrize("name, text, pattern", [
+    ("estimates.json", '{"level": 0.95, "estimates": [{"metric": "clicks"}]}',
+     r"estimates.json: estimates\[0\] has no estimator, arm, control"),
+    ("scenario.yaml", "name: x\nseed: -1\n", r"scenario.yaml: not a valid scenario \(line 2, seed: "),
+])
+def test_reader_names_the_file_and_the_problem(tmp_path, plain_run, name, text, pattern):
     from counterfeed.errors import DataError
 
     run = tmp_path / "run"
     shutil.copytree(plain_run[0], run)
-    (run / "estimates.json").write_text('{"level": 0.95, "estimates": [{"metric": "clicks"}]}')
-    with pytest.raises(DataError, match=r"estimates.json: estimates\[0\] has no estimator, arm, control"):
-        load_run(run)
-
-
-def test_reader_names_an_invalid_scenario(tmp_path, plain_run):
-    from counterfeed.errors import DataError
-
-    run = tmp_path / "run"
-    shutil.copytree(plain_run[0], run)
-    (run / "scenario.yaml").write_text("name: x\nseed: -1\n")
-    with pytest.raises(DataError, match=r"scenario.yaml: not a valid scenario \(line 2, seed: "):
+    (run / name).write_text(text)
+    with pytest.raises(DataError, match=pattern):
         load_run(run)
 
 
