@@ -237,6 +237,11 @@ class Estimator(Plugin, ABC):
         an experiment of ``duration`` days; None when it needs none."""
         return None
 
+    def check_scenario(self, scenario: Any) -> None:
+        """Raise for a precondition checkable from the scenario alone; ``validate`` and ``run`` call it
+        before simulating. Raise :class:`~counterfeed.errors.ScenarioError` with a ``field`` path
+        (located in the file for you). The default checks nothing."""
+
     @abstractmethod
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         """Return one :class:`Estimate` per (metric, treatment arm[, segment]) it covers."""

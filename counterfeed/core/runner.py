@@ -92,6 +92,10 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
                 plan.metrics[part] = plan._create("metric", part, {}, f"metrics[{plan.analysed.index(name)}]")
     for i, spec in enumerate(sc.analysis):
         est = plan._create("estimator", spec.estimator, spec.options, f"analysis[{i}]", "estimator")
+        try:
+            est.check_scenario(sc)
+        except ScenarioError as err:
+            raise sc.locate(err) from None
         wanted = getattr(est.options, "metrics", None) or []
         if (bad := check_estimator_metrics(plan.metrics, wanted)) is not None:
             raise sc.error(bad[1], f"analysis[{i}].metrics[{bad[0]}]")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -11,7 +11,7 @@ from counterfeed.core.contracts import Log
 from counterfeed.core.estimation import (POLICY_VALUE, POLICY_VALUE_METRIC, AnalysisData, Estimate,
                                          Estimator, EstimatorOptions, EstimatorTags)
 from counterfeed.core.hookspecs import hookimpl
-from counterfeed.errors import DataError
+from counterfeed.errors import DataError, PluginError, ScenarioError
 
 __all__ = ["OffPolicy", "METRIC"]
 
@@ -59,6 +59,18 @@ class OffPolicy(Estimator):
             "evaluated on; 'pre_period': fit it on the pre-period log (as the arm is fitted at the "
             "experiment start) and evaluate it on the experiment period's control impressions, which "
             "removes the winner's curse of fitting and evaluating on the same data")
+
+    def check_scenario(self, scenario: Any) -> None:
+        """Every treatment arm's recommender must be evaluable off-policy (before anything is simulated)."""
+        from counterfeed.ope.target import check_target_evaluable  # scipy: imported on use
+
+        for arm in (a for a in scenario.arms if a != scenario.control):
+            spec = scenario.experiment.arms[arm]
+            try:
+                check_target_evaluable(spec.recommender, dict(spec.options or {}))
+            except PluginError as exc:
+                raise ScenarioError(f"estimator 'ope' cannot evaluate arm '{arm}' offline: {exc}",
+                                    field=f"experiment.arms.{arm}.recommender") from None
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         from counterfeed.ope import evaluate, target_from_recommender  # scikit-learn: imported on use
