@@ -218,9 +218,9 @@ class CUPED(_ArmComparisons):
     (its sampling error is O(1/n)). A missing pre-period value is replaced by the mean of the
     observed ones; a covariate with no observed value at all (in the population or a segment)
     gives the unadjusted difference in means, with ``adjusted: false`` and a warning naming the
-    covariate. The relative lift is that of the adjusted means (same interval as above). Ratio metrics are left out when ``metrics`` is unset and refused (a
-    ``ModelError``) when named: adjust their numerator and denominator sum metrics, or use
-    ``ratio``.
+    covariate. The relative lift is that of the adjusted means (same interval as above).
+    Ratio metrics are left out when ``metrics`` is unset and refused (a ``ModelError``) when
+    named: adjust their numerator and denominator sum metrics, or use ``ratio``.
 
     Reference: Deng, A., Xu, Y., Kohavi, R. and Walker, T. (2013). Improving the Sensitivity of
     Online Controlled Experiments by Utilizing Pre-Experiment Data. WSDM '13.
