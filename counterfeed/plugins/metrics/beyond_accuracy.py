@@ -49,17 +49,43 @@ __all__ = ["Diversity", "DiversityEmbedding", "Novelty", "Unexpectedness", "Cali
 CALIBRATION_ALPHA = 0.01
 
 
+#: the last result of each helper, keyed by the identity of its input (the metrics of one run read
+#: the same window's log many times; the arrays are never modified)
+_LAST: dict[str, tuple] = {}
+
+
+def _cached(name: str, key: tuple, fn):
+    hit = _LAST.get(name)
+    if hit is not None and len(hit[0]) == len(key) and all(
+            a is b or (isinstance(a, float) and a == b) for a, b in zip(hit[0], key)):
+        return hit[1]
+    out = fn()
+    _LAST[name] = (key, out)
+    return out
+
+
 def _window_log(events: WorldEvents, start: float, end: float) -> Log:
     imp = events.impressions
     if imp is None:
         raise ValueError("this metric needs the impression log (the scenario records impressions by default)")
     if events.items is None:
         raise ValueError("this metric needs the catalog (WorldEvents.items)")
-    return imp.select((imp.time >= start) & (imp.time < end))
+
+    def select() -> Log:
+        t = imp.time
+        if t.size == 0 or (float(t.min()) >= start and float(t.max()) < end):
+            return imp
+        return imp.select((t >= start) & (t < end))
+
+    return _cached("log", (imp, float(start), float(end)), select)
 
 
 def _slates(log: Log, n_users: int) -> tuple[np.ndarray, np.ndarray]:
     """(slate index of each row, user of each slate); a slate is one (user, session)."""
+    return _cached("slates", (log,), lambda: _slate_index(log))
+
+
+def _slate_index(log: Log) -> tuple[np.ndarray, np.ndarray]:
     key = log.user.astype(np.int64) * (int(log.session.max(initial=0)) + 1) + log.session
     uniq, inv = np.unique(key, return_inverse=True)
     return inv, (uniq // (int(log.session.max(initial=0)) + 1)).astype(np.int64)
@@ -134,7 +160,7 @@ def _slate_count(events, start, end):
 
 def _clicks(events, start, end) -> Log:
     log = _window_log(events, start, end)
-    return log.select(log.click.astype(bool))
+    return _cached("clicks", (log,), lambda: log.select(log.click.astype(bool)))
 
 
 def _click_count(events, start, end):
@@ -214,9 +240,12 @@ def _drift_users(events, start, end):
 
 def _part(name: str, doc: str, fn) -> type[Metric]:
     """A registered per-user metric class computing ``fn(events, start, end)``."""
+    def compute(self, events, start, end):  # the ratio metric and the outcome table both ask for it
+        key = (events.impressions, events.items, float(start), float(end))
+        return _cached(f"part:{name}", key, lambda: fn(events, start, end)).copy()
+
     return type(name.title().replace("-", ""), (Metric,), {
-        "name": name, "__doc__": doc, "__module__": __name__,
-        "compute": lambda self, events, start, end: fn(events, start, end)})
+        "name": name, "__doc__": doc, "__module__": __name__, "compute": compute})
 
 
 #: the numerators and denominators of the ratio metrics, registered under their own names

@@ -53,6 +53,7 @@ from pydantic import Field
 from counterfeed.core.contracts import Log, Options, WorldEvents
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.core.longterm import PopulationMetric
+from counterfeed.plugins.metrics.beyond_accuracy import _cached, _window_log
 
 __all__ = ["Coverage", "ExposureGini", "ExposureEntropy", "PopularityLift", "ProviderFairnessGap",
            "Homogenization", "HomogenizationGrowth", "gini", "group_exposure", "homogenization"]
@@ -82,10 +83,17 @@ def homogenization(users: np.ndarray, items: np.ndarray, n_items: int) -> float:
 
 
 def _group_log(events: WorldEvents, start: float, end: float, users: np.ndarray) -> Log:
+    """The group's impressions in the window (the last result is reused for the same inputs)."""
     imp = events.impressions
     if imp is None or events.items is None:
         raise ValueError("population metrics need the impression log and the catalog (WorldEvents.items)")
-    return imp.select((imp.time >= start) & (imp.time < end) & users[imp.user])
+
+    def select() -> Log:
+        log = _window_log(events, start, end)
+        keep = users[log.user]
+        return log if keep.all() else log.select(keep)
+
+    return _cached("group", (imp, float(start), float(end), users), select)
 
 
 def _exposure(events: WorldEvents, start: float, end: float, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
