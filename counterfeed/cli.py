@@ -270,7 +270,7 @@ def _register_plugin_commands() -> None:
     _COMMANDS_REGISTERED = True
     from counterfeed.core.plugins import get_registry
 
-    get_registry().hook.register_commands(cli=cli)
+    get_registry().load_commands(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ __all__ = [
     "DataError",
     "ModelError",
     "OutputError",
+    "PluginWarning",
 ]
 
 
@@ -26,18 +27,20 @@ class CounterfeedError(Exception):
 class ScenarioError(CounterfeedError):
     """A scenario file or document is invalid.
 
-    The message names the file, the line (when known) and the field path.
+    The message names the file, the line (when known) and the field path. A document with
+    several problems carries the first in ``file``/``line``/``field`` and the others, already
+    located, in ``also``; the message lists them all, one per line.
     """
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 field: str | None = None):
-        self.file, self.line, self.field = file, line, field
+                 field: str | None = None, also: "list[str] | tuple[str, ...]" = ()):
+        self.file, self.line, self.field, self.also = file, line, field, tuple(also)
         where = ""
         if file:
             where = f"{file}:{line}: " if line else f"{file}: "
         elif line:
             where = f"line {line}: "
-        super().__init__(f"{where}{field + ': ' if field else ''}{message}")
+        super().__init__("\n".join([f"{where}{field + ': ' if field else ''}{message}", *self.also]))
         self.bare_message = message
 
 
@@ -68,3 +71,8 @@ class ModelError(CounterfeedError):
 
 class OutputError(CounterfeedError):
     """The output directory cannot be written (permissions, disk full, unsafe path)."""
+
+
+class PluginWarning(UserWarning):
+    """Something about plugin discovery the user should know (e.g. an unknown name in
+    ``COUNTERFEED_LOAD_PLUGINS``); loading goes on."""

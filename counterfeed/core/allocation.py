@@ -32,7 +32,7 @@ import numpy as np
 from counterfeed.core.contracts import Metric
 from counterfeed.core.experiment import Assignment
 from counterfeed.core.randomness import Keys
-from counterfeed.core.simulation import call_plugin
+from counterfeed.core._guard import call_plugin
 
 __all__ = ["ThompsonAllocation", "thompson_probabilities"]
 

@@ -131,7 +131,7 @@ def population_values(events: WorldEvents, metrics: dict[str, Metric], start: fl
                       end: float) -> list[dict[str, Any]]:
     """Rows ``{world, arm, metric, value}``: each population metric for each arm group of the world,
     plus ``arm = None`` for all the world's users together."""
-    from counterfeed.core.simulation import call_plugin
+    from counterfeed.core._guard import call_plugin
 
     pop = {n: m for n, m in metrics.items() if is_population(m)}
     if not pop:
@@ -178,7 +178,7 @@ def metric_series(events: WorldEvents, metrics: dict[str, Metric], infos: dict[s
     group value (mean, or ratio of sums for ratio metrics); a population metric's is ``compute_group``.
     """
     from counterfeed.core.outcomes import group_value
-    from counterfeed.core.simulation import call_plugin
+    from counterfeed.core._guard import call_plugin
 
     rows: list[tuple] = []
     groups = _groups(events)

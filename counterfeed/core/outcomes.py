@@ -20,7 +20,7 @@ DAILY_SERIES = ("sessions", "impressions", "clicks", "dwell", "ctr", "active")
 def world_outcomes(events: WorldEvents, metrics: dict[str, Metric], population: Population,
                    pre_period: float, end: float) -> pd.DataFrame:
     """One row per user: world, user, arm, segment, each metric, and ``pre_<metric>`` with a pre-period."""
-    from counterfeed.core.simulation import call_plugin
+    from counterfeed.core._guard import call_plugin
 
     n = events.n_users
     arms = np.asarray(events.arms, dtype=object)

@@ -39,7 +39,7 @@ from counterfeed.core.estimation import AnalysisData, Estimate
 from counterfeed.core.experiment import Assignment, assign
 from counterfeed.core.outcomes import world_outcomes
 from counterfeed.core.scenario import PhaseSpec, Scenario
-from counterfeed.core.simulation import call_plugin
+from counterfeed.core._guard import call_plugin
 
 __all__ = ["PhasedAssignment", "phase_windows", "phase_arms", "phase_assignment", "decide",
            "phase_values", "score_phases"]

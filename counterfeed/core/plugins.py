@@ -5,7 +5,12 @@ Discovery is visible and controllable:
 - ``COUNTERFEED_LOAD_PLUGINS=name1,name2`` loads only the named plugins: entry-point names, or
   built-in modules by full or last dotted name (``counterfeed.plugins.recommenders.basic`` or
   ``basic``). Unset, everything installed is loaded.
-- ``COUNTERFEED_TRACE_PLUGINS=1`` prints every hook call and its result to stderr.
+  A name that is neither warns (:class:`~counterfeed.errors.PluginWarning`).
+- ``COUNTERFEED_TRACE_PLUGINS=1`` prints every hook call and its result to stderr, the registration
+  hooks included.
+
+This module imports no plugin and no numerical library at import time (``counterfeed --help`` builds
+a registry): plugin modules load on first use, and :mod:`counterfeed.core.contracts` (numpy) with them.
 """
 
 from __future__ import annotations
@@ -15,16 +20,21 @@ import importlib
 import importlib.metadata as md
 import os
 import sys
+import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import pluggy
 from pydantic import ValidationError
 
+from counterfeed import __version__
 from counterfeed.core import hookspecs
-from counterfeed.core.contracts import (Catalog, Estimator, Metric, Plugin, Recommender,
-                                        UserModel)
-from counterfeed.errors import PluginError
+from counterfeed.core._guard import guarded
+from counterfeed.core.scenario_messages import validation_message
+from counterfeed.errors import PluginError, PluginWarning, ScenarioError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from counterfeed.core.contracts import Plugin
 
 __all__ = ["BUILTIN_PLUGINS", "KINDS", "Registry", "PluginInfo", "get_registry", "reset_registry",
            "ENTRY_POINT_GROUP"]
@@ -53,13 +63,16 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.plugins.commands",
 )
 
-#: kind name -> (registration hook, required base class)
-KINDS: dict[str, tuple[str, type]] = {
-    "recommender": ("register_recommenders", Recommender),
-    "user-model": ("register_user_models", UserModel),
-    "catalog": ("register_catalogs", Catalog),
-    "metric": ("register_metrics", Metric),
-    "estimator": ("register_estimators", Estimator),
+#: the built-in module that adds the built-in subcommands (the only built-in with register_commands)
+COMMANDS_MODULE = "counterfeed.plugins.commands"
+
+#: kind name -> (registration hook, name of the required base class in counterfeed.core.contracts)
+KINDS: dict[str, tuple[str, str]] = {
+    "recommender": ("register_recommenders", "Recommender"),
+    "user-model": ("register_user_models", "UserModel"),
+    "catalog": ("register_catalogs", "Catalog"),
+    "metric": ("register_metrics", "Metric"),
+    "estimator": ("register_estimators", "Estimator"),
 }
 
 
@@ -74,20 +87,27 @@ class PluginInfo:
     source: str  # "builtin" or the distribution name
     version: str
 
+    @property
+    def module(self) -> str:
+        """The module that defines the class (``plugin`` is the one that registered it)."""
+        return self.cls.__module__
+
     def to_dict(self) -> dict[str, str]:
         return {"name": self.name, "kind": self.kind, "class": f"{self.cls.__module__}.{self.cls.__qualname__}",
-                "plugin": self.plugin, "source": self.source, "version": self.version}
-
-
-def _counterfeed_version() -> str:
-    try:
-        return md.version("counterfeed")
-    except md.PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0+unknown"
+                "module": self.module, "plugin": self.plugin, "source": self.source,
+                "version": self.version}
 
 
 class Registry:
-    """Plugin manager plus the registered classes of every kind."""
+    """Plugin manager plus the registered classes of every kind.
+
+    Loading is lazy: building a registry reads only the environment and entry-point metadata. The
+    plugin modules are imported (and registered with pluggy) on first use of the classes or the hook
+    relay; :meth:`load_commands` imports only the plugins that can add commands (counterfeed's own
+    ``counterfeed.plugins.commands`` and every entry point), so ``counterfeed --help`` imports no
+    built-in plugin module. Classes are collected by calling each registration hook once through
+    pluggy's hook caller, so ``COUNTERFEED_TRACE_PLUGINS`` shows the registrations too.
+    """
 
     def __init__(self, *, load_entry_points: bool = True, builtins: Iterable[str] = BUILTIN_PLUGINS):
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -95,25 +115,57 @@ class Registry:
         self._sources: dict[str, tuple[str, str]] = {}  # pluggy plugin name -> (source, version)
         self.classes: dict[str, dict[str, PluginInfo]] = {k: {} for k in KINDS}
         only = os.environ.get("COUNTERFEED_LOAD_PLUGINS")
-        allowed = None if only is None else {s.strip() for s in only.split(",") if s.strip()}
-        version = _counterfeed_version()
-        for modname in builtins:
-            if allowed is not None and modname not in allowed and modname.rsplit(".", 1)[-1] not in allowed:
-                continue
-            self.pm.register(importlib.import_module(modname), name=modname)
-            self._sources[modname] = ("builtin", version)
-        if load_entry_points:
-            self._load_entry_points(allowed)
+        self._allowed = None if only is None else {s.strip() for s in only.split(",") if s.strip()}
+        self._builtins = [m for m in builtins if self._allows(m, m.rsplit(".", 1)[-1])]
+        self._entry_points = list(md.entry_points(group=ENTRY_POINT_GROUP)) if load_entry_points else []
+        self._warn_unknown(builtins)
         if os.environ.get("COUNTERFEED_TRACE_PLUGINS"):
             self._trace()
+        self._loaded = False
         self._collected = False
 
     # -- loading -----------------------------------------------------------------------------
-    def _load_entry_points(self, allowed: set[str] | None) -> None:
-        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
-            if allowed is not None and ep.name not in allowed:
-                continue
-            if self.pm.has_plugin(ep.name):
+    def _allows(self, *names: str) -> bool:
+        return self._allowed is None or any(n in self._allowed for n in names)
+
+    def _warn_unknown(self, builtins: Iterable[str]) -> None:
+        if not self._allowed:
+            return
+        known = {ep.name for ep in self._entry_points}
+        for m in builtins:
+            known |= {m, m.rsplit(".", 1)[-1]}
+        unknown = sorted(self._allowed - known)
+        if unknown:
+            close = [c for u in unknown for c in difflib.get_close_matches(u, sorted(known), n=1, cutoff=0.6)]
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            warnings.warn(f"COUNTERFEED_LOAD_PLUGINS names unknown plugin(s) {', '.join(map(repr, unknown))}"
+                          f" (neither a built-in module nor an installed entry point){hint}",
+                          PluginWarning, stacklevel=3)
+
+    def load(self) -> None:
+        """Import and register every allowed plugin (built-ins first, then entry points)."""
+        if self._loaded:
+            return
+        self._loaded = True
+        for modname in self._builtins:
+            if not self.pm.has_plugin(modname):
+                self.pm.register(importlib.import_module(modname), name=modname)
+                self._sources[modname] = ("builtin", __version__)
+        self._load_entry_points()
+
+    def load_commands(self, cli: Any) -> None:
+        """Call ``register_commands`` on the plugins that add commands: counterfeed's commands module
+        and every entry point. counterfeed's other built-in modules register only classes
+        (``tests/testing/test_discovery.py`` checks it), so they are not imported here."""
+        if COMMANDS_MODULE in self._builtins and not self.pm.has_plugin(COMMANDS_MODULE):
+            self.pm.register(importlib.import_module(COMMANDS_MODULE), name=COMMANDS_MODULE)
+            self._sources[COMMANDS_MODULE] = ("builtin", __version__)
+        self._load_entry_points()
+        self.hook.register_commands(cli=cli)
+
+    def _load_entry_points(self) -> None:
+        for ep in self._entry_points:
+            if not self._allows(ep.name) or self.pm.has_plugin(ep.name):
                 continue
             try:
                 obj = ep.load()
@@ -140,14 +192,15 @@ class Registry:
         """Register a plugin object (a module or class with hookimpls) at run time, e.g. in tests."""
         name = self.pm.register(obj, name=name)
         self._sources[name] = (source, "")
-        self._collected = False
-        for kind in self.classes:
-            self.classes[kind].clear()
+        self._forget_classes()
         return name
 
     def unregister_plugin(self, name: str) -> None:
         self.pm.unregister(name=name)
         self._sources.pop(name, None)
+        self._forget_classes()
+
+    def _forget_classes(self) -> None:
         self._collected = False
         for kind in self.classes:
             self.classes[kind].clear()
@@ -156,22 +209,20 @@ class Registry:
     def _collect(self) -> None:
         if self._collected:
             return
-        for kind, (hook_name, base) in KINDS.items():
-            hook = getattr(self.pm.hook, hook_name)
-            for impl in hook.get_hookimpls():
-                plugin_name = impl.plugin_name
-                source, version = self._sources.get(plugin_name, ("unknown", ""))
+        self.load()
+        from counterfeed.core import contracts  # numpy: imported with the plugins, not with --help
 
-                def register(cls, _kind=kind, _base=base, _plugin=plugin_name, _src=source, _ver=version):
-                    self._add(_kind, _base, cls, _plugin, _src, _ver)
+        for kind, (hook_name, base_name) in KINDS.items():
+            caller = getattr(self.pm.hook, hook_name)
+            base = getattr(contracts, base_name)
 
-                try:
-                    impl.function(register)
-                except PluginError:
-                    raise
-                except Exception as exc:
-                    raise PluginError(f"raised {type(exc).__name__}: {exc}", plugin=plugin_name,
-                                      hook=hook_name) from exc
+            def register(cls, _kind=kind, _base=base, _caller=caller):
+                plugin = _registering_plugin(_caller)
+                source, version = self._sources.get(plugin, ("unknown", ""))
+                self._add(_kind, _base, cls, plugin, source, version)
+
+            with guarded(lambda exc, _caller=caller: _culprit(_caller, exc), hook_name):
+                caller(register=register)
         self._collected = True
 
     def _add(self, kind: str, base: type, cls: Any, plugin: str, source: str, version: str) -> None:
@@ -206,22 +257,18 @@ class Registry:
             close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.6)
             hint = (f"did you mean {' or '.join(repr(c) for c in close)}?" if close
                     else f"known {kind}s: {', '.join(known) or '(none)'}")
-            from counterfeed.errors import ScenarioError
             raise ScenarioError(f"unknown {kind} '{name}'; {hint}", field=field)
         return found
 
     def create(self, kind: str, name: str, options: dict[str, Any] | None = None, *,
-               field: str | None = None) -> Plugin:
+               field: str | None = None) -> "Plugin":
         """Instantiate a plugin with validated options (errors name the field path)."""
         info = self.info(kind, name, field=field)
         try:
             opts = info.cls.Options(**(options or {}))
         except ValidationError as exc:
-            from counterfeed.core.scenario import validation_message
-            top = len(exc.errors()[0].get("loc", ())) <= 1  # hints from Options only for its own fields
-            raise validation_message(exc, prefix=field, model=info.cls.Options if top else None) from None
+            raise validation_message(exc, prefix=field, model=info.cls.Options, root=info.cls.Options) from None
         except (ValueError, TypeError) as exc:  # an Options.__init__ that checks values by hand
-            from counterfeed.errors import ScenarioError
             raise ScenarioError(f"invalid {kind} options: {exc}", field=field) from None
         try:
             return info.cls(opts)
@@ -235,8 +282,9 @@ class Registry:
 
     @property
     def hook(self) -> "_GuardedHooks":
-        """The hook relay; an exception raised inside a hook implementation becomes a PluginError
-        naming the plugin that raised it and the hook."""
+        """The hook relay (every plugin loaded); an exception raised inside a hook implementation
+        becomes a PluginError naming the plugin that raised it and the hook."""
+        self.load()
         return _GuardedHooks(self.pm.hook)
 
 
@@ -259,25 +307,35 @@ class _GuardedHook:
         return getattr(self._caller, name)
 
     def __call__(self, **kwargs: Any) -> Any:
-        from counterfeed.errors import CounterfeedError
-
-        try:
+        with guarded(lambda exc: _culprit(self._caller, exc), self._caller.name):
             return self._caller(**kwargs)
-        except CounterfeedError:
-            raise
-        except Exception as exc:
-            raise PluginError(f"raised {type(exc).__name__}: {exc}", plugin=_culprit(self._caller, exc),
-                              hook=self._caller.name) from exc
 
 
-def _culprit(caller: pluggy.HookCaller, exc: BaseException) -> str:
-    """The name of the plugin whose hook implementation raised ``exc`` (from the traceback)."""
+def _impl_codes(caller: pluggy.HookCaller) -> dict[Any, str]:
+    """Code object of each implementation of the hook -> the name of the plugin that provides it."""
     codes = {}
     for impl in caller.get_hookimpls():
         fn = getattr(impl.function, "__func__", impl.function)
         code = getattr(fn, "__code__", None)
         if code is not None:
             codes[code] = impl.plugin_name
+    return codes
+
+
+def _registering_plugin(caller: pluggy.HookCaller) -> str:
+    """The plugin whose implementation of ``caller``'s hook is on the stack (it called ``register``)."""
+    codes = _impl_codes(caller)
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code in codes:
+            return codes[frame.f_code]
+        frame = frame.f_back
+    return "unknown"
+
+
+def _culprit(caller: pluggy.HookCaller, exc: BaseException) -> str:
+    """The name of the plugin whose hook implementation raised ``exc`` (from the traceback)."""
+    codes = _impl_codes(caller)
     tb = exc.__traceback__
     while tb is not None:
         if tb.tb_frame.f_code in codes:

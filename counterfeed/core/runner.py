@@ -32,8 +32,9 @@ from counterfeed.core.randomness import Keys
 from counterfeed.core.results import RunResult
 from counterfeed.core.rundir import RunDirectory, save_run
 from counterfeed.core.scenario import Scenario, load_scenario
+from counterfeed.core._guard import call_plugin
 from counterfeed.core.scoring import score_estimates
-from counterfeed.core.simulation import SimWorld, WorldConfig, call_plugin
+from counterfeed.core.simulation import SimWorld, WorldConfig
 from counterfeed.core.truth import truth_table
 from counterfeed.errors import OutputError, ScenarioError
 

@@ -55,23 +55,13 @@ import simpy
 
 from counterfeed.core.contracts import (Batch, Items, Log, Population, Recommender,
                                         RecommenderContext, Response, Slates, UserModel, WorldEvents)
+from counterfeed.core._guard import call_plugin
 from counterfeed.core._output_checks import check_response, check_slates
 from counterfeed.core.experiment import Assignment, FixedAssignment
 from counterfeed.core.randomness import Keys
-from counterfeed.errors import CounterfeedError, PluginError
+from counterfeed.errors import PluginError
 
-__all__ = ["SimWorld", "WorldConfig", "call_plugin"]
-
-
-def call_plugin(plugin: Any, hook: str, fn: Callable, *args: Any) -> Any:
-    """Call a plugin method; anything it raises becomes a PluginError naming it and the hook."""
-    try:
-        return fn(*args)
-    except CounterfeedError:
-        raise
-    except Exception as exc:
-        name = getattr(plugin, "name", type(plugin).__name__)
-        raise PluginError(f"raised {type(exc).__name__}: {exc}", plugin=name, hook=hook) from exc
+__all__ = ["SimWorld", "WorldConfig"]
 
 
 @dataclass

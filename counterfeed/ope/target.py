@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from counterfeed.core._guard import guarded
 from counterfeed.errors import DataError, PluginError
 from counterfeed.ope.logs import OPELog, _floats, _integers, _read_table, _show, normalize_ids
 
@@ -223,14 +224,10 @@ def target_from_recommender(log: OPELog, name: str, options: dict[str, Any] | No
     if int(log.n_positions) > k:
         raise DataError(f"{log.source}: positions go up to {log.n_positions - 1} but the slate size is {k}")
     keys = Keys(seed)
-    try:
+    with guarded(name, "setup/fit"):
         rec.setup(RecommenderContext(items=items, n_users=int(n_users or users.max() + 1), slate_size=k,
                                      keys=keys, arm="target"))
         rec.fit(fit_log if fit_log is not None else log.to_contract_log())
-    except (DataError, PluginError):
-        raise
-    except Exception as exc:
-        raise PluginError(f"raised {type(exc).__name__}: {exc}", plugin=name, hook="setup/fit") from exc
     stochastic = bool(rec.stochastic)
     stream = keys.stream("policy:target")
     time = float(log.time.max()) if log.time is not None else 0.0
@@ -246,8 +243,13 @@ def target_from_recommender(log: OPELog, name: str, options: dict[str, Any] | No
         sl = slice(lo, min(lo + chunk, log.n_rounds))
         batch = Batch(users=users[sl], sessions=sessions[sl], time=time, slate_size=k, stream=stream)
         shown = logged[sl]
-        try:
-            prob_rk[sl] = np.where(shown >= 0, rec.action_probabilities(batch, np.maximum(shown, 0)), 0.0)
+        with guarded(name, "recommend/action_probabilities"):
+            try:
+                probs = rec.action_probabilities(batch, np.maximum(shown, 0))
+            except NotImplementedError as exc:
+                raise PluginError(f"cannot be evaluated off-policy: {exc}; pass explicit target probabilities "
+                                  "(--target-probs) instead", plugin=name, hook="action_probabilities") from exc
+            prob_rk[sl] = np.where(shown >= 0, probs, 0.0)
             for s in range(samples):
                 b = batch if s == 0 else Batch(batch.users, batch.sessions, time, k, stream.child(f"dm{s}"))
                 slates = rec.recommend(b)
@@ -259,14 +261,6 @@ def target_from_recommender(log: OPELog, name: str, options: dict[str, Any] | No
                 s_unit.append(r[ok])
                 s_item.append(got[ok])
                 s_w.append(np.full(int(ok.sum()), 1.0 / samples))
-        except NotImplementedError as exc:
-            raise PluginError(f"cannot be evaluated off-policy: {exc}; pass explicit target probabilities "
-                              "(--target-probs) instead", plugin=name, hook="action_probabilities") from exc
-        except (DataError, PluginError):
-            raise
-        except Exception as exc:
-            raise PluginError(f"raised {type(exc).__name__}: {exc}", plugin=name,
-                              hook="recommend/action_probabilities") from exc
     prob = prob_rk[log.round, log.position]
     if (prob < -1e-12).any() or (prob > 1 + 1e-9).any():
         raise PluginError("returned probabilities outside [0, 1]", plugin=name, hook="action_probabilities")

@@ -103,3 +103,50 @@ def test_unknown_plugin_option_is_located():
     sc = load_scenario("x.yaml", text=bad("recommender: popularity}", "recommender: popularity, epsilonn: 0.2}"))
     with pytest.raises(ScenarioError, match=r"x\.yaml:10: experiment\.arms\.control\.epsilonn: unknown field"):
         resolve(sc)
+
+
+def test_several_problems_are_all_shown_each_located():
+    text = bad("users: 100", "users: -1\n  dimentions: 3").replace(
+        "duration: 7d", "duration: 7d\n  split: {control: 0.5, treatment: 0.4}")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario("x.yaml", text=text)
+    lines = str(info.value).splitlines()
+    assert lines == ["x.yaml:4: population.users: Input should be greater than 1 (got -1)",
+                     "x.yaml:5: population.dimentions: unknown field 'dimentions'; did you mean 'dimensions'?",
+                     "x.yaml:14: experiment.split: shares must sum to 1 (got 0.9)"]
+    assert "more problem" not in str(info.value)
+    assert (info.value.file, info.value.line, info.value.field) == ("x.yaml", 4, "population.users")
+
+
+def test_union_branches_that_did_not_apply_are_not_listed():
+    with pytest.raises(ScenarioError) as info:
+        load_scenario("x.yaml", text=GOOD + "metrics: [clicks, {window: 3d}]\n")
+    assert str(info.value) == "x.yaml:13: metrics[1].metric: required field is missing"
+
+
+@pytest.mark.parametrize("override, pattern", [
+    ({"population.users": 0}, r"^--set: population\.users: Input should be greater than 1 \(got 0\)$"),
+    ({"experiment.split": {"control": 0.5, "treatment": 0.6}}, r"^--set: experiment\.split: shares must sum to 1"),
+    ({"population.dimensions": 0, "seed": -1},
+     r"^--set: seed: .*greater than or equal to 0.*\n--set: population\.dimensions: .*greater than or equal to 1"),
+    ({"analysis.5.estimator": "x"}, r"^--set: analysis\[5\]\.estimator: no element 5 in list$"),
+])
+def test_override_errors_name_set_not_a_scenario_line(override, pattern):
+    sc = load_scenario("x.yaml", text=GOOD)
+    with pytest.raises(ScenarioError) as info:
+        sc.with_overrides(override)
+    assert re.search(pattern, str(info.value)), str(info.value)
+    assert "x.yaml" not in str(info.value)
+
+
+def test_override_errors_found_when_resolving_name_set():
+    from counterfeed.core.runner import resolve
+
+    sc = load_scenario("x.yaml", text=GOOD).with_overrides({"experiment.arms.control.recommender": "popularr"})
+    with pytest.raises(ScenarioError, match=r"^--set: experiment\.arms\.control\.recommender: unknown recommender "
+                                            r"'popularr'; did you mean 'popularity'\?$"):
+        resolve(sc)
+    # a problem elsewhere still names its line in the file
+    sc = load_scenario("x.yaml", text=bad("recommender: random", "recommender: randm")).with_overrides({"seed": 3})
+    with pytest.raises(ScenarioError, match=r"^x\.yaml:11: experiment\.arms\.treatment\.recommender"):
+        resolve(sc)

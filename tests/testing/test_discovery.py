@@ -7,8 +7,9 @@ import importlib.metadata as md
 import pytest
 
 from counterfeed.core import plugins as plugins_module
-from counterfeed.core.plugins import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, Registry, get_registry, reset_registry
-from counterfeed.errors import PluginError
+from counterfeed.core.plugins import (BUILTIN_PLUGINS, COMMANDS_MODULE, ENTRY_POINT_GROUP, Registry,
+                                     get_registry, reset_registry)
+from counterfeed.errors import PluginError, PluginWarning
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +22,15 @@ def fresh(monkeypatch):
 
 
 def _loaded(reg: Registry) -> set[str]:
+    reg.load()  # loading is lazy: plugin modules are imported on first use
     return {name for name, _ in reg.pm.list_name_plugin()}
+
+
+def test_building_a_registry_imports_no_plugin():
+    reg = Registry()
+    assert reg.pm.list_name_plugin() == []
+    reg.names("recommender")
+    assert set(BUILTIN_PLUGINS) <= {name for name, _ in reg.pm.list_name_plugin()}
 
 
 def test_unset_loads_every_builtin():
@@ -34,13 +43,35 @@ def test_unset_loads_every_builtin():
     ("counterfeed.plugins.recommenders.basic", {"counterfeed.plugins.recommenders.basic"}),
     ("basic", {"counterfeed.plugins.recommenders.basic"}),
     (" basic , synthetic ,", {"counterfeed.plugins.recommenders.basic", "counterfeed.plugins.catalogs.synthetic"}),
-    ("no-such-plugin", set()),
     ("", set()),
 ])
 def test_load_plugins_restricts_builtins(monkeypatch, value, expected):
     monkeypatch.setenv("COUNTERFEED_LOAD_PLUGINS", value)
     reg = get_registry()
     assert _loaded(reg) == expected
+
+
+def test_load_plugins_naming_an_unknown_plugin_warns(monkeypatch):
+    monkeypatch.setenv("COUNTERFEED_LOAD_PLUGINS", "basic,bandit,no-such-plugin")
+    with pytest.warns(PluginWarning, match=r"COUNTERFEED_LOAD_PLUGINS names unknown plugin\(s\) 'bandit', "
+                      r"'no-such-plugin' .*did you mean 'bandits'\?"):
+        reg = get_registry()
+    assert _loaded(reg) == {"counterfeed.plugins.recommenders.basic"}
+
+
+def test_known_names_do_not_warn(monkeypatch, recwarn):
+    monkeypatch.setenv("COUNTERFEED_LOAD_PLUGINS", "basic,counterfeed.plugins.catalogs.synthetic")
+    get_registry()
+    assert not [w for w in recwarn if issubclass(w.category, PluginWarning)]
+
+
+def test_only_the_commands_module_adds_commands():
+    """Registry.load_commands (``counterfeed --help``) imports only COMMANDS_MODULE of the built-ins;
+    that is right only while no other built-in implements register_commands."""
+    reg = get_registry()
+    reg.load()
+    impls = {i.plugin_name for i in reg.pm.hook.register_commands.get_hookimpls()}
+    assert impls == {COMMANDS_MODULE}
 
 
 def test_restricted_registry_only_knows_the_loaded_classes(monkeypatch):
@@ -90,7 +121,7 @@ def test_load_plugins_restricts_entry_points(monkeypatch, allowed, loaded):
 def test_broken_entry_point_names_the_plugin(monkeypatch):
     monkeypatch.setattr(plugins_module.md, "entry_points", _fake_entry_points("no_such_module_xyz", "ghost"))
     with pytest.raises(PluginError, match=r"plugin 'ghost' in load: could not import entry point 'no_such_module_xyz'"):
-        get_registry()
+        get_registry().names("recommender")
 
 
 def test_trace_plugins_prints_hook_calls(monkeypatch, capsys):
@@ -101,6 +132,15 @@ def test_trace_plugins_prints_hook_calls(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "[counterfeed trace] register_recommenders(register) -> ['counterfeed.plugins.recommenders.basic']" in err
     assert "[counterfeed trace] register_recommenders done" in err
+
+
+def test_trace_plugins_shows_the_registrations(monkeypatch, capsys):
+    monkeypatch.setenv("COUNTERFEED_LOAD_PLUGINS", "basic")
+    monkeypatch.setenv("COUNTERFEED_TRACE_PLUGINS", "1")
+    assert "popularity" in get_registry().names("recommender")
+    err = capsys.readouterr().err
+    assert "[counterfeed trace] register_recommenders(register) -> ['counterfeed.plugins.recommenders.basic']" in err
+    assert "[counterfeed trace] register_estimators(register) -> []" in err
 
 
 def test_no_trace_by_default(capsys):

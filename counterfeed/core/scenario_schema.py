@@ -1,0 +1,411 @@
+"""The scenario schema: pydantic models with ``extra="forbid"`` at every level.
+
+Plugin specs (catalog, user model, arms, metrics, analysis) name a plugin and carry its options
+inline; the plugin's own ``Options`` model validates them when the scenario is resolved, so a typo in
+an option is an error with the same file/line/field precision. Loading files is
+:mod:`counterfeed.core.scenario`; turning validation errors into messages is
+:mod:`counterfeed.core.scenario_messages`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
+                      ValidationError, ValidationInfo, field_validator, model_validator)
+
+from counterfeed.core.scenario_messages import SET_ORIGIN, from_set, kind_of, line_of, validation_message
+from counterfeed.errors import ScenarioError
+
+__all__ = ["Scenario", "PluginSpec", "ArmSpec", "MetricSpec", "AnalysisSpec", "SegmentSpec",
+           "PopulationSpec", "PhaseSpec", "AllocationSpec", "ExperimentSpec", "OutputSpec",
+           "DEFAULT_METRICS", "Duration", "PositiveDuration", "parse_duration", "format_duration"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|d|h|m|min|s)\s*$")
+_UNIT_DAYS = {"w": 7.0, "d": 1.0, "h": 1 / 24, "m": 1 / 1440, "min": 1 / 1440, "s": 1 / 86400}
+
+
+def parse_duration(value: Any) -> float:
+    """``'14d'``, ``'6h'``, ``'30m'``, ``'90s'``, ``'2w'`` or a number of days -> days (float)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '14d' or '6h'")
+    if isinstance(value, (int, float)):
+        days = float(value)
+    elif isinstance(value, str):
+        m = _DURATION.match(value)
+        if not m:
+            raise ValueError(f"expected a duration such as '14d', '6h', '30m' or a number of days, got {value!r}")
+        days = float(m.group(1)) * _UNIT_DAYS[m.group(2)]
+    else:
+        raise ValueError(f"expected a duration such as '14d' or '6h', got {type(value).__name__}")
+    if not math.isfinite(days) or days < 0 or days > 3650:
+        raise ValueError(f"duration must be between 0 and 3650 days, got {value!r}")
+    return days
+
+
+def format_duration(days: float) -> str:
+    if days == 0:
+        return "0d"
+    for unit, size in (("d", 1.0), ("h", 1 / 24), ("m", 1 / 1440)):
+        n = days / size
+        if abs(n - round(n)) < 1e-9:
+            return f"{int(round(n))}{unit}"
+    return f"{days * 86400:g}s"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _InlineOptions(BaseModel):
+    """A plugin reference whose other keys are the plugin's options (validated by its ``Options``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class PluginSpec(_InlineOptions):
+    """A catalog or user model: ``plugin`` plus its options inline."""
+
+    plugin: str
+
+
+class ArmSpec(_InlineOptions):
+    """An arm: its recommender plugin and that recommender's options inline."""
+
+    recommender: str
+
+
+class MetricSpec(_InlineOptions):
+    """A metric with options, e.g. ``{metric: retained, window: 3d}``."""
+
+    metric: str
+
+
+class AnalysisSpec(_InlineOptions):
+    """One analysis: an estimator plugin and its options inline (``metrics``, ``level``, ...)."""
+
+    estimator: str
+
+
+class SegmentSpec(_Strict):
+    share: float = Field(gt=0, le=1, description="fraction of users in this segment")
+    activity: float = Field(1.0, gt=0, le=100, description="multiplier of the visit rate")
+    heterogeneity: float = Field(1.0, ge=0, le=100, description="multiplier of the preference spread")
+
+
+class PopulationSpec(_Strict):
+    users: int = Field(gt=1, le=50_000_000, description="number of simulated users")
+    dimensions: int = Field(16, ge=1, le=1024, description="latent dimensions of preferences and items")
+    heterogeneity: float = Field(1.0, ge=0, le=100, description="spread of user preference vectors")
+    segments: dict[str, SegmentSpec] = Field(default_factory=lambda: {"all": SegmentSpec(share=1.0)})
+
+    @field_validator("segments")
+    @classmethod
+    def _shares(cls, v: dict[str, SegmentSpec]) -> dict[str, SegmentSpec]:
+        if not v:
+            raise ValueError("needs at least one segment")
+        total = sum(s.share for s in v.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"segment shares must sum to 1 (got {total:g})")
+        return v
+
+
+def _positive_days(v: float) -> float:
+    if v <= 0:
+        raise ValueError("must be positive")
+    return v
+
+
+#: a duration field: '14d', '6h', '30m', '90s', '2w' or a number of days, stored as days
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive_days)]
+
+
+PhaseRule = Literal["interval_excludes_zero", "prob_better", "expected_loss"]
+
+
+class PhaseSpec(_Strict):
+    """One phase of a multi-phase experiment (see :mod:`counterfeed.core.phases`)."""
+
+    duration: PositiveDuration = Field(description="length of the phase")
+    rule: PhaseRule = Field("interval_excludes_zero", description="decision rule applied at the phase's end")
+    metric: str = Field("clicks", description="metric the rule decides on")
+    estimator: str = Field("diff-in-means", description="estimator whose estimate the rule reads")
+    threshold: float | None = Field(None, description="prob_better: minimum P(better) (default 0.95); "
+                                    "expected_loss: maximum expected loss in metric units (default 0.01)")
+    challengers: list[str] | None = Field(None, description="arms tested against the current control "
+                                          "(default: every other arm)")
+
+class AllocationSpec(_Strict):
+    """Adaptive allocation of users to arms (see :mod:`counterfeed.core.allocation`)."""
+
+    method: Literal["thompson"] = "thompson"
+    metric: str = Field("clicks", description="per-user metric whose arm means the sampler compares")
+    update_every: PositiveDuration = Field(0.25, description="how often the assignment probabilities are updated")
+    floor: float = Field(0.1, ge=0.0, lt=0.5, description="minimum assignment probability of every arm")
+    draws: int = Field(4000, ge=100, le=1_000_000, description="Monte Carlo draws for P(arm is best)")
+
+
+class ExperimentSpec(_Strict):
+    arms: dict[str, ArmSpec]
+    control: str | None = None
+    split: dict[str, float] | None = None
+    duration: PositiveDuration = Field(14.0, description="experiment length after the pre-period")
+    pre_period: Duration = Field(0.0, description="period in which everyone gets the control arm")
+    batch_window: Duration = Field(1 / 24, description="serving batch window")
+    retrain_every: float | None = Field(1.0, description="refit each arm's recommender this often")
+    slate_size: int = Field(10, ge=1, le=200)
+    salt: str | None = None
+    training: Literal["own", "pooled", "weighted"] = "own"
+    phases: list[PhaseSpec] | None = None
+    allocation: AllocationSpec | None = None
+
+    @field_validator("retrain_every", mode="before")
+    @classmethod
+    def _retrain_duration(cls, v: Any) -> Any:
+        return None if v is None else parse_duration(v)
+
+    @field_validator("arms")
+    @classmethod
+    def _arms(cls, v: dict[str, ArmSpec]) -> dict[str, ArmSpec]:
+        if len(v) < 2:
+            raise ValueError("needs at least two arms (a control and a treatment)")
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", str(name)):
+                raise ValueError(f"arm name {name!r} must start with a letter and use letters, digits, '_' or '-'")
+        return v
+
+    @field_validator("control")
+    @classmethod
+    def _control(cls, v: str | None, info: ValidationInfo) -> str | None:
+        arms = info.data.get("arms")
+        if v is not None and arms is not None and v not in arms:
+            raise ValueError(f"control '{v}' is not one of the arms ({', '.join(arms)})")
+        return v
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, v: dict[str, float] | None, info: ValidationInfo) -> dict[str, float] | None:
+        arms = info.data.get("arms")
+        if v is None or arms is None:
+            return v
+        names = list(arms)
+        unknown = [a for a in v if a not in arms]
+        if unknown:
+            raise ValueError(f"names unknown arm '{unknown[0]}' (arms: {', '.join(names)})")
+        missing = [a for a in names if a not in v]
+        if missing:
+            raise ValueError(f"has no share for arm '{missing[0]}'")
+        if any((not math.isfinite(x)) or x < 0 or x > 1 for x in v.values()):
+            raise ValueError("shares must be between 0 and 1")
+        total = sum(v.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"shares must sum to 1 (got {total:g})")
+        return v
+
+    @field_validator("retrain_every")
+    @classmethod
+    def _retrain(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError("must be positive (or null for never)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ExperimentSpec":
+        if self.control is None:
+            self.control = next(iter(self.arms))
+        if self.split is None:
+            self.split = {a: 1.0 / len(self.arms) for a in self.arms}
+        if self.phases is not None:
+            self._check_phases()
+        if self.batch_window <= 0 or self.batch_window > self.duration:
+            raise ValueError("batch_window must be positive and no longer than the duration")
+        if self.allocation is not None and self.allocation.floor * len(self.arms) >= 1.0:
+            raise ValueError(f"allocation.floor must be below 1/{len(self.arms)} (one share per arm)")
+        return self
+
+    def _check_phases(self) -> None:
+        phases = self.phases or []
+        if not phases:
+            raise ValueError("phases must list at least one phase")
+        if self.allocation is not None:
+            raise ValueError("phases and allocation cannot be combined")
+        total = sum(p.duration for p in phases)
+        if "duration" not in self.model_fields_set:
+            self.duration = total
+        elif abs(self.duration - total) > 1e-9:
+            raise ValueError(f"duration ({format_duration(self.duration)}) must equal the sum of the "
+                             f"phase durations ({format_duration(total)}), or be left out")
+        for i, p in enumerate(phases):
+            for a in p.challengers or []:
+                if a not in self.arms:
+                    raise ValueError(f"phases[{i}].challengers names unknown arm '{a}' "
+                                     f"(arms: {', '.join(self.arms)})")
+
+
+class OutputSpec(_Strict):
+    dir: str = "runs"
+    events: Literal["impressions", "sessions"] = "impressions"
+    report: bool = True
+
+
+DEFAULT_METRICS = ["impressions", "clicks", "ctr", "sessions", "dwell", "retained", "churned"]
+
+
+class Scenario(_Strict):
+    """A validated scenario. Build with :func:`load_scenario` (file or text) or :meth:`from_dict`."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    description: str = ""
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    level: float = Field(0.95, gt=0.5, lt=1.0, description="confidence/credible level of intervals")
+    population: PopulationSpec
+    catalog: PluginSpec = Field(default_factory=lambda: PluginSpec(plugin="synthetic"))
+    user_model: PluginSpec = Field(default_factory=lambda: PluginSpec(plugin="choice"))
+    experiment: ExperimentSpec
+    metrics: list[str | MetricSpec] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    analysis: list[AnalysisSpec] = Field(default_factory=lambda: [AnalysisSpec(estimator="diff-in-means")])
+    output: OutputSpec = Field(default_factory=OutputSpec)
+
+    _file: str | None = PrivateAttr(default=None)
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+    _source: str | None = PrivateAttr(default=None)
+    _overridden: tuple[str, ...] = PrivateAttr(default=())
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if ".." in v:
+            raise ValueError("name must not contain '..'")
+        return v
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Any, *, file: str | None = None, lines: dict[str, int] | None = None,
+                  source: str | None = None, overridden: tuple[str, ...] = ()) -> "Scenario":
+        """Validate plain data. ``file``/``lines`` locate errors; ``overridden`` are the field
+        paths set by ``--set`` (errors there name ``--set``)."""
+        if not isinstance(data, dict):
+            raise ScenarioError(f"expected a mapping at the top of the scenario, got {kind_of(data)}",
+                                file=file, line=1 if data is not None else None)
+        try:
+            sc = cls.model_validate(data)
+        except ValidationError as exc:
+            raise validation_message(exc, file=file, lines=lines or {}, root=cls,
+                                     overridden=overridden) from None
+        sc._file, sc._lines, sc._source, sc._overridden = file, dict(lines or {}), source, overridden
+        sc._check_metric_names()
+        return sc
+
+    def _check_metric_names(self) -> None:
+        seen: set[str] = set()
+        for i, m in enumerate(self.metrics):
+            name = m if isinstance(m, str) else m.metric
+            if name in seen:
+                raise self.error(f"metric '{name}' is listed twice", f"metrics[{i}]")
+            seen.add(name)
+
+    # -- locating errors ------------------------------------------------------------------------
+    @property
+    def file(self) -> str | None:
+        return self._file
+
+    def line_of(self, field: str) -> int | None:
+        """Line of ``field`` (dotted path) or of its closest ancestor present in the file."""
+        return line_of(self._lines, field)
+
+    def error(self, message: str, field: str) -> ScenarioError:
+        """A ScenarioError located at ``field``: its line in this scenario's file, or ``--set``
+        when the command line set it."""
+        if from_set(field, self._overridden):
+            return ScenarioError(message, file=SET_ORIGIN, field=field)
+        return ScenarioError(message, file=self._file, line=self.line_of(field), field=field)
+
+    def locate(self, err: ScenarioError) -> ScenarioError:
+        """Add this scenario's file and line to an error raised with only a field path."""
+        if err.file or not err.field:
+            return err
+        located = self.error(err.bare_message, err.field)
+        return ScenarioError(err.bare_message, file=located.file, line=located.line, field=err.field,
+                             also=err.also)
+
+    # -- views ----------------------------------------------------------------------------------
+    @property
+    def arms(self) -> list[str]:
+        return list(self.experiment.arms)
+
+    @property
+    def control(self) -> str:
+        return str(self.experiment.control)
+
+    @property
+    def metric_specs(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(m, {}) if isinstance(m, str) else (m.metric, m.options) for m in self.metrics]
+
+    @property
+    def total_days(self) -> float:
+        return self.experiment.pre_period + self.experiment.duration
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, fully resolved data (durations as strings); round-trips through from_dict."""
+        d = self.model_dump(mode="json", exclude_none=False)
+        exp = d["experiment"]
+        for key in ("duration", "pre_period", "batch_window", "retrain_every"):
+            if exp.get(key) is not None:
+                exp[key] = format_duration(exp[key])
+        for key in ("phases", "allocation"):  # absent unless used: older scenarios dump unchanged
+            if exp.get(key) is None:
+                exp.pop(key, None)
+        for ph in exp.get("phases") or []:
+            ph["duration"] = format_duration(ph["duration"])
+        if exp.get("allocation"):
+            exp["allocation"]["update_every"] = format_duration(exp["allocation"]["update_every"])
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Scenario":
+        """A copy with dotted field paths replaced (``{'population.users': 1000}``), revalidated.
+
+        Problems in the replaced fields are attributed to ``--set``, not to a line of the file.
+        """
+        data = self.to_dict()
+        paths = tuple(_normal_path(p) for p in overrides)
+        for path, value in zip(paths, overrides.values()):
+            _set_path(data, path, value)
+        return Scenario.from_dict(data, file=self._file, lines=self._lines, source=self._source,
+                                  overridden=tuple(dict.fromkeys(self._overridden + paths)))
+
+
+def _normal_path(path: str) -> str:
+    """``analysis.0.alpha`` -> ``analysis[0].alpha`` (the form error messages use)."""
+    return re.sub(r"\.(\d+)(?=\.|\[|$)", r"[\1]", path.strip())
+
+
+def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    parts = [p for p in re.split(r"\.|\[(\d+)\]", path) if p]
+    cur: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        key: Any = int(part) if part.isdigit() and isinstance(cur, list) else part
+        if isinstance(cur, list):
+            if not isinstance(key, int) or key >= len(cur):
+                raise ScenarioError(f"no element {part} in list", file=SET_ORIGIN, field=path)
+        elif not isinstance(cur, dict):
+            raise ScenarioError("is not a mapping", file=SET_ORIGIN, field=".".join(parts[:i]) or path)
+        if last:
+            cur[key] = value
+        else:
+            if isinstance(cur, dict) and key not in cur:
+                cur[key] = {}
+            cur = cur[key]
+
+
