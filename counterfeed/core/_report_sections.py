@@ -17,6 +17,7 @@ from typing import Any
 from counterfeed.core import figures
 from counterfeed.core._report_render import _KV, _Doc, _Figure, _Links, _Para, _Table
 from counterfeed.core.display import fmt, fmt_p, num
+from counterfeed.core.experiment import AB_WORLD, world_arm
 from counterfeed.core.findings import Assessed, assess, headline
 from counterfeed.core.results import RunResult
 from counterfeed.core.scenario import format_duration
@@ -261,10 +262,10 @@ def _timeseries(doc: _Doc, run: RunView) -> None:
     grouped = ts.groupby(["metric", "world", "arm", "day"], sort=False)["value"].mean().reset_index()
     for (metric, world, arm), g in grouped.groupby(["metric", "world", "arm"], sort=False):
         world = str(world)
-        if world == "ab":
+        if world == AB_WORLD:
             key = ("ab", str(arm))
-        elif world.startswith("all-"):
-            key = ("all", world[4:])
+        elif world_arm(world) is not None:
+            key = ("all", world_arm(world))
         else:
             continue
         g = g.sort_values("day")

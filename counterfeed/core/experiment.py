@@ -49,7 +49,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from counterfeed.core.simulation import SimWorld
 
 __all__ = ["Assignment", "FixedAssignment", "assign", "split_assignment", "everyone_on",
-           "world_names", "world_assignment", "AB_WORLD", "counterfactual_world", "COMPLIANCE_TYPES"]
+           "world_names", "world_assignment", "AB_WORLD", "counterfactual_world", "world_arm",
+           "COMPLIANCE_TYPES"]
 
 AB_WORLD = "ab"
 
@@ -57,8 +58,17 @@ AB_WORLD = "ab"
 COMPLIANCE_TYPES = ("complier", "always-taker", "never-taker", "defier")
 
 
+_COUNTERFACTUAL_PREFIX = "all-"
+
+
 def counterfactual_world(arm: str) -> str:
-    return f"all-{arm}"
+    """The name of the world where every user gets ``arm``."""
+    return f"{_COUNTERFACTUAL_PREFIX}{arm}"
+
+
+def world_arm(world: str) -> str | None:
+    """The arm of a counterfactual world's name; ``None`` for the A/B world (or another name)."""
+    return world[len(_COUNTERFACTUAL_PREFIX):] if world.startswith(_COUNTERFACTUAL_PREFIX) else None
 
 
 class Assignment(ABC):
@@ -152,7 +162,7 @@ def _split(scenario: Scenario) -> dict[str, float]:
 def split_assignment(scenario: Scenario) -> FixedAssignment:
     """The A/B world's randomized split (salt ``experiment.salt``, default the scenario's name)."""
     split = _split(scenario)
-    arm_of = assign(scenario.population.users, split, scenario.experiment.salt or scenario.name,
+    arm_of = assign(scenario.population.users, split, scenario.assignment_salt,
                     scenario.seed)
     p = np.array(list(split.values()))
     return FixedAssignment(scenario.arms, arm_of, p / p.sum())
@@ -172,4 +182,4 @@ def world_assignment(scenario: Scenario, world: str) -> np.ndarray:
     """The arm index of every user in ``world`` (from the experiment start)."""
     if world == AB_WORLD:
         return split_assignment(scenario).assignment()
-    return everyone_on(scenario.arms, world.removeprefix("all-"), scenario.population.users).assignment()
+    return everyone_on(scenario.arms, world_arm(world), scenario.population.users).assignment()

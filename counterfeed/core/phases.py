@@ -36,7 +36,7 @@ from scipy import stats
 
 from counterfeed.core.contracts import Metric, Population
 from counterfeed.core.estimation import AnalysisData, Estimate
-from counterfeed.core.experiment import Assignment, assign
+from counterfeed.core.experiment import AB_WORLD, Assignment, assign, counterfactual_world
 from counterfeed.core.outcomes import world_outcomes
 from counterfeed.core.scenario import PhaseSpec, Scenario
 from counterfeed.core._guard import call_plugin
@@ -72,7 +72,7 @@ def phase_assignment(scenario: Scenario, index: int, control: str) -> np.ndarray
     if weights.sum() <= 0:
         weights = np.ones(len(arms))
     split = dict(zip(arms, (weights / weights.sum()).tolist()))
-    salt = exp.salt or scenario.name
+    salt = scenario.assignment_salt
     local = assign(scenario.population.users, split, salt if index == 0 else f"{salt}:phase{index}",
                    scenario.seed)
     return np.array([scenario.arms.index(a) for a in arms], dtype=np.int64)[local]
@@ -201,13 +201,13 @@ def score_phases(scenario: Scenario, decisions: list[dict[str, Any]], values: di
     realized = oracle = regret = 0.0
     for i, d in enumerate(decisions):
         s = 1.0 if higher[i] else -1.0
-        cf = {a: values[f"all-{a}"][i] for a in scenario.arms}
+        cf = {a: values[counterfactual_world(a)][i] for a in scenario.arms}
         best = max(cf, key=lambda a: s * cf[a])
-        d["realized_value"] = values["ab"][i]
+        d["realized_value"] = values[AB_WORLD][i]
         d["oracle_arm"] = best
         d["oracle_value"] = cf[best]
         d["arm_values"] = cf
-        realized += values["ab"][i]
+        realized += values[AB_WORLD][i]
         oracle += cf[best]
-        regret += s * (cf[best] - values["ab"][i])
+        regret += s * (cf[best] - values[AB_WORLD][i])
     return {"realized": realized, "oracle": oracle, "regret": regret}

@@ -25,12 +25,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 import pluggy
-from pydantic import ValidationError
 
 from counterfeed import __version__
 from counterfeed.core import hookspecs
 from counterfeed.core._guard import guarded
-from counterfeed.core.scenario_messages import validation_message
 from counterfeed.errors import PluginError, PluginWarning, ScenarioError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -161,7 +159,7 @@ class Registry:
             self.pm.register(importlib.import_module(COMMANDS_MODULE), name=COMMANDS_MODULE)
             self._sources[COMMANDS_MODULE] = ("builtin", __version__)
         self._load_entry_points()
-        self.hook.register_commands(cli=cli)
+        _GuardedHooks(self.pm.hook).register_commands(cli=cli)
 
     def _load_entry_points(self) -> None:
         for ep in self._entry_points:
@@ -263,6 +261,10 @@ class Registry:
     def create(self, kind: str, name: str, options: dict[str, Any] | None = None, *,
                field: str | None = None) -> "Plugin":
         """Instantiate a plugin with validated options (errors name the field path)."""
+        from pydantic import ValidationError  # with the plugins, not with --help
+
+        from counterfeed.core.scenario_messages import validation_message
+
         info = self.info(kind, name, field=field)
         try:
             opts = info.cls.Options(**(options or {}))

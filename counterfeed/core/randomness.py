@@ -11,6 +11,15 @@ There is no sequential generator state anywhere in a simulation. A draw is a cou
 Streams are named (``"choice"``, ``"visit"``, ``"policy:treatment"`` ...); a stream's key is the
 hash of its name mixed with the seed, so distinct streams are independent.
 
+Speed of a fresh process: until a draw is large enough to need them, draws do not load numba.
+Uniform draws of at most ``NUMPY_MAX`` values use the NumPy reference hash (integer arithmetic and
+one exact conversion: the same bits as the kernel); Gumbel and exponential draws of at most
+``EXACT_LOG_MAX`` values take its logarithms with the C library's ``log``, which the kernels call
+too (NumPy's SIMD ``log`` differs in the last bit for about 0.4% of values, so it is not used).
+Larger draws use numba ufuncs (:mod:`counterfeed.core._kernels`) compiled once per installation and
+cached in :func:`kernel_cache_dir`, never inside the package; once loaded they serve every draw.
+Which path served a draw never changes its value (``tests/core/test_randomness.py``).
+
 Example
 -------
 >>> keys = Keys(seed=7)
@@ -22,11 +31,19 @@ True
 from __future__ import annotations
 
 import hashlib
+import math
+import os
+import threading
+from pathlib import Path
 
 import numpy as np
-from scipy.special import ndtri
 
-__all__ = ["Keys", "Stream", "mix64", "stream_key"]
+__all__ = ["Keys", "Stream", "mix64", "stream_key", "kernel_cache_dir", "NUMPY_MAX"]
+
+#: uniform draws of at most this many values use NumPy unless the kernels are already loaded
+NUMPY_MAX = 1 << 16
+#: Gumbel/exponential draws of at most this many values use the C library's log element by element
+EXACT_LOG_MAX = 1 << 12
 
 _U64 = np.uint64
 _GOLDEN = _U64(0x9E3779B97F4A7C15)
@@ -71,53 +88,51 @@ def _numpy_uniform(key: np.uint64, user, session, slot) -> np.ndarray:
     return ((b >> _U64(11)).astype(np.float64) + 0.5) * _INV_2_53
 
 
-def _build_kernels():
-    """numba ufuncs computing the same hash in one pass (no temporaries, one call per draw)."""
-    import numba
-
-    def _mix(x):
-        x = x ^ (x >> numba.uint64(30))
-        x = x * numba.uint64(0xBF58476D1CE4E5B9)
-        x = x ^ (x >> numba.uint64(27))
-        x = x * numba.uint64(0x94D049BB133111EB)
-        return x ^ (x >> numba.uint64(31))
-
-    mix = numba.njit(inline="always")(_mix)
-    sig = ["float64(uint64, int64, int64, int64)"]
-
-    @numba.njit(inline="always")
-    def _u(key, user, session, slot):
-        h = mix(key ^ (numba.uint64(user) * numba.uint64(0xD6E8FEB86659FD93)))
-        h = mix(h + numba.uint64(session) * numba.uint64(0xA0761D6478BD642F) + numba.uint64(0x9E3779B97F4A7C15))
-        b = mix(h + numba.uint64(slot) * numba.uint64(0xE7037ED1A0B428DB))
-        return (float(b >> numba.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
-
-    @numba.vectorize(sig, cache=True)
-    def uniform(key, user, session, slot):
-        return _u(key, user, session, slot)
-
-    @numba.vectorize(sig, cache=True)
-    def gumbel(key, user, session, slot):
-        return -np.log(-np.log(_u(key, user, session, slot)))
-
-    @numba.vectorize(sig, cache=True)
-    def exponential(key, user, session, slot):
-        return -np.log(_u(key, user, session, slot))
-
-    return uniform, gumbel, exponential
+def kernel_cache_dir() -> Path:
+    """Where the compiled kernels live: ``$COUNTERFEED_CACHE_DIR/numba`` when the variable is set,
+    else ``$XDG_CACHE_HOME/counterfeed/numba`` (default ``~/.cache/counterfeed/numba``)."""
+    root = os.environ.get("COUNTERFEED_CACHE_DIR")
+    if root:
+        return Path(root).expanduser() / "numba"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "counterfeed" / "numba"
 
 
 _KERNELS = None
+_KERNELS_LOCK = threading.Lock()
 
 
 def _kernels():
     global _KERNELS
     if _KERNELS is None:
-        try:
-            _KERNELS = _build_kernels()
-        except Exception:  # numba missing or unusable: NumPy reference path
-            _KERNELS = False
+        with _KERNELS_LOCK:
+            if _KERNELS is None:
+                try:
+                    from counterfeed.core import _kernels as kernels
+
+                    _KERNELS = (kernels.uniform, kernels.gumbel, kernels.exponential)
+                except Exception:  # numba missing or unusable: NumPy reference path
+                    _KERNELS = False
     return _KERNELS
+
+
+def _size(user, session, slot) -> int:
+    return int(np.prod(np.broadcast_shapes(np.shape(user), np.shape(session), np.shape(slot))))
+
+
+def _loaded_kernels(user, session, slot, small: int):
+    """The kernels when they are loaded or the draw is larger than ``small`` (then loading them),
+    else ``None``/``False`` (the NumPy path)."""
+    if _KERNELS is not None or _size(user, session, slot) <= small:
+        return _KERNELS
+    return _kernels()
+
+
+def _clib_log(x: np.ndarray) -> np.ndarray:
+    """Natural log by the C library's ``log`` (``math.log``), the function the kernels call."""
+    arr = np.asarray(x, dtype=np.float64)
+    out = np.fromiter(map(math.log, arr.ravel().tolist()), np.float64, arr.size).reshape(arr.shape)
+    return out[()] if out.ndim == 0 else out
 
 
 def _i64(a) -> np.ndarray:
@@ -149,28 +164,32 @@ class Stream:
 
     def uniform(self, user, session=0, slot=0) -> np.ndarray:
         """Uniform(0, 1), open at both ends (53-bit resolution)."""
-        k = _kernels()
+        k = _loaded_kernels(user, session, slot, NUMPY_MAX)
         if k:
             return k[0](self.key, _i64(user), _i64(session), _i64(slot))
         return _numpy_uniform(self.key, user, session, slot)
 
     def normal(self, user, session=0, slot=0) -> np.ndarray:
-        """Standard normal by inversion of a keyed uniform."""
+        """Standard normal by inversion of a keyed uniform (``scipy.special.ndtri``)."""
+        from scipy.special import ndtri  # scipy only where normals are drawn: keeps start-up light
+
         return ndtri(self.uniform(user, session, slot))
 
     def gumbel(self, user, session=0, slot=0) -> np.ndarray:
         """Standard Gumbel, -log(-log U)."""
-        k = _kernels()
+        k = _loaded_kernels(user, session, slot, EXACT_LOG_MAX)
         if k:
             return k[1](self.key, _i64(user), _i64(session), _i64(slot))
-        return -np.log(-np.log(self.uniform(user, session, slot)))
+        u = _numpy_uniform(self.key, user, session, slot)
+        return -_clib_log(-_clib_log(u))
 
     def exponential(self, user, session=0, slot=0) -> np.ndarray:
         """Exponential with rate 1."""
-        k = _kernels()
+        k = _loaded_kernels(user, session, slot, EXACT_LOG_MAX)
         if k:
             return k[2](self.key, _i64(user), _i64(session), _i64(slot))
-        return -np.log(self.uniform(user, session, slot))
+        u = _numpy_uniform(self.key, user, session, slot)
+        return -_clib_log(u)
 
     def integers(self, high, user, session=0, slot=0) -> np.ndarray:
         """Integers uniform on [0, high) (``high`` may be an array)."""

@@ -20,7 +20,8 @@ from counterfeed.core.contracts import (CatalogContext, Items, Metric, MetricInf
                                         Recommender, UserModel, WorldEvents)
 from counterfeed.core.estimation import Estimate, Estimator
 from counterfeed.core.executors import available_cores, get_executor
-from counterfeed.core.experiment import AB_WORLD, Assignment, everyone_on, split_assignment, world_names
+from counterfeed.core.experiment import (AB_WORLD, Assignment, everyone_on, split_assignment, world_arm,
+                                         world_names)
 from counterfeed.core.longterm import (check_estimator_metrics, is_population, population_report,
                                        world_long_term)
 from counterfeed.core.outcomes import world_outcomes
@@ -169,13 +170,13 @@ def world_assignment_component(sc: Scenario, plan: Plan, task: WorldTask, keys: 
     world adaptive allocation, phases, or the randomized split."""
     exp = sc.experiment
     if task.world != AB_WORLD:
-        return everyone_on(sc.arms, task.world.removeprefix("all-"), sc.population.users)
+        return everyone_on(sc.arms, world_arm(task.world), sc.population.users)
     if exp.allocation is not None:
         al = exp.allocation
         metric = plan.metrics[al.metric]
         return ThompsonAllocation(
             sc.arms, np.array([float(exp.split[a]) for a in sc.arms]), metric, keys,
-            exp.salt or sc.name, update_every=al.update_every, floor=al.floor, draws=al.draws,
+            sc.assignment_salt, update_every=al.update_every, floor=al.floor, draws=al.draws,
             higher_is_better=metric.info().higher_is_better)
     if exp.phases:
         return PhasedAssignment(sc, plan, task.population)

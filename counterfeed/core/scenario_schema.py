@@ -350,6 +350,11 @@ class Scenario(_Strict):
         return [(m, {}) if isinstance(m, str) else (m.metric, m.options) for m in self.metrics]
 
     @property
+    def assignment_salt(self) -> str:
+        """The salt of the assignment hash: ``experiment.salt``, else the scenario's name."""
+        return self.experiment.salt or self.name
+
+    @property
     def total_days(self) -> float:
         return self.experiment.pre_period + self.experiment.duration
 

@@ -62,3 +62,66 @@ def test_seeds_change_streams_and_stream_keys_are_stable():
 def test_derived_seeds_are_deterministic():
     assert Keys(3).derive_seed("replication", 1) == Keys(3).derive_seed("replication", 1)
     assert Keys(3).derive_seed("replication", 1) != Keys(3).derive_seed("replication", 2)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**63 - 1), users=st.lists(st.integers(-2**63, 2**63 - 1), min_size=1, max_size=40),
+       session=st.integers(0, 2**40), slot=st.integers(-5, 10**6))
+def test_numpy_path_and_kernels_give_the_same_bits(seed, users, session, slot):
+    """Small draws in a fresh process do not load numba; the value of a draw never depends on it."""
+    from counterfeed.core import randomness
+
+    s = Keys(seed).stream("choice")
+    u = np.array(users, dtype=np.int64)
+    kernels = randomness._kernels()
+    if not kernels:  # pragma: no cover - numba unusable here: nothing to compare against
+        return
+    for i, method in enumerate((s.uniform, s.gumbel, s.exponential)):
+        saved = randomness._KERNELS
+        try:
+            randomness._KERNELS = None  # as in a fresh process: NumPy / C-library log path
+            fresh = method(u, session, slot)
+        finally:
+            randomness._KERNELS = saved
+        assert np.array_equal(fresh, kernels[i](s.key, u, np.int64(session), np.int64(slot)))
+
+
+def test_a_large_sample_agrees_bit_for_bit_across_paths():
+    # 200k draws of each kind: NumPy's SIMD log would differ in ~800 of them; the C library's log in none
+    from counterfeed.core import randomness
+
+    kernels = randomness._kernels()
+    if not kernels:  # pragma: no cover
+        return
+    s = Keys(11).stream("visit")
+    users = np.arange(200_000, dtype=np.int64)
+    u = randomness._numpy_uniform(s.key, users, 3, 1)
+    assert np.array_equal(u, kernels[0](s.key, users, np.int64(3), np.int64(1)))
+    assert np.array_equal(-randomness._clib_log(-randomness._clib_log(u)), kernels[1](s.key, users, np.int64(3), np.int64(1)))
+    assert np.array_equal(-randomness._clib_log(u), kernels[2](s.key, users, np.int64(3), np.int64(1)))
+
+
+def test_small_draws_do_not_load_numba_and_kernels_cache_outside_the_package(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import counterfeed
+
+    code = ("import sys, numpy as np\n"
+            "from counterfeed.core.randomness import Keys\n"
+            "s = Keys(1).stream('x')\n"
+            "s.uniform(np.arange(1000), 0); s.gumbel(np.arange(100), 1); s.exponential(np.arange(100), 2)\n"
+            "assert 'numba' not in sys.modules and 'scipy' not in sys.modules, 'loaded numba/scipy'\n"
+            "s.gumbel(np.arange(100_000), 3)\n"
+            "assert 'numba' in sys.modules\n")
+    env = {**__import__("os").environ, "COUNTERFEED_CACHE_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    cached = list((tmp_path / "numba").rglob("*.nbi"))
+    assert {p.name.split(".")[1].split("-")[0] for p in cached} >= {"uniform", "gumbel", "exponential"}
+    package = Path(counterfeed.__file__).parent
+    assert not list(package.rglob("*.nbi")) and not list(package.rglob("*.nbc"))
+    # a second process finds them: no new index entries, no new compiled objects
+    before = sorted(p.name for p in (tmp_path / "numba").rglob("*"))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    assert sorted(p.name for p in (tmp_path / "numba").rglob("*")) == before

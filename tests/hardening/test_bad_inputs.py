@@ -66,16 +66,16 @@ def test_corpus_is_big_enough():
 # text_data.csv (a text column), plain.txt (not a run directory); {dir} is tests/data/bad.
 ARG_CASES = [
     ("set-wrong-type", ["run", "{base}/valid.yaml", "--set", "population.users=abc"],
-     r"{base}/valid\.yaml:4: population\.users: .*integer"),
+     r"^Error: --set: population\.users: .*integer"),
     ("set-unknown-field", ["run", "{base}/valid.yaml", "--set", "population.userz=10"],
-     r"{base}/valid\.yaml:\d+: population\.userz: unknown field 'userz'; did you mean 'users'\?"),
-    ("set-into-a-scalar", ["run", "{base}/valid.yaml", "--set", "seed.x=1"], r"seed: is not a mapping"),
+     r"^Error: --set: population\.userz: unknown field 'userz'; did you mean 'users'\?"),
+    ("set-into-a-scalar", ["run", "{base}/valid.yaml", "--set", "seed.x=1"], r"^Error: --set: seed: is not a mapping"),
     ("set-no-equals", ["run", "{base}/valid.yaml", "--set", "population.users"],
      r"Invalid value for --set: expected FIELD=VALUE"),
     ("valid-control", ["validate", "{base}/valid.yaml"], None),  # control: the valid file validates
     ("set-bad-recommender", ["run", "{base}/valid.yaml", "--set", "experiment.arms.control.recommender=popularr"],
-     r"experiment\.arms\.control\.recommender: unknown recommender 'popularr'; did you mean 'popularity'\?"),
-    ("set-name-escape", ["run", "{base}/valid.yaml", "--set", "name=../escaped"], r"name: "),
+     r"^Error: --set: experiment\.arms\.control\.recommender: unknown recommender 'popularr'; did you mean 'popularity'\?"),
+    ("set-name-escape", ["run", "{base}/valid.yaml", "--set", "name=../escaped"], r"^Error: --set: name: "),
     ("set-python-tag", ["run", "{base}/valid.yaml", "--set", "seed=!!python/object/apply:os.getpid []"],
      r"Invalid value for --set: seed: invalid value: tag .*python/object/apply:os\.getpid is not allowed"),
     ("workers-zero", ["run", "{base}/valid.yaml", "--workers", "0"],

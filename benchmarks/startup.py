@@ -1,0 +1,128 @@
+"""Start-up time of the command line and of the keyed randomness, against ``python -c pass``.
+
+Each figure is the median of ``-n`` fresh processes, measured in the same run as the baseline
+(an empty interpreter start). Targets (issue 13, "Fast start"):
+
+- ``counterfeed --help``                          < 0.3 s
+- ``counterfeed validate scenarios/quickstart.yaml`` < 0.6 s
+- the first keyed random draw in a fresh process   < 50 ms (import of the randomness module plus
+  one draw of 1,000 uniforms; numpy's own import is shown separately)
+
+It also lists which heavy modules (scipy, numba, torch, pandas, pyarrow) ``--help`` and ``validate``
+import (none is the target), and the cost of the first draw large enough to load the numba kernels,
+from the user cache (warm) and compiled into an empty cache (cold, once per installation).
+
+    python benchmarks/startup.py          # 7 runs each
+    python benchmarks/startup.py -n 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("scipy", "numba", "torch", "pandas", "pyarrow")
+
+_WHICH_HEAVY = """
+import sys
+from counterfeed.cli import main
+try:
+    main({argv!r})
+except SystemExit:
+    pass
+print("HEAVY=" + ",".join(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)
+"""
+
+_DRAW = """
+import time
+import numpy as np
+t0 = time.perf_counter()
+from counterfeed.core.randomness import Keys
+s = Keys(0).stream("visit")
+u = s.uniform(np.arange({n}), 0)
+t1 = time.perf_counter()
+g = s.{method}(np.arange({big}), 1)
+t2 = time.perf_counter()
+print("{{}} {{}}".format(t1 - t0, t2 - t1))
+"""
+
+
+def _wall(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def _median(cmd: list[str], n: int, env: dict[str, str] | None = None) -> float:
+    _wall(cmd, env)  # warm the file-system cache
+    return statistics.median(_wall(cmd, env) for _ in range(n))
+
+
+def _heavy(argv: list[str]) -> list[str]:
+    code = _WHICH_HEAVY.format(argv=argv, heavy=HEAVY)
+    err = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True).stderr
+    line = next((x for x in err.splitlines() if x.startswith("HEAVY=")), "HEAVY=?")
+    return [m for m in line.removeprefix("HEAVY=").split(",") if m]
+
+
+def _draws(n: int, env: dict[str, str], method: str = "gumbel", big: int = 100_000) -> tuple[float, float]:
+    out = subprocess.run([sys.executable, "-c", _DRAW.format(n=1000, big=big, method=method)], cwd=ROOT,
+                         env=env, check=True, capture_output=True, text=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=7, help="fresh processes per figure (median)")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = ap.parse_args()
+    exe = shutil.which("counterfeed", path=str(Path(sys.executable).parent)) or ""
+    cf = [exe] if exe else [sys.executable, "-m", "counterfeed"]
+    quick = str(ROOT / "scenarios" / "quickstart.yaml")
+    env = dict(os.environ)
+
+    base = _median([sys.executable, "-c", "pass"], args.n)
+    numpy = _median([sys.executable, "-c", "import numpy"], args.n)
+    helpt = _median(cf + ["--help"], args.n)
+    validate = _median(cf + ["validate", quick], args.n)
+    _draws(1, env)  # make sure the kernels are compiled and cached (once per installation)
+    warm = [_draws(1, env) for _ in range(args.n)]
+    first = statistics.median(w[0] for w in warm)
+    kernels_warm = statistics.median(w[1] for w in warm)
+    with tempfile.TemporaryDirectory() as tmp:
+        cold = _draws(1, {**env, "COUNTERFEED_CACHE_DIR": tmp})[1]
+    figures = {
+        "python -c pass": base, "python -c 'import numpy'": numpy,
+        "counterfeed --help": helpt, "counterfeed validate scenarios/quickstart.yaml": validate,
+        "first keyed draw (import + 1,000 uniforms)": first,
+        "first kernel draw, cached kernels (100,000 Gumbel)": kernels_warm,
+        "first kernel draw, empty cache (compile)": cold,
+    }
+    heavy = {"--help": _heavy(["--help"]), "validate": _heavy(["validate", quick])}
+    if args.json:
+        print(json.dumps({"median_s": figures, "heavy_imports": heavy, "runs": args.n}, indent=2))
+        return
+    targets = {"counterfeed --help": 0.3, "counterfeed validate scenarios/quickstart.yaml": 0.6,
+               "first keyed draw (import + 1,000 uniforms)": 0.05}
+    print(f"median of {args.n} fresh processes ({sys.executable})")
+    print(f"{'':52s} {'seconds':>8s} {'- baseline':>11s}  target")
+    for name, v in figures.items():
+        extra = "" if name.startswith("first") else f"{v - base:11.3f}"
+        tgt = targets.get(name)
+        mark = "" if tgt is None else f"< {tgt:g} s: {'yes' if v < tgt else 'NO'}"
+        print(f"{name:52s} {v:8.3f} {extra:>11s}  {mark}")
+    for cmd, mods in heavy.items():
+        print(f"heavy modules imported by {cmd}: {', '.join(mods) or 'none'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""numba ufuncs of the keyed hash of :mod:`counterfeed.core.randomness`, in one pass per draw.
+
+Imported only when a draw needs them (the import loads numba). They are compiled once per
+installation and cached in :func:`counterfeed.core.randomness.kernel_cache_dir`, never inside the
+package: the functions are module-level (no closures, whose cell contents numba hashes into the
+cache key and which made every process recompile) and a cache locator scoped to this file points
+numba at the user's cache directory (no process-wide ``NUMBA_CACHE_DIR``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numba
+import numpy as np
+from numba.core.caching import CacheImpl, UserProvidedCacheLocator
+
+from counterfeed.core.randomness import kernel_cache_dir
+
+__all__ = ["uniform", "gumbel", "exponential"]
+
+_THIS_FILE = os.path.abspath(__file__)
+
+
+class _KernelCacheLocator(UserProvidedCacheLocator):
+    """Caches the functions of this file in :func:`kernel_cache_dir`; declines every other file."""
+
+    counterfeed = True
+
+    def __init__(self, py_func, py_file):
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = str(kernel_cache_dir() / self.get_suitable_cache_subpath(py_file))
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if os.path.abspath(py_file) != _THIS_FILE:
+            return None
+        return super(UserProvidedCacheLocator, cls).from_function(py_func, py_file)
+
+
+if not any(getattr(c, "counterfeed", False) for c in CacheImpl._locator_classes):
+    CacheImpl._locator_classes.insert(0, _KernelCacheLocator)
+
+_SIG = ["float64(uint64, int64, int64, int64)"]
+
+
+@numba.njit(inline="always", cache=True)
+def _mix(x):
+    x = x ^ (x >> numba.uint64(30))
+    x = x * numba.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> numba.uint64(27))
+    x = x * numba.uint64(0x94D049BB133111EB)
+    return x ^ (x >> numba.uint64(31))
+
+
+@numba.njit(inline="always", cache=True)
+def _u(key, user, session, slot):
+    h = _mix(key ^ (numba.uint64(user) * numba.uint64(0xD6E8FEB86659FD93)))
+    h = _mix(h + numba.uint64(session) * numba.uint64(0xA0761D6478BD642F) + numba.uint64(0x9E3779B97F4A7C15))
+    b = _mix(h + numba.uint64(slot) * numba.uint64(0xE7037ED1A0B428DB))
+    return (float(b >> numba.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+@numba.vectorize(_SIG, cache=True)
+def uniform(key, user, session, slot):
+    return _u(key, user, session, slot)
+
+
+@numba.vectorize(_SIG, cache=True)
+def gumbel(key, user, session, slot):
+    return -np.log(-np.log(_u(key, user, session, slot)))
+
+
+@numba.vectorize(_SIG, cache=True)
+def exponential(key, user, session, slot):
+    return -np.log(_u(key, user, session, slot))
