@@ -203,7 +203,7 @@ def validate_command(scenario: str, as_json: bool) -> None:
     Example:
       counterfeed validate scenarios/quickstart.yaml
     """
-    from counterfeed.core.runner import resolve
+    from counterfeed.core.plan import resolve
     from counterfeed.core.scenario import load_scenario
 
     sc = load_scenario(scenario)

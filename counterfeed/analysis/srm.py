@@ -19,9 +19,10 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from scipy import stats
-
+from counterfeed._lazy import lazy_module
 from counterfeed.errors import DataError
+
+stats = lazy_module("scipy.stats")  # imported on first use: keeps start-up light
 
 __all__ = ["srm_check"]
 

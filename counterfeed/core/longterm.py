@@ -30,15 +30,10 @@ import numpy as np
 import pandas as pd
 
 from counterfeed.core.contracts import Metric, MetricInfo, WorldEvents
+from counterfeed.core.plan import NOT_IDENTIFIED, check_estimator_metrics, is_population
 
 __all__ = ["PopulationMetric", "is_population", "population_values", "population_effects",
            "metric_series", "window_events", "check_estimator_metrics", "NOT_IDENTIFIED"]
-
-NOT_IDENTIFIED = ("is population-level: its effect is not identified by comparing the arms of a "
-                  "user-randomized test (each arm's value depends on its size and on the other arm); "
-                  "the run reports the true global effect from the counterfactual worlds next to the "
-                  "naive A/B comparison instead (manifest.json 'population_metrics', report)")
-
 
 class PopulationMetric(Metric):
     """A population-level outcome: one number for a group of users (``level = "population"``).
@@ -58,18 +53,6 @@ class PopulationMetric(Metric):
     def compute(self, events: WorldEvents, start: float, end: float) -> np.ndarray:
         raise TypeError(f"metric '{self.name}' is population-level: it has no per-user value "
                         "(call compute_group)")
-
-
-def is_population(metric: Metric | MetricInfo) -> bool:
-    return getattr(metric, "level", "user") == "population"
-
-
-def check_estimator_metrics(metrics: dict[str, Metric], wanted: list[str]) -> tuple[int, str] | None:
-    """(index, error message) of the first population-level metric in ``wanted``, or None."""
-    for i, m in enumerate(wanted):
-        if m in metrics and is_population(metrics[m]):
-            return i, f"metric '{m}' {NOT_IDENTIFIED}"
-    return None
 
 
 def world_long_term(events: WorldEvents, metrics: dict[str, Metric], analysed: list[str], start: float,

@@ -16,17 +16,16 @@ import pandas as pd
 
 from counterfeed.core.allocation import ThompsonAllocation
 from counterfeed.core.analyse import analysis_data, check_estimates, estimands_of, srm
-from counterfeed.core.contracts import (CatalogContext, Items, Metric, MetricInfo, Population,
-                                        Recommender, UserModel, WorldEvents)
-from counterfeed.core.estimation import Estimate, Estimator
+from counterfeed.core.contracts import CatalogContext, Items, MetricInfo, Population, WorldEvents
+from counterfeed.core.estimation import Estimate
 from counterfeed.core.executors import available_cores, get_executor
 from counterfeed.core.experiment import (AB_WORLD, Assignment, everyone_on, split_assignment, world_arm,
                                          world_names)
-from counterfeed.core.longterm import (check_estimator_metrics, is_population, population_report,
-                                       world_long_term)
+from counterfeed.core.longterm import is_population, population_report, world_long_term
 from counterfeed.core.outcomes import world_outcomes
 from counterfeed.core.phases import PhasedAssignment, phase_values
-from counterfeed.core.plugins import Registry, get_registry
+from counterfeed.core.plan import Plan, resolve
+from counterfeed.core.plugins import get_registry
 from counterfeed.core.population import build_population
 from counterfeed.core.progress import WorldProgress
 from counterfeed.core.randomness import Keys
@@ -37,78 +36,9 @@ from counterfeed.core._guard import call_plugin
 from counterfeed.core.scoring import score_estimates
 from counterfeed.core.simulation import SimWorld, WorldConfig
 from counterfeed.core.truth import truth_table
-from counterfeed.errors import OutputError, ScenarioError
+from counterfeed.errors import OutputError
 
 __all__ = ["run", "resolve", "Plan", "simulate_world", "world_assignment_component", "RunDirectory"]
-
-
-@dataclass
-class Plan:
-    """A scenario with every plugin name resolved and every option validated."""
-
-    scenario: Scenario
-    registry: Registry
-    metrics: dict[str, Metric]          # every metric computed (user's + numerators/denominators)
-    analysed: list[str]                 # the metrics the user listed
-    estimators: list[Estimator]
-
-    def catalog(self):
-        sc = self.scenario
-        return self._create("catalog", sc.catalog.plugin, sc.catalog.options, "catalog", "plugin")
-
-    def user_model(self) -> UserModel:
-        sc = self.scenario
-        return self._create("user-model", sc.user_model.plugin, sc.user_model.options, "user_model", "plugin")
-
-    def recommender(self, arm: str) -> Recommender:
-        spec = self.scenario.experiment.arms[arm]
-        return self._create("recommender", spec.recommender, spec.options, f"experiment.arms.{arm}",
-                            "recommender")
-
-    def _create(self, kind: str, name: str, options: dict[str, Any], field: str,
-                name_key: str | None = None) -> Any:
-        """Instantiate a plugin; an unknown name is reported at ``field.name_key``, options at ``field.<opt>``."""
-        try:
-            self.registry.info(kind, name, field=f"{field}.{name_key}" if name_key else field)
-            return self.registry.create(kind, name, options, field=field)
-        except ScenarioError as err:
-            raise self.scenario.locate(err) from None
-
-
-def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
-    """Validate every plugin reference and option of ``scenario`` (errors name file, line, field)."""
-    reg = registry or get_registry()
-    sc = scenario
-    plan = Plan(sc, reg, {}, [], [])
-    plan.catalog()
-    plan.user_model()
-    for arm in sc.arms:
-        plan.recommender(arm)
-    for i, (name, opts) in enumerate(sc.metric_specs):
-        plan.metrics[name] = plan._create("metric", name, opts, f"metrics[{i}]")
-        plan.analysed.append(name)
-    for name in list(plan.metrics):
-        info = plan.metrics[name].info()
-        for part in (info.numerator, info.denominator):
-            if part and part not in plan.metrics:
-                plan.metrics[part] = plan._create("metric", part, {}, f"metrics[{plan.analysed.index(name)}]")
-    for i, spec in enumerate(sc.analysis):
-        est = plan._create("estimator", spec.estimator, spec.options, f"analysis[{i}]", "estimator")
-        try:
-            est.check_scenario(sc)
-        except ScenarioError as err:
-            raise sc.locate(err) from None
-        wanted = getattr(est.options, "metrics", None) or []
-        if (bad := check_estimator_metrics(plan.metrics, wanted)) is not None:
-            raise sc.error(bad[1], f"analysis[{i}].metrics[{bad[0]}]")
-        for j, m in enumerate(wanted):
-            if m not in plan.metrics:
-                raise sc.error(f"metric '{m}' is not computed in this scenario (metrics: "
-                               f"{', '.join(plan.analysed)})", f"analysis[{i}].metrics[{j}]")
-        plan.estimators.append(est)
-    if sc.experiment.allocation is not None or sc.experiment.phases:
-        _check_extensions(plan)
-    return plan
 
 
 # ------------------------------------------------------------------------------------------------
@@ -181,25 +111,6 @@ def world_assignment_component(sc: Scenario, plan: Plan, task: WorldTask, keys: 
     if exp.phases:
         return PhasedAssignment(sc, plan, task.population)
     return split_assignment(sc)
-
-
-def _check_extensions(plan: Plan) -> None:
-    """Metrics and estimators named by ``experiment.allocation`` / ``experiment.phases`` exist."""
-    sc = plan.scenario
-    exp = sc.experiment
-    if exp.allocation is not None:
-        m = exp.allocation.metric
-        if m not in plan.metrics:
-            raise sc.error(f"metric '{m}' is not computed in this scenario (metrics: "
-                           f"{', '.join(plan.analysed)})", "experiment.allocation.metric")
-        if plan.metrics[m].info().kind == "ratio":
-            raise sc.error(f"metric '{m}' is a ratio; adaptive allocation needs a per-user metric "
-                           "(e.g. clicks)", "experiment.allocation.metric")
-    for i, ph in enumerate(exp.phases or []):
-        if ph.metric not in plan.metrics:
-            raise sc.error(f"metric '{ph.metric}' is not computed in this scenario (metrics: "
-                           f"{', '.join(plan.analysed)})", f"experiment.phases[{i}].metric")
-        plan._create("estimator", ph.estimator, {"metrics": [ph.metric]}, f"experiment.phases[{i}].estimator")
 
 
 def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[str], None],

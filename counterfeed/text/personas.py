@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from scipy.special import gammaincinv
 
 from counterfeed.core.contracts import Items, Population
 from counterfeed.core.randomness import Stream
@@ -57,6 +56,8 @@ def persona_mixtures(n_users: int, n_topics: int, randomness: Stream | np.random
         g = randomness.gumbel(size=(ids.size, n_topics))
         u = randomness.random((ids.size, k))
     topics = np.argsort(-g, axis=1, kind="stable")[:, :k]
+    from scipy.special import gammaincinv  # scipy where personas are drawn, not at import (fast start)
+
     gam = gammaincinv(concentration, u)
     gam = np.maximum(gam, 1e-300)
     weights = gam / gam.sum(axis=1, keepdims=True)

@@ -64,3 +64,37 @@ def test_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, edit, patt
 def test_missing_file_exits_2(tmp_path):
     r = cf("run", str(tmp_path / "missing.yaml"))
     assert r.returncode == 2 and "file not found" in r.stderr
+
+
+HEAVY = ("scipy", "numba", "torch", "pandas", "pyarrow", "transformers", "pymc", "sklearn")
+_IMPORTS = """
+import sys
+from counterfeed.cli import main
+try:
+    main({argv!r})
+except SystemExit:
+    pass
+print("HEAVY=" + ",".join(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["validate", "scenarios/quickstart.yaml"], ["run", "--help"],
+                                  ["plugins", "--json"]])
+def test_start_up_commands_import_no_heavy_library(argv):
+    """Issue 13, fast start: --help and validate build the registry from metadata and the plugins'
+    Options; scipy/numba/torch/pandas/pyarrow load only when a plugin method needs them."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-c", _IMPORTS.format(argv=argv, heavy=HEAVY)], capture_output=True,
+                       text=True, cwd=root, timeout=120)
+    loaded = [line for line in r.stderr.splitlines() if line.startswith("HEAVY=")]
+    assert loaded == ["HEAVY="], (argv, r.stderr)
+
+
+def test_set_errors_name_set_not_a_line_of_the_file(scenario_file):
+    r = cf("run", str(scenario_file), "--set", "population.users=0", "--set", "seed=-1", "--quiet")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines[0].startswith("Error: --set: ") and lines[1].startswith("--set: "), r.stderr
+    assert str(scenario_file) not in r.stderr

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
-from scipy import special
 
+from counterfeed._lazy import lazy_module
 from counterfeed.core.contracts import AnalysisData, MetricInfo
 from counterfeed.errors import ModelError
+
+special = lazy_module("scipy.special")  # imported on first use: keeps start-up light
 
 __all__ = ["ArmStats", "Comparison", "mean_stats", "ratio_stats", "welch", "relative_lift",
            "normal_interval", "where", "select_metrics", "iter_groups", "arm_values",

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 from pydantic import Field
-from scipy import stats
 
+from counterfeed._lazy import lazy_module
 from counterfeed.core.estimation import (AnalysisData, Estimate, Estimator, EstimatorOptions,
                                          EstimatorTags)
 from counterfeed.core.hookspecs import hookimpl
@@ -18,6 +18,8 @@ from counterfeed.plugins.estimators._stats import (SmallGroup, arm_values, iter_
                                                    mean_stats, normal_interval, ratio_columns,
                                                    ratio_stats, relative_lift, select_metrics,
                                                    where, require_comparison)
+
+stats = lazy_module("scipy.stats")  # imported on first use: keeps start-up light
 
 __all__ = ["BayesianAB", "BayesianABOptions"]
 

@@ -34,13 +34,15 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from scipy.special import betaincinv
 
+from counterfeed._lazy import lazy_module
 from counterfeed.core.contracts import Batch, Log, Options, Recommender, RecommenderContext, Slates
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import PluginError
 from counterfeed.plugins.recommenders import _montecarlo as mc
 from counterfeed.plugins.recommenders._slates import make_slates, slate_propensities, topk
+
+_special = lazy_module("scipy.special")  # imported on first use: keeps start-up light
 
 __all__ = ["EpsilonGreedy", "BetaThompsonSampling", "LinUCB", "LinearThompsonSampling"]
 
@@ -152,7 +154,7 @@ class BetaThompsonSampling(_ItemCounts):
         c = self.options.candidates
         if c is None or available.size <= c:
             return available
-        upper = betaincinv(a[available], b[available], 0.999)
+        upper = _special.betaincinv(a[available], b[available], 0.999)
         return np.sort(available[topk(upper, c)])
 
     def _sample(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
@@ -163,13 +165,13 @@ class BetaThompsonSampling(_ItemCounts):
         ac, bc = a[cand], b[cand]
         m = np.arange(self.options.propensity_samples)[:, None]
         u_mc = batch.stream.child("thompson-mc").uniform(m, mc.time_key(batch.time), cand[None, :])
-        mc_top = mc.ranked_positions(betaincinv(ac, bc, u_mc), k)  # (M, k)
+        mc_top = mc.ranked_positions(_special.betaincinv(ac, bc, u_mc), k)  # (M, k)
         return cand, ac, bc, mc.hit_table(mc_top[None], cand.size)[0], k
 
     def recommend(self, batch: Batch) -> Slates:
         cand, ac, bc, hits, k = self._sample(batch)
         u = batch.stream.child("thompson").uniform(batch.users[:, None], batch.sessions[:, None], cand[None, :])
-        draws = betaincinv(ac, bc, u)
+        draws = _special.betaincinv(ac, bc, u)
         pos = mc.ranked_positions(draws, k)
         prop = mc.mc_propensities(hits, pos, self.options.propensity_samples)
         return Slates(cand[pos], prop, np.take_along_axis(draws, pos, axis=1))

@@ -1,0 +1,121 @@
+"""Resolution: a validated scenario plus the plugin registry -> a :class:`Plan` whose every plugin
+name is known and every option validated. ``counterfeed validate`` stops here, so this module
+imports nothing the simulation needs (no pandas, no pyarrow, no scipy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from counterfeed.core.contracts import Estimator, Metric, MetricInfo, Recommender, UserModel
+from counterfeed.core.plugins import Registry, get_registry
+from counterfeed.core.scenario import Scenario
+from counterfeed.errors import ScenarioError
+
+__all__ = ["Plan", "resolve", "check_estimator_metrics", "is_population", "NOT_IDENTIFIED"]
+
+NOT_IDENTIFIED = ("is population-level: its effect is not identified by comparing the arms of a "
+                  "user-randomized test (each arm's value depends on its size and on the other arm); "
+                  "the run reports the true global effect from the counterfactual worlds next to the "
+                  "naive A/B comparison instead (manifest.json 'population_metrics', report)")
+
+
+def is_population(metric: Metric | MetricInfo) -> bool:
+    return getattr(metric, "level", "user") == "population"
+
+
+def check_estimator_metrics(metrics: dict[str, Metric], wanted: list[str]) -> tuple[int, str] | None:
+    """(index, error message) of the first population-level metric in ``wanted``, or None."""
+    for i, m in enumerate(wanted):
+        if m in metrics and is_population(metrics[m]):
+            return i, f"metric '{m}' {NOT_IDENTIFIED}"
+    return None
+
+
+@dataclass
+class Plan:
+    """A scenario with every plugin name resolved and every option validated."""
+
+    scenario: Scenario
+    registry: Registry
+    metrics: dict[str, Metric]          # every metric computed (user's + numerators/denominators)
+    analysed: list[str]                 # the metrics the user listed
+    estimators: list[Estimator]
+
+    def catalog(self):
+        sc = self.scenario
+        return self._create("catalog", sc.catalog.plugin, sc.catalog.options, "catalog", "plugin")
+
+    def user_model(self) -> UserModel:
+        sc = self.scenario
+        return self._create("user-model", sc.user_model.plugin, sc.user_model.options, "user_model", "plugin")
+
+    def recommender(self, arm: str) -> Recommender:
+        spec = self.scenario.experiment.arms[arm]
+        return self._create("recommender", spec.recommender, spec.options, f"experiment.arms.{arm}",
+                            "recommender")
+
+    def _create(self, kind: str, name: str, options: dict[str, Any], field: str,
+                name_key: str | None = None) -> Any:
+        """Instantiate a plugin; an unknown name is reported at ``field.name_key``, options at ``field.<opt>``."""
+        try:
+            self.registry.info(kind, name, field=f"{field}.{name_key}" if name_key else field)
+            return self.registry.create(kind, name, options, field=field)
+        except ScenarioError as err:
+            raise self.scenario.locate(err) from None
+
+
+def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
+    """Validate every plugin reference and option of ``scenario`` (errors name file, line, field)."""
+    reg = registry or get_registry()
+    sc = scenario
+    plan = Plan(sc, reg, {}, [], [])
+    plan.catalog()
+    plan.user_model()
+    for arm in sc.arms:
+        plan.recommender(arm)
+    for i, (name, opts) in enumerate(sc.metric_specs):
+        plan.metrics[name] = plan._create("metric", name, opts, f"metrics[{i}]")
+        plan.analysed.append(name)
+    for name in list(plan.metrics):
+        info = plan.metrics[name].info()
+        for part in (info.numerator, info.denominator):
+            if part and part not in plan.metrics:
+                plan.metrics[part] = plan._create("metric", part, {}, f"metrics[{plan.analysed.index(name)}]")
+    for i, spec in enumerate(sc.analysis):
+        est = plan._create("estimator", spec.estimator, spec.options, f"analysis[{i}]", "estimator")
+        try:
+            est.check_scenario(sc)
+        except ScenarioError as err:
+            raise sc.locate(err) from None
+        wanted = getattr(est.options, "metrics", None) or []
+        if (bad := check_estimator_metrics(plan.metrics, wanted)) is not None:
+            raise sc.error(bad[1], f"analysis[{i}].metrics[{bad[0]}]")
+        for j, m in enumerate(wanted):
+            if m not in plan.metrics:
+                raise sc.error(f"metric '{m}' is not computed in this scenario (metrics: "
+                               f"{', '.join(plan.analysed)})", f"analysis[{i}].metrics[{j}]")
+        plan.estimators.append(est)
+    if sc.experiment.allocation is not None or sc.experiment.phases:
+        _check_extensions(plan)
+    return plan
+
+
+def _check_extensions(plan: Plan) -> None:
+    """Metrics and estimators named by ``experiment.allocation`` / ``experiment.phases`` exist."""
+    sc = plan.scenario
+    exp = sc.experiment
+    if exp.allocation is not None:
+        m = exp.allocation.metric
+        if m not in plan.metrics:
+            raise sc.error(f"metric '{m}' is not computed in this scenario (metrics: "
+                           f"{', '.join(plan.analysed)})", "experiment.allocation.metric")
+        if plan.metrics[m].info().kind == "ratio":
+            raise sc.error(f"metric '{m}' is a ratio; adaptive allocation needs a per-user metric "
+                           "(e.g. clicks)", "experiment.allocation.metric")
+    for i, ph in enumerate(exp.phases or []):
+        if ph.metric not in plan.metrics:
+            raise sc.error(f"metric '{ph.metric}' is not computed in this scenario (metrics: "
+                           f"{', '.join(plan.analysed)})", f"experiment.phases[{i}].metric")
+        plan._create("estimator", ph.estimator, {"metrics": [ph.metric]}, f"experiment.phases[{i}].estimator")
