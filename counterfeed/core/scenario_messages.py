@@ -135,6 +135,21 @@ def _relevant(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in errors if branch_root(e) is None or len(e["loc"]) == depth[branch_root(e)]]
 
 
+def _alternatives(messages: list[str]) -> str:
+    """``['Input should be a valid string', 'Input should be a valid dictionary']`` ->
+    ``'Input should be a valid string or a valid dictionary'``."""
+    first, rest = messages[0], messages[1:]
+    words = first.split(" ")
+    out = [first]
+    for m in rest:
+        other = m.split(" ")
+        n = 0
+        while n < min(len(words), len(other)) - 1 and words[n] == other[n]:
+            n += 1
+        out.append(" ".join(other[n:]))
+    return " or ".join(out)
+
+
 def validation_message(exc: ValidationError, *, file: str | None = None, lines: dict[str, int] | None = None,
                        prefix: str | None = None, model: type[BaseModel] | None = None,
                        root: type[BaseModel] | None = None,
@@ -147,13 +162,14 @@ def validation_message(exc: ValidationError, *, file: str | None = None, lines: 
     by ``--set``. The first problem gives the error's ``file``/``line``/``field``; the others follow
     on their own lines, each located the same way.
     """
-    problems, seen = [], set()
+    by_path: dict[str, list[str]] = {}
     for err in _relevant(exc.errors(include_url=False)):
         p = _problem(err, root, model)
         path = f"{prefix}.{p.path}" if prefix and p.path else (prefix or p.path)
-        if (path, p.message) not in seen:
-            seen.add((path, p.message))
-            problems.append(Problem(path, p.message))
+        if p.message not in by_path.setdefault(path, []):
+            by_path[path].append(p.message)
+    # several messages at one path are the branches of a union: one problem, its alternatives
+    problems = [Problem(path, _alternatives(msgs)) for path, msgs in by_path.items()]
     overridden = tuple(overridden)
     located = []
     for p in problems:
