@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import click
 
-__all__ = ["FORMATS", "format_option", "Column", "emit_table", "table_console", "strict_json"]
+from counterfeed import _json
+
+__all__ = ["FORMATS", "format_option", "Column", "emit_table", "emit_records", "print_table", "print_rich_table",
+           "table_console"]
 
 FORMATS = ("table", "csv", "json")
 
@@ -42,19 +44,6 @@ class Column:
         return self.header or self.key
 
 
-def strict_json(value: Any) -> Any:
-    """``value`` with NaN/inf replaced by None (recursively), numpy scalars as Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def table_console(stderr: bool = False) -> Any:
     """A rich Console: the terminal's width on a terminal, no width limit when piped."""
     from rich.console import Console
@@ -67,14 +56,13 @@ def emit_table(records: Sequence[dict[str, Any]], columns: Sequence[Column], fmt
                notes: Iterable[str] = (), console: Any = None) -> None:
     """Write ``records`` as a table, CSV (header + one line per record) or a JSON list of objects."""
     if fmt == "json":
-        click.echo(json.dumps(strict_json([{c.key: r.get(c.key) for c in columns} for r in records]), indent=2,
-                              allow_nan=False))
+        click.echo(_json.dumps([{c.key: r.get(c.key) for c in columns} for r in records], indent=2))
         return
     if fmt == "csv":
         out = csv.writer(sys.stdout, lineterminator="\n")
         out.writerow([c.key for c in columns])
         for r in records:
-            out.writerow(["" if (v := strict_json(r.get(c.key))) is None else v for c in columns])
+            out.writerow(["" if (v := _json.clean(r.get(c.key))) is None else v for c in columns])
         sys.stdout.flush()
         return
     print_rich_table(records, columns, title=title, console=console)
@@ -82,28 +70,51 @@ def emit_table(records: Sequence[dict[str, Any]], columns: Sequence[Column], fmt
         (console or table_console()).print(note)
 
 
+def emit_records(records: Sequence[dict[str, Any]], fmt: str) -> None:
+    """``csv`` or ``json`` of records whose keys are the columns (nested values: JSON text in CSV)."""
+    rows = _json.clean(list(records))
+    if fmt == "json":
+        click.echo(_json.dumps(rows, indent=2))
+        return
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(keys)
+    for r in rows:
+        out.writerow(["" if r.get(k) is None else (json.dumps(r[k], default=str) if isinstance(r[k], (dict, list))
+                                                    else r[k]) for k in keys])
+    sys.stdout.flush()
+
+
+def print_table(table: Any, console: Any = None) -> None:
+    """Print a rich Table whole: as it is when it fits (always, when piped), else the narrow layout:
+    one block of ``column: value`` lines per row, every value whole."""
+    from rich.measure import Measurement
+
+    console = console or table_console()
+    natural = Measurement.get(console, console.options.update(max_width=1_000_000), table).maximum
+    if natural <= console.width:
+        console.print(table)
+        return
+    if table.title:
+        console.print(table.title, style="bold", soft_wrap=True)
+    headers = [str(c.header) for c in table.columns]
+    width = max(len(h) for h in headers)
+    for i, row in enumerate(zip(*(list(c.cells) for c in table.columns))):
+        if i:
+            console.print("")
+        for header, value in zip(headers, row):
+            if str(value) != "":
+                console.print(f"{header:>{width}}  {value}", soft_wrap=True, highlight=False)
+
+
 def print_rich_table(records: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str = "",
                      console: Any = None) -> None:
     """The ``table`` format: a rich table, or the narrow layout when it does not fit the terminal."""
-    from rich.measure import Measurement
     from rich.table import Table
 
-    console = console or table_console()
     t = Table(title=title or None)
     for c in columns:
         t.add_column(c.title, justify="right" if c.right else "left", no_wrap=True)
-    cells = [[c.show(r.get(c.key)) for c in columns] for r in records]
-    for row in cells:
-        t.add_row(*row)
-    if Measurement.get(console, console.options, t).maximum <= console.width:
-        console.print(t)
-        return
-    if title:  # narrow layout: one block per record, every value whole (it may wrap, never cut)
-        console.print(title, style="bold", soft_wrap=True)
-    width = max(len(c.title) for c in columns)
-    for i, row in enumerate(cells):
-        if i:
-            console.print("")
-        for c, value in zip(columns, row):
-            if value != "":
-                console.print(f"{c.title:>{width}}  {value}", soft_wrap=True, highlight=False)
+    for r in records:
+        t.add_row(*[c.show(r.get(c.key)) for c in columns])
+    print_table(t, console)

@@ -1,9 +1,17 @@
-"""The ``counterfeed`` command line: one click group; user errors are one line and exit code 2."""
+"""The ``counterfeed`` command line: one click group; user errors are one line and exit code 2.
+
+BLAS threads: :func:`main` sets ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and
+``MKL_NUM_THREADS`` to 1 (unless already set) before anything imports numpy. counterfeed's
+parallelism is processes (worlds, replications, chains); a multi-threaded BLAS in each of them
+oversubscribes the cores and makes PyMC/nutpie 10-30x slower. Set the variables yourself to
+override; Python API users set them before importing numpy (docs/sem.md).
+"""
 
 from __future__ import annotations
 
 import importlib
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +19,7 @@ from typing import Any
 import click
 
 from counterfeed import _json
+from counterfeed._tables import Column, emit_table, format_option, print_rich_table, table_console
 from counterfeed.errors import CounterfeedError
 
 __all__ = ["cli", "main", "LazyGroup"]
@@ -98,15 +107,20 @@ def cli() -> None:
               help="Override a scenario field, e.g. --set population.users=1000 (repeatable).")
 @click.option("--workers", type=click.IntRange(min=1), help="Processes for the worlds (default: automatic).")
 @click.option("--no-report", is_flag=True, help="Do not write report.md/report.html.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (same as --format json).")
+@format_option()
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
 def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: int | None,
-                no_report: bool, as_json: bool, quiet: bool) -> None:
+                no_report: bool, as_json: bool, fmt: str, quiet: bool) -> None:
     """Run a scenario: simulate the A/B world and the counterfactual worlds, estimate, score.
+
+    ``--format csv`` prints the estimates table (the run directory's estimates.csv); ``json`` the
+    summary, estimates, SRM check and timings.
 
     \b
     Example:
       counterfeed run scenarios/quickstart.yaml --set population.users=1000
+      counterfeed run scenarios/quickstart.yaml --format csv > estimates.csv
     """
     from counterfeed.core.runner import run
     from counterfeed.core.scenario import load_scenario
@@ -117,8 +131,12 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
         overrides["output.report"] = False
     if overrides:
         sc = sc.with_overrides(overrides)
+    fmt = "json" if as_json else fmt
     result = run(sc, output_dir=out, write=True, quiet=quiet, workers=workers)  # progress: stderr
-    if as_json:
+    if fmt == "csv":
+        result.estimates_frame().to_csv(sys.stdout, index=False)
+        return
+    if fmt == "json":
         doc = {"run_dir": str(result.run_dir), "srm": result.srm,
                "summary": result.summary().to_dict(orient="records"),
                "estimates": [e.to_dict() for e in result.estimates], "timings": result.timings}
@@ -127,39 +145,37 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
     _print_result(result)
 
 
-def _print_result(result: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _yes_no(v: Any) -> str:
+    return "" if v is None else ("[green]yes[/]" if v else "[red]no[/]")
 
-    console = Console() if sys.stdout.isatty() else Console(width=180)
+
+def _print_result(result: Any) -> None:
     from counterfeed.core.findings import headline
 
+    console = table_console()
     for line in headline(result):  # what to conclude first: the same sentences lead the report
         console.print(f"- {line}", markup=False, highlight=False, soft_wrap=True)
     sc = result.scenario
-    summary = result.summary()
-    t = Table(title=f"{sc.name}: per arm and metric (A/B world, counterfactual world, true effect vs {sc.control})")
-    for col in ("metric", "arm", "A/B mean", "all-arm world", "true effect"):
-        t.add_column(col, justify="left" if col in ("metric", "arm") else "right", no_wrap=True)
-    for r in summary.itertuples(index=False):
-        t.add_row(r.metric, r.arm, _fmt(r.ab_value), _fmt(r.world_value),
-                  "" if r.arm == sc.control else _fmt(r.true_effect))
-    console.print(t)
+    rows = [{"metric": r.metric, "arm": r.arm, "ab": r.ab_value, "world": r.world_value,
+             "effect": None if r.arm == sc.control else r.true_effect}
+            for r in result.summary().itertuples(index=False)]
+    print_rich_table(rows, [Column("metric"), Column("arm"), Column("ab", "A/B mean", _fmt, True),
+                            Column("world", "all-arm world", _fmt, True),
+                            Column("effect", "true effect", lambda v: "" if v is None else _fmt(v), True)],
+                     title=f"{sc.name}: per arm and metric (A/B world, counterfactual world, true effect "
+                           f"vs {sc.control})", console=console)
     srm = result.srm
     flag = "[bold red]SAMPLE RATIO MISMATCH[/]" if srm.get("flagged") else "ok"
     console.print(f"SRM check: chi2={_fmt(srm.get('statistic'))}, p={_fmt(srm.get('p_value'))} -> {flag}")
     if result.estimates:
-        e = Table(title="Estimates vs truth")
         error_title = "error (interference bias)" if result.manifest.get("training") else "error"
-        for col in ("estimator", "metric", "arm", "estimand", "segment", "estimate", "interval", "p / P(better)",
-                    "truth", error_title, "covered"):
-            e.add_column(col, no_wrap=True)
-        for est in result.estimates:
-            p = est.p_value if est.p_value is not None else est.prob_better
-            e.add_row(est.estimator, est.metric, est.arm, est.estimand, est.segment or "", _fmt(est.point),
-                      f"[{_fmt(est.lower)}, {_fmt(est.upper)}]", _fmt(p), _fmt(est.truth), _fmt(est.error),
-                      "" if est.covered is None else ("[green]yes[/]" if est.covered else "[red]no[/]"))
-        console.print(e)
+        rows = [{**e.to_dict(), "segment": e.segment or "", "interval": f"[{_fmt(e.lower)}, {_fmt(e.upper)}]",
+                 "p": e.p_value if e.p_value is not None else e.prob_better} for e in result.estimates]
+        cols = [Column("estimator"), Column("metric"), Column("arm"), Column("estimand"), Column("segment"),
+                Column("point", "estimate", _fmt, True), Column("interval", right=True),
+                Column("p", "p / P(better)", _fmt, True), Column("truth", show=_fmt, right=True),
+                Column("error", error_title, _fmt, True), Column("covered", show=_yes_no)]
+        print_rich_table(rows, cols, title="Estimates vs truth", console=console)
     _print_closed_loop(console, result.manifest)
     tm = result.timings
     console.print(f"{int(tm.get('sessions', 0)):,} sessions simulated in {tm.get('simulate_s', 0):.1f} s "
@@ -170,17 +186,12 @@ def _print_result(result: Any) -> None:
 
 def _print_closed_loop(console: Any, manifest: dict[str, Any]) -> None:
     """Phases (decisions, realized vs oracle value) and adaptive allocation, when the run had them."""
-    from rich.table import Table
-
     phases = manifest.get("phases")
     if phases:
-        t = Table(title="Phases: decisions")
-        for col in ("phase", "days", "control", "rule", "metric", "decision", "chosen"):
-            t.add_column(col, no_wrap=True)
-        for ph in phases:
-            t.add_row(str(ph.get("phase")), f"{_fmt(ph.get('start'))}-{_fmt(ph.get('end'))}", str(ph.get("control")),
-                      str(ph.get("rule")), str(ph.get("metric")), str(ph.get("decision")), str(ph.get("chosen")))
-        console.print(t)
+        rows = [{**ph, "days": f"{_fmt(ph.get('start'))}-{_fmt(ph.get('end'))}"} for ph in phases]
+        print_rich_table(rows, [Column(c, show=str) for c in ("phase", "days", "control", "rule", "metric",
+                                                                "decision", "chosen")],
+                         title="Phases: decisions", console=console)
         value = manifest.get("phase_value") or {}
         if value:
             console.print("value: " + ", ".join(f"{k}={_fmt(v)}" for k, v in value.items()
@@ -215,30 +226,72 @@ def validate_command(scenario: str, as_json: bool) -> None:
                    f"{sc.experiment.duration:g} days)")
 
 
-@cli.command("plugins")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins_command(as_json: bool) -> None:
+@cli.group("plugins", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (same as --format json).")
+@format_option()
+@click.pass_context
+def plugins_command(ctx: click.Context, as_json: bool, fmt: str) -> None:
     """List every plugin class with its kind, where it came from and its version.
 
     \b
-    Example:
+    Examples:
       counterfeed plugins --json
+      counterfeed plugins show popularity
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from counterfeed.core.plugins import get_registry
 
-    infos = get_registry().all_plugins()
-    if as_json:
-        click.echo(_json.dumps([i.to_dict() for i in infos], indent=2))
+    infos = [i.to_dict() for i in get_registry().all_plugins()]
+    if as_json or fmt == "json":
+        click.echo(_json.dumps(infos, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    cols = [Column("kind"), Column("name"), Column("source"), Column("version"), Column("module"),
+            Column("plugin", "registered by")]
+    emit_table(infos, cols, fmt, title="counterfeed plugins")
 
-    t = Table(title="counterfeed plugins")
-    for col in ("kind", "name", "source", "version", "module"):
-        t.add_column(col)
-    for i in infos:
-        t.add_row(i.kind, i.name, i.source, i.version, i.plugin)
-    Console().print(t)
+
+@plugins_command.command("show")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["recommender", "user-model", "catalog", "metric", "estimator"]),
+              help="The kind, when several kinds have a plugin of that name.")
+@format_option()
+def plugins_show(name: str, kind: str | None, fmt: str) -> None:
+    """Show a plugin: what it does and its options (type, default, allowed values, description).
+
+    \b
+    Example:
+      counterfeed plugins show popularity
+      counterfeed plugins show diff-in-means --format json
+    """
+    from counterfeed.core.plugin_docs import describe, find
+    from counterfeed.core.plugins import get_registry
+    from counterfeed.errors import PluginError
+
+    found = find(name, kind)
+    if not found:
+        import difflib
+
+        names = sorted({i.name for i in get_registry().all_plugins() if kind is None or i.kind == kind})
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        raise PluginError(f"no plugin named '{name}'" + (f"; did you mean {' or '.join(map(repr, close))}?"
+                                                        if close else "; see 'counterfeed plugins'"))
+    if len(found) > 1:
+        raise click.UsageError(f"'{name}' names a {' and a '.join(i.kind for i in found)}; add --kind")
+    d = describe(found[0])
+    if fmt == "json":
+        click.echo(_json.dumps(d, indent=2))
+        return
+    cols = [Column("option"), Column("type"), Column("default", show=lambda v: "null" if v is None else str(v)),
+            Column("bounds", "allowed"), Column("description")]
+    rows = [{**r, "default": "(required)" if r["required"] else r["default"]} for r in d["options"]]
+    if fmt == "table":
+        click.echo(f"{d['kind']} '{d['name']}' ({d['class']}; {d['source']} {d['version']})\n")
+        click.echo(d["doc"] + "\n")
+        if not rows:
+            click.echo("No options.")
+            return
+    emit_table(rows, cols, fmt, title="Options")
 
 
 @cli.command("report")
@@ -273,8 +326,18 @@ def _register_plugin_commands() -> None:
     get_registry().load_commands(cli)
 
 
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def pin_blas_threads() -> None:
+    """One BLAS thread per process unless the user chose otherwise (see the module docstring)."""
+    for var in BLAS_THREAD_VARIABLES:
+        os.environ.setdefault(var, "1")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
+    pin_blas_threads()  # before any command imports numpy
     try:
         _register_plugin_commands()
         cli.main(args=argv, prog_name="counterfeed", standalone_mode=False)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from counterfeed import _json
+from counterfeed._tables import FORMATS, print_table, table_console
 
 __all__ = ["calibrate_command", "sweep_command", "COMMANDS", "UserError"]
 
@@ -34,6 +35,9 @@ _EXECUTOR_OPTIONS = [
                  help="Output directory (rerun with the same one to resume)."),
     click.option("--fresh", is_flag=True, help="Discard the replications already in the output directory."),
     click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
+    click.option("--format", type=click.Choice(FORMATS), default="table", show_default=True, expose_value=False,
+                 callback=lambda ctx, _p, v: ctx.meta.__setitem__("counterfeed.format", v),
+                 help="Output: table, csv (the summary table) or json (same as --json)."),
     click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table."),
 ]
 
@@ -61,16 +65,17 @@ def _executor(kind: str, workers: int | None, scheduler: str | None):
 
 
 def _finish(result: Any, *, title: str, extra: list[str], as_json: bool, quiet: bool) -> None:
-    from rich.console import Console
-
     from counterfeed.calibration.calibrate import summary_table
 
     payload = result.to_json()
-    if as_json:
+    fmt = "json" if as_json else click.get_current_context().meta.get("counterfeed.format", "table")
+    if fmt == "json":
         click.echo(_json.dumps(payload, indent=1))
+    elif fmt == "csv":
+        result.summary.to_csv(sys.stdout, index=False)
     elif not quiet:
-        console = Console(width=None if sys.stdout.isatty() else 160)
-        console.print(summary_table(result.summary, title=title, extra=extra))
+        console = table_console()
+        print_table(summary_table(result.summary, title=title, extra=extra), console)
         console.print(f"[dim]{payload['completed']} replications ({payload['computed_now']} computed now) "
                       f"in {result.out_dir}[/dim]")
     if result.errors:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from counterfeed import _json
+from counterfeed._tables import emit_records, format_option, print_table, table_console
 
 __all__ = ["ope"]
 
@@ -67,9 +68,10 @@ def _fmt(x: float) -> str:
                    "estimators (0: analytic intervals, except DM: 200 refit draws).")
 @click.option("--slate-size", type=click.IntRange(1), help="Slate size (default: largest logged position + 1).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of folds, bootstrap and policy draws.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (same as --format json).")
+@format_option()
 def ope(log_path, policy, policy_options, target_probs, estimators, columns, level, clip, tau, lam, folds,
-        bootstrap, slate_size, seed, as_json):
+        bootstrap, slate_size, seed, as_json, fmt):
     """Estimate how a policy would do from logged impressions with propensities (off-policy evaluation).
 
     LOG is a CSV or Parquet file with one row per impression (round, item, position, reward,
@@ -89,8 +91,11 @@ def ope(log_path, policy, policy_options, target_probs, estimators, columns, lev
                        columns, level, clip, tau, lam, folds, bootstrap, slate_size, seed)
     except CounterfeedError as exc:
         raise click.ClickException(str(exc)) from None
-    if as_json:
+    if as_json or fmt == "json":
         click.echo(_json.dumps([r.to_dict() for r in results], indent=2))
+        return
+    if fmt == "csv":
+        emit_records([r.to_dict() for r in results], "csv")
         return
     _print_table(results, log_path)
 
@@ -112,10 +117,6 @@ def _run(log_path, policy, options, target_probs, estimators, columns, level, cl
 
 
 def _print_table(results, log_path) -> None:
-    import shutil
-    import sys
-
-    from rich.console import Console
     from rich.table import Table
 
     first = results[0]
@@ -134,9 +135,7 @@ def _print_table(results, log_path) -> None:
         if r.interval not in ("analytic", "none"):
             notes.append(f"{r.estimator}: interval by {r.interval}")
         notes.extend(f"warning ({r.estimator}): {w}" for w in d.get("warnings", []))
-    # never cut numbers: as wide as the table needs when piped
-    width = None if sys.stdout.isatty() else max(shutil.get_terminal_size().columns, 200)
-    console = Console(width=width)
-    console.print(table)
+    console = table_console()  # never cut numbers: no width limit when piped, narrow layout if needed
+    print_table(table, console)
     for line in dict.fromkeys(notes):  # each distinct line once, in order
         console.print(line, markup=False, highlight=False, soft_wrap=True)

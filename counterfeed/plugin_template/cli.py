@@ -28,11 +28,12 @@ def new(name: str, kind: str, directory: Path) -> None:
     \b
     Example:
         counterfeed plugin new my-rec --kind recommender
-        cd counterfeed-my-rec && python -m pip install -e . && python -m pytest
+        cd counterfeed-my-rec && python -m pip install -e ".[test]" && python -m pytest
     """
     try:
         root = generate(name, kind, directory)
     except (ValueError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"created {root}")
-    click.echo(f"next: cd {root} && python -m pip install -e . && python -m pytest")
+    click.echo(f"next: cd {root} && python -m pip install -e \".[test]\" && python -m pytest "
+               "(in the environment where counterfeed is installed)")

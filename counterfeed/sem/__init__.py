@@ -9,19 +9,15 @@ See docs/sem.md.
 
 from __future__ import annotations
 
-import os as _os
-
-# Unpinned BLAS threads make PyMC/nutpie 10-30x slower on small shared machines.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    _os.environ.setdefault(_var, "1")
-
-from counterfeed.sem.errors import SEMModelError, SEMSyntaxError  # noqa: E402
-from counterfeed.sem.fit import SEM, SEMFit, clear_cache, fit_sem, fit_sem_stats  # noqa: E402
-from counterfeed.sem.priors import Prior, parse_prior  # noqa: E402
-from counterfeed.sem.stats import (SufficientStats, implied_moments, simulate,  # noqa: E402
-                                   sufficient_loglik, sufficient_stats)
-from counterfeed.sem.syntax import parse_model  # noqa: E402
-from counterfeed.sem.table import ParameterTable  # noqa: E402
+# BLAS threads are pinned where the process starts (counterfeed.cli.main), not here: importing a
+# library must not change the environment of the whole process.
+from counterfeed.sem.errors import SEMModelError, SEMSyntaxError
+from counterfeed.sem.fit import SEM, SEMFit, clear_cache, fit_sem, fit_sem_stats
+from counterfeed.sem.priors import Prior, parse_prior
+from counterfeed.sem.stats import (SufficientStats, implied_moments, simulate, sufficient_loglik,
+                                   sufficient_stats)
+from counterfeed.sem.syntax import parse_model
+from counterfeed.sem.table import ParameterTable
 
 __all__ = ["SEM", "SEMFit", "SEMModelError", "SEMSyntaxError", "ParameterTable", "Prior",
            "SufficientStats", "clear_cache", "fit_sem", "fit_sem_stats", "implied_moments",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from counterfeed import _json
+from counterfeed._tables import format_option
 from counterfeed.errors import CounterfeedError
 
 __all__ = ["sem"]
@@ -118,12 +120,13 @@ def show(model, exogenous, std_lv, priors, as_json) -> None:
               type=click.Choice(["nutpie", "pymc", "advi", "fullrank_advi", "pathfinder"]))
 @click.option("--std-lv", is_flag=True, help="Fix latent variances to 1, free all loadings.")
 @click.option("--prior", "priors", multiple=True, help="NAME=PRIOR, e.g. a=normal(0,1).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (same as --format json).")
+@format_option()
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Directory to write posterior.nc and summary.csv into.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress display on stderr (it is shown even with --json).")
-def fit(model, data, exogenous, draws, tune, chains, seed, method, std_lv, priors, as_json,
+def fit(model, data, exogenous, draws, tune, chains, seed, method, std_lv, priors, as_json, fmt,
         out, quiet) -> None:
     """Fit MODEL (file or text) to DATA (CSV or Parquet) and print estimates with diagnostics.
 
@@ -145,8 +148,10 @@ def fit(model, data, exogenous, draws, tune, chains, seed, method, std_lv, prior
         outdir.mkdir(parents=True, exist_ok=True)
         result.save(outdir / "posterior.nc")
         result.summary.to_csv(outdir / "summary.csv")
-    if as_json:
+    if as_json or fmt == "json":
         click.echo(_json.dumps(result.to_dict()))
+    elif fmt == "csv":
+        result.summary.to_csv(sys.stdout)
     else:
         click.echo(str(result))
         if out:
