@@ -16,13 +16,16 @@ __all__ = ["lazy_module"]
 
 
 class _LazyModule:
-    __slots__ = ("_name",)
+    __slots__ = ("_name", "_module")
 
     def __init__(self, name: str):
         self._name = name
+        self._module: ModuleType | None = None
 
     def _load(self) -> ModuleType:
-        return importlib.import_module(self._name)  # cached in sys.modules after the first call
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return self._module
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._load(), attr)
