@@ -29,18 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from counterfeed.testing.startup import heavy_imports
+
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("scipy", "numba", "torch", "pandas", "pyarrow")
-
-_WHICH_HEAVY = """
-import sys
-from counterfeed.cli import main
-try:
-    main({argv!r})
-except SystemExit:
-    pass
-print("HEAVY=" + ",".join(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)
-"""
 
 _DRAW = """
 import time
@@ -68,10 +60,7 @@ def _median(cmd: list[str], n: int, env: dict[str, str] | None = None) -> float:
 
 
 def _heavy(argv: list[str]) -> list[str]:
-    code = _WHICH_HEAVY.format(argv=argv, heavy=HEAVY)
-    err = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True).stderr
-    line = next((x for x in err.splitlines() if x.startswith("HEAVY=")), "HEAVY=?")
-    return [m for m in line.removeprefix("HEAVY=").split(",") if m]
+    return heavy_imports(argv, HEAVY, cwd=ROOT)
 
 
 def _draws(n: int, env: dict[str, str], method: str = "gumbel", big: int = 100_000) -> tuple[float, float]:

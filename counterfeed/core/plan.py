@@ -67,39 +67,73 @@ class Plan:
 
 
 def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
-    """Validate every plugin reference and option of ``scenario`` (errors name file, line, field)."""
+    """Validate every plugin reference and option of ``scenario``.
+
+    Raises
+    ------
+    ScenarioError
+        Naming file, line and field of every problem found (one plugin's problems do not hide
+        another's; checks that depend on a failed part are skipped).
+    """
     reg = registry or get_registry()
     sc = scenario
     plan = Plan(sc, reg, {}, [], [])
-    plan.catalog()
-    plan.user_model()
+    problems: list[ScenarioError] = []
+
+    def attempt(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except ScenarioError as err:
+            problems.append(err)
+            return None
+
+    attempt(plan.catalog)
+    attempt(plan.user_model)
     for arm in sc.arms:
-        plan.recommender(arm)
+        attempt(plan.recommender, arm)
     for i, (name, opts) in enumerate(sc.metric_specs):
-        plan.metrics[name] = plan._create("metric", name, opts, f"metrics[{i}]")
+        metric = attempt(plan._create, "metric", name, opts, f"metrics[{i}]")
+        if metric is not None:
+            plan.metrics[name] = metric
         plan.analysed.append(name)
     for name in list(plan.metrics):
         info = plan.metrics[name].info()
         for part in (info.numerator, info.denominator):
             if part and part not in plan.metrics:
                 plan.metrics[part] = plan._create("metric", part, {}, f"metrics[{plan.analysed.index(name)}]")
+    metrics_ok = all(name in plan.metrics for name in plan.analysed)
     for i, spec in enumerate(sc.analysis):
-        est = plan._create("estimator", spec.estimator, spec.options, f"analysis[{i}]", "estimator")
-        try:
-            est.check_scenario(sc)
-        except ScenarioError as err:
-            raise sc.locate(err) from None
-        wanted = getattr(est.options, "metrics", None) or []
-        if (bad := check_estimator_metrics(plan.metrics, wanted)) is not None:
-            raise sc.error(bad[1], f"analysis[{i}].metrics[{bad[0]}]")
-        for j, m in enumerate(wanted):
-            if m not in plan.metrics:
-                raise sc.error(f"metric '{m}' is not computed in this scenario (metrics: "
-                               f"{', '.join(plan.analysed)})", f"analysis[{i}].metrics[{j}]")
+        est = attempt(plan._create, "estimator", spec.estimator, spec.options, f"analysis[{i}]", "estimator")
+        if est is None:
+            continue
+        if not problems:  # an estimator checks its preconditions on an otherwise valid scenario
+            try:
+                est.check_scenario(sc)
+            except ScenarioError as err:
+                problems.append(sc.locate(err))
+                continue
+        if metrics_ok:
+            attempt(_check_estimator_metrics, plan, est, i)
         plan.estimators.append(est)
-    if sc.experiment.allocation is not None or sc.experiment.phases:
+    if not problems and (sc.experiment.allocation is not None or sc.experiment.phases):
         _check_extensions(plan)
+    if problems:
+        first = problems[0]
+        raise ScenarioError(first.bare_message, file=first.file, line=first.line, field=first.field,
+                            also=[*first.also, *(str(p) for p in problems[1:])])
     return plan
+
+
+def _check_estimator_metrics(plan: Plan, est: Estimator, i: int) -> None:
+    """The metrics estimator ``analysis[i]`` names are computed and analysable per user."""
+    sc = plan.scenario
+    wanted = getattr(est.options, "metrics", None) or []
+    if (bad := check_estimator_metrics(plan.metrics, wanted)) is not None:
+        raise sc.error(bad[1], f"analysis[{i}].metrics[{bad[0]}]")
+    for j, m in enumerate(wanted):
+        if m not in plan.metrics:
+            raise sc.error(f"metric '{m}' is not computed in this scenario (metrics: "
+                           f"{', '.join(plan.analysed)})", f"analysis[{i}].metrics[{j}]")
 
 
 def _check_extensions(plan: Plan) -> None:

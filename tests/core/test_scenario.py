@@ -150,3 +150,18 @@ def test_override_errors_found_when_resolving_name_set():
     sc = load_scenario("x.yaml", text=bad("recommender: random", "recommender: randm")).with_overrides({"seed": 3})
     with pytest.raises(ScenarioError, match=r"^x\.yaml:11: experiment\.arms\.treatment\.recommender"):
         resolve(sc)
+
+
+def test_problems_in_several_plugins_are_all_shown():
+    from counterfeed.core.plan import resolve
+
+    text = bad("recommender: popularity}", "recommender: popularity, epsilonn: 0.2}").replace(
+        "recommender: random}", "recommender: randm}")
+    sc = load_scenario("x.yaml", text=text)
+    with pytest.raises(ScenarioError) as info:
+        resolve(sc)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 2, lines
+    assert re.match(r"x\.yaml:10: experiment\.arms\.control\.epsilonn: unknown field", lines[0])
+    assert re.match(r"x\.yaml:11: experiment\.arms\.treatment\.recommender: unknown recommender 'randm'; "
+                    r"did you mean 'random'\?", lines[1])
