@@ -30,6 +30,13 @@ import numpy as np
 
 from counterfeed.core.contracts import Batch, Slates
 
+#: descriptions of the exploration options the recommenders share (``counterfeed plugins show``)
+EXPLORATION_DOC = ("none: the top-k by score; epsilon: each position shows an item from outside the top-k "
+                   "with probability epsilon; softmax: each position samples its stratum of the ranking with "
+                   "probabilities exp(score / temperature) (exact propensities either way)")
+EPSILON_DOC = "epsilon exploration: probability that a position shows a uniformly drawn non-top-k item"
+TEMPERATURE_DOC = "softmax exploration: temperature on the scores (lower: closer to the top-k)"
+
 __all__ = ["topk", "uniform_slates", "uniform_probabilities", "epsilon_slates", "softmax_slates", "make_slates"]
 
 _SLOT_EXPLORE = 0          # slots 0..k-1: explore-or-not coin per position

@@ -40,7 +40,8 @@ from counterfeed.core.contracts import Batch, Log, Options, Recommender, Recomme
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import PluginError
 from counterfeed.plugins.recommenders import _montecarlo as mc
-from counterfeed.plugins.recommenders._slates import make_slates, slate_propensities, topk
+from counterfeed.plugins.recommenders._slates import (EPSILON_DOC, EXPLORATION_DOC, TEMPERATURE_DOC,
+                                                      make_slates, slate_propensities, topk)
 
 _special = lazy_module("scipy.special")  # imported on first use: keeps start-up light
 
@@ -117,7 +118,7 @@ class EpsilonGreedy(_ItemCounts):
     stochastic = True
 
     class Options(_ItemOptions):
-        epsilon: float = Field(0.1, ge=0.0, le=1.0)
+        epsilon: float = Field(0.1, ge=0.0, le=1.0, description=EPSILON_DOC)
 
     def scores(self) -> np.ndarray:
         a, b = self.posterior()
@@ -335,9 +336,9 @@ class LinUCB(_HybridLinear):
 
     class Options(_LinearOptions):
         alpha: float = Field(0.5, ge=0.0, description="width of the confidence bonus")
-        exploration: Literal["none", "epsilon", "softmax"] = "none"
-        epsilon: float = Field(0.1, ge=0.0, le=1.0)
-        temperature: float = Field(0.1, gt=0.0)
+        exploration: Literal["none", "epsilon", "softmax"] = Field("none", description=EXPLORATION_DOC)
+        epsilon: float = Field(0.1, ge=0.0, le=1.0, description=EPSILON_DOC)
+        temperature: float = Field(0.1, gt=0.0, description=TEMPERATURE_DOC)
 
     def scores(self, users: np.ndarray) -> np.ndarray:
         mean, width = self.mean_and_width(self.user_features(users))

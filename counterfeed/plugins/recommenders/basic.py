@@ -9,7 +9,8 @@ from pydantic import Field
 
 from counterfeed.core.contracts import Batch, Log, Options, Recommender, RecommenderContext, Slates
 from counterfeed.core.hookspecs import hookimpl
-from counterfeed.plugins.recommenders._slates import (make_slates, slate_propensities, uniform_probabilities,
+from counterfeed.plugins.recommenders._slates import (EPSILON_DOC, EXPLORATION_DOC, TEMPERATURE_DOC,
+                                                      make_slates, slate_propensities, uniform_probabilities,
                                                       uniform_slates)
 
 __all__ = ["RandomRecommender", "PopularityRecommender", "ExplorationOptions"]
@@ -18,9 +19,9 @@ __all__ = ["RandomRecommender", "PopularityRecommender", "ExplorationOptions"]
 class ExplorationOptions(Options):
     """Exploration shared by the score-based recommenders (see ``_slates``)."""
 
-    exploration: Literal["none", "epsilon", "softmax"] = "none"
-    epsilon: float = Field(0.1, ge=0, le=1)
-    temperature: float = Field(1.0, gt=0, le=1e6)
+    exploration: Literal["none", "epsilon", "softmax"] = Field("none", description=EXPLORATION_DOC)
+    epsilon: float = Field(0.1, ge=0, le=1, description=EPSILON_DOC)
+    temperature: float = Field(1.0, gt=0, le=1e6, description=TEMPERATURE_DOC)
     candidates: int | None = Field(None, ge=1, description="softmax: only the top-N items are candidates")
 
 
@@ -50,7 +51,7 @@ class PopularityRecommender(Recommender):
     name = "popularity"
 
     class Options(ExplorationOptions):
-        signal: Literal["clicks", "impressions"] = "clicks"
+        signal: Literal["clicks", "impressions"] = Field("clicks", description="what is counted per item")
         halflife: float | None = Field(None, gt=0, description="days; decay of old counts")
 
     @property

@@ -48,7 +48,8 @@ from pydantic import Field
 
 from counterfeed.core.contracts import Batch, Log, Options, Recommender, RecommenderContext, Slates
 from counterfeed.core.hookspecs import hookimpl
-from counterfeed.plugins.recommenders._slates import make_slates, slate_propensities
+from counterfeed.plugins.recommenders._slates import (EPSILON_DOC, EXPLORATION_DOC, TEMPERATURE_DOC,
+                                                      make_slates, slate_propensities)
 
 __all__ = ["MatrixFactorization"]
 
@@ -69,9 +70,9 @@ class MatrixFactorization(Recommender):
         batch_size: int = Field(8192, ge=64, description="pairs per mini-batch")
         min_interactions: int = Field(1, ge=0, description="training clicks a user needs to be scored by MF "
                                       "(0: any user with an impression)")
-        exploration: Literal["none", "epsilon", "softmax"] = "none"
-        epsilon: float = Field(0.1, ge=0.0, le=1.0)
-        temperature: float = Field(0.5, gt=0.0)
+        exploration: Literal["none", "epsilon", "softmax"] = Field("none", description=EXPLORATION_DOC)
+        epsilon: float = Field(0.1, ge=0.0, le=1.0, description=EPSILON_DOC)
+        temperature: float = Field(0.5, gt=0.0, description=TEMPERATURE_DOC)
         candidates: int | None = Field(None, ge=1, description="softmax: items ranked before sampling")
         threads: int = Field(1, ge=1, le=64, description="torch intra-op threads during fit")
 

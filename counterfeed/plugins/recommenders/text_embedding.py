@@ -43,7 +43,8 @@ from pydantic import Field, field_validator
 from counterfeed.core.contracts import Batch, Log, Options, Recommender, RecommenderContext, Slates
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import PluginError
-from counterfeed.plugins.recommenders._slates import make_slates, slate_propensities
+from counterfeed.plugins.recommenders._slates import (EPSILON_DOC, EXPLORATION_DOC, make_slates,
+                                                      slate_propensities)
 from counterfeed.text.embedder import check_embedder_spec
 
 __all__ = ["TextEmbeddingRecommender"]
@@ -78,8 +79,8 @@ class TextEmbeddingRecommender(Recommender):
 
     class Options(Options):
         half_life: float = Field(14.0, gt=0, description="half-life of a click in the profile (days)")
-        exploration: Literal["none", "epsilon", "softmax"] = "none"
-        epsilon: float = Field(0.1, ge=0.0, le=1.0)
+        exploration: Literal["none", "epsilon", "softmax"] = Field("none", description=EXPLORATION_DOC)
+        epsilon: float = Field(0.1, ge=0.0, le=1.0, description=EPSILON_DOC)
         temperature: float = Field(0.05, gt=0.0, description="softmax temperature on cosine scores")
         candidates: int | None = Field(None, ge=1, description="softmax: top-scored items considered")
         popular_items: int = Field(50, ge=1, description="items whose mean embedding profiles new users")
