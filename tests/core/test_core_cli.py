@@ -177,3 +177,15 @@ def test_plugin_template_install_instructions_agree(tmp_path):
     pyproject = (tmp_path / "counterfeed-demo-rec" / "pyproject.toml").read_text()
     assert install in readme and "counterfeed plugins show demo-rec" in readme
     assert 'test = ["pytest' in pyproject  # the extra the instructions install
+
+
+def test_version_is_written_once():
+    import importlib.metadata as md
+    from pathlib import Path
+
+    import counterfeed
+
+    root = Path(__file__).resolve().parents[2]
+    assert 'dynamic = ["version"]' in (root / "pyproject.toml").read_text()
+    assert md.version("counterfeed") == counterfeed.__version__
+    assert cf("--version").stdout.strip() == f"counterfeed, version {counterfeed.__version__}"
