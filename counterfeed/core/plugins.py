@@ -210,17 +210,22 @@ class Registry:
         self.load()
         from counterfeed.core import contracts  # numpy: imported with the plugins, not with --help
 
+        order = {name: i for i, (name, _) in enumerate(self.pm.list_name_plugin())}
         for kind, (hook_name, base_name) in KINDS.items():
             caller = getattr(self.pm.hook, hook_name)
             base = getattr(contracts, base_name)
+            calls: list[tuple[str, Any]] = []
 
-            def register(cls, _kind=kind, _base=base, _caller=caller):
-                plugin = _registering_plugin(_caller)
-                source, version = self._sources.get(plugin, ("unknown", ""))
-                self._add(_kind, _base, cls, plugin, source, version)
+            def register(cls, _caller=caller, _calls=calls):
+                _calls.append((_registering_plugin(_caller), cls))
 
             with guarded(lambda exc, _caller=caller: _culprit(_caller, exc), hook_name):
                 caller(register=register)
+            # pluggy calls the newest plugin first; add in registration order, so a duplicate
+            # name is blamed on the plugin that came later
+            for plugin, cls in sorted(calls, key=lambda c: order.get(c[0], len(order))):
+                source, version = self._sources.get(plugin, ("unknown", ""))
+                self._add(kind, base, cls, plugin, source, version)
         self._collected = True
 
     def _add(self, kind: str, base: type, cls: Any, plugin: str, source: str, version: str) -> None:
