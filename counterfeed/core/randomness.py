@@ -16,8 +16,9 @@ Uniform draws of at most ``NUMPY_MAX`` values use the NumPy reference hash (inte
 one exact conversion: the same bits as the kernel); Gumbel and exponential draws of at most
 ``EXACT_LOG_MAX`` values take its logarithms with the C library's ``log``, which the kernels call
 too (NumPy's SIMD ``log`` differs in the last bit for about 0.4% of values, so it is not used).
-Larger draws use numba ufuncs (:mod:`counterfeed.core._kernels`) compiled once per installation and
-cached in :func:`kernel_cache_dir`, never inside the package; once loaded they serve every draw.
+Larger draws, and every draw once ``SUSTAINED`` values have been drawn without them, use numba
+ufuncs (:mod:`counterfeed.core._kernels`) compiled once per installation and cached in
+:func:`kernel_cache_dir`, never inside the package; once loaded they serve every draw.
 Which path served a draw never changes its value (``tests/core/test_randomness.py``).
 
 Example
@@ -44,6 +45,8 @@ __all__ = ["Keys", "Stream", "mix64", "stream_key", "kernel_cache_dir", "NUMPY_M
 NUMPY_MAX = 1 << 16
 #: Gumbel/exponential draws of at most this many values use the C library's log element by element
 EXACT_LOG_MAX = 1 << 12
+#: after this many values drawn without the kernels, every draw loads and uses them
+SUSTAINED = 1 << 17
 
 _U64 = np.uint64
 _GOLDEN = _U64(0x9E3779B97F4A7C15)
@@ -120,12 +123,21 @@ def _size(user, session, slot) -> int:
     return int(np.prod(np.broadcast_shapes(np.shape(user), np.shape(session), np.shape(slot))))
 
 
+_WITHOUT_KERNELS = 0  # values drawn so far without the kernels (this process)
+
+
 def _loaded_kernels(user, session, slot, small: int):
-    """The kernels when they are loaded or the draw is larger than ``small`` (then loading them),
-    else ``None``/``False`` (the NumPy path)."""
-    if _KERNELS is not None or _size(user, session, slot) <= small:
+    """The kernels when they are loaded, when the draw is larger than ``small`` or when the draws
+    without them add up to ``SUSTAINED`` values (then loading them); else ``None``/``False`` (the
+    NumPy path). So a short job never loads numba and a long one pays the NumPy path only briefly."""
+    global _WITHOUT_KERNELS
+    if _KERNELS is not None:
         return _KERNELS
-    return _kernels()
+    n = _size(user, session, slot)
+    if n > small or _WITHOUT_KERNELS + n > SUSTAINED:
+        return _kernels()
+    _WITHOUT_KERNELS += n
+    return None
 
 
 def _clib_log(x: np.ndarray) -> np.ndarray:
