@@ -11,6 +11,8 @@ Each figure is the median of ``-n`` fresh processes, measured in the same run as
 It also lists which heavy modules (scipy, numba, torch, pandas, pyarrow) ``--help`` and ``validate``
 import (none is the target), and the cost of the first draw large enough to load the numba kernels,
 from the user cache (warm) and compiled into an empty cache (cold, once per installation).
+Wall time depends on how busy the machine is; the CPU column (user + system seconds of the
+process) much less, so it is the figure to compare across runs on a shared machine.
 
     python benchmarks/startup.py          # 7 runs each
     python benchmarks/startup.py -n 15
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -48,15 +51,21 @@ print("{{}} {{}}".format(t1 - t0, t2 - t1))
 """
 
 
-def _wall(cmd: list[str], env: dict[str, str] | None = None) -> float:
+def _wall(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user + system) of one fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def _median(cmd: list[str], n: int, env: dict[str, str] | None = None) -> float:
+def _median(cmd: list[str], n: int, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Median wall and median CPU seconds of ``n`` runs (CPU time is less sensitive to a busy machine)."""
     _wall(cmd, env)  # warm the file-system cache
-    return statistics.median(_wall(cmd, env) for _ in range(n))
+    runs = [_wall(cmd, env) for _ in range(n)]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
 def _heavy(argv: list[str]) -> list[str]:
@@ -79,10 +88,10 @@ def main() -> None:
     quick = str(ROOT / "scenarios" / "quickstart.yaml")
     env = dict(os.environ)
 
-    base = _median([sys.executable, "-c", "pass"], args.n)
-    numpy = _median([sys.executable, "-c", "import numpy"], args.n)
-    helpt = _median(cf + ["--help"], args.n)
-    validate = _median(cf + ["validate", quick], args.n)
+    base, base_cpu = _median([sys.executable, "-c", "pass"], args.n)
+    numpy, numpy_cpu = _median([sys.executable, "-c", "import numpy"], args.n)
+    helpt, help_cpu = _median(cf + ["--help"], args.n)
+    validate, validate_cpu = _median(cf + ["validate", quick], args.n)
     _draws(1, env)  # make sure the kernels are compiled and cached (once per installation)
     warm = [_draws(1, env) for _ in range(args.n)]
     first = statistics.median(w[0] for w in warm)
@@ -90,25 +99,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cold = _draws(1, {**env, "COUNTERFEED_CACHE_DIR": tmp})[1]
     figures = {
-        "python -c pass": base, "python -c 'import numpy'": numpy,
-        "counterfeed --help": helpt, "counterfeed validate scenarios/quickstart.yaml": validate,
-        "first keyed draw (import + 1,000 uniforms)": first,
-        "first kernel draw, cached kernels (100,000 Gumbel)": kernels_warm,
-        "first kernel draw, empty cache (compile)": cold,
+        "python -c pass": (base, base_cpu), "python -c 'import numpy'": (numpy, numpy_cpu),
+        "counterfeed --help": (helpt, help_cpu),
+        "counterfeed validate scenarios/quickstart.yaml": (validate, validate_cpu),
+        "first keyed draw (import + 1,000 uniforms)": (first, None),
+        "first kernel draw, cached kernels (100,000 Gumbel)": (kernels_warm, None),
+        "first kernel draw, empty cache (compile)": (cold, None),
     }
     heavy = {"--help": _heavy(["--help"]), "validate": _heavy(["validate", quick])}
     if args.json:
-        print(json.dumps({"median_s": figures, "heavy_imports": heavy, "runs": args.n}, indent=2))
+        print(json.dumps({"median_s": {k: v[0] for k, v in figures.items()},
+                          "median_cpu_s": {k: v[1] for k, v in figures.items() if v[1] is not None},
+                          "heavy_imports": heavy, "runs": args.n}, indent=2))
         return
     targets = {"counterfeed --help": 0.3, "counterfeed validate scenarios/quickstart.yaml": 0.6,
                "first keyed draw (import + 1,000 uniforms)": 0.05}
-    print(f"median of {args.n} fresh processes ({sys.executable})")
-    print(f"{'':52s} {'seconds':>8s} {'- baseline':>11s}  target")
-    for name, v in figures.items():
-        extra = "" if name.startswith("first") else f"{v - base:11.3f}"
+    print(f"median of {args.n} fresh processes ({sys.executable}); in-process timing for the draws")
+    print(f"{'':52s} {'wall s':>8s} {'- baseline':>11s} {'CPU s':>7s}  target (wall)")
+    for name, (v, cpu) in figures.items():
+        extra = "" if cpu is None else f"{v - base:11.3f}"
         tgt = targets.get(name)
         mark = "" if tgt is None else f"< {tgt:g} s: {'yes' if v < tgt else 'NO'}"
-        print(f"{name:52s} {v:8.3f} {extra:>11s}  {mark}")
+        print(f"{name:52s} {v:8.3f} {extra:>11s} {'' if cpu is None else f'{cpu:7.3f}':>7s}  {mark}")
     for cmd, mods in heavy.items():
         print(f"heavy modules imported by {cmd}: {', '.join(mods) or 'none'}")
 
