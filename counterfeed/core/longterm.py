@@ -27,13 +27,16 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from counterfeed._lazy import lazy_module
 from counterfeed.core.contracts import Metric, MetricInfo, WorldEvents
 from counterfeed.core.plan import NOT_IDENTIFIED, check_estimator_metrics, is_population
 
+pd = lazy_module("pandas")  # plugins subclass PopulationMetric: importing this module stays light
+
 __all__ = ["PopulationMetric", "is_population", "population_values", "population_effects",
            "metric_series", "window_events", "check_estimator_metrics", "NOT_IDENTIFIED"]
+
 
 class PopulationMetric(Metric):
     """A population-level outcome: one number for a group of users (``level = "population"``).
