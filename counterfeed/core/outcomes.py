@@ -47,7 +47,7 @@ def look_outcomes(events: WorldEvents, metrics: dict[str, Metric], start: float,
     ``times`` (D,) are days from the experiment ``start``. A user is exposed at a look once they have
     visited since ``start``; each metric is computed over ``[start, start + times[d])``.
     """
-    from counterfeed.core.simulation import call_plugin
+    from counterfeed.core._guard import call_plugin
 
     times = np.asarray(times, dtype=np.float64)
     n = events.n_users
