@@ -4,7 +4,8 @@ Imported only when a draw needs them (the import loads numba). They are compiled
 installation and cached in :func:`counterfeed.core.randomness.kernel_cache_dir`, never inside the
 package: the functions are module-level (no closures, whose cell contents numba hashes into the
 cache key and which made every process recompile) and a cache locator scoped to this file points
-numba at the user's cache directory (no process-wide ``NUMBA_CACHE_DIR``).
+numba at the user's cache directory (no process-wide ``NUMBA_CACHE_DIR``: numba's
+``CACHE_LOCATOR_CLASSES`` setting names it only while this module defines its functions).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 
 import numba
 import numpy as np
-from numba.core.caching import CacheImpl, UserProvidedCacheLocator
+from numba.core.caching import UserProvidedCacheLocator
 
 from counterfeed.core.randomness import kernel_cache_dir
 
@@ -24,8 +25,6 @@ _THIS_FILE = os.path.abspath(__file__)
 
 class _KernelCacheLocator(UserProvidedCacheLocator):
     """Caches the functions of this file in :func:`kernel_cache_dir`; declines every other file."""
-
-    counterfeed = True
 
     def __init__(self, py_func, py_file):
         self._py_file = py_file
@@ -39,8 +38,10 @@ class _KernelCacheLocator(UserProvidedCacheLocator):
         return super(UserProvidedCacheLocator, cls).from_function(py_func, py_file)
 
 
-if not any(getattr(c, "counterfeed", False) for c in CacheImpl._locator_classes):
-    CacheImpl._locator_classes.insert(0, _KernelCacheLocator)
+# numba finds a cache locator from ``config.CACHE_LOCATOR_CLASSES`` when set: point it at ours
+# while this module's functions are defined (their caches are created then), and restore it.
+_SAVED_LOCATORS = numba.config.CACHE_LOCATOR_CLASSES
+numba.config.CACHE_LOCATOR_CLASSES = f"{__name__}._KernelCacheLocator"
 
 _SIG = ["float64(uint64, int64, int64, int64)"]
 
@@ -75,3 +76,6 @@ def gumbel(key, user, session, slot):
 @numba.vectorize(_SIG, cache=True)
 def exponential(key, user, session, slot):
     return -np.log(_u(key, user, session, slot))
+
+
+numba.config.CACHE_LOCATOR_CLASSES = _SAVED_LOCATORS

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import importlib.metadata as md
 import os
 import sys
@@ -332,7 +333,7 @@ def _impl_codes(caller: pluggy.HookCaller) -> dict[Any, str]:
 def _registering_plugin(caller: pluggy.HookCaller) -> str:
     """The plugin whose implementation of ``caller``'s hook is on the stack (it called ``register``)."""
     codes = _impl_codes(caller)
-    frame = sys._getframe(2)
+    frame = inspect.currentframe()
     while frame is not None:
         if frame.f_code in codes:
             return codes[frame.f_code]
