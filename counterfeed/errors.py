@@ -18,6 +18,14 @@ __all__ = [
 ]
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``'a\\rb'``): a value from a user's file must not
+    break a one-line-per-problem message."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class CounterfeedError(Exception):
     """Base class: a problem the user can fix; shown as one message, exit code 2."""
 
@@ -34,6 +42,7 @@ class ScenarioError(CounterfeedError):
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
                  field: str | None = None, also: "list[str] | tuple[str, ...]" = ()):
+        message, field = printable(message), (None if field is None else printable(field))
         self.file, self.line, self.field, self.also = file, line, field, tuple(also)
         where = ""
         if file:

@@ -135,14 +135,6 @@ def _relevant(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in errors if branch_root(e) is None or len(e["loc"]) == depth[branch_root(e)]]
 
 
-def _printable(text: str) -> str:
-    """``text`` with control characters escaped (a key such as ``'a\\rb'`` must not break the
-    one-line-per-problem message)."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
 def _alternatives(messages: list[str]) -> str:
     """``['Input should be a valid string', 'Input should be a valid dictionary']`` ->
     ``'Input should be a valid string or a valid dictionary'``."""
@@ -177,7 +169,7 @@ def validation_message(exc: ValidationError, *, file: str | None = None, lines: 
         if p.message not in by_path.setdefault(path, []):
             by_path[path].append(p.message)
     # several messages at one path are the branches of a union: one problem, its alternatives
-    problems = [Problem(_printable(path), _printable(_alternatives(msgs))) for path, msgs in by_path.items()]
+    problems = [Problem(path, _alternatives(msgs)) for path, msgs in by_path.items()]
     overridden = tuple(overridden)
     located = []
     for p in problems:
