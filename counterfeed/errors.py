@@ -7,6 +7,8 @@ is a bug in counterfeed and keeps its traceback.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 __all__ = [
     "CounterfeedError",
     "ScenarioError",
@@ -41,9 +43,11 @@ class ScenarioError(CounterfeedError):
     """
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 field: str | None = None, also: "list[str] | tuple[str, ...]" = ()):
+                 field: str | None = None, also: "Sequence[ScenarioError | str]" = ()):
         message, field = printable(message), (None if field is None else printable(field))
-        self.file, self.line, self.field, self.also = file, line, field, tuple(also)
+        self.file, self.line, self.field = file, line, field
+        self.others = tuple(a for a in also if isinstance(a, ScenarioError))  # relocatable problems
+        self.also = tuple(str(a) for a in also)
         where = ""
         if file:
             where = f"{file}:{line}: " if line else f"{file}: "

@@ -120,7 +120,8 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
     if problems:
         first = problems[0]
         raise ScenarioError(first.bare_message, file=first.file, line=first.line, field=first.field,
-                            also=[*first.also, *(str(p) for p in problems[1:])])
+                            also=[*(first.others if len(first.others) == len(first.also) else first.also),
+                                  *problems[1:]])
     return plan
 
 

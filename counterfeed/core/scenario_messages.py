@@ -182,4 +182,4 @@ def validation_message(exc: ValidationError, *, file: str | None = None, lines: 
     if len(located) == 1:
         return first
     return ScenarioError(first.bare_message, file=first.file, line=first.line, field=first.field,
-                         also=[str(e) for e in located[1:]])
+                         also=located[1:])

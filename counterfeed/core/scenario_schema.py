@@ -333,8 +333,9 @@ class Scenario(_Strict):
         if err.file or not err.field:
             return err
         located = self.error(err.bare_message, err.field)
+        others = [self.locate(o) for o in err.others] if len(err.others) == len(err.also) else err.also
         return ScenarioError(err.bare_message, file=located.file, line=located.line, field=err.field,
-                             also=err.also)
+                             also=others)
 
     # -- views ----------------------------------------------------------------------------------
     @property

@@ -165,3 +165,13 @@ def test_problems_in_several_plugins_are_all_shown():
     assert re.match(r"x\.yaml:10: experiment\.arms\.control\.epsilonn: unknown field", lines[0])
     assert re.match(r"x\.yaml:11: experiment\.arms\.treatment\.recommender: unknown recommender 'randm'; "
                     r"did you mean 'random'\?", lines[1])
+
+
+def test_several_problems_in_one_plugins_options_are_all_located():
+    from counterfeed.core.plan import resolve
+
+    sc = load_scenario("x.yaml", text=bad("recommender: popularity}", "recommender: popularity, epsilonn: 0.2, signl: 1}"))
+    with pytest.raises(ScenarioError) as info:
+        resolve(sc)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 2 and all(line.startswith("x.yaml:10: experiment.arms.control.") for line in lines), lines
