@@ -175,7 +175,7 @@ class PhasedAssignment(Assignment):
     def _estimate(self, i: int, spec: PhaseSpec, outcomes: Any, arms: list[str], control: str
                   ) -> list[Estimate]:
         plan = self.plan
-        est = plan._create("estimator", spec.estimator, {"metrics": [spec.metric]},
+        est = plan.create("estimator", spec.estimator, {"metrics": [spec.metric]},
                            f"experiment.phases[{i}].estimator")
         frame = outcomes[outcomes["arm"].isin(arms)].drop(columns="world").reset_index(drop=True)
         infos = {n: m.info() for n, m in plan.metrics.items()}

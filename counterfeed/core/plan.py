@@ -45,18 +45,18 @@ class Plan:
 
     def catalog(self):
         sc = self.scenario
-        return self._create("catalog", sc.catalog.plugin, sc.catalog.options, "catalog", "plugin")
+        return self.create("catalog", sc.catalog.plugin, sc.catalog.options, "catalog", "plugin")
 
     def user_model(self) -> UserModel:
         sc = self.scenario
-        return self._create("user-model", sc.user_model.plugin, sc.user_model.options, "user_model", "plugin")
+        return self.create("user-model", sc.user_model.plugin, sc.user_model.options, "user_model", "plugin")
 
     def recommender(self, arm: str) -> Recommender:
         spec = self.scenario.experiment.arms[arm]
-        return self._create("recommender", spec.recommender, spec.options, f"experiment.arms.{arm}",
+        return self.create("recommender", spec.recommender, spec.options, f"experiment.arms.{arm}",
                             "recommender")
 
-    def _create(self, kind: str, name: str, options: dict[str, Any], field: str,
+    def create(self, kind: str, name: str, options: dict[str, Any], field: str,
                 name_key: str | None = None) -> Any:
         """Instantiate a plugin; an unknown name is reported at ``field.name_key``, options at ``field.<opt>``."""
         try:
@@ -92,7 +92,7 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
     for arm in sc.arms:
         attempt(plan.recommender, arm)
     for i, (name, opts) in enumerate(sc.metric_specs):
-        metric = attempt(plan._create, "metric", name, opts, f"metrics[{i}]")
+        metric = attempt(plan.create, "metric", name, opts, f"metrics[{i}]")
         if metric is not None:
             plan.metrics[name] = metric
         plan.analysed.append(name)
@@ -100,10 +100,10 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
         info = plan.metrics[name].info()
         for part in (info.numerator, info.denominator):
             if part and part not in plan.metrics:
-                plan.metrics[part] = plan._create("metric", part, {}, f"metrics[{plan.analysed.index(name)}]")
+                plan.metrics[part] = plan.create("metric", part, {}, f"metrics[{plan.analysed.index(name)}]")
     metrics_ok = all(name in plan.metrics for name in plan.analysed)
     for i, spec in enumerate(sc.analysis):
-        est = attempt(plan._create, "estimator", spec.estimator, spec.options, f"analysis[{i}]", "estimator")
+        est = attempt(plan.create, "estimator", spec.estimator, spec.options, f"analysis[{i}]", "estimator")
         if est is None:
             continue
         if not problems:  # an estimator checks its preconditions on an otherwise valid scenario
@@ -153,4 +153,4 @@ def _check_extensions(plan: Plan) -> None:
         if ph.metric not in plan.metrics:
             raise sc.error(f"metric '{ph.metric}' is not computed in this scenario (metrics: "
                            f"{', '.join(plan.analysed)})", f"experiment.phases[{i}].metric")
-        plan._create("estimator", ph.estimator, {"metrics": [ph.metric]}, f"experiment.phases[{i}].estimator")
+        plan.create("estimator", ph.estimator, {"metrics": [ph.metric]}, f"experiment.phases[{i}].estimator")

@@ -30,9 +30,8 @@ PACKAGE = Path(counterfeed.__file__).parent
 BUILTIN_ESTIMATORS = {"diff-in-means", "cuped", "ratio", "bayesian-ab", "sequential", "adaptive-ipw", "ope",
                       "sem"}
 
-#: (file, expression): phases.py (owned by the assignment/world-state work of issue 13) still creates
-#: the phase estimators through the runner's private ``Plan._create``; remove when it uses a public one
-KNOWN_PRIVATE_ACCESS = {("core/phases.py", "plan._create")}
+#: (file, expression): none left (phases.py creates its estimators through the public ``Plan.create``)
+KNOWN_PRIVATE_ACCESS: set[tuple[str, str]] = set()
 #: (file, expression): none left (the SEM report section moved into the SEM plugin through the hook)
 KNOWN_ESTIMATOR_NAMES: set[tuple[str, str]] = set()
 
