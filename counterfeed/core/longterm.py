@@ -59,28 +59,28 @@ class PopulationMetric(Metric):
 
 
 def world_long_term(events: WorldEvents, metrics: dict[str, Metric], analysed: list[str], start: float,
-                    end: float, extras: dict[str, Any]) -> pd.DataFrame:
-    """A world's time series: the daily engagement series plus :func:`metric_series` of the analysed
-    metrics it lacks (weekly from 4 weeks on, else daily); stores ``extras["population"]``."""
+                    end: float) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """A world's time series and its population-level metric rows.
+
+    The series is the daily engagement series plus :func:`metric_series` of the analysed metrics it
+    lacks (weekly from 4 weeks on, else daily); the rows are :func:`population_values`."""
     from counterfeed.core.outcomes import DAILY_SERIES, timeseries
 
     rows = population_values(events, metrics, start, end)
-    if rows:
-        extras["population"] = rows
     daily = timeseries(events)
     names = [n for n in analysed if n not in DAILY_SERIES]
     if not names or end - start < 2:
-        return daily
+        return daily, rows
     infos = {n: m.info() for n, m in metrics.items()}
     extra = metric_series(events, metrics, infos, names, start, end, 7.0 if end - start >= 28 else 1.0)
-    return pd.concat([daily, extra], ignore_index=True) if len(daily) else extra
+    return (pd.concat([daily, extra], ignore_index=True) if len(daily) else extra), rows
 
 
-def population_report(scenario: Any, extras: list[dict[str, Any]]) -> dict[str, Any]:
-    """``{"values": rows, "effects": rows}`` for the manifest (see :func:`population_effects`)."""
+def population_report(scenario: Any, values: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{"values": rows, "effects": rows}`` for the manifest (see :func:`population_effects`);
+    ``values`` are every world's :func:`population_values` rows."""
     from counterfeed.core.experiment import AB_WORLD, counterfactual_world
 
-    values = [r for x in extras for r in x.get("population", [])]
     cf = {a: counterfactual_world(a) for a in scenario.arms}
     return {"values": values, "note": f"population-level metrics {NOT_IDENTIFIED.split('; ', 1)[0][3:]}",
             "effects": population_effects(values, scenario.arms, scenario.control, AB_WORLD, cf)}

@@ -62,8 +62,11 @@ class WorldOutput:
     timeseries: pd.DataFrame
     seconds: float
     sessions: int
-    extras: dict[str, Any] = field(default_factory=dict)  # phases / adaptive allocation records
     probabilities: np.ndarray | None = None  # (n_users, n_arms) Assignment.probabilities()
+    allocation: dict[str, Any] | None = None  # adaptive allocation's record (ThompsonAllocation.record)
+    phase_decisions: list[dict[str, Any]] | None = None  # a phased experiment's decisions (A/B world)
+    phase_values: dict[str, Any] | None = None  # per-phase metric values (phased experiments)
+    population: list[dict[str, Any]] = field(default_factory=list)  # population-level metric rows
 
 
 def simulate_world(task: WorldTask) -> WorldOutput:
@@ -85,14 +88,15 @@ def simulate_world(task: WorldTask) -> WorldOutput:
     events.items = task.items
     plan.registry.hook.counterfeed_world_end(scenario=sc, world=task.world, events=events)
     outcomes = world_outcomes(events, plan.metrics, task.population, exp.pre_period, cfg.horizon)
-    extras: dict[str, Any] = dict(assignment.record())
-    series = world_long_term(events, plan.metrics, plan.analysed, exp.pre_period, cfg.horizon, extras)
-    if exp.phases:
-        extras["phase_values"] = phase_values(sc, events, plan.metrics)
-    if "allocation" in extras:
-        outcomes["assignment_probability"] = extras["allocation"]["probability"]
+    record = assignment.record()
+    series, population = world_long_term(events, plan.metrics, plan.analysed, exp.pre_period, cfg.horizon)
+    allocation = record.get("allocation")
+    if allocation is not None:
+        outcomes["assignment_probability"] = allocation["probability"]
     return WorldOutput(task.world, events, outcomes, series, time.perf_counter() - t0,
-                       int(events.sessions["user"].size), extras, assignment.probabilities())
+                       int(events.sessions["user"].size), assignment.probabilities(), allocation,
+                       record.get("phases"), phase_values(sc, events, plan.metrics) if exp.phases else None,
+                       population)
 
 
 def world_assignment_component(sc: Scenario, plan: Plan, task: WorldTask, keys: Keys) -> Assignment:
@@ -207,8 +211,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         truth = truth_table(outcomes, events, sc.arms, sc.control, {n: infos[n] for n in per_user},
                             estimands_of(plan.estimators), float(sc.experiment.pre_period))
         ab = outcomes[outcomes["world"] == AB_WORLD].drop(columns="world").reset_index(drop=True)
-        extra_out = {o.world: o.extras for o in outputs if o.extras}
-        allocation = extra_out.get(AB_WORLD, {}).get("allocation")
+        allocation = next(o.allocation for o in outputs if o.world == AB_WORLD)
         srm_result = srm(sc, ab, allocation)
         t0 = time.perf_counter()
         probabilities = next(o.probabilities for o in outputs if o.world == AB_WORLD)
@@ -232,8 +235,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         }
         if sc.experiment.training != "own":
             manifest["training"] = sc.experiment.training
-        if any(o.extras.get("population") for o in outputs):
-            manifest["population_metrics"] = population_report(sc, [o.extras for o in outputs])
+        if any(o.population for o in outputs):
+            manifest["population_metrics"] = population_report(sc, [r for o in outputs for r in o.population])
         if allocation is not None:
             manifest["allocation"] = {"method": sc.experiment.allocation.method,
                                       "history": allocation["history"]}
@@ -263,8 +266,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
 def _phase_report(sc: Scenario, plan: Plan, outputs: list[WorldOutput]) -> tuple[list, dict]:
     from counterfeed.core.phases import score_phases
 
-    decisions = next(o.extras["phases"] for o in outputs if o.world == AB_WORLD)
-    values = {o.world: o.extras["phase_values"] for o in outputs}
+    decisions = next(o.phase_decisions for o in outputs if o.world == AB_WORLD)
+    values = {o.world: o.phase_values for o in outputs}
     higher = [plan.metrics[p.metric].info().higher_is_better for p in sc.experiment.phases or []]
     summary = score_phases(sc, decisions, values, higher)
     return decisions, summary
