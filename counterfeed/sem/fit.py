@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -91,8 +92,9 @@ class SEM:
             compiled = entry.get("nutpie")
             if compiled is None:
                 cache_hit = False
-                compiled = nutpie.compile_pymc_model(model, initial_points=init, jitter_rvs=set(),
-                                                     var_names=var_names)
+                with without_zero_div_rewrite():
+                    compiled = nutpie.compile_pymc_model(model, initial_points=init, jitter_rvs=set(),
+                                                         var_names=var_names)
                 entry["nutpie"] = compiled
             compiled = compiled.with_data(**data)
             compile_s = time.perf_counter() - t0
@@ -341,3 +343,26 @@ def _odd_chains(chain_means, summary) -> list[str]:
             out.append(f"chain {ch}: {name} mean {chain_means.iloc[ch][name]:.3g} vs "
                        f"{med[name]:.3g}")
     return out
+
+
+@contextmanager
+def without_zero_div_rewrite():
+    """Compile without PyTensor's canonicalize rewrite ``local_zero_div`` (``0 / x -> 0``).
+
+    On SEM graphs a constant zero block divided by a sampled quantity (e.g. the 2 x 1 zero block of a
+    regression on the arm indicator with two exogenous groups) makes ``local_zero_div`` and
+    ``constant_folding`` undo each other forever inside nutpie's ``rewrite_graph``, so the compile
+    never returns (the kind of issue 14 item 7). Dropping this one algebraic shortcut while the model
+    compiles changes no value; the rewrite is restored afterwards, so other PyTensor users in the
+    process are unaffected.
+    """
+    from pytensor.compile import optdb
+    from pytensor.tensor.rewriting.math import local_zero_div
+
+    db = optdb["canonicalize"]
+    tags = [t for t, rewrites in db.__db__.items() if t != "local_zero_div" and local_zero_div in rewrites]
+    db.remove_tags("local_zero_div", *tags)
+    try:
+        yield
+    finally:
+        db.add_tags("local_zero_div", *tags)

@@ -9,6 +9,8 @@ compiled model serves any data set with the same structure.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from counterfeed.sem.errors import SEMModelError
@@ -122,7 +124,11 @@ def initial_values(table) -> dict[str, np.ndarray]:
 
 def build_pymc_model(table, data: dict[str, np.ndarray]):
     """Build the PyMC model for ``table`` with shared data ``data`` (see :func:`data_arrays`)."""
-    import pymc as pm
+    with np.errstate(under="ignore"), warnings.catch_warnings():
+        # importing pymc computes np.nextafter(0, 1) in float16 (a benign underflow) and may announce
+        # its own deprecations: neither concerns this model
+        warnings.simplefilter("ignore", FutureWarning)
+        import pymc as pm
     import pytensor.tensor as pt
     from pytensor.tensor.slinalg import solve_triangular
 
