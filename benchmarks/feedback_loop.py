@@ -10,11 +10,11 @@ effect over the scenario's randomness), and, for the population metrics, the mea
 (arm groups compared inside the A/B world) that an experimenter would have reported instead.
 It also writes the mean weekly trajectory of each metric per world to ``--out`` (CSV) and a figure.
 
-    python benchmarks/feedback_loop.py --reps 20                      # 20 replications (see sizes below)
-    python benchmarks/feedback_loop.py --reps 3 --users 400 --days 60  # a quick look
+    python benchmarks/feedback_loop.py --reps 20                      # 20 replications of the scenario as written
+    python benchmarks/feedback_loop.py --reps 3 --users 400 --days 60  # a quick look at a smaller size
 
-Default size: 600 users, 300 items, 60 simulated days, weekly retraining (the scenario's other
-settings), sized so that 20 replications fit in a shared 2-core machine's spare time.
+Default size: the scenario file's own (2,000 users, 400 items, 90 days, weekly retraining);
+``--users/--items/--days`` override it.
 """
 
 from __future__ import annotations
@@ -43,8 +43,14 @@ PER_USER = ("clicks", "retained", "diversity")
 
 
 def replicate(seed: int, users: int, days: int, items: int, workers: int) -> tuple[dict, pd.DataFrame]:
-    sc = load_scenario(SCENARIO).with_overrides({
-        "seed": seed, "population.users": users, "experiment.duration": f"{days}d", "catalog.items": items})
+    overrides: dict = {"seed": seed}
+    if users:
+        overrides["population.users"] = users
+    if days:
+        overrides["experiment.duration"] = f"{days}d"
+    if items:
+        overrides["catalog.items"] = items
+    sc = load_scenario(SCENARIO).with_overrides(overrides)
     res = counterfeed.run(sc, write=False, workers=workers)
     row: dict[str, float] = {"seed": seed}
     for e in res.manifest["population_metrics"]["effects"]:
@@ -74,14 +80,17 @@ def interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--users", type=int, default=600)
-    ap.add_argument("--items", type=int, default=300)
-    ap.add_argument("--days", type=int, default=60)
+    ap.add_argument("--users", type=int, default=None, help="default: the scenario's")
+    ap.add_argument("--items", type=int, default=None, help="default: the scenario's")
+    ap.add_argument("--days", type=int, default=None, help="default: the scenario's")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="feedback_loop_trajectories.csv")
     args = ap.parse_args()
     if args.reps < 2:
         ap.error("--reps must be at least 2 (an interval needs two independent replications)")
+    base = load_scenario(SCENARIO)
+    size = (f"{args.users or base.population.users} users, {args.items or base.catalog.items} items, "
+            f"{args.days or base.experiment.duration:g} days")
     rows, series = [], []
     t0 = time.perf_counter()
     for r in range(args.reps):
@@ -93,10 +102,11 @@ def main() -> None:
               + f"  [{time.perf_counter() - t0:.0f} s]", flush=True)
     df = pd.DataFrame(rows)
     print(f"\nTrue effect of MMR vs MF (all-mmr world minus all-mf world), {args.reps} replications, "
-          f"{args.users} users, {args.items} items, {args.days} days; mean [95% t-interval]:")
+          f"{size}; mean [95% t-interval]:")
     for m in POPULATION + PER_USER:
         mean, lo, hi = interval(df[m].to_numpy())
-        flag = "excludes 0" if lo > 0 or hi < 0 else "includes 0"
+        flag = ("no spread across replications: no interval" if hi == lo
+                else "excludes 0" if lo > 0 or hi < 0 else "includes 0")
         extra = ""
         if m in POPULATION:
             nm, nlo, nhi = interval(df[f"naive:{m}"].to_numpy())
