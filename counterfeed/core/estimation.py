@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = ["PolicySpec", "Looks", "EstimatorTags", "AnalysisData", "Estimate", "EstimatorOptions",
-           "Estimator", "POLICY_VALUE", "POLICY_VALUE_METRIC", "EFFECT_ESTIMANDS"]
+           "Estimator", "POLICY_VALUE", "POLICY_VALUE_METRIC", "EFFECT_ESTIMANDS", "ATT", "LATE", "CATE",
+           "event_time_estimand"]
 
 #: estimands whose truth the truth stage always computes (overall and per segment)
 EFFECT_ESTIMANDS = ("difference", "relative")
@@ -38,6 +39,20 @@ EFFECT_ESTIMANDS = ("difference", "relative")
 POLICY_VALUE = "policy-value"
 #: the metric a policy value is about: clicks per impression over the experiment period
 POLICY_VALUE_METRIC = "ctr-per-impression"
+#: the average effect on the treated: mean over the users who received ``arm`` in the A/B world of
+#: their all-arm minus all-control outcome (``difference`` is the ATE over everyone)
+ATT = "att"
+#: the local average treatment effect: the same mean over the compliers of an encouragement design
+#: (Angrist, Imbens & Rubin 1996)
+LATE = "late"
+#: conditional (per-user) effects: an :class:`Estimate` with this estimand carries ``user_effects``;
+#: its ``point``/``lower``/``upper`` are the average of the per-user effects and its interval
+CATE = "cate"
+
+
+def event_time_estimand(days: int) -> str:
+    """The ATT ``days`` (an integer bucket start) after a user's adoption in a staggered rollout."""
+    return f"att(e={int(days)})"
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,10 @@ class EstimatorTags:
     requires_policies : reads ``data.policies`` with ``data.items`` and ``data.slate_size``.
     requires_looks : reads ``data.looks``; the times come from :meth:`Estimator.look_times`.
     requires_assignment_probabilities : reads ``data.assignment_probabilities``.
+    requires_covariates : reads ``data.covariates`` (pre-treatment covariates an analyst would have).
+    requires_instrument : reads ``data.instrument`` (an encouragement design's randomized nudge).
+    requires_panel : reads ``data.panel`` and ``data.adoption`` (per-period outcomes, staggered rollouts).
+    requires_graph : reads ``data.graph`` (the analyst's declared causal graph).
     requires_model_spec : cannot run with default options: its options name the data's metrics (the
         conformance suite uses the class's ``conformance_options``).
     stochastic : draws random numbers (keyed by ``data.seed``, never a global generator).
@@ -102,6 +121,10 @@ class EstimatorTags:
     requires_looks: bool = False
     requires_assignment_probabilities: bool = False
     requires_model_spec: bool = False
+    requires_covariates: bool = False
+    requires_instrument: bool = False
+    requires_panel: bool = False
+    requires_graph: bool = False
     stochastic: bool = False
     estimands: tuple[str, ...] = EFFECT_ESTIMANDS
 
@@ -116,6 +139,14 @@ class EstimatorTags:
             out.append("looks")
         if self.requires_assignment_probabilities:
             out.append("assignment_probabilities")
+        if self.requires_covariates:
+            out.append("covariates")
+        if self.requires_instrument:
+            out.append("instrument")
+        if self.requires_panel:
+            out.append("panel")  # with data.adoption
+        if self.requires_graph:
+            out.append("graph")
         return out
 
 
@@ -142,6 +173,17 @@ class AnalysisData:
     looks : per-look cumulative outcomes (:class:`Looks`) at the times estimators asked for.
     output_dir : a directory where an estimator may write artifacts (e.g. posteriors); None when the
         run writes nothing.
+    covariates : one row per user in ``outcomes`` order, pre-treatment only: ``user``, ``segment``
+        (name), pre-period ``pre_sessions``, ``pre_impressions``, ``pre_clicks``, ``pre_dwell``,
+        ``pre_ctr`` (0 without impressions), ``tenure`` (days from the user's arrival to the
+        experiment start) and the scenario's observable features ``feature_<k>``. Never latent state.
+    instrument : (n_users,) int 0/1 in ``outcomes`` order: the randomized encouragement (nudge) of an
+        encouragement design; ``outcomes["arm"]`` is then the arm the user actually took.
+    adoption : (n_users,) float days since the simulation start at which each user switched to the
+        treatment arm in a staggered rollout (``inf``: never).
+    panel : long table of per-period outcomes: ``user``, ``period`` (int index), ``start`` (day),
+        one column per analysed metric over that period, ``treated`` (0/1 during the period).
+    graph : the analyst's declared causal graph (``counterfeed.core.causal_graph.CausalGraph``).
     """
 
     outcomes: "pd.DataFrame"
@@ -160,6 +202,11 @@ class AnalysisData:
     events: WorldEvents | None = None
     looks: Looks | None = None
     output_dir: Path | None = None
+    covariates: "pd.DataFrame | None" = None
+    instrument: np.ndarray | None = None
+    adoption: np.ndarray | None = None
+    panel: "pd.DataFrame | None" = None
+    graph: Any = None
 
     @property
     def treatments(self) -> list[str]:
@@ -176,6 +223,8 @@ class Estimate:
 
     ``estimand`` says what is estimated: ``"difference"`` (arm mean minus control mean),
     ``"relative"`` (arm / control - 1), ``"policy-value"`` (the arm's value, see :data:`POLICY_VALUE`)
+    ``"att"``, ``"late"``, ``"att(e=K)"``, ``"cate"`` (with ``user_effects``: one row per user in
+    ``outcomes`` order, columns ``user``, ``point``, ``lower``, ``upper``, out-of-fold predictions)
     or a model quantity such as ``"sem:indirect"``. The core's scoring stage fills ``truth``,
     ``error`` and ``covered`` from the truth stage where the estimand's truth is known.
     """
@@ -193,6 +242,7 @@ class Estimate:
     p_value: float | None = None
     prob_better: float | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    user_effects: "pd.DataFrame | None" = None
     truth: float | None = None
     error: float | None = None
     covered: bool | None = None
@@ -202,7 +252,8 @@ class Estimate:
         self.truth, self.error, self.covered = score_values(self.point, self.lower, self.upper, truth)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Every scalar field (``user_effects``, a table, is stored beside the estimates)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "user_effects"}
 
 
 class EstimatorOptions(Options):
