@@ -55,8 +55,13 @@ class RunResult:
 
 
 def arm_summary(outcomes: pd.DataFrame, truth: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
-    """Per metric and arm: A/B world value, counterfactual world value, and the true effect vs control."""
+    """Per metric and arm: A/B world value, counterfactual world value, and the true effect vs control.
+
+    Per-user metrics only: a population-level metric (``MetricInfo.level == "population"``) has no
+    per-user column; its true global effect and naive A/B claim are in the manifest's
+    ``population_metrics``."""
     from counterfeed.core.experiment import AB_WORLD, counterfactual_world
+    from counterfeed.core.longterm import is_population
     from counterfeed.core.outcomes import group_value
     from counterfeed.core.plugins import get_registry
 
@@ -65,6 +70,8 @@ def arm_summary(outcomes: pd.DataFrame, truth: pd.DataFrame, scenario: Scenario)
     ab = outcomes[outcomes["world"] == AB_WORLD]
     for name, opts in scenario.metric_specs:
         info = reg.create("metric", name, opts).info()
+        if is_population(info):
+            continue
         for arm in scenario.arms:
             cf = outcomes[outcomes["world"] == counterfactual_world(arm)]
             t = truth[(truth.metric == name) & (truth.arm == arm) & (truth.estimand == "difference")
