@@ -31,6 +31,7 @@ class RunResult:
     manifest: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
     events: dict[str, WorldEvents] | None = None
+    user_truth: pd.DataFrame | None = None  # per-user truth (core.user_truth.USER_TRUTH_COLUMNS)
 
     def estimates_frame(self) -> pd.DataFrame:
         """One row per estimate; ``diagnostics`` holds dicts (plain JSON types, NaN as None)."""

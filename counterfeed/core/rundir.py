@@ -2,8 +2,8 @@
 
 Layout (DESIGN.md, "Run directory"): ``scenario.yaml`` (resolved), ``manifest.json`` (written last:
 its presence marks a finished run), ``estimates.json`` + ``estimates.csv``, ``truth.parquet``,
-``outcomes.parquet``, ``timeseries.parquet``, ``events/<world>/*.parquet``, and whatever plugins add
-(``posterior-*.nc``, the report). :func:`save_run` writes a :class:`RunResult` into a directory,
+``outcomes.parquet``, ``timeseries.parquet``, ``user_truth.parquet``, ``events/<world>/*.parquet``,
+and whatever plugins add (``posterior-*.nc``, the report). :func:`save_run` writes a :class:`RunResult` into a directory,
 :func:`load_run` reads one back, and :class:`RunDirectory` gives a run a hidden temporary directory
 that is renamed into place only when complete. ``counterfeed report`` and the report written at the
 end of a run both read through :func:`load_run`.
@@ -35,7 +35,8 @@ __all__ = ["RunDirectory", "save_run", "load_run", "write_events"]
 #: the optional tables and the columns an empty stand-in gets when the file is absent
 _TABLES = {"truth": ["metric", "arm", "control", "estimand", "segment", "value"],
            "outcomes": ["world", "user", "arm", "segment"],
-           "timeseries": ["world", "arm", "day", "metric", "value"]}
+           "timeseries": ["world", "arm", "day", "metric", "value"],
+           "user_truth": ["user", "metric", "arm", "control", "realised", "conditional", "conditional_se"]}
 
 
 class RunDirectory:
@@ -106,6 +107,8 @@ def save_run(result: RunResult, directory: Path, events: dict[str, WorldEvents] 
     result.outcomes.to_parquet(directory / "outcomes.parquet", index=False)
     result.timeseries.to_parquet(directory / "timeseries.parquet", index=False)
     result.truth.to_parquet(directory / "truth.parquet", index=False)
+    if result.user_truth is not None:
+        result.user_truth.to_parquet(directory / "user_truth.parquet", index=False)
     payload = {"level": result.scenario.level, "srm": result.srm,
                "estimates": [e.to_dict() for e in result.estimates]}
     _write_json(directory / "estimates.json", payload)
@@ -149,7 +152,7 @@ def load_run(run_dir: str | Path) -> RunResult:
     return RunResult(scenario=scenario, seed=int(manifest.get("seed", scenario.seed)), estimates=estimates,
                      truth=tables["truth"], srm=srm, outcomes=tables["outcomes"],
                      timeseries=tables["timeseries"], timings=manifest.get("timings") or {},
-                     manifest=manifest, run_dir=d)
+                     manifest=manifest, run_dir=d, user_truth=tables["user_truth"])
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from counterfeed.core._guard import call_plugin
 from counterfeed.core.scoring import score_estimates
 from counterfeed.core.simulation import SimWorld, WorldConfig
 from counterfeed.core.truth import truth_table
+from counterfeed.core.user_truth import user_effects
 from counterfeed.errors import OutputError
 
 __all__ = ["run", "resolve", "Plan", "simulate_world", "world_assignment_component", "RunDirectory"]
@@ -210,6 +211,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         per_user = [n for n in plan.analysed if not is_population(infos[n])]
         truth = truth_table(outcomes, events, sc.arms, sc.control, {n: infos[n] for n in per_user},
                             estimands_of(plan.estimators), float(sc.experiment.pre_period))
+        user_truth = user_effects(outcomes, sc.arms, sc.control, {n: infos[n] for n in per_user})
         ab = outcomes[outcomes["world"] == AB_WORLD].drop(columns="world").reset_index(drop=True)
         allocation = next(o.allocation for o in outputs if o.world == AB_WORLD)
         srm_result = srm(sc, ab, allocation)
@@ -244,7 +246,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
             manifest["phases"], manifest["phase_value"] = _phase_report(sc, plan, outputs)
         result = RunResult(scenario=sc, seed=sc.seed, estimates=estimates, truth=truth, srm=srm_result,
                            outcomes=outcomes, timeseries=series, timings=timings, manifest=manifest,
-                           events=events if keep_events else None)
+                           events=events if keep_events else None, user_truth=user_truth)
         if rundir is not None and tmp is not None:
             try:
                 save_run(result, tmp, events, record_impressions=sc.output.events == "impressions")
