@@ -11,6 +11,7 @@ from typing import Any
 from counterfeed.core.contracts import Estimator, Metric, MetricInfo, Recommender, UserModel
 from counterfeed.core.plugins import Registry, get_registry
 from counterfeed.core.scenario import Scenario
+from counterfeed.core.scenario_heterogeneity import check_targeting
 from counterfeed.errors import ScenarioError
 
 __all__ = ["Plan", "resolve", "check_estimator_metrics", "is_population", "NOT_IDENTIFIED"]
@@ -117,6 +118,8 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
         plan.estimators.append(est)
     if not problems and (sc.experiment.allocation is not None or sc.experiment.phases):
         _check_extensions(plan)
+    if not problems and sc.targeting is not None:
+        attempt(check_targeting, plan)
     if problems:
         first = problems[0]
         raise ScenarioError(first.bare_message, file=first.file, line=first.line, field=first.field,

@@ -17,7 +17,7 @@ import pandas as pd
 from counterfeed.core.allocation import ThompsonAllocation
 from counterfeed.core.analyse import analysis_data, check_estimates, estimands_of, srm
 from counterfeed.core.contracts import CatalogContext, Items, MetricInfo, Population, WorldEvents
-from counterfeed.core.estimation import Estimate
+from counterfeed.core.estimation import CATE, Estimate
 from counterfeed.core.executors import available_cores, get_executor
 from counterfeed.core.experiment import (AB_WORLD, Assignment, everyone_on, split_assignment, world_arm,
                                          world_names)
@@ -36,7 +36,9 @@ from counterfeed.core._guard import call_plugin
 from counterfeed.core.scoring import score_estimates
 from counterfeed.core.simulation import SimWorld, WorldConfig
 from counterfeed.core.truth import truth_table
-from counterfeed.core.user_truth import user_effects
+from counterfeed.core.scenario_heterogeneity import truth_replications
+from counterfeed.core.user_truth import (conditional_effects, replication_keys, replication_worlds,
+                                         split_replication, user_effects)
 from counterfeed.errors import OutputError
 
 __all__ = ["run", "resolve", "Plan", "simulate_world", "world_assignment_component", "RunDirectory"]
@@ -58,7 +60,7 @@ class WorldTask:
 @dataclass
 class WorldOutput:
     world: str
-    events: WorldEvents
+    events: WorldEvents | None  # None for a noise replication (only its outcomes are kept)
     outcomes: pd.DataFrame
     timeseries: pd.DataFrame
     seconds: float
@@ -81,8 +83,9 @@ def simulate_world(task: WorldTask) -> WorldOutput:
                       duration=exp.duration, batch_window=exp.batch_window,
                       retrain_every=exp.retrain_every, slate_size=exp.slate_size, training=exp.training,
                       record_impressions=True)
-    keys = Keys(sc.seed)
-    assignment = world_assignment_component(sc, plan, task, keys)
+    base, replication = split_replication(task.world)  # a noise replication re-keys the world's noise
+    keys = replication_keys(sc.seed, replication)
+    assignment = world_assignment_component(sc, plan, replace(task, world=base), keys)
     world = SimWorld(cfg, task.items, task.population, keys, plan.user_model(), plan.recommender,
                      assignment, progress=task.progress)
     events = world.run()
@@ -94,7 +97,7 @@ def simulate_world(task: WorldTask) -> WorldOutput:
     allocation = record.get("allocation")
     if allocation is not None:
         outcomes["assignment_probability"] = allocation["probability"]
-    return WorldOutput(task.world, events, outcomes, series, time.perf_counter() - t0,
+    return WorldOutput(task.world, None if replication else events, outcomes, series, time.perf_counter() - t0,
                        int(events.sessions["user"].size), assignment.probabilities(), allocation,
                        record.get("phases"), phase_values(sc, events, plan.metrics) if exp.phases else None,
                        population)
@@ -198,12 +201,16 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         timings["setup_s"] = time.perf_counter() - t0
         say(f"{sc.name}: {population.n:,} users, {items.n:,} items, arms {', '.join(sc.arms)}")
         t0 = time.perf_counter()
-        tasks = [WorldTask(sc, w, items, population) for w in world_names(sc)]
+        replications = truth_replications(sc, CATE in estimands_of(plan.estimators))
+        tasks = [WorldTask(sc, w, items, population)
+                 for w in world_names(sc) + replication_worlds(sc.arms, replications)]
         outputs = _simulate_all(tasks, workers, say, progress=not quiet and log is None)
         timings["simulate_s"] = time.perf_counter() - t0
         for o in outputs:
             timings[f"world_{o.world}_s"] = o.seconds
         total_sessions = sum(o.sessions for o in outputs)
+        replicated = [o.outcomes for o in outputs if split_replication(o.world)[1]]
+        outputs = [o for o in outputs if not split_replication(o.world)[1]]
         outcomes = pd.concat([o.outcomes for o in outputs], ignore_index=True)
         series = pd.concat([o.timeseries for o in outputs], ignore_index=True)
         events = {o.world: o.events for o in outputs}
@@ -212,6 +219,9 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         truth = truth_table(outcomes, events, sc.arms, sc.control, {n: infos[n] for n in per_user},
                             estimands_of(plan.estimators), float(sc.experiment.pre_period))
         user_truth = user_effects(outcomes, sc.arms, sc.control, {n: infos[n] for n in per_user})
+        if replicated:
+            user_truth = conditional_effects(user_truth, pd.concat(replicated, ignore_index=True), sc.arms,
+                                             sc.control, {n: infos[n] for n in per_user})
         ab = outcomes[outcomes["world"] == AB_WORLD].drop(columns="world").reset_index(drop=True)
         allocation = next(o.allocation for o in outputs if o.world == AB_WORLD)
         srm_result = srm(sc, ab, allocation)
@@ -235,6 +245,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "complete": True,
         }
+        if replications:
+            manifest["truth"] = {"replications": replications}
         if sc.experiment.training != "own":
             manifest["training"] = sc.experiment.training
         if any(o.population for o in outputs):

@@ -17,6 +17,7 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
                       ValidationError, ValidationInfo, field_validator, model_validator)
 
+from counterfeed.core.scenario_heterogeneity import FeaturesSpec, TargetingSpec, TruthSpec, check_heterogeneity
 from counterfeed.core.scenario_messages import SET_ORIGIN, from_set, kind_of, line_of, validation_message
 from counterfeed.errors import ScenarioError
 
@@ -105,6 +106,7 @@ class PopulationSpec(_Strict):
     dimensions: int = Field(16, ge=1, le=1024, description="latent dimensions of preferences and items")
     heterogeneity: float = Field(1.0, ge=0, le=100, description="spread of user preference vectors")
     segments: dict[str, SegmentSpec] = Field(default_factory=lambda: {"all": SegmentSpec(share=1.0)})
+    features: FeaturesSpec | None = Field(None, description="observable user features (core.covariates)")
 
     @field_validator("segments")
     @classmethod
@@ -273,6 +275,8 @@ class Scenario(_Strict):
     metrics: list[str | MetricSpec] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     analysis: list[AnalysisSpec] = Field(default_factory=lambda: [AnalysisSpec(estimator="diff-in-means")])
     output: OutputSpec = Field(default_factory=OutputSpec)
+    truth: TruthSpec = Field(default_factory=TruthSpec)
+    targeting: TargetingSpec | None = None
 
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
@@ -302,6 +306,7 @@ class Scenario(_Strict):
                                      overridden=overridden) from None
         sc._file, sc._lines, sc._source, sc._overridden = file, dict(lines or {}), source, overridden
         sc._check_metric_names()
+        check_heterogeneity(sc)
         return sc
 
     def _check_metric_names(self) -> None:
@@ -369,6 +374,11 @@ class Scenario(_Strict):
         for key in ("phases", "allocation"):  # absent unless used: older scenarios dump unchanged
             if exp.get(key) is None:
                 exp.pop(key, None)
+        if d["population"].get("features") is None:  # absent unless used (docs/heterogeneity.md)
+            d["population"].pop("features", None)
+        for key in ("truth", "targeting"):
+            if not d.get(key) or d[key] == {"replications": None}:
+                d.pop(key, None)
         for ph in exp.get("phases") or []:
             ph["duration"] = format_duration(ph["duration"])
         if exp.get("allocation"):

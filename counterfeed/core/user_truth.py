@@ -30,8 +30,10 @@ import pandas as pd
 
 from counterfeed.core.contracts import MetricInfo
 from counterfeed.core.experiment import counterfactual_world
+from counterfeed.core.randomness import Keys
 
-__all__ = ["USER_TRUTH_COLUMNS", "user_effects", "user_metrics"]
+__all__ = ["USER_TRUTH_COLUMNS", "user_effects", "user_metrics", "conditional_effects", "ReplicationKeys",
+           "replication_keys", "replication_world", "split_replication", "replication_worlds"]
 
 #: the columns of the per-user truth table (``RunResult.user_truth``, ``user_truth.parquet``)
 USER_TRUTH_COLUMNS = ["user", "metric", "arm", "control", "realised", "conditional", "conditional_se"]
@@ -99,3 +101,94 @@ def user_effects(outcomes: pd.DataFrame, arms: list[str], control: str,
 
 _DTYPES = {"user": "int64", "metric": "str", "arm": "str", "control": "str",
            "realised": "float64", "conditional": "float64", "conditional_se": "float64"}
+
+
+# ------------------------------------------------------------------------------------------------
+# Noise replications: the same population and catalog, every other stream re-keyed
+# ------------------------------------------------------------------------------------------------
+
+#: stream names (prefixes) that define the population and the catalog: never re-keyed
+PRESERVED_STREAMS = ("population:", "catalog")
+_SEP = "@r"
+
+
+class ReplicationKeys(Keys):
+    """The keys of noise replication ``replication`` (>= 1) of a run with ``seed``.
+
+    Streams that define the population and the catalog (:data:`PRESERVED_STREAMS`) keep their keys,
+    so the users, their segments, preferences and text tastes, and the items are those of the run;
+    every other stream (visits, examination, choice, dwell, churn, the policies' and the training's
+    randomness) is a new independent stream ``<name>#replication-<r>``. Common random numbers still
+    hold *within* a replication: its ``all-<arm>`` worlds share its noise, as the run's worlds share
+    theirs, so the replication's per-user difference is one more draw of the user's realised effect.
+    """
+
+    __slots__ = ("replication",)
+
+    def __init__(self, seed: int, replication: int):
+        super().__init__(seed)
+        if int(replication) < 1:
+            raise ValueError(f"a noise replication is numbered from 1, got {replication}")
+        self.replication = int(replication)
+
+    def stream(self, name: str):
+        if name.startswith(PRESERVED_STREAMS):
+            return super().stream(name)
+        return super().stream(f"{name}#replication-{self.replication}")
+
+    def derive_seed(self, *parts: object) -> int:
+        if parts and str(parts[0]).startswith(PRESERVED_STREAMS):
+            return super().derive_seed(*parts)
+        return super().derive_seed(*parts, f"replication-{self.replication}")
+
+
+def replication_keys(seed: int, replication: int) -> Keys:
+    """``Keys(seed)`` for the run's own worlds (``replication == 0``), else :class:`ReplicationKeys`."""
+    return Keys(seed) if replication == 0 else ReplicationKeys(seed, replication)
+
+
+def replication_world(world: str, replication: int) -> str:
+    """The name of noise replication ``replication`` of ``world`` (``all-B@r3``)."""
+    return f"{world}{_SEP}{int(replication)}"
+
+
+def split_replication(name: str) -> tuple[str, int]:
+    """``(world, replication)`` of a world name (replication 0 for the run's own worlds)."""
+    world, sep, r = name.rpartition(_SEP)
+    if sep and r.isdigit():
+        return world, int(r)
+    return name, 0
+
+
+def replication_worlds(arms: list[str], replications: int) -> list[str]:
+    """The replication worlds of a run: every arm's counterfactual world, replications 1..R."""
+    return [replication_world(counterfactual_world(a), r) for r in range(1, replications + 1) for a in arms]
+
+
+def conditional_effects(table: pd.DataFrame, replicated: pd.DataFrame, arms: list[str], control: str,
+                        infos: Mapping[str, MetricInfo]) -> pd.DataFrame:
+    """Fill ``conditional`` and ``conditional_se`` of :func:`user_effects`'s ``table``.
+
+    ``replicated`` holds the per-user outcomes of the replication worlds (column ``world`` named by
+    :func:`replication_world`). ``conditional`` is the mean over the R replications of the user's
+    realised difference, ``conditional_se`` its Monte Carlo standard error ``sd / sqrt(R)`` (sample
+    standard deviation, ``ddof=1``; NaN when ``R < 2``). The replications are independent of the
+    run's own noise, so the truth's error is independent of what the estimators saw. Returns a new
+    table; raises ValueError when a replication lacks a world or its rows do not match ``table``.
+    """
+    if not len(replicated):
+        return table
+    split = [split_replication(w) for w in replicated["world"]]
+    reps = sorted({r for _, r in split})
+    frame = replicated.assign(world=[w for w, _ in split], _r=[r for _, r in split])
+    draws = []
+    for r in reps:
+        d = user_effects(frame[frame["_r"] == r].drop(columns="_r"), arms, control, infos)
+        if len(d) != len(table) or not (d["user"].to_numpy() == table["user"].to_numpy()).all():
+            raise ValueError(f"noise replication {r} does not match the run's per-user truth")
+        draws.append(d["realised"].to_numpy(np.float64))
+    stack = np.stack(draws)
+    out = table.copy()
+    out["conditional"] = stack.mean(axis=0)
+    out["conditional_se"] = stack.std(axis=0, ddof=1) / np.sqrt(len(reps)) if len(reps) > 1 else np.nan
+    return out

@@ -1,0 +1,125 @@
+"""The scenario sections of heterogeneous effects: observable user features (``population.features``),
+the per-user truth (``truth``) and targeting (``targeting``). See docs/heterogeneity.md.
+
+Only pydantic and plain Python here: ``counterfeed validate`` imports it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:  # pragma: no cover
+    from counterfeed.core.plan import Plan
+    from counterfeed.core.scenario_schema import Scenario
+
+__all__ = ["FeaturesSpec", "TruthSpec", "TargetingSpec", "DEFAULT_REPLICATIONS", "truth_replications",
+           "check_heterogeneity", "check_targeting"]
+
+#: noise replications of the per-user conditional effect when a run needs them and none are given
+DEFAULT_REPLICATIONS = 8
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FeaturesSpec(_Strict):
+    """Observable user features an analyst has (``feature_0 .. feature_<K-1>`` in the covariates).
+
+    ``noisy-preferences``: a keyed random projection of the latent preferences to ``dimensions``
+    columns, each standardized over the population, plus ``noise`` times standard normal noise (so
+    ``noise: 0.5`` gives each feature a signal-to-noise variance ratio of 4).
+    """
+
+    kind: Literal["noisy-preferences"] = "noisy-preferences"
+    dimensions: int = Field(4, ge=1, le=256, description="number of feature columns")
+    noise: float = Field(0.5, ge=0.0, le=100.0, description="standard deviation of the added noise "
+                         "(the projected signal has unit standard deviation)")
+
+
+class TruthSpec(_Strict):
+    """How much per-user truth a run computes."""
+
+    replications: int | None = Field(
+        None, ge=0, le=1000,
+        description="noise replications of every counterfactual world for the per-user conditional "
+                    f"effect (default: {DEFAULT_REPLICATIONS} when a CATE estimator or targeting is "
+                    "present, else 0; 0 computes only the realised per-user effect)")
+
+
+class TargetingSpec(_Strict):
+    """A targeting rule learned from the experiment's CATE estimates and deployed as an intervention.
+
+    Each user gets ``arm`` when their predicted effect on ``metric`` passes the rule (``threshold``:
+    predicted effect > ``threshold``; ``top-fraction``: among the ``fraction`` of users with the
+    largest predicted effect, and above ``threshold``), else the control.
+    """
+
+    metric: str = Field(description="per-user metric the rule maximizes (higher is better, or lower "
+                        "when the metric says so)")
+    arm: str | None = Field(None, description="the arm given to targeted users (default: the first "
+                            "arm that is not the control)")
+    rule: Literal["threshold", "top-fraction"] = "threshold"
+    threshold: float = Field(0.0, description="minimum predicted effect of a targeted user")
+    fraction: float | None = Field(None, gt=0.0, lt=1.0, description="top-fraction: share of users "
+                                   "targeted")
+    estimators: list[str] | None = Field(None, description="CATE estimators whose predictions make "
+                                         "rules (default: every estimate with estimand 'cate')")
+    folds: int = Field(5, ge=2, le=20, description="cross-fitting folds of the off-policy estimate's "
+                       "outcome models")
+
+    @model_validator(mode="after")
+    def _fraction(self) -> "TargetingSpec":
+        if self.rule == "top-fraction" and self.fraction is None:
+            raise ValueError("rule 'top-fraction' needs a fraction (e.g. fraction: 0.3)")
+        if self.rule == "threshold" and self.fraction is not None:
+            raise ValueError("fraction applies to rule 'top-fraction' only")
+        return self
+
+
+def truth_replications(scenario: "Scenario", cate_estimators: bool) -> int:
+    """The number of noise replications a run computes (see :class:`TruthSpec`)."""
+    r = scenario.truth.replications
+    if r is not None:
+        return int(r)
+    return DEFAULT_REPLICATIONS if cate_estimators or scenario.targeting is not None else 0
+
+
+def check_heterogeneity(scenario: "Scenario") -> None:
+    """Cross-field checks of ``targeting`` and ``truth``; raises a located ScenarioError."""
+    t = scenario.targeting
+    if t is None:
+        return
+    if t.arm is not None and t.arm not in scenario.arms:
+        raise scenario.error(f"arm '{t.arm}' is not one of the arms ({', '.join(scenario.arms)})", "targeting.arm")
+    if t.arm is not None and t.arm == scenario.control:
+        raise scenario.error(f"arm '{t.arm}' is the control; target a treatment arm", "targeting.arm")
+    names = [n for n, _ in scenario.metric_specs]
+    if t.metric not in names:
+        raise scenario.error(f"metric '{t.metric}' is not one of the scenario's metrics ({', '.join(names)})",
+                             "targeting.metric")
+    if scenario.truth.replications is not None and scenario.truth.replications < 2:
+        raise scenario.error("targeting needs truth.replications >= 2: the oracle rule treats the users "
+                             "whose true conditional effect is positive", "truth.replications")
+
+
+def check_targeting(plan: "Plan") -> None:
+    """The targeting metric is a per-user, non-ratio metric (needs the resolved metric plugins)."""
+    sc = plan.scenario
+    t = sc.targeting
+    if t is None or t.metric not in plan.metrics:
+        return
+    info = plan.metrics[t.metric].info()
+    if info.kind == "ratio" or getattr(info, "level", "user") == "population":
+        raise sc.error(f"metric '{t.metric}' is {'a ratio' if info.kind == 'ratio' else 'population-level'}; "
+                       "a targeting rule's value needs a per-user metric (e.g. clicks)", "targeting.metric")
+
+
+def target_arm(scenario: "Scenario") -> str:
+    """``targeting.arm``, else the first arm that is not the control."""
+    t = scenario.targeting
+    if t is not None and t.arm is not None:
+        return t.arm
+    return next(a for a in scenario.arms if a != scenario.control)
