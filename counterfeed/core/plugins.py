@@ -59,6 +59,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.plugins.estimators.ope",
     "counterfeed.plugins.estimators.sequential",
     "counterfeed.plugins.estimators.adaptive",
+    "counterfeed.plugins.estimators.cate",
     "counterfeed.plugins.commands",
 )
 

@@ -27,7 +27,8 @@ from counterfeed.testing.fixtures import ANALYSIS_WINDOW, make_analysis_data
 __all__ = ["ESTIMATOR_RULES", "tags_of", "analysis_data_for"]
 
 #: the value each declared input takes when it is missing
-_MISSING: dict[str, Any] = {"events": None, "policies": {}, "looks": None, "assignment_probabilities": None}
+_MISSING: dict[str, Any] = {"events": None, "policies": {}, "looks": None, "assignment_probabilities": None,
+                            "covariates": None}
 
 
 def tags_of(cls: type) -> EstimatorTags:

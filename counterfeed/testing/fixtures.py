@@ -24,8 +24,8 @@ from counterfeed.core.estimation import AnalysisData, Looks, PolicySpec
 from counterfeed.core.randomness import Keys
 
 __all__ = ["make_items", "make_population", "make_context", "make_catalog_context", "make_batch",
-           "make_log", "make_world_events", "make_looks", "make_analysis_data", "ANALYSIS_METRICS",
-           "ANALYSIS_POLICY", "ANALYSIS_WINDOW"]
+           "make_log", "make_world_events", "make_looks", "make_analysis_data", "make_covariates",
+           "ANALYSIS_METRICS", "ANALYSIS_POLICY", "ANALYSIS_WINDOW"]
 
 #: The metrics of :func:`make_analysis_data`: two sums, a binary and a ratio of the two sums.
 ANALYSIS_METRICS: dict[str, MetricInfo] = {
@@ -239,8 +239,28 @@ def make_analysis_data(n_users: int = 400, seed: int = 0, *, arms: Sequence[str]
         if degenerate == "zeros":
             looks.values = {k: np.zeros_like(v) for k, v in looks.values.items()}
     policies = {a: (PolicySpec("random", {}) if i == 0 else ANALYSIS_POLICY) for i, a in enumerate(arms)}
+    covariates = make_covariates(outcomes, seed)
     return AnalysisData(outcomes=outcomes, arms=arms, control=arms[0], metrics=dict(ANALYSIS_METRICS),
                         level=level, seed=seed, start=_START, end=_END,
                         assignment_probabilities=np.full((n_users, len(arms)), 1.0 / len(arms)),
                         policies=policies, items=make_items(_N_ITEMS, seed=seed), slate_size=_SLATE,
-                        events=events if with_events else None, looks=looks)
+                        events=events if with_events else None, looks=looks, covariates=covariates)
+
+
+def make_covariates(outcomes: pd.DataFrame, seed: int = 0, n_features: int = 2) -> pd.DataFrame:
+    """Pre-treatment covariates of ``outcomes``' users (the columns of ``AnalysisData.covariates``):
+    ``user``, ``segment``, ``pre_sessions``, ``pre_impressions``, ``pre_clicks``, ``pre_dwell``,
+    ``pre_ctr``, ``tenure`` (days) and ``feature_0..`` (standard normal), drawn from their own
+    generator so the outcomes do not change."""
+    rng = np.random.default_rng(seed + 5)
+    n = len(outcomes)
+    pre_impr = outcomes["pre_impressions"].to_numpy(np.float64) if "pre_impressions" in outcomes else np.zeros(n)
+    pre_clicks = outcomes["pre_clicks"].to_numpy(np.float64) if "pre_clicks" in outcomes else np.zeros(n)
+    cov = pd.DataFrame({"user": outcomes["user"].to_numpy(), "segment": outcomes["segment"].to_numpy(),
+                        "pre_sessions": np.ceil(pre_impr / 4.0), "pre_impressions": pre_impr,
+                        "pre_clicks": pre_clicks, "pre_dwell": pre_clicks * rng.gamma(2.0, 10.0, n),
+                        "pre_ctr": np.divide(pre_clicks, pre_impr, out=np.zeros(n), where=pre_impr > 0),
+                        "tenure": rng.uniform(0.0, 60.0, n)})
+    for k in range(n_features):
+        cov[f"feature_{k}"] = rng.normal(size=n)
+    return cov

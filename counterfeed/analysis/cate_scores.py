@@ -1,0 +1,207 @@
+"""Per-user scores of CATE estimates against the simulator's per-user truth.
+
+For every :class:`~counterfeed.core.estimation.Estimate` with estimand ``"cate"`` (its
+``user_effects``: one out-of-fold prediction per user) and the truth stage's per-user table
+(``RunResult.user_truth``: columns ``user``, ``metric``, ``arm``, ``control``, ``realised``,
+``conditional``, ``conditional_se``), :func:`score_cate` computes:
+
+- **PEHE** (Hill 2011): ``sqrt(mean_i (tau_hat_i - tau_i)^2)``; the **baseline** PEHE of predicting
+  the true average effect for everyone (``sd(tau)``, the best constant prediction) and of
+  predicting the estimate's own average effect;
+- **Spearman rank correlation** of predicted and true effects (how well the estimator ranks users);
+- **coverage** of the per-user intervals: the share of users whose true effect lies in their
+  interval (None when the learner gives no per-user interval);
+- **calibration by decile** of the predicted effect: per decile the mean predicted and mean true
+  effect with their standard errors (``sd / sqrt(n)``), the chi-square of the deciles' true means
+  around the overall mean (flat when the estimator finds no real heterogeneity) and the slope of the
+  true on the predicted effect (1 for a calibrated estimator; OLS, HC1 standard error);
+- **uplift curves** (Radcliffe 2007): treating the top fraction ``q`` of users by predicted effect,
+  the average gain per user of the population, as estimated from the A/B world's outcomes (the
+  difference in means among the top users times ``q``), as it truly is (the sum of their true
+  effects / n), for the oracle ranking by the true effect, and for a random ranking; the
+  normalised area ``(AUUC - random) / (oracle - random)`` (1: oracle ranking, 0: no better than random).
+
+Which truth: ``conditional`` (the user's expected effect over R noise replications) where the truth
+stage computed it for every user of the comparison, otherwise ``realised`` (this world's one draw of
+the user's all-arm minus all-control outcome); each row says which in ``truth_estimand``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from counterfeed._json import clean
+
+__all__ = ["score_cate", "uplift_curves", "truth_vector", "score_estimates_cate", "write_cate_scores",
+           "SCORES_FILE", "CURVES_FILE", "EFFECTS_FILE"]
+
+SCORES_FILE = "cate_scores.json"
+CURVES_FILE = "cate_curves.parquet"
+EFFECTS_FILE = "cate_effects.parquet"
+_GRID = np.linspace(0.0, 1.0, 21)
+
+
+def truth_vector(user_truth: pd.DataFrame, users: np.ndarray, metric: str, arm: str, control: str
+                 ) -> tuple[np.ndarray, str] | None:
+    """The true per-user effect of ``arm`` vs ``control`` on ``metric`` for ``users`` (NaN where unknown)
+    and which estimand it is (``conditional`` when known for every user, else ``realised``); None when
+    the table has no row for that comparison."""
+    t = user_truth[(user_truth["metric"] == metric) & (user_truth["arm"] == arm) & (user_truth["control"] == control)]
+    if t.empty:
+        return None
+    t = t.drop_duplicates("user").set_index("user")
+    for col in ("conditional", "realised"):
+        if col in t and t[col].notna().all():
+            return t[col].reindex(users).to_numpy(np.float64), col
+    return t["realised"].reindex(users).to_numpy(np.float64), "realised"
+
+
+def uplift_curves(point: np.ndarray, truth: np.ndarray, y: np.ndarray | None = None, t: np.ndarray | None = None,
+                  grid: Sequence[float] = _GRID) -> pd.DataFrame:
+    """Average gain per user of treating the top ``q`` by ``point`` (columns ``q``, ``estimated``,
+    ``estimated_se``, ``true``, ``oracle``, ``random``); ``estimated`` from ``y`` and ``t`` (1 treated,
+    0 control, -1 neither) where given and both arms are among the top users, else NaN."""
+    n = point.size
+    order = np.argsort(-point, kind="stable")
+    true_cum = np.concatenate([[0.0], np.cumsum(truth[order])])
+    oracle_cum = np.concatenate([[0.0], np.cumsum(np.sort(truth)[::-1])])
+    rows = []
+    for q in grid:
+        k = int(round(float(q) * n))
+        est = se = float("nan")
+        if y is not None and t is not None and k > 0:
+            top = order[:k]
+            y1, y0 = y[top][t[top] == 1], y[top][t[top] == 0]
+            if y1.size >= 2 and y0.size >= 2:
+                est = (y1.mean() - y0.mean()) * k / n
+                se = float(np.sqrt(y1.var(ddof=1) / y1.size + y0.var(ddof=1) / y0.size) * k / n)
+        rows.append({"q": float(q), "estimated": float(est), "estimated_se": se, "true": true_cum[k] / n,
+                     "oracle": oracle_cum[k] / n, "random": float(q) * float(truth.mean())})
+    return pd.DataFrame(rows)
+
+
+def _auuc(curve: pd.DataFrame) -> float | None:
+    area = {c: float(np.trapezoid(curve[c], curve["q"])) for c in ("true", "oracle", "random")}
+    span = area["oracle"] - area["random"]
+    return (area["true"] - area["random"]) / span if span > 0 else None
+
+
+def _deciles(point: np.ndarray, truth: np.ndarray, groups: int) -> tuple[list[dict[str, Any]], float, float]:
+    n = point.size
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(point, kind="stable")] = np.arange(n)
+    group = rank * groups // n
+    overall = float(truth.mean())
+    rows, chi2 = [], 0.0
+    for g in range(groups):
+        m = group == g
+        k = int(m.sum())
+        se_true = float(truth[m].std(ddof=1) / np.sqrt(k)) if k > 1 else float("nan")
+        rows.append({"decile": g + 1, "n": k, "predicted": float(point[m].mean()),
+                     "predicted_se": float(point[m].std(ddof=1) / np.sqrt(k)) if k > 1 else float("nan"),
+                     "true": float(truth[m].mean()), "true_se": se_true})
+        if se_true > 0:
+            chi2 += ((truth[m].mean() - overall) / se_true) ** 2
+    valid = sum(1 for r in rows if r["true_se"] > 0)
+    p = float(stats.chi2.sf(chi2, valid - 1)) if valid > 1 else float("nan")
+    return rows, float(chi2), p
+
+
+def _slope(point: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    if np.ptp(point) == 0:
+        return float("nan"), float("nan")
+    import statsmodels.api as sm
+
+    res = sm.OLS(truth, sm.add_constant(point)).fit(cov_type="HC1")
+    return float(res.params[1]), float(res.bse[1])
+
+
+def score_cate(effects: pd.DataFrame, truth: np.ndarray, *, average: float | None = None,
+               y: np.ndarray | None = None, t: np.ndarray | None = None, groups: int = 10
+               ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Scores of one estimate's ``effects`` (columns ``point``, ``lower``, ``upper``) against ``truth``
+    (same rows; NaN rows are left out). ``average``: the estimate's average effect (for its own
+    constant-prediction baseline); ``y``, ``t``: outcomes and treatment indicator (1/0/-1) for the
+    estimated uplift curve. Returns (scores, uplift curves). Raises ValueError for fewer than
+    ``groups`` users with a known truth."""
+    keep = np.isfinite(truth) & np.isfinite(effects["point"].to_numpy(np.float64))
+    point = effects["point"].to_numpy(np.float64)[keep]
+    tau = np.asarray(truth, dtype=np.float64)[keep]
+    if point.size < groups:
+        raise ValueError(f"score_cate: {point.size} users with a known effect; need at least {groups}")
+    lo, hi = (effects[c].to_numpy(np.float64)[keep] for c in ("lower", "upper"))
+    has_int = np.isfinite(lo) & np.isfinite(hi)
+    deciles, chi2, chi2_p = _deciles(point, tau, groups)
+    slope, slope_se = _slope(point, tau)
+    curves = uplift_curves(point, tau, None if y is None else np.asarray(y)[keep],
+                           None if t is None else np.asarray(t)[keep])
+    rho = stats.spearmanr(point, tau).statistic if np.ptp(point) > 0 and np.ptp(tau) > 0 else float("nan")
+    pehe = float(np.sqrt(np.mean((point - tau) ** 2)))
+    base = float(np.sqrt(np.mean((tau - tau.mean()) ** 2)))
+    scores: dict[str, Any] = {
+        "n_users": int(point.size), "pehe": pehe, "pehe_baseline": base,
+        "pehe_ratio": pehe / base if base > 0 else None,
+        "pehe_baseline_estimate": (float(np.sqrt(np.mean((tau - average) ** 2))) if average is not None else None),
+        "true_average": float(tau.mean()), "predicted_average": float(point.mean()),
+        "spearman": float(rho),
+        "coverage": float(np.mean((lo[has_int] <= tau[has_int]) & (tau[has_int] <= hi[has_int])))
+        if has_int.any() else None,
+        "coverage_n": int(has_int.sum()),
+        "interval_width": float(np.mean(hi[has_int] - lo[has_int])) if has_int.any() else None,
+        "calibration_slope": slope, "calibration_slope_se": slope_se,
+        "calibration_chi2": chi2, "calibration_chi2_p": chi2_p, "deciles": deciles,
+        "auuc_normalised": _auuc(curves),
+    }
+    return scores, curves
+
+
+def score_estimates_cate(estimates: list[Any], user_truth: pd.DataFrame | None, outcomes: pd.DataFrame
+                         ) -> tuple[list[dict[str, Any]], pd.DataFrame, pd.DataFrame]:
+    """Score every ``cate`` estimate with ``user_effects`` against ``user_truth``, using the A/B
+    world's ``outcomes`` (columns ``user``, ``arm``, the metrics) for the estimated uplift curves.
+    Returns (one score row per estimate, uplift curves, every estimate's user effects), all keyed by
+    ``estimator``, ``metric``, ``arm``, ``control``. Estimates without truth rows get a row with
+    ``truth_estimand`` None."""
+    rows, curves, effects = [], [], []
+    for e in estimates:
+        if e.estimand != "cate" or e.user_effects is None:
+            continue
+        key = {"estimator": e.estimator, "metric": e.metric, "arm": e.arm, "control": e.control}
+        ue = e.user_effects.reset_index(drop=True)
+        effects.append(ue.assign(**key))
+        users = ue["user"].to_numpy()
+        found = truth_vector(user_truth, users, e.metric, e.arm, e.control) if user_truth is not None else None
+        if found is None:
+            rows.append({**key, "truth_estimand": None, "level": e.level})
+            continue
+        tau, which = found
+        ab = outcomes.set_index("user").reindex(users)
+        arm = ab["arm"].to_numpy()
+        t = np.where(arm == e.arm, 1, np.where(arm == e.control, 0, -1))
+        y = pd.to_numeric(ab[e.metric], errors="coerce").to_numpy(np.float64) if e.metric in ab else None
+        try:
+            s, c = score_cate(ue, tau, average=e.point, y=y, t=t)
+        except ValueError:
+            rows.append({**key, "truth_estimand": which, "level": e.level, "n_users": 0})
+            continue
+        rows.append({**key, "truth_estimand": which, "level": e.level, **s})
+        curves.append(c.assign(**key))
+    cat = lambda parts: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()  # noqa: E731
+    return rows, cat(curves), cat(effects)
+
+
+def write_cate_scores(directory: Path, rows: list[dict[str, Any]], curves: pd.DataFrame,
+                      effects: pd.DataFrame) -> None:
+    """Write ``cate_scores.json`` (strict JSON), ``cate_curves.parquet`` and ``cate_effects.parquet``."""
+    directory = Path(directory)
+    (directory / SCORES_FILE).write_text(json.dumps(clean(rows), indent=1, allow_nan=False))
+    if len(curves):
+        curves.to_parquet(directory / CURVES_FILE, index=False)
+    if len(effects):
+        effects.to_parquet(directory / EFFECTS_FILE, index=False)

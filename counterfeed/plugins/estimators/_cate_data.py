@@ -1,0 +1,194 @@
+"""The shared machinery of the CATE estimators (:mod:`counterfeed.plugins.estimators.cate`): the
+covariate matrix, the outer cross-fitting folds, the design propensity, the nuisance models and the
+doubly robust mean effect. The learners themselves come from EconML and statsmodels.
+
+Cross-fitting (Chernozhukov et al. 2018; Kennedy 2023): the users of one comparison (treatment arm
+vs control) are split into ``K`` folds stratified by arm; for each fold the learner is fitted on the
+other folds and predicts the held-out users, so every user's effect is an out-of-fold prediction.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from counterfeed.core.estimation import AnalysisData
+from counterfeed.core.randomness import Keys
+from counterfeed.errors import DataError
+
+__all__ = ["Comparison", "covariate_matrix", "comparison", "fold_ids", "fold_seed", "nuisance_regressor",
+           "nuisance_classifier", "dr_mean", "caught_warnings", "per_user_metrics", "Nuisance"]
+
+Nuisance = Literal["hist_gradient_boosting", "lightgbm", "linear"]
+
+
+def covariate_matrix(data: AnalysisData, who: str) -> tuple[np.ndarray, list[str]]:
+    """``data.covariates`` as a float matrix ``(n_users, p)`` and its column names.
+
+    ``user`` is dropped, ``segment`` (and any other text column) becomes one indicator per level but
+    the first (levels sorted), every other column must be numeric and finite. Raises
+    :class:`DataError` when the covariates are missing, misaligned with ``outcomes`` or not finite.
+    """
+    cov = data.covariates
+    if cov is None:
+        raise DataError(f"{who}: needs data.covariates (pre-treatment covariates per user); none were given")
+    if len(cov) != len(data.outcomes):
+        raise DataError(f"{who}: data.covariates has {len(cov)} rows, outcomes {len(data.outcomes)}")
+    if "user" in cov and not np.array_equal(cov["user"].to_numpy(), data.outcomes["user"].to_numpy()):
+        raise DataError(f"{who}: data.covariates rows are not in outcomes' user order")
+    cols, names = [], []
+    for name in cov.columns:
+        if name == "user":
+            continue
+        col = cov[name]
+        if col.dtype == object or isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(col):
+            levels = sorted(pd.unique(col.astype(str)))
+            for level in levels[1:]:
+                cols.append((col.astype(str) == level).to_numpy(np.float64))
+                names.append(f"{name}={level}")
+            continue
+        values = pd.to_numeric(col, errors="coerce").to_numpy(np.float64)
+        if not np.all(np.isfinite(values)):
+            raise DataError(f"{who}: covariate '{name}' has missing or non-finite values")
+        cols.append(values)
+        names.append(str(name))
+    if not cols:
+        raise DataError(f"{who}: data.covariates has no usable column besides 'user'")
+    return np.column_stack(cols), names
+
+
+def per_user_metrics(data: AnalysisData, chosen: list[str] | None, who: str) -> list[str]:
+    """The analysed metrics with a per-user effect (ratio metrics have none: their numerator and
+    denominator do); naming a ratio metric in ``metrics`` is a :class:`DataError`."""
+    if chosen:
+        unknown = [m for m in chosen if m not in data.metrics]
+        if unknown:
+            raise DataError(f"{who}: unknown metric(s) {unknown}; the data have {list(data.metrics)}")
+        ratio = [m for m in chosen if data.metrics[m].kind == "ratio"]
+        if ratio:
+            raise DataError(f"{who}: ratio metric(s) {ratio} have no per-user effect; analyse their numerator "
+                            "and denominator metrics instead")
+        return list(chosen)
+    return [m for m, info in data.metrics.items() if info.kind != "ratio" and info.level == "user"]
+
+
+@dataclass
+class Comparison:
+    """The users of one treatment arm and the control: outcome, treatment indicator, covariates,
+    design propensity and the positions of these users in ``outcomes``."""
+
+    rows: np.ndarray  # (m,) int positions in data.outcomes
+    y: np.ndarray  # (m,) float outcome
+    t: np.ndarray  # (m,) int 0/1 (1 = treatment arm)
+    x: np.ndarray  # (m, p) covariates
+    e: np.ndarray  # (m,) probability of the treatment arm given one of the two arms
+    propensity_source: str
+
+
+def comparison(data: AnalysisData, x: np.ndarray, metric: str, arm: str, folds: int, who: str) -> Comparison | None:
+    """The users in ``arm`` or the control with a finite ``metric``; None when the metric is constant
+    there (no effect to learn). Raises :class:`DataError` when an arm has fewer than ``2 * folds`` users."""
+    arms = data.outcomes["arm"].to_numpy()
+    y_all = pd.to_numeric(data.outcomes[metric], errors="coerce").to_numpy(np.float64)
+    rows = np.flatnonzero(((arms == arm) | (arms == data.control)) & np.isfinite(y_all))
+    t = (arms[rows] == arm).astype(np.int64)
+    n1, n0 = int(t.sum()), int((1 - t).sum())
+    if min(n1, n0) < 2 * folds:
+        raise DataError(f"{who}: metric '{metric}': {n1} users in '{arm}' and {n0} in '{data.control}'; "
+                        f"cross-fitting with {folds} folds needs at least {2 * folds} in each")
+    y = y_all[rows]
+    if np.ptp(y) == 0.0:
+        return None
+    probs = data.assignment_probabilities
+    if probs is not None:
+        p = np.asarray(probs, dtype=np.float64)[rows]
+        pa, pc = p[:, data.arms.index(arm)], p[:, data.arms.index(data.control)]
+        e, source = pa / (pa + pc), "design (data.assignment_probabilities)"
+    else:
+        e, source = np.full(rows.size, n1 / rows.size), "arm share (no assignment probabilities given)"
+    if not np.all((e > 0) & (e < 1)):
+        raise DataError(f"{who}: some users had probability 0 or 1 of '{arm}' vs '{data.control}'; "
+                        "their effect is not identified")
+    return Comparison(rows, y, t, x[rows], e, source)
+
+
+def fold_ids(t: np.ndarray, folds: int, seed: int, *parts: object) -> np.ndarray:
+    """Fold index ``0..folds-1`` of each user, stratified by ``t`` (each arm split evenly), drawn from
+    ``Keys(seed).numpy_generator("cate-folds", *parts)``."""
+    rng = Keys(seed).numpy_generator("cate-folds", *parts)
+    out = np.empty(t.size, dtype=np.int64)
+    for value in (0, 1):
+        idx = np.flatnonzero(t == value)
+        out[idx[rng.permutation(idx.size)]] = np.arange(idx.size) % folds
+    return out
+
+
+def fold_seed(seed: int, *parts: object) -> int:
+    """The ``random_state`` handed to a library for one fit (32-bit, as scikit-learn requires)."""
+    return Keys(seed).derive_seed("cate-fit", *parts) % (2 ** 32 - 1)
+
+
+def nuisance_regressor(kind: Nuisance, random_state: int, max_iter: int = 100) -> Any:
+    """An outcome model: scikit-learn's ``HistGradientBoostingRegressor``, LightGBM's ``LGBMRegressor``
+    or ``RidgeCV`` (``linear``)."""
+    if kind == "hist_gradient_boosting":
+        from sklearn.ensemble import HistGradientBoostingRegressor
+        return HistGradientBoostingRegressor(max_iter=max_iter, random_state=random_state)
+    if kind == "lightgbm":
+        from lightgbm import LGBMRegressor
+        return LGBMRegressor(n_estimators=max_iter, random_state=random_state, n_jobs=1, verbose=-1)
+    from sklearn.linear_model import RidgeCV
+    return RidgeCV()
+
+
+def nuisance_classifier(kind: Literal["design", "learned"], nuisance: Nuisance, random_state: int,
+                        max_iter: int = 100) -> Any:
+    """The propensity model: ``design`` is scikit-learn's ``DummyClassifier(strategy="prior")`` (the
+    arm share of the training fold: assignment is randomized, so it does not depend on covariates);
+    ``learned`` fits the nuisance kind's classifier (or a logistic regression for ``linear``)."""
+    if kind == "design":
+        from sklearn.dummy import DummyClassifier
+        return DummyClassifier(strategy="prior")
+    if nuisance == "hist_gradient_boosting":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        return HistGradientBoostingClassifier(max_iter=max_iter, random_state=random_state)
+    if nuisance == "lightgbm":
+        from lightgbm import LGBMClassifier
+        return LGBMClassifier(n_estimators=max_iter, random_state=random_state, n_jobs=1, verbose=-1)
+    from sklearn.linear_model import LogisticRegression
+    return LogisticRegression(max_iter=1000)
+
+
+def dr_mean(c: Comparison, tau: np.ndarray, mu0: np.ndarray, level: float) -> tuple[float, float, float, float]:
+    """The doubly robust (AIPW) mean effect from out-of-fold effects ``tau`` and control outcomes ``mu0``.
+
+    ``psi_i = tau_i + t_i (y_i - mu0_i - tau_i) / e_i - (1 - t_i) (y_i - mu0_i) / (1 - e_i)``; the
+    estimate is ``mean(psi)`` with standard error ``sd(psi) / sqrt(m)`` and a normal interval. With the
+    design propensity ``e`` and out-of-fold ``tau``, ``mu0`` it is unbiased for the average effect
+    whatever the learner (Robins, Rotnitzky & Zhao 1994; Kennedy 2023, the DR-learner's pseudo-outcome).
+    Returns ``(point, lower, upper, se)``.
+    """
+    psi = tau + c.t * (c.y - mu0 - tau) / c.e - (1 - c.t) * (c.y - mu0) / (1 - c.e)
+    point = float(psi.mean())
+    se = float(psi.std(ddof=1) / np.sqrt(psi.size))
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    return point, point - z * se, point + z * se, se
+
+
+@contextmanager
+def caught_warnings(sink: list[str]) -> Iterator[None]:
+    """Run library code with its warnings recorded into ``sink`` (deduplicated text) instead of escaping:
+    the estimator reports them in ``diagnostics["warnings"]``."""
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        yield
+    for r in records:
+        text = f"{r.category.__name__}: {r.message}"
+        if text not in sink:
+            sink.append(text)

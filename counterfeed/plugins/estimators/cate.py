@@ -1,0 +1,321 @@
+"""Conditional average treatment effects (CATE): who benefits from a treatment arm.
+
+Each estimator adapts a learner from a well-kept library -- EconML's DR-learner and causal forest,
+its T- and X-learners, a statsmodels OLS with treatment x covariate interactions -- to counterfeed's
+analysis contract. counterfeed writes the adapter, the outer cross-fitting and the average effect:
+
+- per (per-user metric, treatment arm): the users of the arm and the control, their covariates
+  (``data.covariates``, pre-treatment only) and outcome;
+- ``folds`` folds stratified by arm; for each fold the learner is fitted on the others and predicts
+  the held-out users (users of other arms are given folds too and predicted by a model that never saw
+  them), so ``user_effects`` holds one OUT-OF-FOLD prediction per user of ``outcomes``, with the
+  learner's per-user interval where it has one (NaN where it has none: T-/X-learners);
+- the average effect is the doubly robust (AIPW) mean of the learner's out-of-fold effects
+  (:func:`~counterfeed.plugins.estimators._cate_data.dr_mean`), with the design propensity, so its
+  interval is valid under randomization whatever the learner.
+
+Each (metric, arm) gives two estimates: ``cate`` (with ``user_effects``) and ``difference`` (the same
+average effect, scored against the true ATE like every other estimator). Ratio metrics have no
+per-user effect and are left out (their numerator and denominator metrics are per-user). A metric
+constant among the compared users is left out (nothing to learn); if every metric is, DataError.
+Library warnings never escape: they are listed in ``diagnostics["warnings"]``.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+from scipy import stats
+
+from counterfeed.core.estimation import CATE, AnalysisData, Estimate, Estimator, EstimatorOptions, EstimatorTags
+from counterfeed.core.hookspecs import hookimpl
+from counterfeed.errors import DataError
+from counterfeed.plugins.estimators._cate_data import (Comparison, Nuisance, caught_warnings, comparison,
+                                                       covariate_matrix, dr_mean, fold_ids, fold_seed,
+                                                       nuisance_classifier, nuisance_regressor,
+                                                       per_user_metrics)
+
+__all__ = ["CateOptions", "DRLearnerCATE", "CausalForestCATE", "TLearnerCATE", "XLearnerCATE",
+           "LinearInteractionCATE", "register_estimators", "FoldFit"]
+
+#: (effect, lower, upper, control outcome or None) of the held-out users of one fold
+FoldFit = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+class CateOptions(EstimatorOptions):
+    """Options shared by the CATE estimators."""
+
+    folds: int = Field(default=2, ge=2, le=20, description="outer cross-fitting folds")
+    nuisance: Nuisance = Field(default="hist_gradient_boosting",
+                               description="outcome models: hist_gradient_boosting | lightgbm | linear")
+    nuisance_iterations: int = Field(default=100, ge=1, description="boosting iterations of the nuisance models")
+    propensity: Literal["design", "learned"] = Field(
+        default="design", description="design: the arm share (randomized); learned: a classifier on covariates")
+    inner_folds: int = Field(default=2, ge=2, le=10, description="the library's own cross-fitting folds (cv)")
+
+
+class _Cate(Estimator):
+    """The shared adapter: folds, out-of-fold predictions, the doubly robust mean effect."""
+
+    Options: ClassVar[type[CateOptions]] = CateOptions
+    tags = EstimatorTags(requires_covariates=True, stochastic=True, estimands=(CATE, "difference"))
+    conformance_options: ClassVar[dict[str, Any]] = {"nuisance": "linear"}
+    per_user_intervals: ClassVar[bool] = True
+    library: ClassVar[str] = ""
+
+    @abstractmethod
+    def fit_predict(self, c: Comparison, train: np.ndarray, x_test: np.ndarray, random_state: int,
+                    level: float) -> FoldFit:
+        """Fit on the users ``train`` (boolean mask over ``c``) and predict ``x_test``: effects, their
+        per-user interval bounds (NaN where the learner has none) and, optionally, the control outcome."""
+
+    def regressor(self, random_state: int) -> Any:
+        return nuisance_regressor(self.options.nuisance, random_state, self.options.nuisance_iterations)
+
+    def classifier(self, random_state: int) -> Any:
+        return nuisance_classifier(self.options.propensity, self.options.nuisance, random_state,
+                                   self.options.nuisance_iterations)
+
+    def estimate(self, data: AnalysisData) -> list[Estimate]:
+        x, names = covariate_matrix(data, self.name)
+        level = self.level_for(data)
+        out: list[Estimate] = []
+        metrics = per_user_metrics(data, self.options.metrics, self.name)
+        for metric in metrics:
+            for arm in data.treatments:
+                c = comparison(data, x, metric, arm, self.options.folds, f"{self.name}")
+                if c is not None:
+                    out += self._one(data, x, names, metric, arm, c, level)
+        if not out:
+            raise DataError(f"{self.name}: every per-user metric ({', '.join(metrics) or 'none'}) is constant "
+                            "among the compared users (or there is none); no effect to estimate")
+        return out
+
+    def _one(self, data: AnalysisData, x: np.ndarray, names: list[str], metric: str, arm: str,
+             c: Comparison, level: float) -> list[Estimate]:
+        n = len(data.outcomes)
+        k = self.options.folds
+        # every user gets a fold: the compared users stratified by arm, the others at random
+        t_all = np.full(n, -1, dtype=np.int64)
+        t_all[c.rows] = c.t
+        folds_all = fold_ids(np.where(t_all < 0, 2, t_all), k, data.seed, self.name, metric, arm)
+        folds = folds_all[c.rows]
+        tau_all, lo_all, hi_all = (np.full(n, np.nan) for _ in range(3))
+        mu0 = np.full(c.rows.size, np.nan)
+        warned: list[str] = []
+        for f in range(k):
+            train = folds != f
+            test_all = folds_all == f
+            rs = fold_seed(data.seed, self.name, metric, arm, f)
+            with caught_warnings(warned):
+                tau, lo, hi, m0 = self.fit_predict(c, train, x[test_all], rs, level)
+                tau_all[test_all], lo_all[test_all], hi_all[test_all] = tau, lo, hi
+                held = folds == f
+                if m0 is not None:
+                    mu0[held] = m0[np.isin(np.flatnonzero(test_all), c.rows[held])]
+                else:
+                    ctrl = train & (c.t == 0)
+                    model = self.regressor(rs).fit(c.x[ctrl], c.y[ctrl])
+                    mu0[held] = model.predict(c.x[held])
+        if not (np.all(np.isfinite(tau_all)) and np.all(np.isfinite(mu0))):
+            raise DataError(f"{self.name}: metric '{metric}', arm '{arm}': the learner returned non-finite effects")
+        point, lower, upper, se = dr_mean(c, tau_all[c.rows], mu0, level)
+        p_value = float(2 * stats.norm.sf(abs(point) / se)) if se > 0 else None
+        effects = pd.DataFrame({"user": data.outcomes["user"].to_numpy(), "point": tau_all,
+                                "lower": lo_all, "upper": hi_all})
+        diag: dict[str, Any] = {
+            "method": self.library, "folds": k, "nuisance": self.options.nuisance,
+            "propensity": self.options.propensity, "propensity_source": c.propensity_source,
+            "n_control": int((c.t == 0).sum()), "n_treatment": int(c.t.sum()), "se": se,
+            "mean_predicted_effect": float(np.mean(tau_all[c.rows])),
+            "sd_predicted_effect": float(np.std(tau_all[c.rows])),
+            "per_user_intervals": self.per_user_intervals, "covariates": names,
+            "average_effect": "doubly robust (AIPW) mean of out-of-fold effects, design propensity",
+        }
+        if warned:
+            diag["warnings"] = warned
+        common = dict(estimator=self.name, metric=metric, arm=arm, control=data.control, point=point,
+                      lower=lower, upper=upper, level=level, p_value=p_value)
+        return [Estimate(**common, estimand=CATE, diagnostics=diag, user_effects=effects),
+                Estimate(**common, estimand="difference", diagnostics=dict(diag))]
+
+
+def _interval(est: Any, x: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = est.effect_interval(x, alpha=1.0 - level)
+    return np.asarray(lo, dtype=np.float64).ravel(), np.asarray(hi, dtype=np.float64).ravel()
+
+
+class DRLearnerCATE(_Cate):
+    """DR-learner (Kennedy 2023) from EconML: ``econml.dr.LinearDRLearner`` (``final: linear``) or
+    ``econml.dr.ForestDRLearner`` (``final: forest``).
+
+    The doubly robust pseudo-outcome ``mu1 - mu0 + T (Y - mu1) / e - (1 - T)(Y - mu0) / (1 - e)``
+    (nuisances cross-fitted by EconML over ``inner_folds``) is regressed on the covariates: linearly
+    (per-user intervals from the final OLS's heteroskedasticity-robust covariance; they cover the
+    best linear approximation of the CATE) or by an honest random forest (bootstrap-of-little-bags
+    intervals, Athey, Tibshirani & Wager 2019). Assumptions: randomized assignment (or
+    ``propensity: learned`` under unconfoundedness), overlap, SUTVA.
+
+    Reference: Kennedy, E. H. (2023). Towards optimal doubly robust estimation of heterogeneous
+    causal effects. Electronic Journal of Statistics 17, 3008-3049. EconML (Battocchi et al. 2019).
+    """
+
+    name = "dr-learner"
+    library = "econml.dr.LinearDRLearner / ForestDRLearner"
+
+    class Options(CateOptions):
+        final: Literal["linear", "forest"] = "linear"
+        n_estimators: int = Field(default=200, ge=4, description="trees of the forest final stage")
+        min_samples_leaf: int = Field(default=10, ge=1)
+
+    def learner(self, random_state: int) -> Any:
+        from econml.dr import ForestDRLearner, LinearDRLearner
+
+        common = dict(model_propensity=self.classifier(random_state), model_regression=self.regressor(random_state),
+                      cv=self.options.inner_folds, random_state=random_state)
+        if self.options.final == "linear":
+            return LinearDRLearner(**common)
+        return ForestDRLearner(**common, n_estimators=self.options.n_estimators,
+                               min_samples_leaf=self.options.min_samples_leaf, n_jobs=1)
+
+    def fit_predict(self, c, train, x_test, random_state, level):
+        est = self.learner(random_state).fit(c.y[train], c.t[train], X=c.x[train])
+        lo, hi = _interval(est, x_test, level)
+        return np.asarray(est.effect(x_test), dtype=np.float64).ravel(), lo, hi, None
+
+
+class CausalForestCATE(_Cate):
+    """Causal forest (Wager & Athey 2018; Athey, Tibshirani & Wager 2019) from EconML:
+    ``econml.dml.CausalForestDML``.
+
+    Outcome and treatment are residualized by cross-fitted nuisance models (``inner_folds``); an
+    honest generalized random forest solves the local moment ``E[(Y~ - tau(x) T~) T~ | X = x] = 0``.
+    Per-user intervals: the forest's bootstrap-of-little-bags variance (normal). Assumptions:
+    randomized assignment (or unconfoundedness with ``propensity: learned``), overlap, SUTVA.
+
+    Reference: Athey, S., Tibshirani, J. & Wager, S. (2019). Generalized random forests. Annals of
+    Statistics 47, 1148-1178.
+    """
+
+    name = "causal-forest"
+    library = "econml.dml.CausalForestDML"
+    conformance_options: ClassVar[dict[str, Any]] = {"nuisance": "linear", "n_estimators": 40}
+
+    class Options(CateOptions):
+        n_estimators: int = Field(default=200, ge=4, multiple_of=4, description="trees (a multiple of 4)")
+        min_samples_leaf: int = Field(default=10, ge=1)
+        max_depth: int | None = Field(default=None, ge=1)
+
+    def learner(self, random_state: int) -> Any:
+        from econml.dml import CausalForestDML
+
+        o = self.options
+        return CausalForestDML(model_y=self.regressor(random_state), model_t=self.classifier(random_state),
+                               discrete_treatment=True, cv=o.inner_folds, n_estimators=o.n_estimators,
+                               min_samples_leaf=o.min_samples_leaf, max_depth=o.max_depth, n_jobs=1,
+                               random_state=random_state)
+
+    def fit_predict(self, c, train, x_test, random_state, level):
+        est = self.learner(random_state).fit(c.y[train], c.t[train], X=c.x[train])
+        lo, hi = _interval(est, x_test, level)
+        return np.asarray(est.effect(x_test), dtype=np.float64).ravel(), lo, hi, None
+
+
+class TLearnerCATE(_Cate):
+    """T-learner from EconML: ``econml.metalearners.TLearner``: one outcome model per arm,
+    ``tau(x) = mu1(x) - mu0(x)``.
+
+    No per-user interval (the library gives none without a bootstrap): ``user_effects`` has NaN
+    ``lower``/``upper``. The average effect's interval is the doubly robust one (see the module).
+
+    Reference: Kuenzel, S. R., Sekhon, J. S., Bickel, P. J. & Yu, B. (2019). Metalearners for
+    estimating heterogeneous treatment effects using machine learning. PNAS 116, 4156-4165.
+    """
+
+    name = "t-learner"
+    library = "econml.metalearners.TLearner"
+    per_user_intervals = False
+
+    def learner(self, random_state: int) -> Any:
+        from econml.metalearners import TLearner
+
+        return TLearner(models=self.regressor(random_state))
+
+    def fit_predict(self, c, train, x_test, random_state, level):
+        est = self.learner(random_state).fit(c.y[train], c.t[train], X=c.x[train])
+        nan = np.full(x_test.shape[0], np.nan)
+        return (np.asarray(est.effect(x_test), dtype=np.float64).ravel(), nan, nan.copy(),
+                np.asarray(est.models[0].predict(x_test), dtype=np.float64))
+
+
+class XLearnerCATE(_Cate):
+    """X-learner from EconML: ``econml.metalearners.XLearner``: per-arm outcome models, imputed
+    effects ``Y - mu0(x)`` (treated) and ``mu1(x) - Y`` (control) regressed on covariates, combined
+    with the propensity ``g(x)``: ``tau(x) = g(x) tau0(x) + (1 - g(x)) tau1(x)``.
+
+    No per-user interval: ``user_effects`` has NaN ``lower``/``upper``.
+
+    Reference: Kuenzel, Sekhon, Bickel & Yu (2019), PNAS 116, 4156-4165.
+    """
+
+    name = "x-learner"
+    library = "econml.metalearners.XLearner"
+    per_user_intervals = False
+
+    def learner(self, random_state: int) -> Any:
+        from econml.metalearners import XLearner
+
+        return XLearner(models=self.regressor(random_state), propensity_model=self.classifier(random_state))
+
+    def fit_predict(self, c, train, x_test, random_state, level):
+        est = self.learner(random_state).fit(c.y[train], c.t[train], X=c.x[train])
+        nan = np.full(x_test.shape[0], np.nan)
+        return np.asarray(est.effect(x_test), dtype=np.float64).ravel(), nan, nan.copy(), None
+
+
+class LinearInteractionCATE(_Cate):
+    """Linear interaction model: statsmodels OLS of ``Y ~ 1 + T + Xc + T:Xc`` (``Xc`` the covariates
+    centred on the training fold's means; columns constant there are dropped) with a
+    heteroskedasticity-robust covariance (``cov_type``, default HC3).
+
+    ``tau(x) = b_T + b_TX' (x - xbar)``; its per-user standard error is ``sqrt(c' V c)`` with
+    ``c = (0, 1, 0, x - xbar)``, normal interval. The intervals cover the best linear approximation of
+    the CATE. With centred covariates ``b_T`` is Lin's (2013) regression-adjusted ATE.
+
+    Reference: Lin, W. (2013). Agnostic notes on regression adjustments to experimental data.
+    Annals of Applied Statistics 7, 295-318. statsmodels (Seabold & Perktold 2010).
+    """
+
+    name = "linear-cate"
+    library = "statsmodels OLS with treatment x covariate interactions"
+
+    class Options(CateOptions):
+        cov_type: Literal["HC0", "HC1", "HC2", "HC3"] = "HC3"
+
+    def fit_predict(self, c, train, x_test, random_state, level):
+        import statsmodels.api as sm
+
+        xt = c.x[train]
+        keep = np.ptp(xt, axis=0) > 0
+        mean = xt[:, keep].mean(axis=0)
+        xc = xt[:, keep] - mean
+        t = c.t[train].astype(np.float64)[:, None]
+        design = np.column_stack([np.ones(xc.shape[0]), t, xc, t * xc])
+        res = sm.OLS(c.y[train], design).fit(cov_type=self.options.cov_type)
+        z = x_test[:, keep] - mean
+        contrast = np.column_stack([np.zeros(len(z)), np.ones(len(z)), np.zeros_like(z), z])
+        base = np.column_stack([np.ones(len(z)), np.zeros(len(z)), z, np.zeros_like(z)])
+        tau = contrast @ res.params
+        se = np.sqrt(np.einsum("ij,jk,ik->i", contrast, res.cov_params(), contrast))
+        q = float(stats.norm.ppf(0.5 + level / 2))
+        return tau, tau - q * se, tau + q * se, base @ res.params
+
+
+@hookimpl
+def register_estimators(register):
+    for cls in (DRLearnerCATE, CausalForestCATE, TLearnerCATE, XLearnerCATE, LinearInteractionCATE):
+        register(cls)
