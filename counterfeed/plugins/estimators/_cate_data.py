@@ -21,11 +21,10 @@ from scipy import stats
 from counterfeed.core.estimation import AnalysisData
 from counterfeed.core.randomness import Keys
 from counterfeed.errors import DataError
+from counterfeed.plugins.estimators.cate import Nuisance
 
 __all__ = ["Comparison", "covariate_matrix", "comparison", "fold_ids", "fold_seed", "nuisance_regressor",
            "nuisance_classifier", "dr_mean", "caught_warnings", "per_user_metrics", "Nuisance"]
-
-Nuisance = Literal["hist_gradient_boosting", "lightgbm", "linear"]
 
 
 def covariate_matrix(data: AnalysisData, who: str) -> tuple[np.ndarray, list[str]]:

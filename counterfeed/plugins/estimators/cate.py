@@ -24,20 +24,20 @@ Library warnings never escape: they are listed in ``diagnostics["warnings"]``.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import Field
-from scipy import stats
 
 from counterfeed.core.estimation import CATE, AnalysisData, Estimate, Estimator, EstimatorOptions, EstimatorTags
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import DataError
-from counterfeed.plugins.estimators._cate_data import (Comparison, Nuisance, caught_warnings, comparison,
-                                                       covariate_matrix, dr_mean, fold_ids, fold_seed,
-                                                       nuisance_classifier, nuisance_regressor,
-                                                       per_user_metrics)
+
+if TYPE_CHECKING:  # pragma: no cover - pandas, scipy and the learners load when an estimate is made
+    from counterfeed.plugins.estimators._cate_data import Comparison
+
+#: the nuisance (outcome) model kinds
+Nuisance = Literal["hist_gradient_boosting", "lightgbm", "linear"]
 
 __all__ = ["CateOptions", "DRLearnerCATE", "CausalForestCATE", "TLearnerCATE", "XLearnerCATE",
            "LinearInteractionCATE", "register_estimators", "FoldFit"]
@@ -74,13 +74,19 @@ class _Cate(Estimator):
         per-user interval bounds (NaN where the learner has none) and, optionally, the control outcome."""
 
     def regressor(self, random_state: int) -> Any:
+        from counterfeed.plugins.estimators._cate_data import nuisance_regressor
+
         return nuisance_regressor(self.options.nuisance, random_state, self.options.nuisance_iterations)
 
     def classifier(self, random_state: int) -> Any:
+        from counterfeed.plugins.estimators._cate_data import nuisance_classifier
+
         return nuisance_classifier(self.options.propensity, self.options.nuisance, random_state,
                                    self.options.nuisance_iterations)
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
+        from counterfeed.plugins.estimators._cate_data import comparison, covariate_matrix, per_user_metrics
+
         x, names = covariate_matrix(data, self.name)
         level = self.level_for(data)
         out: list[Estimate] = []
@@ -97,6 +103,11 @@ class _Cate(Estimator):
 
     def _one(self, data: AnalysisData, x: np.ndarray, names: list[str], metric: str, arm: str,
              c: Comparison, level: float) -> list[Estimate]:
+        import pandas as pd
+        from scipy import stats
+
+        from counterfeed.plugins.estimators._cate_data import caught_warnings, dr_mean, fold_ids, fold_seed
+
         n = len(data.outcomes)
         k = self.options.folds
         # every user gets a fold: the compared users stratified by arm, the others at random
@@ -298,6 +309,7 @@ class LinearInteractionCATE(_Cate):
 
     def fit_predict(self, c, train, x_test, random_state, level):
         import statsmodels.api as sm
+        from scipy import stats
 
         xt = c.x[train]
         keep = np.ptp(xt, axis=0) > 0
