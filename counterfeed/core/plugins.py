@@ -47,6 +47,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.plugins.recommenders.basic",
     "counterfeed.plugins.recommenders.matrix_factorization",
     "counterfeed.plugins.recommenders.text_embedding",
+    "counterfeed.plugins.recommenders.text_two_tower",
     "counterfeed.plugins.recommenders.bandits",
     "counterfeed.plugins.recommenders.rerank",
     "counterfeed.plugins.metrics.engagement",
