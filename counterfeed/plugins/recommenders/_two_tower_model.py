@@ -122,7 +122,9 @@ class Encoder:
         from transformers import AutoModel, AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        model = AutoModel.from_pretrained(model_dir, local_files_only=True).float().eval()
+        # sdpa attention takes a boolean (batch, 1, query, key) mask, True = attend
+        model = AutoModel.from_pretrained(model_dir, local_files_only=True,
+                                          attn_implementation="sdpa").float().eval()
         n_layers = len(model.encoder.layer)
         if not 1 <= top <= n_layers:
             raise ValueError(f"layers must be in [1, {n_layers}] for this model, got {top}")
@@ -138,7 +140,6 @@ class Encoder:
                 h = out.hidden_states[n_layers - top]
                 self.hidden.extend(h[r, :len(ids[r])].clone() for r in range(len(ids)))
         self.layers = copy.deepcopy(model.encoder.layer[n_layers - top:])
-        self._masks = model._create_attention_masks
         self.dim = int(model.config.hidden_size)
 
     def forward(self, idx: np.ndarray, layers: Any) -> Any:
@@ -148,9 +149,8 @@ class Encoder:
         seqs = [self.hidden[int(i)] for i in idx]
         h = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
         lengths = torch.as_tensor(self.lengths[idx])
-        mask = (torch.arange(h.shape[1])[None, :] < lengths[:, None]).long()
-        am, _ = self._masks(attention_mask=mask, encoder_attention_mask=None, embedding_output=h,
-                            encoder_hidden_states=None, cache=None)
+        mask = torch.arange(h.shape[1])[None, :] < lengths[:, None]
+        am = mask[:, None, None, :].expand(-1, 1, h.shape[1], -1)
         for layer in layers:
             out = layer(h, attention_mask=am)
             h = out[0] if isinstance(out, tuple) else out
