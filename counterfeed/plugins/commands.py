@@ -10,6 +10,7 @@ from counterfeed.core.hookspecs import hookimpl
 COMMANDS = {
     "sem": ("counterfeed.sem.cli:sem", "Bayesian structural equation models: show, fit."),
     "ope": ("counterfeed.ope.cli:ope", "Evaluate a policy offline from logged impressions."),
+    "offline": ("counterfeed.offline.cli:offline", "Ranking metrics (recall, NDCG, MRR) on held-out logged clicks."),
     "calibrate": ("counterfeed.calibration.cli:calibrate_command",
                   "Replicate a scenario: bias, RMSE, coverage, rejection rates."),
     "sweep": ("counterfeed.calibration.cli:sweep_command", "Power and MDE over a grid of scenario fields."),

@@ -1,0 +1,146 @@
+"""Offline ranking evaluation of a recommender on a logged dataset (static, held-out clicks).
+
+The recommender is set up on the catalog, ``fit`` once on the training log (the impressions before
+the split time) and never updated; every held-out round (a user's session after the split that has
+at least one click) is served one list of ``cutoff`` items from the items available at that time,
+and each of the round's clicks is scored by its rank in that list
+(:mod:`counterfeed.offline.metrics`). Rounds are served in batches of equal availability (items
+arrive at discrete times), stochastic recommenders draw on the stream ``Keys(seed).stream("policy:offline")``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from counterfeed.core._guard import guarded
+from counterfeed.core.contracts import Batch, Items, Log, RecommenderContext
+from counterfeed.errors import DataError
+from counterfeed.offline.metrics import MetricEstimate, coverage, rank_metric_values, ratio_estimate
+
+__all__ = ["OfflineReport", "evaluate_offline", "split_log", "held_out_ranks"]
+
+
+@dataclass
+class OfflineReport:
+    """The offline metrics of one recommender; ``coverage`` maps ``k`` to a share of the catalog."""
+
+    policy: str
+    estimates: list[MetricEstimate]
+    coverage: dict[int, float | None]
+    n_train: int
+    n_test_clicks: int
+    split_time: float
+    clip: float | None
+    notes: list[str] = field(default_factory=list)
+
+    def value(self, metric: str, weighting: str = "naive") -> float | None:
+        for e in self.estimates:
+            if e.metric == metric and e.weighting == weighting:
+                return e.value
+        raise KeyError(f"{metric}/{weighting}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy, "split_time": self.split_time, "n_train_impressions": self.n_train,
+                "n_test_clicks": self.n_test_clicks, "clip": self.clip,
+                "estimates": [e.to_dict() for e in self.estimates],
+                "coverage": {f"coverage@{k}": v for k, v in self.coverage.items()}, "notes": self.notes}
+
+
+def split_log(log: Log, split_time: float | None = None, train_share: float = 0.8) -> tuple[Log, Log, float]:
+    """(train, test, split time): rows with ``time < split_time`` train; default: the ``train_share``
+    quantile of the impression times."""
+    if len(log) == 0:
+        raise DataError("the log is empty")
+    t = np.asarray(log.time, np.float64)
+    if split_time is None:
+        if not 0.0 < train_share < 1.0:
+            raise DataError(f"train share must be in (0, 1), got {train_share}")
+        split_time = float(np.quantile(t, train_share))
+    train, test = log.select(t < split_time), log.select(t >= split_time)
+    if len(train) == 0 or not np.asarray(test.click, bool).any():
+        raise DataError(f"split at time {split_time:g} leaves {len(train)} training impressions and "
+                        f"{int(np.asarray(test.click, bool).sum())} held-out clicks; both must be positive")
+    return train, test, float(split_time)
+
+
+def held_out_ranks(rec: Any, test: Log, items: Items, cutoff: int, stream: Any, chunk: int = 4096,
+                   name: str = "policy") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ranks of the clicked rows, indices of those rows in ``test``, the served lists (rounds, cutoff)).
+
+    A rank is 1-based, 0 when the item is not among the ``cutoff`` items served to its round.
+    """
+    click = np.flatnonzero(np.asarray(test.click, bool))
+    u, s = np.asarray(test.user, np.int64)[click], np.asarray(test.session, np.int64)[click]
+    t = np.asarray(test.time, np.float64)[click]
+    keys = np.stack([u, s], axis=1)
+    rounds, inv = np.unique(keys, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    r_time = np.full(rounds.shape[0], np.inf)
+    np.minimum.at(r_time, inv, t)
+    arrivals = np.unique(np.asarray(items.arrival, np.float64))
+    bucket = np.searchsorted(arrivals, r_time, side="right")
+    lists = np.full((rounds.shape[0], cutoff), -1, np.int64)
+    for b in np.unique(bucket):
+        idx = np.flatnonzero(bucket == b)
+        avail = items.arrival <= r_time[idx].min()
+        k = int(min(cutoff, avail.sum()))
+        for lo in range(0, idx.size, chunk):
+            sl = idx[lo:lo + chunk]
+            batch = Batch(users=rounds[sl, 0], sessions=rounds[sl, 1], time=float(r_time[sl].min()),
+                          slate_size=k, stream=stream, available=None if avail.all() else avail)
+            with guarded(name, "recommend"):
+                lists[sl, :k] = np.asarray(rec.recommend(batch).items)[:, :k]
+    item = np.asarray(test.item, np.int64)[click]
+    match = lists[inv] == item[:, None]
+    ranks = np.where(match.any(axis=1), match.argmax(axis=1) + 1, 0)
+    return ranks, click, lists
+
+
+def evaluate_offline(policy: str, options: dict[str, Any] | None, train: Log, test: Log, items: Items,
+                     n_users: int, *, ks: Sequence[int] = (10,), cutoff: int = 100, clip: float | None = None,
+                     level: float = 0.95, seed: int = 0, registry: Any = None, recommender: Any = None
+                     ) -> OfflineReport:
+    """Fit recommender ``policy`` (or the given instance) on ``train`` and score it on ``test``'s clicks.
+
+    Returns naive and ``ipw`` estimates of ``recall@k``, ``ndcg@k`` (each ``k`` in ``ks``) and ``mrr``
+    (truncated at ``cutoff``), and ``coverage@k``. Raises :class:`DataError` for propensities outside
+    (0, 1] on held-out clicks or a ``k`` above ``cutoff``.
+    """
+    from counterfeed.core.plugins import get_registry
+    from counterfeed.core.randomness import Keys
+
+    ks = sorted(set(int(k) for k in ks))
+    if not ks or ks[0] < 1 or ks[-1] > cutoff:
+        raise DataError(f"every k must be in [1, cutoff={cutoff}], got {ks}")
+    reg = registry if registry is not None else get_registry()
+    rec = recommender if recommender is not None else reg.create("recommender", policy, options or {},
+                                                                 field="policy")
+    keys = Keys(seed)
+    with guarded(policy, "setup/fit"):
+        rec.setup(RecommenderContext(items=items, n_users=int(n_users), slate_size=cutoff, keys=keys,
+                                     arm="offline"))
+        rec.fit(train)
+    ranks, rows, lists = held_out_ranks(rec, test, items, cutoff, keys.stream("policy:offline"), name=policy)
+    p = np.asarray(test.propensity, np.float64)[rows]
+    bad = ~np.isfinite(p) | (p <= 0) | (p > 1)
+    if bad.any():
+        raise DataError(f"held-out click {int(rows[np.argmax(bad)])}: propensity {p[np.argmax(bad)]!r} is not in (0, 1]")
+    w = 1.0 / p
+    notes = []
+    if clip is not None:
+        notes.append(f"{int((w > clip).sum())} of {w.size} weights clipped at {clip:g} (biased toward the logging policy)")
+        w = np.minimum(w, clip)
+    users = np.asarray(test.user, np.int64)[rows]
+    values = rank_metric_values(ranks, ks, cutoff)
+    est = []
+    for name, v in values.items():
+        est.append(ratio_estimate(name, "naive", v, np.ones_like(v), users, level))
+        est.append(ratio_estimate(name, "ipw", v, w, users, level))
+    end = float(np.asarray(test.time, np.float64).max())
+    n_cat = int((np.asarray(items.arrival) <= end).sum())
+    cov = {k: coverage(lists[:, :k], n_cat) for k in ks}
+    return OfflineReport(policy, est, cov, len(train), int(rows.size), float(np.asarray(test.time).min()),
+                         clip, notes)
