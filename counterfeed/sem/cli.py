@@ -118,6 +118,9 @@ def show(model, exogenous, std_lv, priors, as_json) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--method", default="nutpie", show_default=True,
               type=click.Choice(["nutpie", "pymc", "advi", "fullrank_advi", "pathfinder"]))
+@click.option("--density", default="auto", show_default=True,
+              type=click.Choice(["auto", "numba", "pymc"]),
+              help="nutpie: the cached numba SEM density, or the PyMC model (compiled per model).")
 @click.option("--std-lv", is_flag=True, help="Fix latent variances to 1, free all loadings.")
 @click.option("--prior", "priors", multiple=True, help="NAME=PRIOR, e.g. a=normal(0,1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (same as --format json).")
@@ -126,8 +129,8 @@ def show(model, exogenous, std_lv, priors, as_json) -> None:
               help="Directory to write posterior.nc and summary.csv into.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress display on stderr (it is shown even with --json).")
-def fit(model, data, exogenous, draws, tune, chains, seed, method, std_lv, priors, as_json, fmt,
-        out, quiet) -> None:
+def fit(model, data, exogenous, draws, tune, chains, seed, method, density, std_lv, priors,
+        as_json, fmt, out, quiet) -> None:
     """Fit MODEL (file or text) to DATA (CSV or Parquet) and print estimates with diagnostics.
 
     Example: counterfeed sem fit model.sem users.parquet -x treatment --draws 1000 --out post/
@@ -137,7 +140,7 @@ def fit(model, data, exogenous, draws, tune, chains, seed, method, std_lv, prior
     progress = _StageProgress(enabled=not quiet)
     try:
         result = m.fit(df, draws=draws, tune=tune, chains=chains, seed=seed, method=method,
-                       on_stage=progress)
+                       on_stage=progress, density=density)
     except CounterfeedError as exc:
         where = f"{model} with {data}" if _is_file(model) else str(data)
         raise click.ClickException(f"{where}: {exc}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from counterfeed.sem.table import ParameterTable, build_table
 __all__ = ["SEM", "SEMFit", "fit_sem", "fit_sem_stats", "METHODS", "clear_cache"]
 
 METHODS = ("nutpie", "pymc", "advi", "fullrank_advi", "pathfinder")
+DENSITIES = ("auto", "numba", "pymc")
 _CACHE: dict[tuple, dict] = {}
 
 
@@ -60,32 +62,73 @@ class SEM:
                   chains: int = 4, seed: int = 0, method: str = "nutpie",
                   cores: int | None = None, target_accept: float = 0.8,
                   advi_iterations: int = 30000, progress: bool = False,
-                  on_stage: Callable[[str, str], None] | None = None) -> "SEMFit":
+                  on_stage: Callable[[str, str], None] | None = None,
+                  density: str = "auto") -> "SEMFit":
         """Fit to precomputed sufficient statistics (cost does not depend on the number of rows).
 
         ``on_stage(stage, detail)`` is called as work starts: ``"compile"``, ``"sample"``, and
-        ``"done"`` at the end (the CLI draws its progress display from it)."""
+        ``"done"`` at the end (the CLI draws its progress display from it).
+
+        ``density`` (nutpie only): ``"numba"`` samples the cached generic numba density of
+        :mod:`counterfeed.sem._numba_logp` (nothing compiled per model or process), ``"pymc"``
+        compiles the PyMC model (the reference), ``"auto"`` (default) takes numba whenever it
+        covers the model (:func:`counterfeed.sem.numba_model.unsupported`)."""
         stage = on_stage or (lambda name, detail: None)
         from counterfeed.sem.model import build_pymc_model, data_arrays, initial_values
 
         if method not in METHODS:
             raise SEMModelError(f"unknown method '{method}'; expected one of {', '.join(METHODS)}")
+        if density not in DENSITIES:
+            raise SEMModelError(f"unknown density '{density}'; expected one of "
+                                f"{', '.join(DENSITIES)}")
+        if density == "numba" and method != "nutpie":
+            raise SEMModelError("density 'numba' needs method 'nutpie'")
         for name, v in (("draws", draws), ("chains", chains)):
             if int(v) < 1:
                 raise SEMModelError(f"{name} must be at least 1, got {v}")
         data = data_arrays(self.table, stats)
+        init = initial_values(self.table)
+        var_names = ["params"] + (["defined"] if self.table.definitions else [])
+        warnings: list[str] = []
+        t0 = time.perf_counter()
+        if method == "nutpie" and density == "auto":
+            from counterfeed.sem.numba_model import unsupported
+            density = "pymc" if unsupported(self.table) else "numba"
+        if method == "nutpie" and density == "numba":
+            # one generic density compiled once per installation (numba cache): a fresh process
+            # only loads machine code; structure and data travel as an array (issue 14 item 10)
+            stage("import", "nutpie")
+            import nutpie  # (imports ArviZ: seconds, timed apart from the compile)
+
+            import_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            loaded = "counterfeed.sem._numba_logp" in sys.modules
+            stage("compile", "SEM density: loading compiled code" if loaded else
+                  "SEM density: loading cached code (compiled once per installation: about a "
+                  "minute the first time)")
+            from counterfeed.sem import _numba_logp
+            from counterfeed.sem.numba_model import add_defined, compiled_model
+
+            cache_hit = loaded or _numba_logp.cache_hit()  # true only when nothing compiled
+            compiled = compiled_model(self.table, data)
+            compile_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            stage("sample", f"{chains} chain(s) x ({tune} tune + {draws} draws), nutpie")
+            idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
+                                  cores=cores or min(chains, 2), progress_bar=progress,
+                                  target_accept=target_accept)
+            add_defined(self.table, idata)
+            sample_s = time.perf_counter() - t1
+            return self._result(idata, method, warnings, compile_s, sample_s, cache_hit, stats,
+                                data, draws, chains, stage, import_s=import_s, density="numba")
         key = (self.table.signature(),)
         entry = _CACHE.get(key)
         cache_hit = entry is not None
-        t0 = time.perf_counter()
-        stage("compile", "in-process cache" if cache_hit else "building the model")
+        stage("compile", "in-process cache" if cache_hit else "building the PyMC model")
         if entry is None:
             entry = {"model": build_pymc_model(self.table, data)}
             _CACHE[key] = entry
         model = entry["model"]
-        init = initial_values(self.table)
-        var_names = ["params"] + (["defined"] if self.table.definitions else [])
-        warnings: list[str] = []
         if method == "nutpie":
             import nutpie
 
@@ -136,10 +179,16 @@ class SEM:
                     warnings.append("method 'pathfinder' is an approximation: no R-hat, ESS or "
                                     "divergence checks")
             sample_s = time.perf_counter() - t1
+        return self._result(idata, method, warnings, compile_s, sample_s, cache_hit, stats, data,
+                            draws, chains, stage, density="pymc")
+
+    def _result(self, idata, method, warnings, compile_s, sample_s, cache_hit, stats, data,
+                draws, chains, stage, *, density, import_s=0.0) -> "SEMFit":
         stage("done", "")
         return SEMFit.from_idata(self, idata, method=method, warnings=warnings,
-                                 timings={"compile_s": compile_s, "sample_s": sample_s,
-                                          "cache_hit": cache_hit},
+                                 timings={"import_s": import_s, "compile_s": compile_s,
+                                          "sample_s": sample_s, "cache_hit": cache_hit,
+                                          "density": density},
                                  n_total=stats.n_total, draws=draws, chains=chains,
                                  scales=dict(zip(self.table.observed + self.table.latents,
                                                  data["k_all"].tolist())))
