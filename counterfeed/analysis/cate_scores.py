@@ -39,12 +39,15 @@ from scipy import stats
 from counterfeed._json import clean
 
 __all__ = ["score_cate", "uplift_curves", "truth_vector", "score_estimates_cate", "write_cate_scores",
-           "SCORES_FILE", "CURVES_FILE", "EFFECTS_FILE"]
+           "SCORES_FILE", "CURVES_FILE", "EFFECTS_FILE", "SUMMARY_KEYS"]
 
 SCORES_FILE = "cate_scores.json"
 CURVES_FILE = "cate_curves.parquet"
 EFFECTS_FILE = "cate_effects.parquet"
 _GRID = np.linspace(0.0, 1.0, 21)
+#: the scores copied into the ``cate`` estimate's ``diagnostics["cate_scores"]`` (calibration reads them)
+SUMMARY_KEYS = ("n_users", "pehe", "pehe_baseline", "pehe_ratio", "spearman", "coverage", "coverage_n",
+                "calibration_slope", "auuc_normalised")
 
 
 def truth_vector(user_truth: pd.DataFrame, users: np.ndarray, metric: str, arm: str, control: str
@@ -167,7 +170,8 @@ def score_estimates_cate(estimates: list[Any], user_truth: pd.DataFrame | None, 
     world's ``outcomes`` (columns ``user``, ``arm``, the metrics) for the estimated uplift curves.
     Returns (one score row per estimate, uplift curves, every estimate's user effects), all keyed by
     ``estimator``, ``metric``, ``arm``, ``control``. Estimates without truth rows get a row with
-    ``truth_estimand`` None."""
+    ``truth_estimand`` None. Each scored estimate also gets ``diagnostics["cate_scores"]``
+    (:data:`SUMMARY_KEYS` and ``truth_estimand``)."""
     rows, curves, effects = [], [], []
     for e in estimates:
         if e.estimand != "cate" or e.user_effects is None:
@@ -191,6 +195,7 @@ def score_estimates_cate(estimates: list[Any], user_truth: pd.DataFrame | None, 
             rows.append({**key, "truth_estimand": which, "level": e.level, "n_users": 0})
             continue
         rows.append({**key, "truth_estimand": which, "level": e.level, **s})
+        e.diagnostics["cate_scores"] = {"truth_estimand": which, **{k: s[k] for k in SUMMARY_KEYS}}
         curves.append(c.assign(**key))
     cat = lambda parts: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()  # noqa: E731
     return rows, cat(curves), cat(effects)

@@ -233,6 +233,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         for est in plan.estimators:
             estimates += check_estimates(est, call_plugin(est, "estimate", est.estimate, data))
         score_estimates(estimates, truth)
+        cate = _cate_scores(estimates, user_truth, ab)
         timings["analysis_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
         timings["sessions"] = float(total_sessions)
@@ -262,6 +263,9 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         if rundir is not None and tmp is not None:
             try:
                 save_run(result, tmp, events, record_impressions=sc.output.events == "impressions")
+                if cate is not None:
+                    from counterfeed.analysis.cate_scores import write_cate_scores
+                    write_cate_scores(tmp, *cate)
                 if sc.output.report:
                     _report(tmp, say)
                 result.run_dir = rundir.publish()
@@ -275,6 +279,15 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         if rundir is not None:
             rundir.discard()
         raise
+
+
+def _cate_scores(estimates: list[Estimate], user_truth: pd.DataFrame, ab: pd.DataFrame) -> tuple | None:
+    """Per-user scores of the CATE estimates (:mod:`counterfeed.analysis.cate_scores`); None without any."""
+    if not any(e.user_effects is not None for e in estimates):
+        return None
+    from counterfeed.analysis.cate_scores import score_estimates_cate
+
+    return score_estimates_cate(estimates, user_truth, ab)
 
 
 def _phase_report(sc: Scenario, plan: Plan, outputs: list[WorldOutput]) -> tuple[list, dict]:

@@ -331,3 +331,12 @@ class LinearInteractionCATE(_Cate):
 def register_estimators(register):
     for cls in (DRLearnerCATE, CausalForestCATE, TLearnerCATE, XLearnerCATE, LinearInteractionCATE):
         register(cls)
+
+
+@hookimpl
+def counterfeed_report_sections(result, report):
+    """"Heterogeneous effects (CATE)": per-user scores, uplift curves and decile calibration, when the
+    run directory holds CATE scores (see :mod:`counterfeed.plugins.estimators._cate_report`)."""
+    from counterfeed.plugins.estimators._cate_report import cate_section
+
+    cate_section(result, report)

@@ -1,0 +1,119 @@
+"""The report section "Heterogeneous effects (CATE)": per-user scores, uplift curves and decile
+calibration of the CATE estimators, read from the run directory's ``cate_scores.json`` and
+``cate_curves.parquet`` (written by :mod:`counterfeed.analysis.cate_scores`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from counterfeed.analysis.cate_scores import CURVES_FILE, SCORES_FILE
+from counterfeed.core.figures import TRUTH_COLOR
+
+__all__ = ["cate_section", "uplift_figure", "calibration_figure"]
+
+_COLORS = ["#1c7ed6", "#2b8a3e", "#7048e8", "#c2255c", "#e67700", "#0b7285"]
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{float(v):.{digits}g}"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def uplift_figure(path: Path, title: str, curves: list[tuple[str, Any]]) -> Path:
+    """Average gain per user vs the fraction treated (top by predicted effect): per estimator its true
+    curve (solid) and the one estimated from the experiment (dashed); the oracle and random curves."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    first = curves[0][1]
+    ax.plot(first["q"], first["oracle"], color=TRUTH_COLOR, lw=2, label="oracle (ranked by true effect)")
+    ax.plot(first["q"], first["random"], color="#868e96", ls=":", label="random ranking")
+    for i, (name, c) in enumerate(curves):
+        col = _COLORS[i % len(_COLORS)]
+        ax.plot(c["q"], c["true"], color=col, lw=1.6, label=f"{name}: true")
+        ax.plot(c["q"], c["estimated"], color=col, lw=1, ls="--", label=f"{name}: estimated from the A/B data")
+    ax.set_xlabel("fraction of users treated (highest predicted effect first)")
+    ax.set_ylabel("average gain per user")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def calibration_figure(path: Path, title: str, rows: list[dict[str, Any]]) -> Path:
+    """Per estimator: the mean true effect per decile of predicted effect against the mean predicted
+    effect, with +-2 standard errors; the diagonal is perfect calibration."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    lo, hi = float("inf"), float("-inf")
+    for i, r in enumerate(rows):
+        d = r["deciles"]
+        x = [q["predicted"] for q in d]
+        y = [q["true"] for q in d]
+        err = [2 * (q["true_se"] or 0.0) for q in d]
+        ax.errorbar(x, y, yerr=err, marker="o", ms=3, lw=1, capsize=2, color=_COLORS[i % len(_COLORS)],
+                    label=r["estimator"])
+        lo, hi = min(lo, *x, *y), max(hi, *x, *y)
+    if lo < hi:
+        ax.plot([lo, hi], [lo, hi], color="#868e96", ls=":", label="calibrated")
+    ax.set_xlabel("mean predicted effect (decile)")
+    ax.set_ylabel("mean true effect (+-2 se)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def cate_section(result: Any, report: Any) -> None:
+    """Add the section when the run directory holds CATE scores."""
+    directory = Path(report.run_dir)
+    path = directory / SCORES_FILE
+    if not path.is_file():
+        return
+    rows = json.loads(path.read_text())
+    if not rows:
+        return
+    sec = report.section("Heterogeneous effects (CATE)")
+    which = sorted({r["truth_estimand"] for r in rows if r.get("truth_estimand")})
+    sec.paragraph(
+        "Each CATE estimator predicts every user's effect out of fold; its predictions are scored against "
+        f"the simulator's per-user truth ({', '.join(which) or 'none available'} effect: 'conditional' is the "
+        "mean over the noise replications of the counterfactual worlds, 'realised' this run's single draw). "
+        "PEHE is the root mean squared error of the predicted effects; the baseline predicts the true "
+        "average effect for everyone. Coverage: share of users whose true effect lies in their "
+        "per-user interval (n/a: the learner gives none).")
+    sec.table(["estimator", "metric", "arm", "truth", "PEHE", "baseline", "ratio", "Spearman", "coverage",
+               "calib. slope", "AUUC (norm.)"],
+              [[r["estimator"], r["metric"], r["arm"], r.get("truth_estimand") or "none",
+                (_fmt(r.get("pehe")), "num"), (_fmt(r.get("pehe_baseline")), "num"),
+                (_fmt(r.get("pehe_ratio"), 2), "num"), (_fmt(r.get("spearman"), 2), "num"),
+                (_fmt(r.get("coverage"), 3), "num"), (_fmt(r.get("calibration_slope"), 2), "num"),
+                (_fmt(r.get("auuc_normalised"), 2), "num")] for r in rows])
+    curves_path = directory / CURVES_FILE
+    if not curves_path.is_file():
+        return
+    import pandas as pd
+
+    curves = pd.read_parquet(curves_path)
+    scored = [r for r in rows if r.get("deciles")]
+    for (metric, arm), group in curves.groupby(["metric", "arm"], sort=False):
+        parts = [(name, g.sort_values("q")) for name, g in group.groupby("estimator", sort=False)]
+        sec.figure(f"cate-uplift-{metric}-{arm}", f"Uplift curves: {metric}, {arm} vs control",
+                   uplift_figure, f"{metric}: {arm}", parts)
+        these = [r for r in scored if r["metric"] == metric and r["arm"] == arm]
+        if these:
+            sec.figure(f"cate-calibration-{metric}-{arm}", f"Decile calibration: {metric}, {arm} vs control",
+                       calibration_figure, f"{metric}: {arm}", these)
