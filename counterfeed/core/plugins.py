@@ -61,6 +61,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.plugins.estimators.sequential",
     "counterfeed.plugins.estimators.adaptive",
     "counterfeed.plugins.estimators.cate",
+    "counterfeed.plugins.estimators.observational",
     "counterfeed.plugins.commands",
 )
 

@@ -28,7 +28,7 @@ __all__ = ["ESTIMATOR_RULES", "tags_of", "analysis_data_for"]
 
 #: the value each declared input takes when it is missing
 _MISSING: dict[str, Any] = {"events": None, "policies": {}, "looks": None, "assignment_probabilities": None,
-                            "covariates": None}
+                            "covariates": None, "instrument": None, "panel": None, "graph": None}
 
 
 def tags_of(cls: type) -> EstimatorTags:
@@ -49,6 +49,8 @@ def analysis_data_for(s: Subject, seed: int, **kwargs: Any) -> AnalysisData:
     keep = set(tags.required_inputs())
     if "policies" not in keep:
         data = replace(data, policies={}, items=None, slate_size=None)
+    if "panel" not in keep:
+        data = replace(data, adoption=None)
     return replace(data, **{k: v for k, v in _MISSING.items() if k not in keep and k != "policies"})
 
 
@@ -101,7 +103,8 @@ def _rule_estimates(s: Subject) -> None:
             raise Broken("Estimate.estimator must name the estimator")
         if e.metric not in metrics:
             raise Broken(f"estimate for unknown metric {e.metric!r} (metrics: {', '.join(metrics)})")
-        if e.estimand not in tags.estimands and ":" not in e.estimand:
+        family = e.estimand.startswith("att(e=") and "att(e=k)" in tags.estimands  # event-time estimands
+        if e.estimand not in tags.estimands and ":" not in e.estimand and not family:
             raise Broken(f"estimand {e.estimand!r} is not declared in tags.estimands {tags.estimands} "
                          "(nor a model quantity named 'model:quantity')")
         if e.arm not in data.treatments or e.control != data.control:

@@ -22,6 +22,7 @@ from counterfeed.core.contracts import (Batch, CatalogContext, Items, Log, Metri
                                         RecommenderContext, WorldEvents)
 from counterfeed.core.estimation import AnalysisData, Looks, PolicySpec
 from counterfeed.core.randomness import Keys
+from counterfeed.testing.observational import observational_inputs
 
 __all__ = ["make_items", "make_population", "make_context", "make_catalog_context", "make_batch",
            "make_log", "make_world_events", "make_looks", "make_analysis_data", "make_covariates",
@@ -200,7 +201,9 @@ def make_analysis_data(n_users: int = 400, seed: int = 0, *, arms: Sequence[str]
     drawn uniformly); the policies (control ``random``, treatments :data:`ANALYSIS_POLICY`) with a
     30-item catalog and slates of 4; with ``with_events`` a synthetic event log of the same users and
     arms (:func:`make_world_events`); with ``look_times`` (days from the start) the per-look values
-    of that log (:func:`make_looks`, all zero when ``degenerate="zeros"``).
+    of that log (:func:`make_looks`, all zero when ``degenerate="zeros"``); the observational inputs
+    (covariates, a declared graph, an instrument, a staggered panel) of
+    :func:`~counterfeed.testing.observational.observational_inputs`.
     """
     arms = list(arms)
     rng = np.random.default_rng(seed + 4)
@@ -240,7 +243,9 @@ def make_analysis_data(n_users: int = 400, seed: int = 0, *, arms: Sequence[str]
             looks.values = {k: np.zeros_like(v) for k, v in looks.values.items()}
     policies = {a: (PolicySpec("random", {}) if i == 0 else ANALYSIS_POLICY) for i, a in enumerate(arms)}
     covariates = make_covariates(outcomes, seed)
-    return AnalysisData(outcomes=outcomes, arms=arms, control=arms[0], metrics=dict(ANALYSIS_METRICS),
+    observational = observational_inputs(outcomes, covariates, arm_idx, ["clicks", "impressions", "retained"], seed,
+                                         ANALYSIS_WINDOW, zeros=degenerate == "zeros")
+    return AnalysisData(**observational, outcomes=outcomes, arms=arms, control=arms[0], metrics=dict(ANALYSIS_METRICS),
                         level=level, seed=seed, start=_START, end=_END,
                         assignment_probabilities=np.full((n_users, len(arms)), 1.0 / len(arms)),
                         policies=policies, items=make_items(_N_ITEMS, seed=seed), slate_size=_SLATE,

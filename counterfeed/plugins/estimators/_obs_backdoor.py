@@ -1,0 +1,186 @@
+"""Backdoor adjustment through DoWhy: regression, inverse propensity weighting, AIPW, matching.
+
+Each function takes a comparison frame (``T``, ``Y`` and covariate columns) and the adjustment set
+identified from the declared graph, estimates the ATE with DoWhy's estimator and returns a
+:class:`BackdoorFit`: the point (DoWhy's value), its standard error and degrees of freedom, and the
+DoWhy model, identified estimand and estimate (so the refuters can re-run the same estimator).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from counterfeed.errors import ModelError
+from counterfeed.plugins.estimators._obs_data import quiet
+
+__all__ = ["BackdoorFit", "fit_regression", "fit_ipw", "fit_aipw", "fit_matching", "dowhy_model",
+           "matching_variance", "hajek_se"]
+
+
+@dataclass
+class BackdoorFit:
+    """A backdoor estimate of the ATE: ``point``, ``se`` (``df``: t degrees of freedom, inf = normal)."""
+
+    point: float
+    se: float
+    df: float
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    model: Any = None
+    identified: Any = None
+    estimate: Any = None
+
+
+def dowhy_model(frame: pd.DataFrame, adjust: list[str]) -> tuple[Any, Any, pd.DataFrame]:
+    """DoWhy's CausalModel of ``T -> Y`` with ``adjust`` as common causes, its identified estimand and
+    the data frame it holds."""
+    from dowhy import CausalModel
+
+    data = frame[["T", "Y", *adjust]].copy()
+    with quiet():
+        model = CausalModel(data, "T", "Y", common_causes=list(adjust) or None)
+        ident = model.identify_effect(proceed_when_unidentifiable=True)
+    return model, ident, data
+
+
+def _estimate(frame: pd.DataFrame, adjust: list[str], method: str, **params: Any) -> tuple[Any, Any, Any]:
+    model, ident, data = dowhy_model(frame, adjust)
+    columns = list(data.columns)
+    with quiet():
+        est = model.estimate_effect(ident, method_name=method, target_units="ate", **params)
+    for col in [c for c in data.columns if c not in columns]:
+        # DoWhy's propensity estimators write their propensities and weights into the model's data;
+        # removed so that the refuters' re-estimates fit their own propensities
+        del data[col]
+    if est is None or est.value is None or not math.isfinite(float(est.value)):
+        raise ModelError(f"DoWhy's {method} gave no finite estimate")
+    return model, ident, est
+
+
+def _design(frame: pd.DataFrame, adjust: list[str]) -> np.ndarray:
+    return np.column_stack([np.ones(len(frame)), frame["T"].to_numpy(), frame[adjust].to_numpy(dtype=float)])
+
+
+def fit_regression(frame: pd.DataFrame, adjust: list[str]) -> BackdoorFit:
+    """OLS of ``Y`` on ``1, T, W`` (DoWhy's ``backdoor.linear_regression``); the coefficient of ``T``
+    with a heteroskedasticity-robust (HC3, MacKinnon & White 1985) standard error, t with n - p df.
+
+    Assumption: the effect is the same for every user (or the coefficient is read as a
+    variance-weighted average of the effects, Angrist 1998); the outcome is linear in ``W``.
+    """
+    import statsmodels.api as sm
+
+    model, ident, est = _estimate(frame, adjust, "backdoor.linear_regression")
+    with quiet():
+        ols = sm.OLS(frame["Y"].to_numpy(dtype=float), _design(frame, adjust)).fit(cov_type="HC3")
+    se = float(ols.bse[1])
+    return BackdoorFit(float(est.value), se if math.isfinite(se) else 0.0, float(ols.df_resid),
+                       {"method": "regression", "se_type": "HC3"}, model, ident, est)
+
+
+def _propensity_model() -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=1e6, max_iter=2000)  # (almost) unpenalized maximum likelihood
+
+
+def hajek_se(t: np.ndarray, y: np.ndarray, ps: np.ndarray) -> float:
+    """Standard error of the Hajek (self-normalized) IPW difference from its influence function,
+    ``phi_i = T w1 (Y - m1) / mean(T w1) - (1 - T) w0 (Y - m0) / mean((1 - T) w0)``, treating the
+    propensities as known: conservative for the ATE when they are estimated by maximum likelihood
+    (Hirano, Imbens & Ridder 2003; Lunceford & Davidian 2004)."""
+    w1, w0 = t / ps, (1 - t) / (1 - ps)
+    m1, m0 = np.sum(w1 * y) / np.sum(w1), np.sum(w0 * y) / np.sum(w0)
+    phi = w1 * (y - m1) / np.mean(w1) - w0 * (y - m0) / np.mean(w0)
+    return float(np.std(phi, ddof=1) / math.sqrt(len(y)))
+
+
+def fit_ipw(frame: pd.DataFrame, adjust: list[str], clip: float) -> BackdoorFit:
+    """DoWhy's ``backdoor.propensity_score_weighting`` (Hajek weights ``T/e + (1-T)/(1-e)``, the
+    logistic propensity ``e(W)`` clipped to ``[clip, 1 - clip]``); standard error from :func:`hajek_se`.
+
+    Reference: Hirano, Imbens & Ridder (2003), Econometrica 71(4).
+    """
+    model, ident, est = _estimate(frame, adjust, "backdoor.propensity_score_weighting",
+                                  method_params={"propensity_score_model": _propensity_model(),
+                                                 "min_ps_score": clip, "max_ps_score": 1 - clip})
+    ps = np.clip(np.asarray(est.propensity_scores, dtype=float), clip, 1 - clip)
+    t, y = frame["T"].to_numpy(dtype=float), frame["Y"].to_numpy(dtype=float)
+    diag = {"method": "ipw", "clip": clip, "propensity_min": float(ps.min()), "propensity_max": float(ps.max()),
+            "clipped_share": float(np.mean((ps <= clip) | (ps >= 1 - clip)))}
+    return BackdoorFit(float(est.value), hajek_se(t, y, ps), math.inf, diag, model, ident, est)
+
+
+def matching_variance(t: np.ndarray, y: np.ndarray, ps: np.ndarray) -> tuple[float, float]:
+    """One-nearest-neighbour propensity matching with replacement: the ATE and its Abadie-Imbens
+    (2006, Econometrica 74(1), Theorem 7) variance, ``V = (1/N^2) sum_i [(tau_i - tau)^2
+    + (K_i^2 + K_i) sigma^2_i]`` with ``K_i`` the times unit ``i`` is used as a match and
+    ``sigma^2_i = (Y_i - Y_j)^2 / 2`` from its nearest same-arm neighbour ``j`` (J = 1)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    idx1, idx0 = np.flatnonzero(t == 1), np.flatnonzero(t == 0)
+
+    def nearest(pool: np.ndarray, query: np.ndarray, k: int = 1) -> np.ndarray:
+        nn = NearestNeighbors(n_neighbors=k, algorithm="ball_tree").fit(ps[pool].reshape(-1, 1))
+        return pool[nn.kneighbors(ps[query].reshape(-1, 1))[1][:, k - 1]]
+
+    match = np.empty(len(y), dtype=np.int64)
+    match[idx1], match[idx0] = nearest(idx0, idx1), nearest(idx1, idx0)
+    tau_i = np.where(t == 1, y - y[match], y[match] - y)
+    tau = float(tau_i.mean())
+    k = np.bincount(match, minlength=len(y)).astype(float)
+    own = np.empty(len(y), dtype=np.int64)  # nearest other unit of the same arm (second neighbour)
+    own[idx1], own[idx0] = nearest(idx1, idx1, 2), nearest(idx0, idx0, 2)
+    sigma2 = 0.5 * (y - y[own]) ** 2
+    var = float(np.sum((tau_i - tau) ** 2 + (k ** 2 + k) * sigma2) / len(y) ** 2)
+    return tau, var
+
+
+def fit_matching(frame: pd.DataFrame, adjust: list[str]) -> BackdoorFit:
+    """DoWhy's ``backdoor.propensity_score_matching`` (one nearest neighbour on the logistic
+    propensity, with replacement, ATE = weighted ATT and ATC); Abadie-Imbens standard error
+    (:func:`matching_variance`), treating the propensity as known (conservative for the ATE,
+    Abadie & Imbens 2016, Econometrica 84(2))."""
+    t = frame["T"].to_numpy(dtype=float)
+    if min(t.sum(), (1 - t).sum()) < 2:
+        raise ModelError("matching needs at least two users in each arm")
+    model, ident, est = _estimate(frame, adjust, "backdoor.propensity_score_matching",
+                                  method_params={"propensity_score_model": _propensity_model()})
+    ps = np.asarray(est.propensity_scores, dtype=float)
+    tau, var = matching_variance(t, frame["Y"].to_numpy(dtype=float), ps)
+    return BackdoorFit(float(est.value), math.sqrt(max(var, 0.0)), math.inf,
+                       {"method": "matching", "neighbours": 1, "se_type": "abadie-imbens"}, model, ident, est)
+
+
+def fit_aipw(frame: pd.DataFrame, adjust: list[str], folds: int, outcome_model: str, seed: int) -> BackdoorFit:
+    """Augmented IPW (doubly robust) through DoWhy's EconML method ``backdoor.econml.dr.LinearDRLearner``
+    with ``folds``-fold cross-fitting, a logistic propensity and a linear (or gradient-boosted)
+    outcome model; the ATE is the mean of the doubly robust pseudo-outcomes
+    ``mu1 - mu0 + T (Y - mu1) / e - (1 - T)(Y - mu0) / (1 - e)``, its standard error EconML's
+    (heteroskedasticity-robust, normal). Consistent if either nuisance model is right.
+
+    Reference: Robins, Rotnitzky & Zhao (1994); Chernozhukov et al. (2018), Econometrics J. 21.
+    """
+    if not adjust:
+        raise ModelError("AIPW needs at least one adjustment covariate (the declared graph gives none)")
+    model, ident, est = _estimate(frame, adjust, "backdoor.econml.dr.LinearDRLearner",
+                                  method_params={"init_params": aipw_params(folds, outcome_model, seed),
+                                                 "fit_params": {}})
+    with quiet():
+        se = float(np.ravel(est.estimator.estimator.ate_inference().stderr_mean)[0])
+    return BackdoorFit(float(est.value), se, math.inf, {"method": "aipw", "folds": folds, "outcome_model": outcome_model},
+                       model, ident, est)
+
+
+def aipw_params(folds: int, outcome_model: str, seed: int) -> dict[str, Any]:
+    """The LinearDRLearner settings of :func:`fit_aipw`."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.linear_model import LinearRegression
+
+    reg = (HistGradientBoostingRegressor(max_iter=100, random_state=seed) if outcome_model == "boosting"
+           else LinearRegression())
+    return {"model_propensity": _propensity_model(), "model_regression": reg, "cv": folds, "random_state": seed}

@@ -1,0 +1,205 @@
+"""Inputs of the observational estimators: one comparison's frame, its covariates and its graph.
+
+An observational estimate compares one treatment arm with the control on one per-user metric. Its
+frame has one row per user of those two arms (in ``outcomes`` order) with the treatment indicator
+``T`` (1 = the arm, 0 = the control), the outcome ``Y`` and the numeric covariates: the columns of
+``data.covariates`` (a categorical column such as ``segment`` becomes one 0/1 column per level but
+the first, named ``segment[level]``). The analyst's declared graph (``data.graph``: a
+:class:`counterfeed.core.causal_graph.CausalGraph`, or a ``networkx.DiGraph``) is read as a
+``networkx.DiGraph`` whose treatment node is ``treatment`` and whose outcome node is the metric's
+name (or ``outcome``); unobserved nodes carry ``observed="no"``. Categorical nodes are expanded to
+their indicator columns with the same parents and children.
+
+Ratio metrics (``MetricInfo.kind == "ratio"``) are not analysed: their estimand is a ratio of
+means, not a mean of per-user values; a metric named explicitly that is a ratio is a ModelError.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from counterfeed.core.estimation import AnalysisData
+from counterfeed.errors import DataError, ModelError
+from counterfeed.plugins.estimators._stats import require_comparison, select_metrics
+
+__all__ = ["Comparison", "comparisons", "covariate_matrix", "graph_networkx", "adjustment_set", "quiet",
+           "analysable_metrics", "require"]
+
+TREATMENT, OUTCOME = "treatment", "outcome"
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the wrapped libraries' warnings and log lines (DoWhy, EconML, differences), which
+    warn about pandas deprecations and their own defaults, never about the caller's data."""
+    loggers = [logging.getLogger(n) for n in ("dowhy", "econml", "differences")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with np.errstate(all="ignore"):
+                yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def require(data: AnalysisData, name: str, estimator: str, what: str) -> Any:
+    """``getattr(data, name)``, or a DataError naming the missing input."""
+    value = getattr(data, name)
+    if value is None or (isinstance(value, pd.DataFrame) and value.empty):
+        raise DataError(f"{estimator}: needs data.{name} ({what}); the run provided none")
+    return value
+
+
+def analysable_metrics(data: AnalysisData, chosen: list[str] | None, estimator: str) -> list[str]:
+    """The per-user (non-ratio) metrics to analyse; a ratio metric named in ``chosen`` is an error."""
+    require_comparison(data, estimator)
+    names = select_metrics(data, chosen, estimator)
+    ratios = [m for m in names if data.metrics[m].kind == "ratio"]
+    if chosen and ratios:
+        raise ModelError(f"{estimator}: metric '{ratios[0]}' is a ratio metric; observational estimators "
+                         "analyse per-user metrics (analyse its numerator and denominator instead)")
+    out = [m for m in names if data.metrics[m].kind != "ratio"]
+    if not out:
+        raise ModelError(f"{estimator}: no per-user (non-ratio) metric to analyse")
+    return out
+
+
+def covariate_matrix(covariates: pd.DataFrame, estimator: str) -> pd.DataFrame:
+    """The numeric covariates (``user`` dropped; categoricals as ``name[level]`` 0/1 columns, first
+    level dropped; booleans as 0/1); constant columns are dropped. Raises DataError on NaN/inf."""
+    cols: dict[str, np.ndarray] = {}
+    for name in covariates.columns:
+        if name == "user":
+            continue
+        col = covariates[name]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            v = col.to_numpy(dtype=np.float64, na_value=np.nan)
+            if not np.all(np.isfinite(v)):
+                raise DataError(f"{estimator}: covariate '{name}' has missing or infinite values")
+            cols[str(name)] = v
+        else:
+            levels = sorted(col.astype(str).unique())
+            for lv in levels[1:]:
+                cols[f"{name}[{lv}]"] = (col.astype(str) == lv).to_numpy(dtype=np.float64)
+    frame = pd.DataFrame(cols, index=covariates.index)
+    keep = [c for c in frame.columns if frame[c].nunique() > 1]
+    return frame[keep].reset_index(drop=True)
+
+
+@dataclass
+class Comparison:
+    """One treatment arm vs the control on one metric: ``frame`` has ``T``, ``Y`` and the covariate
+    columns ``covariates`` (rows: the two arms' users with a finite outcome, in ``outcomes`` order);
+    ``rows`` are their positions in ``data.outcomes``."""
+
+    metric: str
+    arm: str
+    frame: pd.DataFrame
+    covariates: list[str]
+    rows: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(len(self.frame))
+
+
+def comparisons(data: AnalysisData, metrics: list[str], estimator: str, *, with_covariates: bool = True,
+                arm_column: str = "arm") -> Iterator[Comparison]:
+    """Each (metric, treatment arm) comparison; at least two users in each arm, or a ModelError."""
+    arm = data.outcomes[arm_column].astype(str).to_numpy()
+    cov = None
+    if with_covariates:
+        raw = require(data, "covariates", estimator, "pre-treatment covariates")
+        if len(raw) != data.n_users:
+            raise DataError(f"{estimator}: data.covariates has {len(raw)} rows for {data.n_users} users")
+        if "user" in raw.columns and not np.array_equal(raw["user"].to_numpy(), data.outcomes["user"].to_numpy()):
+            raise DataError(f"{estimator}: data.covariates rows are not in the outcomes' user order")
+        cov = covariate_matrix(raw, estimator)
+    for metric in metrics:
+        y = data.outcomes[metric].to_numpy(dtype=np.float64, na_value=np.nan)
+        for a in data.treatments:
+            rows = np.flatnonzero(((arm == a) | (arm == data.control)) & np.isfinite(y))
+            t = (arm[rows] == a).astype(np.float64)
+            if t.sum() < 2 or (1 - t).sum() < 2:
+                raise ModelError(f"{estimator}: metric '{metric}', arm '{a}': needs at least two users in the "
+                                 f"arm and in the control '{data.control}' (got {int(t.sum())} and {int((1 - t).sum())})")
+            frame = pd.DataFrame({"T": t, "Y": y[rows]})
+            names: list[str] = []
+            if cov is not None:
+                sub = cov.iloc[rows].reset_index(drop=True)
+                names = [c for c in sub.columns if sub[c].nunique() > 1]
+                frame = pd.concat([frame, sub[names]], axis=1)
+            yield Comparison(metric, a, frame, names, rows)
+
+
+# -- the declared graph -------------------------------------------------------------------------------
+def graph_networkx(graph: Any, estimator: str) -> Any:
+    """The declared graph as a ``networkx.DiGraph`` (a CausalGraph's ``to_networkx()``, or as given)."""
+    import networkx as nx
+
+    if isinstance(graph, nx.DiGraph):
+        return graph
+    to_nx = getattr(graph, "to_networkx", None)
+    if callable(to_nx):
+        g = to_nx()
+        if isinstance(g, nx.DiGraph):
+            return g
+    raise DataError(f"{estimator}: data.graph must be a CausalGraph or a networkx.DiGraph, got {type(graph).__name__}")
+
+
+def _outcome_node(g: Any, metric: str) -> str:
+    return metric if metric in g.nodes else OUTCOME
+
+
+def _expanded(g: Any, columns: list[str]) -> Any:
+    """``g`` with every categorical node ``name`` replaced by its indicator columns ``name[level]``."""
+    g = g.copy()
+    for node in list(g.nodes):
+        dummies = [c for c in columns if c.startswith(f"{node}[")]
+        if dummies and node not in columns:
+            for d in dummies:
+                g.add_node(d, **g.nodes[node])
+                g.add_edges_from((p, d) for p in g.predecessors(node))
+                g.add_edges_from((d, s) for s in g.successors(node))
+            g.remove_node(node)
+    return g
+
+
+def adjustment_set(graph: Any, comp: Comparison, estimator: str) -> list[str]:
+    """The backdoor adjustment set DoWhy identifies from the declared graph, as frame columns.
+
+    Raises DataError when the graph lacks the treatment or outcome node, names an observed variable
+    that is not a covariate, or when no backdoor set exists (an unobserved confounder is declared).
+    """
+    from dowhy import CausalModel
+
+    g = _expanded(graph_networkx(graph, estimator), comp.covariates)
+    y = _outcome_node(g, comp.metric)
+    for node in (TREATMENT, y):
+        if node not in g.nodes:
+            raise DataError(f"{estimator}: the declared graph has no node '{node}' "
+                            f"(nodes: {', '.join(map(str, g.nodes))})")
+    observed = {n for n, d in g.nodes(data=True) if str(d.get("observed", "yes")).lower() not in ("no", "false")}
+    missing = sorted(map(str, observed - set(comp.covariates) - {TREATMENT, y}))
+    if missing:
+        raise DataError(f"{estimator}: the declared graph's observed node(s) {', '.join(missing)} are not "
+                        f"covariates of the data (covariates: {', '.join(comp.covariates) or 'none'})")
+    frame = comp.frame.rename(columns={"T": TREATMENT, "Y": y})
+    with quiet():
+        model = CausalModel(frame, TREATMENT, y, graph=g)
+        ident = model.identify_effect(proceed_when_unidentifiable=True)
+    if ident.estimands.get("backdoor") is None:
+        raise DataError(f"{estimator}: the declared graph gives no valid backdoor adjustment set for the effect "
+                        f"of '{TREATMENT}' on '{y}' (an unobserved confounder?)")
+    return [str(v) for v in ident.get_backdoor_variables()]

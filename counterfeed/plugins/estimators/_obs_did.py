@@ -1,0 +1,155 @@
+"""Difference in differences on a per-period panel: Callaway-Sant'Anna (staggered-robust) and TWFE.
+
+The panel (``data.panel``) has one row per (user, period) with the metric over that period and
+``treated`` (0/1). A user's cohort is the first period in which they are treated (never-treated users
+have none); treatment is absorbing. Estimands, in the metric's units per period:
+
+- ``att``: the average over treated (user, period) cells of the effect, i.e. Callaway & Sant'Anna's
+  "simple" aggregation of the group-time effects ``ATT(g, t)``, ``t >= g``, weighted by cohort size;
+- ``att(e=k)``: the average effect ``k`` days after adoption (``k`` = the periods since adoption times
+  the period length), their "event" aggregation.
+
+:func:`fit_callaway_santanna` wraps the ``differences`` package's ``ATTgt`` (outcome-regression DiD
+without covariates, analytic influence-function standard errors clustered by user);
+:func:`fit_twfe` is linearmodels' ``PanelOLS`` of the metric on ``treated`` with user and period
+effects and user-clustered errors, which is biased under staggered adoption with effects that vary
+over time since adoption (Goodman-Bacon 2021; de Chaisemartin & D'Haultfoeuille 2020).
+
+Reference: Callaway, B. & Sant'Anna, P. H. C. (2021). Difference-in-differences with multiple time
+periods. J. Econometrics 225(2), 200-230.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from counterfeed.errors import DataError, ModelError
+from counterfeed.plugins.estimators._obs_data import quiet
+
+__all__ = ["PanelFit", "cohorts", "fit_callaway_santanna", "fit_twfe", "period_length"]
+
+
+@dataclass
+class PanelFit:
+    """``point``/``se`` of the overall ATT and, per event-time day ``k``, ``(point, se)``."""
+
+    point: float
+    se: float
+    df: float = math.inf
+    events: dict[int, tuple[float, float]] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_panel(panel: pd.DataFrame, metric: str, estimator: str) -> pd.DataFrame:
+    need = ["user", "period", "treated", metric]
+    missing = [c for c in need if c not in panel.columns]
+    if missing:
+        raise DataError(f"{estimator}: data.panel lacks column(s) {', '.join(missing)} (has {', '.join(panel.columns)})")
+    frame = panel[need + (["start"] if "start" in panel.columns else [])].copy()
+    frame[metric] = frame[metric].astype(float)
+    if not np.all(np.isfinite(frame[metric].to_numpy())):
+        raise DataError(f"{estimator}: data.panel column '{metric}' has missing or infinite values")
+    if frame[metric].nunique() < 2:
+        raise ModelError(f"{estimator}: metric '{metric}' is constant in the panel; no effect can be estimated "
+                         "with an interval")
+    ever = frame.groupby("user")["treated"].max()
+    if ever.sum() < 2 or len(ever) < 4:
+        raise ModelError(f"{estimator}: metric '{metric}': needs at least two treated users among at least four "
+                         f"(the panel has {int(ever.sum())} treated of {len(ever)})")
+    return frame
+
+
+def cohorts(panel: pd.DataFrame, estimator: str) -> pd.Series:
+    """Per user, the first period with ``treated == 1`` (NaN when never treated); DataError when a
+    user's treatment switches off again (the estimators assume absorbing treatment)."""
+    p = panel.sort_values(["user", "period"])
+    tr = p["treated"].astype(int)
+    back = (tr.groupby(p["user"]).diff() < 0)
+    if back.any():
+        u = p.loc[back.to_numpy(), "user"].iloc[0]
+        raise DataError(f"{estimator}: user {u} is treated and then untreated again in data.panel; staggered "
+                        "designs need treatment to stay on once adopted")
+    first = p[tr.to_numpy() == 1].groupby("user")["period"].min()
+    return pd.Series(first, index=pd.Index(sorted(p["user"].unique()), name="user"), dtype=float)
+
+
+def period_length(panel: pd.DataFrame) -> float:
+    """Days per period (the median step of ``start`` between consecutive periods; 1 without ``start``)."""
+    if "start" not in panel.columns:
+        return 1.0
+    starts = panel.groupby("period")["start"].first().sort_index().to_numpy(dtype=float)
+    steps = np.diff(starts)
+    return float(np.median(steps)) if steps.size else 1.0
+
+
+def fit_callaway_santanna(panel: pd.DataFrame, metric: str, estimator: str, *, level: float,
+                          control_group: str = "not_yet_treated") -> PanelFit:
+    """Callaway-Sant'Anna through ``differences.ATTgt`` (see the module docstring)."""
+    from differences import ATTgt
+
+    frame = _check_panel(panel, metric, estimator)
+    coh = cohorts(frame, estimator)
+    if coh.notna().sum() < 2:
+        raise ModelError(f"{estimator}: metric '{metric}': fewer than two users are ever treated in the panel")
+    first_period = frame["period"].min()
+    if (coh.dropna() <= first_period).all():
+        raise ModelError(f"{estimator}: every treated user is treated from the first period: no pre-period to "
+                         "difference against")
+    frame["cohort"] = frame["user"].map(coh)
+    data = frame.set_index(["user", "period"])[[metric, "cohort"]].rename(columns={metric: "y"})
+    alpha = 1 - level
+    with quiet():
+        att = ATTgt(data=data, cohort_column="cohort")
+        att.fit(formula="y", est_method="reg", control_group=control_group, alpha=alpha, progress_bar=False)
+        simple = att.aggregate("simple", alpha=alpha)
+        event = att.aggregate("event", alpha=alpha)
+    point, se = _row(simple.iloc[0])
+    if not math.isfinite(point):
+        raise ModelError(f"{estimator}: metric '{metric}': no group-time effect could be estimated (no "
+                         f"{control_group.replace('_', '-')} users to compare with)")
+    length = period_length(frame)
+    events: dict[int, tuple[float, float]] = {}
+    pre: dict[str, float] = {}
+    for rel, row in event.iterrows():
+        p, s = _row(row)
+        if not math.isfinite(p):
+            continue
+        if int(rel) >= 0:
+            events[int(round(int(rel) * length))] = (p, s)
+        else:
+            pre[str(int(rel))] = p
+    diag = {"method": "callaway-santanna", "control_group": control_group, "period_days": length,
+            "cohorts": int(coh.notna().sum() and coh.dropna().nunique()), "pre_trend_estimates": pre}
+    return PanelFit(point, se, math.inf, events, diag)
+
+
+def _row(row: pd.Series) -> tuple[float, float]:
+    """(ATT, std_error) from a row of ``ATTgt.aggregate`` (its columns are a MultiIndex)."""
+    vals = {str(k[-1]) if isinstance(k, tuple) else str(k): v for k, v in row.items()}
+    p, s = float(vals.get("ATT", math.nan)), float(vals.get("std_error", math.nan))
+    return p, (s if math.isfinite(s) else math.nan)
+
+
+def fit_twfe(panel: pd.DataFrame, metric: str, estimator: str) -> PanelFit:
+    """Two-way fixed effects: ``PanelOLS(y ~ treated + EntityEffects + TimeEffects)``, clustered by user."""
+    from linearmodels.panel import PanelOLS
+
+    frame = _check_panel(panel, metric, estimator)
+    if frame["treated"].nunique() < 2:
+        raise ModelError(f"{estimator}: metric '{metric}': 'treated' does not vary in the panel")
+    data = frame.set_index(["user", "period"]).sort_index()
+    with quiet():
+        mod = PanelOLS(data[metric], data[["treated"]].astype(float), entity_effects=True, time_effects=True)
+        res = mod.fit(cov_type="clustered", cluster_entity=True)
+    point, se = float(res.params["treated"]), float(res.std_errors["treated"])
+    if not math.isfinite(point):
+        raise ModelError(f"{estimator}: metric '{metric}': the treatment is collinear with the fixed effects")
+    n_users = int(data.index.get_level_values(0).nunique())
+    return PanelFit(point, se if math.isfinite(se) else 0.0, float(n_users - 1), {},
+                    {"method": "twfe", "se_type": "clustered by user", "n_users": n_users,
+                     "n_periods": int(data.index.get_level_values(1).nunique())})

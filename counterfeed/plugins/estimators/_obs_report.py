@@ -1,0 +1,57 @@
+"""The report section of the observational estimators (``counterfeed_report_sections``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from counterfeed.core.display import fmt
+
+__all__ = ["observational_section"]
+
+
+def _interval(e: Any) -> str:
+    return f"{fmt(e.point)} [{fmt(e.lower)}, {fmt(e.upper)}]"
+
+
+def _naive(e: Any) -> str:
+    n = e.diagnostics.get("naive") or e.diagnostics.get("naive_whole_period")
+    return f"{fmt(n['point'])} [{fmt(n['lower'])}, {fmt(n['upper'])}]" if isinstance(n, dict) else "-"
+
+
+def _refutations(e: Any) -> str:
+    refs = e.diagnostics.get("refutations")
+    if not refs:
+        return "-"
+    return "; ".join(f"{r['refuter']}: {'passed' if r.get('passed') else 'failed' if r.get('passed') is False else '?'}"
+                     for r in refs)
+
+
+def observational_section(result: Any, report: Any, names: tuple[str, ...]) -> None:
+    """A table of every estimate of the estimators ``names`` with the naive difference beside it, the
+    truth and coverage, and the sensitivity verdicts and refutations as paragraphs."""
+    ests = [e for e in result.estimates if e.estimator in names]
+    if not ests:
+        return
+    sec = report.section("Observational estimates")
+    sec.paragraph("Estimates from data that were not randomized, each beside the naive difference in means of "
+                  "the same users (what ignoring the design says) and the simulator's true effect.")
+    rows = []
+    for e in ests:
+        cov = "na" if e.covered is None else ("yes" if e.covered else "no")
+        rows.append([(e.estimator, "code"), e.metric, e.arm, (e.estimand, "code"), (_interval(e), "num"),
+                     (_naive(e), "num"), ("-" if e.truth is None else fmt(e.truth), "truth"),
+                     (cov, cov), _refutations(e)])
+    sec.table(["estimator", "metric", "arm", "estimand", f"estimate [{report.level:.0%}]", "naive", "truth",
+               "covers", "refutations"], rows, small=True)
+    verdicts = [f"{e.estimator}, {e.metric}, {e.arm}: {e.diagnostics['sensitivity']['message']}"
+                for e in ests if isinstance(e.diagnostics.get("sensitivity"), dict)]
+    if verdicts:
+        robust = all(e.diagnostics["sensitivity"].get("verdict") == "robust"
+                     for e in ests if isinstance(e.diagnostics.get("sensitivity"), dict))
+        sec.heading("Sensitivity to unobserved confounding")
+        sec.paragraph("Cinelli & Hazlett (2020) robustness values of the linear outcome regression on the same "
+                      "adjustment set, benchmarked against the strongest observed covariate.",
+                      "ok" if robust else "caution", verdicts)
+    warns = [f"{e.estimator}, {e.metric}: {w}" for e in ests for w in e.diagnostics.get("warnings", [])]
+    if warns:
+        sec.paragraph("Warnings", "warn", warns)

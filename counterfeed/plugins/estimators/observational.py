@@ -1,0 +1,297 @@
+"""Causal estimators for data that were not randomized: backdoor adjustment, IV, difference in differences.
+
+Registered names (each a plugin like any other):
+
+- ``backdoor-regression``, ``backdoor-ipw``, ``aipw``, ``backdoor-matching``: the ATE (estimand
+  ``difference``) adjusted for the backdoor set that DoWhy identifies from the declared graph
+  (``data.graph``) among the pre-treatment covariates (``data.covariates``); each estimate carries
+  DoWhy's refutations and a Cinelli-Hazlett sensitivity verdict in its diagnostics;
+- ``iv-2sls``: the LATE (estimand ``late``) of an encouragement design by two-stage least squares
+  with the randomized nudge (``data.instrument``) as the instrument;
+- ``did-staggered``: Callaway & Sant'Anna's staggered-robust difference in differences on the
+  per-period panel (``data.panel``), estimands ``att`` and ``att(e=k)``;
+- ``twfe``: the two-way fixed-effects regression on the same panel (estimand ``att``), for comparison.
+
+Every estimate's diagnostics hold the naive difference in means of the same comparison
+(``naive``), so the report shows what ignoring the design would have said. Formulas, assumptions and
+references are in each helper module (``_obs_backdoor``, ``_obs_iv``, ``_obs_did``, ``_obs_refute``)
+and in docs/observational.md.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from counterfeed.core.estimation import (ATT, LATE, AnalysisData, Estimate, Estimator, EstimatorOptions,
+                                         EstimatorTags, event_time_estimand)
+from counterfeed.core.hookspecs import hookimpl
+from counterfeed.errors import ModelError
+from counterfeed.plugins.estimators import _obs_backdoor as bd
+from counterfeed.plugins.estimators._obs_data import (Comparison, adjustment_set, analysable_metrics,
+                                                      comparisons, require)
+from counterfeed.plugins.estimators._stats import mean_stats, normal_interval, welch
+
+__all__ = ["BackdoorOptions", "BackdoorRegression", "BackdoorIPW", "AIPW", "BackdoorMatching", "IVOptions",
+           "InstrumentalVariables", "PanelOptions", "StaggeredDiD", "TwoWayFixedEffects", "register_estimators"]
+
+OBSERVATIONAL = ("backdoor-regression", "backdoor-ipw", "aipw", "backdoor-matching", "iv-2sls", "did-staggered",
+                 "twfe")
+
+
+def _seed(data: AnalysisData, *parts: str) -> int:
+    """A random state keyed by the run's seed and the comparison (never a global generator)."""
+    return (int(data.seed) * 1_000_003 + zlib.crc32("/".join(parts).encode())) % 2**31
+
+
+def _naive(y, t, level: float) -> dict[str, float]:
+    """The difference in means of the same users, ignoring how they were assigned (Welch)."""
+    c = welch(mean_stats(y[t == 1], ctx="treated"), mean_stats(y[t == 0], ctx="control"), level)
+    return {"point": c.point, "lower": c.lower, "upper": c.upper, "se": c.se}
+
+
+def _constant(y: np.ndarray, name: str, comp: str) -> None:
+    if float(np.max(y)) == float(np.min(y)):
+        raise ModelError(f"{name}: {comp}: the outcome is constant; no effect can be estimated with an interval")
+
+
+class BackdoorOptions(EstimatorOptions):
+    """Options of the backdoor estimators."""
+
+    refute: bool = True
+    refutation_simulations: int = Field(default=10, ge=2, le=1000)
+    sensitivity_k: float = Field(default=1.0, gt=0.0)
+
+
+class _Backdoor(Estimator):
+    """Shared driver: comparison -> identified adjustment set -> DoWhy estimate -> refutation/sensitivity."""
+
+    Options: ClassVar = BackdoorOptions
+    tags = EstimatorTags(requires_covariates=True, requires_graph=True, stochastic=True, estimands=("difference",))
+    #: the conformance suite runs the refuters with two simulations each (the rules check the interface)
+    conformance_options: ClassVar[dict[str, Any]] = {"refutation_simulations": 2}
+
+    def _fit(self, comp: Comparison, adjust: list[str], seed: int) -> bd.BackdoorFit:
+        raise NotImplementedError
+
+    def estimate(self, data: AnalysisData) -> list[Estimate]:
+        from counterfeed.plugins.estimators._obs_refute import refute, sensitivity
+
+        level = self.level_for(data)
+        metrics = analysable_metrics(data, self.options.metrics, self.name)
+        graph = require(data, "graph", self.name, "the analyst's declared causal graph")
+        out = []
+        for comp in comparisons(data, metrics, self.name):
+            where = f"metric '{comp.metric}', arm '{comp.arm}'"
+            y, t = comp.frame["Y"].to_numpy(), comp.frame["T"].to_numpy()
+            _constant(y, self.name, where)
+            adjust = adjustment_set(graph, comp, self.name)
+            seed = _seed(data, self.name, comp.metric, comp.arm)
+            try:
+                fit = self._fit(comp, adjust, seed)
+            except ModelError as exc:
+                raise ModelError(f"{self.name}: {where}: {exc}") from None
+            c = normal_interval(fit.point, fit.se, level, fit.df)
+            diag: dict[str, Any] = {**fit.diagnostics, "se": c.se, "adjustment_set": adjust,
+                                    "n_treatment": int(t.sum()), "n_control": int((1 - t).sum()),
+                                    "naive": _naive(y, t, level),
+                                    "sensitivity": sensitivity(comp.frame, adjust, level, self.options.sensitivity_k)}
+            if self.options.refute:
+                diag["refutations"] = refute(fit, self.options.refutation_simulations, seed, level)
+            out.append(Estimate(estimator=self.name, metric=comp.metric, arm=comp.arm, control=data.control,
+                                point=c.point, lower=c.lower, upper=c.upper, level=level, estimand="difference",
+                                p_value=c.p_value, diagnostics=diag))
+        return out
+
+
+class BackdoorRegression(_Backdoor):
+    """Regression adjustment: OLS of the outcome on the treatment and the backdoor set (DoWhy's
+    ``backdoor.linear_regression``), HC3 interval. Assumes a constant effect and a linear outcome
+    model. Reference: DoWhy (Sharma & Kiciman 2020); MacKinnon & White (1985)."""
+
+    name = "backdoor-regression"
+
+    def _fit(self, comp, adjust, seed):
+        return bd.fit_regression(comp.frame, adjust)
+
+
+class IPWOptions(BackdoorOptions):
+    clip: float = Field(default=0.01, ge=0.0, lt=0.5)
+
+
+class BackdoorIPW(_Backdoor):
+    """Inverse propensity weighting (Hajek) with a logistic propensity on the backdoor set (DoWhy's
+    ``backdoor.propensity_score_weighting``), propensities clipped to ``[clip, 1 - clip]``; a
+    conservative influence-function interval. Assumes no unobserved confounding and overlap.
+    Reference: Hirano, Imbens & Ridder (2003)."""
+
+    name = "backdoor-ipw"
+    Options = IPWOptions
+
+    def _fit(self, comp, adjust, seed):
+        return bd.fit_ipw(comp.frame, adjust, self.options.clip)
+
+
+class AIPWOptions(BackdoorOptions):
+    folds: int = Field(default=2, ge=2, le=20)
+    outcome_model: Literal["linear", "boosting"] = "linear"
+
+
+class AIPW(_Backdoor):
+    """Augmented inverse propensity weighting (doubly robust), cross-fitted, through DoWhy's EconML
+    ``LinearDRLearner``; consistent if either the propensity or the outcome model is right.
+    Reference: Robins, Rotnitzky & Zhao (1994); Chernozhukov et al. (2018)."""
+
+    name = "aipw"
+    Options = AIPWOptions
+
+    def _fit(self, comp, adjust, seed):
+        return bd.fit_aipw(comp.frame, adjust, self.options.folds, self.options.outcome_model, seed)
+
+
+class BackdoorMatching(_Backdoor):
+    """One-nearest-neighbour propensity-score matching with replacement (DoWhy's
+    ``backdoor.propensity_score_matching``), Abadie-Imbens standard error.
+    Reference: Abadie & Imbens (2006, 2016); Rosenbaum & Rubin (1983)."""
+
+    name = "backdoor-matching"
+
+    def _fit(self, comp, adjust, seed):
+        return bd.fit_matching(comp.frame, adjust)
+
+
+class IVOptions(EstimatorOptions):
+    """Options of the IV estimator (a first-stage F below ``min_first_stage_f`` is warned about)."""
+
+    min_first_stage_f: float = Field(default=10.0, ge=0.0)
+
+
+class InstrumentalVariables(Estimator):
+    """Two-stage least squares (the Wald estimator without covariates) of the LATE, instrument
+    ``data.instrument``, treatment = the arm taken; robust interval (linearmodels ``IV2SLS``).
+    Assumes a randomized instrument, exclusion, monotonicity (no defiers) and relevance.
+    Reference: Imbens & Angrist (1994); Angrist, Imbens & Rubin (1996)."""
+
+    name = "iv-2sls"
+    Options = IVOptions
+    tags = EstimatorTags(requires_instrument=True, estimands=(LATE,))
+
+    def estimate(self, data: AnalysisData) -> list[Estimate]:
+        from counterfeed.plugins.estimators._obs_iv import fit_2sls
+
+        level = self.level_for(data)
+        metrics = analysable_metrics(data, self.options.metrics, self.name)
+        z_all = np.asarray(require(data, "instrument", self.name, "the randomized encouragement"), dtype=float)
+        if z_all.shape != (data.n_users,) or not np.isin(z_all, (0.0, 1.0)).all():
+            raise ModelError(f"{self.name}: data.instrument must be {data.n_users} values 0/1 in outcomes order")
+        out = []
+        for comp in comparisons(data, metrics, self.name, with_covariates=False):
+            where = f"metric '{comp.metric}', arm '{comp.arm}'"
+            y, t, z = comp.frame["Y"].to_numpy(), comp.frame["T"].to_numpy(), z_all[comp.rows]
+            _constant(y, self.name, where)
+            try:
+                fit = fit_2sls(y, t, z, min_first_stage_f=self.options.min_first_stage_f)
+            except ModelError as exc:
+                raise ModelError(f"{self.name}: {where}: {exc}") from None
+            c = normal_interval(fit.point, fit.se, level)
+            diag = {**fit.diagnostics, "se": c.se, "n": comp.n, "naive": _naive(y, t, level)}
+            out.append(Estimate(estimator=self.name, metric=comp.metric, arm=comp.arm, control=data.control,
+                                point=c.point, lower=c.lower, upper=c.upper, level=level, estimand=LATE,
+                                p_value=c.p_value, diagnostics=diag))
+        return out
+
+
+class PanelOptions(EstimatorOptions):
+    """Options of the panel estimators."""
+
+    control_group: Literal["not_yet_treated", "never_treated"] = "not_yet_treated"
+    event_times: bool = True
+
+
+class _Panel(Estimator):
+    Options: ClassVar = PanelOptions
+
+    def _fits(self, data: AnalysisData, metric: str, level: float):
+        raise NotImplementedError
+
+    def estimate(self, data: AnalysisData) -> list[Estimate]:
+        level = self.level_for(data)
+        metrics = analysable_metrics(data, self.options.metrics, self.name)
+        panel = require(data, "panel", self.name, "per-period outcomes of a staggered rollout")
+        require(data, "adoption", self.name, "each user's adoption day")
+        arms = data.outcomes["arm"].astype(str).to_numpy()
+        treated = arms != data.control
+        out = []
+        for metric in metrics:
+            if metric not in panel.columns:
+                continue  # the panel has the per-user metrics the core could split by period
+            fit = self._fits(data, panel, metric, level)
+            y = data.outcomes[metric].to_numpy(dtype=float)
+            ok = np.isfinite(y)
+            naive = (_naive(y[ok], treated[ok].astype(float), level)
+                     if min(treated[ok].sum(), (~treated[ok]).sum()) >= 2 else None)
+            arm = data.treatments[0]
+            rows = [(ATT, fit.point, fit.se)] + [(event_time_estimand(k), p, s) for k, (p, s) in sorted(fit.events.items())]
+            for estimand, point, se in rows:
+                if not math.isfinite(se):
+                    continue  # an event time with a single cohort-period cell has no standard error
+                c = normal_interval(point, se, level, fit.df)
+                diag = {**fit.diagnostics, "se": c.se, "naive_whole_period": naive}
+                out.append(Estimate(estimator=self.name, metric=metric, arm=arm, control=data.control,
+                                    point=c.point, lower=c.lower, upper=c.upper, level=level, estimand=estimand,
+                                    p_value=c.p_value, diagnostics=diag))
+        if not out:
+            raise ModelError(f"{self.name}: data.panel has none of the analysed metrics ({', '.join(metrics)})")
+        return out
+
+
+class StaggeredDiD(_Panel):
+    """Callaway & Sant'Anna (2021) difference in differences for staggered adoption (the
+    ``differences`` package's ``ATTgt``): group-time effects against not-yet- (or never-) treated
+    users, aggregated to the ATT over treated user-periods and by time since adoption. Assumes
+    parallel trends, no anticipation and absorbing treatment."""
+
+    name = "did-staggered"
+    tags = EstimatorTags(requires_panel=True, estimands=(ATT, "att(e=k)"))
+
+    def _fits(self, data, panel, metric, level):
+        from counterfeed.plugins.estimators._obs_did import fit_callaway_santanna
+
+        fit = fit_callaway_santanna(panel, metric, self.name, level=level, control_group=self.options.control_group)
+        if not self.options.event_times:
+            fit.events = {}
+        return fit
+
+
+class TwoWayFixedEffects(_Panel):
+    """Two-way fixed effects: ``Y_it = a_i + b_t + beta D_it + e_it`` (linearmodels ``PanelOLS``),
+    user-clustered interval. Unbiased for the ATT only when effects are the same for every cohort and
+    time since adoption (Goodman-Bacon 2021); shown for comparison."""
+
+    name = "twfe"
+    tags = EstimatorTags(requires_panel=True, estimands=(ATT,))
+
+    def _fits(self, data, panel, metric, level):
+        from counterfeed.plugins.estimators._obs_did import fit_twfe
+
+        return fit_twfe(panel, metric, self.name)
+
+
+@hookimpl
+def register_estimators(register):
+    for cls in (BackdoorRegression, BackdoorIPW, AIPW, BackdoorMatching, InstrumentalVariables, StaggeredDiD,
+                TwoWayFixedEffects):
+        register(cls)
+
+
+@hookimpl
+def counterfeed_report_sections(result, report):
+    """"Observational estimates": each observational estimate beside the naive difference in means,
+    the truth, its sensitivity verdict and refutations."""
+    from counterfeed.plugins.estimators._obs_report import observational_section
+
+    observational_section(result, report, OBSERVATIONAL)
