@@ -29,12 +29,15 @@ from pydantic import Field
 
 from counterfeed.core.estimation import (ATT, LATE, AnalysisData, Estimate, Estimator, EstimatorOptions,
                                          EstimatorTags, event_time_estimand)
+from counterfeed._lazy import lazy_module
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import ModelError
-from counterfeed.plugins.estimators import _obs_backdoor as bd
-from counterfeed.plugins.estimators._obs_data import (Comparison, adjustment_set, analysable_metrics,
-                                                      comparisons, require)
 from counterfeed.plugins.estimators._stats import mean_stats, normal_interval, welch
+
+# the helper modules import pandas and the causal libraries: loaded on first use, so that
+# `counterfeed --help` and `validate` stay light (see counterfeed.testing.startup)
+bd = lazy_module("counterfeed.plugins.estimators._obs_backdoor")
+od = lazy_module("counterfeed.plugins.estimators._obs_data")
 
 __all__ = ["BackdoorOptions", "BackdoorRegression", "BackdoorIPW", "AIPW", "BackdoorMatching", "IVOptions",
            "InstrumentalVariables", "PanelOptions", "StaggeredDiD", "TwoWayFixedEffects", "register_estimators"]
@@ -75,21 +78,21 @@ class _Backdoor(Estimator):
     #: the conformance suite runs the refuters with two simulations each (the rules check the interface)
     conformance_options: ClassVar[dict[str, Any]] = {"refutation_simulations": 2}
 
-    def _fit(self, comp: Comparison, adjust: list[str], seed: int) -> bd.BackdoorFit:
+    def _fit(self, comp: Any, adjust: list[str], seed: int) -> Any:
         raise NotImplementedError
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         from counterfeed.plugins.estimators._obs_refute import refute, sensitivity
 
         level = self.level_for(data)
-        metrics = analysable_metrics(data, self.options.metrics, self.name)
-        graph = require(data, "graph", self.name, "the analyst's declared causal graph")
+        metrics = od.analysable_metrics(data, self.options.metrics, self.name)
+        graph = od.require(data, "graph", self.name, "the analyst's declared causal graph")
         out = []
-        for comp in comparisons(data, metrics, self.name):
+        for comp in od.comparisons(data, metrics, self.name):
             where = f"metric '{comp.metric}', arm '{comp.arm}'"
             y, t = comp.frame["Y"].to_numpy(), comp.frame["T"].to_numpy()
             _constant(y, self.name, where)
-            adjust = adjustment_set(graph, comp, self.name)
+            adjust = od.adjustment_set(graph, comp, self.name)
             seed = _seed(data, self.name, comp.metric, comp.arm)
             try:
                 fit = self._fit(comp, adjust, seed)
@@ -184,12 +187,12 @@ class InstrumentalVariables(Estimator):
         from counterfeed.plugins.estimators._obs_iv import fit_2sls
 
         level = self.level_for(data)
-        metrics = analysable_metrics(data, self.options.metrics, self.name)
-        z_all = np.asarray(require(data, "instrument", self.name, "the randomized encouragement"), dtype=float)
+        metrics = od.analysable_metrics(data, self.options.metrics, self.name)
+        z_all = np.asarray(od.require(data, "instrument", self.name, "the randomized encouragement"), dtype=float)
         if z_all.shape != (data.n_users,) or not np.isin(z_all, (0.0, 1.0)).all():
             raise ModelError(f"{self.name}: data.instrument must be {data.n_users} values 0/1 in outcomes order")
         out = []
-        for comp in comparisons(data, metrics, self.name, with_covariates=False):
+        for comp in od.comparisons(data, metrics, self.name, with_covariates=False):
             where = f"metric '{comp.metric}', arm '{comp.arm}'"
             y, t, z = comp.frame["Y"].to_numpy(), comp.frame["T"].to_numpy(), z_all[comp.rows]
             _constant(y, self.name, where)
@@ -220,9 +223,9 @@ class _Panel(Estimator):
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         level = self.level_for(data)
-        metrics = analysable_metrics(data, self.options.metrics, self.name)
-        panel = require(data, "panel", self.name, "per-period outcomes of a staggered rollout")
-        require(data, "adoption", self.name, "each user's adoption day")
+        metrics = od.analysable_metrics(data, self.options.metrics, self.name)
+        panel = od.require(data, "panel", self.name, "per-period outcomes of a staggered rollout")
+        od.require(data, "adoption", self.name, "each user's adoption day")
         arms = data.outcomes["arm"].astype(str).to_numpy()
         treated = arms != data.control
         out = []
