@@ -312,3 +312,18 @@ def test_staggered_did_recovers_att_and_event_times_twfe_does_not():
         e = cs[f"att(e={k})"]
         assert e.lower < 1 + k / 2 < e.upper, (k, e.point)
     assert not (tw.lower < att < tw.upper), (tw.point, att)
+
+
+def test_unidentified_graph_proceeds_only_when_asked_and_says_so():
+    """A declared hidden confounder: an error by default; with proceed_when_unidentifiable the observed
+    backdoor set (never the instrument) is used and a warning says the estimate is not identified."""
+    g = nx.DiGraph([("instrument", "treatment"), ("x1", "treatment"), ("x1", "outcome"), ("x2", "treatment"),
+                    ("x2", "outcome"), ("u", "x2"), ("u", "treatment"), ("u", "outcome"), ("treatment", "outcome")])
+    g.nodes["u"]["observed"] = False
+    data = linear_data(n=800, graph=g)
+    data.instrument = (np.random.default_rng(0).random(800) < 0.5).astype(int)
+    with pytest.raises(DataError, match=r"no valid backdoor adjustment set .*unobserved: u"):
+        BackdoorRegression(refute=False).estimate(data)
+    e = one(BackdoorRegression, data, refute=False, proceed_when_unidentifiable=True)
+    assert sorted(e.diagnostics["adjustment_set"]) == ["x1", "x2"]
+    assert any(w.startswith("not identified") for w in e.diagnostics["warnings"])

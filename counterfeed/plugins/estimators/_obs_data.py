@@ -4,11 +4,14 @@ An observational estimate compares one treatment arm with the control on one per
 frame has one row per user of those two arms (in ``outcomes`` order) with the treatment indicator
 ``T`` (1 = the arm, 0 = the control), the outcome ``Y`` and the numeric covariates: the columns of
 ``data.covariates`` (a categorical column such as ``segment`` becomes one 0/1 column per level but
-the first, named ``segment[level]``). The analyst's declared graph (``data.graph``: a
+the first, named ``segment[level]``), the outcomes' ``pre_<metric>`` columns the covariates lack, and
+``instrument`` when ``data.instrument`` is given. The analyst's declared graph (``data.graph``: a
 :class:`counterfeed.core.causal_graph.CausalGraph`, or a ``networkx.DiGraph``) is read as a
-``networkx.DiGraph`` whose treatment node is ``treatment`` and whose outcome node is the metric's
-name (or ``outcome``); unobserved nodes carry ``observed="no"``. Categorical nodes are expanded to
-their indicator columns with the same parents and children.
+``networkx.DiGraph``: its treatment node is the graph's ``treatment`` (default ``treatment``); its
+outcome node is the metric's own node when the graph has one, else the graph's declared ``outcome``
+(default ``outcome``), whose causes then stand for every analysed metric's; unobserved nodes carry
+``observed`` False (or "no"). Categorical nodes are expanded to their indicator columns with the same
+parents and children. Other metrics' nodes (post-treatment outcomes) need no column.
 
 Ratio metrics (``MetricInfo.kind == "ratio"``) are not analysed: their estimand is a ratio of
 means, not a mean of per-user values; a metric named explicitly that is a ratio is a ModelError.
@@ -126,6 +129,12 @@ def comparisons(data: AnalysisData, metrics: list[str], estimator: str, *, with_
         if "user" in raw.columns and not np.array_equal(raw["user"].to_numpy(), data.outcomes["user"].to_numpy()):
             raise DataError(f"{estimator}: data.covariates rows are not in the outcomes' user order")
         cov = covariate_matrix(raw, estimator)
+        extra = {c: data.outcomes[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in data.outcomes.columns
+                 if str(c).startswith("pre_") and c not in cov.columns and pd.api.types.is_numeric_dtype(data.outcomes[c])}
+        if data.instrument is not None:
+            extra["instrument"] = np.asarray(data.instrument, dtype=np.float64)
+        extra = {c: np.nan_to_num(v) for c, v in extra.items() if np.unique(v).size > 1}
+        cov = pd.concat([cov, pd.DataFrame(extra)], axis=1) if extra else cov
     for metric in metrics:
         y = data.outcomes[metric].to_numpy(dtype=np.float64, na_value=np.nan)
         for a in data.treatments:
@@ -158,8 +167,8 @@ def graph_networkx(graph: Any, estimator: str) -> Any:
     raise DataError(f"{estimator}: data.graph must be a CausalGraph or a networkx.DiGraph, got {type(graph).__name__}")
 
 
-def _outcome_node(g: Any, metric: str) -> str:
-    return metric if metric in g.nodes else OUTCOME
+def _observed(attrs: dict[str, Any]) -> bool:
+    return str(attrs.get("observed", True)).lower() not in ("no", "false", "0")
 
 
 def _expanded(g: Any, columns: list[str]) -> Any:
@@ -176,30 +185,50 @@ def _expanded(g: Any, columns: list[str]) -> Any:
     return g
 
 
-def adjustment_set(graph: Any, comp: Comparison, estimator: str) -> list[str]:
-    """The backdoor adjustment set DoWhy identifies from the declared graph, as frame columns.
+def adjustment_set(graph: Any, comp: Comparison, estimator: str, *, metrics: Any = (),
+                   proceed_when_unidentifiable: bool = False) -> tuple[list[str], list[str]]:
+    """The backdoor adjustment set DoWhy identifies from the declared graph (as frame columns), and
+    the warnings to report with the estimate.
 
     Raises DataError when the graph lacks the treatment or outcome node, names an observed variable
-    that is not a covariate, or when no backdoor set exists (an unobserved confounder is declared).
+    that is neither a covariate nor a metric (``metrics``), or when no backdoor set exists (an
+    unobserved confounder is declared). With ``proceed_when_unidentifiable`` (DoWhy's option of that
+    name) the unobserved nodes are dropped from the graph instead, the set found among the observed
+    variables is used, and a warning says the estimate is not identified.
     """
     from dowhy import CausalModel
 
     g = _expanded(graph_networkx(graph, estimator), comp.covariates)
-    y = _outcome_node(g, comp.metric)
-    for node in (TREATMENT, y):
+    t = str(getattr(graph, "treatment", TREATMENT))
+    y = comp.metric if comp.metric in g.nodes else str(getattr(graph, "outcome", OUTCOME))
+    for node in (t, y):
         if node not in g.nodes:
             raise DataError(f"{estimator}: the declared graph has no node '{node}' "
                             f"(nodes: {', '.join(map(str, g.nodes))})")
-    observed = {n for n, d in g.nodes(data=True) if str(d.get("observed", "yes")).lower() not in ("no", "false")}
-    missing = sorted(map(str, observed - set(comp.covariates) - {TREATMENT, y}))
+    observed = {str(n) for n, d in g.nodes(data=True) if _observed(d)}
+    missing = sorted(observed - set(comp.covariates) - set(map(str, metrics)) - {t, y})
     if missing:
         raise DataError(f"{estimator}: the declared graph's observed node(s) {', '.join(missing)} are not "
                         f"covariates of the data (covariates: {', '.join(comp.covariates) or 'none'})")
-    frame = comp.frame.rename(columns={"T": TREATMENT, "Y": y})
+    warnings_: list[str] = []
+    hidden = sorted(str(n) for n, d in g.nodes(data=True) if not _observed(d))
+    if proceed_when_unidentifiable and hidden:
+        g = g.copy()
+        g.remove_nodes_from(hidden)
+    frame = comp.frame.rename(columns={"T": t, "Y": y})
+    keep = [c for c in frame.columns if c in g.nodes]
     with quiet():
-        model = CausalModel(frame, TREATMENT, y, graph=g)
+        model = CausalModel(frame[keep], t, y, graph=g)
         ident = model.identify_effect(proceed_when_unidentifiable=True)
     if ident.estimands.get("backdoor") is None:
         raise DataError(f"{estimator}: the declared graph gives no valid backdoor adjustment set for the effect "
-                        f"of '{TREATMENT}' on '{y}' (an unobserved confounder?)")
-    return [str(v) for v in ident.get_backdoor_variables()]
+                        f"of '{t}' on '{y}'" + (f" (unobserved: {', '.join(hidden)})" if hidden else ""))
+    if proceed_when_unidentifiable and hidden:
+        # DoWhy's identification with those nodes present decides whether they matter
+        with quiet():
+            full = CausalModel(frame[keep], t, y, graph=_expanded(graph_networkx(graph, estimator), comp.covariates))
+            if full.identify_effect(proceed_when_unidentifiable=True).estimands.get("backdoor") is None:
+                warnings_.append(f"not identified: the declared graph has unobserved confounding through "
+                                 f"{', '.join(hidden)}; adjusted for the observed variables anyway "
+                                 "(proceed_when_unidentifiable); see the sensitivity analysis")
+    return [str(v) for v in ident.get_backdoor_variables()], warnings_

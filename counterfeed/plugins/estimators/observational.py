@@ -66,6 +66,7 @@ class BackdoorOptions(EstimatorOptions):
     """Options of the backdoor estimators."""
 
     refute: bool = True
+    proceed_when_unidentifiable: bool = False
     refutation_simulations: int = Field(default=10, ge=2, le=1000)
     sensitivity_k: float = Field(default=1.0, gt=0.0)
 
@@ -92,7 +93,8 @@ class _Backdoor(Estimator):
             where = f"metric '{comp.metric}', arm '{comp.arm}'"
             y, t = comp.frame["Y"].to_numpy(), comp.frame["T"].to_numpy()
             _constant(y, self.name, where)
-            adjust = od.adjustment_set(graph, comp, self.name)
+            adjust, warns = od.adjustment_set(graph, comp, self.name, metrics=data.metrics,
+                                              proceed_when_unidentifiable=self.options.proceed_when_unidentifiable)
             seed = _seed(data, self.name, comp.metric, comp.arm)
             try:
                 fit = self._fit(comp, adjust, seed)
@@ -103,6 +105,8 @@ class _Backdoor(Estimator):
                                     "n_treatment": int(t.sum()), "n_control": int((1 - t).sum()),
                                     "naive": _naive(y, t, level),
                                     "sensitivity": sensitivity(comp.frame, adjust, level, self.options.sensitivity_k)}
+            if warns:
+                diag["warnings"] = [*diag.get("warnings", []), *warns]
             if self.options.refute:
                 diag["refutations"] = refute(fit, self.options.refutation_simulations, seed, level)
             out.append(Estimate(estimator=self.name, metric=comp.metric, arm=comp.arm, control=data.control,
