@@ -16,6 +16,7 @@ import pandas as pd
 
 from counterfeed.core.allocation import ThompsonAllocation
 from counterfeed.core.analyse import analysis_data, check_estimates, estimands_of, srm
+from counterfeed.core.covariates import user_covariates
 from counterfeed.core.contracts import CatalogContext, Items, MetricInfo, Population, WorldEvents
 from counterfeed.core.estimation import CATE, Estimate
 from counterfeed.core.executors import available_cores, get_executor
@@ -229,6 +230,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         probabilities = next(o.probabilities for o in outputs if o.world == AB_WORLD)
         data = analysis_data(sc, plan.metrics, per_user, plan.estimators, ab, events[AB_WORLD], items,
                              probabilities, allocation is not None, tmp)
+        data.covariates = user_covariates(events[AB_WORLD], population, float(sc.experiment.pre_period),
+                                          ab["user"].to_numpy(), sc.population.features, keys)
         estimates: list[Estimate] = []
         for est in plan.estimators:
             estimates += check_estimates(est, call_plugin(est, "estimate", est.estimate, data))
