@@ -50,9 +50,11 @@ def _stages() -> None:
 
     marks = [("imports: counterfeed.sem, pandas", t0), ("read data, sufficient statistics",
                                                          time.perf_counter())]
-    fit = SEM(HS39_MODEL).fit(pd.read_csv(HS39_CSV), seed=0, on_stage=lambda name, detail: marks.append((
-        f"{name}: {detail[:48]}" if name != "done" else "summaries and diagnostics",
-        time.perf_counter())))
+    def on_stage(name, detail):
+        label = f"{name}: {detail[:48]}" if name != "done" else "summaries and diagnostics"
+        marks.append((label, time.perf_counter()))
+
+    fit = SEM(HS39_MODEL).fit(pd.read_csv(HS39_CSV), seed=0, on_stage=on_stage)
     marks.append(("", time.perf_counter()))
     t = fit.timings
     print(f"  density {t['density']}, cache_hit={t['cache_hit']}")

@@ -36,7 +36,8 @@ class _CacheLocator(UserProvidedCacheLocator):
     def get_source_stamp(self):
         """Stamp of every ``_numba_*.py`` file here: numba keys a cache entry on its own file
         only, and a change in a helper file must recompile the callbacks that inline it."""
-        files = sorted(f for f in os.listdir(_HERE) if f.startswith("_numba_") and f.endswith(".py"))
+        files = sorted(f for f in os.listdir(_HERE)
+                       if f.startswith("_numba_") and f.endswith(".py"))
         return tuple((f, os.stat(os.path.join(_HERE, f)).st_mtime,
                       os.stat(os.path.join(_HERE, f)).st_size) for f in files)
 

@@ -91,61 +91,50 @@ class SEM:
         var_names = ["params"] + (["defined"] if self.table.definitions else [])
         warnings: list[str] = []
         t0 = time.perf_counter()
+        import_s = 0.0
         if method == "nutpie" and density == "auto":
             from counterfeed.sem.numba_model import unsupported
             density = "pymc" if unsupported(self.table) else "numba"
-        if method == "nutpie" and density == "numba":
-            # one generic density compiled once per installation (numba cache): a fresh process
-            # only loads machine code; structure and data travel as an array (issue 14 item 10)
-            stage("import", "nutpie")
-            import nutpie  # (imports ArviZ: seconds, timed apart from the compile)
-
-            import_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            loaded = "counterfeed.sem._numba_logp" in sys.modules
-            stage("compile", "SEM density: loading compiled code" if loaded else
-                  "SEM density: loading cached code (compiled once per installation: about a "
-                  "minute the first time)")
-            from counterfeed.sem import _numba_logp
-            from counterfeed.sem.numba_model import add_defined, compiled_model
-
-            cache_hit = loaded or _numba_logp.cache_hit()  # true only when nothing compiled
-            compiled = compiled_model(self.table, data)
-            compile_s = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            stage("sample", f"{chains} chain(s) x ({tune} tune + {draws} draws), nutpie")
-            idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
-                                  cores=cores or min(chains, 2), progress_bar=progress,
-                                  target_accept=target_accept)
-            add_defined(self.table, idata)
-            sample_s = time.perf_counter() - t1
-            return self._result(idata, method, warnings, compile_s, sample_s, cache_hit, stats,
-                                data, draws, chains, stage, import_s=import_s, density="numba")
-        key = (self.table.signature(),)
-        entry = _CACHE.get(key)
-        cache_hit = entry is not None
-        stage("compile", "in-process cache" if cache_hit else "building the PyMC model")
-        if entry is None:
-            entry = {"model": build_pymc_model(self.table, data)}
-            _CACHE[key] = entry
-        model = entry["model"]
+        if method != "nutpie" or density == "pymc":
+            key = (self.table.signature(),)
+            entry = _CACHE.get(key)
+            cache_hit = entry is not None
+            stage("compile", "in-process cache" if cache_hit else "building the PyMC model")
+            if entry is None:
+                entry = {"model": build_pymc_model(self.table, data)}
+                _CACHE[key] = entry
+            model = entry["model"]
         if method == "nutpie":
-            import nutpie
+            if density == "numba":
+                # one generic density compiled once per installation (numba cache): a fresh
+                # process only loads machine code; structure and data travel as an array
+                stage("import", "nutpie")
+                import nutpie  # (imports ArviZ: seconds, timed apart from the compile)
 
-            compiled = entry.get("nutpie")
-            if compiled is None:
-                cache_hit = False
-                with without_zero_div_rewrite():
-                    compiled = nutpie.compile_pymc_model(model, initial_points=init, jitter_rvs=set(),
-                                                         var_names=var_names)
-                entry["nutpie"] = compiled
-            compiled = compiled.with_data(**data)
+                import_s = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                compiled, cache_hit = _numba_compiled(self.table, data, stage)
+            else:
+                import nutpie
+
+                compiled = entry.get("nutpie")
+                if compiled is None:
+                    cache_hit = False
+                    with without_zero_div_rewrite():
+                        compiled = nutpie.compile_pymc_model(model, initial_points=init,
+                                                             jitter_rvs=set(), var_names=var_names)
+                    entry["nutpie"] = compiled
+                compiled = compiled.with_data(**data)
             compile_s = time.perf_counter() - t0
             t1 = time.perf_counter()
             stage("sample", f"{chains} chain(s) x ({tune} tune + {draws} draws), nutpie")
             idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
                                   cores=cores or min(chains, 2), progress_bar=progress,
                                   target_accept=target_accept)
+            if density == "numba":
+                from counterfeed.sem.numba_model import add_defined
+
+                add_defined(self.table, idata)
             sample_s = time.perf_counter() - t1
         else:
             import pymc as pm
@@ -180,7 +169,8 @@ class SEM:
                                     "divergence checks")
             sample_s = time.perf_counter() - t1
         return self._result(idata, method, warnings, compile_s, sample_s, cache_hit, stats, data,
-                            draws, chains, stage, density="pymc")
+                            draws, chains, stage, import_s=import_s,
+                            density=density if method == "nutpie" else "pymc")
 
     def _result(self, idata, method, warnings, compile_s, sample_s, cache_hit, stats, data,
                 draws, chains, stage, *, density, import_s=0.0) -> "SEMFit":
@@ -192,6 +182,19 @@ class SEM:
                                  n_total=stats.n_total, draws=draws, chains=chains,
                                  scales=dict(zip(self.table.observed + self.table.latents,
                                                  data["k_all"].tolist())))
+
+
+def _numba_compiled(table, data, stage):
+    """(nutpie model on the cached numba density, cache_hit): cache_hit is true only when
+    nothing was compiled (the density was loaded earlier in this process or from the cache)."""
+    loaded = "counterfeed.sem._numba_logp" in sys.modules
+    stage("compile", "SEM density: loading compiled code" if loaded else
+          "SEM density: loading cached code (compiled once per installation: about a minute "
+          "the first time)")
+    from counterfeed.sem import _numba_logp
+    from counterfeed.sem.numba_model import compiled_model
+
+    return compiled_model(table, data), loaded or _numba_logp.cache_hit()
 
 
 def fit_sem(model: str | SEM, data, *, exogenous: Sequence[str] = (), std_lv: bool = False,

@@ -19,7 +19,7 @@ from counterfeed.sem.stats import SufficientStats
 from counterfeed.sem.syntax import eval_expr
 
 __all__ = ["build_pymc_model", "data_arrays", "fixed_covariances", "initial_values",
-           "latent_scales"]
+           "latent_scales", "scale_exponents"]
 
 
 def latent_scales(table) -> dict[str, str | None]:
@@ -94,6 +94,28 @@ def fixed_covariances(table) -> list:
             and r.value != 0]
 
 
+def scale_exponents(table, rows) -> np.ndarray:
+    """E with original = standardized * exp(E[t] @ log k) for each row t (k: the SDs and latent
+    scales in observed + latent order): a loading j -> i divides by k_i / k_j, and so on."""
+    names = table.observed + table.latents
+    idx = {v: i for i, v in enumerate(names)}
+    E = np.zeros((len(rows), len(names)))
+    for t, r in enumerate(rows):
+        i = idx.get(r.lhs)
+        if r.kind == "loading":
+            E[t, idx[r.rhs]] += 1
+            E[t, i] -= 1
+        elif r.kind == "regression":
+            E[t, i] += 1
+            E[t, idx[r.rhs]] -= 1
+        elif r.kind == "exog":
+            E[t, i] += 1
+        elif r.kind in ("variance", "covariance"):
+            E[t, i] += 1
+            E[t, idx[r.rhs]] += 1
+    return E
+
+
 def _groups(table):
     """Free parameters grouped for sampling: (family, [(id, prior, kind, row)])."""
     overrides = getattr(table, "prior_overrides", {})
@@ -153,21 +175,7 @@ def build_pymc_model(table, data: dict[str, np.ndarray]):
 
         def f_of(rs):
             """original = standardized * f, f = exp(E @ log k) with a constant exponent matrix E."""
-            E = np.zeros((len(rs), m))
-            for t, r in enumerate(rs):
-                i = idx.get(r.lhs)
-                if r.kind == "loading":
-                    E[t, idx[r.rhs]] += 1
-                    E[t, i] -= 1
-                elif r.kind == "regression":
-                    E[t, i] += 1
-                    E[t, idx[r.rhs]] -= 1
-                elif r.kind == "exog":
-                    E[t, i] += 1
-                elif r.kind in ("variance", "covariance"):
-                    E[t, i] += 1
-                    E[t, idx[r.rhs]] += 1
-            return pt.exp(pt.dot(E, logk))
+            return pt.exp(pt.dot(scale_exponents(table, rs), logk))
 
         first_of = {}
         for r in free_rows:

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from counterfeed.sem.model import _cov_blocks, _groups, fixed_covariances
+from counterfeed.sem.model import _cov_blocks, _groups, fixed_covariances, scale_exponents
 
 __all__ = ["pack", "compiled_model", "add_defined", "unsupported"]
 
@@ -31,26 +31,6 @@ def unsupported(table) -> str | None:
     if kinds:
         return f"parameter kind(s) {', '.join(sorted(kinds))}"
     return None
-
-
-def _exponents(table, rows, m):
-    """Row t of the result: original = standardized * exp(E[t] @ log k) (see model.f_of)."""
-    idx = {v: i for i, v in enumerate(table.observed + table.latents)}
-    E = np.zeros((len(rows), m))
-    for t, r in enumerate(rows):
-        i = idx.get(r.lhs)
-        if r.kind == "loading":
-            E[t, idx[r.rhs]] += 1
-            E[t, i] -= 1
-        elif r.kind == "regression":
-            E[t, i] += 1
-            E[t, idx[r.rhs]] -= 1
-        elif r.kind == "exog":
-            E[t, i] += 1
-        elif r.kind in ("variance", "covariance"):
-            E[t, i] += 1
-            E[t, idx[r.rhs]] += 1
-    return E
 
 
 def _prior_row(family: str, args) -> list[float]:
@@ -91,7 +71,7 @@ def pack(table, data: dict[str, np.ndarray]):
         first_of.setdefault(r.id, r)
 
     def f_of(rs):
-        return np.exp(_exponents(table, rs, m) @ logk)
+        return np.exp(scale_exponents(table, rs) @ logk)
 
     prior, init, unames, theta_of = [], [], [], {}
     for fam, members in _groups(table).items():
