@@ -63,6 +63,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.plugins.estimators.cate",
     "counterfeed.plugins.estimators.observational",
     "counterfeed.plugins.commands",
+    "counterfeed.twin.model",
 )
 
 #: the built-in module that adds the built-in subcommands (the only built-in with register_commands)

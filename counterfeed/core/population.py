@@ -17,6 +17,10 @@ def build_population(spec: PopulationSpec, keys: Keys) -> Population:
     Preferences are ``heterogeneity * segment.heterogeneity * z_u`` with ``z_u ~ N(0, I)`` scaled to
     unit expected norm, so they live on the scale of the catalog's unit topic centroids.
     """
+    if spec.twin is not None:  # fitted from logs (counterfeed/twin)
+        from counterfeed.twin.model import twin_population
+
+        return twin_population(spec.twin, spec.replicate, spec.users, keys, spec.dimensions)
     n, d = spec.users, spec.dimensions
     users = np.arange(n, dtype=np.int64)
     names = list(spec.segments)

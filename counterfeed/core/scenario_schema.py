@@ -107,6 +107,9 @@ class PopulationSpec(_Strict):
     heterogeneity: float = Field(1.0, ge=0, le=100, description="spread of user preference vectors")
     segments: dict[str, SegmentSpec] = Field(default_factory=lambda: {"all": SegmentSpec(share=1.0)})
     features: FeaturesSpec | None = Field(None, description="observable user features (core.covariates)")
+    twin: str | None = Field(None, description="a twin directory (counterfeed twin fit): population, "
+                                               "catalog and user model fitted from logs (docs/twin.md)")
+    replicate: int = Field(0, ge=0, description="the twin's replicate: 0 point fit, b >= 1 bootstrap")
 
     @field_validator("segments")
     @classmethod
@@ -290,6 +293,24 @@ class Scenario(_Strict):
             raise ValueError("name must not contain '..'")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _twin(cls, data: Any) -> Any:
+        """``population: {twin: DIR}``: the twin's users, catalog and user model unless given."""
+        pop = data.get("population") if isinstance(data, dict) else None
+        if not isinstance(pop, dict) or not pop.get("twin"):
+            return data
+        from counterfeed.twin.store import scenario_parts
+
+        parts = scenario_parts(str(pop["twin"]), int(pop.get("replicate", 0)))
+        pop = {**pop, "twin": parts["catalog"]["path"]}
+        pop.setdefault("users", parts["users"])
+        pop.setdefault("dimensions", parts["dimensions"])
+        data = {**data, "population": pop}
+        data.setdefault("catalog", parts["catalog"])
+        data.setdefault("user_model", parts["user_model"])
+        return data
+
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Any, *, file: str | None = None, lines: dict[str, int] | None = None,
@@ -379,6 +400,9 @@ class Scenario(_Strict):
         for key in ("truth", "targeting"):
             if not d.get(key) or d[key] == {"replications": None}:
                 d.pop(key, None)
+        if d["population"].get("twin") is None:  # absent unless used: older scenarios dump unchanged
+            d["population"].pop("twin", None)
+            d["population"].pop("replicate", None)
         for ph in exp.get("phases") or []:
             ph["duration"] = format_duration(ph["duration"])
         if exp.get("allocation"):

@@ -14,6 +14,7 @@ COMMANDS = {
     "calibrate": ("counterfeed.calibration.cli:calibrate_command",
                   "Replicate a scenario: bias, RMSE, coverage, rejection rates."),
     "sweep": ("counterfeed.calibration.cli:sweep_command", "Power and MDE over a grid of scenario fields."),
+    "twin": ("counterfeed.twin.cli:twin", "Fit a twin of the users from logs; check it; evaluate policies in it."),
     "plugin": ("counterfeed.plugin_template.cli:plugin", "Create a new plugin package from a template."),
 }
 

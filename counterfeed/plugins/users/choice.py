@@ -170,6 +170,15 @@ class ChoiceUserModel(UserModel):
                 clicked[rows, best] = True
                 if not rows.size:
                     break
+        return self.consequences(state, batch, items, util, clicked)
+
+    def consequences(self, state: ChoiceState, batch: Batch, items: np.ndarray, util: np.ndarray,
+                     clicked: np.ndarray) -> Response:
+        """Dwell of the clicks, satiation, satisfaction, return and churn after ``clicked`` (n, k)."""
+        o = self.options
+        users, sessions = batch.users, batch.sessions
+        keys = state.keys
+        n, k = items.shape
         dwell = np.zeros((n, k))
         if clicked.any():
             cu, ct = np.nonzero(clicked)

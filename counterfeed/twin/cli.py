@@ -1,0 +1,194 @@
+"""``counterfeed twin``: fit a twin of the users from an impression log, check it, evaluate policies in it."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+import click
+
+from counterfeed import _json
+
+__all__ = ["twin"]
+
+_EPILOG = """\b
+Examples:
+  counterfeed twin fit runs/my-run --out twins/my-twin
+  counterfeed twin fit logs.parquet --columns item=item_id,reward=click,time=ts --time-unit seconds \\
+      --items items.csv --out twins/prod
+  counterfeed twin check twins/my-twin runs/my-run --figures twins/my-twin-check
+  counterfeed twin evaluate twins/my-twin --policy matrix-factorization --json
+"""
+
+
+class TwinError(click.ClickException):
+    """A user error: one line, exit code 2 (as from the ``counterfeed`` entry point)."""
+
+    exit_code = 2
+
+
+def _err(fn, *args, **kwargs):
+    from counterfeed.errors import CounterfeedError
+
+    try:
+        return fn(*args, **kwargs)
+    except CounterfeedError as exc:
+        raise TwinError(str(exc)) from None
+
+
+def _say(quiet: bool):
+    return (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+
+
+def _policy(name: str | None, options: tuple[str, ...], flag: str) -> dict[str, Any] | None:
+    from counterfeed.ope.cli import _parse_policy_options
+
+    if name is None:
+        if options:
+            raise TwinError(f"--{flag}-option needs --{flag}")
+        return None
+    return {"recommender": name, **_parse_policy_options(options)}
+
+
+@click.group("twin", epilog=_EPILOG)
+def twin():
+    """A twin of the users fitted from impression logs: fit it, check its fidelity, evaluate policies in it.
+
+    See docs/twin.md.
+    """
+
+
+@twin.command("fit")
+@click.argument("log_path", metavar="LOG", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Twin directory to create.")
+@click.option("--columns", help="Column mapping as in 'counterfeed ope', e.g. item=item_id,reward=click,time=ts.")
+@click.option("--time-unit", type=click.Choice(["days", "hours", "minutes", "seconds"]), default="days",
+              show_default=True, help="Unit of the time column.")
+@click.option("--world", help="Run directory: the world whose impressions to use (default all-<control>).")
+@click.option("--items", "items_path", type=click.Path(dir_okay=False),
+              help="Item table (CSV/Parquet): id, optional topic, optional text (title, description or text).")
+@click.option("--embedder", default="minilm", show_default=True, help="Text embedder for item texts.")
+@click.option("--dims", type=click.IntRange(1, 256), default=16, show_default=True, help="Latent dimensions.")
+@click.option("--bootstrap", type=click.IntRange(0, 1000), default=20, show_default=True,
+              help="Bootstrap refits over users (the intervals).")
+@click.option("--holdout", type=click.FloatRange(0, 0.9), default=0.2, show_default=True,
+              help="Share of users held out for 'twin check'.")
+@click.option("--topics", type=click.IntRange(1), default=10, show_default=True,
+              help="Topics (k-means of item factors) when the item table gives none.")
+@click.option("--epochs", type=click.IntRange(1), default=12, show_default=True, help="Factorization epochs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True)
+def fit_command(log_path, out, columns, time_unit, world, items_path, embedder, dims, bootstrap, holdout, topics,
+                epochs, seed, quiet):
+    """Fit the twin's click model, preferences, satiation and visit/return/churn dynamics from LOG."""
+    from pathlib import Path
+
+    from counterfeed.twin.data import load_twin_log
+    from counterfeed.twin.fit import FitSettings, fit_twin
+    from counterfeed.twin.items import read_items
+    from counterfeed.twin.store import write_twin
+
+    if Path(out).exists() and any(Path(out).iterdir()):
+        raise TwinError(f"{out}: exists and is not empty; choose another --out")
+    say = _say(quiet)
+    log = _err(load_twin_log, log_path, columns, time_unit=time_unit, world=world)
+    known_topics, emb, texts = (None, None, None)
+    if items_path:
+        known_topics, emb, texts = _err(read_items, items_path, log.item_ids, embedder)
+    st = FitSettings(dims=dims, holdout=holdout, bootstrap=bootstrap, n_topics=topics, epochs=epochs, seed=seed,
+                     topics=known_topics, embeddings=emb)
+    meta, reps = _err(fit_twin, log, st, say=say)
+    meta.update(columns=columns, time_unit=time_unit)
+    path = _err(write_twin, out, meta, reps, embeddings=emb, texts=texts)
+    ex = meta["examination"]
+    click.echo(f"twin written to {path}: {meta['n_train_users']} users fitted ({len(meta['heldout_users'])} held "
+               f"out), {meta['n_items']} items, click model {ex['model']}, {bootstrap} bootstrap replicates, "
+               f"{meta['seconds']:.1f} s")
+
+
+@twin.command("check")
+@click.argument("twin_dir", metavar="DIR", type=click.Path(file_okay=False))
+@click.argument("log_path", metavar="LOG", type=click.Path())
+@click.option("--columns", help="Column mapping as in 'counterfeed ope'.")
+@click.option("--time-unit", type=click.Choice(["days", "hours", "minutes", "seconds"]), default="days")
+@click.option("--world", help="Run directory: the world whose impressions to use.")
+@click.option("--users", type=click.IntRange(2), help="Users to simulate (default: 5 x the held-out users).")
+@click.option("--figures", type=click.Path(file_okay=False), help="Folder for the figures (PNG).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--quiet", is_flag=True)
+def check_command(twin_dir, log_path, columns, time_unit, world, users, figures, seed, as_json, quiet):
+    """Compare the twin's simulated distributions with the logged ones on the held-out users."""
+    from counterfeed.twin.check import check_twin
+
+    report = _err(check_twin, twin_dir, log_path, columns=columns, time_unit=time_unit, world=world, users=users,
+                  seed=seed, figures=figures, say=_say(quiet))
+    if as_json:
+        click.echo(_json.dumps(report, indent=2))
+        return
+    click.echo(f"Fidelity of {twin_dir} on {report['heldout_users']} held-out users of {log_path}:")
+    for a in report["aspects"]:
+        click.echo(f"  {a['aspect']:<24} {a['verdict']:<9} {a['statistic']}={_fmt(a['value'])} "
+                   f"p={_fmt(a['p_value'])}  logged {_fmt(a['logged_mean'])} vs twin {_fmt(a['twin_mean'])}")
+    if figures:
+        click.echo(f"figures in {figures}")
+
+
+@twin.command("evaluate")
+@click.argument("twin_dir", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--policy", required=True, help="Registered recommender to evaluate (the target policy).")
+@click.option("--policy-option", "policy_options", multiple=True, metavar="KEY=VALUE")
+@click.option("--logging-policy", help="The logging policy (default: the one recorded from the run directory).")
+@click.option("--logging-option", "logging_options", multiple=True, metavar="KEY=VALUE")
+@click.option("--users", type=click.IntRange(2), help="Users simulated over all replicates together.")
+@click.option("--replicates", type=click.IntRange(2), help="Bootstrap replicates to use (default: all).")
+@click.option("--log", "log_path", type=click.Path(), help="Log for the IPS/DR estimates (default: the fitted one).")
+@click.option("--columns", help="Column mapping of --log as in 'counterfeed ope'.")
+@click.option("--no-ope", is_flag=True, help="Skip the IPS/DR estimates.")
+@click.option("--level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--quiet", is_flag=True)
+def evaluate_command(twin_dir, policy, policy_options, logging_policy, logging_options, users,
+                     replicates, log_path, columns, no_ope, level, seed, as_json, quiet):
+    """Predict a policy's effect on CTR, clicks, sessions and retention by simulating it in the twin."""
+    from counterfeed.twin.evaluate import evaluate_twin, ope_beside
+    from counterfeed.twin.store import read_meta
+
+    target = _policy(policy, policy_options, "policy")
+    logging = _policy(logging_policy, logging_options, "logging-policy")
+    effects = _err(evaluate_twin, twin_dir, target, logging=logging, users=users, replicates=replicates, seed=seed,
+                   level=level, say=_say(quiet))
+    ope: list[dict[str, Any]] | str = "skipped"
+    if not no_ope:
+        meta = _err(read_meta, twin_dir)
+        src = log_path or meta["source"]
+        try:
+            ope = ope_beside(src, target, columns=columns if log_path else meta.get("columns"), seed=seed, level=level)
+        except Exception as exc:  # OPE is a side-by-side: its failure is reported, not fatal
+            ope = f"not available: {exc}"
+    if as_json:
+        click.echo(_json.dumps({"effects": [e.to_dict() for e in effects], "ope": ope}, indent=2))
+        return
+    click.echo(f"Predicted effect of {policy} vs the logging policy in {twin_dir} "
+               f"({effects[0].replicates} replicates, {level:.0%} intervals):")
+    for e in effects:
+        iv = "no interval" if e.lower is None else f"[{_fmt(e.lower)}, {_fmt(e.upper)}]"
+        click.echo(f"  {e.metric:<9} logging {_fmt(e.logging_value)}  target {_fmt(e.target_value)}  "
+                   f"effect {_fmt(e.effect)} {iv}")
+        for w in e.warnings:
+            click.echo(f"    warning: {w}")
+    if isinstance(ope, str):
+        click.echo(f"IPS/DR: {ope}")
+    else:
+        for r in ope:
+            click.echo(f"  {r['estimator']:<9} CTR {_fmt(r['value'])} [{_fmt(r['lower'])}, {_fmt(r['upper'])}]  "
+                       f"effect {_fmt(r['effect'])} (from the same log; no behavioural change)")
+    sys.stdout.flush()
+
+
+def _fmt(x: Any) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:.4g}"

@@ -1,0 +1,176 @@
+"""Model-based offline evaluation: simulate the logging and the target policy in the twin.
+
+Each bootstrap replicate ``b = 1..B`` is one counterfeed run whose population, catalog and user model
+are replicate ``b`` (``population: {twin: DIR, replicate: b}``) with ``n_b = ceil(users / B)`` users and
+two arms, the logging and the target policy; its counterfactual worlds ``all-logging`` and ``all-target``
+share their random numbers (common random numbers), so the per-user differences carry little noise.
+All replicates together simulate ``users`` users: the cost of one run of that size.
+
+For a metric with per-replicate effect ``e_b`` and per-user difference variance ``s_b^2``:
+
+* prediction: ``mean_b e_b`` (averaged over the bootstrap distribution of the parameters);
+* parameter variance: ``max(0, var_b(e_b) - mean_b(s_b^2 / n_b))`` (the spread between replicates
+  minus their own simulation noise);
+* interval: prediction ``+- z sqrt(var_param + s^2/n_sim + s^2/n_log)``: the parameters, the twin's
+  simulation noise, and the noise of the realised effect in a world of the log's ``n_log`` users.
+
+Ratio metrics (CTR = clicks / impressions) use the per-user linearization ``(c_u - r i_u) / mean(i)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from counterfeed.errors import DataError
+from counterfeed.twin.store import read_meta
+
+__all__ = ["TwinEffect", "evaluate_twin", "twin_scenario", "METRICS", "world_effects"]
+
+#: metric -> (numerator column, denominator column or None)
+METRICS = {"ctr": ("clicks", "impressions"), "clicks": ("clicks", None), "sessions": ("sessions", None),
+           "retained": ("retained", None)}
+
+
+@dataclass
+class TwinEffect:
+    """Predicted effect of the target vs the logging policy on one metric (target minus logging)."""
+
+    metric: str
+    logging_value: float
+    target_value: float
+    effect: float
+    lower: float | None
+    upper: float | None
+    se_parameters: float | None
+    se_simulation: float
+    replicates: int
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def twin_scenario(path: str | Path, replicate: int, users: int, arms: dict[str, dict[str, Any]], *,
+                  seed: int = 0, duration: float | None = None, metrics: list[str] | None = None) -> dict[str, Any]:
+    """A scenario (as data) that simulates ``arms`` (the first is the control) in a twin replicate."""
+    meta = read_meta(path)
+    run = meta.get("run") or {}
+    exp: dict[str, Any] = {"arms": arms, "control": next(iter(arms)), "pre_period": 0,
+                           "duration": duration or max(float(meta["horizon"]), 1e-3),
+                           "slate_size": int(meta["slate_size"])}
+    exp.update({k: v for k, v in run.items() if k in ("batch_window", "retrain_every")})
+    if exp.get("batch_window") is not None:
+        from counterfeed.core.scenario_schema import parse_duration
+
+        exp["batch_window"] = min(parse_duration(exp["batch_window"]), exp["duration"])
+    return {"name": f"twin-{replicate}", "seed": int(seed), "population": {"twin": str(Path(path).resolve()),
+            "replicate": replicate, "users": max(int(users), 2)}, "experiment": exp,
+            "metrics": metrics or ["impressions", "clicks", "ctr", "sessions", "retained"], "analysis": [],
+            "output": {"report": False}}
+
+
+def world_effects(outcomes, control_world: str, target_world: str) -> dict[str, tuple[float, float, float, int]]:
+    """Per metric: (control value, target value, per-user difference variance, users) from two worlds."""
+    a = outcomes[outcomes["world"] == control_world].sort_values("user")
+    b = outcomes[outcomes["world"] == target_world].sort_values("user")
+    out = {}
+    for name, (num, den) in METRICS.items():
+        if num not in a.columns or (den and den not in a.columns):
+            continue
+        xa, xb = a[num].to_numpy(float), b[num].to_numpy(float)
+        if den is None:
+            d = xb - xa
+            out[name] = (float(xa.mean()), float(xb.mean()), float(d.var(ddof=1)), int(d.size))
+            continue
+        ia, ib = a[den].to_numpy(float), b[den].to_numpy(float)
+        ra, rb = xa.sum() / max(ia.sum(), 1e-12), xb.sum() / max(ib.sum(), 1e-12)
+        la = (xa - ra * ia) / max(ia.mean(), 1e-12)
+        lb = (xb - rb * ib) / max(ib.mean(), 1e-12)
+        out[name] = (float(ra), float(rb), float((lb - la).var(ddof=1)), int(xa.size))
+    return out
+
+
+def evaluate_twin(path: str | Path, target: dict[str, Any], *, logging: dict[str, Any] | None = None,
+                  users: int | None = None, replicates: int | None = None, seed: int = 0, level: float = 0.95,
+                  say=lambda msg: None) -> list[TwinEffect]:
+    """Predicted effects of ``target`` (``{"recommender": name, **options}``) vs the logging policy.
+
+    Raises
+    ------
+    DataError
+        When the twin does not know its logging policy and none is given, or has no replicate to run.
+    """
+    from scipy.stats import norm
+
+    from counterfeed.core.runner import run
+    from counterfeed.core.scenario import Scenario
+
+    meta = read_meta(path)
+    logging = logging or meta.get("logging")
+    if not logging:
+        raise DataError(f"{path}: the twin does not know the logging policy (fitted from a file, not a run "
+                        "directory); give it with --logging-policy NAME [--logging-option k=v]")
+    n_boot = len(meta["replicates"]) - 1
+    reps = list(range(1, n_boot + 1))[: replicates or n_boot] or [0]
+    n_log = int(meta["n_train_users"])
+    total = int(users or n_log * len(reps))
+    per = max(2, math.ceil(total / len(reps)))
+    arms = {"logging": dict(logging), "target": dict(target)}
+    if arms["logging"] == arms["target"]:
+        arms["target"] = dict(target)  # an A/A comparison: the two worlds still run (their effect is 0)
+    results: list[dict[str, tuple[float, float, float, int]]] = []
+    for b in reps:
+        sc = Scenario.from_dict(twin_scenario(path, b, per, arms, seed=seed + b))
+        res = run(sc, write=False, quiet=True, workers=1)
+        results.append(world_effects(res.outcomes, "all-logging", "all-target"))
+        say(f"replicate {b}: simulated {per} users")
+    z = float(norm.ppf(0.5 + level / 2))
+    out = []
+    for name in METRICS:
+        rows = [r[name] for r in results if name in r]
+        if not rows:
+            continue
+        lv = np.array([r[0] for r in rows])
+        tv = np.array([r[1] for r in rows])
+        e = tv - lv
+        s2n = np.array([r[2] / r[3] for r in rows])
+        n_sim = sum(r[3] for r in rows)
+        s2 = float(np.mean([r[2] for r in rows]))
+        warn: list[str] = []
+        if len(rows) < 2:
+            lo = hi = sp = None
+            warn.append("the twin has no bootstrap replicates (fit with --bootstrap >= 2): no interval")
+        else:
+            var_param = max(0.0, float(e.var(ddof=1) - s2n.mean()))
+            sp = math.sqrt(var_param)
+            half = z * math.sqrt(var_param + s2 / n_sim + s2 / n_log)
+            lo, hi = float(e.mean() - half), float(e.mean() + half)
+        out.append(TwinEffect(metric=name, logging_value=float(lv.mean()), target_value=float(tv.mean()),
+                              effect=float(e.mean()), lower=lo, upper=hi, se_parameters=sp,
+                              se_simulation=math.sqrt(s2 / n_sim), replicates=len(rows), warnings=warn))
+    return out
+
+
+def ope_beside(log_path: str, target: dict[str, Any], *, columns: str | None = None, seed: int = 0,
+               level: float = 0.95) -> list[dict[str, Any]]:
+    """IPS and DR estimates of the target's CTR from the same log (``counterfeed.ope``), as dicts with
+    the estimated value, its interval, and the effect against the logged CTR."""
+    from counterfeed.ope import evaluate, load_log, target_from_recommender
+
+    log = load_log(log_path, columns)
+    opts = {k: v for k, v in target.items() if k != "recommender"}
+    tgt = target_from_recommender(log, target["recommender"], opts, seed=seed)
+    out = []
+    for r in evaluate(log, tgt, ["ips", "dr"], level=level, seed=seed):
+        d = r.to_dict()
+        obs = r.logging_value
+        d["effect"] = None if r.value is None else r.value - obs
+        d["effect_lower"] = None if r.lower is None else r.lower - obs
+        d["effect_upper"] = None if r.upper is None else r.upper - obs
+        out.append(d)
+    return out

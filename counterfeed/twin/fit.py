@@ -1,0 +1,243 @@
+"""``fit_twin``: estimate the twin's parameters from a :class:`~counterfeed.twin.data.TwinLog`.
+
+Steps (each documented in its module): split off held-out users (for ``twin check``); choose the
+examination model (PBM by EM vs cascade) by held-out log-likelihood (:mod:`.clicks`); factorize the
+attractiveness with exposure weights; topics (from an item table, else k-means of the item factors)
+and the satiation half-life (grid, by likelihood; :mod:`.satiation`); dwell (OLS of log dwell on the
+utility); visit, return and churn dynamics (:mod:`.dynamics`); then ``bootstrap`` refits over users
+(multinomial weights; the factorization warm-started from the point fit) for the intervals.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from counterfeed.twin.clicks import (cascade_fit, cascade_loglik, exposure_weights, fit_personal, pbm_em,
+                                     pbm_loglik, session_matrix)
+from counterfeed.twin.data import TwinLog
+from counterfeed.twin.dynamics import fit_dynamics
+from counterfeed.twin.satiation import item_topics, satiation_feature
+from counterfeed.twin.store import Replicate
+
+__all__ = ["FitSettings", "fit_twin"]
+
+HALFLIVES = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass
+class FitSettings:
+    dims: int = 16
+    holdout: float = 0.2
+    bootstrap: int = 20
+    n_topics: int = 10
+    epochs: int = 12
+    boot_epochs: int = 4
+    seed: int = 0
+    max_dynamics_users: int = 200_000
+    topics: np.ndarray | None = field(default=None, repr=False)      # (I,) known topics by item code
+    embeddings: np.ndarray | None = field(default=None, repr=False)  # (I, e) text embeddings by item code
+
+
+def _split(n: int, frac: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    n_out = int(round(frac * n)) if n >= 3 else 0
+    n_out = min(n_out, n - 2)
+    perm = rng.permutation(n)
+    return np.sort(perm[n_out:]), np.sort(perm[:n_out])
+
+
+def _select_examination(log: TwinLog, rng: np.random.Generator) -> dict[str, Any]:
+    """Fit PBM (EM) and cascade on 80% of the users; held-out log-likelihood on the other 20%."""
+    fit_u, val_u = _split(log.n_users, 0.2, rng)
+    k = log.n_positions
+    fit_rows = np.isin(log.user, fit_u)
+    val_rows = ~fit_rows
+    it, pos, c = log.item, log.position, log.click
+    theta, alpha = pbm_em(it[fit_rows], pos[fit_rows], c[fit_rows], log.n_items, k)
+    prior = float(np.median(alpha))
+    seen = np.bincount(it[fit_rows], minlength=log.n_items) > 0
+    alpha = np.where(seen, alpha, prior)
+    ll_pbm = pbm_loglik(theta[pos[val_rows]] * alpha[it[val_rows]], c[val_rows])
+    # cascade on a session matrix
+    fs = np.unique(log.session[fit_rows])
+    vs = np.unique(log.session[val_rows])
+    shown = session_matrix(log.session, pos, log.n_sessions, k, np.ones(len(log)), 0).astype(bool)
+    clicks = session_matrix(log.session, pos, log.n_sessions, k, c, 0)
+    items = session_matrix(log.session, pos, log.n_sessions, k, it, 0).astype(np.int64)
+    sub = fs if fs.size <= 300_000 else rng.choice(fs, 300_000, replace=False)
+    kappa, alpha_c = cascade_fit(clicks[sub], shown[sub], items[sub], log.n_items)
+    alpha_c = np.where(seen, alpha_c, float(np.median(alpha_c)))
+    ll_cas = float(cascade_loglik(alpha_c[items[vs]], clicks[vs], shown[vs], kappa).sum())
+    n_val = int(val_rows.sum())
+    model = "pbm" if ll_pbm >= ll_cas else "cascade"
+    return {"model": model, "theta": theta, "alpha": alpha if model == "pbm" else alpha_c, "kappa": kappa,
+            "heldout_loglik_per_impression": {"pbm": ll_pbm / max(n_val, 1), "cascade": ll_cas / max(n_val, 1)},
+            "heldout_impressions": n_val}
+
+
+def _halflife(log: TwinLog, topics: np.ndarray, eta: np.ndarray, theta: np.ndarray, model: str,
+              rng: np.random.Generator) -> tuple[float, dict[str, float]]:
+    """Pick the satiation half-life by the likelihood of a one-parameter refit of the weight per grid value."""
+    import torch
+
+    n = len(log)
+    rows = np.arange(n) if n <= 400_000 else np.sort(rng.choice(n, 400_000, replace=False))
+    t = theta[log.position[rows]] if model == "pbm" else np.ones(rows.size)
+    y = torch.as_tensor(log.click[rows])
+    base = torch.as_tensor(eta[rows])
+    out: dict[str, float] = {}
+    for h in HALFLIVES:
+        s = torch.as_tensor(satiation_feature(log.user, topics[log.item], log.time, log.click, h)[rows])
+        w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w], max_iter=50, line_search_fn="strong_wolfe")
+        tt = torch.as_tensor(t)
+
+        def closure():
+            opt.zero_grad()
+            p = (tt * torch.sigmoid(base + w[1] - torch.nn.functional.softplus(w[0]) * s)).clamp(1e-6, 1 - 1e-6)
+            loss = -(y * torch.log(p) + (1 - y) * torch.log1p(-p)).sum()
+            loss.backward()
+            return loss
+
+        out[str(h)] = -float(opt.step(closure).detach())
+    best = max(out, key=out.get)
+    return float(best), out
+
+
+def _dwell(log: TwinLog, eta: np.ndarray) -> tuple[float, float]:
+    """``log dwell = log(dwell_mean) + dwell_utility * U + 0.5 N(0,1)`` by OLS (statsmodels) on the clicks."""
+    import statsmodels.api as sm
+
+    rows = (log.click > 0) & (log.dwell > 0) & (log.dwell < 600)
+    if not log.has_dwell or rows.sum() < 10:
+        return 2.0, 0.0
+    res = sm.OLS(np.log(log.dwell[rows]), sm.add_constant(eta[rows])).fit()
+    a, b = res.params
+    return float(np.clip(np.exp(a), 1e-3, 1000)), float(np.clip(b, 0.0, 10.0))
+
+
+def _eta(fit, log: TwinLog, s: np.ndarray) -> np.ndarray:
+    return ((fit.user[log.user] * fit.item[log.item]).sum(1) + fit.bias[log.item]
+            - fit.satiation_weight * s).astype(np.float64)
+
+
+def _text_shrink(fit, embeddings: np.ndarray, counts: np.ndarray, n0: float = 20.0) -> None:
+    """Items with few impressions borrow their factors from their text (ridge from embeddings)."""
+    from sklearn.linear_model import Ridge
+
+    target = np.c_[fit.item, fit.bias]
+    well = counts >= max(n0, np.median(counts))
+    if well.sum() < 5:
+        return
+    pred = Ridge(alpha=1.0).fit(embeddings[well], target[well]).predict(embeddings)
+    lam = (counts / (counts + n0))[:, None]
+    mixed = lam * target + (1 - lam) * pred
+    fit.item, fit.bias = mixed[:, :-1].astype(np.float32), mixed[:, -1]
+
+
+def _options(fit, sel: dict[str, Any], halflife: float, dwell: tuple[float, float], dyn, max_clicks: int,
+             k: int) -> dict[str, Any]:
+    opts: dict[str, Any] = {"click_model": fit.model, "examination_probs": [float(x) for x in fit.theta[:k]],
+                            "examination": "cascade" if fit.model == "cascade" else "position",
+                            "continue_prob": float(np.clip(sel["kappa"], 1e-3, 1.0)),
+                            "max_clicks": int(np.clip(max_clicks, 1, 50)),
+                            "satiation_weight": float(min(fit.satiation_weight, 100.0)),
+                            "satiation_halflife": float(halflife), "quality_weight": 1.0,
+                            "preference_scale": 1.0, "no_click_utility": 0.0,
+                            "dwell_mean": dwell[0], "dwell_utility": dwell[1]}
+    opts.update({k2: float(np.clip(v, 1e-6 if k2 in ("visit_rate", "memory") else 0.0, 1000.0))
+                 for k2, v in dyn.options().items()})
+    opts["memory"] = float(min(opts["memory"], 1.0))
+    opts["churn_rate"] = float(min(opts["churn_rate"], 1.0))
+    opts["baseline_satisfaction"] = float(min(opts["baseline_satisfaction"], 50.0))
+    return opts
+
+
+def fit_twin(log: TwinLog, settings: FitSettings | None = None,
+             say=lambda msg: None) -> tuple[dict[str, Any], list[Replicate]]:
+    """Fit the twin; returns (``twin.json`` contents, replicates: point fit first, then the bootstrap)."""
+    st = settings or FitSettings()
+    rng = np.random.default_rng(st.seed)
+    t_start = _time.perf_counter()
+    train_u, held_u = _split(log.n_users, st.holdout, rng)
+    train = log.select_users(train_u)
+    k = train.n_positions
+    sel = _select_examination(train, rng)
+    say(f"examination model: {sel['model']} (held-out log-likelihood per impression "
+        f"{sel['heldout_loglik_per_impression']})")
+    weight = exposure_weights(train.propensity)
+    common = dict(n_users=train.n_users, n_items=train.n_items, dims=st.dims, theta=sel["theta"],
+                  alpha=sel["alpha"], kappa=sel["kappa"], session=train.session)
+    zero = np.zeros(len(train))
+    fit = fit_personal(sel["model"], train.user, train.item, train.position, train.click, zero, weight,
+                       epochs=max(2, st.epochs // 3), seed=st.seed, **common)
+    topics = st.topics if st.topics is not None else item_topics(fit.item, st.n_topics, st.seed)
+    halflife, hl_ll = _halflife(train, topics, _eta(fit, train, zero), fit.theta, fit.model, rng)
+    s = satiation_feature(train.user, topics[train.item], train.time, train.click, halflife)
+    fit = fit_personal(sel["model"], train.user, train.item, train.position, train.click, s, weight,
+                       epochs=st.epochs, seed=st.seed, init=fit, **common)
+    counts = np.bincount(train.item, minlength=train.n_items).astype(float)
+    if st.embeddings is not None:
+        _text_shrink(fit, st.embeddings, counts)
+    dwell = _dwell(train, _eta(fit, train, s))
+    max_clicks = int(train.session_clicks().max())
+    dyn_users = _dyn_subset(train, st, rng)
+    dyn = _fit_dyn(train, dyn_users, None, None, None)
+    activity = np.ones(train.n_users)
+    activity[dyn_users] = dyn.activity
+    say(f"point fit done in {_time.perf_counter() - t_start:.1f} s")
+    reps = [Replicate(item=fit.item, bias=fit.bias, topic=topics, user=fit.user, activity=activity,
+                      weight=np.ones(train.n_users))]
+    options = [_options(fit, sel, halflife, dwell, dyn, max_clicks, k)]
+    for b in range(1, st.bootstrap + 1):
+        wu = rng.multinomial(train.n_users, np.full(train.n_users, 1.0 / train.n_users)).astype(float)
+        fb = fit_personal(sel["model"], train.user, train.item, train.position, train.click, s,
+                          weight * wu[train.user], epochs=st.boot_epochs, seed=st.seed + b, init=fit, **common)
+        db = _fit_dyn(train, dyn_users, wu, dyn, activity[dyn_users])
+        act = activity.copy()
+        reps.append(Replicate(item=fb.item, bias=fb.bias, topic=topics, user=fb.user, activity=act, weight=wu))
+        options.append(_options(fb, sel, halflife, _dwell(train, _eta(fb, train, s)), db, max_clicks, k))
+        say(f"bootstrap {b}/{st.bootstrap}")
+    meta = {
+        "format": 1, "source": log.source, "dims": st.dims, "n_users": log.n_users,
+        "n_train_users": train.n_users, "n_items": log.n_items, "n_impressions": len(log),
+        "n_sessions": log.n_sessions, "slate_size": int(log.slate_size or k), "horizon": log.horizon,
+        "logging": log.logging, "run": log.extra.get("run", {}), "item_ids": log.item_ids.tolist(),
+        "heldout_users": log.user_ids[held_u].tolist(), "train_users": log.user_ids[train_u].tolist(),
+        "examination": {k2: v for k2, v in sel.items() if k2 in ("model", "heldout_loglik_per_impression",
+                                                                  "heldout_impressions")},
+        "satiation": {"halflife_days": halflife, "loglik_by_halflife": hl_ll, "topics": "given" if st.topics
+                      is not None else f"k-means of item factors ({int(topics.max()) + 1})"},
+        "dynamics": {"loglik": dyn.loglik, "se": dyn.se, "users": int(dyn_users.size)},
+        "text": st.embeddings is not None, "seconds": _time.perf_counter() - t_start,
+        "settings": {"dims": st.dims, "holdout": st.holdout, "bootstrap": st.bootstrap, "epochs": st.epochs,
+                     "boot_epochs": st.boot_epochs, "seed": st.seed},
+        "replicates": options,
+    }
+    return meta, reps
+
+
+def _dyn_subset(train: TwinLog, st: FitSettings, rng: np.random.Generator) -> np.ndarray:
+    if train.n_users <= st.max_dynamics_users:
+        return np.arange(train.n_users)
+    return np.sort(rng.choice(train.n_users, st.max_dynamics_users, replace=False))
+
+
+def _fit_dyn(train: TwinLog, users: np.ndarray, wu: np.ndarray | None, start, activity):
+    keep = np.zeros(train.n_users, bool)
+    keep[users] = True
+    rows = keep[train.session_user]
+    code = np.cumsum(keep) - 1
+    su = code[train.session_user[rows]]
+    clicks = train.session_clicks()[rows]
+    w = None if wu is None else wu[users]
+    init = None
+    if start is not None:
+        init = np.array([np.log(start.visit_rate), start.return_weight, np.log(max(start.churn_rate, 1e-9)),
+                         start.churn_weight, np.log(start.memory / max(1 - start.memory, 1e-9)),
+                         start.baseline_satisfaction])
+    return fit_dynamics(su, train.session_time[rows], clicks, train.horizon, users.size, weights=w,
+                        start=init, frailty=start is None, activity=activity)
