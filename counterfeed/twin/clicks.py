@@ -171,7 +171,7 @@ def _cascade_torch(a, c, s, kappa):
 def fit_personal(model: str, user: np.ndarray, item: np.ndarray, position: np.ndarray, click: np.ndarray,
                  satiation: np.ndarray, weight: np.ndarray, n_users: int, n_items: int, *, dims: int,
                  theta: np.ndarray, alpha: np.ndarray, kappa: float, session: np.ndarray | None = None,
-                 epochs: int = 12, batch: int = 65536, l2: float = 1e-4, seed: int = 0,
+                 epochs: int = 12, steps: int = 80, l2: float = 0.1, seed: int = 0,
                  init: ClickFit | None = None) -> ClickFit:
     """Personalized attractiveness for ``model`` ("pbm": regression EM; "cascade": likelihood).
 
@@ -194,7 +194,7 @@ def fit_personal(model: str, user: np.ndarray, item: np.ndarray, position: np.nd
         w0 = 0.1
     ws = torch.tensor(np.log(np.expm1(w0)), dtype=torch.float32)
     params = [P.requires_grad_(), V.requires_grad_(), b.requires_grad_(), ws.requires_grad_()]
-    opt = torch.optim.Adam(params, lr=0.03)
+    opt = torch.optim.Adam(params, lr=0.05)
     u_t = torch.as_tensor(user)
     i_t = torch.as_tensor(item)
     s_t = torch.as_tensor(satiation, dtype=torch.float32)
@@ -223,6 +223,7 @@ def fit_personal(model: str, user: np.ndarray, item: np.ndarray, position: np.nd
             target = y
             row_w = om * torch.as_tensor(examined, dtype=torch.float32)
         perm = torch.randperm(n, generator=g)
+        batch = max(1024, n // steps)  # about ``steps`` Adam steps per epoch whatever the size
         for lo in range(0, n, batch):
             idx = perm[lo:lo + batch]
             u, i = u_t[idx], i_t[idx]

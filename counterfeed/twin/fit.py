@@ -20,6 +20,7 @@ from counterfeed.twin.clicks import (cascade_fit, cascade_loglik, exposure_weigh
                                      pbm_loglik, session_matrix)
 from counterfeed.twin.data import TwinLog
 from counterfeed.twin.dynamics import fit_dynamics
+from counterfeed.twin.mnl import SessionData, fit_mnl, mnl_loglik
 from counterfeed.twin.satiation import item_topics, satiation_feature
 from counterfeed.twin.store import Replicate
 
@@ -49,8 +50,8 @@ def _split(n: int, frac: float, rng: np.random.Generator) -> tuple[np.ndarray, n
     return np.sort(perm[n_out:]), np.sort(perm[:n_out])
 
 
-def _select_examination(log: TwinLog, rng: np.random.Generator) -> dict[str, Any]:
-    """Fit PBM (EM) and cascade on 80% of the users; held-out log-likelihood on the other 20%."""
+def _select_examination(log: TwinLog, rng: np.random.Generator, sessions: SessionData | None) -> dict[str, Any]:
+    """Fit PBM (EM), cascade and MNL (item-level) on 80% of the users; held-out log-likelihood on the rest."""
     fit_u, val_u = _split(log.n_users, 0.2, rng)
     k = log.n_positions
     fit_rows = np.isin(log.user, fit_u)
@@ -72,9 +73,22 @@ def _select_examination(log: TwinLog, rng: np.random.Generator) -> dict[str, Any
     alpha_c = np.where(seen, alpha_c, float(np.median(alpha_c)))
     ll_cas = float(cascade_loglik(alpha_c[items[vs]], clicks[vs], shown[vs], kappa).sum())
     n_val = int(val_rows.sum())
-    model = "pbm" if ll_pbm >= ll_cas else "cascade"
-    return {"model": model, "theta": theta, "alpha": alpha if model == "pbm" else alpha_c, "kappa": kappa,
-            "heldout_loglik_per_impression": {"pbm": ll_pbm / max(n_val, 1), "cascade": ll_cas / max(n_val, 1)},
+    lls = {"pbm": ll_pbm, "cascade": ll_cas}
+    mnl_theta = theta
+    if sessions is not None:
+        import torch
+
+        max_clicks = int(log.session_clicks().max())
+        sub_m = fs if fs.size <= 100_000 else rng.choice(fs, 100_000, replace=False)
+        m = fit_mnl(sessions, log.n_users, log.n_items, dims=0, max_clicks=max(max_clicks, 1), epochs=4,
+                    rows=sub_m, seed=int(rng.integers(2**31)))
+        bias = torch.as_tensor(np.where(seen, m.bias, np.median(m.bias)), dtype=torch.float32)
+        lls["mnl"] = mnl_loglik(sessions, None, None, bias, 0.0, m.theta, max(max_clicks, 1), rows=vs)
+        mnl_theta = m.theta
+    model = max(lls, key=lls.get)
+    return {"model": model, "theta": mnl_theta if model == "mnl" else theta,
+            "alpha": alpha if model == "pbm" else alpha_c, "kappa": kappa,
+            "heldout_loglik_per_impression": {k2: v / max(n_val, 1) for k2, v in lls.items()},
             "heldout_impressions": n_val}
 
 
@@ -140,7 +154,8 @@ def _text_shrink(fit, embeddings: np.ndarray, counts: np.ndarray, n0: float = 20
 
 def _options(fit, sel: dict[str, Any], halflife: float, dwell: tuple[float, float], dyn, max_clicks: int,
              k: int) -> dict[str, Any]:
-    opts: dict[str, Any] = {"click_model": fit.model, "examination_probs": [float(x) for x in fit.theta[:k]],
+    opts: dict[str, Any] = {"click_model": fit.model,
+                            "examination_probs": [float(np.clip(x, 1e-6, 1.0)) for x in fit.theta[:k]],
                             "examination": "cascade" if fit.model == "cascade" else "position",
                             "continue_prob": float(np.clip(sel["kappa"], 1e-3, 1.0)),
                             "max_clicks": int(np.clip(max_clicks, 1, 50)),
@@ -165,25 +180,25 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
     train_u, held_u = _split(log.n_users, st.holdout, rng)
     train = log.select_users(train_u)
     k = train.n_positions
-    sel = _select_examination(train, rng)
+    weight = exposure_weights(train.propensity)
+    zero = np.zeros(len(train))
+    sessions = _sessions(train, zero, weight)
+    sel = _select_examination(train, rng, sessions)
     say(f"examination model: {sel['model']} (held-out log-likelihood per impression "
         f"{sel['heldout_loglik_per_impression']})")
-    weight = exposure_weights(train.propensity)
-    common = dict(n_users=train.n_users, n_items=train.n_items, dims=st.dims, theta=sel["theta"],
-                  alpha=sel["alpha"], kappa=sel["kappa"], session=train.session)
-    zero = np.zeros(len(train))
-    fit = fit_personal(sel["model"], train.user, train.item, train.position, train.click, zero, weight,
-                       epochs=max(2, st.epochs // 3), seed=st.seed, **common)
+    max_clicks = int(train.session_clicks().max())
+    fitter = _Fitter(sel, train, weight, st, max_clicks)
+    l2_ll = fitter.choose_l2(sessions, rng)
+    fit = fitter(zero, max(2, st.epochs // 3), st.seed, None, None)
     topics = st.topics if st.topics is not None else item_topics(fit.item, st.n_topics, st.seed)
-    halflife, hl_ll = _halflife(train, topics, _eta(fit, train, zero), fit.theta, fit.model, rng)
+    halflife, hl_ll = _halflife(train, topics, _eta(fit, train, zero), fit.theta,
+                                "cascade" if fit.model == "cascade" else "pbm", rng)
     s = satiation_feature(train.user, topics[train.item], train.time, train.click, halflife)
-    fit = fit_personal(sel["model"], train.user, train.item, train.position, train.click, s, weight,
-                       epochs=st.epochs, seed=st.seed, init=fit, **common)
+    fit = fitter(s, st.epochs, st.seed, fit, None)
     counts = np.bincount(train.item, minlength=train.n_items).astype(float)
     if st.embeddings is not None:
         _text_shrink(fit, st.embeddings, counts)
     dwell = _dwell(train, _eta(fit, train, s))
-    max_clicks = int(train.session_clicks().max())
     dyn_users = _dyn_subset(train, st, rng)
     dyn = _fit_dyn(train, dyn_users, None, None, None)
     activity = np.ones(train.n_users)
@@ -194,8 +209,7 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
     options = [_options(fit, sel, halflife, dwell, dyn, max_clicks, k)]
     for b in range(1, st.bootstrap + 1):
         wu = rng.multinomial(train.n_users, np.full(train.n_users, 1.0 / train.n_users)).astype(float)
-        fb = fit_personal(sel["model"], train.user, train.item, train.position, train.click, s,
-                          weight * wu[train.user], epochs=st.boot_epochs, seed=st.seed + b, init=fit, **common)
+        fb = fitter(s, st.boot_epochs, st.seed + b, fit, wu)
         db = _fit_dyn(train, dyn_users, wu, dyn, activity[dyn_users])
         act = activity.copy()
         reps.append(Replicate(item=fb.item, bias=fb.bias, topic=topics, user=fb.user, activity=act, weight=wu))
@@ -209,6 +223,7 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
         "heldout_users": log.user_ids[held_u].tolist(), "train_users": log.user_ids[train_u].tolist(),
         "examination": {k2: v for k2, v in sel.items() if k2 in ("model", "heldout_loglik_per_impression",
                                                                   "heldout_impressions")},
+        "factorization": {"l2": fitter.l2, "heldout_loglik_by_l2": l2_ll},
         "satiation": {"halflife_days": halflife, "loglik_by_halflife": hl_ll, "topics": "given" if st.topics
                       is not None else f"k-means of item factors ({int(topics.max()) + 1})"},
         "dynamics": {"loglik": dyn.loglik, "se": dyn.se, "users": int(dyn_users.size)},
@@ -218,6 +233,66 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
         "replicates": options,
     }
     return meta, reps
+
+
+def _sessions(log: TwinLog, satiation: np.ndarray, weight: np.ndarray) -> SessionData:
+    return SessionData(log.session, log.position, log.item, log.click, satiation, weight, log.user,
+                       log.n_sessions, log.n_positions)
+
+
+class _Fitter:
+    """The personalized fit of the selected click model (PBM/cascade: :mod:`.clicks`; MNL: :mod:`.mnl`)."""
+
+    def __init__(self, sel: dict[str, Any], log: TwinLog, weight: np.ndarray, st: FitSettings, max_clicks: int):
+        self.sel, self.log, self.weight, self.st, self.max_clicks = sel, log, weight, st, max(max_clicks, 1)
+
+    l2 = 0.01  # per-row loss (PBM, cascade); the MNL's is chosen by choose_l2
+
+    def choose_l2(self, sessions: SessionData, rng: np.random.Generator) -> dict[str, float]:
+        """MNL: the L2 penalty of the factors with the best likelihood on 10% of the sessions left out."""
+        if self.sel["model"] != "mnl":
+            return {}
+        import torch
+
+        lg = self.log
+        users = rng.permutation(lg.n_users)[:20_000]  # a subsample of users keeps the grid cheap
+        mine = np.flatnonzero(np.isin(lg.session_user, users))
+        perm = rng.permutation(mine)
+        n_val = max(1, mine.size // 10)
+        val, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        out: dict[str, float] = {}
+        for l2 in (0.03, 0.1, 0.3):
+            f = fit_mnl(sessions, lg.n_users, lg.n_items, dims=self.st.dims, max_clicks=self.max_clicks,
+                        epochs=max(2, self.st.epochs // 3), seed=self.st.seed, rows=tr, l2=l2,
+                        init=_mnl_init(self.sel, lg, self.st.dims, self.st.seed))
+            out[str(l2)] = mnl_loglik(sessions, torch.as_tensor(f.user), torch.as_tensor(f.item),
+                                      torch.as_tensor(f.bias, dtype=torch.float32), 0.0, f.theta, self.max_clicks,
+                                      rows=val)
+        self.l2 = float(max(out, key=out.get))
+        return out
+
+    def __call__(self, s: np.ndarray, epochs: int, seed: int, init, wu: np.ndarray | None):
+        lg, sel = self.log, self.sel
+        if sel["model"] == "mnl":
+            init = init or _mnl_init(sel, lg, self.st.dims, seed)
+            return fit_mnl(_sessions(lg, s, self.weight), lg.n_users, lg.n_items, dims=self.st.dims,
+                           max_clicks=self.max_clicks, epochs=epochs, seed=seed, init=init, user_weight=wu,
+                           l2=self.l2)
+        w = self.weight if wu is None else self.weight * wu[lg.user]
+        return fit_personal(sel["model"], lg.user, lg.item, lg.position, lg.click, s, w, n_users=lg.n_users,
+                            n_items=lg.n_items, dims=self.st.dims, theta=sel["theta"], alpha=sel["alpha"],
+                            kappa=sel["kappa"], session=lg.session, epochs=epochs, seed=seed, init=init,
+                            l2=self.l2)
+
+
+def _mnl_init(sel: dict[str, Any], lg: TwinLog, dims: int, seed: int):
+    from counterfeed.twin.clicks import ClickFit
+
+    rng = np.random.default_rng(seed)
+    a = np.clip(sel["alpha"], 1e-4, 1 - 1e-4)
+    return ClickFit(model="mnl", theta=np.asarray(sel["theta"]), kappa=1.0, bias=np.log(a / (1 - a)),
+                    user=(0.1 * rng.standard_normal((lg.n_users, dims))).astype(np.float32),
+                    item=(0.1 * rng.standard_normal((lg.n_items, dims))).astype(np.float32), satiation_weight=0.1)
 
 
 def _dyn_subset(train: TwinLog, st: FitSettings, rng: np.random.Generator) -> np.ndarray:

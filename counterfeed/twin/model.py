@@ -10,7 +10,10 @@ The user model is the ``choice`` model (same satiation, dwell, satisfaction, ret
   examined item is clicked with probability ``sigmoid(U)``, ``U = p_u . v_i + b_i - w S_u,topic``;
   at most ``max_clicks`` clicks (the top ones) per slate;
 * ``click_model: cascade``: the ``choice`` model's cascade (``continue_prob`` = the fitted ``kappa``,
-  no-click utility 0), whose click probability at an examined position is exactly ``sigmoid(U)``.
+  no-click utility 0), whose click probability at an examined position is exactly ``sigmoid(U)``;
+* ``click_model: mnl``: the ``choice`` model's multinomial logit (up to ``max_clicks`` rounds) among all
+  shown items and a no-click option of utility 0, position ``j`` adding ``log examination_probs[j]`` to
+  the utility (attention weights; see :mod:`counterfeed.twin.mnl`).
 
 Draws are keyed by (user, session, position or item) as in ``choice``, so twin worlds share their noise.
 """
@@ -72,22 +75,34 @@ class TwinUserModel(ChoiceUserModel):
     class Options(ChoiceUserModel.Options):
         path: str = Field("", description="the twin directory (for the record: the population carries the users)")
         replicate: int = Field(0, ge=0)
-        click_model: Literal["pbm", "cascade"] = "pbm"
+        click_model: Literal["pbm", "cascade", "mnl"] = "pbm"
         examination_probs: list[float] = Field(default_factory=lambda: [1.0])
         preference_scale: float = Field(1.0, ge=0, le=100)
         no_click_utility: float = Field(0.0, ge=-100, le=100)
 
+    def _theta(self, k: int) -> np.ndarray:
+        theta = np.asarray(self.options.examination_probs, float)
+        return np.r_[theta, np.full(max(0, k - theta.size), theta[-1] if theta.size else 1.0)][:k]
+
+    def examination_probability(self, k: int) -> np.ndarray:
+        return np.ones(k) if self.options.click_model == "mnl" else self._theta(k)
+
+    def utility(self, state: ChoiceState, users: np.ndarray, items: np.ndarray, t: float) -> np.ndarray:
+        util = super().utility(state, users, items, t)
+        if self.options.click_model == "mnl":  # attention weights: position j adds log theta_j
+            util = util + np.log(np.maximum(self._theta(items.shape[1]), 1e-12))[None, :]
+        return util
+
     def respond(self, state: ChoiceState, batch: Batch, slates: Slates) -> Response:
         o = self.options
-        if o.click_model == "cascade":
-            return super().respond(state, batch, slates)  # examination: cascade, continue_prob = kappa
+        if o.click_model != "pbm":  # the choice model's cascade, or its MNL with the fitted examination
+            return super().respond(state, batch, slates)
         users, sessions, items = batch.users, batch.sessions, slates.items
         n, k = items.shape
         util = self.utility(state, users, items, batch.time)
-        theta = np.asarray(o.examination_probs, float)
-        theta = np.r_[theta, np.full(max(0, k - theta.size), theta[-1] if theta.size else 1.0)][:k]
         uu, ss = users[:, None], sessions[:, None]
-        examined = state.keys.stream("user:examine").uniform(uu, ss, np.arange(k)[None, :]) < theta[None, :]
+        examined = (state.keys.stream("user:examine").uniform(uu, ss, np.arange(k)[None, :])
+                    < self.examination_probability(k)[None, :])
         attracted = state.keys.stream("user:choice").uniform(uu, ss, items + 1) < 1.0 / (1.0 + np.exp(-util))
         clicked = examined & attracted
         clicked &= np.cumsum(clicked, axis=1) <= o.max_clicks

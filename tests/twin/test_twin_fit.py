@@ -82,7 +82,8 @@ def test_twin_directory_and_scenario_population(twin_dir, tmp_path):
     from counterfeed.core.scenario import Scenario
 
     meta = json.loads((twin_dir / "twin.json").read_text())
-    assert meta["examination"]["model"] in ("pbm", "cascade")
+    assert meta["examination"]["model"] in ("pbm", "cascade", "mnl")
+    assert set(meta["examination"]["heldout_loglik_per_impression"]) == {"pbm", "cascade", "mnl"}
     assert len(meta["replicates"]) == 4 and meta["logging"] == {"recommender": "random"}
     assert len(meta["heldout_users"]) + meta["n_train_users"] == meta["n_users"]
     sc = Scenario.from_dict({
@@ -125,3 +126,27 @@ def test_evaluate_and_check_cli(twin_dir, run_dir, tmp_path):
                             "churn_curve", "item_popularity"}
     assert all(a["verdict"] in ("ok", "mismatch") for a in aspects.values())
     assert (tmp_path / "fig" / "fidelity.png").exists()
+
+
+def test_attention_mnl_recovers_examination_and_appeal():
+    """Sessions simulated from the twin's own MNL click model (20,000 sessions of 10 positions)."""
+    from counterfeed.twin.mnl import SessionData, fit_mnl
+
+    rng = np.random.default_rng(0)
+    r, k, n_items = 20_000, 10, 100
+    theta, b = 0.85 ** np.arange(k), rng.normal(-1.5, 1, n_items)
+    items = np.argsort(rng.random((r, n_items)), axis=1)[:, :k]
+    clicked = np.zeros((r, k), bool)
+    for rnd in range(2):
+        v = np.where(~clicked, b[items] + np.log(theta) + rng.gumbel(size=(r, k)), -np.inf)
+        best = v.argmax(1)
+        ok = (v[np.arange(r), best] > rng.gumbel(size=r)) & (clicked.sum(1) == rnd)
+        clicked[np.flatnonzero(ok), best[ok]] = True
+    sd = SessionData(np.repeat(np.arange(r), k), np.tile(np.arange(k), r), items.ravel(),
+                     clicked.ravel().astype(float), np.zeros(r * k), np.ones(r * k), np.zeros(r * k, int), r, k)
+    f = fit_mnl(sd, 1, n_items, dims=0, max_clicks=2, epochs=10, l2=0.0)
+    th = f.theta / f.theta[0]
+    # about 2,000 impressions per position: theta_j within 0.08 (several standard errors)
+    np.testing.assert_allclose(th, theta, atol=0.08)
+    slope = np.polyfit(b, f.bias + np.log(f.theta[0]), 1)[0]
+    assert abs(slope - 1.0) < 0.1

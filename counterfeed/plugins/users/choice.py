@@ -128,6 +128,10 @@ class ChoiceUserModel(UserModel):
             util -= o.satiation_weight * np.take_along_axis(state.satiation[users], it.topic[items], axis=1)
         return util
 
+    def examination_probability(self, k: int) -> np.ndarray:
+        """(k,) probability that each position is examined (``examination: position``)."""
+        return self.options.position_bias ** np.arange(k)
+
     def respond(self, state: ChoiceState, batch: Batch, slates: Slates) -> Response:
         o = self.options
         users, sessions = batch.users, batch.sessions
@@ -139,7 +143,7 @@ class ChoiceUserModel(UserModel):
         uu, ss = users[:, None], sessions[:, None]
         pos = np.arange(k)[None, :]
         if o.examination == "position":
-            examined = keys.stream("user:examine").uniform(uu, ss, pos) < o.position_bias ** pos
+            examined = keys.stream("user:examine").uniform(uu, ss, pos) < self.examination_probability(k)[None, :]
             rounds = o.max_clicks
         else:
             stop = keys.stream("user:examine").uniform(uu, ss, pos) >= o.continue_prob
