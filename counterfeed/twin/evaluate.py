@@ -29,7 +29,7 @@ import numpy as np
 from counterfeed.errors import DataError
 from counterfeed.twin.store import read_meta
 
-__all__ = ["TwinEffect", "evaluate_twin", "twin_scenario", "METRICS", "world_effects"]
+__all__ = ["TwinEffect", "evaluate_twin", "evaluate_many", "twin_scenario", "METRICS", "world_effects", "ope_beside"]
 
 #: metric -> (numerator column, denominator column or None)
 METRICS = {"ctr": ("clicks", "impressions"), "clicks": ("clicks", None), "sessions": ("sessions", None),
@@ -103,10 +103,16 @@ def evaluate_twin(path: str | Path, target: dict[str, Any], *, logging: dict[str
     Raises
     ------
     DataError
-        When the twin does not know its logging policy and none is given, or has no replicate to run.
+        When the twin does not know its logging policy and none is given.
     """
-    from scipy.stats import norm
+    return evaluate_many(path, {"target": target}, logging=logging, users=users, replicates=replicates,
+                         seed=seed, level=level, say=say)["target"]
 
+
+def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, logging: dict[str, Any] | None = None,
+                  users: int | None = None, replicates: int | None = None, seed: int = 0, level: float = 0.95,
+                  say=lambda msg: None) -> dict[str, list[TwinEffect]]:
+    """:func:`evaluate_twin` for several targets at once (one run per replicate, one world per target)."""
     from counterfeed.core.runner import run
     from counterfeed.core.scenario import Scenario
 
@@ -120,15 +126,20 @@ def evaluate_twin(path: str | Path, target: dict[str, Any], *, logging: dict[str
     n_log = int(meta["n_train_users"])
     total = int(users or n_log * len(reps))
     per = max(2, math.ceil(total / len(reps)))
-    arms = {"logging": dict(logging), "target": dict(target)}
-    if arms["logging"] == arms["target"]:
-        arms["target"] = dict(target)  # an A/A comparison: the two worlds still run (their effect is 0)
-    results: list[dict[str, tuple[float, float, float, int]]] = []
+    arms = {"logging": dict(logging), **{name: dict(t) for name, t in targets.items()}}
+    results: dict[str, list[dict[str, tuple[float, float, float, int]]]] = {name: [] for name in targets}
     for b in reps:
         sc = Scenario.from_dict(twin_scenario(path, b, per, arms, seed=seed + b))
         res = run(sc, write=False, quiet=True, workers=1)
-        results.append(world_effects(res.outcomes, "all-logging", "all-target"))
+        for name in targets:
+            results[name].append(world_effects(res.outcomes, "all-logging", f"all-{name}"))
         say(f"replicate {b}: simulated {per} users")
+    return {name: _combine(rows, n_log, level) for name, rows in results.items()}
+
+
+def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: int, level: float) -> list[TwinEffect]:
+    from scipy.stats import norm
+
     z = float(norm.ppf(0.5 + level / 2))
     out = []
     for name in METRICS:
