@@ -188,9 +188,8 @@ def _numba_compiled(table, data, stage):
     """(nutpie model on the cached numba density, cache_hit): cache_hit is true only when
     nothing was compiled (the density was loaded earlier in this process or from the cache)."""
     loaded = "counterfeed.sem._numba_logp" in sys.modules
-    stage("compile", "SEM density: loading compiled code" if loaded else
-          "SEM density: loading cached code (compiled once per installation: about a minute "
-          "the first time)")
+    stage("compile", "SEM density (loaded)" if loaded else
+          "SEM density (cached; the first use compiles ~1 min)")
     from counterfeed.sem import _numba_logp
     from counterfeed.sem.numba_model import compiled_model
 
