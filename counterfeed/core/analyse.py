@@ -23,19 +23,26 @@ from counterfeed.core.phases import phase_arms
 from counterfeed.core.scenario import Scenario
 from counterfeed.errors import PluginError
 
+#: mechanisms whose assignment probabilities an analyst does not know (estimators must model them)
+HIDDEN_PROPENSITY = ("selection", "encouragement")
+
 __all__ = ["analysis_data", "requested_look_times", "estimands_of", "check_estimates", "srm"]
 
 
 def analysis_data(sc: Scenario, metrics: dict[str, Metric], analysed: list[str], estimators: list[Estimator],
                   ab_outcomes: pd.DataFrame, ab_events: WorldEvents, items: Items,
                   probabilities: np.ndarray | None, adaptive: bool = False,
-                  output_dir: Path | None = None) -> AnalysisData:
+                  output_dir: Path | None = None, mechanism: dict[str, Any] | None = None) -> AnalysisData:
     """The estimators' input: the A/B world's outcomes and every declared field beside them.
 
     ``metrics`` are every computed metric plugin (numerators and denominators included), ``analysed``
     the per-user metrics the scenario lists, ``probabilities`` the A/B world's assignment
     probabilities (``Assignment.probabilities()``, (n_users, n_arms)), ``adaptive`` whether they come
-    from adaptive allocation, ``output_dir`` the run directory being written (None when nothing is).
+    from adaptive allocation, ``output_dir`` the run directory being written (None when nothing is),
+    ``mechanism`` a non-randomized assignment's record (:mod:`counterfeed.core.mechanisms`): it fills
+    ``instrument`` (encouragement), ``adoption`` and ``panel`` (staggered); ``graph`` is the scenario's.
+    Under self-selection or opt-in the true propensities are not an analyst's input (they go to the
+    run directory's ``assignment.parquet``): ``assignment_probabilities`` is then None.
     """
     exp = sc.experiment
     infos: dict[str, MetricInfo] = {n: metrics[n].info() for n in analysed}
@@ -45,9 +52,26 @@ def analysis_data(sc: Scenario, metrics: dict[str, Metric], analysed: list[str],
     return AnalysisData(
         outcomes=ab_outcomes, arms=list(sc.arms), control=sc.control, metrics=infos, level=sc.level,
         seed=sc.seed, start=start, end=end,
-        assignment_probabilities=probabilities, adaptive_assignment=adaptive,
+        assignment_probabilities=None if mechanism and mechanism["mechanism"] in HIDDEN_PROPENSITY
+        else probabilities, adaptive_assignment=adaptive,
         policies={a: PolicySpec(exp.arms[a].recommender, dict(exp.arms[a].options or {})) for a in sc.arms},
-        items=items, slate_size=int(exp.slate_size), events=ab_events, looks=looks, output_dir=output_dir)
+        items=items, slate_size=int(exp.slate_size), events=ab_events, looks=looks, output_dir=output_dir,
+        **_observational_inputs(sc, metrics, ab_events, mechanism or {}, end))
+
+
+def _observational_inputs(sc: Scenario, metrics: dict[str, Metric], ab_events: WorldEvents,
+                          mechanism: dict[str, Any], end: float) -> dict[str, Any]:
+    """``instrument``, ``adoption``, ``panel`` from the mechanism's record and the declared ``graph``."""
+    from counterfeed.core.causal_graph import scenario_graph
+    from counterfeed.core.panel import world_panel
+
+    out: dict[str, Any] = {"graph": scenario_graph(sc)}
+    if "instrument" in mechanism:
+        out["instrument"] = np.asarray(mechanism["instrument"], dtype=np.int64)
+    if "adoption" in mechanism:
+        out["adoption"] = np.asarray(mechanism["adoption"], dtype=np.float64)
+        out["panel"] = world_panel(ab_events, metrics, out["adoption"], float(mechanism["period"]), end)
+    return out
 
 
 def requested_look_times(estimators: list[Estimator], duration: float) -> np.ndarray | None:

@@ -22,6 +22,7 @@ from counterfeed.core.estimation import CATE, Estimate
 from counterfeed.core.executors import available_cores, get_executor
 from counterfeed.core.experiment import (AB_WORLD, Assignment, everyone_on, split_assignment, world_arm,
                                          world_names)
+from counterfeed.core.mechanisms import mechanism_assignment, mechanism_summary, write_assignment
 from counterfeed.core.longterm import is_population, population_report, world_long_term
 from counterfeed.core.outcomes import world_outcomes
 from counterfeed.core.phases import PhasedAssignment, phase_values
@@ -40,6 +41,8 @@ from counterfeed.core.truth import truth_table
 from counterfeed.core.scenario_heterogeneity import truth_replications
 from counterfeed.core.user_truth import (conditional_effects, replication_keys, replication_worlds,
                                          split_replication, user_effects)
+from counterfeed.core.causal_graph import dgp_graph, write_dgp_graph
+from counterfeed.core.truth_observational import observational_truth
 from counterfeed.errors import OutputError
 
 __all__ = ["run", "resolve", "Plan", "simulate_world", "world_assignment_component", "RunDirectory"]
@@ -71,6 +74,7 @@ class WorldOutput:
     phase_decisions: list[dict[str, Any]] | None = None  # a phased experiment's decisions (A/B world)
     phase_values: dict[str, Any] | None = None  # per-phase metric values (phased experiments)
     population: list[dict[str, Any]] = field(default_factory=list)  # population-level metric rows
+    mechanism: dict[str, Any] | None = None  # a non-randomized mechanism's record (core.mechanisms)
 
 
 def simulate_world(task: WorldTask) -> WorldOutput:
@@ -101,7 +105,7 @@ def simulate_world(task: WorldTask) -> WorldOutput:
     return WorldOutput(task.world, None if replication else events, outcomes, series, time.perf_counter() - t0,
                        int(events.sessions["user"].size), assignment.probabilities(), allocation,
                        record.get("phases"), phase_values(sc, events, plan.metrics) if exp.phases else None,
-                       population)
+                       population, record.get("mechanism"))
 
 
 def world_assignment_component(sc: Scenario, plan: Plan, task: WorldTask, keys: Keys) -> Assignment:
@@ -119,7 +123,7 @@ def world_assignment_component(sc: Scenario, plan: Plan, task: WorldTask, keys: 
             higher_is_better=metric.info().higher_is_better)
     if exp.phases:
         return PhasedAssignment(sc, plan, task.population)
-    return split_assignment(sc)
+    return mechanism_assignment(sc, keys, task.population) or split_assignment(sc)
 
 
 def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[str], None],
@@ -223,13 +227,17 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         if replicated:
             user_truth = conditional_effects(user_truth, pd.concat(replicated, ignore_index=True), sc.arms,
                                              sc.control, {n: infos[n] for n in per_user})
+        mechanism = next(o.mechanism for o in outputs if o.world == AB_WORLD)
+        extra = observational_truth(outcomes, events, sc.arms, sc.control, {n: infos[n] for n in per_user},
+                                    mechanism, plan.metrics, sc.total_days)
+        truth = pd.concat([truth, extra], ignore_index=True) if len(extra) else truth
         ab = outcomes[outcomes["world"] == AB_WORLD].drop(columns="world").reset_index(drop=True)
         allocation = next(o.allocation for o in outputs if o.world == AB_WORLD)
-        srm_result = srm(sc, ab, allocation)
-        t0 = time.perf_counter()
         probabilities = next(o.probabilities for o in outputs if o.world == AB_WORLD)
+        srm_result = srm(sc, ab, allocation or ({"probabilities": probabilities} if mechanism else None))
+        t0 = time.perf_counter()
         data = analysis_data(sc, plan.metrics, per_user, plan.estimators, ab, events[AB_WORLD], items,
-                             probabilities, allocation is not None, tmp)
+                             probabilities, allocation is not None, tmp, mechanism)
         data.covariates = user_covariates(events[AB_WORLD], population, float(sc.experiment.pre_period),
                                           ab["user"].to_numpy(), sc.population.features, keys)
         estimates: list[Estimate] = []
@@ -258,6 +266,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         if allocation is not None:
             manifest["allocation"] = {"method": sc.experiment.allocation.method,
                                       "history": allocation["history"]}
+        if mechanism:
+            manifest["assignment"] = mechanism_summary(mechanism)
         if sc.experiment.phases:
             manifest["phases"], manifest["phase_value"] = _phase_report(sc, plan, outputs)
         result = RunResult(scenario=sc, seed=sc.seed, estimates=estimates, truth=truth, srm=srm_result,
@@ -265,6 +275,10 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
                            events=events if keep_events else None, user_truth=user_truth)
         if rundir is not None and tmp is not None:
             try:
+                if (mechanism or sc.graph is not None) and per_user:
+                    write_dgp_graph(tmp, dgp_graph(sc, per_user[0]))
+                if mechanism:
+                    write_assignment(tmp, mechanism)
                 save_run(result, tmp, events, record_impressions=sc.output.events == "impressions")
                 if cate is not None:
                     from counterfeed.analysis.cate_scores import write_cate_scores

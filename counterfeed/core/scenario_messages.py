@@ -30,7 +30,7 @@ _BRANCH_TAGS = ("str", "MetricSpec", "constrained-str")
 
 
 def _is_tag(part: Any) -> bool:
-    return isinstance(part, str) and (part.startswith("function-") or part in _BRANCH_TAGS)
+    return isinstance(part, str) and (part.startswith(("function-", "mechanism=")) or part in _BRANCH_TAGS)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       ValidationError, ValidationInfo, field_validator, model_validator)
 
 from counterfeed.core.scenario_heterogeneity import FeaturesSpec, TargetingSpec, TruthSpec, check_heterogeneity
+from counterfeed.core.observational_spec import AssignmentSpec, GraphSpec, check_observational
 from counterfeed.core.scenario_messages import SET_ORIGIN, from_set, kind_of, line_of, validation_message
 from counterfeed.errors import ScenarioError
 
@@ -171,6 +172,7 @@ class ExperimentSpec(_Strict):
     training: Literal["own", "pooled", "weighted"] = "own"
     phases: list[PhaseSpec] | None = None
     allocation: AllocationSpec | None = None
+    assignment: AssignmentSpec | None = None  # mechanisms: counterfeed.core.observational_spec
 
     @field_validator("retrain_every", mode="before")
     @classmethod
@@ -234,6 +236,9 @@ class ExperimentSpec(_Strict):
             raise ValueError("batch_window must be positive and no longer than the duration")
         if self.allocation is not None and self.allocation.floor * len(self.arms) >= 1.0:
             raise ValueError(f"allocation.floor must be below 1/{len(self.arms)} (one share per arm)")
+        if getattr(self.assignment, "mechanism", "randomized") != "randomized" and (self.phases or self.allocation):
+            raise ValueError(f"assignment mechanism '{self.assignment.mechanism}' cannot be combined with "
+                             "phases or allocation")
         return self
 
     def _check_phases(self) -> None:
@@ -280,6 +285,7 @@ class Scenario(_Strict):
     output: OutputSpec = Field(default_factory=OutputSpec)
     truth: TruthSpec = Field(default_factory=TruthSpec)
     targeting: TargetingSpec | None = None
+    graph: GraphSpec | None = None  # the analyst's causal graph (counterfeed.core.causal_graph)
 
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
@@ -328,6 +334,7 @@ class Scenario(_Strict):
         sc._file, sc._lines, sc._source, sc._overridden = file, dict(lines or {}), source, overridden
         sc._check_metric_names()
         check_heterogeneity(sc)
+        check_observational(sc)
         return sc
 
     def _check_metric_names(self) -> None:
@@ -392,7 +399,7 @@ class Scenario(_Strict):
         for key in ("duration", "pre_period", "batch_window", "retrain_every"):
             if exp.get(key) is not None:
                 exp[key] = format_duration(exp[key])
-        for key in ("phases", "allocation"):  # absent unless used: older scenarios dump unchanged
+        for key in ("phases", "allocation", "assignment"):  # absent unless used: older scenarios dump unchanged
             if exp.get(key) is None:
                 exp.pop(key, None)
         if d["population"].get("features") is None:  # absent unless used (docs/heterogeneity.md)
@@ -407,6 +414,8 @@ class Scenario(_Strict):
             ph["duration"] = format_duration(ph["duration"])
         if exp.get("allocation"):
             exp["allocation"]["update_every"] = format_duration(exp["allocation"]["update_every"])
+        if d.get("graph") is None:
+            d.pop("graph", None)
         return d
 
     def to_yaml(self) -> str:
