@@ -25,6 +25,7 @@ import pandas as pd
 from counterfeed.calibration.engine import (ExecutionReport, Replicate, execute, replication_seeds,
                                             run_replication)
 from counterfeed.calibration.store import ReplicationStore, atomic_write_json, scenario_hash
+from counterfeed.calibration.cate_summary import cate_summary
 from counterfeed.calibration.summary import records_frame, summarize
 from counterfeed.core.executors import Executor
 from counterfeed.core.scenario import Scenario
@@ -45,6 +46,7 @@ class CalibrationResult:
     errors: dict[str, dict[str, Any]]
     report: ExecutionReport
     files: dict[str, Path] = field(default_factory=dict)
+    cate: pd.DataFrame | None = None  # per-user CATE scores over replications (calibration.cate_summary)
 
     @property
     def completed(self) -> int:
@@ -63,6 +65,7 @@ class CalibrationResult:
             "wall_time": self.report.wall_time,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "summary": _records(self.summary),
+            **({"cate": _records(self.cate)} if self.cate is not None and len(self.cate) else {}),
         }
 
 
@@ -109,7 +112,8 @@ def calibrate(scenario: Scenario, replications: int, *, executor: Executor | Non
         errors = {k: v for k, v in store.load_errors().items() if k in wanted and k not in stored}
         frame = records_frame(records)
         result = CalibrationResult(out_dir=out, scenario=scenario, replications=replications,
-                                   summary=summarize(frame), records=frame, errors=errors, report=report)
+                                   summary=summarize(frame), records=frame, errors=errors, report=report,
+                                   cate=cate_summary(records))
         result.files = write_outputs(result, figures=figures)
     return result
 
@@ -130,6 +134,8 @@ def write_outputs(result: CalibrationResult, *, figures: bool = True) -> dict[st
     atomic_write_json(files["json"], result.to_json())
     _atomic(files["csv"], lambda p: result.summary.to_csv(p, index=False))
     _atomic(files["parquet"], lambda p: result.records.to_parquet(p, index=False))
+    if result.cate is not None and len(result.cate):
+        files["cate"] = _atomic(out / "cate_calibration.csv", lambda p: result.cate.to_csv(p, index=False))
     if figures:
         from counterfeed.calibration.figures import coverage_figure, estimate_vs_truth_figure
 

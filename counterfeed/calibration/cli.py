@@ -76,6 +76,10 @@ def _finish(result: Any, *, title: str, extra: list[str], as_json: bool, quiet: 
     elif not quiet:
         console = table_console()
         print_table(summary_table(result.summary, title=title, extra=extra), console)
+        cate = getattr(result, "cate", None)  # calibrate's result has per-user CATE scores, a sweep's none
+        if cate is not None and len(cate):
+            from counterfeed.calibration.cate_summary import cate_table
+            print_table(cate_table(cate), console)
         console.print(f"[dim]{payload['completed']} replications ({payload['computed_now']} computed now) "
                       f"in {result.out_dir}[/dim]")
     if result.errors:

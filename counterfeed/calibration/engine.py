@@ -40,6 +40,12 @@ def slim_estimate(est: Any) -> dict[str, Any]:
             out[k] = float(out[k])
     if out["covered"] is not None:
         out["covered"] = bool(out["covered"])
+    scores = None
+    if out["estimand"] == "cate":  # a CATE estimate's per-user scores (counterfeed.calibration.cate_summary)
+        scores = (d.get("diagnostics") or {}).get("cate_scores") or d.get("cate")
+    if scores:
+        from counterfeed.calibration.cate_summary import CATE_KEYS
+        out["cate"] = {k: scores.get(k) for k in CATE_KEYS}
     return out
 
 

@@ -132,6 +132,7 @@ def test_user_effects_are_out_of_fold_one_row_per_user():
     assert not np.allclose(a.user_effects["point"], b.user_effects["point"])
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
 def test_dr_learner_and_forest_beat_the_average_effect_baseline():
     """Linear heterogeneity tau = 0.5 + feature_0 (sd 1): PEHE at 3,000 users is ~0.15 for the
@@ -144,6 +145,7 @@ def test_dr_learner_and_forest_beat_the_average_effect_baseline():
         assert pehe < 0.7 * base, (cls.name, pehe, base)
 
 
+@pytest.mark.slow
 def test_average_effect_interval_covers_the_average_effect():
     """The doubly robust average effect's 95% interval over 300 independent worlds of 400 users covers
     the population's average effect (0.5) at a rate in the binomial band of 95% (+-3 sd of 1.3%:
@@ -162,11 +164,11 @@ def test_average_effect_interval_covers_the_average_effect():
     assert sample / reps >= 0.91, sample / reps
 
 
-@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.name)
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", [TLearnerCATE, DRLearnerCATE], ids=lambda c: c.name)
 def test_conformance_with_gradient_boosting_nuisance(cls):
-    """The public conformance suite with the default nuisance kind (the registry's run uses linear)."""
-    if cls is not LinearInteractionCATE and cls is not TLearnerCATE:
-        pytest.skip("the registry-wide conformance run covers it with linear nuisances (fast suite time)")
+    """The public conformance suite with the default nuisance kind (the registry-wide run uses linear
+    nuisances to keep the fast suite fast)."""
     assert set(check_estimator(cls, {"nuisance_iterations": 10}).values()) == {"passed"}
 
 

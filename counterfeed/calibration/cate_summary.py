@@ -1,0 +1,116 @@
+"""Per-user operating characteristics of CATE estimators over replications: PEHE, interval coverage.
+
+Each replication's ``cate`` estimate carries its per-user scores (``diagnostics["cate_scores"]``,
+kept by :func:`counterfeed.calibration.engine.slim_estimate` as ``cate``). Per (estimator, metric,
+arm) over the R replications that have them:
+
+- ``pehe``: mean over replications of the replication's PEHE; ``pehe_baseline``: the same for
+  predicting the true average effect for everyone; ``pehe_ratio`` = ratio of the two means;
+  ``beats_baseline_30``: the share of replications whose PEHE is below 70% of their baseline, with
+  its Wilson interval (replications are independent);
+- ``coverage``: the mean over replications of the share of users whose true effect lies in their
+  per-user interval, with a t interval from the spread across replications (users within one
+  replication share one fitted model, so their coverage indicators are correlated and a binomial
+  interval on the pooled users would be too narrow); ``coverage_in_band``: the share of replications
+  whose coverage lies in [0.90, 0.97], with its Wilson interval;
+- ``truth_estimand``: which per-user truth was scored (``conditional`` or ``realised``; "mixed" when
+  replications differ).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from counterfeed.calibration.summary import wilson_interval
+
+__all__ = ["CATE_KEYS", "cate_summary", "cate_table"]
+
+#: the per-replication CATE scores calibration keeps (a subset of ``diagnostics["cate_scores"]``)
+CATE_KEYS = ("truth_estimand", "n_users", "pehe", "pehe_baseline", "coverage", "coverage_n", "spearman")
+_COLUMNS = ["estimator", "metric", "arm", "truth_estimand", "replications", "pehe", "pehe_baseline",
+            "pehe_ratio", "beats_baseline_30", "beats_lower", "beats_upper", "spearman", "coverage",
+            "coverage_lower", "coverage_upper", "coverage_in_band", "in_band_lower", "in_band_upper"]
+
+
+def _num(v: Any) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return x
+
+
+def cate_summary(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (estimator, metric, arm) of the ``cate`` estimates in stored replication records
+    (the columns are in the module docstring); empty when no replication has CATE scores."""
+    rows = []
+    for rec in records:
+        for est in rec.get("estimates", []):
+            scores = est.get("cate")
+            if est.get("estimand") == "cate" and isinstance(scores, dict) and scores.get("pehe") is not None:
+                rows.append({"estimator": est["estimator"], "metric": est["metric"], "arm": est["arm"],
+                             **{k: scores.get(k) for k in CATE_KEYS}})
+    if not rows:
+        return pd.DataFrame(columns=_COLUMNS)
+    frame = pd.DataFrame(rows)
+    out = []
+    for (name, metric, arm), g in frame.groupby(["estimator", "metric", "arm"], sort=True):
+        pehe = g["pehe"].map(_num).to_numpy()
+        base = g["pehe_baseline"].map(_num).to_numpy()
+        ok = np.isfinite(pehe) & np.isfinite(base)
+        beats = int(np.sum(pehe[ok] < 0.7 * base[ok]))
+        b_lo, b_hi = wilson_interval(beats, int(ok.sum()))
+        cov = g["coverage"].map(_num).to_numpy()
+        cov = cov[np.isfinite(cov)]
+        c_mean = c_lo = c_hi = math.nan
+        if cov.size:
+            c_mean = float(cov.mean())
+            if cov.size > 1:
+                half = float(stats.t.ppf(0.975, cov.size - 1) * cov.std(ddof=1) / math.sqrt(cov.size))
+                c_lo, c_hi = c_mean - half, c_mean + half
+        band = int(np.sum((cov >= 0.90) & (cov <= 0.97)))
+        i_lo, i_hi = wilson_interval(band, int(cov.size))
+        which = sorted(set(g["truth_estimand"].dropna()))
+        out.append({"estimator": name, "metric": metric, "arm": arm,
+                    "truth_estimand": which[0] if len(which) == 1 else ("mixed" if which else None),
+                    "replications": int(ok.sum()), "pehe": float(pehe[ok].mean()) if ok.any() else math.nan,
+                    "pehe_baseline": float(base[ok].mean()) if ok.any() else math.nan,
+                    "pehe_ratio": float(pehe[ok].mean() / base[ok].mean()) if ok.any() and base[ok].mean() > 0
+                    else math.nan,
+                    "beats_baseline_30": beats / ok.sum() if ok.any() else math.nan,
+                    "beats_lower": b_lo, "beats_upper": b_hi,
+                    "spearman": float(np.nanmean(g["spearman"].map(_num))) if g["spearman"].notna().any() else math.nan,
+                    "coverage": c_mean, "coverage_lower": c_lo, "coverage_upper": c_hi,
+                    "coverage_in_band": band / cov.size if cov.size else math.nan,
+                    "in_band_lower": i_lo, "in_band_upper": i_hi})
+    return pd.DataFrame(out, columns=_COLUMNS)
+
+
+def _f(v: Any, spec: str = ".3f") -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def cate_table(summary: pd.DataFrame):
+    """A rich Table of :func:`cate_summary` (printed by ``counterfeed calibrate``)."""
+    from rich.table import Table
+
+    table = Table(title="CATE estimators: per-user effects over replications", header_style="bold")
+    for k in ("estimator", "metric", "arm", "truth"):
+        table.add_column(k)
+    for k in ("n", "PEHE", "baseline", "ratio", "PEHE<0.7 base [95% CI]", "Spearman",
+              "user coverage [95% CI]", "in 0.90-0.97 [95% CI]"):
+        table.add_column(k, justify="right")
+    for _, r in summary.iterrows():
+        table.add_row(str(r["estimator"]), str(r["metric"]), str(r["arm"]), str(r["truth_estimand"]),
+                      str(int(r["replications"])), _f(r["pehe"], ".4g"), _f(r["pehe_baseline"], ".4g"),
+                      _f(r["pehe_ratio"]),
+                      f"{_f(r['beats_baseline_30'])} [{_f(r['beats_lower'])}, {_f(r['beats_upper'])}]",
+                      _f(r["spearman"]),
+                      f"{_f(r['coverage'])} [{_f(r['coverage_lower'])}, {_f(r['coverage_upper'])}]",
+                      f"{_f(r['coverage_in_band'])} [{_f(r['in_band_lower'])}, {_f(r['in_band_upper'])}]")
+    return table
