@@ -13,6 +13,9 @@ arm) over the R replications that have them:
   replication share one fitted model, so their coverage indicators are correlated and a binomial
   interval on the pooled users would be too narrow); ``coverage_in_band``: the share of replications
   whose coverage lies in [0.90, 0.97], with its Wilson interval;
+- ``regret``: the mean over replications of the targeting regret of the rule learned from the
+  estimator's effects (the oracle rule's true value minus the rule's, in the improving direction;
+  the run's ``targeting`` stage), with a t interval across replications;
 - ``truth_estimand``: which per-user truth was scored (``conditional`` or ``realised``; "mixed" when
   replications differ).
 """
@@ -28,13 +31,14 @@ from scipy import stats
 
 from counterfeed.calibration.summary import wilson_interval
 
-__all__ = ["CATE_KEYS", "cate_summary", "cate_table"]
+__all__ = ["CATE_KEYS", "cate_summary", "cate_table", "with_targeting_regret"]
 
 #: the per-replication CATE scores calibration keeps (a subset of ``diagnostics["cate_scores"]``)
 CATE_KEYS = ("truth_estimand", "n_users", "pehe", "pehe_baseline", "coverage", "coverage_n", "spearman")
 _COLUMNS = ["estimator", "metric", "arm", "truth_estimand", "replications", "pehe", "pehe_baseline",
             "pehe_ratio", "beats_baseline_30", "beats_lower", "beats_upper", "spearman", "coverage",
-            "coverage_lower", "coverage_upper", "coverage_in_band", "in_band_lower", "in_band_upper"]
+            "coverage_lower", "coverage_upper", "coverage_in_band", "in_band_lower", "in_band_upper",
+            "regret", "regret_lower", "regret_upper"]
 
 
 def _num(v: Any) -> float:
@@ -43,6 +47,31 @@ def _num(v: Any) -> float:
     except (TypeError, ValueError):
         return math.nan
     return x
+
+
+def with_targeting_regret(estimates: list[dict[str, Any]], targeting: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Add each targeting rule's ``regret`` (the run manifest's ``targeting`` entry: ``metric``, ``arm``
+    and per rule ``rule`` = the estimator's name and ``regret``) to the ``cate`` scores of the slim
+    estimate it was learned from. Returns ``estimates`` (changed in place)."""
+    if not targeting:
+        return estimates
+    regret = {r.get("rule"): r.get("regret") for r in targeting.get("rules", [])}
+    for e in estimates:
+        if (e.get("estimand") == "cate" and e.get("metric") == targeting.get("metric")
+                and e.get("arm") == targeting.get("arm") and e.get("estimator") in regret):
+            e["cate"] = {**(e.get("cate") or {}), "regret": regret[e["estimator"]]}
+    return estimates
+
+
+def _mean_t(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean and 95% t interval of independent replications' values (NaN interval below two)."""
+    if not values.size:
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
+    return mean, mean - half, mean + half
 
 
 def cate_summary(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -54,7 +83,7 @@ def cate_summary(records: list[dict[str, Any]]) -> pd.DataFrame:
             scores = est.get("cate")
             if est.get("estimand") == "cate" and isinstance(scores, dict) and scores.get("pehe") is not None:
                 rows.append({"estimator": est["estimator"], "metric": est["metric"], "arm": est["arm"],
-                             **{k: scores.get(k) for k in CATE_KEYS}})
+                             **{k: scores.get(k) for k in CATE_KEYS}, "regret": scores.get("regret")})
     if not rows:
         return pd.DataFrame(columns=_COLUMNS)
     frame = pd.DataFrame(rows)
@@ -67,12 +96,9 @@ def cate_summary(records: list[dict[str, Any]]) -> pd.DataFrame:
         b_lo, b_hi = wilson_interval(beats, int(ok.sum()))
         cov = g["coverage"].map(_num).to_numpy()
         cov = cov[np.isfinite(cov)]
-        c_mean = c_lo = c_hi = math.nan
-        if cov.size:
-            c_mean = float(cov.mean())
-            if cov.size > 1:
-                half = float(stats.t.ppf(0.975, cov.size - 1) * cov.std(ddof=1) / math.sqrt(cov.size))
-                c_lo, c_hi = c_mean - half, c_mean + half
+        c_mean, c_lo, c_hi = _mean_t(cov)
+        reg = g["regret"].map(_num).to_numpy()
+        r_mean, r_lo, r_hi = _mean_t(reg[np.isfinite(reg)])
         band = int(np.sum((cov >= 0.90) & (cov <= 0.97)))
         i_lo, i_hi = wilson_interval(band, int(cov.size))
         which = sorted(set(g["truth_estimand"].dropna()))
@@ -87,7 +113,8 @@ def cate_summary(records: list[dict[str, Any]]) -> pd.DataFrame:
                     "spearman": float(np.nanmean(g["spearman"].map(_num))) if g["spearman"].notna().any() else math.nan,
                     "coverage": c_mean, "coverage_lower": c_lo, "coverage_upper": c_hi,
                     "coverage_in_band": band / cov.size if cov.size else math.nan,
-                    "in_band_lower": i_lo, "in_band_upper": i_hi})
+                    "in_band_lower": i_lo, "in_band_upper": i_hi,
+                    "regret": r_mean, "regret_lower": r_lo, "regret_upper": r_hi})
     return pd.DataFrame(out, columns=_COLUMNS)
 
 
@@ -103,7 +130,7 @@ def cate_table(summary: pd.DataFrame):
     for k in ("estimator", "metric", "arm", "truth"):
         table.add_column(k)
     for k in ("n", "PEHE", "baseline", "ratio", "PEHE<0.7 base [95% CI]", "Spearman",
-              "user coverage [95% CI]", "in 0.90-0.97 [95% CI]"):
+              "user coverage [95% CI]", "in 0.90-0.97 [95% CI]", "targeting regret [95% CI]"):
         table.add_column(k, justify="right")
     for _, r in summary.iterrows():
         table.add_row(str(r["estimator"]), str(r["metric"]), str(r["arm"]), str(r["truth_estimand"]),
@@ -112,5 +139,6 @@ def cate_table(summary: pd.DataFrame):
                       f"{_f(r['beats_baseline_30'])} [{_f(r['beats_lower'])}, {_f(r['beats_upper'])}]",
                       _f(r["spearman"]),
                       f"{_f(r['coverage'])} [{_f(r['coverage_lower'])}, {_f(r['coverage_upper'])}]",
-                      f"{_f(r['coverage_in_band'])} [{_f(r['in_band_lower'])}, {_f(r['in_band_upper'])}]")
+                      f"{_f(r['coverage_in_band'])} [{_f(r['in_band_lower'])}, {_f(r['in_band_upper'])}]",
+                      f"{_f(r['regret'], '.4g')} [{_f(r['regret_lower'], '.4g')}, {_f(r['regret_upper'], '.4g')}]")
     return table

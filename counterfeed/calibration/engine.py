@@ -56,7 +56,9 @@ def run_replication(scenario_data: dict, seed: int) -> list[dict[str, Any]]:
 
     scenario = Scenario.from_dict(scenario_data).with_overrides({"seed": int(seed)})
     result = run(scenario, write=False, quiet=True, workers=1)
-    return [slim_estimate(e) for e in result.estimates]
+    from counterfeed.calibration.cate_summary import with_targeting_regret
+
+    return with_targeting_regret([slim_estimate(e) for e in result.estimates], result.manifest.get("targeting"))
 
 
 def _task(task: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from counterfeed.calibration.calibrate import calibrate
-from counterfeed.calibration.cate_summary import cate_summary, cate_table
+from counterfeed.calibration.cate_summary import cate_summary, cate_table, with_targeting_regret
 from counterfeed.calibration.summary import wilson_interval
 from counterfeed.core.plugins import get_registry
 from counterfeed.core.scenario import Scenario
@@ -37,6 +37,23 @@ def test_cate_summary_by_hand():
     assert s["coverage_in_band"] == pytest.approx(0.5)
     assert cate_table(cate_summary(recs)).row_count == 1
     assert cate_summary([{"index": 0, "seed": 0, "estimates": []}]).empty
+    assert np.isnan(s["regret"])  # no targeting stage in these replications
+
+
+def test_targeting_regret_per_estimator():
+    targeting = {"metric": "m", "arm": "b", "rules": [{"rule": "e", "regret": 0.25}, {"rule": "oracle", "regret": 0.0}]}
+    recs = []
+    for i, r in enumerate((0.25, 0.35)):
+        rec = _rec(i, 0.5, 1.0, 0.9)
+        with_targeting_regret(rec["estimates"], {**targeting, "rules": [{"rule": "e", "regret": r}]})
+        recs.append(rec)
+    assert recs[0]["estimates"][0]["cate"]["regret"] == 0.25 and "cate" not in recs[0]["estimates"][1]
+    s = cate_summary(recs).iloc[0]
+    half = 12.706204736 * np.std([0.25, 0.35], ddof=1) / np.sqrt(2)
+    assert (s["regret"], s["regret_lower"], s["regret_upper"]) == pytest.approx((0.3, 0.3 - half, 0.3 + half))
+    other = _rec(0, 0.5, 1.0, 0.9)
+    with_targeting_regret(other["estimates"], {**targeting, "metric": "other"})
+    assert "regret" not in other["estimates"][0]["cate"]
 
 
 def test_calibrate_reports_cate_scores(tmp_path):
