@@ -28,12 +28,14 @@ __all__ = ["Comparison", "covariate_matrix", "comparison", "fold_ids", "fold_see
 
 
 def covariate_matrix(data: AnalysisData, who: str) -> tuple[np.ndarray, list[str]]:
-    """``data.covariates`` as a float matrix ``(n_users, p)`` and its column names.
-
-    ``user`` is dropped, ``segment`` (and any other text column) becomes one indicator per level but
-    the first (levels sorted), every other column must be numeric and finite. Raises
-    :class:`DataError` when the covariates are missing, misaligned with ``outcomes`` or not finite.
+    """``data.covariates`` as a float matrix ``(n_users, p)`` and its column names: the design of
+    :func:`counterfeed.core.covariates.covariate_matrix` (numeric columns but ``user``, then one
+    indicator per ``segment`` level after the first), checked first. Raises :class:`DataError` when
+    the covariates are missing, misaligned with ``outcomes``, have a non-numeric column other than
+    ``segment``, non-finite values or no column at all.
     """
+    from counterfeed.core.covariates import covariate_matrix as design
+
     cov = data.covariates
     if cov is None:
         raise DataError(f"{who}: needs data.covariates (pre-treatment covariates per user); none were given")
@@ -41,25 +43,20 @@ def covariate_matrix(data: AnalysisData, who: str) -> tuple[np.ndarray, list[str
         raise DataError(f"{who}: data.covariates has {len(cov)} rows, outcomes {len(data.outcomes)}")
     if "user" in cov and not np.array_equal(cov["user"].to_numpy(), data.outcomes["user"].to_numpy()):
         raise DataError(f"{who}: data.covariates rows are not in outcomes' user order")
-    cols, names = [], []
-    for name in cov.columns:
-        if name == "user":
-            continue
-        col = cov[name]
-        if col.dtype == object or isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(col):
-            levels = sorted(pd.unique(col.astype(str)))
-            for level in levels[1:]:
-                cols.append((col.astype(str) == level).to_numpy(np.float64))
-                names.append(f"{name}={level}")
-            continue
-        values = pd.to_numeric(col, errors="coerce").to_numpy(np.float64)
-        if not np.all(np.isfinite(values)):
-            raise DataError(f"{who}: covariate '{name}' has missing or non-finite values")
-        cols.append(values)
-        names.append(str(name))
-    if not cols:
+    numeric = cov.drop(columns=["user", "segment"], errors="ignore")
+    other = [str(c) for c in numeric.columns if not pd.api.types.is_numeric_dtype(numeric[c])]
+    if other:
+        raise DataError(f"{who}: covariate(s) {other} are not numeric (only 'segment' may be text)")
+    bad = [str(c) for c in numeric.columns if not np.all(np.isfinite(numeric[c].to_numpy(np.float64)))]
+    if bad:
+        raise DataError(f"{who}: covariate '{bad[0]}' has missing or non-finite values")
+    names = [str(c) for c in numeric.columns]
+    if "segment" in cov:
+        names += [f"segment={s}" for s in sorted(cov["segment"].astype(str).unique())[1:]]
+    x = design(cov)
+    if x.shape[1] == 0:
         raise DataError(f"{who}: data.covariates has no usable column besides 'user'")
-    return np.column_stack(cols), names
+    return x, names
 
 
 def per_user_metrics(data: AnalysisData, chosen: list[str] | None, who: str) -> list[str]:
