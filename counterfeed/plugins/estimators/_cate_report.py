@@ -29,6 +29,17 @@ def _plt():
     return plt
 
 
+def _save(plt: Any, fig: Any, ax: Any, path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def uplift_figure(path: Path, title: str, curves: list[tuple[str, Any]]) -> Path:
     """Average gain per user vs the fraction treated (top by predicted effect): per estimator its true
     curve (solid) and the one estimated from the experiment (dashed); the oracle and random curves."""
@@ -41,14 +52,8 @@ def uplift_figure(path: Path, title: str, curves: list[tuple[str, Any]]) -> Path
         col = _COLORS[i % len(_COLORS)]
         ax.plot(c["q"], c["true"], color=col, lw=1.6, label=f"{name}: true")
         ax.plot(c["q"], c["estimated"], color=col, lw=1, ls="--", label=f"{name}: estimated from the A/B data")
-    ax.set_xlabel("fraction of users treated (highest predicted effect first)")
-    ax.set_ylabel("average gain per user")
-    ax.set_title(title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path, title, "fraction of users treated (highest predicted effect first)",
+                 "average gain per user")
 
 
 def calibration_figure(path: Path, title: str, rows: list[dict[str, Any]]) -> Path:
@@ -67,14 +72,7 @@ def calibration_figure(path: Path, title: str, rows: list[dict[str, Any]]) -> Pa
         lo, hi = min(lo, *x, *y), max(hi, *x, *y)
     if lo < hi:
         ax.plot([lo, hi], [lo, hi], color="#868e96", ls=":", label="calibrated")
-    ax.set_xlabel("mean predicted effect (decile)")
-    ax.set_ylabel("mean true effect (+-2 se)")
-    ax.set_title(title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path, title, "mean predicted effect (decile)", "mean true effect (+-2 se)")
 
 
 def cate_section(result: Any, report: Any) -> None:
