@@ -159,3 +159,16 @@ def test_no_valid_adjustment_set_for_a_backdoor_estimator_is_exit_2_and_nothing_
         assert not (tmp_path / "runs").exists()
     finally:
         reg.unregister_plugin(name)
+
+
+@pytest.mark.parametrize("options, ok", [("", False), ("\n    proceed_when_unidentifiable: true", True)])
+def test_the_builtin_backdoor_estimators_are_rejected_before_simulating_without_a_backdoor_set(
+        tmp_path, capsys, options, ok):
+    text = HIDDEN.read_text().replace("- estimator: diff-in-means", "- estimator: aipw" + options)
+    path = tmp_path / "hidden.yaml"
+    path.write_text(text)
+    code, output = _cli(["validate", str(path)], capsys)
+    if ok:
+        assert code == 0, output
+    else:
+        assert code == 2 and re.search(r"hidden\.yaml:\d+: graph: no valid adjustment set for 'aipw'", output), output

@@ -79,6 +79,14 @@ class _Backdoor(Estimator):
     #: the conformance suite runs the refuters with two simulations each (the rules check the interface)
     conformance_options: ClassVar[dict[str, Any]] = {"refutation_simulations": 2}
 
+    def check_scenario(self, scenario: Any) -> None:
+        """Unless ``proceed_when_unidentifiable``, the scenario's graph must have a back-door set:
+        ``validate`` rejects it before simulating (:func:`counterfeed.core.causal_graph.check_backdoor`)."""
+        if not self.options.proceed_when_unidentifiable:
+            from counterfeed.core.causal_graph import check_backdoor
+
+            check_backdoor(scenario, f"'{self.name}'")
+
     def _fit(self, comp: Any, adjust: list[str], seed: int) -> Any:
         raise NotImplementedError
 
