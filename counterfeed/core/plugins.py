@@ -46,6 +46,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.plugins.users.choice",
     "counterfeed.plugins.recommenders.basic",
     "counterfeed.plugins.recommenders.matrix_factorization",
+    "counterfeed.plugins.recommenders.als",
     "counterfeed.plugins.recommenders.text_embedding",
     "counterfeed.plugins.recommenders.text_two_tower",
     "counterfeed.plugins.recommenders.bandits",

@@ -163,10 +163,14 @@ class SimWorld:
     def arm_log(self, arm: int) -> Log:
         """The log an arm learns from: the shared pre-period history plus its own arm's data
         (or every arm's data with ``training: pooled``)."""
-        log = Log.concat(self._logs)
+        if len(self._logs) > 1:  # consolidated once, so a refit concatenates only what is new
+            self._logs = [Log.concat(self._logs)]
+        log = self._logs[0] if self._logs else Log.empty()
         if self.cfg.training == "pooled" or not len(log):
             return log
-        log = log.select((log.time < self.cfg.pre_period) | (log.arm == arm))
+        mine = (log.time < self.cfg.pre_period) | (log.arm == arm)
+        if not mine.all():
+            log = log.select(mine)
         if self.cfg.training == "weighted":
             log = self._replicate(log, arm, log.time >= self.cfg.pre_period)
         return log

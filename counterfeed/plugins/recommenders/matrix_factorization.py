@@ -51,30 +51,35 @@ from counterfeed.core.hookspecs import hookimpl
 from counterfeed.plugins.recommenders._slates import (EPSILON_DOC, EXPLORATION_DOC, TEMPERATURE_DOC,
                                                       make_slates, slate_propensities)
 
-__all__ = ["MatrixFactorization"]
+__all__ = ["MatrixFactorization", "FactorRecommender", "FactorOptions"]
+
+_DENSE_CELLS = 1 << 24  # (user, item) grids up to this size are aggregated by counting, not sorting
 
 
-class MatrixFactorization(Recommender):
-    """Logistic matrix factorization on clicks (positives) and unclicked impressions (negatives)."""
+class FactorOptions(Options):
+    """Options every factor model shares: size, who is scored by the model, exploration, threads."""
 
-    name = "matrix-factorization"
+    factors: int = Field(16, ge=1, le=512, description="latent dimensions")
+    min_interactions: int = Field(1, ge=0, description="training clicks a user needs to be scored by the "
+                                  "factors (0: any user with an impression)")
+    exploration: Literal["none", "epsilon", "softmax"] = Field("none", description=EXPLORATION_DOC)
+    epsilon: float = Field(0.1, ge=0.0, le=1.0, description=EPSILON_DOC)
+    temperature: float = Field(0.5, gt=0.0, description=TEMPERATURE_DOC)
+    candidates: int | None = Field(None, ge=1, description="softmax: items ranked before sampling")
+    threads: int = Field(1, ge=1, le=64, description="threads during fit")
+
+
+class FactorRecommender(Recommender):
+    """Serving, popularity fallback and log bookkeeping shared by the factor models.
+
+    A subclass implements ``_train(users, items, clicks, t_fit)`` on the valid rows of the fit
+    log and sets ``user_factors_``, ``item_factors_`` and ``item_bias_``; scores are
+    ``user_factors_[u] . item_factors_[i] + item_bias_[i]`` for known users and
+    ``log(1 + clicks_i)`` for the others (see the module docstring).
+    """
+
     stochastic = True
-
-    class Options(Options):
-        factors: int = Field(16, ge=1, le=512, description="latent dimensions")
-        epochs: int = Field(4, ge=1, le=200, description="passes over the unique (user, item) pairs")
-        lr: float = Field(0.2, gt=0.0, description="Adagrad learning rate")
-        l2: float = Field(1e-4, ge=0.0, description="weight on the mean squared norm of touched rows")
-        negatives: int = Field(2, ge=0, le=100, description="sampled negatives per clicked pair")
-        shown_negative_weight: float = Field(1.0, ge=0.0, description="weight of unclicked impressions")
-        batch_size: int = Field(8192, ge=64, description="pairs per mini-batch")
-        min_interactions: int = Field(1, ge=0, description="training clicks a user needs to be scored by MF "
-                                      "(0: any user with an impression)")
-        exploration: Literal["none", "epsilon", "softmax"] = Field("none", description=EXPLORATION_DOC)
-        epsilon: float = Field(0.1, ge=0.0, le=1.0, description=EPSILON_DOC)
-        temperature: float = Field(0.5, gt=0.0, description=TEMPERATURE_DOC)
-        candidates: int | None = Field(None, ge=1, description="softmax: items ranked before sampling")
-        threads: int = Field(1, ge=1, le=64, description="torch intra-op threads during fit")
+    Options = FactorOptions
 
     def setup(self, ctx: RecommenderContext) -> None:
         self.ctx_ = ctx
@@ -86,41 +91,113 @@ class MatrixFactorization(Recommender):
         self.item_bias_ = np.zeros(n_items)
         self.known_ = np.zeros(ctx.n_users, dtype=bool)
         self.fit_seconds_ = 0.0
-        self.loss_: list[float] = []
 
     # -- learning ------------------------------------------------------------------------------
     def fit(self, log: Log) -> None:
-        """Retrain from scratch on ``log`` (the arm's cumulative log); resets the click counts."""
+        """Retrain on ``log`` (the arm's cumulative log); resets the click counts."""
         start = time.perf_counter()
         ctx = self.ctx_
         n_items, n_users = ctx.items.n, ctx.n_users
         ok = (log.user >= 0) & (log.user < n_users) & (log.item >= 0) & (log.item < n_items)
-        users = log.user[ok].astype(np.int64)
-        items = log.item[ok].astype(np.int64)
-        clicks = log.click[ok].astype(np.float64)
+        if ok.all():
+            users, items = log.user.astype(np.int64, copy=False), log.item.astype(np.int64, copy=False)
+            clicks, times = log.click.astype(np.float64), log.time
+        else:
+            users, items = log.user[ok].astype(np.int64), log.item[ok].astype(np.int64)
+            clicks, times = log.click[ok].astype(np.float64), log.time[ok]
         self.clicks_ = np.bincount(items, weights=clicks, minlength=n_items).astype(np.float64)
         user_clicks = np.bincount(users, weights=clicks, minlength=n_users)
         seen = np.bincount(users, minlength=n_users) > 0
         self.known_ = seen & (user_clicks >= self.options.min_interactions)
         self.n_fits_ += 1
-        if users.size == 0:
-            self.fit_seconds_ = time.perf_counter() - start
-            return
-        t_fit = float(np.max(log.time[ok])) if log.time.size else 0.0
-        data = self._training_pairs(users, items, clicks, t_fit)
-        self._train(*data)
+        if users.size:
+            self._train(users, items, clicks, float(np.max(times)))
         self.fit_seconds_ = time.perf_counter() - start
+
+    def _train(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray, t_fit: float) -> None:
+        raise NotImplementedError
+
+    def _pairs(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray):
+        """Unique (user, item) pairs ``(pu, pi)`` with their impression and click counts."""
+        n_items = self.ctx_.items.n
+        key = users * n_items + items
+        cells = self.ctx_.n_users * n_items
+        if cells <= max(_DENSE_CELLS, 4 * key.size):
+            # counting sort over the (user, item) grid: the same sorted pairs and sums as np.unique
+            n_imp = np.bincount(key, minlength=cells)
+            uniq = np.flatnonzero(n_imp)
+            n_imp = n_imp[uniq].astype(np.float64)
+            n_clk = np.bincount(key, weights=clicks, minlength=cells)[uniq]
+        else:
+            uniq, inv = np.unique(key, return_inverse=True)
+            n_imp = np.bincount(inv, minlength=uniq.size).astype(np.float64)
+            n_clk = np.bincount(inv, weights=clicks, minlength=uniq.size)
+        return uniq // n_items, uniq % n_items, n_imp, n_clk
+
+    def update(self, feedback: Log) -> None:
+        """Accumulate click counts for the popularity fallback (the factors change only in ``fit``)."""
+        if len(feedback) == 0:
+            return
+        n_items = self.ctx_.items.n
+        ok = (feedback.item >= 0) & (feedback.item < n_items)
+        self.clicks_ += np.bincount(feedback.item[ok], weights=feedback.click[ok].astype(np.float64),
+                                    minlength=n_items)
+
+    # -- serving -------------------------------------------------------------------------------
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        """(n, n_items) scores: factor scores for known users, ``log(1 + clicks)`` for the others."""
+        users = np.asarray(users, dtype=np.int64)
+        known = self.known_[users]
+        out = np.empty((users.size, self.ctx_.items.n))
+        if known.any():
+            out[known] = self.user_factors_[users[known]] @ self.item_factors_.T + self.item_bias_
+        if not known.all():
+            out[~known] = np.log1p(self.clicks_)
+        return out
+
+    def recommend(self, batch: Batch) -> Slates:
+        o = self.options
+        return make_slates(batch, self.scores(batch.users), o.exploration, epsilon=o.epsilon,
+                           temperature=o.temperature, candidates=o.candidates)
+
+    def action_probabilities(self, batch: Batch, items: np.ndarray) -> np.ndarray:
+        """Exact, from the scores and the exploration scheme (``_slates.slate_propensities``)."""
+        o = self.options
+        return slate_propensities(batch, self.scores(batch.users), o.exploration, items, epsilon=o.epsilon,
+                                  temperature=o.temperature, candidates=o.candidates)
+
+
+class MatrixFactorization(FactorRecommender):
+    """Logistic matrix factorization on clicks (positives) and unclicked impressions (negatives)."""
+
+    name = "matrix-factorization"
+
+    class Options(FactorOptions):
+        epochs: int = Field(4, ge=1, le=200, description="passes over the unique (user, item) pairs")
+        lr: float = Field(0.2, gt=0.0, description="Adagrad learning rate")
+        l2: float = Field(1e-4, ge=0.0, description="weight on the mean squared norm of touched rows")
+        negatives: int = Field(2, ge=0, le=100, description="sampled negatives per clicked pair")
+        shown_negative_weight: float = Field(1.0, ge=0.0, description="weight of unclicked impressions")
+        batch_size: int = Field(8192, ge=64, description="pairs per mini-batch")
+        warm_epochs: int | None = Field(None, ge=1, le=200, description="refits continue from the "
+                                        "previous fit's factors and Adagrad state for this many epochs "
+                                        "(null: every fit starts afresh and runs 'epochs')")
+
+    def setup(self, ctx: RecommenderContext) -> None:
+        super().setup(ctx)
+        self.loss_: list[float] = []
+        self.state_ = None  # warm start: the last fit's (U, V, Adagrad accumulators) as tensors
+
+    # -- learning ------------------------------------------------------------------------------
+    def _train(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray, t_fit: float) -> None:
+        """Retrain from scratch (fresh keyed initialisation) on the fit log's rows."""
+        self._train_pairs(*self._training_pairs(users, items, clicks, t_fit))
 
     def _training_pairs(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray,
                         t_fit: float) -> tuple[np.ndarray, ...]:
         """Unique (user, item) pairs with positive/negative weights, plus sampled negatives."""
         o = self.options
-        n_items = self.ctx_.items.n
-        key = users * n_items + items
-        uniq, inv = np.unique(key, return_inverse=True)
-        n_imp = np.bincount(inv, minlength=uniq.size).astype(np.float64)
-        n_clk = np.bincount(inv, weights=clicks, minlength=uniq.size)
-        pu, pi = uniq // n_items, uniq % n_items
+        pu, pi, n_imp, n_clk = self._pairs(users, items, clicks)
         wpos, wneg = n_clk, o.shown_negative_weight * (n_imp - n_clk)
         rng = self.ctx_.keys.numpy_generator("mf", self.ctx_.arm, self.n_fits_)
         clicked = np.flatnonzero(n_clk > 0)
@@ -135,8 +212,8 @@ class MatrixFactorization(Recommender):
             wneg = np.concatenate([wneg, np.ones(su.size)])
         return pu, pi, wpos, wneg, rng
 
-    def _train(self, pu: np.ndarray, pi: np.ndarray, wpos: np.ndarray, wneg: np.ndarray,
-               rng: np.random.Generator) -> None:
+    def _train_pairs(self, pu: np.ndarray, pi: np.ndarray, wpos: np.ndarray, wneg: np.ndarray,
+                     rng: np.random.Generator) -> None:
         """Mini-batch Adagrad with closed-form gradients of the weighted logistic loss.
 
         For a pair with logit ``s``, ``d loss / d s = (w_pos + w_neg) * sigmoid(s) - w_pos``; the
@@ -151,15 +228,22 @@ class MatrixFactorization(Recommender):
         prev_threads = torch.get_num_threads()
         torch.set_num_threads(o.threads)
         try:
-            gen = torch.Generator().manual_seed(ctx.keys.derive_seed("mf-init", ctx.arm, self.n_fits_))
-            scale = 0.1 / np.sqrt(f)
-            # column f holds the bias: s = U[u, :f] . V[i, :f] + U[u, f] + V[i, f]
-            U = torch.randn(n_users, f + 1, generator=gen, dtype=torch.float32) * scale
-            V = torch.randn(n_items, f + 1, generator=gen, dtype=torch.float32) * scale
-            rate = (wpos.sum() + 1.0) / (wpos.sum() + wneg.sum() + 2.0)
-            U[:, f] = 0.0
-            V[:, f] = float(np.log(rate / (1.0 - rate)))
-            acc_u, acc_v = torch.full_like(U, 1e-8), torch.full_like(V, 1e-8)
+            epochs = o.epochs
+            if o.warm_epochs is not None and self.state_ is not None:
+                U, V, acc_u, acc_v = self.state_  # warm start: continue from the previous fit
+                epochs = o.warm_epochs
+            else:
+                gen = torch.Generator().manual_seed(ctx.keys.derive_seed("mf-init", ctx.arm, self.n_fits_))
+                scale = 0.1 / np.sqrt(f)
+                # column f holds the bias: s = U[u, :f] . V[i, :f] + U[u, f] + V[i, f]
+                U = torch.randn(n_users, f + 1, generator=gen, dtype=torch.float32) * scale
+                V = torch.randn(n_items, f + 1, generator=gen, dtype=torch.float32) * scale
+                rate = (wpos.sum() + 1.0) / (wpos.sum() + wneg.sum() + 2.0)
+                U[:, f] = 0.0
+                V[:, f] = float(np.log(rate / (1.0 - rate)))
+                acc_u, acc_v = torch.full_like(U, 1e-8), torch.full_like(V, 1e-8)
+            if o.warm_epochs is not None:
+                self.state_ = (U, V, acc_u, acc_v)
             lookup_u = torch.zeros(n_users, dtype=torch.int64)
             lookup_v = torch.zeros(n_items, dtype=torch.int64)
             tu, ti = torch.from_numpy(pu), torch.from_numpy(pi)
@@ -167,7 +251,7 @@ class MatrixFactorization(Recommender):
             tn = torch.from_numpy(wneg.astype(np.float32))
             n = pu.size
             self.loss_ = []
-            for _ in range(o.epochs):
+            for _ in range(epochs):
                 perm = torch.from_numpy(rng.permutation(n))
                 eu, ei, ep, en = (t.index_select(0, perm) for t in (tu, ti, tp, tn))
                 total = 0.0
@@ -192,7 +276,7 @@ class MatrixFactorization(Recommender):
                     _adagrad_rows(V, acc_v, ui, rv, inv_i, gq, o.lr)
                 self.loss_.append(total / n)
             P, Q, bi = U[:, :f], V[:, :f], V[:, f]
-            self.user_factors_ = P.numpy().astype(np.float64)
+            self.user_factors_ = P.numpy().astype(np.float64)  # copies: the state may go on training
             item_factors = Q.numpy().astype(np.float64)
             item_bias = bi.numpy().astype(np.float64)
         finally:
@@ -202,38 +286,6 @@ class MatrixFactorization(Recommender):
         item_factors[~trained] = 0.0
         item_bias[~trained] = item_bias[trained].mean() if trained.any() else 0.0
         self.item_factors_, self.item_bias_ = item_factors, item_bias
-
-    def update(self, feedback: Log) -> None:
-        """Accumulate click counts for the popularity fallback (the factors change only in ``fit``)."""
-        if len(feedback) == 0:
-            return
-        n_items = self.ctx_.items.n
-        ok = (feedback.item >= 0) & (feedback.item < n_items)
-        self.clicks_ += np.bincount(feedback.item[ok], weights=feedback.click[ok].astype(np.float64),
-                                    minlength=n_items)
-
-    # -- serving -------------------------------------------------------------------------------
-    def scores(self, users: np.ndarray) -> np.ndarray:
-        """(n, n_items) scores: MF logits for known users, ``log(1 + clicks)`` for the others."""
-        users = np.asarray(users, dtype=np.int64)
-        known = self.known_[users]
-        out = np.empty((users.size, self.ctx_.items.n))
-        if known.any():
-            out[known] = self.user_factors_[users[known]] @ self.item_factors_.T + self.item_bias_
-        if not known.all():
-            out[~known] = np.log1p(self.clicks_)
-        return out
-
-    def recommend(self, batch: Batch) -> Slates:
-        o = self.options
-        return make_slates(batch, self.scores(batch.users), o.exploration, epsilon=o.epsilon,
-                           temperature=o.temperature, candidates=o.candidates)
-
-    def action_probabilities(self, batch: Batch, items: np.ndarray) -> np.ndarray:
-        """Exact, from the scores and the exploration scheme (``_slates.slate_propensities``)."""
-        o = self.options
-        return slate_propensities(batch, self.scores(batch.users), o.exploration, items, epsilon=o.epsilon,
-                                  temperature=o.temperature, candidates=o.candidates)
 
 
 def _unique_rows(torch, rows, lookup):
