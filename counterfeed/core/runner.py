@@ -52,6 +52,10 @@ __all__ = ["run", "resolve", "Plan", "simulate_world", "world_assignment_compone
 # Worlds
 # ------------------------------------------------------------------------------------------------
 
+#: worlds run in worker processes (one per core) from this many user-days (users x simulated days);
+#: the quickstart (4,000 users x 21 days) is above it (benchmarks/end_to_end.py)
+CONCURRENT_USER_DAYS = 50_000
+
 @dataclass
 class WorldTask:
     scenario: Scenario
@@ -131,8 +135,8 @@ def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[st
     """Simulate every world (in worker processes when large); ``progress`` shows a bar per world."""
     sc = tasks[0].scenario
     size = sc.population.users * sc.total_days
-    if workers is None:
-        workers = min(len(tasks), available_cores()) if size >= 200_000 else 1
+    if workers is None:  # a world of this size outweighs forking a worker and sending its events back
+        workers = min(len(tasks), available_cores()) if size >= CONCURRENT_USER_DAYS else 1
     results: dict[int, WorldOutput] = {}
     horizon = sc.experiment.pre_period + sc.experiment.duration
     with WorldProgress([t.world for t in tasks], horizon, progress, workers > 1) as show:

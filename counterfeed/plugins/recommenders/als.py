@@ -69,8 +69,8 @@ class AlternatingLeastSquares(FactorRecommender):
         alpha: float = Field(3.0, gt=0.0, le=1e4, description="confidence added per click of a pair")
         shown_negative_weight: float = Field(1.0, ge=0.0, le=1e4,
                                              description="confidence added per unclicked impression")
-        iterations: int = Field(10, ge=1, le=200, description="ALS sweeps of the first fit")
-        warm_iterations: int = Field(3, ge=1, le=200, description="ALS sweeps of a refit, started "
+        iterations: int = Field(5, ge=1, le=200, description="ALS sweeps of the first fit")
+        warm_iterations: int = Field(1, ge=1, le=200, description="ALS sweeps of a refit, started "
                                      "from the previous factors")
 
     def _train(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray, t_fit: float) -> None:
