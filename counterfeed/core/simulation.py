@@ -1,17 +1,20 @@
-"""The SimPy world: user processes, a serving batcher, retraining, and a columnar event sink.
+"""The SimPy world: a visit calendar, a serving process, retraining, and a columnar event sink.
 
-A user is a small process that reads like what it models::
+A user's life is the loop "visit, get a slate, respond, come back after a gap (or churn)". The
+serving process is the one SimPy process that carries time: every ``batch_window`` it closes a
+window, serves every visit made in it in one vectorized batch, and the user model's answer gives
+each served user's next visit, which goes straight into the calendar (:meth:`SimWorld.request`):
+an array of user ids and visit times per future window. A visit at time ``t`` is served at the end
+of the window that contains ``t`` (its request time ``t`` is logged); nothing observable happens to
+a user between a visit and its window's end, so this is the same model as "wait, then request,
+then wait for the server".
 
-    while visit < horizon:
-        yield world.request(uid, visit)   # visit, ask for a slate, wait until it is served
-        visit = world.next_visit[uid]     # the user model drew the next visit (inf: churned)
-
-Requests are served in batches at the end of each serving window, so a visit at time ``t`` is
-registered directly with the window that contains ``t`` (its request time ``t`` is logged) and the
-user's process wakes when that window's slates have been served and answered: one event per session,
-shared by every request of the window, instead of a timer per user. Nothing observable happens
-between a visit and its window's end, so this is the same model as "wait, then request, then wait
-for the server", at a fraction of the cost.
+Users used to be one SimPy generator each (``yield world.request(uid, visit)``). They are array
+rows now because nothing in a user's process needed more than the calendar gives: at a million
+users the live generator frames and the per-user Python work of resuming them cost 40% of the
+throughput (docs/performance.md). A window's requests are served in user-id order, whatever order
+they were registered in, so a world's event log does not depend on how its users were scheduled
+(or split across processes).
 
 The serving process closes a window every ``batch_window``: it groups the pending requests by arm,
 asks each arm's recommender for all their slates in one vectorized call, lets the user model respond
@@ -46,7 +49,6 @@ sees the whole phase. Identical arms therefore get identical models, in every wo
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -118,7 +120,7 @@ class SimWorld:
         n = population.n
         self.n = n
         self.env = simpy.Environment()
-        self.windows: dict[int, tuple[simpy.Event, list[int], list[float]]] = {}
+        self._calendar: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # window -> (users, times)
         self.next_visit = np.full(n, np.inf)
         self.session_count = np.zeros(n, dtype=np.int64)
         self.user_state: Any = None    # the user model's state (init_state), owned by the world
@@ -257,24 +259,34 @@ class SimWorld:
     def _retrain(self, t: float) -> None:
         self.fit_arms(list(self.policies), refit=True)
 
-    # -- processes -----------------------------------------------------------------------------
-    def request(self, uid: int, t: float) -> simpy.Event:
-        """Register user ``uid``'s visit at time ``t``; the event fires when its slate was served."""
-        k = int(t / self.cfg.batch_window) + 1
-        w = self.windows.get(k)
-        if w is None:
-            w = self.windows[k] = (self.env.event(), [], [])
-        w[1].append(uid)
-        w[2].append(t)
-        return w[0]
+    # -- the visit calendar ----------------------------------------------------------------------
+    def request(self, users: np.ndarray, times: np.ndarray) -> None:
+        """Register visits of ``users`` at ``times`` (arrays); each is served at the end of the
+        window that contains its time, visits at or after the horizon are dropped."""
+        users = np.asarray(users, dtype=np.int64)
+        times = np.asarray(times, dtype=np.float64)
+        due = times < self.cfg.horizon
+        if not due.all():
+            users, times = users[due], times[due]
+        if not users.size:
+            return
+        k = (times / self.cfg.batch_window).astype(np.int64) + 1  # window k ends at k * batch_window
+        order = np.argsort(k, kind="stable")
+        k = k[order]
+        cuts = np.flatnonzero(k[1:] != k[:-1]) + 1
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, k.size]):
+            rows = order[lo:hi]
+            self._calendar.setdefault(int(k[lo]), []).append((users[rows], times[rows]))
 
-    def _user(self, uid: int, visit: float):
-        horizon = self.cfg.horizon
-        request = self.request
-        next_visit = self.next_visit
-        while visit < horizon:
-            yield request(uid, visit)
-            visit = next_visit[uid]
+    def _due(self, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The requests of window ``k`` in user-id order (a user visits at most once per window)."""
+        parts = self._calendar.pop(k, None)
+        if parts is None:
+            return None
+        users = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        times = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+        order = np.argsort(users, kind="stable")
+        return users[order], times[order]
 
     def n_windows(self) -> int:
         """Serving windows until the horizon; the last one ends at or just after it."""
@@ -291,11 +303,9 @@ class SimWorld:
         for k in range(1, self.n_windows() + 1):
             end = k * window
             yield env.timeout(max(end - env.now, 0.0))
-            w = self.windows.pop(k, None)
+            w = self._due(k)
             if w is not None:
-                done, pending, pending_time = w
-                users = np.fromiter(pending, dtype=np.int64, count=len(pending))
-                times = np.fromiter(pending_time, dtype=np.float64, count=len(pending))
+                users, times = w
             if nb < len(bounds) and bounds[nb][0] <= end:
                 while nb < len(bounds) and bounds[nb][0] <= end:
                     b, _, action = bounds[nb]
@@ -306,10 +316,8 @@ class SimWorld:
                             self.serve(users[before], times[before], env.now)
                             users, times = users[~before], times[~before]
                     action(b)
-            if w is not None:
-                if users.size:
-                    self.serve(users, times, env.now)
-                done.succeed()
+            if w is not None and users.size:
+                self.serve(users, times, env.now)
             if self.progress is not None:
                 self.progress(min(end, self.cfg.horizon))
 
@@ -335,6 +343,7 @@ class SimWorld:
                                self.user_state, batch, slates)
             check_response(self.user_model, resp, slates)
             self.next_visit[u] = now + resp.next_gap
+            self.request(u, self.next_visit[u])
             log = self._record(int(arm), u, s, t, slates, resp)
             feedback.append(log)
         if self.cfg.training == "pooled":
@@ -378,24 +387,8 @@ class SimWorld:
         if first.shape != (self.n,) or np.any(~(first > 0)):
             raise PluginError("first_visit must return one positive gap per user", plugin=um.name,
                               hook="first_visit")
-        horizon = cfg.horizon
-        # Hundreds of thousands of user processes stay alive for the whole run; left to the cyclic
-        # collector they are rescanned at every full collection (while they are created, too), which
-        # made throughput fall with the population size. Collections are made rarer while processes
-        # are created and the event loop runs, and the long-lived objects are frozen out of the
-        # collector; garbage cycles are still collected, afterwards.
-        threshold = gc.get_threshold()
-        gc.set_threshold(max(threshold[0], 50_000), *threshold[1:])
-        try:
-            process = self.env.process
-            for uid in np.nonzero(first < horizon)[0].tolist():
-                process(self._user(uid, first[uid]))
-            server = self.env.process(self._server())
-            gc.freeze()
-            self.env.run(until=server)
-        finally:
-            gc.set_threshold(*threshold)
-            gc.unfreeze()
+        self.request(users, first)
+        self.env.run(until=self.env.process(self._server()))
         return self.snapshot(cfg.record_impressions, self.assignment.assignment())
 
     def snapshot(self, impressions: bool = False, assignment: np.ndarray | None = None) -> WorldEvents:

@@ -1,0 +1,149 @@
+"""Engine throughput against the population size (issue 20, point 3), before and after, in one run.
+
+One world of the engine-throughput reference scenario (2k items, 32 dimensions, slate of 10, 1-hour
+windows, popularity, no retraining, sessions table only) at 10k, 100k and 1M users, each in a fresh
+process pinned to one core, for:
+
+- ``before``: the engine at ``--before-commit`` (one SimPy generator per user), checked out in a
+  temporary git worktree;
+- ``now``: this checkout's engine (the array-backed visit calendar).
+
+Printed per size: sessions/s, peak RSS, and the rate relative to the same engine's 10k-user rate
+(target for ``now``: 1M users >= 0.75 of 10k). Every size also prints a digest of the per-user
+(sessions, clicks, dwell) table: before and now must agree, since the user model's draws are keyed
+by (user, session, slot) and a window's requests are order-free.
+
+    python benchmarks/engine_scaling.py                     # 3 simulated days (a few minutes)
+    python benchmarks/engine_scaling.py --days 5 --sizes 10000,100000,1000000
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BEFORE_COMMIT = "5d66b26"  # main before issue 20's work
+
+
+def child(users: int, days: float) -> None:
+    import numpy as np
+
+    from counterfeed.core.contracts import CatalogContext
+    from counterfeed.core.population import build_population
+    from counterfeed.core.randomness import Keys
+    from counterfeed.core.runner import resolve
+    from counterfeed.core.scenario import Scenario
+    from counterfeed.core.simulation import SimWorld, WorldConfig
+
+    sc = Scenario.from_dict({
+        "name": "bench", "seed": 1, "population": {"users": users, "dimensions": 32},
+        "catalog": {"plugin": "synthetic", "items": 2000, "topics": 20}, "user_model": {"plugin": "choice"},
+        "experiment": {"arms": {"control": {"recommender": "popularity"},
+                                "treatment": {"recommender": "popularity"}},
+                       "duration": f"{days}d", "pre_period": 0, "batch_window": "1h",
+                       "retrain_every": None, "slate_size": 10},
+        "output": {"events": "sessions", "report": False}})
+    plan = resolve(sc)
+    keys = Keys(sc.seed)
+    items = plan.catalog().build(CatalogContext(keys=keys, stream=keys.stream("catalog"), dimensions=32))
+    pop = build_population(sc.population, keys)
+    e = sc.experiment
+    cfg = WorldConfig(name="all-control", arms=sc.arms, control=0, assignment=np.zeros(users, np.int64),
+                      pre_period=0.0, duration=e.duration, batch_window=e.batch_window, retrain_every=None,
+                      slate_size=e.slate_size, record_impressions=False)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    world = SimWorld(cfg, items, pop, keys, plan.user_model(), plan.recommender)
+    t0 = time.perf_counter()
+    s = world.run().sessions
+    seconds = time.perf_counter() - t0
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    n = int(s["user"].size)
+    per_user = [np.bincount(s["user"], minlength=users),
+                np.bincount(s["user"], weights=s["clicks"], minlength=users),
+                np.round(np.bincount(s["user"], weights=s["dwell"], minlength=users), 6)]
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(a, dtype=np.float64).tobytes()
+                                     for a in per_user)).hexdigest()[:16]
+    print(json.dumps({"users": users, "sessions": n, "seconds": seconds, "rate": n / seconds,
+                      "peak_rss_mb": rss1 / 1024, "sim_rss_growth_mb": (rss1 - rss0) / 1024,
+                      "digest": digest}))
+
+
+def launch(tree: Path, users: int, days: float) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(users), str(days)]
+    try:
+        core = sorted(os.sched_getaffinity(0))[0]
+        cmd = ["taskset", "-c", str(core), *cmd]
+    except (AttributeError, OSError):
+        pass
+    out = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{tree} {users} users failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--days", type=float, default=3.0)
+    ap.add_argument("--before-commit", default=BEFORE_COMMIT)
+    ap.add_argument("--no-before", action="store_true", help="measure this checkout only")
+    args = ap.parse_args()
+    if args.child:
+        child(int(args.child[0]), float(args.child[1]))
+        return
+    sizes = [int(x) for x in args.sizes.split(",")]
+    print(f"engine scaling: popularity, 2k items, 32 dims, slate 10, {args.days:g} days, one core; "
+          f"load before: {load()}")
+    with tempfile.TemporaryDirectory(prefix="cf-before-") as tmp:
+        trees = {"now": ROOT}
+        if not args.no_before:
+            trees = {"before": Path(tmp) / "tree", "now": ROOT}
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(trees["before"]),
+                            args.before_commit], check=True)
+        try:
+            rows: dict[str, dict[int, dict]] = {k: {} for k in trees}
+            for users in sizes:  # interleaved, so both engines see the same load
+                for name, tree in trees.items():
+                    r = rows[name][users] = launch(tree, users, args.days)
+                    base = rows[name][sizes[0]]["rate"]
+                    print(f"  {name:<6} {users:>9,} users: {r['sessions']:>10,} sessions in {r['seconds']:7.1f} s"
+                          f" = {r['rate']:>9,.0f}/s ({r['rate'] / base:.2f} of {sizes[0]:,}); peak RSS "
+                          f"{r['peak_rss_mb']:,.0f} MB; per-user digest {r['digest']}", flush=True)
+        finally:
+            if "before" in trees:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees["before"])],
+                               check=False)
+    print(f"load after: {load()}")
+    for name in trees:
+        r = rows[name]
+        print(f"  {name}: {sizes[-1]:,} users at {r[sizes[-1]]['rate'] / r[sizes[0]]['rate']:.2f} of the "
+              f"{sizes[0]:,}-user rate (target >= 0.75)")
+    if "before" in rows:
+        same = all(rows["before"][u]["digest"] == rows["now"][u]["digest"] for u in sizes)
+        print(f"  per-user outcomes before == now at every size: {same}")
+        for u in sizes:
+            print(f"  {u:>9,} users: now / before sessions/s {rows['now'][u]['rate'] / rows['before'][u]['rate']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
