@@ -6,11 +6,14 @@ repeated so that the load of a shared machine hits them alike:
 - ``before``: the quickstart at the commit before this work (``--before-commit``, checked out in a
   temporary git worktree): torch matrix factorization, worlds one after another;
 - ``after``: the quickstart now (torch matrix factorization, worlds in worker processes);
+- ``after-1``: the same in one process (``workers=1``), which separates the engine's and the
+  training's gains from the concurrency's;
 - ``after-als``: the same with the treatment arm on the ``als`` recommender (implicit's ALS).
 
 Figures: sessions/s end to end (sessions of the three worlds / wall time of ``run(write=False)``,
-which includes every import, the simulation, outcomes, truth and estimation), and per world (its
-sessions / its own seconds). Then the estimates of every variant side by side with the ``before``
+which includes every import, the simulation, outcomes, truth and estimation), per world (its
+sessions / its own seconds), and sessions per CPU second (the process and its worker processes),
+which a loaded machine disturbs much less than wall time. Then the estimates of every variant side by side with the ``before``
 ones: same sign, and whether the intervals overlap.
 
     python benchmarks/end_to_end.py                 # 2 repetitions of each variant (a few minutes)
@@ -38,12 +41,14 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
 #: main before issue 20's work (torch MF only, worlds sequential below 200k user-days)
 BEFORE_COMMIT = "5d66b26"
-VARIANTS = ("before", "after", "after-als")
+VARIANTS = ("before", "after", "after-1", "after-als")
 
 
 def child(variant: str) -> None:
     """Run the quickstart once in this process and print one JSON line."""
     t0 = time.perf_counter()
+    import resource
+
     import yaml
 
     from counterfeed.core.runner import run
@@ -52,13 +57,15 @@ def child(variant: str) -> None:
     data = yaml.safe_load(QUICKSTART.read_text())
     if variant == "after-als":
         data["experiment"]["arms"]["treatment"] = {"recommender": "als", "factors": 16}
-    result = run(Scenario.from_dict(data), write=False)
+    result = run(Scenario.from_dict(data), write=False, workers=1 if variant == "after-1" else None)
     wall = time.perf_counter() - t0
+    cpu = sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
     t = result.timings
     worlds = {k[len("world_"):-2]: v for k, v in t.items() if k.startswith("world_")}
     sessions = result.outcomes.groupby("world")["sessions"].sum().to_dict()
     print(json.dumps({
-        "variant": variant, "wall_s": wall, "sessions": t["sessions"], "simulate_s": t["simulate_s"],
+        "variant": variant, "wall_s": wall, "cpu_s": cpu, "sessions": t["sessions"], "simulate_s": t["simulate_s"],
         "worlds": {w: {"seconds": s, "sessions": float(sessions.get(w, 0))} for w, s in worlds.items()},
         "estimates": [{"metric": e.metric, "estimand": e.estimand, "point": e.point, "lower": e.lower,
                        "upper": e.upper} for e in result.estimates],
@@ -122,27 +129,31 @@ def main() -> None:
                     r = launch(v, before_dir)
                     runs[v].append(r)
                     print(f"  run {rep + 1} {v:<10} {r['sessions'] / r['wall_s']:>9,.0f} sessions/s "
-                          f"({r['sessions']:,.0f} sessions in {r['wall_s']:.2f} s)", flush=True)
+                          f"({r['sessions']:,.0f} sessions in {r['wall_s']:.2f} s; "
+                          f"{r['sessions'] / r['cpu_s']:,.0f} per CPU second)", flush=True)
         finally:
             if before_dir is not None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before_dir)],
                                check=False)
     print(f"load after: {load()}\n")
-    print("median over runs | end to end sessions/s | per world: seconds (sessions/s)")
+    print("median over runs | end to end sessions/s | per CPU second | per world: seconds (sessions/s)")
     for v in variants:
         rs = runs[v]
         e2e = statistics.median(r["sessions"] / r["wall_s"] for r in rs)
+        per_cpu = statistics.median(r["sessions"] / r["cpu_s"] for r in rs)
         parts = []
         for w in rs[0]["worlds"]:
             sec = statistics.median(r["worlds"][w]["seconds"] for r in rs)
             parts.append(f"{w} {sec:.2f} s ({rs[0]['worlds'][w]['sessions'] / sec:,.0f}/s)")
-        print(f"  {v:<10} {e2e:>9,.0f}   " + "; ".join(parts))
+        print(f"  {v:<10} {e2e:>9,.0f} {per_cpu:>9,.0f}   " + "; ".join(parts))
     if "before" in runs:
         base = statistics.median(r["sessions"] / r["wall_s"] for r in runs["before"])
         for v in variants:
             if v != "before":
                 now = statistics.median(r["sessions"] / r["wall_s"] for r in runs[v])
-                print(f"  {v} / before: {now / base:.2f}x")
+                cpu = statistics.median(r["sessions"] / r["cpu_s"] for r in runs[v]) / statistics.median(
+                    r["sessions"] / r["cpu_s"] for r in runs["before"])
+                print(f"  {v} / before: {now / base:.2f}x end to end, {cpu:.2f}x per CPU second")
         for v in variants:
             if v != "before":
                 print(f"\nestimates, {v} vs before (difference in means, 95%):")
