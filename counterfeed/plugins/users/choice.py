@@ -50,6 +50,7 @@ class ChoiceState:
     activity: np.ndarray             # (n,)
     items: Items
     keys: Keys
+    text_items: np.ndarray | None = None  # (n_items, e) item vectors in the users' text space (text_space)
 
 
 class ChoiceUserModel(UserModel):
@@ -78,10 +79,14 @@ class ChoiceUserModel(UserModel):
         interests: Literal["latent", "text"] = "latent"
         text_scale: float = Field(4.0, ge=0, le=100, description="weight of text interests (interests: text)")
         latent_weight: float = Field(1.0, ge=0, le=1, description="weight of latent interests when interests: text")
+        text_space: str | dict | None = Field(
+            None, description="interests: text: embedder of the users' text space (default: the catalog's); "
+                              "another one puts tastes in a text space the recommenders' embeddings do not share")
 
     def init_state(self, population: Population, items: Items, keys: Keys) -> ChoiceState:
         n = population.n
-        text_prefs = None
+        text_prefs = text_items = None
+        state_items = items
         if self.options.interests == "text":
             if items.embeddings is None or items.topic_text is None:
                 from counterfeed.errors import ModelError
@@ -89,7 +94,21 @@ class ChoiceUserModel(UserModel):
                                  "and topic descriptions (e.g. catalog plugin 'synthetic-text')")
             from counterfeed.text.personas import text_preferences
 
-            text_prefs = text_preferences(population, items, keys.stream("population:text"))
+            text_items = None
+            if self.options.text_space is not None:  # tastes and item vectors in another encoder's space
+                from dataclasses import replace
+
+                from counterfeed.text.embedder import get_embedder
+
+                if not items.text:
+                    from counterfeed.errors import ModelError
+                    raise ModelError("user_model.text_space needs a catalog whose items have text")
+                emb = get_embedder(self.options.text_space)
+                text_items = emb.embed(items.text)
+                items = replace(items, embeddings=text_items)
+            text_prefs = text_preferences(population, items, keys.stream("population:text"),
+                                          embedder=None if text_items is None else emb)
+            items = state_items
         return ChoiceState(
             preferences=population.preferences,
             text_preferences=text_prefs,
@@ -99,6 +118,7 @@ class ChoiceUserModel(UserModel):
             activity=population.activity,
             items=items,
             keys=keys,
+            text_items=text_items,
         )
 
     def first_visit(self, state: ChoiceState, users: np.ndarray) -> np.ndarray:
@@ -121,8 +141,8 @@ class ChoiceUserModel(UserModel):
         scale = o.preference_scale * (o.latent_weight if state.text_preferences is not None else 1.0)
         util *= scale
         if state.text_preferences is not None:
-            util += o.text_scale * np.einsum("ne,nke->nk", state.text_preferences[users],
-                                             it.embeddings[items])
+            t_items = it.embeddings if state.text_items is None else state.text_items
+            util += o.text_scale * np.einsum("ne,nke->nk", state.text_preferences[users], t_items[items])
         util += o.quality_weight * it.quality[items]
         if o.satiation_weight:
             util -= o.satiation_weight * np.take_along_axis(state.satiation[users], it.topic[items], axis=1)
