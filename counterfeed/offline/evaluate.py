@@ -35,6 +35,8 @@ class OfflineReport:
     split_time: float
     clip: float | None
     notes: list[str] = field(default_factory=list)
+    #: per held-out click: ``user``, ``weight`` (the IPW weight) and each metric's value (for bootstraps)
+    clicks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def value(self, metric: str, weighting: str = "naive") -> float | None:
         for e in self.estimates:
@@ -143,4 +145,4 @@ def evaluate_offline(policy: str, options: dict[str, Any] | None, train: Log, te
     n_cat = int((np.asarray(items.arrival) <= end).sum())
     cov = {k: coverage(lists[:, :k], n_cat) for k in ks}
     return OfflineReport(policy, est, cov, len(train), int(rows.size), float(np.asarray(test.time).min()),
-                         clip, notes)
+                         clip, notes, {"user": users, "weight": w, **values})
