@@ -136,6 +136,9 @@ def main() -> None:
             cells = []
             for target in ONLINE:
                 rhos = []
+                if np.ptp([online_value(a, target, draws[0]) for a in names]) == 0:
+                    cells.append("undefined (no variation)")
+                    continue
                 for counts in draws:
                     x = [offline_value(a, metric, weighting, counts) for a in names]
                     y = [online_value(a, target, counts) for a in names]
@@ -149,7 +152,8 @@ def main() -> None:
     cov = [offline[a].coverage[10] for a in names]
     cells = []
     for target in ONLINE:
-        cells.append(f"{stats.spearmanr(cov, [online_value(a, target, draws[0]) for a in names]).statistic:+.2f}")
+        y = [online_value(a, target, draws[0]) for a in names]
+        cells.append(f"{stats.spearmanr(cov, y).statistic:+.2f}" if np.ptp(y) > 0 else "undefined (no variation)")
     print(f"{'coverage@10':18s}" + "".join(f"{c:>28s}" for c in cells) + "   (no interval: a list property)")
     for target, (rho, name) in best.items():
         print(f"best predictor of {target}: {name}, rho {rho:+.2f}")
