@@ -55,6 +55,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.plugins.metrics.beyond_accuracy",
     "counterfeed.plugins.metrics.exposure",
     "counterfeed.plugins.metrics.long_term_report",
+    "counterfeed.plugins.targeting_report",
     "counterfeed.plugins.estimators.classical",
     "counterfeed.plugins.estimators.bayesian_ab",
     "counterfeed.plugins.estimators.sem",

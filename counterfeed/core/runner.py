@@ -20,7 +20,7 @@ from counterfeed.core.covariates import user_covariates
 from counterfeed.core.contracts import CatalogContext, Items, MetricInfo, Population, WorldEvents
 from counterfeed.core.estimation import CATE, Estimate
 from counterfeed.core.executors import available_cores, get_executor
-from counterfeed.core.experiment import (AB_WORLD, Assignment, everyone_on, split_assignment, world_arm,
+from counterfeed.core.experiment import (AB_WORLD, Assignment, FixedAssignment, everyone_on, split_assignment, world_arm,
                                          world_names)
 from counterfeed.core.mechanisms import mechanism_assignment, mechanism_summary, write_assignment
 from counterfeed.core.longterm import is_population, population_report, world_long_term
@@ -37,6 +37,7 @@ from counterfeed.core.scenario import Scenario, load_scenario
 from counterfeed.core._guard import call_plugin
 from counterfeed.core.scoring import score_estimates
 from counterfeed.core.simulation import SimWorld, WorldConfig
+from counterfeed.core.targeting import targeting_report, targeting_rules
 from counterfeed.core.truth import truth_table
 from counterfeed.core.scenario_heterogeneity import truth_replications
 from counterfeed.core.user_truth import (conditional_effects, replication_keys, replication_worlds,
@@ -63,6 +64,7 @@ class WorldTask:
     items: Items
     population: Population
     progress: Callable[[float], None] | None = None  # simulated days so far (must pickle to workers)
+    assignment: np.ndarray | None = None  # (n_users,) arm per user from the start (a targeting rule's world)
 
 
 @dataclass
@@ -116,6 +118,8 @@ def world_assignment_component(sc: Scenario, plan: Plan, task: WorldTask, keys: 
     """The world's :class:`Assignment`: everyone on one arm in a counterfactual world; in the A/B
     world adaptive allocation, phases, or the randomized split."""
     exp = sc.experiment
+    if task.assignment is not None:  # a deployed targeting rule: each user's arm, with certainty
+        return FixedAssignment(sc.arms, task.assignment, np.eye(len(sc.arms))[task.assignment])
     if task.world != AB_WORLD:
         return everyone_on(sc.arms, world_arm(task.world), sc.population.users)
     if exp.allocation is not None:
@@ -248,6 +252,13 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         for est in plan.estimators:
             estimates += check_estimates(est, call_plugin(est, "estimate", est.estimate, data))
         score_estimates(estimates, truth)
+        if sc.targeting is not None:  # deploy the rules learned from the CATE estimates (core.targeting)
+            info = infos[sc.targeting.metric]
+            rules = targeting_rules(sc, info, estimates, user_truth, population.n)
+            deployed = _simulate_all([WorldTask(sc, w, items, population, assignment=a) for w, a in rules.items()],
+                                     workers, say, progress=not quiet and log is None)
+            targeting = targeting_report(sc, info, rules, {o.world: o.outcomes for o in deployed}, outcomes,
+                                         user_truth, data)
         cate = _cate_scores(estimates, user_truth, ab)
         timings["analysis_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
@@ -263,6 +274,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         }
         if replications:
             manifest["truth"] = {"replications": replications}
+        if sc.targeting is not None:
+            manifest["targeting"] = targeting
         if sc.experiment.training != "own":
             manifest["training"] = sc.experiment.training
         if any(o.population for o in outputs):
