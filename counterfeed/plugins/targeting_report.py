@@ -77,11 +77,11 @@ def counterfeed_report_sections(result, report):
     first = t["rules"][0]
     metric, arm, control = t["metric"], t["arm"], t["control"]
     ate = first["all_arm"] - first["all_control"]
-    how = ("predicted effect above " + fmt(t["threshold"]) if t["rule"] == "threshold"
-           else f"top {100 * (t['fraction'] or 0):.0f}% of predicted effects (above {fmt(t['threshold'])})")
+    how = (f"above {fmt(t['threshold'])}" if t["rule"] == "threshold"
+           else f"among the top {100 * (t['fraction'] or 0):.0f}% (and above {fmt(t['threshold'])})")
     sec.paragraph(
-        f"Each rule gives {arm} to the users whose out-of-fold {metric} {how} (sign-flipped when lower "
-        f"is better) and {control} to the others, and is deployed in a world of its own. The true average "
+        f"Each rule gives {arm} to the users whose out-of-fold predicted effect on {metric} is {how} "
+        f"(sign-flipped when lower is better) and {control} to the others, and is deployed in a world of its own. The true average "
         f"effect of {arm} for everyone is {fmt(ate, signed=True)} {metric} per user (all-{arm} "
         f"{fmt(first['all_arm'])} vs all-{control} {fmt(first['all_control'])}); the oracle rule (treat "
         f"iff the true conditional effect, from the noise replications, is an improvement) reaches "
