@@ -150,3 +150,22 @@ def test_attention_mnl_recovers_examination_and_appeal():
     np.testing.assert_allclose(th, theta, atol=0.08)
     slope = np.polyfit(b, f.bias + np.log(f.theta[0]), 1)[0]
     assert abs(slope - 1.0) < 0.1
+
+
+def test_fit_cli_writes_a_twin_scenarios_can_use(run_dir, tmp_path):
+    from counterfeed.core.scenario import load_scenario
+    from counterfeed.twin.cli import twin
+
+    out = tmp_path / "t"
+    res = CliRunner().invoke(twin, ["fit", str(run_dir), "--out", str(out), "--dims", "4", "--bootstrap", "2",
+                                    "--epochs", "3", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "twin written to" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["rep-0.npz", "rep-1.npz", "rep-2.npz", "scenario.yaml",
+                                                     "twin.json"]
+    frag = (out / "scenario.yaml").read_text()
+    sc_file = tmp_path / "s.yaml"
+    sc_file.write_text(frag + "name: s\nexperiment:\n  arms:\n    a: {recommender: random}\n"
+                              "    b: {recommender: popularity}\n  duration: 2d\n")
+    sc = load_scenario(sc_file)
+    assert sc.user_model.plugin == "twin" and sc.population.twin == str(out.resolve())
