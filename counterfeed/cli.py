@@ -60,7 +60,7 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
+def parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
     """``--set FIELD=VALUE`` pairs; values are plain YAML scalars or collections (no tags)."""
     from counterfeed.core._yaml import YamlProblem, load_yaml
 
@@ -126,7 +126,7 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
     from counterfeed.core.scenario import load_scenario
 
     sc = load_scenario(scenario)
-    overrides = _parse_sets(sets)
+    overrides = parse_sets(sets)
     if no_report:
         overrides["output.report"] = False
     if overrides:
@@ -206,18 +206,27 @@ def _print_closed_loop(console: Any, manifest: dict[str, Any]) -> None:
 
 @cli.command("validate")
 @click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
+              help="Override a scenario field as `run --set` would (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved scenario as JSON.")
-def validate_command(scenario: str, as_json: bool) -> None:
+def validate_command(scenario: str, sets: tuple[str, ...], as_json: bool) -> None:
     """Check a scenario (schema, plugin names, plugin options) without running it.
+
+    With ``--set``, the scenario is checked with the same overrides ``run --set`` would apply, so
+    whatever that run would reject is rejected here first.
 
     \b
     Example:
       counterfeed validate scenarios/quickstart.yaml
+      counterfeed validate scenarios/quickstart.yaml --set population.users=1000
     """
     from counterfeed.core.plan import resolve
     from counterfeed.core.scenario import load_scenario
 
     sc = load_scenario(scenario)
+    overrides = parse_sets(sets)
+    if overrides:
+        sc = sc.with_overrides(overrides)
     resolve(sc)
     if as_json:
         click.echo(_json.dumps(sc.to_dict(), indent=2))

@@ -31,6 +31,8 @@ _EXECUTOR_OPTIONS = [
                  show_default=True, help="local process pool, a Dask LocalCluster, or in-process."),
     click.option("--scheduler", metavar="tcp://HOST:PORT", default=None,
                  help="Use an existing Dask cluster (implies --executor dask)."),
+    click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
+                 help="Override a scenario field, as `run --set` does (repeatable)."),
     click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
                  help="Output directory (rerun with the same one to resume)."),
     click.option("--fresh", is_flag=True, help="Discard the replications already in the output directory."),
@@ -48,12 +50,16 @@ def _with_options(fn):
     return fn
 
 
-def _load(path: str):
+def _load(path: str, sets: tuple[str, ...] = ()):
+    """The scenario at ``path`` with the ``--set`` overrides applied (a located error is a UserError)."""
+    from counterfeed.cli import parse_sets
     from counterfeed.core.scenario import load_scenario
     from counterfeed.errors import CounterfeedError
 
     try:
-        return load_scenario(path)
+        sc = load_scenario(path)
+        overrides = parse_sets(sets)
+        return sc.with_overrides(overrides) if overrides else sc
     except CounterfeedError as exc:
         raise UserError(str(exc)) from None
 
@@ -108,8 +114,8 @@ Rerun the same command to resume after an interruption; finished replications ar
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @_with_options
 def calibrate_command(scenario: str, replications: int, workers: int | None, executor: str,
-                      scheduler: str | None, out_dir: str | None, fresh: bool, as_json: bool,
-                      quiet: bool) -> None:
+                      scheduler: str | None, sets: tuple[str, ...], out_dir: str | None, fresh: bool,
+                      as_json: bool, quiet: bool) -> None:
     """Replicate SCENARIO under many seeds and score its estimators.
 
     Reports per estimator, metric, arm and estimand: bias, RMSE, coverage of the true effect (with a
@@ -120,7 +126,7 @@ def calibrate_command(scenario: str, replications: int, workers: int | None, exe
     """
     from counterfeed.calibration.calibrate import calibrate
 
-    sc = _load(scenario)
+    sc = _load(scenario, sets)
     ex = _guard(_executor, executor, workers, scheduler)
     with ex:
         result = _guard(calibrate, sc, replications, executor=ex, out_dir=out_dir, fresh=fresh,
@@ -139,8 +145,8 @@ Values are YAML scalars; any scenario field path works (e.g. experiment.arms.tre
               help="A scenario field and the values to try (repeat for a grid).")
 @_with_options
 def sweep_command(scenario: str, vary: tuple[str, ...], replications: int, workers: int | None,
-                  executor: str, scheduler: str | None, out_dir: str | None, fresh: bool,
-                  as_json: bool, quiet: bool) -> None:
+                  executor: str, scheduler: str | None, sets: tuple[str, ...], out_dir: str | None,
+                  fresh: bool, as_json: bool, quiet: bool) -> None:
     """Replicate SCENARIO over a grid of field values: power and minimum detectable effect.
 
     For each grid point and estimator, metric and arm: the rejection rate (power; the false-positive
@@ -150,7 +156,7 @@ def sweep_command(scenario: str, vary: tuple[str, ...], replications: int, worke
     """
     from counterfeed.calibration.sweep import grid_points, parse_vary, sweep
 
-    sc = _load(scenario)
+    sc = _load(scenario, sets)
     grid = _guard(lambda: [parse_vary(v) for v in vary])
     _guard(grid_points, sc, grid)  # validate every point before starting workers
     ex = _guard(_executor, executor, workers, scheduler)

@@ -36,8 +36,11 @@ MDE_MULTIPLIER = float(norm.ppf(0.975) + norm.ppf(0.80))
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (NaNs when there are no trials)."""
-    if trials <= 0:
+    """Wilson score interval for a binomial proportion (Wilson 1927, JASA 22(158)).
+
+    NaNs (null in JSON) below two trials: no interval from fewer than two independent units.
+    """
+    if trials < 2:
         return math.nan, math.nan
     z = float(norm.ppf(0.5 + confidence / 2))
     p = successes / trials
