@@ -161,6 +161,9 @@ def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: i
             sp = math.sqrt(var_param)
             half = z * math.sqrt(var_param + s2 / n_sim + s2 / n_log)
             lo, hi = float(e.mean() - half), float(e.mean() + half)
+            if not half > 0:  # nothing varied: a zero-width interval would claim certainty
+                lo = hi = None
+                warn.append(f"{name} did not vary across the twin's replicates or users: no interval")
         out.append(TwinEffect(metric=name, logging_value=float(lv.mean()), target_value=float(tv.mean()),
                               effect=float(e.mean()), lower=lo, upper=hi, se_parameters=sp,
                               se_simulation=math.sqrt(s2 / n_sim), replicates=len(rows), warnings=warn))
