@@ -149,7 +149,10 @@ def check_twin(path: str, log_path: str, *, columns: str | None = None, time_uni
     log = load_twin_log(log_path, columns, time_unit=time_unit, world=world)
     held = set(meta["heldout_users"])
     if not held:
-        raise DataError(f"{path}: the twin was fitted without held-out users (--holdout 0); nothing to check on")
+        why = ("it was fitted with --holdout 0" if not meta.get("settings", {}).get("holdout")
+               else f"its log had too few users to hold any out ({meta.get('n_train_users')} fitted; "
+                    "holding out needs at least 3)")
+        raise DataError(f"{path}: the twin has no held-out users ({why}); nothing to check on")
     codes = np.flatnonzero([u in held for u in log.user_ids.tolist()])
     if codes.size < 2:
         raise DataError(f"{log_path}: fewer than 2 of the twin's held-out users are in this log")

@@ -11,6 +11,7 @@ utility); visit, return and churn dynamics (:mod:`.dynamics`); then ``bootstrap`
 from __future__ import annotations
 
 import time as _time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,6 +179,10 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
     rng = np.random.default_rng(st.seed)
     t_start = _time.perf_counter()
     train_u, held_u = _split(log.n_users, st.holdout, rng)
+    if st.holdout > 0 and held_u.size == 0:
+        warnings.warn(f"no users held out for 'twin check': the log has {log.n_users} users and holding out "
+                      f"needs at least 3 (--holdout {st.holdout:g} asked for {st.holdout * log.n_users:.1f})",
+                      stacklevel=2)
     train = log.select_users(train_u)
     k = train.n_positions
     weight = exposure_weights(train.propensity)

@@ -96,3 +96,15 @@ def test_entry_point_exit_code(tmp_path):
                          capture_output=True, text=True)
     assert res.returncode == 2 and "missing column 'time'" in res.stderr
     assert not (tmp_path / "t").exists()
+
+
+def test_too_few_users_to_hold_out_is_said_at_fit_and_at_check(tmp_path):
+    path = _write(_good(n_users=2), tmp_path)
+    out = tmp_path / "twin"
+    with pytest.warns(UserWarning, match="no users held out for 'twin check': the log has 2 users"):
+        res = CliRunner().invoke(twin, ["fit", str(path), "--out", str(out), "--bootstrap", "2", "--epochs", "1",
+                                        "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(twin, ["check", str(out), str(path)])
+    assert res.exit_code == 2
+    assert "too few users to hold any out" in res.output and "--holdout 0" not in res.output
