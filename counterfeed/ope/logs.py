@@ -273,6 +273,17 @@ def normalize_ids(a: Any, source: str, name: str) -> np.ndarray:
     return a.astype(object)
 
 
+def _id_codes(a: np.ndarray, source: str, name: str) -> np.ndarray:
+    """User or session ids as the int64 ids a recommender sees: integer ids unchanged, other ids
+    (strings) coded 0, 1, ... in order of first appearance."""
+    import pandas as pd
+
+    a = normalize_ids(a, source, name)
+    if a.dtype.kind == "i":
+        return a
+    return pd.factorize(a)[0].astype(np.int64)
+
+
 def _ids(a: np.ndarray, source: str, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values, codes, uniques) of an id column (integers or strings)."""
     import pandas as pd
@@ -303,7 +314,7 @@ def from_arrays(*, round: np.ndarray, item: np.ndarray, position: np.ndarray, re
     ctx = {k: _floats(v, source, n(k)) for k, v in (context or {}).items()}
     extra = {}
     for k, v in (("user", user), ("session", session)):
-        extra[k] = None if v is None else _integers(v, source, n(k))
+        extra[k] = None if v is None else _id_codes(v, source, n(k))
     extra["time"] = None if time is None else _floats(time, source, n("time"))
     if validate:
         bad = ~((prop > 0) & (prop <= 1))

@@ -120,3 +120,12 @@ def test_sessions_derived_per_user():
     users, sessions = log_from_frame(df).users_sessions()
     np.testing.assert_array_equal(users, [7, 7])
     np.testing.assert_array_equal(sessions, [0, 1])
+
+
+def test_string_user_ids_are_coded_in_order_of_first_appearance():
+    df = good().assign(user=["ü-b", "ü-b", "a", "a"], round=[1, 1, 2, 2])
+    users, sessions = log_from_frame(df).users_sessions()
+    np.testing.assert_array_equal(users, [0, 1])
+    np.testing.assert_array_equal(sessions, [0, 0])
+    with pytest.raises(DataError, match=r"column 'user' row 2: expected an integer, got 0.5"):
+        log_from_frame(good().assign(user=[1.0, 0.5, 1.0, 1.0]))
