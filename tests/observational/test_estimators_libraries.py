@@ -174,6 +174,7 @@ def test_refutations_reported():
     assert set(refs) == {"placebo treatment", "random common cause", "data subset"}
     assert abs(refs["placebo treatment"]["new_effect"]) < 0.5  # the placebo effect is near 0 (ATE 2)
     assert abs(refs["random common cause"]["new_effect"] - e.point) < 0.1
+    assert all(r["passed"] for r in refs.values()), refs
 
 
 def test_graph_errors():

@@ -116,7 +116,7 @@ class _Backdoor(Estimator):
             if warns:
                 diag["warnings"] = [*diag.get("warnings", []), *warns]
             if self.options.refute:
-                diag["refutations"] = refute(fit, self.options.refutation_simulations, seed, level)
+                diag["refutations"] = refute(fit, self.options.refutation_simulations, seed, (c.upper - c.lower) / 2)
             out.append(Estimate(estimator=self.name, metric=comp.metric, arm=comp.arm, control=data.control,
                                 point=c.point, lower=c.lower, upper=c.upper, level=level, estimand="difference",
                                 p_value=c.p_value, diagnostics=diag))
