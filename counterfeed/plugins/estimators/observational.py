@@ -90,6 +90,17 @@ class _Backdoor(Estimator):
     def _fit(self, comp: Any, adjust: list[str], seed: int) -> Any:
         raise NotImplementedError
 
+    def check_scenario(self, scenario: Any) -> None:
+        """The scenario's graph must give a back-door set (``check_backdoor``); with
+        ``proceed_when_unidentifiable`` a graph is still required."""
+        from counterfeed.core.causal_graph import check_backdoor, scenario_graph
+
+        if not self.options.proceed_when_unidentifiable:
+            check_backdoor(scenario, f"estimator '{self.name}'")
+        elif scenario_graph(scenario) is None:
+            raise scenario.error(f"estimator '{self.name}' needs a causal graph (graph: treatment, outcome, edges)",
+                                 "graph")
+
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         from counterfeed.plugins.estimators._obs_refute import refute, sensitivity
 
@@ -195,6 +206,14 @@ class InstrumentalVariables(Estimator):
     Options = IVOptions
     tags = EstimatorTags(requires_instrument=True, estimands=(LATE,))
 
+    def check_scenario(self, scenario: Any) -> None:
+        """An encouragement design (the nudge is the instrument); a declared graph must show it valid."""
+        from counterfeed.core.causal_graph import check_instrument, scenario_graph
+
+        _require_mechanism(scenario, "encouragement", self.name)
+        if scenario_graph(scenario) is not None:
+            check_instrument(scenario, f"estimator '{self.name}'")
+
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         from counterfeed.plugins.estimators._obs_iv import fit_2sls
 
@@ -227,8 +246,20 @@ class PanelOptions(EstimatorOptions):
     event_times: bool = True
 
 
+def _require_mechanism(scenario: Any, mechanism: str, name: str) -> None:
+    got = getattr(getattr(scenario.experiment, "assignment", None), "mechanism", "randomized")
+    if got != mechanism:
+        article = "an" if mechanism[0] in "aeiou" else "a"
+        raise scenario.error(f"estimator '{name}' needs {article} {mechanism} design (experiment.assignment.mechanism: "
+                             f"{mechanism}), got '{got}'", "experiment.assignment.mechanism")
+
+
 class _Panel(Estimator):
     Options: ClassVar = PanelOptions
+
+    def check_scenario(self, scenario: Any) -> None:
+        """A staggered rollout (the per-period panel and adoption days come from it)."""
+        _require_mechanism(scenario, "staggered", self.name)
 
     def _fits(self, data: AnalysisData, metric: str, level: float):
         raise NotImplementedError

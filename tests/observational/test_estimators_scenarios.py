@@ -1,0 +1,43 @@
+"""The observational estimators' scenario checks: `validate` rejects a design they cannot analyse with
+one located error (exit 2), before anything is simulated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from counterfeed.core.plan import resolve
+from counterfeed.core.scenario import load_scenario
+from counterfeed.errors import ScenarioError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def scenario_with(name: str, estimator: dict):
+    sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+    return sc.with_overrides({"analysis": [estimator]})
+
+
+@pytest.mark.parametrize("name, estimator, pattern", [
+    ("observational_hidden", {"estimator": "backdoor-regression"},
+     r"graph: no valid adjustment set for estimator 'backdoor-regression'.*unobserved taste"),
+    ("observational_selection", {"estimator": "iv-2sls"},
+     r"experiment.assignment.mechanism: estimator 'iv-2sls' needs an encouragement design"),
+    ("observational_selection", {"estimator": "twfe"},
+     r"experiment.assignment.mechanism: estimator 'twfe' needs a staggered design"),
+    ("staggered_rollout", {"estimator": "aipw"}, r"graph: .*needs a causal graph"),
+])
+def test_validate_rejects_designs_the_estimator_cannot_analyse(name, estimator, pattern):
+    with pytest.raises(ScenarioError, match=pattern):
+        resolve(scenario_with(name, estimator))
+
+
+@pytest.mark.parametrize("name, estimator", [
+    ("observational_selection", {"estimator": "aipw"}),
+    ("observational_hidden", {"estimator": "backdoor-ipw", "proceed_when_unidentifiable": True}),
+    ("observational_hidden", {"estimator": "iv-2sls"}),
+    ("staggered_rollout", {"estimator": "did-staggered"}),
+])
+def test_validate_accepts_designs_the_estimator_can_analyse(name, estimator):
+    resolve(scenario_with(name, estimator))
