@@ -43,8 +43,11 @@ def builtin_estimators() -> list[str]:
     from counterfeed.core.plugins import get_registry
 
     reg = get_registry()
-    return [n for n in reg.names("estimator") if reg.info("estimator", n).source in ("builtin", "built-in")] \
-        or reg.names("estimator")
+    # estimators of non-randomized designs (a causal graph, an instrument, a rollout panel) cannot
+    # analyse this randomized A/B scenario: validate rejects them (benchmarks/observational.py has theirs)
+    design = {"graph", "instrument", "panel"}
+    return [n for n in reg.names("estimator") if reg.info("estimator", n).source in ("builtin", "built-in")
+            and not design & set(reg.info("estimator", n).cls.tags.required_inputs())] or reg.names("estimator")
 
 
 def main() -> None:
