@@ -41,3 +41,16 @@ def test_validate_rejects_designs_the_estimator_cannot_analyse(name, estimator, 
 ])
 def test_validate_accepts_designs_the_estimator_can_analyse(name, estimator):
     resolve(scenario_with(name, estimator))
+
+
+@pytest.mark.parametrize("estimator", ["did-staggered", "twfe"])
+def test_a_rollout_where_everyone_adopts_at_once_is_not_identified(estimator):
+    sc = load_scenario(ROOT / "scenarios" / "staggered_rollout.yaml").with_overrides({
+        "analysis": [{"estimator": estimator}],
+        "experiment.assignment.cohorts": [{"at": "2d", "share": 1.0}]})
+    with pytest.raises(ScenarioError, match=r"experiment.assignment.cohorts: .*every user adopts at the same "
+                                            r"date.*not identified"):
+        resolve(sc)
+    staggered = sc.with_overrides({"experiment.assignment.cohorts": [{"at": "2d", "share": 0.5},
+                                                                     {"at": "4d", "share": 0.5}]})
+    resolve(staggered)  # everyone adopts, but the later cohort is the comparison until it does

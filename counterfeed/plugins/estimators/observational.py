@@ -258,8 +258,21 @@ class _Panel(Estimator):
     Options: ClassVar = PanelOptions
 
     def check_scenario(self, scenario: Any) -> None:
-        """A staggered rollout (the per-period panel and adoption days come from it)."""
+        """A staggered rollout (the per-period panel and adoption days come from it) with someone to
+        compare the adopters with: never-treated users or a later cohort (not yet treated)."""
         _require_mechanism(scenario, "staggered", self.name)
+        spec = scenario.experiment.assignment
+        cohorts = list(spec.cohorts)
+        if all(c.share is not None for c in cohorts):
+            everyone = sum(c.share for c in cohorts) >= 1 - 1e-9
+        else:
+            everyone = {s for c in cohorts for s in c.segments or []} >= set(scenario.population.segments)
+        if everyone and len({c.at for c in cohorts}) == 1:
+            raise scenario.error(
+                f"estimator '{self.name}': every user adopts at the same date, so no never-treated or "
+                "not-yet-treated users are left to compare with and the effect on the treated is not "
+                "identified; leave some users out of the cohorts or stagger their dates",
+                "experiment.assignment.cohorts")
 
     def _fits(self, data: AnalysisData, metric: str, level: float):
         raise NotImplementedError
