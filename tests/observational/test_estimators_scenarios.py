@@ -54,3 +54,10 @@ def test_a_rollout_where_everyone_adopts_at_once_is_not_identified(estimator):
     staggered = sc.with_overrides({"experiment.assignment.cohorts": [{"at": "2d", "share": 0.5},
                                                                      {"at": "4d", "share": 0.5}]})
     resolve(staggered)  # everyone adopts, but the later cohort is the comparison until it does
+
+
+@pytest.mark.parametrize("name", ["observational_selection", "observational_hidden", "staggered_rollout"])
+def test_cate_estimators_refuse_non_randomized_designs(name):
+    with pytest.raises(ScenarioError, match=r"experiment.assignment.mechanism: estimator 'dr-learner' needs "
+                                            r"randomized assignment"):
+        resolve(scenario_with(name, {"estimator": "dr-learner"}))

@@ -84,6 +84,16 @@ class _Cate(Estimator):
         return nuisance_classifier(self.options.propensity, self.options.nuisance, random_state,
                                    self.options.nuisance_iterations)
 
+    def check_scenario(self, scenario: Any) -> None:
+        """Randomized assignment only: the doubly robust average effect uses the design propensity (the
+        arm share when the run records none), which is wrong when users select or are selected."""
+        mechanism = getattr(getattr(scenario.experiment, "assignment", None), "mechanism", "randomized")
+        if mechanism != "randomized":
+            raise scenario.error(
+                f"estimator '{self.name}' needs randomized assignment (its average effect weights by the "
+                f"design propensity), got '{mechanism}'; use the observational estimators (aipw, iv-2sls, "
+                "did-staggered) for this design", "experiment.assignment.mechanism")
+
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         from counterfeed.plugins.estimators._cate_data import comparison, covariate_matrix, per_user_metrics
 
