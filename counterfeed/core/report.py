@@ -69,6 +69,7 @@ def _plugin_sections(doc: _Doc, report: Report, result: RunResult) -> None:
     """Call every ``counterfeed_report_sections`` implementation, one plugin at a time and in
     registration order, so a plugin that raises costs only its own section (a note names it)."""
     reg = get_registry()
+    reg.load()  # the hook relay is read directly below: every plugin must be registered first
     impls = getattr(reg.pm.hook, HOOK).get_hookimpls()
     for impl in impls:
         caller = reg.pm.subset_hook_caller(HOOK, remove_plugins=[i.plugin for i in impls if i is not impl])
