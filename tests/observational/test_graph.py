@@ -171,4 +171,4 @@ def test_the_builtin_backdoor_estimators_are_rejected_before_simulating_without_
     if ok:
         assert code == 0, output
     else:
-        assert code == 2 and re.search(r"hidden\.yaml:\d+: graph: no valid adjustment set for 'aipw'", output), output
+        assert code == 2 and re.search(r"hidden\.yaml:\d+: graph: no valid adjustment set for estimator 'aipw'", output), output
