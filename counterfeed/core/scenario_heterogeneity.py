@@ -62,7 +62,8 @@ class TargetingSpec(_Strict):
     arm: str | None = Field(None, description="the arm given to targeted users (default: the first "
                             "arm that is not the control)")
     rule: Literal["threshold", "top-fraction"] = "threshold"
-    threshold: float = Field(0.0, description="minimum predicted effect of a targeted user")
+    threshold: float = Field(0.0, allow_inf_nan=False, description="minimum predicted effect of a "
+                             "targeted user")
     fraction: float | None = Field(None, gt=0.0, lt=1.0, description="top-fraction: share of users "
                                    "targeted")
     estimators: list[str] | None = Field(None, description="CATE estimators whose predictions make "
@@ -106,10 +107,24 @@ def check_heterogeneity(scenario: "Scenario") -> None:
 
 
 def check_targeting(plan: "Plan") -> None:
-    """The targeting metric is a per-user, non-ratio metric (needs the resolved metric plugins)."""
+    """A rule can be learned (an analysis estimator returns estimand 'cate'; the named estimators are
+    among them) and the targeting metric is a per-user, non-ratio metric (needs the resolved plugins)."""
+    from counterfeed.core.estimation import CATE
+
     sc = plan.scenario
     t = sc.targeting
-    if t is None or t.metric not in plan.metrics:
+    if t is None:
+        return
+    cate = [e.name for e in plan.estimators if CATE in e.tags.estimands]
+    if not cate:
+        raise sc.error("no analysis estimator predicts per-user effects (estimand 'cate'), so no rule can "
+                       "be learned; add one (e.g. dr-learner, linear-cate) or remove this section",
+                       "targeting")
+    for i, name in enumerate(t.estimators or []):
+        if name not in cate:
+            raise sc.error(f"'{name}' is not a CATE estimator of this scenario's analysis "
+                           f"(those are: {', '.join(cate)})", f"targeting.estimators[{i}]")
+    if t.metric not in plan.metrics:
         return
     info = plan.metrics[t.metric].info()
     if info.kind == "ratio" or getattr(info, "level", "user") == "population":
