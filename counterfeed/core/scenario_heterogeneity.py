@@ -115,6 +115,10 @@ def check_targeting(plan: "Plan") -> None:
     t = sc.targeting
     if t is None:
         return
+    info = plan.metrics[t.metric].info() if t.metric in plan.metrics else None
+    if info is not None and (info.kind == "ratio" or getattr(info, "level", "user") == "population"):
+        raise sc.error(f"metric '{t.metric}' is {'a ratio' if info.kind == 'ratio' else 'population-level'}; "
+                       "a targeting rule's value needs a per-user metric (e.g. clicks)", "targeting.metric")
     cate = [e.name for e in plan.estimators if CATE in e.tags.estimands]
     if not cate:
         raise sc.error("no analysis estimator predicts per-user effects (estimand 'cate'), so no rule can "
@@ -124,12 +128,6 @@ def check_targeting(plan: "Plan") -> None:
         if name not in cate:
             raise sc.error(f"'{name}' is not a CATE estimator of this scenario's analysis "
                            f"(those are: {', '.join(cate)})", f"targeting.estimators[{i}]")
-    if t.metric not in plan.metrics:
-        return
-    info = plan.metrics[t.metric].info()
-    if info.kind == "ratio" or getattr(info, "level", "user") == "population":
-        raise sc.error(f"metric '{t.metric}' is {'a ratio' if info.kind == 'ratio' else 'population-level'}; "
-                       "a targeting rule's value needs a per-user metric (e.g. clicks)", "targeting.metric")
 
 
 def target_arm(scenario: "Scenario") -> str:
