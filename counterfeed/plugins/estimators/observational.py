@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from abc import abstractmethod
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -87,8 +88,9 @@ class _Backdoor(Estimator):
 
             check_backdoor(scenario, f"'{self.name}'")
 
+    @abstractmethod
     def _fit(self, comp: Any, adjust: list[str], seed: int) -> Any:
-        raise NotImplementedError
+        """The DoWhy estimate of the comparison ``comp`` adjusting for the columns ``adjust``."""
 
     def check_scenario(self, scenario: Any) -> None:
         """The scenario's graph must give a back-door set (``check_backdoor``); with
@@ -274,8 +276,10 @@ class _Panel(Estimator):
                 "identified; leave some users out of the cohorts or stagger their dates",
                 "experiment.assignment.cohorts")
 
-    def _fits(self, data: AnalysisData, metric: str, level: float):
-        raise NotImplementedError
+    @abstractmethod
+    def _fits(self, data: AnalysisData, panel: Any, metric: str, level: float) -> Any:
+        """The panel fit of ``metric`` (its overall ATT and, where the method gives them, event-time
+        effects) at interval level ``level``."""
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         level = self.level_for(data)

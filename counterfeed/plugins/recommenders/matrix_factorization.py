@@ -41,6 +41,7 @@ for Implicit Feedback Data", NIPS 2014 workshop (the logistic loss).
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from typing import Literal
 
 import numpy as np
@@ -114,8 +115,10 @@ class FactorRecommender(Recommender):
             self._train(users, items, clicks, float(np.max(times)))
         self.fit_seconds_ = time.perf_counter() - start
 
+    @abstractmethod
     def _train(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray, t_fit: float) -> None:
-        raise NotImplementedError
+        """Fit the factors on the log's ``(n,)`` users, items and clicks (0/1); ``t_fit`` is the
+        latest event time (days) in the log."""
 
     def _pairs(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray):
         """Unique (user, item) pairs ``(pu, pi)`` with their impression and click counts."""
