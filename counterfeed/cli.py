@@ -347,6 +347,9 @@ def pin_blas_threads() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     pin_blas_threads()  # before any command imports numpy
+    from counterfeed.core import interrupts
+
+    interrupts.install()  # a Ctrl-C swallowed on its way up still stops the run (core/interrupts.py)
     try:
         _register_plugin_commands()
         cli.main(args=argv, prog_name="counterfeed", standalone_mode=False)

@@ -148,8 +148,15 @@ def write_outputs(result: CalibrationResult, *, figures: bool = True) -> dict[st
 def _atomic(path: Path, write) -> Path:
     import os
 
+    from counterfeed.core import interrupts
+
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     write(tmp)
+    try:
+        interrupts.check()  # a swallowed Ctrl-C still publishes nothing
+    except KeyboardInterrupt:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     return path
 

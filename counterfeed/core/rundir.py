@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from counterfeed._json import dumps
+from counterfeed.core import interrupts
 from counterfeed.core.contracts import Estimate, WorldEvents
 from counterfeed.core.display import num
 from counterfeed.core.results import RunResult
@@ -59,8 +60,13 @@ class RunDirectory:
         return self.tmp
 
     def publish(self) -> Path:
-        """Rename the finished temporary directory to ``<name>-<timestamp>[-n]`` (atomic)."""
+        """Rename the finished temporary directory to ``<name>-<timestamp>[-n]`` (atomic).
+
+        Raises ``KeyboardInterrupt`` instead when a Ctrl-C arrived during the run, even one that was
+        swallowed on its way up (:mod:`counterfeed.core.interrupts`).
+        """
         assert self.tmp is not None
+        interrupts.check()
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         base = self.parent / f"{self.name}-{stamp}"
         for n in range(1, 10_000):

@@ -57,6 +57,7 @@ import simpy
 
 from counterfeed.core.contracts import (Batch, Items, Log, Population, Recommender,
                                         RecommenderContext, Response, Slates, UserModel, WorldEvents)
+from counterfeed.core import interrupts
 from counterfeed.core._guard import call_plugin
 from counterfeed.core._output_checks import check_response, check_slates
 from counterfeed.core.experiment import Assignment, FixedAssignment
@@ -318,6 +319,7 @@ class SimWorld:
                     action(b)
             if w is not None and users.size:
                 self.serve(users, times, env.now)
+            interrupts.check()  # a Ctrl-C swallowed by a C callback still stops the world
             if self.progress is not None:
                 self.progress(min(end, self.cfg.horizon))
 

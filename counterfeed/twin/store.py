@@ -77,6 +77,9 @@ def write_twin(out: str | Path, meta: dict[str, Any], replicates: list[Replicate
         (tmp / "scenario.yaml").write_text(
             "# The twin as a scenario's population, catalog and user model (docs/twin.md)\n"
             f"population:\n  twin: {out.resolve()}\n")
+        from counterfeed.core import interrupts
+
+        interrupts.check()  # a swallowed Ctrl-C still publishes nothing
         if out.exists():
             out.rmdir()
         tmp.rename(out)

@@ -133,3 +133,32 @@ def test_disk_full_while_writing_is_one_clear_error_and_nothing_published(tmp_pa
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "cannot write the run directory" in lines[0] and "File too large" in lines[0], lines[0]
     assert list(out.iterdir()) == []  # the partial temporary directory was removed
+
+
+def test_a_swallowed_ctrl_c_still_publishes_nothing(tmp_path):
+    """An interrupt dropped on its way up (as numba's ctypes cache callback drops one, printing
+    'Exception ignored on calling ctypes callback function') must still stop the run: the next
+    serving window or the publish step raises it, and nothing is published."""
+    from counterfeed.core import interrupts
+
+    previous = signal.getsignal(signal.SIGINT)
+    interrupts.install()
+    try:
+        try:  # what a C callback does with the KeyboardInterrupt: print it and carry on
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+        except KeyboardInterrupt:
+            pass
+        assert interrupts.received()
+        sc = small_scenario(**{"population.users": 60, "experiment.duration": "1d"})
+        out = tmp_path / "out"
+        with pytest.raises(KeyboardInterrupt):
+            run(sc, output_dir=out, workers=1)
+        assert not out.exists() or list(out.iterdir()) == []
+    finally:
+        interrupts.reset()
+        signal.signal(signal.SIGINT, previous)
+    # Once reset, runs publish again.
+    result = run(small_scenario(**{"population.users": 60, "experiment.duration": "1d"}),
+                 output_dir=tmp_path / "again", workers=1)
+    assert (result.run_dir / "manifest.json").is_file()
