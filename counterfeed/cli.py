@@ -106,12 +106,17 @@ def cli() -> None:
 @click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
               help="Override a scenario field, e.g. --set population.users=1000 (repeatable).")
 @click.option("--workers", type=click.IntRange(min=1), help="Processes for the worlds (default: automatic).")
+@click.option("--shards", type=click.IntRange(min=1),
+              help="Split every world's users into N blocks simulated by Dask workers (execution.shards).")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Dask scheduler for the shards, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster).")
 @click.option("--no-report", is_flag=True, help="Do not write report.md/report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (same as --format json).")
 @format_option()
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
 def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: int | None,
-                no_report: bool, as_json: bool, fmt: str, quiet: bool) -> None:
+                shards: int | None, scheduler: str | None, no_report: bool, as_json: bool, fmt: str,
+                quiet: bool) -> None:
     """Run a scenario: simulate the A/B world and the counterfactual worlds, estimate, score.
 
     ``--format csv`` prints the estimates table (the run directory's estimates.csv); ``json`` the
@@ -121,6 +126,7 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
     Example:
       counterfeed run scenarios/quickstart.yaml --set population.users=1000
       counterfeed run scenarios/quickstart.yaml --format csv > estimates.csv
+      counterfeed run scenarios/quickstart.yaml --shards 4 --scheduler tcp://10.0.0.5:8786
     """
     from counterfeed.core.runner import run
     from counterfeed.core.scenario import load_scenario
@@ -129,6 +135,10 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
     overrides = parse_sets(sets)
     if no_report:
         overrides["output.report"] = False
+    if shards is not None:  # checked as the scenario's execution.shards would be
+        overrides["execution.shards"] = shards
+    if scheduler is not None:
+        overrides["execution.scheduler"] = scheduler
     if overrides:
         sc = sc.with_overrides(overrides)
     fmt = "json" if as_json else fmt

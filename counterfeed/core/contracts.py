@@ -119,6 +119,8 @@ class Population:
     preferences : (n_users, d) latent preference vectors (same space as ``Items.vectors``).
     segment : (n_users,) int segment code; ``segment_names[code]`` is its name.
     activity : (n_users,) multiplier of the visit rate (from the segment).
+    offset : global id of the first user: a block of a sharded world holds users
+        ``offset .. offset + n - 1`` (row ``i`` is user ``offset + i``; keyed draws use the global id).
     """
 
     n: int
@@ -126,10 +128,17 @@ class Population:
     segment: np.ndarray
     segment_names: list[str]
     activity: np.ndarray
+    offset: int = 0
 
     @property
     def ids(self) -> np.ndarray:
-        return np.arange(self.n, dtype=np.int64)
+        return np.arange(self.offset, self.offset + self.n, dtype=np.int64)
+
+    def block(self, lo: int, hi: int) -> "Population":
+        """Users ``lo .. hi - 1`` (global ids) as a population block with ``offset=lo``."""
+        a, b = lo - self.offset, hi - self.offset
+        return Population(n=hi - lo, preferences=self.preferences[a:b], segment=self.segment[a:b],
+                          segment_names=self.segment_names, activity=self.activity[a:b], offset=lo)
 
 
 @dataclass

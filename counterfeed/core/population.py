@@ -11,8 +11,11 @@ from counterfeed.core.scenario import PopulationSpec
 __all__ = ["build_population"]
 
 
-def build_population(spec: PopulationSpec, keys: Keys) -> Population:
+def build_population(spec: PopulationSpec, keys: Keys, block: tuple[int, int] | None = None) -> Population:
     """Users with segment, activity and latent preferences; user ``u``'s draws depend only on ``u``.
+
+    ``block=(lo, hi)`` builds only users ``lo .. hi - 1`` (a shard's block, ``offset=lo``), the same
+    rows as the whole population's.
 
     Preferences are ``heterogeneity * segment.heterogeneity * z_u`` with ``z_u ~ N(0, I)`` scaled to
     unit expected norm, so they live on the scale of the catalog's unit topic centroids.
@@ -20,9 +23,11 @@ def build_population(spec: PopulationSpec, keys: Keys) -> Population:
     if spec.twin is not None:  # fitted from logs (counterfeed/twin)
         from counterfeed.twin.model import twin_population
 
-        return twin_population(spec.twin, spec.replicate, spec.users, keys, spec.dimensions)
-    n, d = spec.users, spec.dimensions
-    users = np.arange(n, dtype=np.int64)
+        pop = twin_population(spec.twin, spec.replicate, spec.users, keys, spec.dimensions)
+        return pop if block is None else pop.block(*block)
+    lo, hi = block or (0, spec.users)
+    n, d = hi - lo, spec.dimensions
+    users = np.arange(lo, hi, dtype=np.int64)
     names = list(spec.segments)
     shares = np.array([spec.segments[s].share for s in names])
     u = keys.stream("population:segment").uniform(users)
@@ -32,4 +37,4 @@ def build_population(spec: PopulationSpec, keys: Keys) -> Population:
     z = keys.stream("population:preference").normal(users[:, None], 0, np.arange(d)[None, :])
     prefs = z * (het[:, None] / np.sqrt(d))
     return Population(n=n, preferences=prefs, segment=segment.astype(np.int64), segment_names=names,
-                      activity=activity)
+                      activity=activity, offset=lo)

@@ -36,6 +36,7 @@ from counterfeed.core.rundir import RunDirectory, save_run
 from counterfeed.core.scenario import Scenario, load_scenario
 from counterfeed.core._guard import call_plugin
 from counterfeed.core.scoring import score_estimates
+from counterfeed.core.shard import ShardedWorld, open_shards
 from counterfeed.core.simulation import SimWorld, WorldConfig
 from counterfeed.core.targeting import targeting_report, targeting_rules
 from counterfeed.core.truth import truth_table
@@ -44,7 +45,7 @@ from counterfeed.core.user_truth import (conditional_effects, replication_keys, 
                                          split_replication, user_effects)
 from counterfeed.core.causal_graph import dgp_graph, write_dgp_graph
 from counterfeed.core.truth_observational import observational_truth
-from counterfeed.errors import OutputError
+from counterfeed.errors import OutputError, ScenarioError
 
 __all__ = ["run", "resolve", "Plan", "simulate_world", "world_assignment_component", "RunDirectory"]
 
@@ -65,6 +66,7 @@ class WorldTask:
     population: Population
     progress: Callable[[float], None] | None = None  # simulated days so far (must pickle to workers)
     assignment: np.ndarray | None = None  # (n_users,) arm per user from the start (a targeting rule's world)
+    shards: Any = None  # a shard pool (core.shard): the world's users are simulated by its shards
 
 
 @dataclass
@@ -97,8 +99,12 @@ def simulate_world(task: WorldTask) -> WorldOutput:
     base, replication = split_replication(task.world)  # a noise replication re-keys the world's noise
     keys = replication_keys(sc.seed, replication)
     assignment = world_assignment_component(sc, plan, replace(task, world=base), keys)
-    world = SimWorld(cfg, task.items, task.population, keys, plan.user_model(), plan.recommender,
-                     assignment, progress=task.progress)
+    if task.shards is not None:
+        world = ShardedWorld(cfg, task.items, task.population, keys, plan.user_model(), plan.recommender,
+                             assignment, progress=task.progress, shards=task.shards)
+    else:
+        world = SimWorld(cfg, task.items, task.population, keys, plan.user_model(), plan.recommender,
+                         assignment, progress=task.progress)
     events = world.run()
     events.items = task.items
     plan.registry.hook.counterfeed_world_end(scenario=sc, world=task.world, events=events)
@@ -135,8 +141,11 @@ def world_assignment_component(sc: Scenario, plan: Plan, task: WorldTask, keys: 
 
 
 def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[str], None],
-                  progress: bool = False) -> list[WorldOutput]:
-    """Simulate every world (in worker processes when large); ``progress`` shows a bar per world."""
+                  progress: bool = False, shards: int = 1, scheduler: str | None = None) -> list[WorldOutput]:
+    """Simulate every world (in worker processes when large; each one sharded across Dask workers
+    with ``shards > 1`` or a ``scheduler``); ``progress`` shows a bar per world."""
+    if shards > 1 or scheduler:
+        return _simulate_sharded(tasks, say, progress, shards, scheduler)
     sc = tasks[0].scenario
     size = sc.population.users * sc.total_days
     if workers is None:  # a world of this size outweighs forking a worker and sending its events back
@@ -161,6 +170,20 @@ def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[st
     return [results[i] for i in range(len(tasks))]
 
 
+def _simulate_sharded(tasks: list[WorldTask], say: Callable[[str], None], progress: bool, shards: int,
+                      scheduler: str | None) -> list[WorldOutput]:
+    """Worlds one after another, each split into ``shards`` user-id blocks (core.shard)."""
+    sc = tasks[0].scenario
+    out = []
+    with WorldProgress([t.world for t in tasks], sc.total_days, progress, False) as show, \
+            open_shards(shards, scheduler) as pool:
+        show.start()
+        for task in tasks:
+            out.append(simulate_world(replace(task, progress=show.reporter(task.world), shards=pool)))
+            show.done(task.world, _world_done(out[-1]) + f" ({shards} shards)", say)
+    return out
+
+
 def _world_done(out: WorldOutput) -> str:
     return f"world {out.world}: {out.sessions:,} sessions in {out.seconds:.1f} s"
 
@@ -181,7 +204,8 @@ def _versions() -> dict[str, str]:
 
 def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None, write: bool = True,
         quiet: bool = True, workers: int | None = None, keep_events: bool = False,
-        log: Callable[[str], None] | None = None) -> RunResult:
+        log: Callable[[str], None] | None = None, shards: int | None = None,
+        scheduler: str | None = None) -> RunResult:
     """Run a scenario: simulate its worlds, estimate, score against the truth, write the run directory.
 
     Parameters
@@ -192,12 +216,18 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
     quiet : no progress messages.
     workers : processes for the independent worlds (None: automatic; 1: this process).
     keep_events : keep the worlds' event logs on the returned result.
+    shards, scheduler : split every world's users into ``shards`` blocks simulated by Dask workers
+        (default: the scenario's ``execution``; a LocalCluster unless ``scheduler`` is an address;
+        ``"in-process"`` keeps the shards in this process). The results are the unsharded ones.
     """
     t_start = time.perf_counter()
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     say = log or ((lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)))
     registry = get_registry()
     plan = resolve(sc, registry)
+    shards, scheduler = int(shards or sc.execution.shards), scheduler or sc.execution.scheduler
+    if shards > sc.population.users:
+        raise ScenarioError(f"--shards {shards}: more shards than users ({sc.population.users})")
     rundir = RunDirectory(Path(output_dir or sc.output.dir), sc.name) if write else None
     timings: dict[str, float] = {}
     try:
@@ -217,7 +247,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         replications = truth_replications(sc, CATE in estimands_of(plan.estimators))
         tasks = [WorldTask(sc, w, items, population)
                  for w in world_names(sc) + replication_worlds(sc.arms, replications)]
-        outputs = _simulate_all(tasks, workers, say, progress=not quiet and log is None)
+        outputs = _simulate_all(tasks, workers, say, not quiet and log is None, shards, scheduler)
         timings["simulate_s"] = time.perf_counter() - t0
         for o in outputs:
             timings[f"world_{o.world}_s"] = o.seconds
@@ -256,7 +286,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
             info = infos[sc.targeting.metric]
             rules = targeting_rules(sc, info, estimates, user_truth, population.n)
             deployed = _simulate_all([WorldTask(sc, w, items, population, assignment=a) for w, a in rules.items()],
-                                     workers, say, progress=not quiet and log is None)
+                                     workers, say, not quiet and log is None, shards, scheduler)
             targeting = targeting_report(sc, info, rules, {o.world: o.outcomes for o in deployed}, outcomes,
                                          user_truth, data)
         cate = _cate_scores(estimates, user_truth, ab)

@@ -19,6 +19,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 
 from counterfeed.core.scenario_heterogeneity import FeaturesSpec, TargetingSpec, TruthSpec, check_heterogeneity
 from counterfeed.core.observational_spec import AssignmentSpec, GraphSpec, check_observational
+from counterfeed.core.shard_spec import ExecutionSpec, check_execution
 from counterfeed.core.scenario_messages import SET_ORIGIN, from_set, kind_of, line_of, validation_message
 from counterfeed.errors import ScenarioError
 
@@ -286,6 +287,7 @@ class Scenario(_Strict):
     truth: TruthSpec = Field(default_factory=TruthSpec)
     targeting: TargetingSpec | None = None
     graph: GraphSpec | None = None  # the analyst's causal graph (counterfeed.core.causal_graph)
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)  # sharded worlds (core.shard)
 
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
@@ -335,6 +337,7 @@ class Scenario(_Strict):
         sc._check_metric_names()
         check_heterogeneity(sc)
         check_observational(sc)
+        check_execution(sc)
         return sc
 
     def _check_metric_names(self) -> None:

@@ -9,12 +9,8 @@ of the window that contains ``t`` (its request time ``t`` is logged); nothing ob
 a user between a visit and its window's end, so this is the same model as "wait, then request,
 then wait for the server".
 
-Users used to be one SimPy generator each (``yield world.request(uid, visit)``). They are array
-rows now because nothing in a user's process needed more than the calendar gives: at a million
-users the live generator frames and the per-user Python work of resuming them cost 40% of the
-throughput (docs/performance.md). A window's requests are served in user-id order, whatever order
-they were registered in, so a world's event log does not depend on how its users were scheduled
-(or split across processes).
+Users are calendar rows, not SimPy generators (docs/performance.md). A window is served in user-id
+order, so the event log does not depend on how users were scheduled or sharded (core.shard).
 
 The serving process closes a window every ``batch_window``: it groups the pending requests by arm,
 asks each arm's recommender for all their slates in one vectorized call, lets the user model respond
@@ -64,7 +60,7 @@ from counterfeed.core.experiment import Assignment, FixedAssignment
 from counterfeed.core.randomness import Keys
 from counterfeed.errors import PluginError
 
-__all__ = ["SimWorld", "WorldConfig"]
+__all__ = ["SimWorld", "WorldConfig", "SESSION_COLUMNS", "session_rows", "session_columns"]
 
 
 @dataclass
@@ -82,6 +78,7 @@ class WorldConfig:
     slate_size: int
     training: str = "own"
     record_impressions: bool = True
+    n_users: int = 0  # the number of users when the world is given no Population (a sharded world)
 
     @property
     def horizon(self) -> float:
@@ -118,7 +115,7 @@ class SimWorld:
             assignment = FixedAssignment(config.arms, arm_of, share)
         self.assignment = assignment
         self.progress = progress
-        n = population.n
+        n = population.n if population is not None else int(config.n_users)
         self.n = n
         self.env = simpy.Environment()
         self._calendar: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # window -> (users, times)
@@ -333,21 +330,21 @@ class SimWorld:
         available = self.items.available(now) if self._has_arrivals else None
         arms = np.unique(arm_of)
         feedback: list[Log] = []
-        for arm in arms:
+        parts: list[tuple[int, Batch, Slates, np.ndarray]] = []
+        for arm in arms:  # every arm's slates first: the user model's answers do not feed them
             idx = np.nonzero(arm_of == arm)[0] if arms.size > 1 else slice(None)
-            u, s, t = users[idx], sessions[idx], times[idx]
             rec = self.policy(int(arm))
-            batch = Batch(users=u, sessions=s, time=now, slate_size=self.cfg.slate_size,
+            batch = Batch(users=users[idx], sessions=sessions[idx], time=now, slate_size=self.cfg.slate_size,
                           stream=self.streams[arm], available=available)
             slates = call_plugin(rec, "recommend", rec.recommend, batch)
             check_slates(rec, slates, batch, self.items.n)
-            resp = call_plugin(self.user_model, "respond", self.user_model.respond,
-                               self.user_state, batch, slates)
+            parts.append((int(arm), batch, slates, times[idx]))
+        for (arm, batch, slates, t), resp in zip(parts, self._respond(parts)):
             check_response(self.user_model, resp, slates)
+            u = batch.users
             self.next_visit[u] = now + resp.next_gap
             self.request(u, self.next_visit[u])
-            log = self._record(int(arm), u, s, t, slates, resp)
-            feedback.append(log)
+            feedback.append(self._record(arm, u, batch.sessions, t, slates, resp))
         if self.cfg.training == "pooled":
             pooled = Log.concat(feedback)
             for rec in self.policies.values():
@@ -361,13 +358,17 @@ class SimWorld:
                 rec = self.policies[int(arm)]
                 call_plugin(rec, "update", rec.update, log)
 
+    def _respond(self, parts: list[tuple[int, Batch, Slates, np.ndarray]]) -> list[Response]:
+        """The user model's response to every ``(arm, batch, slates, times)`` of a window."""
+        um = self.user_model
+        return [call_plugin(um, "respond", um.respond, self.user_state, batch, slates)
+                for _, batch, slates, _ in parts]
+
     def _record(self, arm: int, u: np.ndarray, s: np.ndarray, t: np.ndarray, slates: Slates,
                 resp: Response) -> Log:
         n, k = slates.items.shape
         clicks = resp.clicks.astype(bool)
-        self._sessions.append((u, s, t, np.full(n, arm, np.int16), np.full(n, k, np.int16),
-                               clicks.sum(axis=1).astype(np.int16), resp.dwell.sum(axis=1),
-                               ~np.isfinite(resp.next_gap)))
+        self._add_sessions(session_rows(arm, u, s, t, k, clicks, resp.dwell, resp.next_gap))
         log = Log(user=np.repeat(u, k), session=np.repeat(s, k), time=np.repeat(t, k),
                   position=np.tile(np.arange(k, dtype=np.int16), n), item=slates.items.reshape(-1),
                   click=clicks.reshape(-1), dwell=resp.dwell.reshape(-1).astype(np.float32),
@@ -378,31 +379,35 @@ class SimWorld:
         return log
 
     # -- running -------------------------------------------------------------------------------
+    def _add_sessions(self, rows: tuple[np.ndarray, ...]) -> None:
+        self._sessions.append(rows)  # (a sharded world's shards keep their rows instead)
+
+    def _first_visits(self) -> np.ndarray:
+        """Set up the user model's state; the (n_users,) gap to every user's first visit."""
+        um = self.user_model
+        self.user_state = call_plugin(um, "init_state", um.init_state, self.population, self.items, self.keys)
+        return np.asarray(call_plugin(um, "first_visit", um.first_visit, self.user_state, self.population.ids),
+                          dtype=np.float64)
+
     def run(self) -> WorldEvents:
         cfg = self.cfg
         um = self.user_model
-        self.user_state = call_plugin(um, "init_state", um.init_state, self.population, self.items, self.keys)
-        self.policy(cfg.control)
-        users = self.population.ids
-        first = np.asarray(call_plugin(um, "first_visit", um.first_visit, self.user_state, users),
-                           dtype=np.float64)
+        first = self._first_visits()
         if first.shape != (self.n,) or np.any(~(first > 0)):
             raise PluginError("first_visit must return one positive gap per user", plugin=um.name,
                               hook="first_visit")
-        self.request(users, first)
+        self.policy(cfg.control)
+        self.request(np.arange(self.n, dtype=np.int64), first)
         self.env.run(until=self.env.process(self._server()))
         return self.snapshot(cfg.record_impressions, self.assignment.assignment())
+
+    def _session_columns(self) -> dict[str, np.ndarray]:
+        return session_columns(self._sessions)  # the sessions table so far
 
     def snapshot(self, impressions: bool = False, assignment: np.ndarray | None = None) -> WorldEvents:
         """The events so far (sessions; impressions too when asked); ``assignment`` defaults to the
         arm now serving each user (-1 for users not assigned yet)."""
-        names = ("user", "session", "time", "arm", "impressions", "clicks", "dwell", "churned")
-        dtypes = (np.int64, np.int64, np.float64, np.int16, np.int16, np.int16, np.float64, bool)
-        if self._sessions:
-            cols = {nm: np.concatenate([row[i] for row in self._sessions]).astype(dt, copy=False)
-                    for i, (nm, dt) in enumerate(zip(names, dtypes))}
-        else:
-            cols = {nm: np.zeros(0, dt) for nm, dt in zip(names, dtypes)}
+        cols = self._session_columns()
         log = Log.concat(self._logs) if impressions else None
         assignment = self._current.copy() if assignment is None else np.asarray(assignment)
         return WorldEvents(world=self.cfg.name, n_users=self.n, sessions=cols, impressions=log,
@@ -424,3 +429,22 @@ class SimWorld:
         arm_of = arm_of.copy()
         arm_of[new] = arms
         return arm_of
+
+
+#: the sessions table's columns and dtypes (:attr:`WorldEvents.sessions`)
+SESSION_COLUMNS = (("user", np.int64), ("session", np.int64), ("time", np.float64), ("arm", np.int16),
+                   ("impressions", np.int16), ("clicks", np.int16), ("dwell", np.float64), ("churned", bool))
+
+
+def session_rows(arm: int, u: np.ndarray, s: np.ndarray, t: np.ndarray, k: int, clicks: np.ndarray,
+                 dwell: np.ndarray, next_gap: np.ndarray) -> tuple[np.ndarray, ...]:
+    """One window part's rows of the sessions table (``clicks``, ``dwell``: (n, k))."""
+    n = u.size
+    return (u, s, t, np.full(n, arm, np.int16), np.full(n, k, np.int16),
+            clicks.sum(axis=1).astype(np.int16), dwell.sum(axis=1), ~np.isfinite(next_gap))
+
+
+def session_columns(rows: list[tuple[np.ndarray, ...]]) -> dict[str, np.ndarray]:
+    """Concatenate :func:`session_rows` chunks into the sessions table's columns."""
+    return {nm: np.concatenate([r[i] for r in rows]).astype(dt, copy=False) if rows else np.zeros(0, dt)
+            for i, (nm, dt) in enumerate(SESSION_COLUMNS)}

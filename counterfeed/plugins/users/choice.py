@@ -51,6 +51,11 @@ class ChoiceState:
     items: Items
     keys: Keys
     text_items: np.ndarray | None = None  # (n_items, e) item vectors in the users' text space (text_space)
+    offset: int = 0  # global id of row 0 (a sharded world's block of users; draws keep global ids)
+
+    def rows(self, users: np.ndarray) -> np.ndarray:
+        """The state rows of (global) user ids."""
+        return users - self.offset if self.offset else users
 
 
 class ChoiceUserModel(UserModel):
@@ -119,21 +124,23 @@ class ChoiceUserModel(UserModel):
             items=items,
             keys=keys,
             text_items=text_items,
+            offset=population.offset,
         )
 
     def first_visit(self, state: ChoiceState, users: np.ndarray) -> np.ndarray:
-        rate = self.options.visit_rate * state.activity[users]
+        rate = self.options.visit_rate * state.activity[state.rows(users)]
         return state.keys.stream("user:visit").exponential(users, 0) / rate
 
     def utility(self, state: ChoiceState, users: np.ndarray, items: np.ndarray, t: float) -> np.ndarray:
         """(n, k) deterministic utility of ``items`` for ``users`` at time ``t`` (decays satiation)."""
         o = self.options
         it = state.items
-        dt = np.maximum(t - state.last_visit[users], 0.0)
+        rows = state.rows(users)
+        dt = np.maximum(t - state.last_visit[rows], 0.0)
         decay = (0.5 ** (dt / o.satiation_halflife)).astype(np.float32)
-        state.satiation[users] *= decay[:, None]
-        state.last_visit[users] = t
-        p = state.preferences[users]
+        state.satiation[rows] *= decay[:, None]
+        state.last_visit[rows] = t
+        p = state.preferences[rows]
         util = np.empty(items.shape)
         for lo in range(0, len(users), _CHUNK):  # gather item vectors in cache-sized blocks
             hi = lo + _CHUNK
@@ -142,10 +149,10 @@ class ChoiceUserModel(UserModel):
         util *= scale
         if state.text_preferences is not None:
             t_items = it.embeddings if state.text_items is None else state.text_items
-            util += o.text_scale * np.einsum("ne,nke->nk", state.text_preferences[users], t_items[items])
+            util += o.text_scale * np.einsum("ne,nke->nk", state.text_preferences[rows], t_items[items])
         util += o.quality_weight * it.quality[items]
         if o.satiation_weight:
-            util -= o.satiation_weight * np.take_along_axis(state.satiation[users], it.topic[items], axis=1)
+            util -= o.satiation_weight * np.take_along_axis(state.satiation[rows], it.topic[items], axis=1)
         return util
 
     def examination_probability(self, k: int) -> np.ndarray:
@@ -204,18 +211,19 @@ class ChoiceUserModel(UserModel):
         keys = state.keys
         n, k = items.shape
         dwell = np.zeros((n, k))
+        rows = state.rows(users)
         if clicked.any():
             cu, ct = np.nonzero(clicked)
             it_c = items[cu, ct]
             noise = keys.stream("user:dwell").normal(users[cu], sessions[cu], it_c)
             d = o.dwell_mean * np.exp(o.dwell_utility * (util[cu, ct] - o.no_click_utility) + 0.5 * noise)
             dwell[cu, ct] = np.minimum(d, 600.0)
-            np.add.at(state.satiation, (users[cu], state.items.topic[it_c]), 1.0)
+            np.add.at(state.satiation, (rows[cu], state.items.topic[it_c]), 1.0)
         n_clicks = clicked.sum(axis=1)
-        s = state.satisfaction[users] * (1 - o.memory) + o.memory * n_clicks
-        state.satisfaction[users] = s
+        s = state.satisfaction[rows] * (1 - o.memory) + o.memory * n_clicks
+        state.satisfaction[rows] = s
         base = o.baseline_satisfaction
-        rate = o.visit_rate * state.activity[users] * np.exp(o.return_weight * (s - base))
+        rate = o.visit_rate * state.activity[rows] * np.exp(o.return_weight * (s - base))
         gap = keys.stream("user:visit").exponential(users, sessions + 1) / rate
         p_churn = np.minimum(1.0, o.churn_rate * np.exp(o.churn_weight * (base - s)))
         churn = keys.stream("user:churn").uniform(users, sessions) < p_churn

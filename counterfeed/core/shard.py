@@ -1,0 +1,314 @@
+"""Sharded worlds: one world's users split into blocks of user ids, each block simulated by a shard.
+
+A :class:`ShardedWorld` is a :class:`~counterfeed.core.simulation.SimWorld` whose users' state lives
+in shards. The world (the *coordinator*) keeps what every user shares: the serving process and its
+boundaries, the visit calendar, the assignment component, the arms' recommenders and their training
+logs. A :class:`Shard` keeps what belongs to its users ``lo .. hi - 1``: its block of the
+population, the user model's state for that block (built by ``init_state`` on a population block
+whose ids are the global ones, :meth:`Population.block`) and its rows of the sessions table.
+
+Per serving window the coordinator asks every arm's recommender for the whole window's slates (the
+union of the shards' requests, in user-id order, exactly the batch a single process serves), sends
+each shard its users' rows, and gets back the shards' responses (clicks, dwell, next visit) in one
+round trip per shard. Responses are concatenated in shard order, which is user-id order, so the
+recommenders' online updates (a Thompson-sampling bandit's) and their refits at retraining
+boundaries (matrix factorization) see the very log a single process would build. Every draw of the
+user model is keyed by (seed, stream, user, session, slot) with global user ids, so a shard's
+answers are the single process's answers for its rows: a sharded world is the same world, number
+for number (tests/scaling/test_shards.py).
+
+Shards run in Dask workers as actors (:class:`DaskShards`: a ``distributed.LocalCluster`` by default,
+an existing scheduler with ``scheduler="tcp://host:port"``) or in this process (:class:`LocalShards`,
+for tests and debugging). A worker lost mid-run fails the world with :class:`ShardError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from counterfeed.core._guard import call_plugin
+from counterfeed.core.contracts import Batch, Items, Population, Response, Slates, UserModel
+from counterfeed.core.randomness import Keys
+from counterfeed.core.simulation import (SESSION_COLUMNS, SimWorld, WorldConfig, session_columns,
+                                        session_rows)
+from counterfeed.errors import CounterfeedError
+
+__all__ = ["Shard", "ShardedWorld", "LocalShards", "DaskShards", "ShardError", "shard_blocks", "open_shards",
+           "IN_PROCESS"]
+
+
+class ShardError(CounterfeedError):
+    """A shard (or the Dask worker that held it) failed during a world."""
+
+    exit_code = 1  # not a scenario error
+
+
+def shard_blocks(n_users: int, shards: int) -> list[tuple[int, int]]:
+    """``shards`` contiguous user-id blocks ``[lo, hi)`` covering ``0 .. n_users - 1`` (sizes differ by
+    at most one)."""
+    if shards < 1:
+        raise ValueError(f"shards must be a positive integer, got {shards}")
+    cuts = np.linspace(0, n_users, shards + 1).round().astype(np.int64)
+    return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+class Shard:
+    """The users ``lo .. hi - 1`` of one world: their population block, user-model state and sessions.
+
+    Parameters
+    ----------
+    lo, hi : the block of global user ids.
+    user_model : the user-model plugin (a fresh copy per shard when it travels to a worker).
+    items : the catalog.
+    keys : the world's keyed randomness (the user model's draws).
+    population : the block (:meth:`Population.block`), or a ``(spec, keys)`` pair to build it in
+        the shard (:func:`counterfeed.core.population.build_population` with ``block``), so the
+        whole population never exists in one process.
+    arms : the arm names (arm index ``a`` uses the policy stream ``policy:<arms[a]>``).
+    """
+
+    def __init__(self, lo: int, hi: int, user_model: UserModel, items: Items, keys: Keys,
+                 population: Population | tuple[Any, Keys], arms: Sequence[str]):
+        if not isinstance(population, Population):
+            from counterfeed.core.population import build_population
+
+            spec, pop_keys = population
+            population = build_population(spec, pop_keys, block=(lo, hi))
+        if (population.offset, population.offset + population.n) != (lo, hi):
+            raise ValueError(f"shard [{lo}, {hi}) was given users [{population.offset}, "
+                             f"{population.offset + population.n})")
+        self.lo, self.hi = lo, hi
+        self.user_model = user_model
+        self.items = items
+        self.keys = keys
+        self.population = population
+        self.streams = [keys.stream(f"policy:{a}") for a in arms]
+        self.state: Any = None
+        self._rows: list[tuple[np.ndarray, ...]] = []
+        self._seq: list[np.ndarray] = []
+
+    def start(self) -> np.ndarray:
+        """Set up the user model's state for the block; the gap to each user's first visit."""
+        um = self.user_model
+        self.state = call_plugin(um, "init_state", um.init_state, self.population, self.items, self.keys)
+        return np.asarray(call_plugin(um, "first_visit", um.first_visit, self.state, self.population.ids),
+                          dtype=np.float64)
+
+    def respond(self, parts: list[tuple]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The user model's answers to a window's ``(seq, arm, users, sessions, times, now, items,
+        propensities, available)`` parts; records the sessions rows (tagged ``seq``, the part's
+        place in the world's order). Returns ``(clicks, dwell, next_gap)`` per part."""
+        um = self.user_model
+        out = []
+        for seq, arm, u, s, t, now, items, props, available in parts:
+            batch = Batch(users=u, sessions=s, time=now, slate_size=items.shape[1],
+                          stream=self.streams[arm], available=available)
+            resp = call_plugin(um, "respond", um.respond, self.state, batch, Slates(items, props))
+            clicks = np.asarray(resp.clicks).astype(bool)
+            self._rows.append(session_rows(arm, u, s, t, items.shape[1], clicks, resp.dwell, resp.next_gap))
+            self._seq.append(np.full(u.size, seq, np.int64))
+            out.append((clicks, np.asarray(resp.dwell), np.asarray(resp.next_gap)))
+        return out
+
+    def sessions(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """The block's sessions rows so far: the columns (:data:`SESSION_COLUMNS` order) and the
+        ``seq`` of each row."""
+        cols = session_columns(self._rows)
+        self._rows = [tuple(cols[nm] for nm, _ in SESSION_COLUMNS)] if self._rows else []
+        self._seq = [np.concatenate(self._seq)] if self._seq else [np.zeros(0, np.int64)]
+        return [cols[nm] for nm, _ in SESSION_COLUMNS], self._seq[0]
+
+    def memory(self) -> int:
+        """Peak resident memory of this process (bytes; Linux ``ru_maxrss``)."""
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+class LocalShards:
+    """Shards held in this process (tests, debugging); same interface as :class:`DaskShards`."""
+
+    def __init__(self, shards: int):
+        self.n = int(shards)
+        self._shards: list[Shard] = []
+
+    def create(self, blocks: list[tuple[int, int]], make: Callable[[int, int], tuple]) -> None:
+        self._shards = [Shard(lo, hi, *make(lo, hi)) for lo, hi in blocks]
+
+    def call(self, method: str, args: Sequence[tuple] | None = None) -> list[Any]:
+        """``shard.method(*args[i])`` on every shard ``i``; the results in shard order."""
+        args = args if args is not None else [()] * len(self._shards)
+        return [getattr(sh, method)(*a) for sh, a in zip(self._shards, args)]
+
+    def release(self) -> None:
+        self._shards = []
+
+    def close(self) -> None:
+        self.release()
+
+
+class DaskShards:
+    """Shards as Dask actors, one per worker (round robin when there are more shards than workers).
+
+    ``client``: a ``distributed.Client`` (the caller owns it). ``timeout``: seconds a shard may take
+    to answer one call before the world fails.
+    """
+
+    def __init__(self, shards: int, client: Any, timeout: float = 3600.0):
+        self.n = int(shards)
+        self.client = client
+        self.timeout = timeout
+        self._actors: list[Any] = []
+        self._futures: list[Any] = []
+        self._where: list[str] = []
+
+    def create(self, blocks: list[tuple[int, int]], make: Callable[[int, int], tuple]) -> None:
+        try:
+            self.client.wait_for_workers(1, timeout=60)
+        except TimeoutError:
+            raise ShardError("the Dask cluster has no workers (waited 60 s)") from None
+        workers = sorted(self.client.scheduler_info().get("workers", {}))
+        self._where = [workers[i % len(workers)] for i in range(len(blocks))]
+        self._futures = [self.client.submit(Shard, lo, hi, *make(lo, hi), actor=True, workers=[w],
+                                            allow_other_workers=False, pure=False)
+                         for (lo, hi), w in zip(blocks, self._where)]
+        self._actors = [self._result(f, i) for i, f in enumerate(self._futures)]
+
+    def call(self, method: str, args: Sequence[tuple] | None = None) -> list[Any]:
+        args = args if args is not None else [()] * len(self._actors)
+        pending = [getattr(actor, method)(*a) for actor, a in zip(self._actors, args)]
+        return [self._result(p, i) for i, p in enumerate(pending)]
+
+    def _result(self, future: Any, i: int) -> Any:
+        try:
+            return future.result(timeout=self.timeout)
+        except CounterfeedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- a lost worker surfaces as many exception types
+            raise ShardError(f"shard {i} on Dask worker {self._where[i]} failed: "
+                             f"{type(exc).__name__}: {exc or 'the worker was lost'}") from exc
+
+    def release(self) -> None:
+        for f in self._futures:
+            f.release()
+        self._actors, self._futures = [], []
+
+    def close(self) -> None:
+        self.release()
+
+
+class ShardedWorld(SimWorld):
+    """A :class:`SimWorld` whose users are simulated by shards (see the module docstring).
+
+    Parameters are :class:`SimWorld`'s, plus ``shards``: a :class:`LocalShards` or
+    :class:`DaskShards` pool, and ``population``: the whole population (its blocks travel to the
+    shards) or a ``(spec, keys)`` pair each shard builds its block from; ``config.n_users`` then
+    gives the number of users.
+    """
+
+    def __init__(self, config: WorldConfig, items: Items, population: Population | tuple[Any, Keys],
+                 keys: Keys, user_model: UserModel, make_recommender: Callable, assignment: Any = None,
+                 progress: Callable[[float], None] | None = None, *, shards: LocalShards | DaskShards):
+        whole = population if isinstance(population, Population) else None
+        super().__init__(config, items, whole, keys, user_model, make_recommender, assignment, progress)
+        self._population_source = population
+        self.pool = shards
+        self.blocks = shard_blocks(self.n, shards.n)
+        self._bounds = np.array([hi for _, hi in self.blocks[:-1]], dtype=np.int64)
+        self._seq = 0
+
+    def _block_args(self, lo: int, hi: int) -> tuple:
+        src = self._population_source
+        pop = src.block(lo, hi) if isinstance(src, Population) else src
+        return self.user_model, self.items, self.keys, pop, self.cfg.arms
+
+    def _first_visits(self) -> np.ndarray:
+        self.pool.create(self.blocks, self._block_args)
+        return np.concatenate(self.pool.call("start"))
+
+    def _respond(self, parts: list[tuple[int, Batch, Slates, np.ndarray]]) -> list[Response]:
+        per_shard: list[list[tuple]] = [[] for _ in self.blocks]
+        cuts = []
+        for arm, batch, slates, times in parts:
+            cut = np.r_[0, np.searchsorted(batch.users, self._bounds), len(batch)]  # users are id-sorted
+            cuts.append(cut)
+            items, props = slates.items, np.asarray(slates.propensities)
+            for i in range(len(self.blocks)):
+                a, b = cut[i], cut[i + 1]
+                if b > a:
+                    per_shard[i].append((self._seq, arm, batch.users[a:b], batch.sessions[a:b], times[a:b],
+                                         batch.time, items[a:b], props[a:b], batch.available))
+            self._seq += 1
+        answers = self.pool.call("respond", [(p,) for p in per_shard])
+        out = []
+        taken = [0] * len(self.blocks)
+        for j, cut in enumerate(cuts):
+            got = []
+            for i in range(len(self.blocks)):
+                if cut[i + 1] > cut[i]:
+                    got.append(answers[i][taken[i]])
+                    taken[i] += 1
+            out.append(Response(*(np.concatenate([g[c] for g in got]) for c in range(3))))
+        return out
+
+    def _add_sessions(self, rows: tuple[np.ndarray, ...]) -> None:
+        """The shards keep their users' sessions rows."""
+
+    def _session_columns(self) -> dict[str, np.ndarray]:
+        """The shards' rows merged into the single-process order (window parts in serving order, users
+        in id order within a part: shard order)."""
+        got = self.pool.call("sessions")
+        seq = np.concatenate([g[1] for g in got])
+        order = np.argsort(seq, kind="stable")
+        return {nm: np.concatenate([g[0][i] for g in got])[order] for i, (nm, _) in enumerate(SESSION_COLUMNS)}
+
+    def run(self) -> Any:
+        """Simulate the world (:meth:`SimWorld.run`); records :attr:`shard_memory` and releases the
+        shards."""
+        try:
+            events = super().run()
+            #: peak resident memory (bytes) of the process that held each shard
+            self.shard_memory = [int(m) for m in self.pool.call("memory")]
+            return events
+        finally:
+            self.pool.release()
+
+
+#: ``scheduler`` value that keeps the shards in this process (tests, debugging)
+IN_PROCESS = "in-process"
+
+
+class open_shards:
+    """A shard pool for a run: ``with open_shards(4) as pool: ...``.
+
+    ``scheduler``: None starts a ``distributed.LocalCluster`` with one single-threaded worker process
+    per shard (closed on exit); ``tcp://host:port`` uses an existing cluster (its workers must
+    import counterfeed); :data:`IN_PROCESS` keeps the shards in this process.
+    """
+
+    def __init__(self, shards: int, scheduler: str | None = None):
+        self.shards = int(shards)
+        self.scheduler = scheduler
+        self._executor: Any = None
+
+    def __enter__(self) -> LocalShards | DaskShards:
+        if self.scheduler == IN_PROCESS:
+            self.pool: LocalShards | DaskShards = LocalShards(self.shards)
+            return self.pool
+        from counterfeed.core.executors import DaskExecutor
+
+        self._executor = DaskExecutor(workers=self.shards, scheduler=self.scheduler)
+        if self.scheduler is None:
+            self._executor.client.wait_for_workers(self.shards, timeout=120)
+        self.pool = DaskShards(self.shards, self._executor.client)
+        return self.pool
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.pool.close()
+        except Exception:  # noqa: BLE001 -- a lost worker's actors cannot be released; closing goes on
+            pass
+        if self._executor is not None:
+            self._executor.close()

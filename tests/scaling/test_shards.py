@@ -1,0 +1,128 @@
+"""Sharded worlds (issue 20): a world split into user-id blocks is the same world, byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from counterfeed.core.contracts import CatalogContext
+from counterfeed.core.population import build_population
+from counterfeed.core.randomness import Keys
+from counterfeed.core.runner import resolve, run
+from counterfeed.core.scenario import Scenario
+from counterfeed.core.shard import IN_PROCESS, LocalShards, ShardedWorld, shard_blocks
+from counterfeed.core.simulation import SimWorld, WorldConfig
+from counterfeed.errors import ScenarioError
+
+
+def scenario(users: int = 300, **execution) -> Scenario:
+    """Matrix factorization retrained daily against a Thompson-sampling bandit (online updates every
+    window), a pre-period, two segments: every kind of shared state a shard boundary could break."""
+    data = {
+        "name": "sharded", "seed": 7,
+        "population": {"users": users, "dimensions": 8,
+                       "segments": {"casual": {"share": 0.6, "activity": 0.8},
+                                    "heavy": {"share": 0.4, "activity": 2.0}}},
+        "catalog": {"plugin": "synthetic", "items": 120, "topics": 6},
+        "experiment": {"arms": {"control": {"recommender": "thompson"},
+                                "treatment": {"recommender": "matrix-factorization", "factors": 4,
+                                              "epochs": 3}},
+                       "pre_period": "1d", "duration": "3d", "batch_window": "3h", "retrain_every": "1d",
+                       "slate_size": 5},
+        "analysis": [{"estimator": "diff-in-means"}, {"estimator": "cuped"}],
+        "output": {"report": False},
+    }
+    if execution:
+        data["execution"] = execution
+    return Scenario.from_dict(data)
+
+
+def digest(run_dir: Path) -> dict[str, str]:
+    """sha256 of every file of a run directory except the manifest (it holds timings and a date)."""
+    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+
+
+def test_blocks_cover_the_users_in_order():
+    assert shard_blocks(10, 3) == [(0, 3), (3, 7), (7, 10)]
+    assert shard_blocks(5, 1) == [(0, 5)]
+    with pytest.raises(ValueError):
+        shard_blocks(5, 0)
+
+
+def test_population_block_is_the_rows_of_the_whole_population():
+    sc = scenario()
+    keys = Keys(sc.seed)
+    whole = build_population(sc.population, keys)
+    part = build_population(sc.population, keys, block=(100, 220))
+    assert part.offset == 100 and part.n == 120
+    assert np.array_equal(part.ids, np.arange(100, 220))
+    for got, want in [(part.preferences, whole.preferences[100:220]), (part.segment, whole.segment[100:220]),
+                      (part.activity, whole.activity[100:220])]:
+        assert np.array_equal(got, want)
+
+
+def _world(sc: Scenario, shards: int | None):
+    plan = resolve(sc)
+    keys = Keys(sc.seed)
+    items = plan.catalog().build(CatalogContext(keys=keys, stream=keys.stream("catalog"), dimensions=8))
+    e = sc.experiment
+    n = sc.population.users
+    cfg = WorldConfig(name="ab", arms=sc.arms, control=0, assignment=np.arange(n) % 2, pre_period=e.pre_period,
+                      duration=e.duration, batch_window=e.batch_window, retrain_every=e.retrain_every,
+                      slate_size=e.slate_size, n_users=n)
+    if shards is None:
+        return SimWorld(cfg, items, build_population(sc.population, keys), keys, plan.user_model(),
+                        plan.recommender)
+    return ShardedWorld(cfg, items, (sc.population, keys), keys, plan.user_model(), plan.recommender,
+                        shards=LocalShards(shards))
+
+
+def test_a_sharded_world_is_the_single_process_world_row_for_row():
+    """Each shard builds only its block of the population; sessions and impressions are equal."""
+    sc = scenario()
+    want = _world(sc, None).run()
+    for shards in (3,):
+        got = _world(sc, shards).run()
+        for name, col in want.sessions.items():
+            assert np.array_equal(got.sessions[name], col), (shards, name)
+        for name, col in want.impressions.to_dict().items():
+            assert np.array_equal(got.impressions.to_dict()[name], col), (shards, name)
+
+
+def test_runs_with_1_2_4_shards_write_byte_identical_run_directories(tmp_path):
+    """Outcomes, events (sessions and impressions of every world), truth and estimates."""
+    sc = scenario()
+    base = digest(run(sc, output_dir=tmp_path / "one").run_dir)
+    assert any(k.startswith("events/") for k in base) and "estimates.json" in base
+    for shards in (2, 4):
+        got = digest(run(sc, output_dir=tmp_path / str(shards), shards=shards, scheduler=IN_PROCESS).run_dir)
+        assert got == base, shards
+
+
+@pytest.mark.parametrize("value, message", [
+    (0, "execution.shards"), (-2, "execution.shards"), ("two", "execution.shards"), (1.5, "execution.shards"),
+    (301, "301 shards for 300 users"),
+])
+def test_bad_shard_counts_are_rejected_with_their_location(value, message):
+    with pytest.raises(ScenarioError, match=message):
+        scenario(shards=value)
+
+
+def test_execution_shards_in_the_scenario_is_used(tmp_path, monkeypatch):
+    import counterfeed.core.runner as runner
+    from counterfeed.core import shard
+
+    opened = []
+
+    def in_process(shards, scheduler=None):
+        opened.append((shards, scheduler))
+        return shard.open_shards(shards, IN_PROCESS)
+
+    monkeypatch.setattr(runner, "open_shards", in_process)
+    sc = scenario(users=60, shards=2, scheduler="tcp://10.0.0.1:8786")
+    run(sc, write=False)
+    assert opened == [(2, "tcp://10.0.0.1:8786")]
