@@ -178,12 +178,16 @@ class DaskShards:
 
     def call(self, method: str, args: Sequence[tuple] | None = None) -> list[Any]:
         args = args if args is not None else [()] * len(self._actors)
-        pending = [getattr(actor, method)(*a) for actor, a in zip(self._actors, args)]
+        pending = [self._guard(i, lambda: getattr(actor, method)(*a))
+                   for i, (actor, a) in enumerate(zip(self._actors, args))]
         return [self._result(p, i) for i, p in enumerate(pending)]
 
     def _result(self, future: Any, i: int) -> Any:
+        return self._guard(i, lambda: future.result(timeout=self.timeout))
+
+    def _guard(self, i: int, step: Callable[[], Any]) -> Any:
         try:
-            return future.result(timeout=self.timeout)
+            return step()
         except CounterfeedError:
             raise
         except Exception as exc:  # noqa: BLE001 -- a lost worker surfaces as many exception types

@@ -1,0 +1,88 @@
+"""Sharded worlds on a real Dask cluster: a ``dask scheduler`` and two ``dask worker`` processes on
+127.0.0.1, started by the test (issue 20)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from counterfeed.core.runner import run
+from counterfeed.core.shard import ShardError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_shards import digest, scenario  # noqa: E402
+
+DASK = shutil.which("dask") or str(Path(sys.executable).with_name("dask"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """``(address, workers)``: a scheduler and two single-threaded workers; all stopped afterwards."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    logs = open(tmp_path / "cluster.log", "w")
+    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], stdout=logs, stderr=logs, env=env)]
+    workers = [subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                                 "--host", "127.0.0.1", "--local-directory", str(tmp_path / f"w{i}")],
+                                stdout=logs, stderr=logs, env=env) for i in range(2)]
+    procs += workers
+    try:
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address, workers
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        logs.close()
+
+
+@pytest.mark.slow
+def test_a_run_sharded_on_a_real_cluster_writes_the_local_run_directory(tmp_path, cluster):
+    address, _ = cluster
+    sc = scenario()
+    local = digest(run(sc, output_dir=tmp_path / "local").run_dir)
+    remote = digest(run(sc, output_dir=tmp_path / "cluster", shards=2, scheduler=address).run_dir)
+    assert remote == local
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_the_run_clearly_and_publishes_nothing(tmp_path, cluster):
+    address, workers = cluster
+    sc = scenario(users=2000).with_overrides({"experiment.duration": "20d"})
+    out = tmp_path / "runs"
+    timer = threading.Timer(6.0, lambda: workers[1].send_signal(signal.SIGKILL))
+    timer.start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(ShardError, match=r"shard \d on Dask worker tcp://127\.0\.0\.1:\d+ failed"):
+            run(sc, output_dir=out, shards=2, scheduler=address)
+    finally:
+        timer.cancel()
+    assert workers[1].poll() is not None, "the worker was not killed before the run ended"
+    assert time.perf_counter() - t0 < 120
+    assert not out.exists() or not any(out.iterdir())  # no published (nor temporary) run directory
