@@ -15,6 +15,17 @@ by (user, session, slot) and a window's requests are order-free.
 
     python benchmarks/engine_scaling.py                     # 3 simulated days (a few minutes)
     python benchmarks/engine_scaling.py --days 5 --sizes 10000,100000,1000000
+
+Sharded (issue 20, points 1-2): the same world at ``--sharded-sizes`` (default 1M and 5M users)
+split into ``--shards`` user-id blocks on a ``distributed.LocalCluster`` of that many single-threaded
+worker processes (:mod:`counterfeed.core.shard`; each shard builds only its block of the population).
+Printed: sessions/s, the peak RSS of every worker (measured in the worker before the sessions are
+gathered), the coordinator's peak RSS, and the per-user digest, which must equal the unsharded one.
+Target: sharded peak per worker <= 60% of the unsharded peak at the same population. A size above
+``--unsharded-max`` is not run unsharded (it may not fit); its unsharded peak is then an *estimate*,
+extrapolated linearly from the two largest unsharded sizes measured, and printed as such.
+
+    python benchmarks/engine_scaling.py --no-before --sizes 10000,100000,1000000 --sharded-sizes 1000000,5000000
 """
 
 from __future__ import annotations
@@ -46,17 +57,9 @@ def child(users: int, days: float) -> None:
     from counterfeed.core.population import build_population
     from counterfeed.core.randomness import Keys
     from counterfeed.core.runner import resolve
-    from counterfeed.core.scenario import Scenario
     from counterfeed.core.simulation import SimWorld, WorldConfig
 
-    sc = Scenario.from_dict({
-        "name": "bench", "seed": 1, "population": {"users": users, "dimensions": 32},
-        "catalog": {"plugin": "synthetic", "items": 2000, "topics": 20}, "user_model": {"plugin": "choice"},
-        "experiment": {"arms": {"control": {"recommender": "popularity"},
-                                "treatment": {"recommender": "popularity"}},
-                       "duration": f"{days}d", "pre_period": 0, "batch_window": "1h",
-                       "retrain_every": None, "slate_size": 10},
-        "output": {"events": "sessions", "report": False}})
+    sc = bench_scenario(users, days)
     plan = resolve(sc)
     keys = Keys(sc.seed)
     items = plan.catalog().build(CatalogContext(keys=keys, stream=keys.stream("catalog"), dimensions=32))
@@ -72,22 +75,75 @@ def child(users: int, days: float) -> None:
     seconds = time.perf_counter() - t0
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     n = int(s["user"].size)
+    print(json.dumps({"users": users, "sessions": n, "seconds": seconds, "rate": n / seconds,
+                      "peak_rss_mb": rss1 / 1024, "sim_rss_growth_mb": (rss1 - rss0) / 1024,
+                      "digest": per_user_digest(s, users)}))
+
+
+def bench_scenario(users: int, days: float):
+    from counterfeed.core.scenario import Scenario
+
+    return Scenario.from_dict({
+        "name": "bench", "seed": 1, "population": {"users": users, "dimensions": 32},
+        "catalog": {"plugin": "synthetic", "items": 2000, "topics": 20}, "user_model": {"plugin": "choice"},
+        "experiment": {"arms": {"control": {"recommender": "popularity"},
+                                "treatment": {"recommender": "popularity"}},
+                       "duration": f"{days}d", "pre_period": 0, "batch_window": "1h",
+                       "retrain_every": None, "slate_size": 10},
+        "output": {"events": "sessions", "report": False}})
+
+
+def per_user_digest(s: dict, users: int) -> str:
+    """Digest of the per-user (sessions, clicks, dwell) table."""
+    import numpy as np
+
     per_user = [np.bincount(s["user"], minlength=users),
                 np.bincount(s["user"], weights=s["clicks"], minlength=users),
                 np.round(np.bincount(s["user"], weights=s["dwell"], minlength=users), 6)]
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(a, dtype=np.float64).tobytes()
-                                     for a in per_user)).hexdigest()[:16]
-    print(json.dumps({"users": users, "sessions": n, "seconds": seconds, "rate": n / seconds,
-                      "peak_rss_mb": rss1 / 1024, "sim_rss_growth_mb": (rss1 - rss0) / 1024,
-                      "digest": digest}))
+    return hashlib.sha256(b"".join(np.ascontiguousarray(a, dtype=np.float64).tobytes()
+                                   for a in per_user)).hexdigest()[:16]
 
 
-def launch(tree: Path, users: int, days: float) -> dict:
+def sharded_child(users: int, days: float, shards: int) -> None:
+    """One world split into ``shards`` blocks on a LocalCluster; prints one JSON line."""
+    from counterfeed.core.contracts import CatalogContext
+    from counterfeed.core.randomness import Keys
+    from counterfeed.core.runner import resolve
+    from counterfeed.core.shard import ShardedWorld, open_shards
+    from counterfeed.core.simulation import WorldConfig
+
+    sc = bench_scenario(users, days)
+    plan = resolve(sc)
+    keys = Keys(sc.seed)
+    items = plan.catalog().build(CatalogContext(keys=keys, stream=keys.stream("catalog"), dimensions=32))
+    e = sc.experiment
+    import numpy as np
+
+    cfg = WorldConfig(name="all-control", arms=sc.arms, control=0, assignment=np.zeros(users, np.int64),
+                      pre_period=0.0, duration=e.duration, batch_window=e.batch_window, retrain_every=None,
+                      slate_size=e.slate_size, record_impressions=False, n_users=users)
+    with open_shards(shards) as pool:
+        world = ShardedWorld(cfg, items, (sc.population, keys), keys, plan.user_model(), plan.recommender,
+                             shards=pool)
+        t0 = time.perf_counter()
+        s = world.run().sessions
+        seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"users": users, "sessions": int(s["user"].size), "seconds": seconds,
+                      "rate": int(s["user"].size) / seconds, "coordinator_rss_mb": rss / 1024,
+                      "worker_rss_mb": [m / 2**20 for m in world.shard_memory],
+                      "digest": per_user_digest(s, users)}))
+
+
+def launch(tree: Path, users: int, days: float, shards: int = 0) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(users), str(days)]
+    if shards:
+        cmd += ["--child-shards", str(shards)]
     try:
         core = sorted(os.sched_getaffinity(0))[0]
-        cmd = ["taskset", "-c", str(core), *cmd]
+        if not shards:  # the sharded run's workers get every core
+            cmd = ["taskset", "-c", str(core), *cmd]
     except (AttributeError, OSError):
         pass
     out = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, check=False)
@@ -107,9 +163,17 @@ def main() -> None:
     ap.add_argument("--days", type=float, default=3.0)
     ap.add_argument("--before-commit", default=BEFORE_COMMIT)
     ap.add_argument("--no-before", action="store_true", help="measure this checkout only")
+    ap.add_argument("--sharded-sizes", default="1000000,5000000", help="'' to skip the sharded runs")
+    ap.add_argument("--shards", type=int, default=2, help="shards (= LocalCluster workers) of a sharded run")
+    ap.add_argument("--unsharded-max", type=int, default=1_000_000,
+                    help="largest population also run unsharded for the memory comparison")
+    ap.add_argument("--child-shards", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(int(args.child[0]), float(args.child[1]))
+        if args.child_shards:
+            sharded_child(int(args.child[0]), float(args.child[1]), args.child_shards)
+        else:
+            child(int(args.child[0]), float(args.child[1]))
         return
     sizes = [int(x) for x in args.sizes.split(",")]
     print(f"engine scaling: popularity, 2k items, 32 dims, slate 10, {args.days:g} days, one core; "
@@ -143,6 +207,40 @@ def main() -> None:
         print(f"  per-user outcomes before == now at every size: {same}")
         for u in sizes:
             print(f"  {u:>9,} users: now / before sessions/s {rows['now'][u]['rate'] / rows['before'][u]['rate']:.2f}x")
+    if args.sharded_sizes:
+        sharded(args, rows["now"])
+
+
+def sharded(args: argparse.Namespace, now: dict[int, dict]) -> None:
+    """Each ``--sharded-sizes`` population on ``--shards`` LocalCluster workers, against unsharded."""
+    sizes = [int(x) for x in args.sharded_sizes.split(",")]
+    print(f"sharded: {args.shards} shards on a LocalCluster of {args.shards} single-threaded workers; "
+          f"load before: {load()}")
+    for users in sizes:
+        if users not in now and users <= args.unsharded_max:
+            now[users] = launch(ROOT, users, args.days)
+        r = launch(ROOT, users, args.days, shards=args.shards)
+        workers = ", ".join(f"{m:,.0f}" for m in r["worker_rss_mb"])
+        line = (f"  {users:>9,} users, {args.shards} shards: {r['sessions']:>10,} sessions in {r['seconds']:7.1f} s"
+                f" = {r['rate']:>9,.0f}/s; peak RSS per worker {workers} MB (coordinator "
+                f"{r['coordinator_rss_mb']:,.0f} MB); per-user digest {r['digest']}")
+        print(line, flush=True)
+        peak = max(r["worker_rss_mb"])
+        if users in now:
+            u = now[users]
+            print(f"  {users:>9,} users, unsharded: {u['sessions']:>10,} sessions in {u['seconds']:7.1f} s = "
+                  f"{u['rate']:>9,.0f}/s; peak RSS {u['peak_rss_mb']:,.0f} MB; per-user digest {u['digest']}")
+            print(f"    sharded / unsharded: peak per worker {peak / u['peak_rss_mb']:.0%} (target <= 60%), "
+                  f"sessions/s {r['rate'] / u['rate']:.2f}x, same per-user outcomes: {r['digest'] == u['digest']}")
+        else:
+            known = sorted(now)[-2:]
+            if len(known) == 2:
+                (a, ra), (b, rb) = [(k, now[k]["peak_rss_mb"]) for k in known]
+                est = rb + (rb - ra) * (users - b) / (b - a)
+                print(f"    unsharded not run (above --unsharded-max {args.unsharded_max:,}); ESTIMATED unsharded "
+                      f"peak {est:,.0f} MB (linear from {a:,} and {b:,} users): peak per worker "
+                      f"{peak / est:.0%} of the estimate")
+    print(f"load after: {load()}")
 
 
 if __name__ == "__main__":

@@ -263,19 +263,17 @@ class ShardedWorld(SimWorld):
     def _session_columns(self) -> dict[str, np.ndarray]:
         """The shards' rows merged into the single-process order (window parts in serving order, users
         in id order within a part: shard order)."""
+        #: peak resident memory (bytes) of the process holding each shard, before this gathering
+        self.shard_memory = [int(m) for m in self.pool.call("memory")]
         got = self.pool.call("sessions")
         seq = np.concatenate([g[1] for g in got])
         order = np.argsort(seq, kind="stable")
         return {nm: np.concatenate([g[0][i] for g in got])[order] for i, (nm, _) in enumerate(SESSION_COLUMNS)}
 
     def run(self) -> Any:
-        """Simulate the world (:meth:`SimWorld.run`); records :attr:`shard_memory` and releases the
-        shards."""
+        """Simulate the world (:meth:`SimWorld.run`), then release the shards."""
         try:
-            events = super().run()
-            #: peak resident memory (bytes) of the process that held each shard
-            self.shard_memory = [int(m) for m in self.pool.call("memory")]
-            return events
+            return super().run()
         finally:
             self.pool.release()
 
