@@ -10,6 +10,7 @@ numba at the user's cache directory (no process-wide ``NUMBA_CACHE_DIR``: numba'
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numba
@@ -18,9 +19,10 @@ from numba.core.caching import UserProvidedCacheLocator
 
 from counterfeed.core.randomness import kernel_cache_dir
 
-__all__ = ["uniform", "gumbel", "exponential"]
+__all__ = ["uniform", "gumbel", "exponential", "kernel_cache"]
 
 _THIS_FILE = os.path.abspath(__file__)
+_CACHED_FILES = {_THIS_FILE}  # files whose numba functions are cached in kernel_cache_dir()
 
 
 class _KernelCacheLocator(UserProvidedCacheLocator):
@@ -33,9 +35,22 @@ class _KernelCacheLocator(UserProvidedCacheLocator):
 
     @classmethod
     def from_function(cls, py_func, py_file):
-        if os.path.abspath(py_file) != _THIS_FILE:
+        if os.path.abspath(py_file) not in _CACHED_FILES:
             return None
         return super(UserProvidedCacheLocator, cls).from_function(py_func, py_file)
+
+
+@contextlib.contextmanager
+def kernel_cache(module_file: str):
+    """numba functions defined with ``cache=True`` in ``module_file`` inside this block are cached
+    in :func:`kernel_cache_dir` like this module's (another package module's kernels)."""
+    _CACHED_FILES.add(os.path.abspath(module_file))
+    saved = numba.config.CACHE_LOCATOR_CLASSES
+    numba.config.CACHE_LOCATOR_CLASSES = f"{__name__}._KernelCacheLocator"
+    try:
+        yield
+    finally:
+        numba.config.CACHE_LOCATOR_CLASSES = saved
 
 
 # numba finds a cache locator from ``config.CACHE_LOCATOR_CLASSES`` when set: point it at ours

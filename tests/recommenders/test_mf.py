@@ -162,3 +162,44 @@ def test_registered_through_the_hook():
     seen = []
     matrix_factorization.register_recommenders(seen.append)
     assert seen == [MatrixFactorization] and MatrixFactorization.name == "matrix-factorization"
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "masked-inf", "constant"])
+def test_compiled_topk_equals_the_numpy_selection(kind, monkeypatch):
+    """The numba top-k (large score matrices) returns exactly the NumPy path's slates, ties by lower id."""
+    from counterfeed.plugins.recommenders import _slates
+
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        n, m = int(rng.integers(1, 60)), int(rng.integers(2, 1200))
+        k = int(rng.integers(1, m))
+        s = rng.normal(size=(n, m)) if kind == "normal" else rng.integers(0, 4, (n, m)).astype(float)
+        if kind == "masked-inf":
+            s[rng.random((n, m)) < 0.3] = -np.inf
+        if kind == "constant":
+            s[:] = 1.0
+        available = None if rng.random() < 0.5 else rng.random(m) < 0.6
+        monkeypatch.setattr(_slates, "_KERNEL_MIN", 1 << 62)
+        expected = _slates.topk(s, k, available)
+        monkeypatch.setattr(_slates, "_KERNEL_MIN", 0)
+        np.testing.assert_array_equal(_slates.topk(s, k, available), expected)
+
+
+def test_incremental_pair_counts_equal_a_recount(world):
+    """Refits on a growing (cumulative) log count only the new rows, with the counts of a recount;
+    a log that does not extend the previous one is recounted from scratch."""
+    items, prob, log = world
+    n_users = prob.shape[0]
+    mf = fitted(items, n_users, log.select(np.arange(len(log)) < len(log) // 2))
+    grid = mf.grid_[2]
+    mf.fit(log)
+    assert mf.grid_[2] is grid  # counted incrementally on the same grid
+    fresh = fitted(items, n_users, log)
+    users, its, clicks = log.user.astype(np.int64), log.item.astype(np.int64), log.click.astype(float)
+    for a, b in zip(mf._pairs(users, its, clicks), fresh._pairs(users, its, clicks)):
+        np.testing.assert_array_equal(a, b)
+    shuffled = log.select(np.random.default_rng(1).permutation(len(log)))
+    mf.fit(shuffled)  # not an extension: recounted
+    assert mf.grid_[2] is not grid
+    for a, b in zip(mf._pairs(users, its, clicks), fresh._pairs(users, its, clicks)):
+        np.testing.assert_array_equal(a, b)

@@ -50,12 +50,26 @@ def _mask_scores(scores: np.ndarray, available: np.ndarray | None) -> np.ndarray
     return np.where(available, scores, -np.inf)
 
 
+#: score matrices of at least this many entries are ranked by the compiled kernel (same result)
+_KERNEL_MIN = 1 << 15
+_NO_MASK = np.zeros(0, dtype=bool)
+
+
 def topk(scores: np.ndarray, k: int, available: np.ndarray | None = None) -> np.ndarray:
     """(n, k) item ids of the k highest scores per row, best first; ties by lower item id.
 
     ``scores`` is (n, n_items) or (n_items,) (the same ranking for every row).
     """
-    s = _mask_scores(np.asarray(scores, dtype=np.float64), available)
+    raw = np.asarray(scores, dtype=np.float64)
+    if (raw.ndim == 2 and 0 < k < raw.shape[1] and raw.size >= _KERNEL_MIN
+            and (available is None or np.shape(available) == raw.shape[1:])):
+        from counterfeed.plugins.recommenders._kernels import topk_rows  # the same selection, compiled
+
+        out = np.empty((raw.shape[0], k), dtype=np.int64)
+        mask = _NO_MASK if available is None else np.ascontiguousarray(available, dtype=bool)
+        topk_rows(np.ascontiguousarray(raw), mask, k, out)
+        return out
+    s = _mask_scores(raw, available)
     row = s.ndim == 1
     if row:
         s = s[None, :]

@@ -20,7 +20,7 @@ a few conjugate-gradient steps: Takács, Pilászy & Tikk 2011). The log is aggre
   closed form handles through ``Y^T Y`` without enumerating them.
 
 Measured on the quickstart (4,000 users, daily retraining): the treated users of the A/B world
-click 18.1 times per user against 22.2 with the torch ``matrix-factorization`` (logistic loss with
+click 18.1 times per user against 22.2 with ``matrix-factorization`` (logistic loss with
 item biases and sampled negatives) and 14.6 with popularity; ALS is the faster, closed-form choice,
 not the stronger policy here (``benchmarks/end_to_end.py`` prints both).
 
