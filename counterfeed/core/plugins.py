@@ -64,6 +64,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.plugins.estimators.adaptive",
     "counterfeed.plugins.estimators.cate",
     "counterfeed.plugins.estimators.observational",
+    "counterfeed.offline.estimator",
     "counterfeed.plugins.commands",
     "counterfeed.twin.model",
 )

@@ -68,5 +68,7 @@ def score_estimates(estimates: Iterable["Estimate"], truth: "pd.DataFrame") -> N
     for e in estimates:
         if e.truth is None:
             e.score(truth_of(lookup, e.metric, e.arm, e.estimand, e.segment))
+        if e.estimand.startswith("offline:"):  # an offline metric (counterfeed.offline.estimator): the online truth beside it
+            e.diagnostics.setdefault("online_effect", truth_of(lookup, e.metric, e.arm, "difference", e.segment))
         if e.estimand == "difference" and e.error is not None and e.control == control:
             e.diagnostics.setdefault("interference_bias", e.error)
