@@ -115,7 +115,8 @@ class Encoder:
     ``mask`` the attention masks; ``layers`` are deep copies of the top ``top`` transformer layers.
     """
 
-    def __init__(self, model_dir: str, texts: list[str], top: int, max_length: int, batch_size: int = 64):
+    def __init__(self, model_dir: str, texts: list[str], top: int, max_length: int, batch_size: int = 64,
+                 threads: int = 1):
         import copy
 
         import torch
@@ -130,20 +131,48 @@ class Encoder:
             raise ValueError(f"layers must be in [1, {n_layers}] for this model, got {top}")
         enc = tok(list(texts), truncation=True, max_length=max_length)   # token ids, once
         self.lengths = np.array([len(ids) for ids in enc["input_ids"]], np.int64)
-        self.hidden: list[Any] = []
-        with torch.inference_mode():
-            for lo in range(0, len(texts), batch_size):
-                ids = enc["input_ids"][lo:lo + batch_size]
-                batch = tok.pad({"input_ids": ids}, return_tensors="pt")
-                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            output_hidden_states=True)
-                h = out.hidden_states[n_layers - top]
-                self.hidden.extend(h[r, :len(ids[r])].clone() for r in range(len(ids)))
         self.layers = copy.deepcopy(model.encoder.layer[n_layers - top:])
+        model.encoder.layer = model.encoder.layer[:n_layers - top]     # only the frozen lower layers run
+        self.hidden: list[Any] = [None] * len(texts)
+        before = torch.get_num_threads()
+        torch.set_num_threads(int(threads))
+        try:
+            with torch.inference_mode():
+                for chunk in self._chunks(self.lengths, batch_size):   # similar lengths: little padding
+                    batch = tok.pad({"input_ids": [enc["input_ids"][int(i)] for i in chunk]}, return_tensors="pt")
+                    h = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+                    for r, i in enumerate(chunk):
+                        self.hidden[int(i)] = h[r, :self.lengths[i]].clone()
+        finally:
+            torch.set_num_threads(before)
         self.dim = int(model.config.hidden_size)
 
-    def forward(self, idx: np.ndarray, layers: Any) -> Any:
-        """(len(idx), d) mean-pooled outputs of ``layers`` on the cached inputs of items ``idx``."""
+    @staticmethod
+    def _chunks(lengths: np.ndarray, size: int) -> list[np.ndarray]:
+        """Positions ``0..len(lengths)-1`` in chunks of ``size``, sorted by length (stable): little padding."""
+        order = np.argsort(lengths, kind="stable")
+        return [order[lo:lo + size] for lo in range(0, order.size, size)]
+
+    def forward(self, idx: np.ndarray, layers: Any, chunk: int = 64) -> Any:
+        """(len(idx), d) mean-pooled outputs of ``layers`` on the cached inputs of items ``idx``.
+
+        The items run in chunks of ``chunk`` sequences of similar length (each padded to its own
+        longest), and the rows are put back in ``idx``'s order; padding is masked, so the result is
+        the same as one padded batch up to floating-point rounding.
+        """
+        import torch
+
+        idx = np.asarray(idx, np.int64)
+        parts, where = [], []
+        for c in self._chunks(self.lengths[idx], chunk):
+            parts.append(self._forward(idx[c], layers))
+            where.append(c)
+        if not parts:
+            return torch.zeros(0, self.dim)
+        inverse = torch.as_tensor(np.argsort(np.concatenate(where), kind="stable"))
+        return torch.cat(parts)[inverse]
+
+    def _forward(self, idx: np.ndarray, layers: Any) -> Any:
         import torch
 
         seqs = [self.hidden[int(i)] for i in idx]

@@ -122,7 +122,8 @@ class TextTwoTowerRecommender(TextEmbeddingRecommender):
         from counterfeed.text.embedder import TransformerEmbedder
 
         emb = TransformerEmbedder(o.model, cache=False, max_length=o.max_length)
-        return _hash(o.train, emb.identity, list(self.ctx_.items.text or []))
+        # "encoder-2": the trainable layers run on length-sorted chunks (rounding differs from version 1)
+        return _hash(o.train, "encoder-2", emb.identity, list(self.ctx_.items.text or []))
 
     def _clicks(self, log: Log) -> Any:
         from counterfeed.plugins.recommenders._two_tower_model import Clicks
@@ -209,7 +210,7 @@ class TextTwoTowerRecommender(TextEmbeddingRecommender):
 
             model_dir = str(TransformerEmbedder(o.model, cache=False).model_dir)
             try:
-                self._encoder = Encoder(model_dir, list(items.text), o.layers, o.max_length)
+                self._encoder = Encoder(model_dir, list(items.text), o.layers, o.max_length, threads=o.threads)
             except ValueError as exc:
                 raise PluginError(str(exc), plugin=self.name, hook="fit") from None
         if warm is not None:
