@@ -9,8 +9,8 @@ Usage::
 Builds a ``synthetic-text`` catalog of ``--items`` items (MiniLM embeddings, cached on disk), draws
 ``--clicks`` training clicks (plus ``--test-clicks`` later ones, held out) of ``--users`` users with
 two-topic text personas (in ``--space``: ``minilm``, the catalog's own space, or ``hashing``, the
-word-level space of scenarios/text_two_tower.yaml, at utility scale ``--scale``; multinomial logit over random 10-item slates, so every click has a logged
-propensity), then fits, with the weight cache off:
+word-level space of scenarios/text_two_tower.yaml, at utility scale ``--scale``; multinomial logit
+over random 10-item slates, so every click has a logged propensity), then fits, with the weight cache off:
 
 - ``head``: the projection head on the frozen encoder, ``--epochs`` epochs;
 - ``lora``: LoRA adapters (rank ``--lora-rank`` on the query and value projections) on the last

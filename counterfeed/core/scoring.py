@@ -59,7 +59,10 @@ def score_estimates(estimates: Iterable["Estimate"], truth: "pd.DataFrame") -> N
 
     A ``difference`` estimate against the run's control also gets
     ``diagnostics["interference_bias"]``: its error against the global effect (all-arm vs
-    all-control worlds), which differs from the A/B world's effect under interference.
+    all-control worlds), which differs from the A/B world's effect under interference. An estimate
+    whose ``diagnostics["truth_beside"]`` names an estimand (a proxy such as an offline metric, whose
+    own estimand has no truth) gets that estimand's truth for its metric and arm in
+    ``diagnostics["online_effect"]``.
     """
     if truth is None or len(truth) == 0:
         return
@@ -68,7 +71,8 @@ def score_estimates(estimates: Iterable["Estimate"], truth: "pd.DataFrame") -> N
     for e in estimates:
         if e.truth is None:
             e.score(truth_of(lookup, e.metric, e.arm, e.estimand, e.segment))
-        if e.estimand.startswith("offline:"):  # an offline metric (counterfeed.offline.estimator): the online truth beside it
-            e.diagnostics.setdefault("online_effect", truth_of(lookup, e.metric, e.arm, "difference", e.segment))
+        beside = e.diagnostics.get("truth_beside")  # a proxy (an offline metric) read against this truth
+        if isinstance(beside, str):
+            e.diagnostics.setdefault("online_effect", truth_of(lookup, e.metric, e.arm, beside, e.segment))
         if e.estimand == "difference" and e.error is not None and e.control == control:
             e.diagnostics.setdefault("interference_bias", e.error)

@@ -21,7 +21,8 @@ with the same weights, so the difference of the two self-normalized ratios is th
 per-click differences, ``sum_c w_c (m_c^arm - m_c^control) / sum_c w_c``, and its interval is the
 same user-clustered delta method (:func:`counterfeed.offline.metrics.ratio_estimate`). Its truth is
 not an online quantity, so scoring leaves it unscored and attaches the online truth beside it instead
-(``diagnostics["online_effect"]``: the true effect on that metric from the counterfactual worlds),
+(``diagnostics["truth_beside"] = "difference"`` asks for it; ``diagnostics["online_effect"]``: the
+true effect on that metric from the counterfactual worlds),
 which is what an offline-vs-online comparison reads. The arm's and the control's own values, their
 intervals and coverage@k are in the diagnostics too.
 
@@ -127,7 +128,8 @@ class OfflineRanking(Estimator):
                                         f"users after day {split:g}; an interval needs clicks of two users or more")
                     diag = {"arm_value": rep.value(name, wt), "control_value": ctrl.value(name, wt), "se": d.se,
                             "n_test_clicks": d.n_clicks, "n_users": d.n_users, "ess": d.ess, "split_time": split,
-                            "n_train_impressions": rep.n_train, "log": o.log, "recommender": data.policies[arm].recommender,
+                            "n_train_impressions": rep.n_train, "log": o.log,
+                            "recommender": data.policies[arm].recommender, "truth_beside": "difference",
                             **{f"arm_coverage@{k}": v for k, v in rep.coverage.items()},
                             **{f"control_coverage@{k}": v for k, v in ctrl.coverage.items()}}
                     for metric in self.metrics_for(data):
