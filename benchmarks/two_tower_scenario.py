@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/two_tower_scenario.py [--reps 20] [--users 1000] [--days 14] [--fresh 2]
+    python benchmarks/two_tower_scenario.py [--reps 20] [--users 1000] [--days 14] [--fresh 2] [--first 1]
+    python benchmarks/two_tower_scenario.py --merge out1.txt out2.txt   # replications split over processes
 
 Each replication runs the scenario with its own seed (``Keys(seed).derive_seed("replication", i)``:
 a new catalog, population and noise) and reads the truth from the counterfactual worlds:
@@ -85,20 +86,45 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--fresh", type=float, default=2.0)
+    ap.add_argument("--first", type=int, default=1, help="first replication to run (1-based): split the "
+                                                         "replications over processes; merge with --merge")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="LOG",
+                    help="print the summary of the 'rep' lines in these output files instead of running")
     ap.add_argument("--seed", type=int, default=20261130)
     args = ap.parse_args()
     from counterfeed.calibration.engine import replication_seeds
 
+    if args.merge:
+        summarize(_parse(args.merge))
+        return
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
     rows = []
     t0 = time.perf_counter()
     for i, seed in enumerate(replication_seeds(args.seed, args.reps)):
+        if i < args.first - 1:
+            continue
         row = replicate(seed, args.users, args.days, args.fresh)
         rows.append(row)
         print(f"rep {i + 1:2d} seed {seed}: " + ", ".join(f"{k} {v:+.3f}" for k, v in row.items() if k != "seed"),
               flush=True)
     print(f"{len(rows)} replications, {args.users} users, {args.days} days, in {time.perf_counter() - t0:.0f} s "
           f"(load average {os.getloadavg()[0]:.1f})")
+    summarize(rows)
+
+
+def _parse(paths: list[str]) -> list[dict[str, float]]:
+    """The replications printed in ``paths`` (one per seed; a seed printed twice is counted once)."""
+    rows: dict[str, dict[str, float]] = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith("rep ") and ": " in line:
+                head, body = line.split(": ", 1)
+                rows[head.split("seed ")[1]] = {k: float(v) for k, v in (p.rsplit(" ", 1) for p in body.split(", "))}
+    return list(rows.values())
+
+
+def summarize(rows: list[dict[str, float]]) -> None:
+    print(f"{len(rows)} replications")
     for key in ("clicks:tower-frozen", "clicks:mf-frozen", "cold:tower-mf", "cold:frozen-mf", "cold:tower-frozen"):
         m, lo, hi = interval(np.array([r[key] for r in rows]))
         print(f"{key:22s} mean {m:+.3f}  95% interval [{lo:+.3f}, {hi:+.3f}]"
