@@ -33,14 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: scenario -> the analysis the benchmark runs on it (replacing the scenario's own)
 ANALYSES: dict[str, list[dict[str, Any]]] = {
-    "observational_selection": [{"estimator": "diff-in-means", "relative": False},
-                                {"estimator": "aipw", "refute": False}],
-    "observational_hidden": [{"estimator": "diff-in-means", "relative": False},
-                             {"estimator": "iv-2sls"},
+    "observational_selection": [{"estimator": "diff-in-means", "relative": False, "metrics": ["clicks"]},
+                                {"estimator": "aipw", "refute": False, "metrics": ["clicks"]}],
+    "observational_hidden": [{"estimator": "diff-in-means", "relative": False, "metrics": ["clicks"]},
+                             {"estimator": "iv-2sls", "metrics": ["clicks"]},
                              {"estimator": "backdoor-regression", "refute": False,
-                              "proceed_when_unidentifiable": True}],
-    "staggered_rollout": [{"estimator": "did-staggered", "event_times": False},
-                          {"estimator": "twfe"}],
+                              "proceed_when_unidentifiable": True, "metrics": ["clicks"]}],
+    "staggered_rollout": [{"estimator": "did-staggered", "event_times": False, "metrics": ["clicks"]},
+                          {"estimator": "twfe", "metrics": ["clicks"]}],
 }
 #: the metric each check is read on (the scenarios' graphs are about clicks)
 METRIC = "clicks"

@@ -228,6 +228,86 @@ def test_iv_without_first_stage_is_an_error():
         InstrumentalVariables().estimate(iv_data([0, 0, 1, 1], [0, 1, 0, 1], [1, 2, 3, 4]))
 
 
+def encouragement(n: int, compliers: float, seed: int, effect: float = 2.0):
+    """z ~ Bernoulli(0.5); T = 1 for always-takers (20%) and nudged compliers (share ``compliers``);
+    Y = 1 + effect T + heteroskedastic noise."""
+    rng = np.random.default_rng(seed)
+    z = (rng.random(n) < 0.5).astype(float)
+    u = rng.random(n)
+    t = ((u < 0.2) | ((u < 0.2 + compliers) & (z == 1))).astype(float)
+    return z, t, 1 + effect * t + rng.normal(size=n) * (1 + t)
+
+
+def test_iv_interval_is_the_anderson_rubin_set_of_linearmodels_robust_test():
+    """Each end of the interval is where linearmodels' robust (HC0) test of Z in the regression of
+    Y - b T on [1, Z] has statistic exactly q^2; the first-stage F is linearmodels' first-stage
+    statistic."""
+    from linearmodels.iv import IV2SLS
+
+    z, t, y = encouragement(600, 0.3, 1)
+    e = one(InstrumentalVariables, iv_data(z, t, y))
+    q2 = 1.959963984540054 ** 2
+    for b in (e.lower, e.upper):
+        r = IV2SLS(pd.Series(y - b * t), pd.DataFrame({"c": np.ones(len(y)), "z": z}), None, None).fit(cov_type="robust")
+        assert float(r.tstats["z"]) ** 2 == pytest.approx(q2, abs=1e-8)
+    assert e.lower < e.point < e.upper
+    res = IV2SLS(pd.Series(y), pd.DataFrame({"c": np.ones(len(y))}), pd.Series(t, name="T"),
+                 pd.Series(z, name="Z")).fit(cov_type="robust")
+    assert e.diagnostics["first_stage_f"] == pytest.approx(float(res.first_stage.diagnostics["f.stat"].iloc[0]),
+                                                           rel=1e-8)
+    assert e.diagnostics["ar_set"] == "interval" and "warnings" not in e.diagnostics
+
+
+def test_anderson_rubin_by_hand_on_a_binary_instrument():
+    """Without covariates the reduced-form and first-stage coefficients are differences of means, and
+    their HC0 (co)variances sums over the two nudge groups of population (co)variances over group size;
+    the set is the solution of the quadratic (pi_y - b pi_t)^2 = q^2 (V_yy - 2 b V_yt + b^2 V_tt)."""
+    z, t, y = encouragement(400, 0.4, 2)
+    g1, g0 = z == 1, z == 0
+
+    def cov(a, b, g):
+        return float(np.mean((a[g] - a[g].mean()) * (b[g] - b[g].mean())) / g.sum())
+
+    pi_y, pi_t = y[g1].mean() - y[g0].mean(), t[g1].mean() - t[g0].mean()
+    v_yy, v_yt, v_tt = (cov(y, y, g1) + cov(y, y, g0), cov(y, t, g1) + cov(y, t, g0), cov(t, t, g1) + cov(t, t, g0))
+    q2 = 1.959963984540054 ** 2
+    a, b, c = pi_t ** 2 - q2 * v_tt, -2 * (pi_y * pi_t - q2 * v_yt), pi_y ** 2 - q2 * v_yy
+    h = math.sqrt(b * b - 4 * a * c)
+    e = one(InstrumentalVariables, iv_data(z, t, y))
+    assert (e.lower, e.upper) == (pytest.approx((-b - h) / (2 * a), abs=1e-8), pytest.approx((-b + h) / (2 * a), abs=1e-8))
+    assert e.point == pytest.approx(pi_y / pi_t, abs=1e-8)
+    assert e.diagnostics["first_stage_f"] == pytest.approx(pi_t ** 2 / v_tt, rel=1e-10)
+
+
+@pytest.mark.parametrize("compliers, effect, shape", [(0.0, 2.0, "whole line"), (0.01, 2.0, "whole line"),
+                                                     (0.01, 300.0, "two rays")])
+def test_an_irrelevant_or_weak_instrument_gives_an_unbounded_set_and_a_loud_warning(compliers, effect, shape):
+    """No complier (the nudge changes nobody; only sampling moves the first stage) and 1% compliers:
+    the Anderson-Rubin set is unbounded, reported as (-inf, inf) -- null in JSON -- with a warning;
+    never a finite interval. With a huge effect the set can be two rays (the line minus a gap whose
+    ends are where linearmodels' robust test statistic is q^2). (Seeds fixed; with no complier the
+    set is bounded in 5% of samples.)"""
+    from linearmodels.iv import IV2SLS
+
+    import json
+
+    from counterfeed._json import dumps
+
+    z, t, y = encouragement(400, compliers, {0.0: 3, 2.0: 5, 300.0: 11}[effect if compliers else 0.0], effect)
+    e = one(InstrumentalVariables, iv_data(z, t, y))
+    assert e.diagnostics["ar_set"] == shape
+    assert (e.lower, e.upper) == (-math.inf, math.inf)
+    assert e.diagnostics["first_stage_f"] < 1.959963984540054 ** 2
+    assert any("WEAK INSTRUMENT" in w and "not bounded" in w for w in e.diagnostics["warnings"])
+    d = json.loads(dumps(e.to_dict()))
+    assert d["lower"] is None and d["upper"] is None
+    if shape == "two rays":
+        for b in e.diagnostics["ar_rays"]:
+            r = IV2SLS(pd.Series(y - b * t), pd.DataFrame({"c": np.ones(len(y)), "z": z}), None, None).fit(
+                cov_type="robust")
+            assert float(r.tstats["z"]) ** 2 == pytest.approx(1.959963984540054 ** 2, abs=1e-8)
+
+
 # -- difference in differences ------------------------------------------------------------------------
 def panel_data(panel: pd.DataFrame, treated_users: set[int]) -> AnalysisData:
     users = np.sort(panel["user"].unique())

@@ -61,3 +61,24 @@ def test_cate_estimators_refuse_non_randomized_designs(name):
     with pytest.raises(ScenarioError, match=r"experiment.assignment.mechanism: estimator 'dr-learner' needs "
                                             r"randomized assignment"):
         resolve(scenario_with(name, {"estimator": "dr-learner"}))
+
+
+def test_a_nudge_that_changes_nobody_gives_no_finite_late_interval(tmp_path):
+    """An encouragement whose nudge moves nobody's opt-in (nudge_effect 0: both potential opt-ins are
+    equal for every user, so there are no compliers): iv-2sls reports the Anderson-Rubin set, which
+    is unbounded -- null bounds in estimates.json -- with a loud warning, and the first-stage F."""
+    import json
+
+    from counterfeed.core.runner import run
+
+    sc = load_scenario(ROOT / "scenarios" / "observational_hidden.yaml").with_overrides({
+        "population.users": 300, "experiment.pre_period": "3d", "experiment.duration": "4d", "catalog.items": 150,
+        "experiment.assignment.nudge_effect": 0.0, "output.dir": str(tmp_path), "output.report": False,
+        "analysis": [{"estimator": "iv-2sls", "metrics": ["clicks"]}]})
+    out = run(sc, write=True, quiet=True)
+    assert set(out.manifest["assignment"]["compliance"]) <= {"always-taker", "never-taker"}
+    doc = json.loads((out.run_dir / "estimates.json").read_text())
+    (e,) = [e for e in doc["estimates"] if e["estimator"] == "iv-2sls"]
+    assert e["lower"] is None and e["upper"] is None
+    assert e["diagnostics"]["first_stage_f"] < 1.959963984540054 ** 2
+    assert any("WEAK INSTRUMENT" in w and "not bounded" in w for w in e["diagnostics"]["warnings"])

@@ -1,10 +1,29 @@
-"""Instrumental variables: two-stage least squares for the LATE of an encouragement design.
+"""Instrumental variables: two-stage least squares for the LATE, with an Anderson-Rubin interval.
 
 With a binary instrument ``Z`` (the randomized nudge), a binary treatment ``T`` (the arm taken) and no
 covariates, 2SLS is the Wald estimator ``(E[Y|Z=1] - E[Y|Z=0]) / (E[T|Z=1] - E[T|Z=0])``, the local
 average treatment effect on compliers under independence, exclusion, monotonicity and relevance
-(Imbens & Angrist 1994; Angrist, Imbens & Rubin 1996). Covariates, when given, enter both stages as
-exogenous regressors. Standard errors are heteroskedasticity-robust (linearmodels' ``robust``).
+(Imbens & Angrist 1994; Angrist, Imbens & Rubin 1996). Covariates ``W``, when given, enter both
+stages as exogenous regressors. The point and its heteroskedasticity-robust standard error are
+linearmodels' ``IV2SLS(...).fit(cov_type="robust")``.
+
+**The interval is the Anderson-Rubin confidence set** (Anderson & Rubin 1949; robust form: Andrews,
+Stock & Sun 2019, "Weak instruments in IV regression: theory and practice", Annu. Rev. Econ. 11,
+section 5.1), valid however weak the instrument. With ``pi_y`` and ``pi_t`` the coefficients of
+``Z`` in the OLS regressions of ``Y`` and ``T`` on ``[1, W, Z]`` and ``V_yy, V_yt, V_tt`` their
+heteroskedasticity-robust (HC0) variances and covariance, the test of ``LATE = b`` is the robust
+t-test of ``Z`` in the regression of ``Y - b T`` on ``[1, W, Z]``, whose coefficient is
+``pi_y - b pi_t``; the set is every ``b`` it does not reject at ``1 - level``::
+
+    (pi_y - b pi_t)^2 <= q^2 (V_yy - 2 b V_yt + b^2 V_tt),   q = the normal quantile of the level
+
+a quadratic inequality ``a b^2 + c1 b + c0 <= 0`` with ``a = pi_t^2 - q^2 V_tt``. When the robust
+first-stage Wald statistic ``F = pi_t^2 / V_tt`` exceeds ``q^2`` (``a > 0``) the set is a bounded
+interval around the 2SLS point (close to the Wald interval for a strong instrument). Otherwise it is
+unbounded (the whole line, or two rays): the data cannot bound the LATE, the bounds are reported as
+``-inf``/``inf`` (``null`` in JSON) and a warning says so. An instrument that moves nobody's treatment
+at all (identical treatment shares with and without the nudge) is an identification error.
+The p-value is the Anderson-Rubin test of ``LATE = 0`` (the robust reduced-form test).
 """
 
 from __future__ import annotations
@@ -19,13 +38,28 @@ import pandas as pd
 from counterfeed.errors import ModelError
 from counterfeed.plugins.estimators._obs_data import quiet
 
-__all__ = ["IVFit", "fit_2sls", "wald"]
+__all__ = ["IVFit", "ARSet", "anderson_rubin", "fit_2sls", "wald"]
+
+
+@dataclass
+class ARSet:
+    """An Anderson-Rubin confidence set: ``lower``/``upper`` (``-inf``/``inf`` when unbounded), its
+    ``shape`` ("interval", "two rays" or "whole line"), the rays' inner ends, the first-stage robust
+    Wald statistic ``first_stage_f`` and the p-value of ``LATE = 0``."""
+
+    lower: float
+    upper: float
+    shape: str
+    first_stage_f: float
+    p_value: float
+    rays: tuple[float, float] | None = None
 
 
 @dataclass
 class IVFit:
     point: float
     se: float
+    ar: ARSet
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -34,13 +68,52 @@ def wald(y: np.ndarray, t: np.ndarray, z: np.ndarray) -> float:
     return float((y[z == 1].mean() - y[z == 0].mean()) / (t[z == 1].mean() - t[z == 0].mean()))
 
 
+def _design(z: np.ndarray, covariates: pd.DataFrame | None) -> np.ndarray:
+    cols = [np.ones(len(z))]
+    if covariates is not None and covariates.shape[1]:
+        cols += [covariates[c].to_numpy(dtype=float) for c in covariates.columns]
+    return np.column_stack(cols + [np.asarray(z, dtype=float)])
+
+
+def anderson_rubin(y: np.ndarray, t: np.ndarray, z: np.ndarray, level: float,
+                   covariates: pd.DataFrame | None = None) -> ARSet:
+    """The robust Anderson-Rubin set of the module docstring for ``(n,)`` outcome ``y``, treatment ``t``
+    and instrument ``z`` at interval level ``level``."""
+    from scipy import stats
+
+    x = _design(z, covariates)
+    row = np.linalg.solve(x.T @ x, x.T)[-1]  # the weights of (X'X)^-1 X' that give Z's coefficient
+    pi_y, pi_t = float(row @ y), float(row @ t)
+    coef_y = np.linalg.lstsq(x, y, rcond=None)[0]
+    coef_t = np.linalg.lstsq(x, np.asarray(t, dtype=float), rcond=None)[0]
+    e_y, e_t = y - x @ coef_y, t - x @ coef_t
+    w = row * row
+    v_yy, v_yt, v_tt = float(w @ (e_y * e_y)), float(w @ (e_y * e_t)), float(w @ (e_t * e_t))
+    q2 = float(stats.norm.ppf(0.5 + level / 2)) ** 2
+    f = pi_t * pi_t / v_tt if v_tt > 0 else (math.inf if pi_t != 0 else 0.0)
+    p = float(stats.chi2.sf(pi_y * pi_y / v_yy, 1)) if v_yy > 0 else (0.0 if pi_y != 0 else 1.0)
+    a = pi_t * pi_t - q2 * v_tt
+    b = -2.0 * (pi_y * pi_t - q2 * v_yt)
+    c = pi_y * pi_y - q2 * v_yy
+    disc = b * b - 4.0 * a * c
+    if a > 0:
+        h = math.sqrt(max(disc, 0.0))
+        return ARSet((-b - h) / (2 * a), (-b + h) / (2 * a), "interval", f, p)
+    if a < 0 and disc > 0:
+        h = math.sqrt(disc)
+        r = sorted(((-b - h) / (2 * a), (-b + h) / (2 * a)))
+        return ARSet(-math.inf, math.inf, "two rays", f, p, (r[0], r[1]))
+    return ARSet(-math.inf, math.inf, "whole line", f, p)
+
+
 def fit_2sls(y: np.ndarray, t: np.ndarray, z: np.ndarray, covariates: pd.DataFrame | None = None,
-             min_first_stage_f: float = 10.0) -> IVFit:
-    """linearmodels ``IV2SLS(Y, [1, W], T, Z).fit(cov_type="robust")``: the coefficient of ``T``.
+             min_first_stage_f: float = 10.0, level: float = 0.95) -> IVFit:
+    """linearmodels ``IV2SLS(Y, [1, W], T, Z).fit(cov_type="robust")`` (the coefficient of ``T`` and its
+    standard error) and the Anderson-Rubin set at ``level`` (:func:`anderson_rubin`).
 
     Raises ModelError when the instrument does not vary, or does not move the treatment at all (the
-    LATE is not identified); a first-stage F below ``min_first_stage_f`` (Staiger & Stock 1997) is
-    reported as a warning in the diagnostics.
+    LATE is not identified). A first-stage F below ``min_first_stage_f`` (Staiger & Stock 1997) is a
+    warning; an unbounded Anderson-Rubin set is a warning that says the LATE is not bounded.
     """
     from linearmodels.iv import IV2SLS
 
@@ -55,13 +128,24 @@ def fit_2sls(y: np.ndarray, t: np.ndarray, z: np.ndarray, covariates: pd.DataFra
         exog = pd.concat([exog, covariates.reset_index(drop=True)], axis=1)
     with quiet():
         res = IV2SLS(pd.Series(y, name="Y"), exog, pd.Series(t, name="T"), pd.Series(z, name="Z")).fit(cov_type="robust")
-        fs = res.first_stage.diagnostics
-    f_stat = float(fs["f.stat"].iloc[0]) if "f.stat" in fs else math.nan
-    diag: dict[str, Any] = {"method": "2sls", "se_type": "robust", "first_stage_shift": float(shift),
-                            "first_stage_f": f_stat if math.isfinite(f_stat) else None,
-                            "complier_share": float(shift)}
-    if math.isfinite(f_stat) and f_stat < min_first_stage_f:
-        diag["warnings"] = [f"weak instrument: first-stage F = {f_stat:.1f} < {min_first_stage_f:g}; "
-                            "the interval may undercover"]
+    ar = anderson_rubin(y, t, z, level, covariates)
+    diag: dict[str, Any] = {"method": "2sls", "interval": "anderson-rubin", "se_type": "robust",
+                            "first_stage_shift": float(shift), "complier_share": float(shift),
+                            "first_stage_f": ar.first_stage_f if math.isfinite(ar.first_stage_f) else None,
+                            "ar_set": ar.shape}
+    warns = []
+    if ar.shape != "interval":
+        where = (f"(-inf, {ar.rays[0]:.4g}] and [{ar.rays[1]:.4g}, inf)" if ar.rays else "every value")
+        warns.append(f"WEAK INSTRUMENT: the LATE is not bounded by these data. The nudge barely moves the "
+                     f"treatment (first-stage F = {ar.first_stage_f:.2f}, complier share {shift:.3g}), so the "
+                     f"{level:.0%} Anderson-Rubin confidence set is unbounded ({where}); the 2SLS point is "
+                     "not an estimate to act on")
+    elif ar.first_stage_f < min_first_stage_f:
+        warns.append(f"weak instrument: first-stage F = {ar.first_stage_f:.1f} < {min_first_stage_f:g}; the "
+                     "interval is the weak-instrument-robust Anderson-Rubin set, wider than the Wald interval")
+    if warns:
+        diag["warnings"] = warns
+    if ar.rays:
+        diag["ar_rays"] = list(ar.rays)
     se = float(res.std_errors["T"])
-    return IVFit(float(res.params["T"]), se if math.isfinite(se) else 0.0, diag)
+    return IVFit(float(res.params["T"]), se if math.isfinite(se) else math.nan, ar, diag)

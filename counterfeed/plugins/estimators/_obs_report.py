@@ -10,6 +10,8 @@ __all__ = ["observational_section"]
 
 
 def _interval(e: Any) -> str:
+    if e.diagnostics.get("ar_set") in ("two rays", "whole line"):  # saved as null bounds
+        return f"{fmt(e.point)} (unbounded: {e.diagnostics['ar_set']})"
     return f"{fmt(e.point)} [{fmt(e.lower)}, {fmt(e.upper)}]"
 
 
@@ -52,6 +54,14 @@ def observational_section(result: Any, report: Any, names: tuple[str, ...]) -> N
         sec.paragraph("Cinelli & Hazlett (2020) robustness values of the linear outcome regression on the same "
                       "adjustment set, benchmarked against the strongest observed covariate.",
                       "ok" if robust else "caution", verdicts)
+    ivs = [f"{e.estimator}, {e.metric}, {e.arm}: first-stage F = {fmt(e.diagnostics['first_stage_f'])}, complier "
+           f"share {fmt(e.diagnostics.get('complier_share'))}; Anderson-Rubin set: {e.diagnostics.get('ar_set', '?')}"
+           for e in ests if "first_stage_f" in e.diagnostics]
+    if ivs:
+        sec.heading("Instrument strength")
+        sec.paragraph("The interval of an instrumental-variable estimate is the Anderson-Rubin set, valid however "
+                      "weak the instrument; it is unbounded when the first-stage F is below the squared critical "
+                      "value (3.84 at 95%).", "ok" if all("set: interval" in v for v in ivs) else "caution", ivs)
     warns = [f"{e.estimator}, {e.metric}: {w}" for e in ests for w in e.diagnostics.get("warnings", [])]
     if warns:
         sec.paragraph("Warnings", "warn", warns)

@@ -193,16 +193,19 @@ class BackdoorMatching(_Backdoor):
 
 
 class IVOptions(EstimatorOptions):
-    """Options of the IV estimator (a first-stage F below ``min_first_stage_f`` is warned about)."""
+    """Options of the IV estimator (a first-stage F below ``min_first_stage_f`` is warned about; the
+    interval is the Anderson-Rubin set whatever the F)."""
 
     min_first_stage_f: float = Field(default=10.0, ge=0.0)
 
 
 class InstrumentalVariables(Estimator):
     """Two-stage least squares (the Wald estimator without covariates) of the LATE, instrument
-    ``data.instrument``, treatment = the arm taken; robust interval (linearmodels ``IV2SLS``).
-    Assumes a randomized instrument, exclusion, monotonicity (no defiers) and relevance.
-    Reference: Imbens & Angrist (1994); Angrist, Imbens & Rubin (1996)."""
+    ``data.instrument``, treatment = the arm taken (linearmodels ``IV2SLS``, robust standard error);
+    the interval is the weak-instrument-robust Anderson-Rubin set (unbounded, with a warning, when
+    the nudge barely moves the treatment; ``_obs_iv``). Assumes a randomized instrument, exclusion,
+    monotonicity (no defiers). Reference: Imbens & Angrist (1994); Angrist, Imbens & Rubin (1996);
+    Anderson & Rubin (1949); Andrews, Stock & Sun (2019)."""
 
     name = "iv-2sls"
     Options = IVOptions
@@ -230,14 +233,16 @@ class InstrumentalVariables(Estimator):
             y, t, z = comp.frame["Y"].to_numpy(), comp.frame["T"].to_numpy(), z_all[comp.rows]
             _constant(y, self.name, where)
             try:
-                fit = fit_2sls(y, t, z, min_first_stage_f=self.options.min_first_stage_f)
+                fit = fit_2sls(y, t, z, min_first_stage_f=self.options.min_first_stage_f, level=level)
             except ModelError as exc:
                 raise ModelError(f"{self.name}: {where}: {exc}") from None
-            c = normal_interval(fit.point, fit.se, level)
-            diag = {**fit.diagnostics, "se": c.se, "n": comp.n, "naive": _naive(y, t, level)}
+            wald_ci = normal_interval(fit.point, fit.se, level)
+            diag = {**fit.diagnostics, "se": fit.se if math.isfinite(fit.se) else None, "n": comp.n,
+                    "wald_interval": [wald_ci.lower, wald_ci.upper] if math.isfinite(fit.se) else None,
+                    "naive": _naive(y, t, level)}
             out.append(Estimate(estimator=self.name, metric=comp.metric, arm=comp.arm, control=data.control,
-                                point=c.point, lower=c.lower, upper=c.upper, level=level, estimand=LATE,
-                                p_value=c.p_value, diagnostics=diag))
+                                point=fit.point, lower=fit.ar.lower, upper=fit.ar.upper, level=level, estimand=LATE,
+                                p_value=fit.ar.p_value, diagnostics=diag))
         return out
 
 
