@@ -12,12 +12,13 @@ one directory per scenario under ``--out``) of
 - ``scenarios/staggered_rollout.yaml`` with did-staggered and twfe: target the staggered-robust ATT
   interval covers the true ATT in [93, 97]%, TWFE's does not.
 
-Coverages come with Wilson 95% intervals. Sizes can be reduced (``--users``, ``--days``) to fit the
-time available; the printed header says which were used. Every estimate is scored against the truth
-of its own run, so a smaller scenario changes the truth, not the check.
+Coverages come with Wilson 95% intervals. The scenarios are sized for this (600 users each); sizes
+can still be changed (``--users``, ``--days``), and the printed header says which were used. Every
+estimate is scored against the truth of its own run, so a smaller scenario changes the truth, not
+the check. Only clicks (the metric the scenarios' graphs are about) is analysed.
 
-    python benchmarks/observational.py -n 200                  # all three, all cores, resumable
-    python benchmarks/observational.py -n 50 --users 1000 --only staggered_rollout
+    python benchmarks/observational.py -n 200 -w 1              # all three, resumable (--out)
+    python benchmarks/observational.py -n 50 --only staggered_rollout
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def coverage_line(records, estimator: str, estimand: str, lo: float | None = 0.9
     target = "" if lo is None else (f"  target [{lo:.0%}, {hi:.0%}]: {verdict(k / n, lo, hi)}"
                                     f" (Wilson interval {'overlaps' if a <= hi and b >= lo else 'misses'} it)")
     return (f"  {estimator:22s} {estimand:10s} coverage {k}/{n} = {k / n:6.1%} [Wilson {a:6.1%}, {b:6.1%}]"
-            f"  mean bias {bias:+.4g} (mean se {se:.4g}, bias/se {bias / se if se > 0 else math.nan:+.1f}){target}")
+            f"  mean truth {float(r['truth'].mean()):+.4g}, mean bias {bias:+.4g} (mean se {se:.4g}, bias/se "
+            f"{bias / se if se > 0 else math.nan:+.1f}){target}")
 
 
 def report(name: str, records) -> list[str]:

@@ -123,6 +123,28 @@ def test_matching_is_dowhy_and_abadie_imbens_by_hand():
     assert var == pytest.approx((np.sum((np.array([4, 5, 4, 5]) - 4.5) ** 2) + np.sum(2 * sigma2)) / 16)
 
 
+@pytest.mark.parametrize("cls", [BackdoorRegression, AIPW, BackdoorMatching])
+def test_backdoor_estimators_on_a_noiseless_additive_case_by_hand(cls):
+    """Y = 1 + 2 T + 3 w exactly, with w binary and T more likely when w = 1 (the naive difference is
+    2 + 3 (P(w=1|T=1) - P(w=1|T=0)), confounded): OLS on [1, T, w] fits exactly, AIPW's outcome
+    model is exact in each fold (so the doubly robust score is 2 for every user whatever the
+    propensity), and matching on a propensity that takes one value per stratum pairs users within
+    their stratum, where every difference is 2. Each gives the ATE 2 to 1e-8."""
+    rng = np.random.default_rng(7)
+    n = 400
+    w = (rng.random(n) < 0.5).astype(float)
+    t = rng.random(n) < np.where(w == 1, 0.7, 0.3)
+    y = 1 + 2 * t + 3 * w
+    outcomes = pd.DataFrame({"user": np.arange(n), "arm": np.where(t, "b", "a"), "segment": "all", "y": y})
+    data = AnalysisData(outcomes=outcomes, arms=["a", "b"], control="a", metrics={"y": MetricInfo("y", "sum")},
+                        seed=0, covariates=pd.DataFrame({"user": np.arange(n), "w": w}), graph=declared_graph(["w"]))
+    naive = y[t].mean() - y[~t].mean()
+    assert naive - 2 > 0.5
+    e = one(cls, data, refute=False)
+    assert e.point == pytest.approx(2.0, abs=1e-8)
+    assert e.diagnostics["naive"]["point"] == pytest.approx(naive, abs=1e-12)
+
+
 def test_sensitivity_is_dowhy_linear_sensitivity_analyzer():
     from dowhy.causal_refuters.linear_sensitivity_analyzer import LinearSensitivityAnalyzer
 

@@ -144,7 +144,7 @@ def _benchmark(y, t, w, adjust, tv, df, est, se, k, alpha) -> dict[str, Any]:
     r2t = _partial_r2(tv_t[1:], df_t)  # each covariate with the treatment, given the others
     best: dict[str, Any] = {}
     for j, name in enumerate(adjust):
-        if not (np.isfinite(r2y[j]) and np.isfinite(r2t[j])) or k * r2t[j] >= 1:
+        if not (np.isfinite(r2y[j]) and np.isfinite(r2t[j])) or k * r2t[j] >= 1 or r2y[j] >= 1:
             continue
         r2tu = k * r2t[j] / (1 - r2t[j])
         eta = k * r2t[j] ** 2 / ((1 - k * r2t[j]) * (1 - r2t[j]))
