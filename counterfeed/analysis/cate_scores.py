@@ -39,7 +39,7 @@ from scipy import stats
 from counterfeed._json import clean
 
 __all__ = ["score_cate", "uplift_curves", "truth_vector", "score_estimates_cate", "write_cate_scores",
-           "SCORES_FILE", "CURVES_FILE", "EFFECTS_FILE", "SUMMARY_KEYS"]
+           "SCORES_FILE", "CURVES_FILE", "EFFECTS_FILE", "SUMMARY_KEYS", "MC_KEYS", "truth_mc_error"]
 
 SCORES_FILE = "cate_scores.json"
 CURVES_FILE = "cate_curves.parquet"
@@ -48,6 +48,8 @@ _GRID = np.linspace(0.0, 1.0, 21)
 #: the scores copied into the ``cate`` estimate's ``diagnostics["cate_scores"]`` (calibration reads them)
 SUMMARY_KEYS = ("n_users", "pehe", "pehe_baseline", "pehe_ratio", "spearman", "coverage", "coverage_n",
                 "calibration_slope", "auuc_normalised")
+#: the Monte Carlo-corrected scores (:func:`truth_mc_error`) copied there too, when computed
+MC_KEYS = ("truth_replications", "pehe_mc", "pehe_baseline_mc", "pehe_ratio_mc", "coverage_mc", "mc_variance_share")
 
 
 def truth_vector(user_truth: pd.DataFrame, users: np.ndarray, metric: str, arm: str, control: str
@@ -125,13 +127,62 @@ def _slope(point: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return float(res.params[1]), float(res.bse[1])
 
 
+def truth_mc_error(point: np.ndarray, tau: np.ndarray, lo: np.ndarray, hi: np.ndarray, se: np.ndarray,
+                   replications: int, level: float = 0.95) -> dict[str, Any]:
+    """Scores against the true conditional effect with the Monte Carlo error of the truth accounted for.
+
+    The conditional truth ``tau~_i`` is the mean of ``R`` independent noise replications, so
+    ``tau~_i = tau_i + e_i`` with ``Var(e_i) = se_i^2`` (``conditional_se``), independent of the
+    estimate. Hence ``E[(tau_hat - tau~)^2] = E[(tau_hat - tau)^2] + E[se^2]``, and
+
+    - ``pehe_mc = sqrt(max(0, mean((tau_hat - tau~)^2) - mean(se^2)))`` and
+      ``pehe_baseline_mc = sqrt(max(0, var(tau~) - mean(se^2)))`` estimate the PEHE and the
+      predict-the-average baseline against the exact conditional effect (method of moments);
+    - ``coverage_mc``: the share of users with ``|tau_hat - tau~| <= t_df sqrt(s^2 + se^2)``
+      (``s = h / z`` the interval's standard error, ``h`` its half-width; ``t_df`` the ``level``
+      quantile of Student's t with Welch-Satterthwaite degrees of freedom
+      ``df = (s^2 + se^2)^2 (R - 1) / se^4``, since ``se`` is estimated from ``R`` draws): when the
+      interval covers ``tau`` at its level, this widened interval covers ``tau~`` at about that level.
+      ``mc_variance_share = mean(se^2) / mean(se^2 + (h / z)^2)`` says how much of the widened
+      interval is the truth's own error (near 1: the check has little power).
+    """
+    from scipy import stats
+
+    se2 = np.asarray(se, dtype=np.float64) ** 2
+    out: dict[str, Any] = {"truth_replications": int(replications)}
+    msd = float(np.mean((point - tau) ** 2) - np.mean(se2))
+    base = float(np.var(tau, ddof=1) - np.mean(se2)) if tau.size > 1 else float("nan")
+    out["pehe_mc"] = float(np.sqrt(max(msd, 0.0)))
+    out["pehe_baseline_mc"] = float(np.sqrt(max(base, 0.0)))
+    out["pehe_ratio_mc"] = out["pehe_mc"] / out["pehe_baseline_mc"] if base > 0 else None
+    has = np.isfinite(lo) & np.isfinite(hi)
+    if has.any() and replications >= 2:
+        z = float(stats.norm.ppf(0.5 + level / 2))
+        s2 = ((hi[has] - lo[has]) / (2 * z)) ** 2
+        v = s2 + se2[has]
+        # Welch-Satterthwaite degrees of freedom: se^2 is estimated from R draws, s^2 is taken as known
+        df = np.full(v.size, np.inf)
+        pos = se2[has] > 0
+        with np.errstate(over="ignore"):
+            df[pos] = v[pos] ** 2 * (replications - 1) / se2[has][pos] ** 2
+        q = stats.t.ppf(0.5 + level / 2, np.minimum(df, 1e6))
+        out["coverage_mc"] = float(np.mean(np.abs(point[has] - tau[has]) <= q * np.sqrt(v)))
+        out["mc_variance_share"] = float(np.mean(se2[has]) / np.mean(v))
+    else:
+        out["coverage_mc"] = out["mc_variance_share"] = None
+    return out
+
+
 def score_cate(effects: pd.DataFrame, truth: np.ndarray, *, average: float | None = None,
-               y: np.ndarray | None = None, t: np.ndarray | None = None, groups: int = 10
+               y: np.ndarray | None = None, t: np.ndarray | None = None, groups: int = 10,
+               truth_se: np.ndarray | None = None, replications: int = 0, level: float = 0.95
                ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Scores of one estimate's ``effects`` (columns ``point``, ``lower``, ``upper``) against ``truth``
     (same rows; NaN rows are left out). ``average``: the estimate's average effect (for its own
     constant-prediction baseline); ``y``, ``t``: outcomes and treatment indicator (1/0/-1) for the
-    estimated uplift curve. Returns (scores, uplift curves). Raises ValueError for fewer than
+    estimated uplift curve; ``truth_se``, ``replications``, ``level``: the conditional truth's Monte
+    Carlo standard errors, its number of noise replications and the intervals' level, for the scores of
+    :func:`truth_mc_error`. Returns (scores, uplift curves). Raises ValueError for fewer than
     ``groups`` users with a known truth."""
     keep = np.isfinite(truth) & np.isfinite(effects["point"].to_numpy(np.float64))
     point = effects["point"].to_numpy(np.float64)[keep]
@@ -161,13 +212,18 @@ def score_cate(effects: pd.DataFrame, truth: np.ndarray, *, average: float | Non
         "calibration_chi2": chi2, "calibration_chi2_p": chi2_p, "deciles": deciles,
         "auuc_normalised": _auuc(curves),
     }
+    if truth_se is not None and replications >= 2:
+        scores.update(truth_mc_error(point, tau, lo, hi, np.asarray(truth_se, dtype=np.float64)[keep],
+                                     replications, level))
     return scores, curves
 
 
-def score_estimates_cate(estimates: list[Any], user_truth: pd.DataFrame | None, outcomes: pd.DataFrame
-                         ) -> tuple[list[dict[str, Any]], pd.DataFrame, pd.DataFrame]:
+def score_estimates_cate(estimates: list[Any], user_truth: pd.DataFrame | None, outcomes: pd.DataFrame,
+                         replications: int = 0) -> tuple[list[dict[str, Any]], pd.DataFrame, pd.DataFrame]:
     """Score every ``cate`` estimate with ``user_effects`` against ``user_truth``, using the A/B
     world's ``outcomes`` (columns ``user``, ``arm``, the metrics) for the estimated uplift curves.
+    ``replications``: the truth's noise replications (the Monte Carlo-corrected scores of
+    :func:`truth_mc_error` when >= 2 and scored against the conditional effect).
     Returns (one score row per estimate, uplift curves, every estimate's user effects), all keyed by
     ``estimator``, ``metric``, ``arm``, ``control``. Estimates without truth rows get a row with
     ``truth_estimand`` None. Each scored estimate also gets ``diagnostics["cate_scores"]``
@@ -190,15 +246,24 @@ def score_estimates_cate(estimates: list[Any], user_truth: pd.DataFrame | None, 
         t = np.where(arm == e.arm, 1, np.where(arm == e.control, 0, -1))
         y = pd.to_numeric(ab[e.metric], errors="coerce").to_numpy(np.float64) if e.metric in ab else None
         try:
-            s, c = score_cate(ue, tau, average=e.point, y=y, t=t)
+            se = _truth_se(user_truth, users, e) if which == "conditional" else None
+            s, c = score_cate(ue, tau, average=e.point, y=y, t=t, truth_se=se, replications=replications,
+                              level=e.level)
         except ValueError:
             rows.append({**key, "truth_estimand": which, "level": e.level, "n_users": 0})
             continue
         rows.append({**key, "truth_estimand": which, "level": e.level, **s})
-        e.diagnostics["cate_scores"] = {"truth_estimand": which, **{k: s[k] for k in SUMMARY_KEYS}}
+        e.diagnostics["cate_scores"] = {"truth_estimand": which, **{k: s[k] for k in SUMMARY_KEYS},
+                                        **{k: s[k] for k in MC_KEYS if k in s}}
         curves.append(c.assign(**key))
     cat = lambda parts: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()  # noqa: E731
     return rows, cat(curves), cat(effects)
+
+
+def _truth_se(user_truth: pd.DataFrame, users: np.ndarray, e: Any) -> np.ndarray:
+    t = user_truth[(user_truth["metric"] == e.metric) & (user_truth["arm"] == e.arm)
+                   & (user_truth["control"] == e.control)].drop_duplicates("user").set_index("user")
+    return t["conditional_se"].reindex(users).to_numpy(np.float64)
 
 
 def write_cate_scores(directory: Path, rows: list[dict[str, Any]], curves: pd.DataFrame,

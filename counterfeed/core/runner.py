@@ -289,7 +289,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
                                      workers, say, not quiet and log is None, shards, scheduler)
             targeting = targeting_report(sc, info, rules, {o.world: o.outcomes for o in deployed}, outcomes,
                                          user_truth, data)
-        cate = _cate_scores(estimates, user_truth, ab)
+        cate = _cate_scores(estimates, user_truth, ab, replications)
         timings["analysis_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
         timings["sessions"] = float(total_sessions)
@@ -345,13 +345,14 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         raise
 
 
-def _cate_scores(estimates: list[Estimate], user_truth: pd.DataFrame, ab: pd.DataFrame) -> tuple | None:
+def _cate_scores(estimates: list[Estimate], user_truth: pd.DataFrame, ab: pd.DataFrame,
+                 replications: int) -> tuple | None:
     """Per-user scores of the CATE estimates (:mod:`counterfeed.analysis.cate_scores`); None without any."""
     if not any(e.user_effects is not None for e in estimates):
         return None
     from counterfeed.analysis.cate_scores import score_estimates_cate
 
-    return score_estimates_cate(estimates, user_truth, ab)
+    return score_estimates_cate(estimates, user_truth, ab, replications)
 
 
 def _phase_report(sc: Scenario, plan: Plan, outputs: list[WorldOutput]) -> tuple[list, dict]:

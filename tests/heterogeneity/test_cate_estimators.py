@@ -188,3 +188,39 @@ def test_errors_are_clear():
         DRLearnerCATE(DRLearnerCATE.Options(metrics=["ctr"])).estimate(make_analysis_data(200))
     with pytest.raises(DataError, match="needs at least"):
         DRLearnerCATE(DRLearnerCATE.Options(folds=20)).estimate(make_cate_data(30, seed=0).data)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_modifiers_are_the_final_stage_and_the_other_covariates_adjust_the_nuisances():
+    # make_cate_data's effect is 0.5 + feature_0: with modifiers [feature_0] the DR-learner equals
+    # EconML's LinearDRLearner with X = feature_0 and W = every other covariate, fold by fold
+    w = _world()
+    data = w.data
+    (cate, _) = DRLearnerCATE(DRLearnerCATE.Options(**FAST, modifiers=["feature_0"])).estimate(data)
+    assert cate.diagnostics["effect_modifiers"] == ["feature_0"]
+    x, names = covariate_matrix(data, "test")
+    m = np.array([n == "feature_0" for n in names])
+    y = data.outcomes["value"].to_numpy(np.float64)
+    t = (data.outcomes["arm"] == "treatment").to_numpy().astype(np.int64)
+    folds = fold_ids(t, 2, data.seed, "dr-learner", "value", "treatment")
+    point = np.full(len(y), np.nan)
+    for f in range(2):
+        est = _lib_dr(fold_seed(data.seed, "dr-learner", "value", "treatment", f))
+        est.fit(y[folds != f], t[folds != f], X=x[folds != f][:, m], W=x[folds != f][:, ~m])
+        point[folds == f] = np.ravel(est.effect(x[folds == f][:, m]))
+    np.testing.assert_allclose(cate.user_effects["point"], point, rtol=0, atol=1e-8)
+    # the linear interaction model interacts the treatment with the modifiers only: 'segment' names
+    # its indicators, and its predictions then take one value per segment
+    (seg, _) = LinearInteractionCATE(LinearInteractionCATE.Options(modifiers=["segment"])).estimate(data)
+    assert seg.diagnostics["effect_modifiers"] == [n for n in names if n.startswith("segment=")]
+    by_segment = seg.user_effects.assign(s=data.covariates["segment"].to_numpy()).groupby("s")["point"]
+    assert (by_segment.nunique() <= 2).all()  # one value per segment and outer fold
+    with pytest.raises(DataError, match="modifiers: 'tenur' is not a covariate"):
+        DRLearnerCATE(DRLearnerCATE.Options(**FAST, modifiers=["tenur"])).estimate(data)
+
+
+def test_causal_forest_caps_the_users_per_tree():
+    est = CausalForestCATE(CausalForestCATE.Options(max_tree_users=1000))
+    assert est.tree_samples(2000) == 0.45  # below the cap: the share, as EconML's default
+    assert est.tree_samples(100_000) == 1000
+    assert CausalForestCATE(CausalForestCATE.Options(max_tree_users=None)).tree_samples(10**6) == 0.45

@@ -98,3 +98,31 @@ def test_score_estimates_uses_the_conditional_truth_and_says_so(tmp_path):
     text = (tmp_path / "cate_scores.json").read_text()
     assert "NaN" not in text and json.loads(text)[0]["coverage"] is None
     assert len(pd.read_parquet(tmp_path / "cate_effects.parquet")) == 600
+
+
+def test_monte_carlo_corrected_scores_recover_the_exact_truth():
+    # 20,000 users: exact conditional effects tau, an estimate with N(0, 0.5^2) error and exact 95%
+    # intervals, and a truth measured with R = 8 noisy draws of sd 2 per user (se ~ 0.71). Against
+    # the noisy truth the raw PEHE and coverage are badly off; the corrected ones match the exact
+    # PEHE (0.5, to 0.03) and the nominal coverage (0.95; binomial sd 0.0015, tolerance 0.01 for
+    # the t approximation), and the constant baseline (sd(tau) = 1, to 0.03).
+    rng = np.random.default_rng(3)
+    n, r = 20_000, 8
+    tau = rng.normal(size=n)
+    point = tau + rng.normal(0, 0.5, size=n)
+    draws = tau[:, None] + rng.normal(0, 2.0, size=(n, r))
+    noisy, se = draws.mean(axis=1), draws.std(axis=1, ddof=1) / np.sqrt(r)
+    eff = _effects(point, point - 1.959964 * 0.5, point + 1.959964 * 0.5)
+    s, _ = score_cate(eff, noisy, truth_se=se, replications=r)
+    assert s["coverage"] < 0.75 and s["pehe"] > 0.8  # the raw scores see the truth's noise
+    assert s["pehe_mc"] == pytest.approx(0.5, abs=0.03)
+    assert s["pehe_baseline_mc"] == pytest.approx(1.0, abs=0.03)
+    assert abs(s["coverage_mc"] - 0.95) < 0.01
+    assert 0.6 < s["mc_variance_share"] < 0.7  # 0.5 / (0.5 + 0.25)
+    # intervals far too narrow (a tenth of the width; expected corrected coverage 0.89) are caught
+    narrow = _effects(point, point - 0.2 * 0.5, point + 0.2 * 0.5)
+    s2, _ = score_cate(narrow, noisy, truth_se=se, replications=r)
+    assert s2["coverage_mc"] < 0.92
+    # without replications (or fewer than 2) the corrected scores are absent
+    s3, _ = score_cate(eff, noisy)
+    assert "pehe_mc" not in s3

@@ -24,7 +24,7 @@ from counterfeed.errors import DataError
 from counterfeed.plugins.estimators.cate import Nuisance
 
 __all__ = ["Comparison", "covariate_matrix", "comparison", "fold_ids", "fold_seed", "nuisance_regressor",
-           "nuisance_classifier", "dr_mean", "caught_warnings", "per_user_metrics", "Nuisance"]
+           "nuisance_classifier", "dr_mean", "caught_warnings", "per_user_metrics", "modifier_columns", "Nuisance"]
 
 
 def covariate_matrix(data: AnalysisData, who: str) -> tuple[np.ndarray, list[str]]:
@@ -57,6 +57,22 @@ def covariate_matrix(data: AnalysisData, who: str) -> tuple[np.ndarray, list[str
     if x.shape[1] == 0:
         raise DataError(f"{who}: data.covariates has no usable column besides 'user'")
     return x, names
+
+
+def modifier_columns(names: list[str], modifiers: list[str] | None, who: str) -> np.ndarray:
+    """(p,) bool: the covariate columns that are effect modifiers (all when ``modifiers`` is None).
+
+    A modifier names a column exactly, or ``segment`` for every ``segment=<level>`` indicator. Raises
+    :class:`DataError` naming a modifier that matches no column."""
+    if modifiers is None:
+        return np.ones(len(names), dtype=bool)
+    out = np.zeros(len(names), dtype=bool)
+    for m in modifiers:
+        hit = np.array([n == m or n.startswith(f"{m}=") for n in names], dtype=bool)
+        if not hit.any():
+            raise DataError(f"{who}: modifiers: '{m}' is not a covariate (covariates: {', '.join(names)})")
+        out |= hit
+    return out
 
 
 def per_user_metrics(data: AnalysisData, chosen: list[str] | None, who: str) -> list[str]:

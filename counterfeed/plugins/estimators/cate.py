@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover - pandas, scipy and the learners load when
 #: the nuisance (outcome) model kinds
 Nuisance = Literal["hist_gradient_boosting", "lightgbm", "linear"]
 
-__all__ = ["CateOptions", "DRLearnerCATE", "CausalForestCATE", "TLearnerCATE", "XLearnerCATE",
+__all__ = ["CateOptions", "ModifierOptions", "DRLearnerCATE", "CausalForestCATE", "TLearnerCATE", "XLearnerCATE",
            "LinearInteractionCATE", "register_estimators", "FoldFit"]
 
 #: (effect, lower, upper, control outcome or None) of the held-out users of one fold
@@ -56,6 +56,15 @@ class CateOptions(EstimatorOptions):
     propensity: Literal["design", "learned"] = Field(
         default="design", description="design: the arm share (randomized); learned: a classifier on covariates")
     inner_folds: int = Field(default=2, ge=2, le=10, description="the library's own cross-fitting folds (cv)")
+
+
+class ModifierOptions(CateOptions):
+    """CATE options of the learners that separate effect modifiers from controls."""
+
+    modifiers: list[str] | None = Field(
+        default=None, min_length=1,
+        description="effect modifiers: the covariates the effect may vary with (a name, or 'segment' for "
+                    "its indicators); the others only adjust the nuisance models (default: every covariate)")
 
 
 class _Cate(Estimator):
@@ -95,9 +104,11 @@ class _Cate(Estimator):
                 "did-staggered) for this design", "experiment.assignment.mechanism")
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
-        from counterfeed.plugins.estimators._cate_data import comparison, covariate_matrix, per_user_metrics
+        from counterfeed.plugins.estimators._cate_data import (comparison, covariate_matrix, modifier_columns,
+                                                               per_user_metrics)
 
         x, names = covariate_matrix(data, self.name)
+        self.modifiers_ = modifier_columns(names, getattr(self.options, "modifiers", None), self.name)
         level = self.level_for(data)
         out: list[Estimate] = []
         metrics = per_user_metrics(data, self.options.metrics, self.name)
@@ -155,6 +166,7 @@ class _Cate(Estimator):
             "mean_predicted_effect": float(np.mean(tau_all[c.rows])),
             "sd_predicted_effect": float(np.std(tau_all[c.rows])),
             "per_user_intervals": self.per_user_intervals, "covariates": names,
+            "effect_modifiers": [names[i] for i in np.flatnonzero(self.modifiers_)],
             "average_effect": "doubly robust (AIPW) mean of out-of-fold effects, design propensity",
         }
         if warned:
@@ -168,6 +180,16 @@ class _Cate(Estimator):
 def _interval(est: Any, x: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = est.effect_interval(x, alpha=1.0 - level)
     return np.asarray(lo, dtype=np.float64).ravel(), np.asarray(hi, dtype=np.float64).ravel()
+
+
+def _fit_econml(est: Any, c: Comparison, train: np.ndarray, x_test: np.ndarray, m: np.ndarray,
+                level: float) -> FoldFit:
+    """Fit an EconML final-stage learner with the modifiers ``m`` as ``X`` and the other covariates
+    as ``W`` (nuisance controls only); predict effects and intervals at ``x_test``'s modifiers."""
+    w = c.x[train][:, ~m] if (~m).any() else None
+    est.fit(c.y[train], c.t[train], X=c.x[train][:, m], W=w)
+    lo, hi = _interval(est, x_test[:, m], level)
+    return np.asarray(est.effect(x_test[:, m]), dtype=np.float64).ravel(), lo, hi, None
 
 
 class DRLearnerCATE(_Cate):
@@ -188,7 +210,7 @@ class DRLearnerCATE(_Cate):
     name = "dr-learner"
     library = "econml.dr.LinearDRLearner / ForestDRLearner"
 
-    class Options(CateOptions):
+    class Options(ModifierOptions):
         final: Literal["linear", "forest"] = "linear"
         n_estimators: int = Field(default=200, ge=4, description="trees of the forest final stage")
         min_samples_leaf: int = Field(default=10, ge=1)
@@ -204,9 +226,7 @@ class DRLearnerCATE(_Cate):
                                min_samples_leaf=self.options.min_samples_leaf, n_jobs=1)
 
     def fit_predict(self, c, train, x_test, random_state, level):
-        est = self.learner(random_state).fit(c.y[train], c.t[train], X=c.x[train])
-        lo, hi = _interval(est, x_test, level)
-        return np.asarray(est.effect(x_test), dtype=np.float64).ravel(), lo, hi, None
+        return _fit_econml(self.learner(random_state), c, train, x_test, self.modifiers_, level)
 
 
 class CausalForestCATE(_Cate):
@@ -215,7 +235,10 @@ class CausalForestCATE(_Cate):
 
     Outcome and treatment are residualized by cross-fitted nuisance models (``inner_folds``); an
     honest generalized random forest solves the local moment ``E[(Y~ - tau(x) T~) T~ | X = x] = 0``.
-    Per-user intervals: the forest's bootstrap-of-little-bags variance (normal). Assumptions:
+    Per-user intervals: the forest's bootstrap-of-little-bags variance (normal). Each tree is grown
+    on a subsample of ``max_samples`` of the users, at most ``max_tree_users`` (subsample size
+    ``s`` with ``s / n -> 0``, as the theory of Wager & Athey allows), so the forest's cost is
+    bounded and the fit time grows linearly with the users. Assumptions:
     randomized assignment (or unconfoundedness with ``propensity: learned``), overlap, SUTVA.
 
     Reference: Athey, S., Tibshirani, J. & Wager, S. (2019). Generalized random forests. Annals of
@@ -226,24 +249,36 @@ class CausalForestCATE(_Cate):
     library = "econml.dml.CausalForestDML"
     conformance_options: ClassVar[dict[str, Any]] = {"nuisance": "linear", "n_estimators": 40}
 
-    class Options(CateOptions):
+    class Options(ModifierOptions):
         n_estimators: int = Field(default=200, ge=4, multiple_of=4, description="trees (a multiple of 4)")
         min_samples_leaf: int = Field(default=10, ge=1)
         max_depth: int | None = Field(default=None, ge=1)
+        max_samples: float = Field(default=0.45, gt=0.0, le=0.5,
+                                   description="share of the training users each tree is grown on")
+        max_tree_users: int | None = Field(
+            default=5_000, ge=20, description="cap on the users each tree is grown on (null: none); "
+            "above it the forest's cost stops growing with the users, so the fit time grows linearly "
+            "(through the nuisance models and prediction)")
 
-    def learner(self, random_state: int) -> Any:
+    def tree_samples(self, n: int) -> float | int:
+        """EconML's ``max_samples`` for ``n`` training users: the share, or the cap when it binds."""
+        o = self.options
+        if o.max_tree_users is not None and o.max_samples * n > o.max_tree_users:
+            return int(min(o.max_tree_users, n // 2))
+        return o.max_samples
+
+    def learner(self, random_state: int, n: int = 0) -> Any:
         from econml.dml import CausalForestDML
 
         o = self.options
         return CausalForestDML(model_y=self.regressor(random_state), model_t=self.classifier(random_state),
                                discrete_treatment=True, cv=o.inner_folds, n_estimators=o.n_estimators,
-                               min_samples_leaf=o.min_samples_leaf, max_depth=o.max_depth, n_jobs=1,
-                               random_state=random_state)
+                               min_samples_leaf=o.min_samples_leaf, max_depth=o.max_depth,
+                               max_samples=self.tree_samples(n), n_jobs=1, random_state=random_state)
 
     def fit_predict(self, c, train, x_test, random_state, level):
-        est = self.learner(random_state).fit(c.y[train], c.t[train], X=c.x[train])
-        lo, hi = _interval(est, x_test, level)
-        return np.asarray(est.effect(x_test), dtype=np.float64).ravel(), lo, hi, None
+        est = self.learner(random_state, int(train.sum()))
+        return _fit_econml(est, c, train, x_test, self.modifiers_, level)
 
 
 class TLearnerCATE(_Cate):
@@ -303,7 +338,7 @@ class LinearInteractionCATE(_Cate):
     centred on the training fold's means; columns constant there are dropped) with a
     heteroskedasticity-robust covariance (``cov_type``, default HC3).
 
-    ``tau(x) = b_T + b_TX' (x - xbar)``; its per-user standard error is ``sqrt(c' V c)`` with
+    ``tau(x) = b_T + b_TX' (x - xbar)`` (interactions with the ``modifiers`` only); its per-user standard error is ``sqrt(c' V c)`` with
     ``c = (0, 1, 0, x - xbar)``, normal interval. The intervals cover the best linear approximation of
     the CATE. With centred covariates ``b_T`` is Lin's (2013) regression-adjusted ATE.
 
@@ -314,7 +349,7 @@ class LinearInteractionCATE(_Cate):
     name = "linear-cate"
     library = "statsmodels OLS with treatment x covariate interactions"
 
-    class Options(CateOptions):
+    class Options(ModifierOptions):
         cov_type: Literal["HC0", "HC1", "HC2", "HC3"] = "HC3"
 
     def fit_predict(self, c, train, x_test, random_state, level):
@@ -325,12 +360,13 @@ class LinearInteractionCATE(_Cate):
         keep = np.ptp(xt, axis=0) > 0
         mean = xt[:, keep].mean(axis=0)
         xc = xt[:, keep] - mean
+        mod = self.modifiers_[keep]  # interactions with the effect modifiers only
         t = c.t[train].astype(np.float64)[:, None]
-        design = np.column_stack([np.ones(xc.shape[0]), t, xc, t * xc])
+        design = np.column_stack([np.ones(xc.shape[0]), t, xc, t * xc[:, mod]])
         res = sm.OLS(c.y[train], design).fit(cov_type=self.options.cov_type)
         z = x_test[:, keep] - mean
-        contrast = np.column_stack([np.zeros(len(z)), np.ones(len(z)), np.zeros_like(z), z])
-        base = np.column_stack([np.ones(len(z)), np.zeros(len(z)), z, np.zeros_like(z)])
+        contrast = np.column_stack([np.zeros(len(z)), np.ones(len(z)), np.zeros_like(z), z[:, mod]])
+        base = np.column_stack([np.ones(len(z)), np.zeros(len(z)), z, np.zeros_like(z[:, mod])])
         tau = contrast @ res.params
         se = np.sqrt(np.einsum("ij,jk,ik->i", contrast, res.cov_params(), contrast))
         q = float(stats.norm.ppf(0.5 + level / 2))
