@@ -1,23 +1,41 @@
 """End-to-end throughput of the quickstart (issue 20, point 5), before and after, in the same run.
 
-Variants, each run in a fresh process (so imports count, as they do for a user), interleaved and
-repeated so that the load of a shared machine hits them alike:
+What is measured, for each variant, in a fresh process (so interpreter start and imports count, as
+they do for a user), interleaved and repeated so that the load of a shared machine hits them alike:
 
-- ``before``: the quickstart at the commit before this work (``--before-commit``, checked out in a
-  temporary git worktree): torch matrix factorization, worlds one after another;
-- ``after``: the quickstart now (torch matrix factorization, worlds in worker processes);
-- ``after-1``: the same in one process (``workers=1``), which separates the engine's and the
+- ``cli``: the whole ``counterfeed run scenarios/quickstart.yaml --quiet --out DIR`` process:
+  interpreter start, imports, the three worlds, outcomes, truth, estimation, the run directory
+  (Parquet events, outcomes, estimates, manifest), the Markdown/HTML report with its figures, and
+  the summary printed at the end. Seconds are the wall time of that process; CPU seconds are its
+  own and its worker processes' (``RUSAGE_CHILDREN``).
+- ``run``: ``run(scenario, write=False)`` in a fresh Python process, timed from before the first
+  import to its return (everything above except the run directory, the report and the printing):
+  the figure the issue quotes (31k sessions/s).
+- ``calibrate`` (not run by default): ``counterfeed calibrate`` of a smaller quickstart
+  (``--cal-users`` users, 3-day pre-period, 7 days; the same arms) with ``--cal-replications``
+  replications on the local executor (all cores): replications per second, before and after.
+
+Sessions are the sessions of the three worlds (A/B, all-control, all-treatment), pre-period
+included. Per world: the world's own seconds (``manifest.json`` timings; worlds in worker
+processes overlap) and all its sessions over them.
+
+Variants:
+
+- ``before``: the quickstart at the commit before issue 20's work (``--before-commit``, checked out
+  in a temporary git worktree): torch matrix factorization, worlds one after another;
+- ``after``: the quickstart now (compiled matrix factorization, compiled top-k, worlds in worker
+  processes when the scenario is large enough);
+- ``after-1``: the same in one process (``--workers 1``), which separates the engine's and the
   training's gains from the concurrency's;
-- ``after-als``: the same with the treatment arm on the ``als`` recommender (implicit's ALS).
+- ``after-als`` (not run by default): the treatment arm on ``als`` (implicit's ALS).
 
-Figures: sessions/s end to end (sessions of the three worlds / wall time of ``run(write=False)``,
-which includes every import, the simulation, outcomes, truth and estimation), per world (its
-sessions / its own seconds), and sessions per CPU second (the process and its worker processes),
-which a loaded machine disturbs much less than wall time. Then the estimates of every variant side by side with the ``before``
-ones: same sign, and whether the intervals overlap.
+A loaded machine stretches wall time, so the script also prints sessions per CPU second, which
+load disturbs much less, and the load average before and after. 100k sessions/s on 2 cores needs
+at least 50k sessions per CPU second. Then the estimates of every variant next to the ``before``
+ones: same sign, and whether the 95% intervals overlap.
 
-    python benchmarks/end_to_end.py                 # 2 repetitions of each variant (a few minutes)
-    python benchmarks/end_to_end.py --repeat 3 --variants before,after
+    python benchmarks/end_to_end.py                       # 2 repetitions, before/after/after-1
+    python benchmarks/end_to_end.py --repeat 3 --modes cli --variants before,after
 """
 
 from __future__ import annotations
@@ -30,6 +48,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -42,13 +61,13 @@ QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
 #: main before issue 20's work (torch MF only, worlds sequential below 200k user-days)
 BEFORE_COMMIT = "5d66b26"
 VARIANTS = ("before", "after", "after-1", "after-als")
+MODES = ("cli", "run", "calibrate")
+ALS = {"recommender": "als", "factors": 16}
 
 
 def child(variant: str) -> None:
-    """Run the quickstart once in this process and print one JSON line."""
+    """``run`` mode: run the quickstart once in this process and print one JSON line."""
     t0 = time.perf_counter()
-    import resource
-
     import yaml
 
     from counterfeed.core.runner import run
@@ -56,33 +75,84 @@ def child(variant: str) -> None:
 
     data = yaml.safe_load(QUICKSTART.read_text())
     if variant == "after-als":
-        data["experiment"]["arms"]["treatment"] = {"recommender": "als", "factors": 16}
-    result = run(Scenario.from_dict(data), write=False, workers=1 if variant == "after-1" else None)
+        data["experiment"]["arms"]["treatment"] = dict(ALS)
+    result = run(Scenario.from_dict(data), write=False, workers=1 if variant == "after-1" else None,
+                 keep_events=True)
     wall = time.perf_counter() - t0
-    cpu = sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
-                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
-    t = result.timings
-    worlds = {k[len("world_"):-2]: v for k, v in t.items() if k.startswith("world_")}
-    sessions = result.outcomes.groupby("world")["sessions"].sum().to_dict()
-    print(json.dumps({
-        "variant": variant, "wall_s": wall, "cpu_s": cpu, "sessions": t["sessions"], "simulate_s": t["simulate_s"],
-        "worlds": {w: {"seconds": s, "sessions": float(sessions.get(w, 0))} for w, s in worlds.items()},
-        "estimates": [{"metric": e.metric, "estimand": e.estimand, "point": e.point, "lower": e.lower,
-                       "upper": e.upper} for e in result.estimates],
-    }))
+    sessions = {w: int(ev.sessions["user"].size) for w, ev in result.events.items()}
+    print(json.dumps({"wall_s": wall, "timings": result.timings, "world_sessions": sessions,
+                      "estimates": [e.to_dict() for e in result.estimates]}))
 
 
-def launch(variant: str, before_dir: Path | None) -> dict:
+def _cpu_children() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _calibration_scenario(variant: str, out: Path, users: int) -> Path:
+    import yaml
+
+    data = yaml.safe_load(QUICKSTART.read_text())
+    data["population"]["users"] = users
+    data["experiment"].update(pre_period="3d", duration="7d")
+    data["name"] = "quickstart-calibration"
+    if variant == "after-als":
+        data["experiment"]["arms"]["treatment"] = dict(ALS)
+    path = out / f"calibration-{variant}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def launch(variant: str, mode: str, before_dir: Path | None, out: Path, cal: tuple[int, int] = (600, 8)) -> dict:
+    """Run one variant in a fresh process; its wall and CPU seconds, timings and estimates."""
     env = dict(os.environ)
     cwd = ROOT
     if variant == "before":
         env["PYTHONPATH"] = str(before_dir)
         cwd = before_dir
-    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", variant],
-                         env=env, cwd=cwd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"variant {variant} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    if mode == "run":
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", variant]
+    elif mode == "calibrate":
+        run_out = out / f"cal-{variant}-{time.monotonic_ns()}"
+        cmd = [sys.executable, "-m", "counterfeed", "calibrate", str(_calibration_scenario(variant, out, cal[0])),
+               "-n", str(cal[1]), "--out", str(run_out), "--quiet", "--fresh"]
+        if variant == "after-1":
+            cmd += ["--workers", "1"]
+    else:
+        scenario = QUICKSTART
+        if variant == "after-als":
+            import yaml
+
+            data = yaml.safe_load(QUICKSTART.read_text())
+            data["experiment"]["arms"]["treatment"] = dict(ALS)
+            scenario = out / "quickstart-als.yaml"
+            scenario.write_text(yaml.safe_dump(data))
+        run_out = out / f"{variant}-{time.monotonic_ns()}"
+        cmd = [sys.executable, "-m", "counterfeed", "run", str(scenario), "--quiet", "--out", str(run_out)]
+        if variant == "after-1":
+            cmd += ["--workers", "1"]
+    cpu0, t0 = _cpu_children(), time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    wall, cpu = time.perf_counter() - t0, _cpu_children() - cpu0
+    if proc.returncode != 0:
+        raise SystemExit(f"variant {variant} ({mode}) failed:\n{proc.stderr[-3000:]}")
+    if mode == "calibrate":  # "sessions" are replications here
+        return {"wall_s": wall, "cpu_s": cpu, "sessions": float(cal[1]), "worlds": {}, "estimates": []}
+    if mode == "run":
+        doc = json.loads(proc.stdout.strip().splitlines()[-1])
+        timings, estimates, world_sessions = doc["timings"], doc["estimates"], doc["world_sessions"]
+    else:
+        (run_dir,) = [p for p in run_out.iterdir() if p.is_dir()]
+        timings = json.loads((run_dir / "manifest.json").read_text())["timings"]
+        estimates = json.loads((run_dir / "estimates.json").read_text())["estimates"]
+        import pyarrow.parquet as pq
+
+        world_sessions = {w.name: pq.read_metadata(w / "sessions.parquet").num_rows
+                          for w in (run_dir / "events").iterdir()}
+    worlds = {k[len("world_"):-2]: (v, world_sessions.get(k[len("world_"):-2]))
+              for k, v in timings.items() if k.startswith("world_")}
+    return {"wall_s": wall, "cpu_s": cpu, "sessions": timings["sessions"], "worlds": worlds,
+            "estimates": estimates}
 
 
 def load() -> str:
@@ -104,20 +174,32 @@ def compare_estimates(base: list[dict], other: list[dict]) -> list[str]:
     return rows
 
 
+def _median(rs: list[dict], f) -> float:
+    return statistics.median(f(r) for r in rs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
-    ap.add_argument("--repeat", type=int, default=2, help="runs of each variant (interleaved)")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--repeat", type=int, default=2, help="runs of each variant and mode (interleaved)")
+    ap.add_argument("--variants", default="before,after,after-1")
+    ap.add_argument("--modes", default="cli,run", help="cli (the whole process), run (run(write=False)), "
+                    "calibrate (a small calibration: replications/s)")
     ap.add_argument("--before-commit", default=BEFORE_COMMIT)
+    ap.add_argument("--cal-users", type=int, default=600, help="calibrate mode: users per replication")
+    ap.add_argument("--cal-replications", type=int, default=8, help="calibrate mode: replications")
     args = ap.parse_args()
     if args.child:
         child(args.child)
         return
     variants = [v for v in args.variants.split(",") if v]
-    print(f"quickstart end to end; cores available: {len(os.sched_getaffinity(0))}; load before: {load()}")
-    runs: dict[str, list[dict]] = {v: [] for v in variants}
-    with tempfile.TemporaryDirectory(prefix="cf-before-") as tmp:
+    modes = [m for m in args.modes.split(",") if m]
+    for v in variants + modes:
+        if v not in VARIANTS + MODES:
+            raise SystemExit(f"unknown variant or mode {v!r}; expected one of {', '.join(VARIANTS + MODES)}")
+    print(f"quickstart end to end; cores available: {len(os.sched_getaffinity(0))}; load average before: {load()}")
+    runs: dict[tuple[str, str], list[dict]] = {(m, v): [] for m in modes for v in variants}
+    with tempfile.TemporaryDirectory(prefix="cf-e2e-") as tmp:
         before_dir = None
         if "before" in variants:
             before_dir = Path(tmp) / "tree"
@@ -125,39 +207,45 @@ def main() -> None:
                             args.before_commit], check=True)
         try:
             for rep in range(args.repeat):
-                for v in variants:
-                    r = launch(v, before_dir)
-                    runs[v].append(r)
-                    print(f"  run {rep + 1} {v:<10} {r['sessions'] / r['wall_s']:>9,.0f} sessions/s "
-                          f"({r['sessions']:,.0f} sessions in {r['wall_s']:.2f} s; "
-                          f"{r['sessions'] / r['cpu_s']:,.0f} per CPU second)", flush=True)
+                for m in modes:
+                    for v in variants:
+                        r = launch(v, m, before_dir, Path(tmp), (args.cal_users, args.cal_replications))
+                        runs[(m, v)].append(r)
+                        unit = "replications" if m == "calibrate" else "sessions"
+                        print(f"  run {rep + 1} {m:<3} {v:<9} {r['sessions'] / r['wall_s']:>9,.2f} {unit}/s "
+                              f"({r['sessions']:,.0f} {unit} in {r['wall_s']:.2f} s; "
+                              f"{r['sessions'] / r['cpu_s']:,.2f} per CPU second; load {load()})", flush=True)
         finally:
             if before_dir is not None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before_dir)],
                                check=False)
-    print(f"load after: {load()}\n")
-    print("median over runs | end to end sessions/s | per CPU second | per world: seconds (sessions/s)")
-    for v in variants:
-        rs = runs[v]
-        e2e = statistics.median(r["sessions"] / r["wall_s"] for r in rs)
-        per_cpu = statistics.median(r["sessions"] / r["cpu_s"] for r in rs)
-        parts = []
-        for w in rs[0]["worlds"]:
-            sec = statistics.median(r["worlds"][w]["seconds"] for r in rs)
-            parts.append(f"{w} {sec:.2f} s ({rs[0]['worlds'][w]['sessions'] / sec:,.0f}/s)")
-        print(f"  {v:<10} {e2e:>9,.0f} {per_cpu:>9,.0f}   " + "; ".join(parts))
-    if "before" in runs:
-        base = statistics.median(r["sessions"] / r["wall_s"] for r in runs["before"])
+    print(f"load average after: {load()}\n")
+    print("median over runs | sessions/s end to end | sessions per CPU second | per world: seconds (sessions/s)"
+          "\n(calibrate: replications instead of sessions)")
+    for m in modes:
         for v in variants:
-            if v != "before":
-                now = statistics.median(r["sessions"] / r["wall_s"] for r in runs[v])
-                cpu = statistics.median(r["sessions"] / r["cpu_s"] for r in runs[v]) / statistics.median(
-                    r["sessions"] / r["cpu_s"] for r in runs["before"])
-                print(f"  {v} / before: {now / base:.2f}x end to end, {cpu:.2f}x per CPU second")
+            rs = runs[(m, v)]
+            e2e = _median(rs, lambda r: r["sessions"] / r["wall_s"])
+            per_cpu = _median(rs, lambda r: r["sessions"] / r["cpu_s"])
+            parts = []
+            for w, (_, n) in rs[0]["worlds"].items():
+                sec = statistics.median(r["worlds"][w][0] for r in rs)
+                parts.append(f"{w} {sec:.2f} s" + (f" ({n / sec:,.0f}/s)" if n else ""))
+            print(f"  {m:<9} {v:<9} {e2e:>9,.2f} {per_cpu:>9,.2f}   " + "; ".join(parts))
+    if "before" in variants:
+        for m in modes:
+            base = _median(runs[(m, "before")], lambda r: r["sessions"] / r["wall_s"])
+            base_cpu = _median(runs[(m, "before")], lambda r: r["sessions"] / r["cpu_s"])
+            for v in variants:
+                if v != "before":
+                    now = _median(runs[(m, v)], lambda r: r["sessions"] / r["wall_s"])
+                    cpu = _median(runs[(m, v)], lambda r: r["sessions"] / r["cpu_s"])
+                    print(f"  {m} {v} / before: {now / base:.2f}x end to end, {cpu / base_cpu:.2f}x per CPU second")
         for v in variants:
-            if v != "before":
-                print(f"\nestimates, {v} vs before (difference in means, 95%):")
-                print("\n".join(compare_estimates(runs["before"][0]["estimates"], runs[v][0]["estimates"])))
+            m = next((m for m in modes if m != "calibrate"), None)
+            if v != "before" and m is not None:
+                print(f"\nestimates, {v} vs before ({m}; difference in means, 95%):")
+                print("\n".join(compare_estimates(runs[(m, "before")][0]["estimates"], runs[(m, v)][0]["estimates"])))
 
 
 if __name__ == "__main__":

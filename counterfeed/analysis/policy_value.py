@@ -29,9 +29,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
 
+from counterfeed._lazy import lazy_module
 from counterfeed.errors import DataError
+
+stats = lazy_module("scipy.stats")  # imported when an interval is computed: keeps start-up light
 
 __all__ = ["PolicyValue", "PolicyScores", "policy_scores", "cross_fit_outcomes"]
 
@@ -55,7 +57,7 @@ class PolicyValue:
             raise DataError(f"a policy value needs at least two users, got {n}")
         point = float(scores.mean())
         se = float(scores.std(ddof=1) / np.sqrt(n))
-        z = float(norm.ppf(0.5 + level / 2))
+        z = float(stats.norm.ppf(0.5 + level / 2))
         return cls(point, point - z * se, point + z * se, se, float(level), n)
 
     def covers(self, value: float) -> bool:

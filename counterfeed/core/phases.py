@@ -32,7 +32,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from counterfeed.core.contracts import Metric, Population
 from counterfeed.core.estimation import AnalysisData, Estimate
@@ -40,6 +39,9 @@ from counterfeed.core.experiment import AB_WORLD, Assignment, assign, counterfac
 from counterfeed.core.outcomes import world_outcomes
 from counterfeed.core.scenario import PhaseSpec, Scenario
 from counterfeed.core._guard import call_plugin
+from counterfeed._lazy import lazy_module
+
+stats = lazy_module("scipy.stats")  # imported by a phased experiment's decision only: keeps start-up light
 
 __all__ = ["PhasedAssignment", "phase_windows", "phase_arms", "phase_assignment", "decide",
            "phase_values", "score_phases"]

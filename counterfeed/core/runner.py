@@ -149,7 +149,11 @@ def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[st
     sc = tasks[0].scenario
     size = sc.population.users * sc.total_days
     if workers is None:  # a world of this size outweighs forking a worker and sending its events back
-        workers = min(len(tasks), available_cores()) if size >= CONCURRENT_USER_DAYS else 1
+        cores = available_cores()
+        # one world more than cores (A/B + two counterfactual worlds on 2 cores): all at once, so the
+        # short world finishes early and the long ones share every core instead of one queueing
+        fits = len(tasks) if len(tasks) <= cores + 1 else cores
+        workers = fits if size >= CONCURRENT_USER_DAYS else 1
     results: dict[int, WorldOutput] = {}
     horizon = sc.experiment.pre_period + sc.experiment.duration
     with WorldProgress([t.world for t in tasks], horizon, progress, workers > 1) as show:

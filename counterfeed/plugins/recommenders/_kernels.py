@@ -57,7 +57,7 @@ with kernel_cache(__file__):
                 vals[pos] = v
                 out[r, pos] = j
 
-    @numba.njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"}, error_model="numpy")
+    @numba.njit(cache=True, error_model="numpy")  # no fastmath: the same floats on every x86-64 CPU
     def adagrad_epochs(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, lr, l2, losses):  # pragma: no cover - compiled
         """Run ``perms.shape[0]`` epochs in place.
 
