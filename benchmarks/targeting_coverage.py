@@ -16,7 +16,7 @@ whose Monte Carlo error inflates both) and Monte Carlo-corrected (``pehe_ratio_m
 (users of one replication are not independent, so a per-replication spread is printed too).
 
     python benchmarks/targeting_coverage.py --replications 100            # the acceptance check
-    python benchmarks/targeting_coverage.py --replications 100 --users 500 # feasible on 2 cores
+    python benchmarks/targeting_coverage.py --replications 100 --users 400 # 73 min on 2 shared cores
 """
 
 from __future__ import annotations
