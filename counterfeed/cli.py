@@ -106,7 +106,7 @@ def cli() -> None:
 @click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
               help="Override a scenario field, e.g. --set population.users=1000 (repeatable).")
 @click.option("--workers", type=click.IntRange(min=1), help="Processes for the worlds (default: automatic).")
-@click.option("--shards", type=click.IntRange(min=1),
+@click.option("--shards", type=click.IntRange(min=1, max=1024),
               help="Split every world's users into N blocks simulated by Dask workers (execution.shards).")
 @click.option("--scheduler", metavar="ADDRESS",
               help="Dask scheduler for the shards, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +127,38 @@ def test_execution_shards_in_the_scenario_is_used(tmp_path, monkeypatch):
     sc = scenario(users=60, shards=2, scheduler="tcp://10.0.0.1:8786")
     run(sc, write=False)
     assert opened == [(2, "tcp://10.0.0.1:8786")]
+
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "scenarios" / "quickstart.yaml"
+
+
+@pytest.mark.parametrize("block, message", [
+    ("execution:\n  shards: 0\n", r":\d+: execution\.shards: Input should be greater than or equal to 1"),
+    ("execution:\n  shards: two\n", r":\d+: execution\.shards: "),
+    ("execution:\n  shards: 5000\n", r":\d+: execution\.shards: .*less than or equal to 1024"),
+    ("execution:\n  shard: 2\n", r":\d+: execution\.shard: unknown field 'shard'; did you mean 'shards'"),
+    ("execution:\n  scheduler: localhost\n", r":\d+: execution\.scheduler: "),
+])
+def test_validate_rejects_bad_execution_with_file_and_line(block, message, tmp_path, capsys):
+    from counterfeed.cli import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(QUICKSTART.read_text() + block)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate", str(path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and re.search(message, err), err
+    with pytest.raises(SystemExit) as exit_info:  # run rejects it too, writing nothing
+        main(["run", str(path), "--out", str(tmp_path / "runs"), "--quiet"])
+    assert exit_info.value.code == 2 and not (tmp_path / "runs").exists()
+
+
+def test_run_shards_option_is_checked_like_the_scenario_field(tmp_path, capsys):
+    from counterfeed.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(QUICKSTART), "--set", "population.users=50", "--shards", "80",
+              "--out", str(tmp_path / "runs"), "--quiet"])
+    assert exit_info.value.code == 2 and not (tmp_path / "runs").exists()
+    assert "80 shards for 50 users" in capsys.readouterr().err
