@@ -1,8 +1,8 @@
 """Byte identity of sharded runs at 200k users (issue 20): 1, 2 and 4 shards write the same run directory.
 
-The scenario has matrix factorization retrained daily against a Thompson-sampling bandit updated
-online every serving window, a pre-period and two segments (the shape of
-tests/scaling/test_shards.py, at scale). The unsharded run is the reference; the sharded ones run on a
+The scenario (tests/scaling/sharded_scenario.py, at scale: 16 dimensions, 1,000 items, 1-hour
+windows) has matrix factorization retrained daily against a Thompson-sampling bandit updated online
+every serving window, a pre-period and two segments. The unsharded run is the reference; the sharded ones run on a
 ``distributed.LocalCluster`` with one single-threaded worker per shard. Printed per shard count: the
 wall time, the number of files compared, and whether every file (outcomes, events of every world,
 truth, estimates; not the manifest, which holds timings) is byte-identical to the reference.
@@ -20,32 +20,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import hashlib  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-
-def scenario(users: int, days: float):
-    from counterfeed.core.scenario import Scenario
-
-    return Scenario.from_dict({
-        "name": "shard-identity", "seed": 11,
-        "population": {"users": users, "dimensions": 16,
-                       "segments": {"casual": {"share": 0.7, "activity": 0.7},
-                                    "heavy": {"share": 0.3, "activity": 2.0}}},
-        "catalog": {"plugin": "synthetic", "items": 1000, "topics": 12},
-        "experiment": {"arms": {"control": {"recommender": "thompson"},
-                                "treatment": {"recommender": "matrix-factorization", "factors": 16}},
-                       "pre_period": "1d", "duration": f"{days}d", "batch_window": "1h",
-                       "retrain_every": "1d", "slate_size": 10},
-        "analysis": [{"estimator": "diff-in-means"}, {"estimator": "cuped"}],
-        "output": {"report": False}})
-
-
-def digest(run_dir: Path) -> dict[str, str]:
-    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "scaling"))
+from sharded_scenario import digest, sharded_scenario  # noqa: E402
 
 
 def main() -> None:
@@ -56,7 +37,8 @@ def main() -> None:
     args = ap.parse_args()
     from counterfeed.core.runner import run
 
-    sc = scenario(args.users, args.days)
+    sc = sharded_scenario(args.users, days=args.days, dimensions=16, items=1000, window="1h", factors=16,
+                          epochs=5, seed=11)
     with tempfile.TemporaryDirectory(prefix="cf-shards-") as tmp:
         t0 = time.perf_counter()
         ref = run(sc, output_dir=Path(tmp) / "1")

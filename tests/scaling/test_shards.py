@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,33 +18,12 @@ from counterfeed.core.shard import IN_PROCESS, LocalShards, ShardedWorld, shard_
 from counterfeed.core.simulation import SimWorld, WorldConfig
 from counterfeed.errors import ScenarioError
 
+sys.path.insert(0, str(Path(__file__).parent))
+from sharded_scenario import digest, sharded_scenario  # noqa: E402
+
 
 def scenario(users: int = 300, **execution) -> Scenario:
-    """Matrix factorization retrained daily against a Thompson-sampling bandit (online updates every
-    window), a pre-period, two segments: every kind of shared state a shard boundary could break."""
-    data = {
-        "name": "sharded", "seed": 7,
-        "population": {"users": users, "dimensions": 8,
-                       "segments": {"casual": {"share": 0.6, "activity": 0.8},
-                                    "heavy": {"share": 0.4, "activity": 2.0}}},
-        "catalog": {"plugin": "synthetic", "items": 120, "topics": 6},
-        "experiment": {"arms": {"control": {"recommender": "thompson"},
-                                "treatment": {"recommender": "matrix-factorization", "factors": 4,
-                                              "epochs": 3}},
-                       "pre_period": "1d", "duration": "3d", "batch_window": "3h", "retrain_every": "1d",
-                       "slate_size": 5},
-        "analysis": [{"estimator": "diff-in-means"}, {"estimator": "cuped"}],
-        "output": {"report": False},
-    }
-    if execution:
-        data["execution"] = execution
-    return Scenario.from_dict(data)
-
-
-def digest(run_dir: Path) -> dict[str, str]:
-    """sha256 of every file of a run directory except the manifest (it holds timings and a date)."""
-    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    return sharded_scenario(users, **execution)
 
 
 def test_blocks_cover_the_users_in_order():

@@ -19,7 +19,7 @@ from counterfeed.core.runner import run
 from counterfeed.core.shard import ShardError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_shards import digest, scenario  # noqa: E402
+from sharded_scenario import digest, sharded_scenario as scenario  # noqa: E402
 
 DASK = shutil.which("dask") or str(Path(sys.executable).with_name("dask"))
 
