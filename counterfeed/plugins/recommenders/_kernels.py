@@ -57,6 +57,23 @@ with kernel_cache(__file__):
                 vals[pos] = v
                 out[r, pos] = j
 
+    @numba.njit(cache=True, error_model="numpy", inline="always")
+    def _adagrad_rows(table, acc, grad, count, rows, n_rows, inv, reg, lr):  # pragma: no cover - compiled
+        """One Adagrad step on the ``n_rows`` touched ``rows`` of ``table`` (the bias column last,
+        unregularised): gradient ``grad[r] * inv + reg * count[r] * table[r]``; resets ``grad`` and
+        ``count`` of those rows."""
+        f = table.shape[1] - 1
+        for t in range(n_rows):
+            row = rows[t]
+            r = reg * count[row]
+            count[row] = 0
+            for d in range(f + 1):
+                gg = grad[row, d] * inv + (r * table[row, d] if d < f else 0.0)
+                a = acc[row, d] + gg * gg
+                acc[row, d] = a
+                table[row, d] -= lr * gg / math.sqrt(a)
+                grad[row, d] = 0.0
+
     @numba.njit(cache=True, error_model="numpy")  # no fastmath: the same floats on every x86-64 CPU
     def adagrad_epochs(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, lr, l2, losses):  # pragma: no cover - compiled
         """Run ``perms.shape[0]`` epochs in place.
@@ -121,24 +138,6 @@ with kernel_cache(__file__):
                 total += batch_loss / norm * m
                 reg = 2.0 * l2 / m
                 inv = 1.0 / norm
-                for t in range(nu):
-                    u = rows_u[t]
-                    r = reg * cu[u]
-                    cu[u] = 0
-                    for d in range(f + 1):
-                        gg = gu[u, d] * inv + (r * U[u, d] if d < f else 0.0)
-                        a = acc_u[u, d] + gg * gg
-                        acc_u[u, d] = a
-                        U[u, d] -= lr * gg / math.sqrt(a)
-                        gu[u, d] = 0.0
-                for t in range(nv):
-                    i = rows_v[t]
-                    r = reg * cv[i]
-                    cv[i] = 0
-                    for d in range(f + 1):
-                        gg = gv[i, d] * inv + (r * V[i, d] if d < f else 0.0)
-                        a = acc_v[i, d] + gg * gg
-                        acc_v[i, d] = a
-                        V[i, d] -= lr * gg / math.sqrt(a)
-                        gv[i, d] = 0.0
+                _adagrad_rows(U, acc_u, gu, cu, rows_u, nu, inv, reg, lr)
+                _adagrad_rows(V, acc_v, gv, cv, rows_v, nv, inv, reg, lr)
             losses[e] = total / n
