@@ -71,7 +71,10 @@ def twin():
 @click.option("--embedder", default="minilm", show_default=True, help="Text embedder for item texts.")
 @click.option("--dims", type=click.IntRange(1, 256), default=16, show_default=True, help="Latent dimensions.")
 @click.option("--bootstrap", type=click.IntRange(0, 1000), default=20, show_default=True,
-              help="Bootstrap refits over users (the intervals).")
+              help="Bootstrap replicates (the intervals).")
+@click.option("--bootstrap-kind", type=click.Choice(["parametric", "users"]), default="parametric", show_default=True,
+              help="parametric: refit logs simulated from the fit under the logging policy (needs a run directory's "
+                   "log); users: refit with users resampled.")
 @click.option("--holdout", type=click.FloatRange(0, 0.9), default=0.2, show_default=True,
               help="Share of users held out for 'twin check'.")
 @click.option("--topics", type=click.IntRange(1), default=10, show_default=True,
@@ -79,8 +82,8 @@ def twin():
 @click.option("--epochs", type=click.IntRange(1), default=12, show_default=True, help="Factorization epochs.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True)
-def fit_command(log_path, out, columns, time_unit, world, items_path, embedder, dims, bootstrap, holdout, topics,
-                epochs, seed, quiet):
+def fit_command(log_path, out, columns, time_unit, world, items_path, embedder, dims, bootstrap, bootstrap_kind,
+                holdout, topics, epochs, seed, quiet):
     """Fit the twin's click model, preferences, satiation and visit/return/churn dynamics from LOG."""
     from pathlib import Path
 
@@ -97,13 +100,13 @@ def fit_command(log_path, out, columns, time_unit, world, items_path, embedder, 
     if items_path:
         known_topics, emb, texts = _err(read_items, items_path, log.item_ids, embedder)
     st = FitSettings(dims=dims, holdout=holdout, bootstrap=bootstrap, n_topics=topics, epochs=epochs, seed=seed,
-                     topics=known_topics, embeddings=emb)
+                     topics=known_topics, embeddings=emb, bootstrap_kind=bootstrap_kind)
     meta, reps = _err(fit_twin, log, st, say=say)
     meta.update(columns=columns, time_unit=time_unit)
     path = _err(write_twin, out, meta, reps, embeddings=emb, texts=texts)
     ex = meta["examination"]
     click.echo(f"twin written to {path}: {meta['n_train_users']} users fitted ({len(meta['heldout_users'])} held "
-               f"out), {meta['n_items']} items, click model {ex['model']}, {bootstrap} bootstrap replicates, "
+               f"out), {meta['n_items']} items, click model {ex['model']}, {bootstrap} {meta['bootstrap']} bootstrap replicates, "
                f"{meta['seconds']:.1f} s")
 
 

@@ -127,6 +127,10 @@ def _run_directory(path: Path, world: str | None) -> tuple[Path, dict[str, Any]]
         info["horizon"] = _days(exp.get("pre_period", 0)) + _days(exp.get("duration", 14))
         info["slate_size"] = int(exp.get("slate_size", 10))
         info["run"] = {k: exp[k] for k in ("batch_window", "retrain_every") if k in exp}
+        if "batch_window" not in exp:  # the run served in windows of the schema's default
+            from counterfeed.core.scenario_schema import ExperimentSpec
+
+            info["run"]["batch_window"] = ExperimentSpec.model_fields["batch_window"].default
     return events / world / "impressions.parquet", info
 
 

@@ -101,9 +101,14 @@ def _start(clicks: np.ndarray, last: np.ndarray, gap: np.ndarray, first_time: np
 
 def fit_dynamics(session_user: np.ndarray, session_time: np.ndarray, clicks: np.ndarray, horizon: float,
                  n_users: int, *, weights: np.ndarray | None = None, start: np.ndarray | None = None,
-                 frailty: bool = True, activity: np.ndarray | None = None) -> Dynamics:
+                 frailty: bool = True, activity: np.ndarray | None = None,
+                 batch_window: float = 0.0) -> Dynamics:
     """Fit the dynamics from sessions sorted by (user, time); ``weights`` (U,) bootstrap multiplicities;
     ``activity`` (U,) fixed activities (then ``frailty=False`` keeps them).
+
+    ``batch_window`` (days, 0: none): requests are served at the end of their serving window, ``(floor(t
+    / w) + 1) w``, and the next gap runs from there (``counterfeed.core.simulation``), so the gaps and
+    the tail are measured from the serving time; a request at or after the horizon is not logged.
 
     Raises
     ------
@@ -115,8 +120,9 @@ def fit_dynamics(session_user: np.ndarray, session_time: np.ndarray, clicks: np.
     su, st = session_user, session_time
     first = np.r_[True, su[1:] != su[:-1]]
     last = np.r_[su[1:] != su[:-1], True]
-    gap = np.where(last, 0.0, np.r_[st[1:] - st[:-1], 0.0])
-    tail = np.where(last, np.maximum(horizon - st, 0.0), 0.0)
+    served = st if batch_window <= 0 else (np.floor(st / batch_window) + 1) * batch_window
+    gap = np.where(last, 0.0, np.maximum(np.r_[st[1:], 0.0] - served, 1e-9))
+    tail = np.where(last, np.maximum(horizon - served, 0.0), 0.0)
     first_time = np.maximum(st[first], 1e-9)
     users = su[first]
     if (~last).sum() == 0:

@@ -1,18 +1,22 @@
 """Model-based offline evaluation: simulate the logging and the target policy in the twin.
 
-Each bootstrap replicate ``b = 1..B`` is one counterfeed run whose population, catalog and user model
-are replicate ``b`` (``population: {twin: DIR, replicate: b}``) with ``n_b = ceil(users / B)`` users and
-two arms, the logging and the target policy; its counterfactual worlds ``all-logging`` and ``all-target``
+Each replicate ``b`` is one counterfeed run whose population, catalog and user model are replicate
+``b`` (``population: {twin: DIR, replicate: b}``) with ``n_b`` users (parametric bootstrap: a third of
+``users`` for the point fit ``b = 0``, the rest split over ``b = 1..B``; else ``users / B`` each) and two
+arms, the logging and the target policy; its counterfactual worlds ``all-logging`` and ``all-target``
 share their random numbers (common random numbers), so the per-user differences carry little noise.
 All replicates together simulate ``users`` users: the cost of one run of that size.
 
 For a metric with per-replicate effect ``e_b`` and per-user difference variance ``s_b^2``:
 
-* prediction: ``mean_b e_b`` (averaged over the bootstrap distribution of the parameters);
-* parameter variance: ``max(0, var_b(e_b) - mean_b(s_b^2 / n_b))`` (the spread between replicates
-  minus their own simulation noise);
-* interval: prediction ``+- z sqrt(var_param + s^2/n_sim + s^2/n_log)``: the parameters, the twin's
-  simulation noise, and the noise of the realised effect in a world of the log's ``n_log`` users.
+* parameter variance: ``V = max(0, var_{b>=1}(e_b) - mean_{b>=1}(s_b^2 / n_b))`` (the spread between
+  the bootstrap replicates minus their own simulation noise);
+* prediction, parametric bootstrap (:mod:`counterfeed.twin.pboot`): the bias-corrected
+  ``2 e_0 - mean_{b>=1} e_b`` (Efron & Tibshirani 1993, sec. 10.3), of variance ``V (1 + 1/B) +
+  4 s_0^2/n_0 + mean(s_b^2/n_b)/B``; bootstrap over users: ``mean_{b>=1} e_b``, of variance
+  ``V + s^2/n_sim``;
+* interval: prediction ``+- z sqrt(variance + s^2/n_log)``, the last term the noise of the realised
+  effect in a world of the log's ``n_log`` users.
 
 Ratio metrics (CTR = clicks / impressions) use the per-user linearization ``(c_u - r i_u) / mean(i)``.
 """
@@ -122,22 +126,26 @@ def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, loggi
         raise DataError(f"{path}: the twin does not know the logging policy (fitted from a file, not a run "
                         "directory); give it with --logging-policy NAME [--logging-option k=v]")
     n_boot = len(meta["replicates"]) - 1
-    reps = list(range(1, n_boot + 1))[: replicates or n_boot] or [0]
+    parametric = meta.get("bootstrap") == "parametric" and n_boot > 0
+    reps = ([0] if parametric else []) + (list(range(1, n_boot + 1))[: replicates or n_boot] or [0])
     n_log = int(meta["n_train_users"])
     total = int(users or n_log * len(reps))
-    per = max(2, math.ceil(total / len(reps)))
+    # the bias-corrected prediction counts replicate 0 twice: it gets a third of the users
+    n0 = math.ceil(total / 3) if parametric else 0
+    size = {b: max(2, n0 if b == 0 else math.ceil((total - n0) / (len(reps) - parametric))) for b in reps}
     arms = {"logging": dict(logging), **{name: dict(t) for name, t in targets.items()}}
     results: dict[str, list[dict[str, tuple[float, float, float, int]]]] = {name: [] for name in targets}
     for b in reps:
-        sc = Scenario.from_dict(twin_scenario(path, b, per, arms, seed=seed + b))
+        sc = Scenario.from_dict(twin_scenario(path, b, size[b], arms, seed=seed + b))
         res = run(sc, write=False, quiet=True, workers=1)
         for name in targets:
             results[name].append(world_effects(res.outcomes, "all-logging", f"all-{name}"))
-        say(f"replicate {b}: simulated {per} users")
-    return {name: _combine(rows, n_log, level) for name, rows in results.items()}
+        say(f"replicate {b}: simulated {size[b]} users")
+    return {name: _combine(rows, n_log, level, parametric) for name, rows in results.items()}
 
 
-def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: int, level: float) -> list[TwinEffect]:
+def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: int, level: float,
+             parametric: bool = False) -> list[TwinEffect]:
     from scipy.stats import norm
 
     z = float(norm.ppf(0.5 + level / 2))
@@ -146,6 +154,9 @@ def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: i
         rows = [r[name] for r in results if name in r]
         if not rows:
             continue
+        point = rows[0] if parametric else None
+        if parametric:
+            rows = rows[1:]
         lv = np.array([r[0] for r in rows])
         tv = np.array([r[1] for r in rows])
         e = tv - lv
@@ -153,20 +164,28 @@ def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: i
         n_sim = sum(r[3] for r in rows)
         s2 = float(np.mean([r[2] for r in rows]))
         warn: list[str] = []
+        effect, lvalue, tvalue = float(e.mean()), float(lv.mean()), float(tv.mean())
+        var_sim = s2 / n_sim
+        if point is not None:  # bias-corrected by the parametric bootstrap
+            corr = float(e.mean()) - (point[1] - point[0])
+            effect, lvalue, tvalue = effect - 2 * corr, point[0], point[0] + effect - 2 * corr
+            var_sim = 4 * point[2] / point[3] + float(s2n.mean()) / len(rows)
         if len(rows) < 2:
             lo = hi = sp = None
             warn.append("the twin has no bootstrap replicates (fit with --bootstrap >= 2): no interval")
         else:
             var_param = max(0.0, float(e.var(ddof=1) - s2n.mean()))
+            if point is not None:
+                var_param *= 1 + 1 / len(rows)
             sp = math.sqrt(var_param)
-            half = z * math.sqrt(var_param + s2 / n_sim + s2 / n_log)
-            lo, hi = float(e.mean() - half), float(e.mean() + half)
+            half = z * math.sqrt(var_param + var_sim + s2 / n_log)
+            lo, hi = float(effect - half), float(effect + half)
             if not half > 0:  # nothing varied: a zero-width interval would claim certainty
                 lo = hi = None
                 warn.append(f"{name} did not vary across the twin's replicates or users: no interval")
-        out.append(TwinEffect(metric=name, logging_value=float(lv.mean()), target_value=float(tv.mean()),
-                              effect=float(e.mean()), lower=lo, upper=hi, se_parameters=sp,
-                              se_simulation=math.sqrt(s2 / n_sim), replicates=len(rows), warnings=warn))
+        out.append(TwinEffect(metric=name, logging_value=lvalue, target_value=tvalue,
+                              effect=effect, lower=lo, upper=hi, se_parameters=sp,
+                              se_simulation=math.sqrt(var_sim), replicates=len(rows), warnings=warn))
     return out
 
 

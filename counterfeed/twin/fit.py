@@ -40,6 +40,7 @@ class FitSettings:
     boot_epochs: int = 4
     seed: int = 0
     max_dynamics_users: int = 200_000
+    bootstrap_kind: str = "parametric"  # or "users"; parametric needs the logging policy (else users)
     topics: np.ndarray | None = field(default=None, repr=False)      # (I,) known topics by item code
     embeddings: np.ndarray | None = field(default=None, repr=False)  # (I, e) text embeddings by item code
 
@@ -164,7 +165,8 @@ def _options(fit, sel: dict[str, Any], halflife: float, dwell: tuple[float, floa
                             "satiation_halflife": float(halflife), "quality_weight": 1.0,
                             "preference_scale": 1.0, "no_click_utility": 0.0,
                             "dwell_mean": dwell[0], "dwell_utility": dwell[1]}
-    opts.update({k2: float(np.clip(v, 1e-6 if k2 in ("visit_rate", "memory") else 0.0, 1000.0))
+    opts.update({k2: float(np.clip(v, 1e-6 if k2 in ("visit_rate", "memory") else 0.0,
+                                   1000.0 if k2 == "visit_rate" else 100.0))  # the choice model's bounds
                  for k2, v in dyn.options().items()})
     opts["memory"] = float(min(opts["memory"], 1.0))
     opts["churn_rate"] = float(min(opts["churn_rate"], 1.0))
@@ -212,7 +214,11 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
     reps = [Replicate(item=fit.item, bias=fit.bias, topic=topics, user=fit.user, activity=activity,
                       weight=np.ones(train.n_users))]
     options = [_options(fit, sel, halflife, dwell, dyn, max_clicks, k)]
-    for b in range(1, st.bootstrap + 1):
+    kind = "parametric" if st.bootstrap_kind == "parametric" and log.logging else "users"
+    if st.bootstrap and kind != st.bootstrap_kind:
+        warnings.warn("parametric bootstrap needs the logging policy (a run directory's log); "
+                      "bootstrapping over users instead", stacklevel=2)
+    for b in range(1, (st.bootstrap if kind == "users" else 0) + 1):
         wu = rng.multinomial(train.n_users, np.full(train.n_users, 1.0 / train.n_users)).astype(float)
         fb = fitter(s, st.boot_epochs, st.seed + b, fit, wu)
         db = _fit_dyn(train, dyn_users, wu, dyn, activity[dyn_users])
@@ -235,8 +241,13 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
         "text": st.embeddings is not None, "seconds": _time.perf_counter() - t_start,
         "settings": {"dims": st.dims, "holdout": st.holdout, "bootstrap": st.bootstrap, "epochs": st.epochs,
                      "boot_epochs": st.boot_epochs, "seed": st.seed},
-        "replicates": options,
+        "bootstrap": kind, "replicates": options,
     }
+    if kind == "parametric" and st.bootstrap:
+        from counterfeed.twin.pboot import parametric_bootstrap
+
+        meta, reps = parametric_bootstrap(meta, reps, st, say, embeddings=st.embeddings)
+        meta["seconds"] = _time.perf_counter() - t_start
     return meta, reps
 
 
@@ -320,4 +331,12 @@ def _fit_dyn(train: TwinLog, users: np.ndarray, wu: np.ndarray | None, start, ac
                          start.churn_weight, np.log(start.memory / max(1 - start.memory, 1e-9)),
                          start.baseline_satisfaction])
     return fit_dynamics(su, train.session_time[rows], clicks, train.horizon, users.size, weights=w,
-                        start=init, frailty=start is None, activity=activity)
+                        start=init, frailty=start is None, activity=activity, batch_window=_window(train))
+
+
+def _window(log: TwinLog) -> float:
+    """The serving window (days) of a run's log; 0 for a log without one (served on request)."""
+    from counterfeed.core.scenario_schema import parse_duration
+
+    w = (log.extra.get("run") or {}).get("batch_window")
+    return 0.0 if w is None else float(parse_duration(w))
