@@ -168,6 +168,10 @@ def _cascade_torch(a, c, s, kappa):
     return torch.where(has, ll_click, torch.log(tail.clamp_min(1e-300)))
 
 
+#: rows per Adam step at most (beyond ``steps * MAX_BATCH_ROWS`` rows an epoch is a random part of the log)
+MAX_BATCH_ROWS = 32_768
+
+
 def fit_personal(model: str, user: np.ndarray, item: np.ndarray, position: np.ndarray, click: np.ndarray,
                  satiation: np.ndarray, weight: np.ndarray, n_users: int, n_items: int, *, dims: int,
                  theta: np.ndarray, alpha: np.ndarray, kappa: float, session: np.ndarray | None = None,
@@ -223,8 +227,9 @@ def fit_personal(model: str, user: np.ndarray, item: np.ndarray, position: np.nd
             target = y
             row_w = om * torch.as_tensor(examined, dtype=torch.float32)
         perm = torch.randperm(n, generator=g)
-        batch = max(1024, n // steps)  # about ``steps`` Adam steps per epoch whatever the size
-        for lo in range(0, n, batch):
+        # ``steps`` Adam steps per epoch whatever the size; on a large log an epoch sees a random part of it
+        batch = min(max(1024, n // steps), MAX_BATCH_ROWS)
+        for lo in range(0, min(n, steps * batch), batch):
             idx = perm[lo:lo + batch]
             u, i = u_t[idx], i_t[idx]
             eta = (P[u] * V[i]).sum(1) + b[i] - torch.nn.functional.softplus(ws) * s_t[idx]

@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["Dynamics", "fit_dynamics", "satisfaction_path"]
+__all__ = ["Dynamics", "fit_dynamics", "satisfaction_path", "user_activity"]
 
 
 @dataclass
@@ -117,14 +117,8 @@ def fit_dynamics(session_user: np.ndarray, session_time: np.ndarray, clicks: np.
     """
     from counterfeed.errors import DataError
 
-    su, st = session_user, session_time
-    first = np.r_[True, su[1:] != su[:-1]]
-    last = np.r_[su[1:] != su[:-1], True]
-    served = st if batch_window <= 0 else (np.floor(st / batch_window) + 1) * batch_window
-    gap = np.where(last, 0.0, np.maximum(np.r_[st[1:], 0.0] - served, 1e-9))
-    tail = np.where(last, np.maximum(horizon - served, 0.0), 0.0)
-    first_time = np.maximum(st[first], 1e-9)
-    users = su[first]
+    su = session_user
+    first, last, gap, tail, first_time, users = _layout(su, session_time, horizon, batch_window)
     if (~last).sum() == 0:
         raise DataError("the log has no user with a second session: nothing identifies the return rate")
     w_u = np.ones(n_users) if weights is None else np.asarray(weights, float)
@@ -157,6 +151,25 @@ def fit_dynamics(session_user: np.ndarray, session_time: np.ndarray, clicks: np.
     return Dynamics(visit_rate=float(np.exp(lv)), return_weight=float(wr), churn_rate=float(np.exp(lc)),
                     churn_weight=float(wc), memory=float(1 / (1 + np.exp(-lm))), baseline_satisfaction=float(s0),
                     activity=activity, se=se, loglik=float(res.llf))
+
+
+def _layout(su, st, horizon, batch_window):
+    """First/last session flags, gaps and tails from the serving times, first visit times, users seen."""
+    first = np.r_[True, su[1:] != su[:-1]]
+    last = np.r_[su[1:] != su[:-1], True]
+    served = st if batch_window <= 0 else (np.floor(st / batch_window) + 1) * batch_window
+    gap = np.where(last, 0.0, np.maximum(np.r_[st[1:], 0.0] - served, 1e-9))
+    tail = np.where(last, np.maximum(horizon - served, 0.0), 0.0)
+    return first, last, gap, tail, np.maximum(st[first], 1e-9), su[first]
+
+
+def user_activity(dyn: Dynamics, session_user: np.ndarray, session_time: np.ndarray, clicks: np.ndarray,
+                  horizon: float, n_users: int, batch_window: float = 0.0) -> np.ndarray:
+    """(U,) the gamma-frailty activity of every user under fitted ``dyn`` (e.g. fitted on a subset of users)."""
+    first, last, gap, tail, first_time, users = _layout(session_user, session_time, horizon, batch_window)
+    params = (np.log(dyn.visit_rate), dyn.return_weight, np.log(max(dyn.churn_rate, 1e-12)), dyn.churn_weight,
+              np.log(dyn.memory / max(1 - dyn.memory, 1e-12)), dyn.baseline_satisfaction)
+    return _frailty(params, session_user, clicks, first, last, gap, tail, first_time, users, horizon, n_users)
 
 
 def _frailty(params, su, clicks, first, last, gap, tail, first_time, users, horizon, n_users) -> np.ndarray:

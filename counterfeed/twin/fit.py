@@ -20,7 +20,7 @@ import numpy as np
 from counterfeed.twin.clicks import (cascade_fit, cascade_loglik, exposure_weights, fit_personal, pbm_em,
                                      pbm_loglik, session_matrix)
 from counterfeed.twin.data import TwinLog
-from counterfeed.twin.dynamics import fit_dynamics
+from counterfeed.twin.dynamics import fit_dynamics, user_activity
 from counterfeed.twin.mnl import SessionData, fit_mnl, mnl_loglik
 from counterfeed.twin.satiation import item_topics, satiation_feature
 from counterfeed.twin.store import Replicate
@@ -28,6 +28,7 @@ from counterfeed.twin.store import Replicate
 __all__ = ["FitSettings", "fit_twin"]
 
 HALFLIVES = (0.5, 1.0, 2.0, 4.0, 8.0)
+SELECTION_USERS = 50_000  # users for the choice of the click model and of the satiation half-life
 
 
 @dataclass
@@ -39,7 +40,7 @@ class FitSettings:
     epochs: int = 12
     boot_epochs: int = 4
     seed: int = 0
-    max_dynamics_users: int = 200_000
+    max_dynamics_users: int = 50_000  # the 6 dynamics parameters are fitted on at most this many
     bootstrap_kind: str = "parametric"  # or "users"; parametric needs the logging policy (else users)
     topics: np.ndarray | None = field(default=None, repr=False)      # (I,) known topics by item code
     embeddings: np.ndarray | None = field(default=None, repr=False)  # (I, e) text embeddings by item code
@@ -53,7 +54,11 @@ def _split(n: int, frac: float, rng: np.random.Generator) -> tuple[np.ndarray, n
 
 
 def _select_examination(log: TwinLog, rng: np.random.Generator, sessions: SessionData | None) -> dict[str, Any]:
-    """Fit PBM (EM), cascade and MNL (item-level) on 80% of the users; held-out log-likelihood on the rest."""
+    """Fit PBM (EM), cascade and MNL (item-level) on 80% of the users; held-out log-likelihood on the rest
+    (of at most ``SELECTION_USERS`` users drawn at random: a choice between three models needs no more)."""
+    if log.n_users > SELECTION_USERS:
+        log = log.select_users(np.sort(rng.choice(log.n_users, SELECTION_USERS, replace=False)))
+        sessions = None if sessions is None else _sessions(log, np.zeros(len(log)), exposure_weights(log.propensity))
     fit_u, val_u = _split(log.n_users, 0.2, rng)
     k = log.n_positions
     fit_rows = np.isin(log.user, fit_u)
@@ -99,14 +104,16 @@ def _halflife(log: TwinLog, topics: np.ndarray, eta: np.ndarray, theta: np.ndarr
     """Pick the satiation half-life by the likelihood of a one-parameter refit of the weight per grid value."""
     import torch
 
-    n = len(log)
-    rows = np.arange(n) if n <= 400_000 else np.sort(rng.choice(n, 400_000, replace=False))
+    rows = np.arange(len(log))
+    if log.n_users > SELECTION_USERS:  # whole histories of a subset of users (the feature needs them)
+        rows = np.flatnonzero(np.isin(log.user, rng.choice(log.n_users, SELECTION_USERS, replace=False)))
     t = theta[log.position[rows]] if model == "pbm" else np.ones(rows.size)
     y = torch.as_tensor(log.click[rows])
     base = torch.as_tensor(eta[rows])
     out: dict[str, float] = {}
     for h in HALFLIVES:
-        s = torch.as_tensor(satiation_feature(log.user, topics[log.item], log.time, log.click, h)[rows])
+        s = torch.as_tensor(satiation_feature(log.user[rows], topics[log.item[rows]], log.time[rows],
+                                              log.click[rows], h))
         w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
         opt = torch.optim.LBFGS([w], max_iter=50, line_search_fn="strong_wolfe")
         tt = torch.as_tensor(t)
@@ -210,6 +217,9 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
     dyn = _fit_dyn(train, dyn_users, None, None, None)
     activity = np.ones(train.n_users)
     activity[dyn_users] = dyn.activity
+    if dyn_users.size < train.n_users:  # parameters from a subset of users; every user's activity
+        activity = user_activity(dyn, train.session_user, train.session_time, train.session_clicks(),
+                                 train.horizon, train.n_users, _window(train))
     say(f"point fit done in {_time.perf_counter() - t_start:.1f} s")
     reps = [Replicate(item=fit.item, bias=fit.bias, topic=topics, user=fit.user, activity=activity,
                       weight=np.ones(train.n_users))]

@@ -30,6 +30,10 @@ from counterfeed.twin.clicks import ClickFit
 __all__ = ["SessionData", "mnl_loglik", "fit_mnl"]
 
 
+#: sessions per Adam step at most (beyond ``steps * MAX_BATCH_SESSIONS`` sessions an epoch is a random part)
+MAX_BATCH_SESSIONS = 4096
+
+
 class SessionData:
     """The log as (R, k) session matrices: item codes, shown, clicks, satiation; plus user per session."""
 
@@ -160,10 +164,11 @@ def fit_mnl(data: SessionData, n_users: int, n_items: int, *, dims: int, max_cli
     opt = torch.optim.Adam(params, lr=0.05)
     idx_all = torch.arange(data.n) if rows is None else torch.as_tensor(rows)
     sw = data.weight if user_weight is None else data.weight * torch.as_tensor(user_weight, dtype=torch.float32)[data.user]
-    batch = max(128, idx_all.numel() // steps)  # about ``steps`` Adam steps per epoch whatever the size
+    # ``steps`` Adam steps per epoch whatever the size; on a large log an epoch sees a random part of it
+    batch = min(max(128, idx_all.numel() // steps), MAX_BATCH_SESSIONS)
     for _ in range(epochs):
         perm = idx_all[torch.randperm(idx_all.numel(), generator=g)]
-        for lo in range(0, perm.numel(), batch):
+        for lo in range(0, min(perm.numel(), steps * batch), batch):
             i = perm[lo:lo + batch]
             w = torch.nn.functional.softplus(ws)
             eta = _eta(data, i, P if dims > 0 else None, V, b, w)
