@@ -140,7 +140,9 @@ def check_command(twin_dir, log_path, columns, time_unit, world, users, figures,
 
 @twin.command("evaluate")
 @click.argument("twin_dir", metavar="DIR", type=click.Path(file_okay=False))
-@click.option("--policy", required=True, help="Registered recommender to evaluate (the target policy).")
+@click.option("--policy", help="Registered recommender to evaluate (the target policy).")
+@click.option("--target-probs", type=click.Path(dir_okay=False),
+              help="Or the target as a context-free probability table (item, position, prob; docs/ope.md).")
 @click.option("--policy-option", "policy_options", multiple=True, metavar="KEY=VALUE")
 @click.option("--logging-policy", help="The logging policy (default: the one recorded from the run directory).")
 @click.option("--logging-option", "logging_options", multiple=True, metavar="KEY=VALUE")
@@ -153,13 +155,22 @@ def check_command(twin_dir, log_path, columns, time_unit, world, users, figures,
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--quiet", is_flag=True)
-def evaluate_command(twin_dir, policy, policy_options, logging_policy, logging_options, users,
+def evaluate_command(twin_dir, policy, target_probs, policy_options, logging_policy, logging_options, users,
                      replicates, log_path, columns, no_ope, level, seed, as_json, quiet):
     """Predict a policy's effect on CTR, clicks, sessions and retention by simulating it in the twin."""
     from counterfeed.twin.evaluate import evaluate_twin, ope_beside
+    from counterfeed.twin.policy import table_from_file
     from counterfeed.twin.store import read_meta
 
-    target = _policy(policy, policy_options, "policy")
+    if (policy is None) == (target_probs is None):
+        raise TwinError("give exactly one of --policy and --target-probs")
+    if target_probs is not None:
+        meta = _err(read_meta, twin_dir)
+        target = {"recommender": "table",
+                  "probs": _err(table_from_file, target_probs, meta["item_ids"], int(meta["slate_size"]))}
+        policy = f"the table {target_probs}"
+    else:
+        target = _policy(policy, policy_options, "policy")
     logging = _policy(logging_policy, logging_options, "logging-policy")
     effects = _err(evaluate_twin, twin_dir, target, logging=logging, users=users, replicates=replicates, seed=seed,
                    level=level, say=_say(quiet))
@@ -168,7 +179,8 @@ def evaluate_command(twin_dir, policy, policy_options, logging_policy, logging_o
         meta = _err(read_meta, twin_dir)
         src = log_path or meta["source"]
         try:
-            ope = ope_beside(src, target, columns=columns if log_path else meta.get("columns"), seed=seed, level=level)
+            ope = ope_beside(src, target, columns=columns if log_path else meta.get("columns"), seed=seed, level=level,
+                             target_probs=target_probs)
         except Exception as exc:  # OPE is a side-by-side: its failure is reported, not fatal
             ope = f"not available: {exc}"
     if as_json:

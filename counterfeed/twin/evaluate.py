@@ -190,14 +190,19 @@ def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: i
 
 
 def ope_beside(log_path: str, target: dict[str, Any], *, columns: str | None = None, seed: int = 0,
-               level: float = 0.95) -> list[dict[str, Any]]:
+               level: float = 0.95, target_probs: str | None = None) -> list[dict[str, Any]]:
     """IPS and DR estimates of the target's CTR from the same log (``counterfeed.ope``), as dicts with
-    the estimated value, its interval, and the effect against the logged CTR."""
+    the estimated value, its interval, and the effect against the logged CTR; ``target_probs``: the
+    target as a probability table (``counterfeed ope --target-probs``) instead of ``target``."""
     from counterfeed.ope import evaluate, load_log, target_from_recommender
+    from counterfeed.ope.target import load_target
 
     log = load_log(log_path, columns)
-    opts = {k: v for k, v in target.items() if k != "recommender"}
-    tgt = target_from_recommender(log, target["recommender"], opts, seed=seed)
+    if target_probs is not None:
+        tgt = load_target(target_probs, log)
+    else:
+        opts = {k: v for k, v in target.items() if k != "recommender"}
+        tgt = target_from_recommender(log, target["recommender"], opts, seed=seed)
     out = []
     for r in evaluate(log, tgt, ["ips", "dr"], level=level, seed=seed):
         d = r.to_dict()

@@ -1,0 +1,176 @@
+"""A target policy given as explicit action probabilities (``counterfeed twin evaluate --target-probs``).
+
+The recommender ``table`` shows, at position ``j`` of every slate, an item drawn from the table's row
+``j`` (``probs[j][i]``: item code ``i``), among the available items not already in the slate: the
+row's distribution renormalized over them (a draw from the row, redrawn while it repeats an item or
+hits an unavailable one; after 64 redraws the rest are uniform among the allowed items). The slate's
+marginals therefore equal the table's when no item has probability at two positions, and are the
+sequential draw's marginals otherwise.
+
+Propensities are Monte Carlo, as the Thompson samplers' (``counterfeed/plugins/recommenders/
+_montecarlo.py``): ``M = propensity_samples`` slates drawn by the same procedure once per availability
+mask give ``hits / M``, standard error ``sqrt(p (1 - p) / M)``; a served item logs ``max(hits, 1) / M``.
+
+The table format is ``counterfeed ope``'s context-free one (docs/ope.md): rows ``item, position,
+prob``, read by :func:`table_from_file`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from counterfeed.core.contracts import Batch, Options, Recommender, RecommenderContext, Slates
+
+__all__ = ["TableRecommender", "table_from_file"]
+
+_SLOT = 0x7AB1E
+_REDRAWS = 64
+
+
+def _example() -> list[list[float]]:
+    w = 1.0 + (np.arange(60)[None, :] * 7 + np.arange(5)[:, None]) % 11
+    return (w / w.sum(1, keepdims=True)).tolist()
+
+
+class TableRecommender(Recommender):
+    """Slates drawn from a fixed per-position item distribution (see module)."""
+
+    name = "table"
+    stochastic: ClassVar[bool] = True
+    conformance_options: ClassVar[dict[str, Any]] = {"probs": _example()}
+
+    class Options(Options):
+        probs: list[list[float]] = Field(description="row j: the probability of each item code at position j")
+        propensity_samples: int = Field(20_000, ge=100, le=10_000_000,
+                                        description="Monte Carlo slates for the propensities")
+
+    def setup(self, ctx: RecommenderContext) -> None:
+        from counterfeed.errors import ModelError
+
+        super().setup(ctx)
+        p = np.asarray(self.options.probs, dtype=np.float64)
+        n, k = ctx.items.n, ctx.slate_size
+        if p.ndim != 2 or p.shape[1] != n or p.shape[0] < k:
+            raise ModelError(f"recommender 'table': probs must have at least {k} rows (positions) of {n} "
+                             f"columns (items), got shape {p.shape}")
+        if np.any(~np.isfinite(p)) or np.any(p < 0) or np.any(p.sum(1) <= 0):
+            raise ModelError("recommender 'table': probabilities must be finite, >= 0, with a positive sum per row")
+        self.cdf_ = np.cumsum(p[:k] / p[:k].sum(1, keepdims=True), axis=1)
+        self.hits_: dict[bytes, np.ndarray] = {}
+
+    def _draw(self, n: int, allowed: np.ndarray, uniform) -> np.ndarray:
+        """(n, k) slates, positions in order; ``uniform(attempt)`` gives (n, k_table) uniforms in [0, 1)."""
+        ids = np.flatnonzero(allowed)
+        k = min(self.cdf_.shape[0], ids.size)
+        items = np.full((n, k), -1, np.int64)
+        draws: dict[int, np.ndarray] = {}
+        for j in range(k):
+            for a in range(_REDRAWS + 1):
+                todo = np.flatnonzero(items[:, j] < 0)
+                if not todo.size:
+                    break
+                if a not in draws:
+                    draws[a] = uniform(a)
+                u = draws[a][todo, j]
+                if a < _REDRAWS:
+                    c = np.searchsorted(self.cdf_[j], u * self.cdf_[j, -1], side="right")
+                    c = np.minimum(c, self.cdf_.shape[1] - 1)
+                    ok = allowed[c] & ~(items[todo, :j] == c[:, None]).any(1)
+                    items[todo[ok], j] = c[ok]
+                else:  # uniform among the allowed items not yet shown
+                    for r, x in zip(todo, u):
+                        free = np.setdiff1d(ids, items[r, :j])
+                        items[r, j] = free[min(int(x * free.size), free.size - 1)]
+        return items
+
+    def _hits(self, allowed: np.ndarray) -> np.ndarray:
+        key = np.packbits(allowed).tobytes()
+        if key not in self.hits_:
+            m, k = self.options.propensity_samples, self.cdf_.shape[0]
+            rng = np.random.default_rng(int.from_bytes(key[:8].ljust(8, b"\0"), "little") ^ 0x5EED)
+            hits = np.zeros((allowed.size, k))
+            for lo in range(0, m, 50_000):
+                mm = min(50_000, m - lo)
+                slates = self._draw(mm, allowed, lambda a, mm=mm: rng.random((mm, k)))
+                for j in range(slates.shape[1]):
+                    hits[:, j] += np.bincount(slates[:, j], minlength=allowed.size)
+            self.hits_[key] = hits
+        return self.hits_[key]
+
+    def _allowed(self, batch: Batch) -> np.ndarray:
+        n = self.ctx_.items.n
+        return np.ones(n, bool) if batch.available is None else np.asarray(batch.available, bool)
+
+    def recommend(self, batch: Batch) -> Slates:
+        allowed = self._allowed(batch)
+        users, sessions = batch.users[:, None], batch.sessions[:, None]
+        full = self._draw(len(batch), allowed, lambda a: batch.stream.uniform(
+            users, sessions, _SLOT + a * self.cdf_.shape[0] + np.arange(self.cdf_.shape[0])[None, :]))
+        k = full.shape[1]
+        hits = self._hits(allowed)
+        prop = np.maximum(hits[full, np.arange(k)[None, :]], 1) / self.options.propensity_samples
+        return Slates(items=full, propensities=prop, scores=np.zeros(full.shape))
+
+    def action_probabilities(self, batch: Batch, items: np.ndarray) -> np.ndarray:
+        """``hits / M`` of ``items`` (n, k') at their positions; 0 past the slate and for unavailable items."""
+        items = np.asarray(items, np.int64)
+        allowed = self._allowed(batch)
+        hits = self._hits(allowed) / self.options.propensity_samples
+        n_items = allowed.size
+        kk = min(items.shape[1], self.cdf_.shape[0], int(allowed.sum()))
+        out = np.zeros(items.shape)
+        q = items[:, :kk]
+        ok = (q >= 0) & (q < n_items)
+        out[:, :kk] = np.where(ok, hits[np.where(ok, q, 0), np.arange(kk)[None, :]], 0.0)
+        return out
+
+
+def table_from_file(path: str, item_ids: list[Any], slate_size: int) -> list[list[float]]:
+    """``probs`` (slate_size rows, one column per twin item) from a context-free ``item, position, prob`` table.
+
+    Raises
+    ------
+    DataError
+        Naming the file: unreadable, columns missing, a per-round table (``round``/``user``/``session``
+        columns: the twin simulates new sessions, so only the context-free form applies), positions
+        outside the slate, probabilities outside [0, 1], or no item of the twin.
+    """
+    import pandas as pd
+
+    from counterfeed.errors import DataError
+    from counterfeed.ope.logs import _read_table as read_table
+
+    df = read_table(path)
+    per_round = [c for c in ("round", "user", "session") if c in df.columns]
+    if per_round:
+        raise DataError(f"{path}: column '{per_round[0]}': a per-round table cannot be simulated (the twin's "
+                        "sessions are new); give the context-free form: item, position, prob")
+    missing = [c for c in ("item", "position", "prob") if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column '{missing[0]}'; expected columns item, position, prob")
+    pos = pd.to_numeric(df["position"], errors="coerce").to_numpy(dtype=np.float64)
+    prob = pd.to_numeric(df["prob"], errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(pos) | (pos < 0) | (pos >= slate_size) | (pos != np.round(pos))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: column 'position' row {i + 1}: {df['position'].iloc[i]!r}; expected an integer "
+                        f"in [0, {slate_size - 1}] (the twin's slate size is {slate_size})")
+    bad = ~np.isfinite(prob) | (prob < 0) | (prob > 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: column 'prob' row {i + 1}: {df['prob'].iloc[i]!r}; expected a probability in [0, 1]")
+    index = {str(v): c for c, v in enumerate(item_ids)}
+    code = np.array([index.get(str(v), -1) for v in df["item"].tolist()])
+    if not (code >= 0).any():
+        raise DataError(f"{path}: column 'item': none of its items is in the twin (e.g. {df['item'].iloc[0]!r}; "
+                        f"the twin's items are e.g. {item_ids[0]!r})")
+    out = np.zeros((slate_size, len(item_ids)))
+    keep = code >= 0
+    np.add.at(out, (pos[keep].astype(np.int64), code[keep]), prob[keep])
+    empty = np.flatnonzero(out.sum(1) <= 0)
+    if empty.size:
+        raise DataError(f"{path}: position {int(empty[0])} has no probability on any item of the twin")
+    return out.tolist()
