@@ -111,7 +111,10 @@ def eval_speed(args) -> None:
     df = pd.DataFrame(imp.to_dict()).drop(columns=["arm"])
     log = twin_log_from_frame(df, source="speed", horizon=float(days), logging={"recommender": "random"},
                               slate_size=10, run={"batch_window": "6h"})
-    meta, reps = fit_twin(log, FitSettings(dims=8, holdout=0.0, bootstrap=args.eval_replicates))
+    # replicates by the cheap bootstrap over users (1 epoch): the evaluation's cost is the simulated
+    # users', whatever the replicates' values
+    meta, reps = fit_twin(log, FitSettings(dims=8, holdout=0.0, bootstrap=args.eval_replicates,
+                                           bootstrap_kind="users", boot_epochs=1))
     with tempfile.TemporaryDirectory() as tmp:
         twin = write_twin(Path(tmp) / "twin", meta, reps)
         t0 = time.process_time()

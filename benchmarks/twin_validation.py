@@ -132,7 +132,8 @@ def replication(seed: int, args) -> list[dict]:
                 t = truth[e.metric]
                 row = {"seed": seed, "target": name, "metric": e.metric, "truth": t[1] - t[0],
                        "truth_logging": t[0], "twin": e.effect, "lower": e.lower, "upper": e.upper,
-                       "twin_logging": e.logging_value, "model": meta["examination"]["model"],
+                       "twin_logging": e.logging_value, "twin_point": e.point_effect,
+                       "model": meta["examination"]["model"],
                        "seconds": {"simulate": t_sim, "fit": t_fit, "evaluate": t_eval}}
                 if e.metric == "ctr":
                     for est in ("ips", "dr"):
@@ -189,6 +190,12 @@ def summarize(rows: list[dict], checks: list[dict]) -> None:
         print(f"  {metric:<9} twin coverage {cov}/{len(sub)} = {100 * cov / len(sub):.0f}% (Wilson 95% "
               f"{wilson(cov, len(sub))}); MAE {mae:.4g} vs no-change baseline {base:.4g} "
               f"(ratio {mae / max(base, 1e-12):.2f}); bias {bias:+.4g}")
+        pts = [r for r in sub if r.get("twin_point") is not None]
+        if pts:
+            mae0 = np.mean([abs(r["twin_point"] - r["truth"]) for r in pts])
+            print(f"            point fit's effect before the bias correction: MAE {mae0:.4g} "
+                  f"(ratio {mae0 / max(np.mean([abs(r['truth']) for r in pts]), 1e-12):.2f}), "
+                  f"bias {np.mean([r['twin_point'] - r['truth'] for r in pts]):+.4g}")
         for tgt in sorted({r["target"] for r in sub}):
             s2 = [r for r in sub if r["target"] == tgt]
             c2 = sum(r["lower"] <= r["truth"] <= r["upper"] for r in s2)

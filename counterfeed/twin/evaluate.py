@@ -54,6 +54,7 @@ class TwinEffect:
     se_simulation: float
     replicates: int
     warnings: list[str] = field(default_factory=list)
+    point_effect: float | None = None  # parametric bootstrap: e_0, the point fit's effect before the bias correction
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -185,7 +186,8 @@ def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: i
                 warn.append(f"{name} did not vary across the twin's replicates or users: no interval")
         out.append(TwinEffect(metric=name, logging_value=lvalue, target_value=tvalue,
                               effect=effect, lower=lo, upper=hi, se_parameters=sp,
-                              se_simulation=math.sqrt(var_sim), replicates=len(rows), warnings=warn))
+                              se_simulation=math.sqrt(var_sim), replicates=len(rows), warnings=warn,
+                              point_effect=None if point is None else point[1] - point[0]))
     return out
 
 
