@@ -67,6 +67,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "counterfeed.offline.estimator",
     "counterfeed.plugins.commands",
     "counterfeed.twin.model",
+    "counterfeed.twin.policy",
 )
 
 #: the built-in module that adds the built-in subcommands (the only built-in with register_commands)

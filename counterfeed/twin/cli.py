@@ -106,7 +106,8 @@ def fit_command(log_path, out, columns, time_unit, world, items_path, embedder, 
     path = _err(write_twin, out, meta, reps, embeddings=emb, texts=texts)
     ex = meta["examination"]
     click.echo(f"twin written to {path}: {meta['n_train_users']} users fitted ({len(meta['heldout_users'])} held "
-               f"out), {meta['n_items']} items, click model {ex['model']}, {bootstrap} {meta['bootstrap']} bootstrap replicates, "
+               f"out), {meta['n_items']} items, click model {ex['model']}, {bootstrap} {meta['bootstrap']} "
+               f"bootstrap replicates, "
                f"{meta['seconds']:.1f} s")
 
 
@@ -166,7 +167,7 @@ def evaluate_command(twin_dir, policy, target_probs, policy_options, logging_pol
         raise TwinError("give exactly one of --policy and --target-probs")
     if target_probs is not None:
         meta = _err(read_meta, twin_dir)
-        target = {"recommender": "table",
+        target = {"recommender": "probability-table",
                   "probs": _err(table_from_file, target_probs, meta["item_ids"], int(meta["slate_size"]))}
         policy = f"the table {target_probs}"
     else:

@@ -143,10 +143,3 @@ def register_catalogs(register):
 def register_user_models(register):
     register(TwinUserModel)
 
-
-@hookimpl
-def register_recommenders(register):
-    from counterfeed.twin.policy import TableRecommender
-
-    register(TableRecommender)
-

@@ -1,7 +1,7 @@
 """A target policy given as explicit action probabilities (``counterfeed twin evaluate --target-probs``).
 
-The recommender ``table`` shows, at position ``j`` of every slate, an item drawn from the table's row
-``j`` (``probs[j][i]``: item code ``i``), among the available items not already in the slate: the
+The recommender ``probability-table`` shows, at position ``j`` of every slate, an item drawn from the
+table's row ``j`` (``probs[j][i]``: item code ``i``), among the available items not already in the slate: the
 row's distribution renormalized over them (a draw from the row, redrawn while it repeats an item or
 hits an unavailable one; after 64 redraws the rest are uniform among the allowed items). The slate's
 marginals therefore equal the table's when no item has probability at two positions, and are the
@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import Field
 
 from counterfeed.core.contracts import Batch, Options, Recommender, RecommenderContext, Slates
+from counterfeed.core.hookspecs import hookimpl
 
 __all__ = ["TableRecommender", "table_from_file"]
 
@@ -38,7 +39,7 @@ def _example() -> list[list[float]]:
 class TableRecommender(Recommender):
     """Slates drawn from a fixed per-position item distribution (see module)."""
 
-    name = "table"
+    name = "probability-table"
     stochastic: ClassVar[bool] = True
     conformance_options: ClassVar[dict[str, Any]] = {"probs": _example()}
 
@@ -54,10 +55,11 @@ class TableRecommender(Recommender):
         p = np.asarray(self.options.probs, dtype=np.float64)
         n, k = ctx.items.n, ctx.slate_size
         if p.ndim != 2 or p.shape[1] != n or p.shape[0] < k:
-            raise ModelError(f"recommender 'table': probs must have at least {k} rows (positions) of {n} "
-                             f"columns (items), got shape {p.shape}")
+            raise ModelError(f"recommender 'probability-table': probs must have at least {k} rows (positions) "
+                             f"of {n} columns (items), got shape {p.shape}")
         if np.any(~np.isfinite(p)) or np.any(p < 0) or np.any(p.sum(1) <= 0):
-            raise ModelError("recommender 'table': probabilities must be finite, >= 0, with a positive sum per row")
+            raise ModelError("recommender 'probability-table': probabilities must be finite, >= 0, with a "
+                             "positive sum per row")
         self.cdf_ = np.cumsum(p[:k] / p[:k].sum(1, keepdims=True), axis=1)
         self.hits_: dict[bytes, np.ndarray] = {}
 
@@ -174,3 +176,8 @@ def table_from_file(path: str, item_ids: list[Any], slate_size: int) -> list[lis
     if empty.size:
         raise DataError(f"{path}: position {int(empty[0])} has no probability on any item of the twin")
     return out.tolist()
+
+
+@hookimpl
+def register_recommenders(register):
+    register(TableRecommender)

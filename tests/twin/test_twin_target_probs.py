@@ -1,4 +1,5 @@
-"""``twin evaluate --target-probs``: the target as a context-free probability table (the ``table`` policy)."""
+"""``twin evaluate --target-probs``: the target as a context-free probability table (recommender
+``probability-table``)."""
 
 from __future__ import annotations
 
