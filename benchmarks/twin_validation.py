@@ -193,7 +193,7 @@ def summarize(rows: list[dict], checks: list[dict]) -> None:
         pts = [r for r in sub if r.get("twin_point") is not None]
         if pts:
             mae0 = np.mean([abs(r["twin_point"] - r["truth"]) for r in pts])
-            print(f"            point fit's effect before the bias correction: MAE {mae0:.4g} "
+            print(f"            point fit's effect before the bias correction ({len(pts)} pairs): MAE {mae0:.4g} "
                   f"(ratio {mae0 / max(np.mean([abs(r['truth']) for r in pts]), 1e-12):.2f}), "
                   f"bias {np.mean([r['twin_point'] - r['truth'] for r in pts]):+.4g}")
         for tgt in sorted({r["target"] for r in sub}):
