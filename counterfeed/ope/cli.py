@@ -42,7 +42,23 @@ def _parse_policy_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _fmt(x: float) -> str:
-    return "nan" if not math.isfinite(x) else f"{x:.5f}"
+    """5 decimals in the usual range; 6 significant digits in scientific notation for huge or tiny values."""
+    if not math.isfinite(x):
+        return "nan"
+    return f"{x:.5f}" if x == 0 or 1e-4 <= abs(x) < 1e6 else f"{x:.6g}"
+
+
+def _finite(ctx, param, value):
+    """Click callback: a float option must be a finite number (NaN/inf pass click's FloatRange)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
+    return value
+
+
+def _not_nan(ctx, param, value):
+    if value is not None and math.isnan(value):
+        raise click.BadParameter("nan is not a number (inf is allowed)", ctx=ctx, param=param)
+    return value
 
 
 @click.command("ope", epilog=_EPILOG)
@@ -50,6 +66,9 @@ def _fmt(x: float) -> str:
 @click.option("--policy", help="Registered recommender to evaluate (the target policy).")
 @click.option("--policy-option", "policy_options", multiple=True, metavar="KEY=VALUE",
               help="Option of the target recommender (repeatable); values are YAML scalars.")
+@click.option("--fit-log", type=click.Path(dir_okay=False),
+              help="Log (same format and --columns as LOG) the --policy recommender is fitted on; default: LOG "
+                   "itself, which biases the estimates upward (winner's curse) for a recommender that learns.")
 @click.option("--target-probs", type=click.Path(dir_okay=False),
               help="Table of target probabilities: round,position,item,prob or item,position,prob.")
 @click.option("--estimators", default="ips,snips,dr", show_default=True,
@@ -57,21 +76,24 @@ def _fmt(x: float) -> str:
 @click.option("--columns", help="Column mapping, e.g. item=item_id,reward=click.")
 @click.option("--level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
               show_default=True, help="Interval level.")
-@click.option("--clip", type=click.FloatRange(0, min_open=True), help="Maximum importance weight.")
-@click.option("--tau", type=click.FloatRange(0), default=10.0, show_default=True, help="Switch-DR threshold.")
-@click.option("--lambda", "lam", type=click.FloatRange(0), default=100.0, show_default=True,
-              help="DR-OS shrinkage.")
+@click.option("--clip", type=click.FloatRange(0, min_open=True), callback=_finite,
+              help="Maximum importance weight (a finite positive number).")
+@click.option("--tau", type=click.FloatRange(0), default=10.0, show_default=True, callback=_not_nan,
+              help="Switch-DR threshold (inf: DR).")
+@click.option("--lambda", "lam", type=click.FloatRange(0), default=100.0, show_default=True, callback=_not_nan,
+              help="DR-OS shrinkage (inf: DR).")
 @click.option("--folds", type=click.IntRange(1), default=5, show_default=True,
               help="Cross-fitting folds of the reward model.")
 @click.option("--bootstrap", type=click.IntRange(0), default=0, show_default=True,
               help="Bootstrap draws over rounds, refitting the reward model in each for DM/DR-type "
-                   "estimators (0: analytic intervals, except DM: 200 refit draws).")
+                   "estimators (0: analytic intervals, except DM: 200 refit draws). At least "
+                   "1 + 2/(1 - level) (41 at 95%) so each tail has a draw beyond the interval's end.")
 @click.option("--slate-size", type=click.IntRange(1), help="Slate size (default: largest logged position + 1).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of folds, bootstrap and policy draws.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (same as --format json).")
 @format_option()
-def ope(log_path, policy, policy_options, target_probs, estimators, columns, level, clip, tau, lam, folds,
-        bootstrap, slate_size, seed, as_json, fmt):
+def ope(log_path, policy, policy_options, fit_log, target_probs, estimators, columns, level, clip, tau, lam,
+        folds, bootstrap, slate_size, seed, as_json, fmt):
     """Estimate how a policy would do from logged impressions with propensities (off-policy evaluation).
 
     LOG is a CSV or Parquet file with one row per impression (round, item, position, reward,
@@ -86,9 +108,11 @@ def ope(log_path, policy, policy_options, target_probs, estimators, columns, lev
         raise click.ClickException("give exactly one of --policy and --target-probs")
     if policy_options and policy is None:
         raise click.ClickException("--policy-option needs --policy")
+    if fit_log and policy is None:
+        raise click.ClickException("--fit-log needs --policy")
     try:
-        results = _run(log_path, policy, _parse_policy_options(policy_options), target_probs, estimators,
-                       columns, level, clip, tau, lam, folds, bootstrap, slate_size, seed)
+        results = _run(log_path, policy, _parse_policy_options(policy_options), fit_log, target_probs,
+                       estimators, columns, level, clip, tau, lam, folds, bootstrap, slate_size, seed)
     except CounterfeedError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json or fmt == "json":
@@ -100,13 +124,16 @@ def ope(log_path, policy, policy_options, target_probs, estimators, columns, lev
     _print_table(results, log_path)
 
 
-def _run(log_path, policy, options, target_probs, estimators, columns, level, clip, tau, lam, folds,
+def _run(log_path, policy, options, fit_path, target_probs, estimators, columns, level, clip, tau, lam, folds,
          bootstrap, slate_size, seed):
     from counterfeed.ope import evaluate, load_log, load_target, target_from_recommender
+    from counterfeed.ope.target import catalog_from_log
 
     log = load_log(log_path, columns, slate_size=slate_size)
     if policy is not None:
-        target = target_from_recommender(log, policy, options, seed=seed, slate_size=slate_size)
+        fit = load_log(fit_path, columns, slate_size=slate_size) if fit_path else None
+        kw = {"fit_log": fit.to_contract_log(), "items": catalog_from_log(log, fit)} if fit is not None else {}
+        target = target_from_recommender(log, policy, options, seed=seed, slate_size=slate_size, **kw)
     else:
         target = load_target(target_probs, log)
     names = [e for e in (s.strip() for s in estimators.split(",")) if e]

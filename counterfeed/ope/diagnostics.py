@@ -30,21 +30,33 @@ import numpy as np
 
 from counterfeed.ope.estimators import OffPolicyEstimator, SwitchDoublyRobust, Units
 
-__all__ = ["diagnostics", "warnings_for", "SAFE"]
+__all__ = ["diagnostics", "warnings_for", "SAFE", "kish_ess"]
 
 #: documented safe ranges (see module docstring)
 SAFE = {"mean_weight_tol": 0.1, "mean_weight_z": 3.0, "ess_min": 30.0, "ess_share_min": 0.01,
         "zero_support_max": 0.99, "unsupported_mass_max": 0.01, "clipped_max": 0.01}
 
 
-def _mean_weight_se(u: Units) -> float:
-    """Round-clustered standard error of the mean raw weight (delta method over rounds)."""
+def _mean_weight_se(u: Units, scale: float) -> float:
+    """Round-clustered standard error of the mean raw weight (delta method over rounds), computed on the
+    weights divided by ``scale`` (their maximum) and scaled back, so huge weights do not overflow."""
     n = float(u.w.size)
-    if u.n_rounds < 2 or n == 0:
+    if u.n_rounds < 2 or n == 0 or not scale > 0:
         return float("nan")
-    m = float(u.w.mean())
-    e = (u.per_round(u.w) - m * u.counts) / n
-    return math.sqrt(u.n_rounds / (u.n_rounds - 1) * float(e @ e))
+    ws = u.w / scale
+    m = float(ws.mean())
+    e = (u.per_round(ws) - m * u.counts) / n
+    return scale * math.sqrt(u.n_rounds / (u.n_rounds - 1) * float(e @ e))
+
+
+def kish_ess(w: np.ndarray) -> float:
+    """Kish's effective sample size ``(sum w)^2 / sum w^2`` (0 for all-zero weights), computed on ``w / max(w)``:
+    it is scale-invariant, and the scaled form cannot overflow whatever the weights' magnitude."""
+    top = float(np.max(w)) if w.size else 0.0
+    if not top > 0:
+        return 0.0
+    ws = w / top
+    return float(ws.sum() ** 2 / (ws @ ws))
 
 
 def diagnostics(est: OffPolicyEstimator, u: Units, n_impressions: int, n_rounds: int,
@@ -56,13 +68,14 @@ def diagnostics(est: OffPolicyEstimator, u: Units, n_impressions: int, n_rounds:
         return dict(cache[key])
     d: dict[str, Any] = {"n_rounds": n_rounds, "n_impressions": n_impressions}
     if "raw" not in cache:
-        cache["raw"] = {"mean_weight": float(u.w.mean()), "mean_weight_se": _mean_weight_se(u),
-                        "max_weight": float(u.w.max()), "zero_support_share": float(np.mean(u.w == 0))}
+        top = float(u.w.max())
+        mean = top * float((u.w / top).mean()) if top > 0 else 0.0  # the mean of w/max cannot overflow
+        cache["raw"] = {"mean_weight": mean, "mean_weight_se": _mean_weight_se(u, top),
+                        "max_weight": top, "zero_support_share": float(np.mean(u.w == 0))}
     d.update(cache["raw"])
     d["uses_weights"] = est.weights_used(u)
     if w is not None:
-        s2 = float(w @ w)
-        d["ess"] = float(w.sum() ** 2 / s2) if s2 > 0 else 0.0
+        d["ess"] = kish_ess(w)
     else:
         d["ess"] = float(n_impressions)
     d["clipped_share"] = float(np.mean(u.w > u.clip)) if (u.clip is not None and est.uses_clip) else 0.0

@@ -12,11 +12,21 @@ Bootstrap intervals resample rounds with replacement (percentile interval). For 
 the reward model (DM, DR, SNDR, Switch-DR, DR-OS) every bootstrap draw refits the cross-fitted reward
 model on the resampled rounds (same folds), so the interval includes the model's estimation error.
 
-The analytic interval of DR-type estimators is valid with a cross-fitted model (the correction term
-carries the model's error; Chernozhukov et al. 2018). DM, and Switch-DR or DR-OS when no weight is left
-(they are DM then), have no such term: they always get the refit bootstrap (``model_bootstrap`` draws
-when ``bootstrap`` is 0). No interval is reported (null, with a warning) from fewer than 2 rounds.
-Neither interval covers a misspecified model's bias.
+The analytic interval of DR-type estimators is valid with a cross-fitted model only where the target
+stays on the log's support (the weighted correction term then carries the model's error; Chernozhukov
+et al. 2018). DM, Switch-DR or DR-OS when no weight is left (they are DM then), and every DR-type
+estimator when the target puts probability on items the log never shows (the model alone extrapolates
+there, and no correction term sees its error) get the refit bootstrap (``model_bootstrap`` draws when
+``bootstrap`` is 0). Neither interval covers a misspecified model's bias.
+
+No interval is reported (null bounds, with a warning naming the counts) from fewer than 2 rounds, from
+fewer than :data:`MIN_SUPPORTED_ROUNDS` rounds or an ESS under 2 among the impressions the estimator
+weights, or when the computed interval has zero width (the estimator's terms do not vary across rounds,
+e.g. every weighted impression has reward 0: zero observed variance, whatever the truth). With binary rewards the value lies in
+[0, 1] and the interval is intersected with [0, 1] (which cannot lower its coverage).
+
+Percentile bootstrap intervals need at least :func:`min_bootstrap_draws` draws: fewer leave no draw
+beyond an endpoint (the endpoint is then the extreme draw, or an interpolation toward it).
 """
 
 from __future__ import annotations
@@ -35,7 +45,22 @@ from counterfeed.ope.logs import OPELog
 from counterfeed.ope.reward import LogisticRewardModel, RewardModel, _cells, cross_fit, fit_folds_on_cells
 from counterfeed.ope.target import Target
 
-__all__ = ["OPEResult", "evaluate", "analytic_interval", "bootstrap_interval", "refit_bootstrap_interval"]
+__all__ = ["OPEResult", "evaluate", "analytic_interval", "bootstrap_interval", "refit_bootstrap_interval",
+           "min_bootstrap_draws", "MIN_SUPPORTED_ROUNDS"]
+
+#: fewest rounds with a positive weight an interval of a weighting estimator is computed from
+MIN_SUPPORTED_ROUNDS = 2
+
+
+def min_bootstrap_draws(level: float) -> int:
+    """The fewest draws a percentile interval at ``level`` needs: ``1 + ceil(2 / (1 - level))``.
+
+    With B draws the lower endpoint is the order statistic at position ``(B - 1)(1 - level)/2``
+    (numpy's linear quantile); below 1 it interpolates between the smallest draw and the next, so the
+    tail is not estimated at all. B >= 1 + 2/(1 - level) puts at least one draw beyond each endpoint
+    (41 at 95%); Efron & Tibshirani (1993, ch. 13) recommend 1000 or more for percentile intervals.
+    """
+    return 1 + math.ceil(2.0 / (1.0 - level) - 1e-9)
 
 
 @dataclass
@@ -184,16 +209,30 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
 
     if not 0 < level < 1:
         raise DataError(f"level must be in (0, 1), got {level}")
-    if clip is not None and clip <= 0:
-        raise DataError(f"clip must be positive, got {clip}")
+    if clip is not None and not (math.isfinite(clip) and clip > 0):
+        raise DataError(f"clip must be a finite positive number, got {clip}")
+    for name, x in (("tau", tau), ("lambda", lam)):
+        if math.isnan(x) or x < 0:
+            raise DataError(f"{name} must be a number >= 0 (inf allowed: DR), got {x}")
+    need = min_bootstrap_draws(level)
+    if bootstrap and bootstrap < need:
+        raise DataError(f"bootstrap: {bootstrap} draws are too few for a {level:.3g} percentile interval; at "
+                        f"least {need} are needed (1 + 2/(1 - level): fewer leave no draw beyond an endpoint), "
+                        "1000 or more recommended")
     if target.prob.shape != (len(log),):
         raise DataError(f"target probabilities have shape {target.prob.shape}; expected ({len(log)},)")
     ests = [make_estimator(e, tau=tau, lam=lam) for e in estimators]
     keys = Keys(seed)
     tm = timings if timings is not None else {}
     t0 = _time.perf_counter()
-    u = Units(w=target.prob / log.propensity, r=log.reward, rnd=log.round, n_rounds=log.n_rounds, clip=clip)
+    with np.errstate(over="ignore"):  # an overflowing weight is reported just below
+        w = target.prob / log.propensity
+    u = Units(w=w, r=log.reward, rnd=log.round, n_rounds=log.n_rounds, clip=clip)
     unsupported = _unsupported_mass(log, target)
+    if not np.isfinite(u.w).all():
+        i = int(np.flatnonzero(~np.isfinite(u.w))[0])
+        raise DataError(f"{log.source}: row {i + 1}: importance weight target/propensity = {target.prob[i]:.3g}/"
+                        f"{log.propensity[i]:.3g} overflows float64; the propensity is too small to weight by")
     if not (u.w > 0).any():
         extra = (f"; it puts {unsupported:.0%} of its probability on items the log never shows"
                  if unsupported else "")
@@ -214,6 +253,7 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
     logging_value = log.observed_value
     out = []
     diag_cache: dict[str, dict[str, Any]] = {}
+    binary = bool(np.isin(log.reward, (0.0, 1.0)).all())
     for i, est in enumerate(ests):
         t1 = _time.perf_counter()
         diag = diagnostics(est, u, len(log), log.n_rounds, unsupported, diag_cache)
@@ -222,25 +262,78 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
         n_boot = int(bootstrap) if bootstrap > 0 else (int(model_bootstrap) if model_only else 0)
         # an estimator that is DM here shares DM's draws, so it reports DM's interval exactly
         rng = keys.numpy_generator("ope", "bootstrap", *(("dm",) if model_only else (est.name, i)))
-        if log.n_rounds < 2:
-            value, _ = _value(est.terms(u))
+        extrapolates = est.needs_model and not model_only and bool(unsupported)
+        if extrapolates and bootstrap <= 0:
+            n_boot = int(model_bootstrap)
+        why_none = _no_interval_reason(est, u, log.n_rounds, diag)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if why_none:
+                value, _ = _value(est.terms(u))
+                se = lo = hi = float("nan")
+                kind = "none"
+                notes.append(why_none)
+            elif n_boot > 0 and est.needs_model:
+                value, se, lo, hi = refit_bootstrap_interval(est, u, log, target, reward_model, fold, level,
+                                                             n_boot, rng)
+                kind = "bootstrap (reward model refitted per draw)"
+            elif n_boot > 0:
+                value, se, lo, hi = bootstrap_interval(est.terms(u), level, n_boot, rng)
+                kind = "bootstrap"
+            else:
+                value, se, lo, hi = analytic_interval(est.terms(u), level)
+                kind = "analytic"
+        why_zero = _zero_width_reason(est, u, lo, hi, value) if kind != "none" else None
+        if why_zero:
             se = lo = hi = float("nan")
             kind = "none"
-            notes.append(f"no interval: the log has {log.n_rounds} round; an interval needs at least 2 "
-                         "independent rounds")
-        elif n_boot > 0 and est.needs_model:
-            value, se, lo, hi = refit_bootstrap_interval(est, u, log, target, reward_model, fold, level, n_boot, rng)
-            kind = "bootstrap (reward model refitted per draw)"
-        elif n_boot > 0:
-            value, se, lo, hi = bootstrap_interval(est.terms(u), level, n_boot, rng)
-            kind = "bootstrap"
-        else:
-            value, se, lo, hi = analytic_interval(est.terms(u), level)
-            kind = "analytic"
+            notes.append(why_zero)
+        if not math.isfinite(value):
+            notes.append("the estimate is not a finite number (float64 overflow or 0/0): the weights or rewards "
+                         "are too extreme for this log")
+        if binary and kind != "none" and math.isfinite(lo) and math.isfinite(hi):
+            if lo <= 1.0 and hi >= 0.0:
+                lo, hi = max(lo, 0.0), min(hi, 1.0)  # binary rewards: the value lies in [0, 1]
+            else:
+                notes.append(f"the whole interval [{lo:.4g}, {hi:.4g}] lies outside [0, 1], where the mean of a "
+                             "binary reward must lie: the weights do not describe the logging and target policies")
         diag["warnings"] = notes + warnings_for(est, diag)
         out.append(OPEResult(est.name, value, lo, hi, se, level, logging_value, kind, diag))
         tm[est.name] = _time.perf_counter() - t1
     return out
+
+
+def _no_interval_reason(est: OffPolicyEstimator, u: Units, n_rounds: int, diag: dict[str, Any]) -> str | None:
+    """Why no interval can be computed honestly (see the module docstring), or None."""
+    if n_rounds < 2:
+        return (f"no interval: the log has {n_rounds} round; an interval needs at least 2 independent rounds")
+    w = est.weights(u)
+    if w is None or not diag.get("uses_weights", True):
+        return None  # DM (or a DR variant that is DM here): the refit bootstrap over all rounds
+    pos = w > 0
+    n_imp = int(pos.sum())
+    n_sup = int(np.unique(u.rnd[pos]).size)
+    ess = diag.get("ess", 0.0)
+    if n_sup < MIN_SUPPORTED_ROUNDS or ess < 2:
+        return (f"no interval: only {n_imp} impression(s) in {n_sup} round(s) carry weight under the target "
+                f"(ESS {ess:.2g}); an interval needs at least {MIN_SUPPORTED_ROUNDS} independent supported "
+                "rounds and an ESS of 2")
+    return None
+
+
+def _zero_width_reason(est: OffPolicyEstimator, u: Units, lo: float, hi: float, value: float) -> str | None:
+    """A zero-width interval (no observed variation of the estimator's terms across rounds) is no interval."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi - lo > 1e-12 * max(1.0, abs(value)):
+        return None
+    w = est.weights(u)
+    if w is not None and bool(np.any(w)):
+        pos = w > 0
+        r = u.r[pos]
+        what = (f"the {int(pos.sum())} impressions carrying weight under the target (in "
+                f"{np.unique(u.rnd[pos]).size} rounds) have rewards {r.min():g}..{r.max():g}")
+    else:
+        what = f"the reward model's prediction does not vary across the {u.n_rounds} rounds"
+    return (f"no interval: {est.name} does not vary across the resampled rounds ({what}): zero observed variance, "
+            "so any interval would have zero width whatever the truth")
 
 
 def _unsupported_mass(log: OPELog, target: Target) -> float | None:

@@ -245,6 +245,25 @@ def _floats(a: np.ndarray, source: str, name: str) -> np.ndarray:
     return out
 
 
+def _check_reward_scale(rew: np.ndarray, source: str, name: str) -> None:
+    """Rewards so large that a sum over the log overflows float64 give no finite estimate: a located error.
+
+    Every estimator sums (weighted) rewards over the N rows, so ``|reward| * N`` must stay finite
+    (``sys.float_info.max`` is about 1.8e308).
+    """
+    import sys
+
+    if not rew.size:
+        return
+    limit = sys.float_info.max / (4.0 * rew.size)
+    bad = np.abs(rew) > limit
+    if bad.any():
+        i = _first_bad(bad)
+        raise DataError(f"{source}: column '{name}' row {i + 1}: reward {_show(rew[i])} is too large: sums over "
+                        f"the {rew.size} rows would overflow float64 (|reward| must be at most {limit:.3g} here); "
+                        "rescale the rewards")
+
+
 def _typename(a: np.ndarray) -> str:
     if a.dtype.kind in "OUST":
         sample = next((x for x in a if x is not None), None)
@@ -310,6 +329,7 @@ def from_arrays(*, round: np.ndarray, item: np.ndarray, position: np.ndarray, re
     itm, icode, iids = _ids(item, source, n("item"))
     pos = _integers(position, source, n("position"))
     rew = _floats(reward, source, n("reward"))
+    _check_reward_scale(rew, source, n("reward"))
     prop = _floats(propensity, source, n("propensity"))
     ctx = {k: _floats(v, source, n(k)) for k, v in (context or {}).items()}
     extra = {}

@@ -162,14 +162,16 @@ def _per_round(log: OPELog, df: Any, pos: np.ndarray, code: np.ndarray, prob: np
     return Target(p, Support(code, prob, unit=unit), "table")
 
 
-def catalog_from_log(log: OPELog) -> Any:
-    """An :class:`~counterfeed.core.contracts.Items` for ids ``0..max(item)`` with zero features."""
+def catalog_from_log(log: OPELog, *more: OPELog) -> Any:
+    """An :class:`~counterfeed.core.contracts.Items` for ids ``0..max(item)`` (over every log given) with
+    zero features."""
     from counterfeed.core.contracts import Items
 
-    if log.item.dtype.kind not in "iu" or (log.item < 0).any():
-        raise DataError(f"{log.source}: column 'item' must hold non-negative integer ids to evaluate a "
-                        "recommender (or pass explicit target probabilities)")
-    n = int(log.item.max()) + 1
+    for lg in (log, *more):
+        if lg.item.dtype.kind not in "iu" or (lg.item < 0).any():
+            raise DataError(f"{lg.source}: column 'item' must hold non-negative integer ids to evaluate a "
+                            "recommender (or pass explicit target probabilities)")
+    n = max(int(lg.item.max()) for lg in (log, *more)) + 1
     return Items(vectors=np.zeros((n, 1)), quality=np.zeros(n), topic=np.zeros(n, np.int64), n_topics=1,
                  arrival=np.zeros(n))
 
@@ -198,7 +200,7 @@ def check_target_evaluable(name: str, options: dict[str, Any] | None = None, *, 
 
 def target_from_recommender(log: OPELog, name: str, options: dict[str, Any] | None = None, *,
                             seed: int = 0, items: Any = None, n_users: int | None = None,
-                            slate_size: int | None = None, fit_log: Any = None,
+                            slate_size: int | None = None, fit_log: Any = None, fit_is_eval: bool | None = None,
                             dm_samples: int = 16, chunk: int = 65536, registry: Any = None) -> Target:
     """Target probabilities of a registered recommender on the logged rounds.
 
@@ -210,8 +212,11 @@ def target_from_recommender(log: OPELog, name: str, options: dict[str, Any] | No
     slate matches the logged item).
     The direct method's expectation over the target uses its slate (deterministic) or ``dm_samples``
     slates drawn from child streams (stochastic, Monte Carlo).
+
+    ``fit_is_eval`` (default: ``fit_log`` is None) says the recommender learns from the very log it is
+    evaluated on; if its ``fit`` learns anything, the target carries a winner's-curse warning.
     """
-    from counterfeed.core.contracts import Batch, RecommenderContext
+    from counterfeed.core.contracts import Batch, Recommender, RecommenderContext
     from counterfeed.core.plugins import get_registry
     from counterfeed.core.randomness import Keys
 
@@ -270,6 +275,11 @@ def target_from_recommender(log: OPELog, name: str, options: dict[str, Any] | No
     why = "" if (cover == samples).all() else f"recommender '{name}' returned slates shorter than the logged positions"
     support = Support(item_code, np.concatenate(s_w), unit=unit) if not why else None
     notes = []
+    if (fit_log is None if fit_is_eval is None else fit_is_eval) and type(rec).fit is not Recommender.fit:
+        notes.append(f"the target '{name}' was fitted on the log it is evaluated on (winner's curse): it favours "
+                     "what happened to be rewarded in this log, so the estimates are biased upward (its own "
+                     "noise looks like value); fit it on a separate log (ope --fit-log FILE, or the 'ope' "
+                     "analysis' fit_on: pre_period)")
     m = getattr(getattr(rec, "options", None), "propensity_samples", None)
     if stochastic and isinstance(m, int):
         notes.append(f"the target's probabilities are Monte Carlo estimates over propensity_samples = {m} draws "

@@ -32,9 +32,10 @@ class ConstantModel(RewardModel):
 
 
 def _tiny():
-    # 2 rounds x 2 positions, items coded in order of appearance: 0 -> code 0, 1 -> code 1
+    # 2 rounds x 2 positions, items coded in order of appearance: 0 -> code 0, 1 -> code 1; one non-binary
+    # reward (at a unit of target weight 0), so the intervals are not intersected with [0, 1]
     log = from_arrays(round=[10, 10, 11, 11], item=[0, 1, 1, 0], position=[0, 1, 0, 1],
-                      reward=[1.0, 0.0, 1.0, 1.0], propensity=[0.5, 0.25, 0.5, 0.75])
+                      reward=[1.0, 0.5, 1.0, 1.0], propensity=[0.5, 0.25, 0.5, 0.75])
     # target: position 0 -> item 0 w.p. 0.2, item 1 w.p. 0.8 ; position 1 -> item 0 w.p. 1
     table = pd.DataFrame({"item": [0, 1, 0], "position": [0, 0, 1], "prob": [0.2, 0.8, 1.0]})
     q = np.array([[0.3, 0.6], [0.9, 0.1]])  # q[item, position]
@@ -46,7 +47,7 @@ def test_formulas_by_hand():
     pe = np.array([0.2, 0.0, 0.8, 1.0])
     np.testing.assert_allclose(target.prob, pe)
     w = pe / np.array([0.5, 0.25, 0.5, 0.75])
-    r = np.array([1.0, 0.0, 1.0, 1.0])
+    r = np.array([1.0, 0.5, 1.0, 1.0])
     qi = np.array([q[0, 0], q[1, 1], q[1, 0], q[0, 1]])
     dm_pos = np.array([0.2 * q[0, 0] + 0.8 * q[1, 0], 1.0 * q[0, 1]])
     dm = dm_pos[[0, 1, 0, 1]]
@@ -70,7 +71,7 @@ def test_formulas_by_hand():
     assert d["max_weight"] == pytest.approx(w.max())
     assert d["ess"] == pytest.approx(w.sum() ** 2 / (w @ w))
     assert d["n_rounds"] == 2 and d["n_impressions"] == 4
-    assert res["ips"].logging_value == pytest.approx(0.75)
+    assert res["ips"].logging_value == pytest.approx(r.mean())  # 0.875: the mean logged reward
 
 
 def test_clipping():
@@ -231,7 +232,7 @@ def test_target_never_shows_logged_items():
 
     log, _, _ = _tiny()
     target = Target(np.zeros(4), None)
-    for kwargs in ({}, {"bootstrap": 20}):
+    for kwargs in ({}, {"bootstrap": 50}):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             with pytest.raises(DataError, match="no common support.*not identified"):

@@ -109,7 +109,8 @@ class OffPolicy(Estimator):
             rec_name = spec.recommender
             target = target_from_recommender(log, rec_name, dict(spec.options), seed=seed,
                                              items=data.items, n_users=data.n_users,
-                                             slate_size=data.slate_size, fit_log=fit_log)
+                                             slate_size=data.slate_size, fit_log=fit_log,
+                                             fit_is_eval=self.options.fit_on == "logs")
             o = self.options
             results = evaluate(log, target, o.estimators, clip=o.clip, level=level, bootstrap=o.bootstrap,
                                seed=seed, folds=o.folds, tau=o.tau, lam=o.lam)
