@@ -144,11 +144,14 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
     fmt = "json" if as_json else fmt
     result = run(sc, output_dir=out, write=True, quiet=quiet, workers=workers)  # progress: stderr
     if fmt == "csv":
-        result.estimates_frame().to_csv(sys.stdout, index=False)
+        from counterfeed.core.rundir import write_estimates_csv
+
+        write_estimates_csv(result, sys.stdout)  # the run directory's estimates.csv, byte for byte
         return
     if fmt == "json":
         doc = {"run_dir": str(result.run_dir), "srm": result.srm,
                "summary": result.summary().to_dict(orient="records"),
+               "population_metrics": result.manifest.get("population_metrics"),
                "estimates": [e.to_dict() for e in result.estimates], "timings": result.timings}
         click.echo(_json.dumps(doc, indent=2))
         return
@@ -186,12 +189,29 @@ def _print_result(result: Any) -> None:
                 Column("p", "p / P(better)", _fmt, True), Column("truth", show=_fmt, right=True),
                 Column("error", error_title, _fmt, True), Column("covered", show=_yes_no)]
         print_rich_table(rows, cols, title="Estimates vs truth", console=console)
+        _print_estimate_notes(console, result.estimates)
     _print_closed_loop(console, result.manifest)
     tm = result.timings
     console.print(f"{int(tm.get('sessions', 0)):,} sessions simulated in {tm.get('simulate_s', 0):.1f} s "
                   f"({tm.get('sessions_per_s', 0):,.0f}/s); total {tm.get('total_s', 0):.1f} s")
     if result.run_dir:
         console.print(f"run directory: {result.run_dir}")
+
+
+def _print_estimate_notes(console: Any, estimates: list[Any]) -> None:
+    """Under the estimates table: each estimator's warnings, and what an interval shown [-, -] means."""
+    from counterfeed.core._report_sections import _warnings_of
+
+    lines = []
+    for e in estimates:
+        where = f"{e.estimator} · {e.metric} · {e.arm}" + (f" · {e.segment}" if e.segment else "")
+        if e.point is not None and (_fmt(e.lower) == "-" or _fmt(e.upper) == "-"):
+            lines.append(f"{where}: interval [-, -]: no finite interval (unbounded, e.g. Fieller's interval for a "
+                         "relative lift whose control mean is not clearly away from 0, or not computable; see "
+                         "the warnings)")
+        lines.extend(f"warning ({where}): {w}" for w in _warnings_of(e))
+    for line in dict.fromkeys(lines):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_closed_loop(console: Any, manifest: dict[str, Any]) -> None:

@@ -51,15 +51,20 @@ def _with_options(fn):
 
 
 def _load(path: str, sets: tuple[str, ...] = ()):
-    """The scenario at ``path`` with the ``--set`` overrides applied (a located error is a UserError)."""
+    """The scenario at ``path`` with the ``--set`` overrides applied, checked as ``validate`` checks it
+    (a located error is a UserError: exit 2, nothing written)."""
     from counterfeed.cli import parse_sets
     from counterfeed.core.scenario import load_scenario
     from counterfeed.errors import CounterfeedError
 
+    from counterfeed.core.plan import resolve
+
     try:
         sc = load_scenario(path)
         overrides = parse_sets(sets)
-        return sc.with_overrides(overrides) if overrides else sc
+        sc = sc.with_overrides(overrides) if overrides else sc
+        resolve(sc)  # whatever `validate` rejects is rejected here, before any work or output
+        return sc
     except CounterfeedError as exc:
         raise UserError(str(exc)) from None
 
@@ -86,6 +91,11 @@ def _finish(result: Any, *, title: str, extra: list[str], as_json: bool, quiet: 
         if cate is not None and len(cate):
             from counterfeed.calibration.cate_summary import cate_table
             print_table(cate_table(cate), console)
+        zw = result.summary[result.summary.get("zero_width", 0) > 0] if "zero_width" in result.summary else []
+        for r in (zw.itertuples(index=False) if len(zw) else []):
+            console.print(f"warning: {r.estimator} · {r.metric} · {r.arm}: {r.zero_width} of {r.replications} "
+                          "replications reported a zero-width interval (no observed variance): its coverage "
+                          "says little", markup=False, highlight=False, soft_wrap=True)
         console.print(f"[dim]{payload['completed']} replications ({payload['computed_now']} computed now) "
                       f"in {result.out_dir}[/dim]")
     if result.errors:

@@ -14,7 +14,13 @@ For a group of replications of one (estimator, metric, arm, estimand, segment), 
 - minimum detectable effect at 80% power and a 5% two-sided test,
   :math:`\\mathrm{MDE} = (z_{0.975} + z_{0.80})\\,\\overline{\\mathrm{se}} \\approx 2.80\\,\\overline{\\mathrm{se}}`,
   with each replication's standard error read from its interval width,
-  :math:`\\mathrm{se}_r = (u_r - l_r) / (2 z_{1-\\alpha/2})` (exact for symmetric normal intervals).
+  :math:`\\mathrm{se}_r = (u_r - l_r) / (2 z_{1-\\alpha/2})` (exact for symmetric normal intervals);
+- ``zero_width``: how many replications reported an interval of zero width (up to rounding); such an
+  interval covers only by the rounding tolerance and is a warning sign (no observed variance).
+
+Coverage is judged up to a few ulps relative to the numbers' scale
+(:func:`counterfeed.core.scoring.covers`): a bound and a truth computed by different sums of the same
+numbers differ in their last bits.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
+
+from counterfeed.core.scoring import COVER_ULPS, covers
 
 __all__ = ["ESTIMATE_FIELDS", "GROUP_KEYS", "wilson_interval", "records_frame", "summarize",
            "MDE_MULTIPLIER"]
@@ -88,9 +96,13 @@ def _group_stats(g: pd.DataFrame) -> dict[str, Any]:
     truth = g["truth"].to_numpy(float)
     ok = np.isfinite(point)
     err = (point - truth)[ok & np.isfinite(truth)]
-    covered = [bool(c) for c in g["covered"] if c is not None and not (isinstance(c, float) and math.isnan(c))]
+    covered = [_covered(c, lo, hi, t) for c, lo, hi, t in zip(g["covered"], g["lower"], g["upper"], g["truth"])]
+    covered = [c for c in covered if c is not None]
     width = (g["upper"] - g["lower"]).to_numpy(float)
     width = width[np.isfinite(width)]
+    lo_abs = np.maximum(np.abs(g["lower"].to_numpy(float)), np.abs(g["upper"].to_numpy(float)))[
+        np.isfinite((g["upper"] - g["lower"]).to_numpy(float))]
+    zero_width = int(np.sum(width <= COVER_ULPS * np.finfo(float).eps * lo_abs))
     level = float(g["level"].dropna().mode().iloc[0]) if g["level"].notna().any() else 0.95
     z = float(norm.ppf(0.5 + level / 2))
     rejected = _rejected(g[ok])
@@ -115,7 +127,18 @@ def _group_stats(g: pd.DataFrame) -> dict[str, Any]:
         "rejection_upper": rej_hi,
         "mean_se": mean_se,
         "mde": MDE_MULTIPLIER * mean_se,
+        "zero_width": zero_width,
     }
+
+
+def _covered(stored: Any, lower: float, upper: float, truth: float) -> bool | None:
+    """Coverage of one replication, rechecked up to rounding (:func:`counterfeed.core.scoring.covers`) where
+    the bounds and the truth are known (older stores kept an exact comparison); else the stored flag."""
+    if all(isinstance(x, float) and math.isfinite(x) for x in (lower, upper, truth)):
+        return covers(lower, upper, truth)
+    if stored is None or (isinstance(stored, float) and math.isnan(stored)):
+        return None
+    return bool(stored)
 
 
 def summarize(frame: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
@@ -130,5 +153,5 @@ def summarize(frame: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
             rows.append(row)
     cols = by + ["replications", "level", "mean_estimate", "mean_truth", "bias", "rmse", "coverage",
                  "coverage_lower", "coverage_upper", "mean_width", "rejection_rate", "rejection_lower",
-                 "rejection_upper", "mean_se", "mde"]
+                 "rejection_upper", "mean_se", "mde", "zero_width"]
     return pd.DataFrame(rows, columns=cols)

@@ -21,11 +21,14 @@ def num(x: Any) -> float | None:
 
 
 def fmt(x: Any, signed: bool = False) -> str:
-    """4 significant digits, thousands separators from 10,000, scientific below 0.001; "—" for none."""
+    """4 significant digits, thousands separators from 10,000 up to 1e15 (scientific above, and below 0.001);
+    "—" for none."""
     v = num(x)
     if v is None:
         return "—"
-    if v != 0 and abs(v) >= 1e4:
+    if abs(v) >= 1e15:  # beyond this, thousands separators would print hundreds of digits
+        s = f"{v:.4g}"
+    elif v != 0 and abs(v) >= 1e4:
         s = f"{v:,.0f}"
     elif v != 0 and abs(v) < 1e-3:
         s = f"{v:.2e}"

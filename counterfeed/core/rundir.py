@@ -118,12 +118,18 @@ def save_run(result: RunResult, directory: Path, events: dict[str, WorldEvents] 
     payload = {"level": result.scenario.level, "srm": result.srm,
                "estimates": [e.to_dict() for e in result.estimates]}
     _write_json(directory / "estimates.json", payload)
-    frame = result.estimates_frame()  # diagnostics are dicts in the API; a JSON object per CSV cell
-    frame["diagnostics"] = [dumps(d, sort_keys=True) for d in frame["diagnostics"]]
-    frame.to_csv(directory / "estimates.csv", index=False)
+    write_estimates_csv(result, directory / "estimates.csv")
     for ev in (events or {}).values():
         write_events(directory, ev, record_impressions)
     _write_json(directory / "manifest.json", result.manifest)
+
+
+def write_estimates_csv(result: RunResult, target: Any) -> None:
+    """The estimates table as CSV into ``target`` (a path or a text stream): the one writer of
+    estimates.csv and of ``run --format csv`` (diagnostics: one JSON object per cell)."""
+    frame = result.estimates_frame()  # diagnostics are dicts in the API; a JSON object per CSV cell
+    frame["diagnostics"] = [dumps(d, sort_keys=True) for d in frame["diagnostics"]]
+    frame.to_csv(target, index=False)
 
 
 def _write_json(path: Path, doc: Any) -> None:

@@ -14,22 +14,34 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from counterfeed.core.estimation import Estimate
 
-__all__ = ["TruthKey", "score_values", "truth_lookup", "truth_of", "score_estimates"]
+__all__ = ["TruthKey", "COVER_ULPS", "covers", "score_values", "truth_lookup", "truth_of", "score_estimates"]
 
 #: ``(metric, arm, estimand, segment)``; ``segment`` is None for the whole population
 TruthKey = tuple[str, str, str, "str | None"]
 
 
+#: tolerance of the coverage check, in units of the float64 spacing (ulps) at the numbers' scale
+COVER_ULPS = 8
+
+
+def covers(lower: float, upper: float, truth: float) -> bool:
+    """``lower <= truth <= upper`` up to a few ulps relative to their scale (``COVER_ULPS`` times
+    ``eps * max(|lower|, |upper|, |truth|)``): an interval and a truth computed by different sums of the
+    same numbers (e.g. both 1/3) differ in the last bits, which is rounding, not a miss."""
+    tol = COVER_ULPS * 2.220446049250313e-16 * max(abs(lower), abs(upper), abs(truth))
+    return bool(lower - tol <= truth <= upper + tol)
+
+
 def score_values(point: float | None, lower: float | None, upper: float | None,
                  truth: float | None) -> tuple[float | None, float | None, bool | None]:
     """``(truth, error, covered)`` of one estimate: ``error = point - truth`` and ``covered`` is
-    ``lower <= truth <= upper``; all None when the truth is unknown (None or not finite), and
-    ``error`` / ``covered`` None where the point / the interval is missing."""
+    ``lower <= truth <= upper`` up to rounding (:func:`covers`); all None when the truth is unknown (None or
+    not finite), and ``error`` / ``covered`` None where the point / the interval is missing."""
     if truth is None or not math.isfinite(truth):
         return None, None, None
     t = float(truth)
     error = None if point is None else float(point - t)
-    covered = None if lower is None or upper is None else bool(lower <= t <= upper)
+    covered = None if lower is None or upper is None else covers(float(lower), float(upper), t)
     return t, error, covered
 
 
