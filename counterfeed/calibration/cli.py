@@ -69,6 +69,20 @@ def _load(path: str, sets: tuple[str, ...] = ()):
         raise UserError(str(exc)) from None
 
 
+def _resolve_points(sc: Any, grid: list) -> None:
+    """Every sweep point checked as ``validate`` checks a scenario; a ScenarioError names the point."""
+    from counterfeed.calibration.sweep import grid_points
+    from counterfeed.core.plan import resolve
+    from counterfeed.errors import ScenarioError
+
+    for overrides, point in grid_points(sc, grid):
+        try:
+            resolve(point)
+        except ScenarioError as exc:
+            where = ", ".join(f"{k}={v}" for k, v in overrides.items())
+            raise ScenarioError(f"--vary {where}: {exc}") from None
+
+
 def _executor(kind: str, workers: int | None, scheduler: str | None):
     from counterfeed.core.executors import get_executor
 
@@ -164,11 +178,11 @@ def sweep_command(scenario: str, vary: tuple[str, ...], replications: int, worke
     two-sided significance (2.8 x the mean standard error). Writes sweep.json, sweep.csv,
     replications.parquet and power.png (default: <output.dir>/sweep-<name>/).
     """
-    from counterfeed.calibration.sweep import grid_points, parse_vary, sweep
+    from counterfeed.calibration.sweep import parse_vary, sweep
 
     sc = _load(scenario, sets)
     grid = _guard(lambda: [parse_vary(v) for v in vary])
-    _guard(grid_points, sc, grid)  # validate every point before starting workers
+    _guard(_resolve_points, sc, grid)  # validate every point (as `validate` would) before starting workers
     ex = _guard(_executor, executor, workers, scheduler)
     with ex:
         result = _guard(sweep, sc, grid, replications, executor=ex, out_dir=out_dir, fresh=fresh,
