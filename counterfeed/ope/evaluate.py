@@ -15,7 +15,8 @@ model on the resampled rounds (same folds), so the interval includes the model's
 The analytic interval of DR-type estimators is valid with a cross-fitted model only where the target
 stays on the log's support (the weighted correction term then carries the model's error; Chernozhukov
 et al. 2018). DM, Switch-DR or DR-OS when no weight is left (they are DM then), and every DR-type
-estimator when the target puts probability on items the log never shows (the model alone extrapolates
+estimator when the target puts probability where the log has none (items the log never shows, or a mean
+raw weight clearly below 1: items the logger never shows in those rounds; the model alone extrapolates
 there, and no correction term sees its error) get the refit bootstrap (``model_bootstrap`` draws when
 ``bootstrap`` is 0). Neither interval covers a misspecified model's bias.
 
@@ -262,7 +263,7 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
         n_boot = int(bootstrap) if bootstrap > 0 else (int(model_bootstrap) if model_only else 0)
         # an estimator that is DM here shares DM's draws, so it reports DM's interval exactly
         rng = keys.numpy_generator("ope", "bootstrap", *(("dm",) if model_only else (est.name, i)))
-        extrapolates = est.needs_model and not model_only and bool(unsupported)
+        extrapolates = est.needs_model and not model_only and _off_support(unsupported, diag)
         if extrapolates and bootstrap <= 0:
             n_boot = int(model_bootstrap)
         why_none = _no_interval_reason(est, u, log.n_rounds, diag)
@@ -300,6 +301,18 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
         out.append(OPEResult(est.name, value, lo, hi, se, level, logging_value, kind, diag))
         tm[est.name] = _time.perf_counter() - t1
     return out
+
+
+def _off_support(unsupported: float | None, diag: dict[str, Any]) -> bool:
+    """Whether the target puts probability where the log has none: on items the log never shows, or (mean
+    raw weight clearly below 1, as in :mod:`counterfeed.ope.diagnostics`) on items the logging policy never
+    shows in those rounds/positions, e.g. under a deterministic logger. The model alone covers that mass."""
+    from counterfeed.ope.diagnostics import SAFE
+
+    if unsupported:
+        return True
+    m, se = diag.get("mean_weight"), diag.get("mean_weight_se", float("nan"))
+    return m is not None and 1 - m > SAFE["mean_weight_tol"] and not (1 - m <= SAFE["mean_weight_z"] * se)
 
 
 def _no_interval_reason(est: OffPolicyEstimator, u: Units, n_rounds: int, diag: dict[str, Any]) -> str | None:
