@@ -118,9 +118,14 @@ class OffPolicy(Estimator):
                 diag = dict(r.diagnostics, se=r.se, logging_value=r.logging_value, interval=r.interval,
                             recommender=rec_name)
                 out.append(Estimate(estimator=f"ope:{r.estimator}", metric=METRIC, arm=arm,
-                                    control=data.control, point=r.value, lower=r.lower, upper=r.upper,
+                                    control=data.control, point=r.value, lower=_bound(r.lower), upper=_bound(r.upper),
                                     level=level, estimand=POLICY_VALUE, diagnostics=diag))
         return out
+
+
+def _bound(x: float) -> float | None:
+    """An interval bound, None where there is none (no interval: NaN in OPEResult)."""
+    return float(x) if np.isfinite(x) else None
 
 
 @hookimpl
