@@ -34,34 +34,12 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from counterfeed.core.hookspecs import hookimpl  # noqa: E402
-from counterfeed.plugins.users.choice import ChoiceUserModel  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "twin"))
+from regular_visits import PeriodicPlugin  # noqa: E402  (the out-of-family user model, shared with the tests)
 
 TARGETS = {"mf": {"recommender": "matrix-factorization"},
            "text": {"recommender": "text-embedding", "embedder": "hashing"},
            "bandit": {"recommender": "thompson"}}
-
-
-class PeriodicChoice(ChoiceUserModel):
-    """The ``choice`` model with regular visits: the gap after a session is uniform on [0.5, 1.5] times
-    its mean (not exponential): outside the twin's family."""
-
-    name = "periodic-choice"
-
-    def consequences(self, state, batch, items, util, clicked):
-        resp = super().consequences(state, batch, items, util, clicked)
-        o = self.options
-        rate = o.visit_rate * state.activity[batch.users]
-        u = state.keys.stream("user:periodic").uniform(batch.users, batch.sessions)
-        resp.next_gap = np.where(np.isfinite(resp.next_gap), (0.5 + u) / rate, np.inf)
-        return resp
-
-
-class _Plugin:
-    @staticmethod
-    @hookimpl
-    def register_user_models(register):
-        register(PeriodicChoice)
 
 
 def scenario(seed: int, args, user_model: str = "choice", targets=None) -> dict:
@@ -239,7 +217,7 @@ def main(argv=None) -> None:
         return
     from counterfeed.core.plugins import get_registry
 
-    get_registry().register_plugin(_Plugin(), name="twin-validation")
+    get_registry().register_plugin(PeriodicPlugin(), name="twin-validation")
     out = Path(args.out)
     done = set()
     if out.exists():

@@ -8,29 +8,9 @@ side, which is in the family) must not. benchmarks/twin_validation.py repeats th
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from counterfeed.core.hookspecs import hookimpl
-from counterfeed.plugins.users.choice import ChoiceUserModel
-
-
-class RegularVisits(ChoiceUserModel):
-    name = "regular-visits-choice"
-
-    def consequences(self, state, batch, items, util, clicked):
-        resp = super().consequences(state, batch, items, util, clicked)
-        rate = self.options.visit_rate * state.activity[batch.users]
-        u = state.keys.stream("user:regular").uniform(batch.users, batch.sessions)
-        resp.next_gap = np.where(np.isfinite(resp.next_gap), (0.5 + u) / rate, np.inf)
-        return resp
-
-
-class _Plugin:
-    @staticmethod
-    @hookimpl
-    def register_user_models(register):
-        register(RegularVisits)
+from tests.twin.regular_visits import PeriodicPlugin
 
 
 def _check(tmp_path, user_model: str) -> dict[str, str]:
@@ -58,9 +38,9 @@ def test_check_flags_regular_visits_and_not_the_in_family_log(tmp_path):
     from counterfeed.core.plugins import get_registry
 
     registry = get_registry()
-    registry.register_plugin(_Plugin(), name="regular-visits-test")
+    registry.register_plugin(PeriodicPlugin(), name="regular-visits-test")
     try:
-        out_of_family = _check(tmp_path, "regular-visits-choice")
+        out_of_family = _check(tmp_path, "periodic-choice")
     finally:
         registry.unregister_plugin("regular-visits-test")
     assert out_of_family["inter_visit_times"] == "mismatch", out_of_family
