@@ -236,13 +236,25 @@ class Log:
 
 @dataclass
 class RecommenderContext:
-    """What a recommender is set up with before it serves: the catalog and the population size."""
+    """What a recommender is set up with before it serves: the catalog and the population size.
+
+    ``arm`` is the arm's name (for messages); ``key`` is its random identity, the canonical JSON of
+    its recommender configuration (:func:`counterfeed.core.plan.arm_key`), shared by identically
+    configured arms. Key every random draw on :attr:`seed_key`, never on the name, so identical arms
+    give identical per-user outcomes (issue 14, item 2).
+    """
 
     items: Items
     n_users: int
     slate_size: int
     keys: Keys
     arm: str = ""
+    key: str = ""
+
+    @property
+    def seed_key(self) -> str:
+        """What random draws are keyed on: ``key``, else (a context built by hand) ``arm``."""
+        return self.key or self.arm
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ imports nothing the simulation needs (no pandas, no pyarrow, no scipy).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ from counterfeed.core.scenario import Scenario
 from counterfeed.core.scenario_heterogeneity import check_targeting
 from counterfeed.errors import ScenarioError
 
-__all__ = ["Plan", "resolve", "check_estimator_metrics", "is_population", "NOT_IDENTIFIED"]
+__all__ = ["Plan", "resolve", "check_estimator_metrics", "is_population", "NOT_IDENTIFIED", "arm_key"]
 
 NOT_IDENTIFIED = ("is population-level: its effect is not identified by comparing the arms of a "
                   "user-randomized test (each arm's value depends on its size and on the other arm); "
@@ -32,6 +33,16 @@ def check_estimator_metrics(metrics: dict[str, Metric], wanted: list[str]) -> tu
         if m in metrics and is_population(metrics[m]):
             return i, f"metric '{m}' {NOT_IDENTIFIED}"
     return None
+
+
+def arm_key(recommender: str, options: dict[str, Any]) -> str:
+    """An arm's random identity: the canonical JSON of its recommender name and options.
+
+    Policy streams and model initializations are keyed on it, not on the arm's name, so
+    identically configured arms draw identically (issue 14, item 2).
+    """
+    return json.dumps({"recommender": recommender, "options": options}, sort_keys=True,
+                      separators=(",", ":"), default=str)
 
 
 @dataclass
@@ -56,6 +67,11 @@ class Plan:
         spec = self.scenario.experiment.arms[arm]
         return self.create("recommender", spec.recommender, spec.options, f"experiment.arms.{arm}",
                             "recommender")
+
+    def arm_keys(self) -> list[str]:
+        """Each arm's :func:`arm_key`, in the scenario's arm order."""
+        arms = self.scenario.experiment.arms
+        return [arm_key(arms[a].recommender, arms[a].options) for a in self.scenario.arms]
 
     def create(self, kind: str, name: str, options: dict[str, Any], field: str,
                 name_key: str | None = None) -> Any:

@@ -95,7 +95,7 @@ def simulate_world(task: WorldTask) -> WorldOutput:
                       assignment=None, pre_period=exp.pre_period,
                       duration=exp.duration, batch_window=exp.batch_window,
                       retrain_every=exp.retrain_every, slate_size=exp.slate_size, training=exp.training,
-                      record_impressions=True)
+                      record_impressions=True, arm_keys=plan.arm_keys())
     base, replication = split_replication(task.world)  # a noise replication re-keys the world's noise
     keys = replication_keys(sc.seed, replication)
     assignment = world_assignment_component(sc, plan, replace(task, world=base), keys)

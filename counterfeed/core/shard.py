@@ -66,7 +66,8 @@ class Shard:
     population : the block (:meth:`Population.block`), or a ``(spec, keys)`` pair to build it in
         the shard (:func:`counterfeed.core.population.build_population` with ``block``), so the
         whole population never exists in one process.
-    arms : the arm names (arm index ``a`` uses the policy stream ``policy:<arms[a]>``).
+    arms : the arms' random identities (``WorldConfig.key``; arm index ``a`` uses the policy stream
+        ``policy:<arms[a]>``).
     """
 
     def __init__(self, lo: int, hi: int, user_model: UserModel, items: Items, keys: Keys,
@@ -226,7 +227,7 @@ class ShardedWorld(SimWorld):
     def _block_args(self, lo: int, hi: int) -> tuple:
         src = self._population_source
         pop = src.block(lo, hi) if isinstance(src, Population) else src
-        return self.user_model, self.items, self.keys, pop, self.cfg.arms
+        return self.user_model, self.items, self.keys, pop, [self.cfg.key(a) for a in range(len(self.cfg.arms))]
 
     def _first_visits(self) -> np.ndarray:
         self.pool.create(self.blocks, self._block_args)

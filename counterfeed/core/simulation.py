@@ -79,6 +79,11 @@ class WorldConfig:
     training: str = "own"
     record_impressions: bool = True
     n_users: int = 0  # the number of users when the world is given no Population (a sharded world)
+    arm_keys: list[str] | None = None  # each arm's random identity (plan.arm_key); default: its name
+
+    def key(self, arm: int) -> str:
+        """What arm index ``arm``'s random draws are keyed on (identical arms share it)."""
+        return self.arm_keys[arm] if self.arm_keys is not None else self.arms[arm]
 
     @property
     def horizon(self) -> float:
@@ -123,7 +128,7 @@ class SimWorld:
         self.session_count = np.zeros(n, dtype=np.int64)
         self.user_state: Any = None    # the user model's state (init_state), owned by the world
         self.policies: dict[int, Recommender] = {}
-        self.streams = [keys.stream(f"policy:{a}") for a in config.arms]
+        self.streams = [keys.stream(f"policy:{config.key(a)}") for a in range(len(config.arms))]
         self.started = False           # the experiment period has begun
         self._current = np.full(n, config.control, dtype=np.int64)
         self._unassigned = False       # some users get their arm at their first experiment visit
@@ -155,7 +160,7 @@ class SimWorld:
         if rec is None:
             rec = self.make_recommender(self.cfg.arms[arm])
             ctx = RecommenderContext(items=self.items, n_users=self.n, slate_size=self.cfg.slate_size,
-                                     keys=self.keys, arm=self.cfg.arms[arm])
+                                     keys=self.keys, arm=self.cfg.arms[arm], key=self.cfg.key(arm))
             call_plugin(rec, "setup", rec.setup, ctx)
             self.policies[arm] = rec
         return rec

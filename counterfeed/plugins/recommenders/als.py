@@ -39,7 +39,8 @@ Determinism
 Each row's solve reads only the other side's factors and that row's data, so the result does not
 depend on the thread count (``threads`` is passed to implicit as ``num_threads``, never 0 = all
 cores); ``Y^T Y`` is a BLAS product, deterministic with the single-threaded BLAS the engine pins.
-The initial factors come from ``keys.derive_seed("als-init", arm)``. So a run is byte-identical
+The initial factors come from ``keys.derive_seed("als-init", ctx.seed_key)`` (the arm's
+configuration, so identically configured arms start alike). So a run is byte-identical
 across repetitions and thread counts.
 
 References: Y. Hu, Y. Koren, C. Volinsky, "Collaborative Filtering for Implicit Feedback Datasets",
@@ -86,7 +87,7 @@ class AlternatingLeastSquares(FactorRecommender):
         cui = sp.csr_matrix((value.astype(np.float32), (pu, pi)), shape=(n_users, n_items))
         model = ALS(factors=o.factors, regularization=o.regularization, alpha=1.0, dtype=np.float32,
                     iterations=o.iterations, num_threads=o.threads,
-                    random_state=ctx.keys.derive_seed("als-init", ctx.arm))
+                    random_state=ctx.keys.derive_seed("als-init", ctx.seed_key))
         warm = getattr(self, "model_user_", None)
         if warm is not None:
             model.user_factors, model.item_factors = warm, self.model_item_

@@ -220,7 +220,7 @@ class MatrixFactorization(FactorRecommender):
         o = self.options
         pu, pi, n_imp, n_clk = self._pairs(users, items, clicks)
         wpos, wneg = n_clk, o.shown_negative_weight * (n_imp - n_clk)
-        rng = self.ctx_.keys.numpy_generator("mf", self.ctx_.arm, self.n_fits_)
+        rng = self.ctx_.keys.numpy_generator("mf", self.ctx_.seed_key, self.n_fits_)
         clicked = np.flatnonzero(n_clk > 0)
         pool = np.flatnonzero(self.ctx_.items.arrival <= t_fit)
         if pool.size == 0:
@@ -253,7 +253,7 @@ class MatrixFactorization(FactorRecommender):
             U, V, acc_u, acc_v = self.state_  # warm start: continue from the previous fit
             epochs = o.warm_epochs
         else:
-            gen = np.random.Generator(np.random.Philox(ctx.keys.derive_seed("mf-init", ctx.arm, self.n_fits_)))
+            gen = np.random.Generator(np.random.Philox(ctx.keys.derive_seed("mf-init", ctx.seed_key, self.n_fits_)))
             scale = np.float32(0.1 / np.sqrt(f))
             # column f holds the bias: s = U[u, :f] . V[i, :f] + U[u, f] + V[i, f]
             U = gen.standard_normal((n_users, f + 1), dtype=np.float32) * scale
