@@ -272,6 +272,8 @@ class CatalogTags:
     """
 
     reads_table: bool = False
+    #: its items carry text and embeddings (recommenders that need text check it at validation)
+    text: bool = False
 
 
 class Catalog(Plugin, ABC):
@@ -313,6 +315,11 @@ class Recommender(Plugin, ABC):
     def setup(self, ctx: RecommenderContext) -> None:
         """Called once before anything else with the catalog and the population size."""
         self.ctx_ = ctx
+
+    def check_scenario(self, scenario: Any, catalog: "Catalog", field: str) -> None:
+        """Raise a :class:`~counterfeed.errors.ScenarioError` (``field``: the arm's path, e.g.
+        ``experiment.arms.b``) for a precondition checkable from the scenario and its catalog plugin
+        alone; ``validate`` and ``run`` call it before simulating. The default checks nothing."""
 
     def fit(self, log: Log) -> None:
         """Learn from a full log (at the start of the experiment and every retraining period)."""

@@ -293,6 +293,12 @@ class Estimator(Plugin, ABC):
         before simulating. Raise :class:`~counterfeed.errors.ScenarioError` with a ``field`` path
         (located in the file for you). The default checks nothing."""
 
+    def check_metrics(self, scenario: Any, metrics: dict[str, MetricInfo]) -> None:
+        """Raise for a precondition on the scenario's analysed ``metrics`` (name -> info) or its
+        options; ``validate`` and ``run`` call it before simulating and report the error at this
+        analysis entry (a :class:`~counterfeed.errors.CounterfeedError` without a field) or at the
+        error's ``field``. Use the same function ``estimate`` uses. The default checks nothing."""
+
     @abstractmethod
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         """Return one :class:`Estimate` per (metric, treatment arm[, segment]) it covers."""

@@ -13,7 +13,7 @@ from counterfeed.core.contracts import Estimator, Metric, MetricInfo, Recommende
 from counterfeed.core.plugins import Registry, get_registry
 from counterfeed.core.scenario import Scenario
 from counterfeed.core.scenario_heterogeneity import check_targeting
-from counterfeed.errors import ScenarioError
+from counterfeed.errors import CounterfeedError, ScenarioError
 
 __all__ = ["Plan", "resolve", "check_estimator_metrics", "is_population", "NOT_IDENTIFIED", "arm_key"]
 
@@ -104,10 +104,12 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
             problems.append(err)
             return None
 
-    attempt(plan.catalog)
+    catalog = attempt(plan.catalog)
     attempt(plan.user_model)
     for arm in sc.arms:
-        attempt(plan.recommender, arm)
+        rec = attempt(plan.recommender, arm)
+        if rec is not None and catalog is not None:
+            attempt(rec.check_scenario, sc, catalog, f"experiment.arms.{arm}")
     for i, (name, opts) in enumerate(sc.metric_specs):
         metric = attempt(plan.create, "metric", name, opts, f"metrics[{i}]")
         if metric is not None:
@@ -132,6 +134,8 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
         if metrics_ok:
             attempt(_check_estimator_metrics, plan, est, i)
         plan.estimators.append(est)
+    for i, est in enumerate(plan.estimators if metrics_ok and not problems else []):
+        attempt(_check_estimator_plan, plan, est, i)
     if not problems and (sc.experiment.allocation is not None or sc.experiment.phases):
         _check_extensions(plan)
     if not problems and sc.targeting is not None:
@@ -156,6 +160,17 @@ def _check_estimator_metrics(plan: Plan, est: Estimator, i: int) -> None:
                            f"{', '.join(plan.analysed)})", f"analysis[{i}].metrics[{j}]")
 
 
+def _check_estimator_plan(plan: Plan, est: Estimator, i: int) -> None:
+    """``est.check_metrics`` on the analysed metrics; an error without a field is located at ``analysis[i]``."""
+    sc = plan.scenario
+    try:
+        est.check_metrics(sc, {n: plan.metrics[n].info() for n in plan.analysed})
+    except ScenarioError as err:
+        raise sc.locate(err) from None
+    except CounterfeedError as err:
+        raise sc.error(str(err), f"analysis[{i}]") from None
+
+
 def _check_extensions(plan: Plan) -> None:
     """Metrics and estimators named by ``experiment.allocation`` / ``experiment.phases`` exist."""
     sc = plan.scenario
@@ -168,8 +183,12 @@ def _check_extensions(plan: Plan) -> None:
         if plan.metrics[m].info().kind == "ratio":
             raise sc.error(f"metric '{m}' is a ratio; adaptive allocation needs a per-user metric "
                            "(e.g. clicks)", "experiment.allocation.metric")
+        if (bad := check_estimator_metrics(plan.metrics, [m])) is not None:
+            raise sc.error(bad[1], "experiment.allocation.metric")
     for i, ph in enumerate(exp.phases or []):
         if ph.metric not in plan.metrics:
             raise sc.error(f"metric '{ph.metric}' is not computed in this scenario (metrics: "
                            f"{', '.join(plan.analysed)})", f"experiment.phases[{i}].metric")
+        if (bad := check_estimator_metrics(plan.metrics, [ph.metric])) is not None:
+            raise sc.error(bad[1], f"experiment.phases[{i}].metric")
         plan.create("estimator", ph.estimator, {"metrics": [ph.metric]}, f"experiment.phases[{i}].estimator")

@@ -284,6 +284,10 @@ class Registry:
             opts = info.cls.Options(**(options or {}))
         except ValidationError as exc:
             raise validation_message(exc, prefix=field, model=info.cls.Options, root=info.cls.Options) from None
+        except ScenarioError as exc:  # a nested plugin's options (a re-ranker's base_options): its full path
+            if exc.file or not field or not exc.field:
+                raise
+            raise ScenarioError(exc.bare_message, field=f"{field}.{exc.field}") from None
         except (ValueError, TypeError) as exc:  # an Options.__init__ that checks values by hand
             raise ScenarioError(f"invalid {kind} options: {exc}", field=field) from None
         try:

@@ -64,6 +64,7 @@ class SyntheticTextCatalog(Catalog):
     """
 
     name = "synthetic-text"
+    tags = CatalogTags(text=True)
     conformance_options = {"items": 60, "embedder": "hashing"}
 
     class Options(Options):
@@ -130,7 +131,7 @@ class TableCatalog(Catalog):
     """
 
     name = "table"
-    tags = CatalogTags(reads_table=True)
+    tags = CatalogTags(reads_table=True, text=True)
     #: the conformance suite's sample table (see CatalogTags), embedded without a model download
     conformance_options = {"path": "items.csv", "text_columns": ["title", "description"],
                            "topic_column": "topic", "quality_column": "quality", "arrival_column": "arrival",

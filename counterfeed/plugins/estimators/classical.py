@@ -37,6 +37,8 @@ from counterfeed.plugins.estimators._stats import (ArmStats, Comparison, SmallGr
 
 __all__ = ["ClassicalOptions", "DifferenceInMeans", "RatioDeltaMethod", "CUPED", "register_estimators"]
 
+NEEDS_PRE = "cuped needs a pre-period: set experiment.pre_period"
+
 
 class ClassicalOptions(EstimatorOptions):
     """Options of the classical estimators."""
@@ -184,18 +186,25 @@ class RatioDeltaMethod(_ArmComparisons):
     method = "delta-ratio"
 
     def _metrics(self, data):
+        names = select_metrics(data, self._chosen(data.metrics), self.name)
+        return names
+
+    def _chosen(self, metrics: dict[str, MetricInfo]) -> list[str]:
+        """The ratio metrics to analyse; ModelError when there are none or one named is not a ratio."""
         if not self.options.metrics:
-            names = [m for m, info in data.metrics.items() if info.kind == "ratio"]
+            names = [m for m, info in metrics.items() if info.kind == "ratio"]
             if not names:
                 raise ModelError(f"{self.name}: the scenario has no ratio metrics "
-                                 f"(metrics: {', '.join(data.metrics) or 'none'})")
-            return select_metrics(data, names, self.name)
-        names = select_metrics(data, self.options.metrics, self.name)
-        for m in names:
-            if data.metrics[m].kind != "ratio":
-                raise ModelError(f"{self.name}: metric '{m}' is a {data.metrics[m].kind} metric, not a "
+                                 f"(metrics: {', '.join(metrics) or 'none'})")
+            return names
+        for m in self.options.metrics:
+            if m in metrics and metrics[m].kind != "ratio":
+                raise ModelError(f"{self.name}: metric '{m}' is a {metrics[m].kind} metric, not a "
                                  f"ratio; use estimator 'diff-in-means' for it")
-        return names
+        return list(self.options.metrics)
+
+    def check_metrics(self, scenario, metrics):
+        self._chosen(metrics)
 
     def _arm_stats(self, frame, data, metric, info, segment):
         return self._ratios(frame, data, metric, info, segment), {}
@@ -230,21 +239,31 @@ class CUPED(_ArmComparisons):
     method = "cuped"
 
     def _metrics(self, data):
+        names = select_metrics(data, self._chosen(data.metrics), self.name)
+        for m in names:
+            if f"pre_{m}" not in data.outcomes.columns:
+                raise ModelError(f"{self.name}: {NEEDS_PRE} (column 'pre_{m}' is missing from the outcomes)")
+        return names
+
+    def _chosen(self, metrics: dict[str, MetricInfo]) -> list[str]:
+        """The metrics to adjust (default: every non-ratio one); ModelError for a ratio metric."""
         if not self.options.metrics:  # default: every metric it can adjust (ratio metrics are skipped)
-            names = [m for m, info in data.metrics.items() if info.kind != "ratio"]
+            names = [m for m, info in metrics.items() if info.kind != "ratio"]
             if not names:
                 raise ModelError(f"{self.name}: the scenario has only ratio metrics; cuped needs sum, mean "
                                  f"or binary metrics (use estimator 'ratio')")
-        names = select_metrics(data, self.options.metrics or names, self.name)
-        for m in names:
-            if data.metrics[m].kind == "ratio":
+            return names
+        for m in self.options.metrics:
+            if m in metrics and metrics[m].kind == "ratio":
                 raise ModelError(f"{self.name}: metric '{m}' is a ratio metric; cuped needs sum, mean "
                                  f"or binary metrics (use estimator 'ratio', or cuped on its numerator "
                                  f"and denominator)")
-            if f"pre_{m}" not in data.outcomes.columns:
-                raise ModelError(f"{self.name}: cuped needs a pre-period: set experiment.pre_period "
-                                 f"(column 'pre_{m}' is missing from the outcomes)")
-        return names
+        return list(self.options.metrics)
+
+    def check_metrics(self, scenario, metrics):
+        self._chosen(metrics)
+        if float(scenario.experiment.pre_period) <= 0.0:
+            raise ModelError(f"{self.name}: {NEEDS_PRE}")
 
     def _arm_stats(self, frame, data, metric, info, segment):
         pre = f"pre_{metric}"

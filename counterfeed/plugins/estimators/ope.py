@@ -15,6 +15,8 @@ from counterfeed.errors import DataError, PluginError, ScenarioError
 
 __all__ = ["OffPolicy", "METRIC"]
 
+NEEDS_PRE = "estimator 'ope': fit_on: pre_period needs a pre-period (set experiment.pre_period)"
+
 #: the metric every OPE estimate is about: clicks per impression under the arm's policy
 METRIC = POLICY_VALUE_METRIC
 
@@ -72,6 +74,15 @@ class OffPolicy(Estimator):
                 raise ScenarioError(f"estimator 'ope' cannot evaluate arm '{arm}' offline: {exc}",
                                     field=f"experiment.arms.{arm}.recommender") from None
 
+    def check_metrics(self, scenario: Any, metrics: Any) -> None:
+        """Every OPE estimator name is known; ``fit_on: pre_period`` has a pre-period."""
+        from counterfeed.ope.estimators import make_estimator
+
+        for name in self.options.estimators:
+            make_estimator(name, tau=self.options.tau, lam=self.options.lam)
+        if self.options.fit_on == "pre_period" and float(scenario.experiment.pre_period) <= 0:
+            raise DataError(NEEDS_PRE)
+
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         from counterfeed.ope import evaluate, target_from_recommender  # scikit-learn: imported on use
 
@@ -91,8 +102,7 @@ class OffPolicy(Estimator):
         fit_log = ctrl
         if self.options.fit_on == "pre_period":
             if start <= 0:
-                raise DataError("estimator 'ope': fit_on: pre_period needs a pre-period "
-                                "(set experiment.pre_period)")
+                raise DataError(NEEDS_PRE)
             fit_log = imp.select(imp.time < start)
             ctrl = ctrl.select(ctrl.time >= start)
             if len(ctrl) == 0:

@@ -70,7 +70,13 @@ class RerankOptions(Options):
     def _base_valid(self):
         from counterfeed.core.plugins import get_registry
 
-        get_registry().create("recommender", self.base, self.base_options, field="base_options")
+        base = get_registry().create("recommender", self.base, self.base_options, field="base_options")
+        if base.stochastic:
+            hint = ("run the base with exploration: none" if "exploration" in type(base).Options.model_fields
+                    else "it has no deterministic mode; wrap a deterministic recommender")
+            raise ValueError(f"base '{self.base}' is randomized, and the exact propensity of a re-ranked slate "
+                             f"is not computable from a randomized candidate list: {hint}, and set this "
+                             "re-ranker's own exploration (epsilon or softmax), which logs exact propensities")
         return self
 
 

@@ -49,6 +49,8 @@ from counterfeed.text.embedder import check_embedder_spec
 
 __all__ = ["TextEmbeddingRecommender"]
 
+NEEDS_TEXT = "needs a catalog with text or embeddings (e.g. 'synthetic-text' or 'table')"
+
 _MAX_EXPONENT = 60.0          # rebase t_ref before 2**exponent could overflow float32 sums
 _SCORE_CELLS = 4_000_000      # rows x items scored at once (bounds the memory of one chunk)
 _DECIMALS = 9                 # scores are rounded to this many decimals (see ``score``)
@@ -104,6 +106,12 @@ class TextEmbeddingRecommender(Recommender):
     def stochastic(self) -> bool:  # type: ignore[override]
         return self.options.exploration != "none"
 
+    def check_scenario(self, scenario: Any, catalog: Any, field: str) -> None:
+        """The catalog plugin must give items with text (its ``CatalogTags.text``)."""
+        if not catalog.tags.text:
+            raise scenario.error(f"recommender '{self.name}' {NEEDS_TEXT}; catalog '{catalog.name}' has none",
+                                 f"{field}.recommender")
+
     # -- state ---------------------------------------------------------------------------------
     def setup(self, ctx: RecommenderContext) -> None:
         super().setup(ctx)
@@ -111,8 +119,7 @@ class TextEmbeddingRecommender(Recommender):
         emb = items.embeddings
         if emb is None:
             if not items.text:
-                raise PluginError("needs a catalog with text or embeddings (e.g. 'synthetic-text' or 'table')",
-                                  plugin=self.name, hook="setup")
+                raise PluginError(NEEDS_TEXT, plugin=self.name, hook="setup")
             from counterfeed.text.embedder import get_embedder
 
             emb = get_embedder(self.options.embedder).embed(items.text)
