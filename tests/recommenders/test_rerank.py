@@ -33,9 +33,19 @@ def test_stochastic_flag_follows_exploration():
 
 
 def test_randomized_base_is_refused_with_a_message():
+    # refused with the options (so `validate` rejects it, tester #6)
+    with pytest.raises(ValueError, match="randomized candidate list.*no deterministic mode"):
+        MMR(base="random")
+    with pytest.raises(ValueError, match="randomized candidate list.*exploration: none"):
+        MMR(base="popularity", base_options={"exploration": "epsilon"})
+    # and at serving time, for a base that randomizes anyway
+    from counterfeed.core.plugins import get_registry
+
     ctx = make_context(n_items=30, n_users=20, slate_size=4, seed=1)
-    rec = MMR(base="random")
+    rec = MMR(base="popularity")
     rec.setup(ctx)
+    rec.base_ = get_registry().create("recommender", "random")
+    rec.base_.setup(ctx)
     rec.fit(Log.empty())
     with pytest.raises(ValueError, match="randomized candidate list.*exploration: none"):
         rec.recommend(make_batch(ctx, np.arange(5), sessions=np.zeros(5, np.int64)))

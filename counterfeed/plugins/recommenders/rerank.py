@@ -71,8 +71,9 @@ class RerankOptions(Options):
         from counterfeed.core.plugins import get_registry
 
         base = get_registry().create("recommender", self.base, self.base_options, field="base_options")
-        if base.stochastic:
-            hint = ("run the base with exploration: none" if "exploration" in type(base).Options.model_fields
+        explores = getattr(base.options, "exploration", None)  # None: no switch, randomized if stochastic
+        if explores != "none" and (explores is not None or base.stochastic):
+            hint = ("run the base with exploration: none" if explores is not None
                     else "it has no deterministic mode; wrap a deterministic recommender")
             raise ValueError(f"base '{self.base}' is randomized, and the exact propensity of a re-ranked slate "
                              f"is not computable from a randomized candidate list: {hint}, and set this "
