@@ -89,8 +89,9 @@ def estimands_of(estimators: list[Estimator]) -> set[str]:
     return {k for est in estimators for k in est.tags.estimands}
 
 
-def check_estimates(est: Estimator, out: Any) -> list[Estimate]:
-    """An estimator's output is a list of Estimates with numeric, ordered point and interval."""
+def check_estimates(est: Estimator, out: Any, metrics: dict[str, MetricInfo] | None = None) -> list[Estimate]:
+    """An estimator's output is a list of Estimates with numeric, ordered point and interval; an
+    estimate of a metric whose ``MetricInfo.interference`` is set (``metrics``) gets it as a warning."""
     if not isinstance(out, list) or not all(isinstance(e, Estimate) for e in out):
         raise PluginError("estimate must return a list of Estimate objects", plugin=est.name, hook="estimate")
     for e in out:
@@ -102,6 +103,12 @@ def check_estimates(est: Estimator, out: Any) -> list[Estimate]:
         if all(np.isfinite(vals)) and not (e.lower <= e.point <= e.upper):
             raise PluginError(f"interval [{e.lower:g}, {e.upper:g}] does not contain the point {e.point:g} "
                               f"({e.metric}, {e.arm})", plugin=est.name, hook="estimate")
+    for e in out:
+        why = getattr((metrics or {}).get(e.metric), "interference", None)
+        if why:
+            msg = f"metric '{e.metric}': {why}"
+            e.diagnostics = {**e.diagnostics, "warnings": [*e.diagnostics.get("warnings", []), msg],
+                             "identified": False}
     return out
 
 

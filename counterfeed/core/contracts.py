@@ -387,6 +387,9 @@ class MetricInfo:
     denominator: str | None = None
     higher_is_better: bool = True
     level: Literal["user", "population"] = "user"
+    #: why a per-user metric's A/B comparison does not identify its effect (a user's value depends on
+    #: the other users of the world), or None; every estimate of it then carries this as a warning
+    interference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -410,6 +413,7 @@ class Metric(Plugin, ABC):
     denominator: ClassVar[str | None] = None
     higher_is_better: ClassVar[bool] = True
     level: ClassVar[Literal["user", "population"]] = "user"
+    interference: ClassVar[str | None] = None
 
     @abstractmethod
     def compute(self, events: WorldEvents, start: float, end: float) -> np.ndarray:
@@ -417,7 +421,7 @@ class Metric(Plugin, ABC):
 
     def info(self) -> MetricInfo:
         return MetricInfo(self.name, self.aggregation, self.numerator, self.denominator,
-                          self.higher_is_better, self.level)
+                          self.higher_is_better, self.level, self.interference)
 
 
 #: the analysis contracts live in :mod:`counterfeed.core.estimation`; importing them from here still works

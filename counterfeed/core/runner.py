@@ -284,7 +284,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
                                           ab["user"].to_numpy(), sc.population.features, keys)
         estimates: list[Estimate] = []
         for est in plan.estimators:
-            estimates += check_estimates(est, call_plugin(est, "estimate", est.estimate, data))
+            estimates += check_estimates(est, call_plugin(est, "estimate", est.estimate, data), data.metrics)
         score_estimates(estimates, truth)
         if sc.targeting is not None:  # deploy the rules learned from the CATE estimates (core.targeting)
             info = infos[sc.targeting.metric]

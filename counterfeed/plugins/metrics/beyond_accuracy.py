@@ -295,6 +295,9 @@ class Novelty(_Ratio):
     """Mean self-information (bits) of the items the user clicked (see module)."""
 
     name, numerator, denominator = "novelty", "novelty-sum", "clicked-items"
+    interference = ("its item popularity pools every user of the world, so in the A/B world each arm's "
+                    "novelty depends on the other arms' clicks: the A/B comparison does not identify the "
+                    "effect on novelty (see the true effect from the counterfactual worlds; docs/long-term.md)")
 
 
 class Unexpectedness(_Ratio):
