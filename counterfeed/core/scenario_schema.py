@@ -21,6 +21,7 @@ from counterfeed.core.scenario_heterogeneity import FeaturesSpec, TargetingSpec,
 from counterfeed.core.observational_spec import AssignmentSpec, GraphSpec, check_observational
 from counterfeed.core.shard_spec import ExecutionSpec, check_execution
 from counterfeed.core.scenario_messages import SET_ORIGIN, from_set, kind_of, line_of, validation_message
+from counterfeed.core.scenario_raw import with_plugin_problems
 from counterfeed.errors import ScenarioError
 
 __all__ = ["Scenario", "PluginSpec", "ArmSpec", "MetricSpec", "AnalysisSpec", "SegmentSpec",
@@ -330,9 +331,10 @@ class Scenario(_Strict):
                                 file=file, line=1 if data is not None else None)
         try:
             sc = cls.model_validate(data)
-        except ValidationError as exc:
-            raise validation_message(exc, file=file, lines=lines or {}, root=cls,
-                                     overridden=overridden) from None
+        except ValidationError as exc:  # with the plugins' option problems (scenario_raw)
+            raise with_plugin_problems(validation_message(exc, file=file, lines=lines or {}, root=cls,
+                                       overridden=overridden), data, file=file, lines=lines or {},
+                                       overridden=overridden) from None
         sc._file, sc._lines, sc._source, sc._overridden = file, dict(lines or {}), source, overridden
         sc._check_metric_names()
         check_heterogeneity(sc)

@@ -59,3 +59,19 @@ def test_run_gives_validates_message_before_simulating(name, here, capsys):
     first = lambda err: re.search(r"Error: .*", err).group(0)  # noqa: E731
     assert first(err_r) == first(err_v)
     assert not list(here.glob("runs/*")), "run wrote output"
+
+
+def test_validate_lists_schema_and_plugin_option_problems_in_one_pass(here, capsys):
+    """nanopt.yaml has six problems; validate used to show two (schema) and reveal four (plugin
+    options) only after those were fixed, and said "less than 1 (got nan)" for NaN (tester #15)."""
+    path = shutil.copy(DATA / "nanopt.yaml", here / "nanopt.yaml")
+    rc, err = _cli(capsys, "validate", str(path))
+    assert rc == 2
+    for line, field, message in [(3, "population.heterogeneity", "must be finite (got nan)"),
+                                 (8, "experiment.split", "shares must be between 0 and 1"),
+                                 (4, "catalog.quality_sd", "must be finite (got inf)"),
+                                 (5, "user_model.visit_rate", "less than or equal to 1000"),
+                                 (5, "user_model.churn_rate", "must be finite (got nan)"),
+                                 (7, "experiment.arms.b.diversity", "must be finite (got nan)")]:
+        assert f"nanopt.yaml:{line}: {field}: " in err and message in err, (field, err)
+    assert "less than 1 (got nan)" not in err
