@@ -30,7 +30,7 @@ import numpy as np
 
 from counterfeed._lazy import lazy_module
 from counterfeed.core.contracts import Metric, MetricInfo, WorldEvents
-from counterfeed.core.plan import NOT_IDENTIFIED, check_estimator_metrics, is_population
+from counterfeed.core.plan import NOT_IDENTIFIED, POPULATION_NOTE, check_estimator_metrics, is_population
 
 pd = lazy_module("pandas")  # plugins subclass PopulationMetric: importing this module stays light
 
@@ -82,7 +82,7 @@ def population_report(scenario: Any, values: list[dict[str, Any]]) -> dict[str, 
     from counterfeed.core.experiment import AB_WORLD, counterfactual_world
 
     cf = {a: counterfactual_world(a) for a in scenario.arms}
-    return {"values": values, "note": f"population-level metrics {NOT_IDENTIFIED.split('; ', 1)[0][3:]}",
+    return {"values": values, "note": POPULATION_NOTE[0],
             "effects": population_effects(values, scenario.arms, scenario.control, AB_WORLD, cf)}
 
 

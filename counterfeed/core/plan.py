@@ -15,12 +15,17 @@ from counterfeed.core.scenario import Scenario
 from counterfeed.core.scenario_heterogeneity import check_targeting
 from counterfeed.errors import CounterfeedError, ScenarioError
 
-__all__ = ["Plan", "resolve", "check_estimator_metrics", "is_population", "NOT_IDENTIFIED", "arm_key"]
+__all__ = ["Plan", "resolve", "check_estimator_metrics", "is_population", "NOT_IDENTIFIED", "POPULATION_NOTE",
+           "arm_key"]
 
-NOT_IDENTIFIED = ("is population-level: its effect is not identified by comparing the arms of a "
-                  "user-randomized test (each arm's value depends on its size and on the other arm); "
-                  "the run reports the true global effect from the counterfactual worlds next to the "
-                  "naive A/B comparison instead (manifest.json 'population_metrics', report)")
+_WHY = ("not identified by comparing the arms of a user-randomized test (each arm's value depends on "
+        "its size and on the other arm)")
+_INSTEAD = ("the run reports the true global effect from the counterfactual worlds next to the naive A/B "
+            "comparison instead (manifest.json 'population_metrics', report)")
+NOT_IDENTIFIED = f"is population-level: its effect is {_WHY}; {_INSTEAD}"
+#: the manifest's and the report's note: (short, with what the run does instead)
+POPULATION_NOTE = (f"population-level metrics: their effect is {_WHY}",
+                   f"Population-level metrics: their effect is {_WHY}; {_INSTEAD}.")
 
 
 def is_population(metric: Metric | MetricInfo) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from counterfeed.core.hookspecs import hookimpl
-from counterfeed.core.longterm import NOT_IDENTIFIED
+from counterfeed.core.plan import POPULATION_NOTE
 
 __all__ = ["population_rows", "draw_trajectories"]
 
@@ -61,7 +61,7 @@ def counterfeed_report_sections(result, report):
     if not pop or not pop.get("effects"):
         return
     sec = report.section("Long-term and population-level metrics")
-    sec.paragraph(f"Population-level metrics {NOT_IDENTIFIED.split(' ', 1)[1]}.", kind="caution")
+    sec.paragraph(POPULATION_NOTE[1], kind="caution")
     sec.table(["Metric", "Arms", "World all-arm", "World all-control", "True global effect",
                "Naive A/B claim", "Naive error"], population_rows(pop["effects"]))
     ts = getattr(result, "timeseries", None)
