@@ -212,10 +212,22 @@ def scenario_graph(sc: Any) -> CausalGraph | None:
     if spec.outcome not in per_user:
         raise fail(f"outcome '{spec.outcome}' is not a metric of this scenario (metrics: "
                    f"{', '.join(sorted(per_user))})", "outcome")
+    if _population_level(spec.outcome):
+        raise fail(f"outcome '{spec.outcome}' is a population-level metric (one value per world, not per "
+                   "user); a causal graph's outcome must be a per-user metric (e.g. clicks)", "outcome")
     for key, node in (("treatment", spec.treatment), ("outcome", spec.outcome)):
         if node not in graph.all_nodes:
             raise fail(f"{key} '{node}' is not in the graph (no edge or node names it)", key)
     return graph
+
+
+def _population_level(metric: str) -> bool:
+    from counterfeed.core.plugins import get_registry
+
+    try:
+        return getattr(get_registry().info("metric", metric).cls, "level", "user") == "population"
+    except Exception:  # noqa: BLE001 - an unknown metric is reported by resolve
+        return False
 
 
 def _unknown(node: str, known: set[str]) -> str:

@@ -103,12 +103,28 @@ class _Backdoor(Estimator):
             raise scenario.error(f"estimator '{self.name}' needs a causal graph (graph: treatment, outcome, edges)",
                                  "graph")
 
+    def check_metrics(self, scenario: Any, metrics: Any) -> None:
+        """The metrics it estimates are the graph's outcome (its adjustment set is for that outcome)."""
+        from counterfeed.core.causal_graph import scenario_graph
+
+        graph = scenario_graph(scenario)
+        if graph is not None:
+            self._check_outcome(graph)
+
+    def _check_outcome(self, graph: Any) -> None:
+        for m in self.options.metrics or []:
+            if m != graph.outcome:
+                raise ModelError(f"{self.name}: metric '{m}' is not the causal graph's outcome "
+                                 f"'{graph.outcome}'; the adjustment set is for that outcome (declare a "
+                                 "graph per outcome, or leave metrics unset)")
+
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         from counterfeed.plugins.estimators._obs_refute import refute, sensitivity
 
         level = self.level_for(data)
-        metrics = od.analysable_metrics(data, self.options.metrics, self.name)
         graph = od.require(data, "graph", self.name, "the analyst's declared causal graph")
+        self._check_outcome(graph)
+        metrics = od.analysable_metrics(data, self.options.metrics or [graph.outcome], self.name)
         out = []
         for comp in od.comparisons(data, metrics, self.name):
             where = f"metric '{comp.metric}', arm '{comp.arm}'"
