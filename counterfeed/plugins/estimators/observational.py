@@ -112,10 +112,13 @@ class _Backdoor(Estimator):
             self._check_outcome(graph)
 
     def _check_outcome(self, graph: Any) -> None:
-        for m in self.options.metrics or []:
-            if m != graph.outcome:
+        """A graph with a named outcome (``CausalGraph``) is estimated for that outcome only; a bare
+        networkx graph's generic ``outcome`` node stands for any metric."""
+        outcome = getattr(graph, "outcome", None)
+        for m in (self.options.metrics or []) if outcome is not None else []:
+            if m != outcome:
                 raise ModelError(f"{self.name}: metric '{m}' is not the causal graph's outcome "
-                                 f"'{graph.outcome}'; the adjustment set is for that outcome (declare a "
+                                 f"'{outcome}'; the adjustment set is for that outcome (declare a "
                                  "graph per outcome, or leave metrics unset)")
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
@@ -124,7 +127,8 @@ class _Backdoor(Estimator):
         level = self.level_for(data)
         graph = od.require(data, "graph", self.name, "the analyst's declared causal graph")
         self._check_outcome(graph)
-        metrics = od.analysable_metrics(data, self.options.metrics or [graph.outcome], self.name)
+        outcome = getattr(graph, "outcome", None)
+        metrics = od.analysable_metrics(data, self.options.metrics or ([outcome] if outcome else None), self.name)
         out = []
         for comp in od.comparisons(data, metrics, self.name):
             where = f"metric '{comp.metric}', arm '{comp.arm}'"
