@@ -113,7 +113,7 @@ def show(model, exogenous, std_lv, priors, as_json) -> None:
 @click.option("--exogenous", "-x", multiple=True,
               help="Exogenous 0/1 column, e.g. treatment (repeatable).")
 @click.option("--draws", default=1000, show_default=True, type=click.IntRange(1))
-@click.option("--tune", default=1000, show_default=True, type=click.IntRange(0))
+@click.option("--tune", default=1000, show_default=True, type=click.IntRange(1))
 @click.option("--chains", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--method", default="nutpie", show_default=True,

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from counterfeed.sem.errors import SEMModelError
-from counterfeed.sem.stats import SufficientStats, sufficient_stats
+from counterfeed.sem.stats import SufficientStats, check_scale, sufficient_stats
 from counterfeed.sem.syntax import ParsedModel, parse_model
 from counterfeed.sem.table import ParameterTable, build_table
 
@@ -83,9 +83,11 @@ class SEM:
                                 f"{', '.join(DENSITIES)}")
         if density == "numba" and method != "nutpie":
             raise SEMModelError("density 'numba' needs method 'nutpie'")
-        for name, v in (("draws", draws), ("chains", chains)):
+        for name, v in (("draws", draws), ("chains", chains)) + ((("tune", tune),) if method in ("nutpie", "pymc")
+                                                                  else ()):
             if int(v) < 1:
                 raise SEMModelError(f"{name} must be at least 1, got {v}")
+        check_scale(stats)
         data = data_arrays(self.table, stats)
         init = initial_values(self.table)
         var_names = ["params"] + (["defined"] if self.table.definitions else [])
@@ -128,9 +130,16 @@ class SEM:
             compile_s = time.perf_counter() - t0
             t1 = time.perf_counter()
             stage("sample", f"{chains} chain(s) x ({tune} tune + {draws} draws), nutpie")
-            idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
-                                  cores=cores or min(chains, 2), progress_bar=progress,
-                                  target_accept=target_accept)
+            try:
+                idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
+                                      cores=cores or min(chains, 2), progress_bar=progress,
+                                      target_accept=target_accept)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # nutpie's Rust panics (pyo3 PanicException) derive from BaseException
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise SEMModelError(f"the sampler failed ({first}); check the data's scale and the model, or "
+                                    "raise --tune") from None
             if density == "numba":
                 from counterfeed.sem.numba_model import add_defined
 
@@ -272,7 +281,17 @@ class SEMFit:
         flagged = {b.param for b in boundary}
         summary["boundary"] = [n in flagged for n in summary.index]
         approx = method not in ("nutpie", "pymc")
+        if draws * chains < 2:  # one draw: no spread, so no credible interval
+            lo, hi = [c for c in summary.columns if c.endswith("%")][:2] or [None, None]
+            if lo is not None:
+                summary[[lo, hi]] = np.nan
+            warnings.append(f"{draws * chains} posterior draw(s) in all: no credible interval and no "
+                            "convergence diagnostics; draw more")
         if not approx:
+            unknown = summary[summary["r_hat"].isna() | summary["ess_bulk"].isna()]
+            if len(unknown):
+                warnings.append(f"R-hat/ESS could not be computed for {len(unknown)} parameter(s) (too few "
+                                "draws): convergence is not established")
             bad = summary[summary["r_hat"] > 1.01]
             if len(bad):
                 warnings.append(f"R-hat > 1.01 for {len(bad)} parameter(s): "
@@ -417,3 +436,4 @@ def without_zero_div_rewrite():
         yield
     finally:
         db.add_tags("local_zero_div", *tags)
+

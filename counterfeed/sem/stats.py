@@ -10,7 +10,7 @@ import numpy as np
 from counterfeed.errors import DataError
 from counterfeed.sem.errors import SEMModelError
 
-__all__ = ["SufficientStats", "sufficient_stats", "apply_transforms", "implied_moments",
+__all__ = ["SufficientStats", "sufficient_stats", "check_scale", "apply_transforms", "implied_moments",
            "sufficient_loglik", "simulate"]
 
 _TRANSFORM_RE = re.compile(r"^(log|log1p|sqrt|z)\((.+)\)$")
@@ -207,3 +207,16 @@ def simulate(table, values: dict, x_rows: np.ndarray, rng: np.random.Generator):
     for j, name in enumerate(table.exogenous):
         df[name] = x_rows[:, j]
     return df
+
+
+def check_scale(stats: SufficientStats) -> None:
+    """Reject data whose moments are not finite or so large that the sampler cannot start (located
+    by column): variances beyond 1e100 overflow the density's determinant."""
+    for j, name in enumerate(stats.variables):
+        m, v = stats.means[:, j], stats.covs[:, j, j]
+        if not (np.all(np.isfinite(m)) and np.all(np.isfinite(v))):
+            raise DataError(f"column '{name}': its mean or variance is not finite (inf or huge values); "
+                            "rescale the column (e.g. divide by its standard deviation)")
+        if np.any(np.abs(m) > 1e100) or np.any(v > 1e100):
+            raise DataError(f"column '{name}': values of magnitude ~{max(np.abs(m).max(), np.sqrt(v).max()):.3g} "
+                                "are too large to sample; rescale the column (e.g. divide by its standard deviation)")
