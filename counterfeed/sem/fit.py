@@ -359,7 +359,7 @@ class SEMFit:
         import pandas as pd
 
         with pd.option_context("display.width", 140, "display.max_rows", 500,
-                               "display.float_format", "{:.3f}".format):
+                               "display.float_format", "{:.4g}".format):  # significant digits
             body = self.summary.to_string()
         t = self.timings
         lines = [f"Bayesian SEM ({self.method}), n = {self.n_total:.0f}; compile "

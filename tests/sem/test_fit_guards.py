@@ -46,3 +46,15 @@ def test_one_draw_is_not_ok_and_has_no_credible_interval():
     assert any("could not be computed" in w for w in fit.warnings)
     row = fit.summary.loc["visual=~x2"]
     assert math.isnan(row["eti_2.5%"]) and math.isnan(row["eti_97.5%"])
+
+
+def test_the_fit_table_shows_significant_digits_not_three_decimals():
+    """Loadings of ~1e-8 (the tester's hs1e8.csv) printed as 0.000 with 3 fixed decimals (tester #19)."""
+    from counterfeed.sem.fit import SEMFit
+
+    fit = object.__new__(SEMFit)
+    fit.summary = pd.DataFrame({"mean": [1.234e-8, 0.5], "sd": [2.5e-9, 0.1]}, index=["f=~x2", "f=~x3"])
+    fit.timings, fit.method, fit.n_total = {"compile_s": 1.0, "sample_s": 1.0, "cache_hit": True}, "nutpie", 301
+    fit.divergences, fit.warnings = 0, ["x"]
+    text = str(fit)
+    assert "1.234e-08" in text and "2.5e-09" in text and "0.000" not in text
