@@ -11,3 +11,17 @@ def test_population_note_is_not_garbled():
     assert "population-level population-level" not in (short + full).lower().replace("metrics ", "")
     assert "metrics population-level" not in (short + full).lower()
     assert NOT_IDENTIFIED.startswith("is population-level: its effect is not identified")
+
+
+def test_scenarios_doc_lists_every_built_in_metric():
+    """docs/scenarios.md "Built-in metrics" omitted the long-term metrics (tester #19)."""
+    from pathlib import Path
+
+    from counterfeed.core.plugins import get_registry
+
+    text = Path(__file__).resolve().parents[2].joinpath("docs", "scenarios.md").read_text()
+    section = text.split("## Built-in metrics", 1)[1].split("\n## ", 1)[0]
+    infos = [i for i in get_registry().all_plugins() if i.kind == "metric" and i.source == "builtin"]
+    parts = {p for i in infos for p in (i.cls.numerator, i.cls.denominator) if p}
+    missing = [i.name for i in infos if i.name not in parts and i.name not in section]
+    assert not missing, f"docs/scenarios.md does not list: {missing}"
