@@ -25,3 +25,12 @@ def test_scenarios_doc_lists_every_built_in_metric():
     parts = {p for i in infos for p in (i.cls.numerator, i.cls.denominator) if p}
     missing = [i.name for i in infos if i.name not in parts and i.name not in section]
     assert not missing, f"docs/scenarios.md does not list: {missing}"
+
+
+def test_every_re_ranker_option_has_a_description():
+    """`plugins show mmr` printed exploration, epsilon and space without a description (tester #19)."""
+    from counterfeed.plugins.recommenders import rerank
+
+    for cls in (rerank.MMR, rerank.Calibrated, rerank.PopularityDebiased, rerank.ProviderFair):
+        bare = [n for n, f in cls.Options.model_fields.items() if not f.description]
+        assert not bare, f"{cls.name}: options without a description: {bare}"

@@ -62,8 +62,12 @@ class RerankOptions(Options):
     base: str = Field(description="the wrapped recommender's registry name")
     base_options: dict[str, Any] = Field(default_factory=dict, description="the wrapped recommender's options")
     candidates: int = Field(50, ge=1, le=10_000, description="items asked from the base per request")
-    exploration: Literal["none", "epsilon", "softmax"] = "none"
-    epsilon: float = Field(0.1, ge=0, le=1)
+    exploration: Literal["none", "epsilon", "softmax"] = Field(
+        "none", description="none: the re-ranked top-k; epsilon: each position shows a uniformly drawn "
+        "other candidate with probability epsilon; softmax: positions drawn in turn by softmax over -rank "
+        "(exact propensities logged either way)")
+    epsilon: float = Field(0.1, ge=0, le=1, description="epsilon exploration: probability that a position "
+                           "shows a uniformly drawn other candidate")
     temperature: float = Field(1.0, gt=0, le=1e6, description="softmax over -rank")
 
     @model_validator(mode="after")
@@ -214,7 +218,8 @@ class MMR(Reranker):
 
     class Options(RerankOptions):
         diversity: float = Field(0.3, ge=0, le=1, description="1 - lambda: weight of the redundancy penalty")
-        space: Literal["topic", "embedding"] = "topic"
+        space: Literal["topic", "embedding"] = Field("topic", description="similarity: 1 for a shared topic "
+                                                     "(topic) or the cosine of the item embeddings (embedding)")
 
     def _start(self, batch, cand, rel):
         return {"cand": cand, "rel": rel, "maxsim": np.zeros(cand.shape)}
