@@ -12,6 +12,7 @@ interrupt that was swallowed still ends the run with nothing published (exit cod
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 __all__ = ["install", "check", "received", "reset"]
@@ -25,10 +26,25 @@ def _handler(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
     raise KeyboardInterrupt
 
 
+def _unraisable(hook):
+    def quiet(unraisable) -> None:
+        # A KeyboardInterrupt dropped by a C callback is recorded by _handler and raised again by
+        # check(); Python's "Exception ignored ..." traceback for it is noise, not news.
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) or unraisable.exc_type is KeyboardInterrupt:
+            return
+        hook(unraisable)
+
+    quiet.counterfeed = True
+    return quiet
+
+
 def install() -> None:
-    """Install the recording SIGINT handler (main thread only; a no-op elsewhere)."""
+    """Install the recording SIGINT handler (main thread only; a no-op elsewhere), and keep Python
+    from printing an "Exception ignored" traceback for an interrupt that a C callback dropped."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _handler)
+    if not getattr(sys.unraisablehook, "counterfeed", False):
+        sys.unraisablehook = _unraisable(sys.unraisablehook)
 
 
 def received() -> bool:

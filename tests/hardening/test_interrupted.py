@@ -162,3 +162,24 @@ def test_a_swallowed_ctrl_c_still_publishes_nothing(tmp_path):
     result = run(small_scenario(**{"population.users": 60, "experiment.duration": "1d"}),
                  output_dir=tmp_path / "again", workers=1)
     assert (result.run_dir / "manifest.json").is_file()
+
+
+def test_a_dropped_ctrl_c_prints_no_exception_ignored_traceback():
+    """The CLI's one line is the whole story: the 'Exception ignored' report Python prints for a
+    KeyboardInterrupt dropped by a C callback is silenced (other unraisable errors still print)."""
+    code = ("import ctypes, os, signal, sys\n"
+            "from counterfeed.core import interrupts\n"
+            "interrupts.install()\n"
+            "CB = ctypes.CFUNCTYPE(None)\n"
+            "def cb():\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    for _ in range(1000): pass\n"
+            "f = CB(cb); f()\n"
+            "print('dropped', interrupts.received())\n"
+            "def bad():\n"
+            "    raise ValueError('still reported')\n"
+            "g = CB(bad); g()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    assert r.stdout.strip() == "dropped True", r.stdout + r.stderr
+    assert "KeyboardInterrupt" not in r.stderr, r.stderr
+    assert "still reported" in r.stderr, r.stderr
