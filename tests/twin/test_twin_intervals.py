@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from counterfeed.twin.evaluate import METRICS, _combine
+from counterfeed.twin.evaluate import METRICS, UNDERCOVERAGE_WARNING, _combine
 
 
 def _rows(values, var):
@@ -20,3 +20,4 @@ def test_interval_when_the_simulations_vary():
     out = _combine(_rows([1.0, 1.2, 0.9], 0.04), n_log=100, level=0.95)
     for e in out:
         assert e.lower is not None and e.lower < e.effect < e.upper
+        assert UNDERCOVERAGE_WARNING in e.warnings  # the measured undercoverage travels with the number
