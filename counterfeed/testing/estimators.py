@@ -187,9 +187,14 @@ def _degenerate(case: str) -> Any:
 
 
 def _declined_interval(e: Estimate) -> bool:
-    """A finite point with no interval (both bounds None) and a warning saying why ("no interval: ...")."""
+    """A finite point with no interval (both bounds NaN, the Estimate contract's "no interval") and a
+    warning saying why ("no interval: ...")."""
     warns = (e.diagnostics or {}).get("warnings") or []
-    return (e.point is not None and math.isfinite(e.point) and e.lower is None and e.upper is None
+
+    def absent(b) -> bool:
+        return b is None or (isinstance(b, float) and math.isnan(b))
+
+    return (e.point is not None and math.isfinite(e.point) and absent(e.lower) and absent(e.upper)
             and any(str(w).startswith("no interval") for w in warns))
 
 

@@ -133,9 +133,9 @@ class OffPolicy(Estimator):
         return out
 
 
-def _bound(x: float) -> float | None:
-    """An interval bound, None where there is none (no interval: NaN in OPEResult)."""
-    return float(x) if np.isfinite(x) else None
+def _bound(x: float | None) -> float:
+    """An interval bound; NaN where there is none (the Estimate contract's "no interval", null in JSON)."""
+    return float(x) if x is not None and np.isfinite(x) else float("nan")
 
 
 @hookimpl
