@@ -45,7 +45,7 @@ from counterfeed.core.user_truth import (conditional_effects, replication_keys, 
                                          split_replication, user_effects)
 from counterfeed.core.causal_graph import dgp_graph, write_dgp_graph
 from counterfeed.core.truth_observational import observational_truth
-from counterfeed.errors import OutputError, ScenarioError
+from counterfeed.errors import ModelError, OutputError, ScenarioError
 
 __all__ = ["run", "resolve", "Plan", "simulate_world", "world_assignment_component", "RunDirectory"]
 
@@ -188,6 +188,36 @@ def _simulate_sharded(tasks: list[WorldTask], say: Callable[[str], None], progre
     return out
 
 
+def _estimate(est: Any, data: Any, unestimated: list[str]) -> list[Estimate]:
+    """``est``'s checked estimates; when it fails on one metric (a ``ModelError``, e.g. a ratio whose
+    denominator sums to 0 in an arm), the others are still estimated: the estimator is run again one
+    metric at a time, and each metric it cannot estimate is named in ``unestimated`` (the run's
+    manifest and stderr) instead of aborting the run. Raises the first error when no metric can be
+    estimated, or when the estimator has no per-metric ``metrics`` option."""
+    try:
+        return check_estimates(est, call_plugin(est, "estimate", est.estimate, data), data.metrics)
+    except ModelError as first:
+        metrics_of = getattr(est, "_metrics", None)
+        if metrics_of is None or "metrics" not in type(est.options).model_fields:
+            raise
+        try:
+            names = list(metrics_of(data))
+        except ModelError:
+            raise first from None
+        if len(names) < 2:
+            raise
+        out: list[Estimate] = []
+        for m in names:
+            one = type(est)(est.options.model_copy(update={"metrics": [m]}))
+            try:
+                out += check_estimates(one, call_plugin(one, "estimate", one.estimate, data), data.metrics)
+            except ModelError as exc:
+                unestimated.append(f"no estimate of metric '{m}' by {est.name}: {exc}")
+        if not out:
+            raise first from None
+        return out
+
+
 def _world_done(out: WorldOutput) -> str:
     return f"world {out.world}: {out.sessions:,} sessions in {out.seconds:.1f} s"
 
@@ -283,8 +313,11 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         data.covariates = user_covariates(events[AB_WORLD], population, float(sc.experiment.pre_period),
                                           ab["user"].to_numpy(), sc.population.features, keys)
         estimates: list[Estimate] = []
+        unestimated: list[str] = []
         for est in plan.estimators:
-            estimates += check_estimates(est, call_plugin(est, "estimate", est.estimate, data), data.metrics)
+            estimates += _estimate(est, data, unestimated)
+        for line in unestimated:  # a warning, not progress: shown even with --quiet
+            print(f"warning: {line}", file=sys.stderr, flush=True)
         score_estimates(estimates, truth)
         if sc.targeting is not None:  # deploy the rules learned from the CATE estimates (core.targeting)
             info = infos[sc.targeting.metric]
@@ -312,6 +345,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
             manifest["targeting"] = targeting
         if sc.experiment.training != "own":
             manifest["training"] = sc.experiment.training
+        if unestimated:
+            manifest["unestimated"] = unestimated
         if any(o.population for o in outputs):
             manifest["population_metrics"] = population_report(sc, [r for o in outputs for r in o.population])
         if allocation is not None:

@@ -1,0 +1,37 @@
+"""One metric an estimator cannot estimate (a per-user ratio whose denominator sums to 0 in an arm)
+does not abort the run: the other metrics are estimated and published, and the one left out is named
+in the manifest and on stderr. When no metric can be estimated the run still fails with the error."""
+
+from __future__ import annotations
+
+import pytest
+
+from counterfeed.core.runner import run
+from counterfeed.core.scenario import Scenario
+from counterfeed.errors import ModelError
+
+# The tester's tp2.yaml: in 1 day with 60 users nobody in arm 'b' clicks two topics, so
+# unexpectedness (a ratio of per-user sums) has a zero denominator there.
+TINY = {"name": "tinypop", "seed": 5, "population": {"users": 60, "dimensions": 4},
+        "catalog": {"plugin": "synthetic", "items": 30, "topics": 3},
+        "user_model": {"plugin": "choice", "visit_rate": 0.2},
+        "experiment": {"arms": {"a": {"recommender": "popularity"},
+                                "b": {"recommender": "mmr", "base": "popularity"}},
+                       "duration": "1d", "slate_size": 3},
+        "metrics": ["clicks", "unexpectedness"], "analysis": [{"estimator": "diff-in-means"}]}
+
+
+def test_an_undefined_metric_leaves_the_others_estimated(tmp_path, capfd):
+    result = run(Scenario.from_dict(TINY), output_dir=tmp_path, workers=1)
+    metrics = {e.metric for e in result.estimates}
+    assert "clicks" in metrics and "unexpectedness" not in metrics
+    (line,) = result.manifest["unestimated"]
+    assert "unexpectedness" in line and "denominator sums to 0" in line and "diff-in-means" in line
+    assert "warning: no estimate of metric 'unexpectedness'" in capfd.readouterr().err
+    assert (result.run_dir / "manifest.json").is_file()
+
+
+def test_when_no_metric_can_be_estimated_the_run_fails():
+    doc = {**TINY, "metrics": ["unexpectedness"]}
+    with pytest.raises(ModelError, match="denominator sums to 0"):
+        run(Scenario.from_dict(doc), write=False, workers=1)
