@@ -9,16 +9,11 @@ import pytest
 from counterfeed.core.runner import run
 from counterfeed.core.scenario import Scenario
 from counterfeed.errors import ModelError
+from tests.core.test_novelty_identification import TP2
 
-# The tester's tp2.yaml: in 1 day with 60 users nobody in arm 'b' clicks two topics, so
-# unexpectedness (a ratio of per-user sums) has a zero denominator there.
-TINY = {"name": "tinypop", "seed": 5, "population": {"users": 60, "dimensions": 4},
-        "catalog": {"plugin": "synthetic", "items": 30, "topics": 3},
-        "user_model": {"plugin": "choice", "visit_rate": 0.2},
-        "experiment": {"arms": {"a": {"recommender": "popularity"},
-                                "b": {"recommender": "mmr", "base": "popularity"}},
-                       "duration": "1d", "slate_size": 3},
-        "metrics": ["clicks", "unexpectedness"], "analysis": [{"estimator": "diff-in-means"}]}
+# The tester's tp2.yaml (shared with the novelty test): in 1 day with 60 users nobody in arm 'b'
+# clicks two topics, so unexpectedness (a ratio of per-user sums) has a zero denominator there.
+TINY = {**TP2, "output": {"report": True}}
 
 
 def test_an_undefined_metric_leaves_the_others_estimated(tmp_path, capfd):
