@@ -70,19 +70,35 @@ def test_a_run_sharded_on_a_real_cluster_writes_the_local_run_directory(tmp_path
     assert remote == local
 
 
+def _kill_when_it_holds_a_shard(address: str, worker: subprocess.Popen, stop: threading.Event) -> None:
+    """SIGKILL ``worker`` as soon as the scheduler reports it holding a shard (an actor's key), so the
+    kill lands mid-world however fast the machine is (a fixed delay raced a quick run in CI)."""
+    from distributed import Client
+
+    with Client(address, timeout=60) as client:
+        addr = next(a for a, pid in client.run(os.getpid).items() if pid == worker.pid)
+        while not stop.is_set():
+            if client.has_what([addr]).get(addr):
+                worker.send_signal(signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_a_killed_worker_fails_the_run_clearly_and_publishes_nothing(tmp_path, cluster):
     address, workers = cluster
     sc = scenario(users=2000).with_overrides({"experiment.duration": "20d"})
     out = tmp_path / "runs"
-    timer = threading.Timer(6.0, lambda: workers[1].send_signal(signal.SIGKILL))
-    timer.start()
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_when_it_holds_a_shard, args=(address, workers[1], stop), daemon=True)
+    killer.start()
     t0 = time.perf_counter()
     try:
         with pytest.raises(ShardError, match=r"shard \d on Dask worker tcp://127\.0\.0\.1:\d+ failed"):
             run(sc, output_dir=out, shards=2, scheduler=address)
     finally:
-        timer.cancel()
+        stop.set()
+        killer.join(timeout=30)
     assert workers[1].poll() is not None, "the worker was not killed before the run ended"
     assert time.perf_counter() - t0 < 120
     assert not out.exists() or not any(out.iterdir())  # no published (nor temporary) run directory
