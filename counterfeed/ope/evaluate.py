@@ -7,7 +7,13 @@ independent (units inside a round are not), so the delta method on the per-round
 .. math:: \widehat{\mathrm{se}}^2 = \frac{R}{R-1}\sum_r e_r^2,\qquad
           e_r = \sum_t \frac{A_{t,r} - \hat V_t B_{t,r}}{\hat B_t},
 
-and the interval :math:`\hat V \pm z_{(1+\text{level})/2}\,\widehat{\mathrm{se}}` (a CLT over rounds).
+and the interval :math:`\hat V \pm t_{n_\mathrm{eff}-1,(1+\text{level})/2}\,\widehat{\mathrm{se}}`: a CLT over
+rounds with Student's t quantile on :math:`n_\mathrm{eff} - 1` degrees of freedom, where :math:`n_\mathrm{eff}`
+is the number of effective independent units (:func:`effective_units`: Kish's effective sample size of the
+per-round sums of the weights the estimator uses, or the number of rounds for DM). The t quantile is the
+usual small-sample correction of a weighted mean's interval (Kish 1965, *Survey Sampling*, sec. 11.7; Owen
+2013, *Monte Carlo theory, methods and examples*, sec. 9.3 on the effective sample size of weighted
+estimates); it tends to z as :math:`n_\mathrm{eff}` grows.
 Bootstrap intervals resample rounds with replacement (percentile interval). For the estimators that use
 the reward model (DM, DR, SNDR, Switch-DR, DR-OS) every bootstrap draw refits the cross-fitted reward
 model on the resampled rounds (same folds), so the interval includes the model's estimation error.
@@ -22,7 +28,10 @@ there, and no correction term sees its error) get the refit bootstrap (``model_b
 
 No interval is reported (null bounds, with a warning naming the counts) from fewer than 2 rounds, from
 fewer than :data:`MIN_SUPPORTED_ROUNDS` rounds or an ESS under 2 among the impressions the estimator
-weights, or when the computed interval has zero width (the estimator's terms do not vary across rounds,
+weights, from fewer than :data:`MIN_EFFECTIVE_UNITS` effective independent units (analytic or bootstrap:
+below that a weighted sum of a few heavy terms is far from normal, and neither the t interval nor the
+percentile bootstrap, which is too narrow by about :math:`\sqrt{(n-1)/n}` and misses skewness, keeps its
+level; Owen 2013, sec. 9.3, treats an ESS this small as a failed importance sample), or when the computed interval has zero width (the estimator's terms do not vary across rounds,
 e.g. every weighted impression has reward 0: zero observed variance, whatever the truth). With binary rewards the value lies in
 [0, 1] and the interval is intersected with [0, 1] (which cannot lower its coverage).
 
@@ -37,20 +46,22 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.special import ndtri
+from scipy.special import ndtri, stdtrit
 
 from counterfeed.errors import DataError
-from counterfeed.ope.diagnostics import diagnostics, warnings_for
+from counterfeed.ope.diagnostics import diagnostics, kish_ess, warnings_for
 from counterfeed.ope.estimators import OffPolicyEstimator, Units, make_estimator
 from counterfeed.ope.logs import OPELog
 from counterfeed.ope.reward import LogisticRewardModel, RewardModel, _cells, cross_fit, fit_folds_on_cells
 from counterfeed.ope.target import Target
 
 __all__ = ["OPEResult", "evaluate", "analytic_interval", "bootstrap_interval", "refit_bootstrap_interval",
-           "min_bootstrap_draws", "MIN_SUPPORTED_ROUNDS"]
+           "min_bootstrap_draws", "effective_units", "MIN_SUPPORTED_ROUNDS", "MIN_EFFECTIVE_UNITS"]
 
 #: fewest rounds with a positive weight an interval of a weighting estimator is computed from
 MIN_SUPPORTED_ROUNDS = 2
+#: fewest effective independent units (:func:`effective_units`) any interval is reported from
+MIN_EFFECTIVE_UNITS = 10
 
 
 def min_bootstrap_draws(level: float) -> int:
@@ -90,8 +101,9 @@ def _value(sums) -> tuple[float, list[float]]:
     return float(sum(parts)), parts
 
 
-def analytic_interval(sums, level: float) -> tuple[float, float, float, float]:
-    """(value, se, lower, upper) by the delta method on per-round sums (see module docstring)."""
+def analytic_interval(sums, level: float, df: float | None = None) -> tuple[float, float, float, float]:
+    """(value, se, lower, upper) by the delta method on per-round sums (see module docstring): the interval
+    uses Student's t quantile on ``df`` degrees of freedom (None: ``R - 1`` for ``R`` rounds; ``inf``: z)."""
     value, parts = _value(sums)
     n_rounds = sums[0][0].size
     e = np.zeros(n_rounds)
@@ -99,8 +111,20 @@ def analytic_interval(sums, level: float) -> tuple[float, float, float, float]:
         for (ar, br), v in zip(sums, parts):
             e += (ar - v * br) / br.sum()
     se = math.sqrt(n_rounds / max(n_rounds - 1, 1) * float(e @ e)) if n_rounds > 1 else float("nan")
-    z = float(ndtri(0.5 + level / 2))
-    return value, se, value - z * se, value + z * se
+    dof = float(n_rounds - 1) if df is None else float(df)
+    q = float(ndtri(0.5 + level / 2)) if math.isinf(dof) else float(stdtrit(max(dof, 1.0), 0.5 + level / 2))
+    return value, se, value - q * se, value + q * se
+
+
+def effective_units(est: OffPolicyEstimator, u: Units, uses_weights: bool = True) -> float:
+    """The number of effective independent units behind ``est``'s estimate: Kish's effective sample size
+    ``(sum_r W_r)^2 / sum_r W_r^2`` of the per-round sums ``W_r`` of the weights the estimator uses (rounds
+    are the independent units; Kish 1965, sec. 11.7), or the number of rounds when it uses no weight (DM,
+    or a DR variant that is DM here). At most the number of rounds that carry weight."""
+    w = est.weights(u)
+    if w is None or not uses_weights:
+        return float(u.n_rounds)
+    return kish_ess(u.per_round(w))
 
 
 def bootstrap_interval(sums, level: float, n_boot: int, rng: np.random.Generator) -> tuple[float, float, float, float]:
@@ -267,6 +291,7 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
         if extrapolates and bootstrap <= 0:
             n_boot = int(model_bootstrap)
         why_none = _no_interval_reason(est, u, log.n_rounds, diag)
+        n_eff = diag["effective_units"] = effective_units(est, u, diag["uses_weights"])
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if why_none:
                 value, _ = _value(est.terms(u))
@@ -281,9 +306,14 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
                 value, se, lo, hi = bootstrap_interval(est.terms(u), level, n_boot, rng)
                 kind = "bootstrap"
             else:
-                value, se, lo, hi = analytic_interval(est.terms(u), level)
+                value, se, lo, hi = analytic_interval(est.terms(u), level, df=n_eff - 1)
                 kind = "analytic"
+                diag["interval_df"] = n_eff - 1
         why_zero = _zero_width_reason(est, u, lo, hi, value) if kind != "none" else None
+        if not why_zero and kind != "none" and n_eff < MIN_EFFECTIVE_UNITS:
+            lo = hi = float("nan")  # the standard error is kept (reported, not used for an interval)
+            kind = "none"
+            notes.append(_small_sample_reason(est, u, n_eff, diag["uses_weights"]))
         if why_zero:
             se = lo = hi = float("nan")
             kind = "none"
@@ -347,6 +377,19 @@ def _zero_width_reason(est: OffPolicyEstimator, u: Units, lo: float, hi: float, 
         what = f"the reward model's prediction does not vary across the {u.n_rounds} rounds"
     return (f"no interval: {est.name} does not vary across the resampled rounds ({what}): zero observed variance, "
             "so any interval would have zero width whatever the truth")
+
+
+def _small_sample_reason(est: OffPolicyEstimator, u: Units, n_eff: float, uses_weights: bool) -> str:
+    """Fewer than :data:`MIN_EFFECTIVE_UNITS` effective independent units: no interval (module docstring)."""
+    w = est.weights(u)
+    if w is None or not uses_weights:
+        what = f"the log has {u.n_rounds} rounds"
+    else:
+        pos = w > 0
+        what = (f"{int(pos.sum())} impression(s) in {np.unique(u.rnd[pos]).size} round(s) carry weight under "
+                f"the target, {n_eff:.3g} effective independent units (Kish's ESS of the per-round weights)")
+    return (f"no interval: {what}; an interval needs at least {MIN_EFFECTIVE_UNITS} effective independent "
+            "units (below that neither a t interval nor the bootstrap keeps its level)")
 
 
 def _unsupported_mass(log: OPELog, target: Target) -> float | None:

@@ -66,7 +66,18 @@ def test_formulas_by_hand():
     s = np.array([(w * r)[:2].sum(), (w * r)[2:].sum()])
     e = (s - res["ips"].value * 2) / 4
     assert res["ips"].se == pytest.approx(math.sqrt(2 / 1 * (e @ e)))
-    assert res["ips"].upper - res["ips"].value == pytest.approx(1.959964 * res["ips"].se, rel=1e-6)
+    # the analytic interval's half-width is q * se: z (df = inf), or Student's t on n_eff - 1 df
+    from counterfeed.ope import estimators as ope_est
+    from counterfeed.ope.evaluate import analytic_interval
+    terms = ope_est.make_estimator("ips").terms
+    u = ope_est.Units(w=w, r=r, rnd=np.array([0, 0, 1, 1]), n_rounds=2)
+    v, se, lo, hi = analytic_interval(terms(u), 0.95, df=math.inf)
+    assert se == pytest.approx(res["ips"].se) and hi - v == pytest.approx(1.959964 * se, rel=1e-6)
+    v, se, lo, hi = analytic_interval(terms(u), 0.95, df=1.0)
+    assert hi - v == pytest.approx(12.706205 * se, rel=1e-6)  # t_{1, 0.975}
+    # two rounds are fewer than MIN_EFFECTIVE_UNITS: no interval from evaluate, the se still reported
+    assert res["ips"].interval == "none" and math.isnan(res["ips"].upper)
+    assert any("effective independent units" in x for x in res["ips"].diagnostics["warnings"])
     d = res["ips"].diagnostics
     assert d["max_weight"] == pytest.approx(w.max())
     assert d["ess"] == pytest.approx(w.sum() ** 2 / (w @ w))
