@@ -90,8 +90,9 @@ def estimands_of(estimators: list[Estimator]) -> set[str]:
 
 
 def check_estimates(est: Estimator, out: Any, metrics: dict[str, MetricInfo] | None = None) -> list[Estimate]:
-    """An estimator's output is a list of Estimates with numeric, ordered point and interval; an
-    estimate of a metric whose ``MetricInfo.interference`` is set (``metrics``) gets it as a warning."""
+    """An estimator's output is a list of Estimates with numeric, ordered point and interval; a
+    zero-width interval gets its "no variation observed" warning (:meth:`Estimate.flag_zero_width`), and
+    an estimate of a metric whose ``MetricInfo.interference`` is set (``metrics``) gets it as a warning."""
     if not isinstance(out, list) or not all(isinstance(e, Estimate) for e in out):
         raise PluginError("estimate must return a list of Estimate objects", plugin=est.name, hook="estimate")
     for e in out:
@@ -104,6 +105,7 @@ def check_estimates(est: Estimator, out: Any, metrics: dict[str, MetricInfo] | N
             raise PluginError(f"interval [{e.lower:g}, {e.upper:g}] does not contain the point {e.point:g} "
                               f"({e.metric}, {e.arm})", plugin=est.name, hook="estimate")
     for e in out:
+        e.flag_zero_width()  # again: an estimator may have changed the bounds after building the Estimate
         why = getattr((metrics or {}).get(e.metric), "interference", None)
         if why:
             msg = f"metric '{e.metric}': {why}"

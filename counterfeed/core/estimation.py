@@ -15,6 +15,7 @@ synthetic data and selects the rules that apply.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -31,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["PolicySpec", "Looks", "EstimatorTags", "AnalysisData", "Estimate", "EstimatorOptions",
            "Estimator", "POLICY_VALUE", "POLICY_VALUE_METRIC", "EFFECT_ESTIMANDS", "ATT", "LATE", "CATE",
-           "event_time_estimand"]
+           "event_time_estimand", "ZERO_WIDTH"]
 
 #: estimands whose truth the truth stage always computes (overall and per segment)
 EFFECT_ESTIMANDS = ("difference", "relative")
@@ -45,6 +46,8 @@ ATT = "att"
 #: the local average treatment effect: the same mean over the compliers of an encouragement design
 #: (Angrist, Imbens & Rubin 1996)
 LATE = "late"
+#: how the warning on a zero-width interval starts (see :meth:`Estimate.flag_zero_width`)
+ZERO_WIDTH = "zero-width interval"
 #: conditional (per-user) effects: an :class:`Estimate` with this estimand carries ``user_effects``;
 #: its ``point``/``lower``/``upper`` are the average of the per-user effects and its interval
 CATE = "cate"
@@ -112,6 +115,12 @@ class EstimatorTags:
     requires_model_spec : cannot run with default options: its options name the data's metrics (the
         conformance suite uses the class's ``conformance_options``).
     stochastic : draws random numbers (keyed by ``data.seed``, never a global generator).
+    separable_metrics : each metric's estimates depend only on that metric's data and the options, so
+        the estimator restricted to one metric (:meth:`Estimator.for_metrics`) gives exactly the
+        estimates the full run gives for it. When ``estimate`` raises a ``ModelError`` (e.g. a ratio
+        whose denominator sums to 0 in an arm) the run then estimates every metric of
+        :meth:`Estimator.metrics_for` on its own and names the ones that fail in the manifest's
+        ``unestimated``, instead of failing the run. The conformance rule ``for_metrics`` checks it.
     estimands : the estimands it returns; the truth stage computes each one's truth (for
         :data:`POLICY_VALUE`: the arm's click rate per impression in its counterfactual world).
     """
@@ -126,6 +135,7 @@ class EstimatorTags:
     requires_panel: bool = False
     requires_graph: bool = False
     stochastic: bool = False
+    separable_metrics: bool = False
     estimands: tuple[str, ...] = EFFECT_ESTIMANDS
 
     def required_inputs(self) -> list[str]:
@@ -247,6 +257,37 @@ class Estimate:
     error: float | None = None
     covered: bool | None = None
 
+    def __post_init__(self) -> None:
+        self.flag_zero_width()
+
+    def flag_zero_width(self) -> bool:
+        """Warn on a zero-width interval: whether ``lower == upper`` (finite, to 1e-12 relative).
+
+        A zero-width interval means no variation was observed (e.g. every user in both arms has the same
+        value of the metric: a 1-day run where both arms show everyone one fixed slate), not that the
+        effect is known exactly: the interval then says nothing about the uncertainty. The estimate keeps
+        its numbers and gets ``diagnostics["zero_width"] = True`` and a warning starting with
+        :data:`ZERO_WIDTH` (printed under the run's table, kept in the JSON and the report). Called when an
+        Estimate is built and again by the core on every estimator's output
+        (:func:`counterfeed.core.analyse.check_estimates`), so every estimator, third-party ones
+        included, gets it; idempotent.
+        """
+        try:
+            lo, hi = float(self.lower), float(self.upper)
+        except (TypeError, ValueError):
+            return False
+        if not (math.isfinite(lo) and math.isfinite(hi)) or hi - lo > 1e-12 * max(1.0, abs(lo), abs(hi)):
+            return False
+        diag = dict(self.diagnostics or {})
+        warns = list(diag.get("warnings") or [])
+        if not any(str(w).startswith(ZERO_WIDTH) for w in warns):
+            warns.append(f"{ZERO_WIDTH} [{lo:g}, {hi:g}] for '{self.metric}' ({self.estimand}, {self.arm} vs "
+                         f"{self.control}): no variation was observed (e.g. every user in each arm has the "
+                         "same value), so this interval says nothing about the uncertainty; do not read it "
+                         "as an exact effect")
+        self.diagnostics = {**diag, "warnings": warns, "zero_width": True}
+        return True
+
     def score(self, truth: float | None) -> None:
         """Attach the true value, the error and whether the interval covers it (see :mod:`~counterfeed.core.scoring`)."""
         self.truth, self.error, self.covered = score_values(self.point, self.lower, self.upper, truth)
@@ -275,9 +316,28 @@ class Estimator(Plugin, ABC):
     tags: ClassVar[EstimatorTags] = EstimatorTags()
 
     def metrics_for(self, data: AnalysisData) -> list[str]:
-        """The metrics this estimator should analyse (its ``metrics`` option, else all)."""
+        """The metrics this estimator analyses on ``data``: its ``metrics`` option, else all of
+        ``data.metrics``. Override it when the estimator picks its metrics otherwise (e.g. only ratio
+        metrics), raising a ``ModelError`` for a metric it cannot analyse. With the tag
+        ``separable_metrics`` the run re-estimates each of these on its own (:meth:`for_metrics`)
+        when ``estimate`` fails."""
         chosen = getattr(self.options, "metrics", None)
         return list(chosen) if chosen else list(data.metrics)
+
+    def for_metrics(self, metrics: list[str]) -> "Estimator | None":
+        """A new estimator like this one that analyses only ``metrics`` (names from :meth:`metrics_for`),
+        or None when it cannot be restricted to them.
+
+        The run calls it (with one metric at a time) when ``estimate`` raised a ``ModelError`` and the
+        tags declare ``separable_metrics``; see :class:`EstimatorTags`. The default returns None
+        without that tag, else an instance of the same class whose options are a copy with the
+        ``metrics`` option set (None when ``Options`` has no ``metrics`` field). Override it when the
+        options name the metrics another way. Its estimates must be those of the full run for these
+        metrics (conformance rule ``for_metrics``).
+        """
+        if not self.tags.separable_metrics or "metrics" not in type(self.options).model_fields:
+            return None
+        return type(self)(self.options.model_copy(update={"metrics": list(metrics)}))
 
     def level_for(self, data: AnalysisData) -> float:
         lvl = getattr(self.options, "level", None)

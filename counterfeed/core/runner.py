@@ -190,25 +190,23 @@ def _simulate_sharded(tasks: list[WorldTask], say: Callable[[str], None], progre
 
 def _estimate(est: Any, data: Any, unestimated: list[str]) -> list[Estimate]:
     """``est``'s checked estimates; when it fails on one metric (a ``ModelError``, e.g. a ratio whose
-    denominator sums to 0 in an arm), the others are still estimated: the estimator is run again one
-    metric at a time, and each metric it cannot estimate is named in ``unestimated`` (the run's
-    manifest and stderr) instead of aborting the run. Raises the first error when no metric can be
-    estimated, or when the estimator has no per-metric ``metrics`` option."""
+    denominator sums to 0 in an arm), the others are still estimated: an estimator whose tags declare
+    ``separable_metrics`` is run again one metric at a time (the public ``Estimator.metrics_for`` and
+    ``Estimator.for_metrics``), and each metric it cannot estimate is named in ``unestimated`` (the
+    run's manifest and stderr) instead of aborting the run. Raises the first error when no metric can
+    be estimated, or when the estimator cannot be restricted to one metric."""
     try:
         return check_estimates(est, call_plugin(est, "estimate", est.estimate, data), data.metrics)
     except ModelError as first:
-        metrics_of = getattr(est, "_metrics", None)
-        if metrics_of is None or "metrics" not in type(est.options).model_fields:
-            raise
         try:
-            names = list(metrics_of(data))
+            names = list(call_plugin(est, "metrics_for", est.metrics_for, data))
         except ModelError:
             raise first from None
-        if len(names) < 2:
+        ones = [call_plugin(est, "for_metrics", est.for_metrics, [m]) for m in names] if len(names) > 1 else []
+        if not ones or any(one is None for one in ones):
             raise
         out: list[Estimate] = []
-        for m in names:
-            one = type(est)(est.options.model_copy(update={"metrics": [m]}))
+        for m, one in zip(names, ones):
             try:
                 out += check_estimates(one, call_plugin(one, "estimate", one.estimate, data), data.metrics)
             except ModelError as exc:

@@ -6,7 +6,8 @@ impressions), each with its ``pre_`` column. Beside the outcomes, the data carry
 the estimator's ``tags`` (:class:`~counterfeed.core.estimation.EstimatorTags`) declare -- an event
 log, the arms' policies, per-look values, assignment probabilities -- and nothing else, so every rule
 also checks that the declared inputs suffice. The tags select the rules: ``missing_input_is_clear``
-runs for an estimator that requires inputs, ``no_global_randomness`` for a stochastic one. Every rule
+runs for an estimator that requires inputs, ``no_global_randomness`` for a stochastic one, ``for_metrics``
+for one tagged ``separable_metrics``. Every rule
 records warnings: an estimator must not let a numpy/scipy warning escape on any of these inputs.
 """
 
@@ -217,6 +218,32 @@ def _rule_metrics_option(s: Subject) -> None:
     raise Broken("refused every single metric it was asked for: " + "; ".join(refused))
 
 
+def _rule_for_metrics(s: Subject) -> None:
+    data = analysis_data_for(s, seed=10)
+    est = s.new()
+    full = {_key(e): e for e in _estimate(s, data, est)}
+    names = list(s.call(est, "metrics_for", data))
+    if not names:
+        raise Broken("metrics_for returned no metric")
+    for m in names:
+        one = s.call(est, "for_metrics", [m])
+        if one is None:
+            raise Broken(f"separable_metrics is declared but for_metrics([{m!r}]) returned None")
+        got = _estimate(s, data, one)
+        if not got and any(k[1] == m for k in full):
+            raise Broken(f"for_metrics([{m!r}]) estimated nothing, but the full run estimates {m!r}")
+        for e in got:
+            f = full.get(_key(e))
+            if e.metric != m or f is None:
+                raise Broken(f"for_metrics([{m!r}]) gave an estimate of {e.metric!r} ({e.estimand}, {e.arm}) "
+                             "that the full run does not give")
+            if not np.allclose([e.point, e.lower, e.upper], [f.point, f.lower, f.upper], rtol=1e-9, atol=0,
+                               equal_nan=True):
+                raise Broken(f"for_metrics([{m!r}]) gives {e.point:g} [{e.lower:g}, {e.upper:g}] for "
+                             f"{e.metric}/{e.arm} ({e.estimand}), the full run {f.point:g} [{f.lower:g}, "
+                             f"{f.upper:g}]; separable_metrics needs the same estimates (key randomness by metric)")
+
+
 def _rule_missing_input(s: Subject) -> None:
     for name in tags_of(s.cls).required_inputs():
         data = replace(analysis_data_for(s, seed=8), **{name: _MISSING[name]})
@@ -250,6 +277,10 @@ def _requires_inputs(cls: type) -> str | None:
     return None if tags_of(cls).required_inputs() else "applies to estimators whose tags require inputs"
 
 
+def _separable(cls: type) -> str | None:
+    return None if tags_of(cls).separable_metrics else "applies to estimators tagged separable_metrics"
+
+
 def _stochastic(cls: type) -> str | None:
     return None if tags_of(cls).stochastic else "applies to estimators tagged stochastic"
 
@@ -268,6 +299,9 @@ ESTIMATOR_RULES: list[Rule] = common_rules("estimator") + [
     Rule("degenerate_one_user_per_arm", "One user per arm gives a CounterfeedError or finite estimates, never "
          "a raw exception or a warning.", _degenerate("one-per-arm")),
     Rule("metrics_option", "The `metrics` option limits the metrics analysed.", _rule_metrics_option),
+    Rule("for_metrics", "Restricted to each metric of `metrics_for(data)` by `for_metrics([m])`, it gives "
+         "exactly the full run's estimates of `m` (the run's per-metric fallback relies on it).",
+         _rule_for_metrics, _separable),
     Rule("missing_input_is_clear", "Without an input its tags require, `estimate` raises a CounterfeedError.",
          _rule_missing_input, _requires_inputs),
     Rule("no_global_randomness", "Stochastic estimators draw from generators keyed by data.seed, not from "

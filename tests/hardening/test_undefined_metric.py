@@ -1,15 +1,21 @@
 """One metric an estimator cannot estimate (a per-user ratio whose denominator sums to 0 in an arm)
 does not abort the run: the other metrics are estimated and published, and the one left out is named
-in the manifest and on stderr. When no metric can be estimated the run still fails with the error."""
+in the manifest and on stderr. When no metric can be estimated the run still fails with the error.
+
+The fallback is public: an estimator tagged ``separable_metrics`` is re-run one metric at a time through
+``Estimator.metrics_for`` and ``Estimator.for_metrics``, so a third-party estimator gets it too."""
 
 from __future__ import annotations
 
 import pytest
 
+from counterfeed.core.plugins import get_registry
 from counterfeed.core.runner import run
 from counterfeed.core.scenario import Scenario
 from counterfeed.errors import ModelError
+from counterfeed.testing import check_estimator
 from tests.core.test_novelty_identification import TP2
+from tests.plugins.per_metric import MeanGapEstimator, PerMetricPlugin
 
 # The tester's tp2.yaml (shared with the novelty test): in 1 day with 60 users nobody in arm 'b'
 # clicks two topics, so unexpectedness (a ratio of per-user sums) has a zero denominator there.
@@ -30,3 +36,34 @@ def test_when_no_metric_can_be_estimated_the_run_fails():
     doc = {**TINY, "metrics": ["unexpectedness"]}
     with pytest.raises(ModelError, match="denominator sums to 0"):
         run(Scenario.from_dict(doc), write=False, workers=1)
+
+
+@pytest.fixture
+def per_metric_plugin():
+    reg = get_registry()
+    name = reg.register_plugin(PerMetricPlugin(), name="test-per-metric-plugin")
+    yield
+    reg.unregister_plugin(name)
+
+
+def test_a_third_party_estimator_gets_the_fallback(per_metric_plugin, tmp_path):
+    """A plugin estimator with no private hook: ``separable_metrics`` and the default ``for_metrics``."""
+    doc = {**TINY, "analysis": [{"estimator": "test-mean-gap"}]}
+    result = run(Scenario.from_dict(doc), output_dir=tmp_path, workers=1)
+    assert {e.metric for e in result.estimates} == {"clicks"}
+    (line,) = result.manifest["unestimated"]
+    assert "'unexpectedness' by test-mean-gap" in line and "denominator sums to 0" in line
+
+
+def test_an_estimator_that_cannot_be_restricted_still_fails(per_metric_plugin):
+    doc = {**TINY, "analysis": [{"estimator": "test-mean-gap-joint"}]}
+    with pytest.raises(ModelError, match="denominator sums to 0"):
+        run(Scenario.from_dict(doc), write=False, workers=1)
+
+
+def test_for_metrics_is_public_and_conformant():
+    est = MeanGapEstimator({"level": 0.9})
+    one = est.for_metrics(["clicks"])
+    assert type(one) is MeanGapEstimator and one.options.metrics == ["clicks"] and one.options.level == 0.9
+    assert est.options.metrics is None  # a new estimator; this one is unchanged
+    check_estimator(MeanGapEstimator)  # every rule, the for_metrics rule included

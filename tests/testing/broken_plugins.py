@@ -5,6 +5,8 @@ Registered through ``register_plugin`` inside the tests that use them (never glo
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from scipy import stats
 
@@ -178,6 +180,25 @@ class WarningEstimator(Estimator):
                 z = 1.96 if self.level_for(data) > 0.9 else 1.28
                 out.append(Estimate(self.name, metric, arm, data.control, d, d - z * se, d + z * se,
                                     level=self.level_for(data)))
+        return out
+
+
+class NotSeparableEstimator(WarningEstimator):
+    """Declares ``separable_metrics`` but adds noise from one generator shared by all its metrics, so a
+    metric's estimate depends on which metrics are estimated before it."""
+
+    name = "not-separable"
+    tags = EstimatorTags(separable_metrics=True, stochastic=True)
+
+    def estimate(self, data):
+        from counterfeed.core.randomness import Keys
+
+        rng = Keys(data.seed).numpy_generator(self.name)
+        out = []
+        for e in super().estimate(replace(data, outcomes=data.outcomes[data.outcomes["arm"].isin(data.arms)])):
+            shift = float(rng.normal())
+            out.append(Estimate(self.name, e.metric, e.arm, e.control, e.point + shift, e.lower + shift,
+                                e.upper + shift, level=e.level))
         return out
 
 

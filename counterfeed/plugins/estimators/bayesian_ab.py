@@ -76,14 +76,18 @@ class BayesianAB(Estimator):
     """
 
     name = "bayesian-ab"
-    tags = EstimatorTags(stochastic=True)
+    tags = EstimatorTags(stochastic=True, separable_metrics=True)  # draws keyed by metric
     Options = BayesianABOptions
+
+    def metrics_for(self, data: AnalysisData) -> list[str]:
+        """The metrics to analyse, each checked to be known and present (a ``ModelError`` otherwise)."""
+        return select_metrics(data, self.options.metrics, self.name)
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         require_comparison(data, self.name)
         level = self.level_for(data)
         out: list[Estimate] = []
-        for metric in select_metrics(data, self.options.metrics, self.name):
+        for metric in self.metrics_for(data):
             info = data.metrics[metric]
             for segment, frame in iter_groups(data, self.options.segments):
                 try:

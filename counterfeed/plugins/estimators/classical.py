@@ -27,7 +27,7 @@ import numpy as np
 
 from counterfeed.analysis.multiple import adjust_pvalues, bonferroni_level
 from counterfeed.core.contracts import MetricInfo
-from counterfeed.core.estimation import AnalysisData, Estimate, Estimator, EstimatorOptions
+from counterfeed.core.estimation import AnalysisData, Estimate, Estimator, EstimatorOptions, EstimatorTags
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import ModelError
 from counterfeed.plugins.estimators._stats import (ArmStats, Comparison, SmallGroup, arm_values,
@@ -52,9 +52,11 @@ class _ArmComparisons(Estimator):
     """Shared driver: arm summaries -> Welch/delta comparisons -> corrected estimates."""
 
     Options = ClassicalOptions
+    tags = EstimatorTags(separable_metrics=True)
     method: str = ""
 
-    def _metrics(self, data: AnalysisData) -> list[str]:
+    def metrics_for(self, data: AnalysisData) -> list[str]:
+        """The metrics to analyse, each checked to be known and present (a ``ModelError`` otherwise)."""
         return select_metrics(data, self.options.metrics, self.name)
 
     @abstractmethod
@@ -66,7 +68,7 @@ class _ArmComparisons(Estimator):
         require_comparison(data, self.name)
         level = self.level_for(data)
         out: list[Estimate] = []
-        for metric in self._metrics(data):
+        for metric in self.metrics_for(data):
             info = data.metrics[metric]
             for segment, frame in iter_groups(data, self.options.segments):
                 try:
@@ -185,9 +187,8 @@ class RatioDeltaMethod(_ArmComparisons):
     name = "ratio"
     method = "delta-ratio"
 
-    def _metrics(self, data):
-        names = select_metrics(data, self._chosen(data.metrics), self.name)
-        return names
+    def metrics_for(self, data):
+        return select_metrics(data, self._chosen(data.metrics), self.name)
 
     def _chosen(self, metrics: dict[str, MetricInfo]) -> list[str]:
         """The ratio metrics to analyse; ModelError when there are none or one named is not a ratio."""
@@ -238,7 +239,7 @@ class CUPED(_ArmComparisons):
     name = "cuped"
     method = "cuped"
 
-    def _metrics(self, data):
+    def metrics_for(self, data):
         names = select_metrics(data, self._chosen(data.metrics), self.name)
         for m in names:
             if f"pre_{m}" not in data.outcomes.columns:
