@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from counterfeed.core.plugins import get_registry
 from counterfeed.core.runner import run
 from counterfeed.core.scenario import Scenario
 from counterfeed.errors import ModelError
 from counterfeed.testing import check_estimator
 from tests.core.test_novelty_identification import TP2
-from tests.plugins.per_metric import MeanGapEstimator, PerMetricPlugin
+from tests.plugins.per_metric import MeanGapEstimator, per_metric_plugin
 
 # The tester's tp2.yaml (shared with the novelty test): in 1 day with 60 users nobody in arm 'b'
 # clicks two topics, so unexpectedness (a ratio of per-user sums) has a zero denominator there.
@@ -38,26 +37,19 @@ def test_when_no_metric_can_be_estimated_the_run_fails():
         run(Scenario.from_dict(doc), write=False, workers=1)
 
 
-@pytest.fixture
-def per_metric_plugin():
-    reg = get_registry()
-    name = reg.register_plugin(PerMetricPlugin(), name="test-per-metric-plugin")
-    yield
-    reg.unregister_plugin(name)
-
-
-def test_a_third_party_estimator_gets_the_fallback(per_metric_plugin, tmp_path):
+def test_a_third_party_estimator_gets_the_fallback(tmp_path):
     """A plugin estimator with no private hook: ``separable_metrics`` and the default ``for_metrics``."""
     doc = {**TINY, "analysis": [{"estimator": "test-mean-gap"}]}
-    result = run(Scenario.from_dict(doc), output_dir=tmp_path, workers=1)
+    with per_metric_plugin():
+        result = run(Scenario.from_dict(doc), output_dir=tmp_path, workers=1)
     assert {e.metric for e in result.estimates} == {"clicks"}
     (line,) = result.manifest["unestimated"]
     assert "'unexpectedness' by test-mean-gap" in line and "denominator sums to 0" in line
 
 
-def test_an_estimator_that_cannot_be_restricted_still_fails(per_metric_plugin):
+def test_an_estimator_that_cannot_be_restricted_still_fails():
     doc = {**TINY, "analysis": [{"estimator": "test-mean-gap-joint"}]}
-    with pytest.raises(ModelError, match="denominator sums to 0"):
+    with per_metric_plugin(), pytest.raises(ModelError, match="denominator sums to 0"):
         run(Scenario.from_dict(doc), write=False, workers=1)
 
 

@@ -3,6 +3,8 @@ the run can re-estimate it one metric at a time through the public ``metrics_for
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 from scipy.special import ndtri
 
@@ -59,3 +61,16 @@ class PerMetricPlugin:
     def register_estimators(self, register):
         register(MeanGapEstimator)
         register(UnsplittableMeanGap)
+
+
+@contextmanager
+def per_metric_plugin():
+    """The plugin registered for the duration of the block."""
+    from counterfeed.core.plugins import get_registry
+
+    reg = get_registry()
+    name = reg.register_plugin(PerMetricPlugin(), name="test-per-metric-plugin")
+    try:
+        yield
+    finally:
+        reg.unregister_plugin(name)
