@@ -97,15 +97,25 @@ def per_user_digest(s: dict, users: int) -> str:
     """Digest of the per-user (sessions, clicks, dwell) table."""
     import numpy as np
 
-    per_user = [np.bincount(s["user"], minlength=users),
-                np.bincount(s["user"], weights=s["clicks"], minlength=users),
-                np.round(np.bincount(s["user"], weights=s["dwell"], minlength=users), 6)]
+    return digest_of([np.bincount(s["user"], minlength=users),
+                      np.bincount(s["user"], weights=s["clicks"], minlength=users),
+                      np.bincount(s["user"], weights=s["dwell"], minlength=users)])
+
+
+def digest_of(per_user: list) -> str:
+    """Digest of per-user (sessions, clicks, dwell) arrays (dwell rounded to 6 decimals)."""
+    import numpy as np
+
+    per_user = [*per_user[:2], np.round(per_user[2], 6)]
     return hashlib.sha256(b"".join(np.ascontiguousarray(a, dtype=np.float64).tobytes()
                                    for a in per_user)).hexdigest()[:16]
 
 
 def sharded_child(users: int, days: float, shards: int) -> None:
-    """One world split into ``shards`` blocks on a LocalCluster; prints one JSON line."""
+    """One world split into ``shards`` blocks on a LocalCluster; prints one JSON line. The shards write
+    the sessions file and reduce the per-user (sessions, clicks, dwell) themselves, as in a run: the
+    coordinator never holds the sessions."""
+    import pyarrow.parquet as pq
     from counterfeed.core.contracts import CatalogContext
     from counterfeed.core.randomness import Keys
     from counterfeed.core.runner import resolve
@@ -122,17 +132,20 @@ def sharded_child(users: int, days: float, shards: int) -> None:
     cfg = WorldConfig(name="all-control", arms=sc.arms, control=0, assignment=np.zeros(users, np.int64),
                       pre_period=0.0, duration=e.duration, batch_window=e.batch_window, retrain_every=None,
                       slate_size=e.slate_size, record_impressions=False, n_users=users)
-    with open_shards(shards) as pool:
+    names = ("sessions", "clicks", "dwell")
+    with open_shards(shards) as pool, tempfile.TemporaryDirectory(prefix="cf-sharded-") as tmp:
         world = ShardedWorld(cfg, items, (sc.population, keys), keys, plan.user_model(), plan.recommender,
-                             shards=pool)
+                             shards=pool, scratch=Path(tmp), metrics={n: plan.metrics[n] for n in names},
+                             windows=[(0.0, cfg.horizon)])
         t0 = time.perf_counter()
         s = world.run().sessions
         seconds = time.perf_counter() - t0
+        n = pq.ParquetFile(s.path).metadata.num_rows
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"users": users, "sessions": int(s["user"].size), "seconds": seconds,
-                      "rate": int(s["user"].size) / seconds, "coordinator_rss_mb": rss / 1024,
+    print(json.dumps({"users": users, "sessions": n, "seconds": seconds,
+                      "rate": n / seconds, "coordinator_rss_mb": rss / 1024,
                       "worker_rss_mb": [m / 2**20 for m in world.shard_memory],
-                      "digest": per_user_digest(s, users)}))
+                      "digest": digest_of([world.reduced[(m, 0.0, cfg.horizon)] for m in names])}))
 
 
 def launch(tree: Path, users: int, days: float, shards: int = 0) -> dict:

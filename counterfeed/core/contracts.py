@@ -414,6 +414,9 @@ class Metric(Plugin, ABC):
     higher_is_better: ClassVar[bool] = True
     level: ClassVar[Literal["user", "population"]] = "user"
     interference: ClassVar[str | None] = None
+    #: ``compute`` reads only ``events.sessions`` and ``events.n_users``, and a user's value depends on
+    #: that user's rows alone: a sharded world computes it in its shards (core.shard)
+    per_user_sessions: ClassVar[bool] = False
 
     @abstractmethod
     def compute(self, events: WorldEvents, start: float, end: float) -> np.ndarray:

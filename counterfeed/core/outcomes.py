@@ -18,9 +18,17 @@ DAILY_SERIES = ("sessions", "impressions", "clicks", "dwell", "ctr", "active")
 
 
 def world_outcomes(events: WorldEvents, metrics: dict[str, Metric], population: Population,
-                   pre_period: float, end: float) -> pd.DataFrame:
-    """One row per user: world, user, arm, segment, each metric, and ``pre_<metric>`` with a pre-period."""
+                   pre_period: float, end: float,
+                   reduced: dict[tuple[str, float, float], np.ndarray] | None = None) -> pd.DataFrame:
+    """One row per user: world, user, arm, segment, each metric, and ``pre_<metric>`` with a pre-period.
+
+    ``reduced``: values already computed (by a sharded world's shards), keyed ``(metric, start, end)``;
+    the others are computed here from ``events``."""
     from counterfeed.core._guard import call_plugin
+
+    def compute(name: str, m: Metric, start: float, stop: float) -> object:
+        got = (reduced or {}).get((name, start, stop))
+        return got if got is not None else call_plugin(m, "compute", m.compute, events, start, stop)
 
     n = events.n_users
     arms = np.asarray(events.arms, dtype=object)
@@ -33,10 +41,10 @@ def world_outcomes(events: WorldEvents, metrics: dict[str, Metric], population: 
     for name, m in metrics.items():
         if getattr(m, "level", "user") == "population":  # one value per group: core.longterm
             continue
-        v = _as_values(m, call_plugin(m, "compute", m.compute, events, pre_period, end), n)
+        v = _as_values(m, compute(name, m, pre_period, end), n)
         cols[name] = v
         if pre_period > 0:
-            pv = _as_values(m, call_plugin(m, "compute", m.compute, events, 0.0, pre_period), n)
+            pv = _as_values(m, compute(name, m, 0.0, pre_period), n)
             cols[f"pre_{name}"] = pv
     return pd.DataFrame(cols)
 

@@ -94,9 +94,15 @@ def write_events(directory: Path, events: WorldEvents, record_impressions: bool)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from counterfeed.core.shard_events import SessionsFile, write_sessions
+
     wdir = directory / "events" / events.world
     wdir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(events.sessions), wdir / "sessions.parquet")
+    if isinstance(events.sessions, SessionsFile):  # written by a sharded world's shards: moved into place
+        os.replace(events.sessions.path, wdir / "sessions.parquet")
+        events.sessions.path = wdir / "sessions.parquet"
+    else:
+        write_sessions(wdir / "sessions.parquet", events.sessions, events.n_users)
     if record_impressions and events.impressions is not None:
         pq.write_table(pa.table(events.impressions.to_dict()), wdir / "impressions.parquet")
 
@@ -121,6 +127,9 @@ def save_run(result: RunResult, directory: Path, events: dict[str, WorldEvents] 
     write_estimates_csv(result, directory / "estimates.csv")
     for ev in (events or {}).values():
         write_events(directory, ev, record_impressions)
+    from counterfeed.core.shard_events import SCRATCH
+
+    shutil.rmtree(directory / SCRATCH, ignore_errors=True)  # sessions of sharded worlds not kept
     _write_json(directory / "manifest.json", result.manifest)
 
 

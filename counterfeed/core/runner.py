@@ -37,6 +37,7 @@ from counterfeed.core.scenario import Scenario, load_scenario
 from counterfeed.core._guard import call_plugin
 from counterfeed.core.scoring import score_estimates
 from counterfeed.core.shard import ShardedWorld, open_shards
+from counterfeed.core.shard_events import SCRATCH, part_major
 from counterfeed.core.simulation import SimWorld, WorldConfig
 from counterfeed.core.targeting import targeting_report, targeting_rules
 from counterfeed.core.truth import truth_table
@@ -67,6 +68,7 @@ class WorldTask:
     progress: Callable[[float], None] | None = None  # simulated days so far (must pickle to workers)
     assignment: np.ndarray | None = None  # (n_users,) arm per user from the start (a targeting rule's world)
     shards: Any = None  # a shard pool (core.shard): the world's users are simulated by its shards
+    scratch: Path | None = None  # the run's temporary directory: a sharded world's shards write its sessions there
 
 
 @dataclass
@@ -99,16 +101,22 @@ def simulate_world(task: WorldTask) -> WorldOutput:
     base, replication = split_replication(task.world)  # a noise replication re-keys the world's noise
     keys = replication_keys(sc.seed, replication)
     assignment = world_assignment_component(sc, plan, replace(task, world=base), keys)
+    windows = [(exp.pre_period, cfg.horizon)] + ([(0.0, exp.pre_period)] if exp.pre_period > 0 else [])
     if task.shards is not None:
+        scratch = task.scratch / SCRATCH / f"{task.world}-{id(task)}" if task.scratch is not None else None
         world = ShardedWorld(cfg, task.items, task.population, keys, plan.user_model(), plan.recommender,
-                             assignment, progress=task.progress, shards=task.shards)
+                             assignment, progress=task.progress, shards=task.shards, scratch=scratch,
+                             metrics=plan.metrics, windows=windows)
     else:
         world = SimWorld(cfg, task.items, task.population, keys, plan.user_model(), plan.recommender,
                          assignment, progress=task.progress)
     events = world.run()
     events.items = task.items
+    if isinstance(events.sessions, dict):  # the order of a sessions file (sharded worlds write that)
+        events.sessions = part_major(events.sessions, events.n_users)
     plan.registry.hook.counterfeed_world_end(scenario=sc, world=task.world, events=events)
-    outcomes = world_outcomes(events, plan.metrics, task.population, exp.pre_period, cfg.horizon)
+    outcomes = world_outcomes(events, plan.metrics, task.population, exp.pre_period, cfg.horizon,
+                              getattr(world, "reduced", None))
     record = assignment.record()
     series, population = world_long_term(events, plan.metrics, plan.analysed, exp.pre_period, cfg.horizon)
     allocation = record.get("allocation")
@@ -141,11 +149,13 @@ def world_assignment_component(sc: Scenario, plan: Plan, task: WorldTask, keys: 
 
 
 def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[str], None],
-                  progress: bool = False, shards: int = 1, scheduler: str | None = None) -> list[WorldOutput]:
+                  progress: bool = False, shards: int = 1, scheduler: str | None = None,
+                  scratch: Path | None = None) -> list[WorldOutput]:
     """Simulate every world (in worker processes when large; each one sharded across Dask workers
-    with ``shards > 1`` or a ``scheduler``); ``progress`` shows a bar per world."""
+    with ``shards > 1`` or a ``scheduler``, their sessions written under ``scratch`` when given);
+    ``progress`` shows a bar per world."""
     if shards > 1 or scheduler:
-        return _simulate_sharded(tasks, say, progress, shards, scheduler)
+        return _simulate_sharded([replace(t, scratch=scratch) for t in tasks], say, progress, shards, scheduler)
     sc = tasks[0].scenario
     size = sc.population.users * sc.total_days
     if workers is None:  # a world of this size outweighs forking a worker and sending its events back
@@ -279,7 +289,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         replications = truth_replications(sc, CATE in estimands_of(plan.estimators))
         tasks = [WorldTask(sc, w, items, population)
                  for w in world_names(sc) + replication_worlds(sc.arms, replications)]
-        outputs = _simulate_all(tasks, workers, say, not quiet and log is None, shards, scheduler)
+        outputs = _simulate_all(tasks, workers, say, not quiet and log is None, shards, scheduler, tmp)
         timings["simulate_s"] = time.perf_counter() - t0
         for o in outputs:
             timings[f"world_{o.world}_s"] = o.seconds
@@ -321,7 +331,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
             info = infos[sc.targeting.metric]
             rules = targeting_rules(sc, info, estimates, user_truth, population.n)
             deployed = _simulate_all([WorldTask(sc, w, items, population, assignment=a) for w, a in rules.items()],
-                                     workers, say, not quiet and log is None, shards, scheduler)
+                                     workers, say, not quiet and log is None, shards, scheduler, tmp)
             targeting = targeting_report(sc, info, rules, {o.world: o.outcomes for o in deployed}, outcomes,
                                          user_truth, data)
         cate = _cate_scores(estimates, user_truth, ab, replications)

@@ -24,12 +24,13 @@ for tests and debugging). A worker lost mid-run fails the world with :class:`Sha
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from counterfeed.core._guard import call_plugin
-from counterfeed.core.contracts import Batch, Items, Population, Response, Slates, UserModel
+from counterfeed.core.contracts import Batch, Items, Metric, Population, Response, Slates, UserModel, WorldEvents
 from counterfeed.core.randomness import Keys
 from counterfeed.core.simulation import (SESSION_COLUMNS, SimWorld, WorldConfig, session_columns,
                                         session_rows)
@@ -121,6 +122,29 @@ class Shard:
         self._seq = [np.concatenate(self._seq)] if self._seq else [np.zeros(0, np.int64)]
         return [cols[nm] for nm, _ in SESSION_COLUMNS], self._seq[0]
 
+    def outcomes(self, metrics: dict[str, Metric], windows: Sequence[tuple[float, float]],
+                 assignment: np.ndarray) -> dict[tuple[str, float, float], np.ndarray]:
+        """The block's values ``(hi - lo,)`` of every metric over every ``(start, end)`` window, keyed
+        ``(name, start, end)``; for metrics whose value is a user's own (``per_user_sessions``)."""
+        cols, _ = self.sessions()
+        block = dict(zip((nm for nm, _ in SESSION_COLUMNS), cols))
+        block["user"] = block["user"] - self.lo
+        events = WorldEvents(world="", n_users=self.hi - self.lo, sessions=block, impressions=None, start=0.0,
+                             end=max((e for _, e in windows), default=0.0), arms=[], assignment=assignment)
+        return {(name, a, b): np.asarray(call_plugin(m, "compute", m.compute, events, a, b), dtype=np.float64)
+                for name, m in metrics.items() for a, b in windows}
+
+    def write_fragments(self, directory: str, n_users: int) -> int:
+        """Write the block's sessions as fragments of the world's parts (core.shard_events) into
+        ``directory`` and let go of them; the number of rows written."""
+        from counterfeed.core.shard_events import write_fragments
+
+        cols, seq = self.sessions()
+        write_fragments(Path(directory), dict(zip((nm for nm, _ in SESSION_COLUMNS), cols)), seq, self.lo,
+                        self.hi, n_users)
+        self._rows, self._seq = [], []
+        return int(seq.size)
+
     def memory(self) -> int:
         """Peak resident memory of this process (bytes; Linux ``ru_maxrss``)."""
         import resource
@@ -211,16 +235,31 @@ class ShardedWorld(SimWorld):
     :class:`DaskShards` pool, and ``population``: the whole population (its blocks travel to the
     shards) or a ``(spec, keys)`` pair each shard builds its block from; ``config.n_users`` then
     gives the number of users.
+
+    ``scratch``: a folder (under the run's temporary directory) where, at the end of the world, the
+    shards write their sessions (:mod:`counterfeed.core.shard_events`) instead of sending them: the
+    events' ``sessions`` are then a :class:`~counterfeed.core.shard_events.SessionsFile`. ``metrics``
+    and ``windows``: the per-user metrics (``per_user_sessions``) each shard computes for its users over
+    each ``(start, end)``, gathered in :attr:`reduced` (``(name, start, end)`` -> ``(n_users,)``).
     """
 
     def __init__(self, config: WorldConfig, items: Items, population: Population | tuple[Any, Keys],
                  keys: Keys, user_model: UserModel, make_recommender: Callable, assignment: Any = None,
-                 progress: Callable[[float], None] | None = None, *, shards: LocalShards | DaskShards):
+                 progress: Callable[[float], None] | None = None, *, shards: LocalShards | DaskShards,
+                 scratch: Path | None = None, metrics: dict[str, Metric] | None = None,
+                 windows: Sequence[tuple[float, float]] = ()):
+        from counterfeed.core.shard_events import part_aligned_blocks
+
         whole = population if isinstance(population, Population) else None
         super().__init__(config, items, whole, keys, user_model, make_recommender, assignment, progress)
         self._population_source = population
         self.pool = shards
-        self.blocks = shard_blocks(self.n, shards.n)
+        self.blocks = part_aligned_blocks(self.n, shards.n)
+        self.scratch = scratch
+        self._reduce = {n: m for n, m in (metrics or {}).items() if getattr(m, "per_user_sessions", False)}
+        self._windows = list(windows)
+        self.reduced: dict[tuple[str, float, float], np.ndarray] = {}
+        self._over = False  # the serving process has finished: the sessions are final
         self._bounds = np.array([hi for _, hi in self.blocks[:-1]], dtype=np.int64)
         self._seq = 0
 
@@ -261,11 +300,28 @@ class ShardedWorld(SimWorld):
     def _add_sessions(self, rows: tuple[np.ndarray, ...]) -> None:
         """The shards keep their users' sessions rows."""
 
-    def _session_columns(self) -> dict[str, np.ndarray]:
+    def _server(self):
+        yield from super()._server()
+        self._over = True
+
+    def _session_columns(self) -> Any:
         """The shards' rows merged into the single-process order (window parts in serving order, users
-        in id order within a part: shard order)."""
-        #: peak resident memory (bytes) of the process holding each shard, before this gathering
+        in id order within a part: shard order); at the end of a world with a ``scratch`` folder, the
+        sessions file the shards wrote instead (the rows never come here)."""
+        #: peak resident memory (bytes) of the process holding each shard, before any gathering
         self.shard_memory = [int(m) for m in self.pool.call("memory")]
+        if self._over and self._reduce and self._windows:
+            got = self.pool.call("outcomes", [(self._reduce, self._windows, self._current[lo:hi].copy())
+                                              for lo, hi in self.blocks])
+            self.reduced = {k: np.concatenate([g[k] for g in got]) for k in got[0]}
+        if self._over and self.scratch is not None:
+            from counterfeed.core.shard_events import SessionsFile, merge_fragments
+
+            parts = self.scratch / "fragments"
+            self.pool.call("write_fragments", [(str(parts), self.n)] * len(self.blocks))
+            merge_fragments(parts, self.scratch / "sessions.parquet", self.n)
+            self.shard_memory = [int(m) for m in self.pool.call("memory")]  # writing included
+            return SessionsFile(self.scratch / "sessions.parquet")
         got = self.pool.call("sessions")
         seq = np.concatenate([g[1] for g in got])
         order = np.argsort(seq, kind="stable")

@@ -83,6 +83,57 @@ def test_runs_with_1_2_4_shards_write_byte_identical_run_directories(tmp_path):
         assert got == base, shards
 
 
+def test_parts_written_by_shards_give_the_same_run_directory_and_the_coordinator_never_gathers(tmp_path,
+                                                                                              monkeypatch):
+    """With 64-user parts (5 parts for 300 users), 2 shards write whole parts and 4 shards share none but
+    merge one part; both give the unsharded bytes, and at the end of a world the coordinator asks the
+    shards for per-user outcomes and fragments, never for their session rows."""
+    import pyarrow.parquet as pq
+
+    from counterfeed.core import shard_events
+
+    monkeypatch.setattr(shard_events, "PART_USERS", 64)
+    assert shard_events.part_aligned_blocks(300, 2) == [(0, 128), (128, 300)]
+    sc = scenario()
+    base = digest(run(sc, output_dir=tmp_path / "one").run_dir)
+    calls: list[str] = []
+    real = LocalShards.call
+
+    def spy(self, method, args=None):
+        calls.append(method)
+        return real(self, method, args)
+
+    monkeypatch.setattr(LocalShards, "call", spy)
+    for shards in (2, 4):
+        res = run(sc, output_dir=tmp_path / str(shards), shards=shards, scheduler=IN_PROCESS)
+        assert digest(res.run_dir) == base, shards
+        assert pq.ParquetFile(res.run_dir / "events" / "ab" / "sessions.parquet").num_row_groups == 5
+    # mid-run snapshots (Thompson allocation is not used here) aside, no world gathers its rows
+    assert "sessions" not in calls and calls.count("outcomes") == calls.count("write_fragments") > 0
+
+
+def test_a_sharded_world_reduces_outcomes_in_its_shards(tmp_path):
+    """The per-user metrics computed per shard equal the single process's, for both periods."""
+    from counterfeed.core.outcomes import world_outcomes
+
+    sc = scenario()
+    plan = resolve(sc)
+    want = _world(sc, None)
+    ev = want.run()
+    got = _world(sc, 3)
+    got.scratch, got._windows = tmp_path / "w", [(1.0, 4.0), (0.0, 1.0)]
+    got._reduce = {n: m for n, m in plan.metrics.items() if m.per_user_sessions}
+    ev3 = got.run()
+    assert not isinstance(ev3.sessions, dict) and sorted(got.reduced) == sorted(
+        (n, a, b) for n in got._reduce for a, b in got._windows)
+    pop = build_population(sc.population, Keys(sc.seed))
+    a = world_outcomes(ev, plan.metrics, pop, 1.0, 4.0)
+    b = world_outcomes(ev3, plan.metrics, pop, 1.0, 4.0, got.reduced)
+    assert a.equals(b) and not (tmp_path / "w" / "fragments").exists()
+    for name, col in ev.sessions.items():
+        assert np.array_equal(ev3.sessions[name], col), name
+
+
 @pytest.mark.parametrize("value, message", [
     (0, "execution.shards"), (-2, "execution.shards"), ("two", "execution.shards"), (1.5, "execution.shards"),
     (301, "301 shards for 300 users"),

@@ -26,6 +26,7 @@ def _per_user(events: WorldEvents, column: str | None, start: float, end: float)
 class Impressions(Metric):
     """Items shown to the user (slate positions served)."""
 
+    per_user_sessions = True
     name = "impressions"
 
     def compute(self, events, start, end):
@@ -35,6 +36,7 @@ class Impressions(Metric):
 class Clicks(Metric):
     """Clicks by the user."""
 
+    per_user_sessions = True
     name = "clicks"
 
     def compute(self, events, start, end):
@@ -48,6 +50,7 @@ class CTR(Metric):
     ``clicks`` and ``impressions`` columns (delta method), randomized by user.
     """
 
+    per_user_sessions = True
     name = "ctr"
     aggregation = "ratio"
     numerator = "clicks"
@@ -63,6 +66,7 @@ class CTR(Metric):
 class Sessions(Metric):
     """Number of sessions (visits)."""
 
+    per_user_sessions = True
     name = "sessions"
 
     def compute(self, events, start, end):
@@ -72,6 +76,7 @@ class Sessions(Metric):
 class Dwell(Metric):
     """Total dwell time in minutes."""
 
+    per_user_sessions = True
     name = "dwell"
 
     def compute(self, events, start, end):
@@ -81,6 +86,7 @@ class Dwell(Metric):
 class Retained(Metric):
     """1 if the user had a session in the last ``window`` of the period (default 7 days), else 0."""
 
+    per_user_sessions = True
     name = "retained"
     aggregation = "binary"
 
@@ -100,6 +106,7 @@ class Retained(Metric):
 class Churned(Metric):
     """1 if the user churned before the end of the period (at any time since the simulation start)."""
 
+    per_user_sessions = True
     name = "churned"
     aggregation = "binary"
     higher_is_better = False

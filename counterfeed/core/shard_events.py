@@ -1,0 +1,147 @@
+"""A world's sessions table on disk, in user-id parts: what lets a sharded world's coordinator stay small.
+
+``events/<world>/sessions.parquet`` holds one row group sequence per *part*: the users
+``k * PART_USERS .. (k + 1) * PART_USERS - 1``, their rows in the world's order (serving order,
+users in id order within a window). The parts depend only on the number of users, so the file is
+the same bytes whether one process wrote it (:func:`write_sessions`) or ``N`` shards did.
+
+A sharded world (:mod:`counterfeed.core.shard`) never gathers its sessions: each shard writes, for
+every part its user block touches, a *fragment* (its rows of that part plus their ``seq``, the
+window part they were served in) into a scratch folder under the run's temporary directory
+(:data:`SCRATCH`, so nothing is published when the run fails or is interrupted). The coordinator
+then writes the file part by part (:func:`merge_fragments`): a part written by one shard is its
+fragment; a part shared by shards is their fragments in shard order, stably sorted by ``seq`` --
+exactly the single-process order. The coordinator holds one part at a time, never the table.
+:class:`SessionsFile` reads the file's columns back only when a consumer asks for them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from counterfeed.core.simulation import SESSION_COLUMNS
+
+__all__ = ["PART_USERS", "SCRATCH", "part_bounds", "part_aligned_blocks", "part_major", "write_sessions",
+           "write_fragments", "merge_fragments", "SessionsFile"]
+
+#: users per part of a sessions file (parts cover user ids ``[k * PART_USERS, (k + 1) * PART_USERS)``)
+PART_USERS = 65_536
+
+#: the scratch folder, under a run's temporary directory, of the shards' fragments and merged files
+SCRATCH = ".shards"
+
+
+def part_bounds(n_users: int) -> list[tuple[int, int]]:
+    """The ``[lo, hi)`` user-id ranges of the parts of an ``n_users`` world (one part at least)."""
+    n_parts = max(1, -(-int(n_users) // PART_USERS))
+    return [(k * PART_USERS, min(int(n_users), (k + 1) * PART_USERS)) for k in range(n_parts)]
+
+
+def part_aligned_blocks(n_users: int, shards: int) -> list[tuple[int, int]]:
+    """``shards`` contiguous user blocks made of whole parts when there are at least as many parts as
+    shards (then every part is written by one shard, no merging), else :func:`shard_blocks`'s."""
+    from counterfeed.core.shard import shard_blocks
+
+    parts = part_bounds(n_users)
+    if len(parts) < shards:
+        return shard_blocks(n_users, shards)
+    return [(parts[a][0], parts[b - 1][1]) for a, b in shard_blocks(len(parts), shards)]
+
+
+def part_major(cols: dict[str, np.ndarray], n_users: int) -> dict[str, np.ndarray]:
+    """A sessions table in the file's order: part by part, the world's order within a part (the same
+    table when the world has one part). Every world's events are in this order, sharded or not, so
+    what is computed from them does not depend on the number of shards."""
+    if len(part_bounds(n_users)) == 1:
+        return cols
+    order = np.argsort(np.asarray(cols["user"]) // PART_USERS, kind="stable")
+    return {nm: np.asarray(v)[order] for nm, v in cols.items()}
+
+
+def _table(cols: Mapping[str, np.ndarray]):
+    import pyarrow as pa
+
+    return pa.table({nm: np.asarray(cols[nm], dtype=dt) for nm, dt in SESSION_COLUMNS})
+
+
+def _writer(path: Path):
+    import pyarrow.parquet as pq
+
+    from counterfeed.core.simulation import session_columns
+
+    return pq.ParquetWriter(path, _table(session_columns([])).schema)
+
+
+def write_sessions(path: Path, cols: Mapping[str, np.ndarray], n_users: int) -> None:
+    """Write a sessions table (:data:`SESSION_COLUMNS`, the world's order) to ``path`` part by part."""
+    user = np.asarray(cols["user"])
+    parts = part_bounds(n_users)
+    with _writer(path) as w:
+        for lo, hi in parts:
+            rows = slice(None) if len(parts) == 1 else np.flatnonzero((user >= lo) & (user < hi))
+            w.write_table(_table({nm: np.asarray(cols[nm])[rows] for nm, _ in SESSION_COLUMNS}))
+
+
+def write_fragments(directory: Path, cols: Mapping[str, np.ndarray], seq: np.ndarray, lo: int, hi: int,
+                    n_users: int) -> None:
+    """A shard's fragments: its rows (users ``lo .. hi - 1``, its order) of every part it touches, with
+    their ``seq``, as ``part-<k>-<first user>.parquet`` in ``directory``."""
+    import pyarrow.parquet as pq
+
+    directory.mkdir(parents=True, exist_ok=True)
+    user = np.asarray(cols["user"])
+    for k, (plo, phi) in enumerate(part_bounds(n_users)):
+        a, b = max(lo, plo), min(hi, phi)
+        if a >= b:  # the block does not touch this part
+            continue
+        rows = np.flatnonzero((user >= a) & (user < b))
+        table = _table({nm: np.asarray(cols[nm])[rows] for nm, _ in SESSION_COLUMNS})
+        pq.write_table(table.append_column("seq", [np.asarray(seq)[rows]]), directory / f"part-{k:06d}-{a:012d}.parquet")
+
+
+def merge_fragments(directory: Path, path: Path, n_users: int) -> None:
+    """Write the sessions file ``path`` from the fragments in ``directory`` (then removed), one part at
+    a time: a part's fragments in user order, stably sorted by ``seq`` (see the module docstring)."""
+    import pyarrow.parquet as pq
+
+    with _writer(path) as w:
+        for k in range(len(part_bounds(n_users))):
+            got = [pq.read_table(f) for f in sorted(directory.glob(f"part-{k:06d}-*.parquet"))]
+            cols = {nm: np.concatenate([t.column(nm).to_numpy() for t in got]) if got else np.zeros(0, dt)
+                    for nm, dt in (*SESSION_COLUMNS, ("seq", np.int64))}
+            if len(got) > 1:
+                order = np.argsort(cols["seq"], kind="stable")
+                cols = {nm: v[order] for nm, v in cols.items()}
+            w.write_table(_table(cols))
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+class SessionsFile(Mapping):
+    """A sessions table kept on disk: ``file[name]`` reads (once) the column ``name`` of the Parquet
+    file ``path`` (:data:`SESSION_COLUMNS` names). ``path`` follows the file when the run directory
+    moves it (:func:`counterfeed.core.rundir.write_events`)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._cols: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._cols:
+            if name not in dict(SESSION_COLUMNS):
+                raise KeyError(name)
+            import pyarrow.parquet as pq
+
+            dt = dict(SESSION_COLUMNS)[name]
+            self._cols[name] = pq.read_table(self.path, columns=[name]).column(name).to_numpy().astype(dt, copy=False)
+        return self._cols[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(nm for nm, _ in SESSION_COLUMNS)
+
+    def __len__(self) -> int:
+        return len(SESSION_COLUMNS)
