@@ -19,8 +19,11 @@ by (user, session, slot) and a window's requests are order-free.
 Sharded (issue 20, points 1-2): the same world at ``--sharded-sizes`` (default 1M and 5M users)
 split into ``--shards`` user-id blocks on a ``distributed.LocalCluster`` of that many single-threaded
 worker processes (:mod:`counterfeed.core.shard`; each shard builds only its block of the population).
-Printed: sessions/s, the peak RSS of every worker (measured in the worker before the sessions are
-gathered), the coordinator's peak RSS, and the per-user digest, which must equal the unsharded one.
+As in a run, the shards reduce the per-user (sessions, clicks, dwell) themselves and write the
+sessions file part by part (:mod:`counterfeed.core.shard_events`); the coordinator never holds the
+sessions. Printed: sessions/s, the peak RSS of every worker (at the end of the world, and in
+parentheses after simulating, before the outcomes and the file), the coordinator's peak RSS, and
+the per-user digest, which must equal the unsharded one.
 Target: sharded peak per worker <= 60% of the unsharded peak at the same population. A size above
 ``--unsharded-max`` is not run unsharded (it may not fit); its unsharded peak is then an *estimate*,
 extrapolated linearly from the two largest unsharded sizes measured, and printed as such.
@@ -75,9 +78,18 @@ def child(users: int, days: float) -> None:
     seconds = time.perf_counter() - t0
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     n = int(s["user"].size)
+    digest = per_user_digest(s, users)
+    try:  # what a run does next, as the shards do: the sessions file (absent from --before-commit)
+        from counterfeed.core.shard_events import write_sessions
+    except ImportError:
+        rss2 = rss1
+    else:
+        with tempfile.TemporaryDirectory(prefix="cf-unsharded-") as tmp:
+            write_sessions(Path(tmp) / "sessions.parquet", s, users)
+        rss2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"users": users, "sessions": n, "seconds": seconds, "rate": n / seconds,
                       "peak_rss_mb": rss1 / 1024, "sim_rss_growth_mb": (rss1 - rss0) / 1024,
-                      "digest": per_user_digest(s, users)}))
+                      "written_rss_mb": rss2 / 1024, "digest": digest}))
 
 
 def bench_scenario(users: int, days: float):
@@ -145,6 +157,7 @@ def sharded_child(users: int, days: float, shards: int) -> None:
     print(json.dumps({"users": users, "sessions": n, "seconds": seconds,
                       "rate": n / seconds, "coordinator_rss_mb": rss / 1024,
                       "worker_rss_mb": [m / 2**20 for m in world.shard_memory],
+                      "worker_sim_rss_mb": [m / 2**20 for m in world.shard_memory_simulating],
                       "digest": digest_of([world.reduced[(m, 0.0, cfg.horizon)] for m in names])}))
 
 
@@ -234,16 +247,21 @@ def sharded(args: argparse.Namespace, now: dict[int, dict]) -> None:
             now[users] = launch(ROOT, users, args.days)
         r = launch(ROOT, users, args.days, shards=args.shards)
         workers = ", ".join(f"{m:,.0f}" for m in r["worker_rss_mb"])
+        simulating = ", ".join(f"{m:,.0f}" for m in r["worker_sim_rss_mb"])
         line = (f"  {users:>9,} users, {args.shards} shards: {r['sessions']:>10,} sessions in {r['seconds']:7.1f} s"
-                f" = {r['rate']:>9,.0f}/s; peak RSS per worker {workers} MB (coordinator "
+                f" = {r['rate']:>9,.0f}/s; peak RSS per worker {workers} MB ({simulating} MB before the "
+                f"outcomes and the sessions file; coordinator "
                 f"{r['coordinator_rss_mb']:,.0f} MB); per-user digest {r['digest']}")
         print(line, flush=True)
         peak = max(r["worker_rss_mb"])
         if users in now:
             u = now[users]
+            written = u.get("written_rss_mb", u["peak_rss_mb"])
             print(f"  {users:>9,} users, unsharded: {u['sessions']:>10,} sessions in {u['seconds']:7.1f} s = "
-                  f"{u['rate']:>9,.0f}/s; peak RSS {u['peak_rss_mb']:,.0f} MB; per-user digest {u['digest']}")
-            print(f"    sharded / unsharded: peak per worker {peak / u['peak_rss_mb']:.0%} (target <= 60%), "
+                  f"{u['rate']:>9,.0f}/s; peak RSS {u['peak_rss_mb']:,.0f} MB ({written:,.0f} MB with the "
+                  f"sessions file written); per-user digest {u['digest']}")
+            print(f"    sharded / unsharded: peak per worker {peak / written:.0%} with the sessions file written "
+                  f"by both, {max(r['worker_sim_rss_mb']) / u['peak_rss_mb']:.0%} after simulating (target <= 60%), "
                   f"sessions/s {r['rate'] / u['rate']:.2f}x, same per-user outcomes: {r['digest'] == u['digest']}")
         else:
             known = sorted(now)[-2:]

@@ -37,7 +37,7 @@ from counterfeed.core.scenario import Scenario, load_scenario
 from counterfeed.core._guard import call_plugin
 from counterfeed.core.scoring import score_estimates
 from counterfeed.core.shard import ShardedWorld, open_shards
-from counterfeed.core.shard_events import SCRATCH, part_major
+from counterfeed.core.shard_events import SCRATCH, SessionsFile, part_major
 from counterfeed.core.simulation import SimWorld, WorldConfig
 from counterfeed.core.targeting import targeting_report, targeting_rules
 from counterfeed.core.truth import truth_table
@@ -380,6 +380,9 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
                 if sc.output.report:
                     _report(tmp, say)
                 result.run_dir = rundir.publish()
+                for ev in events.values():  # sessions files written by shards moved with the directory
+                    if ev is not None and isinstance(ev.sessions, SessionsFile):
+                        ev.sessions.path = result.run_dir / ev.sessions.path.relative_to(tmp)
             except OSError as exc:
                 raise OutputError(f"cannot write the run directory in '{rundir.parent}': "
                                   f"{exc.strerror or exc}") from None

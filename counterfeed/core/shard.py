@@ -122,28 +122,52 @@ class Shard:
         self._seq = [np.concatenate(self._seq)] if self._seq else [np.zeros(0, np.int64)]
         return [cols[nm] for nm, _ in SESSION_COLUMNS], self._seq[0]
 
+    def _rows_of(self, a: int, b: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The sessions rows of users ``a .. b - 1`` (the block's order) and their ``seq``, copied out of
+        the recorded chunks (one part at a time: the block's table is never built whole)."""
+        picked, seqs = [], []
+        for rows, seq in zip(self._rows, self._seq):
+            m = (rows[0] >= a) & (rows[0] < b)
+            if m.all():
+                picked.append(rows)
+                seqs.append(seq)
+            elif m.any():
+                picked.append(tuple(c[m] for c in rows))
+                seqs.append(seq[m])
+        return session_columns(picked), np.concatenate(seqs) if seqs else np.zeros(0, np.int64)
+
     def outcomes(self, metrics: dict[str, Metric], windows: Sequence[tuple[float, float]],
                  assignment: np.ndarray) -> dict[tuple[str, float, float], np.ndarray]:
         """The block's values ``(hi - lo,)`` of every metric over every ``(start, end)`` window, keyed
-        ``(name, start, end)``; for metrics whose value is a user's own (``per_user_sessions``)."""
-        cols, _ = self.sessions()
-        block = dict(zip((nm for nm, _ in SESSION_COLUMNS), cols))
-        block["user"] = block["user"] - self.lo
-        events = WorldEvents(world="", n_users=self.hi - self.lo, sessions=block, impressions=None, start=0.0,
-                             end=max((e for _, e in windows), default=0.0), arms=[], assignment=assignment)
-        return {(name, a, b): np.asarray(call_plugin(m, "compute", m.compute, events, a, b), dtype=np.float64)
-                for name, m in metrics.items() for a, b in windows}
+        ``(name, start, end)``; for metrics whose value is a user's own (``per_user_sessions``),
+        computed part by part (core.shard_events)."""
+        from counterfeed.core.shard_events import block_parts
 
-    def write_fragments(self, directory: str, n_users: int) -> int:
+        out: dict[tuple[str, float, float], list[np.ndarray]] = {}
+        for _, a, b in block_parts(self.lo, self.hi):
+            cols, _ = self._rows_of(a, b)
+            cols["user"] = cols["user"] - a
+            events = WorldEvents(world="", n_users=b - a, sessions=cols, impressions=None, start=0.0,
+                                 end=max((e for _, e in windows), default=0.0), arms=[],
+                                 assignment=assignment[a - self.lo:b - self.lo])
+            for name, m in metrics.items():
+                for s, e in windows:
+                    v = call_plugin(m, "compute", m.compute, events, s, e)
+                    out.setdefault((name, s, e), []).append(np.asarray(v, dtype=np.float64))
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+    def write_fragments(self, directory: str) -> int:
         """Write the block's sessions as fragments of the world's parts (core.shard_events) into
-        ``directory`` and let go of them; the number of rows written."""
-        from counterfeed.core.shard_events import write_fragments
+        ``directory``, one part at a time, and let go of them; the number of rows written."""
+        from counterfeed.core.shard_events import block_parts, write_fragment
 
-        cols, seq = self.sessions()
-        write_fragments(Path(directory), dict(zip((nm for nm, _ in SESSION_COLUMNS), cols)), seq, self.lo,
-                        self.hi, n_users)
+        n = 0
+        for k, a, b in block_parts(self.lo, self.hi):
+            cols, seq = self._rows_of(a, b)
+            write_fragment(Path(directory), k, a, cols, seq)
+            n += seq.size
         self._rows, self._seq = [], []
-        return int(seq.size)
+        return n
 
     def memory(self) -> int:
         """Peak resident memory of this process (bytes; Linux ``ru_maxrss``)."""
@@ -308,8 +332,9 @@ class ShardedWorld(SimWorld):
         """The shards' rows merged into the single-process order (window parts in serving order, users
         in id order within a part: shard order); at the end of a world with a ``scratch`` folder, the
         sessions file the shards wrote instead (the rows never come here)."""
-        #: peak resident memory (bytes) of the process holding each shard, before any gathering
-        self.shard_memory = [int(m) for m in self.pool.call("memory")]
+        #: peak resident memory (bytes) of the process holding each shard: after simulating (before any
+        #: gathering), and :attr:`shard_memory` after the outcomes and the sessions file too
+        self.shard_memory_simulating = self.shard_memory = [int(m) for m in self.pool.call("memory")]
         if self._over and self._reduce and self._windows:
             got = self.pool.call("outcomes", [(self._reduce, self._windows, self._current[lo:hi].copy())
                                               for lo, hi in self.blocks])
@@ -318,9 +343,9 @@ class ShardedWorld(SimWorld):
             from counterfeed.core.shard_events import SessionsFile, merge_fragments
 
             parts = self.scratch / "fragments"
-            self.pool.call("write_fragments", [(str(parts), self.n)] * len(self.blocks))
+            self.pool.call("write_fragments", [(str(parts),)] * len(self.blocks))
             merge_fragments(parts, self.scratch / "sessions.parquet", self.n)
-            self.shard_memory = [int(m) for m in self.pool.call("memory")]  # writing included
+            self.shard_memory = [int(m) for m in self.pool.call("memory")]
             return SessionsFile(self.scratch / "sessions.parquet")
         got = self.pool.call("sessions")
         seq = np.concatenate([g[1] for g in got])

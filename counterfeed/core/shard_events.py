@@ -26,8 +26,8 @@ import numpy as np
 
 from counterfeed.core.simulation import SESSION_COLUMNS
 
-__all__ = ["PART_USERS", "SCRATCH", "part_bounds", "part_aligned_blocks", "part_major", "write_sessions",
-           "write_fragments", "merge_fragments", "SessionsFile"]
+__all__ = ["PART_USERS", "SCRATCH", "part_bounds", "block_parts", "part_aligned_blocks", "part_major",
+           "write_sessions", "write_fragment", "merge_fragments", "SessionsFile"]
 
 #: users per part of a sessions file (parts cover user ids ``[k * PART_USERS, (k + 1) * PART_USERS)``)
 PART_USERS = 65_536
@@ -40,6 +40,12 @@ def part_bounds(n_users: int) -> list[tuple[int, int]]:
     """The ``[lo, hi)`` user-id ranges of the parts of an ``n_users`` world (one part at least)."""
     n_parts = max(1, -(-int(n_users) // PART_USERS))
     return [(k * PART_USERS, min(int(n_users), (k + 1) * PART_USERS)) for k in range(n_parts)]
+
+
+def block_parts(lo: int, hi: int) -> list[tuple[int, int, int]]:
+    """``(k, a, b)``: the users ``a .. b - 1`` of part ``k`` that are in the block ``lo .. hi - 1``."""
+    return [(k, max(lo, k * PART_USERS), min(hi, (k + 1) * PART_USERS))
+            for k in range(lo // PART_USERS, -(-hi // PART_USERS))]
 
 
 def part_aligned_blocks(n_users: int, shards: int) -> list[tuple[int, int]]:
@@ -87,21 +93,14 @@ def write_sessions(path: Path, cols: Mapping[str, np.ndarray], n_users: int) -> 
             w.write_table(_table({nm: np.asarray(cols[nm])[rows] for nm, _ in SESSION_COLUMNS}))
 
 
-def write_fragments(directory: Path, cols: Mapping[str, np.ndarray], seq: np.ndarray, lo: int, hi: int,
-                    n_users: int) -> None:
-    """A shard's fragments: its rows (users ``lo .. hi - 1``, its order) of every part it touches, with
-    their ``seq``, as ``part-<k>-<first user>.parquet`` in ``directory``."""
+def write_fragment(directory: Path, k: int, a: int, cols: Mapping[str, np.ndarray], seq: np.ndarray) -> None:
+    """A shard's fragment of part ``k``: its rows of the part (users from ``a``, its order) with their
+    ``seq``, as ``part-<k>-<a>.parquet`` in ``directory``."""
     import pyarrow.parquet as pq
 
     directory.mkdir(parents=True, exist_ok=True)
-    user = np.asarray(cols["user"])
-    for k, (plo, phi) in enumerate(part_bounds(n_users)):
-        a, b = max(lo, plo), min(hi, phi)
-        if a >= b:  # the block does not touch this part
-            continue
-        rows = np.flatnonzero((user >= a) & (user < b))
-        table = _table({nm: np.asarray(cols[nm])[rows] for nm, _ in SESSION_COLUMNS})
-        pq.write_table(table.append_column("seq", [np.asarray(seq)[rows]]), directory / f"part-{k:06d}-{a:012d}.parquet")
+    table = _table(cols).append_column("seq", [np.asarray(seq, dtype=np.int64)])
+    pq.write_table(table, directory / f"part-{k:06d}-{a:012d}.parquet")
 
 
 def merge_fragments(directory: Path, path: Path, n_users: int) -> None:

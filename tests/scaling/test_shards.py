@@ -95,7 +95,8 @@ def test_parts_written_by_shards_give_the_same_run_directory_and_the_coordinator
     monkeypatch.setattr(shard_events, "PART_USERS", 64)
     assert shard_events.part_aligned_blocks(300, 2) == [(0, 128), (128, 300)]
     sc = scenario()
-    base = digest(run(sc, output_dir=tmp_path / "one").run_dir)
+    one = run(sc, output_dir=tmp_path / "one", keep_events=True)
+    base = digest(one.run_dir)
     calls: list[str] = []
     real = LocalShards.call
 
@@ -105,10 +106,12 @@ def test_parts_written_by_shards_give_the_same_run_directory_and_the_coordinator
 
     monkeypatch.setattr(LocalShards, "call", spy)
     for shards in (2, 4):
-        res = run(sc, output_dir=tmp_path / str(shards), shards=shards, scheduler=IN_PROCESS)
+        res = run(sc, output_dir=tmp_path / str(shards), shards=shards, scheduler=IN_PROCESS, keep_events=True)
         assert digest(res.run_dir) == base, shards
         assert pq.ParquetFile(res.run_dir / "events" / "ab" / "sessions.parquet").num_row_groups == 5
-    # mid-run snapshots (Thompson allocation is not used here) aside, no world gathers its rows
+        for world, ev in one.events.items():  # kept events read their sessions from the published file
+            for name, col in ev.sessions.items():
+                assert np.array_equal(res.events[world].sessions[name], col), (world, name)
     assert "sessions" not in calls and calls.count("outcomes") == calls.count("write_fragments") > 0
 
 
