@@ -8,14 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from estimator_data import analysis, frame
+from estimator_data import RATIO_METRICS, analysis, frame
 from counterfeed.core.analyse import check_estimates
 from counterfeed.core.estimation import ZERO_WIDTH, Estimate, Estimator
 from counterfeed.core.rundir import load_run
 from counterfeed.core.runner import run
 from counterfeed.core.scenario import Scenario
 from counterfeed.plugins.estimators.bayesian_ab import BayesianAB
-from counterfeed.plugins.estimators.classical import CUPED, DifferenceInMeans
+from counterfeed.plugins.estimators.classical import CUPED, DifferenceInMeans, RatioDeltaMethod
 from tests.core.test_novelty_identification import TP2
 
 
@@ -40,6 +40,17 @@ def test_every_zero_width_estimate_is_warned(cls, case):
         assert _warned(e) == (e.lower == e.upper), (e.estimand, e.lower, e.upper, e.diagnostics)
     if cls is not BayesianAB:  # a Beta/Normal posterior of constant arms may have width; Welch's has none
         assert zero
+
+
+def test_ratio_with_constant_ctr_and_the_relative_estimand_are_warned():
+    """The delta-method ratio estimator: every user has CTR 0.1, so the difference and the relative lift
+    are 0 [0, 0]; both estimands carry the warning."""
+    df = frame({"control": [1.0, 2.0, 3.0], "treatment": [2.0, 4.0, 1.0]}).rename(columns={"y": "clicks"})
+    df["impressions"] = df["clicks"] * 10
+    df["ctr"] = 0.1
+    out = RatioDeltaMethod().estimate(analysis(df, RATIO_METRICS))
+    assert {e.estimand for e in out} == {"difference", "relative"}
+    assert all(e.lower == e.upper and _warned(e) for e in out)
 
 
 def test_an_interval_with_width_is_not_warned():
