@@ -176,10 +176,11 @@ def fit_personal(model: str, user: np.ndarray, item: np.ndarray, position: np.nd
                  satiation: np.ndarray, weight: np.ndarray, n_users: int, n_items: int, *, dims: int,
                  theta: np.ndarray, alpha: np.ndarray, kappa: float, session: np.ndarray | None = None,
                  epochs: int = 12, steps: int = 80, l2: float = 0.1, seed: int = 0,
-                 init: ClickFit | None = None) -> ClickFit:
+                 init: ClickFit | None = None, satiation_weight: float | None = None) -> ClickFit:
     """Personalized attractiveness for ``model`` ("pbm": regression EM; "cascade": likelihood).
 
-    ``satiation``: (N,) the satiation feature of each row; ``weight``: (N,) exposure weights.
+    ``satiation``: (N,) the satiation feature of each row; ``weight``: (N,) exposure weights;
+    ``satiation_weight``: held fixed at this value when given (else fitted).
     ``init`` warm-starts (the bootstrap refits start from the point fit).
     """
     import torch
@@ -197,11 +198,17 @@ def fit_personal(model: str, user: np.ndarray, item: np.ndarray, position: np.nd
         b = torch.tensor(np.log(alpha / (1 - alpha)), dtype=torch.float32)
         w0 = 0.1
     ws = torch.tensor(np.log(np.expm1(w0)), dtype=torch.float32)
-    params = [P.requires_grad_(), V.requires_grad_(), b.requires_grad_(), ws.requires_grad_()]
+    params = [P.requires_grad_(), V.requires_grad_(), b.requires_grad_()]
+    if satiation_weight is None:
+        params.append(ws.requires_grad_())
+    else:  # a fixed weight enters as a scaled feature under softplus(ws) = 1
+        s_t = torch.as_tensor(satiation * satiation_weight, dtype=torch.float32)
+        ws = torch.tensor(np.log(np.expm1(1.0)), dtype=torch.float32)
     opt = torch.optim.Adam(params, lr=0.05)
     u_t = torch.as_tensor(user)
     i_t = torch.as_tensor(item)
-    s_t = torch.as_tensor(satiation, dtype=torch.float32)
+    if satiation_weight is None:
+        s_t = torch.as_tensor(satiation, dtype=torch.float32)
     om = torch.as_tensor(weight, dtype=torch.float32)
     y = torch.as_tensor(click, dtype=torch.float32)
     n = user.shape[0]
@@ -240,7 +247,7 @@ def fit_personal(model: str, user: np.ndarray, item: np.ndarray, position: np.nd
             loss.backward()
             opt.step()
     with torch.no_grad():
-        wsat = float(torch.nn.functional.softplus(ws))
+        wsat = float(torch.nn.functional.softplus(ws)) if satiation_weight is None else float(satiation_weight)
         out = ClickFit(model=model, theta=th, kappa=float(kappa), bias=b.detach().numpy().astype(np.float64),
                        user=P.detach().numpy().copy(), item=V.detach().numpy().copy(), satiation_weight=wsat)
     return out

@@ -1,7 +1,7 @@
 """Model-based offline evaluation: simulate the logging and the target policy in the twin.
 
 Each replicate ``b`` is one counterfeed run whose population, catalog and user model are replicate
-``b`` (``population: {twin: DIR, replicate: b}``) with ``n_b`` users (parametric bootstrap: a third of
+``b`` (``population: {twin: DIR, replicate: b}``) with ``n_b`` users (parametric bootstrap: half of
 ``users`` for the point fit ``b = 0``, the rest split over ``b = 1..B``; else ``users / B`` each) and two
 arms, the logging and the target policy; its counterfactual worlds ``all-logging`` and ``all-target``
 share their random numbers (common random numbers), so the per-user differences carry little noise.
@@ -11,10 +11,10 @@ For a metric with per-replicate effect ``e_b`` and per-user difference variance 
 
 * parameter variance: ``V = max(0, var_{b>=1}(e_b) - mean_{b>=1}(s_b^2 / n_b))`` (the spread between
   the bootstrap replicates minus their own simulation noise);
-* prediction, parametric bootstrap (:mod:`counterfeed.twin.pboot`): the bias-corrected
-  ``2 e_0 - mean_{b>=1} e_b`` (Efron & Tibshirani 1993, sec. 10.3), of variance ``V (1 + 1/B) +
-  4 s_0^2/n_0 + mean(s_b^2/n_b)/B``; bootstrap over users: ``mean_{b>=1} e_b``, of variance
-  ``V + s^2/n_sim``;
+* prediction, parametric bootstrap (:mod:`counterfeed.twin.pboot`): the point fit's ``e_0``, of
+  variance ``V + s_0^2/n_0`` (no bias correction ``2 e_0 - mean e_b``: in validation it moved the
+  prediction away from the truth, because the refits start from the point fit's own errors);
+  bootstrap over users: ``mean_{b>=1} e_b``, of variance ``V + s^2/n_sim``;
 * interval: prediction ``+- z sqrt(variance + s^2/n_log)``, the last term the noise of the realised
   effect in a world of the log's ``n_log`` users.
 
@@ -54,7 +54,7 @@ class TwinEffect:
     se_simulation: float
     replicates: int
     warnings: list[str] = field(default_factory=list)
-    point_effect: float | None = None  # parametric bootstrap: e_0, the point fit's effect before the bias correction
+    point_effect: float | None = None  # parametric bootstrap: e_0, the point fit's effect (the prediction)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -131,8 +131,8 @@ def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, loggi
     reps = ([0] if parametric else []) + (list(range(1, n_boot + 1))[: replicates or n_boot] or [0])
     n_log = int(meta["n_train_users"])
     total = int(users or n_log * len(reps))
-    # the bias-corrected prediction counts replicate 0 twice: it gets a third of the users
-    n0 = math.ceil(total / 3) if parametric else 0
+    # the prediction is replicate 0's effect: it gets half of the users
+    n0 = math.ceil(total / 2) if parametric else 0
     size = {b: max(2, n0 if b == 0 else math.ceil((total - n0) / (len(reps) - parametric))) for b in reps}
     arms = {"logging": dict(logging), **{name: dict(t) for name, t in targets.items()}}
     results: dict[str, list[dict[str, tuple[float, float, float, int]]]] = {name: [] for name in targets}
@@ -167,17 +167,14 @@ def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: i
         warn: list[str] = [UNDERCOVERAGE_WARNING]
         effect, lvalue, tvalue = float(e.mean()), float(lv.mean()), float(tv.mean())
         var_sim = s2 / n_sim
-        if point is not None:  # bias-corrected by the parametric bootstrap
-            corr = float(e.mean()) - (point[1] - point[0])
-            effect, lvalue, tvalue = effect - 2 * corr, point[0], point[0] + effect - 2 * corr
-            var_sim = 4 * point[2] / point[3] + float(s2n.mean()) / len(rows)
+        if point is not None:  # parametric bootstrap: the point fit predicts, the replicates give the spread
+            effect, lvalue, tvalue = point[1] - point[0], point[0], point[1]
+            var_sim = point[2] / point[3]
         if len(rows) < 2:
             lo = hi = sp = None
             warn.append("the twin has no bootstrap replicates (fit with --bootstrap >= 2): no interval")
         else:
             var_param = max(0.0, float(e.var(ddof=1) - s2n.mean()))
-            if point is not None:
-                var_param *= 1 + 1 / len(rows)
             sp = math.sqrt(var_param)
             half = z * math.sqrt(var_param + var_sim + s2 / n_log)
             lo, hi = float(effect - half), float(effect + half)

@@ -22,13 +22,17 @@ from counterfeed.twin.clicks import (cascade_fit, cascade_loglik, exposure_weigh
 from counterfeed.twin.data import TwinLog
 from counterfeed.twin.dynamics import fit_dynamics, user_activity
 from counterfeed.twin.mnl import SessionData, fit_mnl, mnl_loglik
-from counterfeed.twin.satiation import item_topics, satiation_feature
+from counterfeed.twin.satiation import item_topics, satiation_feature, satiation_instrument
 from counterfeed.twin.store import Replicate
 
 __all__ = ["FitSettings", "fit_twin"]
 
 HALFLIVES = (0.5, 1.0, 2.0, 4.0, 8.0)
-SELECTION_USERS = 50_000  # users for the choice of the click model and of the satiation half-life
+#: a half-life must beat the grid's geometric middle by this much log-likelihood to replace it (the 95%
+#: likelihood-ratio bound of one parameter, chi2_1(0.95) / 2)
+HALFLIFE_LR = 1.92
+SELECTION_USERS = 50_000  # users for the choice of the click model
+SATIATION_USERS = 20_000  # users for the satiation half-life and weight (its standard error is about 0.02 there)
 
 
 @dataclass
@@ -99,35 +103,67 @@ def _select_examination(log: TwinLog, rng: np.random.Generator, sessions: Sessio
             "heldout_impressions": n_val}
 
 
-def _halflife(log: TwinLog, topics: np.ndarray, eta: np.ndarray, theta: np.ndarray, model: str,
-              rng: np.random.Generator) -> tuple[float, dict[str, float]]:
-    """Pick the satiation half-life by the likelihood of a one-parameter refit of the weight per grid value."""
+def _satiation(log: TwinLog, topics: np.ndarray, prob: np.ndarray,
+               rng: np.random.Generator) -> tuple[float, float, dict[str, float], dict[str, float], dict[str, float]]:
+    """The satiation half-life and weight: per grid half-life, a logistic regression of the clicks on the
+    instrumented feature (:func:`~counterfeed.twin.satiation.satiation_instrument`) with the fit without
+    satiation as offset (``logit prob``); the half-life of the best likelihood, its weight (at least 0).
+
+    Returns (half-life, weight, log-likelihood by half-life, weight by half-life, {first-stage slope, the
+    weight's standard error from the logit's Hessian (given the first stage: a lower bound)})."""
     import torch
 
     rows = np.arange(len(log))
-    if log.n_users > SELECTION_USERS:  # whole histories of a subset of users (the feature needs them)
-        rows = np.flatnonzero(np.isin(log.user, rng.choice(log.n_users, SELECTION_USERS, replace=False)))
-    t = theta[log.position[rows]] if model == "pbm" else np.ones(rows.size)
-    y = torch.as_tensor(log.click[rows])
-    base = torch.as_tensor(eta[rows])
+    if log.n_users > SATIATION_USERS:  # whole histories of a subset of users (the feature needs them)
+        rows = np.flatnonzero(np.isin(log.user, rng.choice(log.n_users, SATIATION_USERS, replace=False)))
+    y = torch.as_tensor(log.click[rows], dtype=torch.float64)
+    p0 = np.clip(prob[rows], 1e-6, 1 - 1e-6)
+    base = torch.as_tensor(np.log(p0 / (1 - p0)))
     out: dict[str, float] = {}
+    weights: dict[str, float] = {}
+    slopes: dict[str, float] = {}
+    ses: dict[str, float] = {}
     for h in HALFLIVES:
-        s = torch.as_tensor(satiation_feature(log.user[rows], topics[log.item[rows]], log.time[rows],
-                                              log.click[rows], h))
+        f, slopes[str(h)] = satiation_instrument(log.user[rows], topics[log.item[rows]], log.time[rows],
+                                                 log.click[rows], prob[rows], h)
+        s = torch.as_tensor(f)
         w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
         opt = torch.optim.LBFGS([w], max_iter=50, line_search_fn="strong_wolfe")
-        tt = torch.as_tensor(t)
+
+        def nll(w):
+            return torch.nn.functional.binary_cross_entropy_with_logits(base + w[1] - w[0] * s, y, reduction="sum")
 
         def closure():
             opt.zero_grad()
-            p = (tt * torch.sigmoid(base + w[1] - torch.nn.functional.softplus(w[0]) * s)).clamp(1e-6, 1 - 1e-6)
-            loss = -(y * torch.log(p) + (1 - y) * torch.log1p(-p)).sum()
+            loss = nll(w)
             loss.backward()
             return loss
 
-        out[str(h)] = -float(opt.step(closure).detach())
+        opt.step(closure)
+        with torch.no_grad():  # (LBFGS.step returns the loss at the start, not at the optimum)
+            out[str(h)] = -float(nll(w))
+        weights[str(h)] = float(w[0].detach())
+        hess = torch.autograd.functional.hessian(nll, w.detach()).numpy()
+        ses[str(h)] = float(np.sqrt(max(np.linalg.pinv(hess)[0, 0], 0.0)))
     best = max(out, key=out.get)
-    return float(best), out
+    middle = str(HALFLIVES[len(HALFLIVES) // 2])
+    if out[best] - out[middle] < HALFLIFE_LR:  # not identified: the middle, a factor <= 4 from any grid value
+        best = middle
+    return float(best), max(weights[best], 0.0), out, weights, {"first_stage_slope": slopes[best], "se": ses[best]}
+
+
+def _click_prob(fit, log: TwinLog, sel: dict[str, Any], eta: np.ndarray) -> np.ndarray:
+    """(N,) each impression's click probability under ``fit`` (``eta``: its utilities): MNL, the first
+    choice's ``theta_j e^eta / (1 + sum_session theta e^eta)``; PBM ``theta_j sigmoid(eta)``; cascade
+    ``kappa^j sigmoid(eta)`` (the instrument of :func:`~counterfeed.twin.satiation.satiation_instrument`
+    needs them only up to a common scale)."""
+    sig = 1.0 / (1.0 + np.exp(-np.clip(eta, -30, 30)))
+    if fit.model == "pbm":
+        return fit.theta[log.position] * sig
+    if fit.model == "cascade":
+        return float(np.clip(sel["kappa"], 1e-3, 1.0)) ** log.position * sig
+    e = np.clip(fit.theta[log.position], 1e-6, 1.0) * np.exp(np.clip(eta, -30, 30))
+    return e / (1.0 + np.bincount(log.session, weights=e, minlength=log.n_sessions)[log.session])
 
 
 def _dwell(log: TwinLog, eta: np.ndarray) -> tuple[float, float]:
@@ -205,9 +241,10 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
     l2_ll = fitter.choose_l2(sessions, rng)
     fit = fitter(zero, max(2, st.epochs // 3), st.seed, None, None)
     topics = st.topics if st.topics is not None else item_topics(fit.item, st.n_topics, st.seed)
-    halflife, hl_ll = _halflife(train, topics, _eta(fit, train, zero), fit.theta,
-                                "cascade" if fit.model == "cascade" else "pbm", rng)
+    prob = _click_prob(fit, train, sel, _eta(fit, train, zero))
+    halflife, w_sat, hl_ll, w_by_h, w_info = _satiation(train, topics, prob, rng)
     s = satiation_feature(train.user, topics[train.item], train.time, train.click, halflife)
+    fitter.satiation_weight = w_sat  # the factorization is refitted with the weight held at its estimate
     fit = fitter(s, st.epochs, st.seed, fit, None)
     counts = np.bincount(train.item, minlength=train.n_items).astype(float)
     if st.embeddings is not None:
@@ -245,7 +282,9 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
         "examination": {k2: v for k2, v in sel.items() if k2 in ("model", "heldout_loglik_per_impression",
                                                                   "heldout_impressions")},
         "factorization": {"l2": fitter.l2, "heldout_loglik_by_l2": l2_ll},
-        "satiation": {"halflife_days": halflife, "loglik_by_halflife": hl_ll, "topics": "given" if st.topics
+        "satiation": {"halflife_days": halflife, "loglik_by_halflife": hl_ll, "weight": w_sat,
+                      "weight_by_halflife": w_by_h, **w_info,
+                      "topics": "given" if st.topics
                       is not None else f"k-means of item factors ({int(topics.max()) + 1})"},
         "dynamics": {"loglik": dyn.loglik, "se": dyn.se, "users": int(dyn_users.size)},
         "text": st.embeddings is not None, "seconds": _time.perf_counter() - t_start,
@@ -273,6 +312,7 @@ class _Fitter:
         self.sel, self.log, self.weight, self.st, self.max_clicks = sel, log, weight, st, max(max_clicks, 1)
 
     l2 = 0.01  # per-row loss (PBM, cascade); the MNL's is chosen by choose_l2
+    satiation_weight: float | None = None  # held fixed once estimated (:func:`_satiation`)
 
     def choose_l2(self, sessions: SessionData, rng: np.random.Generator) -> dict[str, float]:
         """MNL: the L2 penalty of the factors with the best likelihood on 10% of the sessions left out."""
@@ -303,12 +343,12 @@ class _Fitter:
             init = init or _mnl_init(sel, lg, self.st.dims, seed)
             return fit_mnl(_sessions(lg, s, self.weight), lg.n_users, lg.n_items, dims=self.st.dims,
                            max_clicks=self.max_clicks, epochs=epochs, seed=seed, init=init, user_weight=wu,
-                           l2=self.l2)
+                           l2=self.l2, satiation_weight=self.satiation_weight)
         w = self.weight if wu is None else self.weight * wu[lg.user]
         return fit_personal(sel["model"], lg.user, lg.item, lg.position, lg.click, s, w, n_users=lg.n_users,
                             n_items=lg.n_items, dims=self.st.dims, theta=sel["theta"], alpha=sel["alpha"],
                             kappa=sel["kappa"], session=lg.session, epochs=epochs, seed=seed, init=init,
-                            l2=self.l2)
+                            l2=self.l2, satiation_weight=self.satiation_weight)
 
 
 def _mnl_init(sel: dict[str, Any], lg: TwinLog, dims: int, seed: int):

@@ -138,10 +138,11 @@ def _eta(data, i, P, V, b, w):
 
 def fit_mnl(data: SessionData, n_users: int, n_items: int, *, dims: int, max_clicks: int, epochs: int = 12,
             steps: int = 80, draws: int = 0, l2: float = 0.1, seed: int = 0, rows=None,
-            init: ClickFit | None = None, user_weight=None) -> ClickFit:
+            init: ClickFit | None = None, user_weight=None, satiation_weight: float | None = None) -> ClickFit:
     """Fit ``theta``, ``b``, ``w`` and (``dims > 0``) the factors by Adam on minibatches of sessions.
 
-    ``rows``: the sessions to fit (default all); ``user_weight`` (U,): bootstrap multiplicities.
+    ``rows``: the sessions to fit (default all); ``user_weight`` (U,): bootstrap multiplicities;
+    ``satiation_weight``: ``w`` held fixed at this value when given (else fitted).
     """
     import torch
 
@@ -158,7 +159,9 @@ def fit_mnl(data: SessionData, n_users: int, n_items: int, *, dims: int, max_cli
         b = torch.full((n_items,), -2.0)
         lt = torch.full((data.k,), 2.0) - 0.3 * torch.arange(data.k, dtype=torch.float32)
         ws = torch.tensor(np.log(np.expm1(0.1)), dtype=torch.float32)
-    params = [b.requires_grad_(), lt.requires_grad_(), ws.requires_grad_()]
+    params = [b.requires_grad_(), lt.requires_grad_()]
+    if satiation_weight is None:
+        params.append(ws.requires_grad_())
     if dims > 0:
         params += [P.requires_grad_(), V.requires_grad_()]
     opt = torch.optim.Adam(params, lr=0.05)
@@ -170,7 +173,7 @@ def fit_mnl(data: SessionData, n_users: int, n_items: int, *, dims: int, max_cli
         perm = idx_all[torch.randperm(idx_all.numel(), generator=g)]
         for lo in range(0, min(perm.numel(), steps * batch), batch):
             i = perm[lo:lo + batch]
-            w = torch.nn.functional.softplus(ws)
+            w = torch.nn.functional.softplus(ws) if satiation_weight is None else satiation_weight
             eta = _eta(data, i, P if dims > 0 else None, V, b, w)
             theta = torch.sigmoid(lt)
             ll = _session_ll(eta, data.shown[i], data.click[i], theta, draws, max_clicks, g)
@@ -185,4 +188,5 @@ def fit_mnl(data: SessionData, n_users: int, n_items: int, *, dims: int, max_cli
                         bias=b.detach().numpy().astype(np.float64),
                         user=P.detach().numpy().copy() if dims > 0 else np.zeros((n_users, 0), np.float32),
                         item=V.detach().numpy().copy() if dims > 0 else np.zeros((n_items, 0), np.float32),
-                        satiation_weight=float(torch.nn.functional.softplus(ws)))
+                        satiation_weight=float(torch.nn.functional.softplus(ws)) if satiation_weight is None
+                        else float(satiation_weight))

@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from counterfeed.core.contracts import (Batch, Catalog, CatalogContext, Items, Options, Population,
+from counterfeed.core.contracts import (Batch, Catalog, CatalogContext, CatalogTags, Items, Options, Population,
                                         Response, Slates)
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.core.randomness import Keys
@@ -47,6 +47,12 @@ class TwinCatalog(Catalog):
     class Options(Options):
         path: str = Field(description="the twin directory")
         replicate: int = Field(0, ge=0, description="0: point fit; b >= 1: bootstrap replicate b")
+
+    @property
+    def tags(self) -> CatalogTags:
+        """Text only when the twin was fitted with item texts or embeddings (recommenders that need text check it)."""
+        path = Path(self.options.path)
+        return CatalogTags(text=(path / "embeddings.npy").exists() or (path / "texts.json").exists())
 
     def build(self, ctx: CatalogContext) -> Items:
         from counterfeed.errors import ModelError

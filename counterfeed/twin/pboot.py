@@ -12,8 +12,10 @@ correction, sec. 10.3) repeats the whole experiment inside the fitted model inst
    frailty), giving replicate ``b``; items the simulated log never showed keep the point fit's values.
 
 The spread of a prediction over replicates ``1..B`` is then the sampling error of the whole fit plus
-the noise of a log of this size, and ``mean_b e_b - e_0`` estimates the fit's bias for that
-prediction (:mod:`counterfeed.twin.evaluate` subtracts it: ``2 e_0 - mean_b e_b``).
+the noise of a log of this size; :mod:`counterfeed.twin.evaluate` predicts with the point fit and
+takes the interval's width from that spread. (The bias correction ``2 e_0 - mean_b e_b`` of sec. 10.3
+was dropped: the refits start from the point fit's own errors, and in validation it moved the
+predictions away from the truth.)
 """
 
 from __future__ import annotations

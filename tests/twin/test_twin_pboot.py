@@ -1,5 +1,5 @@
-"""The parametric bootstrap: replicates refitted from logs simulated by the point fit, bias-corrected
-predictions, and a point fit that reproduces the log it was fitted on (sessions per user)."""
+"""The parametric bootstrap: replicates refitted from logs simulated by the point fit, the point fit's
+prediction with the replicates' spread, and a point fit that reproduces the log it was fitted on (sessions per user)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ def test_parametric_replicates_are_refits_of_simulated_logs(twin_dir):
         assert not np.allclose(rep.bias, point.bias)  # refitted, not copied
 
 
-def test_bias_corrected_prediction_and_its_variance():
+def test_point_fit_prediction_and_its_variance():
     # replicate 0 (point) effect 1.0 on every metric, bootstrap effects 0.7, 0.8, 0.9 (mean 0.8)
     rows = [{m: (0.0, e, 0.0, 100) for m in METRICS} for e in (1.0, 0.7, 0.8, 0.9)]
     rows[0] = {m: (0.0, 1.0, 0.04, 100) for m in METRICS}
     for e in _combine(rows, n_log=100, level=0.95, parametric=True):
-        assert np.isclose(e.effect, 2 * 1.0 - 0.8)            # 2 e_0 - mean e_b
+        assert np.isclose(e.effect, 1.0) and np.isclose(e.point_effect, 1.0)  # e_0, no bias correction
         assert e.replicates == 3
-        var = 0.01 * (1 + 1 / 3) + 4 * 0.04 / 100 + 0.0 / 3 + 0.0 / 100  # V (1 + 1/B) + 4 s0^2/n0 + ...
+        var = 0.01 + 0.04 / 100 + 0.0 / 100  # V + s0^2/n0 + s^2/n_log (the replicates' s^2 is 0)
         assert np.isclose(e.upper - e.effect, 1.959963984540054 * np.sqrt(var))
 
 
