@@ -13,7 +13,8 @@ __all__ = ["satiation_feature", "satiation_instrument", "item_topics"]
 def satiation_feature(user: np.ndarray, topic: np.ndarray, time: np.ndarray, click: np.ndarray,
                       halflife: float) -> np.ndarray:
     """(N,) ``S = sum over the user's clicks c on the row's topic strictly before the row's time of
-    click_c * 0.5 ** ((t - t_c) / halflife)`` (``click`` may be any non-negative weight). Vectorized: a cumulative log-sum-exp of ``t_c ln 2 / halflife`` per
+    click_c * 0.5 ** ((t - t_c) / halflife)`` (``click`` may be any non-negative weight). Vectorized:
+    a cumulative log-sum-exp of ``t_c ln 2 / halflife`` per
     (user, topic) group, read at each row by binary search (O(N log N)).
     """
     n = user.shape[0]
