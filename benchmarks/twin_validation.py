@@ -112,6 +112,7 @@ def replication(seed: int, args) -> list[dict]:
                        "truth_logging": t[0], "twin": e.effect, "lower": e.lower, "upper": e.upper,
                        "twin_logging": e.logging_value, "twin_point": e.point_effect,
                        "model": meta["examination"]["model"],
+                       "satiation": {k: meta["satiation"].get(k) for k in ("weight", "se", "halflife_days")},
                        "seconds": {"simulate": t_sim, "fit": t_fit, "evaluate": t_eval}}
                 if e.metric == "ctr":
                     for est in ("ips", "dr"):

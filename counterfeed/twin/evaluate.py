@@ -9,14 +9,17 @@ All replicates together simulate ``users`` users: the cost of one run of that si
 
 For a metric with per-replicate effect ``e_b`` and per-user difference variance ``s_b^2``:
 
-* parameter variance: ``V = max(0, var_{b>=1}(e_b) - mean_{b>=1}(s_b^2 / n_b))`` (the spread between
-  the bootstrap replicates minus their own simulation noise);
+* parameter variance: ``V = var_{b>=1}(e_b)``, the spread between the bootstrap replicates
+  (their own simulation noise left in: subtracting it and truncating at 0, as a first version did,
+  gave the parameters no variance at all in many validation cases with few replicates);
 * prediction, parametric bootstrap (:mod:`counterfeed.twin.pboot`): the point fit's ``e_0``, of
   variance ``V + s_0^2/n_0`` (no bias correction ``2 e_0 - mean e_b``: in validation it moved the
   prediction away from the truth, because the refits start from the point fit's own errors);
   bootstrap over users: ``mean_{b>=1} e_b``, of variance ``V + s^2/n_sim``;
-* interval: prediction ``+- z sqrt(variance + s^2/n_log)``, the last term the noise of the realised
-  effect in a world of the log's ``n_log`` users.
+* interval: prediction ``+- t_df sqrt(variance + s^2/n_log)``, the last term the noise of the realised
+  effect in a world of the log's ``n_log`` users; ``V`` is estimated from ``B`` replicates only, so the
+  quantile is Student's t with the Welch-Satterthwaite degrees of freedom ``df = total^2 / (V^2 /
+  (B - 1))`` (Satterthwaite 1946; the simulation terms, from hundreds of users, count as known).
 
 Ratio metrics (CTR = clicks / impressions) use the per-user linearization ``(c_u - r i_u) / mean(i)``.
 """
@@ -148,6 +151,7 @@ def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, loggi
 def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: int, level: float,
              parametric: bool = False) -> list[TwinEffect]:
     from scipy.stats import norm
+    from scipy.stats import t as student_t
 
     z = float(norm.ppf(0.5 + level / 2))
     out = []
@@ -161,7 +165,6 @@ def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: i
         lv = np.array([r[0] for r in rows])
         tv = np.array([r[1] for r in rows])
         e = tv - lv
-        s2n = np.array([r[2] / r[3] for r in rows])
         n_sim = sum(r[3] for r in rows)
         s2 = float(np.mean([r[2] for r in rows]))
         warn: list[str] = [UNDERCOVERAGE_WARNING]
@@ -174,9 +177,11 @@ def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: i
             lo = hi = sp = None
             warn.append("the twin has no bootstrap replicates (fit with --bootstrap >= 2): no interval")
         else:
-            var_param = max(0.0, float(e.var(ddof=1) - s2n.mean()))
+            var_param = float(e.var(ddof=1))
             sp = math.sqrt(var_param)
-            half = z * math.sqrt(var_param + var_sim + s2 / n_log)
+            total = var_param + var_sim + s2 / n_log
+            df = total ** 2 / (var_param ** 2 / (len(rows) - 1)) if var_param > 0 else math.inf
+            half = (float(student_t.ppf(0.5 + level / 2, df)) if math.isfinite(df) else z) * math.sqrt(total)
             lo, hi = float(effect - half), float(effect + half)
             if not half > 0:  # nothing varied: a zero-width interval would claim certainty
                 lo = hi = None

@@ -28,7 +28,11 @@ def test_point_fit_prediction_and_its_variance():
         assert np.isclose(e.effect, 1.0) and np.isclose(e.point_effect, 1.0)  # e_0, no bias correction
         assert e.replicates == 3
         var = 0.01 + 0.04 / 100 + 0.0 / 100  # V + s0^2/n0 + s^2/n_log (the replicates' s^2 is 0)
-        assert np.isclose(e.upper - e.effect, 1.959963984540054 * np.sqrt(var))
+        df = var ** 2 / (0.01 ** 2 / 2)  # Welch-Satterthwaite: V from 3 replicates
+        from scipy.stats import t
+
+        assert np.isclose(e.upper - e.effect, t.ppf(0.975, df) * np.sqrt(var))
+        assert e.upper - e.effect > 1.96 * np.sqrt(var) * 1.5  # few replicates: far wider than the normal
 
 
 def test_point_fit_reproduces_the_logged_sessions_per_user(twin_dir, run_dir):
