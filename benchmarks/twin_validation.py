@@ -187,6 +187,13 @@ def summarize(rows: list[dict], checks: list[dict]) -> None:
                     c3 = sum(r[est]["lower"] <= r["truth"] <= r[est]["upper"] for r in s3)
                     m3 = np.mean([abs(r[est]["effect"] - r["truth"]) for r in s3])
                     print(f"  ctr by {est}: coverage {c3}/{len(s3)} = {100 * c3 / len(s3):.0f}%, MAE {m3:.4g}")
+    sat = [r["satiation"] for r in rows if r["metric"] == "ctr" and r["target"] == "mf" and r.get("satiation")]
+    if sat:
+        w = np.array([x["weight"] for x in sat])
+        sd = w.std(ddof=1) if w.size > 1 else 0.0
+        print(f"  fitted satiation weight (true 0.3, half-life 2 days): mean {w.mean():.3f}, sd {sd:.3f}, "
+              f"median Hessian se {np.median([x['se'] for x in sat]):.3f}; half-life 2 days in "
+              f"{sum(x['halflife_days'] == 2.0 for x in sat)}/{len(sat)}")
     secs = [r["seconds"] for r in rows if r["metric"] == "ctr" and r["target"] == "mf"]
     if secs:
         print("  seconds per replication: " + ", ".join(f"{k} {np.mean([s[k] for s in secs]):.1f}" for k in secs[0]))
