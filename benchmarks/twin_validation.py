@@ -169,8 +169,8 @@ def summarize(rows: list[dict], checks: list[dict]) -> None:
         print(f"  {metric:<9} twin coverage {cov}/{len(sub)} = {100 * cov / len(sub):.0f}% (Wilson 95% "
               f"{wilson(cov, len(sub))}); MAE {mae:.4g} vs no-change baseline {base:.4g} "
               f"(ratio {mae / max(base, 1e-12):.2f}); bias {bias:+.4g}")
-        pts = [r for r in sub if r.get("twin_point") is not None]
-        if pts:
+        pts = [r for r in sub if r.get("twin_point") is not None and r["twin_point"] != r["twin"]]
+        if pts:  # files from before the bias correction was dropped (the prediction is now the point fit's)
             mae0 = np.mean([abs(r["twin_point"] - r["truth"]) for r in pts])
             print(f"            point fit's effect before the bias correction ({len(pts)} pairs): MAE {mae0:.4g} "
                   f"(ratio {mae0 / max(np.mean([abs(r['truth']) for r in pts]), 1e-12):.2f}), "
