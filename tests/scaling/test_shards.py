@@ -85,9 +85,10 @@ def test_runs_with_1_2_4_shards_write_byte_identical_run_directories(tmp_path):
 
 def test_parts_written_by_shards_give_the_same_run_directory_and_the_coordinator_never_gathers(tmp_path,
                                                                                               monkeypatch):
-    """With 64-user parts (5 parts for 300 users), 2 shards write whole parts and 4 shards share none but
-    merge one part; both give the unsharded bytes, and at the end of a world the coordinator asks the
-    shards for per-user outcomes and fragments, never for their session rows."""
+    """With 64-user parts (5 parts for 300 users, 5 row groups), 2 and 4 shards each write whole parts
+    (parts shared by shards, merged on the coordinator, are the default 1-part case of the test above);
+    both give the unsharded bytes, and at the end of a world the coordinator asks the shards for
+    per-user outcomes and fragments, never for their session rows."""
     import pyarrow.parquet as pq
 
     from counterfeed.core import shard_events
