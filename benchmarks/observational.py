@@ -12,6 +12,17 @@ one directory per scenario under ``--out``) of
 - ``scenarios/staggered_rollout.yaml`` with did-staggered and twfe: target the staggered-robust ATT
   interval covers the true ATT in [93, 97]%, TWFE's does not.
 
+Which truth each coverage is against is printed with it:
+
+- the **sample** truth: the effect averaged over the run's own users (the simulator's ``difference``
+  and ``late`` rows), what ``aipw:sample`` (AIPW's interval for the sample ATE,
+  ``diagnostics.sample_interval``) targets;
+- the **population** effect: the average over users drawn like these into the same world (catalog,
+  model fit), what the usual robust intervals (``aipw``, ``iv-2sls``) target. No run observes it;
+  each replication records the variance ``S^2 / n`` of its sample truth around it (``S^2`` the
+  variance of the users' own effects, known to the simulator), and :func:`population_scores` scores
+  the intervals against ``sample truth + N(0, S^2 / n)`` (expected coverage and one seeded draw).
+
 Coverages come with Wilson 95% intervals. The scenarios are sized for this (600 users each); sizes
 can still be changed (``--users``, ``--days``), and the printed header says which were used. Every
 estimate is scored against the truth of its own run, so a smaller scenario changes the truth, not
@@ -29,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from calibration_common import parser, verdict
+
+import numpy as np  # noqa: E402  (after calibration_common pins the BLAS threads)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,22 +61,64 @@ METRIC = "clicks"
 
 
 def replicate_with_verdicts(scenario_data: dict, seed: int) -> list[dict[str, Any]]:
-    """One replication (as :func:`counterfeed.calibration.engine.run_replication`), plus one record per
-    estimate with a sensitivity verdict: estimator ``<name>:verdict``, estimand ``robust``, point 1
-    (robust) or 0 (not robust) -- calibration keeps only estimate fields, so the verdict travels as one."""
-    from counterfeed.core.runner import run
+    """One replication (as :func:`counterfeed.calibration.engine.run_replication`), plus
+
+    - one record per estimate with a sensitivity verdict: estimator ``<name>:verdict``, estimand
+      ``robust``, point 1 (robust) or 0 (not robust) -- calibration keeps only estimate fields, so the
+      verdict travels as one;
+    - per estimand the truth knows per user (``difference`` over all users, ``late`` over the
+      compliers), the sampling variance of that sample-average truth around the population effect of
+      this replication's world, ``S^2 / n``: ``S^2`` the variance of the users' own effects
+      ``Y_i(all-b) - Y_i(all-c)`` (``RunResult.user_truth``), ``n`` the users averaged
+      (estimator ``truth:sampling_variance``, the variance in ``point``). :func:`population_scores`
+      uses it to score intervals against the population effect.
+    """
+    import counterfeed.core.runner as runner_module
     from counterfeed.core.scenario import Scenario
 
     scenario = Scenario.from_dict(scenario_data).with_overrides({"seed": int(seed)})
-    result = run(scenario, write=False, quiet=True, workers=1)
+    seen: dict[str, Any] = {}
+    original = runner_module.observational_truth
+
+    def keep_mechanism(*args: Any, **kwargs: Any):  # the compliance types are the simulator's record
+        seen["mechanism"] = args[5] if len(args) > 5 else kwargs.get("mechanism")
+        return original(*args, **kwargs)
+
+    runner_module.observational_truth = keep_mechanism
+    try:
+        result = runner_module.run(scenario, write=False, quiet=True, workers=1)
+    finally:
+        runner_module.observational_truth = original
     out: list[dict[str, Any]] = [e.to_dict() for e in result.estimates]
+    level = result.estimates[0].level if result.estimates else 0.95
+
+    def record(estimator: str, arm: str, estimand: str, value: float) -> dict[str, Any]:
+        return {"estimator": estimator, "metric": METRIC, "arm": arm, "estimand": estimand, "segment": None,
+                "point": value, "lower": value, "upper": value, "p_value": None, "truth": None,
+                "covered": None, "level": level}
+
     for e in result.estimates:
         sens = e.diagnostics.get("sensitivity")
         if isinstance(sens, dict) and "verdict" in sens:
-            v = 1.0 if sens["verdict"] == "robust" else 0.0
-            out.append({"estimator": f"{e.estimator}:verdict", "metric": e.metric, "arm": e.arm, "estimand": "robust",
-                        "segment": e.segment, "point": v, "lower": v, "upper": v, "p_value": None, "truth": None,
-                        "covered": None, "level": e.level})
+            out.append(record(f"{e.estimator}:verdict", e.arm, "robust", 1.0 if sens["verdict"] == "robust" else 0.0))
+        sample = e.diagnostics.get("sample_interval")
+        if isinstance(sample, dict):  # the interval for this sample's own average effect
+            row = {**e.to_dict(), "estimator": f"{e.estimator}:sample", "lower": sample["lower"],
+                   "upper": sample["upper"]}
+            row["covered"] = (None if row["truth"] is None or sample["lower"] is None or sample["upper"] is None
+                              else bool(sample["lower"] <= row["truth"] <= sample["upper"]))
+            out.append(row)
+    ut = result.user_truth
+    if ut is not None and len(ut):
+        mech = seen.get("mechanism") or {}
+        compliance = mech.get("compliance")
+        for arm, part in ut[ut["metric"] == METRIC].groupby("arm"):
+            tau = part.sort_values("user")["realised"].to_numpy(dtype=float)
+            out.append(record("truth:sampling_variance", str(arm), "difference", float(np.var(tau, ddof=1) / tau.size)))
+            if compliance is not None:
+                c = tau[np.asarray(compliance)[part.sort_values("user")["user"].to_numpy()] == "complier"]
+                if c.size >= 2:
+                    out.append(record("truth:sampling_variance", str(arm), "late", float(np.var(c, ddof=1) / c.size)))
     return out
 
 
@@ -106,15 +161,84 @@ def coverage_line(records, estimator: str, estimand: str, lo: float | None = 0.9
     se = float(((r["upper"] - r["lower"]) / (2 * 1.959963984540054)).mean())
     target = "" if lo is None else (f"  target [{lo:.0%}, {hi:.0%}]: {verdict(k / n, lo, hi)}"
                                     f" (Wilson interval {'overlaps' if a <= hi and b >= lo else 'misses'} it)")
-    return (f"  {estimator:22s} {estimand:10s} coverage {k}/{n} = {k / n:6.1%} [Wilson {a:6.1%}, {b:6.1%}]"
+    return (f"  {estimator:22s} {estimand:10s} coverage of the SAMPLE truth (mean effect over the run's own users) "
+            f"{k}/{n} = {k / n:6.1%} [Wilson {a:6.1%}, {b:6.1%}]"
             f"  mean truth {float(r['truth'].mean()):+.4g}, mean bias {bias:+.4g} (mean se {se:.4g}, bias/se "
             f"{bias / se if se > 0 else math.nan:+.1f}){target}")
+
+
+def population_scores(records, estimator: str, estimand: str) -> list[str]:
+    """Is the interval's width right, and for which estimand?
+
+    Per replication ``i``: ``err_i = point_i - truth_i`` (the sample-average truth of its own users),
+    ``v_i = S_i^2 / n_i`` (record ``truth:sampling_variance``: the variance of that sample average
+    around the population effect of replication ``i``'s world, the population being users drawn
+    like these ones into the same world). Printed:
+
+    - the mean and root-mean-square standard error (half-width / z) against the empirical SD of
+      ``err`` (what an interval for the sample average needs) and ``sqrt(var(err) + mean v)`` (what
+      one for the population effect needs: ``point - population = err + (truth - population)``, the
+      two terms uncorrelated because assignment is independent of the potential outcomes given the
+      covariates, Imbens 2004, section 5);
+    - coverage of the population effect, which no run observes: the population effect is
+      ``truth_i - delta_i`` with ``delta_i ~ N(0, v_i)`` (the central limit theorem over ``n_i``
+      users) independent of ``err_i``, so ``P(covered) = Phi((upper - truth) / sqrt(v)) -
+      Phi((lower - truth) / sqrt(v))``; its mean over replications is printed (``expected``), and a
+      count with a Wilson interval from one draw of ``delta_i`` per replication (generator seeded by
+      the replication's seed);
+    - coverage of the mean truth over replications, an estimand no interval here targets: worlds
+      differ between replications (catalog, model fit, which items trend), and an interval from one
+      run's users cannot know how much.
+    """
+    from scipy import stats
+
+    rows = _rows(records, estimator, estimand)
+    var = records[(records["estimator"] == "truth:sampling_variance") & (records["metric"] == METRIC)
+                  & (records["estimand"] == estimand)][["replication", "arm", "point"]].rename(columns={"point": "v"})
+    r = rows.merge(var, on=["replication", "arm"], how="inner")
+    if not len(r):
+        return [f"  {estimator}: no sampling variance recorded for {estimand} (rerun with this benchmark's replicate)"]
+    z = 1.959963984540054
+    lower = r["lower"].astype(float).fillna(-math.inf).to_numpy()
+    upper = r["upper"].astype(float).fillna(math.inf).to_numpy()
+    truth, v = r["truth"].to_numpy(dtype=float), r["v"].to_numpy(dtype=float)
+    err = r["point"].to_numpy(dtype=float) - truth
+    half = (upper - lower) / (2 * z)
+    finite = np.isfinite(half)
+    sd_sample = float(np.std(err, ddof=1))
+    sd_pop = math.sqrt(sd_sample ** 2 + float(v.mean()))
+    sv = np.sqrt(v)
+    p_cov = stats.norm.cdf((upper - truth) / sv) - stats.norm.cdf((lower - truth) / sv)
+    draws = np.array([np.random.default_rng(abs(int(s)) % 2 ** 63).standard_normal() for s in r["seed"]])
+    pop = truth - sv * draws
+    k, n = int(((lower <= pop) & (pop <= upper)).sum()), len(r)
+    a, b = wilson(k, n)
+    mean_truth = float(truth.mean())
+    k_mean = int(((lower <= mean_truth) & (mean_truth <= upper)).sum())
+    am, bm = wilson(k_mean, n)
+    return [
+        f"  {estimator} {estimand}: width check over {n} replications ({int(finite.sum())} bounded): mean se "
+        f"{half[finite].mean():.4g}, rms se {math.sqrt(float(np.mean(half[finite] ** 2))):.4g}; "
+        f"SD(estimate - sample truth) {sd_sample:.4g}; sd of the sample truth around the population effect "
+        f"sqrt(mean S^2/n) {math.sqrt(float(v.mean())):.4g}; so SD(estimate - population effect) {sd_pop:.4g}",
+        f"  {estimator} {estimand}: coverage of the POPULATION effect (sample truth + its own sampling error "
+        f"S^2/n): expected {float(p_cov.mean()):.1%}; drawn {k}/{n} = {k / n:.1%} [Wilson {a:.1%}, {b:.1%}]  "
+        f"target [93%, 97%]: {verdict(k / n, 0.93, 0.97)} (Wilson interval "
+        f"{'overlaps' if a <= 0.97 and b >= 0.93 else 'misses'} it)",
+        f"  {estimator} {estimand}: (not a target) coverage of the mean truth over replications "
+        f"{mean_truth:+.4g}: {k_mean}/{n} = {k_mean / n:.1%} [Wilson {am:.1%}, {bm:.1%}]; SD of the truth "
+        f"between replications {float(np.std(truth, ddof=1)):.4g} (worlds differ)",
+    ]
 
 
 def report(name: str, records) -> list[str]:
     lines = [f"{name}:"]
     if name == "observational_selection":
         lines.append(coverage_line(records, "aipw", "difference"))
+        lines += population_scores(records, "aipw", "difference")
+        if len(_rows(records, "aipw:sample", "difference")):
+            lines.append(coverage_line(records, "aipw:sample", "difference"))
+            lines += population_scores(records, "aipw:sample", "difference")[:1]
         lines.append(coverage_line(records, "diff-in-means", "difference", None))
         r = _rows(records, "diff-in-means", "difference")
         if len(r):
@@ -127,6 +251,10 @@ def report(name: str, records) -> list[str]:
                          "of replications")
     elif name == "observational_hidden":
         lines.append(coverage_line(records, "iv-2sls", "late"))
+        lines += population_scores(records, "iv-2sls", "late")
+        if len(_rows(records, "iv-2sls:sample", "late")):
+            lines.append(coverage_line(records, "iv-2sls:sample", "late"))
+            lines += population_scores(records, "iv-2sls:sample", "late")[:1]
         lines.append(coverage_line(records, "backdoor-regression", "difference", None))
         lines.append(coverage_line(records, "diff-in-means", "difference", None))
         r = _rows(records, "backdoor-regression:verdict", "robust")

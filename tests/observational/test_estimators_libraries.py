@@ -103,6 +103,32 @@ def test_aipw_is_econml_linear_dr_learner():
     assert e.lower < ATE < e.upper
 
 
+def test_aipw_sample_interval_is_the_residual_variance_of_econml_pseudo_outcomes_on_the_covariates():
+    """The sample-ATE interval (bd.sample_ate_se): EconML's cached doubly robust pseudo-outcomes, whose
+    mean is the estimate, regressed on the covariates by statsmodels OLS; se = sqrt(mse_resid / n)."""
+    import statsmodels.api as sm
+    from econml.dr import LinearDRLearner
+
+    from counterfeed.plugins.estimators.observational import _seed
+
+    data = linear_data()
+    e = one(AIPW, data, refute=False)
+    f = frame_of(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = LinearDRLearner(**bd.aipw_params(2, "linear", _seed(data, "aipw", "y", "b"))).fit(
+            f["Y"].to_numpy(), f["T"].to_numpy(), X=None, W=f[["x1", "x2"]].to_numpy(), cache_values=True)
+    psi = m._cached_values.nuisances[0][:, 1] - m._cached_values.nuisances[0][:, 0]
+    assert psi.mean() == pytest.approx(e.point, abs=1e-8)
+    ols = sm.OLS(psi, sm.add_constant(f[["x1", "x2"]].to_numpy())).fit()
+    se = math.sqrt(ols.mse_resid / len(psi))
+    s = e.diagnostics["sample_interval"]
+    assert s["se"] == pytest.approx(se, abs=1e-8)
+    assert (s["lower"], s["upper"]) == pytest.approx((e.point - 1.959963984540054 * se, e.point + 1.959963984540054 * se),
+                                                     abs=1e-8)
+    assert e.diagnostics["heterogeneity_r2"] == pytest.approx(ols.rsquared, abs=1e-8)
+
+
 def test_matching_is_dowhy_and_abadie_imbens_by_hand():
     data = linear_data(n=600)
     e = one(BackdoorMatching, data, refute=False)

@@ -82,3 +82,25 @@ def test_a_nudge_that_changes_nobody_gives_no_finite_late_interval(tmp_path):
     assert e["lower"] is None and e["upper"] is None
     assert e["diagnostics"]["first_stage_f"] < 1.959963984540054 ** 2
     assert any("WEAK INSTRUMENT" in w and "not bounded" in w for w in e["diagnostics"]["warnings"])
+
+
+@pytest.mark.slow  # a run with its report (~10 s)
+def test_aipw_reports_an_interval_for_the_sample_ate_beside_the_population_one(tmp_path):
+    """estimates.json carries diagnostics.sample_interval (finite, around the point) and the report
+    has its own paragraph for it."""
+    import json
+
+    from counterfeed.core.runner import run
+
+    sc = load_scenario(ROOT / "scenarios" / "observational_selection.yaml").with_overrides({
+        "population.users": 300, "experiment.pre_period": "3d", "experiment.duration": "4d", "catalog.items": 150,
+        "output.dir": str(tmp_path), "analysis": [{"estimator": "aipw", "refute": False, "metrics": ["clicks"]}]})
+    out = run(sc, write=True, quiet=True)
+    est = json.loads((out.run_dir / "estimates.json").read_text())
+    est = est["estimates"] if isinstance(est, dict) else est
+    e = next(r for r in est if r["estimator"] == "aipw")
+    s = e["diagnostics"]["sample_interval"]
+    assert s["lower"] < e["point"] < s["upper"] and s["se"] > 0
+    assert 0.0 <= e["diagnostics"]["heterogeneity_r2"] <= 1.0
+    report = (out.run_dir / "report.md").read_text()
+    assert "Interval for the sample ATE" in report and "Imbens 2004" in report

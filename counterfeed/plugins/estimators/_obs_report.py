@@ -54,6 +54,15 @@ def observational_section(result: Any, report: Any, names: tuple[str, ...]) -> N
         sec.paragraph("Cinelli & Hazlett (2020) robustness values of the linear outcome regression on the same "
                       "adjustment set, benchmarked against the strongest observed covariate.",
                       "ok" if robust else "caution", verdicts)
+    samples = [f"{e.estimator}, {e.metric}, {e.arm}: [{fmt(s['lower'])}, {fmt(s['upper'])}] (se {fmt(s['se'])}; the "
+               f"covariates explain {fmt(100 * e.diagnostics.get('heterogeneity_r2', 0.0))}% of the pseudo-outcomes' "
+               "variance)" for e in ests if isinstance(s := e.diagnostics.get("sample_interval"), dict)]
+    if samples:
+        sec.heading("Interval for the sample ATE")
+        sec.paragraph("The interval above is for the population ATE (users drawn like these); the simulator's truth "
+                      "is the mean effect over these users, for which the variance of the effects between users "
+                      "that the covariates explain does not count (Imbens 2004). Conservative for the sample ATE.",
+                      "ok", samples)
     ivs = [f"{e.estimator}, {e.metric}, {e.arm}: first-stage F = {fmt(e.diagnostics['first_stage_f'])}, complier "
            f"share {fmt(e.diagnostics.get('complier_share'))}; Anderson-Rubin set: {e.diagnostics.get('ar_set', '?')}"
            for e in ests if "first_stage_f" in e.diagnostics]

@@ -148,6 +148,10 @@ class _Backdoor(Estimator):
                                     "sensitivity": sensitivity(comp.frame, adjust, level, self.options.sensitivity_k)}
             if warns:
                 diag["warnings"] = [*diag.get("warnings", []), *warns]
+            if diag.get("sample_se") is not None:  # an interval for this sample's own ATE (bd.sample_ate_se)
+                cs = normal_interval(fit.point, diag["sample_se"], level, fit.df)
+                diag["sample_interval"] = {"estimand": "sample ATE (the mean effect over these users)",
+                                           "lower": cs.lower, "upper": cs.upper, "se": cs.se}
             if self.options.refute:
                 diag["refutations"] = refute(fit, self.options.refutation_simulations, seed, (c.upper - c.lower) / 2)
             out.append(Estimate(estimator=self.name, metric=comp.metric, arm=comp.arm, control=data.control,
