@@ -172,43 +172,47 @@ def fit_aipw(frame: pd.DataFrame, adjust: list[str], folds: int, outcome_model: 
         raise ModelError("AIPW needs at least one adjustment covariate (the declared graph gives none)")
     model, ident, est = _estimate(frame, adjust, "backdoor.econml.dr.LinearDRLearner",
                                   method_params={"init_params": aipw_params(folds, outcome_model, seed),
-                                                 "fit_params": {"cache_values": True}})
-    learner = est.estimator.estimator
+                                                 "fit_params": {}})
     with quiet():
-        se = float(np.ravel(learner.ate_inference().stderr_mean)[0])
-    y_pred = np.asarray(learner._cached_values.nuisances[0], dtype=float)  # (n, 2): both arms' DR pseudo-outcomes
-    sample_se, r2 = sample_ate_se(y_pred[:, 1] - y_pred[:, 0], frame[adjust].to_numpy(dtype=float))
-    return BackdoorFit(float(est.value), se, math.inf, {"method": "aipw", "folds": folds, "outcome_model": outcome_model,
-                                                        "sample_se": sample_se, "heterogeneity_r2": r2},
-                       model, ident, est)
+        se = float(np.ravel(est.estimator.estimator.ate_inference().stderr_mean)[0])
+    diag: dict[str, Any] = {"method": "aipw", "folds": folds, "outcome_model": outcome_model}
+    sample_se = sample_ate_se(frame, adjust, folds, outcome_model, seed)
+    if sample_se is not None:
+        n = len(frame)
+        diag["sample_se"] = sample_se
+        # the share of the pseudo-outcomes' variance the covariates explain: 1 - RSS / TSS
+        diag["heterogeneity_r2"] = (1.0 - sample_se ** 2 * (n - len(adjust) - 1) / (se ** 2 * (n - 1))) if se > 0 else 0.0
+    return BackdoorFit(float(est.value), se, math.inf, diag, model, ident, est)
 
 
-def sample_ate_se(psi: np.ndarray, x: np.ndarray) -> tuple[float, float]:
-    """Standard error of the AIPW estimate as an estimate of the **sample** average treatment effect
-    (the mean effect over these ``n`` users), and the share of the pseudo-outcomes' variance that the
-    covariates explain.
+def sample_ate_se(frame: pd.DataFrame, adjust: list[str], folds: int, outcome_model: str, seed: int) -> float | None:
+    """Standard error of the AIPW estimate of :func:`fit_aipw` as an estimate of the **sample** average
+    treatment effect (the mean effect over these ``n`` users); None when it cannot be computed (the
+    covariates are collinear), in which case no sample interval is reported.
 
-    ``psi`` (n,) are the doubly robust pseudo-outcomes (their mean is the estimate), ``x`` (n, k) the
-    adjustment covariates. The usual standard error ``sd(psi) / sqrt(n)`` is for the population ATE:
-    ``Var(psi) = E[sigma1^2/e + sigma0^2/(1-e)] + Var(tau(X))``. For the sample average the variance of
-    the effects between users does not count: Imbens (2004, REStat 86(1), section 5) gives
-    ``E[sigma1^2/e + sigma0^2/(1-e)] / n`` for the conditional (on the covariates) average effect, and
-    that variance exceeds the sample ATE's by ``E[Var(tau | X)] / n >= 0`` (Imbens & Wooldridge 2009,
-    JEL 47(1), section 5.1), so an interval built on it still covers the sample ATE at least at its level.
-    ``Var(tau(X))`` is estimated from below by the variance of the OLS projection of ``psi`` on
-    ``[1, x]`` (the linear DR-learner of the CATE: Semenova & Chernozhukov 2021, Econometrics J. 24(2)),
-    so the variance used, the residual mean square ``RSS / (n - k - 1)`` divided by ``n``, is never
-    below the conditional one in expectation: conservative, never narrower than the sample ATE needs.
+    The usual standard error ``sd(psi) / sqrt(n)`` of the mean of the doubly robust pseudo-outcomes
+    ``psi`` is for the population ATE: ``Var(psi) = E[sigma1^2/e + sigma0^2/(1-e)] + Var(tau(X))``.
+    For the sample average the variance of the effects between users does not count: Imbens (2004,
+    REStat 86(1), section 5) gives ``E[sigma1^2/e + sigma0^2/(1-e)] / n`` for the average effect
+    conditional on the covariates, which exceeds the sample ATE's variance by ``E[Var(tau | X)] / n
+    >= 0`` (Imbens & Wooldridge 2009, JEL 47(1), section 5.1): an interval on it still covers the
+    sample ATE at least at its level. ``Var(tau(X))`` is estimated from below by the variance of the
+    linear projection of ``psi`` on ``[1, X]``: EconML's ``LinearDRLearner`` with the covariates as
+    effect modifiers (the same cross-fitted pseudo-outcomes, the linear DR-learner of the CATE:
+    Semenova & Chernozhukov 2021, Econometrics J. 24(2)), whose ``ate_inference(X)`` standard error
+    of the mean prediction over these users, HC1, is ``sqrt(RSS / (n - p) / n)``. So the interval is
+    never narrower than the sample ATE needs, in expectation.
     """
-    n = psi.size
-    design = np.column_stack([np.ones(n), x])
-    coef, *_ = np.linalg.lstsq(design, psi, rcond=None)
-    resid = psi - design @ coef
-    rank = int(np.linalg.matrix_rank(design))
-    if n - rank < 1:
-        raise ModelError("AIPW: too few users for the sample-ATE standard error (fewer users than covariates + 2)")
-    rss, tss = float(resid @ resid), float(np.sum((psi - psi.mean()) ** 2))
-    return math.sqrt(rss / (n - rank) / n), (1.0 - rss / tss if tss > 0 else 0.0)
+    from econml.dr import LinearDRLearner
+
+    x = frame[adjust].to_numpy(dtype=float)
+    if len(frame) - len(adjust) - 1 < 1 or np.linalg.matrix_rank(np.column_stack([np.ones(len(x)), x])) < len(adjust) + 1:
+        return None
+    with quiet():
+        learner = LinearDRLearner(**aipw_params(folds, outcome_model, seed)).fit(
+            frame["Y"].to_numpy(dtype=float), frame["T"].to_numpy(), X=x, W=None)
+        se = float(np.ravel(learner.ate_inference(X=x).stderr_mean)[0])
+    return se if math.isfinite(se) and se > 0 else None
 
 
 def aipw_params(folds: int, outcome_model: str, seed: int) -> dict[str, Any]:
