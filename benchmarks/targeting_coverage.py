@@ -22,6 +22,7 @@ whose Monte Carlo error inflates both) and Monte Carlo-corrected (``pehe_ratio_m
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -46,13 +47,50 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return mid - half, mid + half
 
 
+def record(res) -> dict:
+    """One replication's figures: per rule the coverage flags, beats-both and margins; per CATE estimate
+    its scores (``cate_scores``)."""
+    rules = {}
+    for r in res.manifest["targeting"]["rules"]:
+        if r["rule"] == "oracle":
+            continue
+        o = r["ope"]
+        rules[r["rule"]] = {"dr_realised": bool(o["dr_realised_covers"]), "ipw_realised": bool(o["ipw_realised_covers"]),
+                            "dr": bool(o["dr_covers"]), "ipw": bool(o["ipw_covers"]), "beats": bool(r["beats_both"]),
+                            "gain": r["value"] - max(r["all_control"], r["all_arm"]),
+                            "matched_identical": o["matched_identical"], "value": r["value"],
+                            "dr_point": o["dr_realised"]["point"], "dr_se_design": o["dr_realised"]["se"],
+                            "dr_se_if": o["dr"]["se"], "treated_share": r["treated_share"]}
+    cate = {}
+    for e in res.estimates:
+        s = e.diagnostics.get("cate_scores") if e.estimand == "cate" else None
+        if s:
+            cate[e.estimator] = {k: s.get(k) for k in ("pehe", "pehe_baseline", "pehe_ratio", "pehe_mc",
+                                                       "pehe_baseline_mc", "pehe_ratio_mc", "coverage", "coverage_mc",
+                                                       "coverage_n", "mc_variance_share", "spearman")}
+    return {"seed": res.seed, "n_users": int(res.manifest["n_users"]), "rules": rules, "cate": cate}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replications", type=int, default=100)
+    ap.add_argument("--first", type=int, default=0, help="index of the first replication (to split a long run)")
+    ap.add_argument("--out", type=Path, default=None, help="append one JSON line per replication here")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None,
+                    help="summarise these --out files instead of running (replications counted once by seed)")
     ap.add_argument("--users", type=int, default=None, help="override population.users")
     ap.add_argument("--truth-replications", type=int, default=None, help="override truth.replications")
     ap.add_argument("--estimators", default=None, help="comma-separated CATE estimators (default: the scenario's)")
     args = ap.parse_args()
+    if args.merge:
+        recs = {}
+        for f in args.merge:
+            for line in f.read_text().splitlines():
+                if line.strip():
+                    r = json.loads(line)
+                    recs[r["seed"]] = r
+        summary(list(recs.values()), {"files": [str(f) for f in args.merge]})
+        return
     base = load_scenario(SCENARIO)
     over: dict = {}
     if args.users:
@@ -63,66 +101,60 @@ def main() -> None:
         keep = args.estimators.split(",")
         over["analysis"] = [a.model_dump() for a in base.analysis if a.estimator in keep or a.estimator == "diff-in-means"]
     keys = Keys(base.seed)
-    counts: dict[str, dict[str, int]] = {}
-    cate: dict[str, dict[str, list[float]]] = {}
+    recs: list[dict] = []
     t0 = time.perf_counter()
-    for i in range(args.replications):
+    for i in range(args.first, args.first + args.replications):
         sc = base.with_overrides({**over, "seed": keys.derive_seed("replication", i)})
-        res = run(sc, write=False)
-        for r in res.manifest["targeting"]["rules"]:
-            if r["rule"] == "oracle":
-                continue
-            c = counts.setdefault(r["rule"], {"n": 0, "dr": 0, "ipw": 0, "beats": 0, "gain": 0})
-            c["n"] += 1
-            c["dr"] += bool(r["ope"]["dr_covers"])
-            c["ipw"] += bool(r["ope"]["ipw_covers"])
-            c["beats"] += bool(r["beats_both"])
-            c.setdefault("gains", []).append(r["value"] - max(r["all_control"], r["all_arm"]))
-        for e in res.estimates:
-            s = e.diagnostics.get("cate_scores") if e.estimand == "cate" else None
-            if s:
-                d = cate.setdefault(e.estimator, {})
-                for k in ("pehe_ratio", "pehe_ratio_mc", "coverage", "coverage_mc", "coverage_n",
-                          "mc_variance_share"):
-                    d.setdefault(k, []).append(s.get(k))
-        print(f"replication {i + 1}/{args.replications} done ({time.perf_counter() - t0:.0f} s)", flush=True)
-        if (i + 1) % 10 == 0 or i + 1 == args.replications:
-            summary(counts, cate, i + 1, over)
+        rec = record(run(sc, write=False))
+        recs.append(rec)
+        if args.out:
+            with args.out.open("a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+        print(f"replication {i + 1} done ({time.perf_counter() - t0:.0f} s)", flush=True)
+        if len(recs) % 10 == 0 or i + 1 == args.first + args.replications:
+            summary(recs, over)
 
 
 def _line(name: str, label: str, k: int, n: int) -> str:
     lo, hi = wilson(k, n)
-    return f"{name:14s} {label:58s} {k:6d}/{n:<6d} = {k / n:.3f}  Wilson 95% [{lo:.3f}, {hi:.3f}]"
+    return f"{name:14s} {label:62s} {k:6d}/{n:<6d} = {k / n:.3f}  Wilson 95% [{lo:.3f}, {hi:.3f}]"
 
 
-def summary(counts: dict, cate: dict, done: int, over: dict) -> None:
+def summary(recs: list[dict], over: dict) -> None:
     """Print the proportions so far with Wilson intervals."""
-    print(f"\n{done} replications of {SCENARIO.name} {over or ''}")
-    for rule, c in counts.items():
-        for key, label in (("dr", "rule value: DR 95% interval covers the true value"),
-                           ("ipw", "rule value: IPW 95% interval covers the true value"),
+    sizes = sorted({r["n_users"] for r in recs})
+    print(f"\n{len(recs)} replications of {SCENARIO.name} (users {sizes}) {over or ''}")
+    for rule in sorted({k for r in recs for k in r["rules"]}):
+        rs = [r["rules"][rule] for r in recs if rule in r["rules"]]
+        for key, label in (("dr_realised", "rule value: DR design-based 95% interval covers the true value"),
+                           ("ipw_realised", "rule value: IPW design-based 95% interval covers it"),
+                           ("dr", "rule value: DR influence-function interval covers it"),
+                           ("ipw", "rule value: IPW influence-function interval covers it"),
                            ("beats", "rule's true value above all-control and all-treatment")):
-            print(_line(rule, label, c[key], c["n"]))
-        g = np.array(c["gains"])
-        print(f"{rule:14s} true value minus the better single arm: mean {g.mean():.3f}, "
-              f"min {g.min():.3f} (clicks per user)")
-    for est, d in cate.items():
+            print(_line(rule, label, sum(x[key] for x in rs), len(rs)))
+        g = np.array([x["gain"] for x in rs])
+        m = [x["matched_identical"] for x in rs if x["matched_identical"] is not None]
+        print(f"{rule:14s} true value minus the better single arm: mean {g.mean():.3f}, median {np.median(g):.3f}, "
+              f"min {g.min():.3f} (clicks per user); matched users identical in the rule's world: "
+              f"min share {min(m) if m else float('nan'):.3f}")
+    for est in sorted({k for r in recs for k in r["cate"]}):
+        d = [r["cate"][est] for r in recs if est in r["cate"]]
         for key, label in (("pehe_ratio", "PEHE <= 0.70 x baseline (raw conditional truth)"),
                            ("pehe_ratio_mc", "PEHE <= 0.70 x baseline (Monte Carlo-corrected)")):
-            v = np.array([x for x in d[key] if x is not None], dtype=float)
+            v = np.array([x[key] for x in d if x[key] is not None], dtype=float)
             if v.size:
                 print(_line(est, label, int((v <= 0.70).sum()), v.size)
-                      + f"  mean ratio {v.mean():.3f}")
+                      + f"  ratio mean {v.mean():.3f} median {np.median(v):.3f}")
         for key, label in (("coverage", "per-user 95% intervals cover (raw conditional truth)"),
                            ("coverage_mc", "per-user 95% intervals cover (Monte Carlo-corrected)")):
-            ok = [(x, n) for x, n in zip(d[key], d["coverage_n"]) if x is not None]
+            ok = [(x[key], x["coverage_n"]) for x in d if x[key] is not None]
             if ok:
-                k = int(round(sum(x * n for x, n in ok)))
+                k = int(round(sum(c * n for c, n in ok)))
                 n = int(sum(n for _, n in ok))
-                per = np.array([x for x, _ in ok])
+                per = np.array([c for c, _ in ok])
                 print(_line(est, label, k, n) + f"  per replication {per.mean():.3f} "
                       f"[{np.quantile(per, 0.05):.3f}, {np.quantile(per, 0.95):.3f}]")
-        share = [x for x in d["mc_variance_share"] if x is not None]
+        share = [x["mc_variance_share"] for x in d if x["mc_variance_share"] is not None]
         if share:
             print(f"{est:14s} share of the widened interval's variance that is the truth's Monte Carlo error: "
                   f"{np.mean(share):.3f}")

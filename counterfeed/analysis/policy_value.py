@@ -18,6 +18,19 @@ experiment); DR has smaller variance when ``mu`` predicts ``Y``. The interval is
 Observational Data", Econometrica 89(1)). Differences between two rules (``gain``) use the difference
 of their scores, so the interval accounts for their correlation.
 
+Two estimands, two intervals:
+
+- the **population value** ``V(pi) = E[Y(pi(X))]`` over users drawn afresh: the influence-function
+  interval above (:meth:`PolicyValue.from_scores`);
+- the **realised value for these users**, ``V_n = mean_i Y_i(pi_i)`` with the users' potential outcomes
+  held fixed (the finite-population, design-based estimand: Neyman 1923; Imbens & Rubin 2015,
+  "Causal Inference", ch. 6): only the assignment is random. The DR error is then
+  ``Gamma_i - Y_i(pi_i) = (1{A_i = pi_i} / p_i(pi_i) - 1)(Y_i(pi_i) - mu_{pi_i}(X_i))``, mean zero
+  with variance ``(1 - p_i) / p_i * r_i^2``, and only ONE potential outcome of each user enters, so
+  ``sum_i 1{A_i = pi_i} (1 - p_i) / p_i^2 r_i^2 / n^2`` is an unbiased (Horvitz-Thompson) estimate of
+  the variance (:func:`design_value`); IPW is the case ``mu = 0``. Valid without interference (a
+  user's outcome depends on their own arm only), which a world with frozen models satisfies.
+
 Honesty condition: the interval is valid for a rule fixed before looking at the users it is
 evaluated on. A rule learned from the same experiment must come from out-of-fold predictions (each
 user's predicted effect from a model that did not see that user), as CATE estimators' ``user_effects``
@@ -35,7 +48,7 @@ from counterfeed.errors import DataError
 
 stats = lazy_module("scipy.stats")  # imported when an interval is computed: keeps start-up light
 
-__all__ = ["PolicyValue", "PolicyScores", "policy_scores", "cross_fit_outcomes"]
+__all__ = ["PolicyValue", "PolicyScores", "policy_scores", "cross_fit_outcomes", "design_value"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,25 @@ class PolicyValue:
     def to_dict(self) -> dict[str, float | int]:
         return {"point": self.point, "lower": self.lower, "upper": self.upper, "se": self.se,
                 "level": self.level, "n": self.n}
+
+
+def design_value(scores: np.ndarray, rule: np.ndarray, arm: np.ndarray, y: np.ndarray, probabilities: np.ndarray,
+                 mu: np.ndarray | None, level: float) -> PolicyValue:
+    """The mean of ``scores`` (``(n,)`` DR scores of ``rule``, or IPW ones with ``mu=None``) with the
+    design-based interval for the realised value of these users (module docstring): standard error
+    ``sqrt(sum_i 1{A_i = pi_i} (1 - p_i) / p_i^2 (Y_i - mu_{pi_i}(X_i))^2) / n``. Shapes as in
+    :func:`policy_scores`; raises DataError for fewer than two users."""
+    n = int(scores.size)
+    if n < 2:
+        raise DataError(f"a policy value needs at least two users, got {n}")
+    rows = np.arange(n)
+    p = probabilities[rows, rule]
+    r = y - (mu[rows, rule] if mu is not None else 0.0)
+    hit = arm == rule
+    se = float(np.sqrt(np.sum(hit * (1 - p) / p**2 * r * r)) / n)
+    point = float(scores.mean())
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    return PolicyValue(point, point - z * se, point + z * se, se, float(level), n)
 
 
 @dataclass(frozen=True)

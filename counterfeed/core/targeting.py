@@ -18,6 +18,17 @@ Workflow (scenario section ``targeting``, :class:`~counterfeed.core.scenario_het
    (:mod:`counterfeed.analysis.policy_value`: IPW and doubly robust with cross-fitted outcome models
    on the covariates an analyst has), with influence-function intervals and whether the DR interval
    covers the true value.
+5. the estimand of the off-policy interval that is scored (``dr_realised``): the rule's true value
+   as defined in 3, the realised mean of these users in the rule's world. With frozen models a
+   user's outcome depends on their own arm only and the rule's world shares the users' noise with the
+   experiment, so a user who had the rule's arm in the experiment has the same outcome in the
+   rule's world (``matched_identical``: the share of those users for whom that holds); the value is
+   then a finite-population estimand and its interval is the design-based one
+   (:func:`~counterfeed.analysis.policy_value.design_value`). The influence-function intervals
+   (``ipw``, ``dr``) are for the population value ``E[Y(pi(X))]`` of fresh users; against the
+   realised value they are conservative (they count the users' sampling and noise the rule's world
+   shares with the experiment), and the population value itself is not known to the run: its noise
+   replications also re-draw the models' training, a shock common to all users.
 
 Also reported: the rule's *expected* gain over all-control from the per-user truth,
 ``mean_u(1{treated_u} * conditional_u)`` (noise-averaged, interference ignored), next to the
@@ -31,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from counterfeed.analysis.policy_value import PolicyValue, cross_fit_outcomes, policy_scores
+from counterfeed.analysis.policy_value import PolicyValue, cross_fit_outcomes, design_value, policy_scores
 from counterfeed.core.contracts import MetricInfo
 from counterfeed.core.covariates import covariate_matrix
 from counterfeed.core.estimation import CATE, AnalysisData, Estimate
@@ -133,6 +144,8 @@ def targeting_report(sc: Scenario, info: MetricInfo, rules: dict[str, np.ndarray
             "expected_gain_vs_control": float(np.mean(treated * cond)),
         }
         entry["ope"] = ope.evaluate(arm_of, v, all_ctrl, all_arm)
+        if "dr" in entry["ope"]:
+            entry["ope"].update(ope.realised(arm_of, v, rule_outcomes[world]))
         entries.append(entry)
     return {"metric": metric, "arm": arm, "control": sc.control, "rule": spec.rule,
             "threshold": spec.threshold, "fraction": spec.fraction,
@@ -145,7 +158,7 @@ class _OffPolicy:
     def __init__(self, sc: Scenario, metric: str, data: AnalysisData, folds: int):
         out = data.outcomes
         self.ctrl_i, self.treat_i = sc.arms.index(sc.control), sc.arms.index(target_arm(sc))
-        self.level = float(data.level)
+        self.level, self.metric = float(data.level), metric
         self.y = out[metric].to_numpy(np.float64)
         self.arm = np.array([sc.arms.index(a) for a in out["arm"]], dtype=np.int64)
         self.users = out["user"].to_numpy(np.int64)
@@ -160,6 +173,20 @@ class _OffPolicy:
 
     def scores(self, arm_of: np.ndarray):
         return policy_scores(arm_of[self.users], self.arm, self.y, self.p, self.mu)
+
+    def realised(self, arm_of: np.ndarray, true_value: float, world: pd.DataFrame) -> dict[str, Any]:
+        """The DR and IPW values of ``arm_of`` with design-based intervals for the realised value of
+        these users (the rule world's mean ``true_value``), whether they cover it, and the share of the
+        users who had the rule's arm in the experiment whose outcome in the rule's world is the same."""
+        rule = arm_of[self.users]
+        sc = self.scores(arm_of)
+        dr = design_value(sc.dr, rule, self.arm, self.y, self.p, self.mu, self.level)
+        ipw = design_value(sc.ipw, rule, self.arm, self.y, self.p, None, self.level)
+        hit = rule == self.arm
+        w = world.set_index("user")[self.metric].reindex(self.users[hit]).to_numpy(np.float64)
+        same = float(np.mean(np.isclose(w, self.y[hit], rtol=0, atol=1e-9))) if hit.any() else None
+        return {"dr_realised": dr.to_dict(), "ipw_realised": ipw.to_dict(), "dr_realised_covers": dr.covers(true_value),
+                "ipw_realised_covers": ipw.covers(true_value), "matched_identical": same}
 
     def evaluate(self, arm_of: np.ndarray, true_value: float, all_ctrl: float, all_arm: float) -> dict[str, Any]:
         """IPW and DR values of the rule ``arm_of`` (indexed by user id), DR gains over all-control and

@@ -145,6 +145,24 @@ def test_fit_on_empty_log_serves_popularity():
     np.testing.assert_array_equal(slates.propensities, 1.0)
 
 
+@pytest.mark.parametrize("updates", [True, False])
+def test_updates_false_freezes_the_popularity_fallback_between_fits(updates):
+    # MF's fallback counts and the popularity recommender's counts move with update() unless updates: false
+    from counterfeed.plugins.recommenders.basic import PopularityRecommender
+
+    items, prob, log = planted(n_users=40, n_items=12, n_requests=300)
+    mf = fitted(items, 40, log, updates=updates)
+    pop = PopularityRecommender(updates=updates)
+    pop.setup(RecommenderContext(items, 40, K, Keys(0), "control"))
+    pop.fit(log)
+    before = (mf.clicks_.copy(), pop.counts_.copy())
+    more = _log_from(prob, 200, np.random.default_rng(9))
+    mf.update(more)
+    pop.update(more)
+    moved = [not np.array_equal(b, a) for b, a in zip(before, (mf.clicks_, pop.counts_))]
+    assert moved == [updates, updates]
+
+
 @pytest.mark.parametrize(("options", "pattern"), [
     ({"factors": 0}, "factors"),
     ({"exploration": "boltzmann"}, "exploration"),

@@ -53,6 +53,8 @@ class PopularityRecommender(Recommender):
     class Options(ExplorationOptions):
         signal: Literal["clicks", "impressions"] = Field("clicks", description="what is counted per item")
         halflife: float | None = Field(None, gt=0, description="days; decay of old counts")
+        updates: bool = Field(True, description="add each serving window's feedback to the counts between "
+                              "fits (false: the counts stay those of the last fit)")
 
     @property
     def stochastic(self) -> bool:  # type: ignore[override]
@@ -85,6 +87,8 @@ class PopularityRecommender(Recommender):
             self._add(log)
 
     def update(self, feedback: Log) -> None:
+        if not self.options.updates:
+            return
         if len(feedback):
             self._decay(float(feedback.time.max()))
         self._add(feedback)

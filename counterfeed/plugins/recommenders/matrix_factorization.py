@@ -72,6 +72,8 @@ class FactorOptions(Options):
     temperature: float = Field(0.5, gt=0.0, description=TEMPERATURE_DOC)
     candidates: int | None = Field(None, ge=1, description="softmax: items ranked before sampling")
     threads: int = Field(1, ge=1, le=64, description="threads during fit")
+    updates: bool = Field(True, description="add each serving window's clicks to the popularity fallback "
+                          "between fits (false: it stays that of the last fit)")
 
 
 class FactorRecommender(Recommender):
@@ -157,7 +159,7 @@ class FactorRecommender(Recommender):
 
     def update(self, feedback: Log) -> None:
         """Accumulate click counts for the popularity fallback (the factors change only in ``fit``)."""
-        if len(feedback) == 0:
+        if len(feedback) == 0 or not self.options.updates:
             return
         n_items = self.ctx_.items.n
         ok = (feedback.item >= 0) & (feedback.item < n_items)
