@@ -67,7 +67,8 @@ def record(res) -> dict:
         if s:
             cate[e.estimator] = {k: s.get(k) for k in ("pehe", "pehe_baseline", "pehe_ratio", "pehe_mc",
                                                        "pehe_baseline_mc", "pehe_ratio_mc", "coverage", "coverage_mc",
-                                                       "coverage_n", "mc_variance_share", "spearman")}
+                                                       "coverage_n", "mc_variance_share", "spearman",
+                                                       "coverage_deconvolved", "error_variance_ratio")}
     return {"seed": res.seed, "n_users": int(res.manifest["n_users"]), "rules": rules, "cate": cate}
 
 
@@ -115,6 +116,22 @@ def main() -> None:
             summary(recs, over)
 
 
+def _deconvolved(x: dict) -> float | None:
+    """``coverage_deconvolved`` of one replication's scores; from ``pehe``, ``pehe_mc`` and
+    ``mc_variance_share`` for records written before the score existed (the same formula:
+    ``mean(se^2) = pehe^2 - pehe_mc^2``, ``mean(s^2) = mean(se^2) (1 - share) / share``)."""
+    from scipy import stats
+
+    if x.get("coverage_deconvolved") is not None:
+        return x["coverage_deconvolved"]
+    share = x.get("mc_variance_share")
+    if not share or x.get("pehe_mc") is None:
+        return None
+    se2 = x["pehe"] ** 2 - x["pehe_mc"] ** 2
+    ratio = x["pehe_mc"] ** 2 / (se2 * (1 - share) / share)
+    return float(2 * stats.norm.cdf(1.959964 / np.sqrt(ratio)) - 1) if ratio > 0 else 1.0
+
+
 def _line(name: str, label: str, k: int, n: int) -> str:
     lo, hi = wilson(k, n)
     return f"{name:14s} {label:62s} {k:6d}/{n:<6d} = {k / n:.3f}  Wilson 95% [{lo:.3f}, {hi:.3f}]"
@@ -158,6 +175,11 @@ def summary(recs: list[dict], over: dict) -> None:
         if share:
             print(f"{est:14s} share of the widened interval's variance that is the truth's Monte Carlo error: "
                   f"{np.mean(share):.3f}")
+        dec = np.array([v for v in (_deconvolved(x) for x in d) if v is not None])
+        if dec.size:
+            print(f"{est:14s} per-user 95% coverage, deconvolved (cate_scores.truth_mc_error): per replication "
+                  f"mean {dec.mean():.3f} median {np.median(dec):.3f} [{np.quantile(dec, 0.05):.3f}, "
+                  f"{np.quantile(dec, 0.95):.3f}]")
     print(flush=True)
 
 

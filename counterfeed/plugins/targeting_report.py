@@ -25,14 +25,16 @@ def _mark(v: Any) -> tuple[str, str]:
 
 def targeting_rows(t: dict[str, Any]) -> list[list[Any]]:
     """Table rows: rule, treated share, true value, gains vs all-control/all-arm, regret, the
-    expected gain from the conditional truth, IPW and DR values with intervals, DR coverage."""
+    expected gain from the conditional truth, IPW and DR values with influence-function intervals, the
+    DR value with its design-based interval and whether that covers the true value."""
     rows = []
     for r in t.get("rules", []):
         ope = r.get("ope") or {}
         rows.append([(r["rule"], "code"), (f"{100 * r['treated_share']:.0f}%", "num"), (fmt(r["value"]), "truth"),
                      (fmt(r["gain_vs_control"], signed=True), "num"), (fmt(r["gain_vs_arm"], signed=True), "num"),
                      (fmt(r["regret"]), "num"), (fmt(r["expected_gain_vs_control"], signed=True), "num"),
-                     (_ci(ope.get("ipw")), "num"), (_ci(ope.get("dr")), "num"), _mark(ope.get("dr_covers"))])
+                     (_ci(ope.get("ipw")), "num"), (_ci(ope.get("dr")), "num"), (_ci(ope.get("dr_realised")), "num"),
+                     _mark(ope.get("dr_realised_covers"))])
     return rows
 
 
@@ -87,12 +89,15 @@ def counterfeed_report_sections(result, report):
         f"iff the true conditional effect, from the noise replications, is an improvement) reaches "
         f"{fmt(first['oracle'])}.")
     sec.table(["Rule", "Treated", "True value", f"vs all-{control}", f"vs all-{arm}", "Regret vs oracle",
-               "Expected gain", "IPW value", "DR value", "DR covers"], targeting_rows(t))
+               "Expected gain", "IPW value", "DR value", "DR, these users", "Covers"], targeting_rows(t))
     sec.paragraph("True value: the metric's mean in the rule's world (same noise as the counterfactual "
                   "worlds). Expected gain: mean over users of 1{treated} x true conditional effect "
                   "(noise-averaged, interference ignored). IPW/DR: off-policy estimates from the A/B "
                   "world's data with cross-fitted outcome models on the covariates and "
-                  f"{100 * t['level']:.0f}% influence-function intervals; they are honest only for "
-                  "rules made from out-of-fold predictions.", kind="muted")
+                  f"{100 * t['level']:.0f}% influence-function intervals (for the value in a fresh "
+                  "population of users); DR, these users: the same estimate with the design-based interval "
+                  "for the realised value of these users (the true value; only the assignment is random), "
+                  "which Covers scores. Both are honest only for rules made from out-of-fold predictions.",
+                  kind="muted")
     sec.figure("targeting", f"True {metric} per user of all-{control}, all-{arm} and each rule's world (bars); "
                "the doubly robust estimate of each rule's value with its interval (black).", draw_values, t)

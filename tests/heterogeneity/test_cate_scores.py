@@ -119,10 +119,19 @@ def test_monte_carlo_corrected_scores_recover_the_exact_truth():
     assert s["pehe_baseline_mc"] == pytest.approx(1.0, abs=0.03)
     assert abs(s["coverage_mc"] - 0.95) < 0.01
     assert 0.6 < s["mc_variance_share"] < 0.7  # 0.5 / (0.5 + 0.25)
+    # the deconvolved coverage: the error variance matches the intervals' (ratio 1; its sampling sd
+    # here is about 0.03), so the coverage is the level
+    assert s["error_variance_ratio"] == pytest.approx(1.0, abs=0.1)
+    assert abs(s["coverage_deconvolved"] - 0.95) < 0.01
     # intervals far too narrow (a tenth of the width; expected corrected coverage 0.89) are caught
     narrow = _effects(point, point - 0.2 * 0.5, point + 0.2 * 0.5)
     s2, _ = score_cate(narrow, noisy, truth_se=se, replications=r)
     assert s2["coverage_mc"] < 0.92
+    # ...but as a coverage estimate coverage_mc is pulled towards 0.95; the deconvolved one recovers
+    # the true coverage of tau, P(|N(0, 0.5^2)| <= 1.96 * 0.05) = 0.155 (ratio 100, to 10%)
+    exact = float(np.mean(np.abs(point - tau) <= 0.2 * 0.5))
+    assert s2["error_variance_ratio"] == pytest.approx(100.0, rel=0.1)
+    assert s2["coverage_deconvolved"] == pytest.approx(exact, abs=0.02)
     # without replications (or fewer than 2) the corrected scores are absent
     s3, _ = score_cate(eff, noisy)
     assert "pehe_mc" not in s3
