@@ -178,9 +178,13 @@ def truth_mc_error(point: np.ndarray, tau: np.ndarray, lo: np.ndarray, hi: np.nd
         q = stats.t.ppf(0.5 + level / 2, np.minimum(df, 1e6))
         out["coverage_mc"] = float(np.mean(np.abs(point[has] - tau[has]) <= q * np.sqrt(v)))
         out["mc_variance_share"] = float(np.mean(se2[has]) / np.mean(v))
-        ratio = max(float(np.mean((point[has] - tau[has]) ** 2) - np.mean(se2[has])), 0.0) / float(np.mean(s2))
+        msd_has, s2_mean = max(float(np.mean((point[has] - tau[has]) ** 2) - np.mean(se2[has])), 0.0), float(np.mean(s2))
+        ratio = msd_has / s2_mean if s2_mean > 0 else None  # zero-width intervals: no ratio
         out["error_variance_ratio"] = ratio
-        out["coverage_deconvolved"] = float(2 * stats.norm.cdf(z / np.sqrt(ratio)) - 1) if ratio > 0 else 1.0
+        if ratio is None:
+            out["coverage_deconvolved"] = 1.0 if msd_has == 0 else 0.0
+        else:
+            out["coverage_deconvolved"] = float(2 * stats.norm.cdf(z / np.sqrt(ratio)) - 1) if ratio > 0 else 1.0
     else:
         out["coverage_mc"] = out["mc_variance_share"] = out["error_variance_ratio"] = None
         out["coverage_deconvolved"] = None
