@@ -29,6 +29,7 @@ from counterfeed.core.phases import PhasedAssignment, phase_values
 from counterfeed.core.plan import Plan, resolve
 from counterfeed.core.plugins import get_registry
 from counterfeed.core.population import build_population
+from counterfeed.core.preperiod import share_pre_periods
 from counterfeed.core.progress import WorldProgress
 from counterfeed.core.randomness import Keys
 from counterfeed.core.results import RunResult
@@ -58,6 +59,8 @@ __all__ = ["run", "resolve", "Plan", "simulate_world", "world_assignment_compone
 #: worlds run in worker processes (one per core) from this many user-days (users x simulated days);
 #: the quickstart (4,000 users x 21 days) is above it (benchmarks/end_to_end.py)
 CONCURRENT_USER_DAYS = 50_000
+#: simulate a pre-period shared by several worlds once (core.preperiod); False: once per world
+SHARE_PRE_PERIOD = True
 
 @dataclass
 class WorldTask:
@@ -69,6 +72,7 @@ class WorldTask:
     assignment: np.ndarray | None = None  # (n_users,) arm per user from the start (a targeting rule's world)
     shards: Any = None  # a shard pool (core.shard): the world's users are simulated by its shards
     scratch: Path | None = None  # the run's temporary directory: a sharded world's shards write its sessions there
+    pre: Any = None  # the shared pre-period's end state (core.preperiod.PrePeriod), or None
 
 
 @dataclass
@@ -90,6 +94,28 @@ class WorldOutput:
 def simulate_world(task: WorldTask) -> WorldOutput:
     """Simulate one world and compute its outcomes (a module-level function: runs in workers too)."""
     t0 = time.perf_counter()
+    sc, exp = task.scenario, task.scenario.experiment
+    world, plan, assignment, replication = build_world(task)
+    events = world.run() if task.pre is None else world.run(task.pre)
+    events.items = task.items
+    if isinstance(events.sessions, dict):  # the order of a sessions file (sharded worlds write that)
+        events.sessions = part_major(events.sessions, events.n_users)
+    plan.registry.hook.counterfeed_world_end(scenario=sc, world=task.world, events=events)
+    outcomes = world_outcomes(events, plan.metrics, task.population, exp.pre_period, world.horizon,
+                              getattr(world, "reduced", None))
+    record = assignment.record()
+    series, population = world_long_term(events, plan.metrics, plan.analysed, exp.pre_period, world.horizon)
+    allocation = record.get("allocation")
+    if allocation is not None:
+        outcomes["assignment_probability"] = allocation["probability"]
+    return WorldOutput(task.world, None if replication else events, outcomes, series, time.perf_counter() - t0,
+                       int(events.sessions["user"].size), assignment.probabilities(), allocation,
+                       record.get("phases"), phase_values(sc, events, plan.metrics) if exp.phases else None,
+                       population, record.get("mechanism"))
+
+
+def build_world(task: WorldTask) -> tuple[SimWorld, Plan, Assignment, int]:
+    """The task's world (not run yet), its plan, its assignment component and its noise replication."""
     sc = task.scenario
     plan = resolve(sc)
     exp = sc.experiment
@@ -110,22 +136,7 @@ def simulate_world(task: WorldTask) -> WorldOutput:
     else:
         world = SimWorld(cfg, task.items, task.population, keys, plan.user_model(), plan.recommender,
                          assignment, progress=task.progress)
-    events = world.run()
-    events.items = task.items
-    if isinstance(events.sessions, dict):  # the order of a sessions file (sharded worlds write that)
-        events.sessions = part_major(events.sessions, events.n_users)
-    plan.registry.hook.counterfeed_world_end(scenario=sc, world=task.world, events=events)
-    outcomes = world_outcomes(events, plan.metrics, task.population, exp.pre_period, cfg.horizon,
-                              getattr(world, "reduced", None))
-    record = assignment.record()
-    series, population = world_long_term(events, plan.metrics, plan.analysed, exp.pre_period, cfg.horizon)
-    allocation = record.get("allocation")
-    if allocation is not None:
-        outcomes["assignment_probability"] = allocation["probability"]
-    return WorldOutput(task.world, None if replication else events, outcomes, series, time.perf_counter() - t0,
-                       int(events.sessions["user"].size), assignment.probabilities(), allocation,
-                       record.get("phases"), phase_values(sc, events, plan.metrics) if exp.phases else None,
-                       population, record.get("mechanism"))
+    return world, plan, assignment, replication
 
 
 def world_assignment_component(sc: Scenario, plan: Plan, task: WorldTask, keys: Keys) -> Assignment:
@@ -156,6 +167,8 @@ def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[st
     ``progress`` shows a bar per world."""
     if shards > 1 or scheduler:
         return _simulate_sharded([replace(t, scratch=scratch) for t in tasks], say, progress, shards, scheduler)
+    if SHARE_PRE_PERIOD:  # once for the worlds that share it, before worker processes fork
+        tasks = share_pre_periods(tasks, lambda t: build_world(t)[0])
     sc = tasks[0].scenario
     size = sc.population.users * sc.total_days
     if workers is None:  # a world of this size outweighs forking a worker and sending its events back

@@ -295,15 +295,16 @@ class SimWorld:
         """Serving windows until the horizon; the last one ends at or just after it."""
         return max(1, int(np.ceil(self.cfg.horizon / self.cfg.batch_window - 1e-9)))
 
-    def _server(self):
-        """Close a window every ``batch_window``. Boundaries are taken in time order inside it: at a
-        boundary ``b`` every request made before ``b`` has been served and fed back, and every
-        request made at or after ``b`` is served after the boundary's action."""
+    def _server(self, first: int = 1, last: int | None = None, boundaries: bool = True):
+        """Close a window every ``batch_window`` (windows ``first`` to ``last``, default: all).
+        Boundaries are taken in time order inside it: at a boundary ``b`` every request made before
+        ``b`` has been served and fed back, and every request made at or after ``b`` is served after
+        the boundary's action. ``boundaries=False``: none (a shared pre-period, core.preperiod)."""
         env = self.env
         window = self.cfg.batch_window
-        bounds = self._boundaries()
+        bounds = self._boundaries() if boundaries else []
         nb = 0
-        for k in range(1, self.n_windows() + 1):
+        for k in range(first, (self.n_windows() if last is None else last) + 1):
             end = k * window
             yield env.timeout(max(end - env.now, 0.0))
             w = self._due(k)
@@ -394,17 +395,26 @@ class SimWorld:
         return np.asarray(call_plugin(um, "first_visit", um.first_visit, self.user_state, self.population.ids),
                           dtype=np.float64)
 
-    def run(self) -> WorldEvents:
-        cfg = self.cfg
+    def start(self) -> None:
+        """Set up the user model's state and the control arm; every user's first visit is requested."""
         um = self.user_model
         first = self._first_visits()
         if first.shape != (self.n,) or np.any(~(first > 0)):
             raise PluginError("first_visit must return one positive gap per user", plugin=um.name,
                               hook="first_visit")
-        self.policy(cfg.control)
+        self.policy(self.cfg.control)
         self.request(np.arange(self.n, dtype=np.int64), first)
-        self.env.run(until=self.env.process(self._server()))
-        return self.snapshot(cfg.record_impressions, self.assignment.assignment())
+
+    def run(self, pre: Any = None) -> WorldEvents:
+        """Simulate the world to its horizon; from ``pre`` (a :class:`core.preperiod.PrePeriod`, the
+        state at the end of a pre-period simulated once for several worlds) when given."""
+        if pre is None:
+            self.start()
+            first = 1
+        else:
+            first = pre.adopt(self)
+        self.env.run(until=self.env.process(self._server(first)))
+        return self.snapshot(self.cfg.record_impressions, self.assignment.assignment())
 
     def _session_columns(self) -> dict[str, np.ndarray]:
         return session_columns(self._sessions)  # the sessions table so far

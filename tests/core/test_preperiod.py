@@ -1,0 +1,80 @@
+"""The pre-period simulated once for the worlds that share it (core.preperiod) gives the run
+directory, byte for byte, of worlds that each simulate their own: shipped scenarios that cover MF
+retraining, adaptive allocation, phases, targeting rules, pooled training, a non-randomized
+mechanism and noise replications, in one process and over worker processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from counterfeed.core import runner
+from counterfeed.core.preperiod import PrePeriod, pre_period_windows, share_pre_periods
+from counterfeed.core.runner import WorldTask, build_world, run
+from counterfeed.core.scenario import load_scenario
+from tests.conftest import small_scenario
+from tests.scaling.sharded_scenario import digest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ["quickstart", "adaptive_thompson", "phases_rollout", "targeting", "interference_pooled",
+             "observational_selection", "segments_hte"]
+SLOW = {"targeting"}  # (its deployed rules' worlds make it the longest: ~25 s)
+SHORTER = {"quickstart": {"experiment.pre_period": "2d", "experiment.duration": "3d"}}
+ADOPT = PrePeriod.adopt
+
+
+def _run(sc, tmp_path: Path, name: str, share: bool, workers: int, monkeypatch) -> dict[str, str]:
+    monkeypatch.setattr(runner, "SHARE_PRE_PERIOD", share)
+    adopted = []
+    monkeypatch.setattr(PrePeriod, "adopt", lambda self, world: adopted.append(1) or ADOPT(self, world))
+    out = digest(run(sc, output_dir=tmp_path / name, workers=workers).run_dir)
+    # every world adopts it (in this process; worker processes adopt it there) when there is one
+    assert (len(adopted) >= 3) == (share and workers == 1 and sc.experiment.pre_period > 0)
+    return out
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in SCENARIOS])
+def test_a_shared_pre_period_writes_the_run_directory_of_separate_ones(name, tmp_path, monkeypatch):
+    sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml").with_overrides(
+        {"population.users": 160, "output.report": False, **SHORTER.get(name, {})})
+    separate = _run(sc, tmp_path, "separate", False, 1, monkeypatch)
+    assert any(k.startswith("events/") for k in separate) and "estimates.json" in separate
+    assert _run(sc, tmp_path, "shared", True, 1, monkeypatch) == separate
+    if name == "quickstart":  # worlds in worker processes continue from the pickled state
+        assert _run(sc, tmp_path, "workers", True, 2, monkeypatch) == separate
+
+
+def _tasks(sc):
+    from counterfeed.core.contracts import CatalogContext
+    from counterfeed.core.plan import resolve
+    from counterfeed.core.population import build_population
+    from counterfeed.core.randomness import Keys
+
+    keys = Keys(sc.seed)
+    plan = resolve(sc)
+    items = plan.catalog().build(CatalogContext(keys=keys, stream=keys.stream("catalog"),
+                                                dimensions=sc.population.dimensions))
+    population = build_population(sc.population, keys)
+    return [WorldTask(sc, w, items, population) for w in ("ab", "all-control", "all-treatment")]
+
+
+def test_worlds_share_the_pre_period_state_and_copy_what_changes():
+    tasks = share_pre_periods(_tasks(small_scenario()), lambda t: build_world(t)[0])
+    pre = tasks[0].pre
+    assert pre is not None and all(t.pre is pre for t in tasks)
+    assert pre.windows == 24 and pre.now == 2.0  # 2 days of 2-hour windows
+    a, b = (build_world(t)[0] for t in tasks[:2])
+    assert pre.adopt(a) == pre.adopt(b) == 24 and a.env.now == 2.0
+    assert a._logs[0] is pre.state["_logs"][0]  # recorded events are shared...
+    assert a.session_count is not b.session_count  # ...mutable state is each world's own
+    assert np.array_equal(a.session_count, pre.state["session_count"])
+    assert a.policies[0] is not b.policies[0]
+
+
+@pytest.mark.parametrize("overrides", [{"experiment.pre_period": "0d"}, {"experiment.pre_period": "3h"}])
+def test_no_shared_pre_period_without_one_or_when_it_ends_inside_a_window(overrides):
+    tasks = _tasks(small_scenario(**overrides))
+    assert pre_period_windows(build_world(tasks[0])[0]) is None
+    assert all(t.pre is None for t in share_pre_periods(tasks, lambda t: build_world(t)[0]))
