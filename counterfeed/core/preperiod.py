@@ -75,7 +75,7 @@ def simulate_pre_period(world: SimWorld) -> PrePeriod | None:
     if k is None:
         return None
     world.start()
-    world.env.run(until=world.env.process(world._server(1, k, boundaries=False)))
+    world.serve_windows(k)
     return PrePeriod(k, float(world.env.now), {name: getattr(world, name) for name in STATE})
 
 

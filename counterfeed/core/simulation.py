@@ -405,6 +405,10 @@ class SimWorld:
         self.policy(self.cfg.control)
         self.request(np.arange(self.n, dtype=np.int64), first)
 
+    def serve_windows(self, last: int) -> None:
+        """Serve windows 1 to ``last`` taking no boundary (core.preperiod: a shared pre-period)."""
+        self.env.run(until=self.env.process(self._server(1, last, boundaries=False)))
+
     def run(self, pre: Any = None) -> WorldEvents:
         """Simulate the world to its horizon; from ``pre`` (a :class:`core.preperiod.PrePeriod`, the
         state at the end of a pre-period simulated once for several worlds) when given."""
