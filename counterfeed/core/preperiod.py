@@ -51,7 +51,7 @@ class PrePeriod:
             memo[id(log)] = log
         for rows in self.state["_sessions"]:
             memo[id(rows)] = rows
-        world.__dict__.update(copy.deepcopy(self.state, memo))
+        vars(world).update(copy.deepcopy(self.state, memo))
         world.env = simpy.Environment(initial_time=self.now)
         return self.windows
 
