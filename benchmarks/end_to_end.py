@@ -23,8 +23,9 @@ Variants:
 
 - ``before``: the quickstart at the commit before issue 20's work (``--before-commit``, checked out
   in a temporary git worktree): torch matrix factorization, worlds one after another;
-- ``after``: the quickstart now (compiled matrix factorization, compiled top-k, worlds in worker
-  processes when the scenario is large enough);
+- ``after``: the quickstart now (compiled matrix factorization, compiled top-k, the pre-period
+  simulated once for the three worlds (core.preperiod), worlds in worker processes forked after it
+  when the scenario is large enough);
 - ``after-1``: the same in one process (``--workers 1``), which separates the engine's and the
   training's gains from the concurrency's;
 - ``after-als`` (not run by default): the treatment arm on ``als`` (implicit's ALS).
@@ -35,6 +36,7 @@ at least 50k sessions per CPU second. Then the estimates of every variant next t
 ones: same sign, and whether the 95% intervals overlap.
 
     python benchmarks/end_to_end.py                       # 2 repetitions, before/after/after-1
+    python benchmarks/end_to_end.py --before-commit 9ab57fe   # against main before the shared pre-period
     python benchmarks/end_to_end.py --repeat 3 --modes cli --variants before,after
 """
 
