@@ -27,7 +27,7 @@ from counterfeed.core.simulation import SimWorld
 __all__ = ["PrePeriod", "pre_period_windows", "simulate_pre_period", "share_pre_periods"]
 
 #: what a world changes during its pre-period (everything else is set by its construction)
-STATE = ("_calendar", "next_visit", "session_count", "user_state", "user_model", "policies", "_sessions",
+STATE = ("_calendar", "_visit_time", "next_visit", "session_count", "user_state", "user_model", "policies", "_sessions",
          "_logs", "_fitted")
 
 

@@ -4,7 +4,7 @@ A user's life is the loop "visit, get a slate, respond, come back after a gap (o
 serving process is the one SimPy process that carries time: every ``batch_window`` it closes a
 window, serves every visit made in it in one vectorized batch, and the user model's answer gives
 each served user's next visit, which goes straight into the calendar (:meth:`SimWorld.request`):
-an array of user ids and visit times per future window. A visit at time ``t`` is served at the end
+each user's pending window and visit time, two (n_users,) arrays. A visit at time ``t`` is served at the end
 of the window that contains ``t`` (its request time ``t`` is logged); nothing observable happens to
 a user between a visit and its window's end, so this is the same model as "wait, then request,
 then wait for the server".
@@ -123,7 +123,8 @@ class SimWorld:
         n = population.n if population is not None else int(config.n_users)
         self.n = n
         self.env = simpy.Environment()
-        self._calendar: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # window -> (users, times)
+        self._calendar = np.zeros(n, dtype=np.int64)  # each user's pending visit: its window (0: none)
+        self._visit_time = np.zeros(n)                 # ... and its time
         self.next_visit = np.full(n, np.inf)
         self.session_count = np.zeros(n, dtype=np.int64)
         self.user_state: Any = None    # the user model's state (init_state), owned by the world
@@ -265,31 +266,23 @@ class SimWorld:
     # -- the visit calendar ----------------------------------------------------------------------
     def request(self, users: np.ndarray, times: np.ndarray) -> None:
         """Register visits of ``users`` at ``times`` (arrays); each is served at the end of the
-        window that contains its time, visits at or after the horizon are dropped."""
+        window that contains its time, visits at or after the horizon are dropped. A user has at
+        most one pending visit (the next one is requested when it is served)."""
         users = np.asarray(users, dtype=np.int64)
         times = np.asarray(times, dtype=np.float64)
         due = times < self.cfg.horizon
         if not due.all():
             users, times = users[due], times[due]
-        if not users.size:
-            return
-        k = (times / self.cfg.batch_window).astype(np.int64) + 1  # window k ends at k * batch_window
-        order = np.argsort(k, kind="stable")
-        k = k[order]
-        cuts = np.flatnonzero(k[1:] != k[:-1]) + 1
-        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, k.size]):
-            rows = order[lo:hi]
-            self._calendar.setdefault(int(k[lo]), []).append((users[rows], times[rows]))
+        self._calendar[users] = (times / self.cfg.batch_window).astype(np.int64) + 1  # ends at k * window
+        self._visit_time[users] = times
 
     def _due(self, k: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The requests of window ``k`` in user-id order (a user visits at most once per window)."""
-        parts = self._calendar.pop(k, None)
-        if parts is None:
+        users = np.flatnonzero(self._calendar == k)
+        if not users.size:
             return None
-        users = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
-        times = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
-        order = np.argsort(users, kind="stable")
-        return users[order], times[order]
+        self._calendar[users] = 0
+        return users, self._visit_time[users]
 
     def n_windows(self) -> int:
         """Serving windows until the horizon; the last one ends at or just after it."""
