@@ -408,10 +408,10 @@ class SimWorld:
         state at the end of a pre-period simulated once for several worlds) when given."""
         if pre is None:
             self.start()
-            first = 1
+            server = self._server()
         else:
-            first = pre.adopt(self)
-        self.env.run(until=self.env.process(self._server(first)))
+            server = self._server(pre.adopt(self))
+        self.env.run(until=self.env.process(server))
         return self.snapshot(self.cfg.record_impressions, self.assignment.assignment())
 
     def _session_columns(self) -> dict[str, np.ndarray]:
