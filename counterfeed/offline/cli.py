@@ -13,9 +13,10 @@ __all__ = ["offline"]
 
 _EPILOG = """\b
 Examples:
-  counterfeed offline runs/x/events/ab.parquet --policy popularity
+  counterfeed offline runs/x/events/ab/impressions.parquet --policy popularity
   counterfeed offline logs.csv --policy matrix-factorization --policy-option factors=32 --k 5,10,20
-  counterfeed offline runs/x/events/ab.parquet --policy text-embedding --scenario runs/x/scenario.yaml --json
+  counterfeed offline runs/x/events/ab/impressions.parquet --policy text-embedding --scenario runs/x/scenario.yaml --json
+  counterfeed offline examples/ope_log.csv --columns time=round --policy popularity
 """
 
 
@@ -24,7 +25,7 @@ def _fmt(x: Any) -> str:
 
 
 def _interval(lo: Any, hi: Any) -> str:
-    return "none" if lo is None else f"[{_fmt(lo)}, {_fmt(hi)}]"
+    return "-" if lo is None else f"[{_fmt(lo)}, {_fmt(hi)}]"
 
 
 def _ks(text: str) -> list[int]:
@@ -103,7 +104,8 @@ def offline(log_path, policy, policy_options, columns, split_time, train_share, 
             Column("ipw", "unbiased (ipw)", show=_fmt, right=True), Column("ipw_interval", "ipw interval"),
             Column("ess", "ipw ESS", show=lambda v: "" if v is None else f"{v:.0f}", right=True)]
     title = (f"Offline evaluation of {policy} on {log_path}: {report.n_train} training impressions, "
-             f"{report.n_test_clicks} held-out clicks from time {report.split_time:g}")
+             f"{report.n_test_clicks} held-out clicks from time {report.split_time:g}; intervals: user-clustered, "
+             f"t on users - 1 df, within [0, 1]")
     emit_table(records, cols, fmt, title=title, notes=report.notes)
 
 
@@ -128,6 +130,11 @@ def _run(log_path, policy, options, columns, split_time, train_share, ks, cutoff
 
     check_target_evaluable(policy, options)  # unknown name or bad options: before reading any data
     log = load_log(log_path, columns)
+    if log.time is None:
+        from counterfeed.errors import DataError
+
+        raise DataError(f"{log_path}: the log has no 'time' column, so it cannot be split into training and "
+                        "held-out periods; map one with --columns time=<column> (e.g. --columns time=round)")
     contract = log.to_contract_log()
     items = scenario_catalog(scenario_path) if scenario_path else catalog_from_log(log)
     if int(contract.item.max()) >= items.n:
@@ -136,6 +143,5 @@ def _run(log_path, policy, options, columns, split_time, train_share, ks, cutoff
         raise DataError(f"{log_path}: item id {int(contract.item.max())} is outside the catalog of {items.n} items")
     train, test, split = split_log(contract, split_time, train_share)
     report = evaluate_offline(policy, options, train, test, items, int(contract.user.max()) + 1, ks=ks,
-                              cutoff=cutoff, clip=clip, level=level, seed=seed)
-    report.split_time = split
+                              cutoff=cutoff, clip=clip, level=level, seed=seed, split_time=split)
     return report

@@ -113,7 +113,7 @@ class OfflineRanking(Estimator):
             spec = data.policies[arm]
             reports[arm] = evaluate_offline(spec.recommender, dict(spec.options), train, test, data.items,
                                             data.n_users, ks=o.ks, cutoff=o.cutoff, clip=o.clip, level=level,
-                                            seed=int(data.seed))
+                                            seed=int(data.seed), split_time=split)
         ctrl = reports[data.control]
         users, w = ctrl.clicks["user"], ctrl.clicks["weight"]
         weights = {"naive": np.ones_like(w), "ipw": w}
@@ -122,21 +122,24 @@ class OfflineRanking(Estimator):
             rep = reports[arm]
             for name in (k for k in ctrl.clicks if k not in ("user", "weight")):
                 for wt in o.weighting:
-                    d = ratio_estimate(name, wt, rep.clicks[name] - ctrl.clicks[name], weights[wt], users, level)
-                    if d.value is None or d.se is None:
+                    d = ratio_estimate(name, wt, rep.clicks[name] - ctrl.clicks[name], weights[wt], users, level,
+                                       bounds=(-1.0, 1.0))
+                    if d.value is None or d.n_users < 2:
                         raise DataError(f"estimator 'offline-ranking': {d.n_clicks} held-out clicks of {d.n_users} "
                                         f"users after day {split:g}; an interval needs clicks of two users or more")
+                    warns = [*(ctrl.ipw_warnings if wt == "ipw" else []), *d.warnings]
                     diag = {"arm_value": rep.value(name, wt), "control_value": ctrl.value(name, wt), "se": d.se,
                             "n_test_clicks": d.n_clicks, "n_users": d.n_users, "ess": d.ess, "split_time": split,
-                            "n_train_impressions": rep.n_train, "log": o.log,
+                            "n_train_impressions": rep.n_train, "log": o.log, "clip": o.clip,
                             "recommender": data.policies[arm].recommender, "truth_beside": "difference",
                             **{f"arm_coverage@{k}": v for k, v in rep.coverage.items()},
                             **{f"control_coverage@{k}": v for k, v in ctrl.coverage.items()}}
+                    lo, hi = (np.nan, np.nan) if d.lower is None else (float(d.lower), float(d.upper))
                     for metric in self.metrics_for(data):
                         out.append(Estimate(estimator=self.name, metric=metric, arm=arm, control=data.control,
-                                            point=float(d.value), lower=float(d.lower), upper=float(d.upper),
+                                            point=float(d.value), lower=lo, upper=hi,
                                             level=level, estimand=f"{OFFLINE_PREFIX}{name}:{wt}",
-                                            diagnostics=dict(diag)))
+                                            diagnostics={**diag, **({"warnings": list(warns)} if warns else {})}))
         return out
 
 

@@ -18,9 +18,10 @@ import numpy as np
 from counterfeed.core._guard import guarded
 from counterfeed.core.contracts import Batch, Items, Log, RecommenderContext
 from counterfeed.errors import DataError
-from counterfeed.offline.metrics import MetricEstimate, coverage, rank_metric_values, ratio_estimate
+from counterfeed.offline.metrics import (MetricEstimate, coverage, grouped_warnings, rank_metric_values,
+                                        ratio_estimate)
 
-__all__ = ["OfflineReport", "evaluate_offline", "split_log", "held_out_ranks"]
+__all__ = ["OfflineReport", "evaluate_offline", "split_log", "held_out_ranks", "positivity_warning"]
 
 
 @dataclass
@@ -32,9 +33,13 @@ class OfflineReport:
     coverage: dict[int, float | None]
     n_train: int
     n_test_clicks: int
-    split_time: float
+    #: the split time the caller passed (None when it did not pass one)
+    split_time: float | None
     clip: float | None
     notes: list[str] = field(default_factory=list)
+    #: what holds for the IPW metrics of every recommender on this log: the clipping note and the
+    #: positivity warning (:func:`positivity_warning`), where they apply
+    ipw_warnings: list[str] = field(default_factory=list)
     #: per held-out click: ``user``, ``weight`` (the IPW weight) and each metric's value (for bootstraps)
     clicks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -48,7 +53,8 @@ class OfflineReport:
         return {"policy": self.policy, "split_time": self.split_time, "n_train_impressions": self.n_train,
                 "n_test_clicks": self.n_test_clicks, "clip": self.clip,
                 "estimates": [e.to_dict() for e in self.estimates],
-                "coverage": {f"coverage@{k}": v for k, v in self.coverage.items()}, "notes": self.notes}
+                "coverage": {f"coverage@{k}": v for k, v in self.coverage.items()}, "notes": self.notes,
+                "ipw_warnings": self.ipw_warnings}
 
 
 def split_log(log: Log, split_time: float | None = None, train_share: float = 0.8) -> tuple[Log, Log, float]:
@@ -62,6 +68,9 @@ def split_log(log: Log, split_time: float | None = None, train_share: float = 0.
             raise DataError(f"train share must be in (0, 1), got {train_share}")
         split_time = float(np.quantile(t, train_share))
     train, test = log.select(t < split_time), log.select(t >= split_time)
+    if len(train) == 0 and np.unique(t).size == 1:
+        raise DataError(f"every impression of the log has time {t[0]:g}, so a time split leaves no training data; "
+                        "a log without a time column needs one mapped (e.g. --columns time=round)")
     if len(train) == 0 or not np.asarray(test.click, bool).any():
         raise DataError(f"split at time {split_time:g} leaves {len(train)} training impressions and "
                         f"{int(np.asarray(test.click, bool).sum())} held-out clicks; both must be positive")
@@ -103,12 +112,15 @@ def held_out_ranks(rec: Any, test: Log, items: Items, cutoff: int, stream: Any, 
 
 def evaluate_offline(policy: str, options: dict[str, Any] | None, train: Log, test: Log, items: Items,
                      n_users: int, *, ks: Sequence[int] = (10,), cutoff: int = 100, clip: float | None = None,
-                     level: float = 0.95, seed: int = 0, registry: Any = None, recommender: Any = None
-                     ) -> OfflineReport:
+                     level: float = 0.95, seed: int = 0, registry: Any = None, recommender: Any = None,
+                     split_time: float | None = None) -> OfflineReport:
     """Fit recommender ``policy`` (or the given instance) on ``train`` and score it on ``test``'s clicks.
 
     Returns naive and ``ipw`` estimates of ``recall@k``, ``ndcg@k`` (each ``k`` in ``ks``) and ``mrr``
-    (truncated at ``cutoff``), and ``coverage@k``. Raises :class:`DataError` for propensities outside
+    (truncated at ``cutoff``), and ``coverage@k``; ``split_time`` (from :func:`split_log`) is recorded
+    in the report. Held-out clicks logged with propensity 1 (a deterministic logger) break positivity:
+    the ``ipw`` estimates then carry a warning, and the report's ``notes`` list it with every
+    estimate's warnings (:func:`~counterfeed.offline.metrics.grouped_warnings`). Raises :class:`DataError` for propensities outside
     (0, 1] on held-out clicks or a ``k`` above ``cutoff``.
     """
     from counterfeed.core.plugins import get_registry
@@ -132,17 +144,40 @@ def evaluate_offline(policy: str, options: dict[str, Any] | None, train: Log, te
         raise DataError(f"held-out click {int(rows[np.argmax(bad)])}: propensity {p[np.argmax(bad)]!r} is not in (0, 1]")
     w = 1.0 / p
     notes = []
+    positivity = positivity_warning(p)
     if clip is not None:
         notes.append(f"{int((w > clip).sum())} of {w.size} weights clipped at {clip:g} (biased toward the logging policy)")
         w = np.minimum(w, clip)
+    ipw_warnings = [*notes, *([positivity] if positivity else [])]
     users = np.asarray(test.user, np.int64)[rows]
     values = rank_metric_values(ranks, ks, cutoff)
     est = []
     for name, v in values.items():
-        est.append(ratio_estimate(name, "naive", v, np.ones_like(v), users, level))
-        est.append(ratio_estimate(name, "ipw", v, w, users, level))
+        est.append(ratio_estimate(name, "naive", v, np.ones_like(v), users, level, bounds=(0.0, 1.0)))
+        est.append(ratio_estimate(name, "ipw", v, w, users, level, bounds=(0.0, 1.0)))
+        est[-1].warnings[:0] = [positivity] if positivity else []
+    notes.extend(grouped_warnings(est))
     end = float(np.asarray(test.time, np.float64).max())
     n_cat = int((np.asarray(items.arrival) <= end).sum())
     cov = {k: coverage(lists[:, :k], n_cat) for k in ks}
-    return OfflineReport(policy, est, cov, len(train), int(rows.size), float(np.asarray(test.time).min()),
-                         clip, notes, {"user": users, "weight": w, **values})
+    return OfflineReport(policy, est, cov, len(train), int(rows.size),
+                         None if split_time is None else float(split_time), clip, notes,
+                         clicks={"user": users, "weight": w, **values}, ipw_warnings=ipw_warnings)
+
+
+def positivity_warning(propensity: np.ndarray) -> str | None:
+    """The warning for held-out clicks logged with propensity 1, or None when there are none.
+
+    A click logged with propensity 1 came from a round where the logger could show nothing else
+    there: the other items had probability 0, so positivity fails and inverse-propensity weighting
+    cannot recover what uniform exposure would have produced (Schnabel et al. 2016, sec. 3).
+    """
+    p = np.asarray(propensity, np.float64)
+    n1 = int((p >= 1.0).sum())
+    if n1 == 0:
+        return None
+    share = "all" if n1 == p.size else f"{n1} of"
+    same = " (so it equals the naive one)" if n1 == p.size else ""
+    return (f"positivity fails: {share} {p.size} held-out clicks were logged with propensity 1 (a deterministic "
+            "logging policy gives the other items no chance of exposure there); the IPW metric is not unbiased "
+            f"for the uniform-exposure target{same}")

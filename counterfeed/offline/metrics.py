@@ -24,24 +24,38 @@ produce: what the users like, rather than what they were shown. Clipping trades 
 
 Intervals: both estimators are ratios of per-user sums ``A_u = sum w m``, ``B_u = sum w``; the
 standard error is the delta method clustered by user, ``se^2 = sum_u (A_u - M B_u)^2 / (sum_u B_u)^2``
-times ``U / (U - 1)`` (users are the independent units; a user's clicks are not), with a normal
-interval. No interval from fewer than two users.
+times ``U / (U - 1)`` (users are the independent units; a user's clicks are not; the CR1 small-sample
+factor). The interval is ``M +- t_{U-1} se`` with Student's t on ``U - 1`` degrees of freedom, the
+few-clusters correction of Cameron & Miller, "A Practitioner's Guide to Cluster-Robust Inference",
+J. Human Resources 50(2), 2015, sec. VI.C (a normal z is too narrow with few users), and it is
+intersected with the range the quantity can take (``bounds``: ``[0, 1]`` for a metric level,
+``[-1, 1]`` for a difference of two levels). Each :class:`MetricEstimate` lists its ``warnings``:
+
+- no interval from fewer than two users (``se`` and the bounds are None);
+- no interval when no variation is observed (every user's ``A_u - M B_u`` is 0, e.g. every held-out
+  click at rank 1): a zero-width interval would claim certainty that a handful of clicks cannot give;
+- fewer than :data:`FEW_USERS` users: the t interval's coverage may still fall short of its level.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
 from scipy import stats
 
-__all__ = ["MetricEstimate", "rank_metric_values", "ratio_estimate", "coverage", "metric_names"]
+__all__ = ["MetricEstimate", "rank_metric_values", "ratio_estimate", "coverage", "metric_names", "FEW_USERS",
+           "grouped_warnings"]
+
+#: below this many users (clusters) an interval carries a few-clusters warning (Cameron & Miller 2015)
+FEW_USERS = 30
 
 
 @dataclass
 class MetricEstimate:
-    """One offline metric: ``weighting`` is ``naive`` or ``ipw``; ``ess`` is Kish's effective sample size."""
+    """One offline metric: ``weighting`` is ``naive`` or ``ipw``; ``ess`` is Kish's effective sample size;
+    ``warnings`` says why there is no interval or why it may be too narrow."""
 
     metric: str
     weighting: str
@@ -52,6 +66,7 @@ class MetricEstimate:
     n_clicks: int
     n_users: int
     ess: float | None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,13 +90,15 @@ def rank_metric_values(ranks: np.ndarray, ks: Sequence[int], cutoff: int) -> dic
 
 
 def ratio_estimate(metric: str, weighting: str, values: np.ndarray, weights: np.ndarray, users: np.ndarray,
-                   level: float = 0.95) -> MetricEstimate:
-    """``sum w m / sum w`` with the user-clustered delta-method interval (module docstring)."""
+                   level: float = 0.95, bounds: tuple[float, float] | None = None) -> MetricEstimate:
+    """``sum w m / sum w`` with the user-clustered CR1 interval on ``U - 1`` df, intersected with
+    ``bounds`` (module docstring)."""
     v = np.asarray(values, np.float64)
     w = np.asarray(weights, np.float64)
     n = int(v.size)
     if n == 0 or w.sum() <= 0:
-        return MetricEstimate(metric, weighting, None, None, None, None, n, 0, None)
+        return MetricEstimate(metric, weighting, None, None, None, None, n, 0, None,
+                              ["no held-out click with positive weight, no estimate"])
     _, code = np.unique(np.asarray(users), return_inverse=True)
     a = np.bincount(code, weights=w * v)
     b = np.bincount(code, weights=w)
@@ -89,10 +106,24 @@ def ratio_estimate(metric: str, weighting: str, values: np.ndarray, weights: np.
     m = float(a.sum() / b.sum())
     ess = float(w.sum() ** 2 / (w ** 2).sum())
     if n_users < 2:
-        return MetricEstimate(metric, weighting, m, None, None, None, n, n_users, ess)
-    se = float(np.sqrt(((a - m * b) ** 2).sum() * n_users / (n_users - 1)) / b.sum())
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    return MetricEstimate(metric, weighting, m, se, m - z * se, m + z * se, n, n_users, ess)
+        return MetricEstimate(metric, weighting, m, None, None, None, n, n_users, ess,
+                              [f"no interval from the clicks of {n_users} user (an interval needs two "
+                               "independent users or more)"])
+    resid = a - m * b
+    if np.allclose(resid, 0.0, rtol=0.0, atol=1e-12 * max(1.0, float(np.abs(a).max()))):
+        return MetricEstimate(metric, weighting, m, None, None, None, n, n_users, ess,
+                              [f"no variation observed across {n} held-out clicks of {n_users} users; no "
+                              "interval: a zero-width one would claim a certainty these clicks cannot give"])
+    se = float(np.sqrt((resid ** 2).sum() * n_users / (n_users - 1)) / b.sum())
+    half = float(stats.t.ppf(0.5 + level / 2, n_users - 1)) * se
+    lo, hi = m - half, m + half
+    warns = []
+    if n_users < FEW_USERS:
+        warns.append(f"only {n_users} users (independent units): the interval uses Student's t on "
+                     f"{n_users - 1} df, and its coverage may still fall short of {level:g}")
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return MetricEstimate(metric, weighting, m, se, lo, hi, n, n_users, ess, warns)
 
 
 def coverage(top_lists: np.ndarray, n_catalog: int) -> float | None:
@@ -101,3 +132,12 @@ def coverage(top_lists: np.ndarray, n_catalog: int) -> float | None:
         return None
     shown = np.unique(top_lists[top_lists >= 0])
     return float(shown.size / n_catalog)
+
+
+def grouped_warnings(estimates: Sequence[MetricEstimate]) -> list[str]:
+    """Each distinct warning once, prefixed by the metrics (and weightings) it applies to."""
+    where: dict[str, list[str]] = {}
+    for e in estimates:
+        for w in e.warnings:
+            where.setdefault(w, []).append(f"{e.metric} {e.weighting}")
+    return [f"{', '.join(names)}: {w}" for w, names in where.items()]

@@ -73,7 +73,9 @@ def test_metrics_match_a_hand_computation():
         assert rep.value(name, "ipw") == pytest.approx(ipw, abs=1e-12)
         est = next(e for e in rep.estimates if e.metric == name and e.weighting == "ipw")
         assert est.se == pytest.approx(_cluster_se(v, w, users), rel=1e-12)
-        assert est.lower == pytest.approx(ipw - 1.959963984540054 * est.se, rel=1e-9)
+        # Student's t on users - 1 = 2 df (CR1, Cameron & Miller 2015), intersected with [0, 1]
+        assert est.lower == pytest.approx(max(0.0, ipw - 4.302652729911275 * est.se), rel=1e-9, abs=1e-15)
+        assert est.upper == pytest.approx(min(1.0, ipw + 4.302652729911275 * est.se), rel=1e-9)
         assert est.n_clicks == 4 and est.n_users == 3
         assert est.ess == pytest.approx(sum(w) ** 2 / sum(x * x for x in w))
     assert rep.coverage[2] == pytest.approx(2 / 6)  # items 3 and 1 are the only top-2 items
