@@ -62,6 +62,30 @@ def _ratio(values: np.ndarray, weights: np.ndarray, code: np.ndarray, n_users: i
     return float((a * counts).sum() / max((b * counts).sum(), 1e-300))
 
 
+def best_predictors(rhos: dict[str, tuple[float, float, float]], tol: float = 1e-9) -> str:
+    """One sentence naming the offline metric(s) that predict an online outcome best, and the criterion.
+
+    ``rhos`` maps an offline metric's name to (Spearman rho on the full sample, bootstrap lower, upper).
+    Criterion: the largest point rho, and only a positive rho counts as predicting; metrics within
+    ``tol`` of the largest are a tie and are all named (rank correlations over a few recommenders take
+    few distinct values, so ties are common). Says when no rho is positive, and whether the best one's
+    bootstrap interval lies above zero.
+    """
+    finite = {k: v for k, v in rhos.items() if np.isfinite(v[0])}
+    if not finite:
+        return "none (every rank correlation is undefined)"
+    top = max(v[0] for v in finite.values())
+    if top <= 0:
+        return f"none predicts positively (largest rho {top:+.2f}; {len(finite)} metrics, all rho <= 0)"
+    tied = [k for k, v in finite.items() if abs(v[0] - top) <= tol]
+    above = [k for k in tied if finite[k][1] > 0]
+    sure = ("its bootstrap interval lies above 0" if len(tied) == 1 and above else
+            "its bootstrap interval includes 0" if len(tied) == 1 else
+            f"intervals above 0: {', '.join(above) or 'none'}")
+    names = tied[0] if len(tied) == 1 else f"a tie of {len(tied)}: {', '.join(tied)}"
+    return f"{names}, rho {top:+.2f} ({sure})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--users", type=int, default=800)
@@ -130,7 +154,7 @@ def main() -> None:
           f"{args.boot} draws):")
     header = f"{'offline metric':18s}" + "".join(f"{m:>28s}" for m in ONLINE)
     print(header)
-    best: dict[str, tuple[float, str]] = {}
+    best: dict[str, dict[str, tuple[float, float, float]]] = {t: {} for t in ONLINE}
     for metric in OFFLINE:
         for weighting in ("naive", "ipw"):
             cells = []
@@ -146,8 +170,7 @@ def main() -> None:
                 rhos = np.asarray(rhos, np.float64)
                 lo, hi = np.nanpercentile(rhos[1:], [2.5, 97.5])
                 cells.append(f"{rhos[0]:+.2f} [{lo:+.2f}, {hi:+.2f}]")
-                if not np.isnan(rhos[0]) and rhos[0] > best.get(target, (-2.0, ""))[0]:
-                    best[target] = (float(rhos[0]), f"{metric} ({weighting})")
+                best[target][f"{metric} ({weighting})"] = (float(rhos[0]), float(lo), float(hi))
             print(f"{metric + ' ' + weighting:18s}" + "".join(f"{c:>28s}" for c in cells))
     cov = [offline[a].coverage[10] for a in names]
     cells = []
@@ -155,8 +178,11 @@ def main() -> None:
         y = [online_value(a, target, draws[0]) for a in names]
         cells.append(f"{stats.spearmanr(cov, y).statistic:+.2f}" if np.ptp(y) > 0 else "undefined (no variation)")
     print(f"{'coverage@10':18s}" + "".join(f"{c:>28s}" for c in cells) + "   (no interval: a list property)")
-    for target, (rho, name) in best.items():
-        print(f"best predictor of {target}: {name}, rho {rho:+.2f}")
+    print("best predictor (criterion: the largest Spearman rho over the recommenders on the full sample; "
+          "only rho > 0 counts; equal rhos are a tie):")
+    for target, rhos_by_metric in best.items():
+        if rhos_by_metric:
+            print(f"  best predictor of {target}: {best_predictors(rhos_by_metric)}")
     print(f"total {time.perf_counter() - t0:.0f} s; load average at end: {os.getloadavg()[0]:.1f}")
 
 

@@ -279,14 +279,18 @@ def plugins_command(ctx: click.Context, as_json: bool, fmt: str) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
+    from counterfeed.core.plugin_docs import metric_facts
     from counterfeed.core.plugins import get_registry
 
-    infos = [i.to_dict() for i in get_registry().all_plugins()]
+    infos = [{**i.to_dict(), **metric_facts(i)} for i in get_registry().all_plugins()]
     if as_json or fmt == "json":
         click.echo(_json.dumps(infos, indent=2))
         return
-    cols = [Column("kind"), Column("name"), Column("source"), Column("version"), Column("module"),
-            Column("plugin", "registered by")]
+    for i in infos:  # a metric's level, and a mark where an A/B comparison does not identify its effect
+        i["metric_level"] = (i["level"] + ("" if i["identified"] else " (not identified by A/B)")
+                             if "level" in i else "")
+    cols = [Column("kind"), Column("name"), Column("metric_level", "level"), Column("source"),
+            Column("version"), Column("module"), Column("plugin", "registered by")]
     emit_table(infos, cols, fmt, title="counterfeed plugins")
 
 
@@ -326,6 +330,11 @@ def plugins_show(name: str, kind: str | None, fmt: str) -> None:
     rows = [{**r, "default": "(required)" if r["required"] else r["default"]} for r in d["options"]]
     if fmt == "table":
         click.echo(f"{d['kind']} '{d['name']}' ({d['class']}; {d['source']} {d['version']})\n")
+        if "level" in d:
+            click.echo(f"level: {d['level']}; aggregation: {d['aggregation']}; "
+                       f"{'higher' if d['higher_is_better'] else 'lower'} is better")
+            click.echo("identified by a user-randomized A/B comparison: "
+                       + ("yes\n" if d["identified"] else f"no: {d['not_identified']}\n"))
         click.echo(d["doc"] + "\n")
         if not rows:
             click.echo("No options.")

@@ -56,11 +56,27 @@ def option_rows(options: type) -> list[dict[str, Any]]:
     return rows
 
 
+def metric_facts(info: PluginInfo) -> dict[str, Any]:
+    """For a metric plugin: its ``level`` (``user`` or ``population``), aggregation, direction and whether a
+    user-randomized A/B comparison identifies its effect (``identified``; ``not_identified`` says why not:
+    a population-level metric, or the metric's ``interference``); ``{}`` for other kinds."""
+    if info.kind != "metric":
+        return {}
+    from counterfeed.core.plan import NOT_IDENTIFIED
+
+    cls = info.cls
+    level = getattr(cls, "level", "user")
+    why = f"{info.name} {NOT_IDENTIFIED}" if level == "population" else getattr(cls, "interference", None)
+    return {"level": level, "aggregation": getattr(cls, "aggregation", None),
+            "higher_is_better": getattr(cls, "higher_is_better", True), "identified": why is None,
+            "not_identified": why}
+
+
 def describe(info: PluginInfo) -> dict[str, Any]:
-    """A plugin's identity, documentation and options."""
+    """A plugin's identity, documentation and options (and a metric's :func:`metric_facts`)."""
     doc = inspect.getdoc(info.cls) or ""
-    return {**info.to_dict(), "summary": doc.split("\n\n")[0].replace("\n", " "), "doc": doc,
-            "options": option_rows(info.cls.Options)}
+    return {**info.to_dict(), **metric_facts(info), "summary": doc.split("\n\n")[0].replace("\n", " "),
+            "doc": doc, "options": option_rows(info.cls.Options)}
 
 
 def find(name: str, kind: str | None = None, registry: Registry | None = None) -> list[PluginInfo]:
