@@ -148,3 +148,18 @@ def test_the_analysis_reports_clipping_and_positivity():
         else:
             assert not any("positivity" in w or "clipped" in w for w in warns)
         assert -1.0 <= e.lower <= e.point <= e.upper <= 1.0
+
+
+def test_the_analysis_gives_no_interval_for_a_difference_without_variation():
+    """Two arms that rank alike: every per-click difference is 0, so no interval (NaN, null in JSON), a warning."""
+    sc = small_scenario(**{"population.users": 120,
+                           "analysis": [{"estimator": "offline-ranking", "metrics": ["clicks"], "ks": [3],
+                                         "cutoff": 20}],
+                           "experiment.arms": {"control": {"recommender": "popularity"},
+                                               "treatment": {"recommender": "popularity"}}})
+    res = counterfeed.run(sc, write=False, quiet=True)
+    off = [e for e in res.estimates if e.estimator == "offline-ranking"]
+    assert off
+    for e in off:
+        assert e.point == 0.0 and np.isnan(e.lower) and np.isnan(e.upper)
+        assert any("no variation observed" in w for w in e.diagnostics["warnings"])
