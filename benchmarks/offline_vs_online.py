@@ -22,6 +22,9 @@ For each offline metric and each online outcome, Spearman's rank correlation ove
 with a percentile bootstrap interval over users (users resampled jointly for the held-out clicks
 and the per-user online outcomes; the recommenders are fixed). With 8 policies a rank correlation
 is coarse: an interval that spans zero means the offline metric does not order them reliably.
+The closing lines name the best predictor of each outcome by a stated criterion (the largest point
+rho; only rho > 0 counts, so "none predicts positively" when every rho is <= 0; equal rhos are named
+as a tie; :func:`best_predictors`).
 """
 
 from __future__ import annotations
