@@ -120,12 +120,32 @@ class HashingEmbedder(Embedder):
         return _normalize(out.reshape(len(texts), self._dim))
 
 
-def local_model_dir(model: str) -> Path | None:
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def _cached_hub_model(model: str, revision: str | None = None) -> Path | None:
+    """The local Hugging Face cache's copy of hub model ``model``, or None (nothing is downloaded)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=model, revision=revision, local_files_only=True))
+    except Exception:
+        return None
+
+
+def _offline_miss(model: str) -> str:
+    return f"model '{model}' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
+
+
+def local_model_dir(model: str, *, hub: bool = False) -> Path | None:
     """The local directory of a transformer model spec, found without loading or downloading anything.
 
-    The installed all-MiniLM-L6-v2 for :data:`MINILM_ALIASES`, the directory for a path; None for a hub
-    name (resolved when the model loads). Raises ``ValueError`` for ``"hashing"`` (an embedder spec, not
-    a transformer), a path that does not exist, or a directory without ``config.json``.
+    The installed all-MiniLM-L6-v2 for :data:`MINILM_ALIASES`, the directory for a path; for a hub name
+    None, or with ``hub`` its copy in the local Hugging Face cache (None when absent and it may still be
+    downloaded). Raises ``ValueError`` for ``"hashing"`` (an embedder spec, not a transformer), a path
+    that does not exist, a directory without ``config.json``, and (``hub``) a hub name missing from
+    the cache while ``HF_HUB_OFFLINE`` is set.
     """
     if model == "hashing":
         raise ValueError("'hashing' is the feature-hashing embedder, not a transformer model; expected 'minilm', "
@@ -141,14 +161,19 @@ def local_model_dir(model: str) -> Path | None:
         return path.resolve()
     if model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model:
         raise ValueError(f"model directory '{model}' does not exist")
-    return None
+    if not hub:
+        return None
+    cached = _cached_hub_model(model)
+    if cached is None and _hub_offline():
+        raise ValueError(_offline_miss(model))
+    return cached
 
 
 def model_layers(model: str) -> int | None:
     """The number of transformer layers of ``model`` (``num_hidden_layers`` of its ``config.json``), None
-    when that is not known without downloading (a hub name) (raises as :func:`local_model_dir`)."""
-    where = local_model_dir(model)
-    if where is None:
+    when that is not known without downloading (raises as :func:`local_model_dir` with ``hub``)."""
+    where = local_model_dir(model, hub=True)
+    if where is None or not (where / "config.json").is_file():
         return None
     n = json.loads((where / "config.json").read_text()).get("num_hidden_layers")
     return int(n) if isinstance(n, int) else None
@@ -162,21 +187,18 @@ def _resolve_model_dir(model: str, revision: str | None) -> tuple[Path, str]:
         raise PluginError(str(exc), plugin="embedder", hook="load") from None
     if local is not None:
         return local, ("all-MiniLM-L6-v2" if model.lower() in MINILM_ALIASES else str(local))
-    from huggingface_hub import snapshot_download
+    cached = _cached_hub_model(model, revision)
+    if cached is None:
+        if _hub_offline():
+            raise PluginError(_offline_miss(model), plugin="embedder", hook="load")
+        from huggingface_hub import snapshot_download
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    try:
-        local = snapshot_download(repo_id=model, revision=revision, local_files_only=True)
-    except Exception:
-        if offline:
-            raise PluginError(f"model '{model}' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
-                              plugin="embedder", hook="load") from None
         try:
-            local = snapshot_download(repo_id=model, revision=revision)
+            cached = Path(snapshot_download(repo_id=model, revision=revision))
         except Exception as exc:
             raise PluginError(f"cannot load model '{model}': {type(exc).__name__}: {exc}",
                               plugin="embedder", hook="load") from None
-    return Path(local), f"{model}@{revision or 'main'}"
+    return cached, f"{model}@{revision or 'main'}"
 
 
 def _fingerprint(model_dir: Path) -> str:
@@ -385,7 +407,7 @@ def check_embedder_spec(spec: Any) -> Any:
         if isinstance(spec, str) and not spec.strip():
             raise ValueError("embedder must be 'minilm', 'hashing', a model directory or a hub name")
         if isinstance(spec, str) and spec != "hashing" and spec.lower() not in MINILM_ALIASES:
-            local_model_dir(spec)  # a path that is not a model directory fails here, not at build
+            local_model_dir(spec, hub=True)  # a missing model fails here, not at build
         return spec
     if not isinstance(spec, dict):
         raise ValueError("embedder must be a string or a mapping with a 'model' key")
@@ -395,5 +417,5 @@ def check_embedder_spec(spec: Any) -> Any:
     if unknown:
         raise ValueError(f"unknown embedder option '{unknown[0]}' (expected: {', '.join(sorted(allowed))})")
     if isinstance(model, str) and model != "hashing" and model.lower() not in MINILM_ALIASES:
-        local_model_dir(model)
+        local_model_dir(model, hub=True)
     return spec

@@ -72,3 +72,15 @@ def test_valid_layers_and_head_only_settings_still_validate(tmp_path, monkeypatc
         path.write_text(text.replace(TOWER, TOWER + extra))
         rc, err = _cli(capsys, "validate", str(path))
         assert rc == 0, (extra, err)
+
+
+def test_an_uncached_hub_model_is_rejected_offline(tmp_path, monkeypatch, capsys):
+    """With HF_HUB_OFFLINE set, a hub name missing from the local cache cannot load: validate says so."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    text = (ROOT / "scenarios" / "text_two_tower.yaml").read_text()
+    path = tmp_path / "hub.yaml"
+    path.write_text(text.replace("  embedder: minilm", "  embedder: nobody/not-a-cached-model"))
+    rc, err = _cli(capsys, "validate", str(path))
+    assert rc == 2 and "hub.yaml:37: catalog.embedder: " in err, err
+    assert "not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in err

@@ -108,7 +108,7 @@ class TextTwoTowerRecommender(TextEmbeddingRecommender):
         @classmethod
         def _model_spec(cls, v: str, info: ValidationInfo) -> str:
             if info.data.get("train", "head") != "head":  # the encoder is only loaded for last / lora
-                local_model_dir(v)
+                local_model_dir(v, hub=True)
             return v
 
     def check_scenario(self, scenario: Any, catalog: Any, field: str) -> None:
