@@ -286,11 +286,8 @@ def plugins_command(ctx: click.Context, as_json: bool, fmt: str) -> None:
     if as_json or fmt == "json":
         click.echo(_json.dumps(infos, indent=2))
         return
-    for i in infos:  # a metric's level, and a mark where an A/B comparison does not identify its effect
-        i["metric_level"] = (i["level"] + ("" if i["identified"] else " (not identified by A/B)")
-                             if "level" in i else "")
-    cols = [Column("kind"), Column("name"), Column("metric_level", "level"), Column("source"),
-            Column("version"), Column("module"), Column("plugin", "registered by")]
+    cols = [Column("kind"), Column("name"), Column("source"), Column("version"), Column("module"),
+            Column("plugin", "registered by")]
     emit_table(infos, cols, fmt, title="counterfeed plugins")
 
 
