@@ -130,17 +130,21 @@ def test_help_names_the_run_directory_layout():
     assert "events/ab/impressions.parquet" in out.stdout and "events/ab.parquet" not in out.stdout
 
 
-def test_the_analysis_reports_clipping_and_positivity():
-    """A deterministic control logs propensity 1: every IPW difference says positivity fails; clip is kept."""
+def _offline_estimates(treatment: str, **options):
+    """The offline-ranking estimates of a 120-user run: control popularity (deterministic) vs ``treatment``."""
     sc = small_scenario(**{"population.users": 120,
                            "analysis": [{"estimator": "offline-ranking", "metrics": ["clicks"], "ks": [3],
-                                         "cutoff": 20, "clip": 1.5}],
+                                         "cutoff": 20, **options}],
                            "experiment.arms": {"control": {"recommender": "popularity"},
-                                               "treatment": {"recommender": "random"}}})
-    res = counterfeed.run(sc, write=False, quiet=True)
-    off = [e for e in res.estimates if e.estimator == "offline-ranking"]
+                                               "treatment": {"recommender": treatment}}})
+    off = [e for e in counterfeed.run(sc, write=False, quiet=True).estimates if e.estimator == "offline-ranking"]
     assert off
-    for e in off:
+    return off
+
+
+def test_the_analysis_reports_clipping_and_positivity():
+    """A deterministic control logs propensity 1: every IPW difference says positivity fails; clip is kept."""
+    for e in _offline_estimates("random", clip=1.5):
         assert e.diagnostics["clip"] == 1.5
         warns = e.diagnostics.get("warnings", [])
         if e.estimand.endswith(":ipw"):
@@ -152,14 +156,6 @@ def test_the_analysis_reports_clipping_and_positivity():
 
 def test_the_analysis_gives_no_interval_for_a_difference_without_variation():
     """Two arms that rank alike: every per-click difference is 0, so no interval (NaN, null in JSON), a warning."""
-    sc = small_scenario(**{"population.users": 120,
-                           "analysis": [{"estimator": "offline-ranking", "metrics": ["clicks"], "ks": [3],
-                                         "cutoff": 20}],
-                           "experiment.arms": {"control": {"recommender": "popularity"},
-                                               "treatment": {"recommender": "popularity"}}})
-    res = counterfeed.run(sc, write=False, quiet=True)
-    off = [e for e in res.estimates if e.estimator == "offline-ranking"]
-    assert off
-    for e in off:
+    for e in _offline_estimates("popularity"):
         assert e.point == 0.0 and np.isnan(e.lower) and np.isnan(e.upper)
         assert any("no variation observed" in w for w in e.diagnostics["warnings"])
