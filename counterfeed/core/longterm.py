@@ -122,12 +122,11 @@ def population_values(events: WorldEvents, metrics: dict[str, Metric], start: fl
     pop = {n: m for n, m in metrics.items() if is_population(m)}
     if not pop:
         return []
-    ev = window_events(events, start, end)
     groups = [(None, np.ones(events.n_users, bool))] + _groups(events)
     rows = []
     for name, m in pop.items():
-        for arm, mask in groups:
-            v = float(call_plugin(m, "compute_group", m.compute_group, ev, start, end, mask))
+        for arm, mask in groups:  # a population metric reads only [start, end) (conformance rule)
+            v = float(call_plugin(m, "compute_group", m.compute_group, events, start, end, mask))
             rows.append({"world": events.world, "arm": arm, "metric": name,
                          "value": v if math.isfinite(v) else None})
     return rows
@@ -162,6 +161,13 @@ def metric_series(events: WorldEvents, metrics: dict[str, Metric], infos: dict[s
 
     ``day`` is the start of the period ``[day, day + period)``. A per-user metric's value is its
     group value (mean, or ratio of sums for ratio metrics); a population metric's is ``compute_group``.
+
+    Every metric is handed the whole run's events and the period: a metric reads only events with
+    ``start <= time < end`` (the conformance rules ``respects_window`` and ``population_group_value``),
+    so the derived arrays it keeps per log (e.g. each slate's diversity,
+    :mod:`counterfeed.plugins.metrics.impression_index`) are computed once for all periods. A
+    cumulative metric (``MetricTags.cumulative``), which may look before ``start``, gets the events of
+    the period only, as the series has always given it.
     """
     from counterfeed.core.outcomes import group_value
     from counterfeed.core._guard import call_plugin
@@ -171,19 +177,27 @@ def metric_series(events: WorldEvents, metrics: dict[str, Metric], infos: dict[s
     t = start
     while t < end - 1e-9:
         hi = min(t + period, end)
-        ev = window_events(events, t, hi)
+        period_events: list[WorldEvents] = []
+
+        def events_for(m: Metric) -> WorldEvents:
+            if not getattr(getattr(m, "tags", None), "cumulative", False):
+                return events
+            if not period_events:
+                period_events.append(window_events(events, t, hi))  # noqa: B023 (used in this period only)
+            return period_events[0]
+
         cols: dict[str, np.ndarray] = {}
         for name in names:
             m, info = metrics[name], infos[name]
             if is_population(m):
                 for arm, mask in groups:
-                    v = float(call_plugin(m, "compute_group", m.compute_group, ev, t, hi, mask))
+                    v = float(call_plugin(m, "compute_group", m.compute_group, events, t, hi, mask))
                     rows.append((events.world, arm, t, name, v))
                 continue
             parts = [p for p in (info.numerator, info.denominator) if p] if info.kind == "ratio" else [name]
             for p in parts:
                 if p not in cols:
-                    cols[p] = np.asarray(metrics[p].compute(ev, t, hi), dtype=np.float64)
+                    cols[p] = np.asarray(metrics[p].compute(events_for(metrics[p]), t, hi), dtype=np.float64)
             frame = pd.DataFrame({p: cols[p] for p in parts})
             for arm, mask in groups:
                 rows.append((events.world, arm, t, name, group_value(frame[mask], info)))

@@ -40,8 +40,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from counterfeed.core.contracts import Log, Metric, WorldEvents
+from counterfeed.core.contracts import Metric, WorldEvents
 from counterfeed.core.hookspecs import hookimpl
+from counterfeed.plugins.metrics.impression_index import (Clicks, ImpressionIndex, slate_ild_topic, slate_ild_vectors,
+                                                          window_slates)
 
 __all__ = ["Diversity", "DiversityEmbedding", "Novelty", "Unexpectedness", "CalibrationKL", "TasteDrift",
            "slate_ild_topic", "slate_ild_vectors", "topic_counts", "PARTS"]
@@ -64,67 +66,27 @@ def _cached(name: str, key: tuple, fn):
     return out
 
 
-def _window_log(events: WorldEvents, start: float, end: float) -> Log:
+def _index(events: WorldEvents) -> ImpressionIndex:
+    """The impression log's :class:`ImpressionIndex` (one per log: every window and metric shares it)."""
     imp = events.impressions
     if imp is None:
         raise ValueError("this metric needs the impression log (the scenario records impressions by default)")
     if events.items is None:
         raise ValueError("this metric needs the catalog (WorldEvents.items)")
-
-    def select() -> Log:
-        t = imp.time
-        if t.size == 0 or (float(t.min()) >= start and float(t.max()) < end):
-            return imp
-        return imp.select((t >= start) & (t < end))
-
-    return _cached("log", (imp, float(start), float(end)), select)
+    return _cached("index", (imp, events.items), lambda: ImpressionIndex(imp, events.items))
 
 
-def _slates(log: Log, n_users: int) -> tuple[np.ndarray, np.ndarray]:
-    """(slate index of each row, user of each slate); a slate is one (user, session)."""
-    return _cached("slates", (log,), lambda: _slate_index(log))
+def _slate_window(events: WorldEvents, start: float, end: float) -> tuple[ImpressionIndex, np.ndarray | None]:
+    index = _index(events)
+    return _cached("slate-window", (index, float(start), float(end)), lambda: window_slates(index, start, end))
 
 
-def _slate_index(log: Log) -> tuple[np.ndarray, np.ndarray]:
-    key = log.user.astype(np.int64) * (int(log.session.max(initial=0)) + 1) + log.session
-    uniq, inv = np.unique(key, return_inverse=True)
-    return inv, (uniq // (int(log.session.max(initial=0)) + 1)).astype(np.int64)
-
-
-def slate_ild_topic(slate: np.ndarray, topic: np.ndarray, n_slates: int, n_topics: int) -> np.ndarray:
-    """(n_slates,) intra-list diversity in topic space: 1 - (pairs sharing a topic) / (all pairs)."""
-    k = np.bincount(slate, minlength=n_slates).astype(np.float64)
-    uniq, same = np.unique(slate.astype(np.int64) * n_topics + topic, return_counts=True)
-    pair_slate = uniq // n_topics
-    same_pairs = np.bincount(pair_slate, weights=same * (same - 1) / 2.0, minlength=n_slates)
-    pairs = k * (k - 1) / 2.0
-    return np.where(pairs > 0, 1.0 - same_pairs / np.where(pairs > 0, pairs, 1.0), 0.0)
-
-
-def slate_ild_vectors(slate: np.ndarray, unit: np.ndarray, n_slates: int) -> np.ndarray:
-    """(n_slates,) mean pairwise cosine distance of the rows' unit vectors ``unit`` (n_rows, d).
-
-    ``sum_{i<j} (1 - e_i.e_j) = C(k,2) - (|sum e|^2 - k) / 2`` for unit vectors ``e``.
-    """
-    k = np.bincount(slate, minlength=n_slates).astype(np.float64)
-    total = np.zeros((n_slates, unit.shape[1]))
-    np.add.at(total, slate, unit) if slate.size < 4096 else _add_sorted(total, slate, unit)
-    sim_pairs = ((total ** 2).sum(axis=1) - k) / 2.0
-    pairs = k * (k - 1) / 2.0
-    return np.where(pairs > 0, np.clip(1.0 - sim_pairs / np.where(pairs > 0, pairs, 1.0), 0.0, 2.0), 0.0)
-
-
-def _add_sorted(total: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
-    order = np.argsort(rows, kind="stable")
-    r = rows[order]
-    starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
-    total[r[starts]] += np.add.reduceat(values[order], starts, axis=0)
-
-
-def _unit_vectors(items) -> np.ndarray:
-    v = items.embeddings if items.embeddings is not None else items.vectors
-    v = np.asarray(v, dtype=np.float64)
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+def _per_slate_sum(events: WorldEvents, start: float, end: float, value: str | None) -> np.ndarray:
+    """Per user, the sum over their slates in the window of the per-slate ``value`` (None: 1)."""
+    index, mask = _slate_window(events, start, end)
+    user = index.slate_user if mask is None else index.slate_user[mask]
+    w = None if value is None else getattr(index, value) if mask is None else getattr(index, value)[mask]
+    return np.bincount(user, weights=w, minlength=events.n_users).astype(np.float64)
 
 
 def topic_counts(users: np.ndarray, topics: np.ndarray, n_users: int, n_topics: int) -> np.ndarray:
@@ -138,29 +100,16 @@ def topic_counts(users: np.ndarray, topics: np.ndarray, n_users: int, n_topics: 
 # ------------------------------------------------------------------------------------------------
 
 def _diversity_sum(events, start, end, space):
-    log = _window_log(events, start, end)
-    if not len(log):
-        return np.zeros(events.n_users)
-    slate, slate_user = _slates(log, events.n_users)
-    n = slate_user.size
-    if space == "topic":
-        ild = slate_ild_topic(slate, events.items.topic[log.item], n, events.items.n_topics)
-    else:
-        ild = slate_ild_vectors(slate, _unit_vectors(events.items)[log.item], n)
-    return np.bincount(slate_user, weights=ild, minlength=events.n_users).astype(np.float64)
+    return _per_slate_sum(events, start, end, "ild_topic" if space == "topic" else "ild_embedding")
 
 
 def _slate_count(events, start, end):
-    log = _window_log(events, start, end)
-    if not len(log):
-        return np.zeros(events.n_users)
-    _, slate_user = _slates(log, events.n_users)
-    return np.bincount(slate_user, minlength=events.n_users).astype(np.float64)
+    return _per_slate_sum(events, start, end, None)
 
 
-def _clicks(events, start, end) -> Log:
-    log = _window_log(events, start, end)
-    return _cached("clicks", (log,), lambda: log.select(log.click.astype(bool)))
+def _clicks(events, start, end) -> Clicks:
+    """The clicks with ``start <= time < end``, in log order."""
+    return _index(events).window_clicks(start, end)
 
 
 def _click_count(events, start, end):
@@ -172,9 +121,9 @@ def _novelty_sum(events, start, end):
     c = _clicks(events, start, end)
     if not len(c):
         return np.zeros(events.n_users)
-    pairs = np.unique(c.user.astype(np.int64) * events.items.n + c.item)
-    n_i = np.bincount(pairs % events.items.n, minlength=events.items.n)
-    u_active = np.unique(c.user).size
+    users, items = _index(events).distinct_pairs(c)
+    n_i = np.bincount(items, minlength=events.items.n)
+    u_active = int(np.count_nonzero(np.bincount(users)))
     info = np.log2(u_active / n_i[c.item])
     return np.bincount(c.user, weights=info, minlength=events.n_users).astype(np.float64)
 
@@ -192,12 +141,11 @@ def _unexpected_count(events, start, end):
 
 
 def _calibration_sum(events, start, end):
-    log = _window_log(events, start, end)
-    n, n_t = events.n_users, events.items.n_topics
-    topic = events.items.topic[log.item]
-    click = log.click.astype(bool)
-    p = topic_counts(log.user[click], topic[click], n, n_t)
-    q = topic_counts(log.user, topic, n, n_t)
+    index = _index(events)
+    n, n_t, topic = events.n_users, events.items.n_topics, events.items.topic
+    c = _clicks(events, start, end)
+    p = topic_counts(c.user, topic[c.item], n, n_t)
+    q = topic_counts(index.column("user", start, end), topic[index.column("item", start, end)], n, n_t)
     has = p.sum(axis=1) > 0
     p, q = p[has] / p[has].sum(axis=1, keepdims=True), q[has] / q[has].sum(axis=1, keepdims=True)
     qt = (1.0 - CALIBRATION_ALPHA) * q + CALIBRATION_ALPHA * p

@@ -50,10 +50,10 @@ import math
 import numpy as np
 from pydantic import Field
 
-from counterfeed.core.contracts import Log, Options, WorldEvents
+from counterfeed.core.contracts import Options, WorldEvents
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.core.longterm import PopulationMetric
-from counterfeed.plugins.metrics.beyond_accuracy import _cached, _window_log
+from counterfeed.plugins.metrics.beyond_accuracy import _cached, _clicks, _index
 
 __all__ = ["Coverage", "ExposureGini", "ExposureEntropy", "PopularityLift", "ProviderFairnessGap",
            "Homogenization", "HomogenizationGrowth", "gini", "group_exposure", "homogenization"]
@@ -73,35 +73,32 @@ def homogenization(users: np.ndarray, items: np.ndarray, n_items: int) -> float:
     """Mean pairwise cosine similarity of the binary consumed-item sets of the users in ``users``
     (one row per consumption; repeats count once). NaN with fewer than two users."""
     pairs = np.unique(users.astype(np.int64) * n_items + items)
-    u, i = pairs // n_items, pairs % n_items
-    uniq, inv, n_u = np.unique(u, return_inverse=True, return_counts=True)
-    n_users = uniq.size
+    return _overlap(pairs // n_items, pairs % n_items, n_items)
+
+
+def _overlap(u: np.ndarray, i: np.ndarray, n_items: int) -> float:
+    """:func:`homogenization` of the distinct consumed pairs (user ``u``, item ``i``) sorted by user."""
+    start = np.flatnonzero(np.r_[True, u[1:] != u[:-1]]) if u.size else np.zeros(0, np.int64)
+    n_users = start.size
     if n_users < 2:
         return math.nan
-    s = np.bincount(i, weights=1.0 / np.sqrt(n_u[inv]), minlength=n_items)
+    n_u = np.diff(np.r_[start, u.size])
+    s = np.bincount(i, weights=1.0 / np.sqrt(np.repeat(n_u, n_u)), minlength=n_items)
     return float(((s ** 2).sum() - n_users) / (n_users * (n_users - 1)))
 
 
-def _group_log(events: WorldEvents, start: float, end: float, users: np.ndarray) -> Log:
-    """The group's impressions in the window (the last result is reused for the same inputs)."""
-    imp = events.impressions
-    if imp is None or events.items is None:
-        raise ValueError("population metrics need the impression log and the catalog (WorldEvents.items)")
-
-    def select() -> Log:
-        log = _window_log(events, start, end)
-        keep = users[log.user]
-        return log if keep.all() else log.select(keep)
-
-    return _cached("group", (imp, float(start), float(end), users), select)
-
-
 def _exposure(events: WorldEvents, start: float, end: float, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(impressions of each available item, available mask) for the group."""
-    log = _group_log(events, start, end, users)
+    """(impressions of each available item, available mask) for the group (the last result is reused
+    for the same inputs: every exposure metric of a group and window reads it)."""
+    index = _index(events)
+
+    def count() -> np.ndarray:
+        user, item = index.column("user", start, end), index.column("item", start, end)
+        keep = users[user]
+        return np.bincount(item if keep.all() else item[keep], minlength=events.items.n).astype(np.float64)
+
     avail = events.items.arrival < end
-    x = np.bincount(log.item, minlength=events.items.n).astype(np.float64)
-    return x[avail], avail
+    return _cached("exposure", (index, float(start), float(end), users), count)[avail], avail
 
 
 def group_exposure(events: WorldEvents, start: float, end: float, users: np.ndarray) -> dict[str, np.ndarray]:
@@ -193,15 +190,15 @@ class Homogenization(PopulationMetric):
                               "consecutive windows (the last one may be shorter)")
 
     def compute_group(self, events, start, end, users):
-        log = _group_log(events, start, end, users)
-        c = log.click.astype(bool)
-        users_c, items_c, t_c = log.user[c], log.item[c], log.time[c]
+        index = _index(events)
+        c = _clicks(events, start, end)
+        c = c.select(users[c.user])
         values = []
         lo = start
         while lo < end - 1e-12:
             hi = min(lo + self.options.window, end)
-            sel = (t_c >= lo) & (t_c < hi)
-            values.append(homogenization(users_c[sel], items_c[sel], events.items.n))
+            u, i = index.distinct_pairs(c.select((c.time >= lo) & (c.time < hi)))
+            values.append(_overlap(u, i, events.items.n))
             lo = hi
         finite = [v for v in values if math.isfinite(v)]
         return float(np.mean(finite)) if finite else math.nan
