@@ -116,7 +116,8 @@ def timeseries(events: WorldEvents) -> pd.DataFrame:
     impressions = per(s["impressions"].astype(float))
     clicks = per(s["clicks"].astype(float))
     dwell = per(s["dwell"])
-    first = np.unique(key * 0 + (s["user"].astype(np.int64) * size + key))  # unique (user, arm, day)
+    ua = np.sort(s["user"].astype(np.int64) * size + key)  # (user, arm, day) of each session
+    first = ua[np.r_[True, ua[1:] != ua[:-1]]] if ua.size else ua  # distinct; np.unique hashes: ~15x slower
     active = np.bincount(first % size, minlength=size).reshape(n_arms, n_days)
     denom = np.maximum(group_size, 1)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):

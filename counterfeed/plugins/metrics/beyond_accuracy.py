@@ -42,7 +42,7 @@ import numpy as np
 
 from counterfeed.core.contracts import Metric, WorldEvents
 from counterfeed.core.hookspecs import hookimpl
-from counterfeed.plugins.metrics.impression_index import (Clicks, ImpressionIndex, slate_ild_topic, slate_ild_vectors,
+from counterfeed.plugins.metrics.impression_index import (Clicks, ImpressionIndex, distinct, slate_ild_topic, slate_ild_vectors,
                                                           window_slates)
 
 __all__ = ["Diversity", "DiversityEmbedding", "Novelty", "Unexpectedness", "CalibrationKL", "TasteDrift",
@@ -131,9 +131,9 @@ def _novelty_sum(events, start, end):
 def _unexpected_sum(events, start, end):
     c = _clicks(events, start, end)
     n_t = events.items.n_topics
-    distinct = np.bincount(np.unique(c.user.astype(np.int64) * n_t + events.items.topic[c.item]) // n_t,
-                           minlength=events.n_users).astype(np.float64)
-    return np.maximum(distinct - 1.0, 0.0)
+    topics = np.bincount(distinct(c.user.astype(np.int64) * n_t + events.items.topic[c.item]) // n_t,
+                         minlength=events.n_users).astype(np.float64)
+    return np.maximum(topics - 1.0, 0.0)
 
 
 def _unexpected_count(events, start, end):

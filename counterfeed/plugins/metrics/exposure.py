@@ -54,6 +54,7 @@ from counterfeed.core.contracts import Options, WorldEvents
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.core.longterm import PopulationMetric
 from counterfeed.plugins.metrics.beyond_accuracy import _cached, _clicks, _index
+from counterfeed.plugins.metrics.impression_index import distinct
 
 __all__ = ["Coverage", "ExposureGini", "ExposureEntropy", "PopularityLift", "ProviderFairnessGap",
            "Homogenization", "HomogenizationGrowth", "gini", "group_exposure", "homogenization"]
@@ -72,7 +73,7 @@ def gini(x: np.ndarray) -> float:
 def homogenization(users: np.ndarray, items: np.ndarray, n_items: int) -> float:
     """Mean pairwise cosine similarity of the binary consumed-item sets of the users in ``users``
     (one row per consumption; repeats count once). NaN with fewer than two users."""
-    pairs = np.unique(users.astype(np.int64) * n_items + items)
+    pairs = distinct(users.astype(np.int64) * n_items + items)
     return _overlap(pairs // n_items, pairs % n_items, n_items)
 
 
