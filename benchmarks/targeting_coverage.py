@@ -3,9 +3,12 @@ rule beats both single arms, over replications of scenarios/targeting.yaml.
 
 Each replication runs the scenario under seed ``Keys(seed).derive_seed("replication", i)`` (as
 ``counterfeed calibrate`` does) and reads the manifest's ``targeting`` entries: whether the doubly
-robust (and IPW) 95% interval of each learned rule's value covers the rule's true value (its world's
-mean), and whether the rule's true value exceeds both all-control and all-treatment. Proportions are
-printed with Wilson 95% intervals.
+robust (and IPW) design-based 95% interval of each learned rule's value covers the rule's true
+value (its world's mean: the realised value of these users, the estimand of that interval; see
+:mod:`counterfeed.core.targeting`), the standardized errors ``(true - DR) / se`` (sd 1 for an
+interval of the right width), the influence-function intervals' coverage of the same value, and
+whether the rule's true value exceeds both all-control and all-treatment. Proportions are printed
+with Wilson 95% intervals.
 
 It also scores each CATE estimate against the per-user truth in every replication (the run's
 ``cate_scores``): the share of replications in which PEHE is at most 0.70 times the baseline of
@@ -13,10 +16,13 @@ predicting the average effect for everyone, both raw (against the R-replication 
 whose Monte Carlo error inflates both) and Monte Carlo-corrected (``pehe_ratio_mc``, see
 :func:`counterfeed.analysis.cate_scores.truth_mc_error`), and the pooled per-user coverage of the
 95% intervals, raw and Monte Carlo-corrected (``coverage_mc``), with Wilson intervals over users
-(users of one replication are not independent, so a per-replication spread is printed too).
+(users of one replication are not independent, so a per-replication spread is printed too), and
+the deconvolved coverage (``coverage_deconvolved``), the estimate of the coverage itself.
 
     python benchmarks/targeting_coverage.py --replications 100            # the acceptance check
-    python benchmarks/targeting_coverage.py --replications 100 --users 400 # 73 min on 2 shared cores
+    python benchmarks/targeting_coverage.py --replications 50 --out a.jsonl              # split a long run,
+    python benchmarks/targeting_coverage.py --replications 50 --first 50 --out b.jsonl   # then
+    python benchmarks/targeting_coverage.py --merge a.jsonl b.jsonl                      # summarise both
 """
 
 from __future__ import annotations
@@ -149,6 +155,11 @@ def summary(recs: list[dict], over: dict) -> None:
                            ("ipw", "rule value: IPW influence-function interval covers it"),
                            ("beats", "rule's true value above all-control and all-treatment")):
             print(_line(rule, label, sum(x[key] for x in rs), len(rs)))
+        z = np.array([(x["value"] - x["dr_point"]) / x["dr_se_design"] for x in rs])
+        zi = np.array([(x["value"] - x["dr_point"]) / x["dr_se_if"] for x in rs])
+        if z.size > 1:  # 1 for an interval of the right width; its sd over k replications is ~1/sqrt(2k)
+            print(f"{rule:14s} (true - DR) / se over replications: design-based mean {z.mean():+.2f} sd "
+                  f"{z.std(ddof=1):.2f}; influence-function sd {zi.std(ddof=1):.2f}")
         g = np.array([x["gain"] for x in rs])
         m = [x["matched_identical"] for x in rs if x["matched_identical"] is not None]
         print(f"{rule:14s} true value minus the better single arm: mean {g.mean():.3f}, median {np.median(g):.3f}, "
