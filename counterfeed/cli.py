@@ -14,7 +14,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -380,6 +380,16 @@ def pin_blas_threads() -> None:
         os.environ.setdefault(var, "1")
 
 
+def _exit_interrupted(message: str) -> NoReturn:
+    """Say ``message`` on stderr and exit 130, with SIGINT ignored from here on, so that a SIGINT
+    arriving during the shutdown cannot turn exit 130 into death by signal (core/interrupts.py)."""
+    from counterfeed.core import interrupts
+
+    interrupts.ignore_further()
+    click.echo(message, err=True)
+    sys.exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     pin_blas_threads()  # before any command imports numpy
@@ -394,8 +404,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort as exc:
         # click turns Ctrl-C inside a command into Abort; say what happened to the run.
         interrupted = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
-        click.echo("Interrupted; nothing was published." if interrupted else "Aborted.", err=True)
-        sys.exit(130)
+        _exit_interrupted("Interrupted; nothing was published." if interrupted else "Aborted.")
     except click.UsageError as exc:  # one line: the problem and where to look, no usage block
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         click.echo(f"Error: {exc.format_message()}{hint}", err=True)
@@ -407,5 +416,4 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("Interrupted; nothing was published.", err=True)
-        sys.exit(130)
+        _exit_interrupted("Interrupted; nothing was published.")

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-__all__ = ["install", "check", "received", "reset"]
+__all__ = ["install", "check", "received", "reset", "ignore_further"]
 
 _received = False
 
@@ -62,3 +62,23 @@ def reset() -> None:
     """Forget a received interrupt (tests, and a REPL that carries on after one)."""
     global _received
     _received = False
+
+
+def ignore_further() -> None:
+    """Ignore SIGINT from now on: the process has handled an interrupt and is exiting (exit 130).
+
+    A SIGINT that arrives during the shutdown (a second Ctrl-C, or one re-emitted by a library after
+    it cancelled its own work) would otherwise kill the process once Python's finalization has
+    restored the default disposition, and the caller would see death by signal (-2) instead of 130.
+    A handler still pending for the interrupt already handled runs inside ``signal.signal`` and
+    raises ``KeyboardInterrupt``; it is that same interrupt, so it is dropped and the call retried.
+    Main thread only; a no-op elsewhere.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for _ in range(100):
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            return
+        except KeyboardInterrupt:
+            continue

@@ -183,3 +183,25 @@ def test_a_dropped_ctrl_c_prints_no_exception_ignored_traceback():
     assert r.stdout.strip() == "dropped True", r.stdout + r.stderr
     assert "KeyboardInterrupt" not in r.stderr, r.stderr
     assert "still reported" in r.stderr, r.stderr
+
+
+def test_a_sigint_during_the_shutdown_cannot_turn_exit_130_into_death_by_signal():
+    """Once the CLI has handled an interrupt it ignores SIGINT: under load the ctrl-c test above saw
+    the one line printed and then exit -2 (killed by SIGINT) instead of 130, i.e. a SIGINT arriving
+    after Python's finalization restored the default disposition. A second Ctrl-C while the process
+    shuts down is the same case."""
+    code = ("import atexit, os, signal, time\n"
+            "from counterfeed import cli\n"
+            "@cli.cli.command('boom')\n"
+            "def boom():\n"
+            "    raise KeyboardInterrupt\n"
+            "def late():\n"
+            "    print('ignored', signal.getsignal(signal.SIGINT) == signal.SIG_IGN, flush=True)\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(0.05)\n"
+            "atexit.register(late)\n"
+            "cli.main(['boom'])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    assert r.stdout.strip() == "ignored True", r.stdout + r.stderr
+    assert r.returncode == 130, r.stderr
+    assert r.stderr.strip().splitlines() == ["Interrupted; nothing was published."], r.stderr
