@@ -169,7 +169,10 @@ def test_average_effect_interval_covers_the_average_effect():
 def test_conformance_with_gradient_boosting_nuisance(cls):
     """The public conformance suite with the default nuisance kind (the registry-wide run uses linear
     nuisances to keep the fast suite fast)."""
-    assert set(check_estimator(cls, {"nuisance_iterations": 10}).values()) == {"passed"}
+    status = check_estimator(cls, {"nuisance_iterations": 10})
+    # rules for tags these estimators do not carry (e.g. separable_metrics) report "skipped: applies to ..."
+    applicable = {rule: v for rule, v in status.items() if not v.startswith("skipped: applies to")}
+    assert len(applicable) >= len(status) - 2 and set(applicable.values()) == {"passed"}, status
 
 
 def test_errors_are_clear():

@@ -46,7 +46,7 @@ def cluster(tmp_path):
     try:
         from distributed import Client
 
-        with Client(address, timeout=60) as client:
+        with Client(address, timeout=60, set_as_default=False) as client:
             client.wait_for_workers(2, timeout=120)
         yield address, workers
     finally:
@@ -72,10 +72,12 @@ def test_a_run_sharded_on_a_real_cluster_writes_the_local_run_directory(tmp_path
 
 def _kill_when_it_holds_a_shard(address: str, worker: subprocess.Popen, stop: threading.Event) -> None:
     """SIGKILL ``worker`` as soon as the scheduler reports it holding a shard (an actor's key), so the
-    kill lands mid-world however fast the machine is (a fixed delay raced a quick run in CI)."""
+    kill lands mid-world however fast the machine is (a fixed delay raced a quick run in CI). Its
+    client is not set as dask's default: closed after the run's own client, it would restore
+    ``scheduler: dask.distributed`` globally and break later dask users (arviz in the SEM tests)."""
     from distributed import Client
 
-    with Client(address, timeout=60) as client:
+    with Client(address, timeout=60, set_as_default=False) as client:
         addr = next(a for a, pid in client.run(os.getpid).items() if pid == worker.pid)
         while not stop.is_set():
             if client.has_what([addr]).get(addr):
@@ -102,3 +104,12 @@ def test_a_killed_worker_fails_the_run_clearly_and_publishes_nothing(tmp_path, c
     assert workers[1].poll() is not None, "the worker was not killed before the run ended"
     assert time.perf_counter() - t0 < 120
     assert not out.exists() or not any(out.iterdir())  # no published (nor temporary) run directory
+
+
+@pytest.mark.slow
+def test_the_cluster_tests_leave_dask_default_scheduler_alone():
+    """Runs after the two tests above (file order): neither the run's client nor the tests' own
+    clients may leave a global ``dask.distributed`` scheduler behind (it failed the SEM tests)."""
+    import dask
+
+    assert dask.config.get("scheduler", None) in (None, "threads", "sync", "synchronous")
