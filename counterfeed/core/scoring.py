@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from counterfeed.core.estimation import Estimate
 
-__all__ = ["TruthKey", "COVER_ULPS", "covers", "score_values", "truth_lookup", "truth_of", "score_estimates"]
+__all__ = ["TruthKey", "COVER_ULPS", "covers", "interval_quantile", "score_values", "truth_lookup", "truth_of", "score_estimates"]
 
 #: ``(metric, arm, estimand, segment)``; ``segment`` is None for the whole population
 TruthKey = tuple[str, str, str, "str | None"]
@@ -22,6 +22,17 @@ TruthKey = tuple[str, str, str, "str | None"]
 
 #: tolerance of the coverage check, in units of the float64 spacing (ulps) at the numbers' scale
 COVER_ULPS = 8
+
+
+def interval_quantile(level: float, df: float = math.inf) -> float:
+    """The quantile ``q`` of a two-sided ``level`` interval ``point +- q se``: Student's t on ``df``
+    degrees of freedom, or the standard normal when ``df`` is infinite (scipy.special ``stdtrit`` /
+    ``ndtri``). The one quantile every interval of counterfeed uses (classical estimators, OPE, offline
+    ranking metrics)."""
+    from scipy import special
+
+    q = 0.5 + level / 2.0
+    return float(special.ndtri(q) if math.isinf(df) else special.stdtrit(df, q))
 
 
 def covers(lower: float, upper: float, truth: float) -> bool:

@@ -43,7 +43,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
+
+from counterfeed.core.scoring import interval_quantile
 
 __all__ = ["MetricEstimate", "rank_metric_values", "ratio_estimate", "coverage", "metric_names", "FEW_USERS",
            "grouped_warnings"]
@@ -115,7 +116,7 @@ def ratio_estimate(metric: str, weighting: str, values: np.ndarray, weights: np.
                               [f"no variation observed across {n} held-out clicks of {n_users} users; no "
                               "interval: a zero-width one would claim a certainty these clicks cannot give"])
     se = float(np.sqrt((resid ** 2).sum() * n_users / (n_users - 1)) / b.sum())
-    half = float(stats.t.ppf(0.5 + level / 2, n_users - 1)) * se
+    half = interval_quantile(level, n_users - 1) * se
     lo, hi = m - half, m + half
     warns = []
     if n_users < FEW_USERS:

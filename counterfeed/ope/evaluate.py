@@ -46,8 +46,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.special import ndtri, stdtrit
 
+from counterfeed.core.scoring import interval_quantile
 from counterfeed.errors import DataError
 from counterfeed.ope.diagnostics import diagnostics, kish_ess, warnings_for
 from counterfeed.ope.estimators import OffPolicyEstimator, Units, make_estimator
@@ -112,7 +112,7 @@ def analytic_interval(sums, level: float, df: float | None = None) -> tuple[floa
             e += (ar - v * br) / br.sum()
     se = math.sqrt(n_rounds / max(n_rounds - 1, 1) * float(e @ e)) if n_rounds > 1 else float("nan")
     dof = float(n_rounds - 1) if df is None else float(df)
-    q = float(ndtri(0.5 + level / 2)) if math.isinf(dof) else float(stdtrit(max(dof, 1.0), 0.5 + level / 2))
+    q = interval_quantile(level, dof if math.isinf(dof) else max(dof, 1.0))
     return value, se, value - q * se, value + q * se
 
 

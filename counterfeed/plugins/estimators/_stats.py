@@ -17,6 +17,7 @@ import numpy as np
 
 from counterfeed._lazy import lazy_module
 from counterfeed.core.contracts import AnalysisData, MetricInfo
+from counterfeed.core.scoring import interval_quantile
 from counterfeed.errors import ModelError
 
 special = lazy_module("scipy.special")  # imported on first use: keeps start-up light
@@ -127,10 +128,6 @@ def _two_sided(stat: float, df: float) -> float:
     return float(2.0 * special.stdtr(df, -abs(stat)))  # uses, without its per-call overhead
 
 
-def _quantile(level: float, df: float) -> float:
-    q = 0.5 + level / 2.0
-    return float(special.ndtri(q) if math.isinf(df) else special.stdtrit(df, q))
-
 
 def normal_interval(point: float, se: float, level: float, df: float = math.inf) -> Comparison:
     """``point +- q se`` with a t (finite ``df``) or normal quantile; p-value of ``point = 0``.
@@ -139,7 +136,7 @@ def normal_interval(point: float, se: float, level: float, df: float = math.inf)
     """
     if not (se > 0.0 and math.isfinite(se)):
         return Comparison(point, 0.0, point, point, 1.0 if point == 0.0 else 0.0, df)
-    q = _quantile(level, df)
+    q = interval_quantile(level, df)
     return Comparison(point, se, point - q * se, point + q * se, _two_sided(point / se, df), df)
 
 
@@ -221,7 +218,7 @@ def relative_lift(t: ArmStats, c: ArmStats, level: float, *,
     if vt == 0.0 and vc == 0.0:  # both arms constant: the exact ratio
         return normal_interval(point, 0.0, level, float(t.n + c.n - 2)), []
     diff = welch(t, c, level) if welch_df else normal_interval(mt - mc, math.sqrt(vt + vc), level)
-    q = _quantile(level, diff.df)
+    q = interval_quantile(level, diff.df)
     a = mc * mc - q * q * vc
     if a <= 0.0:
         msg = (f"relative lift: the control mean {mc:.6g} is within {q:.3g} standard errors of 0, "
