@@ -74,7 +74,14 @@ def record(res) -> dict:
             cate[e.estimator] = {k: s.get(k) for k in ("pehe", "pehe_baseline", "pehe_ratio", "pehe_mc",
                                                        "pehe_baseline_mc", "pehe_ratio_mc", "coverage", "coverage_mc",
                                                        "coverage_n", "mc_variance_share", "spearman",
-                                                       "coverage_deconvolved", "error_variance_ratio")}
+                                                       "coverage_deconvolved", "error_variance_ratio",
+                                                       "ite_coverage", "ite_coverage_n", "ite_interval_width",
+                                                       "ite_coverage_mc", "ite_coverage_deconvolved",
+                                                       "ite_error_variance_ratio")}
+            ind = e.diagnostics.get("individual_intervals")
+            if ind:
+                cate[e.estimator]["ite_diagnostics"] = {k: ind.get(k) for k in (
+                    "mode", "unexplained_variance", "unexplained_variance_se", "floored_share", "cells")}
     return {"seed": res.seed, "n_users": int(res.manifest["n_users"]), "rules": rules, "cate": cate}
 
 
@@ -88,6 +95,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=None, help="override population.users")
     ap.add_argument("--truth-replications", type=int, default=None, help="override truth.replications")
     ap.add_argument("--estimators", default=None, help="comma-separated CATE estimators (default: the scenario's)")
+    ap.add_argument("--individual", default=None, choices=["none", "covariates", "posterior"],
+                    help="override the CATE estimators' individual_intervals option")
     args = ap.parse_args()
     if args.merge:
         recs = {}
@@ -104,9 +113,11 @@ def main() -> None:
         over["population.users"] = args.users
     if args.truth_replications is not None:
         over["truth.replications"] = args.truth_replications
-    if args.estimators:
-        keep = args.estimators.split(",")
-        over["analysis"] = [a.model_dump() for a in base.analysis if a.estimator in keep or a.estimator == "diff-in-means"]
+    if args.estimators or args.individual:
+        keep = args.estimators.split(",") if args.estimators else [a.estimator for a in base.analysis]
+        over["analysis"] = [{**a.model_dump(exclude_unset=True), **({"individual_intervals": args.individual}
+                            if args.individual and a.estimator != "diff-in-means" else {})}
+                            for a in base.analysis if a.estimator in keep or a.estimator == "diff-in-means"]
     keys = Keys(base.seed)
     recs: list[dict] = []
     t0 = time.perf_counter()
@@ -191,7 +202,34 @@ def summary(recs: list[dict], over: dict) -> None:
             print(f"{est:14s} per-user 95% coverage, deconvolved (cate_scores.truth_mc_error): per replication "
                   f"mean {dec.mean():.3f} median {np.median(dec):.3f} [{np.quantile(dec, 0.05):.3f}, "
                   f"{np.quantile(dec, 0.95):.3f}]")
+        _individual_lines(est, d)
     print(flush=True)
+
+
+def _individual_lines(est: str, d: list[dict]) -> None:
+    """The individual conditional effect intervals' coverage (``ite_*`` scores) over replications."""
+    ok = [(x["ite_coverage"], x["ite_coverage_n"]) for x in d if x.get("ite_coverage") is not None]
+    if not ok:
+        return
+    k, n = int(round(sum(c * m for c, m in ok))), int(sum(m for _, m in ok))
+    per = np.array([c for c, _ in ok])
+    print(_line(est, "INDIVIDUAL intervals cover (raw conditional truth)", k, n)
+          + f"  per replication {per.mean():.3f} [{np.quantile(per, 0.05):.3f}, {np.quantile(per, 0.95):.3f}]")
+    dec = np.array([x["ite_coverage_deconvolved"] for x in d if x.get("ite_coverage_deconvolved") is not None])
+    if dec.size:
+        lo, hi = wilson(int((np.abs(dec - 0.935) <= 0.035).sum()), dec.size)
+        print(f"{est:14s} INDIVIDUAL intervals, deconvolved coverage: per replication mean {dec.mean():.3f} median "
+              f"{np.median(dec):.3f} sd {dec.std(ddof=1) if dec.size > 1 else float('nan'):.3f} "
+              f"[{np.quantile(dec, 0.05):.3f}, {np.quantile(dec, 0.95):.3f}]; in 0.90-0.97: "
+              f"{int((np.abs(dec - 0.935) <= 0.035).sum())}/{dec.size} Wilson [{lo:.3f}, {hi:.3f}]")
+    w = [x["ite_interval_width"] for x in d if x.get("ite_interval_width") is not None]
+    diag = [x["ite_diagnostics"] for x in d if x.get("ite_diagnostics")]
+    if diag:
+        u = np.array([g["unexplained_variance"] for g in diag])
+        s = np.array([g["unexplained_variance_se"] for g in diag])
+        print(f"{est:14s} INDIVIDUAL intervals: mean width {np.mean(w):.2f}; unexplained effect variance mean "
+              f"{u.mean():.2f} (sd over replications {u.std(ddof=1) if u.size > 1 else float('nan'):.2f}, mean se "
+              f"{s.mean():.2f}); floored share mean {np.mean([g['floored_share'] for g in diag]):.3f}")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from scipy import stats
 from counterfeed._json import clean
 
 __all__ = ["score_cate", "uplift_curves", "truth_vector", "score_estimates_cate", "write_cate_scores",
-           "SCORES_FILE", "CURVES_FILE", "EFFECTS_FILE", "SUMMARY_KEYS", "MC_KEYS", "truth_mc_error"]
+           "SCORES_FILE", "CURVES_FILE", "EFFECTS_FILE", "SUMMARY_KEYS", "MC_KEYS", "ITE_KEYS", "truth_mc_error"]
 
 SCORES_FILE = "cate_scores.json"
 CURVES_FILE = "cate_curves.parquet"
@@ -51,6 +51,10 @@ SUMMARY_KEYS = ("n_users", "pehe", "pehe_baseline", "pehe_ratio", "spearman", "c
 #: the Monte Carlo-corrected scores (:func:`truth_mc_error`) copied there too, when computed
 MC_KEYS = ("truth_replications", "pehe_mc", "pehe_baseline_mc", "pehe_ratio_mc", "coverage_mc", "mc_variance_share",
            "error_variance_ratio", "coverage_deconvolved")
+#: the scores of the individual conditional effect intervals (``ite_*`` columns of ``user_effects``,
+#: :mod:`counterfeed.analysis.cate_individual`), copied there too when present
+ITE_KEYS = ("ite_coverage", "ite_coverage_n", "ite_interval_width", "ite_coverage_mc", "ite_mc_variance_share",
+            "ite_error_variance_ratio", "ite_coverage_deconvolved")
 
 
 def truth_vector(user_truth: pd.DataFrame, users: np.ndarray, metric: str, arm: str, control: str
@@ -233,7 +237,29 @@ def score_cate(effects: pd.DataFrame, truth: np.ndarray, *, average: float | Non
     if truth_se is not None and replications >= 2:
         scores.update(truth_mc_error(point, tau, lo, hi, np.asarray(truth_se, dtype=np.float64)[keep],
                                      replications, level))
+    if "ite_lower" in effects:
+        scores.update(_ite_scores(effects, keep, tau, truth_se, replications, level))
     return scores, curves
+
+
+def _ite_scores(effects: pd.DataFrame, keep: np.ndarray, tau: np.ndarray, truth_se: np.ndarray | None,
+                replications: int, level: float) -> dict[str, Any]:
+    """The coverage scores of the individual conditional effect intervals (``ite_point``,
+    ``ite_lower``, ``ite_upper``) against the same truth, prefixed ``ite_``: raw coverage, mean
+    width and, with the truth's Monte Carlo error, :func:`truth_mc_error`'s coverage scores with the
+    interval's centre ``ite_point`` as the point."""
+    c, lo, hi = (effects[k].to_numpy(np.float64)[keep] for k in ("ite_point", "ite_lower", "ite_upper"))
+    has = np.isfinite(lo) & np.isfinite(hi)
+    out: dict[str, Any] = {
+        "ite_coverage": float(np.mean((lo[has] <= tau[has]) & (tau[has] <= hi[has]))) if has.any() else None,
+        "ite_coverage_n": int(has.sum()),
+        "ite_interval_width": float(np.mean(hi[has] - lo[has])) if has.any() else None}
+    if truth_se is not None and replications >= 2 and has.any():
+        mc = truth_mc_error(c[has], tau[has], lo[has], hi[has], np.asarray(truth_se, dtype=np.float64)[keep][has],
+                            replications, level)
+        out.update({f"ite_{k}": mc[k] for k in ("coverage_mc", "mc_variance_share", "error_variance_ratio",
+                                                "coverage_deconvolved")})
+    return out
 
 
 def score_estimates_cate(estimates: list[Any], user_truth: pd.DataFrame | None, outcomes: pd.DataFrame,
@@ -272,7 +298,7 @@ def score_estimates_cate(estimates: list[Any], user_truth: pd.DataFrame | None, 
             continue
         rows.append({**key, "truth_estimand": which, "level": e.level, **s})
         e.diagnostics["cate_scores"] = {"truth_estimand": which, **{k: s[k] for k in SUMMARY_KEYS},
-                                        **{k: s[k] for k in MC_KEYS if k in s}}
+                                        **{k: s[k] for k in MC_KEYS + ITE_KEYS if k in s}}
         curves.append(c.assign(**key))
     cat = lambda parts: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()  # noqa: E731
     return rows, cat(curves), cat(effects)

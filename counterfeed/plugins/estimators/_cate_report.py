@@ -75,6 +75,22 @@ def calibration_figure(path: Path, title: str, rows: list[dict[str, Any]]) -> Pa
     return _save(plt, fig, ax, path, title, "mean predicted effect (decile)", "mean true effect (+-2 se)")
 
 
+def _individual_table(sec: Any, rows: list[dict[str, Any]]) -> None:
+    """The individual conditional effect intervals' coverage, with their stated assumption."""
+    from counterfeed.analysis.cate_individual import ASSUMPTION
+
+    ite = [r for r in rows if r.get("ite_coverage") is not None]
+    if not ite:
+        return
+    sec.paragraph("Individual conditional effect intervals (individual_intervals): intervals for each user's own "
+                  f"effect, identified only under an assumption. {ASSUMPTION}. Deconvolved: the coverage "
+                  "estimated with the truth's Monte Carlo error removed (docs/heterogeneity.md).")
+    sec.table(["estimator", "metric", "arm", "coverage", "deconvolved", "mean width"],
+              [[r["estimator"], r["metric"], r["arm"], (_fmt(r.get("ite_coverage"), 3), "num"),
+                (_fmt(r.get("ite_coverage_deconvolved"), 3), "num"), (_fmt(r.get("ite_interval_width")), "num")]
+               for r in ite])
+
+
 def cate_section(result: Any, report: Any) -> None:
     """Add the section when the run directory holds CATE scores."""
     directory = Path(report.run_dir)
@@ -92,14 +108,16 @@ def cate_section(result: Any, report: Any) -> None:
         "mean over the noise replications of the counterfactual worlds, 'realised' this run's single draw). "
         "PEHE is the root mean squared error of the predicted effects; the baseline predicts the true "
         "average effect for everyone. Coverage: share of users whose true effect lies in their "
-        "per-user interval (n/a: the learner gives none).")
-    sec.table(["estimator", "metric", "arm", "truth", "PEHE", "baseline", "ratio", "Spearman", "coverage",
+        "per-user interval (n/a: the learner gives none); that interval is for tau(X), the average effect of "
+        "users with the same effect modifiers, not for each user's own effect.")
+    sec.table(["estimator", "metric", "arm", "truth", "PEHE", "baseline", "ratio", "Spearman", "coverage (tau(X))",
                "calib. slope", "AUUC (norm.)"],
               [[r["estimator"], r["metric"], r["arm"], r.get("truth_estimand") or "none",
                 (_fmt(r.get("pehe")), "num"), (_fmt(r.get("pehe_baseline")), "num"),
                 (_fmt(r.get("pehe_ratio"), 2), "num"), (_fmt(r.get("spearman"), 2), "num"),
                 (_fmt(r.get("coverage"), 3), "num"), (_fmt(r.get("calibration_slope"), 2), "num"),
                 (_fmt(r.get("auuc_normalised"), 2), "num")] for r in rows])
+    _individual_table(sec, rows)
     curves_path = directory / CURVES_FILE
     if not curves_path.is_file():
         return

@@ -65,6 +65,13 @@ class ModifierOptions(CateOptions):
         default=None, min_length=1,
         description="effect modifiers: the covariates the effect may vary with (a name, or 'segment' for "
                     "its indicators); the others only adjust the nuisance models (default: every covariate)")
+    individual_intervals: Literal["none", "covariates", "posterior"] = Field(
+        default="none",
+        description="also give each user an individual conditional effect interval (user_effects columns "
+                    "ite_point, ite_lower, ite_upper) for the user's own effect, not only tau(X): 'covariates' "
+                    "(the CATE plus the estimated unexplained heterogeneity) or 'posterior' (empirical Bayes with "
+                    "a treated user's own outcome); identified only under a stated assumption "
+                    "(counterfeed.analysis.cate_individual); needs daily per-user data (data.events)")
 
 
 class _Cate(Estimator):
@@ -159,6 +166,9 @@ class _Cate(Estimator):
         p_value = float(2 * stats.norm.sf(abs(point) / se)) if se > 0 else None
         effects = pd.DataFrame({"user": data.outcomes["user"].to_numpy(), "point": tau_all,
                                 "lower": lo_all, "upper": hi_all})
+        mode = getattr(self.options, "individual_intervals", "none")
+        individual = _individual(data, c, metric, effects, mu0, self.modifiers_, names, level, mode) \
+            if mode != "none" and self.per_user_intervals else None
         diag: dict[str, Any] = {
             "method": self.library, "folds": k, "nuisance": self.options.nuisance,
             "propensity": self.options.propensity, "propensity_source": c.propensity_source,
@@ -168,13 +178,42 @@ class _Cate(Estimator):
             "per_user_intervals": self.per_user_intervals, "covariates": names,
             "effect_modifiers": [names[i] for i in np.flatnonzero(self.modifiers_)],
             "average_effect": "doubly robust (AIPW) mean of out-of-fold effects, design propensity",
+            "interval_estimand": "lower/upper: per-user interval for tau(X) = E[tau_i | X], the conditional "
+                                 "average effect given the effect modifiers, not for the user's own effect",
         }
+        if individual is not None:
+            diag["individual_intervals"] = individual
+            warned += individual["warnings"]
         if warned:
             diag["warnings"] = warned
         common = dict(estimator=self.name, metric=metric, arm=arm, control=data.control, point=point,
                       lower=lower, upper=upper, level=level, p_value=p_value)
         return [Estimate(**common, estimand=CATE, diagnostics=diag, user_effects=effects),
                 Estimate(**common, estimand="difference", diagnostics=dict(diag))]
+
+
+def _individual(data: AnalysisData, c: Comparison, metric: str, effects: Any, mu0: np.ndarray, modifiers: np.ndarray,
+                names: list[str], level: float, mode: Any) -> dict[str, Any]:
+    """Add the individual conditional effect intervals (``ite_point``, ``ite_lower``, ``ite_upper``;
+    NaN for users outside the comparison) to ``effects``; return their diagnostics
+    (:func:`counterfeed.analysis.cate_individual.individual_intervals`)."""
+    from scipy import stats
+
+    from counterfeed.analysis.cate_individual import individual_intervals, noise_variance, period_totals
+
+    if data.events is None or data.end is None:
+        raise DataError(f"individual_intervals: metric '{metric}' needs the A/B world's events and the "
+                        "experiment's end (data.events, data.end): the users' noise comes from their daily values")
+    users = data.outcomes["user"].to_numpy()[c.rows]
+    v = noise_variance(period_totals(data.events, metric, users, data.start, data.end), c.y, metric)
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    se = (effects["upper"].to_numpy()[c.rows] - effects["lower"].to_numpy()[c.rows]) / (2 * z)
+    res = individual_intervals(effects["point"].to_numpy()[c.rows], se, c.y, c.t, mu0, v, c.x[:, modifiers],
+                               [nm for nm, m in zip(names, modifiers) if m], level, mode)
+    for col, val in (("ite_point", res.point), ("ite_lower", res.lower), ("ite_upper", res.upper)):
+        effects[col] = np.nan
+        effects.loc[c.rows, col] = val
+    return res.diagnostics
 
 
 def _interval(est: Any, x: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
