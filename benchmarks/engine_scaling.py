@@ -20,10 +20,16 @@ Sharded (issue 20, points 1-2): the same world at ``--sharded-sizes`` (default 1
 split into ``--shards`` user-id blocks on a ``distributed.LocalCluster`` of that many single-threaded
 worker processes (:mod:`counterfeed.core.shard`; each shard builds only its block of the population).
 As in a run, the shards reduce the per-user (sessions, clicks, dwell) themselves and write the
-sessions file part by part (:mod:`counterfeed.core.shard_events`); the coordinator never holds the
-sessions. Printed: sessions/s, the peak RSS of every worker (at the end of the world, and in
-parentheses after simulating, before the outcomes and the file), the coordinator's peak RSS, and
-the per-user digest, which must equal the unsharded one.
+sessions file's parts (:mod:`counterfeed.core.shard_events`), which the coordinator joins into the
+Parquet file; the coordinator never holds the sessions. Printed: sessions/s, the per-user digest
+(which must equal the unsharded one) and peak memory.
+
+Peak memory is the resident-set high-water mark (Linux ``ru_maxrss``) of each process over its whole
+life, the same measure for both: for a worker, from the Dask worker's start through building its
+population block, simulating, its per-user outcomes and writing its parts of the sessions file; for
+the unsharded process, from its start through building the population, simulating, the per-user
+outcomes and writing the sessions file (after letting go of the world, as a run does). Also printed,
+in parentheses, the same high-water mark when the simulation ended, and the coordinator's.
 Target: sharded peak per worker <= 60% of the unsharded peak at the same population. A size above
 ``--unsharded-max`` is not run unsharded (it may not fit); its unsharded peak is then an *estimate*,
 extrapolated linearly from the two largest unsharded sizes measured, and printed as such.
@@ -40,6 +46,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
@@ -78,12 +85,14 @@ def child(users: int, days: float) -> None:
     seconds = time.perf_counter() - t0
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     n = int(s["user"].size)
-    digest = per_user_digest(s, users)
+    digest = per_user_digest(s, users)  # the per-user outcomes, computed while the world is alive, as a run does
     try:  # what a run does next, as the shards do: the sessions file (absent from --before-commit)
         from counterfeed.core.shard_events import write_sessions
     except ImportError:
         rss2 = rss1
     else:
+        del world  # a run lets go of the world (the user model's state) before writing its events
+        gc.collect()
         with tempfile.TemporaryDirectory(prefix="cf-unsharded-") as tmp:
             write_sessions(Path(tmp) / "sessions.parquet", s, users)
         rss2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -153,11 +162,13 @@ def sharded_child(users: int, days: float, shards: int) -> None:
         s = world.run().sessions
         seconds = time.perf_counter() - t0
         n = pq.ParquetFile(s.path).metadata.num_rows
+        pyarrow = pool.client.run(lambda: "pyarrow" in sys.modules) if hasattr(pool, "client") else {}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"users": users, "sessions": n, "seconds": seconds,
                       "rate": n / seconds, "coordinator_rss_mb": rss / 1024,
                       "worker_rss_mb": [m / 2**20 for m in world.shard_memory],
                       "worker_sim_rss_mb": [m / 2**20 for m in world.shard_memory_simulating],
+                      "workers_loaded_pyarrow": any(pyarrow.values()),
                       "digest": digest_of([world.reduced[(m, 0.0, cfg.horizon)] for m in names])}))
 
 
@@ -218,7 +229,8 @@ def main() -> None:
                     base = rows[name][sizes[0]]["rate"]
                     print(f"  {name:<6} {users:>9,} users: {r['sessions']:>10,} sessions in {r['seconds']:7.1f} s"
                           f" = {r['rate']:>9,.0f}/s ({r['rate'] / base:.2f} of {sizes[0]:,}); peak RSS "
-                          f"{r['peak_rss_mb']:,.0f} MB; per-user digest {r['digest']}", flush=True)
+                          f"{r['peak_rss_mb']:,.0f} MB when the simulation ended; per-user digest {r['digest']}",
+                          flush=True)
         finally:
             if "before" in trees:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees["before"])],
@@ -249,24 +261,25 @@ def sharded(args: argparse.Namespace, now: dict[int, dict]) -> None:
         workers = ", ".join(f"{m:,.0f}" for m in r["worker_rss_mb"])
         simulating = ", ".join(f"{m:,.0f}" for m in r["worker_sim_rss_mb"])
         line = (f"  {users:>9,} users, {args.shards} shards: {r['sessions']:>10,} sessions in {r['seconds']:7.1f} s"
-                f" = {r['rate']:>9,.0f}/s; peak RSS per worker {workers} MB ({simulating} MB before the "
-                f"outcomes and the sessions file; coordinator "
-                f"{r['coordinator_rss_mb']:,.0f} MB); per-user digest {r['digest']}")
+                f" = {r['rate']:>9,.0f}/s; peak RSS per worker {workers} MB over the whole world ({simulating} MB "
+                f"when the simulation ended; workers loaded pyarrow: {r['workers_loaded_pyarrow']}); coordinator "
+                f"{r['coordinator_rss_mb']:,.0f} MB; per-user digest {r['digest']}")
         print(line, flush=True)
         peak = max(r["worker_rss_mb"])
         if users in now:
             u = now[users]
-            written = u.get("written_rss_mb", u["peak_rss_mb"])
+            whole = u.get("written_rss_mb", u["peak_rss_mb"])
             print(f"  {users:>9,} users, unsharded: {u['sessions']:>10,} sessions in {u['seconds']:7.1f} s = "
-                  f"{u['rate']:>9,.0f}/s; peak RSS {u['peak_rss_mb']:,.0f} MB ({written:,.0f} MB with the "
-                  f"sessions file written); per-user digest {u['digest']}")
-            print(f"    sharded / unsharded: peak per worker {peak / written:.0%} with the sessions file written "
-                  f"by both, {max(r['worker_sim_rss_mb']) / u['peak_rss_mb']:.0%} after simulating (target <= 60%), "
-                  f"sessions/s {r['rate'] / u['rate']:.2f}x, same per-user outcomes: {r['digest'] == u['digest']}")
+                  f"{u['rate']:>9,.0f}/s; peak RSS {whole:,.0f} MB over the whole world ({u['peak_rss_mb']:,.0f} MB "
+                  f"when the simulation ended); per-user digest {u['digest']}")
+            print(f"    sharded / unsharded peak RSS: largest worker {peak / whole:.0%} over the whole world "
+                  f"(target <= 60%), {max(r['worker_sim_rss_mb']) / u['peak_rss_mb']:.0%} when the simulation "
+                  f"ended; sessions/s {r['rate'] / u['rate']:.2f}x; same per-user outcomes: "
+                  f"{r['digest'] == u['digest']}; load {load()}")
         else:
             known = sorted(now)[-2:]
             if len(known) == 2:
-                (a, ra), (b, rb) = [(k, now[k]["peak_rss_mb"]) for k in known]
+                (a, ra), (b, rb) = [(k, now[k].get("written_rss_mb", now[k]["peak_rss_mb"])) for k in known]
                 est = rb + (rb - ra) * (users - b) / (b - a)
                 print(f"    unsharded not run (above --unsharded-max {args.unsharded_max:,}); ESTIMATED unsharded "
                       f"peak {est:,.0f} MB (linear from {a:,} and {b:,} users): peak per worker "

@@ -122,19 +122,40 @@ class Shard:
         self._seq = [np.concatenate(self._seq)] if self._seq else [np.zeros(0, np.int64)]
         return [cols[nm] for nm, _ in SESSION_COLUMNS], self._seq[0]
 
-    def _rows_of(self, a: int, b: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """The sessions rows of users ``a .. b - 1`` (the block's order) and their ``seq``, copied out of
-        the recorded chunks (one part at a time: the block's table is never built whole)."""
-        picked, seqs = [], []
+    def end(self) -> None:
+        """The world is over: let go of the user model's state and the population block, which the
+        outcomes and the fragments do not need, so that they fit in the memory simulating took."""
+        import gc
+
+        self.state = self.population = None
+        gc.collect()
+
+    def _picks(self, a: int, b: int) -> list[tuple[tuple[np.ndarray, ...], np.ndarray | None]]:
+        """The recorded chunks (columns in :data:`FRAGMENT_COLUMNS` order, ``seq`` last) holding rows of
+        users ``a .. b - 1``, each with the mask of those rows (None: all of them)."""
+        picks = []
         for rows, seq in zip(self._rows, self._seq):
             m = (rows[0] >= a) & (rows[0] < b)
             if m.all():
-                picked.append(rows)
-                seqs.append(seq)
+                picks.append(((*rows, seq), None))
             elif m.any():
-                picked.append(tuple(c[m] for c in rows))
-                seqs.append(seq[m])
-        return session_columns(picked), np.concatenate(seqs) if seqs else np.zeros(0, np.int64)
+                picks.append(((*rows, seq), m))
+        return picks
+
+    @staticmethod
+    def _column(picks: list[tuple[tuple[np.ndarray, ...], np.ndarray | None]], i: int) -> np.ndarray:
+        """Column ``i`` (:data:`FRAGMENT_COLUMNS` order) of the picked rows, in the block's order."""
+        from counterfeed.core.shard_events import FRAGMENT_COLUMNS
+
+        dt = FRAGMENT_COLUMNS[i][1]
+        got = [rows[i] if m is None else rows[i][m] for rows, m in picks]
+        return np.concatenate(got).astype(dt, copy=False) if got else np.zeros(0, dt)
+
+    def _rows_of(self, a: int, b: int) -> dict[str, np.ndarray]:
+        """The sessions rows of users ``a .. b - 1`` (the block's order), copied out of the recorded
+        chunks (one part at a time: the block's table is never built whole)."""
+        picks = self._picks(a, b)
+        return {nm: self._column(picks, i) for i, (nm, _) in enumerate(SESSION_COLUMNS)}
 
     def outcomes(self, metrics: dict[str, Metric], windows: Sequence[tuple[float, float]],
                  assignment: np.ndarray) -> dict[tuple[str, float, float], np.ndarray]:
@@ -145,7 +166,7 @@ class Shard:
 
         out: dict[tuple[str, float, float], list[np.ndarray]] = {}
         for _, a, b in block_parts(self.lo, self.hi):
-            cols, _ = self._rows_of(a, b)
+            cols = self._rows_of(a, b)
             cols["user"] = cols["user"] - a
             events = WorldEvents(world="", n_users=b - a, sessions=cols, impressions=None, start=0.0,
                                  end=max((e for _, e in windows), default=0.0), arms=[],
@@ -158,14 +179,16 @@ class Shard:
 
     def write_fragments(self, directory: str) -> int:
         """Write the block's sessions as fragments of the world's parts (core.shard_events) into
-        ``directory``, one part at a time, and let go of them; the number of rows written."""
-        from counterfeed.core.shard_events import block_parts, write_fragment
+        ``directory``, one part and one column at a time, and let go of them; the number of rows
+        written."""
+        from counterfeed.core.shard_events import FRAGMENT_COLUMNS, block_parts, write_fragment
 
         n = 0
         for k, a, b in block_parts(self.lo, self.hi):
-            cols, seq = self._rows_of(a, b)
-            write_fragment(Path(directory), k, a, cols, seq)
-            n += seq.size
+            picks = self._picks(a, b)
+            write_fragment(Path(directory), k, a, ((nm, self._column(picks, i))
+                                                    for i, (nm, _) in enumerate(FRAGMENT_COLUMNS)))
+            n += sum(rows[0].size if m is None else int(m.sum()) for rows, m in picks)
         self._rows, self._seq = [], []
         return n
 
@@ -335,6 +358,8 @@ class ShardedWorld(SimWorld):
         #: peak resident memory (bytes) of the process holding each shard: after simulating (before any
         #: gathering), and :attr:`shard_memory` after the outcomes and the sessions file too
         self.shard_memory_simulating = self.shard_memory = [int(m) for m in self.pool.call("memory")]
+        if self._over:
+            self.pool.call("end")
         if self._over and self._reduce and self._windows:
             got = self.pool.call("outcomes", [(self._reduce, self._windows, self._current[lo:hi].copy())
                                               for lo, hi in self.blocks])
@@ -344,8 +369,8 @@ class ShardedWorld(SimWorld):
 
             parts = self.scratch / "fragments"
             self.pool.call("write_fragments", [(str(parts),)] * len(self.blocks))
-            merge_fragments(parts, self.scratch / "sessions.parquet", self.n)
             self.shard_memory = [int(m) for m in self.pool.call("memory")]
+            merge_fragments(parts, self.scratch / "sessions.parquet", self.n)
             return SessionsFile(self.scratch / "sessions.parquet")
         got = self.pool.call("sessions")
         seq = np.concatenate([g[1] for g in got])

@@ -8,10 +8,13 @@ the same bytes whether one process wrote it (:func:`write_sessions`) or ``N`` sh
 A sharded world (:mod:`counterfeed.core.shard`) never gathers its sessions: each shard writes, for
 every part its user block touches, a *fragment* (its rows of that part plus their ``seq``, the
 window part they were served in) into a scratch folder under the run's temporary directory
-(:data:`SCRATCH`, so nothing is published when the run fails or is interrupted). The coordinator
-then writes the file part by part (:func:`merge_fragments`): a part written by one shard is its
-fragment; a part shared by shards is their fragments in shard order, stably sorted by ``seq`` --
-exactly the single-process order. The coordinator holds one part at a time, never the table.
+(:data:`SCRATCH`, so nothing is published when the run fails or is interrupted). A fragment is raw:
+one ``.npy`` file per column (:func:`write_fragment`), written one column at a time, so a shard
+never imports pyarrow (about 80 MB of a worker's memory once it has written Parquet) and never holds
+a part's columns twice. The coordinator then writes the Parquet file part by part
+(:func:`merge_fragments`): a part written by one shard is its fragment; a part shared by shards is
+their fragments in shard order, stably sorted by ``seq`` -- exactly the single-process order. The
+coordinator holds one part at a time, never the table.
 :class:`SessionsFile` reads the file's columns back only when a consumer asks for them.
 """
 
@@ -20,14 +23,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from counterfeed.core.simulation import SESSION_COLUMNS
 
 __all__ = ["PART_USERS", "SCRATCH", "part_bounds", "block_parts", "part_aligned_blocks", "part_major",
-           "write_sessions", "write_fragment", "merge_fragments", "SessionsFile"]
+           "write_sessions", "FRAGMENT_COLUMNS", "write_fragment", "merge_fragments", "SessionsFile"]
 
 #: users per part of a sessions file (parts cover user ids ``[k * PART_USERS, (k + 1) * PART_USERS)``)
 PART_USERS = 65_536
@@ -93,30 +96,35 @@ def write_sessions(path: Path, cols: Mapping[str, np.ndarray], n_users: int) -> 
             w.write_table(_table({nm: np.asarray(cols[nm])[rows] for nm, _ in SESSION_COLUMNS}))
 
 
-def write_fragment(directory: Path, k: int, a: int, cols: Mapping[str, np.ndarray], seq: np.ndarray) -> None:
-    """A shard's fragment of part ``k``: its rows of the part (users from ``a``, its order) with their
-    ``seq``, as ``part-<k>-<a>.parquet`` in ``directory``."""
-    import pyarrow.parquet as pq
+#: a fragment's columns: the sessions table's and ``seq`` (the row's window part in the world's order)
+FRAGMENT_COLUMNS = (*SESSION_COLUMNS, ("seq", np.int64))
 
-    directory.mkdir(parents=True, exist_ok=True)
-    table = _table(cols).append_column("seq", [np.asarray(seq, dtype=np.int64)])
-    pq.write_table(table, directory / f"part-{k:06d}-{a:012d}.parquet")
+
+def write_fragment(directory: Path, k: int, a: int, columns: Iterable[tuple[str, np.ndarray]]) -> None:
+    """A shard's fragment of part ``k``: its rows of the part (users from ``a``, its order), the
+    ``(name, values)`` of every :data:`FRAGMENT_COLUMNS` column, saved as ``<name>.npy`` in the folder
+    ``part-<k>-<a>`` of ``directory``. ``columns`` may be a generator: each column is saved and let go
+    before the next one is asked for."""
+    folder = directory / f"part-{k:06d}-{a:012d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    dtypes = dict(FRAGMENT_COLUMNS)
+    for name, values in columns:
+        np.save(folder / f"{name}.npy", np.asarray(values, dtype=dtypes[name]), allow_pickle=False)
 
 
 def merge_fragments(directory: Path, path: Path, n_users: int) -> None:
     """Write the sessions file ``path`` from the fragments in ``directory`` (then removed), one part at
     a time: a part's fragments in user order, stably sorted by ``seq`` (see the module docstring)."""
-    import pyarrow.parquet as pq
-
     with _writer(path) as w:
         for k in range(len(part_bounds(n_users))):
-            got = [pq.read_table(f) for f in sorted(directory.glob(f"part-{k:06d}-*.parquet"))]
-            cols = {nm: np.concatenate([t.column(nm).to_numpy() for t in got]) if got else np.zeros(0, dt)
-                    for nm, dt in (*SESSION_COLUMNS, ("seq", np.int64))}
+            got = sorted(directory.glob(f"part-{k:06d}-*"))
+            cols = {nm: np.concatenate([np.load(f / f"{nm}.npy", allow_pickle=False) for f in got])
+                    if got else np.zeros(0, dt) for nm, dt in FRAGMENT_COLUMNS}
             if len(got) > 1:
                 order = np.argsort(cols["seq"], kind="stable")
                 cols = {nm: v[order] for nm, v in cols.items()}
             w.write_table(_table(cols))
+            del cols
     shutil.rmtree(directory, ignore_errors=True)
 
 
