@@ -138,6 +138,73 @@ def test_a_sharded_world_reduces_outcomes_in_its_shards(tmp_path):
         assert np.array_equal(ev3.sessions[name], col), name
 
 
+_NO_PYARROW = """
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, sys.argv[1])
+from sharded_scenario import sharded_scenario
+from counterfeed.core import shard_events
+from counterfeed.core.contracts import CatalogContext
+from counterfeed.core.plan import resolve
+from counterfeed.core.randomness import Keys
+from counterfeed.core.shard import LocalShards, Shard, ShardedWorld
+from counterfeed.core.simulation import WorldConfig
+
+shard_events.PART_USERS = 64
+seen = []
+real_outcomes, real_merge = Shard.outcomes, shard_events.merge_fragments
+
+
+def outcomes(self, *args):
+    seen.append(("state dropped", self.state is None and self.population is None))
+    return real_outcomes(self, *args)
+
+
+def merge(directory, path, n_users):
+    seen.append(("pyarrow loaded", "pyarrow" in sys.modules))
+    seen.append(("fragments", sorted({p.parent.name[:11] for p in Path(directory).rglob("*.npy")}),
+                 sorted({p.name for p in Path(directory).rglob("*") if p.is_file()})))
+    return real_merge(directory, path, n_users)
+
+
+Shard.outcomes, shard_events.merge_fragments = outcomes, merge
+sc = sharded_scenario(300)
+plan, keys, e = resolve(sc), Keys(sc.seed), sc.experiment
+items = plan.catalog().build(CatalogContext(keys=keys, stream=keys.stream("catalog"), dimensions=8))
+cfg = WorldConfig(name="ab", arms=sc.arms, control=0, assignment=np.arange(300) % 2, pre_period=e.pre_period,
+                  duration=e.duration, batch_window=e.batch_window, retrain_every=e.retrain_every,
+                  slate_size=e.slate_size, n_users=300)
+world = ShardedWorld(cfg, items, (sc.population, keys), keys, plan.user_model(), plan.recommender,
+                     shards=LocalShards(2), scratch=Path(sys.argv[2]), windows=[(1.0, 4.0)],
+                     metrics={n: m for n, m in plan.metrics.items() if m.per_user_sessions})
+world.run()
+print(repr(seen))
+"""
+
+
+def test_shards_let_go_of_their_state_and_write_fragments_without_pyarrow(tmp_path):
+    """A shard drops its user-model state and population before the end-of-world work, and writes
+    its fragments as raw ``.npy`` columns: nothing a shard runs loads pyarrow (about 80 MB of a
+    worker), only the coordinator's merge. In a fresh process: this one has pyarrow loaded."""
+    import subprocess
+
+    from counterfeed.core.shard_events import FRAGMENT_COLUMNS
+
+    script = tmp_path / "no_pyarrow.py"
+    script.write_text(_NO_PYARROW)
+    out = subprocess.run([sys.executable, str(script), str(Path(__file__).parent), str(tmp_path / "w")],
+                         capture_output=True, text=True, check=False, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 -- the repr our own script printed
+    assert seen[:3] == [("state dropped", True), ("state dropped", True), ("pyarrow loaded", False)], seen
+    name, parts, files = seen[3]
+    assert parts == [f"part-{k:06d}" for k in range(5)]  # 300 users in 64-user parts
+    assert files == sorted(f"{nm}.npy" for nm, _ in FRAGMENT_COLUMNS), files
+
+
 @pytest.mark.parametrize("value, message", [
     (0, "execution.shards"), (-2, "execution.shards"), ("two", "execution.shards"), (1.5, "execution.shards"),
     (301, "301 shards for 300 users"),
