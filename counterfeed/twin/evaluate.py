@@ -1,10 +1,11 @@
 """Model-based offline evaluation: simulate the logging and the target policy in the twin.
 
-Each replicate ``b`` is one counterfeed run whose population, catalog and user model are replicate
-``b`` (``population: {twin: DIR, replicate: b}``) with ``n_b`` users (parametric bootstrap: half of
+Each replicate ``b`` is one scenario whose population, catalog and user model are replicate ``b``
+(``population: {twin: DIR, replicate: b}``) with ``n_b`` users (parametric bootstrap: half of
 ``users`` for the point fit ``b = 0``, the rest split over ``b = 1..B``; else ``users / B`` each) and two
-arms, the logging and the target policy; its counterfactual worlds ``all-logging`` and ``all-target``
-share their random numbers (common random numbers), so the per-user differences carry little noise.
+arms, the logging and the target policy; only its counterfactual worlds ``all-logging`` and
+``all-target`` are simulated (:func:`simulate_worlds`; the A/B world is never read), and they share
+their random numbers (common random numbers), so the per-user differences carry little noise.
 All replicates together simulate ``users`` users: the cost of one run of that size.
 
 For a metric with per-replicate effect ``e_b`` and per-user difference variance ``s_b^2``:
@@ -17,7 +18,8 @@ For a metric with per-replicate effect ``e_b`` and per-user difference variance 
   prediction away from the truth, because the refits start from the point fit's own errors);
   bootstrap over users: ``mean_{b>=1} e_b``, of variance ``V + s^2/n_sim``;
 * interval: prediction ``+- t_df sqrt(variance + s^2/n_log)``, the last term the noise of the realised
-  effect in a world of the log's ``n_log`` users; ``V`` is estimated from ``B`` replicates only, so the
+  effect in a world of the log's ``n_log`` users (``s^2/(R n_log)`` for the mean of ``R`` such worlds,
+  none for the expected effect: ``truth_worlds``); ``V`` is estimated from ``B`` replicates only, so the
   quantile is Student's t with the Welch-Satterthwaite degrees of freedom ``df = total^2 / (V^2 /
   (B - 1))`` (Satterthwaite 1946; the simulation terms, from hundreds of users, count as known).
 
@@ -36,7 +38,8 @@ import numpy as np
 from counterfeed.errors import DataError
 from counterfeed.twin.store import read_meta
 
-__all__ = ["TwinEffect", "evaluate_twin", "evaluate_many", "twin_scenario", "METRICS", "world_effects", "ope_beside"]
+__all__ = ["TwinEffect", "evaluate_twin", "evaluate_many", "twin_scenario", "METRICS", "world_effects", "ope_beside",
+           "simulate_worlds"]
 
 #: metric -> (numerator column, denominator column or None)
 METRICS = {"ctr": ("clicks", "impressions"), "clicks": ("clicks", None), "sessions": ("sessions", None),
@@ -82,6 +85,28 @@ def twin_scenario(path: str | Path, replicate: int, users: int, arms: dict[str, 
             "output": {"report": False}}
 
 
+def simulate_worlds(scenario: dict[str, Any], worlds: list[str]):
+    """Simulate only ``worlds`` of ``scenario`` (a scenario as data): ``{world: WorldOutput}``.
+
+    ``counterfeed.run`` also simulates the A/B world, which the twin never reads; the worlds named
+    here (``all-ARM``, or a noise replication ``all-ARM@r``) are built exactly as ``run`` builds them
+    (same keys, catalog and population), so their outcomes are the ones ``run`` would give.
+    """
+    from counterfeed.core.contracts import CatalogContext
+    from counterfeed.core.plan import resolve
+    from counterfeed.core.population import build_population
+    from counterfeed.core.randomness import Keys
+    from counterfeed.core.runner import WorldTask, simulate_world
+    from counterfeed.core.scenario import Scenario
+
+    sc = Scenario.from_dict(scenario)
+    keys = Keys(sc.seed)
+    items = resolve(sc).catalog().build(CatalogContext(keys=keys, stream=keys.stream("catalog"),
+                                                       dimensions=sc.population.dimensions, base_dir="."))
+    population = build_population(sc.population, keys)
+    return {w: simulate_world(WorldTask(sc, w, items, population)) for w in worlds}
+
+
 def world_effects(outcomes, control_world: str, target_world: str) -> dict[str, tuple[float, float, float, int]]:
     """Per metric: (control value, target value, per-user difference variance, users) from two worlds."""
     a = outcomes[outcomes["world"] == control_world].sort_values("user")
@@ -105,7 +130,7 @@ def world_effects(outcomes, control_world: str, target_world: str) -> dict[str, 
 
 def evaluate_twin(path: str | Path, target: dict[str, Any], *, logging: dict[str, Any] | None = None,
                   users: int | None = None, replicates: int | None = None, seed: int = 0, level: float = 0.95,
-                  say=lambda msg: None) -> list[TwinEffect]:
+                  say=lambda msg: None, truth_worlds: int | None = 1) -> list[TwinEffect]:
     """Predicted effects of ``target`` (``{"recommender": name, **options}``) vs the logging policy.
 
     Raises
@@ -114,15 +139,20 @@ def evaluate_twin(path: str | Path, target: dict[str, Any], *, logging: dict[str
         When the twin does not know its logging policy and none is given.
     """
     return evaluate_many(path, {"target": target}, logging=logging, users=users, replicates=replicates,
-                         seed=seed, level=level, say=say)["target"]
+                         seed=seed, level=level, say=say, truth_worlds=truth_worlds)["target"]
 
 
 def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, logging: dict[str, Any] | None = None,
                   users: int | None = None, replicates: int | None = None, seed: int = 0, level: float = 0.95,
-                  say=lambda msg: None) -> dict[str, list[TwinEffect]]:
-    """:func:`evaluate_twin` for several targets at once (one run per replicate, one world per target)."""
-    from counterfeed.core.runner import run
-    from counterfeed.core.scenario import Scenario
+                  say=lambda msg: None, truth_worlds: int | None = 1) -> dict[str, list[TwinEffect]]:
+    """:func:`evaluate_twin` for several targets at once (one run per replicate, one world per target).
+
+    ``truth_worlds``: what the interval is for. ``1`` (the default): the effect realised in one world
+    of the log's users, as an online test of them would see it (the interval's ``s^2 / n_log`` term);
+    ``R``: the mean of ``R`` independent such worlds (``s^2 / (R n_log)``); ``None``: the expected
+    effect for the log's users (no realised-noise term).
+    """
+    import pandas as pd
 
     meta = read_meta(path)
     logging = logging or meta.get("logging")
@@ -139,16 +169,17 @@ def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, loggi
     size = {b: max(2, n0 if b == 0 else math.ceil((total - n0) / (len(reps) - parametric))) for b in reps}
     arms = {"logging": dict(logging), **{name: dict(t) for name, t in targets.items()}}
     results: dict[str, list[dict[str, tuple[float, float, float, int]]]] = {name: [] for name in targets}
-    for b in reps:
-        sc = Scenario.from_dict(twin_scenario(path, b, size[b], arms, seed=seed + b))
-        res = run(sc, write=False, quiet=True, workers=1)
+    for b in reps:  # only the counterfactual worlds: the A/B world is never read
+        out = simulate_worlds(twin_scenario(path, b, size[b], arms, seed=seed + b), [f"all-{a}" for a in arms])
+        outcomes = pd.concat([o.outcomes for o in out.values()], ignore_index=True)
         for name in targets:
-            results[name].append(world_effects(res.outcomes, "all-logging", f"all-{name}"))
+            results[name].append(world_effects(outcomes, "all-logging", f"all-{name}"))
         say(f"replicate {b}: simulated {size[b]} users")
-    return {name: _combine(rows, n_log, level, parametric) for name, rows in results.items()}
+    n_truth = math.inf if truth_worlds is None else n_log * int(truth_worlds)
+    return {name: _combine(rows, n_truth, level, parametric) for name, rows in results.items()}
 
 
-def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: int, level: float,
+def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: float, level: float,
              parametric: bool = False) -> list[TwinEffect]:
     from scipy.stats import norm
     from scipy.stats import t as student_t

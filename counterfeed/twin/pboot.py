@@ -39,23 +39,13 @@ def simulate_log(twin: str | Path, logging: dict[str, Any], users: int, horizon:
     ids are the twin's item codes."""
     import pandas as pd
 
-    from counterfeed.core.contracts import CatalogContext
-    from counterfeed.core.plan import resolve
-    from counterfeed.core.population import build_population
-    from counterfeed.core.randomness import Keys
-    from counterfeed.core.runner import WorldTask, simulate_world
-    from counterfeed.core.scenario import Scenario
     from counterfeed.twin.data import twin_log_from_frame
-    from counterfeed.twin.evaluate import twin_scenario
+    from counterfeed.twin.evaluate import simulate_worlds, twin_scenario
     from counterfeed.twin.store import read_meta
 
     # a scenario needs two arms; only the world where everyone gets the logging policy is simulated
     arms = {"logging": dict(logging), "unused": dict(logging)}
-    sc = Scenario.from_dict(twin_scenario(twin, replicate, users, arms, seed=seed))
-    keys = Keys(sc.seed)
-    items = resolve(sc).catalog().build(CatalogContext(keys=keys, stream=keys.stream("catalog"),
-                                                       dimensions=sc.population.dimensions, base_dir="."))
-    out = simulate_world(WorldTask(sc, "all-logging", items, build_population(sc.population, keys)))
+    out = simulate_worlds(twin_scenario(twin, replicate, users, arms, seed=seed), ["all-logging"])["all-logging"]
     df = pd.DataFrame(out.events.impressions.to_dict()).drop(columns=["arm"], errors="ignore")
     run_opts = read_meta(twin).get("run") or {}
     return twin_log_from_frame(df, source=f"{twin} (simulated, seed {seed})", horizon=horizon, logging=logging,
