@@ -56,6 +56,7 @@ from counterfeed.core.contracts import (Batch, Items, Log, Population, Recommend
 from counterfeed.core import interrupts
 from counterfeed.core._guard import call_plugin
 from counterfeed.core._output_checks import check_response, check_slates
+from counterfeed.core._training_log import TrainingLog
 from counterfeed.core.experiment import Assignment, FixedAssignment
 from counterfeed.core.randomness import Keys
 from counterfeed.core.sessions_table import SESSION_COLUMNS, session_columns, session_rows
@@ -136,6 +137,7 @@ class SimWorld:
         self._unassigned = False       # some users get their arm at their first experiment visit
         self._sessions: list[tuple[np.ndarray, ...]] = []
         self._logs: list[Log] = []
+        self._training: dict[int | None, TrainingLog] = {}  # arm (None: pooled) -> its training log
         self._has_arrivals = bool(np.any(items.arrival > 0))
         self._fitted: set[int] = set()
         self._weights: np.ndarray | None = None  # training: weighted -> per-arm impression weight
@@ -170,14 +172,15 @@ class SimWorld:
     def arm_log(self, arm: int) -> Log:
         """The log an arm learns from: the shared pre-period history plus its own arm's data
         (or every arm's data with ``training: pooled``)."""
-        if len(self._logs) > 1:  # consolidated once, so a refit concatenates only what is new
-            self._logs = [Log.concat(self._logs)]
-        log = self._logs[0] if self._logs else Log.empty()
-        if self.cfg.training == "pooled" or not len(log):
+        key = None if self.cfg.training == "pooled" else arm
+        grown = self._training.get(key)
+        if grown is None:  # grown in place: a refit appends only the chunks recorded since the last
+            pre = self.cfg.pre_period
+            grown = self._training[key] = TrainingLog(
+                (lambda chunk: None) if key is None else (lambda chunk: (chunk.time < pre) | (chunk.arm == arm)))
+        log = grown.log(self._logs)
+        if key is None or not len(log):
             return log
-        mine = (log.time < self.cfg.pre_period) | (log.arm == arm)
-        if not mine.all():
-            log = log.select(mine)
         if self.cfg.training == "weighted":
             log = self._replicate(log, arm, log.time >= self.cfg.pre_period)
         return log
