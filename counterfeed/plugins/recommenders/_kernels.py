@@ -19,7 +19,7 @@ import numpy as np
 
 from counterfeed.core._kernels import kernel_cache
 
-__all__ = ["adagrad_epochs", "topk_rows"]
+__all__ = ["adagrad_epochs", "topk_rows", "count_cells"]
 
 
 with kernel_cache(__file__):
@@ -56,6 +56,22 @@ with kernel_cache(__file__):
                     pos -= 1
                 vals[pos] = v
                 out[r, pos] = j
+
+    @numba.njit(cache=True)
+    def count_cells(imp, clk, keys, clicks, fresh):  # pragma: no cover - compiled
+        """Add one impression per entry of ``keys`` to the (user, item) grid ``imp`` and one click to
+        ``clk`` where ``clicks`` > 0 (what ``np.add.at`` did, without its unbuffered per-element
+        cost); cells that were 0 before go to ``fresh`` in order of first touch. Returns their count."""
+        n_fresh = 0
+        for t in range(keys.size):
+            c = keys[t]
+            if imp[c] == 0:
+                fresh[n_fresh] = c
+                n_fresh += 1
+            imp[c] += 1
+            if clicks[t] > 0:
+                clk[c] += 1
+        return n_fresh
 
     @numba.njit(cache=True, error_model="numpy", inline="always")
     def _adagrad_rows(table, acc, grad, count, rows, n_rows, inv, reg, lr):  # pragma: no cover - compiled

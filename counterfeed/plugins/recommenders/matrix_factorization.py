@@ -98,7 +98,7 @@ class FactorRecommender(Recommender):
         self.item_bias_ = np.zeros(n_items)
         self.known_ = np.zeros(ctx.n_users, dtype=bool)
         self.fit_seconds_ = 0.0
-        self.grid_ = None  # the last fit's (keys, clicks, impression grid, click grid): see _pairs
+        self.grid_ = None  # the last fit's (keys, clicks, impression grid, click grid, cells): see _pairs
 
     # -- learning ------------------------------------------------------------------------------
     def fit(self, log: Log) -> None:
@@ -131,8 +131,10 @@ class FactorRecommender(Recommender):
         """Unique (user, item) pairs ``(pu, pi)`` (sorted) with their impression and click counts.
 
         On a (user, item) grid of at most ``max(_DENSE_CELLS, 4 * rows)`` cells the counts are
-        kept on the grid between fits: when this fit's rows begin with the previous fit's rows
-        (a cumulative log, checked element by element), only the new rows are counted.
+        kept on the grid between fits, with the sorted list of touched cells: when this fit's rows
+        begin with the previous fit's rows (a cumulative log, checked element by element), only the
+        new rows are counted (a compiled loop, ``_kernels.count_cells``) and only the newly touched
+        cells are merged into the list.
         """
         n_items = self.ctx_.items.n
         key = users * n_items + items
@@ -146,15 +148,19 @@ class FactorRecommender(Recommender):
         grid, done = self.grid_, 0
         if grid is not None and grid[0].size <= key.size and np.array_equal(key[:grid[0].size], grid[0]) \
                 and np.array_equal(clicks[:grid[1].size], grid[1]):
-            imp, clk = grid[2], grid[3]
+            imp, clk, uniq = grid[2], grid[3], grid[4]
             done = grid[0].size
         else:
             imp, clk = np.zeros(cells, dtype=np.int32), np.zeros(cells, dtype=np.int32)
-        new = key[done:]
-        np.add.at(imp, new, 1)
-        np.add.at(clk, new[clicks[done:] > 0], 1)
-        self.grid_ = (key, clicks, imp, clk)
-        uniq = np.flatnonzero(imp)
+            uniq = np.zeros(0, dtype=np.int64)
+        from counterfeed.plugins.recommenders._kernels import count_cells
+
+        new = np.ascontiguousarray(key[done:], dtype=np.int64)
+        fresh = np.empty(new.size, dtype=np.int64)
+        fresh = np.sort(fresh[:count_cells(imp, clk, new, np.ascontiguousarray(clicks[done:]), fresh)])
+        if fresh.size:  # the touched cells, sorted: merge the new ones in (they are disjoint from uniq)
+            uniq = np.insert(uniq, np.searchsorted(uniq, fresh), fresh)
+        self.grid_ = (key, clicks, imp, clk, uniq)
         return uniq // n_items, uniq % n_items, imp[uniq].astype(np.float64), clk[uniq].astype(np.float64)
 
     def update(self, feedback: Log) -> None:
