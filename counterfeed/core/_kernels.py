@@ -19,7 +19,7 @@ from numba.core.caching import UserProvidedCacheLocator
 
 from counterfeed.core.randomness import kernel_cache_dir
 
-__all__ = ["uniform", "gumbel", "exponential", "kernel_cache"]
+__all__ = ["uniform", "gumbel", "exponential", "gumbel_max", "kernel_cache"]
 
 _THIS_FILE = os.path.abspath(__file__)
 _CACHED_FILES = {_THIS_FILE}  # files whose numba functions are cached in kernel_cache_dir()
@@ -91,6 +91,26 @@ def gumbel(key, user, session, slot):
 @numba.vectorize(_SIG, cache=True)
 def exponential(key, user, session, slot):
     return -np.log(_u(key, user, session, slot))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def gumbel_max(key, base, eligible, user, session, slot, best, value):  # pragma: no cover - compiled
+    """Row ``r``: the first ``j`` maximising ``base[r, j] + gumbel(user[r], session[r], slot[r, j])``
+    over the ``eligible`` entries (``best[r]``, 0 when none) and that sum (``value[r]``, -inf when
+    none), as ``np.argmax`` of ``np.where(eligible, base + gumbel(...), -inf)`` gives them; only
+    the eligible entries are hashed."""
+    n, k = base.shape
+    for r in range(n):
+        b = 0
+        bv = -np.inf
+        for j in range(k):
+            if eligible[r, j]:
+                v = base[r, j] + -np.log(-np.log(_u(key, user[r], session[r], slot[r, j])))
+                if v > bv:
+                    b = j
+                    bv = v
+        best[r] = b
+        value[r] = bv
 
 
 numba.config.CACHE_LOCATOR_CLASSES = _SAVED_LOCATORS

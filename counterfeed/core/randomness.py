@@ -113,7 +113,7 @@ def _kernels():
                 try:
                     from counterfeed.core import _kernels as kernels
 
-                    _KERNELS = (kernels.uniform, kernels.gumbel, kernels.exponential)
+                    _KERNELS = (kernels.uniform, kernels.gumbel, kernels.exponential, kernels.gumbel_max)
                 except Exception:  # numba missing or unusable: NumPy reference path
                     _KERNELS = False
     return _KERNELS
@@ -194,6 +194,26 @@ class Stream:
             return k[1](self.key, _i64(user), _i64(session), _i64(slot))
         u = _numpy_uniform(self.key, user, session, slot)
         return -_clib_log(-_clib_log(u))
+
+    def gumbel_max(self, base: np.ndarray, eligible: np.ndarray, user: np.ndarray, session: np.ndarray,
+                   slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gumbel-max choice per row: with ``g[r, j]`` = :meth:`gumbel` ``(user[r], session[r],
+        slot[r, j])``, ``best[r]`` = the first ``j`` maximising ``base[r, j] + g[r, j]`` among the
+        ``eligible`` (n, k) entries (0 when none) and ``value[r]`` that sum (-inf when none):
+        exactly ``np.argmax`` of ``np.where(eligible, base + g, -inf)`` and its value. The kernel
+        hashes only the eligible entries. ``base`` (n, k) float, ``user``/``session`` (n,)."""
+        base = np.asarray(base, dtype=np.float64)
+        eligible = np.asarray(eligible, dtype=bool)
+        user, session, slot = _i64(user), _i64(session), _i64(slot)
+        k = _loaded_kernels(user[:, None], session[:, None], slot, EXACT_LOG_MAX)
+        if k:
+            best, value = np.empty(base.shape[0], np.int64), np.empty(base.shape[0])
+            k[3](self.key, base, eligible, user, session, slot, best, value)
+            return best, value
+        u = _numpy_uniform(self.key, user[:, None], session[:, None], slot)
+        v = np.where(eligible, base + -_clib_log(-_clib_log(u)), -np.inf)
+        best = np.argmax(v, axis=1) if v.size else np.zeros(v.shape[0], np.int64)
+        return best, v[np.arange(v.shape[0]), best] if v.size else np.full(v.shape[0], -np.inf)
 
     def exponential(self, user, session=0, slot=0) -> np.ndarray:
         """Exponential with rate 1."""

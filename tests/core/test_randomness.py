@@ -132,3 +132,40 @@ def test_small_draws_do_not_load_numba_and_kernels_cache_outside_the_package(tmp
     before = sorted(p.name for p in (tmp_path / "numba").rglob("*"))
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
     assert sorted(p.name for p in (tmp_path / "numba").rglob("*")) == before
+
+
+def test_gumbel_max_is_argmax_of_the_masked_gumbel_sum_on_both_paths():
+    """``Stream.gumbel_max`` (the user model's choice) gives exactly ``np.argmax`` of
+    ``np.where(eligible, base + gumbel, -inf)`` and its value: first index on ties, 0 and -inf for
+    a row with nothing eligible; the same with the compiled kernel and on the NumPy path."""
+    from counterfeed.core import randomness
+
+    rng = np.random.default_rng(5)
+    n, k = 3000, 10
+    s = Keys(8).stream("user:choice")
+    users, sessions = rng.integers(0, 10**6, n), rng.integers(0, 50, n)
+    slot = rng.integers(0, 5000, (n, k))
+    base = rng.normal(size=(n, k))
+    base[:5] = 0.0  # ties in the utility (the noise still differs)
+    eligible = rng.random((n, k)) < 0.5
+    eligible[:7] = False  # rows with nothing to choose
+    v = np.where(eligible, base + s.gumbel(users[:, None], sessions[:, None], slot), -np.inf)
+    want = np.argmax(v, axis=1)
+    kernels = randomness._kernels()
+    saved = randomness._KERNELS
+    paths = ([saved] if kernels else []) + [None]
+    for loaded in paths:
+        try:
+            randomness._KERNELS, randomness._WITHOUT_KERNELS = loaded, 0
+            if loaded is None:  # a draw this size takes the NumPy path only below EXACT_LOG_MAX
+                got = [s.gumbel_max(base[i:i + 100], eligible[i:i + 100], users[i:i + 100],
+                                    sessions[i:i + 100], slot[i:i + 100]) for i in range(0, n, 100)]
+                best, value = np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got])
+                assert randomness._KERNELS is None
+            else:
+                best, value = s.gumbel_max(base, eligible, users, sessions, slot)
+        finally:
+            randomness._KERNELS = saved
+        assert np.array_equal(best, want)
+        assert np.array_equal(value, v[np.arange(n), want])
+        assert np.all(value[:7] == -np.inf) and np.all(best[:7] == 0)

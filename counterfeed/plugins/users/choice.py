@@ -192,11 +192,11 @@ class ChoiceUserModel(UserModel):
             rows = np.arange(n)  # requests still choosing
             for r in range(o.max_clicks):
                 ur, sr = users[rows], sessions[rows]
-                g = choice.gumbel(ur[:, None], sr[:, None], items[rows] + 1 + r * stride)
-                v = np.where(examined[rows] & ~clicked[rows], util[rows] + g, -np.inf)
-                best = np.argmax(v, axis=1)
+                # the best examined, not yet clicked item by utility plus its Gumbel noise
+                best, value = choice.gumbel_max(util[rows], examined[rows] & ~clicked[rows], ur, sr,
+                                                items[rows] + 1 + r * stride)
                 g0 = choice.gumbel(ur, sr, r * stride)
-                click = v[np.arange(rows.size), best] > o.no_click_utility + g0
+                click = value > o.no_click_utility + g0
                 rows, best = rows[click], best[click]
                 clicked[rows, best] = True
                 if not rows.size:
