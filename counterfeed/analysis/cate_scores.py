@@ -34,7 +34,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from counterfeed._json import clean
 
@@ -103,6 +102,8 @@ def _auuc(curve: pd.DataFrame) -> float | None:
 
 
 def _deciles(point: np.ndarray, truth: np.ndarray, groups: int) -> tuple[list[dict[str, Any]], float, float]:
+    from scipy import stats  # here, not at the top: every report imports this module (its file names)
+
     n = point.size
     rank = np.empty(n, dtype=np.int64)
     rank[np.argsort(point, kind="stable")] = np.arange(n)
@@ -217,6 +218,8 @@ def score_cate(effects: pd.DataFrame, truth: np.ndarray, *, average: float | Non
     slope, slope_se = _slope(point, tau)
     curves = uplift_curves(point, tau, None if y is None else np.asarray(y)[keep],
                            None if t is None else np.asarray(t)[keep])
+    from scipy import stats
+
     rho = stats.spearmanr(point, tau).statistic if np.ptp(point) > 0 and np.ptp(tau) > 0 else float("nan")
     pehe = float(np.sqrt(np.mean((point - tau) ** 2)))
     base = float(np.sqrt(np.mean((tau - tau.mean()) ** 2)))
