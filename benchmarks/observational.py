@@ -34,12 +34,14 @@ the check. Only clicks (the metric the scenarios' graphs are about) is analysed.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from pathlib import Path
 from typing import Any
 
 from calibration_common import parser, verdict
+from observational_platform import replicate_platform
 
 import numpy as np  # noqa: E402  (after calibration_common pins the BLAS threads)
 
@@ -150,7 +152,13 @@ def _rows(records, estimator: str, estimand: str):
     return r[r["truth"].notna()] if estimand != "robust" else r
 
 
-def coverage_line(records, estimator: str, estimand: str, lo: float | None = 0.93, hi: float | None = 0.97) -> str:
+SAMPLE_TRUTH = "the SAMPLE truth (mean effect over the run's own users)"
+PLATFORM_TRUTH = "the PLATFORM truth (mean effect over all the platform's simulated users)"
+STUDY_SAMPLE_TRUTH = "the SAMPLE truth (mean effect over the study's sampled users)"
+
+
+def coverage_line(records, estimator: str, estimand: str, lo: float | None = 0.93, hi: float | None = 0.97,
+                  against: str = SAMPLE_TRUTH) -> str:
     r = _rows(records, estimator, estimand)
     n = len(r)
     if n == 0:
@@ -161,7 +169,7 @@ def coverage_line(records, estimator: str, estimand: str, lo: float | None = 0.9
     se = float(((r["upper"] - r["lower"]) / (2 * 1.959963984540054)).mean())
     target = "" if lo is None else (f"  target [{lo:.0%}, {hi:.0%}]: {verdict(k / n, lo, hi)}"
                                     f" (Wilson interval {'overlaps' if a <= hi and b >= lo else 'misses'} it)")
-    return (f"  {estimator:22s} {estimand:10s} coverage of the SAMPLE truth (mean effect over the run's own users) "
+    return (f"  {estimator:22s} {estimand:10s} coverage of {against} "
             f"{k}/{n} = {k / n:6.1%} [Wilson {a:6.1%}, {b:6.1%}]"
             f"  mean truth {float(r['truth'].mean()):+.4g}, mean bias {bias:+.4g} (mean se {se:.4g}, bias/se "
             f"{bias / se if se > 0 else math.nan:+.1f}){target}")
@@ -231,24 +239,82 @@ def population_scores(records, estimator: str, estimand: str) -> list[str]:
     ]
 
 
+def naive_line(records, estimator: str = "diff-in-means", against: str = "") -> str:
+    """The naive estimate's mean bias over its mean standard error (target >= 5x)."""
+    r = _rows(records, estimator, "difference")
+    if not len(r):
+        return f"  {estimator}: no scored estimates"
+    se = (r["upper"] - r["lower"]) / (2 * 1.959963984540054)
+    bias = float((r["point"] - r["truth"]).mean())
+    ratio = abs(bias) / float(se.mean())
+    per_rep = ((r["point"] - r["truth"]).abs() / se >= 5).mean()
+    return (f"  naive bias / se{against} = {bias:+.4g} / {se.mean():.4g} = {ratio:.1f}x: "
+            f"{'PASS' if ratio >= 5 else 'FAIL'} (target: >= 5x); |error| >= 5 se in {per_rep:.0%} of replications")
+
+
+def platform_scores(records, estimator: str = "aipw") -> list[str]:
+    """The study-of-a-platform replications (``--platform K``, observational_platform.py): the spread
+    of the estimate around the platform truth beside the interval's standard error, and a check of
+    the simulated sampling: the SD of ``SATE - PATE_N`` over replications against its
+    finite-population prediction ``sqrt(mean (1 - n/N) S_N^2 / n)``."""
+    r = _rows(records, estimator, "difference")
+
+    def per_rep(name: str):
+        x = records[(records["estimator"] == name) & (records["metric"] == METRIC)]
+        return x[["replication", "arm", "point"]].rename(columns={"point": name})
+
+    r = r.merge(per_rep("truth:platform_fpc_variance"), on=["replication", "arm"]).merge(
+        per_rep("truth:sample_minus_platform"), on=["replication", "arm"]).merge(
+        per_rep("truth:sampling_variance"), on=["replication", "arm"])
+    if not len(r):
+        return [f"  {estimator}: no platform records (run with --platform K)"]
+    half = ((r["upper"] - r["lower"]) / (2 * 1.959963984540054)).to_numpy(dtype=float)
+    err = (r["point"] - r["truth"]).to_numpy(dtype=float)
+    gap = r["truth:sample_minus_platform"].to_numpy(dtype=float)
+    fpc = float(r["truth:platform_fpc_variance"].mean())
+    return [
+        f"  {estimator} difference: width check over {len(r)} replications: rms se "
+        f"{math.sqrt(float(np.mean(half ** 2))):.4g} (mean {half.mean():.4g}); SD(estimate - platform truth) "
+        f"{float(np.std(err, ddof=1)):.4g}; SD(estimate - sample truth) {float(np.std(err + gap, ddof=1)):.4g}",
+        f"  sampling check: SD(sample truth - platform truth) over replications {float(np.std(gap, ddof=1)):.4g} "
+        f"(mean {float(gap.mean()):+.3g}) against the finite-population prediction sqrt(mean (1 - n/N) S_N^2/n) "
+        f"{math.sqrt(fpc):.4g}; sqrt(mean S^2/n) over the sample {math.sqrt(float(r['truth:sampling_variance'].mean())):.4g}"
+        f" (the superpopulation gap; the platform truth is closer to it by the factor sqrt(1 - n/N))",
+    ]
+
+
+def selection_report(records) -> list[str]:
+    """observational_selection's lines; with ``--platform K`` records, against both truths."""
+    lines: list[str] = []
+    platform = bool(len(_rows(records, "aipw:vs-sample", "difference")))
+    if platform:  # "aipw" is scored against the platform truth, "aipw:vs-sample" against the sample's
+        lines.append(coverage_line(records, "aipw", "difference", against=PLATFORM_TRUTH))
+        lines += platform_scores(records, "aipw")
+        lines.append(coverage_line(records, "aipw:vs-sample", "difference", against=STUDY_SAMPLE_TRUTH))
+        lines += population_scores(records, "aipw:vs-sample", "difference")
+        sample_against = STUDY_SAMPLE_TRUTH
+    else:
+        lines.append(coverage_line(records, "aipw", "difference"))
+        lines += population_scores(records, "aipw", "difference")
+        sample_against = SAMPLE_TRUTH
+    if len(_rows(records, "aipw:sample", "difference")):
+        lines.append(coverage_line(records, "aipw:sample", "difference", against=sample_against))
+        lines += population_scores(records, "aipw:sample", "difference")[:1]
+    if platform:
+        lines.append(coverage_line(records, "diff-in-means", "difference", None, against=PLATFORM_TRUTH))
+        lines.append(naive_line(records, against=" (platform truth)"))
+        lines.append(coverage_line(records, "diff-in-means:vs-sample", "difference", None, against=STUDY_SAMPLE_TRUTH))
+        lines.append(naive_line(records, "diff-in-means:vs-sample", " (sample truth)"))
+    else:
+        lines.append(coverage_line(records, "diff-in-means", "difference", None))
+        lines.append(naive_line(records))
+    return lines
+
+
 def report(name: str, records) -> list[str]:
     lines = [f"{name}:"]
     if name == "observational_selection":
-        lines.append(coverage_line(records, "aipw", "difference"))
-        lines += population_scores(records, "aipw", "difference")
-        if len(_rows(records, "aipw:sample", "difference")):
-            lines.append(coverage_line(records, "aipw:sample", "difference"))
-            lines += population_scores(records, "aipw:sample", "difference")[:1]
-        lines.append(coverage_line(records, "diff-in-means", "difference", None))
-        r = _rows(records, "diff-in-means", "difference")
-        if len(r):
-            se = (r["upper"] - r["lower"]) / (2 * 1.959963984540054)
-            bias = float((r["point"] - r["truth"]).mean())
-            ratio = abs(bias) / float(se.mean())
-            per_rep = ((r["point"] - r["truth"]).abs() / se >= 5).mean()
-            lines.append(f"  naive bias / se = {bias:+.4g} / {se.mean():.4g} = {ratio:.1f}x: "
-                         f"{'PASS' if ratio >= 5 else 'FAIL'} (target: >= 5x); |error| >= 5 se in {per_rep:.0%} "
-                         "of replications")
+        lines += selection_report(records)
     elif name == "observational_hidden":
         lines.append(coverage_line(records, "iv-2sls", "late"))
         lines += population_scores(records, "iv-2sls", "late")
@@ -277,7 +343,13 @@ def main() -> None:
     p.add_argument("--only", choices=list(ANALYSES), action="append", help="run only this scenario (repeatable)")
     p.add_argument("--users", type=int, default=None, help="population size (default: the scenario's)")
     p.add_argument("--days", type=int, default=None, help="experiment duration in days (default: the scenario's)")
+    p.add_argument("--platform", type=int, default=None, metavar="K",
+                   help="observational_selection only: simulate a platform of K times the scenario's users and "
+                        "analyse a random sample of the scenario's size; score against the platform's and the "
+                        "sample's truth (observational_platform.py)")
     args = p.parse_args()
+    if args.platform is not None and (args.platform < 2 or set(args.only or ANALYSES) != {"observational_selection"}):
+        p.error("--platform K needs K >= 2 and --only observational_selection")
     from counterfeed.calibration import calibrate
     from counterfeed.core.executors import get_executor
 
@@ -285,12 +357,18 @@ def main() -> None:
     for name in args.only or list(ANALYSES):
         sc = load(name, args.users, args.days)
         t0 = time.perf_counter()
+        replicate, where, platform = replicate_with_verdicts, f"observational-{name}", ""
+        if args.platform:
+            replicate = functools.partial(replicate_platform, platform=args.platform)
+            where += f"-platform{args.platform}"
+            platform = (f", a uniform sample of them from a platform of {args.platform * sc.population.users} "
+                        f"(K = {args.platform}, n/N = {1 / args.platform:.3g})")
         with get_executor(args.executor, workers=args.workers, scheduler=args.scheduler) as ex:
-            res = calibrate(sc, args.replications, executor=ex, out_dir=args.out / f"observational-{name}",
-                            fresh=args.fresh, quiet=False, replicate=replicate_with_verdicts)
+            res = calibrate(sc, args.replications, executor=ex, out_dir=args.out / where,
+                            fresh=args.fresh, quiet=False, replicate=replicate)
             workers = ex.workers
         wall = time.perf_counter() - t0
-        head = (f"{name}: {res.completed} replications ({sc.population.users} users, "
+        head = (f"{name}: {res.completed} replications ({sc.population.users} users{platform}, "
                 f"{sc.experiment.duration:g}-day experiment), {workers} workers, {wall:.0f} s; failed: {len(res.errors)}")
         print(head)
         lines = report(name, res.records)
