@@ -21,7 +21,12 @@ Which truth each coverage is against is printed with it:
   model fit), what the usual robust intervals (``aipw``, ``iv-2sls``) target. No run observes it;
   each replication records the variance ``S^2 / n`` of its sample truth around it (``S^2`` the
   variance of the users' own effects, known to the simulator), and :func:`population_scores` scores
-  the intervals against ``sample truth + N(0, S^2 / n)`` (expected coverage and one seeded draw).
+  the intervals against ``sample truth + N(0, S^2 / n)`` (expected coverage and one seeded draw);
+- with ``--platform K`` (observational_selection only; observational_platform.py) the population
+  effect is simulated instead: each replication simulates a platform of ``K`` times the scenario's
+  users and analyses a uniformly random sample of the scenario's size, so every estimate is scored
+  against the **platform** truth (the mean effect over all the platform's users) and against the
+  sample's (``<estimator>:vs-sample``).
 
 Coverages come with Wilson 95% intervals. The scenarios are sized for this (600 users each); sizes
 can still be changed (``--users``, ``--days``), and the printed header says which were used. Every
@@ -30,6 +35,7 @@ the check. Only clicks (the metric the scenarios' graphs are about) is analysed.
 
     python benchmarks/observational.py -n 200 -w 1              # all three, resumable (--out)
     python benchmarks/observational.py -n 50 --only staggered_rollout
+    python benchmarks/observational.py -n 200 -w 2 --only observational_selection --platform 10
 """
 
 from __future__ import annotations

@@ -102,17 +102,22 @@ def replicate_platform(scenario_data: dict, seed: int, platform: int = 10) -> li
     ``truth:platform_fpc_variance`` (``(1 - n/N) S_N^2 / n`` with ``S_N^2`` over the platform) and
     ``truth:sample_minus_platform`` (``SATE - PATE_N``).
     """
-    from counterfeed.core.analyse import check_estimates
     from counterfeed.core.runner import run
     from counterfeed.core.scenario import Scenario
+
+    study = Scenario.from_dict(scenario_data).with_overrides({"seed": int(seed)})
+    sc = platform_scenario(study, platform)
+    result = run(sc, write=False, quiet=True, workers=1, keep_events=True)
+    return platform_records(sc, result, study_sample(sc.seed, int(sc.population.users), int(study.population.users)))
+
+
+def platform_records(sc: Any, result: Any, users: np.ndarray) -> list[dict[str, Any]]:
+    """:func:`replicate_platform`'s records from the platform run ``result`` of ``sc`` and the sample."""
+    from counterfeed.core.analyse import check_estimates
     from counterfeed.core.scoring import score_estimates
     from counterfeed.core.truth_observational import subset_truth
 
-    study = Scenario.from_dict(scenario_data).with_overrides({"seed": int(seed)})
-    n = int(study.population.users)
-    sc = platform_scenario(study, platform)
-    result = run(sc, write=False, quiet=True, workers=1, keep_events=True)
-    users = study_sample(sc.seed, int(sc.population.users), n)
+    n = int(users.size)
     data, estimators = study_data(sc, result, users)
     estimates = [e for est in estimators for e in check_estimates(est, est.estimate(data), data.metrics)]
     score_estimates(estimates, result.truth)  # the platform truth (every simulated user)
