@@ -281,7 +281,7 @@ def platform_scores(records, estimator: str = "aipw") -> list[str]:
     return [
         f"  {estimator} difference: width check over {len(r)} replications: rms se "
         f"{math.sqrt(float(np.mean(half ** 2))):.4g} (mean {half.mean():.4g}); SD(estimate - platform truth) "
-        f"{float(np.std(err, ddof=1)):.4g}; SD(estimate - sample truth) {float(np.std(err + gap, ddof=1)):.4g}",
+        f"{float(np.std(err, ddof=1)):.4g}; SD(estimate - sample truth) {float(np.std(err - gap, ddof=1)):.4g}",
         f"  sampling check: SD(sample truth - platform truth) over replications {float(np.std(gap, ddof=1)):.4g} "
         f"(mean {float(gap.mean()):+.3g}) against the finite-population prediction sqrt(mean (1 - n/N) S_N^2/n) "
         f"{math.sqrt(fpc):.4g}; sqrt(mean S^2/n) over the sample {math.sqrt(float(r['truth:sampling_variance'].mean())):.4g}"
