@@ -1,0 +1,48 @@
+"""core._training_log.TrainingLog: the rows of concatenate-then-select, grown in place."""
+
+from dataclasses import fields
+
+import numpy as np
+import pytest
+
+from counterfeed.core._training_log import TrainingLog
+from counterfeed.core.contracts import Log
+
+
+def _chunk(rng, n, arm=True):
+    return Log(user=rng.integers(0, 50, n), session=rng.integers(0, 9, n), time=rng.uniform(0, 14, n),
+               position=rng.integers(0, 10, n).astype(np.int16), item=rng.integers(0, 30, n),
+               click=rng.random(n) < 0.2, dwell=rng.uniform(0, 9, n).astype(np.float32),
+               propensity=rng.random(n), arm=rng.integers(0, 2, n).astype(np.int16) if arm else None)
+
+
+def _same(a: Log, b: Log) -> None:
+    for f in fields(Log):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        assert (x is None) == (y is None), f.name
+        if x is not None:
+            assert x.dtype == y.dtype and np.array_equal(x, y), f.name
+
+
+@pytest.mark.parametrize("keep_arm", [None, 0, 1])
+def test_growing_log_equals_concatenate_then_select_after_every_refit(keep_arm):
+    rng = np.random.default_rng(3)
+    keep = (lambda c: None) if keep_arm is None else (lambda c: (c.time < 7.0) | (c.arm == keep_arm))
+    grown, chunks = TrainingLog(keep), []
+    for sizes in ([0, 3, 700], [1], [], [2500, 0, 40], [9000]):  # refits between growing batches
+        chunks += [_chunk(rng, n) for n in sizes]
+        whole = Log.concat(chunks)
+        want = whole if keep_arm is None else whole.select((whole.time < 7.0) | (whole.arm == keep_arm))
+        got = grown.log(chunks)
+        _same(got, want)
+        assert all(not getattr(got, f.name).flags.writeable for f in fields(Log))  # views: read-only
+
+
+def test_no_rows_gives_the_empty_log_and_a_missing_column_is_dropped_as_concat_drops_it():
+    rng = np.random.default_rng(4)
+    grown = TrainingLog(lambda c: None)
+    _same(grown.log([]), Log.empty())
+    chunks = [_chunk(rng, 5), _chunk(rng, 4, arm=False), _chunk(rng, 6)]
+    got = grown.log(chunks)
+    assert got.arm is None
+    _same(got, Log.concat(chunks))
