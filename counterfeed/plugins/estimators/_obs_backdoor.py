@@ -19,7 +19,16 @@ from counterfeed.errors import ModelError
 from counterfeed.plugins.estimators._obs_data import quiet
 
 __all__ = ["BackdoorFit", "fit_regression", "fit_ipw", "fit_aipw", "fit_matching", "dowhy_model",
-           "matching_variance", "hajek_se", "sample_ate_se"]
+           "matching_variance", "hajek_se", "sample_ate_se", "overlap", "TRIM"]
+
+#: Crump, Hotz, Imbens & Mitnik (2009, Biometrika 96(1)): with a homoskedastic outcome, the ATE is
+#: estimated most precisely on the users whose propensity lies in ``[0.1, 0.9]`` (their rule of thumb)
+TRIM = 0.1
+#: the share of users outside ``[TRIM, 1 - TRIM]`` above which the overlap is called poor
+POOR_OVERLAP_SHARE = 0.2
+#: users of the smaller arm per propensity covariate below which the logistic propensity is unstable
+#: (Peduzzi et al. 1996, J. Clin. Epidemiol. 49(12): ten events per variable)
+EVENTS_PER_VARIABLE = 10
 
 
 @dataclass
@@ -63,6 +72,59 @@ def _estimate(frame: pd.DataFrame, adjust: list[str], method: str, **params: Any
 
 def _design(frame: pd.DataFrame, adjust: list[str]) -> np.ndarray:
     return np.column_stack([np.ones(len(frame)), frame["T"].to_numpy(), frame[adjust].to_numpy(dtype=float)])
+
+
+def overlap(frame: pd.DataFrame, adjust: list[str], folds: int = 0) -> tuple[dict[str, Any], list[str], bool]:
+    """Positivity check for the propensity-based estimators (Imbens & Rubin 2015, "Causal Inference
+    for Statistics, Social, and Biomedical Sciences", ch. 14): the logistic propensity ``e(W)`` of
+    :func:`_propensity_model` on ``adjust``, and ``(diagnostics, warnings, none)``.
+
+    ``none`` is True when the two arms' propensity ranges share fewer than two users of either arm
+    (no common support: every comparison is an extrapolation and the ATE is not identified from these
+    data; the caller then reports no interval). A warning (upper case, printed under the table) when
+    more than ``POOR_OVERLAP_SHARE`` of the users have ``e`` outside ``[TRIM, 1 - TRIM]`` (Crump et al.
+    2009), when the smaller arm has fewer than ``EVENTS_PER_VARIABLE`` users per covariate (Peduzzi
+    et al. 1996), and, with ``folds`` (AIPW's cross-fitting), ModelError when an arm has fewer than
+    ``2 * folds`` users (a held-out fold would hold fewer than two users of it). Diagnostics: the
+    per-arm propensity ranges, ``outside_trim_share``, ``common_support_share`` and the Kish
+    effective sample size of each arm's inverse propensity weights (``ess_treatment``, ``ess_control``).
+    """
+    t = frame["T"].to_numpy(dtype=float)
+    n1, n0 = int(t.sum()), int(len(t) - t.sum())
+    if folds and min(n1, n0) < 2 * folds:
+        raise ModelError(f"{folds}-fold cross-fitting needs at least {2 * folds} users in each arm "
+                         f"(treated {n1}, control {n0}): too few users for the nuisance models")
+    if not adjust or min(n1, n0) < 1:
+        return {}, [], False
+    with quiet():
+        ps = _propensity_model().fit(frame[adjust].to_numpy(dtype=float), t).predict_proba(
+            frame[adjust].to_numpy(dtype=float))[:, 1]
+    p1, p0 = ps[t == 1], ps[t == 0]
+    lo, hi = max(p1.min(), p0.min()), min(p1.max(), p0.max())
+    inside = (ps >= lo) & (ps <= hi)
+    w1, w0 = 1 / p1, 1 / (1 - p0)
+    outside = float(np.mean((ps < TRIM) | (ps > 1 - TRIM)))
+    diag = {"propensity_treatment": [float(p1.min()), float(p1.max())],
+            "propensity_control": [float(p0.min()), float(p0.max())],
+            "common_support_share": float(inside.mean()), "outside_trim_share": outside,
+            "ess_treatment": float(w1.sum() ** 2 / (w1 ** 2).sum()), "ess_control": float(w0.sum() ** 2 / (w0 ** 2).sum())}
+    none = min(int((inside & (t == 1)).sum()), int((inside & (t == 0)).sum())) < 2
+    warns = []
+    if none:
+        warns.append(f"NO OVERLAP: the estimated propensities of treated users ({p1.min():.3g} to {p1.max():.3g}) and "
+                     f"of control users ({p0.min():.3g} to {p0.max():.3g}) share fewer than two users of an arm; no "
+                     "user has a comparable user in the other arm (positivity fails), so the ATE is not identified "
+                     "from these data and no interval is given")
+    elif outside > POOR_OVERLAP_SHARE:
+        warns.append(f"POOR OVERLAP: {outside:.0%} of users have an estimated propensity outside [{TRIM:g}, "
+                     f"{1 - TRIM:g}] (Crump et al. 2009); the estimate rests on few comparable users and on "
+                     f"extrapolation (effective sample sizes: treated {diag['ess_treatment']:.1f}, control "
+                     f"{diag['ess_control']:.1f}), so its interval may be too narrow")
+    if min(n1, n0) < EVENTS_PER_VARIABLE * len(adjust):
+        warns.append(f"FEW USERS PER ARM: the smaller arm has {min(n1, n0)} users for {len(adjust)} propensity "
+                     f"covariate(s) (under {EVENTS_PER_VARIABLE} per covariate, Peduzzi et al. 1996): the "
+                     "propensity model is unstable and the interval unreliable")
+    return diag, warns, none
 
 
 def fit_regression(frame: pd.DataFrame, adjust: list[str]) -> BackdoorFit:
@@ -124,20 +186,32 @@ def matching_variance(t: np.ndarray, y: np.ndarray, ps: np.ndarray) -> tuple[flo
 
     idx1, idx0 = np.flatnonzero(t == 1), np.flatnonzero(t == 0)
 
-    def nearest(pool: np.ndarray, query: np.ndarray, k: int = 1) -> np.ndarray:
-        nn = NearestNeighbors(n_neighbors=k, algorithm="ball_tree").fit(ps[pool].reshape(-1, 1))
-        return pool[nn.kneighbors(ps[query].reshape(-1, 1))[1][:, k - 1]]
+    def nearest(pool: np.ndarray, query: np.ndarray) -> np.ndarray:
+        nn = NearestNeighbors(n_neighbors=1, algorithm="ball_tree").fit(ps[pool].reshape(-1, 1))
+        return pool[nn.kneighbors(ps[query].reshape(-1, 1))[1][:, 0]]
 
     match = np.empty(len(y), dtype=np.int64)
     match[idx1], match[idx0] = nearest(idx0, idx1), nearest(idx1, idx0)
     tau_i = np.where(t == 1, y - y[match], y[match] - y)
     tau = float(tau_i.mean())
     k = np.bincount(match, minlength=len(y)).astype(float)
-    own = np.empty(len(y), dtype=np.int64)  # nearest other unit of the same arm (second neighbour)
-    own[idx1], own[idx0] = nearest(idx1, idx1, 2), nearest(idx0, idx0, 2)
+    own = np.empty(len(y), dtype=np.int64)
+    own[idx1], own[idx0] = _nearest_other(idx1, ps), _nearest_other(idx0, ps)
     sigma2 = 0.5 * (y - y[own]) ** 2
     var = float(np.sum((tau_i - tau) ** 2 + (k ** 2 + k) * sigma2) / len(y) ** 2)
     return tau, var
+
+
+def _nearest_other(pool: np.ndarray, ps: np.ndarray) -> np.ndarray:
+    """For each unit of ``pool``, its nearest *other* unit of ``pool`` in ``ps``. A unit's own index is
+    not always the first neighbour a tree search returns when propensities tie (discrete
+    covariates), so the two nearest are taken and the unit itself dropped; taking the second blindly
+    paired a unit with itself and gave it a zero conditional variance."""
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=2, algorithm="ball_tree").fit(ps[pool].reshape(-1, 1))
+    two = pool[nn.kneighbors(ps[pool].reshape(-1, 1))[1]]
+    return np.where(two[:, 0] != pool, two[:, 0], two[:, 1])
 
 
 def fit_matching(frame: pd.DataFrame, adjust: list[str]) -> BackdoorFit:

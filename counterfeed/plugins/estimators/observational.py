@@ -20,6 +20,7 @@ and in docs/observational.md.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from abc import abstractmethod
@@ -77,6 +78,8 @@ class _Backdoor(Estimator):
 
     Options: ClassVar = BackdoorOptions
     tags = EstimatorTags(requires_covariates=True, requires_graph=True, stochastic=True, estimands=("difference",))
+    #: whether the estimator weighs or matches on a propensity (then its overlap is checked: bd.overlap)
+    propensity: ClassVar[bool] = True
     #: the conformance suite runs the refuters with two simulations each (the rules check the interface)
     conformance_options: ClassVar[dict[str, Any]] = {"refutation_simulations": 2}
 
@@ -138,14 +141,22 @@ class _Backdoor(Estimator):
                                               proceed_when_unidentifiable=self.options.proceed_when_unidentifiable)
             seed = _seed(data, self.name, comp.metric, comp.arm)
             try:
+                lap, lap_warns, no_overlap = (bd.overlap(comp.frame, adjust, getattr(self.options, "folds", 0))
+                                              if self.propensity else ({}, [], False))
                 fit = self._fit(comp, adjust, seed)
             except ModelError as exc:
                 raise ModelError(f"{self.name}: {where}: {exc}") from None
+            warns = [*lap_warns, *warns]
             c = normal_interval(fit.point, fit.se, level, fit.df)
-            diag: dict[str, Any] = {**fit.diagnostics, "se": c.se, "adjustment_set": adjust,
+            if no_overlap:  # positivity fails: the point is an extrapolation, no interval (bd.overlap)
+                c = dataclasses.replace(c, lower=-math.inf, upper=math.inf, p_value=None)
+            diag: dict[str, Any] = {**fit.diagnostics, **({"overlap": lap} if lap else {}), "se": c.se,
+                                    "adjustment_set": adjust,
                                     "n_treatment": int(t.sum()), "n_control": int((1 - t).sum()),
                                     "naive": _naive(y, t, level),
-                                    "sensitivity": sensitivity(comp.frame, adjust, level, self.options.sensitivity_k)}
+                                    "sensitivity": sensitivity(comp.frame, adjust, level, self.options.sensitivity_k,
+                                                               None if self.name == "backdoor-regression" else self.name)}
+            diag["identified"] = not any(w.startswith("not identified") for w in warns)
             if warns:
                 diag["warnings"] = [*diag.get("warnings", []), *warns]
             if diag.get("sample_se") is not None:  # an interval for this sample's own ATE (bd.sample_ate_se)
@@ -166,6 +177,7 @@ class BackdoorRegression(_Backdoor):
     model. Reference: DoWhy (Sharma & Kiciman 2020); MacKinnon & White (1985)."""
 
     name = "backdoor-regression"
+    propensity = False
 
     def _fit(self, comp, adjust, seed):
         return bd.fit_regression(comp.frame, adjust)
@@ -262,11 +274,13 @@ class InstrumentalVariables(Estimator):
                 raise ModelError(f"{self.name}: {where}: {exc}") from None
             wald_ci = normal_interval(fit.point, fit.se, level)
             diag = {**fit.diagnostics, "se": fit.se if math.isfinite(fit.se) else None, "n": comp.n,
-                    "wald_interval": [wald_ci.lower, wald_ci.upper] if math.isfinite(fit.se) else None,
+                    "wald_interval": ([wald_ci.lower, wald_ci.upper] if math.isfinite(fit.se)
+                                      and fit.ar.shape != "not identified" else None),
                     "naive": _naive(y, t, level)}
             out.append(Estimate(estimator=self.name, metric=comp.metric, arm=comp.arm, control=data.control,
                                 point=fit.point, lower=fit.ar.lower, upper=fit.ar.upper, level=level, estimand=LATE,
-                                p_value=fit.ar.p_value, diagnostics=diag))
+                                p_value=fit.ar.p_value if math.isfinite(fit.ar.p_value) else None,
+                                diagnostics=diag))
         return out
 
 
@@ -328,7 +342,16 @@ class _Panel(Estimator):
                      if min(treated[ok].sum(), (~treated[ok]).sum()) >= 2 else None)
             arm = data.treatments[0]
             rows = [(ATT, fit.point, fit.se)] + [(event_time_estimand(k), p, s) for k, (p, s) in sorted(fit.events.items())]
-            for estimand, point, se in rows:
+            for (estimand, point, se), key in zip(rows, ["att", *sorted(fit.events)]):
+                if key in fit.thin:  # fewer than two users on one side of a cell: no interval
+                    out.append(Estimate(
+                        estimator=self.name, metric=metric, arm=arm, control=data.control, point=point,
+                        lower=math.nan, upper=math.nan, level=level, estimand=estimand, p_value=None,
+                        diagnostics={**fit.diagnostics, "se": None, "naive_whole_period": naive, "warnings": [
+                            f"NO INTERVAL: {estimand} uses a group-time cell with a single user on one side "
+                            f"({fit.thin[key]}); an interval needs at least two independent users in each "
+                            "group it compares"]}))
+                    continue
                 if not math.isfinite(se):
                     continue  # an event time with a single cohort-period cell has no standard error
                 c = normal_interval(point, se, level, fit.df)
