@@ -43,6 +43,9 @@ class PanelFit:
     df: float = math.inf
     events: dict[int, tuple[float, float]] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    #: estimands (``"att"`` or an event day ``k``) that use a group-time cell with fewer than two users
+    #: in the cohort or in its comparison group: reported without an interval (:func:`thin_cells`)
+    thin: dict[Any, str] = field(default_factory=dict)
 
 
 def _check_panel(panel: pd.DataFrame, metric: str, estimator: str) -> pd.DataFrame:
@@ -125,7 +128,37 @@ def fit_callaway_santanna(panel: pd.DataFrame, metric: str, estimator: str, *, l
             pre[str(int(rel))] = p
     diag = {"method": "callaway-santanna", "control_group": control_group, "period_days": length,
             "cohorts": int(coh.notna().sum() and coh.dropna().nunique()), "pre_trend_estimates": pre}
-    return PanelFit(point, se, math.inf, events, diag)
+    thin = _thin_estimands(thin_cells(coh, np.sort(frame["period"].unique()), control_group), length)
+    return PanelFit(point, se, math.inf, events, diag, thin)
+
+
+def thin_cells(coh: pd.Series, periods: np.ndarray, control_group: str) -> dict[tuple[float, int], tuple[int, int]]:
+    """The post-adoption group-time cells ``(g, t)``, ``t >= g``, of Callaway-Sant'Anna whose cohort
+    ``g`` or comparison group has exactly one user, with ``(cohort size, comparison size)``. The
+    comparison group of ``ATT(g, t)`` is the never-treated users, plus, for ``not_yet_treated``, the
+    users first treated after ``t`` (Callaway & Sant'Anna 2021, section 2.2). A cell with no
+    comparison user is not estimated (the package leaves it out); one with a single user in either
+    group has a standard error from one unit, which the package still reports: no interval may rest
+    on it (a between-unit variance needs two units)."""
+    size = coh.value_counts()
+    out: dict[tuple[float, int], tuple[int, int]] = {}
+    for g in sorted(size.index):
+        for t in periods[periods >= g]:
+            comp = coh.isna() | (coh > t) if control_group == "not_yet_treated" else coh.isna()
+            n_g, n_c = int(size[g]), int(comp.sum())
+            if n_c >= 1 and min(n_g, n_c) < 2:
+                out[(float(g), int(t))] = (n_g, n_c)
+    return out
+
+
+def _thin_estimands(cells: dict[tuple[float, int], tuple[int, int]], length: float) -> dict[Any, str]:
+    """``{"att" or event day k: reason}`` for the estimands built on a thin cell."""
+    out: dict[Any, str] = {}
+    for (g, t), (n_g, n_c) in sorted(cells.items()):
+        why = f"cohort of period {int(g)}: {n_g} user(s); its comparison group at period {t}: {n_c} user(s)"
+        out.setdefault("att", why)
+        out.setdefault(int(round((t - g) * length)), why)
+    return out
 
 
 def _row(row: pd.Series) -> tuple[float, float]:

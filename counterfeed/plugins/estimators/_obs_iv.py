@@ -112,7 +112,10 @@ def fit_2sls(y: np.ndarray, t: np.ndarray, z: np.ndarray, covariates: pd.DataFra
     standard error) and the Anderson-Rubin set at ``level`` (:func:`anderson_rubin`).
 
     Raises ModelError when the instrument does not vary, or does not move the treatment at all (the
-    LATE is not identified). A first-stage F below ``min_first_stage_f`` (Staiger & Stock 1997) is a
+    LATE is not identified). A first stage that is clearly negative (the nudge lowers opt-in; robust
+    Wald statistic above ``q^2``) contradicts monotonicity: the set is reported unbounded
+    (``ar_set`` "not identified"), the p-value NaN, with a loud warning. ``complier_share`` is None
+    whenever the first stage is not positive (a share cannot be negative; ``first_stage_shift`` keeps it). A first-stage F below ``min_first_stage_f`` (Staiger & Stock 1997) is a
     warning; an unbounded Anderson-Rubin set is a warning that says the LATE is not bounded.
     """
     from linearmodels.iv import IV2SLS
@@ -130,11 +133,22 @@ def fit_2sls(y: np.ndarray, t: np.ndarray, z: np.ndarray, covariates: pd.DataFra
         res = IV2SLS(pd.Series(y, name="Y"), exog, pd.Series(t, name="T"), pd.Series(z, name="Z")).fit(cov_type="robust")
     ar = anderson_rubin(y, t, z, level, covariates)
     diag: dict[str, Any] = {"method": "2sls", "interval": "anderson-rubin", "se_type": "robust",
-                            "first_stage_shift": float(shift), "complier_share": float(shift),
+                            "first_stage_shift": float(shift), "complier_share": float(shift) if shift > 0 else None,
                             "first_stage_f": ar.first_stage_f if math.isfinite(ar.first_stage_f) else None,
                             "ar_set": ar.shape}
     warns = []
-    if ar.shape != "interval":
+    if shift < 0 and ar.shape == "interval":
+        # the first stage is clearly negative (its robust Wald statistic exceeds q^2). Under
+        # monotonicity (the nudge never lowers anyone's opt-in) it is the complier share, which cannot
+        # be negative (Imbens & Angrist 1994; Angrist, Imbens & Rubin 1996, section 3): defiers
+        # outnumber compliers, the Wald ratio is no effect on compliers, and no interval is reported
+        ar = ARSet(-math.inf, math.inf, "not identified", ar.first_stage_f, math.nan)
+        diag["ar_set"] = ar.shape
+        warns.append(f"LATE NOT IDENTIFIED: the nudge lowers the share taking the treatment (first stage "
+                     f"{shift:.3g}), so monotonicity fails: more users defy the nudge than comply with it, there "
+                     "is no complier share to report, and the 2SLS ratio is not the effect on compliers (it "
+                     "is the effect on defiers only if no user complies); no interval is given")
+    elif ar.shape != "interval":
         where = (f"(-inf, {ar.rays[0]:.4g}] and [{ar.rays[1]:.4g}, inf)" if ar.rays else "every value")
         warns.append(f"WEAK INSTRUMENT: the LATE is not bounded by these data. The nudge barely moves the "
                      f"treatment (first-stage F = {ar.first_stage_f:.2f}, complier share {shift:.3g}), so the "
