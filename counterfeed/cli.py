@@ -182,8 +182,7 @@ def _print_result(result: Any) -> None:
     console.print(f"SRM check: chi2={_fmt(srm.get('statistic'))}, p={_fmt(srm.get('p_value'))} -> {flag}")
     if result.estimates:
         error_title = "error (interference bias)" if result.manifest.get("training") else "error"
-        rows = [{**e.to_dict(), "segment": e.segment or "", "interval": f"[{_fmt(e.lower)}, {_fmt(e.upper)}]",
-                 "p": e.p_value if e.p_value is not None else e.prob_better} for e in result.estimates]
+        rows = [_estimate_row(e) for e in result.estimates]
         cols = [Column("estimator"), Column("metric"), Column("arm"), Column("estimand"), Column("segment"),
                 Column("point", "estimate", _fmt, True), Column("interval", right=True),
                 Column("p", "p / P(better)", _fmt, True), Column("truth", show=_fmt, right=True),
@@ -196,6 +195,14 @@ def _print_result(result: Any) -> None:
                   f"({tm.get('sessions_per_s', 0):,.0f}/s); total {tm.get('total_s', 0):.1f} s")
     if result.run_dir:
         console.print(f"run directory: {result.run_dir}")
+
+
+def _estimate_row(e: Any) -> dict[str, Any]:
+    """One row of the run's estimates table; an estimate flagged ``identified: false`` (a back-door
+    estimate under ``proceed_when_unidentifiable``) shows it in its estimand cell."""
+    return {**e.to_dict(), "segment": e.segment or "", "interval": f"[{_fmt(e.lower)}, {_fmt(e.upper)}]",
+            "estimand": e.estimand + (" NOT IDENTIFIED" if e.diagnostics.get("identified") is False else ""),
+            "p": e.p_value if e.p_value is not None else e.prob_better}
 
 
 def _print_estimate_notes(console: Any, estimates: list[Any]) -> None:

@@ -97,10 +97,18 @@ def _partial_r2(t: np.ndarray, df: float) -> np.ndarray:
     return t ** 2 / (t ** 2 + df)
 
 
-def sensitivity(frame: pd.DataFrame, adjust: list[str], level: float, k: float = 1.0) -> dict[str, Any]:
+def _pct(x: float) -> str:
+    """A share as a percentage with three significant digits (0.0003 -> "0.03%", never "0.0%")."""
+    return f"{100 * x:.3g}%"
+
+
+def sensitivity(frame: pd.DataFrame, adjust: list[str], level: float, k: float = 1.0,
+                of: str | None = None) -> dict[str, Any]:
     """The sensitivity analysis of the module docstring for the comparison ``frame`` (``T``, ``Y``,
     covariates) adjusted for ``adjust``; ``k`` scales the benchmark (a confounder k times as strong
-    as the strongest observed covariate, in partial R2 with treatment and outcome)."""
+    as the strongest observed covariate, in partial R2 with treatment and outcome). ``of``: the
+    estimator it is reported with when that is not the linear regression itself; the message then
+    says that the bounds are the regression's (``"of": "backdoor-regression"``)."""
     alpha = 1 - level
     y, t = frame["Y"].to_numpy(dtype=float), frame["T"].to_numpy(dtype=float)
     w = frame[adjust].to_numpy(dtype=float) if adjust else np.zeros((len(y), 0))
@@ -116,22 +124,26 @@ def sensitivity(frame: pd.DataFrame, adjust: list[str], level: float, k: float =
                            "robustness_value": rv, "robustness_value_alpha": rv_a, "benchmark_k": k}
     bench = _benchmark(y, t, w, adjust, tv, df, est, se, k, alpha)
     out.update(bench)
+    rvs = (f"a confounder explaining {_pct(rv)} of the residual variance of treatment and outcome would bring the "
+           f"estimate to 0 ({_pct(rv_a)} would make it insignificant at {level:.0%})")
     if rv_a == 0.0:
         out["verdict"] = "not robust"
         out["message"] = (f"not robust: the {level:.0%} interval already contains 0 "
-                          f"(a confounder explaining {rv:.1%} of the residual variance would bring the estimate to 0)")
+                          f"(a confounder explaining {_pct(rv)} of the residual variance would bring the estimate to 0)")
     elif not bench:
         out["verdict"] = "not robust"
-        out["message"] = (f"not robust: a confounder explaining {rv_a:.1%} of the residual variance of treatment and "
-                          "outcome would overturn it (no observed covariate to benchmark it against)")
+        out["message"] = f"not robust: {rvs} (no observed covariate to benchmark it against)"
     elif bench["adjusted_lower"] <= 0.0 <= bench["adjusted_upper"] or np.sign(bench["adjusted_estimate"]) != np.sign(est):
         out["verdict"] = "not robust"
-        out["message"] = (f"not robust: a confounder explaining {rv_a:.1%} of the residual variance of treatment and "
-                          f"outcome would overturn it; one {k:g}x as strong as '{bench['benchmark']}' would")
+        out["message"] = (f"not robust: a confounder {k:g}x as strong as '{bench['benchmark']}' would make it "
+                          f"insignificant or reverse it; {rvs}")
     else:
         out["verdict"] = "robust"
-        out["message"] = (f"robust: a confounder would have to explain {rv_a:.1%} of the residual variance of "
-                          f"treatment and outcome to overturn it, more than {k:g}x '{bench['benchmark']}'")
+        out["message"] = f"robust: a confounder {k:g}x as strong as '{bench['benchmark']}' would leave it significant; {rvs}"
+    if of is not None:  # the Cinelli-Hazlett bounds are those of a linear regression, not of `of` itself
+        out["of"] = "backdoor-regression"
+        out["message"] = (f"(of the linear regression on the same adjustment set, estimate {est:.4g}, not of "
+                          f"{of}'s own estimate) {out['message']}")
     return out
 
 
