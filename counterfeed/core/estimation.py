@@ -300,8 +300,8 @@ class Estimate:
 class EstimatorOptions(Options):
     """Options every estimator accepts: which metrics to analyse (default: all) and the level."""
 
-    metrics: list[str] | None = None
-    level: float | None = Field(default=None, gt=0.0, lt=1.0)
+    metrics: list[str] | None = Field(None, description="metrics to analyse (default: all the scenario's)")
+    level: float | None = Field(default=None, gt=0.0, lt=1.0, description="interval level (default: the scenario's)")
 
 
 class Estimator(Plugin, ABC):

@@ -179,3 +179,24 @@ def test_iv_negative_first_stage_is_not_a_late():
     assert e.diagnostics["complier_share"] is None and e.diagnostics["first_stage_shift"] < -0.2
     assert e.diagnostics["wald_interval"] is None and e.diagnostics["ar_set"] == "not identified"
     assert "LATE NOT IDENTIFIED" in warnings_of(e)
+
+
+def test_every_refuter_failing_is_a_loud_warning(monkeypatch):
+    """The tester's 20-user AIPW had all three refuters failing and no warning (M2)."""
+    from counterfeed.plugins.estimators import _obs_refute
+
+    monkeypatch.setattr(_obs_refute, "refute", lambda fit, sims, seed, half: [
+        {"refuter": r, "passed": False} for r in ("placebo treatment", "random common cause", "data subset")])
+    e = BackdoorRegression(refutation_simulations=2).estimate(linear(200, 9))[0]
+    assert "REFUTATION FAILED" in warnings_of(e)
+    monkeypatch.setattr(_obs_refute, "refute", lambda fit, sims, seed, half: [
+        {"refuter": "placebo treatment", "passed": True}, {"refuter": "data subset", "passed": False}])
+    assert "REFUTATION FAILED" not in warnings_of(BackdoorRegression(refutation_simulations=2).estimate(linear(200, 9))[0])
+
+
+def test_no_overlap_drops_aipw_sample_interval():
+    rng = np.random.default_rng(3)
+    x1 = rng.normal(size=200)
+    t = x1 > 0
+    e = one(AIPW, backdoor_data(x1, t, 1 + 2 * t + x1 + rng.normal(size=200)))
+    assert "sample_interval" not in e.diagnostics

@@ -75,3 +75,23 @@ def test_the_run_table_marks_an_unidentified_row(identified, marker):
     e = Estimate(estimator="aipw", metric="y", arm="b", control="a", point=1.0, lower=0.5, upper=1.5,
                  diagnostics={"identified": identified})
     assert _estimate_row(e)["estimand"] == ("difference NOT IDENTIFIED" if marker else "difference")
+
+
+def test_every_observational_option_has_a_description():
+    """`plugins show` printed an empty description column for the seven estimators (tester M9)."""
+    from counterfeed.plugins.estimators import observational as ob
+
+    for cls in (ob.BackdoorRegression, ob.BackdoorIPW, ob.AIPW, ob.BackdoorMatching, ob.InstrumentalVariables,
+                ob.StaggeredDiD, ob.TwoWayFixedEffects):
+        bare = [n for n, f in cls.Options.model_fields.items() if not f.description]
+        assert not bare, f"{cls.name}: options without a description: {bare}"
+
+
+def test_twfe_rejects_the_staggered_options_it_would_ignore():
+    """twfe has no comparison-group choice and no event-time effects: the keys are unknown to it."""
+    from counterfeed.plugins.estimators.observational import StaggeredDiD, TwoWayFixedEffects
+
+    for key, value in (("control_group", "never_treated"), ("event_times", False)):
+        with pytest.raises(Exception, match=key):
+            TwoWayFixedEffects(**{key: value})
+        assert getattr(StaggeredDiD(**{key: value}).options, key) == value

@@ -67,10 +67,12 @@ def _constant(y: np.ndarray, name: str, comp: str) -> None:
 class BackdoorOptions(EstimatorOptions):
     """Options of the backdoor estimators."""
 
-    refute: bool = True
-    proceed_when_unidentifiable: bool = False
-    refutation_simulations: int = Field(default=10, ge=2, le=1000)
-    sensitivity_k: float = Field(default=1.0, gt=0.0)
+    refute: bool = Field(True, description="run DoWhy's placebo, random-common-cause and data-subset refuters")
+    proceed_when_unidentifiable: bool = Field(
+        False, description="adjust for the observed back-door set even when the graph's hidden nodes confound")
+    refutation_simulations: int = Field(default=10, ge=2, le=1000, description="simulations per refuter")
+    sensitivity_k: float = Field(default=1.0, gt=0.0, description=(
+        "benchmark confounder strength, times the strongest observed covariate (Cinelli-Hazlett)"))
 
 
 class _Backdoor(Estimator):
@@ -148,6 +150,7 @@ class _Backdoor(Estimator):
                 raise ModelError(f"{self.name}: {where}: {exc}") from None
             warns = [*lap_warns, *warns]
             c = normal_interval(fit.point, fit.se, level, fit.df)
+            half = (c.upper - c.lower) / 2
             if no_overlap:  # positivity fails: the point is an extrapolation, no interval (bd.overlap)
                 c = dataclasses.replace(c, lower=-math.inf, upper=math.inf, p_value=None)
             diag: dict[str, Any] = {**fit.diagnostics, **({"overlap": lap} if lap else {}), "se": c.se,
@@ -159,12 +162,15 @@ class _Backdoor(Estimator):
             diag["identified"] = not any(w.startswith("not identified") for w in warns)
             if warns:
                 diag["warnings"] = [*diag.get("warnings", []), *warns]
-            if diag.get("sample_se") is not None:  # an interval for this sample's own ATE (bd.sample_ate_se)
+            if diag.get("sample_se") is not None and not no_overlap:  # an interval for this sample's own ATE (bd.sample_ate_se)
                 cs = normal_interval(fit.point, diag["sample_se"], level, fit.df)
                 diag["sample_interval"] = {"estimand": "sample ATE (the mean effect over these users)",
                                            "lower": cs.lower, "upper": cs.upper, "se": cs.se}
             if self.options.refute:
-                diag["refutations"] = refute(fit, self.options.refutation_simulations, seed, (c.upper - c.lower) / 2)
+                diag["refutations"] = refute(fit, self.options.refutation_simulations, seed, half)
+                if all(r["passed"] is False for r in diag["refutations"]):
+                    diag["warnings"] = [*diag.get("warnings", []), "REFUTATION FAILED: every refuter moved the "
+                                        "estimate by more than its interval half-width; do not rely on it"]
             out.append(Estimate(estimator=self.name, metric=comp.metric, arm=comp.arm, control=data.control,
                                 point=c.point, lower=c.lower, upper=c.upper, level=level, estimand="difference",
                                 p_value=c.p_value, diagnostics=diag))
@@ -184,7 +190,7 @@ class BackdoorRegression(_Backdoor):
 
 
 class IPWOptions(BackdoorOptions):
-    clip: float = Field(default=0.01, ge=0.0, lt=0.5)
+    clip: float = Field(default=0.01, ge=0.0, lt=0.5, description="propensities clipped to [clip, 1 - clip]")
 
 
 class BackdoorIPW(_Backdoor):
@@ -201,8 +207,8 @@ class BackdoorIPW(_Backdoor):
 
 
 class AIPWOptions(BackdoorOptions):
-    folds: int = Field(default=2, ge=2, le=20)
-    outcome_model: Literal["linear", "boosting"] = "linear"
+    folds: int = Field(default=2, ge=2, le=20, description="cross-fitting folds of the nuisance models")
+    outcome_model: Literal["linear", "boosting"] = Field("linear", description="outcome model: linear | boosting")
 
 
 class AIPW(_Backdoor):
@@ -232,7 +238,7 @@ class IVOptions(EstimatorOptions):
     """Options of the IV estimator (a first-stage F below ``min_first_stage_f`` is warned about; the
     interval is the Anderson-Rubin set whatever the F)."""
 
-    min_first_stage_f: float = Field(default=10.0, ge=0.0)
+    min_first_stage_f: float = Field(default=10.0, ge=0.0, description="warn below this first-stage F")
 
 
 class InstrumentalVariables(Estimator):
@@ -285,10 +291,12 @@ class InstrumentalVariables(Estimator):
 
 
 class PanelOptions(EstimatorOptions):
-    """Options of the panel estimators."""
+    """Options of ``did-staggered`` (``twfe`` has none of its own: it has no comparison-group choice
+    and no event-time effects, so these keys are rejected there)."""
 
-    control_group: Literal["not_yet_treated", "never_treated"] = "not_yet_treated"
-    event_times: bool = True
+    control_group: Literal["not_yet_treated", "never_treated"] = Field(
+        "not_yet_treated", description="compare with not_yet_treated (and never) or only never_treated users")
+    event_times: bool = Field(True, description="also report att(e=k), the effect k days after adoption")
 
 
 def _require_mechanism(scenario: Any, mechanism: str, name: str) -> None:
@@ -300,7 +308,7 @@ def _require_mechanism(scenario: Any, mechanism: str, name: str) -> None:
 
 
 class _Panel(Estimator):
-    Options: ClassVar = PanelOptions
+    Options: ClassVar = EstimatorOptions
 
     def check_scenario(self, scenario: Any) -> None:
         """A staggered rollout (the per-period panel and adoption days come from it) with someone to
@@ -371,6 +379,7 @@ class StaggeredDiD(_Panel):
     parallel trends, no anticipation and absorbing treatment."""
 
     name = "did-staggered"
+    Options = PanelOptions
     tags = EstimatorTags(requires_panel=True, estimands=(ATT, "att(e=k)"))
 
     def _fits(self, data, panel, metric, level):
