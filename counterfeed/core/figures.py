@@ -1,8 +1,4 @@
-"""Charts for the run report and for plugins' report sections.
-
-The run report's own figures, one forest plot per metric and the time series, are drawn with Pillow
-(:mod:`counterfeed.core._raster`: a fifth of a quickstart run's CPU went to drawing them with
-matplotlib); the others (posteriors, paths) with matplotlib's Agg backend.
+"""Charts for the run report and for plugins' report sections (matplotlib, Agg backend).
 
 Every function draws one figure from plain Python data, writes it as PNG at the path it is given and
 returns that path, so a report can be rebuilt from a run directory alone. A report section passes one
@@ -71,120 +67,85 @@ def forest(path: Path, title: str, panels: list[tuple[str, list[dict[str, Any]]]
     """Forest plot: one panel per estimand, one row per estimate.
 
     Each row is a dict with ``label``, ``arm``, ``point``, ``lower``, ``upper`` and ``truth`` (or
-    None). The interval is a line in the arm's colour, the point a dot, the truth a diamond. Panels
-    with the same rows sit side by side and share the row labels; otherwise they are stacked.
-    Drawn with Pillow (:mod:`counterfeed.core._raster`), not matplotlib.
+    None). The interval is a line in the arm's colour, the point a dot, the truth a diamond.
     """
-    from counterfeed.core._raster import Axes, Canvas, limits, pt
+    plt = _plt()
+    from matplotlib.lines import Line2D
 
-    f10, f9, row_h = pt(10), pt(9), 0.42 * _DPI
     labels = [[r["label"] for r in rows] for _, rows in panels]
-    side = len(panels) > 1 and all(lab == labels[0] for lab in labels)
-    probe = Canvas(1, 1)
-    label_w = max([probe.text_width(str(lab), f10) for labs in labels for lab in labs] + [0.0])
-    left, gap, under = 12 + label_w + 10, 30, 50  # under an axes: tick labels and the x label
-    has_truth = any(_finite(r.get("truth")) for _, rows in panels for r in rows)
-    top = 12 + pt(11) + 10 + pt(9) + 14  # title, legend
+    side = len(panels) > 1 and all(lab == labels[0] for lab in labels)  # same rows: panels side by side
     if side:
-        n = max(len(labels[0]), 1)
-        width, height = 11 * _DPI, top + n * row_h + 10 + under
-        w = (width - left - 20 - gap * (len(panels) - 1)) / len(panels)
-        boxes = [(left + i * (w + gap), top, left + i * (w + gap) + w, top + n * row_h + 10)
-                 for i in range(len(panels))]
+        fig, axes = plt.subplots(1, len(panels), figsize=(11, len(labels[0]) * 0.42 + 1.3), squeeze=False,
+                                 sharey=True)
+        axes = axes.T
     else:
-        width, y, boxes = 9.5 * _DPI, top, []
-        for _, rows in panels:
-            h = max(len(rows), 1) * row_h + 10
-            boxes.append((left, y, width - 20, y + h))
-            y += h + under + 16
-        height = y - 16
-    c = Canvas(width, height)
-    for i, ((estimand, rows), box) in enumerate(zip(panels, boxes)):
+        heights = [max(len(rows), 1) * 0.42 + 0.9 for _, rows in panels]
+        fig, axes = plt.subplots(len(panels), 1, figsize=(9.5, sum(heights)),
+                                 gridspec_kw={"height_ratios": heights}, squeeze=False)
+    has_truth = False
+    for ax, (estimand, rows) in zip(axes[:, 0], panels):
         n = len(rows)
-        vals = [0.0] + [r[k] for r in rows for k in ("lower", "upper", "point", "truth") if _finite(r.get(k))]
-        ax = Axes(c, box, limits(vals), (-0.7, max(n, 1) - 0.3))
-        ax.frame(yticks=False)
-        zero = ax.x(0.0)
-        c.line([(zero, box[1]), (zero, box[3])], "#adb5bd", 1)
-        for j, r in enumerate(rows):
-            yy = ax.y(n - 1 - j)
-            col = colors.get(r["arm"], _PALETTE[0])
-            if not side or i == 0:
-                c.text(box[0] - 8, yy, str(r["label"]), f10, anchor="rm")
+        for i, r in enumerate(rows):
+            y = n - 1 - i
+            c = colors.get(r["arm"], _PALETTE[0])
             if _finite(r["lower"]) and _finite(r["upper"]):
-                c.line([(ax.x(r["lower"]), yy), (ax.x(r["upper"]), yy)], col, pt(2.6), round_caps=True)
+                ax.plot([r["lower"], r["upper"]], [y, y], color=c, lw=2.6, solid_capstyle="round")
             if _finite(r["point"]):
-                c.marker(ax.x(r["point"]), yy, "o", col, pt(7), edge_width=pt(1.2))
+                ax.plot(r["point"], y, "o", color=c, ms=7, mec="white", mew=1.2, zorder=3)
             if _finite(r.get("truth")):
-                c.marker(ax.x(r["truth"]), yy, "D", TRUTH_COLOR, pt(8), edge_width=pt(1.0))
-        c.text((box[0] + box[2]) / 2, box[3] + 28, f"effect ({estimand})", f10, anchor="ma")
-    x0, ly = boxes[0][0], 12 + pt(11) + 10 + pt(9) / 2
-    c.text(x0, 12, title, pt(11), bold=True)
-    c.line([(x0 + 4, ly), (x0 + 30, ly)], "#495057", pt(2.6), round_caps=True)
-    c.marker(x0 + 17, ly, "o", "#495057", pt(6))
-    c.text(x0 + 40, ly, f"estimate and {level:.0%} interval", f9, anchor="lm")
+                has_truth = True
+                ax.plot(r["truth"], y, "D", color=TRUTH_COLOR, ms=8, mec="white", mew=1.0, zorder=4)
+        ax.axvline(0, color="#adb5bd", lw=1, zorder=1)
+        ax.set_yticks(range(n))
+        ax.set_yticklabels([r["label"] for r in reversed(rows)])
+        ax.set_ylim(-0.7, n - 0.3)
+        ax.grid(axis="y", visible=False)
+        ax.set_xlabel(f"effect ({estimand})")
+        ax.tick_params(axis="y", length=0)
+    handles = [Line2D([], [], color="#495057", lw=2.6, marker="o", mec="white",
+                      label=f"estimate and {level:.0%} interval")]
     if has_truth:
-        x1 = x0 + 40 + c.text_width(f"estimate and {level:.0%} interval", f9) + 36
-        c.marker(x1, ly, "D", TRUTH_COLOR, pt(8))
-        c.text(x1 + 18, ly, "true effect", f9, anchor="lm")
-    return c.save(path)
+        handles.append(Line2D([], [], color=TRUTH_COLOR, lw=0, marker="D", ms=8, label="true effect"))
+    axes[0, 0].legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2,
+                      fontsize=9, borderaxespad=0.2)
+    axes[0, 0].set_title(title, loc="left", pad=24)
+    fig.tight_layout()
+    return _save(fig, path)
 
 
 def timeseries(path: Path, series: dict[str, dict[tuple[str, str], tuple[list[float], list[float]]]],
                arms: Sequence[str], colors: dict[str, str], pre_days: float) -> Path:
     """Small multiples, one panel per metric: each arm's daily value in the A/B world (solid) and in
     its counterfactual world ``all-<arm>`` (dashed). ``series[metric][(world_kind, arm)] = (days,
-    values)`` with world_kind ``"ab"`` or ``"all"``. The pre-period is shaded. Drawn with Pillow
-    (:mod:`counterfeed.core._raster`), not matplotlib."""
-    from counterfeed.core._raster import Axes, Canvas, limits, pt
+    values)`` with world_kind ``"ab"`` or ``"all"``. The pre-period is shaded."""
+    plt = _plt()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     metrics = list(series)
     ncol = 2 if len(metrics) > 1 else 1
     nrow = math.ceil(len(metrics) / ncol)
-    width, cell_h, top = (11 if ncol == 2 else 8) * _DPI, 3.0 * _DPI, 46
-    c = Canvas(width, top + nrow * cell_h)
-    cell_w = (width - 10) / ncol
-    dash = (4 * pt(1.4), 2.5 * pt(1.4))
-    for k, metric in enumerate(metrics):
-        x0, y0 = 10 + (k % ncol) * cell_w, top + (k // ncol) * cell_h
-        curves = series[metric].items()
-        xs = [d for (_, (days, _)) in curves for d in days]
-        ys = [v for (_, (_, values)) in curves for v in values]
-        xlim = limits(xs + ([-0.5, pre_days - 0.5] if pre_days > 0 else []))
-        box = (x0 + 62, y0 + 32, x0 + cell_w - 24, y0 + cell_h - 52)
-        ax = Axes(c, box, xlim, limits(ys))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(11 if ncol == 2 else 8, 3.0 * nrow + 0.6),
+                             squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, metrics):
+        for (kind, arm), (days, values) in series[metric].items():
+            ax.plot(days, values, color=colors.get(arm, _PALETTE[0]), lw=1.9 if kind == "ab" else 1.4,
+                    ls="-" if kind == "ab" else (0, (4, 2.5)), alpha=1.0 if kind == "ab" else 0.85)
         if pre_days > 0:
-            c.rect(ax.x(max(-0.5, xlim[0])), box[1], ax.x(min(pre_days - 0.5, xlim[1])), box[3], "#f1f3f5")
-        ax.frame()
-        for (kind, arm), (days, values) in curves:
-            col = colors.get(arm, _PALETTE[0])
-            if kind == "ab":
-                ax.polyline(days, values, col, pt(1.9))
-            else:
-                ax.polyline(days, values, _blend(col, 0.85), pt(1.4), dash)
-        c.text(box[0], box[1] - 6, metric, pt(11), bold=True, anchor="ls")
-        c.text((box[0] + box[2]) / 2, box[3] + 26, "day", pt(10), anchor="ma")
-    entries = [(a, colors.get(a, _PALETTE[0]), pt(2), None) for a in arms]
-    entries += [("A/B world", "#495057", pt(1.9), None), ("all-<arm> world", "#495057", pt(1.4), dash)]
+            ax.axvspan(-0.5, pre_days - 0.5, color="#f1f3f5", zorder=0)
+        ax.set_title(metric, loc="left")
+        ax.set_xlabel("day")
+    handles = [Line2D([], [], color=colors.get(a, _PALETTE[0]), lw=2, label=a) for a in arms]
+    handles += [Line2D([], [], color="#495057", lw=1.9, label="A/B world"),
+                Line2D([], [], color="#495057", lw=1.4, ls=(0, (4, 2.5)), label="all-<arm> world")]
     if pre_days > 0:
-        entries.append(("pre-period", None, 0, None))
-    f9 = pt(9)
-    widths = [36 + c.text_width(lab, f9) + 24 for lab, *_ in entries]
-    x, y = (width - sum(widths)) / 2, 22
-    for (lab, col, lw, ds), w in zip(entries, widths):
-        if col is None:
-            c.rect(x, y - 6, x + 28, y + 6, "#f1f3f5")
-        else:
-            c.line([(x, y), (x + 28, y)], col, lw, ds)
-        c.text(x + 36, y, lab, f9, anchor="lm")
-        x += w
-    return c.save(path)
-
-
-def _blend(color: str, alpha: float) -> str:
-    """``color`` at opacity ``alpha`` over white, as an opaque hex colour."""
-    rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
-    return "#" + "".join(f"{round(255 - alpha * (255 - v)):02x}" for v in rgb)
+        handles.append(Patch(color="#f1f3f5", label="pre-period"))
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 7), fontsize=9,
+               bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (3.0 * nrow + 0.6)))
+    return _save(fig, path)
 
 
 def posterior_forest(path: Path, title: str, rows: list[dict[str, Any]], level: float) -> Path:
