@@ -20,11 +20,14 @@ SIGMA_U = {"a": 3.0, "b": 6.0}  # sd of the individual effect around the segment
 TAU = {"a": -2.0, "b": 4.0}  # the segment's average effect on the 7-day total
 
 
-def _world(n: int, seed: int, rho: float = 0.0) -> tuple[AnalysisData, np.ndarray]:
+def _world(n: int, seed: int, rho: float = 0.0, shock: tuple[float, float] = (0.0, 0.0)) -> tuple[AnalysisData, np.ndarray]:
     """Users with a hidden activity level ``h`` (untreated daily Poisson rate ``exp(1.5 + 0.2 x + 0.3 h)``,
     so the untreated total deviates from its prediction by ``d`` through ``h``); individual effect
     ``tau_i = TAU[segment] + u_i``, ``u = sigma (rho h + sqrt(1 - rho^2) e)``: ``rho = 0`` is the
-    assumption (``Cov(u, d | X) = 0``), ``rho < 0`` breaks it. Days are independent Poisson counts.
+    assumption (``Cov(u, d | X) = 0``), ``rho < 0`` breaks it. Days are independent Poisson counts,
+    unless ``shock = (s0, s1)``: then the experiment week's rate of a user in arm ``a`` is multiplied
+    by ``exp(s_a z - s_a^2 / 2)`` (``z`` standard normal per user; mean 1, so ``tau_i`` is unchanged),
+    a noise shared by the user's days that daily variation cannot see (breaks A2).
     Returns the data and each user's exact conditional effect (the expected treated minus untreated
     7-day total)."""
     rng = np.random.default_rng(seed)
@@ -37,7 +40,9 @@ def _world(n: int, seed: int, rho: float = 0.0) -> tuple[AnalysisData, np.ndarra
     tau = DAYS * (lam1 - lam0)
     t = rng.random(n) < 0.5
     pre = rng.poisson(lam0[:, None], size=(n, PRE))
-    post = rng.poisson(np.where(t, lam1, lam0)[:, None], size=(n, DAYS))
+    s_arm = np.where(t, shock[1], shock[0])
+    week = np.exp(s_arm * rng.normal(size=n) - s_arm ** 2 / 2)
+    post = rng.poisson((np.where(t, lam1, lam0) * week)[:, None], size=(n, DAYS))
     daily = np.hstack([pre, post]).astype(np.float64)
     users = np.repeat(np.arange(n), PRE + DAYS)
     sessions = {"user": users, "session": np.tile(np.arange(PRE + DAYS), n), "time": np.tile(np.arange(PRE + DAYS) + 0.5, n),
@@ -103,6 +108,27 @@ def test_a_negatively_correlated_effect_undercovers_and_warns():
     assert _coverage(e, tau)[seg == "b"].mean() < 0.85
     text = " ".join(e.diagnostics["warnings"])
     assert "estimated negative" in text and "assumption fails" in text
+
+
+@pytest.mark.parametrize("shock, wider", [((0.0, 0.3), True), ((0.3, 0.0), False)], ids=["treated", "control"])
+def test_multi_day_noise_that_daily_variation_misses_biases_by_the_arms_difference(shock, wider):
+    # documented direction of (A2) failing: a week-long shock of one arm adds about
+    # (7 lam)^2 (exp(0.09) - 1), 80-100 clicks^2, to that arm's noise unseen by the daily variance:
+    # the treated arm's -> V too large (wide, over-covering intervals); the control's -> V too small
+    # (floored at the CATE interval, undercovering, with the warning)
+    data, tau = _world(40_000, seed=9, shock=shock)
+    e = _estimate(data, "covariates")
+    covered = _coverage(e, tau)
+    cells = e.diagnostics["individual_intervals"]["cells"]
+    seg = data.outcomes["segment"].to_numpy()
+    for c in cells:
+        s = "b" if c["modifiers"]["segment=b"] == 1.0 else "a"
+        bias = c["unexplained_variance"] - np.var(tau[seg == s])
+        assert (bias > 40) if wider else (bias < -40), (s, bias)
+    if wider:
+        assert covered.mean() > 0.99
+    else:
+        assert covered.mean() < 0.85 and "estimated negative" in " ".join(e.diagnostics["warnings"])
 
 
 def test_scores_read_the_individual_intervals():

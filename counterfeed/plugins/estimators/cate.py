@@ -181,14 +181,14 @@ class _Cate(Estimator):
             "interval_estimand": "lower/upper: per-user interval for tau(X) = E[tau_i | X], the conditional "
                                  "average effect given the effect modifiers, not for the user's own effect",
         }
-        if individual is not None:
-            diag["individual_intervals"] = individual
-            warned += individual["warnings"]
         if warned:
             diag["warnings"] = warned
+        # the average effect's estimate carries no per-user intervals, so not their diagnostics either
+        per_user = dict(diag) if individual is None else {
+            **diag, "individual_intervals": individual, "warnings": warned + individual["warnings"]}
         common = dict(estimator=self.name, metric=metric, arm=arm, control=data.control, point=point,
                       lower=lower, upper=upper, level=level, p_value=p_value)
-        return [Estimate(**common, estimand=CATE, diagnostics=diag, user_effects=effects),
+        return [Estimate(**common, estimand=CATE, diagnostics=per_user, user_effects=effects),
                 Estimate(**common, estimand="difference", diagnostics=dict(diag))]
 
 
