@@ -129,7 +129,8 @@ def main() -> None:
                 try:
                     return _real(self, *a, **k)
                 finally:
-                    shard_peaks.append([m / 2**20 for m in getattr(self, "shard_memory", [])])
+                    shard_peaks.append([m / 2**20 for m in getattr(self, "shard_memory", [])]
+                                       + [m / 2**20 for m in getattr(self, "shard_memory_simulating", [])])
 
             runner.ShardedWorld.run = run_and_record
             stages.wrap(runner.ShardedWorld, "run", name)
@@ -145,8 +146,9 @@ def main() -> None:
     print(f"sharded run's coordinator: {args.users:,} users, {args.days:g} days, {args.shards} shards, three worlds, "
           f"{sessions:,} sessions, {seconds:.0f} s; load {load0} before, {load1} after")
     print(f"  coordinator peak RSS {_peak_mb():,.0f} MB ({start_mb:,.0f} MB after imports), set during "
-          f"{stages.setter}; shard peaks per world (MB): "
-          + "; ".join(", ".join(f"{m:,.0f}" for m in w) for w in shard_peaks))
+          f"{stages.setter}; shard peaks per world, MB (when the simulation ended): "
+          + "; ".join(", ".join(f"{m:,.0f}" for m in w[:len(w) // 2])
+                      + f" ({', '.join(f'{m:,.0f}' for m in w[len(w) // 2:])})" for w in shard_peaks))
     print(f"  {'stage (innermost)':<24} {'calls':>5} {'seconds':>8} {'max sampled RSS':>16} {'raised peak by':>15}")
     for name, row in stages.rows.items():
         print(f"  {name:<24} {row['calls']:>5.0f} {row['seconds']:>8.1f} {row['rss']:>13,.0f} MB "

@@ -132,7 +132,8 @@ def build_world(task: WorldTask) -> tuple[SimWorld, Plan, Assignment, int]:
         scratch = task.scratch / SCRATCH / f"{task.world}-{id(task)}" if task.scratch is not None else None
         world = ShardedWorld(cfg, task.items, task.population, keys, plan.user_model(), plan.recommender,
                              assignment, progress=task.progress, shards=task.shards, scratch=scratch,
-                             metrics=plan.metrics, windows=windows)
+                             metrics=plan.metrics, windows=windows,
+                             population_spec=None if sc.population.twin else (sc.population, Keys(sc.seed)))
     else:
         world = SimWorld(cfg, task.items, task.population, keys, plan.user_model(), plan.recommender,
                          assignment, progress=task.progress)

@@ -73,6 +73,40 @@ def test_a_sharded_world_is_the_single_process_world_row_for_row():
             assert np.array_equal(got.impressions.to_dict()[name], col), (shards, name)
 
 
+def test_shards_build_their_block_from_the_spec_and_check_it_against_the_coordinators(monkeypatch):
+    """With ``population_spec`` the coordinator keeps the whole population and each shard builds its
+    block (a run does this, so the byte-identity tests below cover the rows); a spec that does not
+    give the coordinator's population fails the world instead of simulating other users."""
+    from counterfeed.core.shard import ShardError
+
+    sc = scenario()
+    plan = resolve(sc)
+    keys = Keys(sc.seed)
+    items = plan.catalog().build(CatalogContext(keys=keys, stream=keys.stream("catalog"), dimensions=8))
+    e = sc.experiment
+    cfg = WorldConfig(name="ab", arms=sc.arms, control=0, assignment=np.arange(300) % 2, pre_period=e.pre_period,
+                      duration=e.duration, batch_window=e.batch_window, retrain_every=e.retrain_every,
+                      slate_size=e.slate_size)
+    pop = build_population(sc.population, keys)
+    sent = []
+    real = LocalShards.create
+
+    def create(self, blocks, make):
+        sent.extend(make(lo, hi)[3] for lo, hi in blocks)
+        return real(self, blocks, make)
+
+    monkeypatch.setattr(LocalShards, "create", create)
+    want = _world(sc, None).run()
+    got = ShardedWorld(cfg, items, pop, keys, plan.user_model(), plan.recommender, shards=LocalShards(2),
+                       population_spec=(sc.population, keys)).run()
+    assert all(isinstance(s, tuple) and s[0] is sc.population for s in sent) and len(sent) == 2
+    for name, col in want.sessions.items():
+        assert np.array_equal(got.sessions[name], col), name
+    with pytest.raises(ShardError, match=r"shard \[0, 150\): the population built from its spec"):
+        ShardedWorld(cfg, items, pop, keys, plan.user_model(), plan.recommender, shards=LocalShards(2),
+                     population_spec=(sc.population, Keys(sc.seed + 1))).run()
+
+
 def test_runs_with_1_2_4_shards_write_byte_identical_run_directories(tmp_path):
     """Outcomes, events (sessions and impressions of every world), truth and estimates."""
     sc = scenario()
