@@ -114,6 +114,8 @@ class CausalGraph:
 def logged_variables(sc: Any) -> set[str]:
     """Names a graph's observed nodes may use in scenario ``sc`` (see the module docstring)."""
     names = {TREATMENT, *COVARIATE_NODES}
+    if len(sc.population.segments) < 2:  # one segment: a constant, not a covariate of the data
+        names.discard("segment")
     for name, _ in sc.metric_specs:
         names |= {name, f"pre_{name}"}
     if getattr(sc.experiment.assignment, "mechanism", None) == "encouragement":
@@ -127,6 +129,10 @@ def _load(sc: Any, spec: GraphSpec) -> tuple[GraphSpec, str | None, dict[str, in
     """The graph spec (inline, or read from ``spec.file``), its file, line map and field prefix."""
     if spec.file is None:
         return spec, sc.file, {}, "graph"  # located through sc.error
+    inline = sorted(k for k in spec.model_fields_set - {"file"} if k in GraphSpec.model_fields)
+    if inline:
+        raise sc.error(f"give either graph.file or the inline graph ({', '.join(inline)}), not both: the "
+                       "two could disagree", "graph.file")
     from counterfeed.core._yaml import YamlProblem, load_yaml
     from counterfeed.core.scenario_messages import validation_message
 
@@ -215,23 +221,58 @@ def scenario_graph(sc: Any) -> CausalGraph | None:
     if _population_level(spec.outcome):
         raise fail(f"outcome '{spec.outcome}' is a population-level metric (one value per world, not per "
                    "user); a causal graph's outcome must be a per-user metric (e.g. clicks)", "outcome")
+    if _metric_class_attr(spec.outcome, "aggregation") == "ratio":
+        raise fail(f"outcome '{spec.outcome}' is a ratio metric (a ratio of means, not a mean of per-user "
+                   "values); a causal graph's outcome must be a per-user metric: use its numerator "
+                   "(e.g. clicks)", "outcome")
     for key, node in (("treatment", spec.treatment), ("outcome", spec.outcome)):
         if node not in graph.all_nodes:
             raise fail(f"{key} '{node}' is not in the graph (no edge or node names it)", key)
+    _check_time_order(graph, per_user, fail)
+    if not nx.has_path(g, graph.treatment, graph.outcome):
+        raise fail(f"no directed path from '{graph.treatment}' to '{graph.outcome}': the graph says the "
+                   f"treatment has no effect on {graph.outcome}, so there is nothing to estimate; add the "
+                   f"edge '{graph.treatment} -> {graph.outcome}' (or a path through a mediator)", "edges")
     return graph
 
 
+def _check_time_order(graph: CausalGraph, metrics: set[str], fail: Any) -> None:
+    """Nothing measured during the experiment (the treatment, a metric) causes what is fixed before
+    assignment (the treatment itself, a pre-period or population covariate, the instrument)."""
+    import networkx as nx
+
+    g = graph.to_networkx()
+    before = {n for n in graph.observed if n not in metrics} | {graph.treatment}
+    for src in [graph.treatment, *sorted(m for m in metrics if m in g)]:
+        for dst in sorted(before & nx.descendants(g, src)):
+            path = nx.shortest_path(g, src, dst)
+            where = graph.edges.index((path[0], path[1]))
+            what = "the treatment" if src == graph.treatment else f"metric '{src}' (measured during the experiment)"
+            fixed = "the treatment" if dst == graph.treatment else f"'{dst}' (fixed before assignment)"
+            raise fail(f"{what} cannot cause {fixed}: {' -> '.join(path)} runs backwards in time; "
+                       "a variable measured after assignment is an outcome, not a cause", f"edges[{where}]")
+
+
 def _population_level(metric: str) -> bool:
+    return _metric_class_attr(metric, "level") == "population"
+
+
+def _metric_class_attr(metric: str, name: str) -> Any:
+    """Class attribute ``name`` of metric plugin ``metric`` (None when unknown)."""
     from counterfeed.core.plugins import get_registry
 
     try:
-        return getattr(get_registry().info("metric", metric).cls, "level", "user") == "population"
+        return getattr(get_registry().info("metric", metric).cls, name, None)
     except Exception:  # noqa: BLE001 - an unknown metric is reported by resolve
-        return False
+        return None
 
 
 def _unknown(node: str, known: set[str]) -> str:
     import difflib
+
+    if node == "segment":  # logged_variables drops it for a single segment
+        return ("'segment' is not a covariate of this scenario: the population has a single segment (a "
+                "constant); declare population.segments, or remove the node")
 
     close = difflib.get_close_matches(node, sorted(known), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -239,9 +280,11 @@ def _unknown(node: str, known: set[str]) -> str:
             f"covariates, instrument) and not listed in unobserved{hint}")
 
 
-def check_backdoor(sc: Any, who: str = "a back-door estimator") -> list[str]:
+def check_backdoor(sc: Any, who: str = "a back-door estimator", *, needs_adjustment: bool = False) -> list[str]:
     """The back-door adjustment set of ``sc``'s graph; a located ScenarioError when the scenario has
-    no graph or no observed set satisfies the back-door criterion (for estimators' ``check_scenario``)."""
+    no graph or no observed set satisfies the back-door criterion (for estimators' ``check_scenario``),
+    or, with ``needs_adjustment`` (an estimator that models the propensity, e.g. AIPW), when the set
+    is empty."""
     graph = scenario_graph(sc)
     if graph is None:
         raise sc.error(f"{who} needs a causal graph (graph: treatment, outcome, edges)", "graph")
@@ -251,6 +294,11 @@ def check_backdoor(sc: Any, who: str = "a back-door estimator") -> list[str]:
         raise sc.error(f"no valid adjustment set for {who}: every set of observed variables leaves a "
                        f"back-door path from '{graph.treatment}' to '{graph.outcome}' open"
                        + (f" (through unobserved {', '.join(hidden)})" if hidden else ""), "graph")
+    if needs_adjustment and not z:
+        raise sc.error(f"{who} needs at least one adjustment covariate, but the declared graph has no "
+                       f"back-door path from '{graph.treatment}' to '{graph.outcome}' (an empty adjustment "
+                       "set: the graph says assignment is as good as random); declare the covariates that "
+                       "drive assignment, or use diff-in-means", "graph.edges")
     return z
 
 

@@ -33,11 +33,12 @@ This module holds only the pydantic models (no NumPy): ``counterfeed validate`` 
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
-__all__ = ["AssignmentSpec", "RandomizedSpec", "SelectionSpec", "EncouragementSpec", "StaggeredSpec",
+__all__ = ["check_observational", "check_design_for", "check_arm_sizes", "everyone_adopts", "AssignmentSpec", "RandomizedSpec", "SelectionSpec", "EncouragementSpec", "StaggeredSpec",
            "CohortSpec", "GraphSpec", "OBSERVED_COVARIATES", "LATENT_TRAITS", "SELECTION_INPUTS"]
 
 #: covariates a selection may depend on (``AnalysisData.covariates``' columns; ``feature_<k>`` too
@@ -155,11 +156,27 @@ def check_observational(sc: Any) -> None:
         scenario_graph(sc)
 
 
+#: users each arm needs for an interval (two independent units, the standards' minimum)
+MIN_PER_ARM = 2
+#: a logit beyond this bound for every user makes the assignment deterministic in practice
+#: (a probability below 1/(1 + e^25) ~ 1.4e-11 per user)
+SURE_LOGIT = 25.0
+
+
 def _check_mechanism(sc: Any, spec: Any) -> None:
     where = "experiment.assignment"
     if len(sc.arms) != 2:
         raise sc.error(f"mechanism '{spec.mechanism}' needs exactly two arms (a control and a treatment), "
                        f"got {len(sc.arms)}", "experiment.arms")
+    from counterfeed.core.scenario_messages import from_set
+
+    if "experiment.split" in sc._lines or from_set("experiment.split", sc._overridden):
+        raise sc.error(f"experiment.split has no effect under mechanism '{spec.mechanism}' (the mechanism "
+                       "decides who is treated); remove it", "experiment.split")
+    if sc.population.users < 2 * MIN_PER_ARM:
+        raise sc.error(f"mechanism '{spec.mechanism}' needs at least {2 * MIN_PER_ARM} users (at least "
+                       f"{MIN_PER_ARM} in each arm for any interval), got {sc.population.users}",
+                       "population.users")
     if spec.treatment is not None and spec.treatment not in sc.arms:
         raise sc.error(f"unknown arm '{spec.treatment}' (arms: {', '.join(sc.arms)})", f"{where}.treatment")
     if spec.treatment == sc.control:
@@ -181,6 +198,68 @@ def _check_mechanism(sc: Any, spec: Any) -> None:
     if any(k.startswith("pre_") for k in spec.coefficients) and sc.experiment.pre_period <= 0:
         raise sc.error("pre-period covariates need a pre-period (experiment.pre_period > 0)",
                        f"{where}.coefficients")
+    _check_logit_range(sc, spec)
+
+
+def _check_logit_range(sc: Any, spec: Any) -> None:
+    """Reject a logit that is beyond +-SURE_LOGIT for every possible user: everyone (or no one) is
+    treated, so one arm is empty. A standardized input of n users lies within +-sqrt(n - 1)."""
+    spread = sum(abs(v) for v in spec.coefficients.values()) * math.sqrt(max(sc.population.users - 1, 1))
+    shifts = [0.0, *spec.segments.values()]
+    if isinstance(spec, EncouragementSpec):
+        shifts = [s + n for s in shifts for n in (0.0, spec.nudge_effect)]
+    low, high = spec.intercept + min(shifts) - spread, spec.intercept + max(shifts) + spread
+    for bound, who in ((low, "every"), (-high, "no")):
+        if bound > SURE_LOGIT:
+            raise sc.error(f"{who} user would be treated: the opt-in logit lies between {low:.3g} and {high:.3g} "
+                           f"for every user (|logit| > {SURE_LOGIT:g} is a sure outcome), so one arm is empty "
+                           "and no effect can be estimated; use an intercept nearer 0",
+                           "experiment.assignment.intercept")
+
+
+def check_arm_sizes(sc: Any, arms: Any) -> None:
+    """After a non-randomized assignment (``arms``: each user's arm), each arm needs MIN_PER_ARM users
+    (except the control of a rollout that takes everyone: the not-yet-treated are its comparison).
+    Raises a ScenarioError located at ``experiment.assignment``: only the drawn data can tell."""
+    spec = sc.experiment.assignment
+    counts = {a: int((arms == a).sum()) for a in sc.arms}
+    skip = {sc.control} if isinstance(spec, StaggeredSpec) and everyone_adopts(sc) else set()
+    for arm, n in counts.items():
+        if arm not in skip and n < MIN_PER_ARM:
+            got = ", ".join(f"{a}: {k}" for a, k in counts.items())
+            raise sc.error(f"the {spec.mechanism} assignment put {n} user(s) in arm '{arm}' ({got} of "
+                           f"{sum(counts.values())} users); each arm needs at least {MIN_PER_ARM} for an estimate "
+                           "with an interval: move the assignment's intercept or coefficients toward 0, or "
+                           "raise population.users", "experiment.assignment")
+
+
+def everyone_adopts(sc: Any) -> bool:
+    """Whether a staggered rollout's cohorts take every user (no never-treated users are left)."""
+    cohorts = list(sc.experiment.assignment.cohorts)
+    if all(c.share is not None for c in cohorts):
+        return sum(c.share for c in cohorts) >= 1 - 1e-9
+    return {s for c in cohorts for s in c.segments or []} >= set(sc.population.segments)
+
+
+def check_design_for(sc: Any, est: Any) -> None:
+    """Whether estimator ``est`` can analyse ``sc``'s non-randomized design (after its own
+    ``check_scenario``): a rollout that takes every user leaves the control arm empty (only a panel
+    estimator comparing with the not-yet-treated can go on), and a panel estimator needs a period
+    before some cohort adopts. Raises a located ScenarioError."""
+    spec = sc.experiment.assignment
+    if not isinstance(spec, StaggeredSpec):
+        return
+    where = "experiment.assignment.cohorts"
+    panel = bool(getattr(est.tags, "requires_panel", False))
+    not_yet = getattr(est.options, "control_group", None) == "not_yet_treated"
+    if everyone_adopts(sc) and not (panel and not_yet):
+        raise sc.error(f"every user adopts, so the control arm '{sc.control}' is empty and estimator "
+                       f"'{est.name}' has no never-treated users to compare with; leave a share of the users "
+                       "out of the cohorts (shares summing to less than 1)", where)
+    if panel and sc.experiment.pre_period <= 0 and all(c.at <= 0 for c in spec.cohorts):
+        raise sc.error(f"estimator '{est.name}': every cohort adopts at the start and there is no pre-period, "
+                       "so no adopter has an untreated period to difference against; add "
+                       "experiment.pre_period or a later cohort", f"{where}[0].at")
 
 
 def _check_cohorts(sc: Any, spec: StaggeredSpec, segments: list[str]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from counterfeed.core.contracts import Estimator, Metric, MetricInfo, Recommender, UserModel
 from counterfeed.core.plugins import Registry, get_registry
 from counterfeed.core.scenario import Scenario
+from counterfeed.core.observational_spec import check_design_for
 from counterfeed.core.scenario_heterogeneity import check_targeting
 from counterfeed.errors import CounterfeedError, ScenarioError
 
@@ -133,6 +134,7 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
         if not problems:  # an estimator checks its preconditions on an otherwise valid scenario
             try:
                 est.check_scenario(sc)
+                check_design_for(sc, est)
             except ScenarioError as err:
                 problems.append(sc.locate(err))
                 continue

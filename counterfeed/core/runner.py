@@ -22,6 +22,7 @@ from counterfeed.core.estimation import CATE, Estimate
 from counterfeed.core.executors import available_cores, get_executor
 from counterfeed.core.experiment import (AB_WORLD, Assignment, FixedAssignment, everyone_on, split_assignment, world_arm,
                                          world_names)
+from counterfeed.core.observational_spec import check_arm_sizes
 from counterfeed.core.mechanisms import mechanism_assignment, mechanism_summary, write_assignment
 from counterfeed.core.longterm import is_population, population_report, world_long_term
 from counterfeed.core.outcomes import world_outcomes
@@ -47,7 +48,7 @@ from counterfeed.core.user_truth import (conditional_effects, replication_keys, 
                                          split_replication, user_effects)
 from counterfeed.core.causal_graph import dgp_graph, write_dgp_graph
 from counterfeed.core.truth_observational import observational_truth
-from counterfeed.errors import ModelError, OutputError, ScenarioError
+from counterfeed.errors import DataError, ModelError, OutputError, ScenarioError
 
 __all__ = ["run", "resolve", "Plan", "simulate_world", "world_assignment_component", "RunDirectory"]
 
@@ -326,6 +327,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
                                     mechanism, plan.metrics, sc.total_days)
         truth = pd.concat([truth, extra], ignore_index=True) if len(extra) else truth
         ab = outcomes[outcomes["world"] == AB_WORLD].drop(columns="world").reset_index(drop=True)
+        if mechanism:
+            check_arm_sizes(sc, ab["arm"])
         allocation = next(o.allocation for o in outputs if o.world == AB_WORLD)
         probabilities = next(o.probabilities for o in outputs if o.world == AB_WORLD)
         srm_result = srm(sc, ab, allocation or ({"probabilities": probabilities} if mechanism else None))
@@ -336,8 +339,11 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
                                           ab["user"].to_numpy(), sc.population.features, keys)
         estimates: list[Estimate] = []
         unestimated: list[str] = []
-        for est in plan.estimators:
-            estimates += _estimate(est, data, unestimated)
+        for i, est in enumerate(plan.estimators):
+            try:
+                estimates += _estimate(est, data, unestimated)
+            except (DataError, ModelError) as exc:  # located at the estimator's entry of the scenario
+                raise type(exc)(f"{sc.error(str(exc), f'analysis[{i}]')}") from None
         for line in unestimated:  # a warning, not progress: shown even with --quiet
             print(f"warning: {line}", file=sys.stderr, flush=True)
         score_estimates(estimates, truth)

@@ -84,14 +84,8 @@ class _Backdoor(Estimator):
     propensity: ClassVar[bool] = True
     #: the conformance suite runs the refuters with two simulations each (the rules check the interface)
     conformance_options: ClassVar[dict[str, Any]] = {"refutation_simulations": 2}
-
-    def check_scenario(self, scenario: Any) -> None:
-        """Unless ``proceed_when_unidentifiable``, the scenario's graph must have a back-door set:
-        ``validate`` rejects it before simulating (:func:`counterfeed.core.causal_graph.check_backdoor`)."""
-        if not self.options.proceed_when_unidentifiable:
-            from counterfeed.core.causal_graph import check_backdoor
-
-            check_backdoor(scenario, f"'{self.name}'")
+    #: the method models the propensity from the adjustment set, so it needs a non-empty one
+    needs_adjustment: ClassVar[bool] = False
 
     @abstractmethod
     def _fit(self, comp: Any, adjust: list[str], seed: int) -> Any:
@@ -103,7 +97,7 @@ class _Backdoor(Estimator):
         from counterfeed.core.causal_graph import check_backdoor, scenario_graph
 
         if not self.options.proceed_when_unidentifiable:
-            check_backdoor(scenario, f"estimator '{self.name}'")
+            check_backdoor(scenario, f"estimator '{self.name}'", needs_adjustment=self.needs_adjustment)
         elif scenario_graph(scenario) is None:
             raise scenario.error(f"estimator '{self.name}' needs a causal graph (graph: treatment, outcome, edges)",
                                  "graph")
@@ -218,6 +212,7 @@ class AIPW(_Backdoor):
 
     name = "aipw"
     Options = AIPWOptions
+    needs_adjustment = True
 
     def _fit(self, comp, adjust, seed):
         return bd.fit_aipw(comp.frame, adjust, self.options.folds, self.options.outcome_model, seed)
@@ -314,13 +309,9 @@ class _Panel(Estimator):
         """A staggered rollout (the per-period panel and adoption days come from it) with someone to
         compare the adopters with: never-treated users or a later cohort (not yet treated)."""
         _require_mechanism(scenario, "staggered", self.name)
-        spec = scenario.experiment.assignment
-        cohorts = list(spec.cohorts)
-        if all(c.share is not None for c in cohorts):
-            everyone = sum(c.share for c in cohorts) >= 1 - 1e-9
-        else:
-            everyone = {s for c in cohorts for s in c.segments or []} >= set(scenario.population.segments)
-        if everyone and len({c.at for c in cohorts}) == 1:
+        from counterfeed.core.observational_spec import everyone_adopts
+
+        if everyone_adopts(scenario) and len({c.at for c in scenario.experiment.assignment.cohorts}) == 1:
             raise scenario.error(
                 f"estimator '{self.name}': every user adopts at the same date, so no never-treated or "
                 "not-yet-treated users are left to compare with and the effect on the treated is not "
