@@ -18,7 +18,7 @@ from counterfeed.core import figures
 from counterfeed.core._report_render import _KV, _Doc, _Figure, _Links, _Para, _Table
 from counterfeed.core.display import fmt, fmt_p, num
 from counterfeed.core.experiment import AB_WORLD, world_arm
-from counterfeed.core.findings import Assessed, assess, headline
+from counterfeed.core.findings import Assessed, assess, headline, mechanism_of, reports_naive
 from counterfeed.core.results import RunResult
 from counterfeed.core.scenario import format_duration
 
@@ -77,7 +77,7 @@ def figure_path(figdir: Path, stem: str) -> Path:
     return figdir / f"{name}.png"
 
 
-def _compact(value: Any, limit: int = 160) -> str:
+def _compact(value: Any, limit: int | None = 160) -> str:
     if isinstance(value, float):
         text = fmt(value)
     elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
@@ -86,7 +86,7 @@ def _compact(value: Any, limit: int = 160) -> str:
         text = json.dumps(value, default=str, separators=(", ", ": "))
     else:
         text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 # -- headline and run ---------------------------------------------------------------------------------
@@ -101,7 +101,8 @@ def _header(doc: _Doc, run: RunView) -> None:
     doc.h(2, "Run")
     if (sc.description or "").strip():
         doc.add(_Para(sc.description.strip()))
-    split = exp.split or {}
+    mech = mechanism_of(sc)
+    split = (exp.split or {}) if mech == "randomized" else {}  # a mechanism plans no split
     arms = ", ".join(a + (f" {num(split.get(a)):.0%}" if num(split.get(a)) is not None else "")
                      + (" (control)" if a == run.control and a != "control" else "") for a in run.arms)
     duration = format_duration(exp.duration)
@@ -111,7 +112,8 @@ def _header(doc: _Doc, run: RunView) -> None:
     timings = m.get("timings") or {}
     total = num(timings.get("total")) or num(timings.get("total_s"))
     rows = [["Scenario", run.name], ["Seed", str(m.get("seed", sc.seed))], ["Users", f"{int(users):,}"],
-            ["Arms and split", arms], ["Duration", duration], ["Interval level", f"{run.level:.0%}"],
+            ["Arms and split", arms] if mech == "randomized" else
+            ["Arms and assignment", f"{arms}; assigned by mechanism '{mech}' (no planned split)"], ["Duration", duration], ["Interval level", f"{run.level:.0%}"],
             ["Created", str(m.get("created", "—"))],
             ["counterfeed version", str(m.get("counterfeed_version", "—"))]]
     if total is not None:
@@ -132,7 +134,9 @@ def _srm(doc: _Doc, run: RunView) -> None:
                       f"chance allows ({stat}). Check assignment and logging before trusting any "
                       f"estimate below.", "warn"))
     else:
-        doc.add(_Para(f"Arm sizes match the planned split ({stat}).", "ok"))
+        planned = "the planned split" if mechanism_of(run.scenario) == "randomized" else \
+            "the sizes the assignment mechanism's own probabilities predict"
+        doc.add(_Para(f"Arm sizes match {planned} ({stat}).", "ok"))
     obs, exp = srm.get("observed") or {}, srm.get("expected") or {}
     rows = []
     for arm in list(dict.fromkeys(list(obs) + list(exp))):
@@ -293,6 +297,11 @@ def _diagnostics(doc: _Doc, run: RunView) -> None:
         return
     doc.h(2, "Diagnostics")
     warned = [(e, w) for e in run.estimates for w in _warnings_of(e)]
+    mech = mechanism_of(run.scenario)
+    if mech != "randomized":  # an estimator that does not model the design compares the arms as randomized
+        warned += [(e, f"naive: assignment was not randomized (mechanism: {mech}); this comparison of the arms "
+                       "is confounded") for e in {(e.estimator, e.metric, e.arm): e for e in run.estimates
+                                                  if not reports_naive(e)}.values()]
     if warned:
         doc.add(_Para(f"{len(warned)} warning(s) from the estimators:", "caution",
                       [f"{e.estimator} · {e.metric} · {e.arm}" + (f" · {e.segment}" if e.segment else "")
@@ -302,7 +311,7 @@ def _diagnostics(doc: _Doc, run: RunView) -> None:
     rows = []
     for e in run.estimates:
         d = {k: v for k, v in e.diagnostics.items() if k != "warnings"}
-        text = "; ".join(f"{k}={_compact(v)}" for k, v in d.items()) or "—"
+        text = "; ".join(f"{k}={_compact(v, None)}" for k, v in d.items()) or "—"  # never cut numbers
         rows.append([e.estimator, e.metric, e.arm, e.segment or "all", e.estimand, (text, "code")])
     doc.add(_Table(["Estimator", "Metric", "Arm", "Segment", "Estimand", "Diagnostics"], rows, small=True))
 

@@ -129,7 +129,8 @@ def _load(sc: Any, spec: GraphSpec) -> tuple[GraphSpec, str | None, dict[str, in
     """The graph spec (inline, or read from ``spec.file``), its file, line map and field prefix."""
     if spec.file is None:
         return spec, sc.file, {}, "graph"  # located through sc.error
-    inline = sorted(k for k in spec.model_fields_set - {"file"} if k in GraphSpec.model_fields)
+    default = GraphSpec()
+    inline = sorted(k for k in GraphSpec.model_fields if k != "file" and getattr(spec, k) != getattr(default, k))
     if inline:
         raise sc.error(f"give either graph.file or the inline graph ({', '.join(inline)}), not both: the "
                        "two could disagree", "graph.file")

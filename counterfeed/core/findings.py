@@ -34,7 +34,7 @@ from counterfeed.core.plugins import get_registry
 from counterfeed.core.results import RunResult
 from counterfeed.errors import CounterfeedError
 
-__all__ = ["Assessed", "assess", "headline", "main_estimates"]
+__all__ = ["Assessed", "assess", "headline", "main_estimates", "mechanism_of", "reports_naive"]
 
 #: estimands whose A/B-world contrast can be computed from per-user outcomes
 _CONTRASTS: dict[str, Callable[[float, float], float]] = {
@@ -119,9 +119,14 @@ def _interference(result: RunResult) -> dict[tuple, float]:
 
 
 # -- the headline -----------------------------------------------------------------------------------
-def main_estimates(estimates: list[Estimate]) -> list[Estimate]:
-    """The headline estimates: first metric, first estimator, difference, all users, each arm."""
+def main_estimates(estimates: list[Estimate], randomized: bool = True) -> list[Estimate]:
+    """The headline estimates: first metric, first estimator, difference, all users, each arm. Under a
+    non-randomized design an estimator that fits it (an observational estimator: it reports the naive
+    comparison in ``diagnostics["naive..."]``) comes first, whatever its estimand (ATE, ATT, LATE)."""
     cands = [e for e in estimates if e.estimand == "difference" and e.segment is None and num(e.point) is not None]
+    design = [e for e in estimates if reports_naive(e) and e.segment is None and e.estimand in
+              ("difference", "att", "late") and num(e.point) is not None]
+    cands = cands if randomized or not design else design
     if not cands:
         return []
     metric, estimator = cands[0].metric, cands[0].estimator
@@ -138,8 +143,12 @@ def headline(result: RunResult, assessed: list[Assessed] | None = None) -> list[
     the intervals fared against the truth (and why the misses missed), and a sample-ratio alarm."""
     assessed = assess(result) if assessed is None else assessed
     by_id = {id(a.estimate): a for a in assessed}
-    out = [_conclusion(e, by_id.get(id(e))) for e in main_estimates(result.estimates)]
-    out += _interference_lines(result, assessed)
+    mech = mechanism_of(result.scenario)
+    mains = main_estimates(result.estimates, mech == "randomized")
+    out = [_non_randomized(mech, mains)] if mech != "randomized" else []
+    out += [_conclusion(e, by_id.get(id(e))) for e in mains]
+    if mech != "staggered":  # a rollout's partial exposure is not interference between arms
+        out += _interference_lines(result, assessed)
     scored = [a for a in assessed if a.estimate.covered is not None]
     if scored:
         k = sum(bool(a.estimate.covered) for a in scored)
@@ -157,6 +166,29 @@ def headline(result: RunResult, assessed: list[Assessed] | None = None) -> list[
         out.append(f"Sample ratio mismatch detected ({_p_text(srm.get('p_value'))}): "
                    "the assignment is suspect, and so are the estimates.")
     return out
+
+
+def reports_naive(e: Estimate) -> bool:
+    """An observational estimator: it reports the naive comparison beside its own (``naive``,
+    ``naive_whole_period``)."""
+    return any(str(k).startswith("naive") for k in e.diagnostics)
+
+
+def mechanism_of(scenario: Any) -> str:
+    """The scenario's assignment mechanism (``randomized`` without ``experiment.assignment``)."""
+    return str(getattr(getattr(scenario.experiment, "assignment", None), "mechanism", None) or "randomized")
+
+
+def _non_randomized(mech: str, mains: list[Estimate]) -> str:
+    if mains and reports_naive(mains[0]):
+        e = mains[0]
+        name = {"difference": "ATE", "att": "ATT", "late": "LATE"}.get(e.estimand, e.estimand)
+        return (f"Assignment was not randomized (mechanism: {mech}): a plain comparison of the arms is "
+                f"confounded, so the headline is {e.estimator}'s {name} estimate, which relies on the "
+                "design's identifying assumptions (docs/observational.md).")
+    return (f"Assignment was not randomized (mechanism: {mech}): the estimate below is a naive comparison of "
+            "the arms, confounded by who took the treatment; add an estimator that fits the design (aipw, "
+            "iv-2sls, did-staggered; docs/observational.md).")
 
 
 def _conclusion(e: Estimate, a: Assessed | None) -> str:
@@ -184,7 +216,7 @@ def _interference_lines(result: RunResult, assessed: list[Assessed]) -> list[str
     """One sentence per main estimate whose error has an interference component larger than its
     estimation error, or whose interval missed because of it."""
     out = []
-    mains = {id(e) for e in main_estimates(result.estimates)}
+    mains = {id(e) for e in main_estimates(result.estimates, mechanism_of(result.scenario) == "randomized")}
     for a in assessed:
         e = a.estimate
         if id(e) not in mains or a.bias is None or a.interference is None:

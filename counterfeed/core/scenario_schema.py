@@ -404,6 +404,8 @@ class Scenario(_Strict):
         for key in ("duration", "pre_period", "batch_window", "retrain_every"):
             if exp.get(key) is not None:
                 exp[key] = format_duration(exp[key])
+        if (exp.get("assignment") or {}).get("mechanism", "randomized") != "randomized":
+            exp.pop("split", None)  # a mechanism plans no split (check_observational rejects one)
         for key in ("phases", "allocation", "assignment"):  # absent unless used: older scenarios dump unchanged
             if exp.get(key) is None:
                 exp.pop(key, None)

@@ -116,3 +116,18 @@ def test_a_graph_with_a_mediator_and_post_treatment_metrics_is_still_accepted(tm
     graph = {"outcome": "clicks", "edges": [*BASE_EDGES, "treatment -> sessions", "sessions -> clicks",
                                             "treatment -> clicks", "clicks -> dwell"]}
     resolve(load_scenario(small_selection(tmp_path, graph)))
+
+
+def test_a_resolved_scenario_round_trips_with_a_graph_file_and_a_mechanism(tmp_path):
+    """The run directory's scenario.yaml (to_dict: defaults filled in) is read again: neither the
+    default graph keys beside graph.file nor the default split under a mechanism may be taken for
+    what the user wrote."""
+    (tmp_path / "g.yaml").write_text("outcome: clicks\nedges: [pre_sessions -> treatment, pre_sessions -> clicks,"
+                                     " treatment -> clicks]\n")
+    sc = load_scenario(small_selection(tmp_path, {"file": "g.yaml"}))
+    again = sc.with_overrides({"population.users": 30})
+    assert again.population.users == 30 and again.graph.file == "g.yaml"
+    assert "split" not in sc.to_dict()["experiment"]
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(sc.to_yaml())
+    assert load_scenario(copy).experiment.split == {"control": 0.5, "treatment": 0.5}
