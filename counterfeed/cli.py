@@ -213,7 +213,10 @@ def _print_estimate_notes(console: Any, estimates: list[Any]) -> None:
     for e in estimates:
         where = f"{e.estimator} · {e.metric} · {e.arm}" + (f" · {e.segment}" if e.segment else "")
         if e.point is not None and (_fmt(e.lower) == "-" or _fmt(e.upper) == "-"):
-            lines.append(f"{where}: interval [-, -]: no finite interval (unbounded, e.g. Fieller's interval for a "
+            ar = e.diagnostics.get("ar_set")  # an instrumental-variable estimate's Anderson-Rubin set
+            lines.append(f"{where}: interval [-, -]: no finite interval (the Anderson-Rubin set is {ar}: the "
+                         "instrument is too weak to bound the effect)" if ar else
+                         f"{where}: interval [-, -]: no finite interval (unbounded, e.g. Fieller's interval for a "
                          "relative lift whose control mean is not clearly away from 0, or not computable; see "
                          "the warnings)")
         lines.extend(f"warning ({where}): {w}" for w in _warnings_of(e))

@@ -186,6 +186,9 @@ def scenario_graph(sc: Any) -> CausalGraph | None:
             raise fail(f"expected an edge 'parent -> child', got {text!r}", f"edges[{i}]")
         if m.group(1) == m.group(2):
             raise fail(f"'{m.group(1)}' has an edge to itself (a cycle)", f"edges[{i}]")
+        if (m.group(1), m.group(2)) in edges:
+            first = edges.index((m.group(1), m.group(2)))
+            raise fail(f"the edge '{m.group(1)} -> {m.group(2)}' is listed twice (also edges[{first}])", f"edges[{i}]")
         edges.append((m.group(1), m.group(2)))
     if spec.outcome is None:
         raise fail("missing: the outcome node (an analysed metric, e.g. clicks)", "outcome")
@@ -212,6 +215,9 @@ def scenario_graph(sc: Any) -> CausalGraph | None:
                 raise fail(_unknown(n, known), f"nodes[{i}]")
             if key == "unobserved" and n in (spec.treatment, spec.outcome):
                 raise fail(f"'{n}' is the treatment or the outcome; it cannot be unobserved", f"unobserved[{i}]")
+            if key == "unobserved" and not any(n in e for e in edges):
+                raise fail(f"unobserved node '{n}' is in no edge (a typo?); an unobserved variable matters only "
+                           "through the edges that name it", f"unobserved[{i}]")
     if spec.treatment != TREATMENT:
         raise fail(f"the treatment node must be '{TREATMENT}' (the arm indicator), got '{spec.treatment}'",
                    "treatment")

@@ -168,9 +168,7 @@ def _check_mechanism(sc: Any, spec: Any) -> None:
     if len(sc.arms) != 2:
         raise sc.error(f"mechanism '{spec.mechanism}' needs exactly two arms (a control and a treatment), "
                        f"got {len(sc.arms)}", "experiment.arms")
-    from counterfeed.core.scenario_messages import from_set
-
-    if "experiment.split" in sc._lines or from_set("experiment.split", sc._overridden):
+    if sc.written("experiment.split"):
         raise sc.error(f"experiment.split has no effect under mechanism '{spec.mechanism}' (the mechanism "
                        "decides who is treated); remove it", "experiment.split")
     if sc.population.users < 2 * MIN_PER_ARM:

@@ -359,6 +359,11 @@ class Scenario(_Strict):
         """Line of ``field`` (dotted path) or of its closest ancestor present in the file."""
         return line_of(self._lines, field)
 
+    def written(self, field: str) -> bool:
+        """Whether the user wrote ``field`` (dotted path): in this scenario's file or with ``--set``
+        (a default filled in by validation is not written)."""
+        return field in self._lines or from_set(field, self._overridden)
+
     def error(self, message: str, field: str) -> ScenarioError:
         """A ScenarioError located at ``field``: its line in this scenario's file, or ``--set``
         when the command line set it."""

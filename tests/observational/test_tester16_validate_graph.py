@@ -78,6 +78,12 @@ CASES = [
     ("aipw-empty-set", {"outcome": "clicks", "edges": ["treatment -> clicks", "treatment -> sessions",
                                                        "clicks -> sessions"]},
      r":\d+: graph\.edges: estimator 'aipw' needs at least one adjustment covariate.*empty adjustment set"),
+    # LOW 4 (g08): an edge listed twice
+    ("duplicate-edge", {"outcome": "clicks", "edges": [*BASE_EDGES, "treatment -> clicks", "segment -> clicks"]},
+     r":\d+: graph\.edges\[5\]: the edge 'segment -> clicks' is listed twice \(also edges\[1\]\)"),
+    # LOW 4 (g09): an unobserved node no edge names (a typo)
+    ("unused-unobserved", {"outcome": "clicks", "unobserved": ["ghost"], "edges": [*BASE_EDGES, "treatment -> clicks"]},
+     r":\d+: graph\.unobserved\[0\]: unobserved node 'ghost' is in no edge"),
     # HIGH 6 (g11): a ratio metric as the outcome
     ("ratio-outcome", {"outcome": "ctr", "edges": [*BASE_EDGES[2:], "pre_sessions -> ctr", "treatment -> ctr"]},
      r":\d+: graph\.outcome: outcome 'ctr' is a ratio metric"),

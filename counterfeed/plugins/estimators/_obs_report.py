@@ -16,8 +16,15 @@ def _interval(e: Any) -> str:
 
 
 def _naive(e: Any) -> str:
+    """The naive difference with its unit and estimand where they differ from the estimate's."""
+    whole = "naive" not in e.diagnostics
     n = e.diagnostics.get("naive") or e.diagnostics.get("naive_whole_period")
-    return f"{fmt(n['point'])} [{fmt(n['lower'])}, {fmt(n['upper'])}]" if isinstance(n, dict) else "-"
+    if not isinstance(n, dict):
+        return "-"
+    text = f"{fmt(n.get('point'))} [{fmt(n.get('lower'))}, {fmt(n.get('upper'))}]"
+    if whole:  # a panel estimate is per user-period; this is per user over the whole experiment
+        return text + " (whole period per user, not per period)"
+    return text + (" (all users: an ATE-style difference, not a LATE)" if e.estimand == "late" else "")
 
 
 def _refutations(e: Any) -> str:
