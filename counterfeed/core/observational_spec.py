@@ -249,7 +249,8 @@ def check_design_for(sc: Any, est: Any) -> None:
         return
     where = "experiment.assignment.cohorts"
     panel = bool(getattr(est.tags, "requires_panel", False))
-    not_yet = getattr(est.options, "control_group", None) == "not_yet_treated"
+    # a panel estimator without the choice (twfe) compares with whoever is untreated in each period
+    not_yet = getattr(est.options, "control_group", "not_yet_treated") == "not_yet_treated"
     if everyone_adopts(sc) and not (panel and not_yet):
         raise sc.error(f"every user adopts, so the control arm '{sc.control}' is empty and estimator "
                        f"'{est.name}' has no never-treated users to compare with; leave a share of the users "
