@@ -69,12 +69,28 @@ def from_set(path: str, overridden: Iterable[str]) -> bool:
     return False
 
 
+def _tagged_member(tp: Any, tag: str) -> Any:
+    """The member of a (possibly optional, annotated) union whose pydantic ``Tag`` is ``tag``; None if none."""
+    for arg in typing.get_args(tp):
+        if typing.get_origin(arg) is typing.Annotated:
+            base, *meta = typing.get_args(arg)
+            if any(getattr(m, "tag", None) == tag for m in meta):
+                return base
+        found = _tagged_member(arg, tag) if typing.get_args(arg) else None
+        if found is not None:
+            return found
+    return None
+
+
 def _model_at(root: type[BaseModel] | None, loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The schema model that owns the field at ``loc``, walking from ``root``."""
     current: Any = root
     for part in loc:
         if current is None:
             return None
+        if _is_tag(part):  # a discriminated union's branch (e.g. ``mechanism=selection``): take that member
+            current = _tagged_member(current, str(part)) or current  # validator wrappers are no member
+            continue
         if isinstance(current, type) and issubclass(current, BaseModel):
             f = current.model_fields.get(str(part))
             if f is None:
@@ -104,7 +120,8 @@ def _problem(err: dict[str, Any], root: type[BaseModel] | None, model: type[Base
     msg = err.get("msg", "invalid value")
     if typ == "extra_forbidden":
         bad = str(loc[-1]) if loc else "?"
-        owner = model if model is not None and len(loc) <= 1 else _model_at(root, loc[:-1])
+        raw = tuple(err.get("loc", ()))
+        owner = model if model is not None and len(loc) <= 1 else _model_at(root, raw[:-1])
         allowed = list(owner.model_fields) if owner is not None else []
         close = difflib.get_close_matches(bad, allowed, n=1, cutoff=0.6) if allowed else []
         hint = f"; did you mean '{close[0]}'?" if close else (

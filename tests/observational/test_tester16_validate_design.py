@@ -135,3 +135,12 @@ def test_an_estimator_data_error_in_a_run_names_the_analysis_entry(tmp_path, cap
     path = scenario(tmp_path, "observational_selection", change)
     rejected(path, rf"^Error: {re.escape(str(path))}:\d+: analysis\[0\]: diff-in-means: metric 'clicks', arm "
                    r"'control': needs at least 2 users, got 1$", capsys, commands=("run",))
+
+
+def test_a_misspelt_assignment_field_gets_a_did_you_mean(tmp_path, capsys):
+    """tester16 LOW 9: the assignment is a union tagged by its mechanism; an unknown field in it is
+    compared with that mechanism's own fields, as everywhere else in the schema."""
+    def change(data):
+        data["experiment"]["assignment"]["coefficents"] = data["experiment"]["assignment"].pop("coefficients")
+    rejected(scenario(tmp_path, "observational_selection", change),
+             r"experiment\.assignment\.coefficents: unknown field 'coefficents'; did you mean 'coefficients'\?", capsys)
