@@ -136,7 +136,11 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
                 est.check_scenario(sc)
                 check_design_for(sc, est)
             except ScenarioError as err:
-                problems.append(sc.locate(err))
+                located = sc.locate(err)
+                if located.line is None and located.file == sc.file and err.field and not err.others:
+                    # the field it names is not in the file (a missing section): point at the entry that needs it
+                    located = sc.error(f"{err.field}: {err.bare_message}", f"analysis[{i}]")
+                problems.append(located)
                 continue
         if metrics_ok:
             attempt(_check_estimator_metrics, plan, est, i)

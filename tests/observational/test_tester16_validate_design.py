@@ -144,3 +144,12 @@ def test_a_misspelt_assignment_field_gets_a_did_you_mean(tmp_path, capsys):
         data["experiment"]["assignment"]["coefficents"] = data["experiment"]["assignment"].pop("coefficients")
     rejected(scenario(tmp_path, "observational_selection", change),
              r"experiment\.assignment\.coefficents: unknown field 'coefficents'; did you mean 'coefficients'\?", capsys)
+
+
+def test_a_missing_graph_is_located_at_the_estimator_that_needs_it(tmp_path, capsys):
+    """tester16 LOW 10: with no graph: section in the file, the error points at the analysis entry
+    that needs one (file:line), not at a field the file does not have."""
+    def change(data):
+        data["analysis"] = [{"estimator": "diff-in-means"}, {"estimator": "aipw"}]
+    rejected(scenario(tmp_path, "staggered_rollout", change),
+             r"scenario\.yaml:\d+: analysis\[1\]: graph: estimator 'aipw' needs a causal graph", capsys)
