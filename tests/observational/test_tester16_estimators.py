@@ -208,3 +208,17 @@ def test_no_overlap_drops_aipw_sample_interval():
     t = x1 > 0
     e = one(AIPW, backdoor_data(x1, t, 1 + 2 * t + x1 + rng.normal(size=200)))
     assert "sample_interval" not in e.diagnostics
+
+
+def test_pre_trend_estimates_carry_standard_errors_and_a_violation_is_warned():
+    """tester16 LOW 8: pre-adoption event-time estimates come with their standard errors, and one
+    beyond the Bonferroni limit over the pre-periods is a PRE-TRENDS warning; within it, none."""
+    from counterfeed.plugins.estimators._obs_did import pre_trend_warning
+
+    # two pre-periods: the two-sided Bonferroni limit at 95% is z(1 - 0.05/4) = 2.24
+    assert pre_trend_warning({"-2": 0.1, "-1": 0.6}, {"-2": 0.1, "-1": 0.2}, 0.95) is not None  # 3.0 se
+    assert pre_trend_warning({"-2": 0.1, "-1": 0.42}, {"-2": 0.1, "-1": 0.2}, 0.95) is None  # 2.1 se
+    assert pre_trend_warning({"-1": 5.0}, {"-1": None}, 0.95) is None  # no standard error, no test
+    e = StaggeredDiD().estimate(small_panel(never=40))[0]
+    assert set(e.diagnostics["pre_trend_se"]) == set(e.diagnostics["pre_trend_estimates"])
+    assert all(s is None or s > 0 for s in e.diagnostics["pre_trend_se"].values())

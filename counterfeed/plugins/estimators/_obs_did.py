@@ -118,6 +118,7 @@ def fit_callaway_santanna(panel: pd.DataFrame, metric: str, estimator: str, *, l
     length = period_length(frame)
     events: dict[int, tuple[float, float]] = {}
     pre: dict[str, float] = {}
+    pre_se: dict[str, float | None] = {}
     for rel, row in event.iterrows():
         p, s = _row(row)
         if not math.isfinite(p):
@@ -126,10 +127,35 @@ def fit_callaway_santanna(panel: pd.DataFrame, metric: str, estimator: str, *, l
             events[int(round(int(rel) * length))] = (p, s)
         else:
             pre[str(int(rel))] = p
+            pre_se[str(int(rel))] = s if math.isfinite(s) else None
     diag = {"method": "callaway-santanna", "control_group": control_group, "period_days": length,
-            "cohorts": int(coh.notna().sum() and coh.dropna().nunique()), "pre_trend_estimates": pre}
+            "cohorts": int(coh.notna().sum() and coh.dropna().nunique()), "pre_trend_estimates": pre,
+            "pre_trend_se": pre_se}
+    flagged = pre_trend_warning(pre, pre_se, level)
+    if flagged:
+        diag["warnings"] = [flagged]
     thin = _thin_estimands(thin_cells(coh, np.sort(frame["period"].unique()), control_group), length)
     return PanelFit(point, se, math.inf, events, diag, thin)
+
+
+def pre_trend_warning(pre: dict[str, float], se: dict[str, float | None], level: float) -> str | None:
+    """A warning when a pre-adoption event-time estimate (periods before adoption, keys ``"-k"``) is
+    away from 0 beyond a Bonferroni-corrected two-sided ``level`` over the k estimates with a standard
+    error; None otherwise. Pre-period estimates are the usual check of parallel trends (Callaway and
+    Sant'Anna 2021, sec. 4); passing it does not prove them (Roth 2022, AER: Insights 4(3))."""
+    from scipy.stats import norm
+
+    tested = {k: (pre[k], s) for k, s in se.items() if s is not None and s > 0}
+    if not tested:
+        return None
+    crit = float(norm.ppf(1 - (1 - level) / (2 * len(tested))))
+    worst = max(tested, key=lambda k: abs(tested[k][0]) / tested[k][1])
+    z = abs(tested[worst][0]) / tested[worst][1]
+    if z <= crit:
+        return None
+    return (f"PRE-TRENDS: before adoption (event period {worst}) the estimate is {tested[worst][0]:.4g}, "
+            f"{z:.1f} standard errors from 0 (Bonferroni limit {crit:.2f} over {len(tested)} pre-periods): "
+            "parallel trends, which the ATT rests on, look violated")
 
 
 def thin_cells(coh: pd.Series, periods: np.ndarray, control_group: str) -> dict[tuple[float, int], tuple[int, int]]:

@@ -347,7 +347,7 @@ class _Panel(Estimator):
                         estimator=self.name, metric=metric, arm=arm, control=data.control, point=point,
                         lower=math.nan, upper=math.nan, level=level, estimand=estimand, p_value=None,
                         diagnostics={**fit.diagnostics, "se": None, "naive_whole_period": naive, "warnings": [
-                            f"NO INTERVAL: {estimand} uses a group-time cell with a single user on one side "
+                            *fit.diagnostics.get("warnings", []), f"NO INTERVAL: {estimand} uses a group-time cell with a single user on one side "
                             f"({fit.thin[key]}); an interval needs at least two independent users in each "
                             "group it compares"]}))
                     continue
