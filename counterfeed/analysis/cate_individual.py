@@ -60,6 +60,7 @@ from typing import Any, Literal
 import numpy as np
 
 from counterfeed.core.contracts import WorldEvents
+from counterfeed.core.scoring import interval_quantile
 from counterfeed.errors import DataError
 
 __all__ = ["ASSUMPTION", "ESTIMAND", "IndividualIntervals", "period_totals", "noise_variance",
@@ -146,8 +147,6 @@ def individual_intervals(point: np.ndarray, se: np.ndarray, y: np.ndarray, t: np
     modifiers : (n, q) the effect modifiers (the variance functions' regressors); ``names`` theirs.
     level : interval level; ``mode``: ``covariates`` or ``posterior`` (empirical Bayes for treated users).
     """
-    from scipy import stats
-
     n = point.size
     keep = np.ptp(modifiers, axis=0) > 0 if n else np.zeros(modifiers.shape[1], dtype=bool)
     design = np.column_stack([np.ones(n), modifiers[:, keep]])
@@ -159,7 +158,7 @@ def individual_intervals(point: np.ndarray, se: np.ndarray, y: np.ndarray, t: np
     b_fit = design @ pb
     big_v = design @ pa - b_fit  # E[(tau_i - tau_hat_i)^2 | X]
     prior = np.maximum(big_v, se ** 2)
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    z = interval_quantile(level)
     centre, var = point.copy(), prior.copy()
     if mode == "posterior":
         w = np.maximum(b_fit, 0.0) + v

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from counterfeed._json import clean
+from counterfeed.core.scoring import interval_quantile
 
 __all__ = ["score_cate", "uplift_curves", "truth_vector", "score_estimates_cate", "write_cate_scores",
            "SCORES_FILE", "CURVES_FILE", "EFFECTS_FILE", "SUMMARY_KEYS", "MC_KEYS", "ITE_KEYS", "truth_mc_error"]
@@ -172,7 +173,7 @@ def truth_mc_error(point: np.ndarray, tau: np.ndarray, lo: np.ndarray, hi: np.nd
     out["pehe_ratio_mc"] = out["pehe_mc"] / out["pehe_baseline_mc"] if base > 0 else None
     has = np.isfinite(lo) & np.isfinite(hi)
     if has.any() and replications >= 2:
-        z = float(stats.norm.ppf(0.5 + level / 2))
+        z = interval_quantile(level)
         s2 = ((hi[has] - lo[has]) / (2 * z)) ** 2
         v = s2 + se2[has]
         # Welch-Satterthwaite degrees of freedom: se^2 is estimated from R draws, s^2 is taken as known

@@ -43,10 +43,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from counterfeed._lazy import lazy_module
+from counterfeed.core.scoring import interval_quantile
 from counterfeed.errors import DataError
 
-stats = lazy_module("scipy.stats")  # imported when an interval is computed: keeps start-up light
 
 __all__ = ["PolicyValue", "PolicyScores", "policy_scores", "cross_fit_outcomes", "design_value"]
 
@@ -70,7 +69,7 @@ class PolicyValue:
             raise DataError(f"a policy value needs at least two users, got {n}")
         point = float(scores.mean())
         se = float(scores.std(ddof=1) / np.sqrt(n))
-        z = float(stats.norm.ppf(0.5 + level / 2))
+        z = interval_quantile(level)
         return cls(point, point - z * se, point + z * se, se, float(level), n)
 
     def covers(self, value: float) -> bool:
@@ -96,7 +95,7 @@ def design_value(scores: np.ndarray, rule: np.ndarray, arm: np.ndarray, y: np.nd
     hit = arm == rule
     se = float(np.sqrt(np.sum(hit * (1 - p) / p**2 * r * r)) / n)
     point = float(scores.mean())
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    z = interval_quantile(level)
     return PolicyValue(point, point - z * se, point + z * se, se, float(level), n)
 
 

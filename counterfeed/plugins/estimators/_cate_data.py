@@ -16,10 +16,10 @@ from typing import Any, Iterator, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from counterfeed.core.estimation import AnalysisData
 from counterfeed.core.randomness import Keys
+from counterfeed.core.scoring import interval_quantile
 from counterfeed.errors import DataError
 from counterfeed.plugins.estimators.cate import Nuisance
 
@@ -189,7 +189,7 @@ def dr_mean(c: Comparison, tau: np.ndarray, mu0: np.ndarray, level: float) -> tu
     psi = tau + c.t * (c.y - mu0 - tau) / c.e - (1 - c.t) * (c.y - mu0) / (1 - c.e)
     point = float(psi.mean())
     se = float(psi.std(ddof=1) / np.sqrt(psi.size))
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    z = interval_quantile(level)
     return point, point - z * se, point + z * se, se
 
 

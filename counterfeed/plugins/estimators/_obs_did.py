@@ -143,12 +143,12 @@ def pre_trend_warning(pre: dict[str, float], se: dict[str, float | None], level:
     away from 0 beyond a Bonferroni-corrected two-sided ``level`` over the k estimates with a standard
     error; None otherwise. Pre-period estimates are the usual check of parallel trends (Callaway and
     Sant'Anna 2021, sec. 4); passing it does not prove them (Roth 2022, AER: Insights 4(3))."""
-    from scipy.stats import norm
+    from counterfeed.core.scoring import interval_quantile
 
     tested = {k: (pre[k], s) for k, s in se.items() if s is not None and s > 0}
     if not tested:
         return None
-    crit = float(norm.ppf(1 - (1 - level) / (2 * len(tested))))
+    crit = interval_quantile(1 - (1 - level) / len(tested))
     worst = max(tested, key=lambda k: abs(tested[k][0]) / tested[k][1])
     z = abs(tested[worst][0]) / tested[worst][1]
     if z <= crit:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from counterfeed.core.scoring import interval_quantile
 from counterfeed.errors import ModelError
 from counterfeed.plugins.estimators._obs_data import quiet
 
@@ -89,7 +90,7 @@ def anderson_rubin(y: np.ndarray, t: np.ndarray, z: np.ndarray, level: float,
     e_y, e_t = y - x @ coef_y, t - x @ coef_t
     w = row * row
     v_yy, v_yt, v_tt = float(w @ (e_y * e_y)), float(w @ (e_y * e_t)), float(w @ (e_t * e_t))
-    q2 = float(stats.norm.ppf(0.5 + level / 2)) ** 2
+    q2 = interval_quantile(level) ** 2
     f = pi_t * pi_t / v_tt if v_tt > 0 else (math.inf if pi_t != 0 else 0.0)
     p = float(stats.chi2.sf(pi_y * pi_y / v_yy, 1)) if v_yy > 0 else (0.0 if pi_y != 0 else 1.0)
     a = pi_t * pi_t - q2 * v_tt

@@ -31,6 +31,7 @@ from pydantic import Field
 
 from counterfeed.core.estimation import CATE, AnalysisData, Estimate, Estimator, EstimatorOptions, EstimatorTags
 from counterfeed.core.hookspecs import hookimpl
+from counterfeed.core.scoring import interval_quantile
 from counterfeed.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover - pandas, scipy and the learners load when an estimate is made
@@ -197,8 +198,6 @@ def _individual(data: AnalysisData, c: Comparison, metric: str, effects: Any, mu
     """Add the individual conditional effect intervals (``ite_point``, ``ite_lower``, ``ite_upper``;
     NaN for users outside the comparison) to ``effects``; return their diagnostics
     (:func:`counterfeed.analysis.cate_individual.individual_intervals`)."""
-    from scipy import stats
-
     from counterfeed.analysis.cate_individual import individual_intervals, noise_variance, period_totals
 
     if data.events is None or data.end is None:
@@ -206,7 +205,7 @@ def _individual(data: AnalysisData, c: Comparison, metric: str, effects: Any, mu
                         "experiment's end (data.events, data.end): the users' noise comes from their daily values")
     users = data.outcomes["user"].to_numpy()[c.rows]
     v = noise_variance(period_totals(data.events, metric, users, data.start, data.end), c.y, metric)
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    z = interval_quantile(level)
     se = (effects["upper"].to_numpy()[c.rows] - effects["lower"].to_numpy()[c.rows]) / (2 * z)
     res = individual_intervals(effects["point"].to_numpy()[c.rows], se, c.y, c.t, mu0, v, c.x[:, modifiers],
                                [nm for nm, m in zip(names, modifiers) if m], level, mode)
@@ -393,7 +392,6 @@ class LinearInteractionCATE(_Cate):
 
     def fit_predict(self, c, train, x_test, random_state, level):
         import statsmodels.api as sm
-        from scipy import stats
 
         xt = c.x[train]
         keep = np.ptp(xt, axis=0) > 0
@@ -408,7 +406,7 @@ class LinearInteractionCATE(_Cate):
         base = np.column_stack([np.ones(len(z)), np.zeros(len(z)), z, np.zeros_like(z[:, mod])])
         tau = contrast @ res.params
         se = np.sqrt(np.einsum("ij,jk,ik->i", contrast, res.cov_params(), contrast))
-        q = float(stats.norm.ppf(0.5 + level / 2))
+        q = interval_quantile(level)
         return tau, tau - q * se, tau + q * se, base @ res.params
 
 
