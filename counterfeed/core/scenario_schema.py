@@ -9,6 +9,7 @@ an option is an error with the same file/line/field precision. Loading files is
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -21,6 +22,7 @@ from counterfeed.core.scenario_heterogeneity import FeaturesSpec, TargetingSpec,
 from counterfeed.core.observational_spec import AssignmentSpec, GraphSpec, check_observational
 from counterfeed.core.shard_spec import ExecutionSpec, check_execution
 from counterfeed.core.scenario_messages import SET_ORIGIN, from_set, kind_of, line_of, validation_message
+from counterfeed.core.scenario_overrides import Switch, apply_overrides, explain_switches
 from counterfeed.core.scenario_raw import with_plugin_problems
 from counterfeed.core.durations import format_duration, parse_duration
 from counterfeed.errors import ScenarioError
@@ -263,6 +265,8 @@ class Scenario(_Strict):
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
     _source: str | None = PrivateAttr(default=None)
     _overridden: tuple[str, ...] = PrivateAttr(default=())
+    _written: dict[str, Any] | None = PrivateAttr(default=None)  # the document as given to from_dict
+    _switches: tuple[Switch, ...] = PrivateAttr(default=())  # choices changed by --set
 
     @field_validator("name")
     @classmethod
@@ -298,6 +302,7 @@ class Scenario(_Strict):
         if not isinstance(data, dict):
             raise ScenarioError(f"expected a mapping at the top of the scenario, got {kind_of(data)}",
                                 file=file, line=1 if data is not None else None)
+        written = copy.deepcopy(data)
         try:
             sc = cls.model_validate(data)
         except ValidationError as exc:  # with the plugins' option problems (scenario_raw)
@@ -305,6 +310,7 @@ class Scenario(_Strict):
                                        overridden=overridden), data, file=file, lines=lines or {},
                                        overridden=overridden) from None
         sc._file, sc._lines, sc._source, sc._overridden = file, dict(lines or {}), source, overridden
+        sc._written = written
         sc._check_metric_names()
         check_heterogeneity(sc)
         check_observational(sc)
@@ -346,8 +352,8 @@ class Scenario(_Strict):
             return err
         located = self.error(err.bare_message, err.field)
         others = [self.locate(o) for o in err.others] if len(err.others) == len(err.also) else err.also
-        return ScenarioError(err.bare_message, file=located.file, line=located.line, field=err.field,
-                             also=others)
+        return explain_switches(ScenarioError(err.bare_message, file=located.file, line=located.line,
+                                              field=err.field, also=others), self._switches)
 
     # -- views ----------------------------------------------------------------------------------
     @property
@@ -405,37 +411,18 @@ class Scenario(_Strict):
     def with_overrides(self, overrides: dict[str, Any]) -> "Scenario":
         """A copy with dotted field paths replaced (``{'population.users': 1000}``), revalidated.
 
-        Problems in the replaced fields are attributed to ``--set``, not to a line of the file.
+        Problems in the replaced fields are attributed to ``--set``, not to a line of the file. The
+        overrides apply to the document as written, before defaults are filled in: a switched
+        choice (an assignment mechanism, a plugin) is validated with only the fields the user wrote.
         """
-        data = self.to_dict()
-        paths = tuple(_normal_path(p) for p in overrides)
-        for path, value in zip(paths, overrides.values()):
-            _set_path(data, path, value)
-        return Scenario.from_dict(data, file=self._file, lines=self._lines, source=self._source,
-                                  overridden=tuple(dict.fromkeys(self._overridden + paths)))
-
-
-def _normal_path(path: str) -> str:
-    """``analysis.0.alpha`` -> ``analysis[0].alpha`` (the form error messages use)."""
-    return re.sub(r"\.(\d+)(?=\.|\[|$)", r"[\1]", path.strip())
-
-
-def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
-    parts = [p for p in re.split(r"\.|\[(\d+)\]", path) if p]
-    cur: Any = data
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        key: Any = int(part) if part.isdigit() and isinstance(cur, list) else part
-        if isinstance(cur, list):
-            if not isinstance(key, int) or key >= len(cur):
-                raise ScenarioError(f"no element {part} in list", file=SET_ORIGIN, field=path)
-        elif not isinstance(cur, dict):
-            raise ScenarioError("is not a mapping", file=SET_ORIGIN, field=".".join(parts[:i]) or path)
-        if last:
-            cur[key] = value
-        else:
-            if isinstance(cur, dict) and key not in cur:
-                cur[key] = {}
-            cur = cur[key]
-
-
+        resolved = self.to_dict()  # fills paths the user never wrote (counterfeed.core.scenario_overrides)
+        data, paths, switches = apply_overrides(resolved if self._written is None else self._written,
+                                                resolved, overrides)
+        switches = [*self._switches, *switches]
+        try:
+            sc = Scenario.from_dict(data, file=self._file, lines=self._lines, source=self._source,
+                                    overridden=tuple(dict.fromkeys(self._overridden + paths)))
+        except ScenarioError as exc:
+            raise explain_switches(exc, switches) from None
+        sc._switches = tuple(switches)
+        return sc
