@@ -31,7 +31,9 @@ probability of the treatment arm is ``sigmoid(eta_i + nudge_effect Z_i)``.
 **Staggered rollout** (``mechanism: staggered``). Users fall into cohorts (a keyed draw against the
 cohorts' cumulative shares, or by segment); cohort ``c`` switches to the treatment arm at
 ``t0 + at_c`` (an :meth:`at_boundary` of the world) and keeps it; users in no cohort never adopt.
-The adoption day of every user is recorded (``inf``: never). The recorded probability of the
+The adoption day of every user is recorded on the simulation's clock (``t0 + at_c``; ``inf``:
+never), with ``t0`` as ``start``; the manifest's summary counts them on the experiment's clock
+(``at_c``, the scenario's). The recorded probability of the
 treatment arm is the probability of ever adopting (the share of users in any cohort, or 0/1 by
 segment).
 """
@@ -171,6 +173,7 @@ class StaggeredAssignment(Assignment):
                  salt: str, population: Population, start: float):
         super().__init__(arms)
         self.control, self.treatment, self.spec = int(control), int(treatment), spec
+        self.start_ = float(start)  # the experiment start (simulation day): the cohorts' ``at`` counts from it
         n = population.n
         if spec.cohorts[0].share is not None:
             shares = np.cumsum([float(c.share or 0.0) for c in spec.cohorts])
@@ -212,7 +215,7 @@ class StaggeredAssignment(Assignment):
     def record(self) -> dict[str, Any]:
         return {"mechanism": {"mechanism": "staggered", "probability": self.p_.copy(),
                               "adoption": self.adoption_.copy(), "cohort": self.cohort_.copy(),
-                              "period": float(self.spec.period)}}
+                              "period": float(self.spec.period), "start": self.start_}}
 
 
 def mechanism_assignment(sc: Any, keys: Keys, population: Population) -> Assignment | None:
@@ -229,7 +232,9 @@ def mechanism_assignment(sc: Any, keys: Keys, population: Population) -> Assignm
 
 
 def mechanism_summary(record: dict[str, Any]) -> dict[str, Any]:
-    """What the manifest keeps of a mechanism's record (counts and shares; JSON-able)."""
+    """What the manifest keeps of a mechanism's record (counts and shares; JSON-able). A rollout's
+    ``adoption`` counts users by adoption day since the experiment start (the scenario's
+    ``cohorts[].at``), which ``adoption_day_origin`` names."""
     p = np.asarray(record["probability"], dtype=np.float64)
     out: dict[str, Any] = {"mechanism": record["mechanism"], "mean_probability": float(p.mean()),
                            "min_probability": float(p.min()), "max_probability": float(p.max())}
@@ -237,9 +242,13 @@ def mechanism_summary(record: dict[str, Any]) -> dict[str, Any]:
         kinds, counts = np.unique(np.asarray(record["compliance"], dtype=str), return_counts=True)
         out["compliance"] = {str(k): int(c) for k, c in zip(kinds, counts)}
         out["nudged"] = int(np.sum(record["instrument"]))
-    if "adoption" in record:
+    if "adoption" in record:  # days of the experiment, the scenario's cohorts[].at (tester16 L5)
+        start = float(record["start"])
         days, counts = np.unique(np.asarray(record["adoption"], dtype=np.float64), return_counts=True)
-        out["adoption"] = {("never" if not np.isfinite(d) else f"{d:g}"): int(c) for d, c in zip(days, counts)}
+        out["adoption"] = {("never" if not np.isfinite(d) else f"{round(d - start, 9):g}"): int(c)
+                           for d, c in zip(days, counts)}
+        out["adoption_day_origin"] = "experiment start"
+        out["experiment_start_simulation_day"] = start  # assignment.parquet's adoption: simulation days
         out["period"] = record["period"]
     return out
 
@@ -247,7 +256,8 @@ def mechanism_summary(record: dict[str, Any]) -> dict[str, Any]:
 def write_assignment(directory: Any, record: dict[str, Any]) -> None:
     """``assignment.parquet`` in ``directory``: one row per user with the recorded ``probability`` of
     the treatment arm and whatever else the mechanism knows (``instrument``, both potential opt-ins,
-    ``compliance``; ``adoption`` day and ``cohort``)."""
+    ``compliance``; ``adoption`` day (simulation clock), ``adoption_experiment_day`` (the same day
+    counted from the experiment start, the scenario's ``cohorts[].at``) and ``cohort``)."""
     import pandas as pd
     from pathlib import Path
 
@@ -257,4 +267,6 @@ def write_assignment(directory: Any, record: dict[str, Any]) -> None:
         if key in record:
             value = np.asarray(record[key])
             cols[key] = value.astype(str) if value.dtype == object else value
+    if "adoption" in record:  # ``adoption`` is on the event log's clock; this one on the scenario's
+        cols["adoption_experiment_day"] = np.asarray(record["adoption"], dtype=np.float64) - float(record["start"])
     pd.DataFrame(cols).to_parquet(Path(directory) / "assignment.parquet", index=False)

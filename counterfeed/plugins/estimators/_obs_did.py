@@ -91,8 +91,10 @@ def period_length(panel: pd.DataFrame) -> float:
 
 
 def fit_callaway_santanna(panel: pd.DataFrame, metric: str, estimator: str, *, level: float,
-                          control_group: str = "not_yet_treated") -> PanelFit:
-    """Callaway-Sant'Anna through ``differences.ATTgt`` (see the module docstring)."""
+                          control_group: str = "not_yet_treated", start: float = 0.0) -> PanelFit:
+    """Callaway-Sant'Anna through ``differences.ATTgt`` (see the module docstring). ``start`` is the
+    experiment start (the panel's day of it): messages name cohorts by experiment day, the scenario's
+    ``cohorts[].at``."""
     from differences import ATTgt
 
     frame = _check_panel(panel, metric, estimator)
@@ -134,7 +136,7 @@ def fit_callaway_santanna(panel: pd.DataFrame, metric: str, estimator: str, *, l
     flagged = pre_trend_warning(pre, pre_se, level)
     if flagged:
         diag["warnings"] = [flagged]
-    thin = _thin_estimands(thin_cells(coh, np.sort(frame["period"].unique()), control_group), length)
+    thin = _thin_estimands(thin_cells(coh, np.sort(frame["period"].unique()), control_group), length, start)
     return PanelFit(point, se, math.inf, events, diag, thin)
 
 
@@ -177,11 +179,14 @@ def thin_cells(coh: pd.Series, periods: np.ndarray, control_group: str) -> dict[
     return out
 
 
-def _thin_estimands(cells: dict[tuple[float, int], tuple[int, int]], length: float) -> dict[Any, str]:
-    """``{"att" or event day k: reason}`` for the estimands built on a thin cell."""
+def _thin_estimands(cells: dict[tuple[float, int], tuple[int, int]], length: float,
+                    start: float = 0.0) -> dict[Any, str]:
+    """``{"att" or event day k: reason}`` for the estimands built on a thin cell; a cohort is named by
+    its adoption day since the experiment ``start`` (panel period ``p`` starts on day ``p * length``)."""
     out: dict[Any, str] = {}
     for (g, t), (n_g, n_c) in sorted(cells.items()):
-        why = f"cohort of period {int(g)}: {n_g} user(s); its comparison group at period {t}: {n_c} user(s)"
+        why = (f"cohort adopting on day {round(g * length - start, 9):g} of the experiment: {n_g} user(s); its "
+               f"comparison group in the period from experiment day {round(t * length - start, 9):g}: {n_c} user(s)")
         out.setdefault("att", why)
         out.setdefault(int(round((t - g) * length)), why)
     return out

@@ -376,7 +376,8 @@ class StaggeredDiD(_Panel):
     def _fits(self, data, panel, metric, level):
         from counterfeed.plugins.estimators._obs_did import fit_callaway_santanna
 
-        fit = fit_callaway_santanna(panel, metric, self.name, level=level, control_group=self.options.control_group)
+        fit = fit_callaway_santanna(panel, metric, self.name, level=level, control_group=self.options.control_group,
+                                    start=float(data.start))
         if not self.options.event_times:
             fit.events = {}
         return fit
