@@ -81,7 +81,8 @@ def record(res) -> dict:
             ind = e.diagnostics.get("individual_intervals")
             if ind:
                 cate[e.estimator]["ite_diagnostics"] = {k: ind.get(k) for k in (
-                    "mode", "unexplained_variance", "unexplained_variance_se", "floored_share", "cells")}
+                    "mode", "unexplained_variance", "unexplained_variance_se", "identified_bounds", "floored_share",
+                    "cells")}
     return {"seed": res.seed, "n_users": int(res.manifest["n_users"]), "rules": rules, "cate": cate}
 
 
@@ -95,7 +96,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=None, help="override population.users")
     ap.add_argument("--truth-replications", type=int, default=None, help="override truth.replications")
     ap.add_argument("--estimators", default=None, help="comma-separated CATE estimators (default: the scenario's)")
-    ap.add_argument("--individual", default=None, choices=["none", "covariates", "posterior"],
+    ap.add_argument("--individual", default=None, choices=["none", "covariates", "posterior", "bounds"],
                     help="override the CATE estimators' individual_intervals option")
     args = ap.parse_args()
     if args.merge:
@@ -230,6 +231,10 @@ def _individual_lines(est: str, d: list[dict]) -> None:
         print(f"{est:14s} INDIVIDUAL intervals: mean width {np.mean(w):.2f}; unexplained effect variance mean "
               f"{u.mean():.2f} (sd over replications {u.std(ddof=1) if u.size > 1 else float('nan'):.2f}, mean se "
               f"{s.mean():.2f}); floored share mean {np.mean([g['floored_share'] for g in diag]):.3f}")
+        b = np.array([g["identified_bounds"] for g in diag if g.get("identified_bounds")])
+        if b.size:
+            print(f"{est:14s} INDIVIDUAL intervals: identified set of the unexplained variance without the assumption "
+                  f"(Frechet-Hoeffding): mean [{b[:, 0].mean():.2f}, {b[:, 1].mean():.2f}]")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,23 @@ variance estimated negative) the interval is the CATE interval and a warning say
   Normal-normal posterior intervals have the nominal coverage on average over the users when prior
   and noise are right (Morris 1983), the property the per-user coverage score measures.
 
+**What the data alone identify** (``mode="bounds"``; Heckman, Smith & Clements 1997, Sec. 3:
+Frechet-Hoeffding bounds on the joint law of the potential outcomes). Without (A1), the treated
+users' residual signal ``a_i = (tau_i - tau_hat_i) + d_i`` and the control users' ``b_i = d_i`` are
+known only in their second moments ``A(X) = E[a^2 | X]`` and ``B(X) = E[b^2 | X]`` (under A2), and
+``V(X) = E[(a - b)^2 | X]``; by Cauchy-Schwarz every coupling of the two gives
+
+    (sqrt(A) - sqrt(B))^2 <= V(X) <= (sqrt(A) + sqrt(B))^2,
+
+sharp given only these second moments (the ends are perfectly correlated couplings; the
+Frechet-Hoeffding couplings of the two marginal laws can only narrow it when their shapes differ). (A1) picks
+``V = A - B`` inside this set when ``A >= B``; when ``A < B`` it lies below the set, so the data
+contradict (A1) or (A2). ``mode="bounds"`` uses the upper end: ``tau_hat_i +- z sqrt(max(V_hi(X_i),
+s_i^2))``, an interval for ``tau_i`` valid without (A1) whenever the noise is not overestimated
+(daily variation that misses multi-day dependence underestimates it, which only widens the bounds);
+it is as wide as the users' untreated spread allows, which is the price of not assuming (A1). The
+bounds are in every output (``identified_bounds``).
+
 **Direction of error when (A1) fails.** A negative ``Cov(u, d | X)`` (users who do worse untreated
 than predicted gain more) lowers ``V``: the intervals undercover; a positive one widens them.
 **Precision.** ``V`` is a difference of two variances each dominated by the users' own noise, so
@@ -63,8 +80,8 @@ from counterfeed.core.contracts import WorldEvents
 from counterfeed.core.scoring import interval_quantile
 from counterfeed.errors import DataError
 
-__all__ = ["ASSUMPTION", "ESTIMAND", "IndividualIntervals", "period_totals", "noise_variance",
-           "individual_intervals"]
+__all__ = ["ASSUMPTION", "ASSUMPTION_BOUNDS", "ESTIMAND", "variance_bounds", "IndividualIntervals", "period_totals",
+           "noise_variance", "individual_intervals"]
 
 #: the estimand, named in every output
 ESTIMAND = ("individual conditional effect interval: covers the user's own expected effect tau_i "
@@ -75,6 +92,12 @@ ASSUMPTION = ("ASSUMED, NOT TESTABLE FROM THE EXPERIMENT: a user's individual ef
               "from its prediction (variance form of user-level parallel trends), and per-period (daily) "
               "outcomes vary independently around the user's mean; if users who do worse untreated than "
               "predicted gain more, the intervals undercover")
+#: the assumption of ``mode="bounds"`` (no assumption on how a user's effect relates to their untreated outcome)
+ASSUMPTION_BOUNDS = ("ASSUMED: per-period (daily) outcomes vary independently around the user's mean (if they are "
+                     "positively dependent, the noise is underestimated and the bounds only widen); nothing is assumed "
+                     "about how a user's effect relates to their untreated outcome: the interval uses the largest "
+                     "unexplained effect variance the data allow (Frechet-Hoeffding bound, Heckman, Smith & Clements "
+                     "1997), so it is valid but wide")
 
 
 @dataclass
@@ -126,6 +149,15 @@ def noise_variance(totals: np.ndarray, outcome: np.ndarray, metric: str) -> np.n
     return totals.shape[1] * totals.var(axis=1, ddof=1)
 
 
+def variance_bounds(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sharp bounds on ``E[(a - b)^2]`` given only ``E[a^2] = a`` and ``E[b^2] = b`` (each floored at
+    0): ``((sqrt(a) - sqrt(b))^2, (sqrt(a) + sqrt(b))^2)`` (Cauchy-Schwarz; attained by perfectly
+    correlated couplings; Heckman, Smith & Clements 1997 for such bounds on the distribution of
+    effects). Arrays of any equal shape; returns two arrays of that shape."""
+    ra, rb = np.sqrt(np.maximum(a, 0.0)), np.sqrt(np.maximum(b, 0.0))
+    return (ra - rb) ** 2, (ra + rb) ** 2
+
+
 def _fit(target: np.ndarray, design: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """OLS of ``target`` on ``design`` (statsmodels, HC1 covariance): (parameters, their covariance)."""
     import statsmodels.api as sm
@@ -136,7 +168,7 @@ def _fit(target: np.ndarray, design: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def individual_intervals(point: np.ndarray, se: np.ndarray, y: np.ndarray, t: np.ndarray, mu0: np.ndarray,
                          v: np.ndarray, modifiers: np.ndarray, names: list[str], level: float,
-                         mode: Literal["covariates", "posterior"] = "posterior") -> IndividualIntervals:
+                         mode: Literal["covariates", "posterior", "bounds"] = "posterior") -> IndividualIntervals:
     """Individual conditional effect intervals for the compared users (see the module).
 
     Parameters
@@ -145,7 +177,8 @@ def individual_intervals(point: np.ndarray, se: np.ndarray, y: np.ndarray, t: np
     y, t, mu0 : (n,) outcome, treatment indicator (0/1) and out-of-fold control-outcome prediction.
     v : (n,) each user's noise variance of ``y`` (:func:`noise_variance`).
     modifiers : (n, q) the effect modifiers (the variance functions' regressors); ``names`` theirs.
-    level : interval level; ``mode``: ``covariates`` or ``posterior`` (empirical Bayes for treated users).
+    level : interval level; ``mode``: ``covariates``, ``posterior`` (empirical Bayes for treated users)
+        or ``bounds`` (the upper Frechet-Hoeffding bound, no assumption (A1)).
     """
     n = point.size
     keep = np.ptp(modifiers, axis=0) > 0 if n else np.zeros(modifiers.shape[1], dtype=bool)
@@ -155,9 +188,10 @@ def individual_intervals(point: np.ndarray, se: np.ndarray, y: np.ndarray, t: np
     r = y - mu0
     pa, ca = _fit(m[treated] ** 2 - v[treated], design[treated])
     pb, cb = _fit(r[control] ** 2 - v[control], design[control])
-    b_fit = design @ pb
-    big_v = design @ pa - b_fit  # E[(tau_i - tau_hat_i)^2 | X]
-    prior = np.maximum(big_v, se ** 2)
+    a_fit, b_fit = design @ pa, design @ pb
+    big_v = a_fit - b_fit  # E[(tau_i - tau_hat_i)^2 | X] under (A1)
+    v_lo, v_hi = variance_bounds(a_fit, b_fit)  # what the data allow without (A1)
+    prior = np.maximum(v_hi if mode == "bounds" else big_v, se ** 2)
     z = interval_quantile(level)
     centre, var = point.copy(), prior.copy()
     if mode == "posterior":
@@ -172,14 +206,26 @@ def individual_intervals(point: np.ndarray, se: np.ndarray, y: np.ndarray, t: np
     cov = ca + cb  # the two arms' fits are independent
     mean_row = design.mean(axis=0)
     se_mean = float(np.sqrt(max(mean_row @ cov @ mean_row, 0.0)))
+    bounds = [float(np.mean(v_lo - se ** 2)), float(np.mean(v_hi - se ** 2))]
     diag: dict[str, Any] = {
-        "estimand": ESTIMAND, "assumption": ASSUMPTION, "mode": mode,
+        "estimand": ESTIMAND, "assumption": ASSUMPTION_BOUNDS if mode == "bounds" else ASSUMPTION, "mode": mode,
         "unexplained_variance": float(np.mean(unexplained)), "unexplained_variance_se": se_mean,
-        "floored_share": float(np.mean(big_v < se ** 2)),
+        "identified_bounds": bounds,
+        "floored_share": float(np.mean((v_hi if mode == "bounds" else big_v) < se ** 2)),
         "cate_variance": float(np.mean(se ** 2)), "untreated_deviation_variance": float(np.mean(b_fit)),
         "noise_variance": float(np.mean(v)), "mean_width": float(np.mean(2 * half)),
-        "cells": _cells(modifiers, design, names, unexplained, cov),
+        "cells": _cells(modifiers, design, names, unexplained, cov, (v_lo - se ** 2, v_hi - se ** 2)),
     }
+    warnings: list[str] = []
+    if mode != "bounds":
+        warnings += _assumption_warnings(diag, se_mean, bounds)
+    diag["warnings"] = warnings
+    return IndividualIntervals(centre, centre - half, centre + half, prior, diag)
+
+
+def _assumption_warnings(diag: dict[str, Any], se_mean: float, bounds: list[float]) -> list[str]:
+    """The warnings of the (A1)-(A2) modes: floored users, a weakly identified variance, and the
+    identified set that the assumption's point is chosen from."""
     warnings: list[str] = []
     if diag["floored_share"] > 0:
         warnings.append(f"individual intervals: the unexplained effect variance is estimated negative for "
@@ -187,17 +233,24 @@ def individual_intervals(point: np.ndarray, se: np.ndarray, y: np.ndarray, t: np
                         "tau(X)), which undercovers individual effects if effects vary within X; a negative "
                         "estimate also arises when the assumption fails (effect negatively correlated with the "
                         "untreated outcome's deviation)")
+    allowed = (f"without the assumption the data allow any unexplained effect variance in [{bounds[0]:.3g}, "
+               f"{bounds[1]:.3g}] (Frechet-Hoeffding bounds, Heckman, Smith & Clements 1997); "
+               "individual_intervals: bounds gives intervals valid without it (wide)")
     if not (diag["unexplained_variance"] > 2 * se_mean):
         warnings.append(f"individual intervals: WEAKLY IDENTIFIED: the unexplained effect variance "
                         f"{diag['unexplained_variance']:.3g} has standard error {se_mean:.3g} (users' own noise "
-                        "dominates); the interval widths are uncertain by that much")
-    diag["warnings"] = warnings
-    return IndividualIntervals(centre, centre - half, centre + half, prior, diag)
+                        f"dominates); the interval widths are uncertain by that much; {allowed}")
+    if diag["unexplained_variance"] < bounds[0] - 2 * se_mean:
+        warnings.append(f"individual intervals: ASSUMPTION CONTRADICTED: its unexplained effect variance "
+                        f"{diag['unexplained_variance']:.3g} lies more than two standard errors ({se_mean:.3g}) below "
+                        f"the smallest the data allow; {allowed}")
+    return warnings
 
 
 def _cells(modifiers: np.ndarray, design: np.ndarray, names: list[str], unexplained: np.ndarray,
-           cov: np.ndarray) -> list[dict[str, Any]] | None:
-    """Per distinct modifier row (at most 20; None otherwise): users, unexplained variance and its se."""
+           cov: np.ndarray, bounds: tuple[np.ndarray, np.ndarray]) -> list[dict[str, Any]] | None:
+    """Per distinct modifier row (at most 20; None otherwise): users, unexplained variance, its se and
+    its identified bounds."""
     rows, inverse = np.unique(modifiers, axis=0, return_inverse=True)
     if rows.shape[0] > 20:
         return None
@@ -207,5 +260,6 @@ def _cells(modifiers: np.ndarray, design: np.ndarray, names: list[str], unexplai
         first = int(np.flatnonzero(inverse == j)[0])
         out.append({"modifiers": {nm: float(x) for nm, x in zip(names, rows[j])}, "users": int((inverse == j).sum()),
                     "unexplained_variance": float(unexplained[first]),
+                    "identified_bounds": [float(bounds[0][first]), float(bounds[1][first])],
                     "se": float(np.sqrt(max(design[first] @ cov @ design[first], 0.0)))})
     return out

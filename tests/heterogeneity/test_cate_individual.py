@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from counterfeed.analysis.cate_individual import ASSUMPTION, period_totals
+from counterfeed.analysis.cate_individual import ASSUMPTION, ASSUMPTION_BOUNDS, period_totals
 from counterfeed.analysis.cate_scores import score_estimates_cate
 from counterfeed.core.contracts import MetricInfo, WorldEvents
 from counterfeed.core.estimation import CATE, AnalysisData
@@ -155,3 +155,67 @@ def test_individual_intervals_errors_are_clear():
     data.events = None
     with pytest.raises(DataError, match="needs the A/B world's events"):
         _estimate(data, "covariates")
+
+
+def test_identified_bounds_hold_the_truth_and_the_assumptions_point():
+    # where (A1)-(A2) hold, each segment's true unexplained variance (9, 36) and the assumption's point
+    # lie inside the Frechet-Hoeffding set (within 3 standard errors of the variance estimate: the
+    # bounds are functions of the same two fitted second moments)
+    data, tau = _world(40_000, seed=5)
+    e = _estimate(data, "covariates")
+    seg = data.outcomes["segment"].to_numpy()
+    for c in e.diagnostics["individual_intervals"]["cells"]:
+        s = "b" if c["modifiers"]["segment=b"] == 1.0 else "a"
+        lo, hi = c["identified_bounds"]
+        assert lo - 3 * c["se"] <= np.var(tau[seg == s]) <= hi + 3 * c["se"], (s, c)
+        assert lo - 3 * c["se"] <= c["unexplained_variance"] <= hi, c
+        assert hi > 2 * np.var(tau[seg == s])  # the set is wide: the assumption is what narrows it
+
+
+def test_bounds_cover_without_the_assumption_and_a_contradicted_assumption_warns():
+    # (A1) broken (rho = -0.9: the effect falls with the untreated level): the assumption's point falls
+    # below the identified set (a loud warning); the bounds mode, which does not assume (A1), still
+    # covers: its variance is the largest the data allow, so coverage is at least nominal (40,000
+    # users: the per-segment Bernoulli error is about 0.002; 0.95 leaves the variance estimate's error)
+    data, tau = _world(40_000, seed=6, rho=-0.9)
+    seg = data.outcomes["segment"].to_numpy()
+    e = _estimate(data, "posterior")
+    text = " ".join(e.diagnostics["warnings"])
+    assert "ASSUMPTION CONTRADICTED" in text and "Frechet-Hoeffding" in text
+    b = _estimate(data, "bounds")
+    d = b.diagnostics["individual_intervals"]
+    assert d["assumption"] == ASSUMPTION_BOUNDS and d["mode"] == "bounds" and not d["warnings"]
+    covered = _coverage(b, tau)
+    for s in ("a", "b"):
+        assert covered[seg == s].mean() >= 0.95, (s, covered[seg == s].mean())
+    width = (b.user_effects["ite_upper"] - b.user_effects["ite_lower"]).to_numpy()
+    narrow = (e.user_effects["ite_upper"] - e.user_effects["ite_lower"]).to_numpy()
+    assert width.mean() > narrow.mean()
+
+
+class _Section:
+    """Records what the report section receives."""
+
+    def __init__(self):
+        self.paragraphs: list[tuple[str, str]] = []
+
+    def paragraph(self, text, kind=""):
+        self.paragraphs.append((text, kind))
+
+    def table(self, headers, rows):
+        self.rows = rows
+
+
+@pytest.mark.parametrize("coverage, warned", [(0.70, "below"), (0.93, None), (0.999, "above")])
+def test_the_report_warns_when_individual_coverage_misses_the_band(coverage, warned):
+    from counterfeed.plugins.estimators._cate_report import _individual_table
+
+    sec = _Section()
+    _individual_table(sec, [{"estimator": "dr-learner", "metric": "clicks", "arm": "treatment", "ite_coverage": 0.6,
+                             "ite_coverage_deconvolved": coverage, "ite_interval_width": 7.0}])
+    warns = [t for t, k in sec.paragraphs if k == "warn"]
+    assert ASSUMPTION in sec.paragraphs[0][0] and ASSUMPTION_BOUNDS in sec.paragraphs[0][0]
+    if warned is None:
+        assert not warns
+    else:
+        assert len(warns) == 1 and f"{coverage:.3f}" in warns[0] and f"{warned}:" in warns[0]

@@ -66,12 +66,13 @@ class ModifierOptions(CateOptions):
         default=None, min_length=1,
         description="effect modifiers: the covariates the effect may vary with (a name, or 'segment' for "
                     "its indicators); the others only adjust the nuisance models (default: every covariate)")
-    individual_intervals: Literal["none", "covariates", "posterior"] = Field(
+    individual_intervals: Literal["none", "covariates", "posterior", "bounds"] = Field(
         default="none",
         description="also give each user an individual conditional effect interval (user_effects columns "
                     "ite_point, ite_lower, ite_upper) for the user's own effect, not only tau(X): 'covariates' "
                     "(the CATE plus the estimated unexplained heterogeneity) or 'posterior' (empirical Bayes with "
-                    "a treated user's own outcome); identified only under a stated assumption "
+                    "a treated user's own outcome), identified only under a stated assumption; 'bounds' (the "
+                    "largest unexplained heterogeneity the data allow: valid without that assumption, wide) "
                     "(counterfeed.analysis.cate_individual); needs daily per-user data (data.events)")
 
 
