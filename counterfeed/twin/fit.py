@@ -4,7 +4,9 @@ Steps (each documented in its module): split off held-out users (for ``twin chec
 examination model (PBM by EM vs cascade) by held-out log-likelihood (:mod:`.clicks`); factorize the
 attractiveness with exposure weights; topics (from an item table, else k-means of the item factors)
 and the satiation half-life (grid, by likelihood; :mod:`.satiation`); dwell (OLS of log dwell on the
-utility); visit, return and churn dynamics (:mod:`.dynamics`); then ``bootstrap`` refits over users
+utility); for the MNL the users' posterior (Laplace approximation and empirical-Bayes population,
+:mod:`.posterior`: the twin simulates draws from it); visit, return and churn dynamics
+(:mod:`.dynamics`); then ``bootstrap`` refits over users
 (multinomial weights; the factorization warm-started from the point fit) for the intervals.
 """
 
@@ -257,9 +259,11 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
     if dyn_users.size < train.n_users:  # parameters from a subset of users; every user's activity
         activity = user_activity(dyn, train.session_user, train.session_time, train.session_clicks(),
                                  train.horizon, train.n_users, _window(train))
+    post = fitter.posterior(s, fit, None)
     say(f"point fit done in {_time.perf_counter() - t_start:.1f} s")
-    reps = [Replicate(item=fit.item, bias=fit.bias, topic=topics, user=fit.user, activity=activity,
-                      weight=np.ones(train.n_users))]
+    reps = [Replicate(item=fit.item, bias=fit.bias, topic=topics, user=fit.user if post is None else post.mean,
+                      activity=activity, weight=np.ones(train.n_users),
+                      user_chol=None if post is None else post.chol)]
     options = [_options(fit, sel, halflife, dwell, dyn, max_clicks, k)]
     kind = "parametric" if st.bootstrap_kind == "parametric" and log.logging else "users"
     if st.bootstrap and kind != st.bootstrap_kind:
@@ -270,7 +274,9 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
         fb = fitter(s, st.boot_epochs, st.seed + b, fit, wu)
         db = _fit_dyn(train, dyn_users, wu, dyn, activity[dyn_users])
         act = activity.copy()
-        reps.append(Replicate(item=fb.item, bias=fb.bias, topic=topics, user=fb.user, activity=act, weight=wu))
+        pb = fitter.posterior(s, fb, wu)
+        reps.append(Replicate(item=fb.item, bias=fb.bias, topic=topics, user=fb.user if pb is None else pb.mean,
+                              activity=act, weight=wu, user_chol=None if pb is None else pb.chol))
         options.append(_options(fb, sel, halflife, _dwell(train, _eta(fb, train, s)), db, max_clicks, k))
         say(f"bootstrap {b}/{st.bootstrap}")
     meta = {
@@ -281,7 +287,8 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
         "heldout_users": log.user_ids[held_u].tolist(), "train_users": log.user_ids[train_u].tolist(),
         "examination": {k2: v for k2, v in sel.items() if k2 in ("model", "heldout_loglik_per_impression",
                                                                   "heldout_impressions")},
-        "factorization": {"l2": fitter.l2, "heldout_loglik_by_l2": l2_ll},
+        "factorization": {"l2": fitter.l2, "heldout_loglik_by_l2": l2_ll,
+                          "user_posterior": None if post is None else post.report()},
         "satiation": {"halflife_days": halflife, "loglik_by_halflife": hl_ll, "weight": w_sat,
                       "weight_by_halflife": w_by_h, **w_info,
                       "topics": "given" if st.topics
@@ -336,6 +343,18 @@ class _Fitter:
                                       rows=val)
         self.l2 = float(max(out, key=out.get))
         return out
+
+    def posterior(self, s: np.ndarray, fit, wu: np.ndarray | None):
+        """MNL with factors: the users' Laplace posterior under the empirical-Bayes population
+        (:mod:`.posterior`); the twin simulates draws from it. None for PBM/cascade (points simulated)."""
+        if self.sel["model"] != "mnl" or fit.user.shape[1] == 0:
+            return None
+        from counterfeed.twin.posterior import user_posterior
+
+        c0 = _time.process_time()
+        post = user_posterior(_sessions(self.log, s, self.weight), fit, self.max_clicks, wu, seed=self.st.seed)
+        post.cpu_seconds = _time.process_time() - c0
+        return post
 
     def __call__(self, s: np.ndarray, epochs: int, seed: int, init, wu: np.ndarray | None):
         lg, sel = self.log, self.sel

@@ -119,7 +119,10 @@ def twin_population(path: str, replicate: int, n: int, keys: Keys, dims: int | N
     """``n`` users drawn from the replicate's fitted users (weighted by their bootstrap multiplicity).
 
     With ``n`` equal to the number of fitted users and the point fit, user ``u`` is fitted user ``u``;
-    otherwise user ``u`` is a keyed draw (stream ``population:twin``), the same in every world.
+    otherwise user ``u`` is a keyed draw (stream ``population:twin``), the same in every world. When
+    the replicate carries posterior covariances (``user_chol``, an MNL twin), user ``u``'s factors are
+    a keyed draw from its fitted user's posterior, ``mean + L e`` (stream ``population:twin-posterior``;
+    :mod:`counterfeed.twin.posterior`), again the same in every world.
     """
     rep = read_replicate(path, replicate)
     d = max(dims or rep.user.shape[1], rep.user.shape[1])
@@ -131,7 +134,12 @@ def twin_population(path: str, replicate: int, n: int, keys: Keys, dims: int | N
         cum = np.cumsum(w) / w.sum()
         idx = np.searchsorted(cum, keys.stream("population:twin").uniform(ids), side="right").clip(0, w.size - 1)
     prefs = np.zeros((n, d))
-    prefs[:, :rep.user.shape[1]] = rep.user[idx]  # zero-padded to population.dimensions, as the catalog
+    user = rep.user[idx].astype(np.float64)
+    if rep.user_chol is not None:  # a draw from the user's posterior (counterfeed.twin.posterior), keyed per user
+        k = rep.user.shape[1]
+        e = keys.stream("population:twin-posterior").normal(ids[:, None], 0, np.arange(k)[None, :])
+        user = user + np.einsum("nde,ne->nd", rep.user_chol[idx].astype(np.float64), e)
+    prefs[:, :rep.user.shape[1]] = user  # zero-padded to population.dimensions, as the catalog
     return Population(n=n, preferences=prefs, segment=np.zeros(n, np.int64),
                       segment_names=["all"], activity=rep.activity[idx].astype(np.float64))
 

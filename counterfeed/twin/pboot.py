@@ -79,7 +79,7 @@ def parametric_bootstrap(meta: dict[str, Any], reps: list[Replicate], settings, 
             if settings.topics is None:  # k-means topics are refitted too; unseen items keep theirs
                 topic[codes] = r.topic
             out.append(Replicate(item=item, bias=bias, topic=topic, user=r.user, activity=r.activity,
-                                 weight=np.ones(r.user.shape[0])))
+                                 weight=np.ones(r.user.shape[0]), user_chol=r.user_chol))
             options.append(m_b["replicates"][0])
             say(f"parametric bootstrap {b}/{settings.bootstrap}: {sim.n_users} simulated users, "
                 f"{len(sim)} impressions, click model {m_b['examination']['model']}")

@@ -1,5 +1,6 @@
 """The twin directory: ``twin.json`` (fitted options of every replicate, fit report), one ``rep-<b>.npz``
-per replicate (item factors, appeal, topics, user factors, activity, bootstrap weights), optional
+per replicate (item factors, appeal, topics, user factors, activity, bootstrap weights; an MNL twin's
+user factors are posterior means, with ``user_chol`` the Cholesky factors of their covariances), optional
 ``embeddings.npy`` / ``texts.json`` and ``scenario.yaml`` (the fragment ``population: {twin: DIR}``).
 
 Replicate 0 is the point fit; replicates ``1..B`` are the bootstrap refits over users.
@@ -32,6 +33,9 @@ class Replicate:
     user: np.ndarray       # (U, d) user factors
     activity: np.ndarray   # (U,) visit-rate multipliers
     weight: np.ndarray     # (U,) bootstrap multiplicities (1 for the point fit, 0 for held-out users)
+    #: (U, d, d) Cholesky factors of the user factors' posterior covariances (MNL; :mod:`.posterior`):
+    #: simulated users are drawn ``user + user_chol e``; None: the points ``user`` are simulated
+    user_chol: np.ndarray | None = None
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -51,7 +55,8 @@ def read_replicate(path: str | Path, b: int) -> Replicate:
         meta = read_meta(path)
         raise DataError(f"{path}: no replicate {b}; the twin has replicates 0..{len(meta['replicates']) - 1}")
     with np.load(f, allow_pickle=False) as z:
-        return Replicate(**{k: z[k] for k in ("item", "bias", "topic", "user", "activity", "weight")})
+        return Replicate(**{k: z[k] for k in ("item", "bias", "topic", "user", "activity", "weight")},
+                         user_chol=z["user_chol"] if "user_chol" in z.files else None)
 
 
 def write_twin(out: str | Path, meta: dict[str, Any], replicates: list[Replicate],
@@ -66,9 +71,10 @@ def write_twin(out: str | Path, meta: dict[str, Any], replicates: list[Replicate
     tmp.mkdir(parents=True, exist_ok=False)
     try:
         for b, r in enumerate(replicates):
+            extra = {} if r.user_chol is None else {"user_chol": r.user_chol.astype(np.float32)}
             np.savez(tmp / f"rep-{b}.npz", item=r.item.astype(np.float32), bias=r.bias.astype(np.float32),
                      topic=r.topic.astype(np.int64), user=r.user.astype(np.float32),
-                     activity=r.activity.astype(np.float32), weight=r.weight.astype(np.float32))
+                     activity=r.activity.astype(np.float32), weight=r.weight.astype(np.float32), **extra)
         if embeddings is not None:
             np.save(tmp / "embeddings.npy", embeddings.astype(np.float32))
         if texts is not None:
