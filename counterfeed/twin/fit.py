@@ -349,10 +349,12 @@ class _Fitter:
         (:mod:`.posterior`); the twin simulates draws from it. None for PBM/cascade (points simulated)."""
         if self.sel["model"] != "mnl" or fit.user.shape[1] == 0:
             return None
-        from counterfeed.twin.posterior import user_posterior
+        from counterfeed.twin.posterior import recalibrate_appeal, user_posterior
 
         c0 = _time.process_time()
-        post = user_posterior(_sessions(self.log, s, self.weight), fit, self.max_clicks, wu, seed=self.st.seed)
+        data = _sessions(self.log, s, self.weight)
+        post = user_posterior(data, fit, self.max_clicks, wu, seed=self.st.seed)
+        fit.bias = recalibrate_appeal(data, fit, post, seed=self.st.seed)  # calibrated for the draws
         post.cpu_seconds = _time.process_time() - c0
         return post
 

@@ -27,13 +27,20 @@ under a Gaussian population model whose variance is estimated from the log:
   simulated user (:func:`counterfeed.twin.model.twin_population`): if the model holds, draws have
   the population's distribution ``N(mu, Sigma)`` whatever each user's amount of data, and each
   user's own uncertainty enters the twin's predictions (and their intervals through the bootstrap).
+* **Appeal recalibrated for the draws** (:func:`recalibrate_appeal`): the item appeal ``b_i`` was fitted
+  with the point factors; drawn users have more spread utilities, and a logit's mean click probability
+  rises with the spread where clicks are rare (on a 500-user log the twin's CTR under the logging
+  policy rose from 0.148 to 0.160 against the log's 0.150). ``b_i`` is moved until the expected
+  first-round clicks on each item over the log's sessions, averaged over posterior draws, equal those
+  of the point fit (the moment condition the fit's own score for ``b_i`` satisfies, now integrated
+  over the posterior; Newton steps per item).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["user_information", "population_em", "UserPosterior", "user_posterior"]
+__all__ = ["user_information", "population_em", "UserPosterior", "user_posterior", "recalibrate_appeal"]
 
 _CHUNK = 20_000  # sessions per block
 EM_USERS = 5_000  # users for the population's mean and covariance (sampling error of an SD about 1%)
@@ -197,3 +204,40 @@ def user_posterior(data, fit, max_clicks: int, user_weight: np.ndarray | None = 
         point = m
     chol = np.linalg.cholesky(C + 1e-9 * np.eye(C.shape[1])[None])
     return UserPosterior(m, chol, mu, sigma, iters)
+
+
+def _first_round_clicks(data, users: np.ndarray, V, b, w, logth, n_items: int, slope: bool = False):
+    """(I,) expected first-round clicks per item over the sessions, users' factors ``users`` (U, d); with
+    ``slope`` also (I,) their derivatives in the item's own appeal, ``sum p (1 - p)``."""
+    out, der = np.zeros(n_items), np.zeros(n_items)
+    sw = data.weight.numpy().astype(np.float64)
+    for lo in range(0, data.n, _CHUNK):
+        sl = slice(lo, min(lo + _CHUNK, data.n))
+        it, sh, u = data.item[sl].numpy(), data.shown[sl].numpy(), data.user[sl].numpy()
+        eta = b[it] - w * data.satiation[sl].numpy() + np.einsum("cd,ckd->ck", users[u], V[it]) + logth[None, :]
+        e = np.exp(np.clip(eta, -30, 30)) * sh
+        p = e / (1.0 + e.sum(1))[:, None]
+        out += np.bincount(it.ravel(), weights=(sw[sl, None] * p).ravel(), minlength=n_items)
+        if slope:
+            der += np.bincount(it.ravel(), weights=(sw[sl, None] * p * (1 - p)).ravel(), minlength=n_items)
+    return (out, der) if slope else out
+
+
+def recalibrate_appeal(data, fit, post: UserPosterior, draws: int = 2, steps: int = 4, seed: int = 0) -> np.ndarray:
+    """(I,) item appeal ``b`` for users drawn from ``post`` (module docstring): each item's expected
+    first-round clicks over ``data``'s sessions, averaged over ``draws`` posterior draws per user,
+    match the point fit's (``steps`` Newton steps per item, ``b_i += (A_i - D_i) / sum p (1 - p)``).
+    Items never shown keep their appeal."""
+    V, b = np.asarray(fit.item, np.float64), np.asarray(fit.bias, np.float64).copy()
+    logth = np.log(np.clip(np.asarray(fit.theta, np.float64)[:data.k], 1e-6, 1.0))
+    w = float(fit.satiation_weight)
+    target = _first_round_clicks(data, np.asarray(fit.user, np.float64), V, b, w, logth, b.size)
+    rng = np.random.default_rng(seed)
+    sample = [post.mean + np.einsum("ude,ue->ud", post.chol, rng.standard_normal(post.mean.shape))
+              for _ in range(draws)]
+    shown = target > 0
+    for _ in range(steps):
+        got = [_first_round_clicks(data, x, V, b, w, logth, b.size, slope=True) for x in sample]
+        d, der = np.mean([g[0] for g in got], axis=0), np.mean([g[1] for g in got], axis=0)
+        b[shown] += np.clip((target[shown] - d[shown]) / np.maximum(der[shown], 1e-12), -2.0, 2.0)
+    return b

@@ -126,3 +126,28 @@ def test_a_fitted_mnl_twin_carries_its_users_posterior(twin_dir):
         assert rep.user_chol.shape == rep.user.shape + rep.user.shape[1:]
     # the population's spread is at least the posterior means' (Sigma = var(m) + mean C at EM's fixed point)
     assert np.all(np.array(post["population_sd"]) >= 0.99 * np.array(post["fitted_sd"]))
+
+
+def test_appeal_is_recalibrated_for_the_drawn_users():
+    from counterfeed.twin.posterior import _first_round_clicks, recalibrate_appeal
+
+    rng = np.random.default_rng(13)
+    n_users, n_items, d = 1500, 30, 2
+    P = rng.normal(0, 1.0, (n_users, d))
+    V, b = rng.normal(0, 1.0, (n_items, d)), rng.normal(-2.0, 0.5, n_items)
+    data = _mnl_log(rng, P, V, b, 12, max_clicks=1)
+    point = 0.4 * P  # shrunk points with the true appeal: calibrated at the points, not for the draws
+    fit = ClickFit(model="mnl", theta=THETA, kappa=1.0, bias=b, user=point.astype(np.float32),
+                   item=V.astype(np.float32), satiation_weight=0.0)
+    post = user_posterior(data, fit, max_clicks=1)
+    logth = np.log(THETA)
+    draws = post.mean + np.einsum("ude,ue->ud", post.chol, rng.standard_normal((n_users, d)))  # fresh draws
+    at_points = _first_round_clicks(data, point, V, b, 0.0, logth, n_items)
+    before = _first_round_clicks(data, draws, V, b, 0.0, logth, n_items)
+    after = _first_round_clicks(data, draws, V, recalibrate_appeal(data, fit, post), 0.0, logth, n_items)
+    # the draws' spread raises the clicks with the old appeal; recalibrated, each item's expected clicks
+    # are the points' again, up to the Monte Carlo noise of one fresh draw per user (items have ~2,400
+    # impressions from ~1,000 users: a few percent)
+    assert before.sum() > 1.05 * at_points.sum()
+    assert abs(after.sum() / at_points.sum() - 1) < 0.02
+    assert np.median(np.abs(after / at_points - 1)) < 0.04
