@@ -231,7 +231,7 @@ UNDERCOVERAGE_WARNING = (
     "against the users' conditional effect) this 95% interval covered the true effect, before the twin "
     "drew its users from their posterior (50 replications), on CTR 62% (Wilson [54, 69]%; target 90%) "
     "and on sessions per user 61% ([53, 69]%; target 85%); since (8 replications only) on CTR 79% "
-    "([60, 91]%) and on sessions per user 83% ([64, 93]%), retention 96%")
+    "([60, 91]%) and on sessions per user 67% ([47, 82]%), retention 100%")
 
 
 def ope_beside(log_path: str, target: dict[str, Any], *, columns: str | None = None, seed: int = 0,
