@@ -47,12 +47,13 @@ def score_values(point: float | None, lower: float | None, upper: float | None,
                  truth: float | None) -> tuple[float | None, float | None, bool | None]:
     """``(truth, error, covered)`` of one estimate: ``error = point - truth`` and ``covered`` is
     ``lower <= truth <= upper`` up to rounding (:func:`covers`); all None when the truth is unknown (None or
-    not finite), and ``error`` / ``covered`` None where the point / the interval is missing."""
+    not finite), and ``error`` / ``covered`` None where the point / the interval is missing (None or NaN)."""
     if truth is None or not math.isfinite(truth):
         return None, None, None
     t = float(truth)
-    error = None if point is None else float(point - t)
-    covered = None if lower is None or upper is None else covers(float(lower), float(upper), t)
+    nan = lambda v: v is None or math.isnan(v)  # noqa: E731 -- NaN: not estimated (e.g. NOT IDENTIFIED)
+    error = None if nan(point) else float(point - t)
+    covered = None if nan(lower) or nan(upper) else covers(float(lower), float(upper), t)
     return t, error, covered
 
 

@@ -24,7 +24,9 @@ from counterfeed.errors import DataError
 from counterfeed.plugins.estimators.cate import Nuisance
 
 __all__ = ["Comparison", "covariate_matrix", "comparison", "fold_ids", "fold_seed", "nuisance_regressor",
-           "nuisance_classifier", "dr_mean", "caught_warnings", "per_user_metrics", "modifier_columns", "Nuisance"]
+           "nuisance_classifier", "dr_mean", "caught_warnings", "per_user_metrics", "modifier_columns", "Nuisance",
+           "modifier_support", "null_unidentified",
+           "check_cate_scenario", "scenario_covariates", "PER_SESSION_SUMS"]
 
 
 def covariate_matrix(data: AnalysisData, who: str) -> tuple[np.ndarray, list[str]]:
@@ -75,19 +77,58 @@ def modifier_columns(names: list[str], modifiers: list[str] | None, who: str) ->
     return out
 
 
-def per_user_metrics(data: AnalysisData, chosen: list[str] | None, who: str) -> list[str]:
-    """The analysed metrics with a per-user effect (ratio metrics have none: their numerator and
-    denominator do); naming a ratio metric in ``metrics`` is a :class:`DataError`."""
+def per_user_metrics(metrics: dict[str, Any], chosen: list[str] | None, who: str) -> list[str]:
+    """The analysed metrics (name -> ``MetricInfo``, e.g. ``data.metrics``) with a per-user effect (ratio
+    metrics have none: their numerator and denominator do); naming a ratio metric in ``metrics`` is a
+    :class:`DataError`."""
     if chosen:
-        unknown = [m for m in chosen if m not in data.metrics]
+        unknown = [m for m in chosen if m not in metrics]
         if unknown:
-            raise DataError(f"{who}: unknown metric(s) {unknown}; the data have {list(data.metrics)}")
-        ratio = [m for m in chosen if data.metrics[m].kind == "ratio"]
+            raise DataError(f"{who}: unknown metric(s) {unknown}; the data have {list(metrics)}")
+        ratio = [m for m in chosen if metrics[m].kind == "ratio"]
         if ratio:
-            raise DataError(f"{who}: ratio metric(s) {ratio} have no per-user effect; analyse their numerator "
-                            "and denominator metrics instead")
+            raise DataError(f"{who}: ratio metric(s) {', '.join(ratio)} have no per-user effect; analyse their "
+                            "numerator and denominator metrics instead")
         return list(chosen)
-    return [m for m, info in data.metrics.items() if info.kind != "ratio" and info.level == "user"]
+    return [m for m, info in metrics.items() if info.kind != "ratio" and info.level == "user"]
+
+
+#: the metrics whose per-day values the individual intervals read (the sessions' sums and their count,
+#: :func:`counterfeed.analysis.cate_individual.period_totals`)
+PER_SESSION_SUMS = ("clicks", "impressions", "dwell", "sessions")
+
+
+def scenario_covariates(scenario: Any) -> list[str]:
+    """The covariate design's column names a run of ``scenario`` gives (:func:`covariate_matrix`'s
+    ``names``): the pre-period and tenure columns, ``feature_<k>``, then one ``segment=<level>`` per
+    declared segment after the first (a twin population has one segment)."""
+    from counterfeed.core.covariates import COVARIATE_COLUMNS
+
+    pop = scenario.population
+    levels = ["all"] if pop.twin else sorted(str(s) for s in pop.segments)
+    names = [c for c in COVARIATE_COLUMNS if c not in ("user", "segment")]
+    names += [f"feature_{k}" for k in range(pop.features.dimensions)] if pop.features is not None else []
+    return names + [f"segment={s}" for s in levels[1:]]
+
+
+def check_cate_scenario(scenario: Any, metrics: dict[str, Any], options: Any, who: str, individual: bool) -> None:
+    """What a CATE estimator's ``estimate`` rejects, checked from the scenario before anything is
+    simulated (:class:`DataError`, located at the analysis entry by ``validate``/``run``): a ratio
+    metric, a modifier that is not a covariate, individual intervals on a metric that is not a
+    per-session sum or on an experiment shorter than 2 days."""
+    chosen = per_user_metrics(metrics, options.metrics, who)
+    modifier_columns(scenario_covariates(scenario), getattr(options, "modifiers", None), who)
+    if not individual or getattr(options, "individual_intervals", "none") == "none":
+        return
+    other = [m for m in chosen if m not in PER_SESSION_SUMS]
+    if other:
+        raise DataError(f"{who}: individual_intervals: metric '{other[0]}' is not a per-session sum "
+                        f"({', '.join(PER_SESSION_SUMS)}); its per-day values, which measure the users' noise, "
+                        "are unknown (set metrics to per-session sums, or individual_intervals: none)")
+    days = scenario.experiment.duration
+    if round(days) < 2:
+        raise DataError(f"{who}: individual_intervals: the experiment lasts {days:g} days; the users' noise is "
+                        "estimated from their per-day variation, which needs at least 2 days (experiment.duration)")
 
 
 @dataclass
@@ -204,3 +245,74 @@ def caught_warnings(sink: list[str]) -> Iterator[None]:
         text = f"{r.category.__name__}: {r.message}"
         if text not in sink:
             sink.append(text)
+
+
+def modifier_support(data: AnalysisData, c: Comparison, folds: np.ndarray, k: int, modifiers: np.ndarray,
+                     names: list[str], metric: str, arm: str) -> tuple[np.ndarray, list[str], list[str]]:
+    """Which per-user effects the modifiers identify, from the users of one comparison and their
+    outer folds ``folds`` (``0..k-1``).
+
+    A ``segment`` level (when ``segment`` is a modifier) needs at least 2 users of each arm overall
+    and in every training fold: with fewer, its effect is only extrapolated from the other levels (or
+    fitted exactly, with a zero-width interval), so it is NOT IDENTIFIED. A numeric modifier that is
+    constant among the compared users (or in a training fold) cannot modify the effect: it is unused.
+    Returns ``((n_users,) bool: users whose effect is not identified, the modifier columns not used,
+    warnings)``."""
+    n = len(data.outcomes)
+    bad = np.zeros(n, dtype=bool)
+    unused: list[str] = []
+    warns: list[str] = []
+    trains = [folds != f for f in range(k)]
+    cov = data.covariates
+    if cov is not None and "segment" in cov and any(m and nm.startswith("segment=") for nm, m in zip(names, modifiers)):
+        level_all = cov["segment"].astype(str).to_numpy()
+        level = level_all[c.rows]
+        for s in sorted(set(level_all)):
+            in_s = level == s
+            n1, n0 = int((in_s & (c.t == 1)).sum()), int((in_s & (c.t == 0)).sum())
+            fold_min = min(int((in_s & tr & (c.t == a)).sum()) for tr in trains for a in (0, 1))
+            if min(n1, n0, fold_min) >= 2:
+                continue
+            users = level_all == s
+            bad |= users
+            unused += [f"segment={s}"] if f"segment={s}" in names else []
+            fold = f" (a training fold of the {k}-fold cross-fitting has only {fold_min} of one arm)" \
+                if min(n1, n0) >= 2 else ""
+            warns.append(f"NOT IDENTIFIED: metric '{metric}': segment '{s}' has {n1} user(s) in '{arm}' and {n0} in "
+                         f"'{data.control}'{fold}; its effect needs at least 2 users of each arm in every training "
+                         f"fold, so the effects and intervals of its {int(users.sum())} user(s) are null (not "
+                         "estimated; no learner extrapolates them from the other segments)")
+    for j in np.flatnonzero(modifiers):
+        nm = names[j]
+        if nm.startswith("segment="):
+            continue
+        col = c.x[:, j]
+        if np.ptp(col) == 0 or any(np.ptp(col[tr]) == 0 for tr in trains):
+            unused.append(nm)
+            where = "among the compared users" if np.ptp(col) == 0 else "in a training fold"
+            warns.append(f"MODIFIER UNUSED: metric '{metric}': effect modifier '{nm}' is constant {where} "
+                         f"(value {float(col[0]):g}), so the effect cannot vary with it; it is not used and "
+                         "not listed in effect_modifiers")
+    used = [nm for nm, m in zip(names, modifiers) if m and nm not in unused]
+    if modifiers.any() and not used:
+        warns.append(f"NO EFFECT MODIFIER: metric '{metric}': every effect modifier is constant or unidentified; "
+                     "the per-user effects are the average effect (up to fold-to-fold noise), not heterogeneity")
+    return bad, unused, warns
+
+
+def null_unidentified(effects: Any, bad: np.ndarray, metric: str) -> list[str]:
+    """Null (NaN) the effects and intervals of the users ``bad`` (not identified), and any per-user
+    interval of zero width (a learner's variance of 0: fitted exactly, not measured); the warnings."""
+    cols = [c for c in ("point", "lower", "upper", "ite_point", "ite_lower", "ite_upper") if c in effects]
+    effects.loc[bad, cols] = np.nan
+    warns = []
+    for lo, hi in (("lower", "upper"), ("ite_lower", "ite_upper")):
+        if lo not in effects:
+            continue
+        zero = (effects[hi] - effects[lo] <= 0).to_numpy()
+        if zero.any():
+            effects.loc[zero, [lo, hi]] = np.nan
+            warns.append(f"NOT IDENTIFIED: metric '{metric}': {int(zero.sum())} user(s) got a zero-width "
+                         f"{lo}/{hi} interval (the learner fitted their cell exactly: no variance measured); "
+                         "those intervals are null")
+    return warns

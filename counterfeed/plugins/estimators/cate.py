@@ -112,6 +112,12 @@ class _Cate(Estimator):
                 f"design propensity), got '{mechanism}'; use the observational estimators (aipw, iv-2sls, "
                 "did-staggered) for this design", "experiment.assignment.mechanism")
 
+    def check_metrics(self, scenario: Any, metrics: dict[str, Any]) -> None:
+        """Reject before simulating what ``estimate`` would (``_cate_data.check_cate_scenario``)."""
+        from counterfeed.plugins.estimators._cate_data import check_cate_scenario
+
+        check_cate_scenario(scenario, metrics, self.options, self.name, self.per_user_intervals)
+
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         from counterfeed.plugins.estimators._cate_data import (comparison, covariate_matrix, modifier_columns,
                                                                per_user_metrics)
@@ -120,7 +126,7 @@ class _Cate(Estimator):
         self.modifiers_ = modifier_columns(names, getattr(self.options, "modifiers", None), self.name)
         level = self.level_for(data)
         out: list[Estimate] = []
-        metrics = per_user_metrics(data, self.options.metrics, self.name)
+        metrics = per_user_metrics(data.metrics, self.options.metrics, self.name)
         for metric in metrics:
             for arm in data.treatments:
                 c = comparison(data, x, metric, arm, self.options.folds, f"{self.name}")
@@ -136,7 +142,8 @@ class _Cate(Estimator):
         import pandas as pd
         from scipy import stats
 
-        from counterfeed.plugins.estimators._cate_data import caught_warnings, dr_mean, fold_ids, fold_seed
+        from counterfeed.plugins.estimators._cate_data import (caught_warnings, dr_mean, fold_ids, fold_seed,
+                                                               modifier_support, null_unidentified)
 
         n = len(data.outcomes)
         k = self.options.folds
@@ -169,16 +176,21 @@ class _Cate(Estimator):
         effects = pd.DataFrame({"user": data.outcomes["user"].to_numpy(), "point": tau_all,
                                 "lower": lo_all, "upper": hi_all})
         mode = getattr(self.options, "individual_intervals", "none")
-        individual = _individual(data, c, metric, effects, mu0, self.modifiers_, names, level, mode) \
-            if mode != "none" and self.per_user_intervals else None
+        with caught_warnings(warned):  # a library warning of the individual intervals is the estimate's own
+            individual = _individual(data, c, metric, effects, mu0, self.modifiers_, names, level, mode) \
+                if mode != "none" and self.per_user_intervals else None
+        bad, unused, support = modifier_support(data, c, folds, k, self.modifiers_, names, metric, arm)
+        warned += support + null_unidentified(effects, bad, metric)
+        ok = ~bad[c.rows]
         diag: dict[str, Any] = {
             "method": self.library, "folds": k, "nuisance": self.options.nuisance,
             "propensity": self.options.propensity, "propensity_source": c.propensity_source,
             "n_control": int((c.t == 0).sum()), "n_treatment": int(c.t.sum()), "se": se,
-            "mean_predicted_effect": float(np.mean(tau_all[c.rows])),
-            "sd_predicted_effect": float(np.std(tau_all[c.rows])),
+            "mean_predicted_effect": float(np.mean(tau_all[c.rows][ok])) if ok.any() else None,
+            "sd_predicted_effect": float(np.std(tau_all[c.rows][ok])) if ok.any() else None,
             "per_user_intervals": self.per_user_intervals, "covariates": names,
-            "effect_modifiers": [names[i] for i in np.flatnonzero(self.modifiers_)],
+            "effect_modifiers": [names[i] for i in np.flatnonzero(self.modifiers_) if names[i] not in unused],
+            "unused_modifiers": unused, "users_not_identified": int(bad.sum()),
             "average_effect": "doubly robust (AIPW) mean of out-of-fold effects, design propensity",
             "interval_estimand": "lower/upper: per-user interval for tau(X) = E[tau_i | X], the conditional "
                                  "average effect given the effect modifiers, not for the user's own effect",

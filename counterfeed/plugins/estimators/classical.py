@@ -76,9 +76,22 @@ class _ArmComparisons(Estimator):
                 except SmallGroup as exc:
                     if segment is None:
                         raise ModelError(f"{self.name}: {exc}") from None
-                    continue  # a segment too small to analyse is left out
+                    out.extend(self._not_identified(data, metric, segment, exc, level))
+                    continue
                 out.extend(self._compare(data, metric, segment, arms, common, level))
         return out
+
+    def _not_identified(self, data: AnalysisData, metric: str, segment: str, exc: Exception,
+                        level: float) -> list[Estimate]:
+        """A segment too small to analyse: one NOT IDENTIFIED row per arm (NaN point and interval, a
+        warning), so that "too small" reads differently from "no such segment"."""
+        why = (f"NOT IDENTIFIED: segment '{segment}' is too small to compare the arms ({exc}); its effect is not "
+               "estimated")
+        nan = float("nan")
+        return [Estimate(estimator=self.name, metric=metric, arm=arm, control=data.control, point=nan, lower=nan,
+                         upper=nan, level=level, estimand=estimand, segment=segment,
+                         diagnostics={"method": self.method, "identified": False, "warnings": [why]})
+                for arm in data.treatments for estimand in ("difference", "relative")[:1 + self.options.relative]]
 
     def _compare(self, data: AnalysisData, metric: str, segment: str | None,
                  arms: dict[str, ArmStats], common: dict[str, Any], level: float) -> list[Estimate]:
