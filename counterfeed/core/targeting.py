@@ -49,6 +49,7 @@ from counterfeed.core.estimation import CATE, AnalysisData, Estimate
 from counterfeed.core.experiment import counterfactual_world
 from counterfeed.core.outcomes import group_value
 from counterfeed.core.randomness import Keys
+from counterfeed.core.scoring import interval_quantile
 from counterfeed.core.scenario import Scenario
 from counterfeed.core.scenario_heterogeneity import TargetingSpec, target_arm
 
@@ -144,12 +145,36 @@ def targeting_report(sc: Scenario, info: MetricInfo, rules: dict[str, np.ndarray
             "expected_gain_vs_control": float(np.mean(treated * cond)),
         }
         entry["ope"] = ope.evaluate(arm_of, v, all_ctrl, all_arm)
+        entry["warnings"] = _rule_warnings(entry, arm, sc.control)
         if "dr" in entry["ope"]:
             entry["ope"].update(ope.realised(arm_of, v, rule_outcomes[world]))
         entries.append(entry)
+    se = truth["conditional_se"].to_numpy(np.float64) if "conditional_se" in truth else np.full(cond.size, np.nan)
+    z = interval_quantile(float(data.level))
     return {"metric": metric, "arm": arm, "control": sc.control, "rule": spec.rule,
             "threshold": spec.threshold, "fraction": spec.fraction,
-            "higher_is_better": info.higher_is_better, "level": data.level, "rules": entries}
+            "higher_is_better": info.higher_is_better, "level": data.level, "rules": entries,
+            "oracle_replications": int(sc.truth.replications),
+            # users whose oracle decision the truth's Monte Carlo error cannot settle (|tau~| < z se)
+            "oracle_uncertain_share": float(np.mean(np.abs(cond) < z * se)) if np.isfinite(se).all() else None}
+
+
+def _rule_warnings(entry: dict[str, Any], arm: str, control: str) -> list[str]:
+    """A rule that treats nobody or everyone (its gain over that baseline is 0 by construction, not
+    measured), and one that beats the oracle (an oracle from R noise replications is no upper bound)."""
+    out = []
+    share, rule = entry["treated_share"], entry["rule"]
+    if share in (0.0, 1.0):
+        same = f"all-{control}" if share == 0.0 else f"all-{arm}"
+        out.append(f"RULE IS {same.upper()}: the rule learned from {rule} gives {arm} to "
+                   f"{'no user' if share == 0.0 else 'every user'}; it is {same}, so its gain over {same} is 0 by "
+                   "construction, not measured (its DR gain is null)")
+    if entry["regret"] < 0:
+        out.append(f"the rule learned from {rule} beats the oracle (regret {entry['regret']:.4g}): the oracle treats "
+                   "by the conditional truth from the truth's R noise replications, which has Monte Carlo error, "
+                   "so it is not an upper bound (oracle_uncertain_share: users whose oracle decision that error "
+                   "cannot settle; raise truth.replications)")
+    return out
 
 
 class _OffPolicy:
@@ -198,10 +223,12 @@ class _OffPolicy:
         treat = self.scores(np.full(arm_of.size, self.treat_i, dtype=np.int64))
         lvl = self.level
         ipw, dr = PolicyValue.from_scores(rule.ipw, lvl), PolicyValue.from_scores(rule.dr, lvl)
-        g_ctrl = PolicyValue.from_scores(rule.dr - ctrl.dr, lvl)
-        g_arm = PolicyValue.from_scores(rule.dr - treat.dr, lvl)
-        return {"ipw": ipw.to_dict(), "dr": dr.to_dict(), "dr_gain_vs_control": g_ctrl.to_dict(),
-                "dr_gain_vs_arm": g_arm.to_dict(), "ipw_covers": ipw.covers(true_value),
-                "dr_covers": dr.covers(true_value), "dr_gain_vs_control_covers": g_ctrl.covers(true_value - all_ctrl),
-                "dr_gain_vs_arm_covers": g_arm.covers(true_value - all_arm),
+        # a rule equal to all-control (all-arm) has a gain of 0 over it by construction: null, not [0, 0]
+        g_ctrl = PolicyValue.from_scores(rule.dr - ctrl.dr, lvl) if np.any(arm_of != self.ctrl_i) else None
+        g_arm = PolicyValue.from_scores(rule.dr - treat.dr, lvl) if np.any(arm_of != self.treat_i) else None
+        return {"ipw": ipw.to_dict(), "dr": dr.to_dict(), "dr_gain_vs_control": g_ctrl and g_ctrl.to_dict(),
+                "dr_gain_vs_arm": g_arm and g_arm.to_dict(), "ipw_covers": ipw.covers(true_value),
+                "dr_covers": dr.covers(true_value),
+                "dr_gain_vs_control_covers": g_ctrl and g_ctrl.covers(true_value - all_ctrl),
+                "dr_gain_vs_arm_covers": g_arm and g_arm.covers(true_value - all_arm),
                 "n_users": int(self.y.size), "n_covariates": self.n_covariates, "adaptive_assignment": self.adaptive}

@@ -69,6 +69,17 @@ def draw_values(path: Path, t: dict[str, Any]) -> None:
     plt.close(fig)
 
 
+def _oracle_caveat(t: dict[str, Any]) -> str:
+    """The oracle's own noise: it treats by a truth estimated from R noise replications."""
+    reps, share = t.get("oracle_replications"), t.get("oracle_uncertain_share")
+    if not reps:
+        return ""
+    unsettled = "" if share is None else (f"; for {100 * share:.1f}% of the users the truth's Monte Carlo error "
+                                          "cannot settle the oracle's decision")
+    return (f" The oracle's truth is estimated from {reps} noise replications{unsettled}, so the oracle is not an "
+            "upper bound: a negative regret is within its noise.")
+
+
 @hookimpl
 def counterfeed_report_sections(result, report):
     """"Targeting": the rules' true values, regret and off-policy estimates (when the run targeted)."""
@@ -87,9 +98,14 @@ def counterfeed_report_sections(result, report):
         f"effect of {arm} for everyone is {fmt(ate, signed=True)} {metric} per user (all-{arm} "
         f"{fmt(first['all_arm'])} vs all-{control} {fmt(first['all_control'])}); the oracle rule (treat "
         f"iff the true conditional effect, from the noise replications, is an improvement) reaches "
-        f"{fmt(first['oracle'])}.")
-    sec.table(["Rule", "Treated", "True value", f"vs all-{control}", f"vs all-{arm}", "Regret vs oracle",
+        f"{fmt(first['oracle'])}." + _oracle_caveat(t))
+    reps = t.get("oracle_replications")
+    sec.table(["Rule", "Treated", "True value", f"vs all-{control}", f"vs all-{arm}",
+               f"Regret vs oracle (R={reps})" if reps else "Regret vs oracle",
                "Expected gain", "IPW value", "DR value", "DR, these users", "Covers"], targeting_rows(t))
+    for r in t["rules"]:
+        for w in r.get("warnings") or []:
+            sec.paragraph(w, kind="warn")
     sec.paragraph("True value: the metric's mean in the rule's world (same noise as the counterfactual "
                   "worlds). Expected gain: mean over users of 1{treated} x true conditional effect "
                   "(noise-averaged, interference ignored). IPW/DR: off-policy estimates from the A/B "
