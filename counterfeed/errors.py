@@ -28,6 +28,13 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+def plain(value: object) -> str:
+    """A value from a user's file for a message: ``repr`` of the Python value, so a numpy scalar reads
+    ``-0.1`` or ``'u7'``, never ``np.float64(-0.1)``."""
+    item = getattr(value, "item", None)
+    return repr(item() if callable(item) and type(value).__module__ == "numpy" else value)
+
+
 class CounterfeedError(Exception):
     """Base class: a problem the user can fix; shown as one message, exit code 2."""
 

@@ -39,12 +39,23 @@ from counterfeed._json import clean
 from counterfeed.core.scoring import interval_quantile
 
 __all__ = ["score_cate", "uplift_curves", "truth_vector", "score_estimates_cate", "write_cate_scores",
-           "SCORES_FILE", "CURVES_FILE", "EFFECTS_FILE", "SUMMARY_KEYS", "MC_KEYS", "ITE_KEYS", "truth_mc_error"]
+           "SCORES_FILE", "CURVES_FILE", "EFFECTS_FILE", "EFFECT_COLUMNS", "SUMMARY_KEYS", "MC_KEYS", "ITE_KEYS", "truth_mc_error"]
 
 SCORES_FILE = "cate_scores.json"
 CURVES_FILE = "cate_curves.parquet"
 EFFECTS_FILE = "cate_effects.parquet"
 _GRID = np.linspace(0.0, 1.0, 21)
+#: what each column of ``cate_effects.parquet`` estimates (its schema metadata ``counterfeed.estimands``)
+EFFECT_COLUMNS = {
+    "point": "tau(X) = E[tau_i | X]: the conditional average effect given the effect modifiers (out-of-fold "
+             "prediction); null where NOT IDENTIFIED",
+    "lower": "lower bound of the per-user interval for tau(X) (not for the user's own effect tau_i)",
+    "upper": "upper bound of the per-user interval for tau(X) (not for the user's own effect tau_i)",
+    "ite_point": "centre of the individual conditional effect interval, for tau_i (the user's own effect; "
+                 "individual_intervals)",
+    "ite_lower": "lower bound of the interval for tau_i, identified only under the mode's stated assumption",
+    "ite_upper": "upper bound of the interval for tau_i, identified only under the mode's stated assumption",
+}
 #: the scores copied into the ``cate`` estimate's ``diagnostics["cate_scores"]`` (calibration reads them)
 SUMMARY_KEYS = ("n_users", "pehe", "pehe_baseline", "pehe_ratio", "spearman", "coverage", "coverage_n",
                 "calibration_slope", "auuc_normalised")
@@ -322,4 +333,10 @@ def write_cate_scores(directory: Path, rows: list[dict[str, Any]], curves: pd.Da
     if len(curves):
         curves.to_parquet(directory / CURVES_FILE, index=False)
     if len(effects):
-        effects.to_parquet(directory / EFFECTS_FILE, index=False)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(effects, preserve_index=False)
+        meta = {**(table.schema.metadata or {}),
+                b"counterfeed.estimands": json.dumps({c: d for c, d in EFFECT_COLUMNS.items() if c in effects}).encode()}
+        pq.write_table(table.replace_schema_metadata(meta), directory / EFFECTS_FILE)

@@ -302,10 +302,10 @@ def _diagnostics(doc: _Doc, run: RunView) -> None:
         warned += [(e, f"naive: assignment was not randomized (mechanism: {mech}); this comparison of the arms "
                        "is confounded") for e in {(e.estimator, e.metric, e.arm): e for e in run.estimates
                                                   if not reports_naive(e)}.values()]
-    if warned:
-        doc.add(_Para(f"{len(warned)} warning(s) from the estimators:", "caution",
-                      [f"{e.estimator} · {e.metric} · {e.arm}" + (f" · {e.segment}" if e.segment else "")
-                       + f": {w}" for e, w in warned]))
+    if warned:  # each once: an estimator's rows (a CATE's cate and difference) share their warnings
+        lines = list(dict.fromkeys(f"{e.estimator} · {e.metric} · {e.arm}" + (f" · {e.segment}" if e.segment else "")
+                                   + f": {w}" for e, w in warned))
+        doc.add(_Para(f"{len(lines)} warning(s) from the estimators:", "caution", lines))
     else:
         doc.add(_Para("No estimator reported a warning.", "ok"))
     rows = []

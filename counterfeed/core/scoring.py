@@ -94,7 +94,9 @@ def score_estimates(estimates: Iterable["Estimate"], truth: "pd.DataFrame") -> N
     control = str(truth["control"].iloc[0])
     for e in estimates:
         if e.truth is None:
-            e.score(truth_of(lookup, e.metric, e.arm, e.estimand, e.segment))
+            # ``point_estimand``: the estimand of the point when it differs from the row's (a CATE row's point
+            # is the average effect)
+            e.score(truth_of(lookup, e.metric, e.arm, e.diagnostics.get("point_estimand", e.estimand), e.segment))
         beside = e.diagnostics.get("truth_beside")  # a proxy (an offline metric) read against this truth
         if isinstance(beside, str):
             e.diagnostics.setdefault("online_effect", truth_of(lookup, e.metric, e.arm, beside, e.segment))

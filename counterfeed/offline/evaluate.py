@@ -17,7 +17,7 @@ import numpy as np
 
 from counterfeed.core._guard import guarded
 from counterfeed.core.contracts import Batch, Items, Log, RecommenderContext
-from counterfeed.errors import DataError
+from counterfeed.errors import DataError, plain
 from counterfeed.offline.metrics import (MetricEstimate, coverage, grouped_warnings, rank_metric_values,
                                         ratio_estimate)
 
@@ -141,7 +141,7 @@ def evaluate_offline(policy: str, options: dict[str, Any] | None, train: Log, te
     p = np.asarray(test.propensity, np.float64)[rows]
     bad = ~np.isfinite(p) | (p <= 0) | (p > 1)
     if bad.any():
-        raise DataError(f"held-out click {int(rows[np.argmax(bad)])}: propensity {p[np.argmax(bad)]!r} is not in (0, 1]")
+        raise DataError(f"held-out click {int(rows[np.argmax(bad)])}: propensity {plain(p[np.argmax(bad)])} is not in (0, 1]")
     w = 1.0 / p
     notes = []
     positivity = positivity_warning(p)

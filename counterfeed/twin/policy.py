@@ -142,7 +142,7 @@ def table_from_file(path: str, item_ids: list[Any], slate_size: int) -> list[lis
     """
     import pandas as pd
 
-    from counterfeed.errors import DataError
+    from counterfeed.errors import DataError, plain
     from counterfeed.ope.logs import _read_table as read_table
 
     df = read_table(path)
@@ -158,17 +158,17 @@ def table_from_file(path: str, item_ids: list[Any], slate_size: int) -> list[lis
     bad = ~np.isfinite(pos) | (pos < 0) | (pos >= slate_size) | (pos != np.round(pos))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: column 'position' row {i + 1}: {df['position'].iloc[i]!r}; expected an integer "
+        raise DataError(f"{path}: column 'position' row {i + 1}: {plain(df['position'].iloc[i])}; expected an integer "
                         f"in [0, {slate_size - 1}] (the twin's slate size is {slate_size})")
     bad = ~np.isfinite(prob) | (prob < 0) | (prob > 1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: column 'prob' row {i + 1}: {df['prob'].iloc[i]!r}; expected a probability in [0, 1]")
+        raise DataError(f"{path}: column 'prob' row {i + 1}: {plain(df['prob'].iloc[i])}; expected a probability in [0, 1]")
     index = {str(v): c for c, v in enumerate(item_ids)}
     code = np.array([index.get(str(v), -1) for v in df["item"].tolist()])
     if not (code >= 0).any():
-        raise DataError(f"{path}: column 'item': none of its items is in the twin (e.g. {df['item'].iloc[0]!r}; "
-                        f"the twin's items are e.g. {item_ids[0]!r})")
+        raise DataError(f"{path}: column 'item': none of its items is in the twin (e.g. {plain(df['item'].iloc[0])}; "
+                        f"the twin's items are e.g. {plain(item_ids[0])})")
     out = np.zeros((slate_size, len(item_ids)))
     keep = code >= 0
     np.add.at(out, (pos[keep].astype(np.int64), code[keep]), prob[keep])

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 
 from counterfeed.core.contracts import Catalog, CatalogContext, CatalogTags, Items, Options
 from counterfeed.core.hookspecs import hookimpl
-from counterfeed.errors import DataError, PluginError
+from counterfeed.errors import DataError, PluginError, plain
 from counterfeed.text.embedder import Embedder, check_embedder_spec, get_embedder
 
 __all__ = ["SyntheticTextCatalog", "TableCatalog"]
@@ -177,8 +177,8 @@ class TableCatalog(Catalog):
         bad = np.flatnonzero(~np.isfinite(vals))
         if bad.size:
             i = int(bad[0])
-            raise DataError(f"{path}: column '{col}' row {i + 1} (id {ids[i]!r}): "
-                            f"expected a number, got {df[col].iloc[i]!r}")
+            raise DataError(f"{path}: column '{col}' row {i + 1} (id {plain(ids[i])}): "
+                            f"expected a number, got {plain(df[col].iloc[i])}")
         return vals
 
     def build(self, ctx: CatalogContext) -> Items:
@@ -206,14 +206,14 @@ class TableCatalog(Catalog):
         texts = [o.separator.join(p for p in row if p) for row in zip(*parts)]
         empty = [i for i, t in enumerate(texts) if not t]
         if empty:
-            raise DataError(f"{path}: row {empty[0] + 1} (id {ids[empty[0]]!r}) has empty text in "
+            raise DataError(f"{path}: row {empty[0] + 1} (id {plain(ids[empty[0]])}) has empty text in "
                             f"column{'s' if len(o.text_columns) > 1 else ''} {', '.join(o.text_columns)}")
         n = len(texts)
         quality = self._numeric(df, path, o.quality_column, ids) if o.quality_column else np.zeros(n)
         arrival = self._numeric(df, path, o.arrival_column, ids) if o.arrival_column else np.zeros(n)
         if (arrival < 0).any():
             i = int(np.flatnonzero(arrival < 0)[0])
-            raise DataError(f"{path}: column '{o.arrival_column}' row {i + 1} (id {ids[i]!r}): "
+            raise DataError(f"{path}: column '{o.arrival_column}' row {i + 1} (id {plain(ids[i])}): "
                             "arrival must be >= 0 (days)")
         if o.topic_column:
             labels = df[o.topic_column].fillna("").astype(str).to_numpy()

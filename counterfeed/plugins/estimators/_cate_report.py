@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from counterfeed.analysis.cate_scores import CURVES_FILE, SCORES_FILE
+from counterfeed.core.display import fmt
 from counterfeed.core.figures import TRUTH_COLOR
 
 __all__ = ["cate_section", "uplift_figure", "calibration_figure"]
@@ -16,8 +17,9 @@ __all__ = ["cate_section", "uplift_figure", "calibration_figure"]
 _COLORS = ["#1c7ed6", "#2b8a3e", "#7048e8", "#c2255c", "#e67700", "#0b7285"]
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
-    return "n/a" if v is None else f"{float(v):.{digits}g}"
+def _fmt(v: Any) -> str:
+    """4 significant digits (:func:`counterfeed.core.display.fmt`: a table never rounds 1.0365 to 1)."""
+    return "n/a" if v is None else fmt(v)
 
 
 def _plt():
@@ -87,8 +89,8 @@ def _individual_table(sec: Any, rows: list[dict[str, Any]]) -> None:
                   f"{ASSUMPTION_BOUNDS}. Deconvolved: the coverage "
                   "estimated with the truth's Monte Carlo error removed (docs/heterogeneity.md).")
     sec.table(["estimator", "metric", "arm", "coverage", "deconvolved", "mean width"],
-              [[r["estimator"], r["metric"], r["arm"], (_fmt(r.get("ite_coverage"), 3), "num"),
-                (_fmt(r.get("ite_coverage_deconvolved"), 3), "num"), (_fmt(r.get("ite_interval_width")), "num")]
+              [[r["estimator"], r["metric"], r["arm"], (_fmt(r.get("ite_coverage")), "num"),
+                (_fmt(r.get("ite_coverage_deconvolved")), "num"), (_fmt(r.get("ite_interval_width")), "num")]
                for r in ite])
     for r in ite:  # scored against the truth: say when the coverage misses what a 95% interval should give
         c = r.get("ite_coverage_deconvolved")
@@ -125,9 +127,9 @@ def cate_section(result: Any, report: Any) -> None:
                "calib. slope", "AUUC (norm.)"],
               [[r["estimator"], r["metric"], r["arm"], r.get("truth_estimand") or "none",
                 (_fmt(r.get("pehe")), "num"), (_fmt(r.get("pehe_baseline")), "num"),
-                (_fmt(r.get("pehe_ratio"), 2), "num"), (_fmt(r.get("spearman"), 2), "num"),
-                (_fmt(r.get("coverage"), 3), "num"), (_fmt(r.get("calibration_slope"), 2), "num"),
-                (_fmt(r.get("auuc_normalised"), 2), "num")] for r in rows])
+                (_fmt(r.get("pehe_ratio")), "num"), (_fmt(r.get("spearman")), "num"),
+                (_fmt(r.get("coverage")), "num"), (_fmt(r.get("calibration_slope")), "num"),
+                (_fmt(r.get("auuc_normalised")), "num")] for r in rows])
     _individual_table(sec, rows)
     curves_path = directory / CURVES_FILE
     if not curves_path.is_file():

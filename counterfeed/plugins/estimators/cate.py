@@ -192,6 +192,7 @@ class _Cate(Estimator):
             "effect_modifiers": [names[i] for i in np.flatnonzero(self.modifiers_) if names[i] not in unused],
             "unused_modifiers": unused, "users_not_identified": int(bad.sum()),
             "average_effect": "doubly robust (AIPW) mean of out-of-fold effects, design propensity",
+            "point_estimand": "difference",  # the point and interval are the average effect's: scored as one
             "interval_estimand": "lower/upper: per-user interval for tau(X) = E[tau_i | X], the conditional "
                                  "average effect given the effect modifiers, not for the user's own effect",
         }
