@@ -73,11 +73,15 @@ def test_cuped_missing_pre_values_are_filled_with_the_mean():
     assert np.isfinite([e.point, e.lower, e.upper]).all()
 
 
-def test_small_segment_is_left_out():
+def test_small_segment_is_not_estimated_and_says_so():
+    # it used to be left out silently (tester17 M5): now a NOT IDENTIFIED row, with no number
     df = frame({"control": np.arange(6.0), "treatment": np.arange(6.0) + 1},
                segments=np.array(["big"] * 5 + ["tiny"] + ["big"] * 5 + ["tiny"]))
     est = DifferenceInMeans(segments=True).estimate(analysis(df))
-    assert {e.segment for e in est} == {None, "big"}
+    assert {e.segment for e in est if np.isfinite(e.point)} == {None, "big"}
+    tiny = [e for e in est if e.segment == "tiny"]
+    assert tiny and all(np.isnan([e.point, e.lower, e.upper]).all() and e.diagnostics["identified"] is False
+                        for e in tiny)
 
 
 @pytest.mark.parametrize("estimator, df, metrics, arms, pattern", [

@@ -7,22 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from counterfeed.core.plugins import get_registry
 from counterfeed.core.runner import run
 from counterfeed.core.targeting import _rule_warnings
 from tests.conftest import small_scenario
-from tests.plugins.cate_fake import HeterogeneityTestPlugin, PresetCate
-
-
-@pytest.fixture
-def preset():
-    reg = get_registry()
-    name = reg.register_plugin(HeterogeneityTestPlugin(), name="test-heterogeneity-plugin-degenerate")
-    try:
-        yield PresetCate
-    finally:
-        PresetCate.predictions = {}
-        reg.unregister_plugin(name)
+from tests.heterogeneity.test_targeting import preset  # noqa: F401 -- the preset CATE estimator fixture
 
 
 def _scenario():
