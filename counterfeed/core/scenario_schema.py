@@ -285,6 +285,10 @@ class Scenario(_Strict):
         from counterfeed.twin.store import scenario_parts
 
         parts = scenario_parts(str(pop["twin"]), int(pop.get("replicate", 0)))
+        dims = pop.get("dimensions")
+        if isinstance(dims, int) and not isinstance(dims, bool) and dims < parts["dimensions"]:
+            raise ValueError(f"population.dimensions is {dims} but the twin has {parts['dimensions']} dimensions; "
+                             "leave population.dimensions out (it defaults to the twin's)")
         pop = {**pop, "twin": parts["catalog"]["path"]}
         pop.setdefault("users", parts["users"])
         pop.setdefault("dimensions", parts["dimensions"])

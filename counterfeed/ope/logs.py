@@ -222,7 +222,7 @@ def _integers(a: np.ndarray, source: str, name: str) -> np.ndarray:
             raise DataError(f"{source}: column '{name}' row {i + 1}: expected an integer, got {_show(a[i])}")
         return a.astype(np.int64)
     _nulls(a, source, name)
-    raise DataError(f"{source}: column '{name}' has type {_typename(a)}; expected integers")
+    raise DataError(f"{source}: column '{name}' has type {_typename(a)}; expected integers{_bad_row(a)}")
 
 
 def _floats(a: np.ndarray, source: str, name: str) -> np.ndarray:
@@ -236,7 +236,8 @@ def _floats(a: np.ndarray, source: str, name: str) -> np.ndarray:
         try:
             out = a.astype(np.float64)
         except (TypeError, ValueError):
-            raise DataError(f"{source}: column '{name}' has type {_typename(a)}; expected numbers") from None
+            raise DataError(f"{source}: column '{name}' has type {_typename(a)}; expected numbers"
+                            f"{_bad_row(a)}") from None
     bad = ~np.isfinite(out)
     if bad.any():
         i = _first_bad(bad)
@@ -269,6 +270,14 @@ def _typename(a: np.ndarray) -> str:
         sample = next((x for x in a if x is not None), None)
         return "string" if isinstance(sample, str) else type(sample).__name__
     return str(a.dtype)
+
+
+def _bad_row(a: np.ndarray) -> str:
+    """`` (row N: VALUE)``: the first entry that is not a number, for a message (tester17 L4)."""
+    import pandas as pd
+
+    bad = np.asarray(pd.isna(pd.to_numeric(pd.Series(a), errors="coerce")))
+    return f" (row {_first_bad(bad) + 1}: {_show(a[_first_bad(bad)])})" if bad.any() else ""
 
 
 def _nulls(a: np.ndarray, source: str, name: str) -> None:

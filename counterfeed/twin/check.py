@@ -32,6 +32,10 @@ from counterfeed.twin.store import read_meta
 __all__ = ["check_twin", "compare", "TOLERANCE", "ALPHA"]
 
 ALPHA = 0.001
+#: what ``logged_mean`` / ``twin_mean`` of each aspect are (the same quantity on both sides)
+SUMMARY = {"ctr_by_position": "CTR", "clicks_per_session": "clicks per session (3+ as 3)",
+           "sessions_per_user": "sessions per user", "inter_visit_times": "days between visits",
+           "churn_curve": "last visit / horizon", "item_popularity": "click share of the top 10% of items"}
 TOLERANCE = {"ctr_by_position": 0.15, "clicks_per_session": 0.05, "sessions_per_user": 0.10,
              "inter_visit_times": 0.10, "churn_curve": 0.10, "item_popularity": 0.10}
 
@@ -63,7 +67,8 @@ def compare(logged: dict[str, np.ndarray], twin: dict[str, np.ndarray]) -> list[
         bad = p is not None and p < ALPHA and distance > TOLERANCE[aspect]
         out.append({"aspect": aspect, "statistic": statistic, "value": float(value), "p_value": p,
                     "distance": float(distance), "tolerance": TOLERANCE[aspect],
-                    "verdict": "mismatch" if bad else "ok", "logged_mean": lm, "twin_mean": tm})
+                    "verdict": "mismatch" if bad else "ok", "summary": SUMMARY[aspect],
+                    "logged_mean": lm, "twin_mean": tm})
 
     k = min(logged["pos_n"].size, twin["pos_n"].size)
     chi, df = 0.0, 0
@@ -105,8 +110,16 @@ def compare(logged: dict[str, np.ndarray], twin: dict[str, np.ndarray]) -> list[
     else:
         chi, p = 0.0, 1.0
     tv = 0.5 * np.abs(a / max(a.sum(), 1) - b / max(b.sum(), 1)).sum()
-    add("item_popularity", "chi2", chi, float(p), max(0.0, tv - _noise_tv(a, b)), float(a.sum()), float(b.sum()))
+    add("item_popularity", "chi2", chi, float(p), max(0.0, tv - _noise_tv(a, b)), _top_share(a), _top_share(b))
     return out
+
+
+def _top_share(clicks: np.ndarray) -> float | None:
+    """Share of the clicks on the top 10% of items (at least one): comparable across log sizes."""
+    if clicks.sum() <= 0:
+        return None
+    top = max(1, int(np.ceil(0.1 * clicks.size)))
+    return float(np.sort(clicks)[::-1][:top].sum() / clicks.sum())
 
 
 def _noise_tv(a: np.ndarray, b: np.ndarray, draws: int = 20) -> float:
@@ -121,32 +134,50 @@ def _noise_tv(a: np.ndarray, b: np.ndarray, draws: int = 20) -> float:
     return float(0.5 * np.abs(x - y).sum(1).mean())
 
 
-def _simulated(path: str, users: int, seed: int) -> TwinLog:
-    from counterfeed.core.runner import run
-    from counterfeed.core.scenario import Scenario
-    from counterfeed.twin.data import twin_log_from_frame
-    from counterfeed.twin.evaluate import twin_scenario
-
-    meta = read_meta(path)
-    if not meta.get("logging"):
-        raise DataError(f"{path}: the twin does not know the logging policy (fitted from a file, not a run "
-                        "directory); 'twin check' simulates it, so fit the twin from a run directory")
-    arms = {"logging": dict(meta["logging"]), "copy": dict(meta["logging"])}
-    sc = Scenario.from_dict(twin_scenario(path, 0, users, arms, seed=seed, metrics=["impressions"]))
-    res = run(sc, write=False, quiet=True, workers=1, keep_events=True)
+def _simulated(path: str, users: int, seed: int, logging: dict[str, Any] | None = None) -> TwinLog:
     import pandas as pd
 
-    imp = res.events["all-logging"].impressions
+    from counterfeed.twin.data import twin_log_from_frame
+    from counterfeed.twin.evaluate import logging_policy, simulate_worlds, twin_scenario
+
+    meta = read_meta(path)
+    logging = logging_policy(path, meta, logging)
+    # a scenario needs two arms; only the world where everyone gets the logging policy is simulated
+    arms = {"logging": dict(logging), "copy": dict(logging)}
+    sc = twin_scenario(path, 0, users, arms, seed=seed, metrics=["impressions"])
+    imp = simulate_worlds(sc, ["all-logging"])["all-logging"].events.impressions
     df = pd.DataFrame(imp.to_dict()).drop(columns=["arm"], errors="ignore")
     return twin_log_from_frame(df, source="<twin>", horizon=float(meta["horizon"]))
 
 
+def _same_log(meta: dict[str, Any], log: TwinLog, log_path: str) -> None:
+    """The log must be the one the twin was fitted on: its held-out users are looked up in it (tester17
+    M11). Compared by size (impressions, users, items), so a copy of the log elsewhere still checks."""
+    got = {"impressions": len(log), "users": log.n_users, "items": log.n_items}
+    want = {"impressions": meta.get("n_impressions"), "users": meta.get("n_users"), "items": meta.get("n_items")}
+    diff = [f"{k} {got[k]} (fitted: {want[k]})" for k in got if want[k] is not None and got[k] != want[k]]
+    if diff:
+        raise DataError(f"{log_path}: not the log the twin was fitted on ({meta.get('source')}): it has "
+                        f"{', '.join(diff)}; 'twin check' compares the twin with the users it held out of "
+                        "that log (the same file, --world, --columns and --time-unit)")
+
+
 def check_twin(path: str, log_path: str, *, columns: str | None = None, time_unit: str = "days",
                world: str | None = None, users: int | None = None, seed: int = 0, figures: str | None = None,
-               say=lambda msg: None) -> dict[str, Any]:
-    """Fidelity report (JSON-ready dict); writes ``fidelity.png`` under ``figures`` when given."""
+               say=lambda msg: None, logging: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fidelity report (JSON-ready dict); writes ``fidelity.png`` under ``figures`` when given.
+
+    ``logging``: the logging policy to simulate, when the twin does not know it (a plain file's twin).
+
+    Raises
+    ------
+    DataError
+        The log is not the one the twin was fitted on, the twin has no held-out users, or the logging
+        policy is unknown.
+    """
     meta = read_meta(path)
     log = load_twin_log(log_path, columns, time_unit=time_unit, world=world)
+    _same_log(meta, log, log_path)
     held = set(meta["heldout_users"])
     if not held:
         why = ("it was fitted with --holdout 0" if not meta.get("settings", {}).get("holdout")
@@ -156,10 +187,13 @@ def check_twin(path: str, log_path: str, *, columns: str | None = None, time_uni
     codes = np.flatnonzero([u in held for u in log.user_ids.tolist()])
     if codes.size < 2:
         raise DataError(f"{log_path}: fewer than 2 of the twin's held-out users are in this log")
+    from counterfeed.twin.evaluate import logging_policy
+
+    logging = logging_policy(path, meta, logging)
     logged = log.select_users(codes)
     n_sim = int(users or max(5 * codes.size, 500))
     say(f"simulating {n_sim} twin users under the logging policy")
-    sim = _simulated(path, n_sim, seed)
+    sim = _simulated(path, n_sim, seed, logging)
     ids = meta["item_ids"]
     a = _summaries(logged, ids, np.asarray(logged.item_ids, dtype=object))
     b = _summaries(sim, ids, np.asarray([ids[int(c)] for c in sim.item_ids], dtype=object))

@@ -29,12 +29,40 @@ class TwinError(click.ClickException):
 
 
 def _err(fn, *args, **kwargs):
+    """``fn(...)`` with user errors as :class:`TwinError` and warnings printed as ``warning: ...`` lines
+    (not Python's ``file:line: UserWarning: ... return fn(...)``; tester17 L1)."""
+    import warnings
+
     from counterfeed.errors import CounterfeedError
 
+    plain, warnings.formatwarning = warnings.formatwarning, _plain_warning
     try:
         return fn(*args, **kwargs)
     except CounterfeedError as exc:
         raise TwinError(str(exc)) from None
+    finally:
+        warnings.formatwarning = plain
+
+
+def _plain_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+#: a scenario field of a twin world -> the flag the user typed (tester17 L5)
+_FLAGS = {"experiment.arms.target.recommender": "--policy", "experiment.arms.target.": "--policy-option ",
+          "experiment.arms.logging.recommender": "--logging-policy",
+          "experiment.arms.logging.": "--logging-option "}
+
+
+def _err_flags(fn, *args, **kwargs):
+    """:func:`_err`, with the twin scenario's policy fields named by the flags that set them."""
+    try:
+        return _err(fn, *args, **kwargs)
+    except TwinError as exc:
+        for field, flag in _FLAGS.items():
+            if exc.message.startswith(field):
+                raise TwinError(flag + exc.message[len(field):]) from None
+        raise
 
 
 def _say(quiet: bool):
@@ -117,24 +145,31 @@ def fit_command(log_path, out, columns, time_unit, world, items_path, embedder, 
 @click.option("--columns", help="Column mapping as in 'counterfeed ope'.")
 @click.option("--time-unit", type=click.Choice(["days", "hours", "minutes", "seconds"]), default="days")
 @click.option("--world", help="Run directory: the world whose impressions to use.")
-@click.option("--users", type=click.IntRange(2), help="Users to simulate (default: 5 x the held-out users).")
+@click.option("--users", type=click.IntRange(2),
+              help="Users to simulate (default: 5 x the held-out users, at least 500).")
+@click.option("--logging-policy", help="The logging policy (default: the one recorded from the run directory).")
+@click.option("--logging-option", "logging_options", multiple=True, metavar="KEY=VALUE")
 @click.option("--figures", type=click.Path(file_okay=False), help="Folder for the figures (PNG).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--quiet", is_flag=True)
-def check_command(twin_dir, log_path, columns, time_unit, world, users, figures, seed, as_json, quiet):
+def check_command(twin_dir, log_path, columns, time_unit, world, users, logging_policy, logging_options, figures,
+                  seed, as_json, quiet):
     """Compare the twin's simulated distributions with the logged ones on the held-out users."""
     from counterfeed.twin.check import check_twin
 
-    report = _err(check_twin, twin_dir, log_path, columns=columns, time_unit=time_unit, world=world, users=users,
-                  seed=seed, figures=figures, say=_say(quiet))
+    logging = _policy(logging_policy, logging_options, "logging-policy")
+    report = _err_flags(check_twin, twin_dir, log_path, columns=columns, time_unit=time_unit, world=world, users=users,
+                  seed=seed, figures=figures, say=_say(quiet), logging=logging)
     if as_json:
         click.echo(_json.dumps(report, indent=2))
         return
-    click.echo(f"Fidelity of {twin_dir} on {report['heldout_users']} held-out users of {log_path}:")
+    click.echo(f"Fidelity of {twin_dir} on {report['heldout_users']} held-out users of {log_path} "
+               f"(mismatch: p < {report['alpha']:g} and distance > tolerance):")
     for a in report["aspects"]:
-        click.echo(f"  {a['aspect']:<24} {a['verdict']:<9} {a['statistic']}={_fmt(a['value'])} "
-                   f"p={_fmt(a['p_value'])}  logged {_fmt(a['logged_mean'])} vs twin {_fmt(a['twin_mean'])}")
+        click.echo(f"  {a['aspect']:<20} {a['verdict']:<8} distance {_fmt(a['distance'])} (tolerance "
+                   f"{_fmt(a['tolerance'])})  {a['statistic']}={_fmt(a['value'])} p={_fmt(a['p_value'])}  "
+                   f"{a['summary']}: logged {_fmt(a['logged_mean'])} vs twin {_fmt(a['twin_mean'])}")
     if figures:
         click.echo(f"figures in {figures}")
 
@@ -173,8 +208,8 @@ def evaluate_command(twin_dir, policy, target_probs, policy_options, logging_pol
     else:
         target = _policy(policy, policy_options, "policy")
     logging = _policy(logging_policy, logging_options, "logging-policy")
-    effects = _err(evaluate_twin, twin_dir, target, logging=logging, users=users, replicates=replicates, seed=seed,
-                   level=level, say=_say(quiet))
+    effects = _err_flags(evaluate_twin, twin_dir, target, logging=logging, users=users, replicates=replicates,
+                         seed=seed, level=level, say=_say(quiet))
     ope: list[dict[str, Any]] | str = "skipped"
     if not no_ope:
         meta = _err(read_meta, twin_dir)
@@ -187,14 +222,20 @@ def evaluate_command(twin_dir, policy, target_probs, policy_options, logging_pol
     if as_json:
         click.echo(_json.dumps({"effects": [e.to_dict() for e in effects], "ope": ope}, indent=2))
         return
+    reps = effects[0].replicates
     click.echo(f"Predicted effect of {policy} vs the logging policy in {twin_dir} "
-               f"({effects[0].replicates} replicates, {level:.0%} intervals):")
+               + (f"({reps} replicates, {level:.0%} intervals):" if reps > 1
+                  else "(fewer than 2 bootstrap replicates: no intervals):"))
+    shared = [w for w in effects[0].warnings if all(w in e.warnings for e in effects)]
     for e in effects:
         iv = "no interval" if e.lower is None else f"[{_fmt(e.lower)}, {_fmt(e.upper)}]"
         click.echo(f"  {e.metric:<9} logging {_fmt(e.logging_value)}  target {_fmt(e.target_value)}  "
                    f"effect {_fmt(e.effect)} {iv}")
         for w in e.warnings:
-            click.echo(f"    warning: {w}")
+            if w not in shared:
+                click.echo(f"    warning: {w}")
+    for w in shared:  # stated once, not once per metric (tester17 L9)
+        click.echo(f"warning (every metric): {w}")
     if isinstance(ope, str):
         click.echo(f"IPS/DR: {ope}")
     else:

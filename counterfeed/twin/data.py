@@ -127,6 +127,10 @@ def _run_directory(path: Path, world: str | None) -> tuple[Path, dict[str, Any]]
         info["horizon"] = _days(exp.get("pre_period", 0)) + _days(exp.get("duration", 14))
         info["slate_size"] = int(exp.get("slate_size", 10))
         info["run"] = {k: exp[k] for k in ("batch_window", "retrain_every") if k in exp}
+        pre = _days(exp.get("pre_period", 0))
+        if pre > 0:  # the control served everyone then: the twin's worlds replay that (tester17 H4)
+            control = exp.get("control") or next(iter(exp["arms"]))
+            info["run"].update(pre_period=pre, pre_period_policy=dict(exp["arms"][control]))
         if "batch_window" not in exp:  # the run served in windows of the schema's default
             from counterfeed.core.scenario_schema import ExperimentSpec
 
@@ -163,6 +167,42 @@ def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+def _canonical(log: Any, ucode: np.ndarray, time: np.ndarray, window: float):
+    """The log's canonical row order and its item numbering, so that nothing fitted or simulated depends
+    on the order of the file's rows (tester17 H2).
+
+    Rows are ordered by serving window ``floor(time / window)`` (the time itself for a plain file,
+    ``window = 0``), user (by sorted id), time, round (by sorted id) and position: the order counterfeed's
+    simulator writes its impressions in, so a run's own log keeps its order and numbering. Items are
+    numbered by first appearance in that order. Returns (permutation or None when the rows are
+    already in order, (N,) item codes, (I,) item ids, (R,) each round code's rank by round id).
+    """
+    import pandas as pd
+
+    try:
+        order = np.argsort(log.round_ids, kind="stable")
+    except TypeError:  # ids of mixed types: compare them as text
+        order = np.argsort(np.asarray([str(x) for x in log.round_ids], dtype=object), kind="stable")
+    rrank = np.empty(order.size, np.int64)
+    rrank[order] = np.arange(order.size)
+    serve = np.floor(time / window) if window > 0 else time
+    perm = np.lexsort((log.position, rrank[log.round], time, ucode, serve))
+    if np.array_equal(perm, np.arange(perm.size)):
+        perm = None
+    items = log.item_code if perm is None else log.item_code[perm]
+    icode, first = pd.factorize(items)  # codes by first appearance in the canonical order
+    return perm, icode.astype(np.int64), np.asarray(log.item_ids)[np.asarray(first)], rrank
+
+
+def _plausible_time(time: np.ndarray, source: str, tname: str, unit: str, horizon: float | None) -> None:
+    """A log spanning more than ten years is a wrong ``--time-unit`` (tester17 M9), not a twin to fit."""
+    span = float(time.max() - (0.0 if horizon is not None else time.min())) if time.size else 0.0
+    if span > 3650:
+        hint = (" (if the column is in seconds, give --time-unit seconds)" if unit != "seconds" else "")
+        raise DataError(f"{source}: column '{tname}' spans {span:.6g} days read as {unit}; a twin's log must "
+                        f"span at most 3650 days{hint}")
+
+
 def twin_log_from_frame(df: Any, columns: str | dict[str, str] | None = None, *, source: str = "<frame>",
                         time_unit: str = "days", horizon: float | None = None,
                         logging: dict[str, Any] | None = None, slate_size: int | None = None,
@@ -185,10 +225,15 @@ def twin_log_from_frame(df: Any, columns: str | dict[str, str] | None = None, *,
         i = _first(bad)
         raise DataError(f"{source}: column '{rname}' row {i + 1}: value {log.reward[i]:g}; the twin models "
                         "clicks, expected 0 or 1")
-    user_raw, time = log.user, log.time * TIME_UNITS[time_unit]
+    from counterfeed.ope.logs import normalize_ids
+
+    time = log.time * TIME_UNITS[time_unit]
     tname = mapping.get("time", "time")
+    _plausible_time(time, source, tname, time_unit, horizon)
     import pandas as pd
 
+    ucol = mapping.get("user", "user")
+    user_raw = normalize_ids(df[ucol].to_numpy(), source, ucol)  # the logged ids, not OPE's first-seen codes
     ucode, uids = pd.factorize(user_raw, sort=True)
     if uids.shape[0] < 2:
         raise DataError(f"{source}: column '{mapping.get('user', 'user')}': only one user ({uids[0]}); the twin "
@@ -202,13 +247,17 @@ def twin_log_from_frame(df: Any, columns: str | dict[str, str] | None = None, *,
         raise DataError(f"{source}: column '{tname}' row {r1 + 1}: timestamps out of order for user "
                         f"{uids[ucode[r1]]}: {log.time[r1]:g} comes after {log.time[r0]:g} (row {r0 + 1}); "
                         "a user's impressions must be in time order")
-    rounds = log.round
+    window = _days((run or {}).get("batch_window") or 0)
+    perm, icode, item_ids, rrank = _canonical(log, ucode, time, window)
+    if perm is not None:  # the log in its canonical order: nothing below depends on the file's row order
+        ucode, time = ucode[perm], time[perm]
+    rounds = log.round if perm is None else log.round[perm]
     rt = np.full(log.n_rounds, np.inf)
     np.minimum.at(rt, rounds, time)
     ru = np.zeros(log.n_rounds, np.int64)
     ru[rounds] = ucode
     t0 = 0.0 if horizon is not None else float(time.min())
-    sorder = np.lexsort((np.arange(log.n_rounds), rt, ru))
+    sorder = np.lexsort((rrank, rt, ru))
     scode = np.empty(log.n_rounds, np.int64)
     scode[sorder] = np.arange(log.n_rounds)
     su, st = ru[sorder], rt[sorder] - t0
@@ -219,10 +268,10 @@ def twin_log_from_frame(df: Any, columns: str | dict[str, str] | None = None, *,
     has_dwell = "dwell" in df.columns
     if has_dwell:
         dwell = np.nan_to_num(df["dwell"].to_numpy(dtype=np.float64), nan=0.0)
-    icode = log.item_code
+    rows = slice(None) if perm is None else perm
     end = float(time.max() - t0) if horizon is None else max(float(horizon), float(time.max()))
     return TwinLog(user=ucode.astype(np.int64), user_ids=np.asarray(uids), session=scode[rounds],
-                   item=icode, item_ids=log.item_ids, position=log.position, click=log.reward,
-                   propensity=log.propensity, dwell=dwell, time=time - t0, session_user=su,
+                   item=icode, item_ids=item_ids, position=log.position[rows], click=log.reward[rows],
+                   propensity=log.propensity[rows], dwell=dwell[rows], time=time - t0, session_user=su,
                    session_time=st, session_index=sindex, horizon=end, source=source, has_dwell=has_dwell,
                    logging=logging, slate_size=int(slate_size or log.n_positions), extra={"run": run or {}})

@@ -39,7 +39,10 @@ from counterfeed.errors import DataError
 from counterfeed.twin.store import read_meta
 
 __all__ = ["TwinEffect", "evaluate_twin", "evaluate_many", "twin_scenario", "METRICS", "world_effects", "ope_beside",
-           "simulate_worlds"]
+           "simulate_worlds", "logging_policy", "PRE_ARM"]
+
+#: the arm that serves a twin world's pre-period when the logged run had one (its control's policy)
+PRE_ARM = "pre-period"
 
 #: metric -> (numerator column, denominator column or None)
 METRICS = {"ctr": ("clicks", "impressions"), "clicks": ("clicks", None), "sessions": ("sessions", None),
@@ -71,9 +74,12 @@ def twin_scenario(path: str | Path, replicate: int, users: int, arms: dict[str, 
     """A scenario (as data) that simulates ``arms`` (the first is the control) in a twin replicate."""
     meta = read_meta(path)
     run = meta.get("run") or {}
+    pre = float(run.get("pre_period") or 0.0)
     exp: dict[str, Any] = {"arms": arms, "control": next(iter(arms)), "pre_period": 0,
-                           "duration": duration or max(float(meta["horizon"]), 1e-3),
+                           "duration": duration or max(float(meta["horizon"]) - pre, 1e-3),
                            "slate_size": int(meta["slate_size"])}
+    if pre > 0:  # the logged run's pre-period, served by its control, before the policies take over
+        exp.update(arms={PRE_ARM: dict(run["pre_period_policy"]), **arms}, control=PRE_ARM, pre_period=pre)
     exp.update({k: v for k, v in run.items() if k in ("batch_window", "retrain_every")})
     if exp.get("batch_window") is not None:
         from counterfeed.core.scenario_schema import parse_duration
@@ -128,6 +134,15 @@ def world_effects(outcomes, control_world: str, target_world: str) -> dict[str, 
     return out
 
 
+def logging_policy(path: str | Path, meta: dict[str, Any], logging: dict[str, Any] | None) -> dict[str, Any]:
+    """The logging policy to simulate: ``logging`` when given, else the one recorded at the fit."""
+    logging = logging or meta.get("logging")
+    if not logging:
+        raise DataError(f"{path}: the twin does not know the logging policy (fitted from a file, not a run "
+                        "directory); give it with --logging-policy NAME [--logging-option k=v]")
+    return logging
+
+
 def evaluate_twin(path: str | Path, target: dict[str, Any], *, logging: dict[str, Any] | None = None,
                   users: int | None = None, replicates: int | None = None, seed: int = 0, level: float = 0.95,
                   say=lambda msg: None, truth_worlds: int | None = 1) -> list[TwinEffect]:
@@ -155,18 +170,26 @@ def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, loggi
     import pandas as pd
 
     meta = read_meta(path)
-    logging = logging or meta.get("logging")
-    if not logging:
-        raise DataError(f"{path}: the twin does not know the logging policy (fitted from a file, not a run "
-                        "directory); give it with --logging-policy NAME [--logging-option k=v]")
+    logging = logging_policy(path, meta, logging)
     n_boot = len(meta["replicates"]) - 1
+    if replicates is not None and replicates > n_boot:
+        raise DataError(f"--replicates {replicates}: the twin {path} has {n_boot} bootstrap replicates "
+                        f"(fit it with --bootstrap {replicates} or more, or ask for at most {n_boot})")
     parametric = meta.get("bootstrap") == "parametric" and n_boot > 0
     reps = ([0] if parametric else []) + (list(range(1, n_boot + 1))[: replicates or n_boot] or [0])
     n_log = int(meta["n_train_users"])
     total = int(users or n_log * len(reps))
-    # the prediction is replicate 0's effect: it gets half of the users
-    n0 = math.ceil(total / 2) if parametric else 0
-    size = {b: max(2, n0 if b == 0 else math.ceil((total - n0) / (len(reps) - parametric))) for b in reps}
+    # the prediction is replicate 0's effect: it gets half of the users (all of them without a bootstrap)
+    n0 = math.ceil(total / 2) if parametric else (total if reps == [0] else 0)
+    size = {b: n0 if b == 0 else math.ceil((total - n0) / (len(reps) - parametric)) for b in reps}
+    if min(size.values()) < 2:
+        need = 2 * (len(reps) - parametric + 1) if parametric else (2 if reps == [0] else len(reps) + 1)
+        raise DataError(f"--users {total}: too few for {len(reps)} replicates (the users are split over them, "
+                        f"at least 2 each{', half to the point fit' if parametric else ''}): give at least {need}")
+    from counterfeed.twin.store import read_replicate
+
+    for b in reps:  # a broken replicate file is found before anything is simulated
+        read_replicate(path, b)
     arms = {"logging": dict(logging), **{name: dict(t) for name, t in targets.items()}}
     results: dict[str, list[dict[str, tuple[float, float, float, int]]]] = {name: [] for name in targets}
     for b in reps:  # only the counterfactual worlds: the A/B world is never read

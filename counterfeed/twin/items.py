@@ -43,6 +43,11 @@ def read_items(path: str, item_ids: np.ndarray, embedder: str = "minilm"):
     rows = df.iloc[pos]
     topics = None
     if "topic" in df.columns:
+        empty = rows["topic"].isna().to_numpy() | (rows["topic"].astype(str).str.strip() == "").to_numpy()
+        if empty.any():
+            i = int(np.flatnonzero(empty)[0])
+            raise DataError(f"{path}: column 'topic' row {int(pos[i]) + 1} (item {rows['id'].iloc[i]}): empty; "
+                            "expected a topic label for every logged item (or leave the column out)")
         topics = pd.factorize(rows["topic"].astype(str))[0].astype(np.int64)
     cols = ["text"] if "text" in df.columns else [c for c in ("title", "description") if c in df.columns]
     if not cols:

@@ -138,12 +138,14 @@ def table_from_file(path: str, item_ids: list[Any], slate_size: int) -> list[lis
     DataError
         Naming the file: unreadable, columns missing, a per-round table (``round``/``user``/``session``
         columns: the twin simulates new sessions, so only the context-free form applies), positions
-        outside the slate, probabilities outside [0, 1], or no item of the twin.
+        outside the slate, probabilities outside [0, 1], an item the twin does not have, an (item,
+        position) listed twice, or a position whose probabilities do not sum to 1.
     """
     import pandas as pd
 
     from counterfeed.errors import DataError, plain
     from counterfeed.ope.logs import _read_table as read_table
+    from counterfeed.ope.target import _SUM_TOL
 
     df = read_table(path)
     per_round = [c for c in ("round", "user", "session") if c in df.columns]
@@ -158,23 +160,36 @@ def table_from_file(path: str, item_ids: list[Any], slate_size: int) -> list[lis
     bad = ~np.isfinite(pos) | (pos < 0) | (pos >= slate_size) | (pos != np.round(pos))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: column 'position' row {i + 1}: {plain(df['position'].iloc[i])}; expected an integer "
-                        f"in [0, {slate_size - 1}] (the twin's slate size is {slate_size})")
+        raise DataError(f"{path}: column 'position' row {i + 1}: {plain(df['position'].iloc[i])}; expected an "
+                        f"integer in [0, {slate_size - 1}] (the twin's slate size is {slate_size})")
     bad = ~np.isfinite(prob) | (prob < 0) | (prob > 1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: column 'prob' row {i + 1}: {plain(df['prob'].iloc[i])}; expected a probability in [0, 1]")
+        raise DataError(f"{path}: column 'prob' row {i + 1}: {plain(df['prob'].iloc[i])}; expected a probability "
+                        "in [0, 1]")
     index = {str(v): c for c, v in enumerate(item_ids)}
     code = np.array([index.get(str(v), -1) for v in df["item"].tolist()])
     if not (code >= 0).any():
         raise DataError(f"{path}: column 'item': none of its items is in the twin (e.g. {plain(df['item'].iloc[0])}; "
                         f"the twin's items are e.g. {plain(item_ids[0])})")
+    if (code < 0).any():  # the twin cannot serve an item it has never seen (tester17 M10)
+        i = int(np.flatnonzero(code < 0)[0])
+        raise DataError(f"{path}: column 'item' row {i + 1}: item {plain(df['item'].iloc[i])} is not an item of the "
+                        f"twin (it was never logged); the twin can only simulate its {len(item_ids)} items")
+    cell = pos.astype(np.int64) * len(item_ids) + code
+    dup = pd.Index(cell).duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise DataError(f"{path}: row {i + 1}: item {plain(df['item'].iloc[i])} at position {int(pos[i])} is listed "
+                        "twice; expected one probability per (item, position)")
     out = np.zeros((slate_size, len(item_ids)))
-    keep = code >= 0
-    np.add.at(out, (pos[keep].astype(np.int64), code[keep]), prob[keep])
-    empty = np.flatnonzero(out.sum(1) <= 0)
-    if empty.size:
-        raise DataError(f"{path}: position {int(empty[0])} has no probability on any item of the twin")
+    out[pos.astype(np.int64), code] = prob
+    sums = out.sum(1)
+    off = np.flatnonzero(np.abs(sums - 1) > _SUM_TOL)
+    if off.size:
+        j = int(off[0])
+        raise DataError(f"{path}: column 'prob': the probabilities at position {j} sum to {sums[j]:.6g}; expected "
+                        "1 (each position's row is the target's distribution over the items)")
     return out.tolist()
 
 

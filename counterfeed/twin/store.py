@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,12 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if not f.exists():
         raise DataError(f"{path}: not a twin directory (no {TWIN_FILE}; create one with 'counterfeed twin fit')")
     try:
-        return json.loads(f.read_text())
+        meta = json.loads(f.read_text())
     except (OSError, ValueError) as exc:
         raise DataError(f"{f}: cannot read ({exc})") from None
+    from counterfeed.twin.check_dir import check_meta
+
+    return check_meta(meta, f)
 
 
 def read_replicate(path: str | Path, b: int) -> Replicate:
@@ -54,9 +58,20 @@ def read_replicate(path: str | Path, b: int) -> Replicate:
     if not f.exists():
         meta = read_meta(path)
         raise DataError(f"{path}: no replicate {b}; the twin has replicates 0..{len(meta['replicates']) - 1}")
-    with np.load(f, allow_pickle=False) as z:
-        return Replicate(**{k: z[k] for k in ("item", "bias", "topic", "user", "activity", "weight")},
-                         user_chol=z["user_chol"] if "user_chol" in z.files else None)
+    from counterfeed.twin.check_dir import check_replicate
+
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            rep = Replicate(**{k: z[k] for k in ("item", "bias", "topic", "user", "activity", "weight")},
+                            user_chol=z["user_chol"] if "user_chol" in z.files else None)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{f}: not a readable twin replicate ({type(exc).__name__}: {exc}); refit the twin "
+                        "with 'counterfeed twin fit'") from None
+    try:  # the arrays are checked against what twin.json says of them (read_meta checks the rest)
+        meta = json.loads((Path(path) / TWIN_FILE).read_text())
+    except (OSError, ValueError):
+        meta = {}
+    return check_replicate(rep, meta if isinstance(meta, dict) else {}, f)
 
 
 def write_twin(out: str | Path, meta: dict[str, Any], replicates: list[Replicate],
@@ -110,6 +125,10 @@ def scenario_parts(twin: str, replicate: int = 0) -> dict[str, Any]:
     reps = meta["replicates"]
     if not 0 <= replicate < len(reps):
         raise ValueError(f"replicate {replicate} is out of range: the twin has replicates 0..{len(reps) - 1}")
+    try:  # what building the catalog would find wrong, found when the scenario is validated (M3)
+        read_replicate(path, replicate)
+    except DataError as exc:
+        raise ValueError(str(exc)) from None
     opts = dict(reps[replicate])
     return {"users": int(meta["n_train_users"]), "dimensions": int(meta["dims"]),
             "catalog": {"plugin": "twin", "path": str(path), "replicate": replicate},
