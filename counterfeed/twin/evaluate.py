@@ -192,14 +192,48 @@ def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, loggi
         read_replicate(path, b)
     arms = {"logging": dict(logging), **{name: dict(t) for name, t in targets.items()}}
     results: dict[str, list[dict[str, tuple[float, float, float, int]]]] = {name: [] for name in targets}
+    tied: dict[str, str] = {}
+    pre = float((meta.get("run") or {}).get("pre_period") or 0.0)
     for b in reps:  # only the counterfactual worlds: the A/B world is never read
         out = simulate_worlds(twin_scenario(path, b, size[b], arms, seed=seed + b), [f"all-{a}" for a in arms])
         outcomes = pd.concat([o.outcomes for o in out.values()], ignore_index=True)
         for name in targets:
             results[name].append(world_effects(outcomes, "all-logging", f"all-{name}"))
+            if b == reps[0] and name not in tied:
+                tied[name] = _cold_start_ties(out[f"all-{name}"].events, pre)
         say(f"replicate {b}: simulated {size[b]} users")
     n_truth = math.inf if truth_worlds is None else n_log * int(truth_worlds)
-    return {name: _combine(rows, n_truth, level, parametric) for name, rows in results.items()}
+    effects = {name: _combine(rows, n_truth, level, parametric) for name, rows in results.items()}
+    for name, why in tied.items():
+        for e in effects[name] if why else ():
+            e.warnings.append(why)
+    return effects
+
+
+def _cold_start_ties(events, start: float, sessions: int = 20) -> str:
+    """A warning when the first ``sessions`` sessions of a world (from ``start``, after any pre-period)
+    all got the same items: the policy's scores were tied, and ``topk`` gives ties to the lower item
+    codes, which in a twin follow the log's canonical order, not the real system's item order
+    (docs/twin.md, "Row order does not matter"; tester17 H2). ``""`` when they differ."""
+    import pandas as pd
+
+    imp = events.impressions.to_dict()
+    t = np.asarray(imp["time"], np.float64)
+    keep = t >= start
+    m = sessions * (int(np.max(imp["position"])) + 1) if t.size else 0
+    if keep.sum() > m > 0:  # only the earliest rows (a session's rows share its time): no full sort
+        keep &= t <= np.partition(t[keep], m - 1)[m - 1]
+    df = pd.DataFrame({k: np.asarray(imp[k])[keep] for k in ("user", "session", "time", "position", "item")})
+    df = df.sort_values(["time", "user", "session", "position"], kind="stable")
+    first = df.drop_duplicates(["user", "session"]).head(sessions)[["user", "session"]]
+    slates = df.merge(first, on=["user", "session"]).groupby(["user", "session"])["item"].agg(
+        lambda x: tuple(sorted(x)))
+    if len(slates) < 2 or slates.nunique() > 1:
+        return ""
+    return (f"the target showed the same items to each of its first {len(slates)} sessions: its scores were tied "
+            "at the start of the twin's world, and ties go to the twin's lower item codes (items numbered by "
+            "first appearance in the log), not to the real system's order, so this effect can depend on that "
+            "order (docs/twin.md, 'Row order does not matter')")
 
 
 def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: float, level: float,

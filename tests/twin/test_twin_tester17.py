@@ -71,6 +71,19 @@ def test_row_order_does_not_change_predictions(order_twins):
     assert got[0] == got[1]
 
 
+def test_tied_cold_start_is_warned(order_twins):
+    """popularity starts with zero counts: everyone gets the twin's lowest item codes, which follow the
+    log's order, not the real system's; the effect says so. A random target does not tie."""
+    from counterfeed.twin.evaluate import evaluate_twin
+
+    def warned(policy):
+        return [any("showed the same items to each of its first" in w for w in e.warnings)
+                for e in evaluate_twin(order_twins[0], {"recommender": policy}, users=60, seed=2)]
+
+    assert all(warned("popularity"))
+    assert not any(warned("random"))
+
+
 # -- H3: a twin without bootstrap replicates simulates the users asked for ---------------------------------
 
 def test_no_bootstrap_twin_simulates_all_the_users(order_twins):
