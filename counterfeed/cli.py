@@ -212,7 +212,8 @@ def _print_estimate_notes(console: Any, estimates: list[Any]) -> None:
     lines = []
     for e in estimates:
         where = f"{e.estimator} · {e.metric} · {e.arm}" + (f" · {e.segment}" if e.segment else "")
-        if e.point is not None and (_fmt(e.lower) == "-" or _fmt(e.upper) == "-"):
+        if (e.point is not None and e.diagnostics.get("identified") is not False  # NOT IDENTIFIED: its warning says
+                and (_fmt(e.lower) == "-" or _fmt(e.upper) == "-")):
             ar = e.diagnostics.get("ar_set")  # an instrumental-variable estimate's Anderson-Rubin set
             lines.append(f"{where}: interval [-, -]: no finite interval (the Anderson-Rubin set is {ar}: the "
                          "instrument is too weak to bound the effect)" if ar else

@@ -126,3 +126,18 @@ def test_a_library_warning_of_the_individual_intervals_is_the_estimates_own(monk
     assert not [w for w in escaped if "rank-deficient" in str(w.message)]
     cate = next(e for e in out if e.estimand == "cate")
     assert cate.diagnostics["warnings"].count("UserWarning: the design matrix is rank-deficient") == 1
+
+
+def test_a_not_identified_row_is_not_explained_as_an_unbounded_interval():
+    from rich.console import Console
+
+    from counterfeed.cli import _print_estimate_notes
+    from counterfeed.core.estimation import Estimate
+
+    nan = float("nan")
+    e = Estimate("diff-in-means", "clicks", "b", "a", nan, nan, nan, segment="tiny",
+                 diagnostics={"identified": False, "warnings": ["NOT IDENTIFIED: segment 'tiny' is too small"]})
+    console = Console(record=True, width=400)
+    _print_estimate_notes(console, [e])
+    text = console.export_text()
+    assert "NOT IDENTIFIED" in text and "Fieller" not in text and "interval [-, -]" not in text
