@@ -10,6 +10,7 @@ import pytest
 
 from counterfeed.plugins.estimators.cate import (CausalForestCATE, DRLearnerCATE, LinearInteractionCATE,
                                                  TLearnerCATE, XLearnerCATE)
+from counterfeed.plugins.estimators.bayesian_ab import BayesianAB
 from counterfeed.plugins.estimators.classical import DifferenceInMeans
 from counterfeed.testing.cate_data import make_cate_data
 
@@ -90,9 +91,10 @@ def test_valid_modifiers_give_no_new_warning():
     assert e.diagnostics["unused_modifiers"] == [] and e.user_effects["point"].notna().all()
 
 
-def test_diff_in_means_reports_a_too_small_segment():
+@pytest.mark.parametrize("cls", [DifferenceInMeans, BayesianAB])
+def test_segment_estimators_report_a_too_small_segment(cls):
     data, _ = _rare(treated=0, control=3)
-    out = DifferenceInMeans({"segments": True, "relative": False}).estimate(data)
+    out = cls({"segments": True, "relative": False}).estimate(data)
     rare = [e for e in out if e.segment == "rare"]
     assert len(rare) == 1 and np.isnan(rare[0].point) and np.isnan(rare[0].lower)
     assert rare[0].diagnostics["identified"] is False

@@ -24,7 +24,7 @@ special = lazy_module("scipy.special")  # imported on first use: keeps start-up 
 
 __all__ = ["ArmStats", "Comparison", "mean_stats", "ratio_stats", "welch", "relative_lift",
            "normal_interval", "where", "select_metrics", "iter_groups", "arm_values",
-           "ratio_columns", "SmallGroup"]
+           "ratio_columns", "SmallGroup", "not_identified_segment"]
 
 _TINY = 1e-12
 
@@ -292,3 +292,18 @@ def arm_values(frame: Any, data: AnalysisData, columns: tuple[str, ...], *, ctx:
             raise SmallGroup(f"{ctx}, arm '{arm}': the arm has no users with a value")
         out[arm] = rows
     return out
+
+
+def not_identified_segment(who: str, method: str, data: AnalysisData, metric: str, segment: str, exc: Exception,
+                           level: float, estimands: tuple[str, ...]) -> list[Any]:
+    """A segment too small to compare the arms: one NOT IDENTIFIED estimate per (treatment arm,
+    estimand) with a NaN point and interval and a warning saying why, so that "too small" reads
+    differently from "no such segment"."""
+    from counterfeed.core.estimation import Estimate
+
+    why = f"NOT IDENTIFIED: segment '{segment}' is too small to compare the arms ({exc}); its effect is not estimated"
+    nan = float("nan")
+    return [Estimate(estimator=who, metric=metric, arm=arm, control=data.control, point=nan, lower=nan, upper=nan,
+                     level=level, estimand=estimand, segment=segment,
+                     diagnostics={"method": method, "identified": False, "warnings": [why]})
+            for arm in data.treatments for estimand in estimands]

@@ -14,7 +14,7 @@ from counterfeed.core.estimation import (AnalysisData, Estimate, Estimator, Esti
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.core.randomness import Keys
 from counterfeed.errors import ModelError
-from counterfeed.plugins.estimators._stats import (SmallGroup, arm_values, iter_groups,
+from counterfeed.plugins.estimators._stats import (SmallGroup, arm_values, iter_groups, not_identified_segment,
                                                    mean_stats, normal_interval, ratio_columns,
                                                    ratio_stats, relative_lift, select_metrics,
                                                    where, require_comparison)
@@ -98,6 +98,8 @@ class BayesianAB(Estimator):
                 except SmallGroup as exc:
                     if segment is None:
                         raise ModelError(f"{self.name}: {exc}") from None
+                    out.extend(not_identified_segment(self.name, "bayesian", data, metric, segment, exc, level,
+                                                      ("difference", "relative")[:1 + self.options.relative]))
         return out
 
     def _make(self, data: AnalysisData, metric: str, arm: str, segment: str | None, estimand: str,

@@ -31,7 +31,7 @@ from counterfeed.core.estimation import AnalysisData, Estimate, Estimator, Estim
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import ModelError
 from counterfeed.plugins.estimators._stats import (ArmStats, Comparison, SmallGroup, arm_values,
-                                                   iter_groups, mean_stats, ratio_columns,
+                                                   iter_groups, mean_stats, not_identified_segment, ratio_columns,
                                                    ratio_stats, relative_lift, select_metrics,
                                                    welch, where, require_comparison)
 
@@ -76,22 +76,11 @@ class _ArmComparisons(Estimator):
                 except SmallGroup as exc:
                     if segment is None:
                         raise ModelError(f"{self.name}: {exc}") from None
-                    out.extend(self._not_identified(data, metric, segment, exc, level))
+                    out.extend(not_identified_segment(self.name, self.method, data, metric, segment, exc, level,
+                                                      ("difference", "relative")[:1 + self.options.relative]))
                     continue
                 out.extend(self._compare(data, metric, segment, arms, common, level))
         return out
-
-    def _not_identified(self, data: AnalysisData, metric: str, segment: str, exc: Exception,
-                        level: float) -> list[Estimate]:
-        """A segment too small to analyse: one NOT IDENTIFIED row per arm (NaN point and interval, a
-        warning), so that "too small" reads differently from "no such segment"."""
-        why = (f"NOT IDENTIFIED: segment '{segment}' is too small to compare the arms ({exc}); its effect is not "
-               "estimated")
-        nan = float("nan")
-        return [Estimate(estimator=self.name, metric=metric, arm=arm, control=data.control, point=nan, lower=nan,
-                         upper=nan, level=level, estimand=estimand, segment=segment,
-                         diagnostics={"method": self.method, "identified": False, "warnings": [why]})
-                for arm in data.treatments for estimand in ("difference", "relative")[:1 + self.options.relative]]
 
     def _compare(self, data: AnalysisData, metric: str, segment: str | None,
                  arms: dict[str, ArmStats], common: dict[str, Any], level: float) -> list[Estimate]:
