@@ -73,6 +73,10 @@ def test_individual_intervals_of_an_unidentified_segment_are_null():
     ue = e.user_effects
     assert ue.loc[rare, ["ite_point", "ite_lower", "ite_upper"]].isna().all().all()
     assert ue["ite_lower"].notna().sum() == len(ue) - 3
+    cells = {tuple(c["modifiers"].items()): c for c in e.diagnostics["individual_intervals"]["cells"]}
+    rare_cell = cells[(("segment=b", 0.0), ("segment=rare", 1.0))]
+    assert rare_cell["identified"] is False and rare_cell["unexplained_variance"] is None and rare_cell["se"] is None
+    assert all(c["se"] is not None for k, c in cells.items() if c is not rare_cell)
 
 
 def test_a_constant_modifier_is_named_and_not_used():

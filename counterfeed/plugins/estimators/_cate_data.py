@@ -25,7 +25,7 @@ from counterfeed.plugins.estimators.cate import Nuisance
 
 __all__ = ["Comparison", "covariate_matrix", "comparison", "fold_ids", "fold_seed", "nuisance_regressor",
            "nuisance_classifier", "dr_mean", "caught_warnings", "per_user_metrics", "modifier_columns", "Nuisance",
-           "modifier_support", "null_unidentified",
+           "modifier_support", "null_unidentified", "null_cells",
            "check_cate_scenario", "scenario_covariates", "PER_SESSION_SUMS"]
 
 
@@ -316,3 +316,13 @@ def null_unidentified(effects: Any, bad: np.ndarray, metric: str) -> list[str]:
                          f"{lo}/{hi} interval (the learner fitted their cell exactly: no variance measured); "
                          "those intervals are null")
     return warns
+
+
+def null_cells(individual: dict[str, Any] | None, xm: np.ndarray, bad: np.ndarray) -> None:
+    """In the individual intervals' diagnostics (``cells``: one per distinct row of the modifiers
+    ``xm`` of the compared users), null the numbers of a cell whose users are all NOT IDENTIFIED
+    (``bad``, over the compared users): a variance from a cell without both arms is not a measurement."""
+    for cell in (individual or {}).get("cells") or []:
+        users = np.all(xm == np.array(list(cell["modifiers"].values()), dtype=np.float64), axis=1)
+        if users.any() and bad[users].all():
+            cell.update(unexplained_variance=None, identified_bounds=None, se=None, identified=False)

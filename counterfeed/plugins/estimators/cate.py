@@ -143,7 +143,7 @@ class _Cate(Estimator):
         from scipy import stats
 
         from counterfeed.plugins.estimators._cate_data import (caught_warnings, dr_mean, fold_ids, fold_seed,
-                                                               modifier_support, null_unidentified)
+                                                               modifier_support, null_cells, null_unidentified)
 
         n = len(data.outcomes)
         k = self.options.folds
@@ -181,6 +181,7 @@ class _Cate(Estimator):
                 if mode != "none" and self.per_user_intervals else None
         bad, unused, support = modifier_support(data, c, folds, k, self.modifiers_, names, metric, arm)
         warned += support + null_unidentified(effects, bad, metric)
+        null_cells(individual, c.x[:, self.modifiers_], bad[c.rows])
         ok = ~bad[c.rows]
         diag: dict[str, Any] = {
             "method": self.library, "folds": k, "nuisance": self.options.nuisance,
