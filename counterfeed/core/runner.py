@@ -354,8 +354,6 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
                                      workers, say, not quiet and log is None, shards, scheduler, tmp)
             targeting = targeting_report(sc, info, rules, {o.world: o.outcomes for o in deployed}, outcomes,
                                          user_truth, data)
-            for line in (w for r in targeting["rules"] for w in r["warnings"]):  # shown even with --quiet
-                print(f"warning (targeting): {line}", file=sys.stderr, flush=True)
         cate = _cate_scores(estimates, user_truth, ab, replications)
         timings["analysis_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start

@@ -37,6 +37,7 @@ simulated one. Everything lands in ``manifest.json`` under ``targeting`` and in 
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -146,6 +147,8 @@ def targeting_report(sc: Scenario, info: MetricInfo, rules: dict[str, np.ndarray
         }
         entry["ope"] = ope.evaluate(arm_of, v, all_ctrl, all_arm)
         entry["warnings"] = _rule_warnings(entry, arm, sc.control)
+        for line in entry["warnings"]:  # a warning, not progress: shown even with --quiet
+            print(f"warning (targeting): {line}", file=sys.stderr, flush=True)
         if "dr" in entry["ope"]:
             entry["ope"].update(ope.realised(arm_of, v, rule_outcomes[world]))
         entries.append(entry)
