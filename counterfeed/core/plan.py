@@ -9,8 +9,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from counterfeed.core.contracts import Estimator, Metric, MetricInfo, Recommender, UserModel
+from counterfeed.core.contracts import Estimator, Items, Metric, MetricInfo, Recommender, UserModel
 from counterfeed.core.plugins import Registry, get_registry
+from counterfeed.core.randomness import Keys
 from counterfeed.core.scenario import Scenario
 from counterfeed.core.observational_spec import check_design_for
 from counterfeed.core.scenario_heterogeneity import check_targeting
@@ -64,6 +65,22 @@ class Plan:
     def catalog(self):
         sc = self.scenario
         return self.create("catalog", sc.catalog.plugin, sc.catalog.options, "catalog", "plugin")
+
+    def build_items(self, keys: Keys) -> Items:
+        """The scenario's catalog, built by its plugin from the ``catalog`` stream of ``keys``, at the
+        population's dimensions; relative paths in its options are read from the scenario file's folder
+        (the working directory for a scenario given as data). The one place a world's items are made
+        (``run``, twin evaluation, ``offline``), so they are the same items everywhere."""
+        from pathlib import Path
+
+        from counterfeed.core._guard import call_plugin
+        from counterfeed.core.contracts import CatalogContext
+
+        sc, catalog = self.scenario, self.catalog()
+        return call_plugin(catalog, "build", catalog.build,
+                           CatalogContext(keys=keys, stream=keys.stream("catalog"),
+                                          dimensions=sc.population.dimensions,
+                                          base_dir=str(Path(sc.file).parent) if sc.file else "."))
 
     def user_model(self) -> UserModel:
         sc = self.scenario

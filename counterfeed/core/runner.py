@@ -17,7 +17,7 @@ import pandas as pd
 from counterfeed.core.allocation import ThompsonAllocation
 from counterfeed.core.analyse import analysis_data, check_estimates, estimands_of, srm
 from counterfeed.core.covariates import user_covariates
-from counterfeed.core.contracts import CatalogContext, Items, MetricInfo, Population, WorldEvents
+from counterfeed.core.contracts import Items, MetricInfo, Population, WorldEvents
 from counterfeed.core.estimation import CATE, Estimate
 from counterfeed.core.executors import available_cores, get_executor
 from counterfeed.core.experiment import (AB_WORLD, Assignment, FixedAssignment, everyone_on, split_assignment, world_arm,
@@ -292,11 +292,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         registry.hook.counterfeed_run_start(scenario=sc, run_dir=tmp)
         keys = Keys(sc.seed)
         t0 = time.perf_counter()
-        catalog = plan.catalog()
-        items = call_plugin(catalog, "build", catalog.build,
-                            CatalogContext(keys=keys, stream=keys.stream("catalog"),
-                                           dimensions=sc.population.dimensions,
-                                           base_dir=str(Path(sc.file).parent) if sc.file else "."))
+        items = plan.build_items(keys)
         population = build_population(sc.population, keys)
         timings["setup_s"] = time.perf_counter() - t0
         say(f"{sc.name}: {population.n:,} users, {items.n:,} items, arms {', '.join(sc.arms)}")

@@ -40,18 +40,12 @@ def _ks(text: str) -> list[int]:
 
 def scenario_catalog(path: str) -> Any:
     """The catalog of a scenario file (the items a run of it simulates)."""
-    from pathlib import Path
-
-    from counterfeed.core.contracts import CatalogContext
     from counterfeed.core.plan import resolve
     from counterfeed.core.randomness import Keys
     from counterfeed.core.scenario import load_scenario
 
     sc = load_scenario(path)
-    keys = Keys(sc.seed)
-    return resolve(sc).catalog().build(CatalogContext(keys=keys, stream=keys.stream("catalog"),
-                                                      dimensions=sc.population.dimensions,
-                                                      base_dir=str(Path(path).parent)))
+    return resolve(sc).build_items(Keys(sc.seed))
 
 
 @click.command("offline", epilog=_EPILOG)

@@ -98,7 +98,6 @@ def simulate_worlds(scenario: dict[str, Any], worlds: list[str]):
     here (``all-ARM``, or a noise replication ``all-ARM@r``) are built exactly as ``run`` builds them
     (same keys, catalog and population), so their outcomes are the ones ``run`` would give.
     """
-    from counterfeed.core.contracts import CatalogContext
     from counterfeed.core.plan import resolve
     from counterfeed.core.population import build_population
     from counterfeed.core.randomness import Keys
@@ -107,8 +106,7 @@ def simulate_worlds(scenario: dict[str, Any], worlds: list[str]):
 
     sc = Scenario.from_dict(scenario)
     keys = Keys(sc.seed)
-    items = resolve(sc).catalog().build(CatalogContext(keys=keys, stream=keys.stream("catalog"),
-                                                       dimensions=sc.population.dimensions, base_dir="."))
+    items = resolve(sc).build_items(keys)
     population = build_population(sc.population, keys)
     return {w: simulate_world(WorldTask(sc, w, items, population)) for w in worlds}
 
