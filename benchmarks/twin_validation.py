@@ -136,7 +136,7 @@ def replication(seed: int, args) -> list[dict]:
         topics, emb, texts = read_items(str(items_path), log.item_ids, "hashing")
         t0, c0 = time.perf_counter(), time.process_time()
         meta, reps = fit_twin(log, FitSettings(dims=8, holdout=0.0, bootstrap=args.bootstrap, epochs=12,
-                                               boot_epochs=3, topics=topics, embeddings=emb, seed=seed))
+                                               bootstrap_kind=args.bootstrap_kind, topics=topics, embeddings=emb, seed=seed))
         t_fit, c_fit = time.perf_counter() - t0, time.process_time() - c0
         twin = write_twin(tmp / "twin", meta, reps, embeddings=emb, texts=texts)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -298,6 +298,8 @@ def main(argv=None) -> None:
                     "log's own noise; R: the users' conditional effect, the mean over R noise replications")
     ap.add_argument("--slate", type=int, default=5)
     ap.add_argument("--bootstrap", type=int, default=8)
+    ap.add_argument("--bootstrap-kind", choices=["users", "parametric"], default="users",
+                    help="the twin's bootstrap (counterfeed.twin.bootstrap)")
     ap.add_argument("--eval-users", type=int, default=800, help="twin users simulated per evaluation")
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--ope-every", type=int, default=1, help="IPS/DR beside the twin in every k-th replication only "

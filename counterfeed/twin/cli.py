@@ -100,9 +100,10 @@ def twin():
 @click.option("--dims", type=click.IntRange(1, 256), default=16, show_default=True, help="Latent dimensions.")
 @click.option("--bootstrap", type=click.IntRange(0, 1000), default=20, show_default=True,
               help="Bootstrap replicates (the intervals).")
-@click.option("--bootstrap-kind", type=click.Choice(["parametric", "users"]), default="parametric", show_default=True,
-              help="parametric: refit logs simulated from the fit under the logging policy (needs a run directory's "
-                   "log); users: refit with users resampled.")
+@click.option("--bootstrap-kind", type=click.Choice(["users", "parametric"]), default="users", show_default=True,
+              help="users: refit every step on the users resampled with replacement; parametric: refit logs "
+                   "simulated from the fit under the logging policy (needs a run directory's log; misses the "
+                   "error of a model that does not hold).")
 @click.option("--holdout", type=click.FloatRange(0, 0.9), default=0.2, show_default=True,
               help="Share of users held out for 'twin check'.")
 @click.option("--topics", type=click.IntRange(1), default=10, show_default=True,

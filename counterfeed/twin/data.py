@@ -100,6 +100,39 @@ class TwinLog:
                        has_dwell=self.has_dwell, logging=self.logging, slate_size=self.slate_size,
                        extra=self.extra)
 
+    def resample_users(self, users: np.ndarray) -> "TwinLog":
+        """The log of the user codes ``users`` (``(n,)``, repeats allowed), for a bootstrap over users.
+
+        Entry ``k`` becomes user ``k`` with all of user ``users[k]``'s impressions and sessions, so a user
+        drawn twice is two users with the same rows (the cluster bootstrap's resample; Davison & Hinkley
+        1997, sec. 3.8). Item codes and ids are kept. Rows are in the canonical order (serving window,
+        user, time, session, position; :func:`_canonical`), sessions numbered by (user, time).
+        """
+        users = np.asarray(users, np.int64)
+        by_user = np.argsort(self.user, kind="stable")  # within a user, rows stay in time order
+        start = np.searchsorted(self.user[by_user], np.arange(self.n_users + 1))
+        s_start = np.searchsorted(self.session_user, np.arange(self.n_users + 1))  # sessions are by (user, time)
+        n_rows, n_sess = start[users + 1] - start[users], s_start[users + 1] - s_start[users]
+        rows = by_user[np.concatenate([np.arange(start[u], start[u + 1]) for u in users])] if users.size else \
+            np.zeros(0, np.int64)
+        sess = np.concatenate([np.arange(s_start[u], s_start[u + 1]) for u in users]) if users.size else \
+            np.zeros(0, np.int64)
+        new_user = np.repeat(np.arange(users.size), n_rows)
+        # a row's new session: its block's first new session + the old session's rank within its user
+        s_offset = np.repeat(np.cumsum(n_sess) - n_sess, n_rows)
+        new_session = s_offset + self.session[rows] - np.repeat(s_start[users], n_rows)
+        window = _days((self.extra.get("run") or {}).get("batch_window") or 0)
+        serve = np.floor(self.time[rows] / window) if window > 0 else self.time[rows]
+        perm = np.lexsort((self.position[rows], new_session, self.time[rows], new_user, serve))
+        rows, new_user, new_session = rows[perm], new_user[perm], new_session[perm]
+        return TwinLog(user=new_user, user_ids=np.arange(users.size), session=new_session, item=self.item[rows],
+                       item_ids=self.item_ids, position=self.position[rows], click=self.click[rows],
+                       propensity=self.propensity[rows], dwell=self.dwell[rows], time=self.time[rows],
+                       session_user=np.repeat(np.arange(users.size), n_sess), session_time=self.session_time[sess],
+                       session_index=self.session_index[sess], horizon=self.horizon,
+                       source=f"{self.source} (users resampled)", has_dwell=self.has_dwell, logging=self.logging,
+                       slate_size=self.slate_size, extra=self.extra)
+
 
 def _run_directory(path: Path, world: str | None) -> tuple[Path, dict[str, Any]]:
     """The impressions file of a run directory's world and what the run says about its log."""

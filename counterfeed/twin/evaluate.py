@@ -1,27 +1,28 @@
 """Model-based offline evaluation: simulate the logging and the target policy in the twin.
 
 Each replicate ``b`` is one scenario whose population, catalog and user model are replicate ``b``
-(``population: {twin: DIR, replicate: b}``) with ``n_b`` users (parametric bootstrap: half of
-``users`` for the point fit ``b = 0``, the rest split over ``b = 1..B``; else ``users / B`` each) and two
-arms, the logging and the target policy; only its counterfactual worlds ``all-logging`` and
-``all-target`` are simulated (:func:`simulate_worlds`; the A/B world is never read), and they share
-their random numbers (common random numbers), so the per-user differences carry little noise.
-All replicates together simulate ``users`` users: the cost of one run of that size.
+(``population: {twin: DIR, replicate: b}``) with ``n_b`` users (half of ``users`` for the point fit
+``b = 0``, the rest split over the bootstrap replicates ``b = 1..B``) and two arms, the logging and the
+target policy; only its counterfactual worlds ``all-logging`` and ``all-target`` are simulated
+(:func:`simulate_worlds`; the A/B world is never read), and they share their random numbers (common
+random numbers), so the per-user differences carry little noise. All replicates together simulate
+``users`` users: the cost of one run of that size.
 
 For a metric with per-replicate effect ``e_b`` and per-user difference variance ``s_b^2``:
 
-* parameter variance: ``V = var_{b>=1}(e_b)``, the spread between the bootstrap replicates
-  (their own simulation noise left in: subtracting it and truncating at 0, as a first version did,
-  gave the parameters no variance at all in many validation cases with few replicates);
-* prediction, parametric bootstrap (:mod:`counterfeed.twin.pboot`): the point fit's ``e_0``, of
-  variance ``V + s_0^2/n_0`` (no bias correction ``2 e_0 - mean e_b``: in validation it moved the
-  prediction away from the truth, because the refits start from the point fit's own errors);
-  bootstrap over users: ``mean_{b>=1} e_b``, of variance ``V + s^2/n_sim``;
-* interval: prediction ``+- t_df sqrt(variance + s^2/n_log)``, the last term the noise of the realised
-  effect in a world of the log's ``n_log`` users (``s^2/(R n_log)`` for the mean of ``R`` such worlds,
-  none for the expected effect: ``truth_worlds``); ``V`` is estimated from ``B`` replicates only, so the
-  quantile is Student's t with the Welch-Satterthwaite degrees of freedom ``df = total^2 / (V^2 /
-  (B - 1))`` (Satterthwaite 1946; the simulation terms, from hundreds of users, count as known).
+* prediction: the point fit's ``e_0`` (no bias correction ``2 e_0 - mean e_b``: in validation it moved
+  the prediction away from the truth);
+* the fit's error: ``M = mean_{b>=1} (e_b - e_0)^2``, the bootstrap estimate of the prediction's mean
+  squared error, its variance plus its squared bias (Efron & Tibshirani 1993, sec. 10.2-10.3); each
+  replicate is refitted from scratch (:mod:`counterfeed.twin.bootstrap`) and simulated in its own world,
+  so ``M`` also holds the worlds' own simulation noise, including what a learning target's training
+  shares across a world's users, which per-user terms cannot hold;
+* interval: ``e_0 +- t_B sqrt(M + s_0^2/n_0 + s^2/n_log)``, the middle term the point world's per-user
+  noise and the last the noise of the realised effect in a world of the log's ``n_log`` users
+  (``s^2/(R n_log)`` for the mean of ``R`` such worlds, none for the expected effect: ``truth_worlds``).
+  ``M`` is a mean of ``B`` squares about a fixed ``e_0``, so the quantile is Student's t with ``B``
+  degrees of freedom; the Welch-Satterthwaite degrees of freedom of an earlier version gave t near z
+  exactly when ``M`` was small by chance, so the narrowest intervals undercovered most.
 
 Ratio metrics (CTR = clicks / impressions) use the per-user linearization ``(c_u - r i_u) / mean(i)``.
 """
@@ -63,7 +64,7 @@ class TwinEffect:
     se_simulation: float
     replicates: int
     warnings: list[str] = field(default_factory=list)
-    point_effect: float | None = None  # parametric bootstrap: e_0, the point fit's effect (the prediction)
+    point_effect: float | None = None  # e_0, the point fit's effect (the prediction, = effect)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -173,17 +174,16 @@ def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, loggi
     if replicates is not None and replicates > n_boot:
         raise DataError(f"--replicates {replicates}: the twin {path} has {n_boot} bootstrap replicates "
                         f"(fit it with --bootstrap {replicates} or more, or ask for at most {n_boot})")
-    parametric = meta.get("bootstrap") == "parametric" and n_boot > 0
-    reps = ([0] if parametric else []) + (list(range(1, n_boot + 1))[: replicates or n_boot] or [0])
+    boot = list(range(1, n_boot + 1))[: replicates or n_boot]
+    reps = [0] + boot
     n_log = int(meta["n_train_users"])
     total = int(users or n_log * len(reps))
     # the prediction is replicate 0's effect: it gets half of the users (all of them without a bootstrap)
-    n0 = math.ceil(total / 2) if parametric else (total if reps == [0] else 0)
-    size = {b: n0 if b == 0 else math.ceil((total - n0) / (len(reps) - parametric)) for b in reps}
+    n0 = math.ceil(total / 2) if boot else total
+    size = {b: n0 if b == 0 else math.ceil((total - n0) / len(boot)) for b in reps}
     if min(size.values()) < 2:
-        need = 2 * (len(reps) - parametric + 1) if parametric else (2 if reps == [0] else len(reps) + 1)
-        raise DataError(f"--users {total}: too few for {len(reps)} replicates (the users are split over them, "
-                        f"at least 2 each{', half to the point fit' if parametric else ''}): give at least {need}")
+        raise DataError(f"--users {total}: too few for {len(reps)} replicates (half to the point fit, the rest "
+                        f"split over the bootstrap replicates, at least 2 each): give at least {2 * (len(boot) + 1)}")
     from counterfeed.twin.store import read_replicate
 
     for b in reps:  # a broken replicate file is found before anything is simulated
@@ -201,7 +201,7 @@ def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, loggi
                 tied[name] = _cold_start_ties(out[f"all-{name}"].events, pre)
         say(f"replicate {b}: simulated {size[b]} users")
     n_truth = math.inf if truth_worlds is None else n_log * int(truth_worlds)
-    effects = {name: _combine(rows, n_truth, level, parametric) for name, rows in results.items()}
+    effects = {name: _combine(rows, n_truth, level) for name, rows in results.items()}
     for name, why in tied.items():
         for e in effects[name] if why else ():
             e.warnings.append(why)
@@ -234,48 +234,39 @@ def _cold_start_ties(events, start: float, sessions: int = 20) -> str:
             "order (docs/twin.md, 'Row order does not matter')")
 
 
-def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: float, level: float,
-             parametric: bool = False) -> list[TwinEffect]:
-    from scipy.stats import norm
+def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: float,
+             level: float) -> list[TwinEffect]:
+    """Per metric, the point fit's effect (``results[0]``) and its interval from the replicates
+    ``results[1:]`` (module docstring). ``results[b][metric] = (logging value, target value, per-user
+    variance of the difference, users)``."""
     from scipy.stats import t as student_t
 
-    z = float(norm.ppf(0.5 + level / 2))
     out = []
     for name in METRICS:
         rows = [r[name] for r in results if name in r]
         if not rows:
             continue
-        point = rows[0] if parametric else None
-        if parametric:
-            rows = rows[1:]
-        lv = np.array([r[0] for r in rows])
-        tv = np.array([r[1] for r in rows])
-        e = tv - lv
-        n_sim = sum(r[3] for r in rows)
-        s2 = float(np.mean([r[2] for r in rows]))
+        point, rows = rows[0], rows[1:]
+        effect = point[1] - point[0]
+        e = np.array([r[1] - r[0] for r in rows])
+        s2 = float(np.mean([r[2] for r in [point, *rows]]))
+        var_sim = point[2] / point[3]
         warn: list[str] = [UNDERCOVERAGE_WARNING]
-        effect, lvalue, tvalue = float(e.mean()), float(lv.mean()), float(tv.mean())
-        var_sim = s2 / n_sim
-        if point is not None:  # parametric bootstrap: the point fit predicts, the replicates give the spread
-            effect, lvalue, tvalue = point[1] - point[0], point[0], point[1]
-            var_sim = point[2] / point[3]
+        lo = hi = sp = None
         if len(rows) < 2:
-            lo = hi = sp = None
             warn.append("the twin has no bootstrap replicates (fit with --bootstrap >= 2): no interval")
         else:
-            var_param = float(e.var(ddof=1))
-            sp = math.sqrt(var_param)
-            total = var_param + var_sim + s2 / n_log
-            df = total ** 2 / (var_param ** 2 / (len(rows) - 1)) if var_param > 0 else math.inf
-            half = (float(student_t.ppf(0.5 + level / 2, df)) if math.isfinite(df) else z) * math.sqrt(total)
+            mse = float(np.mean((e - effect) ** 2))
+            sp = math.sqrt(mse)
+            half = float(student_t.ppf(0.5 + level / 2, len(rows))) * math.sqrt(mse + var_sim + s2 / n_log)
             lo, hi = float(effect - half), float(effect + half)
             if not half > 0:  # nothing varied: a zero-width interval would claim certainty
                 lo = hi = None
                 warn.append(f"{name} did not vary across the twin's replicates or users: no interval")
-        out.append(TwinEffect(metric=name, logging_value=lvalue, target_value=tvalue,
+        out.append(TwinEffect(metric=name, logging_value=point[0], target_value=point[1],
                               effect=effect, lower=lo, upper=hi, se_parameters=sp,
                               se_simulation=math.sqrt(var_sim), replicates=len(rows), warnings=warn,
-                              point_effect=None if point is None else point[1] - point[0]))
+                              point_effect=effect))
     return out
 
 

@@ -6,8 +6,8 @@ attractiveness with exposure weights; topics (from an item table, else k-means o
 and the satiation half-life (grid, by likelihood; :mod:`.satiation`); dwell (OLS of log dwell on the
 utility); for the MNL the users' posterior (Laplace approximation and empirical-Bayes population,
 :mod:`.posterior`: the twin simulates draws from it); visit, return and churn dynamics
-(:mod:`.dynamics`); then ``bootstrap`` refits over users
-(multinomial weights; the factorization warm-started from the point fit) for the intervals.
+(:mod:`.dynamics`); then ``bootstrap`` replicates, each a refit of every step from scratch, on a resample
+of the users or a log simulated from the point fit (:mod:`.bootstrap`), for the intervals.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from counterfeed.twin.clicks import (cascade_fit, cascade_loglik, exposure_weights, fit_personal, pbm_em,
                                      pbm_loglik, session_matrix)
-from counterfeed.twin.data import TwinLog
+from counterfeed.twin.data import TwinLog, _days
 from counterfeed.twin.dynamics import fit_dynamics, user_activity
 from counterfeed.twin.mnl import SessionData, fit_mnl, mnl_loglik
 from counterfeed.twin.satiation import item_topics, satiation_feature, satiation_instrument
@@ -44,10 +44,10 @@ class FitSettings:
     bootstrap: int = 20
     n_topics: int = 10
     epochs: int = 12
-    boot_epochs: int = 4
     seed: int = 0
     max_dynamics_users: int = 50_000  # the 6 dynamics parameters are fitted on at most this many
-    bootstrap_kind: str = "parametric"  # or "users"; parametric needs the logging policy (else users)
+    bootstrap_kind: str = "users"  # or "parametric" (needs the logging policy; :mod:`.bootstrap`)
+    l2: float | None = None  # the MNL's L2 penalty; None: chosen on held-out sessions (a user bootstrap holds it)
     topics: np.ndarray | None = field(default=None, repr=False)      # (I,) known topics by item code
     embeddings: np.ndarray | None = field(default=None, repr=False)  # (I, e) text embeddings by item code
 
@@ -240,26 +240,27 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
         f"{sel['heldout_loglik_per_impression']})")
     max_clicks = int(train.session_clicks().max())
     fitter = _Fitter(sel, train, weight, st, max_clicks)
-    l2_ll = fitter.choose_l2(sessions, rng)
-    fit = fitter(zero, max(2, st.epochs // 3), st.seed, None, None)
+    l2_ll = fitter.choose_l2(sessions, rng) if st.l2 is None else {}
+    fitter.l2 = fitter.l2 if st.l2 is None else float(st.l2)
+    fit = fitter(zero, max(2, st.epochs // 3), st.seed, None)
     topics = st.topics if st.topics is not None else item_topics(fit.item, st.n_topics, st.seed)
     prob = _click_prob(fit, train, sel, _eta(fit, train, zero))
     halflife, w_sat, hl_ll, w_by_h, w_info = _satiation(train, topics, prob, rng)
     s = satiation_feature(train.user, topics[train.item], train.time, train.click, halflife)
     fitter.satiation_weight = w_sat  # the factorization is refitted with the weight held at its estimate
-    fit = fitter(s, st.epochs, st.seed, fit, None)
+    fit = fitter(s, st.epochs, st.seed, fit)
     counts = np.bincount(train.item, minlength=train.n_items).astype(float)
     if st.embeddings is not None:
         _text_shrink(fit, st.embeddings, counts)
     dwell = _dwell(train, _eta(fit, train, s))
     dyn_users = _dyn_subset(train, st, rng)
-    dyn = _fit_dyn(train, dyn_users, None, None, None)
+    dyn = _fit_dyn(train, dyn_users)
     activity = np.ones(train.n_users)
     activity[dyn_users] = dyn.activity
     if dyn_users.size < train.n_users:  # parameters from a subset of users; every user's activity
         activity = user_activity(dyn, train.session_user, train.session_time, train.session_clicks(),
                                  train.horizon, train.n_users, _window(train))
-    post = fitter.posterior(s, fit, None)
+    post = fitter.posterior(s, fit)
     say(f"point fit done in {_time.perf_counter() - t_start:.1f} s")
     reps = [Replicate(item=fit.item, bias=fit.bias, topic=topics, user=fit.user if post is None else post.mean,
                       activity=activity, weight=np.ones(train.n_users),
@@ -269,16 +270,6 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
     if st.bootstrap and kind != st.bootstrap_kind:
         warnings.warn("parametric bootstrap needs the logging policy (a run directory's log); "
                       "bootstrapping over users instead", stacklevel=2)
-    for b in range(1, (st.bootstrap if kind == "users" else 0) + 1):
-        wu = rng.multinomial(train.n_users, np.full(train.n_users, 1.0 / train.n_users)).astype(float)
-        fb = fitter(s, st.boot_epochs, st.seed + b, fit, wu)
-        db = _fit_dyn(train, dyn_users, wu, dyn, activity[dyn_users])
-        act = activity.copy()
-        pb = fitter.posterior(s, fb, wu)
-        reps.append(Replicate(item=fb.item, bias=fb.bias, topic=topics, user=fb.user if pb is None else pb.mean,
-                              activity=act, weight=wu, user_chol=None if pb is None else pb.chol))
-        options.append(_options(fb, sel, halflife, _dwell(train, _eta(fb, train, s)), db, max_clicks, k))
-        say(f"bootstrap {b}/{st.bootstrap}")
     meta = {
         "format": 1, "source": log.source, "dims": st.dims, "n_users": log.n_users,
         "n_train_users": train.n_users, "n_items": log.n_items, "n_impressions": len(log),
@@ -296,13 +287,16 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
         "dynamics": {"loglik": dyn.loglik, "se": dyn.se, "users": int(dyn_users.size)},
         "text": st.embeddings is not None, "seconds": _time.perf_counter() - t_start,
         "settings": {"dims": st.dims, "holdout": st.holdout, "bootstrap": st.bootstrap, "epochs": st.epochs,
-                     "boot_epochs": st.boot_epochs, "seed": st.seed},
+                     "seed": st.seed},
         "bootstrap": kind, "replicates": options,
     }
-    if kind == "parametric" and st.bootstrap:
-        from counterfeed.twin.pboot import parametric_bootstrap
+    if st.bootstrap:
+        from counterfeed.twin.bootstrap import parametric_bootstrap, user_bootstrap
 
-        meta, reps = parametric_bootstrap(meta, reps, st, say, embeddings=st.embeddings)
+        if kind == "parametric":
+            meta, reps = parametric_bootstrap(meta, reps, st, say, embeddings=st.embeddings)
+        else:
+            meta, reps = user_bootstrap(meta, reps, st, train, fitter.l2, say)
         meta["seconds"] = _time.perf_counter() - t_start
     return meta, reps
 
@@ -344,7 +338,7 @@ class _Fitter:
         self.l2 = float(max(out, key=out.get))
         return out
 
-    def posterior(self, s: np.ndarray, fit, wu: np.ndarray | None):
+    def posterior(self, s: np.ndarray, fit):
         """MNL with factors: the users' Laplace posterior under the empirical-Bayes population
         (:mod:`.posterior`); the twin simulates draws from it. None for PBM/cascade (points simulated)."""
         if self.sel["model"] != "mnl" or fit.user.shape[1] == 0:
@@ -353,20 +347,19 @@ class _Fitter:
 
         c0 = _time.process_time()
         data = _sessions(self.log, s, self.weight)
-        post = user_posterior(data, fit, self.max_clicks, wu, seed=self.st.seed)
+        post = user_posterior(data, fit, self.max_clicks, None, seed=self.st.seed)
         fit.bias = recalibrate_appeal(data, fit, post, seed=self.st.seed)  # calibrated for the draws
         post.cpu_seconds = _time.process_time() - c0
         return post
 
-    def __call__(self, s: np.ndarray, epochs: int, seed: int, init, wu: np.ndarray | None):
+    def __call__(self, s: np.ndarray, epochs: int, seed: int, init):
         lg, sel = self.log, self.sel
         if sel["model"] == "mnl":
             init = init or _mnl_init(sel, lg, self.st.dims, seed)
             return fit_mnl(_sessions(lg, s, self.weight), lg.n_users, lg.n_items, dims=self.st.dims,
-                           max_clicks=self.max_clicks, epochs=epochs, seed=seed, init=init, user_weight=wu,
+                           max_clicks=self.max_clicks, epochs=epochs, seed=seed, init=init,
                            l2=self.l2, satiation_weight=self.satiation_weight)
-        w = self.weight if wu is None else self.weight * wu[lg.user]
-        return fit_personal(sel["model"], lg.user, lg.item, lg.position, lg.click, s, w, n_users=lg.n_users,
+        return fit_personal(sel["model"], lg.user, lg.item, lg.position, lg.click, s, self.weight, n_users=lg.n_users,
                             n_items=lg.n_items, dims=self.st.dims, theta=sel["theta"], alpha=sel["alpha"],
                             kappa=sel["kappa"], session=lg.session, epochs=epochs, seed=seed, init=init,
                             l2=self.l2, satiation_weight=self.satiation_weight)
@@ -388,26 +381,16 @@ def _dyn_subset(train: TwinLog, st: FitSettings, rng: np.random.Generator) -> np
     return np.sort(rng.choice(train.n_users, st.max_dynamics_users, replace=False))
 
 
-def _fit_dyn(train: TwinLog, users: np.ndarray, wu: np.ndarray | None, start, activity):
+def _fit_dyn(train: TwinLog, users: np.ndarray):
     keep = np.zeros(train.n_users, bool)
     keep[users] = True
     rows = keep[train.session_user]
     code = np.cumsum(keep) - 1
     su = code[train.session_user[rows]]
-    clicks = train.session_clicks()[rows]
-    w = None if wu is None else wu[users]
-    init = None
-    if start is not None:
-        init = np.array([np.log(start.visit_rate), start.return_weight, np.log(max(start.churn_rate, 1e-9)),
-                         start.churn_weight, np.log(start.memory / max(1 - start.memory, 1e-9)),
-                         start.baseline_satisfaction])
-    return fit_dynamics(su, train.session_time[rows], clicks, train.horizon, users.size, weights=w,
-                        start=init, frailty=start is None, activity=activity, batch_window=_window(train))
+    return fit_dynamics(su, train.session_time[rows], train.session_clicks()[rows], train.horizon, users.size,
+                        batch_window=_window(train))
 
 
 def _window(log: TwinLog) -> float:
     """The serving window (days) of a run's log; 0 for a log without one (served on request)."""
-    from counterfeed.core.scenario_schema import parse_duration
-
-    w = (log.extra.get("run") or {}).get("batch_window")
-    return 0.0 if w is None else float(parse_duration(w))
+    return _days((log.extra.get("run") or {}).get("batch_window") or 0)

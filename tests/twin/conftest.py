@@ -37,6 +37,6 @@ def twin_dir(run_dir, tmp_path_factory):
     from counterfeed.twin.fit import FitSettings, fit_twin
     from counterfeed.twin.store import write_twin
 
-    meta, reps = fit_twin(load_twin_log(run_dir), FitSettings(dims=4, bootstrap=3, epochs=6, boot_epochs=2,
+    meta, reps = fit_twin(load_twin_log(run_dir), FitSettings(dims=4, bootstrap=3, epochs=6, bootstrap_kind="parametric",
                                                               n_topics=3))
     return write_twin(tmp_path_factory.mktemp("twins") / "twin", meta, reps)

@@ -36,10 +36,9 @@ def test_realised_noise_term_follows_what_the_truth_is():
         e = next(x for x in _combine(rows, n_log=n, level=0.95) if x.metric == "clicks")
         half[label] = (e.upper - e.lower) / 2
         assert e.se_parameters == 0.0  # clicks: effect 0 in every replicate
-    # clicks varies only through the simulation terms: total = s^2/n_sim + s^2/n_log (normal quantile)
-    n_sim = 3 * 50
+    # clicks varies only through the simulation terms: total = s0^2/n0 + s^2/n_log, quantile t with B = 2 df
     for label, n in (("one", 100), ("two", 200), ("expected", math.inf)):
-        assert np.isclose(half[label], 1.959964 * np.sqrt(0.04 / n_sim + 0.04 / n), rtol=1e-5), label
+        assert np.isclose(half[label], 4.302653 * np.sqrt(0.04 / 50 + 0.04 / n), rtol=1e-5), label
     assert half["expected"] < half["two"] < half["one"]
 
 

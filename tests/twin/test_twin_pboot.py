@@ -24,22 +24,23 @@ def test_point_fit_prediction_and_its_variance():
     # replicate 0 (point) effect 1.0 on every metric, bootstrap effects 0.7, 0.8, 0.9 (mean 0.8)
     rows = [{m: (0.0, e, 0.0, 100) for m in METRICS} for e in (1.0, 0.7, 0.8, 0.9)]
     rows[0] = {m: (0.0, 1.0, 0.04, 100) for m in METRICS}
-    for e in _combine(rows, n_log=100, level=0.95, parametric=True):
+    from scipy.stats import t
+
+    for e in _combine(rows, n_log=100, level=0.95):
         assert np.isclose(e.effect, 1.0) and np.isclose(e.point_effect, 1.0)  # e_0, no bias correction
         assert e.replicates == 3
-        var = 0.01 + 0.04 / 100 + 0.0 / 100  # V + s0^2/n0 + s^2/n_log (the replicates' s^2 is 0)
-        df = var ** 2 / (0.01 ** 2 / 2)  # Welch-Satterthwaite: V from 3 replicates
-        from scipy.stats import t
-
-        assert np.isclose(e.upper - e.effect, t.ppf(0.975, df) * np.sqrt(var))
-        assert e.upper - e.effect > 1.96 * np.sqrt(var) * 1.5  # few replicates: far wider than the normal
+        mse = (0.3 ** 2 + 0.2 ** 2 + 0.1 ** 2) / 3  # the replicates' mean squared deviation from e_0
+        s2 = 0.04 / 4  # the per-user variance, averaged over the point fit and the 3 replicates
+        var = mse + 0.04 / 100 + s2 / 100  # M + s0^2/n0 + s^2/n_log
+        assert np.isclose(e.se_parameters, np.sqrt(mse))
+        assert np.isclose(e.upper - e.effect, t.ppf(0.975, 3) * np.sqrt(var))  # t with B = 3 df
 
 
 def test_point_fit_reproduces_the_logged_sessions_per_user(twin_dir, run_dir):
     """Gaps are measured from the serving time (the run serves in 6 h windows): before that fix the twin
     simulated about 13% fewer sessions per user than the log had."""
     from counterfeed.twin.data import load_twin_log
-    from counterfeed.twin.pboot import simulate_log
+    from counterfeed.twin.bootstrap import simulate_log
 
     meta = read_meta(twin_dir)
     log = load_twin_log(run_dir)
