@@ -1,28 +1,30 @@
 """Model-based offline evaluation: simulate the logging and the target policy in the twin.
 
-Each replicate ``b`` is one scenario whose population, catalog and user model are replicate ``b``
-(``population: {twin: DIR, replicate: b}``) with ``n_b`` users (half of ``users`` for the point fit
-``b = 0``, the rest split over the bootstrap replicates ``b = 1..B``) and two arms, the logging and the
-target policy; only its counterfactual worlds ``all-logging`` and ``all-target`` are simulated
-(:func:`simulate_worlds`; the A/B world is never read), and they share their random numbers (common
-random numbers), so the per-user differences carry little noise. All replicates together simulate
-``users`` users: the cost of one run of that size.
+A world is one scenario whose population, catalog and user model are a replicate ``b`` of the twin
+(``population: {twin: DIR, replicate: b}``) with the log's ``n_log`` fitting users, and two arms,
+the logging and the target policy; only its counterfactual worlds ``all-logging`` and
+``all-target`` are simulated (:func:`simulate_worlds`; the A/B world is never read), and they share
+their random numbers (common random numbers), so the per-user differences carry little noise. Each
+bootstrap replicate ``b = 1..B`` is simulated in one world, the point fit ``b = 0`` in ``K >= 2``
+(the rest of ``users``): the cost of one run of ``users`` users. Worlds have the log's size because
+a target that learns from its traffic does better in a bigger world.
 
-For a metric with per-replicate effect ``e_b`` and per-user difference variance ``s_b^2``:
+For a metric with effect ``e_0j`` in the point fit's world ``j`` and ``e_b`` in replicate ``b``'s:
 
-* prediction: the point fit's ``e_0`` (no bias correction ``2 e_0 - mean e_b``: in validation it moved
-  the prediction away from the truth);
+* prediction: ``e_0 = mean_j e_0j`` (no bias correction ``2 e_0 - mean e_b``: in validation it
+  moved the prediction away from the truth);
+* one world's simulation noise: ``W = var_j(e_0j)``, which holds what a learning target's training
+  shares across a world's users (per-user terms cannot: measured 9 times the per-user variance for
+  matrix factorization); the prediction's own is ``W / K``;
 * the fit's error: ``M = mean_{b>=1} (e_b - e_0)^2``, the bootstrap estimate of the prediction's mean
   squared error, its variance plus its squared bias (Efron & Tibshirani 1993, sec. 10.2-10.3); each
-  replicate is refitted from scratch (:mod:`counterfeed.twin.bootstrap`) and simulated in its own world,
-  so ``M`` also holds the worlds' own simulation noise, including what a learning target's training
-  shares across a world's users, which per-user terms cannot hold;
-* interval: ``e_0 +- t_B sqrt(M + s_0^2/n_0 + s^2/n_log)``, the middle term the point world's per-user
-  noise and the last the noise of the realised effect in a world of the log's ``n_log`` users
-  (``s^2/(R n_log)`` for the mean of ``R`` such worlds, none for the expected effect: ``truth_worlds``).
-  ``M`` is a mean of ``B`` squares about a fixed ``e_0``, so the quantile is Student's t with ``B``
-  degrees of freedom; the Welch-Satterthwaite degrees of freedom of an earlier version gave t near z
-  exactly when ``M`` was small by chance, so the narrowest intervals undercovered most.
+  replicate is refitted from scratch (:mod:`counterfeed.twin.bootstrap`) and simulated in its own
+  world, so ``M`` also holds one world's noise (the sum below counts it about twice: conservative);
+* interval: ``e_0 +- t_B sqrt(M + W/K + W/R)``, the last term the noise of the realised effect in the
+  mean of ``R`` worlds of the log's users (``truth_worlds``; ``R = 1``: what one online test of these
+  users would see; none for the expected effect). ``M`` is a mean of ``B`` squares about ``e_0``, so
+  the quantile is Student's t with ``B`` degrees of freedom; the Welch-Satterthwaite degrees of
+  freedom of an earlier version gave t near z exactly when ``M`` was small by chance.
 
 Ratio metrics (CTR = clicks / impressions) use the per-user linearization ``(c_u - r i_u) / mean(i)``.
 """
@@ -65,6 +67,8 @@ class TwinEffect:
     replicates: int
     warnings: list[str] = field(default_factory=list)
     point_effect: float | None = None  # e_0, the point fit's effect (the prediction, = effect)
+    point_worlds: int = 1  # worlds the point fit was simulated in (``effect`` is their mean)
+    world_users: int | None = None  # users per simulated world
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -159,12 +163,22 @@ def evaluate_twin(path: str | Path, target: dict[str, Any], *, logging: dict[str
 def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, logging: dict[str, Any] | None = None,
                   users: int | None = None, replicates: int | None = None, seed: int = 0, level: float = 0.95,
                   say=lambda msg: None, truth_worlds: int | None = 1) -> dict[str, list[TwinEffect]]:
-    """:func:`evaluate_twin` for several targets at once (one run per replicate, one world per target).
+    """:func:`evaluate_twin` for several targets at once (one run per world, one world per target).
+
+    Every simulated world has the log's ``n_log`` fitting users (fewer only when ``users`` cannot pay
+    for that: then a warning), because a target that learns from its traffic (matrix factorization,
+    a bandit) does better in a bigger world: in validation, worlds of 12 times the log's users raised
+    matrix factorization's predicted effect on sessions by a third. Each bootstrap replicate is
+    simulated in one world, the point fit in the rest (at least 2), ``users`` in all.
 
     ``truth_worlds``: what the interval is for. ``1`` (the default): the effect realised in one world
-    of the log's users, as an online test of them would see it (the interval's ``s^2 / n_log`` term);
-    ``R``: the mean of ``R`` independent such worlds (``s^2 / (R n_log)``); ``None``: the expected
-    effect for the log's users (no realised-noise term).
+    of the log's users, as an online test of them would see it; ``R``: the mean of ``R`` independent
+    such worlds; ``None``: the expected effect for the log's users (no realised-noise term).
+
+    Raises
+    ------
+    DataError
+        ``replicates`` above the twin's; ``users`` below 2 per world.
     """
     import pandas as pd
 
@@ -175,37 +189,46 @@ def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, loggi
         raise DataError(f"--replicates {replicates}: the twin {path} has {n_boot} bootstrap replicates "
                         f"(fit it with --bootstrap {replicates} or more, or ask for at most {n_boot})")
     boot = list(range(1, n_boot + 1))[: replicates or n_boot]
-    reps = [0] + boot
     n_log = int(meta["n_train_users"])
-    total = int(users or n_log * len(reps))
-    # the prediction is replicate 0's effect: it gets half of the users (all of them without a bootstrap)
-    n0 = math.ceil(total / 2) if boot else total
-    size = {b: n0 if b == 0 else math.ceil((total - n0) / len(boot)) for b in reps}
-    if min(size.values()) < 2:
-        raise DataError(f"--users {total}: too few for {len(reps)} replicates (half to the point fit, the rest "
-                        f"split over the bootstrap replicates, at least 2 each): give at least {2 * (len(boot) + 1)}")
+    n_worlds = len(boot) + (2 if boot else 1)  # the point fit's worlds: 2 at least, their spread is its noise
+    total = int(users or n_log * n_worlds)
+    world = min(n_log, total // n_worlds)
+    if world < 2:
+        raise DataError(f"--users {total}: too few for {n_worlds} worlds (one per bootstrap replicate, "
+                        f"{n_worlds - len(boot)} for the point fit, at least 2 users each): give at least {2 * n_worlds}")
+    plan = [(0, j) for j in range(max(n_worlds - len(boot), -(-(total - len(boot) * world) // world)))]
+    plan += [(b, 0) for b in boot]
     from counterfeed.twin.store import read_replicate
 
-    for b in reps:  # a broken replicate file is found before anything is simulated
+    for b in [0, *boot]:  # a broken replicate file is found before anything is simulated
         read_replicate(path, b)
     arms = {"logging": dict(logging), **{name: dict(t) for name, t in targets.items()}}
     results: dict[str, list[dict[str, tuple[float, float, float, int]]]] = {name: [] for name in targets}
     tied: dict[str, str] = {}
     pre = float((meta.get("run") or {}).get("pre_period") or 0.0)
-    for b in reps:  # only the counterfactual worlds: the A/B world is never read
-        out = simulate_worlds(twin_scenario(path, b, size[b], arms, seed=seed + b), [f"all-{a}" for a in arms])
+    for b, j in plan:  # only the counterfactual worlds: the A/B world is never read
+        sc = twin_scenario(path, b, world, arms, seed=seed + b + _WORLD_SEED * j)
+        out = simulate_worlds(sc, [f"all-{a}" for a in arms])
         outcomes = pd.concat([o.outcomes for o in out.values()], ignore_index=True)
         for name in targets:
             results[name].append(world_effects(outcomes, "all-logging", f"all-{name}"))
-            if b == reps[0] and name not in tied:
+            if (b, j) == plan[0] and name not in tied:
                 tied[name] = _cold_start_ties(out[f"all-{name}"].events, pre)
-        say(f"replicate {b}: simulated {size[b]} users")
-    n_truth = math.inf if truth_worlds is None else n_log * int(truth_worlds)
-    effects = {name: _combine(rows, n_truth, level) for name, rows in results.items()}
+        say(f"replicate {b}, world {j}: simulated {world} users")
+    k0 = len(plan) - len(boot)
+    effects = {name: _combine(rows[:k0], rows[k0:], truth_worlds, level) for name, rows in results.items()}
+    small = (f"each simulated world has {world} users, fewer than the log's {n_log} (--users {total} pays for no "
+             f"more): a target that learns from its traffic learns from less, so its effect can be smaller; "
+             f"give --users {n_log * n_worlds} or more") if world < n_log else ""
     for name, why in tied.items():
-        for e in effects[name] if why else ():
-            e.warnings.append(why)
+        for e in effects[name]:
+            e.world_users = world
+            e.warnings.extend(w for w in (why, small) if w)
     return effects
+
+
+#: seed offset between the point fit's worlds (the replicate number is added too)
+_WORLD_SEED = 1_000_003
 
 
 def _cold_start_ties(events, start: float, sessions: int = 20) -> str:
@@ -234,39 +257,45 @@ def _cold_start_ties(events, start: float, sessions: int = 20) -> str:
             "order (docs/twin.md, 'Row order does not matter')")
 
 
-def _combine(results: list[dict[str, tuple[float, float, float, int]]], n_log: float,
+def _combine(point: list[dict[str, tuple[float, float, float, int]]],
+             boot: list[dict[str, tuple[float, float, float, int]]], truth_worlds: int | None,
              level: float) -> list[TwinEffect]:
-    """Per metric, the point fit's effect (``results[0]``) and its interval from the replicates
-    ``results[1:]`` (module docstring). ``results[b][metric] = (logging value, target value, per-user
-    variance of the difference, users)``."""
+    """Per metric, the point fit's effect (mean over its worlds ``point``) and its interval from the
+    bootstrap replicates' worlds ``boot`` (module docstring). Each entry: ``{metric: (logging value,
+    target value, per-user variance of the difference, users)}``, one world each."""
     from scipy.stats import t as student_t
 
     out = []
     for name in METRICS:
-        rows = [r[name] for r in results if name in r]
-        if not rows:
+        p_rows = [r[name] for r in point if name in r]
+        if not p_rows:
             continue
-        point, rows = rows[0], rows[1:]
-        effect = point[1] - point[0]
-        e = np.array([r[1] - r[0] for r in rows])
-        s2 = float(np.mean([r[2] for r in [point, *rows]]))
-        var_sim = point[2] / point[3]
+        e0j = np.array([r[1] - r[0] for r in p_rows])
+        effect = float(e0j.mean())
+        lvalue, tvalue = float(np.mean([r[0] for r in p_rows])), float(np.mean([r[1] for r in p_rows]))
+        # one world's simulation noise at the log's size: the spread of the point fit's worlds (it holds
+        # what a learning target's training shares across a world's users), else the per-user term
+        per_user = float(np.mean([r[2] / r[3] for r in p_rows]))
+        v_world = float(e0j.var(ddof=1)) if e0j.size > 1 else per_user
+        var_sim = v_world / e0j.size
+        e = np.array([r[name][1] - r[name][0] for r in boot if name in r])
         warn: list[str] = [UNDERCOVERAGE_WARNING]
         lo = hi = sp = None
-        if len(rows) < 2:
+        if e.size < 2:
             warn.append("the twin has no bootstrap replicates (fit with --bootstrap >= 2): no interval")
         else:
             mse = float(np.mean((e - effect) ** 2))
             sp = math.sqrt(mse)
-            half = float(student_t.ppf(0.5 + level / 2, len(rows))) * math.sqrt(mse + var_sim + s2 / n_log)
+            realised = 0.0 if truth_worlds is None else v_world / int(truth_worlds)
+            half = float(student_t.ppf(0.5 + level / 2, e.size)) * math.sqrt(mse + var_sim + realised)
             lo, hi = float(effect - half), float(effect + half)
             if not half > 0:  # nothing varied: a zero-width interval would claim certainty
                 lo = hi = None
                 warn.append(f"{name} did not vary across the twin's replicates or users: no interval")
-        out.append(TwinEffect(metric=name, logging_value=point[0], target_value=point[1],
+        out.append(TwinEffect(metric=name, logging_value=lvalue, target_value=tvalue,
                               effect=effect, lower=lo, upper=hi, se_parameters=sp,
-                              se_simulation=math.sqrt(var_sim), replicates=len(rows), warnings=warn,
-                              point_effect=effect))
+                              se_simulation=math.sqrt(var_sim), replicates=int(e.size), warnings=warn,
+                              point_effect=effect, point_worlds=int(e0j.size)))
     return out
 
 

@@ -11,34 +11,39 @@ def _rows(values, var):
     return [{m: (v, v + 0.1 * (m == list(METRICS)[0]), var, 50) for m in METRICS} for v in values]
 
 
+def _split(rows):  # one world of the point fit, the rest bootstrap replicates
+    return rows[:1], rows[1:]
+
+
 def test_no_interval_when_nothing_varied():
-    out = {e.metric: e for e in _combine(_rows([1.0, 1.0, 1.0], 0.0), n_log=100, level=0.95)}
+    out = {e.metric: e for e in _combine(*_split(_rows([1.0, 1.0, 1.0], 0.0)), 1, 0.95)}
     for e in out.values():
         assert e.lower is None and e.upper is None
         assert any("did not vary" in w for w in e.warnings)
 
 
 def test_interval_when_the_simulations_vary():
-    out = _combine(_rows([1.0, 1.2, 0.9], 0.04), n_log=100, level=0.95)
+    out = _combine(*_split(_rows([1.0, 1.2, 0.9], 0.04)), 1, 0.95)
     for e in out:
         assert e.lower is not None and e.lower < e.effect < e.upper
         assert UNDERCOVERAGE_WARNING in e.warnings  # the measured undercoverage travels with the number
 
 
 def test_realised_noise_term_follows_what_the_truth_is():
-    """``truth_worlds``: one realised world of the log's users adds ``s^2 / n_log`` to the variance, the
-    mean of R worlds ``s^2 / (R n_log)``, the expected effect (``n_log`` infinite) nothing."""
-    import math
-
-    rows = _rows([1.0, 1.2, 0.9], 0.04)
+    """``truth_worlds``: the realised effect of one world of the log's users adds one world's noise ``W``
+    (the spread of the point fit's worlds) to the variance, the mean of R worlds ``W / R``, the expected
+    effect (``None``) nothing."""
+    # the point fit in two worlds (clicks effects 0.0 and 0.2: W = 0.02), two replicates at their mean
+    point = [{"clicks": (1.0, 1.0 + e, 0.04, 50)} for e in (0.0, 0.2)]
+    boot = [{"clicks": (1.0, 1.1, 0.04, 50)} for _ in range(2)]
     half = {}
-    for label, n in (("one", 100), ("two", 200), ("expected", math.inf)):
-        e = next(x for x in _combine(rows, n_log=n, level=0.95) if x.metric == "clicks")
+    for label, r in (("one", 1), ("two", 2), ("expected", None)):
+        e = _combine(point, boot, r, 0.95)[0]
+        assert np.isclose(e.effect, 0.1) and np.isclose(e.se_parameters, 0.0) and e.point_worlds == 2
         half[label] = (e.upper - e.lower) / 2
-        assert e.se_parameters == 0.0  # clicks: effect 0 in every replicate
-    # clicks varies only through the simulation terms: total = s0^2/n0 + s^2/n_log, quantile t with B = 2 df
-    for label, n in (("one", 100), ("two", 200), ("expected", math.inf)):
-        assert np.isclose(half[label], 4.302653 * np.sqrt(0.04 / 50 + 0.04 / n), rtol=1e-5), label
+    # total = M (0) + W/K (0.01) + W/R, quantile t with B = 2 df
+    for label, extra in (("one", 0.02), ("two", 0.01), ("expected", 0.0)):
+        assert np.isclose(half[label], 4.302653 * np.sqrt(0.01 + extra), rtol=1e-5), label
     assert half["expected"] < half["two"] < half["one"]
 
 

@@ -26,12 +26,12 @@ def test_point_fit_prediction_and_its_variance():
     rows[0] = {m: (0.0, 1.0, 0.04, 100) for m in METRICS}
     from scipy.stats import t
 
-    for e in _combine(rows, n_log=100, level=0.95):
+    for e in _combine(rows[:1], rows[1:], 1, 0.95):
         assert np.isclose(e.effect, 1.0) and np.isclose(e.point_effect, 1.0)  # e_0, no bias correction
         assert e.replicates == 3
         mse = (0.3 ** 2 + 0.2 ** 2 + 0.1 ** 2) / 3  # the replicates' mean squared deviation from e_0
-        s2 = 0.04 / 4  # the per-user variance, averaged over the point fit and the 3 replicates
-        var = mse + 0.04 / 100 + s2 / 100  # M + s0^2/n0 + s^2/n_log
+        w = 0.04 / 100  # one world's noise: with one point world, its per-user term s0^2/n0
+        var = mse + w + w  # M + W/K (K = 1) + W/R (R = 1)
         assert np.isclose(e.se_parameters, np.sqrt(mse))
         assert np.isclose(e.upper - e.effect, t.ppf(0.975, 3) * np.sqrt(var))  # t with B = 3 df
 

@@ -89,9 +89,14 @@ def test_tied_cold_start_is_warned(order_twins):
 def test_no_bootstrap_twin_simulates_all_the_users(order_twins):
     from counterfeed.twin.evaluate import evaluate_twin
 
+    from counterfeed.twin.store import read_meta
+
     said = []
     evaluate_twin(order_twins[0], {"recommender": "popularity"}, users=50, say=said.append)
-    assert said == ["replicate 0: simulated 50 users"]
+    n_log = read_meta(order_twins[0])["n_train_users"]
+    sizes = [int(m.split("simulated ")[1].split()[0]) for m in said]
+    assert all(m.startswith("replicate 0, world ") for m in said)  # all of them to the point fit
+    assert set(sizes) == {min(n_log, 50)} and 50 <= sum(sizes) < 50 + n_log  # worlds of the log's size
 
 
 # -- L6: replicates and users that cannot be honoured are errors ---------------------------------------------
@@ -101,7 +106,7 @@ def test_too_many_replicates_or_too_few_users_are_errors(twin_dir):
 
     with pytest.raises(DataError, match=r"--replicates 5: the twin .* has 3 bootstrap replicates"):
         evaluate_twin(twin_dir, {"recommender": "popularity"}, replicates=5)
-    with pytest.raises(DataError, match=r"--users 5: too few for 4 replicates.*give at least 8"):
+    with pytest.raises(DataError, match=r"--users 5: too few for 5 worlds.*give at least 10"):
         evaluate_twin(twin_dir, {"recommender": "popularity"}, users=5)
 
 

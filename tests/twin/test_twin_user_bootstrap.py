@@ -57,7 +57,7 @@ def test_the_interval_covers_at_its_level_with_few_replicates():
         e0 = rng.standard_normal()
         rows = [{"clicks": (0.0, e0, 0.0, 100)}] + [{"clicks": (0.0, e0 + d, 0.0, 100)}
                                                      for d in rng.standard_normal(b)]
-        e = _combine(rows, n_log=100, level=0.95)[0]
+        e = _combine(rows[:1], rows[1:], None, 0.95)[0]
         hits += e.lower <= 0.0 <= e.upper
     assert abs(hits / trials - 0.95) < 0.012, hits / trials
     assert list(METRICS)[1] == "clicks"
