@@ -183,7 +183,9 @@ def check_command(twin_dir, log_path, columns, time_unit, world, users, logging_
 @click.option("--policy-option", "policy_options", multiple=True, metavar="KEY=VALUE")
 @click.option("--logging-policy", help="The logging policy (default: the one recorded from the run directory).")
 @click.option("--logging-option", "logging_options", multiple=True, metavar="KEY=VALUE")
-@click.option("--users", type=click.IntRange(2), help="Users simulated over all replicates together.")
+@click.option("--users", type=click.IntRange(2),
+              help="Users simulated in all worlds together, in worlds of the log's fitted users: one per "
+                   "replicate, the rest (at least 2) for the point fit. Default: enough for that.")
 @click.option("--replicates", type=click.IntRange(2), help="Bootstrap replicates to use (default: all).")
 @click.option("--log", "log_path", type=click.Path(), help="Log for the IPS/DR estimates (default: the fitted one).")
 @click.option("--columns", help="Column mapping of --log as in 'counterfeed ope'.")
@@ -223,10 +225,11 @@ def evaluate_command(twin_dir, policy, target_probs, policy_options, logging_pol
     if as_json:
         click.echo(_json.dumps({"effects": [e.to_dict() for e in effects], "ope": ope}, indent=2))
         return
-    reps = effects[0].replicates
-    click.echo(f"Predicted effect of {policy} vs the logging policy in {twin_dir} "
-               + (f"({reps} replicates, {level:.0%} intervals):" if reps > 1
-                  else "(fewer than 2 bootstrap replicates: no intervals):"))
+    reps, e0 = effects[0].replicates, effects[0]
+    worlds = f"the point fit in {e0.point_worlds} worlds of {e0.world_users} users"
+    click.echo(f"Predicted effect of {policy} vs the logging policy in {twin_dir} ({worlds}, "
+               + (f"{reps} bootstrap replicates, {level:.0%} intervals):" if reps > 1
+                  else "fewer than 2 bootstrap replicates: no intervals):"))
     shared = [w for w in effects[0].warnings if all(w in e.warnings for e in effects)]
     for e in effects:
         iv = "no interval" if e.lower is None else f"[{_fmt(e.lower)}, {_fmt(e.upper)}]"
