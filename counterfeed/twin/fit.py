@@ -35,6 +35,7 @@ HALFLIVES = (0.5, 1.0, 2.0, 4.0, 8.0)
 HALFLIFE_LR = 1.92
 SELECTION_USERS = 50_000  # users for the choice of the click model
 SATIATION_USERS = 20_000  # users for the satiation half-life and weight (its standard error is about 0.02 there)
+L2_GRID = (0.03, 0.1, 0.3, 1.0)  # the MNL factors' penalties tried (per session), by held-out likelihood
 
 
 @dataclass
@@ -328,7 +329,7 @@ class _Fitter:
         n_val = max(1, mine.size // 10)
         val, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
         out: dict[str, float] = {}
-        for l2 in (0.03, 0.1, 0.3):
+        for l2 in L2_GRID:
             f = fit_mnl(sessions, lg.n_users, lg.n_items, dims=self.st.dims, max_clicks=self.max_clicks,
                         epochs=max(2, self.st.epochs // 3), seed=self.st.seed, rows=tr, l2=l2,
                         init=_mnl_init(self.sel, lg, self.st.dims, self.st.seed))
