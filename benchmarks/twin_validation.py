@@ -5,7 +5,7 @@ exploring logging policy (``random``) for ``--days`` (21); that world's impressi
 design makes retention move: churn per session ``--churn-rate`` (0.03, the model's default 0.01) at
 baseline satisfaction, times ``exp(--churn-weight * (baseline - satisfaction))`` (2.0), so a sizeable
 share of users churns over the horizon and fewer of those who click less. The truth is the users'
-**conditional effect** (``--truth-replications`` R = 2): the mean over R noise replications of the same
+**conditional effect** (``--truth-replications`` R = 8): the mean over R noise replications of the same
 users (``all-ARM@r``, independent of the log) of the difference between the world where everyone gets
 the target (``matrix-factorization``, ``text-embedding``, ``thompson``) and the logging world; R = 0
 gives the effect realised in the log's own noise instead. The twin is fitted from the log only (plus
@@ -19,9 +19,12 @@ and IPS/DR's coverage of the CTR effect. Then logs from a user model outside the
 ``choice`` model with periodic, not exponential, returns) are checked: the fidelity check should flag
 the inter-visit times, and not flag them for in-family logs.
 
-    python benchmarks/twin_validation.py --replications 50 --checks 0 --users 500 --eval-users 3000 \
-        --ope-every 5 --out twin_validation.jsonl
+    python benchmarks/twin_validation.py --checks 0 --out twin_validation.jsonl   # the acceptance run
     python benchmarks/twin_validation.py --summarize twin_validation.jsonl
+
+The defaults are the acceptance run's (docs/twin.md): 50 replications of 500-user logs, 8 bootstrap
+replicates over users, 12,000 simulated twin users per evaluation, R = 8; about 60 CPU seconds per
+replication (two processes with ``--replications 25 --seed 7000`` and ``--seed 7025`` halve the wait).
 """
 
 from __future__ import annotations
@@ -288,21 +291,21 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--replications", type=int, default=50)
     ap.add_argument("--checks", type=int, default=5, help="replications of the fidelity-check experiment")
-    ap.add_argument("--users", type=int, default=200)
+    ap.add_argument("--users", type=int, default=500)
     ap.add_argument("--items", type=int, default=60)
     ap.add_argument("--days", type=int, default=21)
     ap.add_argument("--churn-rate", type=float, default=0.03, help="choice model: churn probability per session at "
                     "baseline satisfaction (the model's default is 0.01)")
     ap.add_argument("--churn-weight", type=float, default=2.0, help="choice model: churn's dependence on satisfaction")
-    ap.add_argument("--truth-replications", type=int, default=2, help="0: the truth is the effect realised in the "
+    ap.add_argument("--truth-replications", type=int, default=8, help="0: the truth is the effect realised in the "
                     "log's own noise; R: the users' conditional effect, the mean over R noise replications")
     ap.add_argument("--slate", type=int, default=5)
     ap.add_argument("--bootstrap", type=int, default=8)
     ap.add_argument("--bootstrap-kind", choices=["users", "parametric"], default="users",
                     help="the twin's bootstrap (counterfeed.twin.bootstrap)")
-    ap.add_argument("--eval-users", type=int, default=800, help="twin users simulated per evaluation")
+    ap.add_argument("--eval-users", type=int, default=12000, help="twin users simulated per evaluation")
     ap.add_argument("--seed", type=int, default=1000)
-    ap.add_argument("--ope-every", type=int, default=1, help="IPS/DR beside the twin in every k-th replication only "
+    ap.add_argument("--ope-every", type=int, default=5, help="IPS/DR beside the twin in every k-th replication only "
                     "(the Thompson target's Monte Carlo propensities make them the dearest step)")
     ap.add_argument("--out", default="twin_validation.jsonl")
     ap.add_argument("--summarize", help="only summarize an earlier --out file")

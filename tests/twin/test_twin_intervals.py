@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from counterfeed.twin.evaluate import METRICS, UNDERCOVERAGE_WARNING, _combine
+from counterfeed.twin.evaluate import METRICS, MODEL_WARNING, _combine
 
 
 def _rows(values, var):
@@ -26,7 +26,7 @@ def test_interval_when_the_simulations_vary():
     out = _combine(*_split(_rows([1.0, 1.2, 0.9], 0.04)), 1, 0.95)
     for e in out:
         assert e.lower is not None and e.lower < e.effect < e.upper
-        assert UNDERCOVERAGE_WARNING in e.warnings  # the measured undercoverage travels with the number
+        assert MODEL_WARNING in e.warnings  # the assumption and the measured coverage travel with the number
 
 
 def test_realised_noise_term_follows_what_the_truth_is():

@@ -287,10 +287,10 @@ def test_policy_errors_name_the_flags(twin_dir):
     assert res.output.startswith("Error: --logging-policy: unknown recommender 'nope'")
 
 
-def test_undercoverage_warning_printed_once(twin_dir):
+def test_model_warning_printed_once(twin_dir):
     res = _evaluate_cli(twin_dir, "--users", "16", "--quiet")
     assert res.exit_code == 0, res.output
-    assert res.output.count("UNDERCOVERS") == 1
+    assert res.output.count("the interval assumes the twin's user model holds") == 1
 
 
 # -- L1, L4: warnings as plain lines; a type error names its row ------------------------------------------------
