@@ -122,10 +122,10 @@ def eval_speed(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         twin = write_twin(Path(tmp) / "twin", meta, reps)
         t0 = time.process_time()
-        evaluate_twin(twin, {"recommender": "matrix-factorization"}, users=users)
+        eff = evaluate_twin(twin, {"recommender": "matrix-factorization"}, users=users)[0]
         t_eval = time.process_time() - t0
-    print(f"evaluation over {users:,} users, {days} days: half in the point fit, the rest over "
-          f"{args.eval_replicates} bootstrap replicates:")
+    print(f"evaluation over {users:,} users, {days} days: worlds of {eff.world_users:,} users, "
+          f"{eff.point_worlds} for the point fit and one for each of {args.eval_replicates} bootstrap replicates:")
     print(f"  normal run (choice model, same arms and size): {t_run:.1f} s of CPU")
     print(f"  twin evaluation: {t_eval:.1f} s of CPU  (ratio {t_eval / t_run:.2f}; target <= 1: "
           f"{'met' if t_eval <= t_run else 'NOT met'})")
