@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,9 @@ def parametric_bootstrap(meta: dict[str, Any], reps: list[Replicate], settings, 
                 settings, bootstrap=0, holdout=0.0, seed=settings.seed + b,
                 topics=None if settings.topics is None else settings.topics[codes],
                 embeddings=None if settings.embeddings is None else settings.embeddings[codes])
-            m_b, r_b = fit_twin(sim, st)
+            with warnings.catch_warnings():  # the point fit has said it
+                warnings.filterwarnings("ignore", message=".*the median item has")
+                m_b, r_b = fit_twin(sim, st)
             out.append(_replicate(point, r_b[0], codes, refit_topics=settings.topics is None))
             options.append(m_b["replicates"][0])
             say(f"parametric bootstrap {b}/{settings.bootstrap}: {sim.n_users} simulated users, "
@@ -100,7 +103,9 @@ def user_bootstrap(meta: dict[str, Any], reps: list[Replicate], settings, train:
         resampled = train.resample_users(draw)
         codes = np.flatnonzero(np.bincount(resampled.item, minlength=train.n_items))
         st = dataclasses.replace(settings, bootstrap=0, holdout=0.0, seed=settings.seed + b, l2=l2)
-        m_b, r_b = fit_twin(resampled, st)
+        with warnings.catch_warnings():  # the point fit has said it
+            warnings.filterwarnings("ignore", message=".*the median item has")
+            m_b, r_b = fit_twin(resampled, st)
         r = r_b[0]
         r.item, r.bias, r.topic = r.item[codes], r.bias[codes], r.topic[codes]
         out.append(_replicate(point, r, codes, refit_topics=settings.topics is None))

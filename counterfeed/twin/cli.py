@@ -135,8 +135,8 @@ def fit_command(log_path, out, columns, time_unit, world, items_path, embedder, 
     path = _err(write_twin, out, meta, reps, embeddings=emb, texts=texts)
     ex = meta["examination"]
     click.echo(f"twin written to {path}: {meta['n_train_users']} users fitted ({len(meta['heldout_users'])} held "
-               f"out), {meta['n_items']} items, click model {ex['model']}, {bootstrap} {meta['bootstrap']} "
-               f"bootstrap replicates, "
+               f"out), {meta['n_items']} items, click model {ex['model']}, {bootstrap} bootstrap replicates "
+               f"({'over users' if meta['bootstrap'] == 'users' else 'parametric'}), "
                f"{meta['seconds']:.1f} s")
 
 
@@ -226,7 +226,7 @@ def evaluate_command(twin_dir, policy, target_probs, policy_options, logging_pol
         click.echo(_json.dumps({"effects": [e.to_dict() for e in effects], "ope": ope}, indent=2))
         return
     reps, e0 = effects[0].replicates, effects[0]
-    worlds = f"the point fit in {e0.point_worlds} worlds of {e0.world_users} users"
+    worlds = f"the point fit in {e0.point_worlds} world{'s' * (e0.point_worlds != 1)} of {e0.world_users} users"
     click.echo(f"Predicted effect of {policy} vs the logging policy in {twin_dir} ({worlds}, "
                + (f"{reps} bootstrap replicates, {level:.0%} intervals):" if reps > 1
                   else "fewer than 2 bootstrap replicates: no intervals):"))

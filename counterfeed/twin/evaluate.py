@@ -68,6 +68,7 @@ class TwinEffect:
     warnings: list[str] = field(default_factory=list)
     point_effect: float | None = None  # e_0, the point fit's effect (the prediction, = effect)
     point_worlds: int = 1  # worlds the point fit was simulated in (``effect`` is their mean)
+    se_realised: float | None = None  # sqrt(W / R): the realised effect's noise (None: the expected effect)
     world_users: int | None = None  # users per simulated world
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,7 +197,7 @@ def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, loggi
     if world < 2:
         raise DataError(f"--users {total}: too few for {n_worlds} worlds (one per bootstrap replicate, "
                         f"{n_worlds - len(boot)} for the point fit, at least 2 users each): give at least {2 * n_worlds}")
-    plan = [(0, j) for j in range(max(n_worlds - len(boot), -(-(total - len(boot) * world) // world)))]
+    plan = [(0, j) for j in range(max(n_worlds - len(boot), (total - len(boot) * world) // world))]
     plan += [(b, 0) for b in boot]
     from counterfeed.twin.store import read_replicate
 
@@ -213,7 +214,9 @@ def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, loggi
         for name in targets:
             results[name].append(world_effects(outcomes, "all-logging", f"all-{name}"))
             if (b, j) == plan[0] and name not in tied:
-                tied[name] = _cold_start_ties(out[f"all-{name}"].events, pre)
+                # a probability table draws its slates: equal slates there are the table's, not a tie-break
+                tied[name] = ("" if targets[name].get("recommender") == "probability-table"
+                              else _cold_start_ties(out[f"all-{name}"].events, pre))
         say(f"replicate {b}, world {j}: simulated {world} users")
     k0 = len(plan) - len(boot)
     effects = {name: _combine(rows[:k0], rows[k0:], truth_worlds, level) for name, rows in results.items()}
@@ -281,12 +284,12 @@ def _combine(point: list[dict[str, tuple[float, float, float, int]]],
         e = np.array([r[name][1] - r[name][0] for r in boot if name in r])
         warn: list[str] = [MODEL_WARNING]
         lo = hi = sp = None
+        realised = 0.0 if truth_worlds is None else v_world / int(truth_worlds)
         if e.size < 2:
             warn.append("the twin has no bootstrap replicates (fit with --bootstrap >= 2): no interval")
         else:
             mse = float(np.mean((e - effect) ** 2))
             sp = math.sqrt(mse)
-            realised = 0.0 if truth_worlds is None else v_world / int(truth_worlds)
             half = float(student_t.ppf(0.5 + level / 2, e.size)) * math.sqrt(mse + var_sim + realised)
             lo, hi = float(effect - half), float(effect + half)
             if not half > 0:  # nothing varied: a zero-width interval would claim certainty
@@ -295,6 +298,7 @@ def _combine(point: list[dict[str, tuple[float, float, float, int]]],
         out.append(TwinEffect(metric=name, logging_value=lvalue, target_value=tvalue,
                               effect=effect, lower=lo, upper=hi, se_parameters=sp,
                               se_simulation=math.sqrt(var_sim), replicates=int(e.size), warnings=warn,
+                              se_realised=None if truth_worlds is None else math.sqrt(realised),
                               point_effect=effect, point_worlds=int(e0j.size)))
     return out
 
@@ -305,8 +309,8 @@ MODEL_WARNING = (
     "the interval assumes the twin's user model holds (check it with 'twin check' on held-out users); it "
     "covers only the fit's and the simulation's error, not a model that is wrong. In validation (docs/twin.md; "
     "50 replications of 500-user, 21-day logs from the choice model, scored against the users' conditional "
-    "effect) this 95% interval covered the true effect on CTR 97% of the time (Wilson [92, 99]%), on sessions "
-    "per user 96% ([92, 98]%) and on retention 100% ([98, 100]%): conservative there")
+    "effect) the twin's 95% intervals covered the true effect on CTR 97% of the time (Wilson [92, 99]%), on "
+    "sessions per user 96% ([92, 98]%) and on retention 100% ([98, 100]%): conservative there")
 
 
 def ope_beside(log_path: str, target: dict[str, Any], *, columns: str | None = None, seed: int = 0,

@@ -61,3 +61,34 @@ def test_the_interval_covers_at_its_level_with_few_replicates():
         hits += e.lower <= 0.0 <= e.upper
     assert abs(hits / trials - 0.95) < 0.012, hits / trials
     assert list(METRICS)[1] == "clicks"
+
+
+def test_parametric_bootstrap_of_a_plain_file_is_an_error(log):
+    """It simulates the logging policy, which only a run directory's log names (tester s8 #3: it used to
+    fall back to the users' bootstrap with a warning)."""
+    import dataclasses
+
+    from counterfeed.errors import DataError
+    from counterfeed.twin.fit import FitSettings, fit_twin
+
+    plain = dataclasses.replace(log, logging=None)
+    with pytest.raises(DataError, match="--bootstrap-kind parametric: .* use --bootstrap-kind users"):
+        fit_twin(plain, FitSettings(dims=2, bootstrap=2, epochs=1, bootstrap_kind="parametric"))
+
+
+def test_a_log_too_sparse_for_its_parameters_is_warned(log):
+    """The median item's clicks against 10 per parameter (Peduzzi et al. 1996): the fixture's items have
+    between 10 and 90 clicks each, so an appeal alone (dims 0, 10 needed) passes and 8 factors and an
+    appeal (90 needed) are warned."""
+    from counterfeed.twin.fit import _warn_sparse
+
+    clicks = np.bincount(log.item, weights=log.click, minlength=log.n_items)
+    med = float(np.median(clicks[clicks > 0]))
+    assert 10 <= med < 90, med
+    with pytest.warns(UserWarning, match="the median item has .* clicks for its 9 parameters"):
+        _warn_sparse(log, 8)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_sparse(log, 0)
