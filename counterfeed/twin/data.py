@@ -246,6 +246,11 @@ def twin_log_from_frame(df: Any, columns: str | dict[str, str] | None = None, *,
     if time_unit not in TIME_UNITS:
         raise DataError(f"time unit '{time_unit}' is not one of {', '.join(TIME_UNITS)}")
     mapping = parse_columns(columns)
+    for name in ("user", "time"):  # before the OPE loader, whose round ids are made of the user's (tester s8 #7)
+        col = mapping.get(name, name)
+        if col not in df.columns:
+            raise DataError(f"{source}: missing column '{col}' (map it with --columns {name}=<column>); the twin "
+                            f"needs each impression's user and time; columns are: {', '.join(map(str, df.columns))}")
     log = log_from_frame(df, mapping, source=source, slate_size=slate_size)
     for name in ("user", "time"):
         if getattr(log, name) is None:

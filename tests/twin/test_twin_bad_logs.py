@@ -45,6 +45,9 @@ def _set(col, row, value):
 CASES = [
     (lambda d: _drop(d, "propensity"), r"log\.csv: missing column 'propensity'"),
     (lambda d: _drop(d, "user"), r"log\.csv: missing column 'user' \(map it with --columns user=<column>\)"),
+    # rounds as (user, session), the simulator's layout: it was reported as a missing 'round' (tester s8 #7)
+    (lambda d: _drop(d, "user").rename(columns={"round": "session"}),
+     r"log\.csv: missing column 'user' \(map it with --columns user=<column>\)"),
     (lambda d: _drop(d, "time"), r"log\.csv: missing column 'time'"),
     (_set("propensity", 3, 1.5), r"log\.csv: column 'propensity' row 4: propensity 1\.5 is outside \(0, 1\]"),
     (_set("propensity", 0, 0.0), r"log\.csv: column 'propensity' row 1: propensity 0\.0 is outside \(0, 1\]"),
