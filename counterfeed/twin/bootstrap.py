@@ -60,11 +60,9 @@ def simulate_log(twin: str | Path, logging: dict[str, Any], users: int, horizon:
 def parametric_bootstrap(meta: dict[str, Any], reps: list[Replicate], settings, say=lambda msg: None,
                          embeddings: np.ndarray | None = None) -> tuple[dict[str, Any], list[Replicate]]:
     """Append ``settings.bootstrap`` parametric replicates to a point fit (``meta``, ``reps[:1]``)."""
-    from counterfeed.twin.fit import fit_twin
     from counterfeed.twin.store import write_twin
 
     point = reps[0]
-    n_items = point.item.shape[0]
     options = [meta["replicates"][0]]
     out = [point]
     with tempfile.TemporaryDirectory(prefix="twin-pboot-") as tmp:
@@ -77,9 +75,7 @@ def parametric_bootstrap(meta: dict[str, Any], reps: list[Replicate], settings, 
                 settings, bootstrap=0, holdout=0.0, seed=settings.seed + b,
                 topics=None if settings.topics is None else settings.topics[codes],
                 embeddings=None if settings.embeddings is None else settings.embeddings[codes])
-            with warnings.catch_warnings():  # the point fit has said it
-                warnings.filterwarnings("ignore", message=".*the median item has")
-                m_b, r_b = fit_twin(sim, st)
+            m_b, r_b = _refit(sim, st)
             out.append(_replicate(point, r_b[0], codes, refit_topics=settings.topics is None))
             options.append(m_b["replicates"][0])
             say(f"parametric bootstrap {b}/{settings.bootstrap}: {sim.n_users} simulated users, "
@@ -92,10 +88,8 @@ def user_bootstrap(meta: dict[str, Any], reps: list[Replicate], settings, train:
     """Append ``settings.bootstrap`` cluster-bootstrap replicates to a point fit (``meta``, ``reps[:1]``).
 
     ``train``: the fitting users' log (``U`` users); ``l2``: the point fit's penalty, held. Replicate
-    ``b``'s ``U`` users are the resample's, its draw from ``numpy.random.default_rng(seed + b)``.
+    ``b``'s ``U`` users are the resample's, its draw from ``numpy.random.default_rng([seed, b])``.
     """
-    from counterfeed.twin.fit import fit_twin
-
     point = reps[0]
     options, out = [meta["replicates"][0]], [point]
     for b in range(1, settings.bootstrap + 1):
@@ -103,9 +97,7 @@ def user_bootstrap(meta: dict[str, Any], reps: list[Replicate], settings, train:
         resampled = train.resample_users(draw)
         codes = np.flatnonzero(np.bincount(resampled.item, minlength=train.n_items))
         st = dataclasses.replace(settings, bootstrap=0, holdout=0.0, seed=settings.seed + b, l2=l2)
-        with warnings.catch_warnings():  # the point fit has said it
-            warnings.filterwarnings("ignore", message=".*the median item has")
-            m_b, r_b = fit_twin(resampled, st)
+        m_b, r_b = _refit(resampled, st)
         r = r_b[0]
         r.item, r.bias, r.topic = r.item[codes], r.bias[codes], r.topic[codes]
         out.append(_replicate(point, r, codes, refit_topics=settings.topics is None))
@@ -113,6 +105,16 @@ def user_bootstrap(meta: dict[str, Any], reps: list[Replicate], settings, train:
         say(f"bootstrap over users {b}/{settings.bootstrap}: {np.unique(draw).size} distinct users of "
             f"{train.n_users}, click model {m_b['examination']['model']}")
     return {**meta, "replicates": options}, out
+
+
+def _refit(log: TwinLog, settings) -> tuple[dict[str, Any], list[Replicate]]:
+    """:func:`~counterfeed.twin.fit.fit_twin` of a replicate's log; its sparse-log warning is the point
+    fit's, already given."""
+    from counterfeed.twin.fit import fit_twin
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*the median item has")
+        return fit_twin(log, settings)
 
 
 def _replicate(point: Replicate, r: Replicate, codes: np.ndarray, refit_topics: bool) -> Replicate:

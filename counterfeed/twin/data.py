@@ -79,6 +79,11 @@ class TwinLog:
     def n_positions(self) -> int:
         return int(self.position.max()) + 1
 
+    @property
+    def window(self) -> float:
+        """The serving window (days) of a run's log; 0 for a log without one (served on request)."""
+        return _days((self.extra.get("run") or {}).get("batch_window") or 0)
+
     def session_clicks(self) -> np.ndarray:
         """(R,) clicks per session."""
         return np.bincount(self.session, weights=self.click, minlength=self.n_sessions)
@@ -113,15 +118,12 @@ class TwinLog:
         start = np.searchsorted(self.user[by_user], np.arange(self.n_users + 1))
         s_start = np.searchsorted(self.session_user, np.arange(self.n_users + 1))  # sessions are by (user, time)
         n_rows, n_sess = start[users + 1] - start[users], s_start[users + 1] - s_start[users]
-        rows = by_user[np.concatenate([np.arange(start[u], start[u + 1]) for u in users])] if users.size else \
-            np.zeros(0, np.int64)
-        sess = np.concatenate([np.arange(s_start[u], s_start[u + 1]) for u in users]) if users.size else \
-            np.zeros(0, np.int64)
+        rows, sess = by_user[_ranges(start[users], n_rows)], _ranges(s_start[users], n_sess)
         new_user = np.repeat(np.arange(users.size), n_rows)
         # a row's new session: its block's first new session + the old session's rank within its user
         s_offset = np.repeat(np.cumsum(n_sess) - n_sess, n_rows)
         new_session = s_offset + self.session[rows] - np.repeat(s_start[users], n_rows)
-        window = _days((self.extra.get("run") or {}).get("batch_window") or 0)
+        window = self.window
         serve = np.floor(self.time[rows] / window) if window > 0 else self.time[rows]
         perm = np.lexsort((self.position[rows], new_session, self.time[rows], new_user, serve))
         rows, new_user, new_session = rows[perm], new_user[perm], new_session[perm]
@@ -132,6 +134,12 @@ class TwinLog:
                        session_index=self.session_index[sess], horizon=self.horizon,
                        source=f"{self.source} (users resampled)", has_dwell=self.has_dwell, logging=self.logging,
                        slate_size=self.slate_size, extra=self.extra)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(s, s + n)`` over ``zip(starts, lengths)``, without a Python loop."""
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
 
 
 def _run_directory(path: Path, world: str | None) -> tuple[Path, dict[str, Any]]:

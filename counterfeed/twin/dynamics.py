@@ -100,11 +100,8 @@ def _start(clicks: np.ndarray, last: np.ndarray, gap: np.ndarray, first_time: np
 
 
 def fit_dynamics(session_user: np.ndarray, session_time: np.ndarray, clicks: np.ndarray, horizon: float,
-                 n_users: int, *, weights: np.ndarray | None = None, start: np.ndarray | None = None,
-                 frailty: bool = True, activity: np.ndarray | None = None,
-                 batch_window: float = 0.0) -> Dynamics:
-    """Fit the dynamics from sessions sorted by (user, time); ``weights`` (U,) bootstrap multiplicities;
-    ``activity`` (U,) fixed activities (then ``frailty=False`` keeps them).
+                 n_users: int, *, frailty: bool = True, batch_window: float = 0.0) -> Dynamics:
+    """Fit the dynamics from sessions sorted by (user, time); ``frailty=False``: every user's activity 1.
 
     ``batch_window`` (days, 0: none): requests are served at the end of their serving window, ``(floor(t
     / w) + 1) w``, and the next gap runs from there (``counterfeed.core.simulation``), so the gaps and
@@ -121,18 +118,11 @@ def fit_dynamics(session_user: np.ndarray, session_time: np.ndarray, clicks: np.
     first, last, gap, tail, first_time, users = _layout(su, session_time, horizon, batch_window)
     if (~last).sum() == 0:
         raise DataError("the log has no user with a second session: nothing identifies the return rate")
-    w_u = np.ones(n_users) if weights is None else np.asarray(weights, float)
-    activity = np.ones(n_users) if activity is None else np.asarray(activity, float)
-    params = _start(clicks, last, gap, first_time) if start is None else np.asarray(start, float)
+    activity = np.ones(n_users)
+    params = _start(clicks, last, gap, first_time)
     res = None
     for rnd in range(2 if frailty else 1):
         model = _Survival.make(clicks, first, last, gap, tail, first_time, horizon, activity[su], activity[users])
-        obs_w = np.concatenate([w_u[su], w_u[users]])
-        base = model.loglikeobs
-
-        def weighted(p, base=base, obs_w=obs_w):
-            return base(p) * obs_w
-        model.loglikeobs = weighted
         model.exog_names[:] = []
         with warnings.catch_warnings():  # statsmodels' df bookkeeping does not apply to a 1-column exog
             warnings.simplefilter("ignore", UserWarning)

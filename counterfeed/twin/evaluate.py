@@ -213,7 +213,7 @@ def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, loggi
         outcomes = pd.concat([o.outcomes for o in out.values()], ignore_index=True)
         for name in targets:
             results[name].append(world_effects(outcomes, "all-logging", f"all-{name}"))
-            if (b, j) == plan[0] and name not in tied:
+            if (b, j) == plan[0]:
                 # a probability table draws its slates: equal slates there are the table's, not a tie-break
                 tied[name] = ("" if targets[name].get("recommender") == "probability-table"
                               else _cold_start_ties(out[f"all-{name}"].events, pre))
@@ -223,10 +223,10 @@ def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, loggi
     small = (f"each simulated world has {world} users, fewer than the log's {n_log} (--users {total} pays for no "
              f"more): a target that learns from its traffic learns from less, so its effect can be smaller; "
              f"give --users {n_log * n_worlds} or more") if world < n_log else ""
-    for name, why in tied.items():
-        for e in effects[name]:
+    for name, rows in effects.items():
+        for e in rows:
             e.world_users = world
-            e.warnings.extend(w for w in (why, small) if w)
+            e.warnings.extend(w for w in (tied[name], small) if w)
     return effects
 
 

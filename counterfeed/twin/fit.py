@@ -22,7 +22,7 @@ import numpy as np
 from counterfeed.errors import DataError
 from counterfeed.twin.clicks import (cascade_fit, cascade_loglik, exposure_weights, fit_personal, pbm_em,
                                      pbm_loglik, session_matrix)
-from counterfeed.twin.data import TwinLog, _days
+from counterfeed.twin.data import TwinLog
 from counterfeed.twin.dynamics import fit_dynamics, user_activity
 from counterfeed.twin.mnl import SessionData, fit_mnl, mnl_loglik
 from counterfeed.twin.satiation import item_topics, satiation_feature, satiation_instrument
@@ -266,7 +266,7 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None,
     activity[dyn_users] = dyn.activity
     if dyn_users.size < train.n_users:  # parameters from a subset of users; every user's activity
         activity = user_activity(dyn, train.session_user, train.session_time, train.session_clicks(),
-                                 train.horizon, train.n_users, _window(train))
+                                 train.horizon, train.n_users, train.window)
     post = fitter.posterior(s, fit)
     say(f"point fit done in {_time.perf_counter() - t_start:.1f} s")
     reps = [Replicate(item=fit.item, bias=fit.bias, topic=topics, user=fit.user if post is None else post.mean,
@@ -371,7 +371,7 @@ class _Fitter:
 
         c0 = _time.process_time()
         data = _sessions(self.log, s, self.weight)
-        post = user_posterior(data, fit, self.max_clicks, None, seed=self.st.seed)
+        post = user_posterior(data, fit, self.max_clicks, seed=self.st.seed)
         fit.bias = recalibrate_appeal(data, fit, post, seed=self.st.seed)  # calibrated for the draws
         post.cpu_seconds = _time.process_time() - c0
         return post
@@ -412,9 +412,5 @@ def _fit_dyn(train: TwinLog, users: np.ndarray):
     code = np.cumsum(keep) - 1
     su = code[train.session_user[rows]]
     return fit_dynamics(su, train.session_time[rows], train.session_clicks()[rows], train.horizon, users.size,
-                        batch_window=_window(train))
+                        batch_window=train.window)
 
-
-def _window(log: TwinLog) -> float:
-    """The serving window (days) of a run's log; 0 for a log without one (served on request)."""
-    return _days((log.extra.get("run") or {}).get("batch_window") or 0)

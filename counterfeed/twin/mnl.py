@@ -138,10 +138,10 @@ def _eta(data, i, P, V, b, w):
 
 def fit_mnl(data: SessionData, n_users: int, n_items: int, *, dims: int, max_clicks: int, epochs: int = 12,
             steps: int = 80, draws: int = 0, l2: float = 0.1, seed: int = 0, rows=None,
-            init: ClickFit | None = None, user_weight=None, satiation_weight: float | None = None) -> ClickFit:
+            init: ClickFit | None = None, satiation_weight: float | None = None) -> ClickFit:
     """Fit ``theta``, ``b``, ``w`` and (``dims > 0``) the factors by Adam on minibatches of sessions.
 
-    ``rows``: the sessions to fit (default all); ``user_weight`` (U,): bootstrap multiplicities;
+    ``rows``: the sessions to fit (default all);
     ``satiation_weight``: ``w`` held fixed at this value when given (else fitted).
     """
     import torch
@@ -167,7 +167,7 @@ def fit_mnl(data: SessionData, n_users: int, n_items: int, *, dims: int, max_cli
     opt = torch.optim.Adam(params, lr=0.05)
     idx_all = torch.arange(data.n) if rows is None else torch.as_tensor(rows)
     n_fit = max(int(idx_all.numel()), 1)  # sessions fitted: the item prior's penalty is spread over them
-    sw = data.weight if user_weight is None else data.weight * torch.as_tensor(user_weight, dtype=torch.float32)[data.user]
+    sw = data.weight
     # ``steps`` Adam steps per epoch whatever the size; on a large log an epoch sees a random part of it
     batch = min(max(128, idx_all.numel() // steps), MAX_BATCH_SESSIONS)
     for _ in range(epochs):

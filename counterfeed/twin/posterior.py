@@ -130,13 +130,12 @@ def _posterior(F, z, mu, sigma):
     return np.einsum("ude,ue->ud", C, z + (si @ mu)[None]), C
 
 
-def population_em(G: np.ndarray, F: np.ndarray, P: np.ndarray, weights: np.ndarray | None = None,
+def population_em(G: np.ndarray, F: np.ndarray, P: np.ndarray,
                   iters: int = EM_ITERATIONS, tol: float = 1e-4, max_users: int = EM_USERS, seed: int = 0,
                   ridge: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """EM for ``mu`` (d,) and ``Sigma`` (d, d) of ``P_u ~ N(mu, Sigma)`` (module docstring).
 
-    ``G`` (U, d), ``F`` (U, d, d): :func:`user_information` at the factors ``P`` (U, d); ``weights`` (U,):
-    users' multiplicities in the M-step (a bootstrap over users). ``mu`` and ``Sigma`` are estimated on
+    ``G`` (U, d), ``F`` (U, d, d): :func:`user_information` at the factors ``P`` (U, d). ``mu`` and ``Sigma`` are estimated on
     at most ``max_users`` users drawn at random (``seed``); EM stops when no entry of ``Sigma`` moves by
     more than ``tol`` of its largest, or after ``iters`` steps (in directions the item factors barely
     span the likelihood is flat and ``Sigma`` creeps on slowly, changing hardly any utility). Returns
@@ -146,11 +145,10 @@ def population_em(G: np.ndarray, F: np.ndarray, P: np.ndarray, weights: np.ndarr
     n, d = P.shape
     F = 0.5 * (F + F.transpose(0, 2, 1))
     z = np.einsum("ude,ue->ud", F, P) + G
-    w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
-    sub = np.flatnonzero(w > 0)
+    sub = np.arange(n)
     if sub.size > max_users:
         sub = np.sort(np.random.default_rng(seed).choice(sub, max_users, replace=False))
-    Fs, zs, ws = F[sub], z[sub], w[sub] / w[sub].sum()
+    Fs, zs, ws = F[sub], z[sub], np.full(sub.size, 1.0 / sub.size)
     mu = ws @ P[sub]
     r = P[sub] - mu
     sigma = (r * ws[:, None]).T @ r + ridge * np.eye(d)
@@ -186,12 +184,10 @@ class UserPosterior:
                 "cpu_seconds": self.cpu_seconds}
 
 
-def user_posterior(data, fit, max_clicks: int, user_weight: np.ndarray | None = None, passes: int = 2,
-                   seed: int = 0) -> UserPosterior:
+def user_posterior(data, fit, max_clicks: int, passes: int = 2, seed: int = 0) -> UserPosterior:
     """The user factors' posterior for an MNL :class:`~counterfeed.twin.clicks.ClickFit` (module docstring).
 
-    ``user_weight`` (U,): bootstrap multiplicities, which weight the users in the population's estimate
-    (each user's own information is that of its sessions, once). The first expansion is at the fitted
+    The first expansion is at the fitted
     (shrunk) factors; each further pass re-expands at the posterior means of the last (a Newton step
     towards the posterior mode, where the Laplace approximation belongs).
     """
@@ -200,7 +196,7 @@ def user_posterior(data, fit, max_clicks: int, user_weight: np.ndarray | None = 
         G, F = user_information(data, point, fit.item, fit.bias, fit.satiation_weight, fit.theta, max_clicks)
         lam, vec = np.linalg.eigh(0.5 * (F + F.transpose(0, 2, 1)))  # two-click mixtures can be slightly
         F = np.einsum("udk,uk,uek->ude", vec, np.maximum(lam, 0.0), vec)  # indefinite: floor at 0
-        mu, sigma, m, C, iters = population_em(G, F, point, user_weight, seed=seed)
+        mu, sigma, m, C, iters = population_em(G, F, point, seed=seed)
         point = m
     chol = np.linalg.cholesky(C + 1e-9 * np.eye(C.shape[1])[None])
     return UserPosterior(m, chol, mu, sigma, iters)
