@@ -65,7 +65,7 @@ MC_KEYS = ("truth_replications", "pehe_mc", "pehe_baseline_mc", "pehe_ratio_mc",
 #: the scores of the individual conditional effect intervals (``ite_*`` columns of ``user_effects``,
 #: :mod:`counterfeed.analysis.cate_individual`), copied there too when present
 ITE_KEYS = ("ite_coverage", "ite_coverage_n", "ite_interval_width", "ite_coverage_mc", "ite_mc_variance_share",
-            "ite_error_variance_ratio", "ite_coverage_deconvolved")
+            "ite_error_variance_ratio", "ite_coverage_deconvolved", "ite_coverage_realised")
 
 
 def truth_vector(user_truth: pd.DataFrame, users: np.ndarray, metric: str, arm: str, control: str
@@ -210,14 +210,15 @@ def truth_mc_error(point: np.ndarray, tau: np.ndarray, lo: np.ndarray, hi: np.nd
 
 def score_cate(effects: pd.DataFrame, truth: np.ndarray, *, average: float | None = None,
                y: np.ndarray | None = None, t: np.ndarray | None = None, groups: int = 10,
-               truth_se: np.ndarray | None = None, replications: int = 0, level: float = 0.95
-               ) -> tuple[dict[str, Any], pd.DataFrame]:
+               truth_se: np.ndarray | None = None, replications: int = 0, level: float = 0.95,
+               realised: np.ndarray | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """Scores of one estimate's ``effects`` (columns ``point``, ``lower``, ``upper``) against ``truth``
     (same rows; NaN rows are left out). ``average``: the estimate's average effect (for its own
     constant-prediction baseline); ``y``, ``t``: outcomes and treatment indicator (1/0/-1) for the
     estimated uplift curve; ``truth_se``, ``replications``, ``level``: the conditional truth's Monte
     Carlo standard errors, its number of noise replications and the intervals' level, for the scores of
-    :func:`truth_mc_error`. Returns (scores, uplift curves). Raises ValueError for fewer than
+    :func:`truth_mc_error`; ``realised``: each user's realised effect in this world (the individual
+    intervals' ``ite_coverage_realised``). Returns (scores, uplift curves). Raises ValueError for fewer than
     ``groups`` users with a known truth."""
     keep = np.isfinite(truth) & np.isfinite(effects["point"].to_numpy(np.float64))
     point = effects["point"].to_numpy(np.float64)[keep]
@@ -254,6 +255,12 @@ def score_cate(effects: pd.DataFrame, truth: np.ndarray, *, average: float | Non
                                      replications, level))
     if "ite_lower" in effects:
         scores.update(_ite_scores(effects, keep, tau, truth_se, replications, level))
+        if realised is not None:
+            r = np.asarray(realised, dtype=np.float64)
+            lo_i, hi_i = (effects[k].to_numpy(np.float64) for k in ("ite_lower", "ite_upper"))
+            ok = np.isfinite(r) & np.isfinite(lo_i) & np.isfinite(hi_i)
+            scores["ite_coverage_realised"] = (float(np.mean((lo_i[ok] <= r[ok]) & (r[ok] <= hi_i[ok])))
+                                               if ok.any() else None)
     return scores, curves
 
 
@@ -306,8 +313,9 @@ def score_estimates_cate(estimates: list[Any], user_truth: pd.DataFrame | None, 
         y = pd.to_numeric(ab[e.metric], errors="coerce").to_numpy(np.float64) if e.metric in ab else None
         try:
             se = _truth_se(user_truth, users, e) if which == "conditional" else None
+            real = _realised(user_truth, users, e) if "ite_lower" in ue else None
             s, c = score_cate(ue, tau, average=e.point, y=y, t=t, truth_se=se, replications=replications,
-                              level=e.level)
+                              level=e.level, realised=real)
         except ValueError:
             rows.append({**key, "truth_estimand": which, "level": e.level, "n_users": 0})
             continue
@@ -319,10 +327,19 @@ def score_estimates_cate(estimates: list[Any], user_truth: pd.DataFrame | None, 
     return rows, cat(curves), cat(effects)
 
 
-def _truth_se(user_truth: pd.DataFrame, users: np.ndarray, e: Any) -> np.ndarray:
+def _truth_column(user_truth: pd.DataFrame, users: np.ndarray, e: Any, column: str) -> np.ndarray | None:
+    """``column`` of ``user_truth`` for estimate ``e``'s comparison, in the order of ``users``."""
     t = user_truth[(user_truth["metric"] == e.metric) & (user_truth["arm"] == e.arm)
                    & (user_truth["control"] == e.control)].drop_duplicates("user").set_index("user")
-    return t["conditional_se"].reindex(users).to_numpy(np.float64)
+    return t[column].reindex(users).to_numpy(np.float64) if column in t else None
+
+
+def _realised(user_truth: pd.DataFrame, users: np.ndarray, e: Any) -> np.ndarray | None:
+    return _truth_column(user_truth, users, e, "realised")
+
+
+def _truth_se(user_truth: pd.DataFrame, users: np.ndarray, e: Any) -> np.ndarray:
+    return _truth_column(user_truth, users, e, "conditional_se")
 
 
 def write_cate_scores(directory: Path, rows: list[dict[str, Any]], curves: pd.DataFrame,

@@ -17,7 +17,8 @@ arm) over the R replications that have them:
   estimator's effects (the oracle rule's true value minus the rule's, in the improving direction;
   the run's ``targeting`` stage), with a t interval across replications;
 - ``pehe_mc``, ``pehe_baseline_mc``, ``pehe_ratio_mc``, ``coverage_deconvolved`` (t interval), and the
-  individual intervals' ``ite_coverage``/``ite_coverage_deconvolved``: the means of the replications'
+  individual intervals' ``ite_coverage``/``ite_coverage_deconvolved`` (t interval) and
+  ``ite_coverage_realised`` (of the realised effect): the means of the replications'
   Monte Carlo-corrected scores (:func:`counterfeed.analysis.cate_scores.truth_mc_error`);
   ``coverage_in_band`` is judged on ``coverage_deconvolved`` when every replication with intervals
   has it (the figure docs/heterogeneity.md reads the acceptance point against), else on the raw
@@ -43,13 +44,13 @@ __all__ = ["CATE_KEYS", "cate_summary", "cate_table", "with_targeting_regret"]
 #: Monte Carlo-corrected scores, and the targeting ``regret`` that :func:`with_targeting_regret` adds)
 CATE_KEYS = ("truth_estimand", "n_users", "pehe", "pehe_baseline", "coverage", "coverage_n", "spearman",
              "pehe_mc", "pehe_baseline_mc", "coverage_deconvolved", "ite_coverage", "ite_coverage_deconvolved",
-             "regret")
+             "ite_coverage_realised", "regret")
 _COLUMNS = ["estimator", "metric", "arm", "truth_estimand", "replications", "pehe", "pehe_baseline",
             "pehe_ratio", "beats_baseline_30", "beats_lower", "beats_upper", "spearman", "coverage",
             "coverage_lower", "coverage_upper", "coverage_in_band", "in_band_lower", "in_band_upper",
             "regret", "regret_lower", "regret_upper", "pehe_mc", "pehe_baseline_mc", "pehe_ratio_mc",
             "coverage_deconvolved", "deconvolved_lower", "deconvolved_upper", "in_band_of", "ite_coverage",
-            "ite_coverage_deconvolved"]
+            "ite_coverage_deconvolved", "ite_deconvolved_lower", "ite_deconvolved_upper", "ite_coverage_realised"]
 
 
 def _num(v: Any) -> float:
@@ -147,7 +148,9 @@ def cate_summary(records: list[dict[str, Any]]) -> pd.DataFrame:
                     "coverage_deconvolved": d_mean, "deconvolved_lower": d_lo, "deconvolved_upper": d_hi,
                     "in_band_of": of if judged.size else None,
                     "ite_coverage": _mean_t(_finite(g["ite_coverage"]))[0],
-                    "ite_coverage_deconvolved": _mean_t(_finite(g["ite_coverage_deconvolved"]))[0]})
+                    **dict(zip(("ite_coverage_deconvolved", "ite_deconvolved_lower", "ite_deconvolved_upper"),
+                               _mean_t(_finite(g["ite_coverage_deconvolved"])))),
+                    "ite_coverage_realised": _mean_t(_finite(g["ite_coverage_realised"]))[0]})
     return pd.DataFrame(out, columns=_COLUMNS)
 
 
@@ -163,12 +166,14 @@ def cate_table(summary: pd.DataFrame):
                   caption="coverage: of the per-user tau(X) intervals against the per-user truth (raw: the "
                           "R-replication truth itself, Monte Carlo error included; deconvolved: that error removed, "
                           "docs/heterogeneity.md); PEHE raw and MC-corrected (pehe_mc); in 0.90-0.97: the share of "
-                          "replications, judged on the coverage named in brackets")
+                          "replications, judged on the coverage named in brackets; individual intervals "
+                          "(individual_intervals): their coverage of each user's own conditional effect "
+                          "(deconvolved) and of the realised effect")
     for k in ("estimator", "metric", "arm", "truth"):
         table.add_column(k)
     for k in ("n", "PEHE", "baseline", "ratio", "PEHE (MC-corr.)", "ratio (MC)", "PEHE<0.7 base [95% CI]",
               "Spearman", "user coverage, raw [95% CI]", "deconvolved [95% CI]", "in 0.90-0.97 [95% CI]",
-              "targeting regret [95% CI]"):
+              "individual intervals: deconvolved [95% CI]", "realised", "targeting regret [95% CI]"):
         table.add_column(k, justify="right")
     for _, r in summary.iterrows():
         table.add_row(str(r["estimator"]), str(r["metric"]), str(r["arm"]), str(r["truth_estimand"]),
@@ -180,5 +185,7 @@ def cate_table(summary: pd.DataFrame):
                       f"{_f(r['coverage_deconvolved'])} [{_f(r['deconvolved_lower'])}, {_f(r['deconvolved_upper'])}]",
                       f"{_f(r['coverage_in_band'])} [{_f(r['in_band_lower'])}, {_f(r['in_band_upper'])}]"
                       + (f" ({r['in_band_of']})" if isinstance(r["in_band_of"], str) else ""),
+                      f"{_f(r['ite_coverage_deconvolved'])} [{_f(r['ite_deconvolved_lower'])}, "
+                      f"{_f(r['ite_deconvolved_upper'])}]", _f(r["ite_coverage_realised"]),
                       f"{_f(r['regret'], '.4g')} [{_f(r['regret_lower'], '.4g')}, {_f(r['regret_upper'], '.4g')}]")
     return table

@@ -10,10 +10,11 @@ import pytest
 
 from counterfeed.analysis.cate_individual import ASSUMPTION, ASSUMPTION_BOUNDS, period_totals
 from counterfeed.analysis.cate_scores import score_estimates_cate
-from counterfeed.core.contracts import MetricInfo, WorldEvents
+from counterfeed.core.contracts import MetricInfo
 from counterfeed.core.estimation import CATE, AnalysisData
 from counterfeed.errors import DataError
 from counterfeed.plugins.estimators.cate import LinearInteractionCATE
+from tests.heterogeneity.daily_users import daily_data
 
 PRE, DAYS = 5, 7
 SIGMA_U = {"a": 3.0, "b": 6.0}  # sd of the individual effect around the segment's effect
@@ -43,21 +44,7 @@ def _world(n: int, seed: int, rho: float = 0.0, shock: tuple[float, float] = (0.
     s_arm = np.where(t, shock[1], shock[0])
     week = np.exp(s_arm * rng.normal(size=n) - s_arm ** 2 / 2)
     post = rng.poisson((np.where(t, lam1, lam0) * week)[:, None], size=(n, DAYS))
-    daily = np.hstack([pre, post]).astype(np.float64)
-    users = np.repeat(np.arange(n), PRE + DAYS)
-    sessions = {"user": users, "session": np.tile(np.arange(PRE + DAYS), n), "time": np.tile(np.arange(PRE + DAYS) + 0.5, n),
-                "arm": np.repeat(t.astype(np.int64), PRE + DAYS), "impressions": daily.ravel() * 3,
-                "clicks": daily.ravel(), "dwell": daily.ravel() * 10.0, "churned": np.zeros(users.size, dtype=bool)}
-    events = WorldEvents("ab", n, sessions, None, 0.0, PRE + DAYS, ["control", "treatment"], t.astype(np.int64))
-    outcomes = pd.DataFrame({"user": np.arange(n), "arm": np.where(t, "treatment", "control").astype(object),
-                             "segment": seg, "clicks": post.sum(axis=1).astype(np.float64),
-                             "pre_clicks": pre.sum(axis=1).astype(np.float64)})
-    covariates = pd.DataFrame({"user": np.arange(n), "segment": seg, "pre_clicks": outcomes["pre_clicks"],
-                               "feature_0": x})
-    data = AnalysisData(outcomes=outcomes, arms=["control", "treatment"], control="control",
-                        metrics={"clicks": MetricInfo("clicks", "mean")}, seed=seed, start=float(PRE),
-                        end=float(PRE + DAYS), assignment_probabilities=np.full((n, 2), 0.5), events=events,
-                        covariates=covariates)
+    data = daily_data(pre, post, t, seg, x, seed)
     return data, tau
 
 

@@ -54,8 +54,8 @@ def test_run_and_validate_agree_on_the_covariates():
 
 
 def test_a_modifier_in_the_file_is_located_at_its_line(tmp_path):
-    text = TARGETING.read_text().replace("    modifiers: [segment]\n    individual_intervals: posterior\n  - estimator: linear",
-                                         "    modifiers: [feature_9]\n    individual_intervals: posterior\n  - estimator: linear", 1)
+    text = TARGETING.read_text().replace("    modifiers: [segment]\n    individual_intervals: conformal\n  - estimator: linear",
+                                         "    modifiers: [feature_9]\n    individual_intervals: conformal\n  - estimator: linear", 1)
     path = tmp_path / "t.yaml"
     path.write_text(text)
     with pytest.raises(ScenarioError, match="'feature_9' is not a covariate") as err:

@@ -114,12 +114,12 @@ def scenario_covariates(scenario: Any) -> list[str]:
 def check_cate_scenario(scenario: Any, metrics: dict[str, Any], options: Any, who: str, individual: bool) -> None:
     """What a CATE estimator's ``estimate`` rejects, checked from the scenario before anything is
     simulated (:class:`DataError`, located at the analysis entry by ``validate``/``run``): a ratio
-    metric, a modifier that is not a covariate, individual intervals on a metric that is not a
-    per-session sum or on an experiment shorter than 2 days."""
+    metric, a modifier that is not a covariate, individual intervals of a mode that reads per-day data
+    (not ``conformal``) on a metric that is not a per-session sum or on an experiment shorter than 2 days."""
     chosen = per_user_metrics(metrics, options.metrics, who)
     modifier_columns(scenario_covariates(scenario), getattr(options, "modifiers", None), who)
-    if not individual or getattr(options, "individual_intervals", "none") == "none":
-        return
+    if not individual or getattr(options, "individual_intervals", "none") in ("none", "conformal"):
+        return  # the conformal intervals read only the outcomes and covariates
     other = [m for m in chosen if m not in PER_SESSION_SUMS]
     if other:
         raise DataError(f"{who}: individual_intervals: metric '{other[0]}' is not a per-session sum "

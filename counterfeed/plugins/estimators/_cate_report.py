@@ -78,30 +78,36 @@ def calibration_figure(path: Path, title: str, rows: list[dict[str, Any]]) -> Pa
 
 
 def _individual_table(sec: Any, rows: list[dict[str, Any]]) -> None:
-    """The individual conditional effect intervals' coverage, with their stated assumption."""
+    """The individual effect intervals' coverage, with each mode's stated assumption."""
+    from counterfeed.analysis.cate_conformal import ASSUMPTION_CONFORMAL
     from counterfeed.analysis.cate_individual import ASSUMPTION, ASSUMPTION_BOUNDS
 
     ite = [r for r in rows if r.get("ite_coverage") is not None]
     if not ite:
         return
-    sec.paragraph("Individual conditional effect intervals (individual_intervals): intervals for each user's own "
-                  f"effect, identified only under an assumption. covariates and posterior: {ASSUMPTION}. bounds: "
-                  f"{ASSUMPTION_BOUNDS}. Deconvolved: the coverage "
-                  "estimated with the truth's Monte Carlo error removed (docs/heterogeneity.md).")
-    sec.table(["estimator", "metric", "arm", "coverage", "deconvolved", "mean width"],
+    sec.paragraph("Individual effect intervals (individual_intervals): intervals for each user's own effect. "
+                  "conformal: the user's own outcome minus a conformal interval for their outcome in the other "
+                  "arm (Lei & Candes 2021); it covers the realised effect by randomization alone; for the "
+                  f"expected effect, {ASSUMPTION_CONFORMAL}. covariates and posterior: {ASSUMPTION}. bounds: "
+                  f"{ASSUMPTION_BOUNDS}. Coverage is of the true conditional effect; deconvolved: with the "
+                  "truth's Monte Carlo error removed; realised: of this world's realised effect "
+                  "(docs/heterogeneity.md).")
+    sec.table(["estimator", "metric", "arm", "coverage", "deconvolved", "realised", "mean width"],
               [[r["estimator"], r["metric"], r["arm"], (_fmt(r.get("ite_coverage")), "num"),
-                (_fmt(r.get("ite_coverage_deconvolved")), "num"), (_fmt(r.get("ite_interval_width")), "num")]
+                (_fmt(r.get("ite_coverage_deconvolved")), "num"), (_fmt(r.get("ite_coverage_realised")), "num"),
+                (_fmt(r.get("ite_interval_width")), "num")]
                for r in ite])
     for r in ite:  # scored against the truth: say when the coverage misses what a 95% interval should give
         c = r.get("ite_coverage_deconvolved")
         if c is not None and not 0.90 <= c <= 0.97:
-            why = ("below: the interval's assumption fails in this world (the users' days are dependent, or the "
-                   "effect is correlated with the untreated outcome's deviation)" if c < 0.90 else
-                   "above: the intervals are conservative (the bounds mode, or an overestimated variance)")
+            why = ("below: the mode's stated assumption fails in this world (see the estimate's "
+                   "individual_intervals diagnostics and warnings)" if c < 0.90 else
+                   "above: the intervals are conservative (the bounds mode, an overestimated variance, or "
+                   "noisier users in the calibrating arm)")
             sec.paragraph(f"WARNING: {r['estimator']} ({r['metric']}, {r['arm']}): the individual intervals cover "
                           f"the users' true conditional effects {c:.3f} of the time (deconvolved), outside the "
                           f"0.90-0.97 expected of 95% intervals, {why}; see docs/heterogeneity.md, \"Individual "
-                          "effects\" for the measured diagnosis on scenarios/targeting.yaml.", kind="warn")
+                          "effects\".", kind="warn")
 
 
 def cate_section(result: Any, report: Any) -> None:

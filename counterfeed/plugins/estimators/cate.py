@@ -66,14 +66,19 @@ class ModifierOptions(CateOptions):
         default=None, min_length=1,
         description="effect modifiers: the covariates the effect may vary with (a name, or 'segment' for "
                     "its indicators); the others only adjust the nuisance models (default: every covariate)")
-    individual_intervals: Literal["none", "covariates", "posterior", "bounds"] = Field(
+    individual_intervals: Literal["none", "conformal", "covariates", "posterior", "bounds"] = Field(
         default="none",
         description="also give each user an individual conditional effect interval (user_effects columns "
-                    "ite_point, ite_lower, ite_upper) for the user's own effect, not only tau(X): 'covariates' "
-                    "(the CATE plus the estimated unexplained heterogeneity) or 'posterior' (empirical Bayes with "
-                    "a treated user's own outcome), identified only under a stated assumption; 'bounds' (the "
-                    "largest unexplained heterogeneity the data allow: valid without that assumption, wide) "
-                    "(counterfeed.analysis.cate_individual); needs daily per-user data (data.events)")
+                    "ite_point, ite_lower, ite_upper) for the user's own effect, not only tau(X): 'conformal' "
+                    "(the user's own outcome minus a conformal interval for their outcome in the other arm, "
+                    "calibrated on that arm's users: covers the realised effect by randomization alone and the "
+                    "expected effect if a user's noise has the same law in both arms; "
+                    "counterfeed.analysis.cate_conformal); 'covariates' (the CATE plus the estimated unexplained "
+                    "heterogeneity) or 'posterior' (empirical Bayes with a treated user's own outcome), "
+                    "identified only under a stated assumption that the unexplained heterogeneity is estimable; "
+                    "'bounds' (the largest unexplained heterogeneity the data allow: valid without that "
+                    "assumption, wide) (counterfeed.analysis.cate_individual; these three need daily per-user "
+                    "data, data.events)")
 
 
 class _Cate(Estimator):
@@ -177,7 +182,8 @@ class _Cate(Estimator):
                                 "lower": lo_all, "upper": hi_all})
         mode = getattr(self.options, "individual_intervals", "none")
         with caught_warnings(warned):  # a library warning of the individual intervals is the estimate's own
-            individual = _individual(data, c, metric, effects, mu0, self.modifiers_, names, level, mode) \
+            individual = _individual(data, c, metric, effects, mu0, self.modifiers_, names, level, mode,
+                                     (self.name, metric, arm)) \
                 if mode != "none" and self.per_user_intervals else None
         bad, unused, support = modifier_support(data, c, folds, k, self.modifiers_, names, metric, arm)
         warned += support + null_unidentified(effects, bad, metric)
@@ -209,12 +215,25 @@ class _Cate(Estimator):
 
 
 def _individual(data: AnalysisData, c: Comparison, metric: str, effects: Any, mu0: np.ndarray, modifiers: np.ndarray,
-                names: list[str], level: float, mode: Any) -> dict[str, Any]:
+                names: list[str], level: float, mode: Any, key: tuple[str, str, str]) -> dict[str, Any]:
     """Add the individual conditional effect intervals (``ite_point``, ``ite_lower``, ``ite_upper``;
     NaN for users outside the comparison) to ``effects``; return their diagnostics
     (:func:`counterfeed.analysis.cate_individual.individual_intervals`)."""
     from counterfeed.analysis.cate_individual import individual_intervals, noise_variance, period_totals
 
+    mod_names = [nm for nm, m in zip(names, modifiers) if m]
+    if mode == "conformal":  # the other arm's users calibrate; no per-day data needed
+        from counterfeed.analysis.cate_conformal import conformal_intervals
+        from counterfeed.plugins.estimators._cate_data import PER_SESSION_SUMS
+        noise = None
+        if data.events is not None and data.end is not None and metric in PER_SESSION_SUMS \
+                and round(data.end - data.start) >= 2:  # the arms' day-to-day noise, to check the assumption
+            users = data.outcomes["user"].to_numpy()[c.rows]
+            noise = noise_variance(period_totals(data.events, metric, users, data.start, data.end), c.y, metric)
+        res = conformal_intervals(c.x, c.y, c.t, c.e, c.x[:, modifiers], mod_names, level, data.seed, *key,
+                                  noise=noise)
+        _ite_columns(effects, c, res)
+        return res.diagnostics
     if data.events is None or data.end is None:
         raise DataError(f"individual_intervals: metric '{metric}' needs the A/B world's events and the "
                         "experiment's end (data.events, data.end): the users' noise comes from their daily values")
@@ -223,11 +242,16 @@ def _individual(data: AnalysisData, c: Comparison, metric: str, effects: Any, mu
     z = interval_quantile(level)
     se = (effects["upper"].to_numpy()[c.rows] - effects["lower"].to_numpy()[c.rows]) / (2 * z)
     res = individual_intervals(effects["point"].to_numpy()[c.rows], se, c.y, c.t, mu0, v, c.x[:, modifiers],
-                               [nm for nm, m in zip(names, modifiers) if m], level, mode)
+                               mod_names, level, mode)
+    _ite_columns(effects, c, res)
+    return res.diagnostics
+
+
+def _ite_columns(effects: Any, c: Comparison, res: Any) -> None:
+    """The individual intervals as ``user_effects`` columns (NaN for users outside the comparison)."""
     for col, val in (("ite_point", res.point), ("ite_lower", res.lower), ("ite_upper", res.upper)):
         effects[col] = np.nan
         effects.loc[c.rows, col] = val
-    return res.diagnostics
 
 
 def _interval(est: Any, x: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
