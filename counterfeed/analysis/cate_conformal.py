@@ -14,9 +14,10 @@ learn's ``HistGradientBoostingRegressor`` with the pinball loss fits the ``alpha
 ``1 - alpha / 2`` quantiles on one half; on the other (calibration) half the conformity score is
 ``s_j = max(q_lo(X_j) - Y_j, Y_j - q_hi(X_j))`` and ``[L, U] = [q_lo - Q, q_hi + Q]`` with ``Q`` the
 ``ceil((n + 1)(1 - alpha))``-th smallest score of the ``n`` calibration users. **Mondrian**: when the
-effect modifiers take at most 20 distinct values (segment indicators), ``Q`` is computed per cell
-from that cell's calibration users only (Vovk, Gammerman & Shafer 2005, Ch. 4), so the guarantee
-holds within every cell, not only over all users. **Unequal design propensities**: the calibration
+effect modifiers take at most 20 distinct values (segment indicators) and every cell has enough
+calibration users in each arm, ``Q`` is computed per cell from that cell's calibration users only
+(Vovk, Gammerman & Shafer 2005, Ch. 4), so the guarantee holds within every cell, not only over all
+users. **Unequal design propensities**: the calibration
 users are weighted by the likelihood ratio of the target arm's covariates, ``e / (1 - e)`` for
 ``Y(0)`` and ``(1 - e) / e`` for ``Y(1)`` (weighted conformal prediction under covariate shift,
 Tibshirani, Barber, Candes & Ramdas 2019, NeurIPS; Lei & Candes 2021, Sec. 3); with a constant
@@ -46,9 +47,10 @@ about 40 clicks against within-segment effect spreads of 2-5). That is what a si
 can say about their own effect without an untestable assumption on how effects vary within the
 covariates. ``point`` is the interval's midpoint.
 
-Raises :class:`counterfeed.errors.DataError` never; a cell whose calibration half is too small for
-the level (fewer than ``ceil(level / (1 - level))`` users, 19 at 95%) or whose weights leave the
-quantile infinite gives its users null intervals and a ``NOT IDENTIFIED`` warning naming the cell.
+Raises nothing for small data: when a cell's calibration half of an arm would hold fewer users than
+the level needs (``ceil(level / (1 - level))``, 19 at 95%) the calibration is one over all users
+(``mondrian: false``); when even that is too small, or unequal propensities' weights leave the
+quantile infinite, those users get null intervals and a ``NOT IDENTIFIED`` warning naming the cause.
 """
 
 from __future__ import annotations
@@ -133,12 +135,11 @@ def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarr
     """
     n = y.size
     alpha = 1.0 - level
-    rows, cell = np.unique(modifiers, axis=0, return_inverse=True) if modifiers.size else (np.zeros((1, 0)),
-                                                                                          np.zeros(n, dtype=np.int64))
-    cell = np.asarray(cell).ravel()
-    mondrian = rows.shape[0] <= MAX_CELLS
-    if not mondrian:
-        rows, cell = np.zeros((1, modifiers.shape[1])), np.zeros(n, dtype=np.int64)
+    need = int(np.ceil(level / alpha - 1e-9))  # calibration users a finite level quantile needs (19 at 95%)
+    rows, cell = _cells(modifiers, t, need)
+    mondrian = rows is not None
+    if not mondrian:  # one calibration over all users (marginal guarantee)
+        rows, cell = np.zeros((1, 0)), np.zeros(n, dtype=np.int64)
     rng = Keys(seed).numpy_generator("cate-conformal", *parts)
     lower, upper = np.full(n, np.nan), np.full(n, np.nan)
     e = np.clip(np.asarray(e, dtype=np.float64), 1e-12, 1 - 1e-12)
@@ -161,9 +162,9 @@ def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarr
                                               Keys(seed).derive_seed("cate-fit", "conformal", arm, *parts) % (2 ** 32 - 1))
         # likelihood ratio of the target arm's covariates to this arm's
         ratio = (lambda p: p / (1 - p)) if arm == 0 else (lambda p: (1 - p) / p)
+        key = "control" if arm == 0 else "treatment"
         for j in range(rows.shape[0]):
             cj, tj = cal[cell[cal] == j], tgt[cell[tgt] == j]
-            key = "control" if arm == 0 else "treatment"
             cells[j][f"calibration_{key}"] = int(cj.size)
             if tj.size == 0:
                 continue
@@ -177,11 +178,15 @@ def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarr
             finite = np.isfinite(qhat)
             cells[j][f"quantile_{key}"] = float(np.median(qhat[finite])) if finite.any() else None
             if not finite.all():
-                label = ", ".join(f"{k}={v:g}" for k, v in cells[j]["modifiers"].items()) or "all users"
+                why = (f"{cj.size} {key} users calibrate it, too few for a {100 * level:g}% interval (at least "
+                       f"{need} needed)" if cj.size < need or equal else
+                       f"its {cj.size} {key} calibration users are weighted by the likelihood ratio of unequal "
+                       f"design propensities (treatment probability {e[tj].min():.3g}-{e[tj].max():.3g} among "
+                       f"these users, Tibshirani et al. 2019), and their weight cannot reach the "
+                       f"{100 * level:g}% level against these users' own")
                 warnings.append(f"individual intervals (conformal): NOT IDENTIFIED for {int((~finite).sum())} "
-                                f"{'treated' if arm == 0 else 'control'} users of the cell [{label}]: "
-                                f"{cj.size} {key} users calibrate it, too few for a {level:.0%} interval "
-                                f"(at least {int(np.ceil(level / alpha - 1e-9))} needed); their intervals are null")
+                                f"{'treated' if arm == 0 else 'control'} users of {_label(cells[j])}: {why}; "
+                                "their intervals are null")
             if not finite.any():
                 continue
             lo_p, hi_p = q_lo_m.predict(x[tj]) - qhat, q_hi_m.predict(x[tj]) + qhat
@@ -189,29 +194,59 @@ def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarr
                 lower[tj[finite]], upper[tj[finite]] = (y[tj] - hi_p)[finite], (y[tj] - lo_p)[finite]
             else:  # control users: tau_i in [L1, U1] - Y_i
                 lower[tj[finite]], upper[tj[finite]] = (lo_p - y[tj])[finite], (hi_p - y[tj])[finite]
+    has = np.isfinite(lower)
     if noise is not None:
-        warnings += _noise_check(np.asarray(noise, dtype=np.float64), t, cell, cells)
+        warnings += _noise_check(np.asarray(noise, dtype=np.float64), t, cell, cells, has)
+    else:
+        warnings.append("individual intervals (conformal): the assumption under which they cover each user's "
+                        "expected effect (a user's noise has the same law in both arms) was NOT CHECKED: the check "
+                        "reads per-day values of a per-session sum metric (clicks, impressions, dwell, sessions) "
+                        "over at least 2 days; their coverage of the realised effect does not depend on it")
     point = (lower + upper) / 2
     z = interval_quantile(level)
-    has = np.isfinite(lower)
     diag: dict[str, Any] = {
         "estimand": ESTIMAND_CONFORMAL, "assumption": ASSUMPTION_CONFORMAL, "mode": "conformal",
         "method": "split conformalized quantile regression (Romano et al. 2019), nested for individual effects "
                   "(Lei & Candes 2021); quantile models: scikit-learn HistGradientBoostingRegressor (pinball loss)",
         "mondrian": mondrian, "weighted": not equal,
         "mean_width": float(np.mean(upper[has] - lower[has])) if has.any() else None,
-        "cells": cells if mondrian else None, "users_not_identified": int((~has).sum()),
+        "cells": cells, "users_not_identified": int((~has).sum()),
         "warnings": warnings,
     }
     return IndividualIntervals(point, lower, upper, ((upper - lower) / (2 * z)) ** 2, diag)
 
 
-def _noise_check(v: np.ndarray, t: np.ndarray, cell: np.ndarray, cells: list[dict[str, Any]]) -> list[str]:
+def _cells(modifiers: np.ndarray, t: np.ndarray, need: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """The Mondrian cells (distinct rows of the modifiers) and each user's cell, or (None, _) when the
+    modifiers take more than ``MAX_CELLS`` values or a cell's calibration half of an arm would hold
+    fewer than ``need`` users (then one calibration over all users serves better than null intervals)."""
+    if not modifiers.size or modifiers.shape[1] == 0:
+        return None, np.zeros(t.size, dtype=np.int64)
+    rows, cell = np.unique(modifiers, axis=0, return_inverse=True)
+    cell = np.asarray(cell).ravel()
+    if rows.shape[0] > MAX_CELLS:
+        return None, cell
+    for j in range(rows.shape[0]):
+        for arm in (0, 1):
+            if (int(((cell == j) & (t == arm)).sum()) + 1) // 2 < need:  # the calibration half
+                return None, cell
+    return rows, cell
+
+
+def _label(cell: dict[str, Any]) -> str:
+    """A cell's name for messages: its indicators (``segment=niche``, ``not segment=niche``) and values."""
+    parts = [(nm if v == 1 else f"not {nm}") if "=" in nm and v in (0.0, 1.0) else f"{nm}={v:g}"
+             for nm, v in cell["modifiers"].items()]
+    return f"the cell [{', '.join(parts)}]" if parts else "all users"
+
+
+def _noise_check(v: np.ndarray, t: np.ndarray, cell: np.ndarray, cells: list[dict[str, Any]],
+                 has: np.ndarray) -> list[str]:
     """Per cell, ``noise_ratio``: the treated users' mean day-to-day noise variance over the control
     users' (a proxy for the arms' noise laws; its log's standard error by the delta method), stored in
     ``cells``; a warning where it is outside [0.85, 1 / 0.85] and more than two standard errors from 1
     (on scenarios/targeting.yaml ratios of 0.75 and 1.25 went with subgroup coverage of tau_i near 0.89
-    instead of 0.95)."""
+    instead of 0.95). Cells whose users all have null intervals (``has`` false) are not warned about."""
     out: list[str] = []
     for j, c in enumerate(cells):
         v1, v0 = v[(cell == j) & (t == 1)], v[(cell == j) & (t == 0)]
@@ -220,10 +255,9 @@ def _noise_check(v: np.ndarray, t: np.ndarray, cell: np.ndarray, cells: list[dic
         ratio = float(v1.mean() / v0.mean())
         se = float(np.sqrt(v1.var(ddof=1) / (v1.size * v1.mean() ** 2) + v0.var(ddof=1) / (v0.size * v0.mean() ** 2)))
         c["noise_ratio"], c["noise_ratio_log_se"] = ratio, se
-        if abs(np.log(ratio)) > max(-np.log(0.85), 2 * se):
-            label = ", ".join(f"{k}={x:g}" for k, x in c["modifiers"].items()) or "all users"
+        if abs(np.log(ratio)) > max(-np.log(0.85), 2 * se) and has[cell == j].any():
             under, over = ("treated", "control") if ratio > 1 else ("control", "treated")
-            out.append(f"individual intervals (conformal): in the cell [{label}] the treated users' day-to-day "
+            out.append(f"individual intervals (conformal): in {_label(c)} the treated users' day-to-day "
                        f"variation is {ratio:.2f}x the control users' (log standard error {se:.2f}): a user's noise "
                        f"is not alike in both arms there, so for tau_i the {under} users' intervals there undercover "
                        f"and the {over} users' overcover (the realised-effect coverage is unaffected)")

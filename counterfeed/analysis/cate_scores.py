@@ -39,7 +39,8 @@ from counterfeed._json import clean
 from counterfeed.core.scoring import interval_quantile
 
 __all__ = ["score_cate", "uplift_curves", "truth_vector", "score_estimates_cate", "write_cate_scores",
-           "SCORES_FILE", "CURVES_FILE", "EFFECTS_FILE", "EFFECT_COLUMNS", "SUMMARY_KEYS", "MC_KEYS", "ITE_KEYS", "truth_mc_error"]
+           "SCORES_FILE", "CURVES_FILE", "EFFECTS_FILE", "EFFECT_COLUMNS", "SUMMARY_KEYS", "MC_KEYS", "ITE_KEYS", "truth_mc_error",
+           "ITE_RAW_MC_SHARE"]
 
 SCORES_FILE = "cate_scores.json"
 CURVES_FILE = "cate_curves.parquet"
@@ -53,8 +54,10 @@ EFFECT_COLUMNS = {
     "upper": "upper bound of the per-user interval for tau(X) (not for the user's own effect tau_i)",
     "ite_point": "centre of the individual conditional effect interval, for tau_i (the user's own effect; "
                  "individual_intervals)",
-    "ite_lower": "lower bound of the interval for tau_i, identified only under the mode's stated assumption",
-    "ite_upper": "upper bound of the interval for tau_i, identified only under the mode's stated assumption",
+    "ite_lower": "lower bound of the interval for the user's own effect: covers tau_i under the mode's stated "
+                 "assumption; the conformal mode's also covers the realised effect by randomization alone",
+    "ite_upper": "upper bound of the interval for the user's own effect: covers tau_i under the mode's stated "
+                 "assumption; the conformal mode's also covers the realised effect by randomization alone",
 }
 #: the scores copied into the ``cate`` estimate's ``diagnostics["cate_scores"]`` (calibration reads them)
 SUMMARY_KEYS = ("n_users", "pehe", "pehe_baseline", "pehe_ratio", "spearman", "coverage", "coverage_n",
@@ -65,7 +68,12 @@ MC_KEYS = ("truth_replications", "pehe_mc", "pehe_baseline_mc", "pehe_ratio_mc",
 #: the scores of the individual conditional effect intervals (``ite_*`` columns of ``user_effects``,
 #: :mod:`counterfeed.analysis.cate_individual`), copied there too when present
 ITE_KEYS = ("ite_coverage", "ite_coverage_n", "ite_interval_width", "ite_coverage_mc", "ite_mc_variance_share",
-            "ite_error_variance_ratio", "ite_coverage_deconvolved", "ite_coverage_realised")
+            "ite_error_variance_ratio", "ite_coverage_deconvolved", "ite_coverage_realised", "ite_coverage_treated",
+            "ite_coverage_control", "ite_coverage_judged", "ite_judged_on")
+#: the share of the widened interval's variance that is the truth's Monte Carlo error up to which the raw
+#: coverage of the individual intervals is the figure judged (the truth's error moves few users across
+#: a bound); above it the deconvolved one, whose normal model is then stated
+ITE_RAW_MC_SHARE = 0.25
 
 
 def truth_vector(user_truth: pd.DataFrame, users: np.ndarray, metric: str, arm: str, control: str
@@ -254,7 +262,8 @@ def score_cate(effects: pd.DataFrame, truth: np.ndarray, *, average: float | Non
         scores.update(truth_mc_error(point, tau, lo, hi, np.asarray(truth_se, dtype=np.float64)[keep],
                                      replications, level))
     if "ite_lower" in effects:
-        scores.update(_ite_scores(effects, keep, tau, truth_se, replications, level))
+        scores.update(_ite_scores(effects, keep, tau, truth_se, replications, level,
+                                  None if t is None else np.asarray(t)[keep]))
         if realised is not None:
             r = np.asarray(realised, dtype=np.float64)
             lo_i, hi_i = (effects[k].to_numpy(np.float64) for k in ("ite_lower", "ite_upper"))
@@ -265,22 +274,34 @@ def score_cate(effects: pd.DataFrame, truth: np.ndarray, *, average: float | Non
 
 
 def _ite_scores(effects: pd.DataFrame, keep: np.ndarray, tau: np.ndarray, truth_se: np.ndarray | None,
-                replications: int, level: float) -> dict[str, Any]:
+                replications: int, level: float, t: np.ndarray | None = None) -> dict[str, Any]:
     """The coverage scores of the individual conditional effect intervals (``ite_point``,
-    ``ite_lower``, ``ite_upper``) against the same truth, prefixed ``ite_``: raw coverage, mean
-    width and, with the truth's Monte Carlo error, :func:`truth_mc_error`'s coverage scores with the
-    interval's centre ``ite_point`` as the point."""
+    ``ite_lower``, ``ite_upper``) against the same truth, prefixed ``ite_``: raw coverage (also among
+    treated and control users, ``t`` 1/0), mean width and, with the truth's Monte Carlo error,
+    :func:`truth_mc_error`'s coverage scores with the interval's centre ``ite_point`` as the point.
+    ``ite_coverage_judged`` is the figure to hold against the level (``ite_judged_on`` says which): the
+    raw coverage while the truth's error is at most :data:`ITE_RAW_MC_SHARE` of the widened interval's
+    variance (or absent), else the deconvolved one, whose model (normal errors, one inflation factor)
+    misreads intervals whose errors differ by arm, as conformal ones may."""
     c, lo, hi = (effects[k].to_numpy(np.float64)[keep] for k in ("ite_point", "ite_lower", "ite_upper"))
     has = np.isfinite(lo) & np.isfinite(hi)
+    covered = (lo <= tau) & (tau <= hi)
     out: dict[str, Any] = {
-        "ite_coverage": float(np.mean((lo[has] <= tau[has]) & (tau[has] <= hi[has]))) if has.any() else None,
+        "ite_coverage": float(np.mean(covered[has])) if has.any() else None,
         "ite_coverage_n": int(has.sum()),
         "ite_interval_width": float(np.mean(hi[has] - lo[has])) if has.any() else None}
+    for name, value in (("treated", 1), ("control", 0)):
+        m = has & (t == value) if t is not None else np.zeros_like(has)
+        out[f"ite_coverage_{name}"] = float(np.mean(covered[m])) if m.any() else None
     if truth_se is not None and replications >= 2 and has.any():
         mc = truth_mc_error(c[has], tau[has], lo[has], hi[has], np.asarray(truth_se, dtype=np.float64)[keep][has],
                             replications, level)
         out.update({f"ite_{k}": mc[k] for k in ("coverage_mc", "mc_variance_share", "error_variance_ratio",
                                                 "coverage_deconvolved")})
+    share = out.get("ite_mc_variance_share")
+    raw = share is None or share <= ITE_RAW_MC_SHARE
+    out["ite_judged_on"] = "raw" if raw else "deconvolved"
+    out["ite_coverage_judged"] = out["ite_coverage"] if raw else out.get("ite_coverage_deconvolved")
     return out
 
 

@@ -17,9 +17,10 @@ arm) over the R replications that have them:
   estimator's effects (the oracle rule's true value minus the rule's, in the improving direction;
   the run's ``targeting`` stage), with a t interval across replications;
 - ``pehe_mc``, ``pehe_baseline_mc``, ``pehe_ratio_mc``, ``coverage_deconvolved`` (t interval), and the
-  individual intervals' ``ite_coverage``/``ite_coverage_deconvolved`` (t interval) and
-  ``ite_coverage_realised`` (of the realised effect): the means of the replications'
-  Monte Carlo-corrected scores (:func:`counterfeed.analysis.cate_scores.truth_mc_error`);
+  individual intervals' ``ite_coverage``/``ite_coverage_deconvolved`` (t intervals, clipped to
+  [0, 1]), ``ite_coverage_realised`` (of the realised effect) and ``ite_in_band`` (the share of
+  replications whose ``ite_coverage_judged`` is in [0.90, 0.97], Wilson interval): the means of the
+  replications' Monte Carlo-corrected scores (:func:`counterfeed.analysis.cate_scores.truth_mc_error`);
   ``coverage_in_band`` is judged on ``coverage_deconvolved`` when every replication with intervals
   has it (the figure docs/heterogeneity.md reads the acceptance point against), else on the raw
   coverage; ``in_band_of`` says which;
@@ -44,13 +45,14 @@ __all__ = ["CATE_KEYS", "cate_summary", "cate_table", "with_targeting_regret"]
 #: Monte Carlo-corrected scores, and the targeting ``regret`` that :func:`with_targeting_regret` adds)
 CATE_KEYS = ("truth_estimand", "n_users", "pehe", "pehe_baseline", "coverage", "coverage_n", "spearman",
              "pehe_mc", "pehe_baseline_mc", "coverage_deconvolved", "ite_coverage", "ite_coverage_deconvolved",
-             "ite_coverage_realised", "regret")
+             "ite_coverage_realised", "ite_coverage_judged", "ite_judged_on", "regret")
 _COLUMNS = ["estimator", "metric", "arm", "truth_estimand", "replications", "pehe", "pehe_baseline",
             "pehe_ratio", "beats_baseline_30", "beats_lower", "beats_upper", "spearman", "coverage",
             "coverage_lower", "coverage_upper", "coverage_in_band", "in_band_lower", "in_band_upper",
             "regret", "regret_lower", "regret_upper", "pehe_mc", "pehe_baseline_mc", "pehe_ratio_mc",
             "coverage_deconvolved", "deconvolved_lower", "deconvolved_upper", "in_band_of", "ite_coverage",
-            "ite_coverage_deconvolved", "ite_deconvolved_lower", "ite_deconvolved_upper", "ite_coverage_realised"]
+            "ite_coverage_lower", "ite_coverage_upper", "ite_coverage_deconvolved", "ite_deconvolved_lower",
+            "ite_deconvolved_upper", "ite_coverage_realised", "ite_in_band", "ite_in_band_lower", "ite_in_band_upper"]
 
 
 def _num(v: Any) -> float:
@@ -89,6 +91,23 @@ def _mean_t(values: np.ndarray) -> tuple[float, float, float]:
         return mean, math.nan, math.nan
     half = float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
     return mean, mean - half, mean + half
+
+
+def _clip01(t: tuple[float, float, float]) -> tuple[float, ...]:
+    """A proportion's mean and t interval, the interval clipped to [0, 1]."""
+    return tuple(v if math.isnan(v) else min(max(v, 0.0), 1.0) for v in t)
+
+
+def _ite_band(g: pd.DataFrame) -> dict[str, float]:
+    """The share of replications whose individual intervals' judged coverage (``ite_coverage_judged``:
+    raw, or deconvolved when the truth's Monte Carlo error dominates) is in [0.90, 0.97], with its
+    Wilson interval."""
+    v = _finite(g["ite_coverage_judged"])
+    if not v.size:
+        return {"ite_in_band": math.nan, "ite_in_band_lower": math.nan, "ite_in_band_upper": math.nan}
+    k = int(np.sum((v >= 0.90) & (v <= 0.97)))
+    lo, hi = wilson_interval(k, v.size)
+    return {"ite_in_band": k / v.size, "ite_in_band_lower": lo, "ite_in_band_upper": hi}
 
 
 def cate_summary(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -147,10 +166,12 @@ def cate_summary(records: list[dict[str, Any]]) -> pd.DataFrame:
                     if mc_ok.any() and mc_base[mc_ok].mean() > 0 else math.nan,
                     "coverage_deconvolved": d_mean, "deconvolved_lower": d_lo, "deconvolved_upper": d_hi,
                     "in_band_of": of if judged.size else None,
-                    "ite_coverage": _mean_t(_finite(g["ite_coverage"]))[0],
+                    **dict(zip(("ite_coverage", "ite_coverage_lower", "ite_coverage_upper"),
+                               _clip01(_mean_t(_finite(g["ite_coverage"]))))),
                     **dict(zip(("ite_coverage_deconvolved", "ite_deconvolved_lower", "ite_deconvolved_upper"),
-                               _mean_t(_finite(g["ite_coverage_deconvolved"])))),
-                    "ite_coverage_realised": _mean_t(_finite(g["ite_coverage_realised"]))[0]})
+                               _clip01(_mean_t(_finite(g["ite_coverage_deconvolved"]))))),
+                    "ite_coverage_realised": _mean_t(_finite(g["ite_coverage_realised"]))[0],
+                    **_ite_band(g)})
     return pd.DataFrame(out, columns=_COLUMNS)
 
 
@@ -167,13 +188,15 @@ def cate_table(summary: pd.DataFrame):
                           "R-replication truth itself, Monte Carlo error included; deconvolved: that error removed, "
                           "docs/heterogeneity.md); PEHE raw and MC-corrected (pehe_mc); in 0.90-0.97: the share of "
                           "replications, judged on the coverage named in brackets; individual intervals "
-                          "(individual_intervals): their coverage of each user's own conditional effect "
-                          "(deconvolved) and of the realised effect")
+                          "(individual_intervals): their coverage of each user's own conditional effect, raw and "
+                          "deconvolved, the share of replications in 0.90-0.97 (judged on raw unless the truth's "
+                          "Monte Carlo error dominates), and their coverage of the realised effect")
     for k in ("estimator", "metric", "arm", "truth"):
         table.add_column(k)
     for k in ("n", "PEHE", "baseline", "ratio", "PEHE (MC-corr.)", "ratio (MC)", "PEHE<0.7 base [95% CI]",
               "Spearman", "user coverage, raw [95% CI]", "deconvolved [95% CI]", "in 0.90-0.97 [95% CI]",
-              "individual intervals: deconvolved [95% CI]", "realised", "targeting regret [95% CI]"):
+              "individual intervals: raw [95% CI]", "deconvolved", "in 0.90-0.97 [95% CI]", "realised",
+              "targeting regret [95% CI]"):
         table.add_column(k, justify="right")
     for _, r in summary.iterrows():
         table.add_row(str(r["estimator"]), str(r["metric"]), str(r["arm"]), str(r["truth_estimand"]),
@@ -185,7 +208,9 @@ def cate_table(summary: pd.DataFrame):
                       f"{_f(r['coverage_deconvolved'])} [{_f(r['deconvolved_lower'])}, {_f(r['deconvolved_upper'])}]",
                       f"{_f(r['coverage_in_band'])} [{_f(r['in_band_lower'])}, {_f(r['in_band_upper'])}]"
                       + (f" ({r['in_band_of']})" if isinstance(r["in_band_of"], str) else ""),
-                      f"{_f(r['ite_coverage_deconvolved'])} [{_f(r['ite_deconvolved_lower'])}, "
-                      f"{_f(r['ite_deconvolved_upper'])}]", _f(r["ite_coverage_realised"]),
+                      f"{_f(r['ite_coverage'])} [{_f(r['ite_coverage_lower'])}, {_f(r['ite_coverage_upper'])}]",
+                      _f(r["ite_coverage_deconvolved"]),
+                      f"{_f(r['ite_in_band'])} [{_f(r['ite_in_band_lower'])}, {_f(r['ite_in_band_upper'])}]",
+                      _f(r["ite_coverage_realised"]),
                       f"{_f(r['regret'], '.4g')} [{_f(r['regret_lower'], '.4g')}, {_f(r['regret_upper'], '.4g')}]")
     return table

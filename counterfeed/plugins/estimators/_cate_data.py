@@ -124,11 +124,12 @@ def check_cate_scenario(scenario: Any, metrics: dict[str, Any], options: Any, wh
     if other:
         raise DataError(f"{who}: individual_intervals: metric '{other[0]}' is not a per-session sum "
                         f"({', '.join(PER_SESSION_SUMS)}); its per-day values, which measure the users' noise, "
-                        "are unknown (set metrics to per-session sums, or individual_intervals: none)")
+                        "are unknown (set metrics to per-session sums, or individual_intervals: conformal or none)")
     days = scenario.experiment.duration
     if round(days) < 2:
         raise DataError(f"{who}: individual_intervals: the experiment lasts {days:g} days; the users' noise is "
-                        "estimated from their per-day variation, which needs at least 2 days (experiment.duration)")
+                        "estimated from their per-day variation, which needs at least 2 days (experiment.duration; "
+                        "individual_intervals: conformal needs no per-day data)")
 
 
 @dataclass
@@ -172,11 +173,12 @@ def comparison(data: AnalysisData, x: np.ndarray, metric: str, arm: str, folds: 
 
 
 def fold_ids(t: np.ndarray, folds: int, seed: int, *parts: object) -> np.ndarray:
-    """Fold index ``0..folds-1`` of each user, stratified by ``t`` (each arm split evenly), drawn from
+    """Fold index ``0..folds-1`` of each user, stratified by ``t`` (each value's users split evenly:
+    the two compared arms, and any other users, e.g. a third arm's), drawn from
     ``Keys(seed).numpy_generator("cate-folds", *parts)``."""
     rng = Keys(seed).numpy_generator("cate-folds", *parts)
-    out = np.empty(t.size, dtype=np.int64)
-    for value in (0, 1):
+    out = np.full(t.size, -1, dtype=np.int64)
+    for value in np.unique(t):  # 0 and 1 first (the compared arms), then any other group of users
         idx = np.flatnonzero(t == value)
         out[idx[rng.permutation(idx.size)]] = np.arange(idx.size) % folds
     return out
@@ -300,14 +302,16 @@ def modifier_support(data: AnalysisData, c: Comparison, folds: np.ndarray, k: in
     return bad, unused, warns
 
 
-def null_unidentified(effects: Any, bad: np.ndarray, metric: str) -> list[str]:
+def null_unidentified(effects: Any, bad: np.ndarray, metric: str, conformal: bool = False) -> list[str]:
     """Null (NaN) the effects and intervals of the users ``bad`` (not identified), and any per-user
-    interval of zero width (a learner's variance of 0: fitted exactly, not measured); the warnings."""
+    interval of zero width (a learner's variance of 0: fitted exactly, not measured); the warnings.
+    ``conformal``: the individual intervals are conformal prediction sets, for which zero width is a
+    valid answer (a binary outcome predicted exactly), so theirs are kept."""
     cols = [c for c in ("point", "lower", "upper", "ite_point", "ite_lower", "ite_upper") if c in effects]
     effects.loc[bad, cols] = np.nan
     warns = []
     for lo, hi in (("lower", "upper"), ("ite_lower", "ite_upper")):
-        if lo not in effects:
+        if lo not in effects or (conformal and lo == "ite_lower"):
             continue
         zero = (effects[hi] - effects[lo] <= 0).to_numpy()
         if zero.any():
@@ -318,6 +322,11 @@ def null_unidentified(effects: Any, bad: np.ndarray, metric: str) -> list[str]:
     return warns
 
 
+#: the numbers of an individual-interval cell (variance modes and conformal) that a NOT IDENTIFIED cell nulls
+_CELL_MEASURES = ("unexplained_variance", "identified_bounds", "se", "quantile_control", "quantile_treatment",
+                  "noise_ratio", "noise_ratio_log_se")
+
+
 def null_cells(individual: dict[str, Any] | None, xm: np.ndarray, bad: np.ndarray) -> None:
     """In the individual intervals' diagnostics (``cells``: one per distinct row of the modifiers
     ``xm`` of the compared users), null the numbers of a cell whose users are all NOT IDENTIFIED
@@ -325,4 +334,4 @@ def null_cells(individual: dict[str, Any] | None, xm: np.ndarray, bad: np.ndarra
     for cell in (individual or {}).get("cells") or []:
         users = np.all(xm == np.array(list(cell["modifiers"].values()), dtype=np.float64), axis=1)
         if users.any() and bad[users].all():
-            cell.update(unexplained_variance=None, identified_bounds=None, se=None, identified=False)
+            cell.update({k: None for k in _CELL_MEASURES if k in cell}, identified=False)

@@ -186,7 +186,7 @@ class _Cate(Estimator):
                                      (self.name, metric, arm)) \
                 if mode != "none" and self.per_user_intervals else None
         bad, unused, support = modifier_support(data, c, folds, k, self.modifiers_, names, metric, arm)
-        warned += support + null_unidentified(effects, bad, metric)
+        warned += support + null_unidentified(effects, bad, metric, conformal=mode == "conformal")
         null_cells(individual, c.x[:, self.modifiers_], bad[c.rows])
         ok = ~bad[c.rows]
         diag: dict[str, Any] = {
@@ -229,7 +229,10 @@ def _individual(data: AnalysisData, c: Comparison, metric: str, effects: Any, mu
         if data.events is not None and data.end is not None and metric in PER_SESSION_SUMS \
                 and round(data.end - data.start) >= 2:  # the arms' day-to-day noise, to check the assumption
             users = data.outcomes["user"].to_numpy()[c.rows]
-            noise = noise_variance(period_totals(data.events, metric, users, data.start, data.end), c.y, metric)
+            try:
+                noise = noise_variance(period_totals(data.events, metric, users, data.start, data.end), c.y, metric)
+            except DataError:  # the per-day values do not add up to the outcome: the check cannot run
+                noise = None
         res = conformal_intervals(c.x, c.y, c.t, c.e, c.x[:, modifiers], mod_names, level, data.seed, *key,
                                   noise=noise)
         _ite_columns(effects, c, res)
