@@ -185,7 +185,7 @@ def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarr
                        f"these users, Tibshirani et al. 2019), and their weight cannot reach the "
                        f"{100 * level:g}% level against these users' own")
                 warnings.append(f"individual intervals (conformal): NOT IDENTIFIED for {int((~finite).sum())} "
-                                f"{'treated' if arm == 0 else 'control'} users of {_label(cells[j])}: {why}; "
+                                f"{'treated' if arm == 0 else 'control'} users {_label(cells[j])}: {why}; "
                                 "their intervals are null")
             if not finite.any():
                 continue
@@ -237,7 +237,7 @@ def _label(cell: dict[str, Any]) -> str:
     """A cell's name for messages: its indicators (``segment=niche``, ``not segment=niche``) and values."""
     parts = [(nm if v == 1 else f"not {nm}") if "=" in nm and v in (0.0, 1.0) else f"{nm}={v:g}"
              for nm, v in cell["modifiers"].items()]
-    return f"the cell [{', '.join(parts)}]" if parts else "all users"
+    return f"in the cell [{', '.join(parts)}]" if parts else "over all users (one calibration)"
 
 
 def _noise_check(v: np.ndarray, t: np.ndarray, cell: np.ndarray, cells: list[dict[str, Any]],
@@ -257,7 +257,7 @@ def _noise_check(v: np.ndarray, t: np.ndarray, cell: np.ndarray, cells: list[dic
         c["noise_ratio"], c["noise_ratio_log_se"] = ratio, se
         if abs(np.log(ratio)) > max(-np.log(0.85), 2 * se) and has[cell == j].any():
             under, over = ("treated", "control") if ratio > 1 else ("control", "treated")
-            out.append(f"individual intervals (conformal): in {_label(c)} the treated users' day-to-day "
+            out.append(f"individual intervals (conformal): {_label(c)}, the treated users' day-to-day "
                        f"variation is {ratio:.2f}x the control users' (log standard error {se:.2f}): a user's noise "
                        f"is not alike in both arms there, so for tau_i the {under} users' intervals there undercover "
                        f"and the {over} users' overcover (the realised-effect coverage is unaffected)")

@@ -51,8 +51,8 @@ def _world(n: int, seed: int, rho: float = 0.0, day_noise: tuple[float, float] =
     return data, truth
 
 
-def _estimate(data: AnalysisData, cls=LinearInteractionCATE):
-    est = cls(cls.Options(modifiers=["segment"], individual_intervals="conformal"))
+def _estimate(data: AnalysisData, cls=LinearInteractionCATE, modifiers=("segment",)):
+    est = cls(cls.Options(modifiers=list(modifiers) if modifiers else None, individual_intervals="conformal"))
     return next(e for e in est.estimate(data) if e.estimand == CATE)
 
 
@@ -130,7 +130,19 @@ def test_a_cell_too_small_to_calibrate_falls_back_to_one_calibration_and_a_tiny_
     assert np.isnan(lo[~t]).all() and np.isfinite(lo[t]).all()
     warned = " ".join(e.diagnostics["individual_intervals"]["warnings"])
     assert "NOT IDENTIFIED" in warned and "too few for a 95% interval (at least 19 needed)" in warned
-    assert "all users" in warned
+    assert "control users over all users (one calibration)" in warned
+
+
+def test_continuous_modifiers_calibrate_over_all_users_and_check_the_noise_there():
+    # every covariate as a modifier (pre_clicks, feature_0 continuous): no Mondrian cells; one "all
+    # users" cell carries the noise ratio, and the warning names it so
+    data, truth = _world(4_000, seed=20, day_noise=(0.0, 0.5))
+    e = _estimate(data, modifiers=None)
+    d = e.diagnostics["individual_intervals"]
+    assert d["mondrian"] is False and len(d["cells"]) == 1 and d["cells"][0]["modifiers"] == {}
+    assert d["cells"][0]["noise_ratio"] > 1 / 0.85
+    assert "over all users (one calibration), the treated users' day-to-day variation" in " ".join(d["warnings"])
+    assert 0.92 <= _covered(e, truth["realised"]).mean() <= 0.98
 
 
 def test_without_per_day_data_the_assumption_is_said_not_checked():

@@ -332,6 +332,7 @@ def null_cells(individual: dict[str, Any] | None, xm: np.ndarray, bad: np.ndarra
     ``xm`` of the compared users), null the numbers of a cell whose users are all NOT IDENTIFIED
     (``bad``, over the compared users): a variance from a cell without both arms is not a measurement."""
     for cell in (individual or {}).get("cells") or []:
-        users = np.all(xm == np.array(list(cell["modifiers"].values()), dtype=np.float64), axis=1)
+        values = np.array(list(cell["modifiers"].values()), dtype=np.float64)
+        users = np.all(xm == values, axis=1) if values.size else np.ones(len(xm), dtype=bool)  # {}: all users
         if users.any() and bad[users].all():
             cell.update({k: None for k in _CELL_MEASURES if k in cell}, identified=False)
