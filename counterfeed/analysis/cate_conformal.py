@@ -105,6 +105,10 @@ def weighted_conformal_quantile(scores: np.ndarray, weights: np.ndarray, test_we
 def _quantile_models(x: np.ndarray, y: np.ndarray, alpha: float, seed: int) -> tuple[Any, Any]:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
+    if np.ptp(y) == 0:  # a constant outcome (every user retained, say): its quantiles are that constant
+        from sklearn.dummy import DummyRegressor
+        return DummyRegressor(strategy="median").fit(x, y), DummyRegressor(strategy="median").fit(x, y)
+
     def model(q: float) -> Any:
         return HistGradientBoostingRegressor(loss="quantile", quantile=q, max_iter=200, learning_rate=0.05,
                                              min_samples_leaf=20, random_state=seed)
@@ -113,7 +117,7 @@ def _quantile_models(x: np.ndarray, y: np.ndarray, alpha: float, seed: int) -> t
 
 def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarray, modifiers: np.ndarray,
                         names: list[str], level: float, seed: int, *parts: object,
-                        noise: np.ndarray | None = None) -> IndividualIntervals:
+                        noise: np.ndarray | None = None, groups: np.ndarray | None = None) -> IndividualIntervals:
     """Nested split-CQR intervals for every compared user's own effect (see the module).
 
     Parameters
@@ -125,9 +129,11 @@ def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarr
     seed, parts : the split's keyed random stream (``Keys(seed).numpy_generator("cate-conformal", *parts)``)
         and the quantile models' ``random_state``.
     noise : (n,) optional, each user's day-to-day noise variance
-        (:func:`counterfeed.analysis.cate_individual.noise_variance`): per cell, the treated users' mean
-        over the control users' (``noise_ratio``) checks the assumption under which the intervals cover
+        (:func:`counterfeed.analysis.cate_individual.noise_variance`): per segment (``groups``, when it
+        has two levels or more; else per calibration cell), the treated users' mean over the control
+        users' (``noise_check``: ``noise_ratio``) checks the assumption under which the intervals cover
         ``tau_i``; a ratio outside [0.85, 1 / 0.85] and more than two standard errors from 1 warns.
+    groups : (n,) optional segment labels of the users, for that check.
 
     Returns an :class:`IndividualIntervals` (``variance``: ``((upper - lower) / (2 z))^2``) whose
     diagnostics hold the estimand, the assumption, the cells (calibration users per arm and their
@@ -136,7 +142,7 @@ def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarr
     n = y.size
     alpha = 1.0 - level
     need = int(np.ceil(level / alpha - 1e-9))  # calibration users a finite level quantile needs (19 at 95%)
-    rows, cell = _cells(modifiers, t, need)
+    rows, cell, small = _cells(modifiers, t, need, names)
     mondrian = rows is not None
     if not mondrian:  # one calibration over all users (marginal guarantee)
         rows, cell = np.zeros((1, 0)), np.zeros(n, dtype=np.int64)
@@ -147,6 +153,11 @@ def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarr
     warnings: list[str] = []
     cells: list[dict[str, Any]] = [{"modifiers": {nm: float(v) for nm, v in zip(names, rows[j])},
                                     "users": int((cell == j).sum())} for j in range(rows.shape[0])]
+    collapsed = 0
+    if not mondrian and small is not None:
+        warnings.append(f"individual intervals (conformal): calibrated once over all users, not per cell of the "
+                        f"effect modifiers: {small}; the coverage guarantee holds over all users, not within "
+                        "each cell")
     for arm in (0, 1):  # calibrate on this arm's users; predict the other arm's users' outcome in this arm
         src = np.flatnonzero(t == arm)
         half = np.zeros(src.size, dtype=bool)
@@ -155,7 +166,7 @@ def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarr
             half[idx[rng.permutation(idx.size)[: idx.size // 2]]] = True
         train, cal = src[half], src[~half]
         tgt = np.flatnonzero(t != arm)
-        if train.size < 2 or np.ptp(y[train]) == 0:
+        if train.size < 2:
             q_lo_m = q_hi_m = None
         else:
             q_lo_m, q_hi_m = _quantile_models(x[train], y[train], alpha,
@@ -171,7 +182,8 @@ def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarr
             if q_lo_m is None or cj.size == 0:
                 qhat = np.full(tj.size, np.inf)
             else:
-                s = np.maximum(q_lo_m.predict(x[cj]) - y[cj], y[cj] - q_hi_m.predict(x[cj]))
+                ql, qh = _band(q_lo_m, q_hi_m, x[cj])
+                s = np.maximum(ql - y[cj], y[cj] - qh)
                 w = np.ones(cj.size) if equal else ratio(e[cj])
                 tw = np.ones(tj.size) if equal else ratio(e[tj])
                 qhat = weighted_conformal_quantile(s, w, tw, level)
@@ -189,14 +201,28 @@ def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarr
                                 "their intervals are null")
             if not finite.any():
                 continue
-            lo_p, hi_p = q_lo_m.predict(x[tj]) - qhat, q_hi_m.predict(x[tj]) + qhat
+            ql, qh = _band(q_lo_m, q_hi_m, x[tj])
+            lo_p, hi_p = ql - qhat, qh + qhat
+            empty = lo_p > hi_p  # a negative Q narrower than the band: an empty set, kept as its midpoint
+            lo_p[empty] = hi_p[empty] = (lo_p[empty] + hi_p[empty]) / 2
+            collapsed += int((empty & finite).sum())
             if arm == 0:  # treated users: tau_i in Y_i - [L0, U0]
                 lower[tj[finite]], upper[tj[finite]] = (y[tj] - hi_p)[finite], (y[tj] - lo_p)[finite]
             else:  # control users: tau_i in [L1, U1] - Y_i
                 lower[tj[finite]], upper[tj[finite]] = (lo_p - y[tj])[finite], (hi_p - y[tj])[finite]
     has = np.isfinite(lower)
-    if noise is not None:
-        warnings += _noise_check(np.asarray(noise, dtype=np.float64), t, cell, cells, has)
+    if collapsed:
+        warnings.append(f"individual intervals (conformal): {collapsed} users' conformal sets are empty (the "
+                        "calibration narrowed the quantile band past zero width, which a low level allows); each is "
+                        "given as the zero-width interval at its midpoint (covering more than the empty set would)")
+    checked: list[dict[str, Any]] = []
+    if noise is not None:  # per segment when there are segments (they may pool in one calibration), else per cell
+        labels = None if groups is None else np.asarray(groups)
+        units = ([(f"in segment {g}", labels == g) for g in np.unique(labels)]
+                 if labels is not None and np.unique(labels).size >= 2 else
+                 [(_label(c), cell == j) for j, c in enumerate(cells)])
+        checked, found = _noise_check(np.asarray(noise, dtype=np.float64), t, units, has)
+        warnings += found
     else:
         warnings.append("individual intervals (conformal): the assumption under which they cover each user's "
                         "expected effect (a user's noise has the same law in both arms) was NOT CHECKED: the check "
@@ -210,27 +236,40 @@ def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarr
                   "(Lei & Candes 2021); quantile models: scikit-learn HistGradientBoostingRegressor (pinball loss)",
         "mondrian": mondrian, "weighted": not equal,
         "mean_width": float(np.mean(upper[has] - lower[has])) if has.any() else None,
-        "cells": cells, "users_not_identified": int((~has).sum()),
+        "cells": cells, "users_not_identified": int((~has).sum()), "empty_sets": collapsed,
+        "noise_check": checked,
         "warnings": warnings,
     }
     return IndividualIntervals(point, lower, upper, ((upper - lower) / (2 * z)) ** 2, diag)
 
 
-def _cells(modifiers: np.ndarray, t: np.ndarray, need: int) -> tuple[np.ndarray | None, np.ndarray]:
-    """The Mondrian cells (distinct rows of the modifiers) and each user's cell, or (None, _) when the
-    modifiers take more than ``MAX_CELLS`` values or a cell's calibration half of an arm would hold
-    fewer than ``need`` users (then one calibration over all users serves better than null intervals)."""
+def _cells(modifiers: np.ndarray, t: np.ndarray, need: int, names: list[str]
+           ) -> tuple[np.ndarray | None, np.ndarray, str | None]:
+    """The Mondrian cells (distinct rows of the modifiers), each user's cell, and None; or (None, _,
+    why) when the modifiers take more than ``MAX_CELLS`` values (why: None, continuous modifiers) or a
+    cell's calibration half of an arm would hold fewer than ``need`` users (why names it: then one
+    calibration over all users serves better than null intervals)."""
     if not modifiers.size or modifiers.shape[1] == 0:
-        return None, np.zeros(t.size, dtype=np.int64)
+        return None, np.zeros(t.size, dtype=np.int64), None
     rows, cell = np.unique(modifiers, axis=0, return_inverse=True)
     cell = np.asarray(cell).ravel()
     if rows.shape[0] > MAX_CELLS:
-        return None, cell
+        return None, cell, None
     for j in range(rows.shape[0]):
         for arm in (0, 1):
-            if (int(((cell == j) & (t == arm)).sum()) + 1) // 2 < need:  # the calibration half
-                return None, cell
-    return rows, cell
+            cal = (int(((cell == j) & (t == arm)).sum()) + 1) // 2  # the calibration half
+            if cal < need:
+                label = _label({"modifiers": dict(zip(names, rows[j]))})
+                return None, cell, (f"{label} only {cal} {'treated' if arm else 'control'} users would calibrate, "
+                                    f"fewer than the {need} the level needs")
+    return rows, cell, None
+
+
+def _band(q_lo: Any, q_hi: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two fitted quantiles at ``x``, rearranged where they cross (Chernozhukov, Fernandez-Val &
+    Galichon 2010: sorting crossing quantile estimates can only improve them)."""
+    a, b = q_lo.predict(x), q_hi.predict(x)
+    return np.minimum(a, b), np.maximum(a, b)
 
 
 def _label(cell: dict[str, Any]) -> str:
@@ -240,25 +279,27 @@ def _label(cell: dict[str, Any]) -> str:
     return f"in the cell [{', '.join(parts)}]" if parts else "over all users (one calibration)"
 
 
-def _noise_check(v: np.ndarray, t: np.ndarray, cell: np.ndarray, cells: list[dict[str, Any]],
-                 has: np.ndarray) -> list[str]:
-    """Per cell, ``noise_ratio``: the treated users' mean day-to-day noise variance over the control
-    users' (a proxy for the arms' noise laws; its log's standard error by the delta method), stored in
-    ``cells``; a warning where it is outside [0.85, 1 / 0.85] and more than two standard errors from 1
-    (on scenarios/targeting.yaml ratios of 0.75 and 1.25 went with subgroup coverage of tau_i near 0.89
-    instead of 0.95). Cells whose users all have null intervals (``has`` false) are not warned about."""
+def _noise_check(v: np.ndarray, t: np.ndarray, units: list[tuple[str, np.ndarray]], has: np.ndarray
+                 ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per unit (a segment, or a calibration cell), ``noise_ratio``: the treated users' mean day-to-day
+    noise variance over the control users' (a proxy for the arms' noise laws; its log's standard error
+    by the delta method); a warning where it is outside [0.85, 1 / 0.85] and more than two standard
+    errors from 1 (on scenarios/targeting.yaml ratios of 0.75 and 1.25 went with subgroup coverage of
+    tau_i near 0.89 instead of 0.95). Units whose users all have null intervals (``has`` false) are
+    not warned about. Returns (one record per unit checked, warnings)."""
+    records: list[dict[str, Any]] = []
     out: list[str] = []
-    for j, c in enumerate(cells):
-        v1, v0 = v[(cell == j) & (t == 1)], v[(cell == j) & (t == 0)]
+    for label, members in units:
+        v1, v0 = v[members & (t == 1)], v[members & (t == 0)]
         if min(v1.size, v0.size) < 2 or v1.mean() <= 0 or v0.mean() <= 0:
             continue
         ratio = float(v1.mean() / v0.mean())
         se = float(np.sqrt(v1.var(ddof=1) / (v1.size * v1.mean() ** 2) + v0.var(ddof=1) / (v0.size * v0.mean() ** 2)))
-        c["noise_ratio"], c["noise_ratio_log_se"] = ratio, se
-        if abs(np.log(ratio)) > max(-np.log(0.85), 2 * se) and has[cell == j].any():
+        records.append({"users": label, "noise_ratio": ratio, "noise_ratio_log_se": se})
+        if abs(np.log(ratio)) > max(-np.log(0.85), 2 * se) and has[members].any():
             under, over = ("treated", "control") if ratio > 1 else ("control", "treated")
-            out.append(f"individual intervals (conformal): {_label(c)}, the treated users' day-to-day "
+            out.append(f"individual intervals (conformal): {label}, the treated users' day-to-day "
                        f"variation is {ratio:.2f}x the control users' (log standard error {se:.2f}): a user's noise "
                        f"is not alike in both arms there, so for tau_i the {under} users' intervals there undercover "
                        f"and the {over} users' overcover (the realised-effect coverage is unaffected)")
-    return out
+    return records, out

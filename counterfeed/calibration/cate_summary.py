@@ -18,8 +18,9 @@ arm) over the R replications that have them:
   the run's ``targeting`` stage), with a t interval across replications;
 - ``pehe_mc``, ``pehe_baseline_mc``, ``pehe_ratio_mc``, ``coverage_deconvolved`` (t interval), and the
   individual intervals' ``ite_coverage``/``ite_coverage_deconvolved`` (t intervals, clipped to
-  [0, 1]), ``ite_coverage_realised`` (of the realised effect) and ``ite_in_band`` (the share of
-  replications whose ``ite_coverage_judged`` is in [0.90, 0.97], Wilson interval): the means of the
+  [0, 1]), ``ite_coverage_realised`` (of the realised effect), ``ite_coverage_treated``/``_control``
+  (the judged coverage by arm) and ``ite_in_band`` (the share of replications whose
+  ``ite_coverage_judged`` is in ``[level - 0.05, level + 0.02]``, Wilson interval): the means of the
   replications' Monte Carlo-corrected scores (:func:`counterfeed.analysis.cate_scores.truth_mc_error`);
   ``coverage_in_band`` is judged on ``coverage_deconvolved`` when every replication with intervals
   has it (the figure docs/heterogeneity.md reads the acceptance point against), else on the raw
@@ -45,14 +46,16 @@ __all__ = ["CATE_KEYS", "cate_summary", "cate_table", "with_targeting_regret"]
 #: Monte Carlo-corrected scores, and the targeting ``regret`` that :func:`with_targeting_regret` adds)
 CATE_KEYS = ("truth_estimand", "n_users", "pehe", "pehe_baseline", "coverage", "coverage_n", "spearman",
              "pehe_mc", "pehe_baseline_mc", "coverage_deconvolved", "ite_coverage", "ite_coverage_deconvolved",
-             "ite_coverage_realised", "ite_coverage_judged", "ite_judged_on", "regret")
+             "ite_coverage_realised", "ite_coverage_judged", "ite_judged_on", "ite_coverage_treated",
+             "ite_coverage_control", "regret")
 _COLUMNS = ["estimator", "metric", "arm", "truth_estimand", "replications", "pehe", "pehe_baseline",
             "pehe_ratio", "beats_baseline_30", "beats_lower", "beats_upper", "spearman", "coverage",
             "coverage_lower", "coverage_upper", "coverage_in_band", "in_band_lower", "in_band_upper",
             "regret", "regret_lower", "regret_upper", "pehe_mc", "pehe_baseline_mc", "pehe_ratio_mc",
             "coverage_deconvolved", "deconvolved_lower", "deconvolved_upper", "in_band_of", "ite_coverage",
             "ite_coverage_lower", "ite_coverage_upper", "ite_coverage_deconvolved", "ite_deconvolved_lower",
-            "ite_deconvolved_upper", "ite_coverage_realised", "ite_in_band", "ite_in_band_lower", "ite_in_band_upper"]
+            "ite_deconvolved_upper", "ite_coverage_realised", "ite_in_band", "ite_in_band_lower", "ite_in_band_upper",
+            "ite_coverage_treated", "ite_coverage_control"]
 
 
 def _num(v: Any) -> float:
@@ -100,14 +103,18 @@ def _clip01(t: tuple[float, float, float]) -> tuple[float, ...]:
 
 def _ite_band(g: pd.DataFrame) -> dict[str, float]:
     """The share of replications whose individual intervals' judged coverage (``ite_coverage_judged``:
-    raw, or deconvolved when the truth's Monte Carlo error dominates) is in [0.90, 0.97], with its
-    Wilson interval."""
-    v = _finite(g["ite_coverage_judged"])
-    if not v.size:
-        return {"ite_in_band": math.nan, "ite_in_band_lower": math.nan, "ite_in_band_upper": math.nan}
-    k = int(np.sum((v >= 0.90) & (v <= 0.97)))
-    lo, hi = wilson_interval(k, v.size)
-    return {"ite_in_band": k / v.size, "ite_in_band_lower": lo, "ite_in_band_upper": hi}
+    ``coverage_mc``, or raw for a truth without Monte Carlo error) is in ``[level - 0.05, level + 0.02]``
+    (0.90-0.97 at 95%), with its Wilson interval; and the by-arm judged coverage, averaged."""
+    out = {"ite_coverage_treated": _mean_t(_finite(g["ite_coverage_treated"]))[0],
+           "ite_coverage_control": _mean_t(_finite(g["ite_coverage_control"]))[0]}
+    v = g["ite_coverage_judged"].map(_num).to_numpy()
+    level = g["level"].map(_num).to_numpy()
+    ok = np.isfinite(v)
+    if not ok.any():
+        return {**out, "ite_in_band": math.nan, "ite_in_band_lower": math.nan, "ite_in_band_upper": math.nan}
+    k = int(np.sum((v[ok] >= level[ok] - 0.05) & (v[ok] <= np.minimum(level[ok] + 0.02, 1.0))))
+    lo, hi = wilson_interval(k, int(ok.sum()))
+    return {**out, "ite_in_band": k / int(ok.sum()), "ite_in_band_lower": lo, "ite_in_band_upper": hi}
 
 
 def cate_summary(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -119,7 +126,7 @@ def cate_summary(records: list[dict[str, Any]]) -> pd.DataFrame:
             scores = est.get("cate")
             if est.get("estimand") == "cate" and isinstance(scores, dict) and scores.get("pehe") is not None:
                 rows.append({"estimator": est["estimator"], "metric": est["metric"], "arm": est["arm"],
-                             **{k: scores.get(k) for k in CATE_KEYS}})
+                             "level": est.get("level") or 0.95, **{k: scores.get(k) for k in CATE_KEYS}})
     if not rows:
         return pd.DataFrame(columns=_COLUMNS)
     frame = pd.DataFrame(rows)
@@ -189,14 +196,15 @@ def cate_table(summary: pd.DataFrame):
                           "docs/heterogeneity.md); PEHE raw and MC-corrected (pehe_mc); in 0.90-0.97: the share of "
                           "replications, judged on the coverage named in brackets; individual intervals "
                           "(individual_intervals): their coverage of each user's own conditional effect, raw and "
-                          "deconvolved, the share of replications in 0.90-0.97 (judged on raw unless the truth's "
-                          "Monte Carlo error dominates), and their coverage of the realised effect")
+                          "deconvolved, the share of replications whose judged coverage (coverage_mc) is in "
+                          "[level - 0.05, level + 0.02] (0.90-0.97 at 95%), the judged coverage by arm, and their "
+                          "coverage of the realised effect")
     for k in ("estimator", "metric", "arm", "truth"):
         table.add_column(k)
     for k in ("n", "PEHE", "baseline", "ratio", "PEHE (MC-corr.)", "ratio (MC)", "PEHE<0.7 base [95% CI]",
               "Spearman", "user coverage, raw [95% CI]", "deconvolved [95% CI]", "in 0.90-0.97 [95% CI]",
-              "individual intervals: raw [95% CI]", "deconvolved", "in 0.90-0.97 [95% CI]", "realised",
-              "targeting regret [95% CI]"):
+              "individual intervals: raw [95% CI]", "deconvolved", "in band [95% CI]", "treated / control",
+              "realised", "targeting regret [95% CI]"):
         table.add_column(k, justify="right")
     for _, r in summary.iterrows():
         table.add_row(str(r["estimator"]), str(r["metric"]), str(r["arm"]), str(r["truth_estimand"]),
@@ -211,6 +219,7 @@ def cate_table(summary: pd.DataFrame):
                       f"{_f(r['ite_coverage'])} [{_f(r['ite_coverage_lower'])}, {_f(r['ite_coverage_upper'])}]",
                       _f(r["ite_coverage_deconvolved"]),
                       f"{_f(r['ite_in_band'])} [{_f(r['ite_in_band_lower'])}, {_f(r['ite_in_band_upper'])}]",
+                      f"{_f(r['ite_coverage_treated'])} / {_f(r['ite_coverage_control'])}",
                       _f(r["ite_coverage_realised"]),
                       f"{_f(r['regret'], '.4g')} [{_f(r['regret_lower'], '.4g')}, {_f(r['regret_upper'], '.4g')}]")
     return table

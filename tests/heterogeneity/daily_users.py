@@ -1,6 +1,7 @@
 """Shared by the individual-interval tests: an ``AnalysisData`` of a two-arm experiment from synthetic
 users' daily click counts (pre-period and experiment days), with the A/B world's events (one
-session per user and day) so per-day noise can be read."""
+session per user and day) so per-day noise can be read; and a report section that records what is
+written to it."""
 
 from __future__ import annotations
 
@@ -33,3 +34,16 @@ def daily_data(pre: np.ndarray, post: np.ndarray, t: np.ndarray, seg: np.ndarray
                         metrics={"clicks": MetricInfo("clicks", "mean")}, seed=seed, start=float(p0),
                         end=float(p0 + p), assignment_probabilities=np.column_stack([1 - e, e]), events=events,
                         covariates=covariates)
+
+
+class RecordingSection:
+    """A report section that keeps its paragraphs (text, kind) and its last table."""
+
+    def __init__(self) -> None:
+        self.paragraphs: list[tuple[str, str]] = []
+
+    def paragraph(self, text: str, kind: str = "") -> None:
+        self.paragraphs.append((text, kind))
+
+    def table(self, headers: list[str], rows: list) -> None:
+        self.headers, self.rows = headers, rows

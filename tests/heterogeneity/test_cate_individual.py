@@ -14,7 +14,7 @@ from counterfeed.core.contracts import MetricInfo
 from counterfeed.core.estimation import CATE, AnalysisData
 from counterfeed.errors import DataError
 from counterfeed.plugins.estimators.cate import LinearInteractionCATE
-from tests.heterogeneity.daily_users import daily_data
+from tests.heterogeneity.daily_users import RecordingSection, daily_data
 
 PRE, DAYS = 5, 7
 SIGMA_U = {"a": 3.0, "b": 6.0}  # sd of the individual effect around the segment's effect
@@ -180,26 +180,15 @@ def test_bounds_cover_without_the_assumption_and_a_contradicted_assumption_warns
     assert width.mean() > narrow.mean()
 
 
-class _Section:
-    """Records what the report section receives."""
-
-    def __init__(self):
-        self.paragraphs: list[tuple[str, str]] = []
-
-    def paragraph(self, text, kind=""):
-        self.paragraphs.append((text, kind))
-
-    def table(self, headers, rows):
-        self.rows = rows
-
 
 @pytest.mark.parametrize("coverage, warned", [(0.70, "below"), (0.93, None), (0.999, "above")])
 def test_the_report_warns_when_individual_coverage_misses_the_band(coverage, warned):
     from counterfeed.plugins.estimators._cate_report import _individual_table
 
-    sec = _Section()
+    sec = RecordingSection()
     _individual_table(sec, [{"estimator": "dr-learner", "metric": "clicks", "arm": "treatment", "ite_coverage": 0.6,
-                             "ite_coverage_deconvolved": coverage, "ite_interval_width": 7.0}])
+                             "ite_coverage_judged": coverage, "ite_judged_on": "coverage_mc",
+                             "ite_coverage_deconvolved": 0.5, "ite_interval_width": 7.0}])
     warns = [t for t, k in sec.paragraphs if k == "warn"]
     assert ASSUMPTION in sec.paragraphs[0][0] and ASSUMPTION_BOUNDS in sec.paragraphs[0][0]
     if warned is None:

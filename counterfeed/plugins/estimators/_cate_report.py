@@ -90,38 +90,42 @@ def _individual_table(sec: Any, rows: list[dict[str, Any]]) -> None:
                   "arm (Lei & Candes 2021); it covers the realised effect by randomization alone; for the "
                   f"expected effect, {ASSUMPTION_CONFORMAL}. covariates and posterior: {ASSUMPTION}. bounds: "
                   f"{ASSUMPTION_BOUNDS}. Coverage is of the true conditional effect: raw against the truth's "
-                  "noise replications; deconvolved: with their Monte Carlo error removed under a normal model "
-                  "(the raw figure is judged unless that error dominates); treated and control: raw, by arm, "
-                  "where a conformal interval's assumption failing shows; realised: of this world's realised "
-                  "effect (docs/heterogeneity.md).")
-    sec.table(["estimator", "metric", "arm", "coverage", "deconvolved", "treated", "control", "realised",
+                  "noise replications; judged: the interval widened by the truth's Monte Carlo error against "
+                  "it (coverage_mc; the raw figure when the truth has no such error), the figure held against "
+                  "the level; deconvolved: under a normal model of the interval's errors (misleading when they "
+                  "differ by arm); treated and control: the judged figure by arm, where a conformal interval's "
+                  "assumption failing shows; realised: of this world's realised effect (docs/heterogeneity.md).")
+    sec.table(["estimator", "metric", "arm", "coverage", "judged", "deconvolved", "treated", "control", "realised",
                "mean width"],
               [[r["estimator"], r["metric"], r["arm"], (_fmt(r.get("ite_coverage")), "num"),
-                (_fmt(r.get("ite_coverage_deconvolved")), "num"), (_fmt(r.get("ite_coverage_treated")), "num"),
-                (_fmt(r.get("ite_coverage_control")), "num"), (_fmt(r.get("ite_coverage_realised")), "num"),
-                (_fmt(r.get("ite_interval_width")), "num")]
+                (_fmt(r.get("ite_coverage_judged")), "num"), (_fmt(r.get("ite_coverage_deconvolved")), "num"),
+                (_fmt(r.get("ite_coverage_treated")), "num"), (_fmt(r.get("ite_coverage_control")), "num"),
+                (_fmt(r.get("ite_coverage_realised")), "num"), (_fmt(r.get("ite_interval_width")), "num")]
                for r in ite])
     for r in ite:  # scored against the truth: say when the coverage misses what the level should give
         level = float(r.get("level") or 0.95)
         lo_band, hi_band = level - 0.05, min(level + 0.02, 1.0)
-        on = r.get("ite_judged_on") or ("deconvolved" if r.get("ite_coverage_deconvolved") is not None else "raw")
-        c = r.get("ite_coverage_judged", r.get(f"ite_coverage{'_deconvolved' if on == 'deconvolved' else ''}"))
+        on = r.get("ite_judged_on") or "raw"  # scores written before the judged figure: the raw one
+        c = r.get("ite_coverage_judged") if r.get("ite_judged_on") else r.get("ite_coverage")
+        weak = (" (the truth's Monte Carlo error dominates this figure, which is then pulled towards the level: "
+                "raise truth.replications)" if r.get("ite_judged_weak") else "")
         head = f"WARNING: {r['estimator']} ({r['metric']}, {r['arm']}): the individual intervals cover"
         if c is not None and not lo_band <= c <= hi_band:
             why = ("below: the mode's stated assumption fails in this world (see the estimate's "
                    "individual_intervals diagnostics and warnings)" if c < lo_band else
-                   "above: the intervals are conservative (the bounds mode, an overestimated variance, or "
-                   "noisier users in the calibrating arm)")
-            sec.paragraph(f"{head} the users' true conditional effects {c:.3f} of the time ({on}), outside the "
-                          f"{lo_band:.2f}-{hi_band:.2f} expected of {100 * level:g}% intervals, {why}; see "
+                   "above: the intervals are conservative (the bounds mode, an overestimated variance, noisier "
+                   "users in the calibrating arm, or a discrete outcome whose ties make conformal sets "
+                   "over-cover)")
+            sec.paragraph(f"{head} the users' true conditional effects {c:.3f} of the time ({on}){weak}, outside "
+                          f"the {lo_band:.2f}-{hi_band:.2f} expected of {100 * level:g}% intervals, {why}; see "
                           "docs/heterogeneity.md, \"Individual effects\".", kind="warn")
         arms = {a: r.get(f"ite_coverage_{a}") for a in ("treated", "control")}
         low = {a: v for a, v in arms.items() if v is not None and v < lo_band}
-        if on == "raw" and low:  # the overall rate can hide one arm's undercoverage
+        if low:  # the overall rate can hide one arm's undercoverage
             sec.paragraph(f"{head} the {' and '.join(low)} users' true conditional effects only "
-                          f"{', '.join(f'{v:.3f}' for v in low.values())} of the time (raw), below "
-                          f"{lo_band:.2f}: for conformal intervals, a user's noise differs between the arms (the "
-                          "estimate's noise_ratio per cell says where).", kind="warn")
+                          f"{', '.join(f'{v:.3f}' for v in low.values())} of the time ({on}){weak}, below "
+                          f"{lo_band:.2f}: the intervals' assumption fails for that arm (for conformal intervals: "
+                          "a user's noise differs between the arms).", kind="warn")
 
 
 def cate_section(result: Any, report: Any) -> None:

@@ -233,8 +233,9 @@ def _individual(data: AnalysisData, c: Comparison, metric: str, effects: Any, mu
                 noise = noise_variance(period_totals(data.events, metric, users, data.start, data.end), c.y, metric)
             except DataError:  # the per-day values do not add up to the outcome: the check cannot run
                 noise = None
+        seg = data.outcomes["segment"].to_numpy()[c.rows] if "segment" in data.outcomes else None
         res = conformal_intervals(c.x, c.y, c.t, c.e, c.x[:, modifiers], mod_names, level, data.seed, *key,
-                                  noise=noise)
+                                  noise=noise, groups=seg)
         _ite_columns(effects, c, res)
         return res.diagnostics
     if data.events is None or data.end is None:
