@@ -39,8 +39,8 @@ from counterfeed._json import clean
 from counterfeed.core.scoring import interval_quantile
 
 __all__ = ["score_cate", "uplift_curves", "truth_vector", "score_estimates_cate", "write_cate_scores",
-           "SCORES_FILE", "CURVES_FILE", "EFFECTS_FILE", "EFFECT_COLUMNS", "SUMMARY_KEYS", "MC_KEYS", "ITE_KEYS", "truth_mc_error",
-           "ITE_WEAK_MC_SHARE"]
+           "SCORES_FILE", "CURVES_FILE", "EFFECTS_FILE", "EFFECT_COLUMNS", "SUMMARY_KEYS", "MC_KEYS", "ITE_KEYS",
+           "truth_mc_error", "ITE_WEAK_MC_SHARE"]
 
 SCORES_FILE = "cate_scores.json"
 CURVES_FILE = "cate_curves.parquet"

@@ -382,3 +382,16 @@ def test_calibrate_judges_the_band_at_each_estimates_level():
     assert at_half["ite_in_band"] == pytest.approx(2 / 3)
     at_95 = cate_summary([rec(0.95, 0.93), rec(0.95, 0.99)]).iloc[0]
     assert at_95["ite_in_band"] == pytest.approx(1 / 2) and at_95["ite_coverage_upper"] <= 1.0
+
+
+def test_cells_whose_propensity_weights_cannot_reach_the_level_fall_back_to_one_calibration():
+    # treatment probability 0.9 for x > 1: such a treated user's weight is 9, so a cell's control
+    # calibration needs a total weight of at least 19 x 9 = 171; segment b's (about 50) cannot reach it,
+    # all users' (about 500) can: one calibration serves instead of null intervals (tester s9 #8)
+    data, truth = _world(2_000, seed=24, shares={"a": 0.9, "b": 0.1},
+                         propensity=lambda x: np.where(x > 1.0, 0.9, 0.5))
+    e = _estimate(data)
+    d = e.diagnostics["individual_intervals"]
+    assert d["mondrian"] is False and d["weighted"] is True and d["users_not_identified"] == 0
+    assert any("the propensity weights left" in w for w in d["warnings"])
+    assert 0.91 <= _covered(e, truth["realised"]).mean() <= 0.985
