@@ -55,6 +55,7 @@ quantile infinite, those users get null intervals and a ``NOT IDENTIFIED`` warni
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -140,9 +141,7 @@ def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarr
     conformal quantiles) and the warnings.
     """
     n = y.size
-    alpha = 1.0 - level
-    need = int(np.ceil(level / alpha - 1e-9))  # calibration users a finite level quantile needs (19 at 95%)
-    rows, cell, small = _cells(modifiers, t, need, names)
+    rows, cell, small = _cells(modifiers, t, _needed(level), names)
     mondrian = rows is not None
     if not mondrian:  # one calibration over all users (marginal guarantee)
         rows, cell = np.zeros((1, 0)), np.zeros(n, dtype=np.int64)
@@ -150,19 +149,16 @@ def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarr
     equal = bool(np.ptp(e) == 0)
     warnings: list[str] = []
     if not mondrian and small is not None:
-        warnings.append(f"individual intervals (conformal): calibrated once over all users, not per cell of the "
-                        f"effect modifiers: {small}; the coverage guarantee holds over all users, not within "
-                        "each cell")
-    cal = _Calibration(x, y, t, e, equal, names, level, seed, parts)
-    lower, upper, cells, found, collapsed, by_weight = cal.run(rows, cell)
+        warnings.append(_pooled_warning(small))
+    calibrate = partial(_calibrate, x, y, t, e, equal, names, level, seed, parts)
+    lower, upper, cells, found, collapsed, by_weight = calibrate(rows, cell)
     if mondrian and by_weight:  # per-cell weights left users without an interval: one calibration serves
-        pooled = cal.run(np.zeros((1, 0)), np.zeros(n, dtype=np.int64))
+        pooled = calibrate(np.zeros((1, 0)), np.zeros(n, dtype=np.int64))
         if int(np.isnan(pooled[0]).sum()) < int(np.isnan(lower).sum()):
             lower, upper, cells, found, collapsed, _ = pooled
             mondrian, cell = False, np.zeros(n, dtype=np.int64)
-            warnings.append("individual intervals (conformal): calibrated once over all users, not per cell of "
-                            f"the effect modifiers: per cell, the propensity weights left {by_weight} users without "
-                            "an interval; the coverage guarantee holds over all users, not within each cell")
+            warnings.append(_pooled_warning(f"per cell, the propensity weights left {by_weight} users without an "
+                                            "interval"))
     warnings += found
     has = np.isfinite(lower)
     if collapsed:
@@ -197,83 +193,84 @@ def conformal_intervals(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarr
     return IndividualIntervals(point, lower, upper, ((upper - lower) / (2 * z)) ** 2, diag)
 
 
+def _pooled_warning(why: str) -> str:
+    return (f"individual intervals (conformal): calibrated once over all users, not per cell of the effect "
+            f"modifiers: {why}; the coverage guarantee holds over all users, not within each cell")
 
-class _Calibration:
-    """The split-CQR calibration of both arms over given cells (``rows``: the cells' modifier values,
-    ``cell``: each user's), repeatable: every ``run`` draws the same keyed split."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarray, equal: bool, names: list[str],
-                 level: float, seed: int, parts: tuple) -> None:
-        self.x, self.y, self.t, self.e, self.equal, self.names = x, y, t, e, equal, names
-        self.level, self.seed, self.parts = level, seed, parts
+def _needed(level: float) -> int:
+    """Calibration users a finite ``level`` conformal quantile needs: ``ceil(level / (1 - level))``, 19 at 95%."""
+    return int(np.ceil(level / (1.0 - level) - 1e-9))
 
-    def run(self, rows: np.ndarray, cell: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]],
-                                                               list[str], int, int]:
-        """(lower, upper, cells, warnings, empty sets collapsed, users left null by the weights)."""
-        x, y, t, e, equal, names, level, seed, parts = (self.x, self.y, self.t, self.e, self.equal, self.names,
-                                                        self.level, self.seed, self.parts)
-        n, alpha = y.size, 1.0 - level
-        need = int(np.ceil(level / alpha - 1e-9))
-        rng = Keys(seed).numpy_generator("cate-conformal", *parts)
-        lower, upper = np.full(n, np.nan), np.full(n, np.nan)
-        warnings: list[str] = []
-        cells: list[dict[str, Any]] = [{"modifiers": {nm: float(v) for nm, v in zip(names, rows[j])},
-                                        "users": int((cell == j).sum())} for j in range(rows.shape[0])]
-        collapsed = by_weight = 0
-        for arm in (0, 1):  # calibrate on this arm's users; predict the other arm's users' outcome in this arm
-            src = np.flatnonzero(t == arm)
-            half = np.zeros(src.size, dtype=bool)
-            for j in range(rows.shape[0]):  # a random half of each cell trains, the other calibrates
-                idx = np.flatnonzero(cell[src] == j)
-                half[idx[rng.permutation(idx.size)[: idx.size // 2]]] = True
-            train, cal = src[half], src[~half]
-            tgt = np.flatnonzero(t != arm)
-            if train.size < 2:
-                q_lo_m = q_hi_m = None
+
+def _calibrate(x: np.ndarray, y: np.ndarray, t: np.ndarray, e: np.ndarray, equal: bool, names: list[str],
+               level: float, seed: int, parts: tuple, rows: np.ndarray, cell: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]], list[str], int, int]:
+    """The split-CQR calibration of both arms over the cells ``rows`` (their modifier values; ``cell``:
+    each user's), repeatable (the keyed split is drawn afresh each call). Returns (lower, upper,
+    cells, warnings, empty sets collapsed, users left null by the propensity weights)."""
+    n, alpha = y.size, 1.0 - level
+    need = _needed(level)
+    rng = Keys(seed).numpy_generator("cate-conformal", *parts)
+    lower, upper = np.full(n, np.nan), np.full(n, np.nan)
+    warnings: list[str] = []
+    cells: list[dict[str, Any]] = [{"modifiers": {nm: float(v) for nm, v in zip(names, rows[j])},
+                                    "users": int((cell == j).sum())} for j in range(rows.shape[0])]
+    collapsed = by_weight = 0
+    for arm in (0, 1):  # calibrate on this arm's users; predict the other arm's users' outcome in this arm
+        src = np.flatnonzero(t == arm)
+        half = np.zeros(src.size, dtype=bool)
+        for j in range(rows.shape[0]):  # a random half of each cell trains, the other calibrates
+            idx = np.flatnonzero(cell[src] == j)
+            half[idx[rng.permutation(idx.size)[: idx.size // 2]]] = True
+        train, cal = src[half], src[~half]
+        tgt = np.flatnonzero(t != arm)
+        if train.size < 2:
+            q_lo_m = q_hi_m = None
+        else:
+            fit_seed = Keys(seed).derive_seed("cate-fit", "conformal", arm, *parts) % (2 ** 32 - 1)
+            q_lo_m, q_hi_m = _quantile_models(x[train], y[train], alpha, fit_seed)
+        # likelihood ratio of the target arm's covariates to this arm's
+        ratio = (lambda p: p / (1 - p)) if arm == 0 else (lambda p: (1 - p) / p)
+        key = "control" if arm == 0 else "treatment"
+        for j in range(rows.shape[0]):
+            cj, tj = cal[cell[cal] == j], tgt[cell[tgt] == j]
+            cells[j][f"calibration_{key}"] = int(cj.size)
+            if tj.size == 0:
+                continue
+            if q_lo_m is None or cj.size == 0:
+                qhat = np.full(tj.size, np.inf)
             else:
-                fit_seed = Keys(seed).derive_seed("cate-fit", "conformal", arm, *parts) % (2 ** 32 - 1)
-                q_lo_m, q_hi_m = _quantile_models(x[train], y[train], alpha, fit_seed)
-            # likelihood ratio of the target arm's covariates to this arm's
-            ratio = (lambda p: p / (1 - p)) if arm == 0 else (lambda p: (1 - p) / p)
-            key = "control" if arm == 0 else "treatment"
-            for j in range(rows.shape[0]):
-                cj, tj = cal[cell[cal] == j], tgt[cell[tgt] == j]
-                cells[j][f"calibration_{key}"] = int(cj.size)
-                if tj.size == 0:
-                    continue
-                if q_lo_m is None or cj.size == 0:
-                    qhat = np.full(tj.size, np.inf)
-                else:
-                    ql, qh = _band(q_lo_m, q_hi_m, x[cj])
-                    s = np.maximum(ql - y[cj], y[cj] - qh)
-                    w = np.ones(cj.size) if equal else ratio(e[cj])
-                    tw = np.ones(tj.size) if equal else ratio(e[tj])
-                    qhat = weighted_conformal_quantile(s, w, tw, level)
-                finite = np.isfinite(qhat)
-                cells[j][f"quantile_{key}"] = float(np.median(qhat[finite])) if finite.any() else None
-                if not finite.all():
-                    why = (f"{cj.size} {key} users calibrate it, too few for a {100 * level:g}% interval (at least "
-                           f"{need} needed)" if cj.size < need or equal else
-                           f"its {cj.size} {key} calibration users are weighted by the likelihood ratio of unequal "
-                           f"design propensities (treatment probability {e[tj].min():.3g}-{e[tj].max():.3g} among "
-                           f"these users, Tibshirani et al. 2019), and their weight cannot reach the "
-                           f"{100 * level:g}% level against these users' own")
-                    by_weight += 0 if cj.size < need or equal else int((~finite).sum())
-                    warnings.append(f"individual intervals (conformal): NOT IDENTIFIED for {int((~finite).sum())} "
-                                    f"{'treated' if arm == 0 else 'control'} users {_label(cells[j])}: {why}; "
-                                    "their intervals are null")
-                if not finite.any():
-                    continue
-                ql, qh = _band(q_lo_m, q_hi_m, x[tj])
-                lo_p, hi_p = ql - qhat, qh + qhat
-                empty = lo_p > hi_p  # a negative Q narrower than the band: an empty set, kept as its midpoint
-                lo_p[empty] = hi_p[empty] = (lo_p[empty] + hi_p[empty]) / 2
-                collapsed += int((empty & finite).sum())
-                if arm == 0:  # treated users: tau_i in Y_i - [L0, U0]
-                    lower[tj[finite]], upper[tj[finite]] = (y[tj] - hi_p)[finite], (y[tj] - lo_p)[finite]
-                else:  # control users: tau_i in [L1, U1] - Y_i
-                    lower[tj[finite]], upper[tj[finite]] = (lo_p - y[tj])[finite], (hi_p - y[tj])[finite]
-        return lower, upper, cells, warnings, collapsed, by_weight
+                ql, qh = _band(q_lo_m, q_hi_m, x[cj])
+                s = np.maximum(ql - y[cj], y[cj] - qh)
+                w = np.ones(cj.size) if equal else ratio(e[cj])
+                tw = np.ones(tj.size) if equal else ratio(e[tj])
+                qhat = weighted_conformal_quantile(s, w, tw, level)
+            finite = np.isfinite(qhat)
+            cells[j][f"quantile_{key}"] = float(np.median(qhat[finite])) if finite.any() else None
+            if not finite.all():
+                why = (f"{cj.size} {key} users calibrate it, too few for a {100 * level:g}% interval (at least "
+                       f"{need} needed)" if cj.size < need or equal else
+                       f"its {cj.size} {key} calibration users are weighted by the likelihood ratio of unequal "
+                       f"design propensities (treatment probability {e[tj].min():.3g}-{e[tj].max():.3g} among "
+                       f"these users, Tibshirani et al. 2019), and their weight cannot reach the "
+                       f"{100 * level:g}% level against these users' own")
+                by_weight += 0 if cj.size < need or equal else int((~finite).sum())
+                warnings.append(f"individual intervals (conformal): NOT IDENTIFIED for {int((~finite).sum())} "
+                                f"{'treated' if arm == 0 else 'control'} users {_label(cells[j])}: {why}; "
+                                "their intervals are null")
+            if not finite.any():
+                continue
+            ql, qh = _band(q_lo_m, q_hi_m, x[tj])
+            lo_p, hi_p = ql - qhat, qh + qhat
+            empty = lo_p > hi_p  # a negative Q narrower than the band: an empty set, kept as its midpoint
+            lo_p[empty] = hi_p[empty] = (lo_p[empty] + hi_p[empty]) / 2
+            collapsed += int((empty & finite).sum())
+            if arm == 0:  # treated users: tau_i in Y_i - [L0, U0]
+                lower[tj[finite]], upper[tj[finite]] = (y[tj] - hi_p)[finite], (y[tj] - lo_p)[finite]
+            else:  # control users: tau_i in [L1, U1] - Y_i
+                lower[tj[finite]], upper[tj[finite]] = (lo_p - y[tj])[finite], (hi_p - y[tj])[finite]
+    return lower, upper, cells, warnings, collapsed, by_weight
 
 def _cells(modifiers: np.ndarray, t: np.ndarray, need: int, names: list[str]
            ) -> tuple[np.ndarray | None, np.ndarray, str | None]:

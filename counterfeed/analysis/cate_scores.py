@@ -293,7 +293,7 @@ def _ite_scores(effects: pd.DataFrame, keep: np.ndarray, tau: np.ndarray, truth_
     out: dict[str, Any] = {
         "ite_coverage": float(np.mean(covered[has])) if has.any() else None,
         "ite_coverage_n": int(has.sum()),
-        "ite_interval_width": float(np.mean(np.maximum(hi[has] - lo[has], 0.0))) if has.any() else None}
+        "ite_interval_width": float(np.mean(hi[has] - lo[has])) if has.any() else None}
     se = None if truth_se is None or replications < 2 else np.asarray(truth_se, dtype=np.float64)[keep]
 
     def judged(m: np.ndarray) -> dict[str, Any] | None:
@@ -306,8 +306,7 @@ def _ite_scores(effects: pd.DataFrame, keep: np.ndarray, tau: np.ndarray, truth_
     if overall is not None and se is not None:
         out.update({f"ite_{k}": overall[k] for k in ("coverage_mc", "mc_variance_share", "error_variance_ratio",
                                                      "coverage_deconvolved")})
-    kind = "coverage_mc" if se is not None else "coverage"
-    out["ite_judged_on"] = "coverage_mc" if se is not None else "raw"
+    kind, out["ite_judged_on"] = ("coverage_mc", "coverage_mc") if se is not None else ("coverage", "raw")
     out["ite_coverage_judged"] = None if overall is None else overall[kind]
     share = out.get("ite_mc_variance_share")
     out["ite_judged_weak"] = bool(share is not None and share > ITE_WEAK_MC_SHARE)
@@ -345,8 +344,8 @@ def score_estimates_cate(estimates: list[Any], user_truth: pd.DataFrame | None, 
         t = np.where(arm == e.arm, 1, np.where(arm == e.control, 0, -1))
         y = pd.to_numeric(ab[e.metric], errors="coerce").to_numpy(np.float64) if e.metric in ab else None
         try:
-            se = _truth_se(user_truth, users, e) if which == "conditional" else None
-            real = _realised(user_truth, users, e) if "ite_lower" in ue else None
+            se = _truth_column(user_truth, users, e, "conditional_se") if which == "conditional" else None
+            real = _truth_column(user_truth, users, e, "realised") if "ite_lower" in ue else None
             s, c = score_cate(ue, tau, average=e.point, y=y, t=t, truth_se=se, replications=replications,
                               level=e.level, realised=real)
         except ValueError:
@@ -367,12 +366,6 @@ def _truth_column(user_truth: pd.DataFrame, users: np.ndarray, e: Any, column: s
     return t[column].reindex(users).to_numpy(np.float64) if column in t else None
 
 
-def _realised(user_truth: pd.DataFrame, users: np.ndarray, e: Any) -> np.ndarray | None:
-    return _truth_column(user_truth, users, e, "realised")
-
-
-def _truth_se(user_truth: pd.DataFrame, users: np.ndarray, e: Any) -> np.ndarray:
-    return _truth_column(user_truth, users, e, "conditional_se")
 
 
 def write_cate_scores(directory: Path, rows: list[dict[str, Any]], curves: pd.DataFrame,

@@ -225,14 +225,13 @@ def _individual(data: AnalysisData, c: Comparison, metric: str, effects: Any, mu
     if mode == "conformal":  # the other arm's users calibrate; no per-day data needed
         from counterfeed.analysis.cate_conformal import conformal_intervals
         from counterfeed.plugins.estimators._cate_data import PER_SESSION_SUMS
-        noise = None
-        if data.events is not None and data.end is not None and metric in PER_SESSION_SUMS \
-                and round(data.end - data.start) >= 2:  # the arms' day-to-day noise, to check the assumption
+        noise = None  # the arms' day-to-day noise, to check the assumption, where per-day data exist
+        if data.events is not None and data.end is not None and metric in PER_SESSION_SUMS:
             users = data.outcomes["user"].to_numpy()[c.rows]
             try:
                 noise = noise_variance(period_totals(data.events, metric, users, data.start, data.end), c.y, metric)
-            except DataError:  # the per-day values do not add up to the outcome: the check cannot run
-                noise = None
+            except DataError:  # under 2 days, or per-day values that do not add up: the check cannot run
+                pass
         seg = data.outcomes["segment"].to_numpy()[c.rows] if "segment" in data.outcomes else None
         res = conformal_intervals(c.x, c.y, c.t, c.e, c.x[:, modifiers], mod_names, level, data.seed, *key,
                                   noise=noise, groups=seg)
