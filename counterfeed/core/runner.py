@@ -189,7 +189,7 @@ def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[st
                 results[i] = simulate_world(task)
                 show.done(task.world, _world_done(results[i]), say)
         else:
-            with get_executor("local", workers=workers) as ex:
+            with get_executor("local", workers=workers, inherit=tasks) as ex:  # tasks by fork, not pickled
                 show.start()
                 for i, res in ex.submit_all(simulate_world, tasks):
                     if isinstance(res, BaseException):

@@ -69,3 +69,85 @@ def test_unreachable_scheduler_is_a_clear_error():
     # port 9 (discard) on localhost has no Dask scheduler; a short timeout keeps the test fast
     with pytest.raises(CounterfeedError, match=r"cannot connect to the Dask scheduler at tcp://127.0.0.1:9"):
         DaskExecutor(scheduler="tcp://127.0.0.1:9", connect_timeout=0.5)
+
+
+# -- results through shared memory, tasks through fork ------------------------------------------------
+def _frame_of(n: int):
+    import numpy as np
+    import pandas as pd
+
+    x = np.arange(n, dtype=np.float64) / 7.0
+    return {"n": n, "x": x, "fortran": np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+            "frame": pd.DataFrame({"a": x, "b": np.arange(n), "s": [f"u{i}" for i in range(n)]})}
+
+
+def test_local_results_with_arrays_come_back_equal_writable_and_leave_no_file(monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    import counterfeed.core.executors as executors
+
+    with get_executor("local", workers=2) as ex:
+        dirs = ex._results
+        out = dict(ex.submit_all(_frame_of, [10, 100_000, 0]))
+        for i, n in enumerate([10, 100_000, 0]):
+            want = _frame_of(n)
+            assert out[i]["n"] == n
+            np.testing.assert_array_equal(out[i]["x"], want["x"])
+            np.testing.assert_array_equal(out[i]["fortran"], want["fortran"])
+            assert out[i]["fortran"].flags.f_contiguous
+            pd.testing.assert_frame_equal(out[i]["frame"], want["frame"])
+        out[1]["x"][0] = -1.0  # writable (a private copy-on-write mapping)
+        assert out[1]["x"][0] == -1.0
+        assert all(not list(__import__("pathlib").Path(d).iterdir()) for d in dirs)  # unlinked at once
+    assert not any(__import__("os").path.exists(d) for d in dirs)  # the directories go with the pool
+
+
+def test_a_result_without_room_anywhere_comes_back_through_the_pipe(monkeypatch):
+    import numpy as np
+
+    import counterfeed.core.executors as executors
+
+    class Full:
+        f_bavail, f_frsize = 0, 4096
+
+    monkeypatch.setattr(executors.os, "statvfs", lambda path: Full())
+    back = executors._hand_back(_frame_of(1000), ("/nonexistent",))
+    assert not isinstance(back, executors._MappedResult)  # the object itself, for the pipe
+    sent = executors._hand_back(_frame_of(1000), ())
+    np.testing.assert_array_equal(sent["x"], _frame_of(1000)["x"])
+
+
+def _nth_square(task):
+    return {"i": task["i"], "big": task["big"][task["i"]] ** 2}
+
+
+def test_inherited_tasks_reach_the_workers_by_fork_without_pickling():
+    import numpy as np
+
+    class Unpicklable:  # a task the pool could not pickle: only fork can hand it over
+        def __init__(self, i):
+            self.i = i
+
+        def __getitem__(self, key):
+            return {"i": self.i, "big": np.arange(10.0)}[key]
+
+        def __reduce__(self):
+            raise TypeError("inherited tasks must not be pickled")
+
+    tasks = [Unpicklable(i) for i in range(5)]
+    with LocalExecutor(workers=2, inherit=tasks) as ex:
+        out = dict(ex.submit_all(_nth_square, tasks))
+        assert {i: r["big"] for i, r in out.items()} == {i: float(i * i) for i in range(5)}
+        other = dict(ex.submit_all(square_or_fail, [2, 3]))  # other tasks still go by pickle
+        assert other[0] == 4 and isinstance(other[1], ValueError)
+    with LocalExecutor(workers=2, inherit=tasks) as ex:
+        tasks[2] = Unpicklable(99)  # after the fork: the workers work on the list as it was then
+        tasks[4] = Unpicklable(20)
+        out = dict(ex.submit_all(_nth_square, tasks))
+        assert out[2] == {"i": 2, "big": 4.0}  # forked before the change
+        assert out[4] == {"i": 4, "big": 16.0}
+    tasks[1] = Unpicklable(20)  # big has 10 entries: this task raises
+    with LocalExecutor(workers=2, inherit=tasks) as ex:
+        out = dict(ex.submit_all(_nth_square, tasks))
+        assert isinstance(out[1], IndexError) and out[0] == {"i": 0, "big": 0.0}
