@@ -22,10 +22,12 @@ processes overlap) and all its sessions over them.
 Variants:
 
 - ``before``: the quickstart at the commit before issue 20's work (``--before-commit``, checked out
-  in a temporary git worktree): torch matrix factorization, worlds one after another;
-- ``after``: the quickstart now (compiled matrix factorization, compiled top-k, the pre-period
-  simulated once for the three worlds (core.preperiod), worlds in worker processes forked after it
-  when the scenario is large enough);
+  in a temporary git worktree, with that tree's own ``scenarios/quickstart.yaml``): torch matrix
+  factorization, cold refits, worlds one after another;
+- ``after``: the quickstart now (compiled matrix factorization with warm-started refits, compiled
+  top-k, the pre-period simulated once for the three worlds (core.preperiod), worlds in worker
+  processes forked after it when the scenario is large enough, their results mapped from shared
+  memory);
 - ``after-1``: the same in one process (``--workers 1``), which separates the engine's and the
   training's gains from the concurrency's;
 - ``after-als`` (not run by default): the treatment arm on ``als`` (implicit's ALS).
@@ -64,7 +66,6 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
 #: main before issue 20's work (torch MF only, worlds sequential below 200k user-days)
 BEFORE_COMMIT = "5d66b26"
 VARIANTS = ("before", "after", "after-1", "after-als")
@@ -80,7 +81,7 @@ def child(variant: str) -> None:
     from counterfeed.core.runner import run
     from counterfeed.core.scenario import Scenario
 
-    data = yaml.safe_load(QUICKSTART.read_text())
+    data = yaml.safe_load((Path.cwd() / "scenarios" / "quickstart.yaml").read_text())  # this tree's own
     if variant == "after-als":
         data["experiment"]["arms"]["treatment"] = dict(ALS)
     result = run(Scenario.from_dict(data), write=False, workers=1 if variant == "after-1" else None,
@@ -96,10 +97,10 @@ def _cpu_children() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _calibration_scenario(variant: str, out: Path, users: int) -> Path:
+def _calibration_scenario(variant: str, out: Path, users: int, quickstart: Path) -> Path:
     import yaml
 
-    data = yaml.safe_load(QUICKSTART.read_text())
+    data = yaml.safe_load(quickstart.read_text())
     data["population"]["users"] = users
     data["experiment"].update(pre_period="3d", duration="7d")
     data["name"] = "quickstart-calibration"
@@ -117,20 +118,21 @@ def launch(variant: str, mode: str, before_dir: Path | None, out: Path, cal: tup
     if variant == "before":
         env["PYTHONPATH"] = str(before_dir)
         cwd = before_dir
+    quickstart = cwd / "scenarios" / "quickstart.yaml"  # each tree runs its own quickstart file
     if mode == "run":
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", variant]
     elif mode == "calibrate":
         run_out = out / f"cal-{variant}-{time.monotonic_ns()}"
-        cmd = [sys.executable, "-m", "counterfeed", "calibrate", str(_calibration_scenario(variant, out, cal[0])),
+        cmd = [sys.executable, "-m", "counterfeed", "calibrate", str(_calibration_scenario(variant, out, cal[0], quickstart)),
                "-n", str(cal[1]), "--out", str(run_out), "--quiet", "--fresh"]
         if variant == "after-1":
             cmd += ["--workers", "1"]
     else:
-        scenario = QUICKSTART
+        scenario = quickstart
         if variant == "after-als":
             import yaml
 
-            data = yaml.safe_load(QUICKSTART.read_text())
+            data = yaml.safe_load(quickstart.read_text())
             data["experiment"]["arms"]["treatment"] = dict(ALS)
             scenario = out / "quickstart-als.yaml"
             scenario.write_text(yaml.safe_dump(data))
