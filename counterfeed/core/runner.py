@@ -6,27 +6,23 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 import sys
+import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
 
-from counterfeed.core.allocation import ThompsonAllocation
 from counterfeed.core.analyse import analysis_data, check_estimates, estimands_of, srm
 from counterfeed.core.covariates import user_covariates
-from counterfeed.core.contracts import Items, MetricInfo, Population, WorldEvents
+from counterfeed.core.contracts import MetricInfo
 from counterfeed.core.estimation import CATE, Estimate
 from counterfeed.core.executors import available_cores, get_executor
-from counterfeed.core.experiment import (AB_WORLD, Assignment, FixedAssignment, everyone_on, split_assignment, world_arm,
-                                         world_names)
+from counterfeed.core.experiment import AB_WORLD, world_names
 from counterfeed.core.observational_spec import check_arm_sizes
-from counterfeed.core.mechanisms import mechanism_assignment, mechanism_summary, write_assignment
-from counterfeed.core.longterm import is_population, population_report, world_long_term
-from counterfeed.core.outcomes import world_outcomes
-from counterfeed.core.phases import PhasedAssignment, phase_values
+from counterfeed.core.mechanisms import mechanism_summary, write_assignment
+from counterfeed.core.longterm import is_population, population_report
 from counterfeed.core.plan import Plan, resolve
 from counterfeed.core.plugins import get_registry
 from counterfeed.core.population import build_population
@@ -38,14 +34,14 @@ from counterfeed.core.rundir import RunDirectory, save_run
 from counterfeed.core.scenario import Scenario, load_scenario
 from counterfeed.core._guard import call_plugin
 from counterfeed.core.scoring import score_estimates
-from counterfeed.core.shard import ShardedWorld, open_shards
-from counterfeed.core.shard_events import SCRATCH, SessionsFile, part_major
-from counterfeed.core.simulation import SimWorld, WorldConfig
+from counterfeed.core.shard import open_shards
+from counterfeed.core.shard_events import SessionsFile
 from counterfeed.core.targeting import targeting_report, targeting_rules
 from counterfeed.core.truth import truth_table
 from counterfeed.core.scenario_heterogeneity import truth_replications
-from counterfeed.core.user_truth import (conditional_effects, replication_keys, replication_worlds,
-                                         split_replication, user_effects)
+from counterfeed.core.user_truth import conditional_effects, replication_worlds, split_replication, user_effects
+from counterfeed.core.worlds import (WorldOutput, WorldTask, build_world, simulate_world,  # noqa: F401 (re-exported)
+                                     world_assignment_component)
 from counterfeed.core.causal_graph import dgp_graph, write_dgp_graph
 from counterfeed.core.truth_observational import observational_truth
 from counterfeed.errors import DataError, ModelError, OutputError, ScenarioError
@@ -63,110 +59,16 @@ CONCURRENT_USER_DAYS = 50_000
 #: simulate a pre-period shared by several worlds once (core.preperiod); False: once per world
 SHARE_PRE_PERIOD = True
 
-@dataclass
-class WorldTask:
-    scenario: Scenario
-    world: str
-    items: Items
-    population: Population
-    progress: Callable[[float], None] | None = None  # simulated days so far (must pickle to workers)
-    assignment: np.ndarray | None = None  # (n_users,) arm per user from the start (a targeting rule's world)
-    shards: Any = None  # a shard pool (core.shard): the world's users are simulated by its shards
-    scratch: Path | None = None  # the run's temporary directory: a sharded world's shards write its sessions there
-    pre: Any = None  # the shared pre-period's end state (core.preperiod.PrePeriod), or None
-
-
-@dataclass
-class WorldOutput:
-    world: str
-    events: WorldEvents | None  # None for a noise replication (only its outcomes are kept)
-    outcomes: pd.DataFrame
-    timeseries: pd.DataFrame
-    seconds: float
-    sessions: int
-    probabilities: np.ndarray | None = None  # (n_users, n_arms) Assignment.probabilities()
-    allocation: dict[str, Any] | None = None  # adaptive allocation's record (ThompsonAllocation.record)
-    phase_decisions: list[dict[str, Any]] | None = None  # a phased experiment's decisions (A/B world)
-    phase_values: dict[str, Any] | None = None  # per-phase metric values (phased experiments)
-    population: list[dict[str, Any]] = field(default_factory=list)  # population-level metric rows
-    mechanism: dict[str, Any] | None = None  # a non-randomized mechanism's record (core.mechanisms)
-
-
-def simulate_world(task: WorldTask) -> WorldOutput:
-    """Simulate one world and compute its outcomes (a module-level function: runs in workers too)."""
-    t0 = time.perf_counter()
-    sc, exp = task.scenario, task.scenario.experiment
-    world, plan, assignment, replication = build_world(task)
-    events = world.run() if task.pre is None else world.run(task.pre)
-    events.items = task.items
-    if isinstance(events.sessions, dict):  # the order of a sessions file (sharded worlds write that)
-        events.sessions = part_major(events.sessions, events.n_users)
-    plan.registry.hook.counterfeed_world_end(scenario=sc, world=task.world, events=events)
-    outcomes = world_outcomes(events, plan.metrics, task.population, exp.pre_period, world.horizon,
-                              getattr(world, "reduced", None))
-    record = assignment.record()
-    series, population = world_long_term(events, plan.metrics, plan.analysed, exp.pre_period, world.horizon)
-    allocation = record.get("allocation")
-    if allocation is not None:
-        outcomes["assignment_probability"] = allocation["probability"]
-    return WorldOutput(task.world, None if replication else events, outcomes, series, time.perf_counter() - t0,
-                       int(events.sessions["user"].size), assignment.probabilities(), allocation,
-                       record.get("phases"), phase_values(sc, events, plan.metrics) if exp.phases else None,
-                       population, record.get("mechanism"))
-
-
-def build_world(task: WorldTask) -> tuple[SimWorld, Plan, Assignment, int]:
-    """The task's world (not run yet), its plan, its assignment component and its noise replication."""
-    sc = task.scenario
-    plan = resolve(sc)
-    exp = sc.experiment
-    cfg = WorldConfig(name=task.world, arms=sc.arms, control=sc.arms.index(sc.control),
-                      assignment=None, pre_period=exp.pre_period,
-                      duration=exp.duration, batch_window=exp.batch_window,
-                      retrain_every=exp.retrain_every, slate_size=exp.slate_size, training=exp.training,
-                      record_impressions=True, arm_keys=plan.arm_keys())
-    base, replication = split_replication(task.world)  # a noise replication re-keys the world's noise
-    keys = replication_keys(sc.seed, replication)
-    assignment = world_assignment_component(sc, plan, replace(task, world=base), keys)
-    windows = [(exp.pre_period, cfg.horizon)] + ([(0.0, exp.pre_period)] if exp.pre_period > 0 else [])
-    if task.shards is not None:
-        scratch = task.scratch / SCRATCH / f"{task.world}-{id(task)}" if task.scratch is not None else None
-        world = ShardedWorld(cfg, task.items, task.population, keys, plan.user_model(), plan.recommender,
-                             assignment, progress=task.progress, shards=task.shards, scratch=scratch,
-                             metrics=plan.metrics, windows=windows,
-                             population_spec=None if sc.population.twin else (sc.population, Keys(sc.seed)))
-    else:
-        world = SimWorld(cfg, task.items, task.population, keys, plan.user_model(), plan.recommender,
-                         assignment, progress=task.progress)
-    return world, plan, assignment, replication
-
-
-def world_assignment_component(sc: Scenario, plan: Plan, task: WorldTask, keys: Keys) -> Assignment:
-    """The world's :class:`Assignment`: everyone on one arm in a counterfactual world; in the A/B
-    world adaptive allocation, phases, or the randomized split."""
-    exp = sc.experiment
-    if task.assignment is not None:  # a deployed targeting rule: each user's arm, with certainty
-        return FixedAssignment(sc.arms, task.assignment, np.eye(len(sc.arms))[task.assignment])
-    if task.world != AB_WORLD:
-        return everyone_on(sc.arms, world_arm(task.world), sc.population.users)
-    if exp.allocation is not None:
-        al = exp.allocation
-        metric = plan.metrics[al.metric]
-        return ThompsonAllocation(
-            sc.arms, np.array([float(exp.split[a]) for a in sc.arms]), metric, keys,
-            sc.assignment_salt, update_every=al.update_every, floor=al.floor, draws=al.draws,
-            higher_is_better=metric.info().higher_is_better)
-    if exp.phases:
-        return PhasedAssignment(sc, plan, task.population)
-    return mechanism_assignment(sc, keys, task.population) or split_assignment(sc)
 
 
 def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[str], None],
                   progress: bool = False, shards: int = 1, scheduler: str | None = None,
-                  scratch: Path | None = None) -> list[WorldOutput]:
+                  scratch: Path | None = None,
+                  while_waiting: Callable[[], None] | None = None) -> list[WorldOutput]:
     """Simulate every world (in worker processes when large; each one sharded across Dask workers
     with ``shards > 1`` or a ``scheduler``, their sessions written under ``scratch`` when given);
-    ``progress`` shows a bar per world."""
+    ``progress`` shows a bar per world. ``while_waiting`` runs in a thread of this process while
+    worker processes simulate (started after they fork, joined before this returns)."""
     if shards > 1 or scheduler:
         return _simulate_sharded([replace(t, scratch=scratch) for t in tasks], say, progress, shards, scheduler)
     if SHARE_PRE_PERIOD:  # once for the worlds that share it, before worker processes fork
@@ -191,12 +93,38 @@ def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[st
         else:
             with get_executor("local", workers=workers, inherit=tasks) as ex:  # tasks by fork, not pickled
                 show.start()
-                for i, res in ex.submit_all(simulate_world, tasks):
-                    if isinstance(res, BaseException):
-                        raise res
-                    results[i] = res
-                    show.done(res.world, _world_done(res), say)
+                side = threading.Thread(target=_quietly, args=(while_waiting,), daemon=True)
+                if while_waiting is not None:
+                    side.start()
+                try:
+                    for i, res in ex.submit_all(simulate_world, tasks):
+                        if isinstance(res, BaseException):
+                            raise res
+                        results[i] = res
+                        show.done(res.world, _world_done(res), say)
+                finally:
+                    if side.is_alive():  # before any later fork: no child may inherit its import locks
+                        side.join()
     return [results[i] for i in range(len(tasks))]
+
+
+def _quietly(fn: Callable[[], None] | None) -> None:
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 -- a preload that fails fails again, with its message, where it is used
+        pass
+
+
+def _preload_output(report: bool) -> None:
+    """Import what writing the run directory (Parquet) and the report (matplotlib, the report
+    modules) imports, while the worlds run in worker processes: about 0.5 CPU s that the end of the
+    run otherwise spends on one core while the other idles."""
+    import pyarrow.parquet  # noqa: F401
+
+    if report:
+        from counterfeed.core import figures, report as _report_module  # noqa: F401
+
+        figures._plt()
 
 
 def _simulate_sharded(tasks: list[WorldTask], say: Callable[[str], None], progress: bool, shards: int,
@@ -300,7 +228,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         replications = truth_replications(sc, CATE in estimands_of(plan.estimators))
         tasks = [WorldTask(sc, w, items, population)
                  for w in world_names(sc) + replication_worlds(sc.arms, replications)]
-        outputs = _simulate_all(tasks, workers, say, not quiet and log is None, shards, scheduler, tmp)
+        outputs = _simulate_all(tasks, workers, say, not quiet and log is None, shards, scheduler, tmp,
+                                while_waiting=(lambda: _preload_output(sc.output.report)) if write else None)
         timings["simulate_s"] = time.perf_counter() - t0
         for o in outputs:
             timings[f"world_{o.world}_s"] = o.seconds
