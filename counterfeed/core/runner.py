@@ -122,9 +122,12 @@ def _preload_output(report: bool) -> None:
     import pyarrow.parquet  # noqa: F401
 
     if report:
-        from counterfeed.core import figures, report as _report_module  # noqa: F401
+        import matplotlib
 
-        figures._plt()
+        matplotlib.use("Agg", force=True)  # what core.figures selects: no GUI toolkit is imported
+        import matplotlib.pyplot  # noqa: F401
+
+        from counterfeed.core import report as _report_module  # noqa: F401
 
 
 def _simulate_sharded(tasks: list[WorldTask], say: Callable[[str], None], progress: bool, shards: int,
