@@ -9,6 +9,7 @@ override; Python API users set them before importing numpy (docs/sem.md).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import math
 import os
@@ -143,6 +144,7 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
         sc = sc.with_overrides(overrides)
     fmt = "json" if as_json else fmt
     result = run(sc, output_dir=out, write=True, quiet=quiet, workers=workers)  # progress: stderr
+    gc.freeze()  # the run's objects live until exit: no collection (nor the one at exit) scans them again
     if fmt == "csv":
         from counterfeed.core.rundir import write_estimates_csv
 

@@ -10,11 +10,11 @@ section of the plugin that produced it.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from counterfeed.core import figures
+from counterfeed.core._report_draw import FigureJobs, figure_path
 from counterfeed.core._report_render import _KV, _Doc, _Figure, _Links, _Para, _Table
 from counterfeed.core.display import fmt, fmt_p, num
 from counterfeed.core.experiment import AB_WORLD, world_arm
@@ -26,10 +26,12 @@ __all__ = ["RunView", "before_plugins", "after_plugins", "figure_path"]
 
 
 class RunView:
-    """A RunResult with what the sections share: arms, control, level, colours, the scored estimates."""
+    """A RunResult with what the sections share: arms, control, level, colours, the scored estimates,
+    and the queue of the report's figures (drawn when the sections are written)."""
 
-    def __init__(self, result: RunResult, directory: Path, figdir: Path):
+    def __init__(self, result: RunResult, directory: Path, figdir: Path, jobs: FigureJobs | None = None):
         self.result, self.dir, self.figdir = result, directory, figdir
+        self.jobs = jobs if jobs is not None else FigureJobs(figdir)
         self.manifest, self.scenario = result.manifest, result.scenario
         self.estimates = result.estimates
         self.level = num(self.manifest.get("level")) or self.scenario.level
@@ -65,16 +67,6 @@ def after_plugins(doc: _Doc, run: RunView) -> None:
 def _p_text(x: Any) -> str:
     text = fmt_p(x)
     return f"p {text}" if text.startswith("<") else f"p = {text}"
-
-
-def figure_path(figdir: Path, stem: str) -> Path:
-    """A free ``figures/<stem>.png`` path (the stem made file-name safe, ``-2``, ``-3``... if taken)."""
-    taken = {p.stem for p in figdir.glob("*.png")}
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "figure"
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    return figdir / f"{name}.png"
 
 
 def _compact(value: Any, limit: int | None = 160) -> str:
@@ -187,15 +179,17 @@ def _estimates(doc: _Doc, run: RunView) -> None:
         doc.h(3, metric)
         overall = [e for e in ests if e.segment is None]
         if overall:
-            path = figures.forest(figure_path(run.figdir, f"estimates-{metric}"), f"{metric}: effect vs control",
-                                  _forest_rows(overall, False), run.colors, run.level)
+            rows = _forest_rows(overall, False)
+            path = run.jobs.add(f"estimates-{metric}", figures.forest, f"{metric}: effect vs control", rows,
+                                run.colors, run.level, weight=len(rows))
             doc.add(_Figure(path, f"{metric}: estimates (dot, interval) and the true effect (diamond)."),
                     _Table(head, [_est_row(e) for e in overall]))
         segs = [e for e in ests if e.segment is not None]
         if segs:
             doc.h(4, f"{metric} by segment")
-            path = figures.forest(figure_path(run.figdir, f"segments-{metric}"), f"{metric} by segment",
-                                  _forest_rows(segs, True), run.colors, run.level)
+            rows = _forest_rows(segs, True)
+            path = run.jobs.add(f"segments-{metric}", figures.forest, f"{metric} by segment", rows, run.colors,
+                                run.level, weight=len(rows))
             doc.add(_Figure(path, f"{metric}: estimates per user segment and the true segment effects."),
                     _Table(head[:2] + ["Segment"] + head[2:], [_est_row(e, True) for e in segs]))
     _truth_table(doc, run)
@@ -277,7 +271,8 @@ def _timeseries(doc: _Doc, run: RunView) -> None:
                                                    g["value"].astype(float).tolist())
     if not series:
         return
-    path = figures.timeseries(figure_path(run.figdir, "timeseries"), series, run.arms, run.colors, pre)
+    path = run.jobs.add("timeseries", figures.timeseries, series, run.arms, run.colors, pre,
+                        weight=len(series))
     cap = ("Daily value per assigned user: each arm in the A/B world (solid) and in the world where "
            "every user got that arm (dashed).")
     if pre > 0:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["arm_colors", "forest", "timeseries", "posterior_forest", "posterior_densities",
-           "paths", "TRUTH_COLOR"]
+           "paths", "preload", "TRUTH_COLOR"]
 
 TRUTH_COLOR = "#d9480f"
 _PALETTE = ["#1c7ed6", "#2b8a3e", "#7048e8", "#c2255c", "#e67700", "#0b7285", "#5c940d", "#862e9c"]
@@ -53,9 +53,26 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def preload() -> None:
+    """Import matplotlib, its Agg backend and the PNG writer, and load the font, so that processes
+    forked from this one draw at once (:mod:`counterfeed.core._report_draw`)."""
+    _plt()
+    import matplotlib.backends.backend_agg  # noqa: F401 - imported by the first savefig otherwise
+    import matplotlib.lines  # noqa: F401
+    import matplotlib.patches  # noqa: F401
+    import PIL.PngImagePlugin  # noqa: F401
+    from matplotlib.font_manager import FontProperties, findfont, get_font
+
+    get_font(findfont(FontProperties()))
+
+
 def _save(fig, path: Path) -> Path:
+    """Write ``fig`` as PNG at ``path`` and close it. Every figure is laid out by ``tight_layout``
+    before: the layout engine that leaves behind is dropped, else ``savefig`` would lay the figure
+    out again (and ``bbox_inches="tight"`` once more): one drawing instead of three."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=_DPI, bbox_inches="tight")
+    fig.set_layout_engine(None)
+    fig.savefig(path, dpi=_DPI)
     import matplotlib.pyplot as plt
 
     plt.close(fig)

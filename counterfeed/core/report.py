@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from counterfeed.core import _report_sections as core_sections
-from counterfeed.core._report_sections import figure_path
+from counterfeed.core._report_draw import FigureJobs
 from counterfeed.core._report_render import _Doc, _Figure, _Para, _Table, _to_html, _to_markdown
 from counterfeed.core.display import fmt, fmt_p, num
 from counterfeed.core.plugins import get_registry
 from counterfeed.core.results import RunResult
-from counterfeed.core.rundir import load_run
+from counterfeed.core.rundir import load_run, wait_for_writes
 from counterfeed.core.scenario import parse_duration
 
 __all__ = ["write_report", "render_report", "Report", "Section", "fmt", "fmt_p", "num", "parse_days"]
@@ -51,11 +51,15 @@ def render_report(result: RunResult, directory: Path) -> dict[str, Path]:
     figdir.mkdir(exist_ok=True)
     for old in figdir.glob("*.png"):
         old.unlink()
-    run = core_sections.RunView(result, directory, figdir)
-    doc = _Doc(f"Experiment report: {run.name}")
-    core_sections.before_plugins(doc, run)
-    _plugin_sections(doc, Report(doc, run), result)
-    core_sections.after_plugins(doc, run)
+    with FigureJobs(figdir) as jobs:  # the core's figures: queued, then drawn on every core
+        run = core_sections.RunView(result, directory, figdir, jobs)
+        doc = _Doc(f"Experiment report: {run.name}")
+        core_sections.before_plugins(doc, run)
+        jobs.start()
+        wait_for_writes(directory)  # a run's event logs, still being written: plugins may read them
+        _plugin_sections(doc, Report(doc, run), result)
+        core_sections.after_plugins(doc, run)
+        jobs.finish()
     md_path, html_path = directory / "report.md", directory / "report.html"
     md_path.write_text(_to_markdown(doc), encoding="utf-8")
     html_path.write_text(_to_html(doc), encoding="utf-8")
@@ -89,7 +93,7 @@ class Report:
     """
 
     def __init__(self, doc: _Doc, run: core_sections.RunView):
-        self._doc = doc
+        self._doc, self._jobs = doc, run.jobs
         self.run_dir: Path = run.dir
         self.level: float = run.level
         self.colors: dict[str, str] = dict(run.colors)
@@ -98,7 +102,7 @@ class Report:
     def section(self, title: str) -> Section:
         """Start a top-level section titled ``title`` (listed in the table of contents)."""
         self._doc.h(2, title)
-        return Section(self._doc, self.figdir)
+        return Section(self._doc, self._jobs)
 
 
 class Section:
@@ -106,8 +110,8 @@ class Section:
 
     KINDS = ("", "warn", "caution", "ok", "muted")
 
-    def __init__(self, doc: _Doc, figdir: Path):
-        self._doc, self._figdir = doc, figdir
+    def __init__(self, doc: _Doc, jobs: FigureJobs):
+        self._doc, self._jobs = doc, jobs
 
     def heading(self, text: str) -> Section:
         """A sub-heading (third level)."""
@@ -132,7 +136,7 @@ class Section:
         """Call ``draw(path, *args, **kwargs)`` to write a PNG at a fresh ``figures/<stem>[-n].png``
         and add it with ``caption``; returns the path. ``draw`` is typically a function of
         :mod:`counterfeed.core.figures`."""
-        path = figure_path(self._figdir, stem)
+        path = self._jobs.reserve(stem)  # not one of the core's figures, drawn at the same time
         draw(path, *args, **kwargs)
         self._doc.add(_Figure(path, str(caption)))
         return path

@@ -1,12 +1,17 @@
 """The run directory: written atomically by a run, read back by one reader.
 
-Layout (DESIGN.md, "Run directory"): ``scenario.yaml`` (resolved), ``manifest.json`` (written last:
-its presence marks a finished run), ``estimates.json`` + ``estimates.csv``, ``truth.parquet``,
+Layout (DESIGN.md, "Run directory"): ``scenario.yaml`` (resolved), ``manifest.json`` (its presence
+marks a finished run), ``estimates.json`` + ``estimates.csv``, ``truth.parquet``,
 ``outcomes.parquet``, ``timeseries.parquet``, ``user_truth.parquet``, ``events/<world>/*.parquet``,
 and whatever plugins add (``posterior-*.nc``, the report). :func:`save_run` writes a :class:`RunResult` into a directory,
 :func:`load_run` reads one back, and :class:`RunDirectory` gives a run a hidden temporary directory
 that is renamed into place only when complete. ``counterfeed report`` and the report written at the
 end of a run both read through :func:`load_run`.
+
+A run writes its event logs (the bulk of the bytes; pyarrow releases the GIL) on a thread while its
+report is drawn: :func:`save_run` with ``background=True``. :func:`wait_for_writes` waits for them and
+raises what the writer raised; :meth:`RunDirectory.publish` and :meth:`RunDirectory.discard` wait
+first, so nothing is published, or removed, half written.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import os
 import secrets
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +37,7 @@ from counterfeed.core.scenario import load_scenario
 from counterfeed.core.scoring import score_estimates
 from counterfeed.errors import DataError, OutputError, ScenarioError
 
-__all__ = ["RunDirectory", "save_run", "load_run", "write_events"]
+__all__ = ["RunDirectory", "save_run", "load_run", "write_events", "wait_for_writes"]
 
 #: the optional tables and the columns an empty stand-in gets when the file is absent
 _TABLES = {"truth": ["metric", "arm", "control", "estimand", "segment", "value"],
@@ -66,6 +72,7 @@ class RunDirectory:
         swallowed on its way up (:mod:`counterfeed.core.interrupts`).
         """
         assert self.tmp is not None
+        wait_for_writes(self.tmp)
         interrupts.check()
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         base = self.parent / f"{self.name}-{stamp}"
@@ -84,6 +91,8 @@ class RunDirectory:
         raise OutputError(f"cannot find a free run directory name under '{self.parent}'")
 
     def discard(self) -> None:
+        if self.tmp is not None:
+            _join(self.tmp)  # the writer's error, if any, is not news: the run already failed
         if self.tmp is not None and self.tmp.exists():
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -108,13 +117,20 @@ def write_events(directory: Path, events: WorldEvents, record_impressions: bool)
 
 
 def save_run(result: RunResult, directory: Path, events: dict[str, WorldEvents] | None = None,
-             record_impressions: bool = True) -> None:
-    """Write every file of ``result`` into ``directory``; ``manifest.json`` last (it marks completion).
+             record_impressions: bool = True, *, background: bool = False) -> None:
+    """Write every file of ``result`` into ``directory``; ``manifest.json`` last of them (its presence
+    marks a finished run; a run directory is published only after its event logs are written too).
 
     ``events`` (world name -> log) are written under ``events/``; ``record_impressions`` also writes
-    the impression logs. Raises OSError when the directory cannot be written.
+    the impression logs. With ``background`` the event logs are written on a thread (started first)
+    and the call returns once the other files are written: :func:`wait_for_writes` (or publishing
+    the :class:`RunDirectory`) waits for them. Raises OSError when the directory cannot be written.
     """
     directory.mkdir(parents=True, exist_ok=True)
+    if background and events:
+        _start(directory, events, record_impressions)
+    else:
+        _write_all_events(directory, events or {}, record_impressions)
     (directory / "scenario.yaml").write_text(result.scenario.to_yaml(), encoding="utf-8")
     result.outcomes.to_parquet(directory / "outcomes.parquet", index=False)
     result.timeseries.to_parquet(directory / "timeseries.parquet", index=False)
@@ -125,12 +141,63 @@ def save_run(result: RunResult, directory: Path, events: dict[str, WorldEvents] 
                "estimates": [e.to_dict() for e in result.estimates]}
     _write_json(directory / "estimates.json", payload)
     write_estimates_csv(result, directory / "estimates.csv")
-    for ev in (events or {}).values():
-        write_events(directory, ev, record_impressions)
+    _write_json(directory / "manifest.json", result.manifest)
+
+
+def _write_all_events(directory: Path, events: dict[str, WorldEvents], record_impressions: bool) -> None:
     from counterfeed.core.shard_events import SCRATCH
 
+    for ev in events.values():
+        write_events(directory, ev, record_impressions)
     shutil.rmtree(directory / SCRATCH, ignore_errors=True)  # sessions of sharded worlds not kept
-    _write_json(directory / "manifest.json", result.manifest)
+
+
+class _Writer(threading.Thread):
+    """The thread that writes a run's event logs; keeps what it raised for :func:`wait_for_writes`."""
+
+    def __init__(self, directory: Path, events: dict[str, WorldEvents], record_impressions: bool):
+        super().__init__(name=f"counterfeed-events-{directory.name}", daemon=True)
+        self.task = (directory, dict(events), record_impressions)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            _write_all_events(*self.task)
+        except BaseException as exc:  # noqa: BLE001 - raised again by wait_for_writes, in the caller
+            self.error = exc
+
+
+_writers: dict[Path, _Writer] = {}
+_writers_lock = threading.Lock()
+
+
+def _start(directory: Path, events: dict[str, WorldEvents], record_impressions: bool) -> None:
+    import pyarrow.parquet  # noqa: F401 - imported here, not on the thread (a process forked meanwhile)
+
+    from counterfeed.core import shard_events  # noqa: F401
+
+    wait_for_writes(directory)  # one writer per directory at a time
+    writer = _Writer(directory, events, record_impressions)
+    with _writers_lock:
+        _writers[directory.resolve()] = writer
+    writer.start()
+
+
+def _join(directory: Path) -> BaseException | None:
+    with _writers_lock:
+        writer = _writers.pop(directory.resolve(), None)
+    if writer is None:
+        return None
+    writer.join()
+    return writer.error
+
+
+def wait_for_writes(directory: Path) -> None:
+    """Wait until the event logs :func:`save_run` writes in the background into ``directory`` are
+    written (at once when none are); raises what writing them raised (OSError when the disk refused)."""
+    error = _join(directory)
+    if error is not None:
+        raise error
 
 
 def write_estimates_csv(result: RunResult, target: Any) -> None:

@@ -321,7 +321,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
                     write_dgp_graph(tmp, dgp_graph(sc, per_user[0]))
                 if mechanism:
                     write_assignment(tmp, mechanism)
-                save_run(result, tmp, events, record_impressions=sc.output.events == "impressions")
+                save_run(result, tmp, events, record_impressions=sc.output.events == "impressions", background=True)
                 if cate is not None:
                     from counterfeed.analysis.cate_scores import write_cate_scores
                     write_cate_scores(tmp, *cate)

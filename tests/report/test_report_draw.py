@@ -1,0 +1,144 @@
+"""The report's figures drawn by forked helper processes (core._report_draw): the same files and pages
+as drawn in one process, the same error as the serial report when a figure fails, a helper that fails
+or dies is made up for, and a plugin's figure never takes the file name of a queued one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from counterfeed import hookimpl
+from counterfeed.core import executors, figures
+from counterfeed.core.plugins import get_registry
+from counterfeed.core.report import write_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _copy(plain_run, tmp_path: Path, name: str = "run") -> Path:
+    run = tmp_path / name
+    shutil.copytree(plain_run[0], run, ignore=shutil.ignore_patterns("figures", "report.*"))
+    return run
+
+
+@pytest.fixture
+def cores(monkeypatch):
+    """Set the cores the report may use: 1 draws every figure here, 3 forks two helpers."""
+    def set_cores(n: int) -> None:
+        monkeypatch.setattr(executors, "available_cores", lambda: n)
+    return set_cores
+
+
+def _failing(monkeypatch, attempts: Path, messages: dict[str, str], only_in_helpers: bool = False):
+    """Make figures.forest/timeseries raise ValueError(messages[stem]) for the stems in ``messages``
+    (in helper processes only, with ``only_in_helpers``); every attempt is logged as 'pid stem'."""
+    parent = os.getpid()
+    for name in ("forest", "timeseries"):
+        real = getattr(figures, name)
+
+        def draw(path, *args, _real=real, **kwargs):
+            with attempts.open("a") as f:
+                f.write(f"{os.getpid()} {path.stem}\n")
+            if path.stem in messages and not (only_in_helpers and os.getpid() == parent):
+                raise ValueError(messages[path.stem])
+            return _real(path, *args, **kwargs)
+
+        monkeypatch.setattr(figures, name, draw)
+
+
+def _attempts(path: Path) -> list[tuple[int, str]]:
+    return [(int(pid), stem) for pid, stem in (line.split() for line in path.read_text().splitlines())]
+
+
+def test_helpers_draw_the_same_files_and_pages_as_one_process(tmp_path, plain_run, cores, monkeypatch):
+    attempts = tmp_path / "attempts"
+    _failing(monkeypatch, attempts, {})
+    cores(1)
+    serial = write_report(_copy(plain_run, tmp_path, "serial"))
+    assert {pid for pid, _ in _attempts(attempts)} == {os.getpid()}
+    attempts.unlink()
+    cores(3)
+    parallel = write_report(_copy(plain_run, tmp_path, "parallel"))
+    assert any(pid != os.getpid() for pid, _ in _attempts(attempts))  # helpers drew some of them
+    assert sorted(stem for _, stem in _attempts(attempts)) == sorted(k[7:] for k in serial if k.startswith("figure:"))
+    assert set(serial) == set(parallel)
+    for key in serial:
+        if key.startswith("figure:"):
+            assert serial[key].read_bytes() == parallel[key].read_bytes(), key
+    for key in ("markdown", "html"):
+        assert serial[key].read_bytes() == parallel[key].read_bytes(), key
+
+
+@pytest.mark.parametrize("n_cores", [1, 3])
+def test_a_failing_figure_raises_what_it_raises_in_one_process(tmp_path, plain_run, cores, monkeypatch, n_cores):
+    """Two figures fail: the first one in the report's order is raised, drawn by whichever process."""
+    attempts = tmp_path / "attempts"
+    _failing(monkeypatch, attempts, {"estimates-ctr": "no room for ctr", "timeseries": "no room for days"})
+    cores(n_cores)
+    run = _copy(plain_run, tmp_path)
+    with pytest.raises(ValueError, match="^no room for ctr$"):
+        write_report(run)
+    assert not (run / "report.html").exists()
+    if n_cores > 1:
+        assert any(pid != os.getpid() for pid, _ in _attempts(attempts))
+
+
+def test_a_figure_a_helper_failed_on_is_drawn_here(tmp_path, plain_run, cores, monkeypatch):
+    attempts = tmp_path / "attempts"
+    _failing(monkeypatch, attempts, {"timeseries": "helper only", "estimates-clicks": "helper only"},
+             only_in_helpers=True)
+    cores(3)
+    out = write_report(_copy(plain_run, tmp_path))
+    assert out["figure:timeseries"].read_bytes().startswith(PNG_MAGIC)
+    assert out["figure:estimates-clicks"].read_bytes().startswith(PNG_MAGIC)
+    drawn_here = {stem for pid, stem in _attempts(attempts) if pid == os.getpid()}
+    failed_elsewhere = {stem for pid, stem in _attempts(attempts) if pid != os.getpid()} & {"timeseries", "estimates-clicks"}
+    assert failed_elsewhere and failed_elsewhere <= drawn_here
+
+
+def test_a_helper_that_dies_is_made_up_for(tmp_path, plain_run, cores, monkeypatch):
+    parent = os.getpid()
+    for name in ("forest", "timeseries"):
+        real = getattr(figures, name)
+
+        def dying(path, *args, _real=real, **kwargs):
+            if os.getpid() != parent:
+                os._exit(3)  # e.g. killed by the OOM killer: it reports nothing more
+            return _real(path, *args, **kwargs)
+
+        monkeypatch.setattr(figures, name, dying)
+    cores(2)
+    out = write_report(_copy(plain_run, tmp_path))
+    pngs = {k: p for k, p in out.items() if k.startswith("figure:")}
+    assert {"figure:timeseries", "figure:estimates-clicks", "figure:estimates-ctr"} <= set(pngs)
+    assert all(p.read_bytes().startswith(PNG_MAGIC) for p in pngs.values())
+    assert out["html"].read_text(encoding="utf-8").count("data:image/png;base64,") == len(pngs)
+
+
+class SameStemPlugin:
+    """A plugin whose figure has the stem of a core figure queued (not yet drawn) before it."""
+
+    @staticmethod
+    @hookimpl
+    def counterfeed_report_sections(result, report):
+        rows = [{"label": "a", "mean": 0.1, "lower": 0.0, "upper": 0.2}]
+        path = report.section("Plugin timeseries").figure("timeseries", "Not the core's.", figures.posterior_forest,
+                                                          "t", rows, report.level)
+        assert path.name == "timeseries-2.png" and path.is_file()
+
+
+def test_a_plugin_figure_never_takes_a_queued_figure_s_file(tmp_path, plain_run, cores):
+    cores(3)
+    reg = get_registry()
+    name = reg.register_plugin(SameStemPlugin, name="same-stem-section")
+    try:
+        out = write_report(_copy(plain_run, tmp_path))
+    finally:
+        reg.unregister_plugin(name)
+    html = out["html"].read_text(encoding="utf-8")
+    assert "failed in hook" not in html
+    assert {"figure:timeseries", "figure:timeseries-2"} <= set(out)
+    assert out["figure:timeseries"].read_bytes() != out["figure:timeseries-2"].read_bytes()
