@@ -57,11 +57,9 @@ class _Job:
 
 @dataclass
 class FigureJobs:
-    """The figures queued by one report rendering; ``workers`` caps the helper processes (None: one
-    per available core but this one)."""
+    """The figures queued by one report rendering, and the helper processes that draw them."""
 
     figdir: Path
-    workers: int | None = None
     _jobs: list[_Job] = field(default_factory=list)
     _reserved: set[Path] = field(default_factory=set)
     _helpers: list[Any] = field(default_factory=list)  # (process, receiving end of its pipe)
@@ -112,8 +110,7 @@ class FigureJobs:
             return 0
         from counterfeed.core.executors import available_cores
 
-        cores = available_cores() if self.workers is None else self.workers + 1
-        return cores - 1
+        return available_cores() - 1
 
     def _claim(self) -> int | None:
         if self._counter is None:
