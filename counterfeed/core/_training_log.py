@@ -3,24 +3,37 @@
 A world records one :class:`~counterfeed.core.contracts.Log` chunk per arm and window. Before
 issue 20's end-to-end work every refit concatenated all chunks into one log and then selected the
 arm's rows from it: two copies of the whole cumulative log per arm and per refit, about 0.7 CPU s of
-the quickstart. :class:`TrainingLog` keeps the selected rows in capacity-doubling column buffers
-instead: each refit appends only the chunks recorded since the last one, and hands the recommender
-read-only views of the rows so far. The rows and their order are exactly those of the old
-concatenate-then-select (a selection of a concatenation is the concatenation of the selections).
+the quickstart. :class:`TrainingLog` keeps the selected rows in column buffers grown in place
+instead: each refit appends only the chunks recorded since the last one (all of them in one
+growth), and hands the recommender read-only views of the rows so far. The rows and their order are
+exactly those of the old concatenate-then-select (a selection of a concatenation is the
+concatenation of the selections). When every chunk was kept whole (a world with one arm, pooled
+training) the log is the world's whole log: :meth:`TrainingLog.whole_log` hands it to the world's
+snapshot, which then copies nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
 from counterfeed.core.contracts import Log
 
-__all__ = ["TrainingLog"]
+__all__ = ["TrainingLog", "whole_log"]
 
 _NAMES = tuple(f.name for f in fields(Log))
+
+
+def whole_log(logs: Iterable["TrainingLog"], chunks: list[Log]) -> Log:
+    """Every row of ``chunks`` (a world's recorded impressions): the buffers of a training log among
+    ``logs`` that kept every row when there is one (no copy), else ``Log.concat(chunks)``."""
+    for grown in logs:
+        log = grown.whole_log(chunks)
+        if log is not None:
+            return log
+    return Log.concat(chunks)
 
 
 class TrainingLog:
@@ -35,13 +48,24 @@ class TrainingLog:
         self.consumed = 0  # chunks of the world's list already appended
         self.rows = 0
         self.cols: dict[str, np.ndarray | None] | None = None
+        self.whole = True  # every chunk appended so far was kept whole
 
-    def log(self, chunks: list[Log]) -> Log:
-        """The selected rows of ``chunks`` (the world's whole chunk list) as a read-only Log."""
+    def log(self, chunks: list[Log], headroom: float = 2.0) -> Log:
+        """The selected rows of ``chunks`` (the world's whole chunk list) as a read-only Log.
+
+        ``headroom``: when the buffers grow, their capacity becomes at least ``headroom`` times the
+        rows then needed (and at least twice the old capacity); capacity never touched costs no memory.
+        """
+        parts = []
         for chunk in chunks[self.consumed:]:
             mask = self.keep(chunk)
-            self._append(chunk if mask is None or mask.all() else chunk.select(mask))
+            if mask is None or mask.all():
+                parts.append(chunk)
+            else:
+                self.whole = False
+                parts.append(chunk.select(mask))
         self.consumed = len(chunks)
+        self._extend([p for p in parts if len(p)], headroom)
         if self.cols is None:
             return Log.empty()
         out = {}
@@ -54,29 +78,43 @@ class TrainingLog:
             out[name] = view
         return Log(**out)
 
-    def _append(self, chunk: Log) -> None:
-        n = len(chunk)
-        if not n:
+    def whole_log(self, chunks: list[Log]) -> Log | None:
+        """``Log.concat(chunks)`` (read-only) when ``keep`` selects every row of every chunk, else
+        None (and nothing is appended)."""
+        if not self.whole:
+            return None
+        for chunk in chunks[self.consumed:]:
+            mask = self.keep(chunk)
+            if mask is not None and not mask.all():
+                return None
+        return self.log(chunks, headroom=1.0)
+
+    def _extend(self, parts: list[Log], headroom: float) -> None:
+        """Append the rows of ``parts`` (non-empty logs), growing each column once."""
+        if not parts:
             return
         if self.cols is None:
-            self.cols = {name: None if getattr(chunk, name) is None else
-                         np.empty((max(2 * n, 1024),) + getattr(chunk, name).shape[1:], getattr(chunk, name).dtype)
+            self.cols = {name: None if getattr(parts[0], name) is None else
+                         np.empty((0,) + getattr(parts[0], name).shape[1:], getattr(parts[0], name).dtype)
                          for name in _NAMES}
-        end = self.rows + n
+        end = self.rows + sum(len(p) for p in parts)
         for name in _NAMES:
-            part, col = getattr(chunk, name), self.cols[name]
-            if (part is None) != (col is None):  # a column missing from some chunks: dropped, as Log.concat does
-                self.cols[name] = None
+            col = self.cols[name]
+            got = [getattr(p, name) for p in parts]
+            if col is None or any(g is None for g in got):  # a column missing from some chunks: dropped,
+                self.cols[name] = None                       # as Log.concat does
                 continue
-            if col is None:
-                continue
-            part = np.asarray(part)
-            if part.dtype != col.dtype:  # keep Log.concat's dtype promotion
-                col = col[:self.rows].astype(np.result_type(col.dtype, part.dtype))
+            got = [np.asarray(g) for g in got]
+            dtype = np.result_type(col.dtype, *(g.dtype for g in got))  # Log.concat's dtype promotion
+            if dtype != col.dtype:
+                col = col[:self.rows].astype(dtype)
             if end > col.shape[0]:
-                grown = np.empty((max(2 * col.shape[0], end),) + col.shape[1:], col.dtype)
+                grown = np.empty((max(2 * col.shape[0], int(end * headroom), end, 1024),) + col.shape[1:], dtype)
                 grown[:self.rows] = col[:self.rows]
                 col = grown
-            col[self.rows:end] = part
+            at = self.rows
+            for g in got:
+                col[at:at + g.shape[0]] = g
+                at += g.shape[0]
             self.cols[name] = col
         self.rows = end

@@ -174,18 +174,13 @@ def metric_series(events: WorldEvents, metrics: dict[str, Metric], infos: dict[s
 
     rows: list[tuple] = []
     groups = _groups(events)
+    periods: list[tuple[float, float]] = []
     t = start
     while t < end - 1e-9:
-        hi = min(t + period, end)
-        period_events: list[WorldEvents] = []
-
-        def events_for(m: Metric) -> WorldEvents:
-            if not getattr(getattr(m, "tags", None), "cumulative", False):
-                return events
-            if not period_events:
-                period_events.append(window_events(events, t, hi))  # noqa: B023 (used in this period only)
-            return period_events[0]
-
+        periods.append((t, min(t + period, end)))
+        t = periods[-1][1]
+    cut = _PeriodCut(events, periods)
+    for i, (t, hi) in enumerate(periods):
         cols: dict[str, np.ndarray] = {}
         for name in names:
             m, info = metrics[name], infos[name]
@@ -197,9 +192,54 @@ def metric_series(events: WorldEvents, metrics: dict[str, Metric], infos: dict[s
             parts = [p for p in (info.numerator, info.denominator) if p] if info.kind == "ratio" else [name]
             for p in parts:
                 if p not in cols:
-                    cols[p] = np.asarray(metrics[p].compute(events_for(metrics[p]), t, hi), dtype=np.float64)
+                    mp = metrics[p]
+                    ev = cut.events(i, mp) if getattr(getattr(mp, "tags", None), "cumulative", False) else events
+                    cols[p] = np.asarray(mp.compute(ev, t, hi), dtype=np.float64)
             frame = pd.DataFrame({p: cols[p] for p in parts})
             for arm, mask in groups:
                 rows.append((events.world, arm, t, name, group_value(frame[mask], info)))
-        t = hi
     return pd.DataFrame(rows, columns=["world", "arm", "day", "metric", "value"])
+
+
+class _PeriodCut:
+    """The events of each of consecutive ``periods`` ``[t_i, t_{i+1})``, cut in one pass per table.
+
+    Equal to :func:`window_events` of each period (the same rows in the same order: a row's period is
+    found by a binary search on the period edges, ``t_i <= time < t_{i+1}`` exactly, and a stable sort
+    by period keeps each period's rows in log order), for one sort of the run instead of one scan of
+    it per period. A metric that declares ``per_user_sessions`` (it reads only the sessions) gets no
+    impressions, as in a sharded world's shards (core.shard).
+    """
+
+    def __init__(self, events: WorldEvents, periods: list[tuple[float, float]]):
+        self.ev = events
+        self.edges = np.array([t for t, _ in periods] + [periods[-1][1]] if periods else [], dtype=np.float64)
+        self._cuts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._done: dict[tuple[int, bool], WorldEvents] = {}
+
+    def _rows(self, table: str, times: np.ndarray, i: int) -> np.ndarray:
+        """Indices of the rows of ``table`` in period ``i``, ascending."""
+        got = self._cuts.get(table)
+        if got is None:
+            n = self.edges.size - 1
+            p = np.searchsorted(self.edges, times, "right") - 1  # edges[p] <= time < edges[p + 1]
+            p = np.where((p >= 0) & (p < n), p, n).astype(np.int16 if n < 32767 else np.int64)
+            order = np.argsort(p, kind="stable")
+            got = self._cuts[table] = (order, np.searchsorted(p[order], np.arange(n + 2)))
+        order, offsets = got
+        return order[offsets[i]:offsets[i + 1]]
+
+    def events(self, i: int, metric: Metric) -> WorldEvents:
+        """The events of period ``i`` for ``metric``."""
+        sessions_only = bool(getattr(metric, "per_user_sessions", False))
+        got = self._done.get((i, sessions_only))
+        if got is None:
+            if any(j != i for j, _ in self._done):
+                self._done.clear()  # the periods are visited in order: one period's events at a time
+            ev = self.ev
+            rows = self._rows("sessions", ev.sessions["time"], i)
+            sessions = {k: v[rows] for k, v in ev.sessions.items()}
+            imp = None if sessions_only or ev.impressions is None else \
+                ev.impressions.select(self._rows("impressions", ev.impressions.time, i))
+            got = self._done[(i, sessions_only)] = replace(ev, sessions=sessions, impressions=imp)
+        return got

@@ -56,7 +56,7 @@ from counterfeed.core.contracts import (Batch, Items, Log, Population, Recommend
 from counterfeed.core import interrupts
 from counterfeed.core._guard import call_plugin
 from counterfeed.core._output_checks import check_response, check_slates
-from counterfeed.core._training_log import TrainingLog
+from counterfeed.core._training_log import TrainingLog, whole_log
 from counterfeed.core.experiment import Assignment, FixedAssignment
 from counterfeed.core.randomness import Keys
 from counterfeed.core.sessions_table import SESSION_COLUMNS, session_columns, session_rows
@@ -178,7 +178,8 @@ class SimWorld:
             pre = self.cfg.pre_period
             grown = self._training[key] = TrainingLog(
                 (lambda chunk: None) if key is None else (lambda chunk: (chunk.time < pre) | (chunk.arm == arm)))
-        log = grown.log(self._logs)
+        # room for the rows expected by the horizon at the rate so far, plus a quarter (pages untouched cost nothing)
+        log = grown.log(self._logs, headroom=min(4.0, max(2.0, 1.25 * self.cfg.horizon / max(self.now, 1e-9))))
         if key is None or not len(log):
             return log
         if self.cfg.training == "weighted":
@@ -424,7 +425,7 @@ class SimWorld:
         """The events so far (sessions; impressions too when asked); ``assignment`` defaults to the
         arm now serving each user (-1 for users not assigned yet)."""
         cols = self._session_columns()
-        log = Log.concat(self._logs) if impressions else None
+        log = whole_log(self._training.values(), self._logs) if impressions else None
         assignment = self._current.copy() if assignment is None else np.asarray(assignment)
         return WorldEvents(world=self.cfg.name, n_users=self.n, sessions=cols, impressions=log,
                            start=0.0, end=self.cfg.horizon, arms=list(self.cfg.arms),

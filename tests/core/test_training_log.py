@@ -46,3 +46,44 @@ def test_no_rows_gives_the_empty_log_and_a_missing_column_is_dropped_as_concat_d
     got = grown.log(chunks)
     assert got.arm is None
     _same(got, Log.concat(chunks))
+
+
+@pytest.mark.parametrize("headroom", [1.0, 2.0, 4.0])
+def test_growth_in_one_step_per_refit_keeps_rows_and_dtype_promotion_of_concat(headroom):
+    rng = np.random.default_rng(5)
+    grown, chunks = TrainingLog(lambda c: None), []
+    for sizes in ([3, 1200], [7000, 1], [5], [30000]):
+        chunks += [_chunk(rng, n) for n in sizes]
+        _same(grown.log(chunks, headroom=headroom), Log.concat(chunks))
+    odd = _chunk(rng, 9)
+    odd.user = odd.user.astype(np.int32)
+    odd.dwell = odd.dwell.astype(np.float64)  # float32 columns so far: promoted, as np.concatenate does
+    chunks.append(odd)
+    _same(grown.log(chunks, headroom=headroom), Log.concat(chunks))
+
+
+@pytest.mark.parametrize("arms", [(0,), (0, 1)])
+def test_whole_log_is_the_concatenation_when_every_row_was_kept_else_the_chunks_are_concatenated(arms):
+    """A world with one arm (every row is pre-period or the arm's) hands its training log's buffers to
+    the snapshot; with two arms no training log holds every row and the snapshot concatenates."""
+    from counterfeed.core._training_log import whole_log
+
+    rng = np.random.default_rng(6)
+    chunks = []
+    logs = [TrainingLog(lambda c, a=a: (c.time < 7.0) | (c.arm == a)) for a in arms]
+    for sizes in ([400, 0, 9], [2000], [3, 5]):  # a refit after each batch
+        for n in sizes:
+            c = _chunk(rng, n)
+            if len(arms) == 1:
+                c.arm[:] = 0
+            chunks.append(c)
+        for tl in logs:
+            tl.log(chunks)
+    chunks.append(_chunk(rng, 300))  # recorded after the last refit
+    if len(arms) == 1:
+        chunks[-1].arm[:] = 0
+    got = whole_log(logs, chunks)
+    _same(got, Log.concat(chunks))
+    shares = np.shares_memory(got.user, logs[0].cols["user"])
+    assert shares == (len(arms) == 1) and logs[0].whole == (len(arms) == 1)
+    assert TrainingLog(lambda c: c.arm == 1).whole_log(chunks) is None  # it drops rows: not the whole log

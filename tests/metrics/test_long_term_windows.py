@@ -147,3 +147,31 @@ def test_a_slate_split_by_the_window_counts_as_two_slates():
     # [1, 2): user 0's slates (0), (1, 2), (0, 1) -> ILD 0, 1, 1; the split part alone has no pair
     np.testing.assert_allclose(ba.Diversity().compute(ev, 1.0, 2.0), [2 / 3, np.nan, np.nan])
     np.testing.assert_allclose(ba.PARTS[0]().compute(ev, 0.0, 2.0), [3, 1, 0])  # the full window: one slate
+
+
+@pytest.mark.parametrize("period", [7.0, 2.5, 1.0])
+def test_period_cut_gives_each_period_the_rows_of_window_events_in_order(run, period):
+    """metric_series cuts the events into periods in one pass (core.longterm._PeriodCut): each
+    period's sessions and impressions are window_events' rows, in the same order; a metric that reads
+    only the sessions (per_user_sessions) gets no impressions, as a shard's metrics do."""
+    from counterfeed.core.longterm import _PeriodCut
+
+    events, metrics, _ = run
+    assert not np.all(np.diff(events.sessions["time"]) >= 0)  # unsorted times: the mask path of _window
+    t, periods = 0.0, []
+    while t < events.end - 1e-9:
+        periods.append((t, min(t + period, events.end)))
+        t = periods[-1][1]
+    cut = _PeriodCut(events, periods)
+    for i, (lo, hi) in enumerate(periods):
+        want = window_events(events, lo, hi)
+        for name in ("churned", "diversity"):
+            got = cut.events(i, metrics[name])
+            assert got.sessions.keys() == want.sessions.keys()
+            for k, v in want.sessions.items():
+                assert got.sessions[k].dtype == v.dtype and np.array_equal(got.sessions[k], v), (i, k)
+            if metrics[name].per_user_sessions:
+                assert got.impressions is None
+                continue
+            for k, v in vars(want.impressions).items():
+                assert np.array_equal(getattr(got.impressions, k), v), (i, k)
