@@ -138,7 +138,8 @@ class ChoiceUserModel(UserModel):
         rows = state.rows(users)
         dt = np.maximum(t - state.last_visit[rows], 0.0)
         decay = (0.5 ** (dt / o.satiation_halflife)).astype(np.float32)
-        state.satiation[rows] *= decay[:, None]
+        satiation = state.satiation[rows] * decay[:, None]  # the users' rows, decayed (and kept below)
+        state.satiation[rows] = satiation
         state.last_visit[rows] = t
         p = state.preferences[rows]
         util = np.empty(items.shape)
@@ -152,7 +153,7 @@ class ChoiceUserModel(UserModel):
             util += o.text_scale * np.einsum("ne,nke->nk", state.text_preferences[rows], t_items[items])
         util += o.quality_weight * it.quality[items]
         if o.satiation_weight:
-            util -= o.satiation_weight * np.take_along_axis(state.satiation[rows], it.topic[items], axis=1)
+            util -= o.satiation_weight * satiation[np.arange(len(users))[:, None], it.topic[items]]
         return util
 
     def examination_probability(self, k: int) -> np.ndarray:
@@ -190,11 +191,13 @@ class ChoiceUserModel(UserModel):
             clicked[hit, first[hit]] = True
         else:
             rows = np.arange(n)  # requests still choosing
+            ur, sr, base, eligible, slot = users, sessions, util, examined, items + 1  # round 0: all, none clicked
             for r in range(o.max_clicks):
-                ur, sr = users[rows], sessions[rows]
+                if r:
+                    ur, sr = users[rows], sessions[rows]
+                    base, eligible, slot = util[rows], examined[rows] & ~clicked[rows], items[rows] + 1 + r * stride
                 # the best examined, not yet clicked item by utility plus its Gumbel noise
-                best, value = choice.gumbel_max(util[rows], examined[rows] & ~clicked[rows], ur, sr,
-                                                items[rows] + 1 + r * stride)
+                best, value = choice.gumbel_max(base, eligible, ur, sr, slot)
                 g0 = choice.gumbel(ur, sr, r * stride)
                 click = value > o.no_click_utility + g0
                 rows, best = rows[click], best[click]
@@ -218,7 +221,8 @@ class ChoiceUserModel(UserModel):
             noise = keys.stream("user:dwell").normal(users[cu], sessions[cu], it_c)
             d = o.dwell_mean * np.exp(o.dwell_utility * (util[cu, ct] - o.no_click_utility) + 0.5 * noise)
             dwell[cu, ct] = np.minimum(d, 600.0)
-            np.add.at(state.satiation, (rows[cu], state.items.topic[it_c]), 1.0)
+            one = state.satiation.dtype.type(1)  # of the array's type: np.add.at's fast loop (same sums)
+            np.add.at(state.satiation, (rows[cu], state.items.topic[it_c]), one)
         n_clicks = clicked.sum(axis=1)
         s = state.satisfaction[rows] * (1 - o.memory) + o.memory * n_clicks
         state.satisfaction[rows] = s
