@@ -50,14 +50,17 @@ class TrainingLog:
         self.cols: dict[str, np.ndarray | None] | None = None
         self.whole = True  # every chunk appended so far was kept whole
 
-    def log(self, chunks: list[Log], headroom: float = 2.0) -> Log:
+    def log(self, chunks: list[Log], headroom: float = 2.0, release: bool = False) -> Log:
         """The selected rows of ``chunks`` (the world's whole chunk list) as a read-only Log.
 
         ``headroom``: when the buffers grow, their capacity becomes at least ``headroom`` times the
         rows then needed (and at least twice the old capacity); capacity never touched costs no memory.
+        ``release``: while every row was kept, replace the items of ``chunks`` by read-only views of
+        the same rows here (equal arrays), so the chunks' own memory is freed and reused.
         """
+        start, capacity = self.consumed, self._capacity()
         parts = []
-        for chunk in chunks[self.consumed:]:
+        for chunk in chunks[start:]:
             mask = self.keep(chunk)
             if mask is None or mask.all():
                 parts.append(chunk)
@@ -66,17 +69,33 @@ class TrainingLog:
                 parts.append(chunk.select(mask))
         self.consumed = len(chunks)
         self._extend([p for p in parts if len(p)], headroom)
-        if self.cols is None:
-            return Log.empty()
+        if release and self.whole:  # after a growth, the views of earlier chunks move to the new buffers
+            self._release(chunks, 0 if self._capacity() != capacity else start)
+        return Log.empty() if self.cols is None else self._view(0, self.rows)
+
+    def _capacity(self) -> int:
+        return 0 if self.cols is None else max((c.shape[0] for c in self.cols.values() if c is not None), default=0)
+
+    def _view(self, a: int, b: int) -> Log:
         out = {}
         for name, col in self.cols.items():
             if col is None:
                 out[name] = None
                 continue
-            view = col[:self.rows]
+            view = col[a:b]
             view.flags.writeable = False
             out[name] = view
         return Log(**out)
+
+    def _release(self, chunks: list[Log], first: int) -> None:
+        """Replace ``chunks[first:]`` (all kept whole, in order) by views of their rows here."""
+        at = sum(len(c) for c in chunks[:first])
+        for i in range(first, len(chunks)):
+            n = len(chunks[i])
+            if n and all((getattr(chunks[i], f) is None) == (c is None) and (c is None or getattr(chunks[i], f).dtype
+                                                                            == c.dtype) for f, c in self.cols.items()):
+                chunks[i] = self._view(at, at + n)  # (a chunk of another dtype stays: the view would promote it)
+            at += n
 
     def whole_log(self, chunks: list[Log]) -> Log | None:
         """``Log.concat(chunks)`` (read-only) when ``keep`` selects every row of every chunk, else

@@ -178,8 +178,8 @@ class SimWorld:
             pre = self.cfg.pre_period
             grown = self._training[key] = TrainingLog(
                 (lambda chunk: None) if key is None else (lambda chunk: (chunk.time < pre) | (chunk.arm == arm)))
-        # room for the rows expected by the horizon at the rate so far, plus a quarter (pages untouched cost nothing)
-        log = grown.log(self._logs, headroom=min(4.0, max(2.0, 1.25 * self.cfg.horizon / max(self.now, 1e-9))))
+        # room for the horizon's rows at the rate so far, plus a quarter; a whole log frees the chunks (views)
+        log = grown.log(self._logs, min(4.0, max(2.0, 1.25 * self.cfg.horizon / max(self.now, 1e-9))), release=True)
         if key is None or not len(log):
             return log
         if self.cfg.training == "weighted":

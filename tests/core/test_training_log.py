@@ -87,3 +87,35 @@ def test_whole_log_is_the_concatenation_when_every_row_was_kept_else_the_chunks_
     shares = np.shares_memory(got.user, logs[0].cols["user"])
     assert shares == (len(arms) == 1) and logs[0].whole == (len(arms) == 1)
     assert TrainingLog(lambda c: c.arm == 1).whole_log(chunks) is None  # it drops rows: not the whole log
+
+
+def test_release_replaces_whole_kept_chunks_by_equal_views_of_the_current_buffers():
+    """A training log that kept every row hands the chunks' memory back: the world's list then holds
+    read-only views of its rows (equal arrays, same dtypes), moved to the new buffers after a growth;
+    a chunk whose view would have another dtype keeps its arrays, and a log that dropped rows
+    releases nothing."""
+    rng = np.random.default_rng(8)
+    chunks, copies = [], []
+    grown = TrainingLog(lambda c: None)
+
+    def add(n, dwell=np.float32):
+        chunks.append(_chunk(rng, n))
+        chunks[-1].dwell = chunks[-1].dwell.astype(dwell)
+        copies.append(Log(**{f.name: getattr(chunks[-1], f.name).copy() for f in fields(Log)}))
+
+    for sizes in ([5, 0, 900], [3000], [20, 7]):  # 900 rows, then a growth, then none (headroom 1)
+        for n in sizes:
+            add(n)
+        _same(grown.log(chunks, headroom=1.0, release=True), Log.concat(copies))
+        for c, want in zip(chunks, copies):
+            _same(c, want)
+            assert not len(c) or (np.shares_memory(c.user, grown.cols["user"]) and not c.user.flags.writeable)
+    add(11, np.float64)  # the buffers' dwell becomes float64 (Log.concat's promotion)
+    _same(grown.log(chunks, headroom=1.0, release=True), Log.concat(copies))
+    for c, want in zip(chunks, copies):
+        _same(c, want)  # float32 chunks keep their own arrays; the float64 one is a view
+    assert np.shares_memory(chunks[-1].user, grown.cols["user"])
+    kept = [_chunk(rng, 50) for _ in range(3)]
+    before = list(kept)
+    TrainingLog(lambda c: c.arm == 0).log(kept, release=True)
+    assert all(a is b for a, b in zip(kept, before))
