@@ -116,22 +116,36 @@ def timeseries(events: WorldEvents) -> pd.DataFrame:
     impressions = per(s["impressions"].astype(float))
     clicks = per(s["clicks"].astype(float))
     dwell = per(s["dwell"])
-    ua = np.sort(s["user"].astype(np.int64) * size + key)  # (user, arm, day) of each session
-    first = ua[np.r_[True, ua[1:] != ua[:-1]]] if ua.size else ua  # distinct; np.unique hashes: ~15x slower
-    active = np.bincount(first % size, minlength=size).reshape(n_arms, n_days)
+    active = _active(s["user"], day, events.assignment, n_arms, n_days).reshape(n_arms, n_days)
     denom = np.maximum(group_size, 1)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         ctr = np.where(impressions > 0, clicks / np.where(impressions > 0, impressions, 1), np.nan)
-    frames = []
-    for mname, arr in (("sessions", sessions / denom), ("impressions", impressions / denom),
-                       ("clicks", clicks / denom), ("dwell", dwell / denom), ("ctr", ctr),
-                       ("active", active / denom)):
-        for a in range(n_arms):
-            if group_size[a] == 0:
-                continue
-            frames.append(pd.DataFrame({"world": events.world, "arm": events.arms[a],
-                                        "day": np.arange(n_days), "metric": mname, "value": arr[a]}))
-    if not frames:
+    names = ("sessions", "impressions", "clicks", "dwell", "ctr", "active")
+    values = np.stack([sessions / denom, impressions / denom, clicks / denom, dwell / denom, ctr, active / denom])
+    arms = np.flatnonzero(group_size > 0)
+    if not arms.size:
         return pd.DataFrame(columns=["world", "arm", "day", "metric", "value"])
-    return pd.concat(frames, ignore_index=True)
+    per = arms.size * n_days  # rows by metric, then arm, then day (one frame, not one per metric and arm)
+    return pd.DataFrame({"world": np.full(len(names) * per, events.world, dtype=object),
+                         "arm": np.tile(np.repeat(np.asarray(events.arms, dtype=object)[arms], n_days), len(names)),
+                         "day": np.tile(np.arange(n_days), len(names) * arms.size),
+                         "metric": np.repeat(np.asarray(names, dtype=object), per),
+                         "value": values[:, arms].reshape(-1)})
 
+
+def _active(user: np.ndarray, day: np.ndarray, assignment: np.ndarray, n_arms: int, n_days: int,
+            grid: bool | None = None) -> np.ndarray:
+    """(n_arms * n_days,) distinct users with a session, per (arm, day) (a user's arm is its
+    assignment); ``grid``: mark a (user, day) grid (default when it is small) rather than sort."""
+    if grid is None:
+        grid = assignment.size * n_days <= max(4 * user.size, 1 << 20)
+    if grid:
+        seen = np.zeros(assignment.size * n_days, bool)
+        seen[user.astype(np.int64) * n_days + day] = True
+        cell = np.flatnonzero(seen)
+        key = assignment[cell // n_days] * n_days + cell % n_days
+    else:
+        ud = np.sort(user.astype(np.int64) * n_days + day)  # np.unique hashes: ~15x slower
+        cell = ud[np.r_[True, ud[1:] != ud[:-1]]] if ud.size else ud
+        key = assignment[cell // n_days] * n_days + cell % n_days
+    return np.bincount(key, minlength=n_arms * n_days)
