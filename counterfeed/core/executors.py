@@ -240,16 +240,10 @@ class LocalExecutor(Executor):
         # With fork every worker starts at the first submit: do it now, before the caller starts
         # threads of its own (progress bars), so no child inherits a lock held by another thread;
         # and so that the workers fork with the inherited tasks.
-        import gc
-
-        # Python's advice for fork without exec (gc.freeze): the workers' collections skip the
-        # objects they inherit, so they neither spend time on them nor copy their pages.
-        gc.freeze()
         try:
             self._pool.submit(_noop).result()
         finally:
             _INHERITED = ()
-            gc.unfreeze()
 
     def submit_all(self, fn, tasks):
         self._check_open()
