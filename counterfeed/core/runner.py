@@ -122,12 +122,9 @@ def _preload_output(report: bool) -> None:
     import pyarrow.parquet  # noqa: F401
 
     if report:
-        import matplotlib
+        from counterfeed.core import figures, report as _report_module  # noqa: F401
 
-        matplotlib.use("Agg", force=True)  # what core.figures selects: no GUI toolkit is imported
-        import matplotlib.pyplot  # noqa: F401
-
-        from counterfeed.core import report as _report_module  # noqa: F401
+        figures.preload()
 
 
 def _simulate_sharded(tasks: list[WorldTask], say: Callable[[str], None], progress: bool, shards: int,
