@@ -68,16 +68,22 @@ def arm_summary(outcomes: pd.DataFrame, truth: pd.DataFrame, scenario: Scenario)
 
     reg = get_registry()
     rows = []
-    ab = outcomes[outcomes["world"] == AB_WORLD]
+    worlds = dict(tuple(outcomes.groupby("world", sort=False)))
+    empty = outcomes.iloc[:0]
+    ab = worlds.get(AB_WORLD, empty)
+    per_arm = {arm: (ab[ab.arm == arm], worlds.get(counterfactual_world(arm), empty)) for arm in scenario.arms}
+    effects: dict[tuple[str, str], float] = {}  # the first overall difference row per (metric, arm)
+    if len(truth):
+        t = truth[(truth.estimand == "difference") & truth.segment.isna()]
+        for k, v in zip(zip(t.metric, t.arm), t.value):
+            effects.setdefault(k, float(v))
     for name, opts in scenario.metric_specs:
         info = reg.create("metric", name, opts).info()
         if is_population(info):
             continue
         for arm in scenario.arms:
-            cf = outcomes[outcomes["world"] == counterfactual_world(arm)]
-            t = truth[(truth.metric == name) & (truth.arm == arm) & (truth.estimand == "difference")
-                      & truth.segment.isna()] if len(truth) else truth
-            rows.append({"metric": name, "arm": arm, "ab_value": group_value(ab[ab.arm == arm], info),
+            ab_arm, cf = per_arm[arm]
+            rows.append({"metric": name, "arm": arm, "ab_value": group_value(ab_arm, info),
                          "world_value": group_value(cf, info),
-                         "true_effect": float(t.value.iloc[0]) if len(t) else float("nan")})
+                         "true_effect": effects.get((name, arm), float("nan"))})
     return pd.DataFrame(rows)
