@@ -9,7 +9,9 @@ growth), and hands the recommender read-only views of the rows so far. The rows 
 exactly those of the old concatenate-then-select (a selection of a concatenation is the
 concatenation of the selections). When every chunk was kept whole (a world with one arm, pooled
 training) the log is the world's whole log: :meth:`TrainingLog.whole_log` hands it to the world's
-snapshot, which then copies nothing.
+snapshot, which then copies nothing. A world keeps one such log of every row (:func:`arm_training_log`,
+which frees the chunks it copied); an arm's log is that log's rows, not a copy, for as long as it
+keeps every row (a one-arm world, the pre-period at the experiment start).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from counterfeed.core.contracts import Log
 
-__all__ = ["TrainingLog", "whole_log"]
+__all__ = ["TrainingLog", "whole_log", "arm_training_log"]
 
 _NAMES = tuple(f.name for f in fields(Log))
 
@@ -36,6 +38,16 @@ def whole_log(logs: Iterable["TrainingLog"], chunks: list[Log]) -> Log:
     return Log.concat(chunks)
 
 
+def arm_training_log(logs: dict, key: object, keep: Callable[[Log], np.ndarray | None]) -> "TrainingLog":
+    """``logs[key]``, created when missing: ``logs[None]`` is the world's log of every row, and
+    another key's log (rows selected by ``keep``) shares that log's rows while it keeps all of them."""
+    if None not in logs:
+        logs[None] = TrainingLog(lambda chunk: None, release=True)
+    if key not in logs:
+        logs[key] = TrainingLog(keep, base=logs[None])
+    return logs[key]
+
+
 class TrainingLog:
     """The rows of a world's log chunks that ``keep`` selects, in recording order.
 
@@ -43,25 +55,36 @@ class TrainingLog:
     recorded since its last call (the world's chunk list only grows) and returns the whole log so far.
     """
 
-    def __init__(self, keep: Callable[[Log], np.ndarray | None]):
+    def __init__(self, keep: Callable[[Log], np.ndarray | None], base: "TrainingLog | None" = None,
+                 release: bool = False):
         self.keep = keep
         self.consumed = 0  # chunks of the world's list already appended
         self.rows = 0
         self.cols: dict[str, np.ndarray | None] | None = None
         self.whole = True  # every chunk appended so far was kept whole
+        #: a log of every row of the same chunks: while this one keeps every row, its rows are the base's
+        self.base = base
+        #: while every row was kept, replace the items of the chunk list by read-only views of the same
+        #: rows here (equal arrays), so the chunks' own memory is freed and reused
+        self.release = release
 
-    def log(self, chunks: list[Log], headroom: float = 2.0, release: bool = False) -> Log:
+    def log(self, chunks: list[Log], headroom: float = 2.0) -> Log:
         """The selected rows of ``chunks`` (the world's whole chunk list) as a read-only Log.
 
         ``headroom``: when the buffers grow, their capacity becomes at least ``headroom`` times the
         rows then needed (and at least twice the old capacity); capacity never touched costs no memory.
-        ``release``: while every row was kept, replace the items of ``chunks`` by read-only views of
-        the same rows here (equal arrays), so the chunks' own memory is freed and reused.
         """
         start, capacity = self.consumed, self._capacity()
+        masks = [self.keep(chunk) for chunk in chunks[start:]]
+        if self.base is not None:
+            if all(m is None or m.all() for m in masks):  # still every row: the base's
+                self.consumed = len(chunks)
+                return self.base.log(chunks, headroom)
+            self.base.log(chunks, headroom)  # the base keeps up (and may free the chunks, as equal views)
+            masks = [None] * start + masks  # every row of the chunks so far: copied from here on
+            start, self.base = 0, None
         parts = []
-        for chunk in chunks[start:]:
-            mask = self.keep(chunk)
+        for chunk, mask in zip(chunks[start:], masks):
             if mask is None or mask.all():
                 parts.append(chunk)
             else:
@@ -69,7 +92,7 @@ class TrainingLog:
                 parts.append(chunk.select(mask))
         self.consumed = len(chunks)
         self._extend([p for p in parts if len(p)], headroom)
-        if release and self.whole:  # after a growth, the views of earlier chunks move to the new buffers
+        if self.release and self.whole:  # after a growth, the views of earlier chunks move to the new buffers
             self._release(chunks, 0 if self._capacity() != capacity else start)
         return Log.empty() if self.cols is None else self._view(0, self.rows)
 

@@ -56,7 +56,7 @@ from counterfeed.core.contracts import (Batch, Items, Log, Population, Recommend
 from counterfeed.core import interrupts
 from counterfeed.core._guard import call_plugin
 from counterfeed.core._output_checks import check_response, check_slates
-from counterfeed.core._training_log import TrainingLog, whole_log
+from counterfeed.core._training_log import TrainingLog, arm_training_log, whole_log
 from counterfeed.core.experiment import Assignment, FixedAssignment
 from counterfeed.core.randomness import Keys
 from counterfeed.core.sessions_table import SESSION_COLUMNS, session_columns, session_rows
@@ -137,7 +137,7 @@ class SimWorld:
         self._unassigned = False       # some users get their arm at their first experiment visit
         self._sessions: list[tuple[np.ndarray, ...]] = []
         self._logs: list[Log] = []
-        self._training: dict[int | None, TrainingLog] = {}  # arm (None: pooled) -> its training log
+        self._training: dict[int | None, TrainingLog] = {}  # arm (None: every row, pooled) -> its training log
         self._has_arrivals = bool(np.any(items.arrival > 0))
         self._fitted: set[int] = set()
         self._weights: np.ndarray | None = None  # training: weighted -> per-arm impression weight
@@ -173,13 +173,10 @@ class SimWorld:
         """The log an arm learns from: the shared pre-period history plus its own arm's data
         (or every arm's data with ``training: pooled``)."""
         key = None if self.cfg.training == "pooled" else arm
-        grown = self._training.get(key)
-        if grown is None:  # grown in place: a refit appends only the chunks recorded since the last
-            pre = self.cfg.pre_period
-            grown = self._training[key] = TrainingLog(
-                (lambda chunk: None) if key is None else (lambda chunk: (chunk.time < pre) | (chunk.arm == arm)))
-        # room for the horizon's rows at the rate so far, plus a quarter; a whole log frees the chunks (views)
-        log = grown.log(self._logs, min(4.0, max(2.0, 1.25 * self.cfg.horizon / max(self.now, 1e-9))), release=True)
+        pre = self.cfg.pre_period  # grown in place: a refit appends only the chunks recorded since the last
+        grown = arm_training_log(self._training, key, lambda chunk: (chunk.time < pre) | (chunk.arm == arm))
+        # room for the horizon's rows at the rate so far, plus a quarter (untouched capacity costs nothing)
+        log = grown.log(self._logs, min(4.0, max(2.0, 1.25 * self.cfg.horizon / max(self.now, 1e-9))))
         if key is None or not len(log):
             return log
         if self.cfg.training == "weighted":

@@ -96,7 +96,7 @@ def test_release_replaces_whole_kept_chunks_by_equal_views_of_the_current_buffer
     releases nothing."""
     rng = np.random.default_rng(8)
     chunks, copies = [], []
-    grown = TrainingLog(lambda c: None)
+    grown = TrainingLog(lambda c: None, release=True)
 
     def add(n, dwell=np.float32):
         chunks.append(_chunk(rng, n))
@@ -106,16 +106,53 @@ def test_release_replaces_whole_kept_chunks_by_equal_views_of_the_current_buffer
     for sizes in ([5, 0, 900], [3000], [20, 7]):  # 900 rows, then a growth, then none (headroom 1)
         for n in sizes:
             add(n)
-        _same(grown.log(chunks, headroom=1.0, release=True), Log.concat(copies))
+        _same(grown.log(chunks, headroom=1.0), Log.concat(copies))
         for c, want in zip(chunks, copies):
             _same(c, want)
             assert not len(c) or (np.shares_memory(c.user, grown.cols["user"]) and not c.user.flags.writeable)
     add(11, np.float64)  # the buffers' dwell becomes float64 (Log.concat's promotion)
-    _same(grown.log(chunks, headroom=1.0, release=True), Log.concat(copies))
+    _same(grown.log(chunks, headroom=1.0), Log.concat(copies))
     for c, want in zip(chunks, copies):
         _same(c, want)  # float32 chunks keep their own arrays; the float64 one is a view
     assert np.shares_memory(chunks[-1].user, grown.cols["user"])
     kept = [_chunk(rng, 50) for _ in range(3)]
     before = list(kept)
-    TrainingLog(lambda c: c.arm == 0).log(kept, release=True)
+    TrainingLog(lambda c: c.arm == 0, release=True).log(kept)
     assert all(a is b for a, b in zip(kept, before))
+
+
+def test_an_arm_log_shares_the_world_log_while_it_keeps_every_row_then_copies_its_own():
+    """arm_training_log: the world's log of every row (None) frees the chunks; an arm's log is that
+    log's rows (no copy) while every chunk is the pre-period's or the arm's, then its own selection;
+    after every refit each log equals concatenate-then-select, and the snapshot takes the world's."""
+    from counterfeed.core._training_log import arm_training_log, whole_log
+
+    rng = np.random.default_rng(9)
+    chunks, copies, logs = [], [], {}
+
+    def add(n, arm):
+        c = _chunk(rng, n)
+        c.time[:] = rng.uniform(0, 7, n) if arm is None else rng.uniform(7, 14, n)
+        c.arm[:] = 0 if arm is None else arm
+        c.item = c.item.astype(np.int32) if arm == 1 else c.item  # another recommender's dtype
+        chunks.append(c)
+        copies.append(Log(**{f.name: getattr(c, f.name).copy() for f in fields(Log)}))
+
+    def keep(a):
+        return lambda c: (c.time < 7.0) | (c.arm == a)
+
+    for batch in ([(400, None), (0, None), (300, None)], [(200, 0)], [(100, 0), (150, 1), (50, 0)], [(70, 1)]):
+        for n, arm in batch:
+            add(n, arm)
+        whole = Log.concat(copies)
+        for a in (0, 1):
+            got = arm_training_log(logs, a, keep(a)).log(chunks)
+            want = [c.select(keep(a)(c)) for c in copies]
+            _same(got, Log.concat(want))
+            shares = np.shares_memory(got.user, logs[None].cols["user"])
+            assert shares == (len(chunks) <= (4 if a == 0 else 3)), (a, len(chunks))  # until the other's rows
+        _same(logs[None].log(chunks), whole)
+        for c, want in zip(chunks, copies):
+            _same(c, want)
+    _same(whole_log(logs.values(), chunks), Log.concat(copies))
+    assert logs[0].base is None and logs[1].base is None and logs[0].cols["item"].dtype == np.int64
