@@ -90,10 +90,11 @@ class TrainingLog:
             else:
                 self.whole = False
                 parts.append(chunk.select(mask))
-        self.consumed = len(chunks)
+        self.consumed, rows = len(chunks), self.rows
         self._extend([p for p in parts if len(p)], headroom)
         if self.release and self.whole:  # after a growth, the views of earlier chunks move to the new buffers
-            self._release(chunks, 0 if self._capacity() != capacity else start)
+            moved = self._capacity() != capacity
+            self._release(chunks, 0 if moved else start, 0 if moved else rows)
         return Log.empty() if self.cols is None else self._view(0, self.rows)
 
     def _capacity(self) -> int:
@@ -110,14 +111,20 @@ class TrainingLog:
             out[name] = view
         return Log(**out)
 
-    def _release(self, chunks: list[Log], first: int) -> None:
-        """Replace ``chunks[first:]`` (all kept whole, in order) by views of their rows here."""
-        at = sum(len(c) for c in chunks[:first])
+    def _release(self, chunks: list[Log], first: int, at: int) -> None:
+        """Replace ``chunks[first:]`` (all kept whole, in order, from row ``at``) by views of their rows
+        here; a chunk whose columns are of other dtypes stays (its view would promote it)."""
+        names, cols = list(self.cols), list(self.cols.values())
+        dtypes = tuple(None if c is None else c.dtype for c in cols)
         for i in range(first, len(chunks)):
-            n = len(chunks[i])
-            if n and all((getattr(chunks[i], f) is None) == (c is None) and (c is None or getattr(chunks[i], f).dtype
-                                                                            == c.dtype) for f, c in self.cols.items()):
-                chunks[i] = self._view(at, at + n)  # (a chunk of another dtype stays: the view would promote it)
+            d = vars(chunks[i])
+            n = d["user"].shape[0]
+            if n and tuple(None if d[f] is None else d[f].dtype for f in names) == dtypes:
+                views = [None if c is None else c[at:at + n] for c in cols]
+                for v in views:
+                    if v is not None:
+                        v.flags.writeable = False
+                chunks[i] = Log(*views)
             at += n
 
     def whole_log(self, chunks: list[Log]) -> Log | None:
