@@ -62,8 +62,10 @@ class TrainingLog:
         self.rows = 0
         self.cols: dict[str, np.ndarray | None] | None = None
         self.whole = True  # every chunk appended so far was kept whole
-        #: a log of every row of the same chunks: while this one keeps every row, its rows are the base's
+        #: a log of every row of the same chunks: while this one keeps every row, or keeps every row up
+        #: to ``prefix`` rows and none after, its rows are the base's (a one-arm world, the pre-period)
         self.base = base
+        self.prefix: int | None = None
         #: while every row was kept, replace the items of the chunk list by read-only views of the same
         #: rows here (equal arrays), so the chunks' own memory is freed and reused
         self.release = release
@@ -77,11 +79,18 @@ class TrainingLog:
         start, capacity = self.consumed, self._capacity()
         masks = [self.keep(chunk) for chunk in chunks[start:]]
         if self.base is not None:
-            if all(m is None or m.all() for m in masks):  # still every row: the base's
+            base = self.base.log(chunks, headroom)  # the base keeps up (and may free the chunks, as equal views)
+            whole = [m is None or m.all() for m in masks]
+            if self.prefix is None and all(whole):  # still every row: the base's
                 self.consumed = len(chunks)
-                return self.base.log(chunks, headroom)
-            self.base.log(chunks, headroom)  # the base keeps up (and may free the chunks, as equal views)
-            masks = [None] * start + masks  # every row of the chunks so far: copied from here on
+                return base
+            first = whole.index(False) if self.prefix is None else 0
+            if all(m is not None and not m.any() for m in masks[first:]):  # a prefix of the base's rows
+                if self.prefix is None:
+                    self.prefix, self.whole = sum(len(c) for c in chunks[:start + first]), False
+                self.consumed = len(chunks)
+                return self.base._view(0, self.prefix)
+            masks = [self.keep(chunk) for chunk in chunks[:start]] + masks  # copied from here on
             start, self.base = 0, None
         parts = []
         for chunk, mask in zip(chunks[start:], masks):

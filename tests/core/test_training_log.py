@@ -123,7 +123,8 @@ def test_release_replaces_whole_kept_chunks_by_equal_views_of_the_current_buffer
 
 def test_an_arm_log_shares_the_world_log_while_it_keeps_every_row_then_copies_its_own():
     """arm_training_log: the world's log of every row (None) frees the chunks; an arm's log is that
-    log's rows (no copy) while every chunk is the pre-period's or the arm's, then its own selection;
+    log's rows (no copy) while it keeps every row, or a prefix of them and nothing after (an arm
+    that serves nobody after the pre-period), then its own selection;
     after every refit each log equals concatenate-then-select, and the snapshot takes the world's."""
     from counterfeed.core._training_log import arm_training_log, whole_log
 
@@ -145,14 +146,16 @@ def test_an_arm_log_shares_the_world_log_while_it_keeps_every_row_then_copies_it
         for n, arm in batch:
             add(n, arm)
         whole = Log.concat(copies)
-        for a in (0, 1):
+        for a in (0, 1, 2):  # arm 2 (the pre-period's policy in another arm's world) never gets a row
             got = arm_training_log(logs, a, keep(a)).log(chunks)
             want = [c.select(keep(a)(c)) for c in copies]
             _same(got, Log.concat(want))
             shares = np.shares_memory(got.user, logs[None].cols["user"])
-            assert shares == (len(chunks) <= (4 if a == 0 else 3)), (a, len(chunks))  # until the other's rows
+            # shared while every row, or every row up to some and none after, is kept (arm 1 at 4 chunks)
+            assert shares == (len(chunks) <= 4 or a == 2), (a, len(chunks))
         _same(logs[None].log(chunks), whole)
         for c, want in zip(chunks, copies):
             _same(c, want)
     _same(whole_log(logs.values(), chunks), Log.concat(copies))
     assert logs[0].base is None and logs[1].base is None and logs[0].cols["item"].dtype == np.int64
+    assert logs[2].base is logs[None] and logs[2].prefix == 700 and not logs[2].whole
