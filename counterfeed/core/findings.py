@@ -99,14 +99,17 @@ def _interference(result: RunResult) -> dict[tuple, float]:
     worlds = {str(w): f.set_index("user") for w, f in o.groupby("world", sort=False)}
     ab = worlds.get(AB_WORLD)
     out: dict[tuple, float] = {}
+    groups: dict[tuple, tuple] = {}  # (arm, control, segment) -> the four groups, shared by the metrics
     for key in wanted:
         metric, arm, control, estimand, segment = key
         cf_t, cf_c = worlds.get(counterfactual_world(arm)), worlds.get(counterfactual_world(control))
         if ab is None or cf_t is None or cf_c is None or metric not in infos:
             continue
-        sel = ab if segment is None else ab[ab["segment"].astype(str) == segment]
-        t_ab, c_ab = sel[sel["arm"] == arm], sel[sel["arm"] == control]
-        t_cf, c_cf = cf_t.reindex(t_ab.index), cf_c.reindex(c_ab.index)
+        if (arm, control, segment) not in groups:
+            sel = ab if segment is None else ab[ab["segment"].astype(str) == segment]
+            t_ab, c_ab = sel[sel["arm"] == arm], sel[sel["arm"] == control]
+            groups[arm, control, segment] = (t_ab, c_ab, cf_t.reindex(t_ab.index), cf_c.reindex(c_ab.index))
+        t_ab, c_ab, t_cf, c_cf = groups[arm, control, segment]
         info, f = infos[metric], _CONTRASTS[estimand]
         try:
             value = (f(group_value(t_ab, info), group_value(c_ab, info))
