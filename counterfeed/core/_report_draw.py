@@ -97,16 +97,25 @@ class FigureJobs:
         if self._froze:
             gc.freeze()  # matplotlib's objects too
         ctx = multiprocessing.get_context("fork")
-        self._counter = ctx.Value("i", 0)
-        for _ in range(n):
-            recv, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=self._helper, args=(send,), daemon=True, name="counterfeed-figures")
-            proc.start()
-            send.close()
-            self._helpers.append((proc, recv))
+        try:
+            self._counter = ctx.Value("i", 0)
+            for _ in range(n):
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=self._helper, args=(send,), daemon=True, name="counterfeed-figures")
+                self._helpers.append((proc, recv))
+                try:
+                    proc.start()
+                finally:
+                    send.close()  # the helper's end, in the helper only
+        except OSError:  # no semaphore, pipe or fork to be had (memory, limits): this process draws all
+            self.close()
+            self._counter = None
 
     def _spare_cores(self) -> int:
-        if not sys.platform.startswith("linux") or len(self._jobs) < 2:
+        import multiprocessing
+
+        if (not sys.platform.startswith("linux") or len(self._jobs) < 2
+                or multiprocessing.current_process().daemon):  # a daemonic process may not fork helpers
             return 0
         from counterfeed.core.executors import available_cores
 
@@ -174,8 +183,9 @@ class FigureJobs:
     def close(self) -> None:
         """Stop and reap the helpers (after an error or an interrupt here; a no-op once finished)."""
         for proc, recv in self._helpers:
-            proc.terminate()
-            proc.join()
+            if proc.pid is not None:  # started
+                proc.terminate()
+                proc.join()
             recv.close()
         self._helpers.clear()
 

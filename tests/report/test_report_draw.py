@@ -118,6 +118,52 @@ def test_a_helper_that_dies_is_made_up_for(tmp_path, plain_run, cores, monkeypat
     assert out["html"].read_text(encoding="utf-8").count("data:image/png;base64,") == len(pngs)
 
 
+@pytest.mark.parametrize("fails_after", [0, 1])
+def test_no_fork_to_be_had_draws_everything_here(tmp_path, plain_run, cores, monkeypatch, fails_after):
+    """Forking fails (memory, process limits) for the first or the second helper: no error, every
+    figure drawn here (a helper already started is stopped)."""
+    import multiprocessing
+
+    attempts = tmp_path / "attempts"
+    _failing(monkeypatch, attempts, {})
+    process = type(multiprocessing.get_context("fork").Process())
+    real_start, started = process.start, []
+
+    def start(self):
+        if len(started) >= fails_after:
+            raise OSError(12, "Cannot allocate memory")
+        started.append(self)
+        real_start(self)
+
+    monkeypatch.setattr(process, "start", start)
+    cores(3)
+    out = write_report(_copy(plain_run, tmp_path))
+    assert len(started) == fails_after and not any(p.is_alive() for p in started)
+    stems = [stem for pid, stem in _attempts(attempts) if pid == os.getpid()]
+    assert sorted(stems) == sorted(k[7:] for k in out if k.startswith("figure:"))
+    assert all(out[k].read_bytes().startswith(PNG_MAGIC) for k in out if k.startswith("figure:"))
+
+
+def _report_then_exit(run: Path) -> None:
+    try:
+        write_report(run)
+    except BaseException:  # noqa: BLE001 - the exit code says it
+        os._exit(1)
+    os._exit(0)
+
+
+def test_a_daemonic_process_draws_without_helpers(tmp_path, plain_run, cores):
+    """A daemonic process (a worker of multiprocessing.Pool, say) may not start children."""
+    import multiprocessing
+
+    cores(3)
+    run = _copy(plain_run, tmp_path)
+    proc = multiprocessing.get_context("fork").Process(target=_report_then_exit, args=(run,), daemon=True)
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 0 and (run / "report.html").is_file()
+
+
 class SameStemPlugin:
     """A plugin whose figure has the stem of a core figure queued (not yet drawn) before it."""
 
