@@ -394,13 +394,17 @@ def pin_blas_threads() -> None:
 
 
 def _exit_interrupted(message: str) -> NoReturn:
-    """Say ``message`` on stderr and exit 130, with SIGINT ignored from here on, so that a SIGINT
-    arriving during the shutdown cannot turn exit 130 into death by signal (core/interrupts.py)."""
+    """Say ``message`` on stderr and exit 130 (143 after a SIGTERM: "Terminated" instead of
+    "Interrupted"), with SIGINT and SIGTERM ignored from here on, so that a signal arriving during
+    the shutdown cannot turn that exit code into death by signal (core/interrupts.py)."""
     from counterfeed.core import interrupts
 
     interrupts.ignore_further()
+    code = interrupts.exit_code() if interrupts.received() else 130
+    if code == 143 and message.startswith("Interrupted"):
+        message = "Terminated" + message[len("Interrupted"):]
     click.echo(message, err=True)
-    sys.exit(130)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:

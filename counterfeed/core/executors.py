@@ -22,11 +22,13 @@ Kinds
 ``local``
     A :class:`concurrent.futures.ProcessPoolExecutor` (``fork`` start method on Linux, so workers
     start fast and inherit imported modules). Default workers: the cores this process may use
-    (``os.sched_getaffinity``). Results come back as a pickle (protocol 5) whose arrays travel
-    out of band, through a file in shared memory that this process maps instead of reading them
-    through the pool's pipe (:func:`_hand_back`). Tasks given to the constructor as ``inherit``
-    are not pickled at all: the workers fork with them, and ``submit_all(fn, inherit)`` sends
-    only their indices (the worlds of a run: its items, population and pre-period state).
+    (``os.sched_getaffinity``). Results come back as a pickle (protocol 5) whose large arrays
+    travel out of band, through files in shared memory that this process maps instead of reading
+    them through the pool's pipe; workers die with this process and leave Ctrl-C to it, and an
+    error or interrupt stops them at once (:mod:`counterfeed.core.pool_transport`). Tasks given to
+    the constructor as ``inherit`` are not pickled at all: the workers fork with them, and
+    ``submit_all(fn, inherit)`` sends only their indices (the worlds of a run: its items,
+    population and pre-period state).
 ``dask``
     A ``distributed.LocalCluster`` (processes, one thread per worker) started and closed by the
     executor, or, with ``scheduler="tcp://host:port"``, an existing cluster reached through
@@ -37,20 +39,19 @@ Kinds
 from __future__ import annotations
 
 import logging
-import mmap
+import multiprocessing
 import os
-import pickle
-import shutil
 import sys
-import tempfile
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from counterfeed.core.pool_transport import hand_back, remove_dirs, result_dirs, take_back, worker_start
 from counterfeed.errors import CounterfeedError
 
 __all__ = ["Executor", "SerialExecutor", "LocalExecutor", "DaskExecutor", "get_executor",
-           "available_cores", "EXECUTOR_KINDS"]
+           "available_cores", "EXECUTOR_KINDS", "WorkerLost"]
 
 EXECUTOR_KINDS = ("serial", "local", "dask")
 
@@ -115,103 +116,27 @@ class SerialExecutor(Executor):
             yield i, result
 
 
+class WorkerLost(CounterfeedError):
+    """A worker process of the local pool died while it ran a task (killed, or out of memory)."""
+
+    exit_code = 1  # not the user's input
+
+
 def _noop() -> int:
     return os.getpid()
 
 
-# -- results through shared memory, tasks through fork --------------------------------------------
+# -- tasks through fork ---------------------------------------------------------------------------
 _INHERITED: Sequence[Any] = ()  # the parent's ``inherit`` tasks, as its workers forked with them
-_ALIGN = 64  # each out-of-band buffer starts at a multiple of this in the file (aligned arrays)
-
-
-class _MappedResult:
-    """A result as :func:`_hand_back` returns it: the protocol-5 pickle stream (small) and the file
-    holding its out-of-band buffers, ``spans`` ``(offset, bytes)`` each."""
-
-    __slots__ = ("data", "path", "spans")
-
-    def __init__(self, data: bytes, path: str, spans: list[tuple[int, int]]):
-        self.data, self.path, self.spans = data, path, spans
-
-
-def _hand_back(result: Any, directories: tuple[str, ...]) -> Any:
-    """In a worker: ``result`` pickled with protocol 5, its out-of-band buffers (contiguous NumPy
-    and Arrow buffers: event logs, outcome columns) written once into a new file in the first of
-    ``directories`` with room for it (twice their size: shared memory where the OS has it, else the
-    temp dir; with room in none, through the pipe). A result without such buffers comes back as it is.
-    Pickling the arrays into the pool's pipe instead copied them three times and cost the parent
-    about 0.7 CPU s per quickstart run (PEP 574 describes the out-of-band protocol)."""
-    buffers: list[pickle.PickleBuffer] = []
-    data = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
-    if not buffers:
-        return result
-    raws = [buf.raw() for buf in buffers]
-    need = sum(r.nbytes + _ALIGN for r in raws)
-    for where in directories:
-        try:
-            st = os.statvfs(where)
-            if st.f_bavail * st.f_frsize < 2 * need:
-                continue
-            return _MappedResult(data, _write_buffers(raws, where), _spans(raws))
-        except OSError:
-            continue
-    return result  # no room anywhere: through the pipe, as pickle does by default
-
-
-def _spans(raws: list[memoryview]) -> list[tuple[int, int]]:
-    spans, offset = [], 0
-    for raw in raws:
-        offset += -offset % _ALIGN
-        spans.append((offset, raw.nbytes))
-        offset += raw.nbytes
-    return spans
-
-
-def _write_buffers(raws: list[memoryview], directory: str) -> str:
-    """The buffers in one new file in ``directory``, at the offsets of :func:`_spans`; its path.
-    A failed write leaves no file."""
-    fd, path = tempfile.mkstemp(dir=directory, suffix=".buffers")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            offset = 0
-            for raw in raws:
-                pad = -offset % _ALIGN
-                f.write(b"\0" * pad)
-                f.write(raw)
-                offset += pad + raw.nbytes
-    except BaseException:
-        os.unlink(path)
-        raise
-    return path
-
-
-def _take_back(result: Any) -> Any:
-    """In the parent: the object :func:`_hand_back` sent. Its arrays are private copy-on-write
-    views of the mapped file (writable; the file is unlinked at once and its memory freed with
-    the last array)."""
-    if not isinstance(result, _MappedResult):
-        return result
-    with open(result.path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        memory = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) if size else bytearray()
-    os.unlink(result.path)
-    view = memoryview(memory)
-    return pickle.loads(result.data, buffers=[view[o:o + n] for o, n in result.spans])
+_FORK_LOCK = threading.Lock()  # one pool at a time sets _INHERITED and forks (run() in threads)
 
 
 def _call(fn: Callable[[Any], Any], task: Any, directories: tuple[str, ...]) -> Any:
-    return _hand_back(fn(task), directories)
+    return hand_back(fn(task), directories)
 
 
 def _call_inherited(fn: Callable[[Any], Any], index: int, directories: tuple[str, ...]) -> Any:
-    return _hand_back(fn(_INHERITED[index]), directories)
-
-
-def _result_dirs() -> tuple[str, ...]:
-    """New private directories for results: in ``/dev/shm`` (Linux shared memory; it may be small,
-    e.g. 64 MB in a container) and in the temp dir."""
-    roots = [d for d in ("/dev/shm",) if os.path.isdir(d) and os.access(d, os.W_OK)] + [tempfile.gettempdir()]
-    return tuple(tempfile.mkdtemp(prefix="counterfeed-results-", dir=d) for d in dict.fromkeys(roots))
+    return hand_back(fn(_INHERITED[index]), directories)
 
 
 class LocalExecutor(Executor):
@@ -225,7 +150,6 @@ class LocalExecutor(Executor):
 
     def __init__(self, workers: int | None = None, inherit: Sequence[Any] | None = None):
         super().__init__(workers)
-        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         global _INHERITED
@@ -233,21 +157,26 @@ class LocalExecutor(Executor):
         fork = sys.platform.startswith("linux")
         ctx = multiprocessing.get_context("fork") if fork else None
         self._inherit = inherit if fork else None
-        self._results = _result_dirs()
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
-        if self._inherit is not None:
-            _INHERITED = self._inherit
+        self._results = result_dirs()
         # With fork every worker starts at the first submit: do it now, before the caller starts
         # threads of its own (progress bars), so no child inherits a lock held by another thread;
         # and so that the workers fork with the inherited tasks.
-        try:
-            self._pool.submit(_noop).result()
-        finally:
-            _INHERITED = ()
+        with _FORK_LOCK:
+            before = set(multiprocessing.active_children())
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
+                                             initializer=worker_start, initargs=(os.getpid(),))
+            if self._inherit is not None:
+                _INHERITED = self._inherit
+            try:
+                self._pool.submit(_noop).result()
+            finally:
+                _INHERITED = ()
+            self._workers = [p for p in multiprocessing.active_children() if p not in before]
 
     def submit_all(self, fn, tasks):
         self._check_open()
         from concurrent.futures import as_completed
+        from concurrent.futures.process import BrokenProcessPool
 
         if tasks is self._inherit:
             futures = {self._pool.submit(_call_inherited, fn, i, self._results): i for i in range(len(tasks))}
@@ -256,18 +185,27 @@ class LocalExecutor(Executor):
         try:
             for fut in as_completed(futures):
                 exc = fut.exception()
-                yield futures[fut], (exc if exc is not None else _take_back(fut.result()))
+                if isinstance(exc, BrokenProcessPool):
+                    exc = WorkerLost(f"a worker process died while it ran task {futures[fut]} (killed, or out of "
+                                     f"memory?): {exc}")
+                yield futures[fut], (exc if exc is not None else take_back(fut.result()))
         finally:
             for fut in futures:
                 fut.cancel()
+
+    def __exit__(self, exc_type, *exc: object) -> None:
+        if exc_type is not None and not self._closed:  # an error or an interrupt: stop the workers now
+            for proc in self._workers:
+                if proc.is_alive():
+                    proc.terminate()
+        self.close()
 
     def close(self) -> None:
         if not self._closed:
             try:
                 self._pool.shutdown(wait=True, cancel_futures=True)
             finally:
-                for d in self._results:  # results never taken back
-                    shutil.rmtree(d, ignore_errors=True)
+                remove_dirs(self._results)
         super().close()
 
 

@@ -15,14 +15,15 @@ import signal
 import sys
 import threading
 
-__all__ = ["install", "check", "received", "reset", "ignore_further"]
+__all__ = ["install", "check", "received", "reset", "ignore_further", "exit_code"]
 
 _received = False
+_signal = signal.SIGINT  # the last signal received (SIGTERM is handled as SIGINT is)
 
 
 def _handler(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
-    global _received
-    _received = True
+    global _received, _signal
+    _received, _signal = True, signum
     raise KeyboardInterrupt
 
 
@@ -39,10 +40,13 @@ def _unraisable(hook):
 
 
 def install() -> None:
-    """Install the recording SIGINT handler (main thread only; a no-op elsewhere), and keep Python
-    from printing an "Exception ignored" traceback for an interrupt that a C callback dropped."""
+    """Install the recording handler for SIGINT and SIGTERM (main thread only; a no-op elsewhere):
+    a SIGTERM (``kill``, ``timeout``, a supervisor) unwinds the run as Ctrl-C does, so its worker
+    processes stop and nothing is left behind. Keep Python from printing an "Exception ignored"
+    traceback for an interrupt that a C callback dropped."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _handler)
+        signal.signal(signal.SIGTERM, _handler)
     if not getattr(sys.unraisablehook, "counterfeed", False):
         sys.unraisablehook = _unraisable(sys.unraisablehook)
 
@@ -50,6 +54,12 @@ def install() -> None:
 def received() -> bool:
     """Whether a SIGINT arrived since :func:`install` (or the last :func:`reset`)."""
     return _received
+
+
+def exit_code() -> int:
+    """The exit code for the interrupt received: 128 plus the signal's number (130 for SIGINT, 143
+    for SIGTERM), as a shell reports death by that signal."""
+    return 128 + int(_signal)
 
 
 def check() -> None:
@@ -65,7 +75,7 @@ def reset() -> None:
 
 
 def ignore_further() -> None:
-    """Ignore SIGINT from now on: the process has handled an interrupt and is exiting (exit 130).
+    """Ignore SIGINT and SIGTERM from now on: the process has handled an interrupt and is exiting.
 
     A SIGINT that arrives during the shutdown (a second Ctrl-C, or one re-emitted by a library after
     it cancelled its own work) would otherwise kill the process once Python's finalization has
@@ -79,6 +89,7 @@ def ignore_further() -> None:
     for _ in range(100):
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             return
         except KeyboardInterrupt:
             continue

@@ -21,6 +21,7 @@ import inspect
 import importlib.metadata as md
 import os
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
@@ -130,6 +131,7 @@ class Registry:
             self._trace()
         self._loaded = False
         self._collected = False
+        self._lock = threading.RLock()  # loading and collecting from several threads (run() in threads)
 
     # -- loading -----------------------------------------------------------------------------
     def _allows(self, *names: str) -> bool:
@@ -151,14 +153,15 @@ class Registry:
 
     def load(self) -> None:
         """Import and register every allowed plugin (built-ins first, then entry points)."""
-        if self._loaded:
-            return
-        self._loaded = True
-        for modname in self._builtins:
-            if not self.pm.has_plugin(modname):
-                self.pm.register(importlib.import_module(modname), name=modname)
-                self._sources[modname] = ("builtin", __version__)
-        self._load_entry_points()
+        with self._lock:  # another thread waits until loading is done, not only begun
+            if self._loaded:
+                return
+            self._loaded = True
+            for modname in self._builtins:
+                if not self.pm.has_plugin(modname):
+                    self.pm.register(importlib.import_module(modname), name=modname)
+                    self._sources[modname] = ("builtin", __version__)
+            self._load_entry_points()
 
     def load_commands(self, cli: Any) -> None:
         """Call ``register_commands`` on the plugins that add commands: counterfeed's commands module
@@ -216,6 +219,11 @@ class Registry:
     def _collect(self) -> None:
         if self._collected:
             return
+        with self._lock:
+            if not self._collected:
+                self._collect_now()
+
+    def _collect_now(self) -> None:
         self.load()
         from counterfeed.core import contracts  # numpy: imported with the plugins, not with --help
 

@@ -11,6 +11,7 @@ clean; ``--quiet`` turns it off.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue as _queue
 import sys
 import threading
@@ -57,8 +58,13 @@ class WorldProgress:
         self._stop = threading.Event()
         self._tasks: dict[str, Any] = {}
         if enabled and workers:
-            self._manager = multiprocessing.get_context(
-                "fork" if sys.platform.startswith("linux") else None).Manager()
+            from multiprocessing.managers import SyncManager
+
+            from counterfeed.core.pool_transport import worker_start
+
+            ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+            self._manager = SyncManager(ctx=ctx)  # dies with this process, leaves Ctrl-C to it
+            self._manager.start(initializer=worker_start, initargs=(os.getpid(),))
             self._queue = self._manager.Queue()
 
     def reporter(self, world: str) -> DayReporter | None:

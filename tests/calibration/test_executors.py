@@ -81,11 +81,9 @@ def _frame_of(n: int):
             "frame": pd.DataFrame({"a": x, "b": np.arange(n), "s": [f"u{i}" for i in range(n)]})}
 
 
-def test_local_results_with_arrays_come_back_equal_writable_and_leave_no_file(monkeypatch):
+def test_local_results_with_arrays_come_back_equal_writable_and_leave_no_file():
     import numpy as np
     import pandas as pd
-
-    import counterfeed.core.executors as executors
 
     with get_executor("local", workers=2) as ex:
         dirs = ex._results
@@ -106,16 +104,16 @@ def test_local_results_with_arrays_come_back_equal_writable_and_leave_no_file(mo
 def test_a_result_without_room_anywhere_comes_back_through_the_pipe(monkeypatch):
     import numpy as np
 
-    import counterfeed.core.executors as executors
+    from counterfeed.core import pool_transport
 
     class Full:
         f_bavail, f_frsize = 0, 4096
 
-    monkeypatch.setattr(executors.os, "statvfs", lambda path: Full())
-    back = executors._hand_back(_frame_of(1000), ("/nonexistent",))
-    assert not isinstance(back, executors._MappedResult)  # the object itself, for the pipe
-    sent = executors._hand_back(_frame_of(1000), ())
-    np.testing.assert_array_equal(sent["x"], _frame_of(1000)["x"])
+    monkeypatch.setattr(pool_transport.os, "statvfs", lambda path: Full())
+    back = pool_transport.hand_back(_frame_of(300_000), ("/nonexistent",))
+    assert not isinstance(back, pool_transport.MappedResult)  # the object itself, for the pipe
+    sent = pool_transport.hand_back(_frame_of(300_000), ())
+    np.testing.assert_array_equal(sent["x"], _frame_of(300_000)["x"])
 
 
 def _nth_square(task):
@@ -151,3 +149,98 @@ def test_inherited_tasks_reach_the_workers_by_fork_without_pickling():
     with LocalExecutor(workers=2, inherit=tasks) as ex:
         out = dict(ex.submit_all(_nth_square, tasks))
         assert isinstance(out[1], IndexError) and out[0] == {"i": 0, "big": 0.0}
+
+
+def _sleep_or_square(x: int) -> int:
+    import time
+
+    if x < 0:
+        time.sleep(-x)
+    return x * x
+
+
+def test_two_pools_forked_from_two_threads_each_run_their_own_tasks():
+    """Tester s10 #1: run() in threads raced on the inherited tasks of their pools."""
+    import threading
+
+    out: dict[int, dict] = {}
+
+    def one(k: int) -> None:
+        tasks = [{"i": i, "big": [float(k * 100 + j) for j in range(10)]} for i in range(4)]
+        for _ in range(3):
+            with LocalExecutor(workers=2, inherit=tasks) as ex:
+                got = dict(ex.submit_all(_nth_square, tasks))
+            assert {i: r["big"] for i, r in got.items()} == {i: float(k * 100 + i) ** 2 for i in range(4)}
+        out[k] = got
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(out) == [0, 1, 2]
+
+
+def test_an_interrupt_stops_the_workers_at_once():
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with LocalExecutor(workers=2) as ex:
+            workers = list(ex._workers)
+            for _ in ex.submit_all(_sleep_or_square, [3, -60]):
+                raise KeyboardInterrupt  # the consumer is interrupted while a task runs for a minute
+    assert time.monotonic() - start < 30
+    assert workers and not any(p.is_alive() for p in workers)
+
+
+def test_a_killed_worker_is_one_clear_error():
+    import os
+    import signal
+
+    with LocalExecutor(workers=1) as ex:
+        (pid,) = [p.pid for p in ex._workers]
+        results = ex.submit_all(_sleep_or_square, [-60])
+        import threading
+
+        threading.Timer(1.0, os.kill, (pid, signal.SIGKILL)).start()
+        ((i, res),) = list(results)
+    from counterfeed.core.executors import WorkerLost
+
+    assert isinstance(res, WorkerLost) and res.exit_code == 1
+    assert "a worker process died while it ran task 0 (killed, or out of memory?)" in str(res)
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_die_with_their_parent_and_its_result_directories_are_cleaned_up_later():
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    code = ("import os, signal, sys\n"
+            "from counterfeed.core.executors import LocalExecutor\n"
+            "ex = LocalExecutor(workers=2)\n"
+            "print(' '.join(str(p.pid) for p in ex._workers), *ex._results, flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    words = proc.stdout.split()
+    pids, dirs = [int(w) for w in words if w.isdigit()], [w for w in words if not w.isdigit()]
+    assert len(pids) == 2 and dirs and all(Path(d).is_dir() for d in dirs)
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+    deadline = time.monotonic() + 20
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(p) for p in pids)  # killed with their parent (PR_SET_PDEATHSIG)
+    with LocalExecutor(workers=1):  # the next pool removes the dead run's result directories
+        pass
+    assert not any(Path(d).exists() for d in dirs)

@@ -79,6 +79,27 @@ def test_ctrl_c_midway_removes_the_temporary_directory(tmp_path):
     assert list(out.iterdir()) == []
 
 
+def _ours(root: str) -> set[str]:
+    return {p.name for p in Path(root).glob("counterfeed-results-*")} if Path(root).is_dir() else set()
+
+
+def test_sigterm_midway_with_worker_processes_stops_them_and_leaves_nothing(tmp_path):
+    """``kill``/``timeout`` send SIGTERM: handled as Ctrl-C (exit 143), the worker processes stop at
+    once, nothing is published and no shared-memory result directory is left (tester s10 #2, #6)."""
+    import tempfile
+
+    out = tmp_path / "out"
+    roots = ["/dev/shm", tempfile.gettempdir()]
+    before = {r: _ours(r) for r in roots}
+    start = time.monotonic()
+    code, err = _start_and_interrupt(tmp_path, out, signal.SIGTERM, workers=2)
+    assert code == 143, err
+    assert err.strip().splitlines() == ["Terminated; nothing was published."], err
+    assert time.monotonic() - start < 60  # not after the 40,000-user worlds ran to their end
+    assert list(out.iterdir()) == []
+    assert all(_ours(r) <= before[r] for r in roots)
+
+
 def test_sigkill_midway_leaves_no_finished_looking_directory(tmp_path):
     out = tmp_path / "out"
     code, _ = _start_and_interrupt(tmp_path, out, signal.SIGKILL)

@@ -31,7 +31,7 @@ ALLOWLIST: dict[tuple[str, str], str] = {
     ("counterfeed/sem/priors.py", "call __import__"):
         "__import__('pytensor.tensor') with a constant name: a lazy import of a heavy dependency, no "
         "input reaches it (proposed in the report: replace with a local `import pytensor.tensor as pt`)",
-    ("counterfeed/core/executors.py", "import pickle"):
+    ("counterfeed/core/pool_transport.py", "import pickle"):
         "the local pool's results, pickled by this process's own forked workers into a private "
         "directory it created (mkdtemp, mode 0700) and read back once: the bytes the pool's pipe "
         "carried by pickle before, with the arrays out of band (PEP 574)",
