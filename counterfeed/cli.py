@@ -393,6 +393,9 @@ def pin_blas_threads() -> None:
         os.environ.setdefault(var, "1")
 
 
+_NOTHING = "Interrupted; nothing was published."
+
+
 def _exit_interrupted(message: str) -> NoReturn:
     """Say ``message`` on stderr and exit 130 (143 after a SIGTERM: "Terminated" instead of
     "Interrupted"), with SIGINT and SIGTERM ignored from here on, so that a signal arriving during
@@ -420,8 +423,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort as exc:
         # click turns Ctrl-C inside a command into Abort; say what happened to the run.
-        interrupted = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
-        _exit_interrupted("Interrupted; nothing was published." if interrupted else "Aborted.")
+        cause = exc.__cause__ or exc.__context__
+        interrupted = isinstance(cause, KeyboardInterrupt)
+        _exit_interrupted(getattr(cause, "message", _NOTHING) if interrupted else "Aborted.")
     except click.UsageError as exc:  # one line: the problem and where to look, no usage block
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         click.echo(f"Error: {exc.format_message()}{hint}", err=True)
@@ -432,5 +436,5 @@ def main(argv: list[str] | None = None) -> None:
     except CounterfeedError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        _exit_interrupted("Interrupted; nothing was published.")
+    except KeyboardInterrupt as exc:
+        _exit_interrupted(getattr(exc, "message", _NOTHING))

@@ -5,6 +5,7 @@ Only click is imported at module level, so mounting these commands keeps ``count
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -129,6 +130,18 @@ def _guard(fn, *args, **kwargs):
         raise UserError(str(exc)) from None
 
 
+@contextlib.contextmanager
+def _resumable():
+    """An interrupt says that the finished replications are kept (each is saved as it finishes)."""
+    from counterfeed.core.interrupts import Interrupted
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted("Interrupted; the replications that finished are kept: rerun the same "
+                          "command to resume (--fresh starts over).") from None
+
+
 @click.command("calibrate", epilog="""\b
 Examples:
   counterfeed calibrate scenarios/quickstart.yaml -n 200
@@ -152,7 +165,7 @@ def calibrate_command(scenario: str, replications: int, workers: int | None, exe
 
     sc = _load(scenario, sets)
     ex = _guard(_executor, executor, workers, scheduler)
-    with ex:
+    with _resumable(), ex:
         result = _guard(calibrate, sc, replications, executor=ex, out_dir=out_dir, fresh=fresh,
                         quiet=quiet or as_json)
     _finish(result, title=f"Calibration of {sc.name} ({result.completed} replications)", extra=[],
@@ -184,7 +197,7 @@ def sweep_command(scenario: str, vary: tuple[str, ...], replications: int, worke
     grid = _guard(lambda: [parse_vary(v) for v in vary])
     _guard(_resolve_points, sc, grid)  # validate every point (as `validate` would) before starting workers
     ex = _guard(_executor, executor, workers, scheduler)
-    with ex:
+    with _resumable(), ex:
         result = _guard(sweep, sc, grid, replications, executor=ex, out_dir=out_dir, fresh=fresh,
                         quiet=quiet or as_json)
     _finish(result, title=f"Sweep of {sc.name}", extra=[f for f, _ in grid], as_json=as_json,

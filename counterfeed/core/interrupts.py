@@ -15,10 +15,19 @@ import signal
 import sys
 import threading
 
-__all__ = ["install", "check", "received", "reset", "ignore_further", "exit_code"]
+__all__ = ["install", "check", "received", "reset", "ignore_further", "exit_code", "Interrupted"]
 
 _received = False
 _signal = signal.SIGINT  # the last signal received (SIGTERM is handled as SIGINT is)
+
+
+class Interrupted(KeyboardInterrupt):
+    """An interrupt with the sentence the CLI says for it (e.g. that finished replications are kept
+    and a rerun resumes), instead of "Interrupted; nothing was published."."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
 def _handler(signum, frame) -> None:  # noqa: ARG001 - signal handler signature

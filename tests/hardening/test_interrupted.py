@@ -226,3 +226,27 @@ def test_a_sigint_during_the_shutdown_cannot_turn_exit_130_into_death_by_signal(
     assert r.stdout.strip() == "ignored True", r.stdout + r.stderr
     assert r.returncode == 130, r.stderr
     assert r.stderr.strip().splitlines() == ["Interrupted; nothing was published."], r.stderr
+
+
+def test_ctrl_c_during_calibrate_says_the_finished_replications_are_kept(tmp_path):
+    """Tester s10 #12: calibrate keeps every finished replication; its interrupt says so."""
+    out = tmp_path / "cal"
+    proc = subprocess.Popen([sys.executable, "-m", "counterfeed", "calibrate", str(ROOT / "scenarios" / "aa_test.yaml"),
+                             "-n", "400", "--set", "population.users=300", "--workers", "2", "--out", str(out),
+                             "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not list(out.glob("replications/rep-*.json")):
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.decode().strip().splitlines()[-1] == (
+        "Interrupted; the replications that finished are kept: rerun the same command to resume "
+        "(--fresh starts over).")
+    assert list((out / "replications").glob("rep-*.json"))
