@@ -366,7 +366,12 @@ def report_command(run_dir: str) -> None:
 
     if not (Path(run_dir) / "manifest.json").is_file():
         raise DataError(f"{run_dir}: not a finished counterfeed run directory (no manifest.json)")
-    paths = write_report(run_dir)
+    try:
+        paths = write_report(run_dir)
+    except OSError as exc:  # a read-only or full run directory: the old report is left as it was
+        from counterfeed.errors import OutputError
+
+        raise OutputError(f"cannot write the report into '{run_dir}': {exc.strerror or exc}") from None
     for name, p in paths.items():
         click.echo(f"{name}: {p}")
 

@@ -358,7 +358,8 @@ def _files(doc: _Doc, run: RunView) -> None:
     items: list[tuple[str, str]] = []
     for p in sorted(run.dir.rglob("*")):
         rel = p.relative_to(run.dir)
-        if p.is_dir() or any(part.startswith(".") for part in rel.parts) or rel.parts[0] == "figures":
+        if p.is_dir() or any(part.startswith(".") for part in rel.parts) or rel.parts[0] == "figures" \
+                or rel.as_posix() in ("report.md", "report.html"):  # listed below, as a rebuild finds them
             continue
         note = _FILE_NOTES.get(p.name, "posterior draws (ArviZ NetCDF)" if p.suffix == ".nc" else "")
         size = p.stat().st_size

@@ -46,23 +46,43 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
 
 
 def render_report(result: RunResult, directory: Path) -> dict[str, Path]:
-    """Render the report of ``result`` into ``directory`` (old figures there are replaced)."""
+    """Render the report of ``result`` into ``directory``. The figures are drawn into a hidden folder
+    and the pages written to hidden files, which replace ``figures/``, ``report.md`` and
+    ``report.html`` only once all of them are complete: an error or an interrupt while a report is
+    rebuilt leaves the old one as it was."""
+    import os
+    import shutil
+
     figdir = directory / "figures"
-    figdir.mkdir(exist_ok=True)
-    for old in figdir.glob("*.png"):
-        old.unlink()
-    with FigureJobs(figdir) as jobs:  # the core's figures: queued, then drawn on every core
-        run = core_sections.RunView(result, directory, figdir, jobs)
-        doc = _Doc(f"Experiment report: {run.name}")
-        core_sections.before_plugins(doc, run)
-        jobs.start()
-        wait_for_writes(directory)  # a run's event logs, still being written: plugins may read them
-        _plugin_sections(doc, Report(doc, run), result)
-        core_sections.after_plugins(doc, run)
-        jobs.finish()
+    stage = directory / f".figures.tmp-{os.getpid()}"
+    old = directory / f".figures.old-{os.getpid()}"
     md_path, html_path = directory / "report.md", directory / "report.html"
-    md_path.write_text(_to_markdown(doc), encoding="utf-8")
-    html_path.write_text(_to_html(doc), encoding="utf-8")
+    md_tmp, html_tmp = (directory / f".{p.name}.tmp-{os.getpid()}" for p in (md_path, html_path))
+    for leftover in (stage, old):  # of an earlier attempt by a process with this pid
+        shutil.rmtree(leftover, ignore_errors=True)
+    stage.mkdir()
+    try:
+        with FigureJobs(stage) as jobs:  # the core's figures: queued, then drawn on every core
+            run = core_sections.RunView(result, directory, stage, jobs)
+            doc = _Doc(f"Experiment report: {run.name}")
+            core_sections.before_plugins(doc, run)
+            jobs.start()
+            wait_for_writes(directory)  # a run's event logs, still being written: plugins may read them
+            _plugin_sections(doc, Report(doc, run), result)
+            core_sections.after_plugins(doc, run)
+            jobs.finish()
+        md_tmp.write_text(_to_markdown(doc), encoding="utf-8")
+        html_tmp.write_text(_to_html(doc), encoding="utf-8")  # embeds the figures from the staging folder
+        if figdir.exists():
+            figdir.rename(old)
+        stage.rename(figdir)
+        os.replace(md_tmp, md_path)
+        os.replace(html_tmp, html_path)
+    finally:
+        for leftover in (stage, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in (md_tmp, html_tmp):
+            leftover.unlink(missing_ok=True)
     out: dict[str, Path] = {"markdown": md_path, "html": html_path, "figures": figdir}
     for png in sorted(figdir.glob("*.png")):
         out[f"figure:{png.stem}"] = png

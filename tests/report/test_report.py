@@ -187,3 +187,21 @@ def test_screenshot_is_not_blank(tmp_path, rich_run):
     assert png.stat().st_size > 50_000
     lo, hi = Image.open(png).convert("L").getextrema()
     assert hi - lo > 100  # text and figures, not one colour
+
+
+def test_report_into_a_read_only_run_directory_is_one_clear_error(tmp_path, plain_run, monkeypatch, capsys):
+    """Tester s10 #8: a read-only run directory gave a raw OSError traceback."""
+    import errno
+
+    from counterfeed import cli
+    from counterfeed.core import report
+
+    def read_only(run_dir):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(report, "write_report", read_only)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["report", str(plain_run[0])])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"Error: cannot write the report into '{plain_run[0]}': Read-only file system"]

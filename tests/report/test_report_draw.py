@@ -188,3 +188,32 @@ def test_a_plugin_figure_never_takes_a_queued_figure_s_file(tmp_path, plain_run,
     assert "failed in hook" not in html
     assert {"figure:timeseries", "figure:timeseries-2"} <= set(out)
     assert out["figure:timeseries"].read_bytes() != out["figure:timeseries-2"].read_bytes()
+
+
+@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt])
+def test_a_rebuild_that_fails_or_is_interrupted_leaves_the_old_report(tmp_path, plain_run, cores, monkeypatch, error):
+    """Tester s10 #3: Ctrl-C during `counterfeed report RUN` had deleted the old figures already."""
+    run = tmp_path / "run"
+    shutil.copytree(plain_run[0], run)
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert any(p.parts[0] == "figures" for p in before) and Path("report.html") in before
+
+    def draw(path, *args, **kwargs):
+        raise error("stop")
+
+    monkeypatch.setattr(figures, "timeseries", draw)
+    cores(1)
+    with pytest.raises(error):
+        write_report(run)
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before  # the old report, its figures, and nothing hidden left behind
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]
+
+
+def test_a_rebuilt_report_is_the_report_the_run_wrote(tmp_path, plain_run):
+    """Tester s10 #11: the rebuilt report listed report.md/html with the old report's sizes."""
+    run = _copy(plain_run, tmp_path)  # no report yet, as in the run's own temporary directory
+    first = write_report(run)
+    md, html = first["markdown"].read_bytes(), first["html"].read_bytes()
+    again = write_report(run)
+    assert again["markdown"].read_bytes() == md and again["html"].read_bytes() == html
