@@ -16,7 +16,11 @@ they do for a user), interleaved and repeated so that the load of a shared machi
   replications on the local executor (all cores): replications per second, before and after.
 
 Sessions are the sessions of the three worlds (A/B, all-control, all-treatment), pre-period
-included. Per world: the world's own seconds (``manifest.json`` timings; worlds in worker
+included. Three rates per mode: sessions over the whole wall time ("end to end"), over all CPU
+seconds, and over the simulation's time alone (``simulate_s``: the worlds, pre-period included, as
+``counterfeed run`` prints it). The issue's 31k sessions/s is that last measure for the code it was
+filed on: its two MF worlds' 4.5-4.9 s and the popularity world's 1.2 s, run one after another,
+give 339,981 sessions over about 10.6 s. Per world: the world's own seconds (``manifest.json`` timings; worlds in worker
 processes overlap) and all its sessions over them.
 
 Variants:
@@ -115,6 +119,7 @@ def launch(variant: str, mode: str, before_dir: Path | None, out: Path, cal: tup
     """Run one variant in a fresh process; its wall and CPU seconds, timings and estimates."""
     env = dict(os.environ)
     cwd = ROOT
+    env["PYTHONPATH"] = str(ROOT)  # this tree, whichever counterfeed an editable install points at
     if variant == "before":
         env["PYTHONPATH"] = str(before_dir)
         cwd = before_dir
@@ -146,7 +151,8 @@ def launch(variant: str, mode: str, before_dir: Path | None, out: Path, cal: tup
     if proc.returncode != 0:
         raise SystemExit(f"variant {variant} ({mode}) failed:\n{proc.stderr[-3000:]}")
     if mode == "calibrate":  # "sessions" are replications here
-        return {"wall_s": wall, "cpu_s": cpu, "sessions": float(cal[1]), "worlds": {}, "estimates": []}
+        return {"wall_s": wall, "cpu_s": cpu, "sessions": float(cal[1]), "worlds": {}, "estimates": [],
+                "simulate_s": float("nan")}
     if mode == "run":
         doc = json.loads(proc.stdout.strip().splitlines()[-1])
         timings, estimates, world_sessions = doc["timings"], doc["estimates"], doc["world_sessions"]
@@ -161,7 +167,7 @@ def launch(variant: str, mode: str, before_dir: Path | None, out: Path, cal: tup
     worlds = {k[len("world_"):-2]: (v, world_sessions.get(k[len("world_"):-2]))
               for k, v in timings.items() if k.startswith("world_")}
     return {"wall_s": wall, "cpu_s": cpu, "sessions": timings["sessions"], "worlds": worlds,
-            "estimates": estimates}
+            "estimates": estimates, "simulate_s": timings["simulate_s"]}
 
 
 def load() -> str:
@@ -240,18 +246,19 @@ def main() -> None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before_dir)],
                                check=False)
     print(f"load average after: {load()}\n")
-    print("median over runs | sessions/s end to end | sessions per CPU second | per world: seconds (sessions/s)"
-          "\n(calibrate: replications instead of sessions)")
+    print("median over runs | sessions/s end to end | sessions per CPU second | sessions/s of the simulation "
+          "| per world: seconds (sessions/s)\n(calibrate: replications instead of sessions)")
     for m in modes:
         for v in variants:
             rs = runs[(m, v)]
             e2e = _median(rs, lambda r: r["sessions"] / r["wall_s"])
             per_cpu = _median(rs, lambda r: r["sessions"] / r["cpu_s"])
+            sim = _median(rs, lambda r: r["sessions"] / r["simulate_s"])
             parts = []
             for w, (_, n) in rs[0]["worlds"].items():
                 sec = statistics.median(r["worlds"][w][0] for r in rs)
                 parts.append(f"{w} {sec:.2f} s" + (f" ({n / sec:,.0f}/s)" if n else ""))
-            print(f"  {m:<9} {v:<9} {e2e:>9,.2f} {per_cpu:>9,.2f}   " + "; ".join(parts))
+            print(f"  {m:<9} {v:<9} {e2e:>9,.2f} {per_cpu:>9,.2f} {sim:>9,.2f}   " + "; ".join(parts))
     if "before" in variants:
         for m in modes:
             base = _median(runs[(m, "before")], lambda r: r["sessions"] / r["wall_s"])
