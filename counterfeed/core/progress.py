@@ -35,8 +35,11 @@ class DayReporter:
         self._last = days
         if callable(self.sink):
             self.sink(self.world, days)
-        else:
-            self.sink.put((self.world, days))
+        elif self.sink is not None:
+            try:
+                self.sink.put((self.world, days))
+            except (OSError, EOFError):  # the display's queue is gone (its process died): the run goes on
+                self.sink = None
 
 
 class WorldProgress:
