@@ -134,7 +134,8 @@ def _alive(pid: int) -> bool:
 
 
 def worker_start(parent: int) -> None:
-    """A pool worker's initializer: die with the parent (Linux), leave Ctrl-C to the parent."""
+    """A pool worker's initializer: die with the parent (Linux), leave Ctrl-C to the parent, and
+    end at once when the parent terminates it."""
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -146,3 +147,4 @@ def worker_start(parent: int) -> None:
         if os.getppid() != parent:  # the parent died before prctl took effect
             os.kill(os.getpid(), signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # terminate() ends it at once (not the CLI's unwinding)
