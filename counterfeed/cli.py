@@ -13,6 +13,7 @@ import gc
 import importlib
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -398,20 +399,20 @@ def pin_blas_threads() -> None:
         os.environ.setdefault(var, "1")
 
 
-_NOTHING = "Interrupted; nothing was published."
+_NOTHING = "nothing was published."
 
 
-def _exit_interrupted(message: str) -> NoReturn:
-    """Say ``message`` on stderr and exit 130 (143 after a SIGTERM: "Terminated" instead of
-    "Interrupted"), with SIGINT and SIGTERM ignored from here on, so that a signal arriving during
-    the shutdown cannot turn that exit code into death by signal (core/interrupts.py)."""
+def _exit_interrupted(detail: str | None) -> NoReturn:
+    """Say "Interrupted; <detail>" on stderr and exit 130 ("Terminated; <detail>" and 143 after a
+    SIGTERM; "Aborted." when ``detail`` is None), with SIGINT and SIGTERM ignored from here on, so
+    that a signal arriving during the shutdown cannot turn that exit code into death by signal
+    (core/interrupts.py)."""
     from counterfeed.core import interrupts
 
     interrupts.ignore_further()
     code = interrupts.exit_code() if interrupts.received() else 130
-    if code == 143 and message.startswith("Interrupted"):
-        message = "Terminated" + message[len("Interrupted"):]
-    click.echo(message, err=True)
+    word = "Terminated" if code == 128 + signal.SIGTERM else "Interrupted"
+    click.echo("Aborted." if detail is None else f"{word}; {detail}", err=True)
     sys.exit(code)
 
 
@@ -430,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
         # click turns Ctrl-C inside a command into Abort; say what happened to the run.
         cause = exc.__cause__ or exc.__context__
         interrupted = isinstance(cause, KeyboardInterrupt)
-        _exit_interrupted(getattr(cause, "message", _NOTHING) if interrupted else "Aborted.")
+        _exit_interrupted(getattr(cause, "detail", _NOTHING) if interrupted else None)
     except click.UsageError as exc:  # one line: the problem and where to look, no usage block
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         click.echo(f"Error: {exc.format_message()}{hint}", err=True)
@@ -442,4 +443,4 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:
-        _exit_interrupted(getattr(exc, "message", _NOTHING))
+        _exit_interrupted(getattr(exc, "detail", _NOTHING))

@@ -138,8 +138,8 @@ def _resumable():
     try:
         yield
     except KeyboardInterrupt:
-        raise Interrupted("Interrupted; the replications that finished are kept: rerun the same "
-                          "command to resume (--fresh starts over).") from None
+        raise Interrupted("the replications that finished are kept: rerun the same command to resume "
+                          "(--fresh starts over).") from None
 
 
 @click.command("calibrate", epilog="""\b

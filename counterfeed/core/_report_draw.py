@@ -21,6 +21,7 @@ after a quickstart), and the helpers would copy every page the collector touches
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,7 +102,8 @@ class FigureJobs:
             self._counter = ctx.Value("i", 0)
             for _ in range(n):
                 recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=self._helper, args=(send,), daemon=True, name="counterfeed-figures")
+                proc = ctx.Process(target=self._helper, args=(send, os.getpid()), daemon=True,
+                                   name="counterfeed-figures")
                 self._helpers.append((proc, recv))
                 try:
                     proc.start()
@@ -131,8 +133,13 @@ class FigureJobs:
             self._counter.value = k + 1
         return self._order[k]
 
-    def _helper(self, conn: Any) -> None:
-        """A forked helper: draw the figures it claims; send (index, True) or (index, False) each."""
+    def _helper(self, conn: Any, parent: int) -> None:
+        """A forked helper: draw the figures it claims; send (index, True) or (index, False) each.
+        It lives as a pool worker does (``pool_transport.worker_start``): dies with the parent,
+        leaves Ctrl-C to it, ends at once when :meth:`close` terminates it."""
+        from counterfeed.core.pool_transport import worker_start
+
+        worker_start(parent)
         try:
             while (i := self._claim()) is not None:
                 try:
@@ -141,8 +148,6 @@ class FigureJobs:
                     conn.send((i, False))
                 else:
                     conn.send((i, True))
-        except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the run reports it
-            pass
         finally:
             conn.close()
 

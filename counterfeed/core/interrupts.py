@@ -22,12 +22,12 @@ _signal = signal.SIGINT  # the last signal received (SIGTERM is handled as SIGIN
 
 
 class Interrupted(KeyboardInterrupt):
-    """An interrupt with the sentence the CLI says for it (e.g. that finished replications are kept
-    and a rerun resumes), instead of "Interrupted; nothing was published."."""
+    """An interrupt with what the CLI says after "Interrupted;" (e.g. that finished replications are
+    kept and a rerun resumes) instead of "nothing was published."."""
 
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
 
 
 def _handler(signum, frame) -> None:  # noqa: ARG001 - signal handler signature

@@ -143,9 +143,7 @@ def _active(user: np.ndarray, day: np.ndarray, assignment: np.ndarray, n_arms: i
         seen = np.zeros(assignment.size * n_days, bool)
         seen[user.astype(np.int64) * n_days + day] = True
         cell = np.flatnonzero(seen)
-        key = assignment[cell // n_days] * n_days + cell % n_days
     else:
         ud = np.sort(user.astype(np.int64) * n_days + day)  # np.unique hashes: ~15x slower
         cell = ud[np.r_[True, ud[1:] != ud[:-1]]] if ud.size else ud
-        key = assignment[cell // n_days] * n_days + cell % n_days
-    return np.bincount(key, minlength=n_arms * n_days)
+    return np.bincount(assignment[cell // n_days] * n_days + cell % n_days, minlength=n_arms * n_days)

@@ -48,18 +48,18 @@ def hand_back(result: Any, directories: tuple[str, ...]) -> Any:
     """In a worker: ``result`` as a :class:`MappedResult` whose large buffers are files in the first
     of ``directories`` with room for them (twice their size); ``result`` itself when it has no
     large buffer or no directory has room (the pipe then carries it, pickled as usual)."""
-    buffers: list[pickle.PickleBuffer] = []
+    raws: list[memoryview] = []
 
     def out_of_band(buf: pickle.PickleBuffer) -> bool:  # a true value keeps the buffer in the pickle
-        if buf.raw().nbytes < OUT_OF_BAND_BYTES:
+        raw = buf.raw()
+        if raw.nbytes < OUT_OF_BAND_BYTES:
             return True
-        buffers.append(buf)
+        raws.append(raw)
         return False
 
     data = pickle.dumps(result, protocol=5, buffer_callback=out_of_band)
-    if not buffers:
+    if not raws:
         return result
-    raws = [buf.raw() for buf in buffers]
     need = sum(r.nbytes for r in raws)
     for where in directories:
         paths: list[str] = []
@@ -99,8 +99,9 @@ def take_back(result: Any) -> Any:
 def result_dirs() -> tuple[str, ...]:
     """New private directories for one pool's results (``/dev/shm`` where Linux has it, and the temp
     dir), after removing those left by runs that no longer exist."""
-    roots = [d for d in ("/dev/shm",) if os.path.isdir(d) and os.access(d, os.W_OK)] + [tempfile.gettempdir()]
-    roots = list(dict.fromkeys(roots))
+    shm = "/dev/shm"
+    roots = list(dict.fromkeys(([shm] if os.path.isdir(shm) and os.access(shm, os.W_OK) else [])
+                               + [tempfile.gettempdir()]))
     for root in roots:
         _remove_stale(Path(root))
     return tuple(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=d) for d in roots)

@@ -16,6 +16,8 @@ or by the plugin). The built-in SEM and sequential estimators use that hook like
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,9 +52,6 @@ def render_report(result: RunResult, directory: Path) -> dict[str, Path]:
     and the pages written to hidden files, which replace ``figures/``, ``report.md`` and
     ``report.html`` only once all of them are complete: an error or an interrupt while a report is
     rebuilt leaves the old one as it was."""
-    import os
-    import shutil
-
     figdir = directory / "figures"
     stage = directory / f".figures.tmp-{os.getpid()}"
     old = directory / f".figures.old-{os.getpid()}"

@@ -93,8 +93,9 @@ def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[st
         else:
             with get_executor("local", workers=workers, inherit=tasks) as ex:  # tasks by fork, not pickled
                 show.start()
-                side = threading.Thread(target=_quietly, args=(while_waiting,), daemon=True)
-                if while_waiting is not None:
+                side = None if while_waiting is None else threading.Thread(target=_quietly, args=(while_waiting,),
+                                                                            daemon=True)
+                if side is not None:
                     side.start()
                 try:
                     for i, res in ex.submit_all(simulate_world, tasks):
@@ -103,12 +104,12 @@ def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[st
                         results[i] = res
                         show.done(res.world, _world_done(res), say)
                 finally:
-                    if side.is_alive():  # before any later fork: no child may inherit its import locks
+                    if side is not None:  # before any later fork: no child may inherit its import locks
                         side.join()
     return [results[i] for i in range(len(tasks))]
 
 
-def _quietly(fn: Callable[[], None] | None) -> None:
+def _quietly(fn: Callable[[], None]) -> None:
     try:
         fn()
     except Exception:  # noqa: BLE001 -- a preload that fails fails again, with its message, where it is used
