@@ -4,7 +4,8 @@ The core sections queue each figure (the drawing function, its ``figures/<stem>.
 arguments) instead of drawing it on the spot: the report embeds a figure's file only when the page is
 rendered, after every section was written. :meth:`FigureJobs.start` imports matplotlib and forks
 helper processes (Linux, one per spare core), which take queued figures one at a time, the biggest
-first, while this process writes the plugins' sections and then takes figures too. matplotlib is not
+first; this process takes figures too (:meth:`FigureJobs.draw_here`, while the run's event logs are
+still being written on a thread), then writes the plugins' sections. matplotlib is not
 thread-safe, hence processes; forked after the import, they start drawing at once.
 
 Errors read as if every figure had been drawn here: a figure a helper could not draw (or never
@@ -66,6 +67,7 @@ class FigureJobs:
     _helpers: list[Any] = field(default_factory=list)  # (process, receiving end of its pipe)
     _counter: Any = None
     _order: list[int] = field(default_factory=list)
+    _drawn: set[int] = field(default_factory=set)  # figures drawn in this process
     _froze: bool = False
 
     def reserve(self, stem: str) -> Path:
@@ -151,6 +153,17 @@ class FigureJobs:
         finally:
             conn.close()
 
+    def draw_here(self) -> None:
+        """Draw queued figures in this process, as the helpers do, until none is left to claim (a
+        no-op without helpers: :meth:`finish` then draws them all, in queue order). The caller can
+        do this while it waits for something else, e.g. the run's event logs being written."""
+        while (i := self._claim()) is not None:
+            try:
+                self._jobs[i].run()
+            except Exception:  # noqa: BLE001 -- drawn again by finish(), after the figures before it
+                continue
+            self._drawn.add(i)
+
     def finish(self) -> None:
         """Draw what no helper took, wait for the helpers, then draw again here, in queue order, any
         figure a helper failed on or never reported; raises what drawing it raises."""
@@ -160,13 +173,8 @@ class FigureJobs:
             for job in self._jobs:
                 job.run()
             return
-        drawn: set[int] = set()
-        while (i := self._claim()) is not None:
-            try:
-                self._jobs[i].run()
-            except Exception:  # drawn again below, after the figures before it in the queue
-                continue
-            drawn.add(i)
+        self.draw_here()
+        drawn = self._drawn
         pending = {recv: proc for proc, recv in self._helpers}
         while pending:
             for recv in wait(list(pending)):

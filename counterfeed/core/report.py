@@ -66,6 +66,7 @@ def render_report(result: RunResult, directory: Path) -> dict[str, Path]:
             doc = _Doc(f"Experiment report: {run.name}")
             core_sections.before_plugins(doc, run)
             jobs.start()
+            jobs.draw_here()  # this process's share of the figures while the event logs are written
             wait_for_writes(directory)  # a run's event logs, still being written: plugins may read them
             _plugin_sections(doc, Report(doc, run), result)
             core_sections.after_plugins(doc, run)

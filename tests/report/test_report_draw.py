@@ -217,3 +217,38 @@ def test_a_rebuilt_report_is_the_report_the_run_wrote(tmp_path, plain_run):
     md, html = first["markdown"].read_bytes(), first["html"].read_bytes()
     again = write_report(run)
     assert again["markdown"].read_bytes() == md and again["html"].read_bytes() == html
+
+
+def test_this_process_draws_its_share_before_waiting_for_the_event_logs(tmp_path, plain_run, cores, monkeypatch):
+    """The report waits for a run's event logs (written on a thread) only after this process took
+    its share of the figures: it draws while the logs are written instead of idling."""
+    from counterfeed.core import report as report_module
+
+    attempts = tmp_path / "attempts"
+    _failing(monkeypatch, attempts, {})
+    parent = os.getpid()
+    for name in ("forest", "timeseries"):
+        real = getattr(figures, name)
+
+        def slow_in_helpers(path, *args, _real=real, **kwargs):
+            if os.getpid() != parent:
+                import time
+
+                time.sleep(0.3)  # the helper is still busy when this process claims figures
+            return _real(path, *args, **kwargs)
+
+        monkeypatch.setattr(figures, name, slow_in_helpers)
+    seen: list[list[str]] = []
+    real_wait = report_module.wait_for_writes
+
+    def wait(directory):
+        seen.append([stem for pid, stem in _attempts(attempts) if pid == parent] if attempts.exists() else [])
+        return real_wait(directory)
+
+    monkeypatch.setattr(report_module, "wait_for_writes", wait)
+    cores(2)
+    out = write_report(_copy(plain_run, tmp_path))
+    assert len(seen) == 1 and seen[0], "no figure was drawn here before waiting for the event logs"
+    here = [stem for pid, stem in _attempts(attempts) if pid == parent]
+    assert seen[0] == here  # all of this process's figures were drawn before the wait
+    assert all(p.read_bytes().startswith(PNG_MAGIC) for k, p in out.items() if k.startswith("figure:"))
