@@ -210,7 +210,9 @@ class MatrixFactorization(FactorRecommender):
         batch_size: int = Field(8192, ge=64, description="pairs per mini-batch")
         warm_epochs: int | None = Field(None, ge=1, le=200, description="refits continue from the "
                                         "previous fit's factors and Adagrad state for this many epochs "
-                                        "(null: every fit starts afresh and runs 'epochs')")
+                                        "(null: every fit starts afresh and runs 'epochs'); faster, but "
+                                        "a different learner: on the quickstart one warm epoch learned a "
+                                        "weaker policy (true clicks effect 24% lower over 10 seeds)")
 
     def setup(self, ctx: RecommenderContext) -> None:
         super().setup(ctx)
@@ -241,6 +243,22 @@ class MatrixFactorization(FactorRecommender):
             wneg = np.concatenate([wneg, np.ones(su.size)])
         return pu, pi, wpos, wneg, rng
 
+    def _initial_factors(self, wpos: np.ndarray, wneg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A fresh fit's float32 tables ``U`` (n_users, factors + 1) and ``V`` (n_items, factors + 1),
+        the bias in the last column (``s = U[u, :f] . V[i, :f] + U[u, f] + V[i, f]``): factors
+        ``N(0, (0.1 / sqrt(factors))^2)`` from the arm's keyed ``mf-init`` generator (Philox), user
+        biases 0, item biases the log-odds of the smoothed click rate of the training pairs
+        (weights ``wpos``, ``wneg``)."""
+        ctx, f = self.ctx_, self.options.factors
+        gen = np.random.Generator(np.random.Philox(ctx.keys.derive_seed("mf-init", ctx.seed_key, self.n_fits_)))
+        scale = np.float32(0.1 / np.sqrt(f))
+        U = gen.standard_normal((ctx.n_users, f + 1), dtype=np.float32) * scale
+        V = gen.standard_normal((ctx.items.n, f + 1), dtype=np.float32) * scale
+        rate = (wpos.sum() + 1.0) / (wpos.sum() + wneg.sum() + 2.0)
+        U[:, f] = 0.0
+        V[:, f] = np.log(rate / (1.0 - rate))
+        return U, V
+
     def _train_pairs(self, pu: np.ndarray, pi: np.ndarray, wpos: np.ndarray, wneg: np.ndarray,
                      rng: np.random.Generator) -> None:
         """Mini-batch Adagrad with closed-form gradients of the weighted logistic loss.
@@ -255,20 +273,13 @@ class MatrixFactorization(FactorRecommender):
         from counterfeed.plugins.recommenders._kernels import adagrad_epochs
 
         o, ctx = self.options, self.ctx_
-        n_items, n_users, f = ctx.items.n, ctx.n_users, o.factors
+        n_items, f = ctx.items.n, o.factors
         epochs = o.epochs
         if o.warm_epochs is not None and self.state_ is not None:
             U, V, acc_u, acc_v = self.state_  # warm start: continue from the previous fit
             epochs = o.warm_epochs
         else:
-            gen = np.random.Generator(np.random.Philox(ctx.keys.derive_seed("mf-init", ctx.seed_key, self.n_fits_)))
-            scale = np.float32(0.1 / np.sqrt(f))
-            # column f holds the bias: s = U[u, :f] . V[i, :f] + U[u, f] + V[i, f]
-            U = gen.standard_normal((n_users, f + 1), dtype=np.float32) * scale
-            V = gen.standard_normal((n_items, f + 1), dtype=np.float32) * scale
-            rate = (wpos.sum() + 1.0) / (wpos.sum() + wneg.sum() + 2.0)
-            U[:, f] = 0.0
-            V[:, f] = np.log(rate / (1.0 - rate))
+            U, V = self._initial_factors(wpos, wneg)
             acc_u, acc_v = np.full_like(U, 1e-8), np.full_like(V, 1e-8)
         if o.warm_epochs is not None:
             self.state_ = (U, V, acc_u, acc_v)
