@@ -34,12 +34,25 @@ Variants:
   memory);
 - ``after-1``: the same in one process (``--workers 1``), which separates the engine's and the
   training's gains from the concurrency's;
-- ``after-als`` (not run by default): the treatment arm on ``als`` (implicit's ALS).
+- ``after-als`` (not run by default): the treatment arm on ``als`` (implicit's ALS);
+- ``after-old-draws`` (``run`` mode only): the quickstart now with matrix factorization's random
+  draws made as ``before`` made them (initial factors by ``torch.randn``, draws keyed by the arm's
+  name): the implementation's change alone, without the change of random numbers.
 
 A loaded machine stretches wall time, so the script also prints sessions per CPU second, which
 load disturbs much less, and the load average before and after. 100k sessions/s on 2 cores needs
 at least 50k sessions per CPU second. Then the estimates of every variant next to the ``before``
 ones: same sign, and whether the 95% intervals overlap.
+
+**Conclusions over seeds** (``--seeds``, default 10). The quickstart's matrix factorization is
+trained from random initial factors, and in this feedback loop the trained policy, and so the true
+effect itself, moves with them: any change of those draws (a new generator, a new key) moves the
+true clicks effect by about as much as a change of seed does (about 1 click per user of ~9), so one
+seed's intervals, before against after, can be disjoint with no change of conclusions. The script
+therefore also runs ``before`` and ``after`` (``run`` mode) at the scenario's seed + 1 ... + k and
+prints, per metric, how often the signs agree and the 95% intervals overlap, how often each covers
+its own truth, and the mean true effect of each with the mean paired difference and its standard
+error (seeds are independent replications).
 
     python benchmarks/end_to_end.py                       # 2 repetitions, before/after/after-1
     python benchmarks/end_to_end.py --before-commit 9ab57fe   # against main before the shared pre-period
@@ -72,13 +85,14 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 #: main before issue 20's work (torch MF only, worlds sequential below 200k user-days)
 BEFORE_COMMIT = "5d66b26"
-VARIANTS = ("before", "after", "after-1", "after-als")
+VARIANTS = ("before", "after", "after-1", "after-als", "after-old-draws")
 MODES = ("cli", "run", "calibrate")
 ALS = {"recommender": "als", "factors": 16}
 
 
-def child(variant: str) -> None:
-    """``run`` mode: run the quickstart once in this process and print one JSON line."""
+def child(variant: str, seed: int | None = None) -> None:
+    """``run`` mode: run the quickstart once in this process (at ``seed`` instead of the scenario's
+    own, when given) and print one JSON line."""
     t0 = time.perf_counter()
     import yaml
 
@@ -86,14 +100,46 @@ def child(variant: str) -> None:
     from counterfeed.core.scenario import Scenario
 
     data = yaml.safe_load((Path.cwd() / "scenarios" / "quickstart.yaml").read_text())  # this tree's own
+    if seed is not None:
+        data["seed"] = seed
     if variant == "after-als":
         data["experiment"]["arms"]["treatment"] = dict(ALS)
+    if variant == "after-old-draws":
+        _old_draws()
     result = run(Scenario.from_dict(data), write=False, workers=1 if variant == "after-1" else None,
                  keep_events=True)
     wall = time.perf_counter() - t0
     sessions = {w: int(ev.sessions["user"].size) for w, ev in result.events.items()}
     print(json.dumps({"wall_s": wall, "timings": result.timings, "world_sessions": sessions,
                       "estimates": [e.to_dict() for e in result.estimates]}))
+
+
+def _old_draws() -> None:
+    """Make matrix factorization's random draws as ``before`` (5d66b26) made them, in this process:
+    initial factors by ``torch.randn`` (that commit's generator) and every draw keyed by the arm's
+    name instead of its configuration (main a25f325). Everything else is this tree's code: the
+    compiled training loop, the engine, the shared pre-period, the worker processes. With the same
+    draws, what remains of a difference from ``before`` is the implementation's."""
+    import numpy as np
+    import torch
+
+    from counterfeed.core import contracts
+    from counterfeed.plugins.recommenders.matrix_factorization import MatrixFactorization
+
+    contracts.RecommenderContext.seed_key = property(lambda self: self.arm)
+
+    def initial_factors(self, wpos, wneg):
+        ctx, f = self.ctx_, self.options.factors
+        gen = torch.Generator().manual_seed(ctx.keys.derive_seed("mf-init", ctx.arm, self.n_fits_))
+        scale = 0.1 / np.sqrt(f)
+        U = (torch.randn(ctx.n_users, f + 1, generator=gen, dtype=torch.float32) * scale).numpy()
+        V = (torch.randn(ctx.items.n, f + 1, generator=gen, dtype=torch.float32) * scale).numpy()
+        rate = (wpos.sum() + 1.0) / (wpos.sum() + wneg.sum() + 2.0)
+        U[:, f] = 0.0
+        V[:, f] = float(np.log(rate / (1.0 - rate)))
+        return U, V
+
+    MatrixFactorization._initial_factors = initial_factors
 
 
 def _cpu_children() -> float:
@@ -115,8 +161,10 @@ def _calibration_scenario(variant: str, out: Path, users: int, quickstart: Path)
     return path
 
 
-def launch(variant: str, mode: str, before_dir: Path | None, out: Path, cal: tuple[int, int] = (600, 8)) -> dict:
-    """Run one variant in a fresh process; its wall and CPU seconds, timings and estimates."""
+def launch(variant: str, mode: str, before_dir: Path | None, out: Path, cal: tuple[int, int] = (600, 8),
+           seed: int | None = None) -> dict:
+    """Run one variant in a fresh process; its wall and CPU seconds, timings and estimates
+    (``seed``: ``run`` mode only, the quickstart at that seed)."""
     env = dict(os.environ)
     cwd = ROOT
     env["PYTHONPATH"] = str(ROOT)  # this tree, whichever counterfeed an editable install points at
@@ -126,6 +174,8 @@ def launch(variant: str, mode: str, before_dir: Path | None, out: Path, cal: tup
     quickstart = cwd / "scenarios" / "quickstart.yaml"  # each tree runs its own quickstart file
     if mode == "run":
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", variant]
+        if seed is not None:
+            cmd += ["--child-seed", str(seed)]
     elif mode == "calibrate":
         run_out = out / f"cal-{variant}-{time.monotonic_ns()}"
         cmd = [sys.executable, "-m", "counterfeed", "calibrate", str(_calibration_scenario(variant, out, cal[0], quickstart)),
@@ -189,6 +239,46 @@ def compare_estimates(base: list[dict], other: list[dict]) -> list[str]:
     return rows
 
 
+def _seeded_runs(k: int, variants: list[str], before_dir: Path | None, out: Path) -> dict[str, list[dict]]:
+    """Each variant's ``run``-mode result at the quickstart's seed + 1 ... + ``k``."""
+    import yaml
+
+    base = int(yaml.safe_load((ROOT / "scenarios" / "quickstart.yaml").read_text())["seed"])
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    for j in range(1, k + 1):
+        for v in variants:
+            runs[v].append(launch(v, "run", before_dir, out, seed=base + j))
+        print(f"  conclusions: seed {base + j} done ({j} of {k}; load {load()})", flush=True)
+    return runs
+
+
+def compare_over_seeds(before: list[dict], now: list[dict], name: str) -> list[str]:
+    """Per metric, over the seeds: how often the signs agree and the 95% intervals overlap, how often
+    each covers its own truth, and the true effects (mean over seeds, and the mean paired difference
+    with its standard error: the seeds are independent replications of the scenario)."""
+    def diff_estimates(doc: dict) -> dict[str, dict]:
+        return {e["metric"]: e for e in doc["estimates"] if e["estimand"] == "difference" and e["segment"] is None}
+
+    pairs = [(diff_estimates(b), diff_estimates(n)) for b, n in zip(before, now)]
+    lines = [f"\nconclusions over {len(pairs)} other seeds, {name} vs before (difference in means, 95%):",
+             f"  {'metric':<12} {'same sign':>9} {'overlap':>8} {'covered (before/now)':>21}"
+             f" {'true effect before':>19} {'now':>9} {'now - before (paired)':>24}"]
+    for metric in pairs[0][0]:
+        rows = [(b[metric], n[metric]) for b, n in pairs if metric in b and metric in n]
+        same = sum((b["point"] > 0) == (n["point"] > 0) for b, n in rows)
+        overlap = sum(n["lower"] <= b["upper"] and b["lower"] <= n["upper"] for b, n in rows)
+        cov_b = sum(bool(b.get("covered")) for b, _ in rows)
+        cov_n = sum(bool(n.get("covered")) for _, n in rows)
+        tb = [b["truth"] for b, n in rows if b.get("truth") is not None and n.get("truth") is not None]
+        tn = [n["truth"] for b, n in rows if b.get("truth") is not None and n.get("truth") is not None]
+        d = [y - x for x, y in zip(tb, tn)]
+        se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+        lines.append(f"  {metric:<12} {same:>5}/{len(rows):<3} {overlap:>4}/{len(rows):<3} {cov_b:>10}/{cov_n:<10}"
+                     f" {statistics.fmean(tb):>+19.4g} {statistics.fmean(tn):>+9.4g}"
+                     f" {statistics.fmean(d):>+14.4g} +- {se:.2g}")
+    return lines
+
+
 def _median(rs: list[dict], f) -> float:
     return statistics.median(f(r) for r in rs)
 
@@ -196,6 +286,10 @@ def _median(rs: list[dict], f) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    ap.add_argument("--child-seed", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--seeds", type=int, default=10, help="conclusions at this many other seeds (the "
+                    "scenario's seed + 1, + 2, ...): each variant's estimates and true effects against "
+                    "before's, seed by seed (0: only the timed runs' comparison at the scenario's seed)")
     ap.add_argument("--repeat", type=int, default=2, help="runs of each variant and mode (interleaved)")
     ap.add_argument("--variants", default="before,after,after-1")
     ap.add_argument("--modes", default="cli,run", help="cli (the whole process), run (run(write=False)), "
@@ -207,7 +301,7 @@ def main() -> None:
     ap.add_argument("--cal-replications", type=int, default=8, help="calibrate mode: replications")
     args = ap.parse_args()
     if args.child:
-        child(args.child)
+        child(args.child, args.child_seed)
         return
     variants = [v for v in args.variants.split(",") if v]
     modes = [m for m in args.modes.split(",") if m]
@@ -216,6 +310,7 @@ def main() -> None:
             raise SystemExit(f"unknown variant or mode {v!r}; expected one of {', '.join(VARIANTS + MODES)}")
     print(f"quickstart end to end; cores available: {len(os.sched_getaffinity(0))}; load average before: {load()}")
     runs: dict[tuple[str, str], list[dict]] = {(m, v): [] for m in modes for v in variants}
+    seeded: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="cf-e2e-") as tmp:
         before_dir = None
         if "before" in variants:
@@ -235,12 +330,18 @@ def main() -> None:
             for rep in range(args.repeat):
                 for m in modes:
                     for v in variants:
+                        if v == "after-old-draws" and m != "run":
+                            continue  # its draws are patched in run()'s process: run mode only
                         r = launch(v, m, before_dir, Path(tmp), (args.cal_users, args.cal_replications))
                         runs[(m, v)].append(r)
                         unit = "replications" if m == "calibrate" else "sessions"
                         print(f"  run {rep + 1} {m:<3} {v:<9} {r['sessions'] / r['wall_s']:>9,.2f} {unit}/s "
                               f"({r['sessions']:,.0f} {unit} in {r['wall_s']:.2f} s; "
                               f"{r['sessions'] / r['cpu_s']:,.2f} per CPU second; load {load()})", flush=True)
+            if args.seeds > 0 and "before" in variants:
+                seeded = _seeded_runs(args.seeds, [v for v in variants if v in ("before", "after", "after-als",
+                                                                                "after-old-draws")],
+                                      before_dir, Path(tmp))
         finally:
             if before_dir is not None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before_dir)],
@@ -251,6 +352,8 @@ def main() -> None:
     for m in modes:
         for v in variants:
             rs = runs[(m, v)]
+            if not rs:
+                continue
             e2e = _median(rs, lambda r: r["sessions"] / r["wall_s"])
             per_cpu = _median(rs, lambda r: r["sessions"] / r["cpu_s"])
             sim = _median(rs, lambda r: r["sessions"] / r["simulate_s"])
@@ -264,15 +367,19 @@ def main() -> None:
             base = _median(runs[(m, "before")], lambda r: r["sessions"] / r["wall_s"])
             base_cpu = _median(runs[(m, "before")], lambda r: r["sessions"] / r["cpu_s"])
             for v in variants:
-                if v != "before":
+                if v != "before" and runs[(m, v)]:
                     now = _median(runs[(m, v)], lambda r: r["sessions"] / r["wall_s"])
                     cpu = _median(runs[(m, v)], lambda r: r["sessions"] / r["cpu_s"])
                     print(f"  {m} {v} / before: {now / base:.2f}x end to end, {cpu / base_cpu:.2f}x per CPU second")
         for v in variants:
-            m = next((m for m in modes if m != "calibrate"), None)
+            m = next((m for m in modes if m != "calibrate" and runs[(m, v)]), None)
             if v != "before" and m is not None:
                 print(f"\nestimates, {v} vs before ({m}; difference in means, 95%):")
                 print("\n".join(compare_estimates(runs[(m, "before")][0]["estimates"], runs[(m, v)][0]["estimates"])))
+        if seeded:
+            for v in seeded:
+                if v != "before":
+                    print("\n".join(compare_over_seeds(seeded["before"], seeded[v], v)))
 
 
 if __name__ == "__main__":
