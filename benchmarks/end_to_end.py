@@ -37,7 +37,8 @@ Variants:
 - ``after-als`` (not run by default): the treatment arm on ``als`` (implicit's ALS);
 - ``after-old-draws`` (``run`` mode only): the quickstart now with matrix factorization's random
   draws made as ``before`` made them (initial factors by ``torch.randn``, draws keyed by the arm's
-  name): the implementation's change alone, without the change of random numbers.
+  name): the implementation's change alone, without the change of random numbers. Its times
+  include importing torch for those draws: it is a check of the estimates, not of the speed.
 
 A loaded machine stretches wall time, so the script also prints sessions per CPU second, which
 load disturbs much less, and the load average before and after. 100k sessions/s on 2 cores needs

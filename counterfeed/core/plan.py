@@ -46,7 +46,10 @@ def arm_key(recommender: str, options: dict[str, Any]) -> str:
     """An arm's random identity: the canonical JSON of its recommender name and options.
 
     Policy streams and model initializations are keyed on it, not on the arm's name, so
-    identically configured arms draw identically (issue 14, item 2).
+    identically configured arms draw identically (issue 14, item 2). ``options`` should be
+    canonical already: :meth:`Plan.arm_keys` passes the validated options without the ones that
+    equal their defaults, so an arm that spells out a default is the same arm as one that leaves it
+    out.
     """
     return json.dumps({"recommender": recommender, "options": options}, sort_keys=True,
                       separators=(",", ":"), default=str)
@@ -92,9 +95,18 @@ class Plan:
                             "recommender")
 
     def arm_keys(self) -> list[str]:
-        """Each arm's :func:`arm_key`, in the scenario's arm order."""
+        """Each arm's :func:`arm_key`, in the scenario's arm order: its recommender's name and its
+        options as validated (``16.0`` is ``16``), less those equal to their defaults."""
         arms = self.scenario.experiment.arms
-        return [arm_key(arms[a].recommender, arms[a].options) for a in self.scenario.arms]
+        return [arm_key(arms[a].recommender, self._canonical_options(arms[a].recommender, arms[a].options))
+                for a in self.scenario.arms]
+
+    def _canonical_options(self, recommender: str, options: dict[str, Any]) -> dict[str, Any]:
+        model = self.registry.info("recommender", recommender).cls.Options
+        try:
+            return model(**options).model_dump(mode="json", exclude_defaults=True)
+        except Exception:  # noqa: BLE001 -- options resolve() rejects never reach a world; keep them as written
+            return dict(options)
 
     def create(self, kind: str, name: str, options: dict[str, Any], field: str,
                 name_key: str | None = None) -> Any:

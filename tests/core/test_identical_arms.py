@@ -147,3 +147,24 @@ def test_identical_randomized_arms_have_identical_worlds_and_zero_true_effect(ar
     assert worlds[0]["clicks"].sum() > 0
     for a, w in zip(names[1:], worlds[1:]):
         pd.testing.assert_frame_equal(worlds[0], w, obj=f"all-{names[0]} vs all-{a}")
+
+
+def test_an_arm_that_spells_out_its_defaults_is_the_same_arm():
+    """Spelling out a default (or writing 16.0 for 16) is the same configuration: the same random
+    identity, so the same draws (before, the key was the options as written: 'warm_epochs: null'
+    gave matrix factorization other initial factors and another policy)."""
+    spec = copy.deepcopy(SMALL)
+    spec["population"]["users"], spec["catalog"]["items"] = 80, 40
+    plain = {"recommender": "matrix-factorization", "exploration": "epsilon"}
+    spelled = {"recommender": "matrix-factorization", "exploration": "epsilon", "epochs": 4, "factors": 16.0,
+               "warm_epochs": None, "epsilon": 0.1}
+    spec["experiment"].update(arms={"control": plain, "treatment": spelled}, duration="2d", pre_period="0d")
+    sc = Scenario.from_dict(spec)
+    keys = resolve(sc).arm_keys()
+    assert keys[0] == keys[1]
+    other = copy.deepcopy(spec)
+    other["experiment"]["arms"]["treatment"]["epochs"] = 3  # not a default: another arm
+    assert len(set(resolve(Scenario.from_dict(other)).arm_keys())) == 2
+    worlds = [_world_outcomes(sc, f"all-{a}") for a in ("control", "treatment")]
+    assert worlds[0]["clicks"].sum() > 0
+    pd.testing.assert_frame_equal(worlds[0], worlds[1])
