@@ -118,16 +118,16 @@ def child(variant: str, seed: int | None = None) -> None:
 def _old_draws() -> None:
     """Make matrix factorization's random draws as ``before`` (5d66b26) made them, in this process:
     initial factors by ``torch.randn`` (that commit's generator) and every draw keyed by the arm's
-    name instead of its configuration (main a25f325). Everything else is this tree's code: the
+    name instead of its configuration (main a25f325: the policy streams and the models' draws). Everything else is this tree's code: the
     compiled training loop, the engine, the shared pre-period, the worker processes. With the same
     draws, what remains of a difference from ``before`` is the implementation's."""
     import numpy as np
     import torch
 
-    from counterfeed.core import contracts
+    from counterfeed.core import plan
     from counterfeed.plugins.recommenders.matrix_factorization import MatrixFactorization
 
-    contracts.RecommenderContext.seed_key = property(lambda self: self.arm)
+    plan.Plan.arm_keys = lambda self: list(self.scenario.arms)  # every arm's draws keyed by its name
 
     def initial_factors(self, wpos, wneg):
         ctx, f = self.ctx_, self.options.factors
@@ -261,7 +261,8 @@ def compare_over_seeds(before: list[dict], now: list[dict], name: str) -> list[s
         return {e["metric"]: e for e in doc["estimates"] if e["estimand"] == "difference" and e["segment"] is None}
 
     pairs = [(diff_estimates(b), diff_estimates(n)) for b, n in zip(before, now)]
-    lines = [f"\nconclusions over {len(pairs)} other seeds, {name} vs before (difference in means, 95%):",
+    lines = [f"\nconclusions over {len(pairs)} other seed{'s' if len(pairs) != 1 else ''}, {name} vs before "
+             "(difference in means, 95%):",
              f"  {'metric':<12} {'same sign':>9} {'overlap':>8} {'covered (before/now)':>21}"
              f" {'true effect before':>19} {'now':>9} {'now - before (paired)':>24}"]
     for metric in pairs[0][0]:
@@ -273,11 +274,25 @@ def compare_over_seeds(before: list[dict], now: list[dict], name: str) -> list[s
         tb = [b["truth"] for b, n in rows if b.get("truth") is not None and n.get("truth") is not None]
         tn = [n["truth"] for b, n in rows if b.get("truth") is not None and n.get("truth") is not None]
         d = [y - x for x, y in zip(tb, tn)]
-        se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+        se = f"{statistics.stdev(d) / len(d) ** 0.5:.2g}" if len(d) > 1 else "n/a (one seed)"
         lines.append(f"  {metric:<12} {same:>5}/{len(rows):<3} {overlap:>4}/{len(rows):<3} {cov_b:>10}/{cov_n:<10}"
                      f" {statistics.fmean(tb):>+19.4g} {statistics.fmean(tn):>+9.4g}"
-                     f" {statistics.fmean(d):>+14.4g} +- {se:.2g}")
+                     f" {statistics.fmean(d):>+14.4g} +- {se}")
     return lines
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text}")
+    return n
+
+
+def _non_negative(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text}")
+    return n
 
 
 def _median(rs: list[dict], f) -> float:
@@ -288,10 +303,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     ap.add_argument("--child-seed", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--seeds", type=int, default=10, help="conclusions at this many other seeds (the "
+    ap.add_argument("--seeds", type=_non_negative, default=10, help="conclusions at this many other seeds (the "
                     "scenario's seed + 1, + 2, ...): each variant's estimates and true effects against "
                     "before's, seed by seed (0: only the timed runs' comparison at the scenario's seed)")
-    ap.add_argument("--repeat", type=int, default=2, help="runs of each variant and mode (interleaved)")
+    ap.add_argument("--repeat", type=_positive, default=2, help="runs of each variant and mode (interleaved)")
     ap.add_argument("--variants", default="before,after,after-1")
     ap.add_argument("--modes", default="cli,run", help="cli (the whole process), run (run(write=False)), "
                     "calibrate (a small calibration: replications/s)")
@@ -309,6 +324,15 @@ def main() -> None:
     for v in variants + modes:
         if v not in VARIANTS + MODES:
             raise SystemExit(f"unknown variant or mode {v!r}; expected one of {', '.join(VARIANTS + MODES)}")
+    seeds = args.seeds
+    if seeds and "before" not in variants:
+        print("note: --seeds compares with 'before', which is not among the variants: no seeded runs")
+        seeds = 0
+    if seeds and not {"cli", "run"} & set(modes):
+        print("note: --seeds runs the quickstart, and neither cli nor run mode is asked for: no seeded runs")
+        seeds = 0
+    if "after-old-draws" in variants and "run" not in modes:
+        print("note: after-old-draws runs in run mode only" + (" (and in the seeded comparison)" if seeds else ""))
     print(f"quickstart end to end; cores available: {len(os.sched_getaffinity(0))}; load average before: {load()}")
     runs: dict[tuple[str, str], list[dict]] = {(m, v): [] for m in modes for v in variants}
     seeded: dict[str, list[dict]] = {}
@@ -336,11 +360,11 @@ def main() -> None:
                         r = launch(v, m, before_dir, Path(tmp), (args.cal_users, args.cal_replications))
                         runs[(m, v)].append(r)
                         unit = "replications" if m == "calibrate" else "sessions"
-                        print(f"  run {rep + 1} {m:<3} {v:<9} {r['sessions'] / r['wall_s']:>9,.2f} {unit}/s "
+                        print(f"  run {rep + 1} {m:<3} {v:<15} {r['sessions'] / r['wall_s']:>9,.2f} {unit}/s "
                               f"({r['sessions']:,.0f} {unit} in {r['wall_s']:.2f} s; "
                               f"{r['sessions'] / r['cpu_s']:,.2f} per CPU second; load {load()})", flush=True)
-            if args.seeds > 0 and "before" in variants:
-                seeded = _seeded_runs(args.seeds, [v for v in variants if v in ("before", "after", "after-als",
+            if seeds:
+                seeded = _seeded_runs(seeds, [v for v in variants if v in ("before", "after", "after-als",
                                                                                 "after-old-draws")],
                                       before_dir, Path(tmp))
         finally:
@@ -362,13 +386,15 @@ def main() -> None:
             for w, (_, n) in rs[0]["worlds"].items():
                 sec = statistics.median(r["worlds"][w][0] for r in rs)
                 parts.append(f"{w} {sec:.2f} s" + (f" ({n / sec:,.0f}/s)" if n else ""))
-            print(f"  {m:<9} {v:<9} {e2e:>9,.2f} {per_cpu:>9,.2f} {sim:>9,.2f}   " + "; ".join(parts))
+            print(f"  {m:<9} {v:<15} {e2e:>9,.2f} {per_cpu:>9,.2f} {sim:>9,.2f}   " + "; ".join(parts))
     if "before" in variants:
         for m in modes:
+            if not runs[(m, "before")]:
+                continue
             base = _median(runs[(m, "before")], lambda r: r["sessions"] / r["wall_s"])
             base_cpu = _median(runs[(m, "before")], lambda r: r["sessions"] / r["cpu_s"])
             for v in variants:
-                if v != "before" and runs[(m, v)]:
+                if v not in ("before", "after-old-draws") and runs[(m, v)] and runs[(m, "before")]:
                     now = _median(runs[(m, v)], lambda r: r["sessions"] / r["wall_s"])
                     cpu = _median(runs[(m, v)], lambda r: r["sessions"] / r["cpu_s"])
                     print(f"  {m} {v} / before: {now / base:.2f}x end to end, {cpu / base_cpu:.2f}x per CPU second")

@@ -102,11 +102,21 @@ class Plan:
                 for a in self.scenario.arms]
 
     def _canonical_options(self, recommender: str, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` validated by the recommender's Options model, less those equal to their
+        defaults; a wrapped recommender's options (a re-ranker's ``base`` and ``base_options``) the
+        same way, with the base's own model."""
         model = self.registry.info("recommender", recommender).cls.Options
         try:
-            return model(**options).model_dump(mode="json", exclude_defaults=True)
+            out = model(**options).model_dump(mode="json", exclude_defaults=True)
         except Exception:  # noqa: BLE001 -- options resolve() rejects never reach a world; keep them as written
             return dict(options)
+        base = options.get("base")
+        if isinstance(base, str) and isinstance(options.get("base_options", {}), dict):
+            nested = self._canonical_options(base, options.get("base_options") or {})
+            out.pop("base_options", None)
+            if nested:
+                out["base_options"] = nested
+        return out
 
     def create(self, kind: str, name: str, options: dict[str, Any], field: str,
                 name_key: str | None = None) -> Any:

@@ -168,3 +168,16 @@ def test_an_arm_that_spells_out_its_defaults_is_the_same_arm():
     worlds = [_world_outcomes(sc, f"all-{a}") for a in ("control", "treatment")]
     assert worlds[0]["clicks"].sum() > 0
     pd.testing.assert_frame_equal(worlds[0], worlds[1])
+
+
+def test_a_re_ranker_whose_base_spells_out_its_defaults_is_the_same_arm():
+    """The wrapped recommender's options are made canonical with its own model (tester: base_options
+    {epochs: 4, factors: 16.0} drew differently from none, a nonzero A/A truth)."""
+    spec = copy.deepcopy(SMALL)
+    plain = {"recommender": "mmr", "base": "matrix-factorization"}
+    spelled = {"recommender": "mmr", "base": "matrix-factorization", "base_options": {"epochs": 4, "factors": 16.0}}
+    spec["experiment"].update(arms={"control": plain, "treatment": spelled})
+    keys = resolve(Scenario.from_dict(spec)).arm_keys()
+    assert keys[0] == keys[1]
+    spec["experiment"]["arms"]["treatment"]["base_options"]["epochs"] = 3  # another base: another arm
+    assert len(set(resolve(Scenario.from_dict(spec)).arm_keys())) == 2
