@@ -118,9 +118,10 @@ def child(variant: str, seed: int | None = None) -> None:
 def _old_draws() -> None:
     """Make matrix factorization's random draws as ``before`` (5d66b26) made them, in this process:
     initial factors by ``torch.randn`` (that commit's generator) and every draw keyed by the arm's
-    name instead of its configuration (main a25f325: the policy streams and the models' draws). Everything else is this tree's code: the
-    compiled training loop, the engine, the shared pre-period, the worker processes. With the same
-    draws, what remains of a difference from ``before`` is the implementation's."""
+    name instead of its configuration (main a25f325: the policy streams and the models' draws).
+    Everything else is this tree's code: the compiled training loop, the engine, the shared
+    pre-period, the worker processes. With the same draws, what remains of a difference from
+    ``before`` is the implementation's."""
     import numpy as np
     import torch
 
@@ -129,18 +130,14 @@ def _old_draws() -> None:
 
     plan.Plan.arm_keys = lambda self: list(self.scenario.arms)  # every arm's draws keyed by its name
 
-    def initial_factors(self, wpos, wneg):
+    def normal_tables(self):
         ctx, f = self.ctx_, self.options.factors
         gen = torch.Generator().manual_seed(ctx.keys.derive_seed("mf-init", ctx.arm, self.n_fits_))
         scale = 0.1 / np.sqrt(f)
-        U = (torch.randn(ctx.n_users, f + 1, generator=gen, dtype=torch.float32) * scale).numpy()
-        V = (torch.randn(ctx.items.n, f + 1, generator=gen, dtype=torch.float32) * scale).numpy()
-        rate = (wpos.sum() + 1.0) / (wpos.sum() + wneg.sum() + 2.0)
-        U[:, f] = 0.0
-        V[:, f] = float(np.log(rate / (1.0 - rate)))
-        return U, V
+        return ((torch.randn(ctx.n_users, f + 1, generator=gen, dtype=torch.float32) * scale).numpy(),
+                (torch.randn(ctx.items.n, f + 1, generator=gen, dtype=torch.float32) * scale).numpy())
 
-    MatrixFactorization._initial_factors = initial_factors
+    MatrixFactorization._normal_tables = normal_tables
 
 
 def _cpu_children() -> float:
@@ -271,8 +268,8 @@ def compare_over_seeds(before: list[dict], now: list[dict], name: str) -> list[s
         overlap = sum(n["lower"] <= b["upper"] and b["lower"] <= n["upper"] for b, n in rows)
         cov_b = sum(bool(b.get("covered")) for b, _ in rows)
         cov_n = sum(bool(n.get("covered")) for _, n in rows)
-        tb = [b["truth"] for b, n in rows if b.get("truth") is not None and n.get("truth") is not None]
-        tn = [n["truth"] for b, n in rows if b.get("truth") is not None and n.get("truth") is not None]
+        tb, tn = zip(*[(b["truth"], n["truth"]) for b, n in rows
+                       if b.get("truth") is not None and n.get("truth") is not None])
         d = [y - x for x, y in zip(tb, tn)]
         se = f"{statistics.stdev(d) / len(d) ** 0.5:.2g}" if len(d) > 1 else "n/a (one seed)"
         lines.append(f"  {metric:<12} {same:>5}/{len(rows):<3} {overlap:>4}/{len(rows):<3} {cov_b:>10}/{cov_n:<10}"

@@ -246,18 +246,23 @@ class MatrixFactorization(FactorRecommender):
     def _initial_factors(self, wpos: np.ndarray, wneg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A fresh fit's float32 tables ``U`` (n_users, factors + 1) and ``V`` (n_items, factors + 1),
         the bias in the last column (``s = U[u, :f] . V[i, :f] + U[u, f] + V[i, f]``): factors
-        ``N(0, (0.1 / sqrt(factors))^2)`` from the arm's keyed ``mf-init`` generator (Philox), user
-        biases 0, item biases the log-odds of the smoothed click rate of the training pairs
+        from :meth:`_normal_tables`, user biases 0, item biases the log-odds of the smoothed click rate of the training pairs
         (weights ``wpos``, ``wneg``)."""
-        ctx, f = self.ctx_, self.options.factors
-        gen = np.random.Generator(np.random.Philox(ctx.keys.derive_seed("mf-init", ctx.seed_key, self.n_fits_)))
-        scale = np.float32(0.1 / np.sqrt(f))
-        U = gen.standard_normal((ctx.n_users, f + 1), dtype=np.float32) * scale
-        V = gen.standard_normal((ctx.items.n, f + 1), dtype=np.float32) * scale
+        f = self.options.factors
+        U, V = self._normal_tables()
         rate = (wpos.sum() + 1.0) / (wpos.sum() + wneg.sum() + 2.0)
         U[:, f] = 0.0
         V[:, f] = np.log(rate / (1.0 - rate))
         return U, V
+
+    def _normal_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """float32 ``N(0, (0.1 / sqrt(factors))^2)`` tables (n_users, factors + 1) and (n_items,
+        factors + 1) from the arm's keyed ``mf-init`` generator (Philox), one per fit."""
+        ctx, f = self.ctx_, self.options.factors
+        gen = np.random.Generator(np.random.Philox(ctx.keys.derive_seed("mf-init", ctx.seed_key, self.n_fits_)))
+        scale = np.float32(0.1 / np.sqrt(f))
+        return (gen.standard_normal((ctx.n_users, f + 1), dtype=np.float32) * scale,
+                gen.standard_normal((ctx.items.n, f + 1), dtype=np.float32) * scale)
 
     def _train_pairs(self, pu: np.ndarray, pi: np.ndarray, wpos: np.ndarray, wneg: np.ndarray,
                      rng: np.random.Generator) -> None:
