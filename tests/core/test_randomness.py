@@ -126,7 +126,7 @@ def test_small_draws_do_not_load_numba_and_kernels_cache_outside_the_package(tmp
     before_package = in_package()
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
     cached = list((tmp_path / "numba").rglob("*.nbi"))
-    assert {p.name.split(".")[1].split("-")[0] for p in cached} >= {"uniform", "gumbel", "exponential"}
+    assert {p.name.split(".")[1].split("-")[0] for p in cached} >= {"draws"}
     assert in_package() == before_package
     # a second process finds them: no new index entries, no new compiled objects
     before = sorted(p.name for p in (tmp_path / "numba").rglob("*"))
