@@ -227,9 +227,12 @@ def _adagrad_reference(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, lr
     """The update of the torch implementation this kernel replaced (5d66b26), in NumPy: per
     mini-batch, logits from the tables as they were at its start, per-sample gradients of the
     weighted logistic loss summed per distinct row (``np.add.at`` for torch's ``index_add_``), one
-    Adagrad step per touched row; the bias column (last) unregularised."""
+    Adagrad step per touched row; the bias column (last) unregularised. Returns each epoch's mean
+    data term over pairs (``softplus`` by ``np.logaddexp``)."""
     f = U.shape[1] - 1
+    losses = []
     for perm in perms:
+        total_loss = 0.0
         for start in range(0, perm.size, batch_size):
             sel = perm[start:start + batch_size]
             u, i, p_w, n_w = pu[sel], pi[sel], wp[sel], wn[sel]
@@ -237,6 +240,8 @@ def _adagrad_reference(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, lr
             s = (p[:, :f] * q[:, :f]).sum(1) + p[:, f] + q[:, f]
             norm = max(float((p_w + n_w).sum()), 1e-9)
             g = (((p_w + n_w) / (1.0 + np.exp(-s.astype(np.float64))) - p_w) / norm)[:, None]
+            s64 = s.astype(np.float64)
+            total_loss += float((p_w * np.logaddexp(0.0, -s64) + n_w * np.logaddexp(0.0, s64)).sum()) / norm * sel.size
             reg = 2.0 * l2 / sel.size
             gp, gq = reg * p + g * q, reg * q + g * p
             gp[:, f] = g[:, 0]
@@ -247,12 +252,14 @@ def _adagrad_reference(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, lr
                 touched = np.unique(rows)
                 acc[touched] += (total[touched] ** 2).astype(acc.dtype)
                 table[touched] -= (lr * total[touched] / np.sqrt(acc[touched])).astype(table.dtype)
+        losses.append(total_loss / perm.size)
+    return np.array(losses)
 
 
 def test_compiled_adagrad_makes_the_reference_update():
     """The numba loop is the torch implementation's algorithm, not merely a fast one that also
     learns: on a small problem with duplicate rows within mini-batches, two epochs from the same
-    start give the reference's factors to float32 rounding."""
+    start give the reference's factors to float32 rounding, and its mean loss per epoch."""
     from counterfeed.plugins.recommenders._kernels import adagrad_epochs
 
     rng = np.random.default_rng(3)
@@ -264,8 +271,10 @@ def test_compiled_adagrad_makes_the_reference_update():
     V0 = (rng.standard_normal((n_items, f + 1)) * 0.1).astype(np.float32)
     perms = np.stack([rng.permutation(n) for _ in range(2)])
     tables = [(U0.copy(), V0.copy(), np.full_like(U0, 1e-8), np.full_like(V0, 1e-8)) for _ in range(2)]
-    adagrad_epochs(*tables[0], pu, pi, wp, wn, perms, 128, 0.2, 1e-2, np.zeros(2))
-    _adagrad_reference(*tables[1], pu, pi, wp, wn, perms, 128, 0.2, 1e-2)
+    losses = np.zeros(2)
+    adagrad_epochs(*tables[0], pu, pi, wp, wn, perms, 128, 0.2, 1e-2, losses)
+    want_losses = _adagrad_reference(*tables[1], pu, pi, wp, wn, perms, 128, 0.2, 1e-2)
+    np.testing.assert_allclose(losses, want_losses, rtol=1e-5)  # the diagnostic loss_, both signs of s
     assert np.abs(tables[1][0] - U0).max() > 1e-2 and np.abs(tables[1][1] - V0).max() > 1e-2  # they learned
     for got, want in zip(tables[0], tables[1]):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)

@@ -24,10 +24,6 @@ __all__ = ["adagrad_epochs", "topk_rows", "count_cells"]
 
 with kernel_cache(__file__):
 
-    @numba.njit(cache=True, inline="always")
-    def _softplus(x):
-        return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
-
     @numba.njit(cache=True)
     def topk_rows(scores, available, k, out):  # pragma: no cover - compiled
         """``out[r]`` = the ``k`` items of row ``r`` of ``scores`` (n, n_items) with the highest
@@ -83,12 +79,17 @@ with kernel_cache(__file__):
             row = rows[t]
             r = reg * count[row]
             count[row] = 0
-            for d in range(f + 1):
-                gg = grad[row, d] * inv + (r * table[row, d] if d < f else 0.0)
+            for d in range(f):  # the factors (a loop without branches, which the compiler vectorizes)
+                gg = grad[row, d] * inv + r * table[row, d]
                 a = acc[row, d] + gg * gg
                 acc[row, d] = a
                 table[row, d] -= lr * gg / math.sqrt(a)
                 grad[row, d] = 0.0
+            gg = grad[row, f] * inv + 0.0  # the bias
+            a = acc[row, f] + gg * gg
+            acc[row, f] = a
+            table[row, f] -= lr * gg / math.sqrt(a)
+            grad[row, f] = 0.0
 
     @numba.njit(cache=True, error_model="numpy")  # no fastmath: the same floats on every x86-64 CPU
     def adagrad_epochs(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, lr, l2, losses):  # pragma: no cover - compiled
@@ -134,9 +135,12 @@ with kernel_cache(__file__):
                     sd = float(s)
                     w = p + q
                     norm += w
-                    sp = _softplus(sd)  # softplus(-s) = softplus(s) - s
+                    ez = math.exp(-sd)
+                    g = np.float32(w / (1.0 + ez) - p)  # d loss / d s, before / norm
+                    # softplus(s) = max(s, 0) + log1p(exp(-|s|)), with exp(-|s|) = ez or 1 / ez: the
+                    # loss (a diagnostic) costs no second exp; softplus(-s) = softplus(s) - s
+                    sp = sd + math.log1p(ez) if sd >= 0.0 else math.log1p(1.0 / ez)
                     batch_loss += p * (sp - sd) + q * sp
-                    g = np.float32(w / (1.0 + math.exp(-sd)) - p)  # d loss / d s, before / norm
                     if cu[u] == 0:
                         rows_u[nu] = u
                         nu += 1
@@ -145,8 +149,9 @@ with kernel_cache(__file__):
                         nv += 1
                     cu[u] += 1
                     cv[i] += 1
-                    for d in range(f):
+                    for d in range(f):  # two loops, each vectorized
                         gu[u, d] += g * V[i, d]
+                    for d in range(f):
                         gv[i, d] += g * U[u, d]
                     gu[u, f] += g
                     gv[i, f] += g
