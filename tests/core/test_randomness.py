@@ -102,6 +102,37 @@ def test_a_large_sample_agrees_bit_for_bit_across_paths():
     assert np.array_equal(-randomness._clib_log(u), kernels[2](s.key, users, np.int64(3), np.int64(1)))
 
 
+def test_compiled_draws_broadcast_as_a_ufunc_would():
+    """The compiled draws take keys of any broadcastable shapes (scalars, a column against a row,
+    more than two dimensions, strided views, empty) and give the NumPy path's values in the
+    broadcast shape; scalar keys give a float64 scalar, as a ufunc returns."""
+    from counterfeed.core import randomness
+
+    kernels = randomness._kernels()
+    if not kernels:  # pragma: no cover
+        return
+    rng = np.random.default_rng(4)
+    key = Keys(21).stream("shapes").key
+    grid = rng.integers(-2**62, 2**62, (6, 8))
+    cases = [(np.int64(5), np.int64(3), np.int64(0)),
+             (np.arange(7), np.int64(2), np.int64(1)),
+             (np.arange(6)[:, None], np.arange(6)[:, None], np.arange(4)),
+             (rng.integers(0, 10**9, (3, 4, 5)), np.int64(9), rng.integers(0, 100, (4, 5))),
+             (np.zeros(0, np.int64), np.int64(1), np.int64(2)),
+             (grid[:, ::3], np.int64(1), grid[0, :3]),
+             (np.int64(8), np.arange(5)[:, None, None], np.arange(3)[None, :, None] * np.ones((1, 1, 2), np.int64))]
+    for user, session, slot in cases:
+        user, session, slot = (np.asarray(a, dtype=np.int64) for a in (user, session, slot))
+        shape = np.broadcast_shapes(user.shape, session.shape, slot.shape)
+        u = randomness._numpy_uniform(key, user, session, slot)
+        for draw, want in zip(kernels[:3], (u, -randomness._clib_log(-randomness._clib_log(u)), -randomness._clib_log(u))):
+            got = draw(key, user, session, slot)
+            assert np.shape(got) == shape
+            assert np.array_equal(got, want)
+            if not shape:
+                assert isinstance(got, np.float64)
+
+
 def test_small_draws_do_not_load_numba_and_kernels_cache_outside_the_package(tmp_path):
     import subprocess
     import sys
