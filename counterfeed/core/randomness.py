@@ -17,7 +17,7 @@ one exact conversion: the same bits as the kernel); Gumbel and exponential draws
 ``EXACT_LOG_MAX`` values take its logarithms with the C library's ``log``, which the kernels call
 too (NumPy's SIMD ``log`` differs in the last bit for about 0.4% of values, so it is not used).
 Larger draws, and every draw once ``SUSTAINED`` values have been drawn without them, use numba
-ufuncs (:mod:`counterfeed.core._kernels`) compiled once per installation and cached in
+kernels (:mod:`counterfeed.core._kernels`) compiled once per installation and cached in
 :func:`kernel_cache_dir`, never inside the package; once loaded they serve every draw.
 Which path served a draw never changes its value (``tests/core/test_randomness.py``).
 
