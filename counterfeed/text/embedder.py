@@ -31,8 +31,8 @@ import numpy as np
 from counterfeed.errors import PluginError
 from counterfeed.text.cache import EmbeddingCache, default_cache_dir, text_key
 
-__all__ = ["Embedder", "HashingEmbedder", "TransformerEmbedder", "get_embedder", "MINILM_ALIASES", "local_model_dir",
-           "model_layers"]
+__all__ = ["Embedder", "HashingEmbedder", "TransformerEmbedder", "get_embedder", "MINILM_ALIASES",
+           "canonical_model_name", "local_model_dir", "model_layers"]
 
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
 _WORD = re.compile(r"[\w'-]+")
@@ -401,14 +401,24 @@ def get_embedder(spec: str | dict[str, Any] | Embedder | None = "minilm", *,
     return TransformerEmbedder(model, **kwargs)
 
 
+def canonical_model_name(model: str) -> str:
+    """``"minilm"`` for any of :data:`MINILM_ALIASES` (in any case), else ``model`` unchanged: the
+    one spelling that validated options keep, so that arms naming the same encoder differently are
+    the same arm (``plan.Plan.arm_keys``)."""
+    return "minilm" if model.lower() in MINILM_ALIASES else model
+
+
 def check_embedder_spec(spec: Any) -> Any:
-    """Validate an embedder spec's shape without loading anything (for pydantic validators)."""
+    """Validate an embedder spec's shape without loading anything (for pydantic validators).
+
+    Returns it canonical: ``None`` and the MiniLM aliases as ``"minilm"``, a mapping's ``model``
+    likewise, and a mapping with nothing but its model as that model's name."""
     if spec is None or isinstance(spec, str):
         if isinstance(spec, str) and not spec.strip():
             raise ValueError("embedder must be 'minilm', 'hashing', a model directory or a hub name")
         if isinstance(spec, str) and spec != "hashing" and spec.lower() not in MINILM_ALIASES:
             local_model_dir(spec, hub=True)  # a missing model fails here, not at build
-        return spec
+        return "minilm" if spec is None else canonical_model_name(spec)
     if not isinstance(spec, dict):
         raise ValueError("embedder must be a string or a mapping with a 'model' key")
     model = spec.get("model", "minilm")
@@ -418,4 +428,8 @@ def check_embedder_spec(spec: Any) -> Any:
         raise ValueError(f"unknown embedder option '{unknown[0]}' (expected: {', '.join(sorted(allowed))})")
     if isinstance(model, str) and model != "hashing" and model.lower() not in MINILM_ALIASES:
         local_model_dir(model, hub=True)
-    return spec
+    if not isinstance(model, str):
+        return spec
+    if set(spec) == {"model"}:
+        return canonical_model_name(model)
+    return {**spec, "model": canonical_model_name(model)}

@@ -181,3 +181,25 @@ def test_a_re_ranker_whose_base_spells_out_its_defaults_is_the_same_arm():
     assert keys[0] == keys[1]
     spec["experiment"]["arms"]["treatment"]["base_options"]["epochs"] = 3  # another base: another arm
     assert len(set(resolve(Scenario.from_dict(spec)).arm_keys())) == 2
+
+
+def test_arms_that_name_the_same_encoder_differently_are_the_same_arm():
+    """The text recommenders' encoder aliases (``MiniLM``, ``all-MiniLM-L6-v2``, the hub name, a
+    mapping with nothing but the model, the default left out) are one configuration, so one random
+    identity; another encoder (``hashing``) is another arm (tester of 2026-12-01: the aliases were
+    compared as written)."""
+    spec = copy.deepcopy(SMALL)
+    spec["catalog"] = {"plugin": "synthetic-text", "items": 40, "topics": 4, "embedder": "hashing"}
+    same = [{"recommender": "text-embedding"},
+            {"recommender": "text-embedding", "embedder": "MiniLM"},
+            {"recommender": "text-embedding", "embedder": "all-MiniLM-L6-v2"},
+            {"recommender": "text-embedding", "embedder": {"model": "sentence-transformers/all-MiniLM-L6-v2"}},
+            {"recommender": "text-two-tower", "model": "MiniLM"},
+            {"recommender": "text-two-tower"}]
+    spec["experiment"].update(arms={f"a{i}": arm for i, arm in enumerate(same)}, split=None)
+    keys = resolve(Scenario.from_dict(spec)).arm_keys()
+    assert keys[0] == keys[1] == keys[2] == keys[3] and keys[4] == keys[5]
+    spec["experiment"]["arms"]["a1"]["embedder"] = "hashing"
+    spec["experiment"]["arms"]["a3"]["embedder"] = {"model": "minilm", "batch_size": 8}
+    keys = resolve(Scenario.from_dict(spec)).arm_keys()
+    assert len({keys[0], keys[1], keys[3]}) == 3

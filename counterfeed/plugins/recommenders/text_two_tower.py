@@ -43,7 +43,7 @@ from counterfeed.core.contracts import Log, RecommenderContext
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import PluginError, PluginWarning
 from counterfeed.plugins.recommenders.text_embedding import TextEmbeddingRecommender
-from counterfeed.text.embedder import local_model_dir, model_layers
+from counterfeed.text.embedder import canonical_model_name, local_model_dir, model_layers
 
 __all__ = ["TextTwoTowerRecommender", "two_tower_cache_dir"]
 
@@ -109,7 +109,7 @@ class TextTwoTowerRecommender(TextEmbeddingRecommender):
         def _model_spec(cls, v: str, info: ValidationInfo) -> str:
             if info.data.get("train", "head") != "head":  # the encoder is only loaded for last / lora
                 local_model_dir(v, hub=True)
-            return v
+            return canonical_model_name(v)  # one spelling per encoder: the arm's key (plan.Plan.arm_keys)
 
     def check_scenario(self, scenario: Any, catalog: Any, field: str) -> None:
         """Besides the text check: ``layers`` must not exceed the encoder's layers (train: last / lora)."""
