@@ -28,7 +28,7 @@ Variants:
 - ``before``: the quickstart at the commit before issue 20's work (``--before-commit``, checked out
   in a temporary git worktree, with that tree's own ``scenarios/quickstart.yaml``): torch matrix
   factorization, cold refits, worlds one after another;
-- ``after``: the quickstart now (compiled matrix factorization with warm-started refits, compiled
+- ``after``: the quickstart now (compiled matrix factorization with cold refits as before, compiled
   top-k, the pre-period simulated once for the three worlds (core.preperiod), worlds in worker
   processes forked after it when the scenario is large enough, their results mapped from shared
   memory);
