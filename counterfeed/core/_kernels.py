@@ -104,23 +104,34 @@ def draws(kind, key, user, session, slot, out):  # pragma: no cover - compiled
             out[r, c] = u
 
 
-def _two_d(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``a`` as a C-contiguous 2-D array that broadcasts to the 2-D form of ``shape`` (ndim <= 2)."""
+def _two_d(a: np.ndarray, shape: tuple[int, ...], rows: int) -> np.ndarray:
+    """``a`` as a C-contiguous 2-D int64 array that broadcasts to ``(rows, shape[-1])``, the 2-D
+    form of ``shape``."""
     if len(shape) > 2:  # collapse the leading axes (a copy of the broadcast keys)
-        return np.ascontiguousarray(np.broadcast_to(a, shape).reshape(-1, shape[-1]))
-    if a.ndim < 2:
+        a = np.broadcast_to(a, shape).reshape(rows, shape[-1])
+    elif a.ndim < 2:
         a = a.reshape(1, -1) if a.ndim == 1 else a.reshape(1, 1)
-    return np.ascontiguousarray(a)
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _keys(a) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iub":  # as the ufuncs' casting rule refused floats
+        raise TypeError(f"random keys must be integers, got {arr.dtype}")
+    return arr
 
 
 def _broadcast_draw(kind: int, key, user, session, slot):
-    """The ``kind`` draw of int64 key arrays that broadcast together, in their broadcast shape (a
-    float64 scalar for scalar keys), as a NumPy ufunc of the hash would return it."""
-    user, session, slot = np.asarray(user), np.asarray(session), np.asarray(slot)
+    """The ``kind`` draw of integer key arrays that broadcast together, in their broadcast shape (a
+    float64 scalar for scalar keys), as a NumPy ufunc of the hash would return it: the stream key
+    as uint64, the others as int64. Raises TypeError for non-integer keys, ValueError for shapes
+    that do not broadcast."""
+    key = np.uint64(key)
+    user, session, slot = _keys(user), _keys(session), _keys(slot)
     shape = np.broadcast_shapes(user.shape, session.shape, slot.shape)
     rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
     out = np.empty((rows, shape[-1] if shape else 1))
-    draws(kind, key, _two_d(user, shape), _two_d(session, shape), _two_d(slot, shape), out)
+    draws(kind, key, _two_d(user, shape, rows), _two_d(session, shape, rows), _two_d(slot, shape, rows), out)
     out = out.reshape(shape)
     return out[()] if out.ndim == 0 else out
 

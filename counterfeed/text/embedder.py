@@ -411,8 +411,8 @@ def canonical_model_name(model: str) -> str:
 def check_embedder_spec(spec: Any) -> Any:
     """Validate an embedder spec's shape without loading anything (for pydantic validators).
 
-    Returns it canonical: ``None`` and the MiniLM aliases as ``"minilm"``, a mapping's ``model``
-    likewise, and a mapping with nothing but its model as that model's name."""
+    Returns it canonical: the MiniLM aliases as ``"minilm"``, a mapping's ``model`` likewise, and a
+    mapping with nothing but its model (or nothing: the default) as that model's name."""
     if spec is None or isinstance(spec, str):
         if isinstance(spec, str) and not spec.strip():
             raise ValueError("embedder must be 'minilm', 'hashing', a model directory or a hub name")
@@ -430,6 +430,6 @@ def check_embedder_spec(spec: Any) -> Any:
         local_model_dir(model, hub=True)
     if not isinstance(model, str):
         return spec
-    if set(spec) == {"model"}:
+    if set(spec) <= {"model"}:  # {} is the default model too
         return canonical_model_name(model)
     return {**spec, "model": canonical_model_name(model)}

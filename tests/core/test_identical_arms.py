@@ -185,7 +185,7 @@ def test_a_re_ranker_whose_base_spells_out_its_defaults_is_the_same_arm():
 
 def test_arms_that_name_the_same_encoder_differently_are_the_same_arm():
     """The text recommenders' encoder aliases (``MiniLM``, ``all-MiniLM-L6-v2``, the hub name, a
-    mapping with nothing but the model, the default left out) are one configuration, so one random
+    mapping with nothing but the model or nothing at all, the default left out) are one configuration, so one random
     identity; another encoder (``hashing``) is another arm (tester of 2026-12-01: the aliases were
     compared as written)."""
     spec = copy.deepcopy(SMALL)
@@ -194,11 +194,12 @@ def test_arms_that_name_the_same_encoder_differently_are_the_same_arm():
             {"recommender": "text-embedding", "embedder": "MiniLM"},
             {"recommender": "text-embedding", "embedder": "all-MiniLM-L6-v2"},
             {"recommender": "text-embedding", "embedder": {"model": "sentence-transformers/all-MiniLM-L6-v2"}},
+            {"recommender": "text-embedding", "embedder": {}},
             {"recommender": "text-two-tower", "model": "MiniLM"},
             {"recommender": "text-two-tower"}]
     spec["experiment"].update(arms={f"a{i}": arm for i, arm in enumerate(same)}, split=None)
     keys = resolve(Scenario.from_dict(spec)).arm_keys()
-    assert keys[0] == keys[1] == keys[2] == keys[3] and keys[4] == keys[5]
+    assert keys[0] == keys[1] == keys[2] == keys[3] == keys[4] and keys[5] == keys[6]
     spec["experiment"]["arms"]["a1"]["embedder"] = "hashing"
     spec["experiment"]["arms"]["a3"]["embedder"] = {"model": "minilm", "batch_size": 8}
     keys = resolve(Scenario.from_dict(spec)).arm_keys()

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -120,7 +121,10 @@ def test_compiled_draws_broadcast_as_a_ufunc_would():
              (rng.integers(0, 10**9, (3, 4, 5)), np.int64(9), rng.integers(0, 100, (4, 5))),
              (np.zeros(0, np.int64), np.int64(1), np.int64(2)),
              (grid[:, ::3], np.int64(1), grid[0, :3]),
-             (np.int64(8), np.arange(5)[:, None, None], np.arange(3)[None, :, None] * np.ones((1, 1, 2), np.int64))]
+             (np.int64(8), np.arange(5)[:, None, None], np.arange(3)[None, :, None] * np.ones((1, 1, 2), np.int64)),
+             (np.zeros((2, 3, 1), np.int64), np.int64(0), np.zeros(0, np.int64)),  # empty, 3-D (tester)
+             (np.zeros((0, 3, 0), np.int64), np.int64(1), np.int64(2)),
+             (np.asfortranarray(grid), np.zeros((6, 1), np.int32), np.array(True))]
     for user, session, slot in cases:
         user, session, slot = (np.asarray(a, dtype=np.int64) for a in (user, session, slot))
         shape = np.broadcast_shapes(user.shape, session.shape, slot.shape)
@@ -131,6 +135,13 @@ def test_compiled_draws_broadcast_as_a_ufunc_would():
             assert np.array_equal(got, want)
             if not shape:
                 assert isinstance(got, np.float64)
+    # the stream key is a uint64 whatever it is passed as; keys must be integers, as the ufuncs' were
+    assert np.array_equal(kernels[0](12345, np.arange(3), 1, 2),
+                          randomness._numpy_uniform(np.uint64(12345), np.arange(3), 1, 2))
+    assert np.array_equal(kernels[0](2**63 + 5, np.arange(3), 1, 2),
+                          randomness._numpy_uniform(np.uint64(2**63 + 5), np.arange(3), 1, 2))
+    with pytest.raises(TypeError, match="integers"):
+        kernels[0](key, np.array([1.5, 2.7]), 0, 0)
 
 
 def test_small_draws_do_not_load_numba_and_kernels_cache_outside_the_package(tmp_path):

@@ -278,3 +278,22 @@ def test_compiled_adagrad_makes_the_reference_update():
     assert np.abs(tables[1][0] - U0).max() > 1e-2 and np.abs(tables[1][1] - V0).max() > 1e-2  # they learned
     for got, want in zip(tables[0], tables[1]):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)
+
+
+def test_the_diagnostic_loss_is_accurate_at_extreme_logits():
+    """``loss_`` (each epoch's mean data term) is float64 without cancellation: a clicked pair at a
+    logit of +20 loses softplus(-20) = 2.06e-9, not 0 (tester: the float32 form lost it), and the
+    other extremes match ``np.logaddexp`` too."""
+    from counterfeed.plugins.recommenders._kernels import adagrad_epochs
+
+    for s, p, q in [(20.0, 1.0, 0.0), (12.0, 1.0, 0.0), (5.0, 1.0, 2.0), (-12.0, 0.0, 1.0), (-30.0, 1.0, 1.0),
+                    (0.0, 1.0, 1.0)]:
+        U = np.zeros((1, 3), np.float32)
+        V = np.zeros((1, 3), np.float32)
+        V[0, 2] = s  # the item bias: s = U . V + biases = s
+        losses = np.zeros(1)
+        adagrad_epochs(U, V, np.full_like(U, 1e-8), np.full_like(V, 1e-8), np.zeros(1, np.int64),
+                       np.zeros(1, np.int64), np.array([p], np.float32), np.array([q], np.float32),
+                       np.zeros((1, 1), np.int64), 64, 0.1, 0.0, losses)
+        want = (p * np.logaddexp(0.0, -s) + q * np.logaddexp(0.0, s)) / (p + q)
+        np.testing.assert_allclose(losses[0], want, rtol=1e-6)

@@ -135,12 +135,18 @@ with kernel_cache(__file__):
                     sd = float(s)
                     w = p + q
                     norm += w
-                    ez = math.exp(-sd)
+                    ez = math.exp(-sd)  # float32, as sd is
                     g = np.float32(w / (1.0 + ez) - p)  # d loss / d s, before / norm
-                    # softplus(s) = max(s, 0) + log1p(exp(-|s|)), with exp(-|s|) = ez or 1 / ez: the
-                    # loss (a diagnostic) costs no second exp; softplus(-s) = softplus(s) - s
-                    sp = sd + math.log1p(ez) if sd >= 0.0 else math.log1p(1.0 / ez)
-                    batch_loss += p * (sp - sd) + q * sp
+                    # the loss (a diagnostic) from the same exp, in float64, without cancellation:
+                    # softplus(x) = max(x, 0) + log1p(exp(-|x|)) and exp(-|s|) = ez or 1 / ez
+                    s64, e64 = np.float64(sd), np.float64(ez)
+                    if s64 >= 0.0:
+                        l1 = math.log1p(e64)
+                        sp_neg, sp_pos = l1, s64 + l1  # softplus(-s), softplus(s)
+                    else:
+                        l1 = math.log1p(1.0 / e64)
+                        sp_neg, sp_pos = l1 - s64, l1
+                    batch_loss += p * sp_neg + q * sp_pos
                     if cu[u] == 0:
                         rows_u[nu] = u
                         nu += 1
