@@ -422,14 +422,14 @@ def check_embedder_spec(spec: Any) -> Any:
     if not isinstance(spec, dict):
         raise ValueError("embedder must be a string or a mapping with a 'model' key")
     model = spec.get("model", "minilm")
+    if not isinstance(model, str) or not model.strip():  # as get_embedder refuses it at run time
+        raise ValueError("embedder 'model' must be 'minilm', 'hashing', a model directory or a hub name")
     allowed = _HASHING_KEYS if model == "hashing" else _TRANSFORMER_KEYS
     unknown = sorted(set(spec) - allowed)
     if unknown:
         raise ValueError(f"unknown embedder option '{unknown[0]}' (expected: {', '.join(sorted(allowed))})")
     if isinstance(model, str) and model != "hashing" and model.lower() not in MINILM_ALIASES:
         local_model_dir(model, hub=True)
-    if not isinstance(model, str):
-        return spec
     if set(spec) <= {"model"}:  # {} is the default model too
         return canonical_model_name(model)
     return {**spec, "model": canonical_model_name(model)}

@@ -122,3 +122,24 @@ def test_rebuilding_a_catalog_from_the_cache_runs_no_forward_pass(tmp_path, make
         handle.remove()
     np.testing.assert_array_equal(first.embeddings, again.embeddings)
     assert (tmp_path / "embeddings" / "embeddings.sqlite3").is_file()
+
+
+@pytest.mark.parametrize("model", [3, None, "", "  "])
+def test_validate_rejects_an_embedder_model_that_is_not_a_name(tmp_path, model):
+    """What ``run`` would reject (``get_embedder``: the model must be a non-empty string),
+    ``validate`` rejects first, naming the field (tester of 2026-12-01: ``{model: 3}`` passed)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import SMALL
+
+    spec = {**SMALL, "catalog": {"plugin": "synthetic-text", "items": 40, "topics": 4,
+                                 "embedder": {"model": model}}}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "counterfeed", "validate", str(path)], capture_output=True,
+                         text=True)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "catalog.embedder" in out.stderr and "model" in out.stderr
