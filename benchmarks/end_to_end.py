@@ -278,18 +278,14 @@ def compare_over_seeds(before: list[dict], now: list[dict], name: str) -> list[s
     return lines
 
 
-def _positive(text: str) -> int:
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text}")
-    return n
-
-
-def _non_negative(text: str) -> int:
-    n = int(text)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text}")
-    return n
+def _at_least(minimum: int):
+    """An argparse type: a whole number of at least ``minimum``."""
+    def parse(text: str) -> int:
+        n = int(text)
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, got {text}")
+        return n
+    return parse
 
 
 def _median(rs: list[dict], f) -> float:
@@ -300,10 +296,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     ap.add_argument("--child-seed", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--seeds", type=_non_negative, default=10, help="conclusions at this many other seeds (the "
+    ap.add_argument("--seeds", type=_at_least(0), default=10, help="conclusions at this many other seeds (the "
                     "scenario's seed + 1, + 2, ...): each variant's estimates and true effects against "
                     "before's, seed by seed (0: only the timed runs' comparison at the scenario's seed)")
-    ap.add_argument("--repeat", type=_positive, default=2, help="runs of each variant and mode (interleaved)")
+    ap.add_argument("--repeat", type=_at_least(1), default=2, help="runs of each variant and mode (interleaved)")
     ap.add_argument("--variants", default="before,after,after-1")
     ap.add_argument("--modes", default="cli,run", help="cli (the whole process), run (run(write=False)), "
                     "calibrate (a small calibration: replications/s)")
