@@ -35,6 +35,11 @@ Variants:
 - ``after-1``: the same in one process (``--workers 1``), which separates the engine's and the
   training's gains from the concurrency's;
 - ``after-als`` (not run by default): the treatment arm on ``als`` (implicit's ALS);
+- ``after-hugepages``: ``after`` with NumPy's transparent huge pages, as ``before`` had them
+  (``NUMPY_MADVISE_HUGEPAGE=1``; counterfeed.core.pages turns them off for a run otherwise): what
+  that one change gives on this machine;
+- ``before-small-pages`` (not run by default): ``before`` with them off (``NUMPY_MADVISE_HUGEPAGE=0``),
+  to show the same for the old code;
 - ``after-old-draws`` (``run`` mode only): the quickstart now with matrix factorization's random
   draws made as ``before`` made them (initial factors by ``torch.randn``, draws keyed by the arm's
   name): the implementation's change alone, without the change of random numbers. Its times
@@ -86,7 +91,9 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 #: main before issue 20's work (torch MF only, worlds sequential below 200k user-days)
 BEFORE_COMMIT = "5d66b26"
-VARIANTS = ("before", "after", "after-1", "after-als", "after-old-draws")
+VARIANTS = ("before", "after", "after-1", "after-als", "after-old-draws", "after-hugepages", "before-small-pages")
+#: NumPy's transparent huge page hint per variant (``NUMPY_MADVISE_HUGEPAGE``; counterfeed.core.pages)
+HUGEPAGES = {"after-hugepages": "1", "before-small-pages": "0"}
 MODES = ("cli", "run", "calibrate")
 ALS = {"recommender": "als", "factors": 16}
 
@@ -164,9 +171,12 @@ def launch(variant: str, mode: str, before_dir: Path | None, out: Path, cal: tup
     """Run one variant in a fresh process; its wall and CPU seconds, timings and estimates
     (``seed``: ``run`` mode only, the quickstart at that seed)."""
     env = dict(os.environ)
+    env.pop("NUMPY_MADVISE_HUGEPAGE", None)  # each variant its own setting, not the caller's
+    if variant in HUGEPAGES:
+        env["NUMPY_MADVISE_HUGEPAGE"] = HUGEPAGES[variant]
     cwd = ROOT
     env["PYTHONPATH"] = str(ROOT)  # this tree, whichever counterfeed an editable install points at
-    if variant == "before":
+    if variant.startswith("before"):
         env["PYTHONPATH"] = str(before_dir)
         cwd = before_dir
     quickstart = cwd / "scenarios" / "quickstart.yaml"  # each tree runs its own quickstart file
@@ -331,7 +341,7 @@ def main() -> None:
     seeded: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="cf-e2e-") as tmp:
         before_dir = None
-        if "before" in variants:
+        if any(v.startswith("before") for v in variants):
             before_dir = Path(tmp) / "tree"
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(before_dir),
                             args.before_commit], check=True)
@@ -343,7 +353,7 @@ def main() -> None:
                            check=True, stdout=subprocess.DEVNULL)
         try:
             if args.warmup:  # a fresh worktree's first run compiles its numba kernels (its own cache)
-                for v in dict.fromkeys(("after" if v.startswith("after") else v) for v in variants):
+                for v in dict.fromkeys(v.split("-")[0] for v in variants):
                     launch(v, "run", before_dir, Path(tmp))
             for rep in range(args.repeat):
                 for m in modes:
