@@ -35,11 +35,12 @@ Variants:
 - ``after-1``: the same in one process (``--workers 1``), which separates the engine's and the
   training's gains from the concurrency's;
 - ``after-als`` (not run by default): the treatment arm on ``als`` (implicit's ALS);
-- ``after-hugepages``: ``after`` with NumPy's transparent huge pages, as ``before`` had them
-  (``NUMPY_MADVISE_HUGEPAGE=1``; counterfeed.core.pages turns them off for a run otherwise): what
-  that one change gives on this machine;
-- ``before-small-pages`` (not run by default): ``before`` with them off (``NUMPY_MADVISE_HUGEPAGE=0``),
-  to show the same for the old code;
+- ``after-hugepages`` and ``after-mimalloc``: ``after`` with one memory allocator as ``before``
+  had it: NumPy's transparent huge pages (``NUMPY_MADVISE_HUGEPAGE=1``) or Arrow's mimalloc pool
+  (``ARROW_DEFAULT_MEMORY_POOL=mimalloc``); ``after-old-allocators`` both. counterfeed.core.allocators
+  turns them off for a run otherwise: what that change gives on this machine;
+- ``before-new-allocators`` (not run by default): ``before`` with the allocators ``after`` uses (no
+  huge pages, Arrow's system pool), to show what they give the old code;
 - ``after-old-draws`` (``run`` mode only): the quickstart now with matrix factorization's random
   draws made as ``before`` made them (initial factors by ``torch.randn``, draws keyed by the arm's
   name): the implementation's change alone, without the change of random numbers. Its times
@@ -91,9 +92,12 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 #: main before issue 20's work (torch MF only, worlds sequential below 200k user-days)
 BEFORE_COMMIT = "5d66b26"
-VARIANTS = ("before", "after", "after-1", "after-als", "after-old-draws", "after-hugepages", "before-small-pages")
-#: NumPy's transparent huge page hint per variant (``NUMPY_MADVISE_HUGEPAGE``; counterfeed.core.pages)
-HUGEPAGES = {"after-hugepages": "1", "before-small-pages": "0"}
+VARIANTS = ("before", "after", "after-1", "after-als", "after-old-draws", "after-hugepages", "after-mimalloc",
+            "after-old-allocators", "before-new-allocators")
+_OLD_PAGES, _OLD_POOL = {"NUMPY_MADVISE_HUGEPAGE": "1"}, {"ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}
+#: the allocators' environment per variant (counterfeed.core.allocators); the others get none
+ALLOCATORS = {"after-hugepages": _OLD_PAGES, "after-mimalloc": _OLD_POOL, "after-old-allocators": _OLD_PAGES | _OLD_POOL,
+              "before-new-allocators": {"NUMPY_MADVISE_HUGEPAGE": "0", "ARROW_DEFAULT_MEMORY_POOL": "system"}}
 MODES = ("cli", "run", "calibrate")
 ALS = {"recommender": "als", "factors": 16}
 
@@ -171,9 +175,9 @@ def launch(variant: str, mode: str, before_dir: Path | None, out: Path, cal: tup
     """Run one variant in a fresh process; its wall and CPU seconds, timings and estimates
     (``seed``: ``run`` mode only, the quickstart at that seed)."""
     env = dict(os.environ)
-    env.pop("NUMPY_MADVISE_HUGEPAGE", None)  # each variant its own setting, not the caller's
-    if variant in HUGEPAGES:
-        env["NUMPY_MADVISE_HUGEPAGE"] = HUGEPAGES[variant]
+    for name in ("NUMPY_MADVISE_HUGEPAGE", "ARROW_DEFAULT_MEMORY_POOL"):  # each variant its own, not the caller's
+        env.pop(name, None)
+    env.update(ALLOCATORS.get(variant, {}))
     cwd = ROOT
     env["PYTHONPATH"] = str(ROOT)  # this tree, whichever counterfeed an editable install points at
     if variant.startswith("before"):

@@ -4,7 +4,8 @@ BLAS threads: :func:`main` sets ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` an
 ``MKL_NUM_THREADS`` to 1 (unless already set) before anything imports numpy. counterfeed's
 parallelism is processes (worlds, replications, chains); a multi-threaded BLAS in each of them
 oversubscribes the cores and makes PyMC/nutpie 10-30x slower. Set the variables yourself to
-override; Python API users set them before importing numpy (docs/sem.md).
+override; Python API users set them before importing numpy (docs/sem.md). It sets the memory
+allocators' variables the same way (:mod:`counterfeed.core.allocators`).
 """
 
 from __future__ import annotations
@@ -419,6 +420,9 @@ def _exit_interrupted(detail: str | None) -> NoReturn:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     pin_blas_threads()  # before any command imports numpy
+    from counterfeed.core.allocators import process_defaults
+
+    process_defaults()  # likewise: no transparent huge pages for NumPy, Arrow on the system allocator
     from counterfeed.core import interrupts
 
     interrupts.install()  # a Ctrl-C swallowed on its way up still stops the run (core/interrupts.py)

@@ -24,7 +24,7 @@ from counterfeed.core.observational_spec import check_arm_sizes
 from counterfeed.core.mechanisms import mechanism_summary, write_assignment
 from counterfeed.core.longterm import is_population, population_report
 from counterfeed.core.plan import Plan, resolve
-from counterfeed.core.pages import small_pages
+from counterfeed.core.allocators import run_allocators
 from counterfeed.core.plugins import get_registry
 from counterfeed.core.population import build_population
 from counterfeed.core.preperiod import share_pre_periods
@@ -207,9 +207,10 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         (default: the scenario's ``execution``; a LocalCluster unless ``scheduler`` is an address;
         ``"in-process"`` keeps the shards in this process). The results are the unsharded ones.
 
-    NumPy allocates without transparent huge pages while the run lasts (:mod:`counterfeed.core.pages`).
+    While the run lasts, NumPy allocates without transparent huge pages and Arrow from the system
+    allocator (:mod:`counterfeed.core.allocators`).
     """
-    with small_pages():
+    with run_allocators():
         return _run(scenario, output_dir=output_dir, write=write, quiet=quiet, workers=workers,
                     keep_events=keep_events, log=log, shards=shards, scheduler=scheduler)
 
@@ -217,7 +218,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
 def _run(scenario: Scenario | str | Path, *, output_dir: str | Path | None, write: bool, quiet: bool,
          workers: int | None, keep_events: bool, log: Callable[[str], None] | None, shards: int | None,
          scheduler: str | None) -> RunResult:
-    """The body of :func:`run`, which turns NumPy's huge page hint off around it."""
+    """The body of :func:`run`, which sets the allocators around it."""
     t_start = time.perf_counter()
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     say = log or ((lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)))

@@ -22,7 +22,7 @@ from counterfeed.core.experiment import (AB_WORLD, Assignment, FixedAssignment, 
 from counterfeed.core.longterm import world_long_term
 from counterfeed.core.mechanisms import mechanism_assignment
 from counterfeed.core.outcomes import world_outcomes
-from counterfeed.core.pages import small_pages
+from counterfeed.core.allocators import run_allocators
 from counterfeed.core.phases import PhasedAssignment, phase_values
 from counterfeed.core.plan import Plan, resolve
 from counterfeed.core.randomness import Keys
@@ -66,8 +66,9 @@ class WorldOutput:
 
 def simulate_world(task: WorldTask) -> WorldOutput:
     """Simulate one world and compute its outcomes (a module-level function: runs in workers too).
-    NumPy allocates without transparent huge pages meanwhile (:mod:`counterfeed.core.pages`)."""
-    with small_pages():
+    Meanwhile NumPy allocates without transparent huge pages and Arrow from the system allocator
+    (:mod:`counterfeed.core.allocators`)."""
+    with run_allocators():
         return _simulate_world(task)
 
 

@@ -1,0 +1,102 @@
+"""How a run's memory is allocated: without transparent huge pages, and Arrow's buffers from the
+system allocator.
+
+A run allocates and frees many short-lived buffers of a few MiB (score matrices, slates, event
+columns, and Arrow's buffers while the event logs are written as Parquet). Two defaults made the
+kernel zero far more memory than the run used, in page faults, on the development machine (a
+Firecracker VM whose ``/sys/kernel/mm/transparent_hugepage/enabled`` is ``madvise``):
+
+- **NumPy** asks for transparent huge pages (``madvise(MADV_HUGEPAGE)``) on every array of 4 MiB
+  or more (its ``NUMPY_MADVISE_HUGEPAGE``, on by default on Linux 4.6+), so the first touch of
+  such an array faults in and zeroes whole 2 MiB pages, used or not.
+- **Arrow's default pool, mimalloc**, took fresh pages for the Parquet writer's buffers: ``perf``
+  put about 1 CPU s of a quickstart run in the kernel's ``clear_page`` under mimalloc's
+  ``mi_page_free_list_extend``, on the thread writing the event logs.
+
+The quickstart spent 2.4-4.3 s of system time in page faults with both defaults, and ran about 30%
+faster in wall time with neither (``benchmarks/end_to_end.py``, variants ``after``,
+``after-hugepages`` and ``after-mimalloc``; docs/performance.md). The arrays, the files and every
+number computed from them are the same either way: only how the memory is obtained changes.
+
+:func:`process_defaults` sets both in the environment of a process that has not imported NumPy or
+pyarrow yet (the ``counterfeed`` command does, first thing, as it pins the BLAS threads): there,
+all of Arrow's allocations, its C++ internals' included, use the system allocator. In a process
+that imported them already (``counterfeed.run`` from Python), :func:`run_allocators` sets NumPy's
+hint and the pool of pyarrow's Python calls for the duration of a run and restores both after
+(nested and concurrent runs count as one); Arrow's C++ internals keep their default pool there. A
+setting in the environment is the user's choice and is left alone: ``NUMPY_MADVISE_HUGEPAGE`` for
+NumPy, ``ARROW_DEFAULT_MEMORY_POOL`` for Arrow.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+__all__ = ["run_allocators", "process_defaults", "ENVIRONMENT"]
+
+#: what :func:`process_defaults` sets, unless the environment has it already
+ENVIRONMENT = {"NUMPY_MADVISE_HUGEPAGE": "0", "ARROW_DEFAULT_MEMORY_POOL": "system"}
+
+_lock = threading.Lock()
+_depth = 0
+_restore: list[tuple[Any, Any]] = []  # (setter, previous value) to put back when the last run ends
+
+
+def process_defaults() -> None:
+    """Set :data:`ENVIRONMENT`'s variables that are not set, in this process's environment (its
+    children inherit them). NumPy reads its variable when it is imported, Arrow when it first
+    allocates: call this before either is imported to have an effect."""
+    for name, value in ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
+
+def _numpy_switch():
+    """NumPy's switch for the huge page hint (private API, in NumPy since 1.20), or None."""
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
+        return None
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # NumPy 1.x
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    return getattr(multiarray, "_set_madvise_hugepage", None)
+
+
+def _arrow():
+    """pyarrow, when this process has imported it (pandas does, where it is installed) and the
+    environment does not choose its pool; else None (importing it here would cost a run that
+    writes nothing)."""
+    if "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
+        return None
+    return sys.modules.get("pyarrow")
+
+
+@contextmanager
+def run_allocators() -> Iterator[None]:
+    """Within the block NumPy allocates without asking for transparent huge pages and Arrow
+    allocates from the system allocator (:func:`pyarrow.system_memory_pool`); both are restored
+    when the outermost block exits. Each is skipped when the environment sets it (see the module's
+    docstring), when NumPy lacks the switch, or when pyarrow is not imported."""
+    global _depth
+    with _lock:
+        if _depth == 0:
+            numpy_switch = _numpy_switch()
+            if numpy_switch is not None:
+                _restore.append((numpy_switch, bool(numpy_switch(False))))
+            pa = _arrow()
+            if pa is not None:
+                _restore.append((pa.set_memory_pool, pa.default_memory_pool()))
+                pa.set_memory_pool(pa.system_memory_pool())
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                while _restore:
+                    setter, previous = _restore.pop()
+                    setter(previous)

@@ -1,0 +1,123 @@
+"""counterfeed.core.allocators: during a run NumPy asks for no huge pages and Arrow allocates from the
+system allocator; both are restored after it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import pyarrow as pa
+
+from counterfeed.core import allocators
+from tests.conftest import small_scenario
+
+try:
+    from numpy._core import multiarray
+except ImportError:  # NumPy 1.x
+    from numpy.core import multiarray
+
+get_hint = getattr(multiarray, "_get_madvise_hugepage", None)
+pytestmark = pytest.mark.skipif(get_hint is None, reason="this NumPy has no huge page switch")
+
+
+@pytest.fixture
+def hint_on(monkeypatch):
+    """NumPy's hint on and Arrow's pool mimalloc (the libraries' defaults), the environment silent."""
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    previous, pool = multiarray._set_madvise_hugepage(True), pa.default_memory_pool()
+    if "mimalloc" not in pa.supported_memory_backends():
+        pytest.skip("this pyarrow has no mimalloc pool")
+    pa.set_memory_pool(pa.mimalloc_memory_pool())
+    yield
+    multiarray._set_madvise_hugepage(previous)
+    pa.set_memory_pool(pool)
+
+
+def _pool() -> str:
+    return pa.default_memory_pool().backend_name
+
+
+def test_the_hint_is_off_and_arrow_on_the_system_pool_inside_and_both_restored_after(hint_on):
+    with allocators.run_allocators():
+        assert get_hint() is False and _pool() == "system"
+        with allocators.run_allocators():  # nested: still set, and the inner exit does not restore
+            assert get_hint() is False and _pool() == "system"
+        assert get_hint() is False and _pool() == "system"
+    assert get_hint() is True and _pool() == "mimalloc"
+
+
+def test_the_hint_is_restored_when_the_block_raises(hint_on):
+    with pytest.raises(RuntimeError):
+        with allocators.run_allocators():
+            raise RuntimeError("a failed run")
+    assert get_hint() is True and _pool() == "mimalloc"
+
+
+def test_an_explicit_environment_setting_is_the_users_choice(hint_on, monkeypatch):
+    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+    with allocators.run_allocators():
+        assert get_hint() is True and _pool() == "system"
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+    with allocators.run_allocators():
+        assert get_hint() is True and _pool() == "mimalloc"
+
+
+def test_process_defaults_fill_in_only_what_the_environment_lacks(monkeypatch):
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+    allocators.process_defaults()
+    assert os.environ["NUMPY_MADVISE_HUGEPAGE"] == "0"
+    assert os.environ["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc"
+
+
+def test_the_command_runs_with_both_allocators_set():
+    """``counterfeed`` sets the variables before NumPy and pyarrow are imported, so that they apply
+    to the whole process (Arrow's C++ internals included) and to its children."""
+    code = ("import sys; from counterfeed.cli import main; "
+            "import counterfeed.cli as c; c.cli.add_command(__import__('click').command('probe')("
+            "lambda: print(__import__('numpy')._core.multiarray._get_madvise_hugepage(), "
+            "__import__('pyarrow').default_memory_pool().backend_name))); main(['probe'])")
+    env = {k: v for k, v in os.environ.items() if k not in allocators.ENVIRONMENT}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "system"]
+
+
+def test_concurrent_runs_restore_once_the_last_one_ends(hint_on):
+    inside, release = threading.Event(), threading.Event()
+
+    def other_run():
+        with allocators.run_allocators():
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other_run)
+    t.start()
+    inside.wait(10)
+    with allocators.run_allocators():
+        pass
+    assert get_hint() is False and _pool() == "system"  # the other run is still going
+    release.set()
+    t.join(10)
+    assert get_hint() is True and _pool() == "mimalloc"
+
+
+def test_a_run_simulates_with_the_hint_off(hint_on, monkeypatch):
+    """The world's simulation sees the hint off; the caller gets it back."""
+    from counterfeed.core import worlds
+
+    seen = []
+    real = worlds._simulate_world
+    monkeypatch.setattr(worlds, "_simulate_world", lambda task: seen.append((get_hint(), _pool())) or real(task))
+    from counterfeed.core.runner import run
+
+    sc = small_scenario(**{"population.users": 60})
+    run(sc, write=False, workers=1)
+    assert seen and all(s == (False, "system") for s in seen)
+    assert get_hint() is True and _pool() == "mimalloc"
+    assert np.zeros(1 << 21).sum() == 0  # allocations still work after restoring
