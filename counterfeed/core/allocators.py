@@ -46,6 +46,17 @@ _depth = 0
 _restore: list[tuple[Any, Any]] = []  # (setter, previous value) to put back when the last run ends
 
 
+def _fresh_lock() -> None:
+    """In a forked child: a lock of its own (another thread of the parent may have held it at the
+    fork, and would never release it here); the depth and what to restore are inherited."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock)
+
+
 def process_defaults() -> None:
     """Set :data:`ENVIRONMENT`'s variables that are not set, in this process's environment (its
     children inherit them). NumPy reads its variable when it is imported, Arrow when it first

@@ -121,3 +121,24 @@ def test_a_run_simulates_with_the_hint_off(hint_on, monkeypatch):
     assert seen and all(s == (False, "system") for s in seen)
     assert get_hint() is True and _pool() == "mimalloc"
     assert np.zeros(1 << 21).sum() == 0  # allocations still work after restoring
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_child_forked_while_another_thread_holds_the_lock_does_not_hang(hint_on):
+    """A process pool forked during one thread's run, while another thread is entering its own:
+    the child's runs take a lock of their own."""
+    import multiprocessing
+
+    def child(conn):
+        with allocators.run_allocators():
+            conn.send(get_hint())
+
+    with allocators._lock:  # as if another thread were inside run_allocators at the fork
+        recv, send = multiprocessing.get_context("fork").Pipe(duplex=False)
+        proc = multiprocessing.get_context("fork").Process(target=child, args=(send,))
+        proc.start()
+    proc.join(20)
+    alive = proc.is_alive()
+    if alive:
+        proc.kill()
+    assert not alive and proc.exitcode == 0 and recv.recv() is False
