@@ -198,7 +198,23 @@ class LocalExecutor(Executor):
             for proc in self._workers:
                 if proc.is_alive():
                     proc.terminate()
+            self._unblock_results()
         self.close()
+
+    def _unblock_results(self) -> None:
+        """Once the terminated workers have exited, close this process's write end of the pool's
+        result pipe. A worker stopped while it was writing its result leaves part of a message
+        there, and the pool's manager thread, which :meth:`close` joins, would wait for the rest
+        forever: this process held the pipe's last write end. Closed, the wait ends in end-of-file,
+        which the pool takes for a broken pool (CPython's ``ProcessPoolExecutor``; private names,
+        looked up defensively)."""
+        for proc in self._workers:
+            proc.join(10)
+        if any(proc.is_alive() for proc in self._workers):
+            return  # a worker still writing could still finish its message
+        writer = getattr(getattr(self._pool, "_result_queue", None), "_writer", None)
+        if writer is not None:
+            writer.close()
 
     def close(self) -> None:
         if not self._closed:

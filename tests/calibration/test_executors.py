@@ -245,3 +245,28 @@ def test_workers_die_with_their_parent_and_its_result_directories_are_cleaned_up
         pass
     assert not any(Path(d).exists() for d in dirs)
 
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the fork pool's pipes")
+def test_an_interrupt_while_a_result_is_half_written_does_not_hang():
+    """A worker terminated while it wrote its result leaves part of a message in the result pipe;
+    the pool's manager thread waited for the rest forever and the interrupted run never exited
+    (seen once in 16 Ctrl-C's of a quickstart). Here the parent writes such a partial message
+    itself: a header announcing 1 MiB, then 100 bytes."""
+    import subprocess
+    import sys
+
+    code = ("import struct\n"
+            "from counterfeed.core.executors import LocalExecutor\n"
+            "try:\n"
+            "    with LocalExecutor(workers=1) as ex:\n"
+            "        ex._pool._result_queue._writer._send(struct.pack('!i', 1 << 20) + b'x' * 100)\n"
+            "        import time; time.sleep(0.5)\n"
+            "        raise KeyboardInterrupt\n"
+            "except KeyboardInterrupt:\n"
+            "    print('stopped', flush=True)\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the interrupted pool hung on the half-written result")
+    assert proc.returncode == 0 and "stopped" in proc.stdout, proc.stderr[-2000:]
