@@ -35,10 +35,10 @@ Variants:
 - ``after-1``: the same in one process (``--workers 1``), which separates the engine's and the
   training's gains from the concurrency's;
 - ``after-als`` (not run by default): the treatment arm on ``als`` (implicit's ALS);
-- ``after-hugepages`` and ``after-mimalloc``: ``after`` with one memory allocator as ``before``
-  had it: NumPy's transparent huge pages (``NUMPY_MADVISE_HUGEPAGE=1``) or Arrow's mimalloc pool
-  (``ARROW_DEFAULT_MEMORY_POOL=mimalloc``); ``after-old-allocators`` both. counterfeed.core.allocators
-  turns them off for a run otherwise: what that change gives on this machine;
+- ``after-hugepages``, ``after-mimalloc`` and ``after-old-allocators`` (not run by default):
+  ``after`` with NumPy's transparent huge pages (``NUMPY_MADVISE_HUGEPAGE=1``), with Arrow's
+  mimalloc pool (``ARROW_DEFAULT_MEMORY_POOL=mimalloc``), or with both, as ``before`` had them
+  (counterfeed.core.allocators turns them off for a run): what that change gives on this machine;
 - ``before-new-allocators`` (not run by default): ``before`` with the allocators ``after`` uses (no
   huge pages, Arrow's system pool), to show what they give the old code;
 - ``after-old-draws`` (``run`` mode only): the quickstart now with matrix factorization's random

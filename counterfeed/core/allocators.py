@@ -26,6 +26,10 @@ hint and the pool of pyarrow's Python calls for the duration of a run and restor
 (nested and concurrent runs count as one); Arrow's C++ internals keep their default pool there. A
 setting in the environment is the user's choice and is left alone: ``NUMPY_MADVISE_HUGEPAGE`` for
 NumPy, ``ARROW_DEFAULT_MEMORY_POOL`` for Arrow.
+
+Processes the run does not fork keep their own settings: the Dask workers of a sharded run started
+from Python (the ``counterfeed`` command's inherit its environment), and an existing cluster's
+workers (``--scheduler``). Only their speed differs.
 """
 
 from __future__ import annotations
@@ -40,10 +44,11 @@ __all__ = ["run_allocators", "process_defaults", "ENVIRONMENT"]
 
 #: what :func:`process_defaults` sets, unless the environment has it already
 ENVIRONMENT = {"NUMPY_MADVISE_HUGEPAGE": "0", "ARROW_DEFAULT_MEMORY_POOL": "system"}
+_LIBRARY = {"NUMPY_MADVISE_HUGEPAGE": "numpy", "ARROW_DEFAULT_MEMORY_POOL": "pyarrow"}
 
 _lock = threading.Lock()
 _depth = 0
-_restore: list[tuple[Any, Any]] = []  # (setter, previous value) to put back when the last run ends
+_restore: list[tuple[Any, Any, Any]] = []  # (setter, previous, "still ours?") for when the last run ends
 
 
 def _fresh_lock() -> None:
@@ -59,21 +64,25 @@ if hasattr(os, "register_at_fork"):
 
 def process_defaults() -> None:
     """Set :data:`ENVIRONMENT`'s variables that are not set, in this process's environment (its
-    children inherit them). NumPy reads its variable when it is imported, Arrow when it first
-    allocates: call this before either is imported to have an effect."""
+    children inherit them). NumPy reads its variable when it is imported, Arrow when it is: a
+    variable whose library this process imported already is left unset, so that
+    :func:`run_allocators` still applies it for each run (``counterfeed.cli.main`` called from a
+    Python process that uses NumPy)."""
     for name, value in ENVIRONMENT.items():
-        os.environ.setdefault(name, value)
+        if _LIBRARY[name] not in sys.modules:
+            os.environ.setdefault(name, value)
 
 
 def _numpy_switch():
-    """NumPy's switch for the huge page hint (private API, in NumPy since 1.20), or None."""
+    """NumPy's (get, set) of the huge page hint (private API, in NumPy since 1.20), or None."""
     if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
         return None
     try:
         from numpy._core import multiarray
     except ImportError:  # NumPy 1.x
         from numpy.core import multiarray  # type: ignore[no-redef]
-    return getattr(multiarray, "_set_madvise_hugepage", None)
+    get, set_ = (getattr(multiarray, f"_{verb}_madvise_hugepage", None) for verb in ("get", "set"))
+    return None if get is None or set_ is None else (get, set_)
 
 
 def _arrow():
@@ -88,18 +97,21 @@ def _arrow():
 @contextmanager
 def run_allocators() -> Iterator[None]:
     """Within the block NumPy allocates without asking for transparent huge pages and Arrow
-    allocates from the system allocator (:func:`pyarrow.system_memory_pool`); both are restored
-    when the outermost block exits. Each is skipped when the environment sets it (see the module's
-    docstring), when NumPy lacks the switch, or when pyarrow is not imported."""
+    allocates from the system allocator (:func:`pyarrow.system_memory_pool`). When the outermost
+    block exits, each is put back as it was when the first one entered, unless it was changed
+    meanwhile (then the newer choice stays). Each is skipped when the environment sets it (see the
+    module's docstring), when NumPy lacks the switch, or when pyarrow is not imported."""
     global _depth
     with _lock:
         if _depth == 0:
             numpy_switch = _numpy_switch()
             if numpy_switch is not None:
-                _restore.append((numpy_switch, bool(numpy_switch(False))))
+                get, set_ = numpy_switch
+                _restore.append((set_, bool(set_(False)), lambda: not get()))
             pa = _arrow()
             if pa is not None:
-                _restore.append((pa.set_memory_pool, pa.default_memory_pool()))
+                _restore.append((pa.set_memory_pool, pa.default_memory_pool(),
+                                 lambda: pa.default_memory_pool().backend_name == "system"))
                 pa.set_memory_pool(pa.system_memory_pool())
         _depth += 1
     try:
@@ -109,5 +121,6 @@ def run_allocators() -> Iterator[None]:
             _depth -= 1
             if _depth == 0:
                 while _restore:
-                    setter, previous = _restore.pop()
-                    setter(previous)
+                    setter, previous, ours = _restore.pop()
+                    if ours():
+                        setter(previous)

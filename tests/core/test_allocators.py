@@ -30,9 +30,9 @@ def hint_on(monkeypatch):
     """NumPy's hint on and Arrow's pool mimalloc (the libraries' defaults), the environment silent."""
     monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
     monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
-    previous, pool = multiarray._set_madvise_hugepage(True), pa.default_memory_pool()
     if "mimalloc" not in pa.supported_memory_backends():
         pytest.skip("this pyarrow has no mimalloc pool")
+    previous, pool = multiarray._set_madvise_hugepage(True), pa.default_memory_pool()
     pa.set_memory_pool(pa.mimalloc_memory_pool())
     yield
     multiarray._set_madvise_hugepage(previous)
@@ -71,18 +71,39 @@ def test_an_explicit_environment_setting_is_the_users_choice(hint_on, monkeypatc
 def test_process_defaults_fill_in_only_what_the_environment_lacks(monkeypatch):
     monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
     monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+    monkeypatch.setattr(allocators, "_LIBRARY", {"NUMPY_MADVISE_HUGEPAGE": "not_imported_here",
+                                                 "ARROW_DEFAULT_MEMORY_POOL": "not_imported_either"})
     allocators.process_defaults()
     assert os.environ["NUMPY_MADVISE_HUGEPAGE"] == "0"
     assert os.environ["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc"
 
 
+def test_process_defaults_leave_an_imported_library_to_the_runs(hint_on):
+    """``counterfeed.cli.main`` called from a process that imported NumPy and pyarrow: setting the
+    variables then would change nothing, and would make every run take them for the user's choice."""
+    allocators.process_defaults()
+    assert "NUMPY_MADVISE_HUGEPAGE" not in os.environ and "ARROW_DEFAULT_MEMORY_POOL" not in os.environ
+    with allocators.run_allocators():
+        assert get_hint() is False and _pool() == "system"
+
+
+def test_a_choice_made_during_the_run_is_kept(hint_on):
+    with allocators.run_allocators():
+        pa.set_memory_pool(pa.mimalloc_memory_pool())  # the user's, from another thread, say
+        multiarray._set_madvise_hugepage(True)
+    assert _pool() == "mimalloc" and get_hint() is True
+
+
 def test_the_command_runs_with_both_allocators_set():
     """``counterfeed`` sets the variables before NumPy and pyarrow are imported, so that they apply
     to the whole process (Arrow's C++ internals included) and to its children."""
-    code = ("import sys; from counterfeed.cli import main; "
-            "import counterfeed.cli as c; c.cli.add_command(__import__('click').command('probe')("
-            "lambda: print(__import__('numpy')._core.multiarray._get_madvise_hugepage(), "
-            "__import__('pyarrow').default_memory_pool().backend_name))); main(['probe'])")
+    code = ("import click, counterfeed.cli as c\n"
+            "@c.cli.command('probe')\n"
+            "def probe():\n"
+            "    import numpy, pyarrow\n"
+            "    core = getattr(numpy, '_core', None) or numpy.core\n"
+            "    print(core.multiarray._get_madvise_hugepage(), pyarrow.default_memory_pool().backend_name)\n"
+            "c.main(['probe'])\n")
     env = {k: v for k, v in os.environ.items() if k not in allocators.ENVIRONMENT}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "system"]
@@ -104,6 +125,28 @@ def test_concurrent_runs_restore_once_the_last_one_ends(hint_on):
     assert get_hint() is False and _pool() == "system"  # the other run is still going
     release.set()
     t.join(10)
+    assert get_hint() is True and _pool() == "mimalloc"
+
+
+def test_a_world_alone_simulates_with_both_set(hint_on, monkeypatch):
+    """simulate_world sets them itself (a world run by a calibration or a twin, outside run())."""
+    from counterfeed.core import worlds
+
+    seen = []
+    monkeypatch.setattr(worlds, "_simulate_world", lambda task: seen.append((get_hint(), _pool())))
+    worlds.simulate_world(object())
+    assert seen == [(False, "system")]
+    assert get_hint() is True and _pool() == "mimalloc"
+
+
+def test_run_sets_both_around_its_whole_body(hint_on, monkeypatch):
+    """Not only its worlds: writing the run directory (Parquet) comes after them."""
+    from counterfeed.core import runner
+
+    seen = []
+    monkeypatch.setattr(runner, "_run", lambda scenario, **kw: seen.append((get_hint(), _pool())))
+    runner.run("no such scenario: _run is replaced")
+    assert seen == [(False, "system")]
     assert get_hint() is True and _pool() == "mimalloc"
 
 
