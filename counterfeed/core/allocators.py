@@ -100,7 +100,8 @@ def run_allocators() -> Iterator[None]:
     allocates from the system allocator (:func:`pyarrow.system_memory_pool`). When the outermost
     block exits, each is put back as it was when the first one entered, unless it was changed
     meanwhile (then the newer choice stays). Each is skipped when the environment sets it (see the
-    module's docstring), when NumPy lacks the switch, or when pyarrow is not imported."""
+    module's docstring), when NumPy lacks the switch, or when pyarrow is not imported. Also a
+    decorator (``@run_allocators()``: each call of the function is one block)."""
     global _depth
     with _lock:
         if _depth == 0:

@@ -189,6 +189,7 @@ def _versions() -> dict[str, str]:
 # The run
 # ------------------------------------------------------------------------------------------------
 
+@run_allocators()
 def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None, write: bool = True,
         quiet: bool = True, workers: int | None = None, keep_events: bool = False,
         log: Callable[[str], None] | None = None, shards: int | None = None,
@@ -210,15 +211,6 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
     While the run lasts, NumPy allocates without transparent huge pages and Arrow from the system
     allocator (:mod:`counterfeed.core.allocators`).
     """
-    with run_allocators():
-        return _run(scenario, output_dir=output_dir, write=write, quiet=quiet, workers=workers,
-                    keep_events=keep_events, log=log, shards=shards, scheduler=scheduler)
-
-
-def _run(scenario: Scenario | str | Path, *, output_dir: str | Path | None, write: bool, quiet: bool,
-         workers: int | None, keep_events: bool, log: Callable[[str], None] | None, shards: int | None,
-         scheduler: str | None) -> RunResult:
-    """The body of :func:`run`, which sets the allocators around it."""
     t_start = time.perf_counter()
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     say = log or ((lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)))

@@ -64,15 +64,11 @@ class WorldOutput:
     mechanism: dict[str, Any] | None = None  # a non-randomized mechanism's record (core.mechanisms)
 
 
+@run_allocators()
 def simulate_world(task: WorldTask) -> WorldOutput:
     """Simulate one world and compute its outcomes (a module-level function: runs in workers too).
     Meanwhile NumPy allocates without transparent huge pages and Arrow from the system allocator
     (:mod:`counterfeed.core.allocators`)."""
-    with run_allocators():
-        return _simulate_world(task)
-
-
-def _simulate_world(task: WorldTask) -> WorldOutput:
     t0 = time.perf_counter()
     sc, exp = task.scenario, task.scenario.experiment
     world, plan, assignment, replication = build_world(task)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -128,13 +129,24 @@ def test_concurrent_runs_restore_once_the_last_one_ends(hint_on):
     assert get_hint() is True and _pool() == "mimalloc"
 
 
+class _Probed(Exception):
+    pass
+
+
+def _probe(seen: list) -> None:
+    """Record the settings where a run's first step would begin, and stop there."""
+    seen.append((get_hint(), _pool()))
+    raise _Probed
+
+
 def test_a_world_alone_simulates_with_both_set(hint_on, monkeypatch):
     """simulate_world sets them itself (a world run by a calibration or a twin, outside run())."""
     from counterfeed.core import worlds
 
     seen = []
-    monkeypatch.setattr(worlds, "_simulate_world", lambda task: seen.append((get_hint(), _pool())))
-    worlds.simulate_world(object())
+    monkeypatch.setattr(worlds, "build_world", lambda task: _probe(seen))  # its first step
+    with pytest.raises(_Probed):
+        worlds.simulate_world(SimpleNamespace(scenario=SimpleNamespace(experiment=None)))
     assert seen == [(False, "system")]
     assert get_hint() is True and _pool() == "mimalloc"
 
@@ -144,8 +156,9 @@ def test_run_sets_both_around_its_whole_body(hint_on, monkeypatch):
     from counterfeed.core import runner
 
     seen = []
-    monkeypatch.setattr(runner, "_run", lambda scenario, **kw: seen.append((get_hint(), _pool())))
-    runner.run("no such scenario: _run is replaced")
+    monkeypatch.setattr(runner, "load_scenario", lambda path: _probe(seen))  # its first step
+    with pytest.raises(_Probed):
+        runner.run("no such scenario: loading it is replaced")
     assert seen == [(False, "system")]
     assert get_hint() is True and _pool() == "mimalloc"
 
@@ -155,8 +168,8 @@ def test_a_run_simulates_with_the_hint_off(hint_on, monkeypatch):
     from counterfeed.core import worlds
 
     seen = []
-    real = worlds._simulate_world
-    monkeypatch.setattr(worlds, "_simulate_world", lambda task: seen.append((get_hint(), _pool())) or real(task))
+    real = worlds.build_world
+    monkeypatch.setattr(worlds, "build_world", lambda task: seen.append((get_hint(), _pool())) or real(task))
     from counterfeed.core.runner import run
 
     sc = small_scenario(**{"population.users": 60})
