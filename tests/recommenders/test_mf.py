@@ -79,6 +79,23 @@ def test_beats_popularity_on_planted_low_rank_model(world):
     assert mean_rank(mf) < mean_rank(pop) - 3.0
 
 
+def test_scores_are_factor_scores_for_known_users_and_popularity_for_the_others(world):
+    """A known user's row is ``factors . item factors + item bias``, any other's ``log(1 + clicks)``;
+    a batch of known users only (one product, no copy) gives their rows bit for bit as a mixed batch
+    does."""
+    items, prob, log = world
+    mf = fitted(items, prob.shape[0], log)
+    mf.known_[::3] = False
+    users = np.array([0, 1, 2, 3, 4, 5, 1, 7])
+    s = mf.scores(users)
+    for row, u in zip(s, users):
+        want = mf.user_factors_[u] @ mf.item_factors_.T + mf.item_bias_ if mf.known_[u] else np.log1p(mf.clicks_)
+        np.testing.assert_allclose(row, want, rtol=1e-12, atol=1e-12)
+    known = mf.known_[users]
+    assert known.any() and not known.all()
+    np.testing.assert_array_equal(mf.scores(users[known]), s[known])
+
+
 def test_deterministic_for_a_seed_and_different_across_seeds(world):
     items, prob, log = world
     n_users = prob.shape[0]

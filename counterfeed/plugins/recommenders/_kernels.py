@@ -115,10 +115,17 @@ with kernel_cache(__file__):
         qi = np.empty(n, np.int64)
         qp = np.empty(n, np.float32)
         qn = np.empty(n, np.float32)
+        # every pair as one 16-byte record (user, item, the bits of wp and wn): the epochs' gathers in
+        # random order then miss the cache once per pair, not once per array (about 13% of a fit)
+        rec = np.empty((n, 4), np.int32)  # ids fit: a table of 2**31 rows would not fit in memory
+        recf = rec.view(np.float32)
+        for j in range(n):
+            rec[j, 0], rec[j, 1] = pu[j], pi[j]
+            recf[j, 2], recf[j, 3] = wp[j], wn[j]
         for e in range(perms.shape[0]):
             for j in range(n):  # this epoch's order, gathered once (sequential reads below)
                 k = perms[e, j]
-                qu[j], qi[j], qp[j], qn[j] = pu[k], pi[k], wp[k], wn[k]
+                qu[j], qi[j], qp[j], qn[j] = rec[k, 0], rec[k, 1], recf[k, 2], recf[k, 3]
             total = 0.0
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
