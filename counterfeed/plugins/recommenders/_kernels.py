@@ -116,7 +116,7 @@ with kernel_cache(__file__):
         qp = np.empty(n, np.float32)
         qn = np.empty(n, np.float32)
         # every pair as one 16-byte record (user, item, the bits of wp and wn): the epochs' gathers in
-        # random order then miss the cache once per pair, not once per array (about 13% of a fit)
+        # random order then miss the cache once per pair, not once per array (about 10% of a fit)
         rec = np.empty((n, 4), np.int32)  # ids fit: a table of 2**31 rows would not fit in memory
         recf = rec.view(np.float32)
         for j in range(n):
