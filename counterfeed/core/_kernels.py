@@ -17,6 +17,7 @@ numba at the user's cache directory (no process-wide ``NUMBA_CACHE_DIR``: numba'
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 
 import numba
@@ -129,7 +130,7 @@ def _broadcast_draw(kind: int, key, user, session, slot):
     key = np.uint64(key)
     user, session, slot = _keys(user), _keys(session), _keys(slot)
     shape = np.broadcast_shapes(user.shape, session.shape, slot.shape)
-    rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+    rows = math.prod(shape[:-1])  # 1 for 0-D and 1-D shapes
     out = np.empty((rows, shape[-1] if shape else 1))
     draws(kind, key, _two_d(user, shape, rows), _two_d(session, shape, rows), _two_d(slot, shape, rows), out)
     out = out.reshape(shape)

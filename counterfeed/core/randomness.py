@@ -178,7 +178,7 @@ class Stream:
         """Uniform(0, 1), open at both ends (53-bit resolution)."""
         k = _loaded_kernels(user, session, slot, NUMPY_MAX)
         if k:
-            return k[0](self.key, _i64(user), _i64(session), _i64(slot))
+            return k[0](self.key, user, session, slot)  # it checks and converts the keys
         return _numpy_uniform(self.key, user, session, slot)
 
     def normal(self, user, session=0, slot=0) -> np.ndarray:
@@ -191,7 +191,7 @@ class Stream:
         """Standard Gumbel, -log(-log U)."""
         k = _loaded_kernels(user, session, slot, EXACT_LOG_MAX)
         if k:
-            return k[1](self.key, _i64(user), _i64(session), _i64(slot))
+            return k[1](self.key, user, session, slot)  # it checks and converts the keys
         u = _numpy_uniform(self.key, user, session, slot)
         return -_clib_log(-_clib_log(u))
 
@@ -219,7 +219,7 @@ class Stream:
         """Exponential with rate 1."""
         k = _loaded_kernels(user, session, slot, EXACT_LOG_MAX)
         if k:
-            return k[2](self.key, _i64(user), _i64(session), _i64(slot))
+            return k[2](self.key, user, session, slot)  # it checks and converts the keys
         u = _numpy_uniform(self.key, user, session, slot)
         return -_clib_log(u)
 

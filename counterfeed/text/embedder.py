@@ -428,7 +428,7 @@ def check_embedder_spec(spec: Any) -> Any:
     unknown = sorted(set(spec) - allowed)
     if unknown:
         raise ValueError(f"unknown embedder option '{unknown[0]}' (expected: {', '.join(sorted(allowed))})")
-    if isinstance(model, str) and model != "hashing" and model.lower() not in MINILM_ALIASES:
+    if model != "hashing" and model.lower() not in MINILM_ALIASES:
         local_model_dir(model, hub=True)
     if set(spec) <= {"model"}:  # {} is the default model too
         return canonical_model_name(model)

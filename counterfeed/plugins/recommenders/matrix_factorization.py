@@ -177,16 +177,13 @@ class FactorRecommender(Recommender):
         """(n, n_items) scores: factor scores for known users, ``log(1 + clicks)`` for the others."""
         users = np.asarray(users, dtype=np.int64)
         known = self.known_[users]
-        if known.all():  # the usual case: one product, no copy (a boolean-mask copy of rows is slow)
-            out = self.user_factors_[users] @ self.item_factors_.T
-            out += self.item_bias_
-            return out
-        out = np.empty((users.size, self.ctx_.items.n))
         rows = np.flatnonzero(known)
-        if rows.size:
-            fitted = self.user_factors_[users[rows]] @ self.item_factors_.T
-            fitted += self.item_bias_
-            out[rows] = fitted
+        fitted = self.user_factors_[users[rows]] @ self.item_factors_.T
+        fitted += self.item_bias_
+        if rows.size == users.size:  # the usual case: no copy (a boolean-mask copy of rows is slow)
+            return fitted
+        out = np.empty((users.size, self.ctx_.items.n))
+        out[rows] = fitted
         out[np.flatnonzero(~known)] = np.log1p(self.clicks_)
         return out
 
