@@ -29,7 +29,7 @@ Variants:
   in a temporary git worktree, with that tree's own ``scenarios/quickstart.yaml``): torch matrix
   factorization, cold refits, worlds one after another;
 - ``after``: the quickstart now (compiled matrix factorization with cold refits as before, compiled
-  top-k, the pre-period simulated once for the three worlds (core.preperiod), worlds in worker
+  top-k, the compiled kernels mapped from the cache without importing numba (core.native), the pre-period simulated once for the three worlds (core.preperiod), worlds in worker
   processes forked after it when the scenario is large enough, their results mapped from shared
   memory);
 - ``after-1``: the same in one process (``--workers 1``), which separates the engine's and the

@@ -1,14 +1,15 @@
 """numba kernels of the keyed hash of :mod:`counterfeed.core.randomness`, in one pass per draw.
 
 The uniform, Gumbel and exponential draws are one compiled loop (:func:`draws`) over keys
-broadcast in two dimensions, called through ufunc-like functions (:func:`uniform`, ...), not
-``numba.vectorize`` ufuncs: a cached ufunc rebuilds its NumPy loop wrapper with LLVM in every
-process (about 0.1 s each, 0.3 s of every run's start for the three), a cached ``njit`` function
-loads in milliseconds. The values are the same bits.
+broadcast in two dimensions, called through ufunc-like functions (:mod:`counterfeed.core._draws`),
+not ``numba.vectorize`` ufuncs (a cached ufunc rebuilds its NumPy loop wrapper with LLVM in every
+process: about 0.1 s each). The values are the same bits.
 
-Imported only when a draw needs them (the import loads numba). They are compiled once per
-installation and cached in :func:`counterfeed.core.randomness.kernel_cache_dir`, never inside the
-package: the functions are module-level (no closures, whose cell contents numba hashes into the
+These definitions are imported only to compile the kernels, once per installation and CPU:
+:mod:`counterfeed.core.native` compiles each through a C-ABI shim, caches the machine code and
+loads it in later processes without numba. numba's own cache of these functions (which makes a
+rebuild of the shims fast) is in :func:`counterfeed.core.randomness.kernel_cache_dir`, never inside
+the package: the functions are module-level (no closures, whose cell contents numba hashes into the
 cache key and which made every process recompile) and a cache locator scoped to this file points
 numba at the user's cache directory (no process-wide ``NUMBA_CACHE_DIR``: numba's
 ``CACHE_LOCATOR_CLASSES`` setting names it only while this module defines its functions).
@@ -16,9 +17,12 @@ numba at the user's cache directory (no process-wide ``NUMBA_CACHE_DIR``: numba'
 
 from __future__ import annotations
 
+import atexit
 import contextlib
-import math
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -26,25 +30,45 @@ from numba.core.caching import UserProvidedCacheLocator
 
 from counterfeed.core.randomness import kernel_cache_dir
 
-__all__ = ["uniform", "gumbel", "exponential", "draws", "gumbel_max", "kernel_cache"]
+__all__ = ["draws", "gumbel_max", "kernel_cache"]
 
 _THIS_FILE = os.path.abspath(__file__)
 _CACHED_FILES = {_THIS_FILE}  # files whose numba functions are cached in kernel_cache_dir()
 
 
 class _KernelCacheLocator(UserProvidedCacheLocator):
-    """Caches the functions of this file in :func:`kernel_cache_dir`; declines every other file."""
+    """Caches the functions of this file in :func:`kernel_cache_dir`; declines every other file.
+    Where that directory cannot be written, a temporary directory of this process (removed at
+    exit) serves instead: numba would otherwise refuse to compile the functions at all."""
 
-    def __init__(self, py_func, py_file):
+    def __init__(self, py_func, py_file, root=None):
         self._py_file = py_file
         self._lineno = py_func.__code__.co_firstlineno
-        self._cache_path = str(kernel_cache_dir() / self.get_suitable_cache_subpath(py_file))
+        self._cache_path = str((root or kernel_cache_dir()) / self.get_suitable_cache_subpath(py_file))
 
     @classmethod
     def from_function(cls, py_func, py_file):
         if os.path.abspath(py_file) not in _CACHED_FILES:
             return None
-        return super(UserProvidedCacheLocator, cls).from_function(py_func, py_file)
+        found = super(UserProvidedCacheLocator, cls).from_function(py_func, py_file)
+        if found is None:  # the user's cache directory cannot be written
+            found = cls(py_func, py_file, root=_private_dir())
+            try:
+                found.ensure_cache_path()
+            except OSError:
+                return None
+        return found
+
+
+_PRIVATE: list[Path] = []
+
+
+def _private_dir() -> Path:
+    if not _PRIVATE:
+        path = Path(tempfile.mkdtemp(prefix="counterfeed-numba-"))
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        _PRIVATE.append(path)
+    return _PRIVATE[0]
 
 
 @contextlib.contextmanager
@@ -82,13 +106,11 @@ def _u(key, user, session, slot):
     return (float(b >> numba.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
 
 
-UNIFORM, GUMBEL, EXPONENTIAL = 0, 1, 2  # the ``kind`` of :func:`draws`
-
-
 @numba.njit(cache=True, error_model="numpy")
 def draws(kind, key, user, session, slot, out):  # pragma: no cover - compiled
     """``out[r, c]`` = the draw of ``(user, session, slot)`` at ``(r, c)``: uniform (``kind`` 0),
-    standard Gumbel ``-log(-log U)`` (1) or standard exponential ``-log U`` (2). ``out`` (R, C)
+    standard Gumbel ``-log(-log U)`` (1) or standard exponential ``-log U`` (2), the kinds of
+    :mod:`counterfeed.core._draws`. ``out`` (R, C)
     float64; ``user``, ``session``, ``slot`` C-contiguous 2-D int64 arrays with 1 or R rows and 1
     or C columns (broadcast as NumPy does)."""
     n_rows, n_cols = out.shape
@@ -103,53 +125,6 @@ def draws(kind, key, user, session, slot, out):  # pragma: no cover - compiled
             elif kind == 2:
                 u = -np.log(u)
             out[r, c] = u
-
-
-def _two_d(a: np.ndarray, shape: tuple[int, ...], rows: int) -> np.ndarray:
-    """``a`` as a C-contiguous 2-D int64 array that broadcasts to ``(rows, shape[-1])``, the 2-D
-    form of ``shape``."""
-    if len(shape) > 2:  # collapse the leading axes (a copy of the broadcast keys)
-        a = np.broadcast_to(a, shape).reshape(rows, shape[-1])
-    elif a.ndim < 2:
-        a = a.reshape(1, -1) if a.ndim == 1 else a.reshape(1, 1)
-    return np.ascontiguousarray(a, dtype=np.int64)
-
-
-def _keys(a) -> np.ndarray:
-    arr = np.asarray(a)
-    if arr.dtype.kind not in "iub":  # as the ufuncs' casting rule refused floats
-        raise TypeError(f"random keys must be integers, got {arr.dtype}")
-    return arr
-
-
-def _broadcast_draw(kind: int, key, user, session, slot):
-    """The ``kind`` draw of integer key arrays that broadcast together, in their broadcast shape (a
-    float64 scalar for scalar keys), as a NumPy ufunc of the hash would return it: the stream key
-    as uint64, the others as int64. Raises TypeError for non-integer keys, ValueError for shapes
-    that do not broadcast."""
-    key = np.uint64(key)
-    user, session, slot = _keys(user), _keys(session), _keys(slot)
-    shape = np.broadcast_shapes(user.shape, session.shape, slot.shape)
-    rows = math.prod(shape[:-1])  # 1 for 0-D and 1-D shapes
-    out = np.empty((rows, shape[-1] if shape else 1))
-    draws(kind, key, _two_d(user, shape, rows), _two_d(session, shape, rows), _two_d(slot, shape, rows), out)
-    out = out.reshape(shape)
-    return out[()] if out.ndim == 0 else out
-
-
-def uniform(key, user, session, slot):
-    """Uniform(0, 1) of the keyed hash, broadcast over the int64 ``user``, ``session``, ``slot``."""
-    return _broadcast_draw(UNIFORM, key, user, session, slot)
-
-
-def gumbel(key, user, session, slot):
-    """Standard Gumbel ``-log(-log U)``, broadcast as :func:`uniform`."""
-    return _broadcast_draw(GUMBEL, key, user, session, slot)
-
-
-def exponential(key, user, session, slot):
-    """Standard exponential ``-log U``, broadcast as :func:`uniform`."""
-    return _broadcast_draw(EXPONENTIAL, key, user, session, slot)
 
 
 @numba.njit(cache=True, error_model="numpy")

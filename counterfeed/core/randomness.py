@@ -11,14 +11,17 @@ There is no sequential generator state anywhere in a simulation. A draw is a cou
 Streams are named (``"choice"``, ``"visit"``, ``"policy:treatment"`` ...); a stream's key is the
 hash of its name mixed with the seed, so distinct streams are independent.
 
-Speed of a fresh process: until a draw is large enough to need them, draws do not load numba.
+Speed of a fresh process: until a draw is large enough to need them, draws do not load the
+compiled kernels.
 Uniform draws of at most ``NUMPY_MAX`` values use the NumPy reference hash (integer arithmetic and
 one exact conversion: the same bits as the kernel); Gumbel and exponential draws of at most
 ``EXACT_LOG_MAX`` values take its logarithms with the C library's ``log``, which the kernels call
 too (NumPy's SIMD ``log`` differs in the last bit for about 0.4% of values, so it is not used).
-Larger draws, and every draw once ``SUSTAINED`` values have been drawn without them, use numba
-kernels (:mod:`counterfeed.core._kernels`) compiled once per installation and cached in
-:func:`kernel_cache_dir`, never inside the package; once loaded they serve every draw.
+Larger draws, and every draw once ``SUSTAINED`` values have been drawn without them, use compiled
+kernels (:mod:`counterfeed.core._kernels`), compiled by numba once per installation and CPU and
+cached in :func:`kernel_cache_dir`, never inside the package; a later process maps the cached
+machine code without importing numba (:mod:`counterfeed.core.native`). Once loaded they serve
+every draw.
 Which path served a draw never changes its value (``tests/core/test_randomness.py``).
 
 Example
@@ -83,7 +86,7 @@ def _as_u64(a) -> np.ndarray:
 
 
 def _numpy_uniform(key: np.uint64, user, session, slot) -> np.ndarray:
-    """Reference implementation in plain NumPy (used when numba is unavailable)."""
+    """Reference implementation in plain NumPy (used for small draws, and when the kernels are unavailable)."""
     with np.errstate(over="ignore"):
         h = mix64(key ^ (_as_u64(user) * _C_USER))
         h = mix64(h + _as_u64(session) * _C_SESSION + _GOLDEN)
@@ -111,10 +114,10 @@ def _kernels():
         with _KERNELS_LOCK:
             if _KERNELS is None:
                 try:
-                    from counterfeed.core import _kernels as kernels
+                    from counterfeed.core import _draws as kernels
 
                     _KERNELS = (kernels.uniform, kernels.gumbel, kernels.exponential, kernels.gumbel_max)
-                except Exception:  # numba missing or unusable: NumPy reference path
+                except Exception:  # not cached and numba missing or unusable: NumPy reference path
                     _KERNELS = False
     return _KERNELS
 
@@ -129,7 +132,7 @@ _WITHOUT_KERNELS = 0  # values drawn so far without the kernels (this process)
 def _loaded_kernels(user, session, slot, small: int):
     """The kernels when they are loaded, when the draw is larger than ``small`` or when the draws
     without them add up to ``SUSTAINED`` values (then loading them); else ``None``/``False`` (the
-    NumPy path). So a short job never loads numba and a long one pays the NumPy path only briefly."""
+    NumPy path). So a short job never loads the kernels and a long one pays the NumPy path only briefly."""
     global _WITHOUT_KERNELS
     if _KERNELS is not None:
         return _KERNELS
@@ -207,9 +210,7 @@ class Stream:
         user, session, slot = _i64(user), _i64(session), _i64(slot)
         k = _loaded_kernels(user[:, None], session[:, None], slot, EXACT_LOG_MAX)
         if k:
-            best, value = np.empty(base.shape[0], np.int64), np.empty(base.shape[0])
-            k[3](self.key, base, eligible, user, session, slot, best, value)
-            return best, value
+            return k[3](self.key, base, eligible, user, session, slot)
         u = _numpy_uniform(self.key, user[:, None], session[:, None], slot)
         v = np.where(eligible, base + -_clib_log(-_clib_log(u)), -np.inf)
         best = np.argmax(v, axis=1) if v.size else np.zeros(v.shape[0], np.int64)

@@ -145,6 +145,8 @@ def test_compiled_draws_broadcast_as_a_ufunc_would():
 
 
 def test_small_draws_do_not_load_numba_and_kernels_cache_outside_the_package(tmp_path):
+    """Small draws load no compiled code; sustained ones load the kernels, compiled by numba in the
+    first process (cold cache) and mapped from the cache, without numba, in the next."""
     import subprocess
     import sys
     from pathlib import Path
@@ -152,27 +154,34 @@ def test_small_draws_do_not_load_numba_and_kernels_cache_outside_the_package(tmp
     import counterfeed
 
     code = ("import sys, numpy as np\n"
+            "from counterfeed.core import randomness\n"
             "from counterfeed.core.randomness import Keys\n"
             "s = Keys(1).stream('x')\n"
             "s.uniform(np.arange(1000), 0); s.gumbel(np.arange(100), 1); s.exponential(np.arange(100), 2)\n"
             "assert 'numba' not in sys.modules and 'scipy' not in sys.modules, 'loaded numba/scipy'\n"
+            "assert 'counterfeed.core.native' not in sys.modules, 'loaded the kernels'\n"
             "for i in range(40):  # many small draws add up: the kernels load for sustained use\n"
             "    s.gumbel(np.arange(4000), 10 + i)\n"
-            "assert 'numba' in sys.modules\n")
+            "assert randomness._KERNELS, 'kernels not loaded'\n"
+            "print('numba' in sys.modules)\n")
     env = {**__import__("os").environ, "COUNTERFEED_CACHE_DIR": str(tmp_path)}
     package = Path(counterfeed.__file__).parent
 
     def in_package():  # (files an older version may have left there do not count)
-        return {p: p.stat().st_mtime for p in [*package.rglob("*.nbi"), *package.rglob("*.nbc")]}
+        return {p: p.stat().st_mtime for p in [*package.rglob("*.nbi"), *package.rglob("*.nbc"),
+                                               *package.rglob("kernels-*.bin")]}
 
     before_package = in_package()
-    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    cold = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
+    assert cold.stdout.strip() == "True"  # compiled here
     cached = list((tmp_path / "numba").rglob("*.nbi"))
     assert {p.name.split(".")[1].split("-")[0] for p in cached} >= {"draws"}
+    assert len(list((tmp_path / "numba" / "native").glob("kernels-*.bin"))) == 1
     assert in_package() == before_package
-    # a second process finds them: no new index entries, no new compiled objects
+    # a second process maps them without numba, and writes nothing
     before = sorted(p.name for p in (tmp_path / "numba").rglob("*"))
-    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    warm = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
+    assert warm.stdout.strip() == "False"
     assert sorted(p.name for p in (tmp_path / "numba").rglob("*")) == before
 
 

@@ -277,7 +277,7 @@ def test_compiled_adagrad_makes_the_reference_update():
     """The numba loop is the torch implementation's algorithm, not merely a fast one that also
     learns: on a small problem with duplicate rows within mini-batches, two epochs from the same
     start give the reference's factors to float32 rounding, and its mean loss per epoch."""
-    from counterfeed.plugins.recommenders._kernels import adagrad_epochs
+    from counterfeed.plugins.recommenders._compiled import adagrad_epochs
 
     rng = np.random.default_rng(3)
     n_users, n_items, f, n = 40, 25, 4, 900
@@ -301,7 +301,7 @@ def test_the_diagnostic_loss_is_accurate_at_extreme_logits():
     """``loss_`` (each epoch's mean data term) is float64 without cancellation: a clicked pair at a
     logit of +20 loses softplus(-20) = 2.06e-9, not 0 (tester: the float32 form lost it), and the
     other extremes match ``np.logaddexp`` too."""
-    from counterfeed.plugins.recommenders._kernels import adagrad_epochs
+    from counterfeed.plugins.recommenders._compiled import adagrad_epochs
 
     for s, p, q in [(20.0, 1.0, 0.0), (12.0, 1.0, 0.0), (5.0, 1.0, 2.0), (-12.0, 0.0, 1.0), (-30.0, 1.0, 1.0),
                     (0.0, 1.0, 1.0)]:

@@ -1,6 +1,8 @@
-"""Compiled (numba) loops of the built-in recommenders, cached in
-:func:`counterfeed.core.randomness.kernel_cache_dir`: the top-k selection behind every greedy
-slate, and the training loop of ``matrix-factorization``.
+"""Compiled (numba) loops of the built-in recommenders: the top-k selection behind every greedy
+slate, and the counting and training loops of ``matrix-factorization``. Imported only to compile
+them (:mod:`counterfeed.core.native`, which loads the cached machine code without numba); callers
+use :mod:`counterfeed.plugins.recommenders._compiled`, which allocates their work arrays (the
+kernels allocate nothing).
 
 ``adagrad_epochs``: mini-batch Adagrad on the weighted logistic loss. One call runs every epoch of a fit in place on the factor tables. Per mini-batch, every pair's
 logit is read from the tables as they were at the start of the mini-batch, the per-sample
@@ -25,14 +27,14 @@ __all__ = ["adagrad_epochs", "topk_rows", "count_cells"]
 with kernel_cache(__file__):
 
     @numba.njit(cache=True)
-    def topk_rows(scores, available, k, out):  # pragma: no cover - compiled
+    def topk_rows(scores, available, k, out, vals):  # pragma: no cover - compiled
         """``out[r]`` = the ``k`` items of row ``r`` of ``scores`` (n, n_items) with the highest
         scores, best first, ties by lower item id; items with ``available[j]`` False score -inf
         (``available`` has one entry per item, or none: everything available). One pass per row
-        keeping the best ``k`` in order, ``O(n_items + k * changes)``; NaN ranks as -inf."""
+        keeping the best ``k`` in order, ``O(n_items + k * changes)``; NaN ranks as -inf. ``vals``
+        (k,) float64 is work space."""
         n, m = scores.shape
         masked = available.size > 0
-        vals = np.empty(k, np.float64)
         for r in range(n):
             cnt = 0
             for j in range(m):
@@ -92,7 +94,8 @@ with kernel_cache(__file__):
             grad[row, f] = 0.0
 
     @numba.njit(cache=True, error_model="numpy")  # no fastmath: the same floats on every x86-64 CPU
-    def adagrad_epochs(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, lr, l2, losses):  # pragma: no cover - compiled
+    def adagrad_epochs(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, lr, l2, losses,  # pragma: no cover
+                       gu, gv, cu, cv, rows_u, rows_v, qu, qi, qp, qn, rec):
         """Run ``perms.shape[0]`` epochs in place.
 
         ``U`` (n_users, f + 1) and ``V`` (n_items, f + 1) float32 hold the factors with the bias in
@@ -102,22 +105,18 @@ with kernel_cache(__file__):
         The loss of a mini-batch is ``sum(wp softplus(-s) + wn softplus(s)) / sum(wp + wn)``
         plus ``l2`` times the mean squared norm of its sampled rows; ``losses[e]`` receives epoch
         ``e``'s mean over pairs of the data term.
+
+        Work space (``_compiled.adagrad_epochs`` allocates it): ``gu``, ``gv`` zeros shaped as
+        ``U``, ``V`` (per-row sums of dloss/ds times the other side's row, unnormalised); ``cu``,
+        ``cv`` int64 zeros, one per row (samples of each row in the mini-batch, 0: untouched);
+        ``rows_u``, ``rows_v`` int64 of ``min(batch_size, rows)``; ``qu``, ``qi`` int64 and ``qp``,
+        ``qn`` float32 of ``n``; ``rec`` (n, 4) int32: every pair as one 16-byte record (user,
+        item, the bits of wp and wn), so that the epochs' gathers in random order miss the cache
+        once per pair, not once per array (about 10% of a fit). int32 ids fit: a table of 2**31
+        rows would not fit in memory.
         """
         n = pu.size
         f = U.shape[1] - 1
-        gu = np.zeros_like(U)  # per-row sums of dloss/ds times the other side's row (unnormalised)
-        gv = np.zeros_like(V)
-        cu = np.zeros(U.shape[0], np.int64)  # samples of each row in the mini-batch (0: untouched)
-        cv = np.zeros(V.shape[0], np.int64)
-        rows_u = np.empty(min(batch_size, U.shape[0]), np.int64)
-        rows_v = np.empty(min(batch_size, V.shape[0]), np.int64)
-        qu = np.empty(n, np.int64)
-        qi = np.empty(n, np.int64)
-        qp = np.empty(n, np.float32)
-        qn = np.empty(n, np.float32)
-        # every pair as one 16-byte record (user, item, the bits of wp and wn): the epochs' gathers in
-        # random order then miss the cache once per pair, not once per array (about 10% of a fit)
-        rec = np.empty((n, 4), np.int32)  # ids fit: a table of 2**31 rows would not fit in memory
         recf = rec.view(np.float32)
         for j in range(n):
             rec[j, 0], rec[j, 1] = pu[j], pi[j]

@@ -63,7 +63,7 @@ def topk(scores: np.ndarray, k: int, available: np.ndarray | None = None) -> np.
     raw = np.asarray(scores, dtype=np.float64)
     if (raw.ndim == 2 and 0 < k < raw.shape[1] and raw.size >= _KERNEL_MIN
             and (available is None or np.shape(available) == raw.shape[1:])):
-        from counterfeed.plugins.recommenders._kernels import topk_rows  # the same selection, compiled
+        from counterfeed.plugins.recommenders._compiled import topk_rows  # the same selection, compiled
 
         out = np.empty((raw.shape[0], k), dtype=np.int64)
         mask = _NO_MASK if available is None else np.ascontiguousarray(available, dtype=bool)

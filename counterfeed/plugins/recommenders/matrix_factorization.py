@@ -153,7 +153,7 @@ class FactorRecommender(Recommender):
         else:
             imp, clk = np.zeros(cells, dtype=np.int32), np.zeros(cells, dtype=np.int32)
             uniq = np.zeros(0, dtype=np.int64)
-        from counterfeed.plugins.recommenders._kernels import count_cells
+        from counterfeed.plugins.recommenders._compiled import count_cells
 
         new = np.ascontiguousarray(key[done:], dtype=np.int64)
         fresh = np.empty(new.size, dtype=np.int64)
@@ -278,7 +278,7 @@ class MatrixFactorization(FactorRecommender):
         a numba kernel (:func:`~counterfeed.plugins.recommenders._kernels.adagrad_epochs`); the
         initial factors and every epoch's visiting order come from the arm's keyed generators.
         """
-        from counterfeed.plugins.recommenders._kernels import adagrad_epochs
+        from counterfeed.plugins.recommenders._compiled import adagrad_epochs
 
         o, ctx = self.options, self.ctx_
         n_items, f = ctx.items.n, o.factors

@@ -1,0 +1,82 @@
+"""The compiled keyed draws as ufunc-like functions: :func:`uniform`, :func:`gumbel`,
+:func:`exponential` of integer key arrays that broadcast together, and :func:`gumbel_max`.
+
+They call the kernels of :mod:`counterfeed.core._kernels` through :mod:`counterfeed.core.native`
+(loaded without numba when cached). :mod:`counterfeed.core.randomness` uses them for large draws
+and gives the same bits on its NumPy path (``tests/core/test_randomness.py``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from counterfeed.core.native import kernel
+
+__all__ = ["uniform", "gumbel", "exponential", "gumbel_max"]
+
+UNIFORM, GUMBEL, EXPONENTIAL = 0, 1, 2  # the ``kind`` of the draws kernel (as in core._kernels)
+
+_DRAWS = kernel("draws")
+_GUMBEL_MAX = kernel("gumbel_max")
+
+
+def _two_d(a: np.ndarray, shape: tuple[int, ...], rows: int) -> np.ndarray:
+    """``a`` as a C-contiguous 2-D int64 array that broadcasts to ``(rows, shape[-1])``, the 2-D
+    form of ``shape``."""
+    if len(shape) > 2:  # collapse the leading axes (a copy of the broadcast keys)
+        a = np.broadcast_to(a, shape).reshape(rows, shape[-1])
+    elif a.ndim < 2:
+        a = a.reshape(1, -1) if a.ndim == 1 else a.reshape(1, 1)
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _keys(a) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iub":  # as the ufuncs' casting rule refused floats
+        raise TypeError(f"random keys must be integers, got {arr.dtype}")
+    return arr
+
+
+def _broadcast_draw(kind: int, key, user, session, slot):
+    """The ``kind`` draw of integer key arrays that broadcast together, in their broadcast shape (a
+    float64 scalar for scalar keys), as a NumPy ufunc of the hash would return it: the stream key
+    as uint64, the others as int64. Raises TypeError for non-integer keys, ValueError for shapes
+    that do not broadcast."""
+    key = np.uint64(key)
+    user, session, slot = _keys(user), _keys(session), _keys(slot)
+    shape = np.broadcast_shapes(user.shape, session.shape, slot.shape)
+    rows = math.prod(shape[:-1])  # 1 for 0-D and 1-D shapes
+    out = np.empty((rows, shape[-1] if shape else 1))
+    _DRAWS(kind, key, _two_d(user, shape, rows), _two_d(session, shape, rows), _two_d(slot, shape, rows), out)
+    out = out.reshape(shape)
+    return out[()] if out.ndim == 0 else out
+
+
+def uniform(key, user, session, slot):
+    """Uniform(0, 1) of the keyed hash, broadcast over the int64 ``user``, ``session``, ``slot``."""
+    return _broadcast_draw(UNIFORM, key, user, session, slot)
+
+
+def gumbel(key, user, session, slot):
+    """Standard Gumbel ``-log(-log U)``, broadcast as :func:`uniform`."""
+    return _broadcast_draw(GUMBEL, key, user, session, slot)
+
+
+def exponential(key, user, session, slot):
+    """Standard exponential ``-log U``, broadcast as :func:`uniform`."""
+    return _broadcast_draw(EXPONENTIAL, key, user, session, slot)
+
+
+def gumbel_max(key, base, eligible, user, session, slot):
+    """Row ``r`` of ``base`` (n, k) float64: the first ``j`` maximising ``base[r, j] +
+    gumbel(user[r], session[r], slot[r, j])`` over the ``eligible`` (n, k) entries and that sum,
+    as ``(best, value)`` (n,) arrays (0 and -inf for a row with nothing eligible); only the
+    eligible entries are hashed. ``user``, ``session`` (n,) and ``slot`` (n, k) int64."""
+    base = np.ascontiguousarray(base, dtype=np.float64)
+    best, value = np.empty(base.shape[0], np.int64), np.empty(base.shape[0])
+    _GUMBEL_MAX(np.uint64(key), base, np.ascontiguousarray(eligible, dtype=bool),
+                np.ascontiguousarray(user, dtype=np.int64), np.ascontiguousarray(session, dtype=np.int64),
+                np.ascontiguousarray(slot, dtype=np.int64), best, value)
+    return best, value
