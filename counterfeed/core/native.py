@@ -96,9 +96,8 @@ class Spec:
     result: str = "void"
 
 
-def _need(ok: bool, kernel: str, what: str) -> None:
-    if not ok:
-        raise ValueError(f"kernel {kernel}: {what}")
+def _bad_value(kernel: str, what: str) -> ValueError:
+    return ValueError(f"kernel {kernel}: {what}")
 
 
 def _within(index: np.ndarray, n: int) -> bool:
@@ -106,49 +105,65 @@ def _within(index: np.ndarray, n: int) -> bool:
     return index.size == 0 or (int(index.min()) >= 0 and int(index.max()) < n)
 
 
+# The checks run before every call (the draws about 9,000 times a quickstart): messages are built
+# only on failure.
+
 def _check_draws(kind, key, user, session, slot, out) -> None:
     rows, cols = out.shape
-    for name, a in (("user", user), ("session", session), ("slot", slot)):
-        _need(a.shape[0] in (1, rows) and a.shape[1] in (1, cols), "draws",
-              f"{name} {a.shape} does not broadcast to out {out.shape} (rows and columns 1 or out's)")
-    _need(kind in (0, 1, 2), "draws", f"kind must be 0, 1 or 2, got {kind}")
+    for a in (user, session, slot):
+        r, c = a.shape
+        if (r != 1 and r != rows) or (c != 1 and c != cols):
+            raise _bad_value("draws", f"keys of shape {a.shape} do not broadcast to out {out.shape} (rows and "
+                                      "columns 1 or out's)")
+    if kind != 0 and kind != 1 and kind != 2:
+        raise _bad_value("draws", f"kind must be 0, 1 or 2, got {kind}")
 
 
 def _check_gumbel_max(key, base, eligible, user, session, slot, best, value) -> None:
-    n = base.shape[0]
-    _need(eligible.shape == base.shape and slot.shape == base.shape, "gumbel_max",
-          f"base {base.shape}, eligible {eligible.shape} and slot {slot.shape} must have one shape")
-    _need(user.shape == session.shape == best.shape == value.shape == (n,), "gumbel_max",
-          f"user, session, best and value must have base's {n} rows")
+    shape = base.shape
+    if eligible.shape != shape or slot.shape != shape:
+        raise _bad_value("gumbel_max", f"base {shape}, eligible {eligible.shape} and slot {slot.shape} must have "
+                                       "one shape")
+    n = (shape[0],)
+    if user.shape != n or session.shape != n or best.shape != n or value.shape != n:
+        raise _bad_value("gumbel_max", f"user, session, best and value must have base's {n[0]} rows")
 
 
 def _check_topk_rows(scores, available, k, out, vals) -> None:
     n, m = scores.shape
-    _need(1 <= k <= m, "topk_rows", f"k must be in [1, {m}] (the items), got {k}")
-    _need(out.shape == (n, k) and vals.shape[0] >= k, "topk_rows",
-          f"out must be ({n}, {k}) and vals at least {k} long, got {out.shape} and {vals.shape}")
-    _need(available.shape[0] in (0, m), "topk_rows", f"available must have {m} entries or none, got {available.shape[0]}")
+    if not 1 <= k <= m:
+        raise _bad_value("topk_rows", f"k must be in [1, {m}] (the items), got {k}")
+    if out.shape != (n, k) or vals.shape[0] < k:
+        raise _bad_value("topk_rows", f"out must be ({n}, {k}) and vals at least {k} long, got {out.shape} and "
+                                      f"{vals.shape}")
+    if available.shape[0] not in (0, m):
+        raise _bad_value("topk_rows", f"available must have {m} entries or none, got {available.shape[0]}")
 
 
 def _check_count_cells(imp, clk, keys, clicks, fresh) -> None:
-    _need(imp.shape == clk.shape and clicks.shape == keys.shape and fresh.shape[0] >= keys.shape[0], "count_cells",
-          "imp and clk must have one shape, clicks keys' shape, fresh at least keys' size")
-    _need(_within(keys, imp.shape[0]), "count_cells", f"keys must be cells of the grid, in [0, {imp.shape[0]})")
+    if imp.shape != clk.shape or clicks.shape != keys.shape or fresh.shape[0] < keys.shape[0]:
+        raise _bad_value("count_cells", "imp and clk must have one shape, clicks keys' shape, fresh at least "
+                                        "keys' size")
+    if not _within(keys, imp.shape[0]):
+        raise _bad_value("count_cells", f"keys must be cells of the grid, in [0, {imp.shape[0]})")
 
 
 def _check_adagrad_epochs(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, lr, l2, losses,
                           gu, gv, cu, cv, rows_u, rows_v, qu, qi, qp, qn, rec) -> None:
     name, n = "adagrad_epochs", pu.shape[0]
-    _need(U.shape == acc_u.shape == gu.shape and V.shape == acc_v.shape == gv.shape and U.shape[1] == V.shape[1] >= 1,
-          name, f"U {U.shape} and V {V.shape} (same columns), their accumulators and gradients must match")
-    _need(all(a.shape == (n,) for a in (pi, wp, wn, qu, qi, qp, qn)) and rec.shape == (n, 4), name,
-          f"pi, wp, wn and the work arrays must have the {n} pairs of pu")
-    _need(batch_size >= 1 and perms.shape[1] == n and losses.shape[0] >= perms.shape[0], name,
-          "batch_size must be at least 1, perms (epochs, pairs), losses one per epoch")
-    _need(cu.shape == (U.shape[0],) and cv.shape == (V.shape[0],) and rows_u.shape[0] >= min(batch_size, U.shape[0])
-          and rows_v.shape[0] >= min(batch_size, V.shape[0]), name, "row counters and row lists must fit the tables")
-    _need(_within(pu, U.shape[0]) and _within(pi, V.shape[0]) and _within(perms, n), name,
-          "pu, pi must be rows of U, V and perms indices of the pairs")
+    if not (U.shape == acc_u.shape == gu.shape and V.shape == acc_v.shape == gv.shape
+            and U.shape[1] == V.shape[1] >= 1):
+        raise _bad_value(name, f"U {U.shape} and V {V.shape} (same columns), their accumulators and gradients "
+                               "must match")
+    if not (all(a.shape == (n,) for a in (pi, wp, wn, qu, qi, qp, qn)) and rec.shape == (n, 4)):
+        raise _bad_value(name, f"pi, wp, wn and the work arrays must have the {n} pairs of pu")
+    if not (batch_size >= 1 and perms.shape[1] == n and losses.shape[0] >= perms.shape[0]):
+        raise _bad_value(name, "batch_size must be at least 1, perms (epochs, pairs), losses one per epoch")
+    if not (cu.shape == (U.shape[0],) and cv.shape == (V.shape[0],)
+            and rows_u.shape[0] >= min(batch_size, U.shape[0]) and rows_v.shape[0] >= min(batch_size, V.shape[0])):
+        raise _bad_value(name, "row counters and row lists must fit the tables")
+    if not (_within(pu, U.shape[0]) and _within(pi, V.shape[0]) and _within(perms, n)):
+        raise _bad_value(name, "pu, pi must be rows of U, V and perms indices of the pairs")
 
 
 _CORE = "counterfeed.core._kernels"
