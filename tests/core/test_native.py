@@ -172,7 +172,8 @@ def test_arguments_are_checked_before_the_compiled_code_reads_them():
     k(np.uint64(1), base, eligible, ids, ids, slot, best, value)  # as declared: runs
     read_only = value.copy()
     read_only.flags.writeable = False
-    cases = {"base must be a C-contiguous 2-D float64": (base.astype(np.float32), eligible, ids, ids, slot, best, value),
+    cases = {"base must be a C-contiguous 2-D float64": (base.astype(np.float32), eligible, ids, ids, slot, best,
+                                                         value),
              "base must be a C-contiguous 2-D float64 array, got a non-contiguous": (np.zeros((3, 4)).T, eligible, ids,
                                                                                    ids, slot, best, value),
              "eligible must be a C-contiguous 2-D bool": (base, eligible[0], ids, ids, slot, best, value),
@@ -188,7 +189,8 @@ def test_arguments_are_checked_before_the_compiled_code_reads_them():
         k(1.5, base, eligible, ids, ids, slot, best, value)  # a float key
     with pytest.raises(TypeError):
         native.kernel("draws")(np.float32(1.0), np.uint64(1), slot, slot, slot, np.empty((4, 3)))  # a float kind
-    shapes = {"gumbel_max": (native.kernel("gumbel_max"), (np.uint64(1), base, eligible, ids[:3], ids, slot, best, value)),
+    shapes = {"gumbel_max": (native.kernel("gumbel_max"), (np.uint64(1), base, eligible, ids[:3], ids, slot, best,
+                                                           value)),
               "draws": (native.kernel("draws"), (0, np.uint64(1), np.zeros((0, 0), np.int64), slot, slot,
                                                  np.empty((4, 3)))),
               "topk k": (native.kernel("topk_rows"), (base, np.zeros(0, bool), 0, np.empty((4, 0), np.int64),
