@@ -53,7 +53,6 @@ __all__ = ["kernel", "KERNELS", "cache_file"]
 
 _DTYPES = {"u64": np.uint64, "i64": np.int64, "i32": np.int32, "f64": np.float64, "f32": np.float32,
            "b1": np.bool_}
-_CTYPES = {"u64": ctypes.c_uint64, "i64": ctypes.c_int64, "f64": ctypes.c_double}
 
 
 @dataclass(frozen=True)
@@ -219,6 +218,8 @@ class Kernel:
     about 3 µs for a kernel of four arrays against about 10 µs through ctypes; the argument checks
     are generated per kernel as straight-line code."""
 
+    # ``__call__`` is a slot: the class attribute is the slot's descriptor, so calling an instance
+    # calls the generated function stored in it, without a wrapper's frame
     __slots__ = ("name", "args", "_keep", "__call__")
 
     def __init__(self, name: str, address: int, keep: object = None):
