@@ -4,6 +4,7 @@ run the analyses, score them, and write the run directory atomically."""
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import sys
 import threading
@@ -69,7 +70,8 @@ def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[st
     """Simulate every world (in worker processes when large; each one sharded across Dask workers
     with ``shards > 1`` or a ``scheduler``, their sessions written under ``scratch`` when given);
     ``progress`` shows a bar per world. ``while_waiting`` runs in a thread of this process while
-    worker processes simulate (started after they fork, joined before this returns)."""
+    worker processes simulate (started after they fork, joined before this returns), at the
+    lowest priority (:func:`_quietly`)."""
     if shards > 1 or scheduler:
         return _simulate_sharded([replace(t, scratch=scratch) for t in tasks], say, progress, shards, scheduler)
     if SHARE_PRE_PERIOD:  # once for the worlds that share it, before worker processes fork
@@ -111,6 +113,14 @@ def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[st
 
 
 def _quietly(fn: Callable[[], None]) -> None:
+    """Run ``fn`` at the lowest CPU priority this thread can take (Linux: a thread's nice value is
+    its own), ignoring its errors: work done ahead while worker processes simulate uses the cores
+    they leave idle instead of slowing them."""
+    if sys.platform.startswith("linux"):  # elsewhere a thread's id is not a process id: normal priority
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError:  # not allowed: normal priority
+            pass
     try:
         fn()
     except Exception:  # noqa: BLE001 -- a preload that fails fails again, with its message, where it is used

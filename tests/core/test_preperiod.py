@@ -78,3 +78,27 @@ def test_no_shared_pre_period_without_one_or_when_it_ends_inside_a_window(overri
     tasks = _tasks(small_scenario(**overrides))
     assert pre_period_windows(build_world(tasks[0])[0]) is None
     assert all(t.pre is None for t in share_pre_periods(tasks, lambda t: build_world(t)[0]))
+
+
+def test_work_done_while_the_worlds_run_takes_the_lowest_priority():
+    """The output's imports run in a thread of the parent while worker processes simulate; on
+    Linux that thread runs at nice 19 (only on cores the workers leave idle), and the rest of the
+    process keeps its priority."""
+    import os
+    import sys
+    import threading
+
+    from counterfeed.core.runner import _quietly
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("a thread's own nice value is Linux's")
+    seen = []
+    t = threading.Thread(target=_quietly, args=(lambda: seen.append(os.getpriority(os.PRIO_PROCESS,
+                                                                                    threading.get_native_id())),))
+    t.start()
+    t.join()
+    assert seen == [19]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < 19
+    t = threading.Thread(target=_quietly, args=(lambda: 1 / 0,))  # its errors stay in it
+    t.start()
+    t.join()
