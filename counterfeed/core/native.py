@@ -191,8 +191,8 @@ _SOURCES = (Path(__file__), Path(__file__).with_name("_kernels.py"),
 _MAGIC = b"counterfeed-native-1\n"
 #: prefixes of numba's runtime symbols. A shim names them only on its error path (an exception
 #: raised inside the kernel: building, unpickling and raising it). The kernels cannot raise on the
-#: arguments their callers check (no allocation, no bounds checks, error_model="numpy"; the
-#: training loop's range step and array view are checked by ``_compiled``), and numba's runtime is
+#: arguments their calls check (no allocation, no bounds checks, error_model="numpy"; the training
+#: loop's range step and array view are covered by its check), and numba's runtime is
 #: not loaded here, so these resolve to :func:`_trap`: a message and abort, never wrong numbers.
 _NUMBA_RUNTIME = ("numba_", "NRT_")
 
@@ -425,13 +425,13 @@ def _load() -> dict[str, Kernel]:
     return _compile(path)
 
 
-def _symbol_address(name: str) -> int:
-    """Where ``name`` is in this process: the C math library, then every library loaded globally
-    (libc, the Python C API); numba's runtime symbols (:data:`_NUMBA_RUNTIME`) go to :func:`_trap`.
-    Raises ``ValueError`` for a name found nowhere."""
+def _symbol_address(name: str, libraries: tuple) -> int:
+    """Where ``name`` is in this process: in ``libraries`` (the C math library, then every library
+    loaded globally: libc, the Python C API); numba's runtime symbols (:data:`_NUMBA_RUNTIME`) go to
+    :func:`_trap`. Raises ``ValueError`` for a name found nowhere."""
     if name.startswith(_NUMBA_RUNTIME):
         return ctypes.cast(_trap, ctypes.c_void_p).value
-    for lib in (_libm(), ctypes.CDLL(None)):
+    for lib in libraries:
         try:
             return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
         except AttributeError:
@@ -461,7 +461,8 @@ def _map(objects: dict[str, tuple[str, bytes, list[str]]]) -> dict[str, Kernel]:
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     needed = {s for _, _, undefined in objects.values() for s in undefined}
-    addresses = {s: _symbol_address(s) for s in needed}
+    libraries = (_libm(), ctypes.CDLL(None))  # opened once for every symbol
+    addresses = {s: _symbol_address(s, libraries) for s in needed}
     for s, addr in addresses.items():
         if not llvm.address_of_symbol(s):  # never replace a symbol numba (or anyone) registered
             llvm.add_symbol(s, addr)

@@ -35,13 +35,12 @@ def adagrad_epochs(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, lr, l2
     (n_users, f + 1) and ``V`` (n_items, f + 1) and their accumulators (the kernel's docstring has
     the loss and the update); ``pu``, ``pi`` (n,) int64 pairs, ``wp``, ``wn`` (n,) float32 weights,
     ``perms`` (epochs, n) int64 visiting orders, ``losses`` (epochs,) float64 receives each epoch's
-    mean data term. Raises ``ValueError`` for a ``batch_size`` below 1."""
+    mean data term. Raises ``ValueError`` for a ``batch_size`` below 1 (the kernel's check)."""
     n = pu.size
     batch_size = int(batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    rows = max(batch_size, 0)  # the row lists' length; a batch_size below 1 is refused by the kernel
     _ADAGRAD(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, float(lr), float(l2), losses,
              np.zeros_like(U), np.zeros_like(V), np.zeros(U.shape[0], np.int64), np.zeros(V.shape[0], np.int64),
-             np.empty(min(batch_size, U.shape[0]), np.int64), np.empty(min(batch_size, V.shape[0]), np.int64),
+             np.empty(min(rows, U.shape[0]), np.int64), np.empty(min(rows, V.shape[0]), np.int64),
              np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float32), np.empty(n, np.float32),
              np.empty((n, 4), np.int32))

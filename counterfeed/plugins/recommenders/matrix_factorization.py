@@ -275,7 +275,7 @@ class MatrixFactorization(FactorRecommender):
         gradients of the factors follow by the chain rule. Adagrad's per-coordinate step sizes suit
         the very uneven row frequencies of recommender data; an untouched row's update is zero, so
         only the rows a mini-batch touches are updated (after summing duplicate rows). The loop is
-        a numba kernel (:func:`~counterfeed.plugins.recommenders._kernels.adagrad_epochs`); the
+        a compiled kernel (:func:`~counterfeed.plugins.recommenders._compiled.adagrad_epochs`); the
         initial factors and every epoch's visiting order come from the arm's keyed generators.
         """
         from counterfeed.plugins.recommenders._compiled import adagrad_epochs
