@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from counterfeed.core.native import kernel
+from counterfeed.core.randomness import integer_keys
 
 __all__ = ["uniform", "gumbel", "exponential", "gumbel_max"]
 
@@ -32,20 +33,13 @@ def _two_d(a: np.ndarray, shape: tuple[int, ...], rows: int) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
-def _keys(a) -> np.ndarray:
-    arr = np.asarray(a)
-    if arr.dtype.kind not in "iub":  # as the ufuncs' casting rule refused floats
-        raise TypeError(f"random keys must be integers, got {arr.dtype}")
-    return arr
-
-
 def _broadcast_draw(kind: int, key, user, session, slot):
     """The ``kind`` draw of integer key arrays that broadcast together, in their broadcast shape (a
     float64 scalar for scalar keys), as a NumPy ufunc of the hash would return it: the stream key
     as uint64, the others as int64. Raises TypeError for non-integer keys, ValueError for shapes
     that do not broadcast."""
     key = np.uint64(key)
-    user, session, slot = _keys(user), _keys(session), _keys(slot)
+    user, session, slot = integer_keys(user), integer_keys(session), integer_keys(slot)
     shape = np.broadcast_shapes(user.shape, session.shape, slot.shape)
     rows = math.prod(shape[:-1])  # 1 for 0-D and 1-D shapes
     out = np.empty((rows, shape[-1] if shape else 1))

@@ -41,6 +41,7 @@ import re
 import struct
 import sys
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -545,8 +546,10 @@ def _compile(path: Path) -> dict[str, Kernel]:
         objects[name] = (cf.native_name, obj, elf_undefined_symbols(obj))
     try:
         _write(path, objects)
-    except OSError:
-        pass  # a read-only cache: every process compiles, as numba's own cache would
+    except OSError as exc:  # a read-only cache, or a directory in the file's place: say so, once
+        warnings.warn(f"compiled-kernel cache not written ({path}): {exc.strerror or exc}; every process will "
+                      f"compile the kernels again (seconds each). Set COUNTERFEED_CACHE_DIR to a writable "
+                      f"directory", RuntimeWarning, stacklevel=2)
     try:
         return _map(objects)
     except (OSError, ValueError, AttributeError):  # a symbol this process cannot resolve

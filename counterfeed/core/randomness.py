@@ -78,11 +78,18 @@ def stream_key(seed: int, name: str) -> np.uint64:
     return _U64(int.from_bytes(digest, "little"))
 
 
-def _as_u64(a) -> np.ndarray:
+def integer_keys(a) -> np.ndarray:
+    """``a`` (an array or scalar of keys) as a NumPy array, unconverted, when its dtype is signed,
+    unsigned or bool; raises ``TypeError`` for anything else (floats, strings, objects, Python ints
+    beyond 64 bits, None). The one check of every draw, on the NumPy path and the kernels' alike."""
     arr = np.asarray(a)
-    if arr.dtype.kind == "f":
-        raise TypeError("random keys must be integers")
-    return arr.astype(np.uint64, copy=False)
+    if arr.dtype.kind not in "iub":
+        raise TypeError(f"random keys must be integers, got {arr.dtype}")
+    return arr
+
+
+def _as_u64(a) -> np.ndarray:
+    return integer_keys(a).astype(np.uint64, copy=False)
 
 
 def _numpy_uniform(key: np.uint64, user, session, slot) -> np.ndarray:
@@ -151,9 +158,7 @@ def _clib_log(x: np.ndarray) -> np.ndarray:
 
 
 def _i64(a) -> np.ndarray:
-    arr = np.asarray(a)
-    if arr.dtype.kind == "f":
-        raise TypeError("random keys must be integers")
+    arr = integer_keys(a)
     return arr if arr.dtype == np.int64 else arr.astype(np.int64)
 
 

@@ -60,9 +60,12 @@ print(json.dumps({"numba": "numba" in sys.modules, "digests": out}))
 """
 
 
-def _run(cache, **extra):
+def _run(cache, stderr=None, **extra):
+    """The script's result in a fresh process with this cache; its stderr appended to ``stderr``."""
     env = {**os.environ, "COUNTERFEED_CACHE_DIR": str(cache), **extra}
     done = subprocess.run([sys.executable, "-c", _SCRIPT], check=True, env=env, capture_output=True, text=True)
+    if stderr is not None:
+        stderr.append(done.stderr)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -155,13 +158,28 @@ def test_a_damaged_cache_file_is_rebuilt_not_loaded(cold, tmp_path):
             path.write_bytes(good)
 
 
-def test_an_unwritable_cache_directory_costs_time_not_the_kernels(cold, tmp_path):
-    """A cache directory that cannot be created (its parent is a file): every process compiles in
-    a private temporary directory, with the same bits, and writes nothing in the way."""
-    _, first = cold
+def test_an_unwritable_cache_costs_time_not_the_kernels_and_says_so(cold, tmp_path):
+    """A cache directory that cannot be created (its parent is a file), or a directory where the
+    cache file goes: every process compiles (in a private temporary directory where numba's own
+    cache cannot be written), with the same bits, writes nothing in the way, and warns once on
+    stderr with the path and what to do, instead of silently compiling in every run."""
+    cache, first = cold
     (tmp_path / "a-file").write_text("")
-    result = _run(tmp_path / "a-file" / "cache")
-    assert result["numba"] and result["digests"] == first["digests"]
+    (name,) = (p.name for p in (cache / "numba" / "native").glob("kernels-*.bin"))
+    blocked = tmp_path / "blocked"
+    (blocked / "numba" / "native" / name).mkdir(parents=True)
+    for where, path in ((tmp_path / "a-file" / "cache", tmp_path / "a-file" / "cache" / "numba" / "native" / name),
+                        (blocked, blocked / "numba" / "native" / name)):
+        stderr: list[str] = []
+        result = _run(where, stderr)
+        assert result["numba"] and result["digests"] == first["digests"]
+        assert stderr[0].count("compiled-kernel cache not written") == 1, stderr[0]
+        assert f"({path})" in stderr[0] and "COUNTERFEED_CACHE_DIR" in stderr[0]
+    assert list((blocked / "numba" / "native").iterdir()) == [blocked / "numba" / "native" / name]  # no leftovers
+    assert (blocked / "numba" / "native" / name).is_dir()
+    stderr = []
+    _run(cache, stderr)  # a writable cache: not a word
+    assert "cache not written" not in stderr[0]
 
 
 def test_arguments_are_checked_before_the_compiled_code_reads_them():

@@ -144,6 +144,44 @@ def test_compiled_draws_broadcast_as_a_ufunc_would():
         kernels[0](key, np.array([1.5, 2.7]), 0, 0)
 
 
+@pytest.mark.parametrize("keys", [np.array([1.5, 2.0]), 1.5, np.array(["1", "2"]), np.array([1, 2], dtype=object),
+                                  np.array([1j]), None, 2**70, [1.0]],
+                         ids=["floats", "float", "strings", "objects", "complex", "none", "beyond-64-bits", "list"])
+def test_every_draw_refuses_the_same_keys_on_both_paths(keys):
+    """A small draw (the NumPy path) and a large one (the kernels) accept the same keys: integers
+    and bools of any width. Anything else is the same TypeError on both paths and in every
+    method, never a value (strings such as "1" were hashed as 1 on the NumPy path, complex keys
+    lost their imaginary part)."""
+    from counterfeed.core import randomness
+
+    kernels = randomness._kernels()
+    s = Keys(3).stream("keys")
+    saved = randomness._KERNELS
+    paths = [False] + ([kernels] if kernels else [])
+    try:
+        for path in paths:
+            randomness._KERNELS = path  # False: the NumPy path; the kernels: theirs
+            for draw in (s.uniform, s.gumbel, s.exponential, s.normal, s.bits):
+                with pytest.raises(TypeError, match="random keys must be integers, got"):
+                    draw(keys, 0, 0)
+                with pytest.raises(TypeError, match="random keys must be integers, got"):
+                    draw(0, keys, 0)
+            with pytest.raises(TypeError, match="random keys must be integers, got"):
+                s.gumbel_max(np.zeros((1, 2)), np.ones((1, 2), bool), np.zeros(1, np.int64), np.zeros(1, np.int64),
+                             np.broadcast_to(np.asarray(keys), (1, 2)) if keys is not None else keys)
+    finally:
+        randomness._KERNELS = saved
+    accepted = [np.array([True, False]), np.array([-3, 4], np.int8), np.array([2**64 - 1], np.uint64), [1, 2], -5]
+    for good in accepted:
+        randomness._KERNELS = False
+        try:
+            numpy_path = s.uniform(good, 1, 2)
+        finally:
+            randomness._KERNELS = saved
+        if kernels:
+            assert np.array_equal(numpy_path, kernels[0](s.key, good, 1, 2))
+
+
 def test_small_draws_do_not_load_numba_and_kernels_cache_outside_the_package(tmp_path):
     """Small draws load no compiled code; sustained ones load the kernels, compiled by numba in the
     first process (cold cache) and mapped from the cache, without numba, in the next."""
