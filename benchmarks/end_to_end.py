@@ -302,8 +302,29 @@ def _at_least(minimum: int):
     return parse
 
 
+#: a run's sessions/s: end to end (wall), per CPU second, of the simulation
+_RATES = (lambda r: r["sessions"] / r["wall_s"], lambda r: r["sessions"] / r["cpu_s"],
+          lambda r: r["sessions"] / r["simulate_s"])
+
+
 def _median(rs: list[dict], f) -> float:
     return statistics.median(f(r) for r in rs)
+
+
+def paired_ratio(now: list[dict], base: list[dict], f) -> str:
+    """``now`` against ``base`` run by run (the runs were interleaved, so run i of each met the same
+    load): the geometric mean of ``f(now[i]) / f(base[i])`` with a 95% Student-t interval of the mean
+    log ratio over the pairs (the pairs as independent replications); no interval from one pair."""
+    import math
+
+    logs = [math.log(f(a) / f(b)) for a, b in zip(now, base)]
+    mean = statistics.fmean(logs)
+    if len(logs) < 2:
+        return f"{math.exp(mean):.2f}x (one pair: no interval)"
+    from scipy.stats import t
+
+    half = t.ppf(0.975, len(logs) - 1) * statistics.stdev(logs) / len(logs) ** 0.5
+    return f"{math.exp(mean):.2f}x [{math.exp(mean - half):.2f}, {math.exp(mean + half):.2f}] over {len(logs)} pairs"
 
 
 def main() -> None:
@@ -386,25 +407,28 @@ def main() -> None:
             rs = runs[(m, v)]
             if not rs:
                 continue
-            e2e = _median(rs, lambda r: r["sessions"] / r["wall_s"])
-            per_cpu = _median(rs, lambda r: r["sessions"] / r["cpu_s"])
-            sim = _median(rs, lambda r: r["sessions"] / r["simulate_s"])
+            e2e, per_cpu, sim = (_median(rs, f) for f in _RATES)
             parts = []
             for w, (_, n) in rs[0]["worlds"].items():
                 sec = statistics.median(r["worlds"][w][0] for r in rs)
                 parts.append(f"{w} {sec:.2f} s" + (f" ({n / sec:,.0f}/s)" if n else ""))
             print(f"  {m:<9} {v:<15} {e2e:>9,.2f} {per_cpu:>9,.2f} {sim:>9,.2f}   " + "; ".join(parts))
+            if len(rs) > 1:  # the spread behind each median: these machines are noisy
+                spread = [min(f(r) for r in rs) for f in _RATES] + [max(f(r) for r in rs) for f in _RATES]
+                print(f"  {'':<9} {'(lowest, highest)':<15} " + "  ".join(f"{lo:,.0f}-{hi:,.0f}"
+                                                                        for lo, hi in zip(spread[:3], spread[3:])))
     if "before" in variants:
         for m in modes:
             if not runs[(m, "before")]:
                 continue
-            base = _median(runs[(m, "before")], lambda r: r["sessions"] / r["wall_s"])
-            base_cpu = _median(runs[(m, "before")], lambda r: r["sessions"] / r["cpu_s"])
+            base, base_cpu = (_median(runs[(m, "before")], f) for f in _RATES[:2])
             for v in variants:
                 if v not in ("before", "after-old-draws") and runs[(m, v)] and runs[(m, "before")]:
-                    now = _median(runs[(m, v)], lambda r: r["sessions"] / r["wall_s"])
-                    cpu = _median(runs[(m, v)], lambda r: r["sessions"] / r["cpu_s"])
-                    print(f"  {m} {v} / before: {now / base:.2f}x end to end, {cpu / base_cpu:.2f}x per CPU second")
+                    now, cpu = (_median(runs[(m, v)], f) for f in _RATES[:2])
+                    print(f"  {m} {v} / before: {now / base:.2f}x end to end, {cpu / base_cpu:.2f}x per CPU second"
+                          " (ratio of medians); run by run, 95%: end to end "
+                          f"{paired_ratio(runs[(m, v)], runs[(m, 'before')], _RATES[0])}, per CPU second "
+                          f"{paired_ratio(runs[(m, v)], runs[(m, 'before')], _RATES[1])}")
         for v in variants:
             m = next((m for m in modes if m != "calibrate" and runs[(m, v)]), None)
             if v != "before" and m is not None:
