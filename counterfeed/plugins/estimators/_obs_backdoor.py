@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from counterfeed.errors import ModelError
-from counterfeed.plugins.estimators._obs_data import quiet
+from counterfeed.plugins.estimators._obs_data import in_column_order, quiet
 
 __all__ = ["BackdoorFit", "fit_regression", "fit_ipw", "fit_aipw", "fit_matching", "dowhy_model",
            "matching_variance", "hajek_se", "sample_ate_se", "overlap", "TRIM"]
@@ -56,7 +56,7 @@ def dowhy_model(frame: pd.DataFrame, adjust: list[str]) -> tuple[Any, Any, pd.Da
     data = frame[["T", "Y", *adjust]].copy()
     with quiet():
         model = CausalModel(data, "T", "Y", common_causes=list(adjust) or None)
-        ident = model.identify_effect(proceed_when_unidentifiable=True)
+        ident = in_column_order(model.identify_effect(proceed_when_unidentifiable=True), list(adjust))
     return model, ident, data
 
 

@@ -32,8 +32,8 @@ from counterfeed.core.estimation import AnalysisData
 from counterfeed.errors import DataError, ModelError
 from counterfeed.plugins.estimators._stats import require_comparison, select_metrics
 
-__all__ = ["Comparison", "comparisons", "covariate_matrix", "graph_networkx", "adjustment_set", "quiet",
-           "analysable_metrics", "require"]
+__all__ = ["Comparison", "comparisons", "covariate_matrix", "graph_networkx", "adjustment_set", "in_column_order",
+           "quiet", "analysable_metrics", "require"]
 
 TREATMENT, OUTCOME = "treatment", "outcome"
 
@@ -187,8 +187,9 @@ def _expanded(g: Any, columns: list[str]) -> Any:
 
 def adjustment_set(graph: Any, comp: Comparison, estimator: str, *, metrics: Any = (),
                    proceed_when_unidentifiable: bool = False) -> tuple[list[str], list[str]]:
-    """The backdoor adjustment set DoWhy identifies from the declared graph (as frame columns), and
-    the warnings to report with the estimate.
+    """The backdoor adjustment set DoWhy identifies from the declared graph (as frame columns, in
+    the frame's column order whatever the process's hash seed), and the warnings to report with the
+    estimate.
 
     Raises DataError when the graph lacks the treatment or outcome node, names an observed variable
     that is neither a covariate nor a metric (``metrics``), or when no backdoor set exists (an
@@ -231,4 +232,24 @@ def adjustment_set(graph: Any, comp: Comparison, estimator: str, *, metrics: Any
                 warnings_.append(f"not identified: the declared graph has unobserved confounding through "
                                  f"{', '.join(hidden)}; adjusted for the observed variables anyway "
                                  "(proceed_when_unidentifiable); see the sensitivity analysis")
-    return [str(v) for v in ident.get_backdoor_variables()], warnings_
+    return [str(v) for v in in_column_order(ident, keep).get_backdoor_variables()], warnings_
+
+
+def in_column_order(ident: Any, columns: list[str]) -> Any:
+    """DoWhy's identified estimand ``ident`` with its adjustment sets (``backdoor_variables``,
+    ``general_adjustment_variables``) listed in the order of ``columns`` (others after, by name);
+    returns ``ident``. DoWhy builds them as Python sets, whose order follows ``PYTHONHASHSEED``, and
+    its estimators take their regressors in that order, which moved an estimate in its last digits
+    from one process to the next."""
+    rank = {c: i for i, c in enumerate(columns)}
+
+    def key(v: Any) -> tuple[int, str]:
+        return rank.get(str(v), len(rank)), str(v)
+
+    for attr in ("backdoor_variables", "general_adjustment_variables"):
+        sets = getattr(ident, attr, None)
+        if isinstance(sets, dict):
+            for name, variables in sets.items():
+                if variables is not None:
+                    sets[name] = sorted(variables, key=key)
+    return ident
