@@ -225,6 +225,35 @@ class LocalExecutor(Executor):
         super().close()
 
 
+def _connect(client_class: Any, scheduler: str, timeout: float) -> Any:
+    """A ``distributed.Client`` of the scheduler at ``scheduler``, or one CounterfeedError within
+    about ``timeout`` + 5 seconds. The Client's own ``timeout`` bounds opening the connection, not
+    the handshake after it: a port that accepts and never answers as a scheduler (an HTTP server, a
+    scheduler's dashboard) held it for good. So it connects on a thread this one waits for."""
+    box: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            box["client"] = client_class(scheduler, timeout=timeout)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=connect, name="counterfeed-dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout + 5.0)
+    if thread.is_alive():
+        raise CounterfeedError(f"cannot connect to the Dask scheduler at {scheduler}: something accepts connections "
+                               f"there but did not answer as a Dask scheduler within {timeout + 5.0:g} s (the "
+                               "scheduler's own port, usually 8786, not its dashboard's)")
+    exc = box.get("error")
+    if exc is not None:
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: not a connection failure
+            raise exc
+        raise CounterfeedError(f"cannot connect to the Dask scheduler at {scheduler}: "
+                               f"{type(exc).__name__}: {exc}") from None
+    return box["client"]
+
+
 class DaskExecutor(Executor):
     """Dask distributed: a LocalCluster it owns, or an existing scheduler (``tcp://host:port``)."""
 
@@ -240,12 +269,13 @@ class DaskExecutor(Executor):
         self.scheduler = scheduler
         self._cluster = None
         if scheduler:
-            if not isinstance(scheduler, str) or "://" not in scheduler:
-                raise CounterfeedError(f"scheduler must be an address such as tcp://127.0.0.1:8786, got {scheduler!r}")
+            from counterfeed.core.shard_spec import check_scheduler_address
+
             try:
-                self._client = Client(scheduler, timeout=connect_timeout)
-            except (OSError, TimeoutError) as exc:
-                raise CounterfeedError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from None
+                check_scheduler_address(scheduler if isinstance(scheduler, str) else repr(scheduler))
+            except ValueError as exc:
+                raise CounterfeedError(f"scheduler: {exc}") from None
+            self._client = _connect(Client, scheduler, connect_timeout)
             self.workers = len(self._client.scheduler_info().get("workers", {})) or self.workers
         else:
             self.workers = self.workers or available_cores()

@@ -54,8 +54,16 @@ class RunDirectory:
         self.name = name
         self.tmp: Path | None = None
         self.final: Path | None = None
+        self.created: list[Path] = []
 
     def create(self) -> Path:
+        missing = self.parent
+        while not missing.parent.exists() and missing.parent != missing:
+            missing = missing.parent
+        #: the folders this run creates above the run directory, deepest first: removed by
+        #: :meth:`discard` when left empty (a failed run writes nothing)
+        self.created = [] if self.parent.exists() else [p for p in [self.parent, *self.parent.parents]
+                                                         if p == missing or missing in p.parents]
         try:
             self.parent.mkdir(parents=True, exist_ok=True)
             self.tmp = self.parent / f".{self.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
@@ -95,6 +103,11 @@ class RunDirectory:
             _join(self.tmp)  # the writer's error, if any, is not news: the run already failed
         if self.tmp is not None and self.tmp.exists():
             shutil.rmtree(self.tmp, ignore_errors=True)
+        for folder in self.created:
+            try:
+                folder.rmdir()  # only when empty: another run may have written there meanwhile
+            except OSError:
+                break
 
 
 # -- writing ---------------------------------------------------------------------------------------

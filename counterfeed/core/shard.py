@@ -24,6 +24,7 @@ for tests and debugging). A worker lost mid-run fails the world with :class:`Sha
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -34,7 +35,7 @@ from counterfeed.core.contracts import Batch, Items, Metric, Population, Respons
 from counterfeed.core.randomness import Keys
 from counterfeed.core.simulation import (SESSION_COLUMNS, SimWorld, WorldConfig, session_columns,
                                         session_rows)
-from counterfeed.errors import CounterfeedError
+from counterfeed.errors import CounterfeedError, OutputError
 
 __all__ = ["Shard", "ShardedWorld", "LocalShards", "DaskShards", "ShardError", "shard_blocks", "open_shards",
            "IN_PROCESS"]
@@ -196,6 +197,13 @@ class Shard:
             n += sum(rows[0].size if m is None else int(m.sum()) for rows, m in picks)
         self._rows, self._seq = [], []
         return n
+
+    def remove_scratch(self, directory: str) -> None:
+        """Remove ``directory`` (a run's temporary directory) from this worker's filesystem: the
+        fragments a worker wrote where the run cannot read them (no shared filesystem)."""
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
 
     def memory(self) -> int:
         """Peak resident memory of this process (bytes; Linux ``ru_maxrss``)."""
@@ -380,10 +388,22 @@ class ShardedWorld(SimWorld):
         if self._over and self.scratch is not None:
             from counterfeed.core.shard_events import SessionsFile, merge_fragments
 
-            parts = self.scratch / "fragments"
-            self.pool.call("write_fragments", [(str(parts),)] * len(self.blocks))
-            self.shard_memory = [int(m) for m in self.pool.call("memory")]
-            merge_fragments(parts, self.scratch / "sessions.parquet", self.n)
+            parts = Path(os.path.abspath(self.scratch)) / "fragments"  # the workers' working directory is not ours
+            try:
+                self.scratch.mkdir(parents=True, exist_ok=True)
+                written = sum(int(n) for n in self.pool.call("write_fragments", [(str(parts),)] * len(self.blocks)))
+                self.shard_memory = [int(m) for m in self.pool.call("memory")]
+                merged = merge_fragments(parts, self.scratch / "sessions.parquet", self.n)
+            except OSError as exc:  # as the run directory's other files: the disk is full, or read-only
+                raise OutputError(f"cannot write the sessions of world '{self.cfg.name}' in '{self.scratch}': "
+                                  f"{exc.strerror or exc}") from None
+            if merged != written:  # the workers wrote on filesystems of their own
+                run_tmp = parts.parent.parent.parent  # <run's temporary directory>/<SCRATCH>/<world>/fragments
+                self.pool.call("remove_scratch", [(str(run_tmp),)] * len(self.blocks))
+                raise OutputError(f"the Dask workers wrote the sessions of world '{self.cfg.name}' ({written:,} rows) "
+                                  f"under {parts}, and this process found {merged:,} of them there: with --scheduler, "
+                                  "the run's output directory (--out, or output.dir) must be on a filesystem the "
+                                  "workers share with this process, at the same absolute path")
             return SessionsFile(self.scratch / "sessions.parquet")
         got = self.pool.call("sessions")
         seq = np.concatenate([g[1] for g in got])

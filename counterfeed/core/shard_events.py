@@ -112,9 +112,11 @@ def write_fragment(directory: Path, k: int, a: int, columns: Iterable[tuple[str,
         np.save(folder / f"{name}.npy", np.asarray(values, dtype=dtypes[name]), allow_pickle=False)
 
 
-def merge_fragments(directory: Path, path: Path, n_users: int) -> None:
+def merge_fragments(directory: Path, path: Path, n_users: int) -> int:
     """Write the sessions file ``path`` from the fragments in ``directory`` (then removed), one part at
-    a time: a part's fragments in user order, stably sorted by ``seq`` (see the module docstring)."""
+    a time: a part's fragments in user order, stably sorted by ``seq`` (see the module docstring).
+    Returns the number of rows written."""
+    rows = 0
     with _writer(path) as w:
         for k in range(len(part_bounds(n_users))):
             got = sorted(directory.glob(f"part-{k:06d}-*"))
@@ -124,8 +126,10 @@ def merge_fragments(directory: Path, path: Path, n_users: int) -> None:
                 order = np.argsort(cols["seq"], kind="stable")
                 cols = {nm: v[order] for nm, v in cols.items()}
             w.write_table(_table(cols))
+            rows += len(cols["seq"])
             del cols
     shutil.rmtree(directory, ignore_errors=True)
+    return rows
 
 
 class SessionsFile(Mapping):

@@ -7,16 +7,31 @@ by a Dask worker; the results are the single-process results, number for number.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 if TYPE_CHECKING:  # pragma: no cover
     from counterfeed.core.scenario import Scenario
 
-__all__ = ["ExecutionSpec", "check_execution", "MAX_SHARDS"]
+__all__ = ["ExecutionSpec", "check_execution", "check_scheduler_address", "MAX_SHARDS"]
 
 MAX_SHARDS = 1024
+#: ``tcp://HOST:PORT``: a host name, an IPv4 address or a bracketed IPv6 address, and a port
+_ADDRESS = re.compile(r"tcp://(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{1,5})")
+
+
+def check_scheduler_address(address: str) -> str:
+    """``address`` when it is a Dask scheduler address counterfeed can use, ``tcp://HOST:PORT``
+    (``PORT`` 1 to 65535); raises ValueError naming what was expected. ``tls://`` is refused
+    (counterfeed passes no certificates), as are ``ucx://`` and ``inproc://`` (another process's
+    in-process scheduler cannot be reached)."""
+    m = _ADDRESS.fullmatch(address)
+    if m is None or not 1 <= int(m["port"]) <= 65535:
+        raise ValueError(f"expected a Dask scheduler address tcp://HOST:PORT (PORT 1 to 65535; tls://, ucx:// and "
+                         f"inproc:// are not supported), got {address!r}")
+    return address
 
 
 class ExecutionSpec(BaseModel):
@@ -26,8 +41,13 @@ class ExecutionSpec(BaseModel):
 
     shards: StrictInt = Field(1, ge=1, le=MAX_SHARDS,
                               description="user-id blocks each world is split into (1: not sharded)")
-    scheduler: str | None = Field(None, pattern=r"^(tcp|tls|inproc|ucx)://\S+$",
-                                  description="address of an existing Dask scheduler (default: a LocalCluster)")
+    scheduler: str | None = Field(None, description="address of an existing Dask scheduler, tcp://HOST:PORT "
+                                  "(default: a LocalCluster)")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        return None if v is None else check_scheduler_address(v)
 
 
 def check_execution(scenario: "Scenario") -> None:

@@ -80,7 +80,7 @@ def test_ctrl_c_midway_removes_the_temporary_directory(tmp_path):
     code, err = _start_and_interrupt(tmp_path, out, signal.SIGINT)
     assert code == 130, err
     assert err.strip().splitlines() == ["Interrupted; nothing was published."], err
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # the --out folder the run created is removed with its temporary directory
 
 
 def _ours(root: str, pid: int) -> list[Path]:
@@ -102,7 +102,7 @@ def test_sigterm_midway_with_worker_processes_stops_them_and_leaves_nothing(tmp_
     assert code == 143, err
     assert err.strip().splitlines() == ["Terminated; nothing was published."], err
     assert time.monotonic() - start < 60  # not after the 40,000-user worlds ran to their end
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # nor the --out folder it created
     assert not [d for r in roots for d in _ours(r, pid[0])]
 
 
@@ -159,7 +159,7 @@ def test_disk_full_while_writing_is_one_clear_error_and_nothing_published(tmp_pa
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "cannot write the run directory" in lines[0] and "File too large" in lines[0], lines[0]
-    assert list(out.iterdir()) == []  # the partial temporary directory was removed
+    assert not out.exists()  # the partial temporary directory was removed, and the --out folder the run created
 
 
 def test_a_swallowed_ctrl_c_still_publishes_nothing(tmp_path):
@@ -256,3 +256,25 @@ def test_ctrl_c_during_calibrate_says_the_finished_replications_are_kept(tmp_pat
         "Interrupted; the replications that finished are kept: rerun the same command to resume "
         "(--fresh starts over).")
     assert list((out / "replications").glob("rep-*.json"))
+
+
+def test_a_discarded_run_removes_the_folders_it_created_and_only_those(tmp_path):
+    """A run that fails writes nothing: the folders it created above its temporary directory go with
+    it when empty; a folder that existed before, or that another run wrote into meanwhile, stays."""
+    from counterfeed.core.rundir import RunDirectory
+
+    rd = RunDirectory(tmp_path / "a" / "b" / "c", "x")
+    rd.create()
+    rd.discard()
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    rd = RunDirectory(tmp_path / "kept" / "new" / "deeper", "x")
+    rd.create()
+    (tmp_path / "kept" / "new" / "other-run.txt").write_text("written meanwhile")
+    rd.discard()
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "kept", "kept/new", "kept/new/other-run.txt"]
+    rd = RunDirectory(tmp_path / "kept", "x")  # an existing --out folder: never removed
+    rd.create()
+    rd.discard()
+    assert (tmp_path / "kept").is_dir()

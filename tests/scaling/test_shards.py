@@ -273,6 +273,14 @@ QUICKSTART = Path(__file__).resolve().parents[2] / "scenarios" / "quickstart.yam
     ("execution:\n  shards: 5000\n", r":\d+: execution\.shards: .*less than or equal to 1024"),
     ("execution:\n  shard: 2\n", r":\d+: execution\.shard: unknown field 'shard'; did you mean 'shards'"),
     ("execution:\n  scheduler: localhost\n", r":\d+: execution\.scheduler: "),
+    # addresses a looser pattern let through to a traceback in run (the helper's break test)
+    ("execution:\n  scheduler: tcp://nohost:notaport\n", r":\d+: execution\.scheduler: expected a Dask scheduler address"),
+    ("execution:\n  scheduler: tcp://127.0.0.1:1/path\n", r":\d+: execution\.scheduler: expected .*tcp://HOST:PORT"),
+    ("execution:\n  scheduler: 'tcp://[::1'\n", r":\d+: execution\.scheduler: expected .*tcp://HOST:PORT"),
+    ("execution:\n  scheduler: tcp://127.0.0.1:70000\n", r":\d+: execution\.scheduler: .*PORT 1 to 65535"),
+    ("execution:\n  scheduler: tls://127.0.0.1:8786\n", r":\d+: execution\.scheduler: .*tls://.* not supported"),
+    ("execution:\n  scheduler: ucx://127.0.0.1:8786\n", r":\d+: execution\.scheduler: .*not supported"),
+    ("execution:\n  scheduler: inproc://x\n", r":\d+: execution\.scheduler: .*not supported"),
 ])
 def test_validate_rejects_bad_execution_with_file_and_line(block, message, tmp_path, capsys):
     from counterfeed.cli import main
@@ -297,3 +305,80 @@ def test_run_shards_option_is_checked_like_the_scenario_field(tmp_path, capsys):
               "--out", str(tmp_path / "runs"), "--quiet"])
     assert exit_info.value.code == 2 and not (tmp_path / "runs").exists()
     assert "80 shards for 50 users" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:8786", "tcp://[::1]:8786", "tcp://my-host.example.com:8786"])
+def test_scheduler_addresses_of_every_host_form_are_accepted(address):
+    assert scenario(scheduler=address).execution.scheduler == address
+
+
+def test_a_port_that_never_answers_as_a_scheduler_is_one_error_in_bounded_time(tmp_path, capsys):
+    """Something that accepts connections and never speaks Dask's protocol (an HTTP server, a
+    scheduler's dashboard port): distributed's Client waited for its handshake for good. Now one
+    message within the connect timeout + 5 s, exit 2, and nothing written under --out."""
+    import socket
+    import threading
+    import time
+
+    from counterfeed.core.executors import DaskExecutor
+    from counterfeed.errors import CounterfeedError
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:  # accepts, then says nothing
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        start = time.monotonic()
+        with pytest.raises(CounterfeedError, match="did not answer as a Dask scheduler within 7 s"):
+            DaskExecutor(scheduler=address, connect_timeout=2.0)
+        assert time.monotonic() - start < 30
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_workers_without_the_run_directory_fail_the_run_clearly_and_leave_nothing(tmp_path, monkeypatch):
+    """Workers of an existing cluster write the sessions' fragments to the run's temporary directory,
+    given as an absolute path (their working directory is not this process's). On machines that do
+    not share that filesystem the coordinator finds fewer rows than they wrote: one OutputError (exit
+    2) that says what is needed, the workers' copies removed, and nothing published. Simulated with
+    in-process shards whose "filesystem" is a folder of their own."""
+    from counterfeed.core import shard as shard_module
+    from counterfeed.errors import OutputError
+
+    elsewhere = tmp_path / "worker-machine"
+    real_write, seen = shard_module.Shard.write_fragments, []
+
+    def write_elsewhere(self, directory):
+        seen.append(directory)
+        return real_write(self, str(elsewhere) + directory)  # the same absolute path, on another disk
+
+    def remove_elsewhere(self, directory):
+        import shutil
+
+        shutil.rmtree(str(elsewhere) + directory, ignore_errors=True)
+
+    monkeypatch.setattr(shard_module.Shard, "write_fragments", write_elsewhere)
+    monkeypatch.setattr(shard_module.Shard, "remove_scratch", remove_elsewhere)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OutputError, match="must be on a filesystem the workers share with this process"):
+        run(scenario(users=60), output_dir="runs", shards=2, scheduler=IN_PROCESS, quiet=True)
+    assert seen and all(Path(d).is_absolute() for d in seen)
+    assert not [p for p in elsewhere.rglob("*") if p.is_file()]  # the workers' fragments removed
+    assert not (tmp_path / "runs").exists()  # nothing published, not even the --out folder it created
