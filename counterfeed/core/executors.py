@@ -279,8 +279,11 @@ class DaskExecutor(Executor):
             self.workers = len(self._client.scheduler_info().get("workers", {})) or self.workers
         else:
             self.workers = self.workers or available_cores()
+            # its HTTP server (always started) on a free port: ":8787", the default, warned on stderr
+            # whenever another scheduler held it; and only critical logs: the run reports a failed
+            # worker or shard itself, in one message, and a heartbeat a loaded worker missed is not news
             self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, silence_logs=logging.ERROR)
+                                         dashboard_address=":0", silence_logs=logging.CRITICAL)
             self._client = Client(self._cluster)
 
     @property

@@ -252,8 +252,9 @@ class DaskShards:
     def create(self, blocks: list[tuple[int, int]], make: Callable[[int, int], tuple]) -> None:
         try:
             self.client.wait_for_workers(1, timeout=60)
-        except TimeoutError:
-            raise ShardError("the Dask cluster has no workers (waited 60 s)") from None
+        except TimeoutError:  # the cluster's set-up, not a failure of the run: the user's to fix (exit 2)
+            raise CounterfeedError(f"the Dask cluster at {self.client.scheduler.address} has no workers (waited 60 "
+                                   "s): start some with 'dask worker <scheduler address>'") from None
         workers = sorted(self.client.scheduler_info().get("workers", {}))
         self._where = [workers[i % len(workers)] for i in range(len(blocks))]
         self._futures = [self.client.submit(Shard, lo, hi, *make(lo, hi), actor=True, workers=[w],
@@ -443,7 +444,13 @@ class open_shards:
 
         self._executor = DaskExecutor(workers=self.shards, scheduler=self.scheduler)
         if self.scheduler is None:
-            self._executor.client.wait_for_workers(self.shards, timeout=120)
+            try:
+                self._executor.client.wait_for_workers(self.shards, timeout=120)
+            except TimeoutError:
+                started = len(self._executor.client.scheduler_info().get("workers", {}))
+                self._executor.close()
+                raise ShardError(f"the local Dask cluster started {started} of its {self.shards} worker processes "
+                                 "in 120 s: fewer shards, or a machine with more cores") from None
         self.pool = DaskShards(self.shards, self._executor.client)
         return self.pool
 

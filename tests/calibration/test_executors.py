@@ -58,7 +58,7 @@ def test_dask_local_cluster_gives_the_same_results():
     ({"kind": "threads"}, r"unknown executor 'threads'; expected one of: serial, local, dask"),
     ({"kind": "serial", "scheduler": "tcp://127.0.0.1:1"}, r"--scheduler needs the dask executor"),
     ({"kind": "local", "workers": 0}, r"workers must be a positive integer, got 0"),
-    ({"kind": "dask", "scheduler": "127.0.0.1:8786"}, r"scheduler must be an address such as tcp://"),
+    ({"kind": "dask", "scheduler": "127.0.0.1:8786"}, r"scheduler: expected a Dask scheduler address tcp://HOST:PORT"),
 ])
 def test_bad_executor_arguments(kwargs, pattern):
     with pytest.raises(CounterfeedError, match=pattern):
