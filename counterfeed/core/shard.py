@@ -395,9 +395,12 @@ class ShardedWorld(SimWorld):
                 written = sum(int(n) for n in self.pool.call("write_fragments", [(str(parts),)] * len(self.blocks)))
                 self.shard_memory = [int(m) for m in self.pool.call("memory")]
                 merged = merge_fragments(parts, self.scratch / "sessions.parquet", self.n)
-            except OSError as exc:  # as the run directory's other files: the disk is full, or read-only
+            except (OSError, ShardError) as exc:  # the disk is full or read-only, here or on a worker
+                cause = exc.__cause__ if isinstance(exc, ShardError) else exc
+                if not isinstance(cause, OSError):  # a lost worker: its own error
+                    raise
                 raise OutputError(f"cannot write the sessions of world '{self.cfg.name}' in '{self.scratch}': "
-                                  f"{exc.strerror or exc}") from None
+                                  f"{cause.strerror or cause}") from None
             if merged != written:  # the workers wrote on filesystems of their own
                 run_tmp = parts.parent.parent.parent  # <run's temporary directory>/<SCRATCH>/<world>/fragments
                 self.pool.call("remove_scratch", [(str(run_tmp),)] * len(self.blocks))

@@ -382,3 +382,30 @@ def test_workers_without_the_run_directory_fail_the_run_clearly_and_leave_nothin
     assert seen and all(Path(d).is_absolute() for d in seen)
     assert not [p for p in elsewhere.rglob("*") if p.is_file()]  # the workers' fragments removed
     assert not (tmp_path / "runs").exists()  # nothing published, not even the --out folder it created
+
+
+def test_a_full_disk_while_the_workers_write_is_the_run_directorys_error(tmp_path, monkeypatch):
+    """A shard that cannot write its fragments (the disk is full, on the worker) fails the run as the
+    unsharded run's full disk does: one OutputError naming the folder (exit 2), not the worker's
+    failure (exit 1); nothing published."""
+    import errno
+
+    from counterfeed.core import shard as shard_module
+    from counterfeed.core.shard import DaskShards
+    from counterfeed.errors import OutputError
+
+    def full(self, directory):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shard_module.Shard, "write_fragments", full)
+    for wrapped in (False, True):
+        if wrapped:  # through Dask a worker's exception arrives wrapped by the pool: DaskShards._guard's
+            real_call = shard_module.LocalShards.call
+            pool = DaskShards.__new__(DaskShards)
+            pool._where = ["tcp://worker:1", "tcp://worker:2"]
+            monkeypatch.setattr(shard_module.LocalShards, "call",
+                                lambda self, *a: pool._guard(0, lambda: real_call(self, *a)))
+        out = tmp_path / f"runs-{wrapped}"
+        with pytest.raises(OutputError, match=r"cannot write the sessions of world 'ab' in .*No space left on device"):
+            run(scenario(users=60), output_dir=out, shards=2, scheduler=IN_PROCESS, quiet=True)
+        assert not out.exists()
