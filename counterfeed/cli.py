@@ -138,12 +138,14 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
     overrides = parse_sets(sets)
     if no_report:
         overrides["output.report"] = False
+    options = {}  # the fields set by --shards / --scheduler: their errors name the option, not --set
     if shards is not None:  # checked as the scenario's execution.shards would be
-        overrides["execution.shards"] = shards
-    if scheduler is not None:
-        overrides["execution.scheduler"] = scheduler
+        overrides["execution.shards"] = options["execution.shards"] = shards
+    if scheduler is not None:  # stripped, as a --set value is
+        overrides["execution.scheduler"] = options["execution.scheduler"] = scheduler.strip()
     if overrides:
-        sc = sc.with_overrides(overrides)
+        sc = _with_options(sc, overrides, {f: o for f, o in (("execution.shards", "--shards"),
+                                                             ("execution.scheduler", "--scheduler")) if f in options})
     fmt = "json" if as_json else fmt
     result = run(sc, output_dir=out, write=True, quiet=quiet, workers=workers)  # progress: stderr
     gc.freeze()  # the run's objects live until exit: no collection (nor the one at exit) scans them again
@@ -160,6 +162,20 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
         click.echo(_json.dumps(doc, indent=2))
         return
     _print_result(result)
+
+
+def _with_options(sc: Any, overrides: dict[str, Any], options: dict[str, str]) -> Any:
+    """``sc.with_overrides(overrides)``; a problem in a field that a command-line option set (``options``:
+    field -> option) is attributed to that option (``--shards: ...``), not to ``--set``."""
+    from counterfeed.errors import ScenarioError
+
+    try:
+        return sc.with_overrides(overrides)
+    except ScenarioError as exc:
+        option = options.get(exc.field or "")
+        if option is None or exc.file != "--set" or exc.others or exc.also:
+            raise
+        raise ScenarioError(exc.bare_message, file=option) from None
 
 
 def _yes_no(v: Any) -> str:

@@ -409,3 +409,19 @@ def test_a_full_disk_while_the_workers_write_is_the_run_directorys_error(tmp_pat
         with pytest.raises(OutputError, match=r"cannot write the sessions of world 'ab' in .*No space left on device"):
             run(scenario(users=60), output_dir=out, shards=2, scheduler=IN_PROCESS, quiet=True)
         assert not out.exists()
+
+
+def test_errors_in_shards_and_scheduler_options_name_the_option(tmp_path, capsys):
+    """A bad ``--shards`` or ``--scheduler`` is reported as that option's, ``--set`` only when the
+    user wrote ``--set``."""
+    from counterfeed.cli import main
+
+    cases = [(["--set", "population.users=3", "--shards", "4"], "Error: --shards: 4 shards for 3 users"),
+             (["--shards", "2", "--scheduler", "tcp://nohost:x"], "Error: --scheduler: expected a Dask scheduler"),
+             (["--set", "execution.scheduler=tcp://a:b"], "Error: --set: execution.scheduler: expected")]
+    for args, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["run", str(QUICKSTART), *args, "--out", str(tmp_path / "runs"), "--quiet"])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
