@@ -138,14 +138,13 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
     overrides = parse_sets(sets)
     if no_report:
         overrides["output.report"] = False
-    options = {}  # the fields set by --shards / --scheduler: their errors name the option, not --set
+    options: dict[str, str] = {}  # field -> the option that set it: its errors name the option, not --set
     if shards is not None:  # checked as the scenario's execution.shards would be
-        overrides["execution.shards"] = options["execution.shards"] = shards
+        overrides["execution.shards"], options["execution.shards"] = shards, "--shards"
     if scheduler is not None:  # stripped, as a --set value is
-        overrides["execution.scheduler"] = options["execution.scheduler"] = scheduler.strip()
+        overrides["execution.scheduler"], options["execution.scheduler"] = scheduler.strip(), "--scheduler"
     if overrides:
-        sc = _with_options(sc, overrides, {f: o for f, o in (("execution.shards", "--shards"),
-                                                             ("execution.scheduler", "--scheduler")) if f in options})
+        sc = _with_options(sc, overrides, options)
     fmt = "json" if as_json else fmt
     result = run(sc, output_dir=out, write=True, quiet=quiet, workers=workers)  # progress: stderr
     gc.freeze()  # the run's objects live until exit: no collection (nor the one at exit) scans them again

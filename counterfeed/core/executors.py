@@ -272,7 +272,7 @@ class DaskExecutor(Executor):
             from counterfeed.core.shard_spec import check_scheduler_address
 
             try:
-                check_scheduler_address(scheduler if isinstance(scheduler, str) else repr(scheduler))
+                check_scheduler_address(str(scheduler))
             except ValueError as exc:
                 raise CounterfeedError(f"scheduler: {exc}") from None
             self._client = _connect(Client, scheduler, connect_timeout)

@@ -88,7 +88,9 @@ class Assignment(ABC):
 
     def assign(self, world: "SimWorld", users: np.ndarray, t: float) -> np.ndarray:
         """(len(users),) arms of users without one at their first experiment visit at time ``t``."""
-        raise NotImplementedError(f"{type(self).__name__} leaves no user unassigned")
+        raise NotImplementedError(f"{type(self).__name__}.start left users unassigned (-1), so it must implement "
+                                  "assign(world, users, t); the default serves assignments that assign everyone at "
+                                  "the start")
 
     def boundaries(self, start: float, horizon: float) -> list[float]:
         """Times in ``[start, horizon]`` at which :meth:`at_boundary` is called."""

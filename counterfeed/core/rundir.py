@@ -57,13 +57,12 @@ class RunDirectory:
         self.created: list[Path] = []
 
     def create(self) -> Path:
-        missing = self.parent
-        while not missing.parent.exists() and missing.parent != missing:
-            missing = missing.parent
         #: the folders this run creates above the run directory, deepest first: removed by
         #: :meth:`discard` when left empty (a failed run writes nothing)
-        self.created = [] if self.parent.exists() else [p for p in [self.parent, *self.parent.parents]
-                                                         if p == missing or missing in p.parents]
+        self.created, folder = [], self.parent
+        while not folder.exists() and folder != folder.parent:
+            self.created.append(folder)
+            folder = folder.parent
         try:
             self.parent.mkdir(parents=True, exist_ok=True)
             self.tmp = self.parent / f".{self.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
