@@ -66,12 +66,11 @@ SHARE_PRE_PERIOD = True
 def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[str], None],
                   progress: bool = False, shards: int = 1, scheduler: str | None = None,
                   scratch: Path | None = None,
-                  while_waiting: Callable[[], None] | None = None) -> list[WorldOutput]:
+                  while_waiting: _Background | None = None) -> list[WorldOutput]:
     """Simulate every world (in worker processes when large; each one sharded across Dask workers
     with ``shards > 1`` or a ``scheduler``, their sessions written under ``scratch`` when given);
-    ``progress`` shows a bar per world. ``while_waiting`` runs in a thread of this process while
-    worker processes simulate (started after they fork, joined before this returns), at the
-    lowest priority (:func:`_quietly`)."""
+    ``progress`` shows a bar per world. ``while_waiting`` is started once worker processes have
+    forked (it never starts when the worlds run in this process); the caller joins it."""
     if shards > 1 or scheduler:
         return _simulate_sharded([replace(t, scratch=scratch) for t in tasks], say, progress, shards, scheduler)
     if SHARE_PRE_PERIOD:  # once for the worlds that share it, before worker processes fork
@@ -96,20 +95,36 @@ def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[st
         else:
             with get_executor("local", workers=workers, inherit=tasks) as ex:  # tasks by fork, not pickled
                 show.start()
-                side = None if while_waiting is None else threading.Thread(target=_quietly, args=(while_waiting,),
-                                                                            daemon=True)
-                if side is not None:
-                    side.start()
-                try:
-                    for i, res in ex.submit_all(simulate_world, tasks):
-                        if isinstance(res, BaseException):
-                            raise res
-                        results[i] = res
-                        show.done(res.world, _world_done(res), say)
-                finally:
-                    if side is not None:  # before any later fork: no child may inherit its import locks
-                        side.join()
+                if while_waiting is not None:
+                    while_waiting.start()
+                for i, res in ex.submit_all(simulate_world, tasks):
+                    if isinstance(res, BaseException):
+                        raise res
+                    results[i] = res
+                    show.done(res.world, _world_done(res), say)
     return [results[i] for i in range(len(tasks))]
+
+
+class _Background:
+    """``fn`` in a daemon thread of this process at the lowest CPU priority (:func:`_quietly`):
+    work done ahead while worker processes simulate. :meth:`join` waits for it; call it before
+    anything else forks (no child may inherit the thread's import locks) and before leaving
+    :func:`run`, on success or failure. Joining a thread never started returns at once."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._thread = threading.Thread(target=_quietly, args=(fn,), daemon=True)
+
+    def start(self) -> None:
+        if self._thread.ident is None:
+            self._thread.start()
+
+    def join(self) -> float:
+        """Wait for the thread; returns the seconds waited (0 when it was never started)."""
+        if self._thread.ident is None:
+            return 0.0
+        t0 = time.perf_counter()
+        self._thread.join()
+        return time.perf_counter() - t0
 
 
 def _quietly(fn: Callable[[], None]) -> None:
@@ -231,6 +246,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         raise ScenarioError(f"--shards {shards}: more shards than users ({sc.population.users})")
     rundir = RunDirectory(Path(output_dir or sc.output.dir), sc.name) if write else None
     timings: dict[str, float] = {}
+    preload = _Background(lambda: _preload_output(sc.output.report)) if write else None
     try:
         tmp = rundir.create() if rundir else None
         registry.hook.counterfeed_run_start(scenario=sc, run_dir=tmp)
@@ -245,8 +261,10 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         tasks = [WorldTask(sc, w, items, population)
                  for w in world_names(sc) + replication_worlds(sc.arms, replications)]
         outputs = _simulate_all(tasks, workers, say, not quiet and log is None, shards, scheduler, tmp,
-                                while_waiting=(lambda: _preload_output(sc.output.report)) if write else None)
+                                while_waiting=preload)
         timings["simulate_s"] = time.perf_counter() - t0
+        if preload is not None:  # what the imports ahead still needed once the worlds were done
+            timings["preload_wait_s"] = preload.join()
         for o in outputs:
             timings[f"world_{o.world}_s"] = o.seconds
         total_sessions = sum(o.sessions for o in outputs)
@@ -351,6 +369,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         registry.hook.counterfeed_run_end(scenario=sc, result=result)
         return result
     except BaseException:
+        if preload is not None:
+            preload.join()
         if rundir is not None:
             rundir.discard()
         raise
