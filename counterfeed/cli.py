@@ -108,7 +108,9 @@ def cli() -> None:
 @click.option("--out", "out", type=click.Path(file_okay=False), help="Parent directory of the run directory.")
 @click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
               help="Override a scenario field, e.g. --set population.users=1000 (repeatable).")
-@click.option("--workers", type=click.IntRange(min=1), help="Processes for the worlds (default: automatic).")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Processes for the worlds (default: automatic); with --shards, the local Dask cluster's "
+                   "worker processes (default: one per shard; shards share them round robin).")
 @click.option("--shards", type=click.IntRange(min=1, max=1024),
               help="Split every world's users into N blocks simulated by Dask workers (execution.shards).")
 @click.option("--scheduler", metavar="ADDRESS",
@@ -132,19 +134,11 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
       counterfeed run scenarios/quickstart.yaml --shards 4 --scheduler tcp://10.0.0.5:8786
     """
     from counterfeed.core.runner import run
-    from counterfeed.core.scenario import load_scenario
 
-    sc = load_scenario(scenario)
-    overrides = parse_sets(sets)
-    if no_report:
-        overrides["output.report"] = False
-    options: dict[str, str] = {}  # field -> the option that set it: its errors name the option, not --set
-    if shards is not None:  # checked as the scenario's execution.shards would be
-        overrides["execution.shards"], options["execution.shards"] = shards, "--shards"
-    if scheduler is not None:  # stripped, as a --set value is
-        overrides["execution.scheduler"], options["execution.scheduler"] = scheduler.strip(), "--scheduler"
-    if overrides:
-        sc = _with_options(sc, overrides, options)
+    sc = _scenario_with_options(scenario, sets, shards, scheduler, {"output.report": False} if no_report else {})
+    if workers is not None and sc.execution.scheduler:
+        raise click.UsageError(f"--workers: the Dask cluster at {sc.execution.scheduler} (execution.scheduler) "
+                               "brings its own workers; --workers sets the processes of a run on this machine")
     fmt = "json" if as_json else fmt
     result = run(sc, output_dir=out, write=True, quiet=quiet, workers=workers)  # progress: stderr
     gc.freeze()  # the run's objects live until exit: no collection (nor the one at exit) scans them again
@@ -161,6 +155,22 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
         click.echo(_json.dumps(doc, indent=2))
         return
     _print_result(result)
+
+
+def _scenario_with_options(path: str, sets: tuple[str, ...], shards: int | None, scheduler: str | None,
+                           extra: dict[str, Any]) -> Any:
+    """The scenario at ``path`` with ``--set`` values, ``--shards``, ``--scheduler`` (stripped, as a
+    ``--set`` value is) and ``extra`` overrides applied: what ``run`` runs and ``validate`` checks."""
+    from counterfeed.core.scenario import load_scenario
+
+    sc = load_scenario(path)
+    overrides = {**parse_sets(sets), **extra}
+    options: dict[str, str] = {}  # field -> the option that set it: its errors name the option, not --set
+    if shards is not None:  # checked as the scenario's execution.shards would be
+        overrides["execution.shards"], options["execution.shards"] = shards, "--shards"
+    if scheduler is not None:
+        overrides["execution.scheduler"], options["execution.scheduler"] = scheduler.strip(), "--scheduler"
+    return _with_options(sc, overrides, options) if overrides else sc
 
 
 def _with_options(sc: Any, overrides: dict[str, Any], options: dict[str, str]) -> Any:
@@ -268,25 +278,25 @@ def _print_closed_loop(console: Any, manifest: dict[str, Any]) -> None:
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
               help="Override a scenario field as `run --set` would (repeatable).")
+@click.option("--shards", type=click.IntRange(min=1, max=1024), help="As `run --shards` (execution.shards).")
+@click.option("--scheduler", metavar="ADDRESS", help="As `run --scheduler` (execution.scheduler).")
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved scenario as JSON.")
-def validate_command(scenario: str, sets: tuple[str, ...], as_json: bool) -> None:
+def validate_command(scenario: str, sets: tuple[str, ...], shards: int | None, scheduler: str | None,
+                     as_json: bool) -> None:
     """Check a scenario (schema, plugin names, plugin options) without running it.
 
-    With ``--set``, the scenario is checked with the same overrides ``run --set`` would apply, so
-    whatever that run would reject is rejected here first.
+    With ``--set``, ``--shards`` or ``--scheduler``, the scenario is checked with what ``run`` would
+    apply for the same options, so whatever that run would reject is rejected here first. (Whether a
+    scheduler answers is known only when a run connects to it.)
 
     \b
     Example:
       counterfeed validate scenarios/quickstart.yaml
-      counterfeed validate scenarios/quickstart.yaml --set population.users=1000
+      counterfeed validate scenarios/quickstart.yaml --set population.users=1000 --shards 4
     """
     from counterfeed.core.plan import resolve
-    from counterfeed.core.scenario import load_scenario
 
-    sc = load_scenario(scenario)
-    overrides = parse_sets(sets)
-    if overrides:
-        sc = sc.with_overrides(overrides)
+    sc = _scenario_with_options(scenario, sets, shards, scheduler, {})
     resolve(sc)
     if as_json:
         click.echo(_json.dumps(sc.to_dict(), indent=2))

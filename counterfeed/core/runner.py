@@ -72,7 +72,8 @@ def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[st
     ``progress`` shows a bar per world. ``while_waiting`` is started once worker processes have
     forked (it never starts when the worlds run in this process); the caller joins it."""
     if shards > 1 or scheduler:
-        return _simulate_sharded([replace(t, scratch=scratch) for t in tasks], say, progress, shards, scheduler)
+        return _simulate_sharded([replace(t, scratch=scratch) for t in tasks], say, progress, shards, scheduler,
+                                 workers)
     if SHARE_PRE_PERIOD:  # once for the worlds that share it, before worker processes fork
         tasks = share_pre_periods(tasks, lambda t: build_world(t)[0])
     sc = tasks[0].scenario
@@ -155,12 +156,13 @@ def _preload_output(report: bool) -> None:
 
 
 def _simulate_sharded(tasks: list[WorldTask], say: Callable[[str], None], progress: bool, shards: int,
-                      scheduler: str | None) -> list[WorldOutput]:
-    """Worlds one after another, each split into ``shards`` user-id blocks (core.shard)."""
+                      scheduler: str | None, workers: int | None = None) -> list[WorldOutput]:
+    """Worlds one after another, each split into ``shards`` user-id blocks (core.shard); a local
+    cluster has ``workers`` processes (None: one per shard)."""
     sc = tasks[0].scenario
     out = []
     with WorldProgress([t.world for t in tasks], sc.total_days, progress, False) as show, \
-            open_shards(shards, scheduler) as pool:
+            open_shards(shards, scheduler, workers) as pool:
         show.start()
         for task in tasks:
             out.append(simulate_world(replace(task, progress=show.reporter(task.world), shards=pool)))
@@ -227,7 +229,9 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
     output_dir : parent of the run directory (default: the scenario's ``output.dir``).
     write : write the run directory (False keeps everything in memory, e.g. for calibration).
     quiet : no progress messages.
-    workers : processes for the independent worlds (None: automatic; 1: this process).
+    workers : processes for the independent worlds (None: automatic; 1: this process); with shards on a
+        local cluster, its worker processes (None: one per shard; at most ``shards``); ignored by an
+        existing cluster (``scheduler``), which has its own.
     keep_events : keep the worlds' event logs on the returned result.
     shards, scheduler : split every world's users into ``shards`` blocks simulated by Dask workers
         (default: the scenario's ``execution``; a LocalCluster unless ``scheduler`` is an address;

@@ -429,14 +429,16 @@ IN_PROCESS = "in-process"
 class open_shards:
     """A shard pool for a run: ``with open_shards(4) as pool: ...``.
 
-    ``scheduler``: None starts a ``distributed.LocalCluster`` with one single-threaded worker process
-    per shard (closed on exit); ``tcp://host:port`` uses an existing cluster (its workers must
-    import counterfeed); :data:`IN_PROCESS` keeps the shards in this process.
+    ``scheduler``: None starts a ``distributed.LocalCluster`` of ``workers`` single-threaded worker
+    processes (None: one per shard; at most ``shards``; the shards share them round robin), closed on
+    exit; ``tcp://host:port`` uses an existing cluster (its workers must import counterfeed;
+    ``workers`` is ignored); :data:`IN_PROCESS` keeps the shards in this process.
     """
 
-    def __init__(self, shards: int, scheduler: str | None = None):
+    def __init__(self, shards: int, scheduler: str | None = None, workers: int | None = None):
         self.shards = int(shards)
         self.scheduler = scheduler
+        self.workers = min(int(workers or shards), self.shards)
         self._executor: Any = None
 
     def __enter__(self) -> LocalShards | DaskShards:
@@ -445,15 +447,15 @@ class open_shards:
             return self.pool
         from counterfeed.core.executors import DaskExecutor
 
-        self._executor = DaskExecutor(workers=self.shards, scheduler=self.scheduler)
+        self._executor = DaskExecutor(workers=self.workers, scheduler=self.scheduler)
         if self.scheduler is None:
             try:
-                self._executor.client.wait_for_workers(self.shards, timeout=120)
+                self._executor.client.wait_for_workers(self.workers, timeout=120)
             except TimeoutError:
                 started = len(self._executor.client.scheduler_info().get("workers", {}))
                 self._executor.close()
-                raise ShardError(f"the local Dask cluster started {started} of its {self.shards} worker processes "
-                                 "in 120 s: fewer shards, or a machine with more cores") from None
+                raise ShardError(f"the local Dask cluster started {started} of its {self.workers} worker processes "
+                                 "in 120 s: fewer shards or --workers, or a machine with more cores") from None
         self.pool = DaskShards(self.shards, self._executor.client)
         return self.pool
 

@@ -254,14 +254,14 @@ def test_execution_shards_in_the_scenario_is_used(tmp_path, monkeypatch):
 
     opened = []
 
-    def in_process(shards, scheduler=None):
-        opened.append((shards, scheduler))
+    def in_process(shards, scheduler=None, workers=None):
+        opened.append((shards, scheduler, workers))
         return shard.open_shards(shards, IN_PROCESS)
 
     monkeypatch.setattr(runner, "open_shards", in_process)
     sc = scenario(users=60, shards=2, scheduler="tcp://10.0.0.1:8786")
     run(sc, write=False)
-    assert opened == [(2, "tcp://10.0.0.1:8786")]
+    assert opened == [(2, "tcp://10.0.0.1:8786", None)]
 
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "scenarios" / "quickstart.yaml"
@@ -424,4 +424,48 @@ def test_errors_in_shards_and_scheduler_options_name_the_option(tmp_path, capsys
             main(["run", str(QUICKSTART), *args, "--out", str(tmp_path / "runs"), "--quiet"])
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err
+        with pytest.raises(SystemExit) as exit_info:  # validate rejects it first, in the same words
+            main(["validate", str(QUICKSTART), *args])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+    main(["validate", str(QUICKSTART), "--shards", "4", "--scheduler", " tcp://10.0.0.5:8786 ", "--json"])
+    assert '"scheduler": "tcp://10.0.0.5:8786"' in capsys.readouterr().out  # what run would use
+
+
+def test_workers_with_an_existing_cluster_is_a_usage_error(tmp_path, capsys):
+    """``--workers`` sets this machine's processes; an existing cluster has its own: one error, exit 2,
+    nothing written (before any connection is tried: the address below answers nothing)."""
+    from counterfeed.cli import main
+
+    for args in (["--scheduler", "tcp://127.0.0.1:9"], ["--set", "execution.scheduler=tcp://127.0.0.1:9"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["run", str(QUICKSTART), "--workers", "2", "--shards", "2", *args,
+                  "--out", str(tmp_path / "runs"), "--quiet"])
+        assert exit_info.value.code == 2
+        assert "Error: --workers: the Dask cluster at tcp://127.0.0.1:9 (execution.scheduler) brings its own " \
+               "workers" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_local_cluster_with_fewer_workers_than_shards_writes_the_unsharded_run_directory(tmp_path, monkeypatch):
+    """``--workers 2 --shards 4``: a LocalCluster of two worker processes, each holding two shards
+    (round robin), gives the unsharded bytes."""
+    import counterfeed.core.runner as runner
+    from counterfeed.core import shard
+
+    seen = []
+
+    class Recording(shard.open_shards):
+        def __enter__(self):
+            pool = super().__enter__()
+            seen.append((self.workers, len(pool.client.scheduler_info()["workers"]), pool))
+            return pool
+
+    monkeypatch.setattr(runner, "open_shards", Recording)
+    sc = scenario(users=60)
+    base = digest(run(sc, output_dir=tmp_path / "one").run_dir)
+    got = digest(run(sc, output_dir=tmp_path / "four", shards=4, workers=2).run_dir)
+    assert got == base
+    assert [s[:2] for s in seen] == [(2, 2)]
+    assert len(seen[0][2]._where) == 4 and len(set(seen[0][2]._where)) == 2  # the last world's four shards
