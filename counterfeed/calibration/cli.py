@@ -6,6 +6,7 @@ Only click is imported at module level, so mounting these commands keeps ``count
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from typing import Any
 
@@ -84,10 +85,11 @@ def _resolve_points(sc: Any, grid: list) -> None:
             raise ScenarioError(f"--vary {where}: {exc}") from None
 
 
-def _executor(kind: str, workers: int | None, scheduler: str | None):
+def _executor(kind: str, workers: int | None, scheduler: str | None, tasks: int):
+    """The executor for ``tasks`` replications (at most that many local worker processes)."""
     from counterfeed.core.executors import get_executor
 
-    return get_executor(kind, workers=workers, scheduler=scheduler)
+    return get_executor(kind, workers=workers, scheduler=scheduler, tasks=tasks)
 
 
 def _finish(result: Any, *, title: str, extra: list[str], as_json: bool, quiet: bool) -> None:
@@ -164,7 +166,7 @@ def calibrate_command(scenario: str, replications: int, workers: int | None, exe
     from counterfeed.calibration.calibrate import calibrate
 
     sc = _load(scenario, sets)
-    ex = _guard(_executor, executor, workers, scheduler)
+    ex = _guard(_executor, executor, workers, scheduler, replications)
     with _resumable(), ex:
         result = _guard(calibrate, sc, replications, executor=ex, out_dir=out_dir, fresh=fresh,
                         quiet=quiet or as_json)
@@ -196,7 +198,8 @@ def sweep_command(scenario: str, vary: tuple[str, ...], replications: int, worke
     sc = _load(scenario, sets)
     grid = _guard(lambda: [parse_vary(v) for v in vary])
     _guard(_resolve_points, sc, grid)  # validate every point (as `validate` would) before starting workers
-    ex = _guard(_executor, executor, workers, scheduler)
+    points = math.prod(len(values) for _, values in grid)
+    ex = _guard(_executor, executor, workers, scheduler, replications * points)
     with _resumable(), ex:
         result = _guard(sweep, sc, grid, replications, executor=ex, out_dir=out_dir, fresh=fresh,
                         quiet=quiet or as_json)

@@ -328,12 +328,20 @@ class DaskExecutor(Executor):
 
 
 def get_executor(kind: str = "local", workers: int | None = None, scheduler: str | None = None,
-                 inherit: Sequence[Any] | None = None) -> Executor:
+                 inherit: Sequence[Any] | None = None, tasks: int | None = None) -> Executor:
     """An executor by kind: ``serial``, ``local`` or ``dask`` (``scheduler`` implies ``dask``).
 
     ``workers=1`` with ``kind="local"`` gives the serial executor (no pool for one worker).
     ``inherit``: tasks a ``local`` pool's workers get by fork (see :class:`LocalExecutor`).
+    ``tasks``: how many tasks will be submitted, when known: a pool or local cluster of this
+    machine starts at most that many worker processes (``workers``, or one per core, beyond it
+    would start processes, all at once, that never get a task; ``--workers 100000`` forked until
+    the machine ran out of processes). An existing cluster (``scheduler``) is used as it is.
     """
+    if tasks is not None and not scheduler and kind in ("local", "dask"):
+        if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
+            raise CounterfeedError(f"workers must be a positive integer, got {workers!r}")
+        workers = min(int(workers) if workers is not None else available_cores(), max(1, int(tasks)))
     if scheduler:
         if kind not in ("dask", "local"):
             raise CounterfeedError(f"--scheduler needs the dask executor, not '{kind}'")

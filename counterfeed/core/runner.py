@@ -84,6 +84,7 @@ def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[st
         # short world finishes early and the long ones share every core instead of one queueing
         fits = len(tasks) if len(tasks) <= cores + 1 else cores
         workers = fits if size >= CONCURRENT_USER_DAYS else 1
+    workers = min(workers, len(tasks))  # a process per world at most: the others would never get one
     results: dict[int, WorldOutput] = {}
     horizon = sc.experiment.pre_period + sc.experiment.duration
     with WorldProgress([t.world for t in tasks], horizon, progress, workers > 1) as show:

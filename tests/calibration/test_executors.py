@@ -270,3 +270,45 @@ def test_an_interrupt_while_a_result_is_half_written_does_not_hang():
     except subprocess.TimeoutExpired:
         pytest.fail("the interrupted pool hung on the half-written result")
     assert proc.returncode == 0 and "stopped" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_a_pool_never_starts_more_processes_than_tasks():
+    """A local pool forks all its workers at once: ``--workers 100000`` for three worlds forked until
+    the machine ran out of processes. With the task count known, at most that many start."""
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+    with get_executor("local", workers=100_000, tasks=3) as ex:
+        assert ex.workers == 3
+        assert len(set(multiprocessing.active_children()) - before) == 3
+        assert sorted(ex.submit_all(square_or_fail, [0, 1, 2])) == [(0, 0), (1, 1), (2, 4)]
+    with get_executor("local", tasks=1) as ex:  # one task: no pool at all
+        assert ex.kind == "serial"
+    with pytest.raises(CounterfeedError, match="workers must be a positive integer"):
+        get_executor("local", workers=0, tasks=3)
+
+
+def test_run_and_calibrate_start_a_process_per_task_at_most(tmp_path, monkeypatch):
+    """``run --workers 50`` (three worlds) and ``calibrate -n 2 --workers 50`` ask for 3 and 2."""
+    from counterfeed.cli import main
+    from counterfeed.core import executors, runner
+    from tests.conftest import small_scenario
+
+    asked = []
+    real = executors.get_executor
+
+    def recording(kind="local", workers=None, scheduler=None, inherit=None, tasks=None):
+        ex = real(kind, workers=workers, scheduler=scheduler, inherit=inherit, tasks=tasks)
+        asked.append(ex.workers)
+        return ex
+
+    monkeypatch.setattr(runner, "get_executor", recording)
+    monkeypatch.setattr(executors, "get_executor", recording)
+    runner.run(small_scenario(), write=False, workers=50)
+    assert asked == [3]
+    path = tmp_path / "s.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(small_scenario().to_dict()))
+    main(["calibrate", str(path), "-n", "2", "--workers", "50", "--out", str(tmp_path / "cal"), "--quiet"])
+    assert asked == [3, 2]
