@@ -154,7 +154,7 @@ def sharded_child(users: int, days: float, shards: int) -> None:
                       pre_period=0.0, duration=e.duration, batch_window=e.batch_window, retrain_every=None,
                       slate_size=e.slate_size, record_impressions=False, n_users=users)
     names = ("sessions", "clicks", "dwell")
-    with open_shards(shards) as pool, tempfile.TemporaryDirectory(prefix="cf-sharded-") as tmp:
+    with open_shards(shards, workers=shards) as pool, tempfile.TemporaryDirectory(prefix="cf-sharded-") as tmp:
         world = ShardedWorld(cfg, items, (sc.population, keys), keys, plan.user_model(), plan.recommender,
                              shards=pool, scratch=Path(tmp), metrics={n: plan.metrics[n] for n in names},
                              windows=[(0.0, cfg.horizon)])

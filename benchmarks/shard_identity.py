@@ -48,7 +48,7 @@ def main() -> None:
         ok = True
         for shards in (int(x) for x in args.shards.split(",")):
             t0 = time.perf_counter()
-            got = digest(run(sc, output_dir=Path(tmp) / str(shards), shards=shards).run_dir)
+            got = digest(run(sc, output_dir=Path(tmp) / str(shards), shards=shards, workers=shards).run_dir)
             differ = sorted(k for k in set(base) | set(got) if base.get(k) != got.get(k))
             ok &= not differ
             print(f"{args.users:,} users, {shards} shards (LocalCluster): {time.perf_counter() - t0:.1f} s; "

@@ -110,7 +110,7 @@ def cli() -> None:
               help="Override a scenario field, e.g. --set population.users=1000 (repeatable).")
 @click.option("--workers", type=click.IntRange(min=1),
               help="Processes for the worlds (default: automatic); with --shards, the local Dask cluster's "
-                   "worker processes (default: one per shard; shards share them round robin).")
+                   "worker processes (default: one per shard, at most one per core; shards share them round robin).")
 @click.option("--shards", type=click.IntRange(min=1, max=1024),
               help="Split every world's users into N blocks simulated by Dask workers (execution.shards).")
 @click.option("--scheduler", metavar="ADDRESS",

@@ -282,8 +282,11 @@ class DaskExecutor(Executor):
             # its HTTP server (always started) on a free port: ":8787", the default, warned on stderr
             # whenever another scheduler held it; and only critical logs: the run reports a failed
             # worker or shard itself, in one message, and a heartbeat a loaded worker missed is not news
+            # and its worker processes ignore SIGINT (core._dask_worker_setup): a terminal's Ctrl-C
+            # reaches them too, and this process stops the run and closes them
             self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=":0", silence_logs=logging.CRITICAL)
+                                         dashboard_address=":0", silence_logs=logging.CRITICAL,
+                                         preload=["counterfeed.core._dask_worker_setup"])
             self._client = Client(self._cluster)
 
     @property

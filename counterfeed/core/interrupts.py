@@ -11,11 +11,13 @@ interrupt that was swallowed still ends the run with nothing published (exit cod
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 
-__all__ = ["install", "check", "received", "reset", "ignore_further", "exit_code", "Interrupted"]
+__all__ = ["install", "check", "received", "reset", "ignore_further", "exit_code", "held", "Interrupted"]
 
 _received = False
 _signal = signal.SIGINT  # the last signal received (SIGTERM is handled as SIGINT is)
@@ -102,3 +104,35 @@ def ignore_further() -> None:
             return
         except KeyboardInterrupt:
             continue
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs, then raise ``KeyboardInterrupt`` if one came.
+
+    For a short step that an interrupt would leave half done, such as closing a local Dask
+    cluster: interrupted there, the cluster was closed again by distributed's exit handler, which
+    waited about 10 s after the command had said it was interrupted. The signal is recorded as
+    :func:`check` sees it; a second one during the block raises at once (the way out of a step
+    that hangs). Main thread only; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+
+    def hold(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+        global _received, _signal
+        _received, _signal = True, signum
+        if got:
+            raise KeyboardInterrupt
+        got.append(signum)
+
+    old = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if got:
+        raise KeyboardInterrupt

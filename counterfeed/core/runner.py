@@ -159,7 +159,7 @@ def _preload_output(report: bool) -> None:
 def _simulate_sharded(tasks: list[WorldTask], say: Callable[[str], None], progress: bool, shards: int,
                       scheduler: str | None, workers: int | None = None) -> list[WorldOutput]:
     """Worlds one after another, each split into ``shards`` user-id blocks (core.shard); a local
-    cluster has ``workers`` processes (None: one per shard)."""
+    cluster has ``workers`` processes (None: one per shard, up to one per core)."""
     sc = tasks[0].scenario
     out = []
     with WorldProgress([t.world for t in tasks], sc.total_days, progress, False) as show, \
@@ -231,7 +231,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
     write : write the run directory (False keeps everything in memory, e.g. for calibration).
     quiet : no progress messages.
     workers : processes for the independent worlds (None: automatic; 1: this process); with shards on a
-        local cluster, its worker processes (None: one per shard; at most ``shards``); ignored by an
+        local cluster, its worker processes (None: one per core; at most ``shards``); ignored by an
         existing cluster (``scheduler``), which has its own.
     keep_events : keep the worlds' event logs on the returned result.
     shards, scheduler : split every world's users into ``shards`` blocks simulated by Dask workers

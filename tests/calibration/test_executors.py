@@ -312,3 +312,36 @@ def test_run_and_calibrate_start_a_process_per_task_at_most(tmp_path, monkeypatc
     path.write_text(yaml.safe_dump(small_scenario().to_dict()))
     main(["calibrate", str(path), "-n", "2", "--workers", "50", "--out", str(tmp_path / "cal"), "--quiet"])
     assert asked == [3, 2]
+
+
+def test_local_cluster_workers_ignore_ctrl_c():
+    """A terminal's Ctrl-C reaches every process of its group: the worker processes of a local Dask
+    cluster ignore it (they printed their own tracebacks), and the run, which takes it, closes them."""
+    import os
+    import signal
+    import time
+
+    with DaskExecutor(workers=1) as ex:
+        got = ex.client.run(_pid_and_sigint_ignored)
+        assert [ignored for _, ignored in got.values()] == [True]
+        for pid, _ in got.values():
+            os.kill(pid, signal.SIGINT)
+        time.sleep(0.5)
+        assert ex.client.run(_pid_and_sigint_ignored) == got  # the same process, alive
+
+
+def _pid_and_sigint_ignored():
+    import os
+    import signal
+
+    return os.getpid(), signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_a_local_shard_cluster_has_a_worker_per_shard_up_to_the_cores():
+    from counterfeed.core.shard import open_shards
+
+    cores = available_cores()
+    assert open_shards(48).workers == min(48, cores)
+    assert open_shards(1).workers == 1
+    assert open_shards(8, workers=3).workers == 3
+    assert open_shards(2, workers=5).workers == 2
