@@ -51,7 +51,7 @@ from counterfeed.core.pool_transport import hand_back, remove_dirs, result_dirs,
 from counterfeed.errors import CounterfeedError
 
 __all__ = ["Executor", "SerialExecutor", "LocalExecutor", "DaskExecutor", "get_executor",
-           "available_cores", "EXECUTOR_KINDS", "WorkerLost"]
+           "available_cores", "pool_size", "EXECUTOR_KINDS", "WorkerLost"]
 
 EXECUTOR_KINDS = ("serial", "local", "dask")
 
@@ -64,15 +64,29 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _checked_workers(workers: int | None) -> int | None:
+    """``workers`` as an int (None stays None); raises :class:`CounterfeedError` unless positive."""
+    if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
+        raise CounterfeedError(f"workers must be a positive integer, got {workers!r}")
+    return int(workers) if workers is not None else None
+
+
+def pool_size(workers: int | None, tasks: int) -> int:
+    """Worker processes for ``tasks`` tasks on this machine: ``workers`` (None: one per core), at most
+    ``tasks``. A pool or local cluster starts all its processes at once, so processes beyond the
+    tasks would never get one (``--workers 100000`` forked until the machine ran out of
+    processes). Raises :class:`CounterfeedError` unless ``workers`` is positive."""
+    workers = _checked_workers(workers)
+    return min(workers if workers is not None else available_cores(), max(1, int(tasks)))
+
+
 class Executor(ABC):
     """Base class: runs ``fn(task)`` for every task and yields ``(index, result_or_exception)``."""
 
     kind = "base"
 
     def __init__(self, workers: int | None = None):
-        if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
-            raise CounterfeedError(f"workers must be a positive integer, got {workers!r}")
-        self.workers = int(workers) if workers is not None else None
+        self.workers = _checked_workers(workers)
         self._closed = False
 
     @abstractmethod
@@ -337,14 +351,11 @@ def get_executor(kind: str = "local", workers: int | None = None, scheduler: str
     ``workers=1`` with ``kind="local"`` gives the serial executor (no pool for one worker).
     ``inherit``: tasks a ``local`` pool's workers get by fork (see :class:`LocalExecutor`).
     ``tasks``: how many tasks will be submitted, when known: a pool or local cluster of this
-    machine starts at most that many worker processes (``workers``, or one per core, beyond it
-    would start processes, all at once, that never get a task; ``--workers 100000`` forked until
-    the machine ran out of processes). An existing cluster (``scheduler``) is used as it is.
+    machine then has :func:`pool_size` worker processes. An existing cluster (``scheduler``) is used
+    as it is.
     """
     if tasks is not None and not scheduler and kind in ("local", "dask"):
-        if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
-            raise CounterfeedError(f"workers must be a positive integer, got {workers!r}")
-        workers = min(int(workers) if workers is not None else available_cores(), max(1, int(tasks)))
+        workers = pool_size(workers, tasks)
     if scheduler:
         if kind not in ("dask", "local"):
             raise CounterfeedError(f"--scheduler needs the dask executor, not '{kind}'")

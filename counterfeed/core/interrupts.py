@@ -32,9 +32,13 @@ class Interrupted(KeyboardInterrupt):
         self.detail = detail
 
 
-def _handler(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+def _record(signum: int) -> None:
     global _received, _signal
     _received, _signal = True, signum
+
+
+def _handler(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    _record(signum)
     raise KeyboardInterrupt
 
 
@@ -122,8 +126,7 @@ def held() -> Iterator[None]:
     got: list[int] = []
 
     def hold(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
-        global _received, _signal
-        _received, _signal = True, signum
+        _record(signum)
         if got:
             raise KeyboardInterrupt
         got.append(signum)

@@ -19,7 +19,7 @@ from counterfeed.core.analyse import analysis_data, check_estimates, estimands_o
 from counterfeed.core.covariates import user_covariates
 from counterfeed.core.contracts import MetricInfo
 from counterfeed.core.estimation import CATE, Estimate
-from counterfeed.core.executors import available_cores, get_executor
+from counterfeed.core.executors import available_cores, get_executor, pool_size
 from counterfeed.core.experiment import AB_WORLD, world_names
 from counterfeed.core.observational_spec import check_arm_sizes
 from counterfeed.core.mechanisms import mechanism_summary, write_assignment
@@ -84,7 +84,7 @@ def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[st
         # short world finishes early and the long ones share every core instead of one queueing
         fits = len(tasks) if len(tasks) <= cores + 1 else cores
         workers = fits if size >= CONCURRENT_USER_DAYS else 1
-    workers = min(workers, len(tasks))  # a process per world at most: the others would never get one
+    workers = pool_size(workers, len(tasks))  # a process per world at most
     results: dict[int, WorldOutput] = {}
     horizon = sc.experiment.pre_period + sc.experiment.duration
     with WorldProgress([t.world for t in tasks], horizon, progress, workers > 1) as show:

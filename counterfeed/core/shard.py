@@ -445,11 +445,11 @@ class open_shards:
     """
 
     def __init__(self, shards: int, scheduler: str | None = None, workers: int | None = None):
-        from counterfeed.core.executors import available_cores
+        from counterfeed.core.executors import pool_size
 
         self.shards = int(shards)
         self.scheduler = scheduler
-        self.workers = min(int(workers or available_cores()), self.shards)
+        self.workers = pool_size(workers, self.shards)
         self._executor: Any = None
 
     def __enter__(self) -> LocalShards | DaskShards:
