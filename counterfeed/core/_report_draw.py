@@ -99,6 +99,8 @@ class FigureJobs:
         figures.preload()  # once here, so that the forked helpers inherit matplotlib imported
         if self._froze:
             gc.freeze()  # matplotlib's objects too
+        from counterfeed.core.pool_transport import forking_workers
+
         ctx = multiprocessing.get_context("fork")
         try:
             self._counter = ctx.Value("i", 0)
@@ -108,7 +110,8 @@ class FigureJobs:
                                    name="counterfeed-figures")
                 self._helpers.append((proc, recv))
                 try:
-                    proc.start()
+                    with forking_workers():
+                        proc.start()
                 finally:
                     send.close()  # the helper's end, in the helper only
         except OSError:  # no semaphore, pipe or fork to be had (memory, limits): this process draws all

@@ -47,7 +47,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from counterfeed.core.pool_transport import hand_back, remove_dirs, result_dirs, take_back, worker_start
+from counterfeed.core.pool_transport import (forking_workers, hand_back, remove_dirs, result_dirs, take_back,
+                                              worker_start)
 from counterfeed.errors import CounterfeedError
 
 __all__ = ["Executor", "SerialExecutor", "LocalExecutor", "DaskExecutor", "get_executor",
@@ -182,7 +183,9 @@ class LocalExecutor(Executor):
             if self._inherit is not None:
                 _INHERITED = self._inherit
             try:
-                self._pool.submit(_noop).result()
+                with forking_workers():  # the workers fork here, in this thread
+                    future = self._pool.submit(_noop)
+                future.result()
             finally:
                 _INHERITED = ()
             self._workers = [p for p in multiprocessing.active_children() if p not in before]

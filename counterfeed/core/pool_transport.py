@@ -17,6 +17,7 @@ directories whose process is gone (a run killed with SIGKILL) are removed by the
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import pickle
@@ -24,6 +25,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +151,27 @@ def worker_start(parent: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # terminate() ends it at once (not the CLI's unwinding)
+    if hasattr(signal, "pthread_sigmask"):  # held since the fork (forking_workers): now they may come
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+@contextlib.contextmanager
+def forking_workers() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread while it forks workers that run :func:`worker_start`.
+
+    A forked child inherits this process's signal handlers (the CLI's raise ``KeyboardInterrupt``)
+    and this thread's signal mask. A ``terminate()`` or Ctrl-C that reached a child before
+    :func:`worker_start` had set its own dispositions ran the inherited handler in the child, which
+    then unwound the parent's copied stack there (a test runner's worker reported itself
+    interrupted; a CLI would have run its interrupt handling twice). With the signals blocked
+    across the fork, such a signal waits in the child until :func:`worker_start` unblocks it, and
+    then takes the child's own disposition. A signal to this process meanwhile waits here the same
+    way, until the block ends. No-op where the mask cannot be set."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

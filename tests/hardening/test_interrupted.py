@@ -286,6 +286,7 @@ def test_a_held_interrupt_lets_the_step_finish_then_raises():
     second one raises at once, so a step that hangs can still be left."""
     from counterfeed.core import interrupts
 
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     interrupts.install()
     try:
         finished = []
@@ -310,3 +311,42 @@ def test_a_held_interrupt_lets_the_step_finish_then_raises():
         assert finished == [True, 2]
     finally:
         interrupts.reset()
+        for sig, handler in saved.items():  # this process's later children must not inherit them
+            signal.signal(sig, handler)
+
+
+def test_a_worker_signalled_before_its_set_up_ends_as_its_own_process(monkeypatch):
+    """A pool worker or figure helper is forked with SIGINT and SIGTERM blocked
+    (``pool_transport.forking_workers``) until ``worker_start`` has set its own dispositions: a
+    ``terminate()`` that arrives first ends the child at once instead of running the parent's
+    handler there (which unwound the parent's copied stack in the child: pytest's worker reported
+    itself interrupted)."""
+    import multiprocessing
+
+    from counterfeed.core import interrupts
+    from counterfeed.core.pool_transport import forking_workers
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    interrupts.install()  # the CLI's handlers, which raise KeyboardInterrupt
+    try:
+        ctx = multiprocessing.get_context("fork")
+        proc = ctx.Process(target=_slow_set_up_then_work, daemon=True)
+        with forking_workers():
+            proc.start()
+        assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # unblocked here again
+        proc.terminate()  # before the child's set-up (it sleeps 0.5 s first)
+        proc.join(10)
+        assert proc.exitcode == -signal.SIGTERM  # died by the signal, after worker_start: exit code 3 not reached
+    finally:
+        interrupts.reset()
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _slow_set_up_then_work() -> None:
+    from counterfeed.core.pool_transport import worker_start
+
+    time.sleep(0.5)
+    worker_start(os.getppid())
+    time.sleep(5)
+    os._exit(3)
