@@ -1,5 +1,6 @@
 """The compiled keyed draws as ufunc-like functions: :func:`uniform`, :func:`gumbel`,
-:func:`exponential` of integer key arrays that broadcast together, and :func:`gumbel_max`.
+:func:`exponential` of integer key arrays that broadcast together, :func:`gumbel_max` and
+:func:`position_choices`.
 
 They call the kernels of :mod:`counterfeed.core._kernels` through :mod:`counterfeed.core.native`
 (loaded without numba when cached). :mod:`counterfeed.core.randomness` uses them for large draws
@@ -15,12 +16,13 @@ import numpy as np
 from counterfeed.core.native import kernel
 from counterfeed.core.randomness import integer_keys
 
-__all__ = ["uniform", "gumbel", "exponential", "gumbel_max"]
+__all__ = ["uniform", "gumbel", "exponential", "gumbel_max", "position_choices"]
 
 UNIFORM, GUMBEL, EXPONENTIAL = 0, 1, 2  # the ``kind`` of the draws kernel (as in core._kernels)
 
 _DRAWS = kernel("draws")
 _GUMBEL_MAX = kernel("gumbel_max")
+_POSITION_CHOICES = kernel("position_choices")
 
 
 def _two_d(a: np.ndarray, shape: tuple[int, ...], rows: int) -> np.ndarray:
@@ -74,3 +76,16 @@ def gumbel_max(key, base, eligible, user, session, slot):
                 np.ascontiguousarray(user, dtype=np.int64), np.ascontiguousarray(session, dtype=np.int64),
                 np.ascontiguousarray(slot, dtype=np.int64), best, value)
     return best, value
+
+
+def position_choices(key_examine, key_choice, util, exam_prob, user, session, items, stride, max_clicks, no_click):
+    """(n, k) bool clicks of :func:`counterfeed.core.randomness.position_choices` by its kernel:
+    ``util`` (n, k) float64, ``exam_prob`` (k,), ``user``, ``session`` (n,) and ``items`` (n, k)
+    int64, ``stride`` and ``max_clicks`` integers, ``no_click`` a float."""
+    util = np.ascontiguousarray(util, dtype=np.float64)
+    clicked = np.empty(util.shape, bool)
+    _POSITION_CHOICES(np.uint64(key_examine), np.uint64(key_choice), util,
+                      np.ascontiguousarray(exam_prob, dtype=np.float64), np.ascontiguousarray(user, dtype=np.int64),
+                      np.ascontiguousarray(session, dtype=np.int64), np.ascontiguousarray(items, dtype=np.int64),
+                      int(stride), int(max_clicks), float(no_click), clicked, np.empty(util.shape[1], bool))
+    return clicked

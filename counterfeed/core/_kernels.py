@@ -147,4 +147,38 @@ def gumbel_max(key, base, eligible, user, session, slot, best, value):  # pragma
         value[r] = bv
 
 
+@numba.njit(cache=True, error_model="numpy")
+def position_choices(key_examine, key_choice, util, exam_prob, user, session, items, stride, max_clicks,
+                     no_click, clicked, examined):  # pragma: no cover - compiled
+    """Row ``r``'s clicks (``clicked[r]``, (n, k) bool) of the multinomial choice under position
+    examination, with the draws and arithmetic of the NumPy rounds in
+    :func:`counterfeed.core.randomness.position_choices`: position ``j`` is examined when
+    ``uniform(key_examine; user[r], session[r], j) < exam_prob[j]``; in round ``t`` (at most
+    ``max_clicks``) the examined, not yet clicked item maximising ``util[r, j] +
+    gumbel(key_choice; user[r], session[r], items[r, j] + 1 + t * stride)`` (first on ties) is
+    clicked when that sum beats ``no_click + gumbel(key_choice; user[r], session[r], t * stride)``,
+    and the row stops choosing at its first round without a click. ``examined`` (k,) bool is work
+    space. Rows are independent: every draw is keyed, none is sequential."""
+    n, k = util.shape
+    for r in range(n):
+        u = user[r]
+        s = session[r]
+        for j in range(k):
+            examined[j] = _u(key_examine, u, s, j) < exam_prob[j]
+            clicked[r, j] = False
+        for t in range(max_clicks):
+            b = 0
+            bv = -np.inf
+            for j in range(k):
+                if examined[j] and not clicked[r, j]:
+                    v = util[r, j] + -np.log(-np.log(_u(key_choice, u, s, items[r, j] + 1 + t * stride)))
+                    if v > bv:
+                        b = j
+                        bv = v
+            if bv > no_click + -np.log(-np.log(_u(key_choice, u, s, t * stride))):
+                clicked[r, b] = True
+            else:
+                break
+
+
 numba.config.CACHE_LOCATOR_CLASSES = _SAVED_LOCATORS

@@ -129,6 +129,17 @@ def _check_gumbel_max(key, base, eligible, user, session, slot, best, value) -> 
         raise _bad_value("gumbel_max", f"user, session, best and value must have base's {n[0]} rows")
 
 
+def _check_position_choices(key_examine, key_choice, util, exam_prob, user, session, items, stride, max_clicks,
+                            no_click, clicked, examined) -> None:
+    n, k = util.shape
+    if items.shape != util.shape or clicked.shape != util.shape:
+        raise _bad_value("position_choices", f"util {util.shape}, items {items.shape} and clicked {clicked.shape} "
+                                             "must have one shape")
+    if user.shape != (n,) or session.shape != (n,) or exam_prob.shape != (k,) or examined.shape != (k,):
+        raise _bad_value("position_choices", f"user and session must have util's {n} rows, exam_prob and "
+                                             f"examined its {k} columns")
+
+
 def _check_topk_rows(scores, available, k, out, vals) -> None:
     n, m = scores.shape
     if not 1 <= k <= m:
@@ -176,6 +187,10 @@ KERNELS: dict[str, Spec] = {
     "gumbel_max": Spec(_CORE, "gumbel_max", _parse(
         "key: u64, base: f64[:,:], eligible: b1[:,:], user: i64[:], session: i64[:], slot: i64[:,:], "
         "best: i64[:]*, value: f64[:]*"), _check_gumbel_max),
+    "position_choices": Spec(_CORE, "position_choices", _parse(
+        "key_examine: u64, key_choice: u64, util: f64[:,:], exam_prob: f64[:], user: i64[:], session: i64[:], "
+        "items: i64[:,:], stride: i64, max_clicks: i64, no_click: f64, clicked: b1[:,:]*, examined: b1[:]*"),
+        _check_position_choices),
     "topk_rows": Spec(_RECS, "topk_rows", _parse(
         "scores: f64[:,:], available: b1[:], k: i64, out: i64[:,:]*, vals: f64[:]*"), _check_topk_rows),
     "count_cells": Spec(_RECS, "count_cells", _parse(

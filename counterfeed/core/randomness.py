@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Keys", "Stream", "mix64", "stream_key", "kernel_cache_dir", "NUMPY_MAX"]
+__all__ = ["Keys", "Stream", "mix64", "stream_key", "kernel_cache_dir", "NUMPY_MAX", "position_choices"]
 
 #: uniform draws of at most this many values use NumPy unless the kernels are already loaded
 NUMPY_MAX = 1 << 16
@@ -123,7 +123,8 @@ def _kernels():
                 try:
                     from counterfeed.core import _draws as kernels
 
-                    _KERNELS = (kernels.uniform, kernels.gumbel, kernels.exponential, kernels.gumbel_max)
+                    _KERNELS = (kernels.uniform, kernels.gumbel, kernels.exponential, kernels.gumbel_max,
+                                kernels.position_choices)
                 except Exception:  # not cached and numba missing or unusable: NumPy reference path
                     _KERNELS = False
     return _KERNELS
@@ -266,3 +267,46 @@ class Keys:
     def numpy_generator(self, *parts: object) -> np.random.Generator:
         """A NumPy Philox generator for work that is not per-user keyed (e.g. model training)."""
         return np.random.Generator(np.random.Philox(self.derive_seed(*parts)))
+
+
+def position_choices(examine: Stream, choice: Stream, util: np.ndarray, exam_prob: np.ndarray, user: np.ndarray,
+                     session: np.ndarray, items: np.ndarray, stride: int, max_clicks: int,
+                     no_click: float) -> np.ndarray:
+    """Clicks (n, k) bool of a multinomial logit choice under position examination, by Gumbel-max
+    rounds of keyed draws (the ``choice`` user model's ``examination: position``).
+
+    Position ``j`` of row ``r`` is examined when ``examine.uniform(user[r], session[r], j) <
+    exam_prob[j]``. In round ``t`` (``0 <= t < max_clicks``) the row picks, among its examined and
+    not yet clicked positions, the ``j`` maximising ``util[r, j] + choice.gumbel(user[r],
+    session[r], items[r, j] + 1 + t * stride)`` (:meth:`Stream.gumbel_max`: first on ties); it is
+    clicked when that sum exceeds ``no_click + choice.gumbel(user[r], session[r], t * stride)``
+    (the outside option), and the row's first round without a click ends its choosing. Adding
+    Gumbel noise and taking the maximum samples the multinomial logit (McFadden 1974); ``stride``
+    (at least the number of items plus one) keeps every round's item draws distinct.
+
+    ``util`` (n, k) float, ``exam_prob`` (k,), ``user``, ``session`` (n,) and ``items`` (n, k)
+    integers. The compiled kernel (one pass per row, once the kernels are loaded) and the NumPy
+    rounds give the same clicks (``tests/core/test_randomness.py``). Raises ``TypeError`` for
+    non-integer keys.
+    """
+    util = np.asarray(util, dtype=np.float64)
+    user, session, items = _i64(user), _i64(session), _i64(items)
+    k = _loaded_kernels(user[:, None], session[:, None], items, EXACT_LOG_MAX)
+    if k:
+        return k[4](examine.key, choice.key, util, exam_prob, user, session, items, stride, max_clicks, no_click)
+    n, width = util.shape
+    examined = examine.uniform(user[:, None], session[:, None], np.arange(width)[None, :]) < exam_prob[None, :]
+    clicked = np.zeros((n, width), dtype=bool)
+    rows = np.arange(n)  # requests still choosing
+    ur, sr, base, eligible, slot = user, session, util, examined, items + 1  # round 0: all, none clicked
+    for t in range(max_clicks):
+        if t:
+            ur, sr = user[rows], session[rows]
+            base, eligible, slot = util[rows], examined[rows] & ~clicked[rows], items[rows] + 1 + t * stride
+        best, value = choice.gumbel_max(base, eligible, ur, sr, slot)
+        click = value > no_click + choice.gumbel(ur, sr, t * stride)
+        rows, best = rows[click], best[click]
+        clicked[rows, best] = True
+        if not rows.size:
+            break
+    return clicked

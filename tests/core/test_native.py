@@ -40,6 +40,11 @@ best, value = np.empty(40, np.int64), np.empty(40)
 native.kernel("gumbel_max")(np.uint64(3), base, eligible, np.arange(40), np.arange(40) % 5,
                             np.tile(np.arange(9), (40, 1)), best, value)
 out["gumbel_max"] = digest(best, value)
+clicked = np.empty((40, 9), bool)
+native.kernel("position_choices")(np.uint64(3), np.uint64(4), base, 0.8 ** np.arange(9), np.arange(40),
+                                  np.arange(40) % 5, np.tile(np.arange(9), (40, 1)), 10, 2, -1.0, clicked,
+                                  np.empty(9, bool))
+out["position_choices"] = digest(clicked)
 scores = rng.normal(size=(50, 300)); scores[3, 10:20] = 0.0; scores[4, 5] = np.nan
 top = np.empty((50, 10), np.int64)
 _compiled.topk_rows(scores, rng.random(300) < 0.9, 10, top)
@@ -107,6 +112,12 @@ def test_the_shims_compute_what_the_njit_functions_compute():
     native.kernel("gumbel_max")(np.uint64(8), *args, *got)
     core.gumbel_max(np.uint64(8), *args, *want)
     assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    args = (np.uint64(8), np.uint64(9), base, 0.7 ** np.arange(6), np.arange(25), np.arange(25) * 7,
+            rng.integers(0, 99, (25, 6)), 100, 3, -0.5)
+    got, want = np.empty((25, 6), bool), np.empty((25, 6), bool)
+    native.kernel("position_choices")(*args, got, np.empty(6, bool))
+    core.position_choices(*args, want, np.empty(6, bool))
+    assert np.array_equal(got, want) and got.any()
     scores = rng.normal(size=(9, 40))
     a, b = np.empty((9, 4), np.int64), np.empty((9, 4), np.int64)
     _compiled.topk_rows(scores, np.zeros(0, bool), 4, a)
@@ -209,6 +220,12 @@ def test_arguments_are_checked_before_the_compiled_code_reads_them():
         native.kernel("draws")(np.float32(1.0), np.uint64(1), slot, slot, slot, np.empty((4, 3)))  # a float kind
     shapes = {"gumbel_max": (native.kernel("gumbel_max"), (np.uint64(1), base, eligible, ids[:3], ids, slot, best,
                                                            value)),
+              "position_choices": (native.kernel("position_choices"),
+                                   (np.uint64(1), np.uint64(2), base, np.ones(3), ids[:3], ids, slot, 5, 2, 0.0,
+                                    np.empty((4, 3), bool), np.empty(3, bool))),
+              "position_choices items": (native.kernel("position_choices"),
+                                         (np.uint64(1), np.uint64(2), base, np.ones(3), ids, ids, slot[:2], 5, 2,
+                                          0.0, np.empty((4, 3), bool), np.empty(3, bool))),
               "draws": (native.kernel("draws"), (0, np.uint64(1), np.zeros((0, 0), np.int64), slot, slot,
                                                  np.empty((4, 3)))),
               "topk k": (native.kernel("topk_rows"), (base, np.zeros(0, bool), 0, np.empty((4, 0), np.int64),

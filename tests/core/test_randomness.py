@@ -258,3 +258,45 @@ def test_gumbel_max_is_argmax_of_the_masked_gumbel_sum_on_both_paths():
         assert np.array_equal(best, want)
         assert np.array_equal(value, v[np.arange(n), want])
         assert np.all(value[:7] == -np.inf) and np.all(best[:7] == 0)
+
+
+@pytest.mark.parametrize("max_clicks", [1, 2, 4])
+def test_position_choices_are_the_numpy_rounds_on_both_paths(max_clicks):
+    """``position_choices`` (the choice model's clicks under position examination) gives the same
+    clicks from its compiled kernel (one pass per row) as from the NumPy rounds of keyed draws
+    (``examine.uniform`` < the examination probability, then ``gumbel_max`` over the examined, not
+    yet clicked items against the no-click draw): ties in the utility, rows with nothing examined,
+    int32 keys, and with at most ``max_clicks`` clicks per row."""
+    from counterfeed.core import randomness
+    from counterfeed.core.randomness import position_choices
+
+    rng = np.random.default_rng(11)
+    n, k, n_items = 3000, 10, 500
+    keys = Keys(4)
+    examine, choice = keys.stream("user:examine"), keys.stream("user:choice")
+    users = rng.integers(0, 10**6, n).astype(np.int32)
+    sessions = rng.integers(0, 50, n)
+    items = np.argsort(rng.random((n, n_items)), axis=1)[:, :k]
+    util = rng.normal(size=(n, k))
+    util[:20] = 0.5  # ties in the utility
+    exam_prob = 0.8 ** np.arange(k)
+    args = (util, exam_prob, users, sessions, items, n_items + 1, max_clicks, -1.0)
+    kernels = randomness._kernels()
+    saved = randomness._KERNELS
+    results = []
+    for loaded in ([saved] if kernels else []) + [False]:
+        try:
+            randomness._KERNELS = loaded
+            results.append(position_choices(examine, choice, *args))
+            nothing = position_choices(examine, choice, util[:5], np.zeros(k), users[:5], sessions[:5], items[:5],
+                                       n_items + 1, max_clicks, -1.0)
+            assert not nothing.any()  # nothing examined: no click
+        finally:
+            randomness._KERNELS = saved
+    clicks = results[0]
+    assert clicks.dtype == bool and clicks.shape == (n, k)
+    assert clicks.sum(axis=1).max() <= max_clicks and clicks.any()
+    if max_clicks > 1:
+        assert (clicks.sum(axis=1) > 1).any()  # a second round happened
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, clicks)

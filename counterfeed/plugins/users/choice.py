@@ -33,7 +33,7 @@ from pydantic import Field
 from counterfeed.core.contracts import (Batch, Items, Options, Population, Response, Slates,
                                         UserModel)
 from counterfeed.core.hookspecs import hookimpl
-from counterfeed.core.randomness import Keys
+from counterfeed.core.randomness import Keys, position_choices
 
 __all__ = ["ChoiceUserModel", "ChoiceState"]
 
@@ -168,42 +168,25 @@ class ChoiceUserModel(UserModel):
         n_items = state.items.n
         util = self.utility(state, users, items, batch.time)
         keys = state.keys
-        uu, ss = users[:, None], sessions[:, None]
-        pos = np.arange(k)[None, :]
-        if o.examination == "position":
-            examined = keys.stream("user:examine").uniform(uu, ss, pos) < self.examination_probability(k)[None, :]
-            rounds = o.max_clicks
-        else:
-            stop = keys.stream("user:examine").uniform(uu, ss, pos) >= o.continue_prob
-            # position j is examined if the user did not stop at any earlier position
-            examined = np.concatenate([np.ones((n, 1), bool), np.cumsum(stop, axis=1)[:, :-1] == 0], axis=1)
-            rounds = 1
-        choice = keys.stream("user:choice")
-        clicked = np.zeros((n, k), dtype=bool)
         stride = n_items + 1
-        if o.examination == "cascade":
-            # the first examined item whose utility beats its own no-click draw is clicked
+        if o.examination == "position":
+            clicked = position_choices(keys.stream("user:examine"), keys.stream("user:choice"), util,
+                                       self.examination_probability(k), users, sessions, items, stride,
+                                       o.max_clicks, o.no_click_utility)
+        else:
+            # position j is examined if the user did not stop at any earlier position; the first
+            # examined item whose utility beats its own no-click draw is clicked
+            uu, ss = users[:, None], sessions[:, None]
+            stop = keys.stream("user:examine").uniform(uu, ss, np.arange(k)[None, :]) >= o.continue_prob
+            examined = np.concatenate([np.ones((n, 1), bool), np.cumsum(stop, axis=1)[:, :-1] == 0], axis=1)
+            choice = keys.stream("user:choice")
             g = choice.gumbel(uu, ss, items + 1)
             g0 = choice.gumbel(uu, ss, 0 * items)
             beats = examined & (util + g > o.no_click_utility + g0)
             first = np.argmax(beats, axis=1)
             hit = np.nonzero(beats[np.arange(n), first])[0]
+            clicked = np.zeros((n, k), dtype=bool)
             clicked[hit, first[hit]] = True
-        else:
-            rows = np.arange(n)  # requests still choosing
-            ur, sr, base, eligible, slot = users, sessions, util, examined, items + 1  # round 0: all, none clicked
-            for r in range(o.max_clicks):
-                if r:
-                    ur, sr = users[rows], sessions[rows]
-                    base, eligible, slot = util[rows], examined[rows] & ~clicked[rows], items[rows] + 1 + r * stride
-                # the best examined, not yet clicked item by utility plus its Gumbel noise
-                best, value = choice.gumbel_max(base, eligible, ur, sr, slot)
-                g0 = choice.gumbel(ur, sr, r * stride)
-                click = value > o.no_click_utility + g0
-                rows, best = rows[click], best[click]
-                clicked[rows, best] = True
-                if not rows.size:
-                    break
         return self.consequences(state, batch, items, util, clicked)
 
     def consequences(self, state: ChoiceState, batch: Batch, items: np.ndarray, util: np.ndarray,
