@@ -240,6 +240,29 @@ def test_incremental_pair_counts_equal_a_recount(world):
         np.testing.assert_array_equal(a, b)
 
 
+def test_click_counts_from_the_pairs_equal_the_rows_counts(world):
+    """With 0/1 clicks (bool) the per-item clicks, the known users and the factors come from the
+    unique pairs; a log whose clicks are another dtype is counted over its rows; both give the
+    same floats. Rows naming no user or item of the world are left out either way."""
+    from dataclasses import replace
+
+    items, prob, log = world
+    n_users = prob.shape[0]
+    as_int = replace(log, click=log.click.astype(np.int8))
+    extended = Log.concat([log, replace(log.select(np.arange(len(log)) < 2), user=np.array([n_users, 0]),
+                                        item=np.array([0, items.n]))])  # an unknown user, an unknown item
+    for options in ({}, {"min_interactions": 3}):
+        a = fitted(items, n_users, log, **options)
+        for other in (as_int, extended):
+            b = fitted(items, n_users, other, **options)
+            np.testing.assert_array_equal(a.clicks_, b.clicks_)
+            assert a.clicks_.dtype == b.clicks_.dtype == np.float64
+            np.testing.assert_array_equal(a.known_, b.known_)
+            np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+            np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+    assert 0 < a.known_.sum() < n_users  # min_interactions left some users unknown
+
+
 def _adagrad_reference(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, lr, l2):
     """The update of the torch implementation this kernel replaced (5d66b26), in NumPy: per
     mini-batch, logits from the tables as they were at its start, per-sample gradients of the

@@ -74,14 +74,14 @@ class AlternatingLeastSquares(FactorRecommender):
         warm_iterations: int = Field(1, ge=1, le=200, description="ALS sweeps of a refit, started "
                                      "from the previous factors")
 
-    def _train(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray, t_fit: float) -> None:
+    def _train(self, pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], t_fit: float) -> None:
         """Build the signed confidence matrix and run ALS, warm-started after the first fit."""
         import scipy.sparse as sp
         from implicit.cpu.als import AlternatingLeastSquares as ALS
 
         o, ctx = self.options, self.ctx_
         n_items, n_users = ctx.items.n, ctx.n_users
-        pu, pi, n_imp, n_clk = self._pairs(users, items, clicks)
+        pu, pi, n_imp, n_clk = pairs
         net = o.alpha * n_clk - o.shown_negative_weight * (n_imp - n_clk)
         value = np.where(net > 0, 1.0 + net, -(1.0 - net))
         cui = sp.csr_matrix((value.astype(np.float32), (pu, pi)), shape=(n_users, n_items))

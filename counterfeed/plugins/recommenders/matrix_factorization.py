@@ -76,11 +76,16 @@ class FactorOptions(Options):
                           "between fits (false: it stays that of the last fit)")
 
 
+def _within(values: np.ndarray, n: int) -> bool:
+    """Every entry of the integer array ``values`` is in ``[0, n)`` (two reductions, no mask)."""
+    return values.size == 0 or (values.min() >= 0 and values.max() < n)
+
+
 class FactorRecommender(Recommender):
     """Serving, popularity fallback and log bookkeeping shared by the factor models.
 
-    A subclass implements ``_train(users, items, clicks, t_fit)`` on the valid rows of the fit
-    log and sets ``user_factors_``, ``item_factors_`` and ``item_bias_``; scores are
+    A subclass implements ``_train(pairs, t_fit)`` on the unique (user, item) pairs of the valid
+    rows of the fit log (:meth:`_pairs`) and sets ``user_factors_``, ``item_factors_`` and ``item_bias_``; scores are
     ``user_factors_[u] . item_factors_[i] + item_bias_[i]`` for known users and
     ``log(1 + clicks_i)`` for the others (see the module docstring).
     """
@@ -106,26 +111,37 @@ class FactorRecommender(Recommender):
         start = time.perf_counter()
         ctx = self.ctx_
         n_items, n_users = ctx.items.n, ctx.n_users
-        ok = (log.user >= 0) & (log.user < n_users) & (log.item >= 0) & (log.item < n_items)
-        if ok.all():
+        binary = log.click.dtype == np.bool_  # the simulation's clicks: no float copy of the column
+        if _within(log.user, n_users) and _within(log.item, n_items):
             users, items = log.user.astype(np.int64, copy=False), log.item.astype(np.int64, copy=False)
-            clicks, times = log.click.astype(np.float64), log.time
-        else:
+            clicks, times = log.click if binary else log.click.astype(np.float64), log.time
+        else:  # rows naming no user or item of this world are left out
+            ok = (log.user >= 0) & (log.user < n_users) & (log.item >= 0) & (log.item < n_items)
             users, items = log.user[ok].astype(np.int64), log.item[ok].astype(np.int64)
-            clicks, times = log.click[ok].astype(np.float64), log.time[ok]
-        self.clicks_ = np.bincount(items, weights=clicks, minlength=n_items).astype(np.float64)
-        user_clicks = np.bincount(users, weights=clicks, minlength=n_users)
-        seen = np.bincount(users, minlength=n_users) > 0
-        self.known_ = seen & (user_clicks >= self.options.min_interactions)
+            clicks, times = log.click[ok] if binary else log.click[ok].astype(np.float64), log.time[ok]
         self.n_fits_ += 1
-        if users.size:
-            self._train(users, items, clicks, float(np.max(times)))
+        pairs = self._pairs(users, items, clicks) if users.size else None
+        if pairs is not None and binary:
+            # 0/1 clicks: the per-item and per-user sums are the pairs' (exact integer sums in any
+            # order, so the same floats as over the rows, from ~20x fewer entries)
+            pu, pi, _, n_clk = pairs
+            self.clicks_ = np.bincount(pi, weights=n_clk, minlength=n_items)
+            user_clicks = np.bincount(pu, weights=n_clk, minlength=n_users)
+            seen = np.bincount(pu, minlength=n_users) > 0
+        else:
+            self.clicks_ = np.bincount(items, weights=clicks, minlength=n_items).astype(np.float64)
+            user_clicks = np.bincount(users, weights=clicks, minlength=n_users)
+            seen = np.bincount(users, minlength=n_users) > 0
+        self.known_ = seen & (user_clicks >= self.options.min_interactions)
+        if pairs is not None:
+            self._train(pairs, float(np.max(times)))
         self.fit_seconds_ = time.perf_counter() - start
 
     @abstractmethod
-    def _train(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray, t_fit: float) -> None:
-        """Fit the factors on the log's ``(n,)`` users, items and clicks (0/1); ``t_fit`` is the
-        latest event time (days) in the log."""
+    def _train(self, pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], t_fit: float) -> None:
+        """Fit the factors on the fit log's unique (user, item) ``pairs`` ``(pu, pi, n_imp, n_clk)``
+        (:meth:`_pairs`: (m,) arrays, sorted by user then item, with each pair's impressions and
+        clicks); ``t_fit`` is the latest event time (days) in the log."""
 
     def _pairs(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray):
         """Unique (user, item) pairs ``(pu, pi)`` (sorted) with their impression and click counts.
@@ -223,21 +239,21 @@ class MatrixFactorization(FactorRecommender):
         self.state_ = None  # warm start: the last fit's (U, V, Adagrad accumulators) as tensors
 
     # -- learning ------------------------------------------------------------------------------
-    def _train(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray, t_fit: float) -> None:
-        """Retrain from scratch (fresh keyed initialisation) on the fit log's rows."""
-        self._train_pairs(*self._training_pairs(users, items, clicks, t_fit))
+    def _train(self, pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], t_fit: float) -> None:
+        """Retrain from scratch (fresh keyed initialisation) on the fit log's pairs."""
+        self._train_pairs(*self._training_pairs(pairs, t_fit))
 
-    def _training_pairs(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray,
+    def _training_pairs(self, pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
                         t_fit: float) -> tuple[np.ndarray, ...]:
         """Unique (user, item) pairs with positive/negative weights, plus sampled negatives."""
         o = self.options
-        pu, pi, n_imp, n_clk = self._pairs(users, items, clicks)
+        pu, pi, n_imp, n_clk = pairs
         wpos, wneg = n_clk, o.shown_negative_weight * (n_imp - n_clk)
         rng = self.ctx_.keys.numpy_generator("mf", self.ctx_.seed_key, self.n_fits_)
         clicked = np.flatnonzero(n_clk > 0)
         pool = np.flatnonzero(self.ctx_.items.arrival <= t_fit)
         if pool.size == 0:
-            pool = np.unique(items)
+            pool = np.unique(pi)  # the log's items
         if o.negatives and clicked.size:
             su = np.repeat(pu[clicked], o.negatives)
             si = pool[rng.integers(0, pool.size, su.size)]
