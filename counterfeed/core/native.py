@@ -160,14 +160,16 @@ def _check_count_cells(imp, clk, keys, clicks, fresh) -> None:
 
 
 def _check_adagrad_epochs(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, lr, l2, losses,
-                          gu, gv, cu, cv, rows_u, rows_v, qu, qi, qp, qn, rec) -> None:
+                          gu, gv, cu, cv, rows_u, rows_v, qu, qi, qp, qn, rec, logits) -> None:
     name, n = "adagrad_epochs", pu.shape[0]
     if not (U.shape == acc_u.shape == gu.shape and V.shape == acc_v.shape == gv.shape
             and U.shape[1] == V.shape[1] >= 1):
         raise _bad_value(name, f"U {U.shape} and V {V.shape} (same columns), their accumulators and gradients "
                                "must match")
-    if not (all(a.shape == (n,) for a in (pi, wp, wn, qu, qi, qp, qn)) and rec.shape == (n, 4)):
-        raise _bad_value(name, f"pi, wp, wn and the work arrays must have the {n} pairs of pu")
+    if not (all(a.shape == (n,) for a in (pi, wp, wn, qu, qi, qp, qn)) and rec.shape == (n, 4)
+            and logits.shape[0] >= min(batch_size, n)):
+        raise _bad_value(name, f"pi, wp, wn and the work arrays must have the {n} pairs of pu (logits "
+                               "min(batch_size, pairs))")
     if not (batch_size >= 1 and perms.shape[1] == n and losses.shape[0] >= perms.shape[0]):
         raise _bad_value(name, "batch_size must be at least 1, perms (epochs, pairs), losses one per epoch")
     if not (cu.shape == (U.shape[0],) and cv.shape == (V.shape[0],)
@@ -199,7 +201,7 @@ KERNELS: dict[str, Spec] = {
         "U: f32[:,:]*, V: f32[:,:]*, acc_u: f32[:,:]*, acc_v: f32[:,:]*, pu: i64[:], pi: i64[:], "
         "wp: f32[:], wn: f32[:], perms: i64[:,:], batch_size: i64, lr: f64, l2: f64, losses: f64[:]*, "
         "gu: f32[:,:]*, gv: f32[:,:]*, cu: i64[:]*, cv: i64[:]*, rows_u: i64[:]*, rows_v: i64[:]*, "
-        "qu: i64[:]*, qi: i64[:]*, qp: f32[:]*, qn: f32[:]*, rec: i32[:,:]*"), _check_adagrad_epochs),
+        "qu: i64[:]*, qi: i64[:]*, qp: f32[:]*, qn: f32[:]*, rec: i32[:,:]*, logits: f32[:]*"), _check_adagrad_epochs),
 }
 
 _SOURCES = (Path(__file__), Path(__file__).with_name("_kernels.py"),

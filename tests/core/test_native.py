@@ -134,7 +134,7 @@ def test_the_shims_compute_what_the_njit_functions_compute():
     recs.adagrad_epochs(*tables[1][:4], *data, tables[1][4], np.zeros_like(U), np.zeros_like(V),
                         np.zeros(12, np.int64), np.zeros(8, np.int64), np.empty(12, np.int64), np.empty(8, np.int64),
                         np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.float32), np.empty(m, np.float32),
-                        np.empty((m, 4), np.int32))
+                        np.empty((m, 4), np.int32), np.empty(32, np.float32))
     assert all(np.array_equal(g, w) for g, w in zip(*tables))
 
 

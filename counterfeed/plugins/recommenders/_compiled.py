@@ -43,4 +43,4 @@ def adagrad_epochs(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, lr, l2
              np.zeros_like(U), np.zeros_like(V), np.zeros(U.shape[0], np.int64), np.zeros(V.shape[0], np.int64),
              np.empty(min(rows, U.shape[0]), np.int64), np.empty(min(rows, V.shape[0]), np.int64),
              np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float32), np.empty(n, np.float32),
-             np.empty((n, 4), np.int32))
+             np.empty((n, 4), np.int32), np.empty(min(rows, n), np.float32))

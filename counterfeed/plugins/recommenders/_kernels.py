@@ -95,7 +95,7 @@ with kernel_cache(__file__):
 
     @numba.njit(cache=True, error_model="numpy")  # no fastmath: the same floats on every x86-64 CPU
     def adagrad_epochs(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, lr, l2, losses,  # pragma: no cover
-                       gu, gv, cu, cv, rows_u, rows_v, qu, qi, qp, qn, rec):
+                       gu, gv, cu, cv, rows_u, rows_v, qu, qi, qp, qn, rec, logits):
         """Run ``perms.shape[0]`` epochs in place.
 
         ``U`` (n_users, f + 1) and ``V`` (n_items, f + 1) float32 hold the factors with the bias in
@@ -113,7 +113,9 @@ with kernel_cache(__file__):
         ``qn`` float32 of ``n``; ``rec`` (n, 4) int32: every pair as one 16-byte record (user,
         item, the bits of wp and wn), so that the epochs' gathers in random order miss the cache
         once per pair, not once per array (about 10% of a fit). int32 ids fit: a table of 2**31
-        rows would not fit in memory.
+        rows would not fit in memory. ``logits`` float32 of ``min(batch_size, n)``: a mini-batch's
+        logits, computed in a first pass over its pairs (each a sum in the same order as before; no
+        pair's sum waits for the previous pair's gradient work, so the processor overlaps them).
         """
         n = pu.size
         f = U.shape[1] - 1
@@ -133,12 +135,15 @@ with kernel_cache(__file__):
                 batch_loss = 0.0
                 nu = 0
                 nv = 0
-                for j in range(start, stop):
-                    u, i, p, q = qu[j], qi[j], qp[j], qn[j]
+                for j in range(start, stop):  # the logits, from the tables as at the batch's start
+                    u, i = qu[j], qi[j]
                     s = U[u, f] + V[i, f]
                     for d in range(f):
                         s += U[u, d] * V[i, d]
-                    sd = float(s)
+                    logits[j - start] = s
+                for j in range(start, stop):
+                    u, i, p, q = qu[j], qi[j], qp[j], qn[j]
+                    sd = float(logits[j - start])
                     w = p + q
                     norm += w
                     ez = math.exp(-sd)  # float32, as sd is
