@@ -18,8 +18,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ExecutionSpec", "check_execution", "check_scheduler_address", "MAX_SHARDS"]
 
 MAX_SHARDS = 1024
-#: ``tcp://HOST:PORT``: a host name, an IPv4 address or a bracketed IPv6 address, and a port
-_ADDRESS = re.compile(r"tcp://(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{1,5})")
+#: a DNS label (RFC 1123): letters, digits and inner hyphens, 1 to 63 characters
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+#: ``tcp://HOST:PORT``: a host name or an IPv4 address (dot-separated labels, none empty), or a
+#: bracketed IPv6 address, and a port
+_ADDRESS = re.compile(rf"tcp://(?P<host>{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{{1,5}})",
+                      re.ASCII)
 
 
 def check_scheduler_address(address: str) -> str:
