@@ -301,10 +301,26 @@ class DaskExecutor(Executor):
             # worker or shard itself, in one message, and a heartbeat a loaded worker missed is not news
             # and its worker processes ignore SIGINT (core._dask_worker_setup): a terminal's Ctrl-C
             # reaches them too, and this process stops the run and closes them
-            self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=":0", silence_logs=logging.CRITICAL,
-                                         preload=["counterfeed.core._dask_worker_setup"])
-            self._client = Client(self._cluster)
+            # (started with SIGINT blocked: the workers it spawns, and its event-loop thread, keep it
+            # blocked until their set-up ignores it; a Ctrl-C meanwhile reaches this process when the
+            # cluster is up, and the cluster is closed on the way out)
+            from counterfeed.core.interrupts import sigint_blocked_for_spawned
+
+            cluster = None
+            try:
+                with sigint_blocked_for_spawned():
+                    cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0", silence_logs=logging.CRITICAL,
+                                           preload=["counterfeed.core._dask_worker_setup"])
+                self._cluster = cluster
+                self._client = Client(cluster)
+            except BaseException:
+                if cluster is not None:
+                    from counterfeed.core.interrupts import held
+
+                    with held():
+                        cluster.close()
+                raise
 
     @property
     def client(self):

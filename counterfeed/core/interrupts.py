@@ -17,7 +17,8 @@ import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["install", "check", "received", "reset", "ignore_further", "exit_code", "held", "Interrupted"]
+__all__ = ["install", "check", "received", "reset", "ignore_further", "exit_code", "held", "Interrupted",
+           "sigint_blocked_for_spawned"]
 
 _received = False
 _signal = signal.SIGINT  # the last signal received (SIGTERM is handled as SIGINT is)
@@ -139,3 +140,32 @@ def held() -> Iterator[None]:
             signal.signal(sig, handler)
     if got:
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigint_blocked_for_spawned() -> Iterator[None]:
+    """Block SIGINT in this thread while the block runs, so that the threads started inside it keep
+    it blocked, and so do the processes those threads spawn.
+
+    A thread starts with its creator's signal mask, and a process keeps its mask across ``fork``
+    and ``exec`` (POSIX). A local Dask cluster spawns its worker processes from its event-loop
+    thread; started inside this block, those workers begin with SIGINT blocked. Then a terminal's
+    Ctrl-C, which reaches the whole process group, cannot interrupt a worker that is still
+    importing (it printed ``KeyboardInterrupt`` tracebacks there) before its set-up ignores SIGINT
+    (:mod:`counterfeed.core._dask_worker_setup`). Python runs signal handlers in the main thread
+    only, so the other threads lose nothing. A SIGINT that arrives during the block is delivered
+    when it ends. Main thread on POSIX only; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    # multiprocessing's resource tracker, started by the first process spawned, unblocks SIGINT in
+    # the thread that starts it: started here first, it leaves the spawning thread's mask alone
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -334,7 +334,48 @@ def _pid_and_sigint_ignored():
     import os
     import signal
 
-    return os.getpid(), signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    # ignored, and no longer blocked (the worker began with it blocked: the next test)
+    return os.getpid(), (signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+                         and signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+def test_processes_spawned_from_a_thread_started_under_the_block_begin_with_sigint_blocked(tmp_path):
+    """A local cluster's worker processes are spawned from its event-loop thread and were
+    interrupted by a group Ctrl-C while still importing (tracebacks) before their set-up ignored
+    SIGINT. Started under ``interrupts.sigint_blocked_for_spawned``, such a thread, and what it
+    spawns, keep SIGINT blocked, even when that spawn is the one that starts multiprocessing's
+    resource tracker (which unblocks SIGINT in the thread that starts it): checked in a fresh
+    interpreter, where no tracker runs yet. The calling thread's mask is restored."""
+    import subprocess
+    import sys
+
+    code = """
+import multiprocessing, signal, sys, threading
+
+def report():  # the spawned child: exit 0 when it began with SIGINT blocked
+    sys.exit(0 if signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []) else 1)
+
+def spawn(codes):
+    for _ in range(2):  # the first spawn starts the resource tracker, the second comes after it
+        p = multiprocessing.get_context("spawn").Process(target=report)
+        p.start()
+        p.join()
+        codes.append(p.exitcode)
+
+if __name__ == "__main__":
+    from counterfeed.core.interrupts import sigint_blocked_for_spawned
+    codes = []
+    with sigint_blocked_for_spawned():
+        t = threading.Thread(target=spawn, args=(codes,))
+        t.start()
+    t.join()
+    print(codes, signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+"""
+    script = tmp_path / "spawn_under_block.py"  # a file: the spawned children import its functions
+    script.write_text(code)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[0,", "0]", "False"]
 
 
 def test_a_local_shard_cluster_has_a_worker_per_shard_up_to_the_cores():
