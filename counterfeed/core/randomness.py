@@ -289,7 +289,7 @@ def position_choices(examine: Stream, choice: Stream, util: np.ndarray, exam_pro
     rounds give the same clicks (``tests/core/test_randomness.py``). Raises ``TypeError`` for
     non-integer keys.
     """
-    util = np.asarray(util, dtype=np.float64)
+    util, exam_prob = np.asarray(util, dtype=np.float64), np.asarray(exam_prob, dtype=np.float64)
     user, session, items = _i64(user), _i64(session), _i64(items)
     k = _loaded_kernels(user[:, None], session[:, None], items, EXACT_LOG_MAX)
     if k:

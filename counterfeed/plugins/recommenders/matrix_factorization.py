@@ -85,8 +85,8 @@ class FactorRecommender(Recommender):
     """Serving, popularity fallback and log bookkeeping shared by the factor models.
 
     A subclass implements ``_train(pairs, t_fit)`` on the unique (user, item) pairs of the valid
-    rows of the fit log (:meth:`_pairs`) and sets ``user_factors_``, ``item_factors_`` and ``item_bias_``; scores are
-    ``user_factors_[u] . item_factors_[i] + item_bias_[i]`` for known users and
+    rows of the fit log (:meth:`_pairs`) and sets ``user_factors_``, ``item_factors_`` and
+    ``item_bias_``; scores are ``user_factors_[u] . item_factors_[i] + item_bias_[i]`` for known users and
     ``log(1 + clicks_i)`` for the others (see the module docstring).
     """
 

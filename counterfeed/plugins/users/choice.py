@@ -165,14 +165,13 @@ class ChoiceUserModel(UserModel):
         users, sessions = batch.users, batch.sessions
         items = slates.items
         n, k = items.shape
-        n_items = state.items.n
         util = self.utility(state, users, items, batch.time)
         keys = state.keys
-        stride = n_items + 1
-        if o.examination == "position":
+        if o.examination == "position":  # rounds of keyed Gumbel-max choices; item draws of round r at
+            # slot item + 1 + r * (n_items + 1), so no two rounds share one
             clicked = position_choices(keys.stream("user:examine"), keys.stream("user:choice"), util,
-                                       self.examination_probability(k), users, sessions, items, stride,
-                                       o.max_clicks, o.no_click_utility)
+                                       self.examination_probability(k), users, sessions, items,
+                                       state.items.n + 1, o.max_clicks, o.no_click_utility)
         else:
             # position j is examined if the user did not stop at any earlier position; the first
             # examined item whose utility beats its own no-click draw is clicked
