@@ -263,6 +263,23 @@ def test_click_counts_from_the_pairs_equal_the_rows_counts(world):
     assert 0 < a.known_.sum() < n_users  # min_interactions left some users unknown
 
 
+def test_a_refit_after_the_logs_clicks_changed_in_place_is_a_fresh_fit(world):
+    """A log's bool click column is not copied by ``fit``: changed in place between fits (tester),
+    the refit still counts the new clicks (the counts kept between fits hold their own copy)."""
+    from dataclasses import replace
+
+    items, prob, log = world
+    n_users = prob.shape[0]
+    mine = replace(log, click=log.click.copy())
+    mf = fitted(items, n_users, mine)
+    mine.click[: len(mine) // 2] = False
+    mf.fit(mine)
+    fresh = fitted(items, n_users, replace(mine, click=mine.click.copy()))
+    np.testing.assert_array_equal(mf.clicks_, fresh.clicks_)
+    np.testing.assert_array_equal(mf.known_, fresh.known_)
+    assert mf.clicks_.sum() == mine.click.sum()
+
+
 def _adagrad_reference(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size, lr, l2):
     """The update of the torch implementation this kernel replaced (5d66b26), in NumPy: per
     mini-batch, logits from the tables as they were at its start, per-sample gradients of the

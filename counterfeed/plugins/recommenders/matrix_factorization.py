@@ -176,7 +176,9 @@ class FactorRecommender(Recommender):
         fresh = np.sort(fresh[:count_cells(imp, clk, new, np.ascontiguousarray(clicks[done:]), fresh)])
         if fresh.size:  # the touched cells, sorted: merge the new ones in (they are disjoint from uniq)
             uniq = np.insert(uniq, np.searchsorted(uniq, fresh), fresh)
-        self.grid_ = (key, clicks, imp, clk, uniq)
+        # a copy of the clicks: the next fit compares its rows with these, and a caller may change the
+        # log's (bool, uncopied) click column in place between fits
+        self.grid_ = (key, np.array(clicks, copy=True), imp, clk, uniq)
         return uniq // n_items, uniq % n_items, imp[uniq].astype(np.float64), clk[uniq].astype(np.float64)
 
     def update(self, feedback: Log) -> None:
