@@ -284,17 +284,20 @@ def position_choices(examine: Stream, choice: Stream, util: np.ndarray, exam_pro
     Gumbel noise and taking the maximum samples the multinomial logit (McFadden 1974); ``stride``
     (at least the number of items plus one) keeps every round's item draws distinct.
 
-    ``util`` (n, k) float, ``exam_prob`` (k,), ``user``, ``session`` (n,) and ``items`` (n, k)
-    integers. The compiled kernel (one pass per row, once the kernels are loaded) and the NumPy
-    rounds give the same clicks (``tests/core/test_randomness.py``). Raises ``TypeError`` for
-    non-integer keys.
+    ``util`` (n, k) float, ``exam_prob`` (k,) (or one value for every position), ``user``,
+    ``session`` (n,) and ``items`` (n, k) integers. The compiled kernel (one pass per row, once the
+    kernels are loaded) and the NumPy rounds give the same clicks (``tests/core/test_randomness.py``)
+    for utilities that are not NaN (a NaN item is never chosen by the kernel; NumPy's ``argmax``
+    picks it, and the row stops, as :meth:`Stream.gumbel_max` does on each path). Raises
+    ``TypeError`` for non-integer keys and ``ValueError`` for shapes that do not fit.
     """
-    util, exam_prob = np.asarray(util, dtype=np.float64), np.asarray(exam_prob, dtype=np.float64)
+    util = np.asarray(util, dtype=np.float64)
+    n, width = util.shape
+    exam_prob = np.broadcast_to(np.asarray(exam_prob, dtype=np.float64), (width,))  # a scalar: every position
     user, session, items = _i64(user), _i64(session), _i64(items)
     k = _loaded_kernels(user[:, None], session[:, None], items, EXACT_LOG_MAX)
     if k:
         return k[4](examine.key, choice.key, util, exam_prob, user, session, items, stride, max_clicks, no_click)
-    n, width = util.shape
     examined = examine.uniform(user[:, None], session[:, None], np.arange(width)[None, :]) < exam_prob[None, :]
     clicked = np.zeros((n, width), dtype=bool)
     rows = np.arange(n)  # requests still choosing

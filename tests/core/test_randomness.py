@@ -283,7 +283,7 @@ def test_position_choices_are_the_numpy_rounds_on_both_paths(max_clicks):
     args = (util, exam_prob, users, sessions, items, n_items + 1, max_clicks, -1.0)
     kernels = randomness._kernels()
     saved = randomness._KERNELS
-    results = []
+    results, flat = [], []  # per path: the clicks, and with one examination probability for every position
     for loaded in ([saved] if kernels else []) + [False]:
         try:
             randomness._KERNELS = loaded
@@ -291,8 +291,12 @@ def test_position_choices_are_the_numpy_rounds_on_both_paths(max_clicks):
             nothing = position_choices(examine, choice, util[:5], np.zeros(k), users[:5], sessions[:5], items[:5],
                                        n_items + 1, max_clicks, -1.0)
             assert not nothing.any()  # nothing examined: no click
+            flat.append(position_choices(examine, choice, util, [0.6], users, sessions, items, n_items + 1,
+                                         max_clicks, -1.0))
         finally:
             randomness._KERNELS = saved
+    for other in flat[1:]:
+        np.testing.assert_array_equal(other, flat[0])
     clicks = results[0]
     assert clicks.dtype == bool and clicks.shape == (n, k)
     assert clicks.sum(axis=1).max() <= max_clicks and clicks.any()
