@@ -26,13 +26,33 @@ _ADDRESS = re.compile(rf"tcp://(?P<host>{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+
                       re.ASCII)
 
 
+def _valid_host(host: str) -> bool:
+    """A bracketed IPv6 address, an IPv4 address (four numbers, each at most 255) or a host name of
+    at most 253 characters (RFC 1035) whose last label is not all digits (RFC 1123)."""
+    import ipaddress
+
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return False
+        return True
+    if host.rsplit(".", 1)[-1].isdigit():  # numbers: an IPv4 address
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return False
+        return True
+    return len(host) <= 253
+
+
 def check_scheduler_address(address: str) -> str:
     """``address`` when it is a Dask scheduler address counterfeed can use, ``tcp://HOST:PORT``
     (``PORT`` 1 to 65535); raises ValueError naming what was expected. ``tls://`` is refused
     (counterfeed passes no certificates), as are ``ucx://`` and ``inproc://`` (another process's
     in-process scheduler cannot be reached)."""
     m = _ADDRESS.fullmatch(address)
-    if m is None or not 1 <= int(m["port"]) <= 65535:
+    if m is None or not 1 <= int(m["port"]) <= 65535 or not _valid_host(m["host"]):
         raise ValueError(f"expected a Dask scheduler address tcp://HOST:PORT (PORT 1 to 65535; tls://, ucx:// and "
                          f"inproc:// are not supported), got {address!r}")
     return address
