@@ -50,7 +50,7 @@ import numpy as np
 
 from counterfeed.core.randomness import kernel_cache_dir
 
-__all__ = ["kernel", "KERNELS", "cache_file"]
+__all__ = ["kernel", "KERNELS", "cache_file", "within_range"]
 
 _DTYPES = {"u64": np.uint64, "i64": np.int64, "i32": np.int32, "f64": np.float64, "f32": np.float32,
            "b1": np.bool_}
@@ -100,8 +100,9 @@ def _bad_value(kernel: str, what: str) -> ValueError:
     return ValueError(f"kernel {kernel}: {what}")
 
 
-def _within(index: np.ndarray, n: int) -> bool:
-    """Every entry of ``index`` is in ``[0, n)`` (O(size); true when empty)."""
+def within_range(index: np.ndarray, n: int) -> bool:
+    """Every entry of the integer array ``index`` is in ``[0, n)`` (two reductions, no mask; true
+    when empty)."""
     return index.size == 0 or (int(index.min()) >= 0 and int(index.max()) < n)
 
 
@@ -155,7 +156,7 @@ def _check_count_cells(imp, clk, keys, clicks, fresh) -> None:
     if imp.shape != clk.shape or clicks.shape != keys.shape or fresh.shape[0] < keys.shape[0]:
         raise _bad_value("count_cells", "imp and clk must have one shape, clicks keys' shape, fresh at least "
                                         "keys' size")
-    if not _within(keys, imp.shape[0]):
+    if not within_range(keys, imp.shape[0]):
         raise _bad_value("count_cells", f"keys must be cells of the grid, in [0, {imp.shape[0]})")
 
 
@@ -175,7 +176,7 @@ def _check_adagrad_epochs(U, V, acc_u, acc_v, pu, pi, wp, wn, perms, batch_size,
     if not (cu.shape == (U.shape[0],) and cv.shape == (V.shape[0],)
             and rows_u.shape[0] >= min(batch_size, U.shape[0]) and rows_v.shape[0] >= min(batch_size, V.shape[0])):
         raise _bad_value(name, "row counters and row lists must fit the tables")
-    if not (_within(pu, U.shape[0]) and _within(pi, V.shape[0]) and _within(perms, n)):
+    if not (within_range(pu, U.shape[0]) and within_range(pi, V.shape[0]) and within_range(perms, n)):
         raise _bad_value(name, "pu, pi must be rows of U, V and perms indices of the pairs")
 
 

@@ -76,11 +76,6 @@ class FactorOptions(Options):
                           "between fits (false: it stays that of the last fit)")
 
 
-def _within(values: np.ndarray, n: int) -> bool:
-    """Every entry of the integer array ``values`` is in ``[0, n)`` (two reductions, no mask)."""
-    return values.size == 0 or (values.min() >= 0 and values.max() < n)
-
-
 class FactorRecommender(Recommender):
     """Serving, popularity fallback and log bookkeeping shared by the factor models.
 
@@ -111,10 +106,12 @@ class FactorRecommender(Recommender):
         start = time.perf_counter()
         ctx = self.ctx_
         n_items, n_users = ctx.items.n, ctx.n_users
+        from counterfeed.core.native import within_range
+
         binary = log.click.dtype == np.bool_  # the simulation's clicks: no float copy of the column
-        if _within(log.user, n_users) and _within(log.item, n_items):
+        if within_range(log.user, n_users) and within_range(log.item, n_items):
             users, items = log.user.astype(np.int64, copy=False), log.item.astype(np.int64, copy=False)
-            clicks, times = log.click if binary else log.click.astype(np.float64), log.time
+            clicks, times = log.click if binary else log.click.astype(np.float64, copy=False), log.time
         else:  # rows naming no user or item of this world are left out
             ok = (log.user >= 0) & (log.user < n_users) & (log.item >= 0) & (log.item < n_items)
             users, items = log.user[ok].astype(np.int64), log.item[ok].astype(np.int64)
