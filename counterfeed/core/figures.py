@@ -161,8 +161,28 @@ def timeseries(path: Path, series: dict[str, dict[tuple[str, str], tuple[list[fl
         handles.append(Patch(color="#f1f3f5", label="pre-period"))
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 7), fontsize=9,
                bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (3.0 * nrow + 0.6)))
+    _tight_below_band(fig, nrow, 0.45 / (3.0 * nrow + 0.6))
     return _save(fig, path)
+
+
+def _tight_below_band(fig, nrow: int, band: float) -> None:
+    """``fig.tight_layout(rect=(0, 0, 1, 1 - band))`` for a grid of ``nrow`` rows, measured once.
+
+    With a ``rect``, matplotlib's tight layout measures every panel's decorations twice
+    (``_tight_layout.get_tight_layout_figure``), the panels unmoved in between, so both passes
+    measure the same extents; for a multi-panel figure that is about half its drawing time. Here it
+    measures once (no ``rect``) and the band is taken from the top as its second pass would: the
+    same left, right, bottom and ``wspace``, the top lowered by ``band`` (a fraction of the
+    figure's height) and ``hspace`` (relative to the panels' height) rescaled so that the absolute
+    gap between rows stays the one measured."""
+    fig.tight_layout()
+    sp = fig.subplotpars
+    top = sp.top - band
+    if nrow < 2:
+        fig.subplots_adjust(top=top)
+        return
+    gap = sp.hspace * (sp.top - sp.bottom) / (nrow + sp.hspace * (nrow - 1))  # between rows, figure fraction
+    fig.subplots_adjust(top=top, hspace=gap / ((top - sp.bottom - gap * (nrow - 1)) / nrow))
 
 
 def posterior_forest(path: Path, title: str, rows: list[dict[str, Any]], level: float) -> Path:
@@ -225,7 +245,7 @@ def posterior_densities(path: Path, quantities: list[dict[str, Any]], level: flo
     if any_truth:
         handles.append(Line2D([], [], color=TRUTH_COLOR, lw=2, marker="D", label="true effect"))
     fig.legend(handles=handles, loc="upper center", ncol=2, fontsize=9, bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (2.8 * nrow + 0.5)))
+    _tight_below_band(fig, nrow, 0.4 / (2.8 * nrow + 0.5))
     return _save(fig, path)
 
 

@@ -252,3 +252,30 @@ def test_this_process_draws_its_share_before_waiting_for_the_event_logs(tmp_path
     here = [stem for pid, stem in _attempts(attempts) if pid == parent]
     assert seen[0] == here  # all of this process's figures were drawn before the wait
     assert all(p.read_bytes().startswith(PNG_MAGIC) for k, p in out.items() if k.startswith("figure:"))
+
+
+@pytest.mark.parametrize("nrow,ncol", [(1, 1), (1, 2), (2, 2), (3, 2), (4, 2), (2, 3)])
+def test_the_layout_below_a_legend_band_is_matplotlibs_measured_once(nrow, ncol):
+    """``figures._tight_below_band`` measures the panels once and gives the subplot parameters of
+    ``tight_layout(rect=...)``, which measures them twice (the time series' and the posterior
+    densities' figures draw byte-identical PNGs either way)."""
+    plt = figures._plt()
+
+    def figure():
+        fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol + 0.8, 2.8 * nrow + 0.5), squeeze=False)
+        for k, ax in enumerate(axes.flat):
+            ax.plot([0, 1, 2], [0.001 * 10 ** k, 0.004 * 10 ** k, 0.002 * 10 ** k])
+            ax.set_title(f"panel {k}", loc="left")
+            ax.set_xlabel("day")
+        fig.legend(handles=[], loc="upper center")
+        return fig
+
+    band = 0.4 / (2.8 * nrow + 0.5)
+    want, got = figure(), figure()
+    want.tight_layout(rect=(0, 0, 1, 1 - band))
+    figures._tight_below_band(got, nrow, band)
+    for name in ("left", "right", "bottom", "top", "wspace", "hspace"):
+        assert getattr(got.subplotpars, name) == pytest.approx(getattr(want.subplotpars, name), rel=1e-12, abs=1e-15)
+    assert got.subplotpars.top < 1 - band  # the band is kept free
+    plt.close(want)
+    plt.close(got)
