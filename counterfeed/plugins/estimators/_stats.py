@@ -10,7 +10,7 @@ estimator, metric, arm and segment.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -22,7 +22,7 @@ from counterfeed.errors import ModelError
 
 special = lazy_module("scipy.special")  # imported on first use: keeps start-up light
 
-__all__ = ["ArmStats", "Comparison", "mean_stats", "ratio_stats", "welch", "relative_lift",
+__all__ = ["ArmStats", "Comparison", "mean_stats", "ratio_stats", "welch", "one_constant_arm", "relative_lift",
            "normal_interval", "where", "select_metrics", "iter_groups", "arm_values",
            "ratio_columns", "SmallGroup", "not_identified_segment"]
 
@@ -58,6 +58,7 @@ class Comparison:
     upper: float
     p_value: float
     df: float
+    warnings: tuple[str, ...] = ()
 
 
 def where(metric: str, arm: str | None = None, segment: str | None = None) -> str:
@@ -140,6 +141,37 @@ def normal_interval(point: float, se: float, level: float, df: float = math.inf)
     return Comparison(point, se, point - q * se, point + q * se, _two_sided(point / se, df), df)
 
 
+def one_constant_arm(t: ArmStats, c: ArmStats) -> tuple[ArmStats, ArmStats, float | None, list[str]]:
+    """Guard the comparison of an arm that shows no variation with one that does.
+
+    Returns ``(t, c, df, warnings)``. When exactly one arm's per-user values are all equal (its
+    sample variance is 0) and the other's are not, the constant arm's variance is taken as the
+    other arm's per-user variance (``v = s_other^2 / n_constant``) and ``df = n_other - 1``;
+    otherwise the arms are returned unchanged with ``df = None`` and no warning.
+
+    Why: a sample variance of 0 is an estimate, not knowledge. A small arm often shows no
+    variation although its population varies (6 users of a metric that is 1 for 90% of users
+    are all 1 with probability 0.53), and Welch's interval, which treats that 0 as exact, takes
+    all its width from the other arm: in an A/A calibration with a 6-user arm it covered 76% at
+    95%. With one variance estimate for both arms, ``(d - delta) / (s_other sqrt(1/n_t + 1/n_c))``
+    is Student's t with ``n_other - 1`` degrees of freedom when the arms' variances are equal
+    (the equal-variance assumption of Student's two-sample test, "Student" 1908, Biometrika 6,
+    1-25, with the variance from the arm that measured it); when the constant arm truly varies
+    less, the interval is conservative. Both arms constant: unchanged (a zero-width interval,
+    flagged by :meth:`~counterfeed.core.contracts.Estimate.flag_zero_width`).
+    """
+    t_const, c_const = t.var == 0.0 and t.sd == 0.0, c.var == 0.0 and c.sd == 0.0
+    if t_const == c_const:
+        return t, c, None, []
+    const, other, name = (t, c, "treatment") if t_const else (c, t, "control")
+    s2 = other.var * other.n  # the other arm's per-user variance (v = s^2 / n)
+    subst = ArmStats(const.n, const.point, s2 / const.n, math.sqrt(s2), const.extra)
+    msg = (f"the {name} arm's {const.n} users show no variation (sample variance 0); its variance was "
+           f"taken as the other arm's ({s2:.6g} per user) with {other.n - 1} degrees of freedom, "
+           f"a conservative interval: Welch's would treat the 0 as exact and undercover")
+    return (subst, c, float(other.n - 1), [msg]) if t_const else (t, subst, float(other.n - 1), [msg])
+
+
 def welch(t: ArmStats, c: ArmStats, level: float) -> Comparison:
     """Welch's unequal-variance t interval and test for ``t.point - c.point``.
 
@@ -147,16 +179,24 @@ def welch(t: ArmStats, c: ArmStats, level: float) -> Comparison:
     -----
     ``se^2 = v_t + v_c`` (``v`` the variance of each arm's point) and the Welch-Satterthwaite
     degrees of freedom ``df = (v_t + v_c)^2 / (v_t^2 / (n_t - 1) + v_c^2 / (n_c - 1))``
-    (Welch 1947, Biometrika 34, 28-35). With zero variance in both arms ``df = n_t + n_c - 2``.
+    (Welch 1947, Biometrika 34, 28-35). With zero variance in both arms ``df = n_t + n_c - 2``
+    (a zero-width interval). With zero variance in one arm only, that arm's variance is the
+    other's and ``df`` the other's ``n - 1`` (:func:`one_constant_arm`), with a warning on the
+    comparison.
     """
     d = t.point - c.point
+    t, c, df_guard, warns = one_constant_arm(t, c)
     vt, vc = t.var, c.var
     se = math.sqrt(vt + vc)
     if se == 0.0:
         return normal_interval(d, 0.0, level, float(t.n + c.n - 2))
-    den = vt * vt / (t.n - 1) + vc * vc / (c.n - 1)
-    df = (vt + vc) ** 2 / den if den > 0.0 else math.inf
-    return normal_interval(d, se, level, df)
+    if df_guard is not None:
+        df = df_guard
+    else:
+        den = vt * vt / (t.n - 1) + vc * vc / (c.n - 1)
+        df = (vt + vc) ** 2 / den if den > 0.0 else math.inf
+    out = normal_interval(d, se, level, df)
+    return replace(out, warnings=tuple(warns)) if warns else out
 
 
 def relative_lift(t: ArmStats, c: ArmStats, level: float, *,
@@ -208,15 +248,19 @@ def relative_lift(t: ArmStats, c: ArmStats, level: float, *,
     unbounded (the whole line or two rays), so the bounds are ``-inf`` / ``inf`` (``null`` in
     JSON) with a warning, never a confident number. ``q`` is the normal quantile or the t
     quantile with the difference's Welch-Satterthwaite degrees of freedom. Both arms constant
-    (zero variances) give the exact ratio with a zero-width interval, as the difference does.
+    (zero variances) give the exact ratio with a zero-width interval, as the difference does;
+    one arm constant takes the other arm's variance, as the difference does
+    (:func:`one_constant_arm`, whose warning is returned).
     """
-    mt, mc, vt, vc = t.point, c.point, t.var, c.var
+    mt, mc = t.point, c.point
     if mc == 0.0:
         return None
     point = mt / mc - 1.0
-    se = math.sqrt(vt / mc ** 2 + mt ** 2 * vc / mc ** 4)
-    if vt == 0.0 and vc == 0.0:  # both arms constant: the exact ratio
+    if t.var == 0.0 and c.var == 0.0:  # both arms constant: the exact ratio
         return normal_interval(point, 0.0, level, float(t.n + c.n - 2)), []
+    guarded_t, guarded_c, _, guard = one_constant_arm(t, c)  # one arm constant: as the difference
+    vt, vc = guarded_t.var, guarded_c.var
+    se = math.sqrt(vt / mc ** 2 + mt ** 2 * vc / mc ** 4)
     diff = welch(t, c, level) if welch_df else normal_interval(mt - mc, math.sqrt(vt + vc), level)
     q = interval_quantile(level, diff.df)
     a = mc * mc - q * q * vc
@@ -224,10 +268,10 @@ def relative_lift(t: ArmStats, c: ArmStats, level: float, *,
         msg = (f"relative lift: the control mean {mc:.6g} is within {q:.3g} standard errors of 0, "
                f"so the ratio has no bounded {level:g} interval (Fieller's set is unbounded); "
                f"reported as (-inf, inf)")
-        return Comparison(point, se, -math.inf, math.inf, diff.p_value, diff.df), [msg]
+        return Comparison(point, se, -math.inf, math.inf, diff.p_value, diff.df), [*guard, msg]
     h = q * math.sqrt(mt * mt * vc + a * vt)
     return Comparison(point, se, (mt * mc - h) / a - 1.0, (mt * mc + h) / a - 1.0,
-                      diff.p_value, diff.df), []
+                      diff.p_value, diff.df), guard
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from counterfeed.core.hookspecs import hookimpl
 from counterfeed.core.randomness import Keys
 from counterfeed.errors import ModelError
 from counterfeed.plugins.estimators._stats import (SmallGroup, arm_values, iter_groups, not_identified_segment,
-                                                   mean_stats, normal_interval, ratio_columns,
+                                                   mean_stats, normal_interval, one_constant_arm, ratio_columns,
                                                    ratio_stats, relative_lift, select_metrics,
                                                    where, require_comparison)
 
@@ -169,13 +169,14 @@ class BayesianAB(Estimator):
         for arm in data.treatments:
             t = arms[arm]
             d = t.point - c.point
-            se = math.sqrt(t.var + c.var)
+            tg, cg, _, guard = one_constant_arm(t, c)  # an arm without variation: the other's variance
+            se = math.sqrt(tg.var + cg.var)
             gain = d if info.higher_is_better else -d
             prob, loss_t, loss_c = _normal_loss(gain, se)
             diag = {"model": "normal", "prior": "flat", "n_control": c.n, "n_treatment": t.n,
                     "mean_control": c.point, "mean_treatment": t.point, "sd_control": c.sd,
                     "sd_treatment": t.sd, "se": se, "expected_loss": loss_t,
-                    "expected_loss_control": loss_c}
+                    "expected_loss_control": loss_c, **({"warnings": guard} if guard else {})}
             ci = normal_interval(d, se, level)
             out.append(self._make(data, metric, arm, segment, "difference", d, ci.lower, ci.upper,
                                   level, prob, diag))

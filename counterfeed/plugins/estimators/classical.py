@@ -104,8 +104,9 @@ class _ArmComparisons(Estimator):
                     **{f"{k}_treatment": v for k, v in t.extra.items()},
                     "correction": corr, "family_level": level, "interval_level": ilevel,
                     "n_comparisons": len(treatments), **common, **per_arm.get(arm, {})}
+            warn_d = [*base.get("warnings", []), *diffs[i].warnings]
             out.append(self._estimate(data, metric, arm, segment, "difference", diffs[i],
-                                      float(p_diff[i]), base))
+                                      float(p_diff[i]), {**base, "warnings": warn_d} if warn_d else base))
             r = rels[i]
             if r is not None:
                 warn = [*base.get("warnings", []), *lifts[i][1]]
@@ -141,7 +142,10 @@ class DifferenceInMeans(_ArmComparisons):
 
     Formula: ``d = mean(Y | arm) - mean(Y | control)``,
     ``se = sqrt(s_t^2 / n_t + s_c^2 / n_c)``, interval ``d +- t_{df, (1+level)/2} se`` with the
-    Welch-Satterthwaite ``df``; two-sided p-value of ``d = 0``. With ``relative: true`` also
+    Welch-Satterthwaite ``df``; two-sided p-value of ``d = 0``. An arm whose users show no
+    variation while the other's do takes the other arm's variance and ``df = n_other - 1``, with a
+    warning (:func:`~counterfeed.plugins.estimators._stats.one_constant_arm`: Welch's interval
+    treats that zero as exact and undercovers). With ``relative: true`` also
     ``m_t / m_c - 1`` with Fieller's interval (Fieller 1954), unbounded with a warning when the
     control mean is not distinguishable from 0 (see
     :func:`~counterfeed.plugins.estimators._stats.relative_lift`; omitted when the control mean
