@@ -18,7 +18,7 @@ from counterfeed.core._report_draw import FigureJobs, figure_path
 from counterfeed.core._report_render import _KV, _Doc, _Figure, _Links, _Para, _Table
 from counterfeed.core.display import fmt, fmt_p, num
 from counterfeed.core.experiment import AB_WORLD, world_arm
-from counterfeed.core.findings import Assessed, assess, headline, mechanism_of, reports_naive
+from counterfeed.core.findings import Assessed, assess, confounded_warning, headline, mechanism_of, reports_naive
 from counterfeed.core.results import RunResult
 from counterfeed.core.scenario import format_duration
 
@@ -294,9 +294,8 @@ def _diagnostics(doc: _Doc, run: RunView) -> None:
     warned = [(e, w) for e in run.estimates for w in _warnings_of(e)]
     mech = mechanism_of(run.scenario)
     if mech != "randomized":  # an estimator that does not model the design compares the arms as randomized
-        warned += [(e, f"naive: assignment was not randomized (mechanism: {mech}); this comparison of the arms "
-                       "is confounded") for e in {(e.estimator, e.metric, e.arm): e for e in run.estimates
-                                                  if not reports_naive(e)}.values()]
+        warned += [(e, confounded_warning(mech)) for e in {(e.estimator, e.metric, e.arm): e for e in run.estimates
+                                                           if not reports_naive(e)}.values()]
     if warned:  # each once: an estimator's rows (a CATE's cate and difference) share their warnings
         lines = list(dict.fromkeys(f"{e.estimator} · {e.metric} · {e.arm}" + (f" · {e.segment}" if e.segment else "")
                                    + f": {w}" for e, w in warned))

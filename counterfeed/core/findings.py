@@ -182,6 +182,27 @@ def mechanism_of(scenario: Any) -> str:
     return str(getattr(getattr(scenario.experiment, "assignment", None), "mechanism", None) or "randomized")
 
 
+def confounded_warning(mech: str) -> str:
+    """The warning on an estimate that compares the arms as if randomized when they were not."""
+    return (f"naive: assignment was not randomized (mechanism: {mech}); this comparison of the arms "
+            "is confounded")
+
+
+def flag_confounded(estimates: list[Estimate], mech: str) -> None:
+    """Under a non-randomized ``mech`` (``experiment.assignment.mechanism``), add
+    :func:`confounded_warning` to the ``diagnostics["warnings"]`` of every estimate whose estimator
+    does not model the design (:func:`reports_naive` is false: diff-in-means, CUPED, the Bayesian
+    comparison...), so that the JSON output, ``estimates.json`` and ``estimates.csv`` carry it on
+    the row, not only the report and the headline. Idempotent; a no-op for ``randomized``."""
+    if mech == "randomized":
+        return
+    msg = confounded_warning(mech)
+    for e in estimates:
+        warns = list((e.diagnostics or {}).get("warnings") or [])
+        if not reports_naive(e) and msg not in warns:
+            e.diagnostics = {**(e.diagnostics or {}), "warnings": [*warns, msg]}
+
+
 def _non_randomized(mech: str, mains: list[Estimate]) -> str:
     if mains and reports_naive(mains[0]):
         e = mains[0]

@@ -90,3 +90,36 @@ def test_a_randomized_run_is_unchanged(tmp_path):
     md = render_report(res, tmp_path)["markdown"].read_text(encoding="utf-8")
     assert "Arms and split" in md and "Arm sizes match the planned split" in md
     assert "No estimator reported a warning" in md
+
+
+def test_the_confounding_warning_is_on_each_naive_row_of_the_output(tmp_path):
+    """Not only in the headline and the report: every estimate of an estimator that compares the
+    arms as randomized carries the warning in its diagnostics (JSON, estimates.json, estimates.csv),
+    and the report lists it once."""
+    import json
+
+    from counterfeed.core.findings import confounded_warning, flag_confounded
+    from counterfeed.core.runner import run
+
+    sc = load_scenario(ROOT / "scenarios" / "observational_selection.yaml").with_overrides({
+        "population.users": 150, "experiment.duration": "3d",
+        "analysis": [{"estimator": "diff-in-means", "metrics": ["clicks"]}]})
+    res = run(sc, output_dir=tmp_path)
+    msg = confounded_warning("selection")
+    assert res.estimates and all(msg in e.diagnostics["warnings"] for e in res.estimates)
+    run_dir = next(tmp_path.iterdir())
+    saved = json.loads((run_dir / "estimates.json").read_text())
+    rows = saved["estimates"] if isinstance(saved, dict) else saved
+    assert rows and all(msg in r["diagnostics"]["warnings"] for r in rows)
+    assert msg in (run_dir / "estimates.csv").read_text()
+    md = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert md.count(f"diff-in-means · clicks · treatment: {msg}") == 1
+    # idempotent; randomized runs and estimators that model the design are left alone
+    e, adjusted = _naive(), Estimate("aipw", "clicks", "treatment", "control", 2.5, 1.0, 4.0,
+                                     diagnostics={"naive": {"point": 4.0}})
+    flag_confounded([e, adjusted], "selection")
+    flag_confounded([e, adjusted], "selection")
+    assert e.diagnostics["warnings"] == [msg] and "warnings" not in adjusted.diagnostics
+    plain = _naive()
+    flag_confounded([plain], "randomized")
+    assert "warnings" not in plain.diagnostics
