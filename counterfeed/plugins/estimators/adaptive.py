@@ -12,8 +12,11 @@ from pydantic import Field
 from counterfeed.core.estimation import (AnalysisData, Estimate, Estimator, EstimatorOptions,
                                          EstimatorTags)
 from counterfeed.core.hookspecs import hookimpl
-from counterfeed.errors import DataError
+from counterfeed.errors import DataError, ModelError
 from counterfeed.plugins.estimators._stats import normal_interval
+
+#: below this many users in an arm, the estimate warns that its interval is rough
+_FEW = 10
 
 __all__ = ["AdaptiveIPW", "AdaptiveIPWOptions", "assignment_probabilities", "ipw_difference"]
 
@@ -89,7 +92,10 @@ class AdaptiveIPW(Estimator):
     linearization. Ratio metrics use IPW-weighted sums and the delta method. Because
     ``E[1{W_i=a} / pi_{i,a} | past] = 1`` whatever the allocation rule did with the past, each term
     is unbiased for the potential-outcome mean (a martingale difference sequence); with probabilities
-    bounded away from 0 (the allocator's ``floor``) the martingale CLT gives the normal interval.
+    bounded away from 0 (the allocator's ``floor``) the martingale CLT gives the normal interval,
+    here with t quantiles on ``min(n_t, n_c) - 1`` degrees of freedom (the lower bound of Welch's,
+    which the large-sample interval reaches; small arms get the wider interval and, below 10 users,
+    a warning). Fewer than 2 users in an arm: a ``ModelError``.
     The naive difference of arm means is reported in ``diagnostics["naive_point"]``: it is biased
     when who arrives when differs (e.g. heavy users arrive early, when the split was still even).
 
@@ -122,18 +128,28 @@ class AdaptiveIPW(Estimator):
             ci = data.arms.index(data.control)
             for treat in data.treatments:
                 ti = data.arms.index(treat)
+                n_t, n_c = int(np.sum(arm == treat)), int(np.sum(arm == data.control))
+                if min(n_t, n_c) < 2:
+                    raise ModelError(f"{self.name}: metric '{mname}': needs at least 2 users in each of arms "
+                                     f"'{treat}' and '{data.control}', got {n_t} and {n_c}")
                 tau, phi = ipw_difference(y, x, arm, probs[:, ti], probs[:, ci], treat, data.control,
                                           self.options.normalized)
                 if not math.isfinite(tau) or phi.size < 2:
                     continue
                 se = float(np.std(phi, ddof=1) / math.sqrt(phi.size))
-                cmp = normal_interval(tau, se, level)
+                df = float(min(n_t, n_c) - 1)  # Welch's lower bound on the degrees of freedom
+                cmp = normal_interval(tau, se, level, df)
                 naive = self._naive(y, x, arm, treat, data.control)
                 w = 1.0 / np.where(arm == treat, probs[:, ti], probs[:, ci])
-                diag = {"se": se, "naive_point": naive, "max_weight": float(w.max()),
+                diag = {"se": se, "df": df, "naive_point": naive, "max_weight": float(w.max()),
                         "min_probability": float(np.nanmin(probs[:, [ti, ci]])),
                         "weights": "hajek" if self.options.normalized else "horvitz-thompson",
-                        "adaptive": bool(data.adaptive_assignment)}
+                        "adaptive": bool(data.adaptive_assignment), "n_treatment": n_t, "n_control": n_c}
+                if min(n_t, n_c) < _FEW:
+                    diag["warnings"] = [
+                        f"only {min(n_t, n_c)} users in the smaller arm: the interval rests on a central limit "
+                        f"theorem (with t quantiles on {df:g} degrees of freedom) and its variance estimate on "
+                        f"{n_t} and {n_c} users; read it as rough"]
                 out.append(Estimate(estimator=self.name, metric=mname, arm=treat, control=data.control,
                                     point=tau, lower=cmp.lower, upper=cmp.upper, level=level,
                                     p_value=cmp.p_value, diagnostics=diag))
