@@ -32,7 +32,11 @@ weights, from fewer than :data:`MIN_EFFECTIVE_UNITS` effective independent units
 below that a weighted sum of a few heavy terms is far from normal, and neither the t interval nor the
 percentile bootstrap, which is too narrow by about :math:`\sqrt{(n-1)/n}` and misses skewness, keeps its
 level; Owen 2013, sec. 9.3, treats an ESS this small as a failed importance sample), or when the computed interval has zero width (the estimator's terms do not vary across rounds,
-e.g. every weighted impression has reward 0: zero observed variance, whatever the truth). With binary rewards the value lies in
+e.g. every weighted impression has reward 0: zero observed variance, whatever the truth). Zero width means
+narrower than :data:`ROUNDING_TOL` times the size of the terms (:func:`_rounding_scale`): floating-point
+rounding of sums that cancel is no variance. When every reward equals a constant ``c`` the default reward
+model predicts ``c`` exactly, so DM and every DR variant estimate ``c`` (exactly for ``c`` = 0 and 1; to
+rounding of the target's probabilities, which sum to 1, otherwise), with no interval. With binary rewards the value lies in
 [0, 1] and the interval is intersected with [0, 1] (which cannot lower its coverage).
 
 Percentile bootstrap intervals need at least :func:`min_bootstrap_draws` draws: fewer leave no draw
@@ -363,9 +367,49 @@ def _no_interval_reason(est: OffPolicyEstimator, u: Units, n_rounds: int, diag: 
     return None
 
 
+def _rounding_scale(est: OffPolicyEstimator, u: Units) -> float:
+    r"""The magnitude the estimate's floating-point rounding error is relative to.
+
+    Every estimator's numerators are per-round sums of per-unit terms built from :math:`\hat q^{\pi_e}_i`,
+    :math:`w_i r_i` and :math:`w_i \hat q_i` (with the estimator's weights, at most the raw or clipped
+    weight for the built-ins), so :math:`M_i = |\hat q^{\pi_e}_i| + \max(w_i, \tilde w_i)(|r_i| + |\hat q_i|)`
+    bounds a unit's contribution before any cancellation (DR's :math:`w_i r_i - w_i \hat q_i`, for one).
+    The scale is :math:`\sum_t (\sum_i M_i + |\hat V_t| \sum_r |B_{t,r}|) / |\sum_r B_{t,r}|`: what
+    rounding of these sums, and of :math:`A_{t,r} - \hat V_t B_{t,r}`, is proportional to.
+    """
+    w = u.w
+    ew = est.weights(u)
+    if ew is not None:
+        w = np.maximum(w, np.abs(ew))
+    m = w * np.abs(u.r)
+    if u.q is not None:
+        m = m + w * np.abs(u.q)
+    if u.dm is not None:
+        m = m + np.abs(u.dm)
+    total_m = float(m.sum())
+    scale = 0.0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        terms = est.terms(u)
+        _, parts = _value(terms)
+        for (_, b), v in zip(terms, parts):
+            den = abs(float(b.sum()))
+            scale += (total_m + abs(v) * float(np.abs(b).sum())) / den if den > 0 else 0.0
+    return scale if math.isfinite(scale) else 0.0
+
+
+#: an interval narrower than this times :func:`_rounding_scale` is floating-point rounding, not variance.
+#: Double rounding is about 1e-16 per operation, so sums of up to millions of terms stay far below it,
+#: and a real spread of the estimator's terms a billion times smaller than the terms is not resolved.
+ROUNDING_TOL = 1e-9
+
+
 def _zero_width_reason(est: OffPolicyEstimator, u: Units, lo: float, hi: float, value: float) -> str | None:
-    """A zero-width interval (no observed variation of the estimator's terms across rounds) is no interval."""
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi - lo > 1e-12 * max(1.0, abs(value)):
+    """A zero-width interval (no observed variation of the estimator's terms across rounds) is no interval.
+
+    Zero width is judged relative to the size of the terms (:func:`_rounding_scale`), so rounding noise
+    of sums that cancel (e.g. DR's correction when every reward is the same constant) counts as zero.
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi - lo > ROUNDING_TOL * _rounding_scale(est, u):
         return None
     w = est.weights(u)
     if w is not None and bool(np.any(w)):

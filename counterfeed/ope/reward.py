@@ -10,6 +10,7 @@ statistics: the cost does not grow with the number of rows.
 from __future__ import annotations
 
 import contextlib
+import math
 from abc import ABC, abstractmethod
 from typing import Sequence
 
@@ -47,7 +48,9 @@ class LogisticRewardModel(RewardModel):
     fitted by minimizing :math:`\sum_i [\log(1 + e^{\eta_i}) - r_i \eta_i] + \tfrac{\lambda}{2}
     (\|\alpha\|^2 + \|\beta\|^2 + \|\gamma\|^2)` with L-BFGS (rewards in [0, 1]; fractional rewards are
     a quasi-likelihood). Rewards outside [0, 1] switch to the identity link (ridge regression).
-    Without ``context`` the loss is a function of per-(item, position) counts and reward sums.
+    Without ``context`` the loss is a function of per-(item, position) counts and reward sums. When every
+    (item, position) cell has the same mean reward ``c`` (e.g. every reward is ``c``) the fit is the
+    constant model and predicts ``c`` exactly (``constant_``; None otherwise).
 
     Parameters
     ----------
@@ -73,13 +76,44 @@ class LogisticRewardModel(RewardModel):
             n = np.bincount(cell[rows], minlength=c_item.size).astype(np.float64)
             y = np.bincount(cell[rows], log.reward[rows], minlength=c_item.size)
             return self.fit_cells(c_item, c_pos, n, y)
+        r = log.reward[rows]
+        if r.size and float(r.min()) == float(r.max()):
+            return self._constant(float(r[0]))  # constant rewards: the context explains nothing
+        self.constant_ = None
         x = np.column_stack([log.context[c][rows] for c in self.context])
         return self._fit(log.item_code[rows], log.position[rows], np.ones(rows.size), log.reward[rows], x)
 
     def fit_cells(self, item: np.ndarray, pos: np.ndarray, n: np.ndarray, y: np.ndarray) -> "LogisticRewardModel":
         """Fit from per-(item, position) cell impression counts ``n`` and reward sums ``y``."""
         keep = n > 0
-        return self._newton(item[keep], pos[keep], n[keep], y[keep])
+        n, y = n[keep], y[keep]
+        if n.size:
+            cell_mean = y / n
+            spread = float(cell_mean.max() - cell_mean.min())
+            if spread <= 16 * np.finfo(np.float64).eps * float(np.abs(cell_mean).max()):
+                return self._constant(float(y.sum() / n.sum()))
+        self.constant_ = None
+        return self._newton(item[keep], pos[keep], n, y)
+
+    def _constant(self, c: float) -> "LogisticRewardModel":
+        r"""The fit when every cell has the same mean reward ``c`` (every reward equal to ``c``, say).
+
+        The loss then depends on the data only through ``c``, and its minimizer is the constant model:
+        zero item/position/context effects (no penalty) and the unpenalized intercept at the link of
+        ``c`` (``-inf``/``+inf`` for ``c`` = 0/1, where the logistic MLE does not exist and the
+        optimizer would stop at a prediction of about 1e-12 or 1 - 1e-12). Predictions are then ``c``
+        itself, exactly, instead of the optimizer's approximation of it.
+        """
+        self.constant_ = c
+        self.converged_ = True
+        if self.identity_:
+            self.intercept_ = c
+        else:
+            self.intercept_ = math.log(c) - math.log1p(-c) if 0 < c < 1 else (math.inf if c >= 1 else -math.inf)
+        self.item_effect_ = np.zeros(self.n_items_ + 1)
+        self.position_effect_ = np.zeros(self.n_pos_ + 1)
+        self.context_coef_ = np.zeros(len(self.context))
+        return self
 
     def _newton(self, item, pos, n, y) -> "LogisticRewardModel":
         """Damped Newton on the (item, position) cells; the item block of the Hessian is diagonal, so
@@ -188,6 +222,8 @@ class LogisticRewardModel(RewardModel):
         return self
 
     def predict(self, log, item_code, position, rows):
+        if getattr(self, "constant_", None) is not None:
+            return np.full(np.shape(item_code), self.constant_, dtype=np.float64)
         item_code = np.where(np.asarray(item_code) < self.n_items_, item_code, -1)
         position = np.where(np.asarray(position) < self.n_pos_, position, -1)
         eta = self.intercept_ + self.item_effect_[item_code] + self.position_effect_[position]
