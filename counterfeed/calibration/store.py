@@ -12,6 +12,14 @@ its final name (``os.replace`` is atomic on POSIX), so a process killed at any i
 included) leaves either the whole file or none of it. Only the coordinating process writes, so
 there is one writer per file. A rerun reads the finished names and skips them; a stored scenario
 hash that differs from the current one is an error, never a silent mix of two scenarios.
+
+Every file is strict JSON (RFC 8259, :func:`counterfeed._json.dumps`): a non-finite number is written
+as ``null``. A replication record says what each such ``null`` stood for in its ``"_nonfinite"``
+member, a map from the value's JSON Pointer (RFC 6901) to ``"Infinity"``, ``"-Infinity"`` or
+``"NaN"``, e.g. ``{"/estimates/3/lower": "-Infinity", "/estimates/3/upper": "Infinity"}`` for an
+unbounded interval; :meth:`ReplicationStore.load` puts the numbers back, so a resumed calibration,
+the summary and a sweep see exactly the values the replication returned (an unbounded interval still
+covers; a NaN stays NaN). Files written before this (with bare ``Infinity``/``NaN``) still load.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
+import numbers
 import os
 import re
 import shutil
@@ -26,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from counterfeed._json import dumps
 from counterfeed.errors import OutputError
 
 __all__ = ["ReplicationStore", "scenario_hash", "atomic_write_json"]
@@ -43,10 +54,11 @@ def scenario_hash(data: Any) -> str:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (temporary file, fsync, rename)."""
+    """Write ``obj`` as strict JSON (non-finite numbers as ``null``) to ``path`` atomically
+    (temporary file, fsync, rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    data = json.dumps(obj, indent=1, allow_nan=True, default=_json_default).encode()
+    data = dumps(obj, indent=1).encode()
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -54,12 +66,51 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _json_default(v: Any) -> Any:
-    if hasattr(v, "item"):  # numpy scalars
-        return v.item()
-    if isinstance(v, Path):
-        return str(v)
-    raise TypeError(f"not JSON serializable: {type(v).__name__}")
+#: the member of a stored record that maps JSON Pointers of non-finite numbers to their values
+NONFINITE_KEY = "_nonfinite"
+_NONFINITE_NAMES = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def _pointer_token(key: Any) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def _nonfinite(obj: Any, at: str = "") -> dict[str, str]:
+    """JSON Pointer -> ``"Infinity"`` / ``"-Infinity"`` / ``"NaN"`` for every non-finite number in ``obj``."""
+    if isinstance(obj, dict):
+        return {p: v for k, x in obj.items() for p, v in _nonfinite(x, f"{at}/{_pointer_token(k)}").items()}
+    if isinstance(obj, (list, tuple)):
+        return {p: v for i, x in enumerate(obj) for p, v in _nonfinite(x, f"{at}/{i}").items()}
+    if hasattr(obj, "tolist") and getattr(obj, "ndim", 0):  # a NumPy array
+        return _nonfinite(obj.tolist(), at)
+    if isinstance(obj, numbers.Real) and not isinstance(obj, (bool, numbers.Integral)):
+        x = float(obj)
+        if not math.isfinite(x):
+            return {at: _NONFINITE_NAMES.get(x, "NaN")}
+    return {}
+
+
+def _restore_nonfinite(record: Any) -> Any:
+    """Put back the numbers a stored record's ``"_nonfinite"`` map names (where the file has ``null``)."""
+    if not isinstance(record, dict):
+        return record
+    marks = record.pop(NONFINITE_KEY, None)
+    if not isinstance(marks, dict):
+        return record
+    for pointer, value in marks.items():
+        tokens = [t.replace("~1", "/").replace("~0", "~") for t in str(pointer).split("/")[1:]]
+        if not tokens or value not in ("Infinity", "-Infinity", "NaN"):
+            continue
+        parent: Any = record
+        try:
+            for t in tokens[:-1]:
+                parent = parent[int(t)] if isinstance(parent, list) else parent[t]
+            last: Any = int(tokens[-1]) if isinstance(parent, list) else tokens[-1]
+            if parent[last] is None:
+                parent[last] = float(value)
+        except (KeyError, IndexError, ValueError, TypeError):
+            continue  # a map that does not fit the record: leave the null
+    return record
 
 
 class ReplicationStore:
@@ -166,28 +217,33 @@ class ReplicationStore:
         return {p.name[: -len(".error.json")] for p in self.dir.glob("*.error.json")}
 
     def save(self, name: str, record: dict[str, Any]) -> None:
-        """Persist one finished replication (and clear an earlier failure of it)."""
-        atomic_write_json(self._path(name), record)
+        """Persist one finished replication (and clear an earlier failure of it): strict JSON, with its
+        non-finite numbers named in ``"_nonfinite"`` (module docstring) so :meth:`load` restores them."""
+        marks = _nonfinite(record)
+        atomic_write_json(self._path(name), {**record, NONFINITE_KEY: marks} if marks else record)
         with contextlib.suppress(FileNotFoundError):
             self._path(name, error=True).unlink()
 
     def save_error(self, name: str, record: dict[str, Any]) -> None:
         """Persist the failure of one replication (it is retried by the next run)."""
-        atomic_write_json(self._path(name, error=True), record)
+        marks = _nonfinite(record)
+        atomic_write_json(self._path(name, error=True), {**record, NONFINITE_KEY: marks} if marks else record)
 
     def load(self, names: set[str] | None = None) -> dict[str, dict[str, Any]]:
-        """The stored records (all, or those named); an unreadable file counts as not done."""
+        """The stored records (all, or those named), their non-finite numbers restored (module docstring);
+        an unreadable file counts as not done."""
         out: dict[str, dict[str, Any]] = {}
         for name in sorted(self.done() if names is None else names):
-            try:
-                out[name] = json.loads(self._path(name).read_text())
+            try:  # json.loads also reads the bare Infinity/NaN of files written by older versions
+                out[name] = _restore_nonfinite(json.loads(self._path(name).read_text()))
             except (OSError, ValueError):
                 continue
         return out
 
     def load_errors(self) -> dict[str, dict[str, Any]]:
+        """The stored failures, as :meth:`load` reads records."""
         out: dict[str, dict[str, Any]] = {}
         for name in sorted(self.failed()):
             with contextlib.suppress(OSError, ValueError):
-                out[name] = json.loads(self._path(name, error=True).read_text())
+                out[name] = _restore_nonfinite(json.loads(self._path(name, error=True).read_text()))
         return out
