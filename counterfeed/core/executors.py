@@ -242,6 +242,42 @@ class LocalExecutor(Executor):
         super().close()
 
 
+def _check_listening(scheduler: str, timeout: float) -> None:
+    """Raise one CounterfeedError at once when nothing can answer at ``scheduler`` (``tcp://HOST:PORT``,
+    already checked): a host that does not resolve, a refused connection, an unreachable network or
+    no TCP connection within ``timeout`` seconds. ``distributed.Client`` retries all of these until
+    its own timeout (30 s) and then reports a timeout, whatever the cause."""
+    import socket
+
+    hostport = scheduler.split("://", 1)[1]
+    host, _, port = hostport.rpartition(":")
+    host = host[1:-1] if host.startswith("[") else host  # a bracketed IPv6 address
+    where = f"cannot connect to the Dask scheduler at {scheduler}"
+    try:
+        addresses = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise CounterfeedError(f"{where}: cannot resolve host {host!r} ({reason}); expected the name or "
+                               "address of the machine that runs the scheduler") from None
+    problem: OSError | None = None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.connect(address)
+                return  # something listens: whether it is a Dask scheduler, the Client finds out
+            except OSError as exc:
+                problem = problem if isinstance(problem, ConnectionRefusedError) else exc
+    if isinstance(problem, ConnectionRefusedError):
+        raise CounterfeedError(f"{where}: connection refused: nothing listens at {hostport}; is the scheduler "
+                               "running, and is this its own port (usually 8786)?")
+    if isinstance(problem, TimeoutError):
+        raise CounterfeedError(f"{where}: no TCP connection to {hostport} within {timeout:g} s (the host is down, "
+                               "or a firewall drops the connection?)")
+    reason = getattr(problem, "strerror", None) or str(problem)
+    raise CounterfeedError(f"{where}: {hostport} cannot be reached ({reason})")
+
+
 def _connect(client_class: Any, scheduler: str, timeout: float) -> Any:
     """A ``distributed.Client`` of the scheduler at ``scheduler``, or one CounterfeedError within
     about ``timeout`` + 5 seconds. The Client's own ``timeout`` bounds opening the connection, not
@@ -292,6 +328,7 @@ class DaskExecutor(Executor):
                 check_scheduler_address(str(scheduler))
             except ValueError as exc:
                 raise CounterfeedError(f"scheduler: {exc}") from None
+            _check_listening(scheduler, min(connect_timeout, 5.0))  # a refused port fails now, not in 30 s
             self._client = _connect(Client, scheduler, connect_timeout)
             self.workers = len(self._client.scheduler_info().get("workers", {})) or self.workers
         else:

@@ -71,6 +71,31 @@ def test_unreachable_scheduler_is_a_clear_error():
         DaskExecutor(scheduler="tcp://127.0.0.1:9", connect_timeout=0.5)
 
 
+def _free_port() -> int:
+    """A port on localhost where nothing listens (bound, then closed)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("address, pattern", [
+    ("tcp://127.0.0.1:{port}", r"at tcp://127\.0\.0\.1:\d+: connection refused: nothing listens at "
+                               r"127\.0\.0\.1:\d+; is the scheduler running"),
+    ("tcp://nonexistent.invalid:8786", r"at tcp://nonexistent\.invalid:8786: cannot resolve host "
+                                       r"'nonexistent\.invalid'"),  # RFC 2606: never resolves
+])
+def test_a_scheduler_that_cannot_answer_fails_at_once_with_the_cause(address, pattern):
+    """A refused port or an unresolvable host is said at once, not as a timeout after the Client's 30 s."""
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(CounterfeedError, match=r"cannot connect to the Dask scheduler " + pattern):
+        DaskExecutor(scheduler=address.format(port=_free_port()))  # the default 30 s connect timeout
+    assert time.monotonic() - start < 10
+
+
 # -- results through shared memory, tasks through fork ------------------------------------------------
 def _frame_of(n: int):
     import numpy as np

@@ -455,6 +455,34 @@ def test_workers_with_an_existing_cluster_is_a_usage_error(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_scheduler_nothing_listens_at_fails_the_run_at_once_and_writes_nothing(tmp_path, capsys):
+    """``--scheduler`` at a refused port or an unresolvable host: exit 2 within seconds, the cause in
+    the message, no run directory; ``validate`` checks the address's form only and connects to nothing."""
+    import socket
+    import time
+
+    from counterfeed.cli import main
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        refused = f"tcp://127.0.0.1:{sock.getsockname()[1]}"  # closed: nothing listens there
+    cases = [(refused, f"Error: cannot connect to the Dask scheduler at {refused}: connection refused: "
+                       f"nothing listens at {refused[6:]}; is the scheduler running"),
+             ("tcp://nonexistent.invalid:8786", "Error: cannot connect to the Dask scheduler at "
+                                                "tcp://nonexistent.invalid:8786: cannot resolve host 'nonexistent.invalid'")]
+    for address, message in cases:
+        start = time.monotonic()
+        with pytest.raises(SystemExit) as exit_info:
+            main(["run", str(QUICKSTART), "--set", "population.users=50", "--shards", "2", "--scheduler", address,
+                  "--out", str(tmp_path / "runs"), "--quiet"])
+        assert exit_info.value.code == 2
+        assert time.monotonic() - start < 15
+        assert message in capsys.readouterr().err
+        main(["validate", str(QUICKSTART), "--shards", "2", "--scheduler", address])  # returns: no exit 2
+        assert capsys.readouterr().out.startswith("ok: quickstart")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_local_cluster_with_fewer_workers_than_shards_writes_the_unsharded_run_directory(tmp_path, monkeypatch):
     """``--workers 2 --shards 4``: a LocalCluster of two worker processes, each holding two shards
     (round robin), gives the unsharded bytes."""
