@@ -161,7 +161,7 @@ def _scenario_with_options(path: str, sets: tuple[str, ...], shards: int | None,
                            extra: dict[str, Any]) -> Any:
     """The scenario at ``path`` with ``--set`` values, ``--shards``, ``--scheduler`` (stripped, as a
     ``--set`` value is) and ``extra`` overrides applied: what ``run`` runs and ``validate`` checks."""
-    from counterfeed.core.scenario import load_scenario
+    from counterfeed.core.scenario import check_arms_filled, load_scenario
 
     sc = load_scenario(path)
     overrides = {**parse_sets(sets), **extra}
@@ -170,7 +170,9 @@ def _scenario_with_options(path: str, sets: tuple[str, ...], shards: int | None,
         overrides["execution.shards"], options["execution.shards"] = shards, "--shards"
     if scheduler is not None:
         overrides["execution.scheduler"], options["execution.scheduler"] = scheduler.strip(), "--scheduler"
-    return _with_options(sc, overrides, options) if overrides else sc
+    sc = _with_options(sc, overrides, options) if overrides else sc
+    check_arms_filled(sc)  # a run would fail at its estimates, after simulating every world
+    return sc
 
 
 def _with_options(sc: Any, overrides: dict[str, Any], options: dict[str, str]) -> Any:

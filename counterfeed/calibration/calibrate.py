@@ -28,7 +28,7 @@ from counterfeed.calibration.store import ReplicationStore, atomic_write_json, s
 from counterfeed.calibration.cate_summary import cate_summary
 from counterfeed.calibration.summary import records_frame, summarize
 from counterfeed.core.executors import Executor
-from counterfeed.core.scenario import Scenario
+from counterfeed.core.scenario import Scenario, check_arms_filled
 from counterfeed.errors import CounterfeedError
 
 __all__ = ["calibrate", "CalibrationResult", "default_out_dir", "summary_table", "write_outputs"]
@@ -98,6 +98,7 @@ def calibrate(scenario: Scenario, replications: int, *, executor: Executor | Non
     if isinstance(replications, bool) or int(replications) < 1:
         raise CounterfeedError(f"replications must be a positive integer, got {replications!r}")
     replications = int(replications)
+    check_arms_filled(scenario)  # every replication would fail at its estimates
     out = Path(out_dir) if out_dir is not None else default_out_dir(scenario)
     data = scenario.to_dict()
     seeds = replication_seeds(scenario.seed, replications)

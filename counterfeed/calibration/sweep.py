@@ -25,7 +25,7 @@ from counterfeed.calibration.engine import (ExecutionReport, Replicate, execute,
 from counterfeed.calibration.store import ReplicationStore, atomic_write_json, scenario_hash
 from counterfeed.calibration.summary import GROUP_KEYS, records_frame, summarize
 from counterfeed.core.executors import Executor
-from counterfeed.core.scenario import Scenario
+from counterfeed.core.scenario import Scenario, check_arms_filled
 from counterfeed.errors import CounterfeedError, ScenarioError
 
 __all__ = ["parse_vary", "grid_points", "sweep", "SweepResult"]
@@ -66,6 +66,7 @@ def grid_points(scenario: Scenario, vary: list[tuple[str, list[Any]]]) -> list[t
         overrides = dict(zip(fields, combo))
         try:
             sc = scenario.with_overrides(overrides)
+            check_arms_filled(sc)
         except ScenarioError as exc:
             where = ", ".join(f"{k}={v}" for k, v in overrides.items())
             raise ScenarioError(f"--vary {where}: {exc.field + ': ' if exc.field else ''}{exc.bare_message}") from None

@@ -34,7 +34,7 @@ from counterfeed.core.progress import WorldProgress
 from counterfeed.core.randomness import Keys
 from counterfeed.core.results import RunResult
 from counterfeed.core.rundir import RunDirectory, save_run
-from counterfeed.core.scenario import Scenario, load_scenario
+from counterfeed.core.scenario import Scenario, check_arms_filled, load_scenario
 from counterfeed.core._guard import call_plugin
 from counterfeed.core.scoring import score_estimates
 from counterfeed.core.shard import open_shards
@@ -244,6 +244,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
     """
     t_start = time.perf_counter()
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    check_arms_filled(sc)  # before simulating: the estimates would fail after every world
     say = log or ((lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)))
     registry = get_registry()
     plan = resolve(sc, registry)

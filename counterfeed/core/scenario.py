@@ -21,7 +21,7 @@ from counterfeed.errors import ScenarioError
 __all__ = ["Scenario", "load_scenario", "parse_duration", "validation_message", "PluginSpec",
            "format_duration", "ArmSpec", "MetricSpec", "AnalysisSpec", "SegmentSpec", "PopulationSpec",
            "PhaseSpec", "AllocationSpec", "ExperimentSpec", "OutputSpec", "DEFAULT_METRICS", "Duration",
-           "PositiveDuration", "MAX_BYTES"]
+           "PositiveDuration", "MAX_BYTES", "check_arms_filled"]
 
 #: larger files are refused before parsing (a scenario is a few kilobytes)
 MAX_BYTES = 5_000_000
@@ -43,6 +43,35 @@ def load_scenario(source: str | Path, *, text: str | None = None) -> Scenario:
     except YamlProblem as exc:
         raise ScenarioError(exc.message, file=file, line=exc.line) from None
     return Scenario.from_dict(data, file=file, lines=lines, source=text)
+
+
+def check_arms_filled(scenario: Scenario) -> None:
+    """Raise a located ScenarioError when a randomized experiment's A/B world cannot give every arm
+    the users its estimates need: an arm with split share 0 never gets a user (under adaptive
+    allocation neither: it updates its starting split only once every arm has 2 users), nor do fewer
+    than 2 users per arm suffice (``analysis: []`` without phases estimates nothing).
+
+    Phases split their users afresh among their control and challengers by their shares: phase 0's
+    arms need a share above 0 (its sample-ratio check divides by their sum), and a later phase's
+    control, a winner, had users, so a challenger with share 0 gets none. An arm in no phase is not
+    used and may have share 0."""
+    exp = scenario.experiment
+    if getattr(exp.assignment, "mechanism", "randomized") != "randomized":
+        return  # a mechanism decides who is treated: no split
+    share = {a: float(exp.split[a]) for a in scenario.arms}
+    groups = [set(p.challengers) if p.challengers else set(scenario.arms) for p in exp.phases or []]
+    groups = [groups[0] | {scenario.control}, *groups[1:]] if groups else [set(scenario.arms)]
+    if not any(share[a] > 0 for a in groups[0]):
+        names = ", ".join(a for a in scenario.arms if a in groups[0])
+        raise scenario.error(f"every arm of phase 0 ({names}) has share 0 (expected a share above 0 for at least "
+                             "one)", "experiment.split")
+    for arm in (a for a in scenario.arms if share[a] == 0.0 and any(a in g for g in groups)):
+        raise scenario.error(f"share 0: arm '{arm}' would never get a user (expected a share above 0; to leave "
+                             "the arm out, remove it from experiment.arms)", f"experiment.split.{arm}")
+    arms, users = max(len(g) for g in groups), scenario.population.users  # a later phase: and its control
+    if (scenario.analysis or exp.phases) and users < 2 * arms:  # every phase ends in an estimate
+        raise scenario.error(f"{users} users for {arms} arms: the estimates need at least 2 users in every arm "
+                             f"(expected at least {2 * arms})", "population.users")
 
 
 def _read_text(p: Path, file: str) -> str:

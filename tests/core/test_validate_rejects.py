@@ -75,3 +75,90 @@ def test_validate_lists_schema_and_plugin_option_problems_in_one_pass(here, caps
                                  (7, "experiment.arms.b.diversity", "must be finite (got nan)")]:
         assert f"nanopt.yaml:{line}: {field}: " in err and message in err, (field, err)
     assert "less than 1 (got nan)" not in err
+
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "scenarios" / "quickstart.yaml"
+SCENARIOS = QUICKSTART.parent
+
+#: --set options -> the message validate and run give (before anything is simulated)
+ARM_CASES = [
+    (["experiment.split.control=1.0", "experiment.split.treatment=0.0"],
+     "Error: --set: experiment.split.treatment: share 0: arm 'treatment' would never get a user (expected a share "
+     "above 0; to leave the arm out, remove it from experiment.arms)"),
+    (["population.users=2"], "Error: --set: population.users: 2 users for 2 arms: the estimates need at least 2 "
+                             "users in every arm (expected at least 4)"),
+    (["population.users=3"], "Error: --set: population.users: 3 users for 2 arms: the estimates need at least 2 "
+                             "users in every arm (expected at least 4)"),
+]
+
+
+@pytest.mark.parametrize("sets, message", ARM_CASES)
+def test_an_arm_that_cannot_get_users_is_rejected_by_validate_and_by_run_before_simulating(sets, message, here,
+                                                                                             capsys):
+    """A zero share or too few users used to pass validate and fail run after every world was simulated."""
+    import time
+
+    options = [arg for s in sets for arg in ("--set", s)]
+    rc, err = _cli(capsys, "validate", str(QUICKSTART), *options)
+    assert rc == 2 and message in err, err
+    start = time.monotonic()
+    rc, err = _cli(capsys, "run", str(QUICKSTART), *options, "--quiet")
+    assert rc == 2 and message in err, err
+    assert time.monotonic() - start < 20  # simulating the worlds took ~30 s before
+    assert not (here / "runs").exists()
+
+
+def test_a_zero_share_written_in_the_file_is_located_at_its_line(here, capsys):
+    text = QUICKSTART.read_text().replace("  split: {control: 0.5, treatment: 0.5}", "  split: {control: 1.0, treatment: 0}")
+    line = text.splitlines().index("  split: {control: 1.0, treatment: 0}") + 1
+    path = here / "zero.yaml"
+    path.write_text(text)
+    rc, err = _cli(capsys, "validate", str(path))
+    assert rc == 2 and f"zero.yaml:{line}: experiment.split.treatment: share 0: arm 'treatment'" in err, err
+
+
+#: zero shares and populations that cannot fill every arm, whatever assigns the users
+ARM_FILE_CASES = [
+    # adaptive allocation updates its starting split only once every arm has 2 users
+    ("adaptive_thompson.yaml", ["experiment.split.control=1.0", "experiment.split.treatment=0.0"],
+     "experiment.split.treatment: share 0: arm 'treatment' would never get a user"),
+    # phases split users by the shares of the phase's arms (phase 0: control and greedy)
+    ("phases_rollout.yaml", ["experiment.phases[0].challengers=[greedy]", "experiment.split.control=0.5",
+                             "experiment.split.greedy=0.0", "experiment.split.thompson=0.5"],
+     "experiment.split.greedy: share 0: arm 'greedy' would never get a user"),
+    ("phases_rollout.yaml", ["experiment.split.control=0.5", "experiment.split.greedy=0.5",
+                             "experiment.split.thompson=0.0"],  # no challengers: every arm in every phase
+     "experiment.split.thompson: share 0"),
+    # phase 1's control is phase 0's winner (control or greedy, share above 0): thompson gets nobody
+    ("phases_rollout.yaml", ["experiment.phases[0].challengers=[greedy]", "experiment.phases[1].challengers=[thompson]",
+                             "experiment.phases[2].challengers=[thompson]", "experiment.split.control=0.5",
+                             "experiment.split.greedy=0.5", "experiment.split.thompson=0.0"],
+     "experiment.split.thompson: share 0"),
+    # phase 0's sample-ratio check divides by its arms' shares
+    ("phases_rollout.yaml", ["experiment.phases[0].challengers=[greedy]", "experiment.split.control=0.0",
+                             "experiment.split.greedy=0.0", "experiment.split.thompson=1.0"],
+     "experiment.split: every arm of phase 0 (control, greedy) has share 0 (expected a share above 0 for at least one)"),
+    ("phases_rollout.yaml", ["population.users=5"],  # its phases estimate though analysis is []
+     "population.users: 5 users for 3 arms: the estimates need at least 2 users in every arm (expected at least 6)"),
+]
+
+
+@pytest.mark.parametrize("path, sets, message", ARM_FILE_CASES)
+def test_zero_shares_under_allocation_and_phases_are_rejected(path, sets, message, capsys):
+    rc, err = _cli(capsys, "validate", str(SCENARIOS / path), *[arg for s in sets for arg in ("--set", s)])
+    assert rc == 2 and f"Error: --set: {message}" in err, err
+
+
+@pytest.mark.parametrize("path, sets", [
+    # the shares of an observational mechanism's arms are not a split (it decides who is treated)
+    ("staggered_rollout.yaml", ["population.users=10"]),
+    # thompson is in no phase: not used
+    ("phases_rollout.yaml", ["population.users=200", "experiment.phases=[{duration: 3d, challengers: [greedy]}]",
+                             "experiment.split.control=0.5", "experiment.split.greedy=0.5",
+                             "experiment.split.thompson=0.0"]),
+    ("quickstart.yaml", ["population.users=4"]),  # 2 users per arm possible
+    ("quickstart.yaml", ["population.users=2", "analysis=[]"]),  # no estimates: no arm size needed
+], ids=["mechanism", "arm-in-no-phase", "four-users", "no-analysis"])
+def test_shares_and_populations_that_may_fill_every_arm_still_validate(path, sets, capsys):
+    main(["validate", str(SCENARIOS / path), *[arg for s in sets for arg in ("--set", s)]])
+    assert capsys.readouterr().out.startswith("ok: ")
