@@ -136,9 +136,7 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
     from counterfeed.core.runner import run
 
     sc = _scenario_with_options(scenario, sets, shards, scheduler, {"output.report": False} if no_report else {})
-    if workers is not None and sc.execution.scheduler:
-        raise click.UsageError(f"--workers: the Dask cluster at {sc.execution.scheduler} (execution.scheduler) "
-                               "brings its own workers; --workers sets the processes of a run on this machine")
+    _check_workers(workers, sc)
     fmt = "json" if as_json else fmt
     result = run(sc, output_dir=out, write=True, quiet=quiet, workers=workers)  # progress: stderr
     gc.freeze()  # the run's objects live until exit: no collection (nor the one at exit) scans them again
@@ -155,6 +153,13 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
         click.echo(_json.dumps(doc, indent=2))
         return
     _print_result(result)
+
+
+def _check_workers(workers: int | None, sc: Any) -> None:
+    """``--workers`` with an existing Dask cluster is a usage error (``run`` and ``validate``)."""
+    if workers is not None and sc.execution.scheduler:
+        raise click.UsageError(f"--workers: the Dask cluster at {sc.execution.scheduler} (execution.scheduler) "
+                               "brings its own workers; --workers sets the processes of a run on this machine")
 
 
 def _scenario_with_options(path: str, sets: tuple[str, ...], shards: int | None, scheduler: str | None,
@@ -282,12 +287,13 @@ def _print_closed_loop(console: Any, manifest: dict[str, Any]) -> None:
               help="Override a scenario field as `run --set` would (repeatable).")
 @click.option("--shards", type=click.IntRange(min=1, max=1024), help="As `run --shards` (execution.shards).")
 @click.option("--scheduler", metavar="ADDRESS", help="As `run --scheduler` (execution.scheduler).")
+@click.option("--workers", type=click.IntRange(min=1), help="As `run --workers`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved scenario as JSON.")
 def validate_command(scenario: str, sets: tuple[str, ...], shards: int | None, scheduler: str | None,
-                     as_json: bool) -> None:
+                     workers: int | None, as_json: bool) -> None:
     """Check a scenario (schema, plugin names, plugin options) without running it.
 
-    With ``--set``, ``--shards`` or ``--scheduler``, the scenario is checked with what ``run`` would
+    With ``--set``, ``--shards``, ``--scheduler`` or ``--workers``, the scenario is checked with what ``run`` would
     apply for the same options, so whatever that run would reject is rejected here first. (Whether a
     scheduler answers is known only when a run connects to it.)
 
@@ -299,6 +305,7 @@ def validate_command(scenario: str, sets: tuple[str, ...], shards: int | None, s
     from counterfeed.core.plan import resolve
 
     sc = _scenario_with_options(scenario, sets, shards, scheduler, {})
+    _check_workers(workers, sc)
     resolve(sc)
     if as_json:
         click.echo(_json.dumps(sc.to_dict(), indent=2))

@@ -113,6 +113,12 @@ def _finish(result: Any, *, title: str, extra: list[str], as_json: bool, quiet: 
             console.print(f"warning: {r.estimator} · {r.metric} · {r.arm}: {r.zero_width} of {r.replications} "
                           "replications reported a zero-width interval (no observed variance): its coverage "
                           "says little", markup=False, highlight=False, soft_wrap=True)
+        ub = result.summary[result.summary.get("unbounded", 0) > 0] if "unbounded" in result.summary else []
+        for r in (ub.itertuples(index=False) if len(ub) else []):
+            console.print(f"warning: {r.estimator} · {r.metric} · {r.arm} · {r.estimand}: {r.unbounded} of "
+                          f"{r.replications} replications reported an unbounded interval, counted as covering; "
+                          "the mean width, se and MDE are over the bounded ones", markup=False, highlight=False,
+                          soft_wrap=True)
         console.print(f"[dim]{payload['completed']} replications ({payload['computed_now']} computed now) "
                       f"in {result.out_dir}[/dim]")
     if result.errors:

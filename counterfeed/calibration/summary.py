@@ -16,7 +16,11 @@ For a group of replications of one (estimator, metric, arm, estimand, segment), 
   with each replication's standard error read from its interval width,
   :math:`\\mathrm{se}_r = (u_r - l_r) / (2 z_{1-\\alpha/2})` (exact for symmetric normal intervals);
 - ``zero_width``: how many replications reported an interval of zero width (up to rounding); such an
-  interval covers only by the rounding tolerance and is a warning sign (no observed variance).
+  interval covers only by the rounding tolerance and is a warning sign (no observed variance);
+- ``unbounded``: how many replications reported an interval with an infinite bound (e.g. a relative
+  lift whose control mean is not distinguishable from 0: Fieller's set is unbounded). Such an interval
+  covers every truth, so it counts as covering, and it has no width: ``mean_width``, ``mean_se`` and
+  ``mde`` are over the bounded intervals only (``calibrate`` says so when any is unbounded).
 
 Coverage is judged up to a few ulps relative to the numbers' scale
 (:func:`counterfeed.core.scoring.covers`): a bound and a truth computed by different sums of the same
@@ -103,6 +107,7 @@ def _group_stats(g: pd.DataFrame) -> dict[str, Any]:
     lo_abs = np.maximum(np.abs(g["lower"].to_numpy(float)), np.abs(g["upper"].to_numpy(float)))[
         np.isfinite((g["upper"] - g["lower"]).to_numpy(float))]
     zero_width = int(np.sum(width <= COVER_ULPS * np.finfo(float).eps * lo_abs))
+    unbounded = int(np.sum(np.isinf(g["lower"].to_numpy(float)) | np.isinf(g["upper"].to_numpy(float))))
     level = float(g["level"].dropna().mode().iloc[0]) if g["level"].notna().any() else 0.95
     z = float(norm.ppf(0.5 + level / 2))
     rejected = _rejected(g[ok])
@@ -128,6 +133,7 @@ def _group_stats(g: pd.DataFrame) -> dict[str, Any]:
         "mean_se": mean_se,
         "mde": MDE_MULTIPLIER * mean_se,
         "zero_width": zero_width,
+        "unbounded": unbounded,
     }
 
 
@@ -153,5 +159,5 @@ def summarize(frame: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
             rows.append(row)
     cols = by + ["replications", "level", "mean_estimate", "mean_truth", "bias", "rmse", "coverage",
                  "coverage_lower", "coverage_upper", "mean_width", "rejection_rate", "rejection_lower",
-                 "rejection_upper", "mean_se", "mde", "zero_width"]
+                 "rejection_upper", "mean_se", "mde", "zero_width", "unbounded"]
     return pd.DataFrame(rows, columns=cols)

@@ -55,3 +55,12 @@ def test_groups_are_separate_and_sorted():
     recs[0]["estimates"] += recs[1]["estimates"]
     s = summarize(records_frame(recs[:1]))
     assert list(s["estimator"]) == ["a", "z"]
+
+
+def test_unbounded_intervals_are_counted_cover_and_leave_the_width_to_the_bounded_ones():
+    recs = [_rec(0, 1.0, 0.5, 1.5, 0.8, 0.001), _rec(1, 0.2, -math.inf, math.inf, 0.8, 0.40),
+            _rec(2, 0.9, 0.4, 1.4, 0.8, 0.01), _rec(3, 0.7, -math.inf, 1.2, 0.8, 0.03)]
+    s = summarize(records_frame(recs)).iloc[0]
+    assert s["unbounded"] == 2 and s["zero_width"] == 0
+    assert s["coverage"] == 1.0
+    assert s["mean_width"] == pytest.approx(1.0)  # the two bounded intervals

@@ -13,6 +13,7 @@ import pytest
 from counterfeed.cli import main
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "run_rejects"
+ROOT = Path(__file__).resolve().parents[2]
 
 #: input -> (line, field, a fragment of the message)
 CASES = {
@@ -162,3 +163,24 @@ def test_zero_shares_under_allocation_and_phases_are_rejected(path, sets, messag
 def test_shares_and_populations_that_may_fill_every_arm_still_validate(path, sets, capsys):
     main(["validate", str(SCENARIOS / path), *[arg for s in sets for arg in ("--set", s)]])
     assert capsys.readouterr().out.startswith("ok: ")
+
+
+def test_the_python_api_and_calibrate_reject_an_arm_without_users_before_simulating(tmp_path, monkeypatch):
+    """run(), calibrate() and a sweep's grid check the arms too, not only the command line's options."""
+    from counterfeed.calibration.calibrate import calibrate
+    from counterfeed.calibration.sweep import grid_points
+    from counterfeed.core import runner
+    from counterfeed.core.scenario import load_scenario
+    from counterfeed.errors import ScenarioError
+
+    def never(*args, **kwargs):
+        raise AssertionError("simulated")
+
+    monkeypatch.setattr(runner, "_simulate_all", never)
+    sc = load_scenario(ROOT / "scenarios" / "quickstart.yaml").with_overrides(
+        {"experiment.split.control": 1.0, "experiment.split.treatment": 0.0})
+    for call in (lambda: runner.run(sc, write=False), lambda: calibrate(sc, 2, out_dir=tmp_path / "cal")):
+        with pytest.raises(ScenarioError, match=r"experiment\.split\.treatment.*share 0"):
+            call()
+    with pytest.raises(ScenarioError, match=r"--vary population\.users=3: population\.users: 3 users for 2 arms"):
+        grid_points(load_scenario(ROOT / "scenarios" / "quickstart.yaml"), [("population.users", [3, 40])])

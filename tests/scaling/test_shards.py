@@ -445,10 +445,12 @@ def test_workers_with_an_existing_cluster_is_a_usage_error(tmp_path, capsys):
     nothing written (before any connection is tried: the address below answers nothing)."""
     from counterfeed.cli import main
 
-    for args in (["--scheduler", "tcp://127.0.0.1:9"], ["--set", "execution.scheduler=tcp://127.0.0.1:9"]):
+    cases = [(cmd, args) for cmd in ("run", "validate")  # validate takes --workers, rejects it as run does
+             for args in (["--scheduler", "tcp://127.0.0.1:9"], ["--set", "execution.scheduler=tcp://127.0.0.1:9"])]
+    for command, args in cases:
+        extra = ["--out", str(tmp_path / "runs"), "--quiet"] if command == "run" else []
         with pytest.raises(SystemExit) as exit_info:
-            main(["run", str(QUICKSTART), "--workers", "2", "--shards", "2", *args,
-                  "--out", str(tmp_path / "runs"), "--quiet"])
+            main([command, str(QUICKSTART), "--workers", "2", "--shards", "2", *args, *extra])
         assert exit_info.value.code == 2
         assert "Error: --workers: the Dask cluster at tcp://127.0.0.1:9 (execution.scheduler) brings its own " \
                "workers" in capsys.readouterr().err
