@@ -55,8 +55,13 @@ def _read_data(path: str):
     raise click.ClickException(f"DATA '{path}': expected a .csv or .parquet file")
 
 
-def _build(model: str, exogenous: tuple[str, ...], std_lv: bool, priors: tuple[str, ...]):
+def _build(model: str, exogenous: tuple[str, ...], std_lv: bool, priors: tuple[str, ...], data=None):
+    """The checked SEM of MODEL; with ``data``, every variable that is not a latent must be one of its
+    columns first (a missing column would otherwise surface as a wrong identification count)."""
     from counterfeed.sem import SEM
+    from counterfeed.sem.stats import check_columns
+    from counterfeed.sem.syntax import parse_model
+    from counterfeed.sem.table import observed_variables
 
     prior_map = {}
     for spec in priors:
@@ -64,7 +69,10 @@ def _build(model: str, exogenous: tuple[str, ...], std_lv: bool, priors: tuple[s
         prior_map[name.strip()] = dist.strip()
     text, path = _model_text(model)
     try:
-        return SEM(text, exogenous=exogenous, std_lv=std_lv, priors=prior_map)
+        parsed = parse_model(text)
+        if data is not None:
+            check_columns(data, observed_variables(parsed))
+        return SEM(parsed, exogenous=exogenous, std_lv=std_lv, priors=prior_map)
     except CounterfeedError as exc:
         raise click.ClickException(f"{path}: {exc}" if path else str(exc)) from None
 
@@ -135,8 +143,8 @@ def fit(model, data, exogenous, draws, tune, chains, seed, method, density, std_
 
     Example: counterfeed sem fit model.sem users.parquet -x treatment --draws 1000 --out post/
     """
-    m = _build(model, exogenous, std_lv, priors)
     df = _read_data(data)
+    m = _build(model, exogenous, std_lv, priors, data=df)
     progress = _StageProgress(enabled=not quiet)
     try:
         result = m.fit(df, draws=draws, tune=tune, chains=chains, seed=seed, method=method,

@@ -10,10 +10,20 @@ import numpy as np
 from counterfeed.errors import DataError
 from counterfeed.sem.errors import SEMModelError
 
-__all__ = ["SufficientStats", "sufficient_stats", "check_scale", "apply_transforms", "implied_moments",
+__all__ = ["SufficientStats", "sufficient_stats", "check_columns", "check_scale", "apply_transforms", "implied_moments",
            "sufficient_loglik", "simulate"]
 
 _TRANSFORM_RE = re.compile(r"^(log|log1p|sqrt|z)\((.+)\)$")
+
+
+def check_columns(df, names) -> None:
+    """Raise the ``SEMModelError`` of :func:`_column` for the first of ``names`` (variables, possibly
+    transformed) that is not a column of ``df``."""
+    for name in names:
+        m = _TRANSFORM_RE.match(name)
+        col = m.group(2) if m else name
+        if col not in df.columns:
+            _column(df, name)
 
 
 def _column(df, name: str) -> np.ndarray:

@@ -10,7 +10,7 @@ from counterfeed.sem.errors import SEMModelError
 from counterfeed.sem.priors import Prior, parse_prior
 from counterfeed.sem.syntax import ParsedModel, expr_names
 
-__all__ = ["ParamRow", "ParameterTable", "build_table", "DEFAULT_PRIORS"]
+__all__ = ["ParamRow", "ParameterTable", "build_table", "observed_variables", "DEFAULT_PRIORS"]
 
 #: Default priors, on the standardized scale (each observed variable divided by its SD, each latent
 #: on its marker indicator's scale, or unit variance with std_lv). See docs/sem.md.
@@ -100,6 +100,18 @@ class ParameterTable:
             lines.append(f"{rid:>3} {r.lhs:<14}{r.op:<4}{r.rhs:<16}{r.label:<8}{free:<6}"
                          f"{val:>7} {start:>6}  {r.prior}")
         return "\n".join(lines)
+
+
+def observed_variables(parsed: ParsedModel) -> list[str]:
+    """The model's variables that are not latent (``=~`` left-hand sides), in order of appearance:
+    the data columns (possibly transformed, ``log(x)``) the model reads."""
+    latents = {s.lhs for s in parsed.statements if s.op == "=~"}
+    names: list[str] = []
+    for s in parsed.statements:
+        for n in [s.lhs] + [t.name for t in s.terms]:
+            if n != "1" and n not in latents and n not in names:
+                names.append(n)
+    return names
 
 
 def build_table(parsed: ParsedModel, *, exogenous=(), std_lv: bool = False,

@@ -36,6 +36,8 @@ def test_show_file_and_json(tmp_path):
     (["show", "y ~ a*x", "--prior", "nonsense"], "expected NAME=PRIOR"),
     (["fit", "f =~ x1 + x2 + x3", "missing.csv"], "DATA file 'missing.csv' does not exist"),
     (["fit", "f =~ x1 + x2 + nope", str(DATA)], "'nope' is neither a latent variable"),
+    (["fit", "visual =~ x1 + nope", str(DATA)], "'nope' is neither a latent variable"),  # not "not identified"
+    (["fit", "f =~ x1 + x2 + log(nope)", str(DATA)], "'nope' is neither a latent variable"),
     (["fit", HS39, str(DATA), "--method", "magic"], "Invalid value for '--method'"),
 ])
 def test_cli_errors(args, pattern):
