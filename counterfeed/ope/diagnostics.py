@@ -93,9 +93,17 @@ def warnings_for(est: OffPolicyEstimator, d: dict[str, Any]) -> list[str]:
     out: list[str] = []
     m, se = d.get("mean_weight"), d.get("mean_weight_se", float("nan"))
     if m is not None and abs(m - 1) > SAFE["mean_weight_tol"] and not (abs(m - 1) <= SAFE["mean_weight_z"] * se):
-        out.append(f"mean importance weight {m:.3g} (safe range 1 +- {SAFE['mean_weight_tol']:g}): the target "
-                   "gives probability to items the logging policy does not show there, or the propensities are "
-                   f"wrong; IPS is scaled by about {m:.3g}")
+        if m < 1:  # E[w] = 1 - the target's mass where the log shows nothing (Owen 2013, sec. 9.1)
+            out.append(f"mean importance weight {m:.3g} (safe range 1 +- {SAFE['mean_weight_tol']:g}): about "
+                       f"{1 - m:.0%} of the target's probability is on items the logging policy does not show at "
+                       "that round and position (a deterministic logger shows one slate per round), or the "
+                       "propensities are wrong. That part of the value is NOT IDENTIFIED from this log: weighting "
+                       f"estimators cannot see it (IPS is scaled by about {m:.3g}, SNIPS rescales the part it sees) "
+                       "and DM extrapolates to it, so the intervals leave out that bias")
+        else:
+            out.append(f"mean importance weight {m:.3g} (safe range 1 +- {SAFE['mean_weight_tol']:g}): the logged "
+                       "propensities are too small for what the log shows (wrong propensities, or a log filtered "
+                       f"after logging); IPS is scaled by about {m:.3g}")
     n = d["n_impressions"]
     if d.get("uses_weights", True):
         ess = d.get("ess", float(n))

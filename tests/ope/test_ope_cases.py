@@ -188,6 +188,7 @@ def test_diagnostics_outside_safe_ranges_warn(capsys, tmp_path):
     res = {r.estimator: r for r in evaluate(log, target_from_table(log, df), ["ips", "snips", "dr"], clip=2.0)}
     w = " | ".join(res["ips"].diagnostics["warnings"])
     assert "mean importance weight" in w and "items the log never shows" in w and "clipped" in w
+    assert "about 49% of the target's probability" in w and "NOT IDENTIFIED from this log" in w  # 1 - 0.512
     assert res["ips"].diagnostics["unsupported_target_mass"] == pytest.approx(0.5)
     del probs
     # the table and JSON of the CLI carry the same warning lines
