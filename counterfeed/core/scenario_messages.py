@@ -134,8 +134,22 @@ def _problem(err: dict[str, Any], root: type[BaseModel] | None, model: type[Base
         if isinstance(err.get("input"), float) and not math.isfinite(err["input"]) and typ != "finite_number":
             msg = "must be finite"  # NaN compares false with every bound: "less than 1 (got nan)" misleads
         if "input" in err and typ != "value_error" and not isinstance(err["input"], (dict, list)):
-            msg = f"{msg} (got {err['input']!r})"
+            msg = f"{msg} (got {_shown(err['input'])})"
     return Problem(path, msg)
+
+
+#: a value longer than this is shown by its start and its length in a message
+_SHOWN_CHARS = 80
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, or for a long one its first characters and its length: a message names the
+    value, it does not repeat a 5,000-character string."""
+    text = repr(value)
+    if len(text) <= _SHOWN_CHARS:
+        return text
+    size = f"{len(value):,} characters" if isinstance(value, str) else f"{len(text):,} characters as written"
+    return f"{text[:_SHOWN_CHARS]}... ({size})"
 
 
 def _relevant(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -184,3 +184,15 @@ def test_the_python_api_and_calibrate_reject_an_arm_without_users_before_simulat
             call()
     with pytest.raises(ScenarioError, match=r"--vary population\.users=3: population\.users: 3 users for 2 arms"):
         grid_points(load_scenario(ROOT / "scenarios" / "quickstart.yaml"), [("population.users", [3, 40])])
+
+
+def test_a_very_long_bad_value_is_shown_by_its_start_and_length():
+    from counterfeed.core.scenario import load_scenario
+    from counterfeed.errors import ScenarioError
+
+    text = (ROOT / "scenarios" / "quickstart.yaml").read_text().replace("name: quickstart", "name: " + "a" * 5000 + "!")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario("long.yaml", text=text)
+    msg = str(info.value)
+    assert "long.yaml" in msg and "name" in msg and "(5,001 characters)" in msg
+    assert len(msg) < 400
