@@ -34,7 +34,8 @@ from counterfeed.core.plugins import get_registry
 from counterfeed.core.results import RunResult
 from counterfeed.errors import CounterfeedError
 
-__all__ = ["Assessed", "assess", "headline", "main_estimates", "mechanism_of", "reports_naive"]
+__all__ = ["Assessed", "assess", "confounded_warning", "flag_confounded", "headline", "main_estimates",
+           "mechanism_of", "reports_naive", "NAIVE_KEYS"]
 
 #: estimands whose A/B-world contrast can be computed from per-user outcomes
 _CONTRASTS: dict[str, Callable[[float, float], float]] = {
@@ -171,10 +172,16 @@ def headline(result: RunResult, assessed: list[Assessed] | None = None) -> list[
     return out
 
 
+#: the diagnostics in which an estimator that models a non-randomized design reports the naive
+#: comparison beside its own (the observational estimators; ``did-staggered``: the whole period)
+NAIVE_KEYS = ("naive", "naive_whole_period")
+
+
 def reports_naive(e: Estimate) -> bool:
-    """An observational estimator: it reports the naive comparison beside its own (``naive``,
-    ``naive_whole_period``)."""
-    return any(str(k).startswith("naive") for k in e.diagnostics)
+    """An estimator that models the assignment design: it reports the naive comparison beside its
+    own in one of :data:`NAIVE_KEYS`. Other ``naive_*`` diagnostics (``sequential``'s fixed-horizon
+    bounds, ``adaptive-ipw``'s unweighted point) do not make an estimate design-based."""
+    return any(k in (e.diagnostics or {}) for k in NAIVE_KEYS)
 
 
 def mechanism_of(scenario: Any) -> str:

@@ -86,3 +86,23 @@ def test_estimators_put_the_warning_on_the_estimate():
     assert any("no variation" in w for w in normal.diagnostics["warnings"])
     s2 = 0.8 * 0.2 * 50 / 49
     assert normal.diagnostics["se"] == pytest.approx(math.sqrt(s2 / 6 + s2 / 50), rel=1e-12)
+
+
+def test_the_sequential_estimate_says_so_too():
+    """sequential's always-valid interval uses the same Welch comparison at each look: the final
+    estimate carries the warning, and the looks where an arm was constant are counted."""
+    from counterfeed.plugins.estimators.sequential import SequentialDifference, sequential_path
+
+    n = 40
+    arm = np.array(["treatment"] * 6 + ["control"] * (n - 6))
+    rng = np.random.default_rng(5)
+    day1 = np.r_[np.ones(6), rng.integers(0, 3, n - 6)].astype(float)
+    day2 = day1 + np.r_[np.full(6, 2.0), rng.integers(0, 3, n - 6)]  # treatment still constant
+    day3 = day2 + np.r_[np.arange(6.0), rng.integers(0, 3, n - 6)]  # now it varies
+    exposed = np.ones((3, n), dtype=bool)
+    path = sequential_path(np.vstack([day1, day2, day3]), arm, exposed, "treatment", "control", 0.95, n)
+    assert [bool(p.get("warnings")) for p in path] == [True, True, False]
+    est = SequentialDifference()._final("clicks", "treatment", "control", 0.95, path)
+    assert any("at 2 of 3 looks (days 1, 2)" in w for w in est.diagnostics["warnings"])
+    last_constant = SequentialDifference()._final("clicks", "treatment", "control", 0.95, path[:2])
+    assert any("show no variation" in w for w in last_constant.diagnostics["warnings"])

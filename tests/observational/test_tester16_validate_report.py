@@ -123,3 +123,19 @@ def test_the_confounding_warning_is_on_each_naive_row_of_the_output(tmp_path):
     plain = _naive()
     flag_confounded([plain], "randomized")
     assert "warnings" not in plain.diagnostics
+
+
+def test_other_naive_diagnostics_do_not_make_an_estimate_design_based():
+    """sequential's naive_lower/naive_upper and adaptive-ipw's naive_point are not the observational
+    estimators' naive comparison: under selection such estimates get the warning and never lead."""
+    from counterfeed.core.findings import confounded_warning, flag_confounded, reports_naive
+
+    seq = Estimate("sequential", "clicks", "treatment", "control", 2.5, 1.0, 4.0,
+                   diagnostics={"naive_lower": 1.2, "naive_upper": 3.8, "naive_rejected_any_day": True})
+    ipw = Estimate("adaptive-ipw", "clicks", "treatment", "control", 2.4, 1.1, 3.7, diagnostics={"naive_point": 2.6})
+    assert not reports_naive(seq) and not reports_naive(ipw)
+    flag_confounded([seq, ipw], "selection")
+    assert all(confounded_warning("selection") in e.diagnostics["warnings"] for e in (seq, ipw))
+    lines = headline(_result("observational_selection", [seq]))
+    assert lines[0].startswith("Assignment was not randomized (mechanism: selection): the estimate below is a "
+                               "naive comparison")

@@ -73,7 +73,8 @@ def sequential_path(values: np.ndarray, arm: np.ndarray, exposed: np.ndarray, tr
         f = (float(exposed[d].sum()) / n_all) if (scale and denominators is None) else 1.0
         path.append({"day": d + 1, "n": int(n), "point": f * cmp.point,
                      "lower": f * (cmp.point - radius), "upper": f * (cmp.point + radius),
-                     "naive_lower": f * cmp.lower, "naive_upper": f * cmp.upper})
+                     "naive_lower": f * cmp.lower, "naive_upper": f * cmp.upper,
+                     **({"warnings": list(cmp.warnings)} if cmp.warnings else {})})
     return path
 
 
@@ -173,6 +174,12 @@ class SequentialDifference(Estimator):
                 "looks": len(path), "rejected_any_day": bool(rej), "first_rejection_day": rej[0] if rej else None,
                 "naive_rejected_any_day": bool(naive), "naive_first_rejection_day": naive[0] if naive else None,
                 "naive_lower": last["naive_lower"], "naive_upper": last["naive_upper"]}
+        guarded = [r["day"] for r in path if r.get("warnings")]
+        if guarded:  # an arm without variation at some looks: its variance was the other arm's (_stats.welch)
+            diag["warnings"] = [*last.get("warnings", []), *(
+                [f"at {len(guarded)} of {len(path)} looks (days {', '.join(map(str, guarded[:10]))}"
+                 f"{', ...' if len(guarded) > 10 else ''}) one arm's users showed no variation; its variance "
+                 "was taken as the other arm's there"] if guarded != [last["day"]] else [])]
         return Estimate(estimator=self.name, metric=metric, arm=arm, control=control, point=last["point"],
                         lower=last["lower"], upper=last["upper"], level=level, diagnostics=diag)
 
