@@ -37,7 +37,9 @@ narrower than :data:`ROUNDING_TOL` times the size of the terms (:func:`_rounding
 rounding of sums that cancel is no variance. When every reward equals a constant ``c`` the default reward
 model predicts ``c`` exactly, so DM and every DR variant estimate ``c`` (exactly for ``c`` = 0 and 1; to
 rounding of the target's probabilities, which sum to 1, otherwise), with no interval. With binary rewards the value lies in
-[0, 1] and the interval is intersected with [0, 1] (which cannot lower its coverage).
+[0, 1] and the interval is intersected with [0, 1] (which cannot lower its coverage); a point outside
+[0, 1] (a DR-type correction that overshoots) is reported as its projection onto [0, 1], with a warning
+and the raw value in ``diagnostics["point_raw"]``.
 
 Percentile bootstrap intervals need at least :func:`min_bootstrap_draws` draws: fewer leave no draw
 beyond an endpoint (the endpoint is then the extreme draw, or an interpolation toward it).
@@ -328,6 +330,13 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
         if binary and kind != "none" and math.isfinite(lo) and math.isfinite(hi):
             if lo <= 1.0 and hi >= 0.0:
                 lo, hi = max(lo, 0.0), min(hi, 1.0)  # binary rewards: the value lies in [0, 1]
+                if math.isfinite(value) and not 0.0 <= value <= 1.0:  # DR-type corrections can overshoot
+                    diag["point_raw"] = value
+                    value = min(max(value, 0.0), 1.0)  # the projection is closer to every value in [0, 1]
+                    notes.append(f"the estimate {diag['point_raw']:.4g} lies outside [0, 1], where the mean of a "
+                                 f"binary reward must lie; reported as {value:g}, its projection onto [0, 1], "
+                                 "so that the interval (intersected with [0, 1]) contains it (raw value: "
+                                 "diagnostics point_raw)")
             else:
                 notes.append(f"the whole interval [{lo:.4g}, {hi:.4g}] lies outside [0, 1], where the mean of a "
                              "binary reward must lie: the weights do not describe the logging and target policies")

@@ -135,3 +135,25 @@ def test_cli_example_log_has_intervals():
     widths = {n: r["upper"] - r["lower"] for n, r in res.items() if r["lower"] is not None}
     assert {"ips", "snips", "dr"} <= set(widths), res
     assert all(w > 1e-6 for w in widths.values()), widths
+
+
+def test_a_point_outside_0_1_is_projected_so_that_its_interval_contains_it(tmp_path):
+    """One click in the example log: DR's correction overshoots below 0. With binary rewards the
+    interval is intersected with [0, 1]; the point is projected onto [0, 1] too (raw value kept), so
+    no estimate lies outside its own interval."""
+    df = pd.read_csv(EXAMPLE)
+    df["reward"] = 0
+    df.loc[5, "reward"] = 1
+    path = tmp_path / "one_click.csv"
+    df.to_csv(path, index=False)
+    res = _cli_results(path)
+    projected = 0
+    for name, r in res.items():
+        assert 0.0 <= r["value"] <= 1.0, name
+        if r["lower"] is not None:
+            assert r["lower"] <= r["value"] <= r["upper"], name
+        if "point_raw" in r["diagnostics"]:
+            projected += 1
+            assert not 0.0 <= r["diagnostics"]["point_raw"] <= 1.0
+            assert any("its projection onto [0, 1]" in w for w in r["diagnostics"]["warnings"])
+    assert projected >= 1  # dr's raw point is about -2e-4
