@@ -93,7 +93,9 @@ def execute(store: ReplicationStore, tasks: list[dict[str, Any]], *, executor: E
 
     ``tasks`` are dicts with ``name``, ``index``, ``seed``, ``scenario`` (plain dict), ``replicate``
     and optional ``tags`` (copied into the record). If the first ``abort_after`` results are all
-    failures, the run stops with the first error (a broken scenario fails every replication alike).
+    failures and no replication is stored from before, the run stops with the first error (a broken
+    scenario fails every replication alike; a resumed run whose stored replications succeeded goes on,
+    and its failures are reported as a fresh run's would be).
     """
     report = ExecutionReport(invocation=uuid.uuid4().hex[:12])
     done = set(store.load())
@@ -132,7 +134,7 @@ def execute(store: ReplicationStore, tasks: list[dict[str, Any]], *, executor: E
                 report.computed.append(task["name"])
             if progress is not None:
                 progress.update(bar, advance=1, failed=len(report.failed))
-            if not report.computed and len(report.failed) >= min(abort_after, len(todo)):
+            if not report.computed and not done and len(report.failed) >= min(abort_after, len(todo)):
                 err = store.load_errors().get(report.failed[0], {}).get("error", {})
                 raise CounterfeedError(
                     f"the first {len(report.failed)} {label} all failed; first error "

@@ -115,3 +115,16 @@ def test_two_calibrations_cannot_share_a_directory_at_once(tmp_path):
         (store.dir / ".rep-0.json.tmp-123").write_text("{half")  # as left by a killed writer
     with ReplicationStore(tmp_path, kind="calibrate", scenario_name="x", digest="d") as store:
         assert not list(store.dir.iterdir()) and store.done() == set()
+
+
+def test_a_resume_whose_remaining_replications_fail_summarizes_the_stored_ones(tmp_path):
+    """Stored successes mean the scenario works: the early-abort rule (a broken scenario fails every
+    replication alike) does not apply to a resumed run, which reports its failures as a fresh run does."""
+    sc = fake_scenario(fail_every=3)
+    seeds = replication_seeds(sc.seed, 12)
+    bad = {i for i, s in enumerate(seeds) if s % 3 == 0}
+    first = calibrate(sc, 12, out_dir=tmp_path, replicate=normal_replicate, figures=False)
+    assert set(first.errors) == {f"rep-{i}" for i in bad} and first.completed == 12 - len(bad)
+    again = calibrate(sc, 12, out_dir=tmp_path, replicate=normal_replicate, figures=False)  # retries only the bad
+    assert set(again.errors) == set(first.errors) and again.completed == first.completed
+    assert again.summary.equals(first.summary)
