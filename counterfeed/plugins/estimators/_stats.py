@@ -22,11 +22,30 @@ from counterfeed.errors import ModelError
 
 special = lazy_module("scipy.special")  # imported on first use: keeps start-up light
 
-__all__ = ["ArmStats", "Comparison", "mean_stats", "ratio_stats", "welch", "one_constant_arm", "relative_lift",
+__all__ = ["ArmStats", "Comparison", "FEW_USERS", "few_users_warning", "mean_stats", "ratio_stats", "welch", "one_constant_arm", "relative_lift",
            "normal_interval", "where", "select_metrics", "iter_groups", "arm_values",
            "ratio_columns", "SmallGroup", "not_identified_segment"]
 
 _TINY = 1e-12
+
+#: below this many users in the smaller arm, an estimate warns that its interval is rough
+FEW_USERS = 10
+
+
+def few_users_warning(n_t: int, n_c: int, df: float | None = None) -> list[str]:
+    """The warning on an interval from a small arm (fewer than :data:`FEW_USERS` users), else none.
+
+    Why: the t interval assumes roughly normal arm means. With a handful of users and a skewed
+    metric it undercovers even with both arms varying (an A/A calibration of ``clicks`` with about
+    5 users in the smaller arm covered 90% at 95%, 300 replications), and no estimate of the
+    variance from so few users is reliable."""
+    n = min(n_t, n_c)
+    if n >= FEW_USERS:
+        return []
+    on = f" with t quantiles on {df:.3g} degrees of freedom" if df is not None and math.isfinite(df) else ""
+    return [f"only {n} users in the smaller arm ({n_t} and {n_c}): the interval{on} rests on a central limit "
+            f"theorem and a variance estimated from very few users; with a skewed metric it can undercover, so "
+            f"read it as rough"]
 
 
 class SmallGroup(ModelError):

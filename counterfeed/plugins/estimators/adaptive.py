@@ -13,10 +13,7 @@ from counterfeed.core.estimation import (AnalysisData, Estimate, Estimator, Esti
                                          EstimatorTags)
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import DataError, ModelError
-from counterfeed.plugins.estimators._stats import normal_interval
-
-#: below this many users in an arm, the estimate warns that its interval is rough
-_FEW = 10
+from counterfeed.plugins.estimators._stats import few_users_warning, normal_interval
 
 __all__ = ["AdaptiveIPW", "AdaptiveIPWOptions", "assignment_probabilities", "ipw_difference"]
 
@@ -145,11 +142,9 @@ class AdaptiveIPW(Estimator):
                         "min_probability": float(np.nanmin(probs[:, [ti, ci]])),
                         "weights": "hajek" if self.options.normalized else "horvitz-thompson",
                         "adaptive": bool(data.adaptive_assignment), "n_treatment": n_t, "n_control": n_c}
-                if min(n_t, n_c) < _FEW:
-                    diag["warnings"] = [
-                        f"only {min(n_t, n_c)} users in the smaller arm: the interval rests on a central limit "
-                        f"theorem (with t quantiles on {df:g} degrees of freedom) and its variance estimate on "
-                        f"{n_t} and {n_c} users; read it as rough"]
+                few = few_users_warning(n_t, n_c, df)
+                if few:
+                    diag["warnings"] = few
                 out.append(Estimate(estimator=self.name, metric=mname, arm=treat, control=data.control,
                                     point=tau, lower=cmp.lower, upper=cmp.upper, level=level,
                                     p_value=cmp.p_value, diagnostics=diag))

@@ -30,7 +30,7 @@ from counterfeed.core.contracts import MetricInfo
 from counterfeed.core.estimation import AnalysisData, Estimate, Estimator, EstimatorOptions, EstimatorTags
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import ModelError
-from counterfeed.plugins.estimators._stats import (ArmStats, Comparison, SmallGroup, arm_values,
+from counterfeed.plugins.estimators._stats import (ArmStats, Comparison, SmallGroup, arm_values, few_users_warning,
                                                    iter_groups, mean_stats, not_identified_segment, ratio_columns,
                                                    ratio_stats, relative_lift, select_metrics,
                                                    welch, where, require_comparison)
@@ -104,12 +104,13 @@ class _ArmComparisons(Estimator):
                     **{f"{k}_treatment": v for k, v in t.extra.items()},
                     "correction": corr, "family_level": level, "interval_level": ilevel,
                     "n_comparisons": len(treatments), **common, **per_arm.get(arm, {})}
-            warn_d = [*base.get("warnings", []), *diffs[i].warnings]
+            few = few_users_warning(t.n, control.n, diffs[i].df)
+            warn_d = [*base.get("warnings", []), *diffs[i].warnings, *few]
             out.append(self._estimate(data, metric, arm, segment, "difference", diffs[i],
                                       float(p_diff[i]), {**base, "warnings": warn_d} if warn_d else base))
             r = rels[i]
             if r is not None:
-                warn = [*base.get("warnings", []), *lifts[i][1]]
+                warn = [*base.get("warnings", []), *lifts[i][1], *few]
                 out.append(self._estimate(data, metric, arm, segment, "relative", r, float(p_rel[i]),
                                           {**base, "warnings": warn} if warn else base))
         return out
