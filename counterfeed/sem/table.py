@@ -102,28 +102,33 @@ class ParameterTable:
         return "\n".join(lines)
 
 
-def observed_variables(parsed: ParsedModel) -> list[str]:
-    """The model's variables that are not latent (``=~`` left-hand sides), in order of appearance:
-    the data columns (possibly transformed, ``log(x)``) the model reads."""
-    latents = {s.lhs for s in parsed.statements if s.op == "=~"}
+def _variable_names(parsed: ParsedModel) -> list[str]:
+    """Every variable the statements name (latent or observed), in order of first appearance."""
     names: list[str] = []
     for s in parsed.statements:
         for n in [s.lhs] + [t.name for t in s.terms]:
-            if n != "1" and n not in latents and n not in names:
+            if n != "1" and n not in names:
                 names.append(n)
     return names
+
+
+def _latents(parsed: ParsedModel) -> list[str]:
+    return list(dict.fromkeys(s.lhs for s in parsed.statements if s.op == "=~"))
+
+
+def observed_variables(parsed: ParsedModel) -> list[str]:
+    """The model's variables that are not latent (``=~`` left-hand sides), in order of appearance:
+    the data columns (possibly transformed, ``log(x)``) the model reads."""
+    latents = set(_latents(parsed))
+    return [n for n in _variable_names(parsed) if n not in latents]
 
 
 def build_table(parsed: ParsedModel, *, exogenous=(), std_lv: bool = False,
                 priors: dict | None = None) -> ParameterTable:
     """Build and check the parameter table (lavaan defaults; see docs/sem.md)."""
     exogenous = list(dict.fromkeys(exogenous or ()))
-    latents = list(dict.fromkeys(s.lhs for s in parsed.statements if s.op == "=~"))
-    names_in_order: list[str] = []
-    for s in parsed.statements:
-        for n in [s.lhs] + [t.name for t in s.terms]:
-            if n != "1" and n not in names_in_order:
-                names_in_order.append(n)
+    latents = _latents(parsed)
+    names_in_order = _variable_names(parsed)
     for lv in latents:
         if "(" in lv:
             raise SEMModelError(f"latent '{lv}' cannot have a transform; transforms apply to data "
