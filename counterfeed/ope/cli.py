@@ -144,6 +144,7 @@ def _run(log_path, policy, options, fit_path, target_probs, estimators, columns,
 
 
 def _print_table(results, log_path) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     first = results[0]
@@ -156,8 +157,9 @@ def _print_table(results, log_path) -> None:
     notes: list[str] = []
     for r in results:
         d = r.diagnostics
-        interval = "none" if r.interval == "none" else f"[{_fmt(r.lower)}, {_fmt(r.upper)}]"
-        table.add_row(r.estimator, _fmt(r.value), interval, _fmt(r.se), f"{d['ess']:.0f}",
+        interval = "none" if r.interval == "none" else escape(f"[{_fmt(r.lower)}, {_fmt(r.upper)}]")
+        se = _fmt(r.se) if math.isfinite(r.se) else "none"
+        table.add_row(r.estimator, _fmt(r.value), interval, se, f"{d['ess']:.0f}",
                       f"{d['mean_weight']:.3g}", f"{d['max_weight']:.3g}", f"{d['clipped_share']:.1%}")
         if r.interval not in ("analytic", "none"):
             notes.append(f"{r.estimator}: interval by {r.interval}")

@@ -13,6 +13,10 @@ The safe ranges (documented in docs/ope.md, section "Warnings"):
 - ``unsupported_target_mass``: the target's mean probability on items the log never shows. Warned
   above 0.01: weighting estimators cannot see those items (bias); DM extrapolates to them.
 - ``clipped_share``: share of weights clipped at ``clip``. Warned above 0.01 (a downward bias).
+- ``reward_events`` (binary rewards only): impressions with reward 1, and ``reward_nonevents`` with
+  reward 0. Warned, on an estimate that reports an interval, when either is below 10: with so few events
+  the normal/t and bootstrap intervals do not keep their level (for one binomial proportion: Brown, Cai
+  & DasGupta 2001, *Statistical Science* 16(2); the same holds for the weighted means here).
 - ``switched_share`` (switch-dr): share of positive weights above ``tau``, replaced by DM. When no
   weight is left (``uses_weights`` false: switch-dr with every positive weight above ``tau``, DR-OS with
   ``lam = 0``) the estimator *is* DM here: said in a warning, and it gets DM's interval.
@@ -30,11 +34,11 @@ import numpy as np
 
 from counterfeed.ope.estimators import OffPolicyEstimator, SwitchDoublyRobust, Units
 
-__all__ = ["diagnostics", "warnings_for", "SAFE", "kish_ess"]
+__all__ = ["diagnostics", "warnings_for", "rare_events_warning", "SAFE", "kish_ess"]
 
 #: documented safe ranges (see module docstring)
 SAFE = {"mean_weight_tol": 0.1, "mean_weight_z": 3.0, "ess_min": 30.0, "ess_share_min": 0.01,
-        "zero_support_max": 0.99, "unsupported_mass_max": 0.01, "clipped_max": 0.01}
+        "zero_support_max": 0.99, "unsupported_mass_max": 0.01, "clipped_max": 0.01, "events_min": 10}
 
 
 def _mean_weight_se(u: Units, scale: float) -> float:
@@ -129,3 +133,18 @@ def warnings_for(est: OffPolicyEstimator, d: dict[str, Any]) -> list[str]:
         out.append(f"{est.name} equals DM here: {why}; its interval is DM's (reward model refitted per "
                    "bootstrap draw)")
     return out
+
+
+def rare_events_warning(d: dict[str, Any]) -> str | None:
+    """The warning for an interval from a binary reward with fewer than ``SAFE["events_min"]`` impressions of
+    either outcome (``d["reward_events"]``, ``d["reward_nonevents"]``; see the module docstring), or None."""
+    if "reward_events" not in d:
+        return None
+    ones, zeros = d["reward_events"], d["reward_nonevents"]
+    k, outcome = (ones, 1) if ones <= zeros else (zeros, 0)
+    if k >= SAFE["events_min"]:
+        return None
+    return (f"only {k} of the {ones + zeros} impressions have reward {outcome} (safe range >= "
+            f"{SAFE['events_min']:g} of each outcome for a binary reward): with so few events neither the "
+            "t interval nor the bootstrap keeps its level (both undercover rare events), so read the interval "
+            "as rough")

@@ -69,6 +69,22 @@ class Units:
         out.__dict__.pop("_resid", None)  # the weight-only caches (clipped, switched, shrunk) stay valid
         return out
 
+    def magnitudes(self) -> "Units":
+        """The same units with ``r`` -> ``|r|``, ``q`` -> ``-|q|``, ``dm`` -> ``|dm|`` (weights kept): every
+        built-in estimator's numerator adds ``r`` and ``dm`` and subtracts ``q``, so its terms on these units
+        are the per-round sums of the magnitudes of what it adds up (the size its rounding error scales with)."""
+        import copy
+
+        out = copy.copy(self)
+        out.r = np.abs(self.r)
+        if self.q is not None:
+            out.q = -np.abs(self.q)
+        if self.dm is not None:
+            out.dm = np.abs(self.dm)
+        out._sums = {k: v for k, v in self._sums.items() if k in ("count", "w")}
+        out.__dict__.pop("_resid", None)
+        return out
+
     def per_round(self, x: np.ndarray) -> np.ndarray:
         """Per-round sums of a per-unit array."""
         if self._starts is not None:
@@ -280,7 +296,12 @@ class DoublyRobustWithShrinkage(OffPolicyEstimator):
     def shrunk(self, w: np.ndarray) -> np.ndarray:
         if np.isinf(self.lam):
             return w
-        return self.lam * w / (w * w + self.lam)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = self.lam * w / (w * w + self.lam)
+        big = w > 1e150  # w * w overflows: lam * w / (w^2 + lam) is lam / w to double precision there
+        if big.any():
+            out[big] = self.lam / w[big]
+        return out
 
     def terms(self, u: Units) -> Terms:
         return [(u.dmsum() + u.per_round(self.weights(u) * u.resid), u.counts)]

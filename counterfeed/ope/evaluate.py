@@ -24,7 +24,11 @@ et al. 2018). DM, Switch-DR or DR-OS when no weight is left (they are DM then), 
 estimator when the target puts probability where the log has none (items the log never shows, or a mean
 raw weight clearly below 1: items the logger never shows in those rounds; the model alone extrapolates
 there, and no correction term sees its error) get the refit bootstrap (``model_bootstrap`` draws when
-``bootstrap`` is 0). Neither interval covers a misspecified model's bias.
+``bootstrap`` is 0), and so does every DR-type estimator whose correction uses other weights than the raw
+ones on some weighted unit (DR-OS's shrunk weights, Switch-DR's dropped ones, clipped ones): the weighted
+term then corrects only part of the model's error (:func:`_partial_correction`). Neither interval covers
+a misspecified model's bias. Binary rewards with fewer than 10 events or non-events get a warning on every
+interval (:func:`~counterfeed.ope.diagnostics.rare_events_warning`).
 
 No interval is reported (null bounds, with a warning naming the counts) from fewer than 2 rounds, from
 fewer than :data:`MIN_SUPPORTED_ROUNDS` rounds or an ESS under 2 among the impressions the estimator
@@ -38,8 +42,9 @@ rounding of sums that cancel is no variance. When every reward equals a constant
 model predicts ``c`` exactly, so DM and every DR variant estimate ``c`` (exactly for ``c`` = 0 and 1; to
 rounding of the target's probabilities, which sum to 1, otherwise), with no interval. With binary rewards the value lies in
 [0, 1] and the interval is intersected with [0, 1] (which cannot lower its coverage); a point outside
-[0, 1] (a DR-type correction that overshoots) is reported as its projection onto [0, 1], with a warning
-and the raw value in ``diagnostics["point_raw"]``.
+[0, 1] (a DR-type correction that overshoots), with or without an interval, is reported as its
+projection onto [0, 1], with a warning and the raw value in ``diagnostics["point_raw"]``. Bounds that are
+not finite (float64 overflow under extreme weights) are no interval, with a warning.
 
 Percentile bootstrap intervals need at least :func:`min_bootstrap_draws` draws: fewer leave no draw
 beyond an endpoint (the endpoint is then the extreme draw, or an interpolation toward it).
@@ -55,8 +60,9 @@ import numpy as np
 
 from counterfeed.core.scoring import interval_quantile
 from counterfeed.errors import DataError
-from counterfeed.ope.diagnostics import diagnostics, kish_ess, warnings_for
-from counterfeed.ope.estimators import OffPolicyEstimator, Units, make_estimator
+from counterfeed.ope.diagnostics import diagnostics, kish_ess, rare_events_warning, warnings_for
+from counterfeed.ope.estimators import (DoublyRobust, DoublyRobustWithShrinkage, OffPolicyEstimator,
+                                        SelfNormalizedDoublyRobust, SwitchDoublyRobust, Units, make_estimator)
 from counterfeed.ope.logs import OPELog
 from counterfeed.ope.reward import LogisticRewardModel, RewardModel, _cells, cross_fit, fit_folds_on_cells
 from counterfeed.ope.target import Target
@@ -167,9 +173,12 @@ def refit_bootstrap_interval(est: OffPolicyEstimator, u: Units, log: OPELog, tar
     value, _ = _value(est.terms(u))
     n_rounds = u.n_rounds
     model = reward_model if reward_model is not None else LogisticRewardModel()
-    if (not est.weights_used(u) and isinstance(model, LogisticRewardModel) and model.context_free
-            and target.support.per_position):
-        return _percentile(value, _dm_cell_draws(log, target, model, fold, n_boot, rng), level)
+    form = None if est.weights_used(u) else "dm"
+    if form is None:
+        form = _CORRECTION_DENOMINATOR.get(type(est))
+    if form is not None and isinstance(model, LogisticRewardModel) and model.context_free \
+            and target.support.per_position:
+        return _percentile(value, _cell_draws(est, u, form, log, target, model, fold, n_boot, rng), level)
     draws = np.empty(n_boot)
     for b in range(n_boot):
         c = np.bincount(rng.integers(0, n_rounds, n_rounds), minlength=n_rounds).astype(np.float64)
@@ -180,23 +189,44 @@ def refit_bootstrap_interval(est: OffPolicyEstimator, u: Units, log: OPELog, tar
     return _percentile(value, draws, level)
 
 
-def _dm_cell_draws(log: OPELog, target: Target, model: LogisticRewardModel, fold: np.ndarray, n_boot: int,
-                   rng: np.random.Generator) -> np.ndarray:
-    """Refit-bootstrap draws of DM for a context-free model and a per-position target, from sufficient
-    statistics: per draw, two sparse (cells x rounds) products give the refit's cell counts, and DM is
-    ``sum_{f,j} table[f, j] * (weighted impressions of fold f at position j) / (weighted impressions)``.
-    The same draws as the generic path (same multinomial counts, same refits), O(N) sparse work per draw.
+#: The built-in DR-type estimators, :math:`\hat V = \mathrm{DM} + \sum_i \tilde w_i (r_i - \hat q_i) / D`, by their
+#: correction's denominator ``D``: the number of impressions, or :math:`\sum_i \tilde w_i` (SNDR). Exact
+#: types: a subclass may change :meth:`~OffPolicyEstimator.terms`, and then takes the generic refit.
+_CORRECTION_DENOMINATOR: dict[type, str] = {DoublyRobust: "impressions", DoublyRobustWithShrinkage: "impressions",
+                                            SwitchDoublyRobust: "impressions", SelfNormalizedDoublyRobust: "weights"}
+
+
+def _cell_draws(est: OffPolicyEstimator, u: Units, form: str, log: OPELog, target: Target,
+                model: LogisticRewardModel, fold: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Refit-bootstrap draws of DM (``form`` "dm") or of a built-in DR-type estimator (``form`` its
+    correction's denominator, :data:`_CORRECTION_DENOMINATOR`) for a context-free model and a per-position
+    target, from sufficient statistics.
+
+    Per draw, sparse (cells x rounds) products give the refit's cell counts and reward sums, and
+
+    - DM is ``sum_{f,j} T[f, j] * (weighted impressions of fold f at position j) / (weighted impressions)``,
+      ``T[f, j]`` the target's expected prediction at position ``j`` under fold ``f``'s model;
+    - the correction ``sum_i w_i (r_i - q_i)`` is ``sum_r c_r sum_{i in r} w_i r_i - sum_{f,cell} Q[f, cell]
+      * (weighted sum of w_i over fold f's impressions in the cell)``, ``Q`` the fold models' predictions.
+
+    The same draws as the generic path (same multinomial counts, same refits; the sums in another order),
+    O(N) sparse work per draw instead of a refit through :func:`cross_fit` and the estimator's terms.
     """
     from scipy.sparse import csr_matrix
 
     cell, c_item, c_pos = _cells(log)
     size, n_folds, n_pos, n_rounds = c_item.size, int(fold.max()) + 1, log.n_positions, log.n_rounds
-    f_imp = fold[log.round]
+    key = fold[log.round] * size + cell
     ones = np.ones(len(log))
-    S = csr_matrix((ones, (f_imp * size + cell, log.round)), shape=(n_folds * size, n_rounds))
-    Y = csr_matrix((log.reward, (f_imp * size + cell, log.round)), shape=(n_folds * size, n_rounds))
-    P = csr_matrix((ones, (f_imp * n_pos + log.position, log.round)), shape=(n_folds * n_pos, n_rounds))
+    S = csr_matrix((ones, (key, log.round)), shape=(n_folds * size, n_rounds))
+    Y = csr_matrix((log.reward, (key, log.round)), shape=(n_folds * size, n_rounds))
+    P = csr_matrix((ones, (fold[log.round] * n_pos + log.position, log.round)), shape=(n_folds * n_pos, n_rounds))
     per_round = np.bincount(log.round, minlength=n_rounds).astype(np.float64)
+    if form != "dm":
+        wt = est.weights(u)
+        W = csr_matrix((wt, (key, log.round)), shape=(n_folds * size, n_rounds))
+        wr_round = np.bincount(log.round, wt * log.reward, minlength=n_rounds)
+        den_round = per_round if form == "impressions" else np.bincount(log.round, wt, minlength=n_rounds)
     sup = target.support
     draws = np.empty(n_boot)
     for b in range(n_boot):
@@ -205,7 +235,12 @@ def _dm_cell_draws(log: OPELog, target: Target, model: LogisticRewardModel, fold
                                     (Y @ c).reshape(n_folds, size))
         table = np.stack([np.bincount(sup.position, sup.weight * m.predict(log, sup.item_code, sup.position, None),
                                       minlength=n_pos)[:n_pos] for m in models])
-        draws[b] = float(table.ravel() @ (P @ c)) / float(per_round @ c)
+        value = float(table.ravel() @ (P @ c)) / float(per_round @ c)
+        if form != "dm":
+            q = np.concatenate([m.predict(log, c_item, c_pos, None) for m in models])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                value += (float(wr_round @ c) - float(q @ (W @ c))) / float(den_round @ c)
+        draws[b] = value
     return draws
 
 
@@ -285,16 +320,19 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
     out = []
     diag_cache: dict[str, dict[str, Any]] = {}
     binary = bool(np.isin(log.reward, (0.0, 1.0)).all())
+    events = int(np.count_nonzero(log.reward == 1.0)) if binary else None
     for i, est in enumerate(ests):
         t1 = _time.perf_counter()
         diag = diagnostics(est, u, len(log), log.n_rounds, unsupported, diag_cache)
+        if events is not None:
+            diag["reward_events"], diag["reward_nonevents"] = events, len(log) - events
         notes = list(target.warnings)
         model_only = est.needs_model and not diag["uses_weights"]  # DM, or a DR variant with no weight left
         n_boot = int(bootstrap) if bootstrap > 0 else (int(model_bootstrap) if model_only else 0)
         # an estimator that is DM here shares DM's draws, so it reports DM's interval exactly
         rng = keys.numpy_generator("ope", "bootstrap", *(("dm",) if model_only else (est.name, i)))
         extrapolates = est.needs_model and not model_only and _off_support(unsupported, diag)
-        if extrapolates and bootstrap <= 0:
+        if (extrapolates or _partial_correction(est, u)) and bootstrap <= 0:
             n_boot = int(model_bootstrap)
         why_none = _no_interval_reason(est, u, log.n_rounds, diag)
         n_eff = diag["effective_units"] = effective_units(est, u, diag["uses_weights"])
@@ -315,6 +353,11 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
                 value, se, lo, hi = analytic_interval(est.terms(u), level, df=n_eff - 1)
                 kind = "analytic"
                 diag["interval_df"] = n_eff - 1
+        if kind != "none" and not (math.isfinite(lo) and math.isfinite(hi)):
+            se = lo = hi = float("nan")
+            kind = "none"
+            notes.append(f"no interval: its bounds are not finite numbers (float64 overflow): the weights (largest "
+                         f"{diag['max_weight']:.3g}) are too extreme for this log")
         why_zero = _zero_width_reason(est, u, lo, hi, value) if kind != "none" else None
         if not why_zero and kind != "none" and n_eff < MIN_EFFECTIVE_UNITS:
             lo = hi = float("nan")  # the standard error is kept (reported, not used for an interval)
@@ -327,23 +370,38 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
         if not math.isfinite(value):
             notes.append("the estimate is not a finite number (float64 overflow or 0/0): the weights or rewards "
                          "are too extreme for this log")
-        if binary and kind != "none" and math.isfinite(lo) and math.isfinite(hi):
-            if lo <= 1.0 and hi >= 0.0:
-                lo, hi = max(lo, 0.0), min(hi, 1.0)  # binary rewards: the value lies in [0, 1]
+        if binary:
+            has_interval = kind != "none" and math.isfinite(lo) and math.isfinite(hi)
+            if has_interval and not (lo <= 1.0 and hi >= 0.0):
+                notes.append(f"the whole interval [{lo:.4g}, {hi:.4g}] lies outside [0, 1], where the mean of a "
+                             "binary reward must lie: the weights do not describe the logging and target policies")
+            else:
+                if has_interval:
+                    lo, hi = max(lo, 0.0), min(hi, 1.0)  # binary rewards: the value lies in [0, 1]
                 if math.isfinite(value) and not 0.0 <= value <= 1.0:  # DR-type corrections can overshoot
                     diag["point_raw"] = value
                     value = min(max(value, 0.0), 1.0)  # the projection is closer to every value in [0, 1]
                     notes.append(f"the estimate {diag['point_raw']:.4g} lies outside [0, 1], where the mean of a "
-                                 f"binary reward must lie; reported as {value:g}, its projection onto [0, 1], "
-                                 "so that the interval (intersected with [0, 1]) contains it (raw value: "
-                                 "diagnostics point_raw)")
-            else:
-                notes.append(f"the whole interval [{lo:.4g}, {hi:.4g}] lies outside [0, 1], where the mean of a "
-                             "binary reward must lie: the weights do not describe the logging and target policies")
-        diag["warnings"] = notes + warnings_for(est, diag)
+                                 f"binary reward must lie; reported as {value:g}, its projection onto [0, 1]"
+                                 + (", so that the interval (intersected with [0, 1]) contains it" if has_interval
+                                    else "") + " (raw value: diagnostics point_raw)")
+        rare = rare_events_warning(diag) if kind != "none" else None
+        diag["warnings"] = notes + warnings_for(est, diag) + ([rare] if rare else [])
         out.append(OPEResult(est.name, value, lo, hi, se, level, logging_value, kind, diag))
         tm[est.name] = _time.perf_counter() - t1
     return out
+
+
+def _partial_correction(est: OffPolicyEstimator, u: Units) -> bool:
+    """Whether a DR-type estimator corrects the reward model with weights other than the raw ones on some
+    weighted impression (DR-OS's shrunk weights, Switch-DR's dropped ones, clipped ones): there the model's
+    own estimation error is only partly corrected, so the analytic interval, which treats the model as
+    fixed, leaves it out (DR-OS's analytic 95% interval covered 50% in a simulation with a deterministic
+    target)."""
+    if not est.needs_model:
+        return False
+    w = est.weights(u)
+    return w is not None and not np.array_equal(w, u.w)
 
 
 def _off_support(unsupported: float | None, diag: dict[str, Any]) -> bool:
@@ -379,30 +437,22 @@ def _no_interval_reason(est: OffPolicyEstimator, u: Units, n_rounds: int, diag: 
 def _rounding_scale(est: OffPolicyEstimator, u: Units) -> float:
     r"""The magnitude the estimate's floating-point rounding error is relative to.
 
-    Every estimator's numerators are per-round sums of per-unit terms built from :math:`\hat q^{\pi_e}_i`,
-    :math:`w_i r_i` and :math:`w_i \hat q_i` (with the estimator's weights, at most the raw or clipped
-    weight for the built-ins), so :math:`M_i = |\hat q^{\pi_e}_i| + \max(w_i, \tilde w_i)(|r_i| + |\hat q_i|)`
-    bounds a unit's contribution before any cancellation (DR's :math:`w_i r_i - w_i \hat q_i`, for one).
-    The scale is :math:`\sum_t (\sum_i M_i + |\hat V_t| \sum_r |B_{t,r}|) / |\sum_r B_{t,r}|`: what
-    rounding of these sums, and of :math:`A_{t,r} - \hat V_t B_{t,r}`, is proportional to.
+    Every estimate is :math:`\sum_t \sum_r A_{t,r} / \sum_r B_{t,r}`, each :math:`A_{t,r}` a sum of per-unit
+    terms built from :math:`\hat q^{\pi_e}_i`, :math:`\tilde w_i r_i` and :math:`\tilde w_i \hat q_i` with
+    the estimator's own weights. The same terms on the units' magnitudes (:meth:`Units.magnitudes`:
+    :math:`|\hat q^{\pi_e}|`, :math:`\tilde w |r|`, :math:`+\tilde w |\hat q|`) bound each term's
+    contribution before any cancellation (DR's :math:`\tilde w_i r_i - \tilde w_i \hat q_i`, for one), term by
+    term: a weight an estimator does not use (DM's) or divides out (SNIPS's, SNDR's correction) does not
+    inflate it. The scale is :math:`\sum_t (\sum_r |A^{|\cdot|}_{t,r}| + |\hat V_t| \sum_r |B_{t,r}|) /
+    |\sum_r B_{t,r}|`: what rounding of these sums, and of :math:`A_{t,r} - \hat V_t B_{t,r}`, is
+    proportional to.
     """
-    w = u.w
-    ew = est.weights(u)
-    if ew is not None:
-        w = np.maximum(w, np.abs(ew))
-    m = w * np.abs(u.r)
-    if u.q is not None:
-        m = m + w * np.abs(u.q)
-    if u.dm is not None:
-        m = m + np.abs(u.dm)
-    total_m = float(m.sum())
     scale = 0.0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        terms = est.terms(u)
-        _, parts = _value(terms)
-        for (_, b), v in zip(terms, parts):
+        _, parts = _value(est.terms(u))
+        for (a, b), v in zip(est.terms(u.magnitudes()), parts):
             den = abs(float(b.sum()))
-            scale += (total_m + abs(v) * float(np.abs(b).sum())) / den if den > 0 else 0.0
+            scale += (float(np.abs(a).sum()) + abs(v) * float(np.abs(b).sum())) / den if den > 0 else 0.0
     return scale if math.isfinite(scale) else 0.0
 
 

@@ -258,4 +258,5 @@ def test_per_round_target_matching_no_logged_round_is_an_error(tmp_path):
     # whole-number float round ids match integer ones (the same id normalization)
     pd.DataFrame({"round": [1.0, 2.0, 3.0, 4.0], "item": [0, 1, 0, 1], "position": 0, "prob": 1.0}).to_csv(p, index=False)
     (ips,) = evaluate(log, load_target(str(p), log), ["ips"])
-    assert ips.value == pytest.approx(1.5)  # weights 1 / 0.5 on rewards 1, 0, 1, 1: (2 + 0 + 2 + 2) / 4
+    # weights 1 / 0.5 on rewards 1, 0, 1, 1: (2 + 0 + 2 + 2) / 4, reported as its projection onto [0, 1]
+    assert ips.diagnostics["point_raw"] == pytest.approx(1.5) and ips.value == 1.0
