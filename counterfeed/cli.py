@@ -237,7 +237,9 @@ def _estimate_row(e: Any) -> dict[str, Any]:
     """One row of the run's estimates table; an estimate flagged ``identified: false`` (a back-door
     estimate under ``proceed_when_unidentifiable``) shows it in its estimand cell."""
     return {**e.to_dict(), "segment": e.segment or "", "interval": f"[{_fmt(e.lower)}, {_fmt(e.upper)}]",
-            "estimand": e.estimand + (" NOT IDENTIFIED" if e.diagnostics.get("identified") is False else ""),
+            "estimand": e.estimand + (" NOT IDENTIFIED" if e.diagnostics.get("identified") is False else
+                                      " PARTLY IDENTIFIED" if str(e.diagnostics.get("point_estimand", "")).endswith(
+                                          "[identified]") else ""),  # did-staggered: scored over the identified cells
             "p": e.p_value if e.p_value is not None else e.prob_better}
 
 

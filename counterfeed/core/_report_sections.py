@@ -148,7 +148,8 @@ def _est_row(e: Any, with_segment: bool = False) -> list[Any]:
     pv = (_p_text(e.p_value) if e.p_value is not None else
           f"P(better) = {e.prob_better:.3f}" if e.prob_better is not None else "—")
     return [e.estimator, e.arm] + ([e.segment] if with_segment else []) + [
-        e.estimand, (fmt(e.point), "num"), (f"{fmt(e.lower)} to {fmt(e.upper)}", "num"),
+        e.estimand + (" NOT IDENTIFIED" if (e.diagnostics or {}).get("identified") is False else ""),  # as the CLI's
+        (fmt(e.point), "num"), (f"{fmt(e.lower)} to {fmt(e.upper)}", "num"),
         pv, (fmt(e.truth), "truth"), (fmt(e.error, signed=True), "num"), _covered_cell(e.covered)]
 
 

@@ -228,8 +228,19 @@ def _conclusion(e: Estimate, a: Assessed | None) -> str:
     amount = fmt(abs(p)) if verb != "changed" else fmt(p, signed=True)
     s = (f"{e.arm} {verb} {e.metric} by {amount} vs {e.control} "
          f"({e.level:.0%} interval {fmt(lo)} to {fmt(hi)}, {e.estimator})")
-    if verb == "changed":
-        s += ", not distinguishable from zero"
+    unidentified = (e.diagnostics or {}).get("identified") is False  # e.g. proceed_when_unidentifiable
+    if lo is None or hi is None:  # e.g. an unbounded Anderson-Rubin set: the point is not a finding
+        s = (f"{e.arm} vs {e.control} on {e.metric}: {e.estimator} gives no finite {e.level:.0%} interval (point "
+             f"{fmt(p, signed=True)}){'; NOT IDENTIFIED by these data' if unidentified else ''}, not an "
+             "estimate to act on (see its warnings)")
+    else:
+        if verb == "changed":
+            s += ", not distinguishable from zero"
+        if unidentified:
+            s += "; NOT IDENTIFIED, not an estimate to act on (see its warnings)"
+    if str((e.diagnostics or {}).get("point_estimand", "")).endswith("[identified]"):  # did-staggered, cells left out
+        s += ("; PARTLY IDENTIFIED: it averages only the treated cells with a comparison group, not the whole "
+              "rollout (see its warning), and is scored against the truth over those cells")
     if e.truth is None:
         s += "; the true effect is not known for this estimand."
     elif e.covered:

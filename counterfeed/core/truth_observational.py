@@ -20,6 +20,16 @@ the same user sees the same noise in every world), ``b`` the treatment and ``c``
     Sant'Anna's "simple" aggregation of ``ATT(g, t)`` with group-size weights). Its unit is the
     metric per user per panel period.
 
+  * ``att[identified]`` and ``att(e=k)[identified]`` (:func:`identified_estimand`): the same means
+    over the identified cells of ``S`` only (:func:`counterfeed.core.panel.identified_cells`: the
+    cohort has a period before adoption, and some user is still untreated in the period). Written
+    only when some treated cells are not identified -- no never-treated users, so nobody is left
+    untreated from the latest cohort's adoption on, or a cohort adopting in the panel's first period
+    -- and only for the estimands whose cells are partly identified (where nothing is dropped they
+    equal ``att`` / ``att(e=k)``; where everything is, there is nothing to score). ``did-staggered``
+    then estimates these, not the ATT over all of ``S``, and is scored against them (its
+    ``diagnostics["point_estimand"]``); R's ``did`` drops the same cells (``pre_process_did``).
+
   The ``all-b`` world (everyone adopting at the experiment start) is not the rollout's treated
   outcome when effects depend on time since adoption; it still gives ``difference`` (the ATE of
   shipping to everyone at the start).
@@ -35,10 +45,19 @@ import pandas as pd
 from counterfeed.core.contracts import Metric, MetricInfo, WorldEvents
 from counterfeed.core.estimation import ATT, LATE, event_time_estimand
 from counterfeed.core.experiment import AB_WORLD, counterfactual_world
-from counterfeed.core.panel import world_panel
+from counterfeed.core.panel import identified_cells, panel_cohorts, world_panel
 from counterfeed.core.truth import TRUTH_COLUMNS, effect_truth
 
-__all__ = ["observational_truth", "subset_truth", "staggered_truth"]
+__all__ = ["observational_truth", "subset_truth", "staggered_truth", "identified_estimand", "IDENTIFIED"]
+
+#: the suffix of a staggered estimand restricted to the identified (cohort, period) cells
+IDENTIFIED = "[identified]"
+
+
+def identified_estimand(estimand: str) -> str:
+    """``att`` -> ``att[identified]``, ``att(e=2)`` -> ``att(e=2)[identified]``: the estimand over
+    the identified cells only (see the module docstring)."""
+    return f"{estimand}{IDENTIFIED}"
 
 
 def observational_truth(outcomes: pd.DataFrame, events: Mapping[str, WorldEvents], arms: list[str],
@@ -95,7 +114,11 @@ def _cell_value(frame: pd.DataFrame, info: MetricInfo) -> float:
 def staggered_truth(events: Mapping[str, WorldEvents], arms: list[str], control: str,
                     infos: dict[str, MetricInfo], metrics: dict[str, Metric], adoption: np.ndarray,
                     period: float, horizon: float) -> pd.DataFrame:
-    """``att`` and ``att(e=k)`` of a staggered rollout (see the module docstring)."""
+    """``att``, ``att(e=k)`` and, where some treated cells are not identified, their
+    ``[identified]`` versions, of a staggered rollout (see the module docstring).
+
+    ``adoption``: (n_users,) adoption day (``inf``: never); ``period``, ``horizon``: days. Rows of
+    :data:`~counterfeed.core.truth.TRUTH_COLUMNS`, in the metric's units per user per period."""
     ab, never = events.get(AB_WORLD), events.get(counterfactual_world(control))
     if ab is None or never is None:
         return pd.DataFrame(columns=TRUTH_COLUMNS)
@@ -105,14 +128,27 @@ def staggered_truth(events: Mapping[str, WorldEvents], arms: list[str], control:
     treated = p_ab["treated"].to_numpy() == 1
     if not treated.any():
         return pd.DataFrame(columns=TRUTH_COLUMNS)
+    coh = panel_cohorts(p_ab)
+    first_period = float(p_ab["period"].min())
     p_ab, p_c = p_ab[treated], p_c[treated]
     event_time = np.rint(p_ab["start"].to_numpy() - adoption[p_ab["user"].to_numpy()]).astype(np.int64)
+    ident = identified_cells(coh.loc[p_ab["user"].to_numpy()].to_numpy(), p_ab["period"].to_numpy(),
+                             coh.to_numpy(), first_period)
+    partial = bool(ident.any() and not ident.all())
     arm = next(a for a in arms if a != control)
     rows = []
+
+    def add(name: str, info: MetricInfo, estimand: str, sel: np.ndarray) -> None:
+        rows.append((name, arm, control, estimand, None, _cell_value(p_ab[sel], info) - _cell_value(p_c[sel], info)))
+
+    everything = np.ones(len(p_ab), dtype=bool)
     for name, info in infos.items():
-        rows.append((name, arm, control, ATT, None, _cell_value(p_ab, info) - _cell_value(p_c, info)))
+        add(name, info, ATT, everything)
+        if partial:
+            add(name, info, identified_estimand(ATT), ident)
         for k in np.unique(event_time):
             sel = event_time == k
-            rows.append((name, arm, control, event_time_estimand(int(k)), None,
-                         _cell_value(p_ab[sel], info) - _cell_value(p_c[sel], info)))
+            add(name, info, event_time_estimand(int(k)), sel)
+            if (sel & ident).any() and (sel & ~ident).any():
+                add(name, info, identified_estimand(event_time_estimand(int(k))), sel & ident)
     return pd.DataFrame(rows, columns=TRUTH_COLUMNS)

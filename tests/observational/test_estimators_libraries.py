@@ -271,9 +271,13 @@ def test_iv_is_wald_on_a_2x2_table_and_linearmodels():
     assert e.diagnostics["se"] == pytest.approx(res.std_errors["T"], abs=1e-8)
 
 
-def test_iv_without_first_stage_is_an_error():
-    with pytest.raises(ModelError, match="LATE is not identified"):
-        InstrumentalVariables().estimate(iv_data([0, 0, 1, 1], [0, 1, 0, 1], [1, 2, 3, 4]))
+def test_iv_without_first_stage_is_not_identified():
+    """Equal treatment shares with and without the nudge (data, not configuration): a NOT IDENTIFIED
+    estimate (NaN point and bounds, a warning), not an error that would lose the run."""
+    e = one(InstrumentalVariables, iv_data([0, 0, 1, 1], [0, 1, 0, 1], [1, 2, 3, 4]))
+    assert math.isnan(e.point) and math.isnan(e.lower) and math.isnan(e.upper)
+    assert e.diagnostics["identified"] is False
+    assert any("LATE NOT IDENTIFIED" in w and "no first stage" in w for w in e.diagnostics["warnings"])
 
 
 def encouragement(n: int, compliers: float, seed: int, effect: float = 2.0):

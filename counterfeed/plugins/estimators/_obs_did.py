@@ -9,6 +9,17 @@ have none); treatment is absorbing. Estimands, in the metric's units per period:
 - ``att(e=k)``: the average effect ``k`` days after adoption (``k`` = the periods since adoption times
   the period length), their "event" aggregation.
 
+Both average only the cells ``(g, t)`` that are identified (:func:`counterfeed.core.panel.identified_cells`):
+without never-treated users nobody is left to compare with from the latest cohort's adoption on, and
+a cohort adopting in the panel's first period has no period to difference against. The package
+then leaves those cells out, as R's ``did`` does (``pre_process_did``). When it does,
+:func:`fit_callaway_santanna` says so: the diagnostics list the identified and unidentified cells
+(``identified_cells``, ``unidentified_cells``, ``unidentified_share``), ``att`` and each partly
+identified ``att(e=k)`` carry a ``PARTLY IDENTIFIED`` warning and are scored against the truth over
+their identified cells (``diagnostics["point_estimand"]``: ``att[identified]``,
+``att(e=k)[identified]``; :mod:`counterfeed.core.truth_observational`), and an ``att(e=k)`` with
+no identified cell is reported NOT IDENTIFIED (null point and interval).
+
 :func:`fit_callaway_santanna` wraps the ``differences`` package's ``ATTgt`` (outcome-regression DiD
 without covariates, analytic influence-function standard errors clustered by user);
 :func:`fit_twfe` is linearmodels' ``PanelOLS`` of the metric on ``treated`` with user and period
@@ -28,10 +39,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from counterfeed.core.estimation import ATT, event_time_estimand
+from counterfeed.core.panel import comparison_end, identified_cells
+from counterfeed.core.truth_observational import identified_estimand
 from counterfeed.errors import DataError, ModelError
 from counterfeed.plugins.estimators._obs_data import quiet
 
-__all__ = ["PanelFit", "cohorts", "fit_callaway_santanna", "fit_twfe", "period_length"]
+__all__ = ["PanelFit", "cohorts", "fit_callaway_santanna", "fit_twfe", "period_length", "treated_cells"]
 
 
 @dataclass
@@ -46,6 +60,21 @@ class PanelFit:
     #: estimands (``"att"`` or an event day ``k``) that use a group-time cell with fewer than two users
     #: in the cohort or in its comparison group: reported without an interval (:func:`thin_cells`)
     thin: dict[Any, str] = field(default_factory=dict)
+    #: estimands (``"att"`` or an event day ``k``) that are NOT IDENTIFIED, with the reason: reported
+    #: with a null point and interval (``events`` holds ``(nan, nan)`` for such a ``k``)
+    unidentified: dict[Any, str] = field(default_factory=dict)
+    #: per estimand (``"att"`` or an event day ``k``), diagnostics added to :attr:`diagnostics` on its
+    #: row (``point_estimand``; ``warnings`` are appended to the fit's)
+    notes: dict[Any, dict[str, Any]] = field(default_factory=dict)
+
+    def diagnostics_for(self, key: Any) -> dict[str, Any]:
+        """The diagnostics of the row of estimand ``key``: the fit's, plus :attr:`notes` ``[key]``."""
+        extra = self.notes.get(key, {})
+        out = {**self.diagnostics, **{k: v for k, v in extra.items() if k != "warnings"}}
+        warns = [*self.diagnostics.get("warnings", []), *extra.get("warnings", [])]
+        if warns:
+            out["warnings"] = warns
+        return out
 
 
 def _check_panel(panel: pd.DataFrame, metric: str, estimator: str) -> pd.DataFrame:
@@ -110,7 +139,7 @@ def fit_callaway_santanna(panel: pd.DataFrame, metric: str, estimator: str, *, l
     alpha = 1 - level
     with quiet():
         att = ATTgt(data=data, cohort_column="cohort")
-        att.fit(formula="y", est_method="reg", control_group=control_group, alpha=alpha, progress_bar=False)
+        gt = att.fit(formula="y", est_method="reg", control_group=control_group, alpha=alpha, progress_bar=False)
         simple = att.aggregate("simple", alpha=alpha)
         event = att.aggregate("event", alpha=alpha)
     point, se = _row(simple.iloc[0])
@@ -136,8 +165,11 @@ def fit_callaway_santanna(panel: pd.DataFrame, metric: str, estimator: str, *, l
     flagged = pre_trend_warning(pre, pre_se, level)
     if flagged:
         diag["warnings"] = [flagged]
-    thin = _thin_estimands(thin_cells(coh, np.sort(frame["period"].unique()), control_group), length, start)
-    return PanelFit(point, se, math.inf, events, diag, thin)
+    periods = np.sort(frame["period"].unique())
+    thin = _thin_estimands(thin_cells(coh, periods, control_group), length, start)
+    fit = PanelFit(point, se, math.inf, events, diag, thin)
+    _mark_identification(fit, coh, periods, _estimated_cells(gt), length, start)
+    return fit
 
 
 def pre_trend_warning(pre: dict[str, float], se: dict[str, float | None], level: float) -> str | None:
@@ -171,6 +203,8 @@ def thin_cells(coh: pd.Series, periods: np.ndarray, control_group: str) -> dict[
     size = coh.value_counts()
     out: dict[tuple[float, int], tuple[int, int]] = {}
     for g in sorted(size.index):
+        if g <= periods.min():  # adopts in the first period: not estimated (no base period)
+            continue
         for t in periods[periods >= g]:
             comp = coh.isna() | (coh > t) if control_group == "not_yet_treated" else coh.isna()
             n_g, n_c = int(size[g]), int(comp.sum())
@@ -190,6 +224,138 @@ def _thin_estimands(cells: dict[tuple[float, int], tuple[int, int]], length: flo
         out.setdefault("att", why)
         out.setdefault(int(round((t - g) * length)), why)
     return out
+
+
+def treated_cells(coh: pd.Series, periods: np.ndarray) -> pd.DataFrame:
+    """One row per post-adoption cell ``(g, t)``, ``t >= g``: ``cohort`` (period ``g``), ``period``
+    (``t``), ``users`` (the cohort's size: its user-periods in the cell) and ``identified``
+    (:func:`counterfeed.core.panel.identified_cells`). ``coh``: per user, the first treated period
+    (NaN: never, :func:`cohorts`); ``periods``: (P,) the panel's periods, sorted."""
+    size = coh.value_counts()
+    rows = [(float(g), int(t), int(size[g])) for g in sorted(size.index) for t in periods[periods >= g]]
+    cells = pd.DataFrame(rows, columns=["cohort", "period", "users"])
+    cells["identified"] = identified_cells(cells["cohort"].to_numpy(), cells["period"].to_numpy(),
+                                           coh.to_numpy(), float(periods.min()) if periods.size else 0.0)
+    return cells
+
+
+def _estimated_cells(gt: Any) -> set[tuple[float, int]]:
+    """The post-adoption cells ``(g, t)`` with a finite ``ATT`` in what ``ATTgt.fit`` returns (an
+    ``ATTgtResult``, whose ``to_pandas()`` is indexed ``(cohort, base_period, time)``)."""
+    table = gt.to_pandas() if hasattr(gt, "to_pandas") else gt
+    out: set[tuple[float, int]] = set()
+    for idx, row in table.iterrows():
+        g, t = float(idx[0]), int(idx[-1])
+        if t >= g and math.isfinite(_row(row)[0]):
+            out.add((g, t))
+    return out
+
+
+def _day(p: float, length: float, start: float) -> float:
+    """The experiment day on which panel period ``p`` starts."""
+    return round(float(p) * length - start, 9)
+
+
+def _cell_list(cells: pd.DataFrame, length: float, start: float) -> list[dict[str, Any]]:
+    """``[{"cohort_day", "users", "period_days"}]`` per cohort: days since the experiment start of the
+    cohort's adoption and of the starts of the periods of its cells (JSON-ready)."""
+    return [{"cohort_day": _day(g, length, start), "users": int(part["users"].iloc[0]),
+             "period_days": [_day(t, length, start) for t in sorted(part["period"])]}
+            for g, part in cells.groupby("cohort", sort=True)]
+
+
+def _cells_text(cells: pd.DataFrame, length: float, start: float) -> str:
+    """``cohort adopting on day 1 (138 users): periods from day 3 to day 5; ...`` (runs of periods)."""
+    parts = []
+    for c in _cell_list(cells, length, start):
+        days = c["period_days"]
+        runs, lo = [], days[0]
+        for a, b in zip(days, days[1:] + [None]):
+            if b is None or b - a > length + 1e-9:
+                runs.append(f"day {lo:g}" if lo == a else f"days {lo:g} to {a:g}")
+                lo = b
+        parts.append(f"cohort adopting on day {c['cohort_day']:g} ({c['users']} users): periods starting on "
+                     + ", ".join(runs))
+    return "; ".join(parts)
+
+
+def _why_unidentified(cells: pd.DataFrame, coh: np.ndarray, first_period: float, length: float,
+                      start: float) -> str:
+    """Why ``cells`` (not identified) have no comparison: nobody untreated from the latest cohort's
+    adoption on, and/or a cohort adopting in the first period."""
+    why = []
+    end = comparison_end(coh)
+    if math.isfinite(end) and (cells["period"] >= end).any():
+        why.append(f"no user is never treated, so from experiment day {_day(end, length, start):g}, when the "
+                   "last cohort adopts, nobody is left untreated to compare with")
+    first = sorted({_day(g, length, start) for g in cells["cohort"] if g <= first_period})
+    if first:
+        why.append(f"the cohort(s) adopting on day(s) {', '.join(f'{d:g}' for d in first)} adopt in the panel's "
+                   "first period, with no earlier period to difference against")
+    return "; and ".join(why)
+
+
+def _mark_identification(fit: PanelFit, coh: pd.Series, periods: np.ndarray, estimated: set[tuple[float, int]],
+                         length: float, start: float) -> None:
+    """Tell the treated cells the fit could not identify (no comparison group): diagnostics listing the
+    identified and unidentified cells, a PARTLY IDENTIFIED warning and the ``[identified]`` truth to
+    score against on ``att`` and on each partly identified ``att(e=k)``, NOT IDENTIFIED rows for the
+    event times with no identified cell. A no-op when every treated cell is identified. When the
+    package's estimated cells are not the identified ones (unexpected), every estimand is NOT
+    IDENTIFIED: no truth describes what it averaged. ``coh``, ``periods``: as :func:`treated_cells`;
+    ``estimated``: the cells with an estimate (:func:`_estimated_cells`). In place."""
+    cells = treated_cells(coh, periods)
+    ident = cells[cells["identified"]]
+    lost = cells[~cells["identified"]]
+    ident_set = {(float(g), int(t)) for g, t in zip(ident["cohort"], ident["period"])}
+    if lost.empty and estimated == ident_set:
+        return
+    total = float(cells["users"].sum())
+    fit.diagnostics.update({
+        "identified_cells": _cell_list(ident, length, start),
+        "unidentified_cells": _cell_list(lost, length, start),
+        "unidentified_share": float(lost["users"].sum()) / total if total > 0 else None,
+    })
+    why = _why_unidentified(lost, coh.to_numpy(), float(periods.min()), length, start) if not lost.empty else ""
+    event = np.rint((cells["period"] - cells["cohort"]).to_numpy() * length).astype(np.int64)
+    if estimated != ident_set:
+        odd = sorted(estimated ^ ident_set)
+        reason = (f"NOT IDENTIFIED: the estimator's group-time cells differ from the identified cells of this "
+                  f"design (cells (cohort period, period) in one and not the other: {odd[:6]}); what it "
+                  "averaged has no matching truth, so no estimate is reported")
+        fit.unidentified["att"] = reason
+        for k in list(fit.events):
+            fit.unidentified[k] = reason
+        return
+    share = float(lost["users"].sum()) / total
+    fit.notes["att"] = {"point_estimand": identified_estimand(ATT), "warnings": [
+        f"PARTLY IDENTIFIED: {len(lost)} of {len(cells)} treated (cohort, period) cells, {share:.0%} of the "
+        f"treated user-periods, are not identified and are left out of att ({_cells_text(lost, length, start)}): "
+        f"{why}. att is therefore the ATT over the {len(ident)} identified cells only "
+        f"({_cells_text(ident, length, start)}) and is scored against that estimand's truth "
+        f"('{identified_estimand(ATT)}'), not against the ATT over all treated user-periods, which this design "
+        "does not identify; the two differ when effects vary across cohorts or with time since adoption "
+        "(Callaway & Sant'Anna 2021; R's did leaves out the same cells)"]}
+    for k in sorted(set(event.tolist())):
+        at = event == k
+        kept, gone = cells[at & cells["identified"].to_numpy()], cells[at & ~cells["identified"].to_numpy()]
+        name = event_time_estimand(int(k))
+        if gone.empty:
+            continue
+        if kept.empty:
+            fit.events[int(k)] = (math.nan, math.nan)
+            fit.unidentified[int(k)] = (f"NOT IDENTIFIED: {name}: no cell {int(k)} day(s) after adoption is "
+                                        f"identified ({_cells_text(gone, length, start)}): {why}; not estimated")
+            continue
+        if int(k) not in fit.events:
+            continue
+        part = float(gone["users"].sum()) / float(cells.loc[at, "users"].sum())
+        fit.notes[int(k)] = {"point_estimand": identified_estimand(name), "warnings": [
+            f"PARTLY IDENTIFIED: {name} averages only the identified cells "
+            f"({_cells_text(kept, length, start)}); the cells of {_cells_text(gone, length, start)}, {part:.0%} of "
+            f"the user-periods {int(k)} day(s) after adoption, are not identified and are left out ({why}). It is "
+            f"scored against the truth over the identified cells ('{identified_estimand(name)}'), not over all of "
+            "them"]}
 
 
 def _row(row: pd.Series) -> tuple[float, float]:

@@ -276,7 +276,7 @@ class InstrumentalVariables(Estimator):
             wald_ci = normal_interval(fit.point, fit.se, level)
             diag = {**fit.diagnostics, "se": fit.se if math.isfinite(fit.se) else None, "n": comp.n,
                     "wald_interval": ([wald_ci.lower, wald_ci.upper] if math.isfinite(fit.se)
-                                      and fit.ar.shape != "not identified" else None),
+                                      and fit.ar.shape == "interval" else None),  # none beside an unbounded AR set
                     "naive": _naive(y, t, level)}
             out.append(Estimate(estimator=self.name, metric=comp.metric, arm=comp.arm, control=data.control,
                                 point=fit.point, lower=fit.ar.lower, upper=fit.ar.upper, level=level, estimand=LATE,
@@ -342,19 +342,27 @@ class _Panel(Estimator):
             arm = data.treatments[0]
             rows = [(ATT, fit.point, fit.se)] + [(event_time_estimand(k), p, s) for k, (p, s) in sorted(fit.events.items())]
             for (estimand, point, se), key in zip(rows, ["att", *sorted(fit.events)]):
+                diag = fit.diagnostics_for(key)  # the fit's, plus this estimand's (cells left out: _obs_did)
+                if key in fit.unidentified:  # no identified group-time cell: no point, no interval
+                    out.append(Estimate(
+                        estimator=self.name, metric=metric, arm=arm, control=data.control, point=math.nan,
+                        lower=math.nan, upper=math.nan, level=level, estimand=estimand, p_value=None,
+                        diagnostics={**diag, "se": None, "identified": False, "naive_whole_period": naive,
+                                     "warnings": [*diag.get("warnings", []), fit.unidentified[key]]}))
+                    continue
                 if key in fit.thin:  # fewer than two users on one side of a cell: no interval
                     out.append(Estimate(
                         estimator=self.name, metric=metric, arm=arm, control=data.control, point=point,
                         lower=math.nan, upper=math.nan, level=level, estimand=estimand, p_value=None,
-                        diagnostics={**fit.diagnostics, "se": None, "naive_whole_period": naive, "warnings": [
-                            *fit.diagnostics.get("warnings", []), f"NO INTERVAL: {estimand} uses a group-time cell with a single user on one side "
+                        diagnostics={**diag, "se": None, "naive_whole_period": naive, "warnings": [
+                            *diag.get("warnings", []), f"NO INTERVAL: {estimand} uses a group-time cell with a single user on one side "
                             f"({fit.thin[key]}); an interval needs at least two independent users in each "
                             "group it compares"]}))
                     continue
                 if not math.isfinite(se):
                     continue  # an event time with a single cohort-period cell has no standard error
                 c = normal_interval(point, se, level, fit.df)
-                diag = {**fit.diagnostics, "se": c.se, "naive_whole_period": naive}
+                diag = {**diag, "se": c.se, "naive_whole_period": naive}
                 out.append(Estimate(estimator=self.name, metric=metric, arm=arm, control=data.control,
                                     point=c.point, lower=c.lower, upper=c.upper, level=level, estimand=estimand,
                                     p_value=c.p_value, diagnostics=diag))
