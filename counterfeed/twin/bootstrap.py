@@ -108,13 +108,14 @@ def user_bootstrap(meta: dict[str, Any], reps: list[Replicate], settings, train:
 
 
 def _refit(log: TwinLog, settings) -> tuple[dict[str, Any], list[Replicate]]:
-    """:func:`~counterfeed.twin.fit.fit_twin` of a replicate's log; its sparse-log warning is the point
-    fit's, already given."""
+    """:func:`~counterfeed.twin.fit.fit_twin` of a replicate's log (``replicate=True``): its sparse-log and
+    few-clicks warnings are the point fit's, already given, and a resample that drew no click is refitted,
+    not refused (a draw of the sampling distribution)."""
     from counterfeed.twin.fit import fit_twin
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*the median item has")
-        return fit_twin(log, settings)
+        return fit_twin(log, settings, replicate=True)
 
 
 def _replicate(point: Replicate, r: Replicate, codes: np.ndarray, refit_topics: bool) -> Replicate:

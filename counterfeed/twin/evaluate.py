@@ -223,11 +223,24 @@ def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, loggi
     small = (f"each simulated world has {world} users, fewer than the log's {n_log} (--users {total} pays for no "
              f"more): a target that learns from its traffic learns from less, so its effect can be smaller; "
              f"give --users {n_log * n_worlds} or more") if world < n_log else ""
+    few = _few_clicks(path, meta)
     for name, rows in effects.items():
         for e in rows:
             e.world_users = world
-            e.warnings.extend(w for w in (tied[name], small) if w)
+            e.warnings.extend(w for w in (few, tied[name], small) if w)
     return effects
+
+
+def _few_clicks(path: str | Path, meta: dict[str, Any]) -> str:
+    """The fit's FEW CLICKS warning (:data:`counterfeed.twin.fit.FEW_CLICKS`), repeated on every effect of a
+    twin whose click model was fitted on a handful of clicks (or skips); ``""`` otherwise, and for a twin
+    written before ``twin.json`` recorded its click counts."""
+    from counterfeed.twin.fit import few_clicks_warning
+
+    clicks, shown = meta.get("n_train_clicks"), meta.get("n_train_impressions")
+    if not isinstance(clicks, int) or not isinstance(shown, int):
+        return ""
+    return few_clicks_warning(clicks, shown, f"the {meta['n_train_users']} users the twin {path} was fitted on")
 
 
 #: seed offset between the point fit's worlds (the replicate number is added too)
