@@ -108,7 +108,8 @@ def check_heterogeneity(scenario: "Scenario") -> None:
 
 def check_targeting(plan: "Plan") -> None:
     """A rule can be learned (an analysis estimator returns estimand 'cate'; the named estimators are
-    among them) and the targeting metric is a per-user, non-ratio metric (needs the resolved plugins)."""
+    among them and analyse ``targeting.metric``: their ``metrics`` option, else every per-user metric) and
+    the targeting metric is a per-user, non-ratio metric (needs the resolved plugins)."""
     from counterfeed.core.estimation import CATE
 
     sc = plan.scenario
@@ -128,6 +129,27 @@ def check_targeting(plan: "Plan") -> None:
         if name not in cate:
             raise sc.error(f"'{name}' is not a CATE estimator of this scenario's analysis "
                            f"(those are: {', '.join(cate)})", f"targeting.estimators[{i}]")
+    # the metrics each (selected) CATE estimator analyses: its ``metrics`` option, else every per-user metric
+    # (the targeting metric is one, checked above); a rule is learned only from an estimate of targeting.metric
+    analysed: dict[str, list[str] | None] = {}
+    for e in plan.estimators:
+        if CATE in e.tags.estimands and (t.estimators is None or e.name in t.estimators):
+            chosen = getattr(e.options, "metrics", None)
+            prev = analysed.get(e.name, [])
+            analysed[e.name] = None if chosen is None or prev is None else [*prev, *chosen]
+    if not any(m is None or t.metric in m for m in analysed.values()):
+        groups: dict[str, list[str]] = {}
+        for name, m in analysed.items():
+            groups.setdefault(", ".join(dict.fromkeys(m or [])), []).append(name)
+        which = "; ".join(f"{', '.join(names)} {'analyses' if len(names) == 1 else 'analyse'}: {ms}"
+                          for ms, names in groups.items())
+        raise sc.error(f"no CATE estimator analyses '{t.metric}' ({which}), so no rule can be learned; target one "
+                       f"of those metrics or add '{t.metric}' to an estimator's metrics", "targeting.metric")
+    for i, name in enumerate(t.estimators or []):
+        m = analysed[name]
+        if m is not None and t.metric not in m:
+            raise sc.error(f"'{name}' does not analyse '{t.metric}' (its metrics: {', '.join(m)}), so it makes no "
+                           f"rule; add '{t.metric}' to its metrics or leave it out", f"targeting.estimators[{i}]")
 
 
 def target_arm(scenario: "Scenario") -> str:

@@ -24,7 +24,10 @@ Workflow (scenario section ``targeting``, :class:`~counterfeed.core.scenario_het
    experiment, so a user who had the rule's arm in the experiment has the same outcome in the
    rule's world (``matched_identical``: the share of those users for whom that holds); the value is
    then a finite-population estimand and its interval is the design-based one
-   (:func:`~counterfeed.analysis.policy_value.design_value`). The influence-function intervals
+   (:func:`~counterfeed.analysis.policy_value.design_value`). When ``matched_identical`` is below 1
+   (interference through training or online updates) that condition fails: ``realised_valid`` is
+   false, ``dr_realised_covers`` and ``ipw_realised_covers`` are null with ``realised_note`` saying
+   why, and the rule gets a warning. The influence-function intervals
    (``ipw``, ``dr``) are for the population value ``E[Y(pi(X))]`` of fresh users; against the
    realised value they are conservative (they count the users' sampling and noise the rule's world
    shares with the experiment), and the population value itself is not known to the run: its noise
@@ -54,7 +57,7 @@ from counterfeed.core.scoring import interval_quantile
 from counterfeed.core.scenario import Scenario
 from counterfeed.core.scenario_heterogeneity import TargetingSpec, target_arm
 
-__all__ = ["ORACLE", "rule_world", "rule_treats", "targeting_rules", "targeting_report"]
+__all__ = ["ORACLE", "rule_world", "rule_treats", "targeting_rules", "targeting_report", "realised_condition_note"]
 
 #: the world of the oracle rule (treat iff the true conditional effect is an improvement)
 ORACLE = "targeting:oracle"
@@ -146,11 +149,11 @@ def targeting_report(sc: Scenario, info: MetricInfo, rules: dict[str, np.ndarray
             "expected_gain_vs_control": float(np.mean(treated * cond)),
         }
         entry["ope"] = ope.evaluate(arm_of, v, all_ctrl, all_arm)
+        if "dr" in entry["ope"]:
+            entry["ope"].update(ope.realised(arm_of, v, rule_outcomes[world]))
         entry["warnings"] = _rule_warnings(entry, arm, sc.control)
         for line in entry["warnings"]:  # a warning, not progress: shown even with --quiet
             print(f"warning (targeting): {line}", file=sys.stderr, flush=True)
-        if "dr" in entry["ope"]:
-            entry["ope"].update(ope.realised(arm_of, v, rule_outcomes[world]))
         entries.append(entry)
     se = truth["conditional_se"].to_numpy(np.float64) if "conditional_se" in truth else np.full(cond.size, np.nan)
     z = interval_quantile(float(data.level))
@@ -164,7 +167,9 @@ def targeting_report(sc: Scenario, info: MetricInfo, rules: dict[str, np.ndarray
 
 def _rule_warnings(entry: dict[str, Any], arm: str, control: str) -> list[str]:
     """A rule that treats nobody or everyone (its gain over that baseline is 0 by construction, not
-    measured), and one that beats the oracle (an oracle from R noise replications is no upper bound)."""
+    measured), one whose realised-value (design-based) interval's condition fails (``matched_identical``
+    below 1: interference), and one that beats the oracle (an oracle from R noise replications is no
+    upper bound)."""
     out = []
     share, rule = entry["treated_share"], entry["rule"]
     if share in (0.0, 1.0):
@@ -172,12 +177,30 @@ def _rule_warnings(entry: dict[str, Any], arm: str, control: str) -> list[str]:
         out.append(f"RULE IS {same.upper()}: the rule learned from {rule} gives {arm} to "
                    f"{'no user' if share == 0.0 else 'every user'}; it is {same}, so its gain over {same} is 0 by "
                    "construction, not measured (its DR gain is null)")
+    note = (entry.get("ope") or {}).get("realised_note")
+    if note:
+        out.append(f"DR, THESE USERS NOT VALID for the rule {rule}: {note}")
     if entry["regret"] < 0:
         out.append(f"the rule learned from {rule} beats the oracle (regret {entry['regret']:.4g}): the oracle treats "
                    "by the conditional truth from the truth's R noise replications, which has Monte Carlo error, "
                    "so it is not an upper bound (oracle_uncertain_share: users whose oracle decision that error "
                    "cannot settle; raise truth.replications)")
     return out
+
+
+def realised_condition_note(matched_identical: float | None, matched: int, differ: int) -> str:
+    """Why the design-based interval of a rule's realised value (``ope.dr_realised``) is not valid: the
+    users who had the rule's arm in the experiment do not all have the same outcome in the rule's world."""
+    if matched_identical is None:
+        return ("no user had the rule's arm in the experiment, so its condition (matched_identical = 1) cannot be "
+                "checked; dr_realised_covers and ipw_realised_covers are null")
+    return (f"matched_identical is {matched_identical:.3g} ({differ} of the {matched} users who had the rule's arm in "
+            "the experiment have another outcome in the rule's world), but the design-based interval for these "
+            "users' realised value needs 1: a user's outcome depends on the other users' arms (interference through "
+            "model training or online updates: experiment.retrain_every, the arms' updates), so the rule world's "
+            "value is not the estimand of ope.dr_realised / ope.ipw_realised and their *_covers are null (not "
+            "scored); the influence-function intervals (ope.dr, ope.ipw) assume no interference too. Freeze the "
+            "models (retrain_every: null, updates: false) for a valid realised-value interval")
 
 
 class _OffPolicy:
@@ -205,16 +228,25 @@ class _OffPolicy:
     def realised(self, arm_of: np.ndarray, true_value: float, world: pd.DataFrame) -> dict[str, Any]:
         """The DR and IPW values of ``arm_of`` with design-based intervals for the realised value of
         these users (the rule world's mean ``true_value``), whether they cover it, and the share of the
-        users who had the rule's arm in the experiment whose outcome in the rule's world is the same."""
+        users who had the rule's arm in the experiment whose outcome in the rule's world is the same
+        (``matched_identical``). Below 1 (or with no such user) the interval's condition fails:
+        ``realised_valid`` is false, the ``*_realised_covers`` are null and ``realised_note`` says why."""
         rule = arm_of[self.users]
         sc = self.scores(arm_of)
         dr = design_value(sc.dr, rule, self.arm, self.y, self.p, self.mu, self.level)
         ipw = design_value(sc.ipw, rule, self.arm, self.y, self.p, None, self.level)
         hit = rule == self.arm
         w = world.set_index("user")[self.metric].reindex(self.users[hit]).to_numpy(np.float64)
-        same = float(np.mean(np.isclose(w, self.y[hit], rtol=0, atol=1e-9))) if hit.any() else None
-        return {"dr_realised": dr.to_dict(), "ipw_realised": ipw.to_dict(), "dr_realised_covers": dr.covers(true_value),
-                "ipw_realised_covers": ipw.covers(true_value), "matched_identical": same}
+        identical = np.isclose(w, self.y[hit], rtol=0, atol=1e-9)  # per user: float rounding is not a difference
+        same = float(np.mean(identical)) if hit.any() else None
+        out: dict[str, Any] = {"dr_realised": dr.to_dict(), "ipw_realised": ipw.to_dict(),
+                               "dr_realised_covers": dr.covers(true_value),
+                               "ipw_realised_covers": ipw.covers(true_value),
+                               "matched_identical": same, "realised_valid": bool(hit.any() and identical.all())}
+        if not out["realised_valid"]:  # the estimand of the design-based interval is not the rule world's value
+            out["dr_realised_covers"] = out["ipw_realised_covers"] = None
+            out["realised_note"] = realised_condition_note(same, int(hit.sum()), int((~identical).sum()))
+        return out
 
     def evaluate(self, arm_of: np.ndarray, true_value: float, all_ctrl: float, all_arm: float) -> dict[str, Any]:
         """IPW and DR values of the rule ``arm_of`` (indexed by user id), DR gains over all-control and

@@ -23,6 +23,15 @@ def _mark(v: Any) -> tuple[str, str]:
     return ("yes", "yes") if v is True else (("no", "no") if v is False else ("—", "na"))
 
 
+def _realised(ope: dict[str, Any]) -> list[tuple[str, str]]:
+    """The "DR, these users" and "Covers" cells: not shown as an interval when its condition fails
+    (``realised_valid`` false: matched users' outcomes differ in the rule's world, see the rule's warning)."""
+    if ope.get("realised_valid") is False:
+        m = ope.get("matched_identical")
+        return [(f"not valid (matched_identical {fmt(m)})" if m is not None else "not valid", "na"), ("—", "na")]
+    return [(_ci(ope.get("dr_realised")), "num"), _mark(ope.get("dr_realised_covers"))]
+
+
 def targeting_rows(t: dict[str, Any]) -> list[list[Any]]:
     """Table rows: rule, treated share, true value, gains vs all-control/all-arm, regret, the
     expected gain from the conditional truth, IPW and DR values with influence-function intervals, the
@@ -33,8 +42,7 @@ def targeting_rows(t: dict[str, Any]) -> list[list[Any]]:
         rows.append([(r["rule"], "code"), (f"{100 * r['treated_share']:.0f}%", "num"), (fmt(r["value"]), "truth"),
                      (fmt(r["gain_vs_control"], signed=True), "num"), (fmt(r["gain_vs_arm"], signed=True), "num"),
                      (fmt(r["regret"]), "num"), (fmt(r["expected_gain_vs_control"], signed=True), "num"),
-                     (_ci(ope.get("ipw")), "num"), (_ci(ope.get("dr")), "num"), (_ci(ope.get("dr_realised")), "num"),
-                     _mark(ope.get("dr_realised_covers"))])
+                     (_ci(ope.get("ipw")), "num"), (_ci(ope.get("dr")), "num"), *_realised(ope)])
     return rows
 
 
@@ -113,7 +121,8 @@ def counterfeed_report_sections(result, report):
                   f"{100 * t['level']:.0f}% influence-function intervals (for the value in a fresh "
                   "population of users); DR, these users: the same estimate with the design-based interval "
                   "for the realised value of these users (the true value; only the assignment is random), "
-                  "which Covers scores. Both are honest only for rules made from out-of-fold predictions.",
+                  "which Covers scores; it needs matched_identical = 1 (no interference: frozen models), else it "
+                  "is not valid and not scored. Both are honest only for rules made from out-of-fold predictions.",
                   kind="muted")
     sec.figure("targeting", f"True {metric} per user of all-{control}, all-{arm} and each rule's world (bars); "
                "the doubly robust estimate of each rule's value with its interval (black).", draw_values, t)

@@ -26,15 +26,21 @@ from counterfeed.plugins.estimators.cate import Nuisance
 __all__ = ["Comparison", "covariate_matrix", "comparison", "fold_ids", "fold_seed", "nuisance_regressor",
            "nuisance_classifier", "dr_mean", "caught_warnings", "per_user_metrics", "modifier_columns", "Nuisance",
            "modifier_support", "null_unidentified", "null_cells",
-           "check_cate_scenario", "scenario_covariates", "PER_SESSION_SUMS"]
+           "check_cate_scenario", "scenario_covariates", "declared_segments", "PER_SESSION_SUMS"]
 
 
-def covariate_matrix(data: AnalysisData, who: str) -> tuple[np.ndarray, list[str]]:
+def covariate_matrix(data: AnalysisData, who: str,
+                     declared: dict[str, float] | None = None) -> tuple[np.ndarray, list[str]]:
     """``data.covariates`` as a float matrix ``(n_users, p)`` and its column names: the design of
     :func:`counterfeed.core.covariates.covariate_matrix` (numeric columns but ``user``, then one
     indicator per ``segment`` level after the first), checked first. Raises :class:`DataError` when
     the covariates are missing, misaligned with ``outcomes``, have a non-numeric column other than
     ``segment``, non-finite values or no column at all.
+
+    ``declared``: the scenario's segments (name -> share, :func:`declared_segments`). A declared level
+    that no user drew gets an indicator too (all zeros, after the first level that has users), so the
+    design is the one ``validate`` checked (:func:`scenario_covariates`) and the level is reported NOT
+    IDENTIFIED (:func:`modifier_support`) instead of ``segment`` vanishing from the covariates.
     """
     from counterfeed.core.covariates import covariate_matrix as design
 
@@ -53,25 +59,38 @@ def covariate_matrix(data: AnalysisData, who: str) -> tuple[np.ndarray, list[str
     if bad:
         raise DataError(f"{who}: covariate '{bad[0]}' has missing or non-finite values")
     names = [str(c) for c in numeric.columns]
-    if "segment" in cov:
-        names += [f"segment={s}" for s in sorted(cov["segment"].astype(str).unique())[1:]]
     x = design(cov)
+    if "segment" in cov:
+        present = sorted(cov["segment"].astype(str).unique())
+        empty = [s for s in (declared or {}) if s not in present]
+        names += [f"segment={s}" for s in sorted(present[1:] + empty)]
+        if empty:  # the indicators of every level but the first with users, the empty ones all zero
+            seg = cov["segment"].astype(str).to_numpy()
+            x = np.hstack([x[:, :numeric.shape[1]]] + [(seg == nm.removeprefix("segment="))[:, None].astype(np.float64)
+                                                       for nm in names[numeric.shape[1]:]])
     if x.shape[1] == 0:
         raise DataError(f"{who}: data.covariates has no usable column besides 'user'")
     return x, names
 
 
-def modifier_columns(names: list[str], modifiers: list[str] | None, who: str) -> np.ndarray:
+def modifier_columns(names: list[str], modifiers: list[str] | None, who: str,
+                     covariates: pd.DataFrame | None = None) -> np.ndarray:
     """(p,) bool: the covariate columns that are effect modifiers (all when ``modifiers`` is None).
 
     A modifier names a column exactly, or ``segment`` for every ``segment=<level>`` indicator. Raises
-    :class:`DataError` naming a modifier that matches no column."""
+    :class:`DataError` naming a modifier that matches no column (for ``segment`` in ``covariates`` with
+    one level and no declared other: every user is in that level)."""
     if modifiers is None:
         return np.ones(len(names), dtype=bool)
     out = np.zeros(len(names), dtype=bool)
     for m in modifiers:
         hit = np.array([n == m or n.startswith(f"{m}=") for n in names], dtype=bool)
         if not hit.any():
+            if m == "segment" and covariates is not None and "segment" in covariates:
+                levels = sorted(covariates["segment"].astype(str).unique())
+                raise DataError(f"{who}: modifiers: 'segment' has one level among the users ({', '.join(levels)}): "
+                                "every user is in it, so the effect cannot vary with it (the scenario's other "
+                                "segments, if any, drew no users)")
             raise DataError(f"{who}: modifiers: '{m}' is not a covariate (covariates: {', '.join(names)})")
         out |= hit
     return out
@@ -96,6 +115,15 @@ def per_user_metrics(metrics: dict[str, Any], chosen: list[str] | None, who: str
 #: the metrics whose per-day values the individual intervals read (the sessions' sums and their count,
 #: :func:`counterfeed.analysis.cate_individual.period_totals`)
 PER_SESSION_SUMS = ("clicks", "impressions", "dwell", "sessions")
+
+
+def declared_segments(scenario: Any) -> dict[str, float] | None:
+    """The scenario's segments, name -> declared share (None for a twin population, whose one level
+    ``all`` every user has)."""
+    pop = scenario.population
+    if pop.twin:
+        return None
+    return {str(name): float(spec.share) for name, spec in pop.segments.items()}
 
 
 def scenario_covariates(scenario: Any) -> list[str]:
@@ -250,13 +278,16 @@ def caught_warnings(sink: list[str]) -> Iterator[None]:
 
 
 def modifier_support(data: AnalysisData, c: Comparison, folds: np.ndarray, k: int, modifiers: np.ndarray,
-                     names: list[str], metric: str, arm: str) -> tuple[np.ndarray, list[str], list[str]]:
+                     names: list[str], metric: str, arm: str,
+                     declared: dict[str, float] | None = None) -> tuple[np.ndarray, list[str], list[str]]:
     """Which per-user effects the modifiers identify, from the users of one comparison and their
     outer folds ``folds`` (``0..k-1``).
 
     A ``segment`` level (when ``segment`` is a modifier) needs at least 2 users of each arm overall
     and in every training fold: with fewer, its effect is only extrapolated from the other levels (or
-    fitted exactly, with a zero-width interval), so it is NOT IDENTIFIED. A numeric modifier that is
+    fitted exactly, with a zero-width interval), so it is NOT IDENTIFIED; a declared level that drew no
+    user at all (an all-zero indicator, :func:`covariate_matrix`; ``declared``: name -> share, for the
+    warning) is NOT IDENTIFIED too, with no user to null. A numeric modifier that is
     constant among the compared users (or in a training fold) cannot modify the effect: it is unused.
     Returns ``((n_users,) bool: users whose effect is not identified, the modifier columns not used,
     warnings)``."""
@@ -269,7 +300,16 @@ def modifier_support(data: AnalysisData, c: Comparison, folds: np.ndarray, k: in
     if cov is not None and "segment" in cov and any(m and nm.startswith("segment=") for nm, m in zip(names, modifiers)):
         level_all = cov["segment"].astype(str).to_numpy()
         level = level_all[c.rows]
-        for s in sorted(set(level_all)):
+        drawn = set(level_all)
+        for s in sorted(drawn | {nm.removeprefix("segment=") for nm in names if nm.startswith("segment=")}):
+            if s not in drawn:  # declared, drawn by no user: an all-zero indicator, nothing to estimate or null
+                unused.append(f"segment={s}")
+                share = (declared or {}).get(s)
+                warns.append(f"NOT IDENTIFIED: metric '{metric}': segment '{s}' drew no users of {n}"
+                             f"{f' (share {share:g})' if share is not None else ''}, so it has no effect to estimate "
+                             "and no user to predict one for; its indicator is not used as a modifier (raise "
+                             "population.users or its share)")
+                continue
             in_s = level == s
             n1, n0 = int((in_s & (c.t == 1)).sum()), int((in_s & (c.t == 0)).sum())
             fold_min = min(int((in_s & tr & (c.t == a)).sum()) for tr in trains for a in (0, 1))

@@ -119,16 +119,19 @@ class _Cate(Estimator):
 
     def check_metrics(self, scenario: Any, metrics: dict[str, Any]) -> None:
         """Reject before simulating what ``estimate`` would (``_cate_data.check_cate_scenario``)."""
-        from counterfeed.plugins.estimators._cate_data import check_cate_scenario
+        from counterfeed.plugins.estimators._cate_data import check_cate_scenario, declared_segments
 
         check_cate_scenario(scenario, metrics, self.options, self.name, self.per_user_intervals)
+        # the declared segments: a level that no user draws keeps its (all-zero) indicator, reported NOT IDENTIFIED
+        self.declared_segments_ = declared_segments(scenario)
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         from counterfeed.plugins.estimators._cate_data import (comparison, covariate_matrix, modifier_columns,
                                                                per_user_metrics)
 
-        x, names = covariate_matrix(data, self.name)
-        self.modifiers_ = modifier_columns(names, getattr(self.options, "modifiers", None), self.name)
+        declared = getattr(self, "declared_segments_", None)  # set by check_metrics (validate and run do)
+        x, names = covariate_matrix(data, self.name, declared)
+        self.modifiers_ = modifier_columns(names, getattr(self.options, "modifiers", None), self.name, data.covariates)
         level = self.level_for(data)
         out: list[Estimate] = []
         metrics = per_user_metrics(data.metrics, self.options.metrics, self.name)
@@ -185,7 +188,8 @@ class _Cate(Estimator):
             individual = _individual(data, c, metric, effects, mu0, self.modifiers_, names, level, mode,
                                      (self.name, metric, arm)) \
                 if mode != "none" and self.per_user_intervals else None
-        bad, unused, support = modifier_support(data, c, folds, k, self.modifiers_, names, metric, arm)
+        bad, unused, support = modifier_support(data, c, folds, k, self.modifiers_, names, metric, arm,
+                                                getattr(self, "declared_segments_", None))
         warned += support + null_unidentified(effects, bad, metric, conformal=mode == "conformal")
         null_cells(individual, c.x[:, self.modifiers_], bad[c.rows])
         ok = ~bad[c.rows]
