@@ -35,7 +35,8 @@ from counterfeed.core.results import RunResult
 from counterfeed.errors import CounterfeedError
 
 __all__ = ["Assessed", "assess", "confounded_warning", "flag_confounded", "headline", "main_estimates",
-           "mechanism_of", "reports_naive", "NAIVE_KEYS"]
+           "mechanism_of", "reports_naive", "NAIVE_KEYS", "allocation_of", "allocation_warning",
+           "models_allocation", "ALLOCATION_KEYS"]
 
 #: estimands whose A/B-world contrast can be computed from per-user outcomes
 _CONTRASTS: dict[str, Callable[[float, float], float]] = {
@@ -123,13 +124,18 @@ def _interference(result: RunResult) -> dict[tuple, float]:
 
 
 # -- the headline -----------------------------------------------------------------------------------
-def main_estimates(estimates: list[Estimate], randomized: bool = True) -> list[Estimate]:
+def main_estimates(estimates: list[Estimate], randomized: bool = True, adaptive: bool = False) -> list[Estimate]:
     """The headline estimates: first metric, first estimator, difference, all users, each arm. Under a
     non-randomized design an estimator that fits it (an observational estimator: it reports the naive
-    comparison in ``diagnostics["naive..."]``) comes first, whatever its estimand (ATE, ATT, LATE)."""
+    comparison in ``diagnostics["naive..."]``) comes first, whatever its estimand (ATE, ATT, LATE); under
+    adaptive allocation (``adaptive``) an estimator that weights by the recorded assignment probabilities
+    (:func:`models_allocation`) comes first."""
     cands = [e for e in estimates if e.estimand == "difference" and e.segment is None and num(e.point) is not None]
     design = [e for e in estimates if reports_naive(e) and e.segment is None and e.estimand in
               ("difference", "att", "late") and num(e.point) is not None]
+    if adaptive:
+        design = [e for e in cands if models_allocation(e)]
+        randomized = False
     cands = cands if randomized or not design else design
     if not cands:
         return []
@@ -147,9 +153,11 @@ def headline(result: RunResult, assessed: list[Assessed] | None = None) -> list[
     the intervals fared against the truth (and why the misses missed), and a sample-ratio alarm."""
     assessed = assess(result) if assessed is None else assessed
     by_id = {id(a.estimate): a for a in assessed}
-    mech = mechanism_of(result.scenario)
-    mains = main_estimates(result.estimates, mech == "randomized")
+    mech, alloc = mechanism_of(result.scenario), allocation_of(result.scenario)
+    mains = main_estimates(result.estimates, mech == "randomized", alloc is not None)
     out = [_non_randomized(mech, mains)] if mech != "randomized" else []
+    if alloc is not None:
+        out.append(_adaptive(alloc, mains))
     out += [_conclusion(e, by_id.get(id(e))) for e in mains]
     if mech != "staggered":  # a rollout's partial exposure is not interference between arms
         out += _interference_lines(result, assessed)
@@ -184,6 +192,32 @@ def reports_naive(e: Estimate) -> bool:
     return any(k in (e.diagnostics or {}) for k in NAIVE_KEYS)
 
 
+#: the diagnostic in which an estimator that weights by the recorded assignment probabilities of an
+#: adaptive allocation (``adaptive-ipw``) reports the unweighted comparison beside its own
+ALLOCATION_KEYS = ("naive_point",)
+
+
+def models_allocation(e: Estimate) -> bool:
+    """An estimator that accounts for adaptive allocation: it reports the unweighted comparison beside its
+    own in one of :data:`ALLOCATION_KEYS` (``adaptive-ipw``)."""
+    return any(k in (e.diagnostics or {}) for k in ALLOCATION_KEYS)
+
+
+def allocation_of(scenario: Any) -> str | None:
+    """The method of the scenario's adaptive allocation (``experiment.allocation``), None without one."""
+    alloc = getattr(scenario.experiment, "allocation", None)
+    return None if alloc is None else str(getattr(alloc, "method", None) or "adaptive")
+
+
+def allocation_warning(method: str) -> str:
+    """The warning on an estimate that compares adaptively allocated arms as if the split were fixed."""
+    return (f"naive: arms were allocated adaptively (allocation: {method}): each arm's share of new users "
+            "changed during the run with the outcomes seen so far, so users who arrived at different times "
+            "(heavy users arrive first) are in the arms in different proportions and this unweighted "
+            "comparison of the arms is confounded by arrival time (docs/interactive.md); adaptive-ipw weights "
+            "each user by the recorded assignment probabilities")
+
+
 def mechanism_of(scenario: Any) -> str:
     """The scenario's assignment mechanism (``randomized`` without ``experiment.assignment``)."""
     return str(getattr(getattr(scenario.experiment, "assignment", None), "mechanism", None) or "randomized")
@@ -195,19 +229,25 @@ def confounded_warning(mech: str) -> str:
             "is confounded")
 
 
-def flag_confounded(estimates: list[Estimate], mech: str) -> None:
+def flag_confounded(estimates: list[Estimate], mech: str, allocation: str | None = None) -> None:
     """Under a non-randomized ``mech`` (``experiment.assignment.mechanism``), add
     :func:`confounded_warning` to the ``diagnostics["warnings"]`` of every estimate whose estimator
     does not model the design (:func:`reports_naive` is false: diff-in-means, CUPED, the Bayesian
     comparison...), so that the JSON output, ``estimates.json`` and ``estimates.csv`` carry it on
-    the row, not only the report and the headline. Idempotent; a no-op for ``randomized``."""
-    if mech == "randomized":
-        return
-    msg = confounded_warning(mech)
-    for e in estimates:
-        warns = list((e.diagnostics or {}).get("warnings") or [])
-        if not reports_naive(e) and msg not in warns:
-            e.diagnostics = {**(e.diagnostics or {}), "warnings": [*warns, msg]}
+    the row, not only the report and the headline. Under adaptive ``allocation``
+    (``experiment.allocation``'s method) add :func:`allocation_warning` to every estimate whose estimator
+    does not weight by the assignment probabilities (:func:`models_allocation` is false). Idempotent; a
+    no-op for ``randomized`` without allocation."""
+    flags = []
+    if mech != "randomized":
+        flags.append((confounded_warning(mech), reports_naive))
+    if allocation is not None:
+        flags.append((allocation_warning(allocation), models_allocation))
+    for msg, models_design in flags:
+        for e in estimates:
+            warns = list((e.diagnostics or {}).get("warnings") or [])
+            if not models_design(e) and msg not in warns:
+                e.diagnostics = {**(e.diagnostics or {}), "warnings": [*warns, msg]}
 
 
 def _non_randomized(mech: str, mains: list[Estimate]) -> str:
@@ -220,6 +260,17 @@ def _non_randomized(mech: str, mains: list[Estimate]) -> str:
     return (f"Assignment was not randomized (mechanism: {mech}): the estimate below is a naive comparison of "
             "the arms, confounded by who took the treatment; add an estimator that fits the design (aipw, "
             "iv-2sls, did-staggered; docs/observational.md).")
+
+
+def _adaptive(method: str, mains: list[Estimate]) -> str:
+    if mains and models_allocation(mains[0]):
+        return (f"Arms were allocated adaptively (allocation: {method}): a plain comparison of the arms is "
+                f"confounded by arrival time, so the headline is {mains[0].estimator}'s estimate, which weights "
+                "each user by the recorded assignment probabilities (docs/interactive.md).")
+    return (f"Arms were allocated adaptively (allocation: {method}): the estimate below is an unweighted "
+            "comparison of the arms, confounded by arrival time (each arm's share of new users changed during "
+            "the run); add adaptive-ipw, which weights by the recorded assignment probabilities "
+            "(docs/interactive.md).")
 
 
 def _conclusion(e: Estimate, a: Assessed | None) -> str:
@@ -258,7 +309,8 @@ def _interference_lines(result: RunResult, assessed: list[Assessed]) -> list[str
     """One sentence per main estimate whose error has an interference component larger than its
     estimation error, or whose interval missed because of it."""
     out = []
-    mains = {id(e) for e in main_estimates(result.estimates, mechanism_of(result.scenario) == "randomized")}
+    mains = {id(e) for e in main_estimates(result.estimates, mechanism_of(result.scenario) == "randomized",
+                                           allocation_of(result.scenario) is not None)}
     for a in assessed:
         e = a.estimate
         if id(e) not in mains or a.bias is None or a.interference is None:

@@ -21,7 +21,7 @@ from counterfeed.core.contracts import MetricInfo
 from counterfeed.core.estimation import CATE, Estimate
 from counterfeed.core.executors import available_cores, get_executor, pool_size
 from counterfeed.core.experiment import AB_WORLD, world_names
-from counterfeed.core.findings import flag_confounded, mechanism_of
+from counterfeed.core.findings import allocation_of, flag_confounded, mechanism_of
 from counterfeed.core.observational_spec import check_arm_sizes
 from counterfeed.core.mechanisms import mechanism_summary, write_assignment
 from counterfeed.core.longterm import is_population, population_report
@@ -312,7 +312,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
                 raise type(exc)(f"{sc.error(str(exc), f'analysis[{i}]')}") from None
         for line in unestimated:  # a warning, not progress: shown even with --quiet
             print(f"warning: {line}", file=sys.stderr, flush=True)
-        flag_confounded(estimates, mechanism_of(sc))  # on each row, not only in the report
+        flag_confounded(estimates, mechanism_of(sc), allocation_of(sc))  # on each row, not only in the report
         score_estimates(estimates, truth)
         if sc.targeting is not None:  # deploy the rules learned from the CATE estimates (core.targeting)
             info = infos[sc.targeting.metric]
