@@ -226,7 +226,9 @@ def _interference(doc: _Doc, run: RunView) -> None:
                   "interference component (the A/B world's outcomes minus the same users' outcomes in "
                   "the counterfactual worlds, through the same contrast) and the estimation error (the "
                   "rest: sampling error and estimator bias). An interval that missed the truth missed "
-                  "because of interference when, shifted by the interference component, it covers it."))
+                  "because of interference when, shifted by the interference component, it covers it. "
+                  "Only differences are attributed: a ratio (relative) divides by the counterfactual "
+                  "control mean, whose noise its interval does not reflect, so its miss is not decomposable."))
     misses = [a.miss for a in rows if a.miss]
     if misses:
         n_int = misses.count("interference")
