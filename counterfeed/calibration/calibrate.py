@@ -15,6 +15,7 @@ Example
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,12 +27,13 @@ from counterfeed.calibration.engine import (ExecutionReport, Replicate, execute,
                                             run_replication)
 from counterfeed.calibration.store import ReplicationStore, atomic_write_json, scenario_hash
 from counterfeed.calibration.cate_summary import cate_summary
-from counterfeed.calibration.summary import records_frame, summarize
+from counterfeed.calibration.summary import FLAGGED_VERDICTS, records_frame, summarize
 from counterfeed.core.executors import Executor
 from counterfeed.core.scenario import Scenario, check_arms_filled
 from counterfeed.errors import CounterfeedError
 
-__all__ = ["calibrate", "CalibrationResult", "default_out_dir", "summary_table", "write_outputs"]
+__all__ = ["calibrate", "CalibrationResult", "default_out_dir", "summary_table", "write_outputs",
+           "check_calibratable", "check_estimators", "summary_warnings", "flagged_rows"]
 
 
 @dataclass
@@ -47,9 +49,14 @@ class CalibrationResult:
     report: ExecutionReport
     files: dict[str, Path] = field(default_factory=dict)
     cate: pd.DataFrame | None = None  # per-user CATE scores over replications (calibration.cate_summary)
+    stored: int | None = None  # finished replications, with or without estimates (None: count ``records``)
+    without_estimates: list[int] = field(default_factory=list)  # indices of finished ones that estimated nothing
 
     @property
     def completed(self) -> int:
+        """Finished replications, including any that returned no estimate (``without_estimates``)."""
+        if self.stored is not None:
+            return self.stored
         return int(self.records["replication"].nunique()) if len(self.records) else 0
 
     def to_json(self) -> dict[str, Any]:
@@ -60,6 +67,7 @@ class CalibrationResult:
             "seed": self.scenario.seed,
             "replications": self.replications,
             "completed": self.completed,
+            "without_estimates": len(self.without_estimates),
             "failed": sorted(self.errors, key=_index_of),
             "computed_now": len(self.report.computed),
             "wall_time": self.report.wall_time,
@@ -72,6 +80,28 @@ class CalibrationResult:
 def default_out_dir(scenario: Scenario, kind: str = "calibrate") -> Path:
     """``<scenario.output.dir>/<kind>-<scenario.name>``."""
     return Path(scenario.output.dir) / f"{kind}-{scenario.name}"
+
+
+def check_calibratable(scenario: Scenario, command: str = "calibrate") -> None:
+    """What ``calibrate`` needs beyond what ``validate`` checks, before any replication: every arm can get
+    the users its estimates need, and there are estimates to score (:func:`check_estimators`).
+
+    Raises a located :class:`~counterfeed.errors.ScenarioError`.
+    """
+    check_estimators(scenario, command)
+    check_arms_filled(scenario)  # every replication would fail at its estimates
+
+
+def check_estimators(scenario: Scenario, command: str = "calibrate") -> None:
+    """A located ScenarioError when ``analysis`` is empty: the replications would estimate nothing, so
+    ``command`` would simulate them all and score nothing (phase decisions are not calibrated)."""
+    if not scenario.analysis:
+        phases = (" (its phases' decisions, recorded in the run manifest's \"phases\", are not calibrated)"
+                  if scenario.experiment.phases else "")
+        raise scenario.error(
+            f"an empty analysis gives {command} no estimator to score{phases}; every replication would be "
+            "simulated for nothing (expected at least one entry, e.g. `- estimator: diff-in-means`)",
+            "analysis")
 
 
 def calibrate(scenario: Scenario, replications: int, *, executor: Executor | None = None,
@@ -94,11 +124,20 @@ def calibrate(scenario: Scenario, replications: int, *, executor: Executor | Non
         ``replicate(scenario_data: dict, seed: int) -> list[estimate dict]``, module-level.
     fresh : bool
         Discard stored replications first.
+
+    Raises
+    ------
+    ScenarioError
+        Before anything runs or is written, when the scenario cannot be calibrated
+        (:func:`check_calibratable`; with a custom ``replicate``, only the arms are checked).
     """
     if isinstance(replications, bool) or int(replications) < 1:
         raise CounterfeedError(f"replications must be a positive integer, got {replications!r}")
     replications = int(replications)
-    check_arms_filled(scenario)  # every replication would fail at its estimates
+    if replicate is run_replication:
+        check_calibratable(scenario)
+    else:  # a custom replicate may estimate without the scenario's analysis
+        check_arms_filled(scenario)
     out = Path(out_dir) if out_dir is not None else default_out_dir(scenario)
     data = scenario.to_dict()
     seeds = replication_seeds(scenario.seed, replications)
@@ -114,7 +153,9 @@ def calibrate(scenario: Scenario, replications: int, *, executor: Executor | Non
         frame = records_frame(records)
         result = CalibrationResult(out_dir=out, scenario=scenario, replications=replications,
                                    summary=summarize(frame), records=frame, errors=errors, report=report,
-                                   cate=cate_summary(records))
+                                   cate=cate_summary(records), stored=len(records),
+                                   without_estimates=sorted(int(r["index"]) for r in records
+                                                            if not r.get("estimates")))
         result.files = write_outputs(result, figures=figures)
     return result
 
@@ -183,10 +224,79 @@ def summary_table(summary: pd.DataFrame, *, title: str, extra: list[str] | None 
         table.add_column(k)
     for k in ("n", "bias", "RMSE", "coverage [95% CI]", "width", "reject", "MDE"):
         table.add_column(k, justify="right")
+    table.add_column("verdict")
     for _, r in summary.iterrows():
         cov = "–" if pd.isna(r["coverage"]) else (
-            f"{r['coverage']:.3f} [{r['coverage_lower']:.3f}, {r['coverage_upper']:.3f}]")
+            f"{r['coverage']:.3f} [{_side(r['coverage_lower'], r['level'])}, {_side(r['coverage_upper'], r['level'])}]")
         table.add_row(*[_fmt(r[k]) if k != "segment" else _fmt(r[k] or "all users") for k in keys],
                       str(int(r["replications"])), _fmt(r["bias"]), _fmt(r["rmse"]), cov,
-                      _fmt(r["mean_width"]), _fmt(r["rejection_rate"], ".3f"), _fmt(r["mde"]))
+                      _fmt(r["mean_width"]), _fmt(r["rejection_rate"], ".3f"), _fmt(r["mde"]),
+                      _fmt(r.get("verdict")))
     return table
+
+
+def _label(r: dict[str, Any], extra: list[str]) -> str:
+    """``[field=value · ...] estimator · metric · arm · estimand[ · segment]``: one row of a summary."""
+    parts = [f"{k}={r[k]}" for k in extra]
+    parts += [str(r[k]) for k in ("estimator", "metric", "arm", "estimand")]
+    if r.get("segment") is not None and not (isinstance(r["segment"], float) and math.isnan(r["segment"])):
+        parts.append(f"segment {r['segment']}")
+    return " · ".join(parts)
+
+
+def flagged_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose verdict says the intervals are not honest (:data:`~.summary.FLAGGED_VERDICTS`)."""
+    if "verdict" not in summary or not len(summary):
+        return summary.iloc[0:0]
+    return summary[summary["verdict"].isin(FLAGGED_VERDICTS)]
+
+
+def summary_warnings(summary: pd.DataFrame, *, extra: list[str] | None = None) -> list[str]:
+    """The warning lines printed under a summary table, each naming its row: zero-width and unbounded
+    intervals, undercoverage, and over-rejection where every true effect is 0 (see :func:`~.summary.verdict`)."""
+    extra = list(extra or [])
+    lines: list[str] = []
+    rows = _records(summary) if len(summary) else []
+    for r in rows:
+        if (r.get("zero_width") or 0) > 0:
+            lines.append(f"warning: {_label(r, extra)}: {r['zero_width']} of {r['replications']} replications "
+                         "reported a zero-width interval (no observed variance): its coverage says little")
+    for r in rows:
+        if (r.get("unbounded") or 0) > 0:
+            lines.append(f"warning: {_label(r, extra)}: {r['unbounded']} of {r['replications']} replications "
+                         "reported an unbounded interval, counted as covering; the mean width, se and MDE are "
+                         "over the bounded ones")
+    for r in rows:
+        level = r.get("level")
+        if r.get("verdict") == "undercovers":
+            lines.append(f"warning: {_label(r, extra)}: undercovers: coverage {r['coverage']:.3f} "
+                         f"[{r['coverage_lower']:.3f}, {_side(r['coverage_upper'], level)}] over {r['replications']} "
+                         f"replications, below the nominal {level:g} (its 95% Wilson interval excludes "
+                         f"{level:g}): these intervals are too narrow here, or the estimate is biased")
+        if _over_rejects(r):
+            lo = _side(r["rejection_lower"], 1 - level)
+            lines.append(f"warning: {_label(r, extra)}: over-rejects: the true effect is 0 in every replication, "
+                         f"yet the rejection rate is {r['rejection_rate']:.3f} [{lo}, "
+                         f"{r['rejection_upper']:.3f}], above the nominal {1 - level:.3g} (its 95% Wilson "
+                         "interval excludes it): a false-positive rate above the level")
+    return lines
+
+
+def _side(x: float, level: float) -> str:
+    """``x`` to 3 decimals, or more where 3 would round it onto (or across) ``level``, so that a shown bound
+    is on the same side of the level as the verdict says."""
+    if x is None or not math.isfinite(x):
+        return "–"
+    if x == level:
+        return f"{x:.3f}"
+    for digits in range(3, 17):
+        text = f"{x:.{digits}f}"
+        if (float(text) < level) == (x < level) and float(text) != level:
+            return text
+    return repr(x)
+
+
+def _over_rejects(r: dict[str, Any]) -> bool:
+    """Every true effect 0 and a rejection rate whose Wilson interval lies above ``1 - level``."""
+    lo, level = r.get("rejection_lower"), r.get("level")
+    return bool(r.get("null_truth")) and lo is not None and level is not None and lo > 1.0 - level

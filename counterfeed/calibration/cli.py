@@ -77,7 +77,7 @@ def _resolve_points(sc: Any, grid: list) -> None:
     from counterfeed.core.plan import resolve
     from counterfeed.errors import ScenarioError
 
-    for overrides, point in grid_points(sc, grid):
+    for overrides, point in grid_points(sc, grid, estimators=True):
         try:
             resolve(point)
         except ScenarioError as exc:
@@ -92,8 +92,13 @@ def _executor(kind: str, workers: int | None, scheduler: str | None, tasks: int)
     return get_executor(kind, workers=workers, scheduler=scheduler, tasks=tasks)
 
 
-def _finish(result: Any, *, title: str, extra: list[str], as_json: bool, quiet: bool) -> None:
-    from counterfeed.calibration.calibrate import summary_table
+#: ``calibrate --strict``: some row undercovers or over-rejects (1 is failed replications, 2 user errors)
+STRICT_EXIT_CODE = 3
+
+
+def _finish(result: Any, *, title: str, extra: list[str], as_json: bool, quiet: bool,
+            strict: bool = False) -> None:
+    from counterfeed.calibration.calibrate import _label, flagged_rows, summary_table, summary_warnings
 
     payload = result.to_json()
     fmt = "json" if as_json else click.get_current_context().meta.get("counterfeed.format", "table")
@@ -108,17 +113,17 @@ def _finish(result: Any, *, title: str, extra: list[str], as_json: bool, quiet: 
         if cate is not None and len(cate):
             from counterfeed.calibration.cate_summary import cate_table
             print_table(cate_table(cate), console)
-        zw = result.summary[result.summary.get("zero_width", 0) > 0] if "zero_width" in result.summary else []
-        for r in (zw.itertuples(index=False) if len(zw) else []):
-            console.print(f"warning: {r.estimator} · {r.metric} · {r.arm}: {r.zero_width} of {r.replications} "
-                          "replications reported a zero-width interval (no observed variance): its coverage "
-                          "says little", markup=False, highlight=False, soft_wrap=True)
-        ub = result.summary[result.summary.get("unbounded", 0) > 0] if "unbounded" in result.summary else []
-        for r in (ub.itertuples(index=False) if len(ub) else []):
-            console.print(f"warning: {r.estimator} · {r.metric} · {r.arm} · {r.estimand}: {r.unbounded} of "
-                          f"{r.replications} replications reported an unbounded interval, counted as covering; "
-                          "the mean width, se and MDE are over the bounded ones", markup=False, highlight=False,
-                          soft_wrap=True)
+        for line in summary_warnings(result.summary, extra=extra):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        if len(flagged_rows(result.summary)) and len(result.summary) > 1:
+            console.print(f"[dim]each verdict is one 95% Wilson test of its row: a calibrated row is flagged "
+                          f"'undercovers' by chance about 1 time in 40 ({len(result.summary)} rows here)[/dim]",
+                          highlight=False, soft_wrap=True)
+        empty = payload.get("without_estimates") or 0
+        if empty:
+            console.print(f"warning: {empty} of {payload['completed']} replications returned no estimate "
+                          "(the scenario's analysis estimated nothing in them): they count as completed but are in "
+                          "no row of the summary", markup=False, highlight=False, soft_wrap=True)
         console.print(f"[dim]{payload['completed']} replications ({payload['computed_now']} computed now) "
                       f"in {result.out_dir}[/dim]")
     if result.errors:
@@ -127,6 +132,12 @@ def _finish(result: Any, *, title: str, extra: list[str], as_json: bool, quiet: 
                    f"{first.get('message')}); see {result.out_dir / 'replications'}/*.error.json; "
                    "rerun the same command to retry them", err=True)
         sys.exit(1)
+    flagged = flagged_rows(result.summary) if strict else []
+    if len(flagged):
+        names = "; ".join(f"{_label(r, extra)} ({r['verdict']})" for r in flagged.to_dict("records"))
+        click.echo(f"error: --strict: {len(flagged)} of {len(result.summary)} rows are flagged: {names}; "
+                   f"exit code {STRICT_EXIT_CODE}", err=True)
+        sys.exit(STRICT_EXIT_CODE)
 
 
 def _guard(fn, *args, **kwargs):
@@ -155,29 +166,36 @@ Examples:
   counterfeed calibrate scenarios/quickstart.yaml -n 200
   counterfeed calibrate scenarios/aa.yaml -n 2000 --workers 8 --out runs/aa-cal
   counterfeed calibrate scenarios/aa.yaml -n 2000 --scheduler tcp://10.0.0.5:8786 --json
-Rerun the same command to resume after an interruption; finished replications are kept.""")
+  counterfeed calibrate scenarios/aa.yaml -n 500 --strict    # exit 3 if a row undercovers
+Rerun the same command to resume after an interruption; finished replications are kept.
+Exit codes: 0 done; 1 some replications failed (rerun to retry); 2 user error (nothing written);
+3 with --strict, some row undercovers or over-rejects.""")
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @_with_options
+@click.option("--strict", is_flag=True,
+              help="Exit 3 when a row's verdict is 'undercovers' or 'over-rejects' (outputs are still written).")
 def calibrate_command(scenario: str, replications: int, workers: int | None, executor: str,
                       scheduler: str | None, sets: tuple[str, ...], out_dir: str | None, fresh: bool,
-                      as_json: bool, quiet: bool) -> None:
+                      as_json: bool, quiet: bool, strict: bool) -> None:
     """Replicate SCENARIO under many seeds and score its estimators.
 
     Reports per estimator, metric, arm and estimand: bias, RMSE, coverage of the true effect (with a
     Wilson interval), mean interval width, rejection rate (false-positive rate in an A/A scenario,
-    power otherwise) and the minimum detectable effect. Writes calibration.json, calibration.csv,
-    replications.parquet, coverage.png and estimate_vs_truth.png to the output directory
-    (default: <output.dir>/calibrate-<name>/).
+    power otherwise), the minimum detectable effect and a verdict (undercovers, over-rejects,
+    overcovers or ok), with a warning naming each row that undercovers or over-rejects. Writes
+    calibration.json, calibration.csv, replications.parquet, coverage.png and estimate_vs_truth.png to
+    the output directory (default: <output.dir>/calibrate-<name>/).
     """
-    from counterfeed.calibration.calibrate import calibrate
+    from counterfeed.calibration.calibrate import calibrate, check_calibratable
 
     sc = _load(scenario, sets)
+    _guard(check_calibratable, sc)  # before any worker starts or any file is written
     ex = _guard(_executor, executor, workers, scheduler, replications)
     with _resumable(), ex:
         result = _guard(calibrate, sc, replications, executor=ex, out_dir=out_dir, fresh=fresh,
                         quiet=quiet or as_json)
     _finish(result, title=f"Calibration of {sc.name} ({result.completed} replications)", extra=[],
-            as_json=as_json, quiet=quiet)
+            as_json=as_json, quiet=quiet, strict=strict)
 
 
 @click.command("sweep", epilog="""\b

@@ -20,7 +20,17 @@ For a group of replications of one (estimator, metric, arm, estimand, segment), 
 - ``unbounded``: how many replications reported an interval with an infinite bound (e.g. a relative
   lift whose control mean is not distinguishable from 0: Fieller's set is unbounded). Such an interval
   covers every truth, so it counts as covering, and it has no width: ``mean_width``, ``mean_se`` and
-  ``mde`` are over the bounded intervals only (``calibrate`` says so when any is unbounded).
+  ``mde`` are over the bounded intervals only (``calibrate`` says so when any is unbounded);
+- ``null_truth``: the true effect is exactly 0 in every replication (an A/A comparison), so the
+  rejection rate is a false-positive rate;
+- ``verdict`` (:func:`verdict`): ``"undercovers"`` when the coverage's Wilson interval lies wholly below
+  the nominal level, ``"over-rejects"`` when the true effect is 0 in every replication (an A/A
+  comparison: the rejection rate is a false-positive rate) and the rejection rate's Wilson interval lies
+  wholly above ``1 - level``, ``"overcovers"`` when the coverage's interval lies wholly above the level
+  (conservative intervals: honest, but wider than they need be), ``"ok"`` when the replications are
+  consistent with the nominal level, and ``None`` (null in JSON) when nothing can be judged (fewer
+  than two replications with a known truth). Each is a 95% test of one row: a calibrated row is
+  flagged by chance about 2.5% of the time in each direction.
 
 Coverage is judged up to a few ulps relative to the numbers' scale
 (:func:`counterfeed.core.scoring.covers`): a bound and a truth computed by different sums of the same
@@ -39,12 +49,14 @@ from scipy.stats import norm
 from counterfeed.core.scoring import COVER_ULPS, covers
 
 __all__ = ["ESTIMATE_FIELDS", "GROUP_KEYS", "wilson_interval", "records_frame", "summarize",
-           "MDE_MULTIPLIER"]
+           "MDE_MULTIPLIER", "verdict", "FLAGGED_VERDICTS"]
 
 ESTIMATE_FIELDS = ["estimator", "metric", "arm", "estimand", "segment", "point", "lower", "upper",
                    "p_value", "truth", "covered", "level"]
 GROUP_KEYS = ["estimator", "metric", "arm", "estimand", "segment"]
 MDE_MULTIPLIER = float(norm.ppf(0.975) + norm.ppf(0.80))
+#: the verdicts that say an estimator's intervals are not honest here (``calibrate --strict`` fails on them)
+FLAGGED_VERDICTS = ("undercovers", "over-rejects")
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -116,6 +128,8 @@ def _group_stats(g: pd.DataFrame) -> dict[str, Any]:
     cov_lo, cov_hi = wilson_interval(k_cov, n_cov)
     rej_lo, rej_hi = wilson_interval(k_rej, n_rej)
     mean_se = float(np.mean(width) / (2 * z)) if len(width) else math.nan
+    truths = truth[np.isfinite(truth)]
+    null_truth = bool(truths.size) and bool(np.all(truths == 0.0))  # A/A: every true effect exactly 0
     return {
         "replications": int(ok.sum()),
         "level": level,
@@ -134,7 +148,29 @@ def _group_stats(g: pd.DataFrame) -> dict[str, Any]:
         "mde": MDE_MULTIPLIER * mean_se,
         "zero_width": zero_width,
         "unbounded": unbounded,
+        "null_truth": null_truth,
+        "verdict": verdict(level, cov_lo, cov_hi, rej_lo if null_truth else math.nan),
     }
+
+
+def verdict(level: float, coverage_lower: float, coverage_upper: float,
+            null_rejection_lower: float = math.nan) -> str | None:
+    """``"undercovers"``, ``"over-rejects"``, ``"overcovers"``, ``"ok"`` or None (see the module docstring).
+
+    ``coverage_lower``/``coverage_upper`` is the Wilson interval of the coverage (NaN when it has none);
+    ``null_rejection_lower`` the lower end of the rejection rate's Wilson interval where every true effect
+    is 0 (NaN otherwise). Undercoverage is named first: in an A/A comparison it usually comes with
+    over-rejection (``calibrate`` warns of each).
+    """
+    if math.isfinite(coverage_upper) and coverage_upper < level:
+        return "undercovers"
+    if math.isfinite(null_rejection_lower) and null_rejection_lower > 1.0 - level:
+        return "over-rejects"
+    if math.isfinite(coverage_lower) and coverage_lower > level:
+        return "overcovers"
+    if math.isfinite(coverage_lower) or math.isfinite(null_rejection_lower):
+        return "ok"
+    return None
 
 
 def _covered(stored: Any, lower: float, upper: float, truth: float) -> bool | None:
@@ -159,5 +195,5 @@ def summarize(frame: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
             rows.append(row)
     cols = by + ["replications", "level", "mean_estimate", "mean_truth", "bias", "rmse", "coverage",
                  "coverage_lower", "coverage_upper", "mean_width", "rejection_rate", "rejection_lower",
-                 "rejection_upper", "mean_se", "mde", "zero_width", "unbounded"]
+                 "rejection_upper", "mean_se", "mde", "zero_width", "unbounded", "null_truth", "verdict"]
     return pd.DataFrame(rows, columns=cols)

@@ -51,8 +51,14 @@ def parse_vary(spec: str) -> tuple[str, list[Any]]:
     return field_path, parsed
 
 
-def grid_points(scenario: Scenario, vary: list[tuple[str, list[Any]]]) -> list[tuple[dict[str, Any], Scenario]]:
-    """Every combination of the varied values with its validated scenario, in grid order."""
+def grid_points(scenario: Scenario, vary: list[tuple[str, list[Any]]], *,
+                estimators: bool = False) -> list[tuple[dict[str, Any], Scenario]]:
+    """Every combination of the varied values with its validated scenario, in grid order.
+
+    ``estimators``: also require the scenario and each point to have an estimator to score
+    (:func:`~counterfeed.calibration.calibrate.check_estimators`)."""
+    from counterfeed.calibration.calibrate import check_estimators
+
     if not vary:
         raise ScenarioError("a sweep needs at least one --vary FIELD=VALUES")
     fields = [f for f, _ in vary]
@@ -61,11 +67,15 @@ def grid_points(scenario: Scenario, vary: list[tuple[str, list[Any]]]) -> list[t
         raise ScenarioError(f"--vary {sorted(dupes)[0]} is given twice; list all its values in one --vary")
     if "seed" in fields:
         raise ScenarioError("--vary seed: replications already vary the seed; vary another field")
+    if estimators:
+        check_estimators(scenario, "sweep")  # the base scenario's, located in its file, not at a point
     points = []
     for combo in itertools.product(*(values for _, values in vary)):
         overrides = dict(zip(fields, combo))
         try:
             sc = scenario.with_overrides(overrides)
+            if estimators:
+                check_estimators(sc, "sweep")
             check_arms_filled(sc)
         except ScenarioError as exc:
             where = ", ".join(f"{k}={v}" for k, v in overrides.items())
@@ -88,12 +98,20 @@ class SweepResult:
     errors: dict[str, dict[str, Any]]
     report: ExecutionReport
     files: dict[str, Path] = field(default_factory=dict)
+    stored: int | None = None  # finished replications over the grid, with or without estimates
+    without_estimates: int = 0  # finished ones that estimated nothing (in no summary row)
+
+    @property
+    def completed(self) -> int:
+        if self.stored is not None:
+            return self.stored
+        return int(len(self.records.groupby(["grid_point", "replication"]))) if len(self.records) else 0
 
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": "sweep", "scenario": self.scenario.name, "seed": self.scenario.seed,
             "fields": self.fields, "points": self.points, "replications": self.replications,
-            "completed": int(len(self.records.groupby(["grid_point", "replication"]))) if len(self.records) else 0,
+            "completed": self.completed, "without_estimates": self.without_estimates,
             "failed": sorted(self.errors), "computed_now": len(self.report.computed),
             "wall_time": self.report.wall_time,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -109,7 +127,7 @@ def sweep(scenario: Scenario, vary: list[tuple[str, list[Any]]], replications: i
     if isinstance(replications, bool) or int(replications) < 1:
         raise CounterfeedError(f"replications must be a positive integer, got {replications!r}")
     replications = int(replications)
-    points = grid_points(scenario, vary)
+    points = grid_points(scenario, vary, estimators=replicate is run_replication)
     fields = [f for f, _ in vary]
     out = Path(out_dir) if out_dir is not None else Path(scenario.output.dir) / f"sweep-{scenario.name}"
     base = scenario.to_dict()
@@ -136,7 +154,8 @@ def sweep(scenario: Scenario, vary: list[tuple[str, list[Any]]], replications: i
     summary = summarize(frame, by=["grid_point", *fields, *GROUP_KEYS]) if len(frame) else summarize(frame)
     result = SweepResult(out_dir=out, scenario=scenario, fields=fields, points=[p for p, _ in points],
                          replications=replications, summary=summary, records=frame, errors=errors,
-                         report=report)
+                         report=report, stored=len(records),
+                         without_estimates=sum(1 for r in records if not r.get("estimates")))
     result.files = _write(result, figures=figures)
     return result
 
