@@ -163,7 +163,7 @@ def _percentile(value: float, draws: np.ndarray, level: float) -> tuple[float, f
 
 def refit_bootstrap_interval(est: OffPolicyEstimator, u: Units, log: OPELog, target: Target,
                              reward_model: RewardModel | None, fold: np.ndarray, level: float, n_boot: int,
-                             rng: np.random.Generator) -> tuple[float, float, float, float]:
+                             rng: np.random.Generator, cache: dict | None = None) -> tuple[float, float, float, float]:
     """(value, se, lower, upper): percentile bootstrap over rounds, refitting the reward model per draw.
 
     Each draw counts round ``r`` ``c_r`` times (multinomial), refits the cross-fitted model on those
@@ -178,7 +178,7 @@ def refit_bootstrap_interval(est: OffPolicyEstimator, u: Units, log: OPELog, tar
         form = _CORRECTION_DENOMINATOR.get(type(est))
     if form is not None and isinstance(model, LogisticRewardModel) and model.context_free \
             and target.support.per_position:
-        return _percentile(value, _cell_draws(est, u, form, log, target, model, fold, n_boot, rng), level)
+        return _percentile(value, _cell_draws(est, u, form, log, target, model, fold, n_boot, rng, cache), level)
     draws = np.empty(n_boot)
     for b in range(n_boot):
         c = np.bincount(rng.integers(0, n_rounds, n_rounds), minlength=n_rounds).astype(np.float64)
@@ -197,7 +197,8 @@ _CORRECTION_DENOMINATOR: dict[type, str] = {DoublyRobust: "impressions", DoublyR
 
 
 def _cell_draws(est: OffPolicyEstimator, u: Units, form: str, log: OPELog, target: Target,
-                model: LogisticRewardModel, fold: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+                model: LogisticRewardModel, fold: np.ndarray, n_boot: int, rng: np.random.Generator,
+                cache: dict | None = None) -> np.ndarray:
     """Refit-bootstrap draws of DM (``form`` "dm") or of a built-in DR-type estimator (``form`` its
     correction's denominator, :data:`_CORRECTION_DENOMINATOR`) for a context-free model and a per-position
     target, from sufficient statistics.
@@ -211,6 +212,11 @@ def _cell_draws(est: OffPolicyEstimator, u: Units, form: str, log: OPELog, targe
 
     The same draws as the generic path (same multinomial counts, same refits; the sums in another order),
     O(N) sparse work per draw instead of a refit through :func:`cross_fit` and the estimator's terms.
+
+    ``cache`` (a dict shared by the estimators of one :func:`evaluate` call, whose refit bootstraps draw from
+    one keyed stream) keeps each draw's counts, fold models and ``T``: the refits, most of a draw's cost on
+    a large catalog, are done once for DM and every DR variant that needs them. A cached draw is the draw
+    ``rng`` would give (the same stream), so the result does not depend on the order of the estimators.
     """
     from scipy.sparse import csr_matrix
 
@@ -228,13 +234,20 @@ def _cell_draws(est: OffPolicyEstimator, u: Units, form: str, log: OPELog, targe
         wr_round = np.bincount(log.round, wt * log.reward, minlength=n_rounds)
         den_round = per_round if form == "impressions" else np.bincount(log.round, wt, minlength=n_rounds)
     sup = target.support
+    refits = cache.setdefault(n_boot, []) if cache is not None else []
     draws = np.empty(n_boot)
     for b in range(n_boot):
-        c = np.bincount(rng.integers(0, n_rounds, n_rounds), minlength=n_rounds).astype(np.float64)
-        models = fit_folds_on_cells(model, log, c_item, c_pos, (S @ c).reshape(n_folds, size),
-                                    (Y @ c).reshape(n_folds, size))
-        table = np.stack([np.bincount(sup.position, sup.weight * m.predict(log, sup.item_code, sup.position, None),
-                                      minlength=n_pos)[:n_pos] for m in models])
+        if b < len(refits):
+            c, models, table = refits[b]
+        else:
+            c = np.bincount(rng.integers(0, n_rounds, n_rounds), minlength=n_rounds).astype(np.float64)
+            models = fit_folds_on_cells(model, log, c_item, c_pos, (S @ c).reshape(n_folds, size),
+                                        (Y @ c).reshape(n_folds, size))
+            table = np.stack([np.bincount(sup.position, sup.weight * m.predict(log, sup.item_code, sup.position,
+                                                                               None), minlength=n_pos)[:n_pos]
+                              for m in models])
+            if cache is not None:
+                refits.append((c, models, table))
         value = float(table.ravel() @ (P @ c)) / float(per_round @ c)
         if form != "dm":
             q = np.concatenate([m.predict(log, c_item, c_pos, None) for m in models])
@@ -319,6 +332,7 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
     logging_value = log.observed_value
     out = []
     diag_cache: dict[str, dict[str, Any]] = {}
+    refits: dict[int, list] = {}  # the refit bootstrap's draws, shared by the estimators (_cell_draws)
     binary = bool(np.isin(log.reward, (0.0, 1.0)).all())
     events = int(np.count_nonzero(log.reward == 1.0)) if binary else None
     for i, est in enumerate(ests):
@@ -329,11 +343,13 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
         notes = list(target.warnings)
         model_only = est.needs_model and not diag["uses_weights"]  # DM, or a DR variant with no weight left
         n_boot = int(bootstrap) if bootstrap > 0 else (int(model_bootstrap) if model_only else 0)
-        # an estimator that is DM here shares DM's draws, so it reports DM's interval exactly
-        rng = keys.numpy_generator("ope", "bootstrap", *(("dm",) if model_only else (est.name, i)))
         extrapolates = est.needs_model and not model_only and _off_support(unsupported, diag)
         if (extrapolates or _partial_correction(est, u)) and bootstrap <= 0:
             n_boot = int(model_bootstrap)
+        # every refit bootstrap draws from one stream, so the estimators share the draws' refits
+        # (``refits``); an estimator that is DM here reports DM's interval exactly
+        shared = model_only or (est.needs_model and n_boot > 0)
+        rng = keys.numpy_generator("ope", "bootstrap", *(("dm",) if shared else (est.name, i)))
         why_none = _no_interval_reason(est, u, log.n_rounds, diag)
         n_eff = diag["effective_units"] = effective_units(est, u, diag["uses_weights"])
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -344,7 +360,7 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
                 notes.append(why_none)
             elif n_boot > 0 and est.needs_model:
                 value, se, lo, hi = refit_bootstrap_interval(est, u, log, target, reward_model, fold, level,
-                                                             n_boot, rng)
+                                                             n_boot, rng, refits)
                 kind = "bootstrap (reward model refitted per draw)"
             elif n_boot > 0:
                 value, se, lo, hi = bootstrap_interval(est.terms(u), level, n_boot, rng)
