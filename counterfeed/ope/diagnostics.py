@@ -13,8 +13,9 @@ The safe ranges (documented in docs/ope.md, section "Warnings"):
 - ``unsupported_target_mass``: the target's mean probability on items the log never shows. Warned
   above 0.01: weighting estimators cannot see those items (bias); DM extrapolates to them.
 - ``clipped_share``: share of weights clipped at ``clip``. Warned above 0.01 (a downward bias).
-- ``reward_events`` (binary rewards only): impressions with reward 1, and ``reward_nonevents`` with
-  reward 0. Warned, on an estimate that reports an interval, when either is below 10: with so few events
+- ``reward_events`` (binary rewards only): impressions with reward 1 among those carrying weight under the
+  target (the ones that inform every estimate; for DM, the cells the target plays), and
+  ``reward_nonevents`` with reward 0 among them. Warned, on an estimate that reports an interval, when either is below 10: with so few events
   the normal/t and bootstrap intervals do not keep their level (for one binomial proportion: Brown, Cai
   & DasGupta 2001, *Statistical Science* 16(2); the same holds for the weighted means here).
 - ``switched_share`` (switch-dr): share of positive weights above ``tau``, replaced by DM. When no
@@ -144,7 +145,8 @@ def rare_events_warning(d: dict[str, Any]) -> str | None:
     k, outcome = (ones, 1) if ones <= zeros else (zeros, 0)
     if k >= SAFE["events_min"]:
         return None
-    return (f"only {k} of the {ones + zeros} impressions have reward {outcome} (safe range >= "
+    return (f"only {k} of the {ones + zeros} impressions carrying weight under the target have reward {outcome} "
+            f"(safe range >= "
             f"{SAFE['events_min']:g} of each outcome for a binary reward): with so few events neither the "
             "t interval nor the bootstrap keeps its level (both undercover rare events), so read the interval "
             "as rough")

@@ -301,6 +301,7 @@ class DoublyRobustWithShrinkage(OffPolicyEstimator):
         big = w > 1e150  # w * w overflows: lam * w / (w^2 + lam) is lam / w to double precision there
         if big.any():
             out[big] = self.lam / w[big]
+        out[w == 0] = 0.0  # lam = 0: 0 / 0 there, and the shrunk weight of a zero weight is 0
         return out
 
     def terms(self, u: Units) -> Terms:

@@ -15,6 +15,7 @@ import pytest
 
 from counterfeed.ope import evaluate, from_arrays, target_from_table
 from counterfeed.ope.diagnostics import SAFE
+from counterfeed.ope.evaluate import MIN_MODEL_EVENTS
 
 REFIT = "bootstrap (reward model refitted per draw)"
 K, N_ITEMS = 3, 20
@@ -82,12 +83,16 @@ def test_dr_os_covers_at_its_level():
 
 
 def _rare(n_events: int, n_rounds: int = 300):
+    """Every reward 0 but ``n_events`` among the impressions the target weights (item j at position j);
+    the rest of the log has plenty of clicks, which say nothing about the target's cells."""
     rng = np.random.default_rng(11)
     p0 = np.full((K, N_ITEMS), 1 / N_ITEMS)
     _, _, pe, _ = _world()
-    log, target = _log(rng, n_rounds, p0, np.zeros((K, N_ITEMS)), pe)  # every reward 0 ...
+    log, target = _log(rng, n_rounds, p0, np.full((K, N_ITEMS), 0.3), pe)
     reward = log.reward.copy()
-    reward[np.linspace(0, reward.size - 1, n_events).astype(int)] = 1.0  # ... but n_events
+    weighted = np.flatnonzero(log.item == log.position)
+    reward[weighted] = 0.0
+    reward[weighted[np.linspace(0, weighted.size - 1, n_events).astype(int)]] = 1.0
     log = from_arrays(round=log.round, item=log.item, position=log.position, reward=reward,
                       propensity=log.propensity)
     jj, aa = np.meshgrid(np.arange(K), np.arange(N_ITEMS), indexing="ij")
@@ -96,25 +101,42 @@ def _rare(n_events: int, n_rounds: int = 300):
 
 
 @pytest.mark.parametrize("n_events", [1, 3, int(SAFE["events_min"]) - 1])
-def test_rare_binary_events_warn(n_events):
+def test_rare_binary_events_among_the_weighted_impressions(n_events):
+    """Rare among the impressions the target weights, however many events the whole log has (a tester's
+    log: 408 clicks, 1 among the 140 impressions of the item the target plays; DM's interval covered 0 of
+    40 such logs): the estimators on the reward model give no interval (its penalty biases those cells),
+    the weighting ones warn that theirs is rough."""
     log, target = _rare(n_events)
+    assert log.reward.sum() > 100
     for r in evaluate(log, target, ["ips", "snips", "dr", "dm", "dr-os"]):
         assert r.diagnostics["reward_events"] == n_events
-        rare = [w for w in r.diagnostics["warnings"] if f"only {n_events} of the" in w]
-        if r.interval == "none":
-            assert not rare  # no interval, nothing to read as rough
-        else:
-            assert len(rare) == 1 and "keeps its level" in rare[0], (r.estimator, r.diagnostics["warnings"])
+        warns = r.diagnostics["warnings"]
+        if r.estimator in ("dm", "dr", "dr-os") and n_events < MIN_MODEL_EVENTS:
+            assert r.interval == "none" and np.isnan(r.lower), r.estimator
+            assert any("rests on the reward model" in w and f"only {n_events} of the" in w for w in warns)
+        elif r.interval != "none":
+            rare = [w for w in warns if f"only {n_events} of the" in w]
+            assert len(rare) == 1 and "keeps its level" in rare[0], (r.estimator, warns)
 
 
 def test_enough_events_do_not_warn():
     log, target = _rare(int(SAFE["events_min"]))
     for r in evaluate(log, target, ["ips", "dr"]):
+        assert r.interval != "none"
         assert not [w for w in r.diagnostics["warnings"] if "keeps its level" in w and "only" in w]
     # rewards that are not 0/1 have no events to count
     log2 = from_arrays(round=log.round, item=log.item, position=log.position, reward=log.reward * 0.5,
                        propensity=log.propensity)
     assert "reward_events" not in evaluate(log2, target, ["ips"])[0].diagnostics
+
+
+def test_dr_os_with_lambda_0_is_dm():
+    """lam = 0 shrinks every weight to 0 (0/0 for a zero weight before): DR-OS equals DM, with DM's interval."""
+    p0, ctr, pe, _ = _world()
+    log, target = _log(np.random.default_rng(3), 300, p0, ctr, pe)
+    res = {r.estimator: r for r in evaluate(log, target, ["dm", "dr-os"], lam=0.0)}
+    assert res["dr-os"].value == res["dm"].value and res["dr-os"].lower == res["dm"].lower
+    assert res["dm"].interval != "none"
 
 
 @pytest.mark.parametrize("name", ["dr", "sndr", "dr-os", "switch-dr"])
