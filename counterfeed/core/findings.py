@@ -167,7 +167,9 @@ def headline(result: RunResult, assessed: list[Assessed] | None = None) -> list[
     by_id = {id(a.estimate): a for a in assessed}
     mech, alloc = mechanism_of(result.scenario), allocation_of(result.scenario)
     mains = main_estimates(result.estimates, mech == "randomized", alloc is not None)
-    out = [_non_randomized(mech, mains)] if mech != "randomized" else []
+    failed = list(dict.fromkeys(e.estimator for e in result.estimates  # design-based, no point (NOT IDENTIFIED)
+                                if reports_naive(e) and e.segment is None and num(e.point) is None))
+    out = [_non_randomized(mech, mains, failed)] if mech != "randomized" else []
     if alloc is not None:
         out.append(_adaptive(alloc, mains))
     out += [_conclusion(e, by_id.get(id(e))) for e in mains]
@@ -265,13 +267,17 @@ def flag_confounded(estimates: list[Estimate], mech: str, allocation: str | None
                 e.diagnostics = {**(e.diagnostics or {}), "warnings": [*warns, msg]}
 
 
-def _non_randomized(mech: str, mains: list[Estimate]) -> str:
+def _non_randomized(mech: str, mains: list[Estimate], failed: list[str] = ()) -> str:
     if mains and reports_naive(mains[0]):
         e = mains[0]
         name = {"difference": "ATE", "att": "ATT", "late": "LATE"}.get(e.estimand, e.estimand)
         return (f"Assignment was not randomized (mechanism: {mech}): a plain comparison of the arms is "
                 f"confounded, so the headline is {e.estimator}'s {name} estimate, which relies on the "
                 "design's identifying assumptions (docs/observational.md).")
+    if failed:  # the design's estimators are in the analysis, but identified nothing in this run
+        return (f"Assignment was not randomized (mechanism: {mech}): {', '.join(failed)} could not estimate the "
+                "effect in this run (NOT IDENTIFIED: see its warnings), so the estimate below is a naive "
+                "comparison of the arms, confounded by who took the treatment: not an estimate to act on.")
     return (f"Assignment was not randomized (mechanism: {mech}): the estimate below is a naive comparison of "
             "the arms, confounded by who took the treatment; add an estimator that fits the design (aipw, "
             "iv-2sls, did-staggered; docs/observational.md).")

@@ -53,3 +53,19 @@ def test_flags_and_headline_choice_without_a_run():
     plain = Estimate("diff-in-means", "clicks", "treatment", "control", 1.0, 0.5, 1.5)
     flag_confounded([plain], "randomized")
     assert "warnings" not in plain.diagnostics
+
+
+def test_headline_names_a_design_estimator_that_identified_nothing():
+    """iv-2sls NOT IDENTIFIED (a rare nudge): the headline fell back to the naive comparison and told the
+    user to add iv-2sls, which was in the analysis. Now it says iv-2sls identified nothing in this run."""
+    import math
+
+    from counterfeed.core.findings import _non_randomized
+
+    dim = Estimate("diff-in-means", "clicks", "treatment", "control", 4.8, 3.0, 6.6)
+    iv = Estimate("iv-2sls", "clicks", "treatment", "control", math.nan, math.nan, math.nan, estimand="late",
+                  diagnostics={"naive": {"point": 4.8}, "identified": False})
+    mains = main_estimates([dim, iv], randomized=False)
+    assert mains == [dim]
+    line = _non_randomized("hidden", mains, ["iv-2sls"])
+    assert "iv-2sls could not estimate the effect in this run (NOT IDENTIFIED" in line and "add" not in line
