@@ -116,8 +116,10 @@ def _finish(result: Any, *, title: str, extra: list[str], as_json: bool, quiet: 
         for line in summary_warnings(result.summary, extra=extra):
             console.print(line, markup=False, highlight=False, soft_wrap=True)
         if len(flagged_rows(result.summary)) and len(result.summary) > 1:
-            console.print(f"[dim]each verdict is one 95% Wilson test of its row: a calibrated row is flagged "
-                          f"'undercovers' by chance about 1 time in 40 ({len(result.summary)} rows here)[/dim]",
+            k = len(result.summary)
+            console.print(f"[dim]each row's verdict is a one-sided exact binomial test at 2.5%: with {k} rows, up "
+                          f"to about {k} x 2.5% = {k * 2.5:g}% of well-calibrated rows may be flagged by chance "
+                          f"(--strict fails only at the Bonferroni level 2.5%/number of tests)[/dim]",
                           highlight=False, soft_wrap=True)
         empty = payload.get("without_estimates") or 0
         if empty:
@@ -132,12 +134,25 @@ def _finish(result: Any, *, title: str, extra: list[str], as_json: bool, quiet: 
                    f"{first.get('message')}); see {result.out_dir / 'replications'}/*.error.json; "
                    "rerun the same command to retry them", err=True)
         sys.exit(1)
-    flagged = flagged_rows(result.summary) if strict else []
-    if len(flagged):
-        names = "; ".join(f"{_label(r, extra)} ({r['verdict']})" for r in flagged.to_dict("records"))
-        click.echo(f"error: --strict: {len(flagged)} of {len(result.summary)} rows are flagged: {names}; "
-                   f"exit code {STRICT_EXIT_CODE}", err=True)
+    if not strict:
+        return
+    from counterfeed.calibration.summary import strict_failures
+
+    failed = strict_failures(result.summary)
+    if len(failed):
+        names = "; ".join(f"{_label(r, extra)} ({r['verdict']})" for r in failed.to_dict("records"))
+        click.echo(f"error: --strict: {len(failed)} of {len(result.summary)} rows fail their exact test at the "
+                   f"Bonferroni level 2.5%/{_tests(result.summary)}: {names}; exit code {STRICT_EXIT_CODE}", err=True)
         sys.exit(STRICT_EXIT_CODE)
+    flagged = len(flagged_rows(result.summary))
+    if flagged:
+        click.echo(f"note: --strict: {flagged} row(s) flagged at 2.5% each, none at the Bonferroni level "
+                   f"2.5%/{_tests(result.summary)} (so many rows flag some by chance): exit code 0", err=True)
+
+
+def _tests(summary: Any) -> int:
+    """How many exact tests the verdicts of ``summary`` made (the Bonferroni divisor of --strict)."""
+    return int(sum(summary[c].notna().sum() for c in ("undercoverage_p", "overrejection_p") if c in summary))
 
 
 def _guard(fn, *args, **kwargs):
@@ -168,12 +183,18 @@ Examples:
   counterfeed calibrate scenarios/aa.yaml -n 2000 --scheduler tcp://10.0.0.5:8786 --json
   counterfeed calibrate scenarios/aa.yaml -n 500 --strict    # exit 3 if a row undercovers
 Rerun the same command to resume after an interruption; finished replications are kept.
+Each row's verdict is a one-sided exact binomial test at 2.5%: with k rows, up to about
+k x 2.5% of well-calibrated rows may be flagged by chance. --strict controls the family: it
+fails only on rows whose test fails at the Bonferroni level 2.5%/m (m tests: one per row, plus
+one per A/A row for its false-positive rate), so all-calibrated rows fail it at most 2.5% of runs.
 Exit codes: 0 done; 1 some replications failed (rerun to retry); 2 user error (nothing written);
-3 with --strict, some row undercovers or over-rejects.""")
+3 with --strict, some row undercovers or over-rejects at the Bonferroni level.""")
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @_with_options
 @click.option("--strict", is_flag=True,
-              help="Exit 3 when a row's verdict is 'undercovers' or 'over-rejects' (outputs are still written).")
+              help="Exit 3 when a row undercovers or over-rejects at the Bonferroni level 2.5%/m, m the "
+                   "number of exact tests judged (family-wise rate at most 2.5%; the verdict column keeps "
+                   "each row's own 2.5% test). Outputs are still written.")
 def calibrate_command(scenario: str, replications: int, workers: int | None, executor: str,
                       scheduler: str | None, sets: tuple[str, ...], out_dir: str | None, fresh: bool,
                       as_json: bool, quiet: bool, strict: bool) -> None:
@@ -182,7 +203,8 @@ def calibrate_command(scenario: str, replications: int, workers: int | None, exe
     Reports per estimator, metric, arm and estimand: bias, RMSE, coverage of the true effect (with a
     Wilson interval), mean interval width, rejection rate (false-positive rate in an A/A scenario,
     power otherwise), the minimum detectable effect and a verdict (undercovers, over-rejects,
-    overcovers or ok), with a warning naming each row that undercovers or over-rejects. Writes
+    overcovers or ok: one-sided exact binomial tests at 2.5%), with a warning naming each row that
+    undercovers or over-rejects. Writes
     calibration.json, calibration.csv, replications.parquet, coverage.png and estimate_vs_truth.png to
     the output directory (default: <output.dir>/calibrate-<name>/).
     """

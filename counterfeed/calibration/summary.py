@@ -23,14 +23,28 @@ For a group of replications of one (estimator, metric, arm, estimand, segment), 
   ``mde`` are over the bounded intervals only (``calibrate`` says so when any is unbounded);
 - ``null_truth``: the true effect is exactly 0 in every replication (an A/A comparison), so the
   rejection rate is a false-positive rate;
-- ``verdict`` (:func:`verdict`): ``"undercovers"`` when the coverage's Wilson interval lies wholly below
-  the nominal level, ``"over-rejects"`` when the true effect is 0 in every replication (an A/A
-  comparison: the rejection rate is a false-positive rate) and the rejection rate's Wilson interval lies
-  wholly above ``1 - level``, ``"overcovers"`` when the coverage's interval lies wholly above the level
-  (conservative intervals: honest, but wider than they need be), ``"ok"`` when the replications are
-  consistent with the nominal level, and ``None`` (null in JSON) when nothing can be judged (fewer
-  than two replications with a known truth). Each is a 95% test of one row: a calibrated row is
-  flagged by chance about 2.5% of the time in each direction.
+- ``undercoverage_p``: the exact one-sided binomial p-value of "the coverage is below the level",
+  :math:`P(X \\le k)` for :math:`X \\sim \\mathrm{Bin}(n, \\text{level})` with :math:`k` of :math:`n`
+  intervals covering (NaN below two); ``overrejection_p``: where every true effect is 0, that of "the
+  rejection rate is above ``1 - level``", :math:`P(Y \\ge j)` for :math:`Y \\sim \\mathrm{Bin}(n, 1-\\text{level})`
+  (NaN otherwise);
+- ``verdict`` (:func:`verdict`): ``"undercovers"`` when ``undercoverage_p`` is at most
+  :data:`VERDICT_ALPHA` (2.5%): a one-sided exact binomial test, i.e. the one-sided 97.5% Clopper-Pearson
+  upper bound of the coverage lies below the level; ``"over-rejects"`` likewise from ``overrejection_p``
+  (an A/A comparison: the rejection rate is a false-positive rate); ``"overcovers"`` when the exact
+  test of "the coverage is above the level" rejects at 2.5% (conservative intervals: honest, but wider
+  than they need be); ``"ok"`` when the replications are consistent with the nominal level, and
+  ``None`` (null in JSON) when nothing can be judged (fewer than two replications with a known truth).
+  A flag also needs the displayed Wilson bound on the same side of the level (it almost always is:
+  the exact bound is the wider), so that the table never contradicts a flag. A row whose coverage is
+  exactly the level is therefore flagged ``undercovers`` with probability at most 2.5% at every number
+  of replications (and an A/A row whose false-positive rate is exactly ``1 - level``, ``over-rejects``);
+  Wilson's interval alone is not conservative at small n (it flags such a row 14% of the time at n = 3,
+  7.5% at n = 20). Conversely a row whose Wilson interval just misses the level can be ``"ok"``: the
+  exact test decides, not Wilson's approximation. Each verdict is one test of one row, so with k
+  calibrated rows up to about k x 2.5% of them are flagged by chance (some row, for k = 8 independent
+  rows, up to 1 - 0.975^8 = 18% of the time); :func:`strict_failures` controls the family
+  (``calibrate --strict``).
 
 Coverage is judged up to a few ulps relative to the numbers' scale
 (:func:`counterfeed.core.scoring.covers`): a bound and a truth computed by different sums of the same
@@ -44,12 +58,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+from scipy.stats import binom, norm
 
 from counterfeed.core.scoring import COVER_ULPS, covers
 
 __all__ = ["ESTIMATE_FIELDS", "GROUP_KEYS", "wilson_interval", "records_frame", "summarize",
-           "MDE_MULTIPLIER", "verdict", "FLAGGED_VERDICTS"]
+           "MDE_MULTIPLIER", "verdict", "FLAGGED_VERDICTS", "VERDICT_ALPHA", "undercoverage_p",
+           "overcoverage_p", "overrejection_p", "strict_failures"]
 
 ESTIMATE_FIELDS = ["estimator", "metric", "arm", "estimand", "segment", "point", "lower", "upper",
                    "p_value", "truth", "covered", "level"]
@@ -57,6 +72,8 @@ GROUP_KEYS = ["estimator", "metric", "arm", "estimand", "segment"]
 MDE_MULTIPLIER = float(norm.ppf(0.975) + norm.ppf(0.80))
 #: the verdicts that say an estimator's intervals are not honest here (``calibrate --strict`` fails on them)
 FLAGGED_VERDICTS = ("undercovers", "over-rejects")
+#: the size of each verdict's one-sided exact test (``calibrate --strict`` divides it among the tests)
+VERDICT_ALPHA = 0.025
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -130,6 +147,9 @@ def _group_stats(g: pd.DataFrame) -> dict[str, Any]:
     mean_se = float(np.mean(width) / (2 * z)) if len(width) else math.nan
     truths = truth[np.isfinite(truth)]
     null_truth = bool(truths.size) and bool(np.all(truths == 0.0))  # A/A: every true effect exactly 0
+    under_p = undercoverage_p(k_cov, n_cov, level)
+    over_p = overcoverage_p(k_cov, n_cov, level)
+    rej_p = overrejection_p(k_rej, n_rej, level) if null_truth else math.nan
     return {
         "replications": int(ok.sum()),
         "level": level,
@@ -149,28 +169,75 @@ def _group_stats(g: pd.DataFrame) -> dict[str, Any]:
         "zero_width": zero_width,
         "unbounded": unbounded,
         "null_truth": null_truth,
-        "verdict": verdict(level, cov_lo, cov_hi, rej_lo if null_truth else math.nan),
+        "undercoverage_p": under_p,
+        "overrejection_p": rej_p,
+        "verdict": verdict(level, under_p, over_p, rej_p, coverage_interval=(cov_lo, cov_hi),
+                           rejection_lower=rej_lo),
     }
 
 
-def verdict(level: float, coverage_lower: float, coverage_upper: float,
-            null_rejection_lower: float = math.nan) -> str | None:
+def undercoverage_p(covered: int, trials: int, level: float) -> float:
+    """Exact one-sided p-value of "coverage < level": P(X <= covered), X ~ Bin(trials, level); NaN below 2."""
+    return float(binom.cdf(covered, trials, level)) if trials >= 2 else math.nan
+
+
+def overcoverage_p(covered: int, trials: int, level: float) -> float:
+    """Exact one-sided p-value of "coverage > level": P(X >= covered), X ~ Bin(trials, level); NaN below 2."""
+    return float(binom.sf(covered - 1, trials, level)) if trials >= 2 else math.nan
+
+
+def overrejection_p(rejected: int, trials: int, level: float) -> float:
+    """Exact one-sided p-value of "rejection rate > 1 - level" (true nulls): P(Y >= rejected),
+    Y ~ Bin(trials, 1 - level); NaN below 2."""
+    return float(binom.sf(rejected - 1, trials, 1.0 - level)) if trials >= 2 else math.nan
+
+
+def _at(p: float, alpha: float) -> bool:
+    return math.isfinite(p) and p <= alpha
+
+
+def verdict(level: float, undercoverage_p: float, overcoverage_p: float = math.nan,
+            overrejection_p: float = math.nan, *, alpha: float = VERDICT_ALPHA,
+            coverage_interval: tuple[float, float] = (math.nan, math.nan),
+            rejection_lower: float = math.nan) -> str | None:
     """``"undercovers"``, ``"over-rejects"``, ``"overcovers"``, ``"ok"`` or None (see the module docstring).
 
-    ``coverage_lower``/``coverage_upper`` is the Wilson interval of the coverage (NaN when it has none);
-    ``null_rejection_lower`` the lower end of the rejection rate's Wilson interval where every true effect
-    is 0 (NaN otherwise). Undercoverage is named first: in an A/A comparison it usually comes with
+    The p-values are the exact one-sided ones (:func:`undercoverage_p`, :func:`overcoverage_p`,
+    :func:`overrejection_p`; NaN when there is nothing to test, e.g. ``overrejection_p`` unless every true
+    effect is 0); each test is at ``alpha``. Where the displayed Wilson bounds are given
+    (``coverage_interval``, ``rejection_lower``) a flag also needs them on its side of the level, so a table
+    never shows a flagged row's interval holding the level (this only ever removes a flag: the rate stays at
+    most ``alpha``). Undercoverage is named first: in an A/A comparison it usually comes with
     over-rejection (``calibrate`` warns of each).
     """
-    if math.isfinite(coverage_upper) and coverage_upper < level:
+    cov_lo, cov_hi = coverage_interval
+    if _at(undercoverage_p, alpha) and not (math.isfinite(cov_hi) and cov_hi >= level):
         return "undercovers"
-    if math.isfinite(null_rejection_lower) and null_rejection_lower > 1.0 - level:
+    if _at(overrejection_p, alpha) and not (math.isfinite(rejection_lower) and rejection_lower <= 1.0 - level):
         return "over-rejects"
-    if math.isfinite(coverage_lower) and coverage_lower > level:
+    if _at(overcoverage_p, alpha) and not (math.isfinite(cov_lo) and cov_lo <= level):
         return "overcovers"
-    if math.isfinite(coverage_lower) or math.isfinite(null_rejection_lower):
+    if math.isfinite(undercoverage_p) or math.isfinite(overrejection_p):
         return "ok"
     return None
+
+
+def strict_failures(summary: pd.DataFrame, alpha: float = VERDICT_ALPHA) -> pd.DataFrame:
+    """The rows ``calibrate --strict`` fails on: flagged (:data:`FLAGGED_VERDICTS`) and failing their test at
+    the Bonferroni level ``alpha / m``, ``m`` the number of tests judged in the summary (one coverage test per
+    row with a verdict, plus one false-positive test per A/A row), so that when every row is calibrated the
+    chance of any failure is at most ``alpha``."""
+    if not len(summary) or "verdict" not in summary:
+        return summary.iloc[0:0]
+    if not {"undercoverage_p", "overrejection_p"} <= set(summary.columns):  # an older summary: its verdicts
+        return summary[summary["verdict"].isin(FLAGGED_VERDICTS)]
+    under = pd.to_numeric(summary["undercoverage_p"], errors="coerce")
+    rej = pd.to_numeric(summary["overrejection_p"], errors="coerce")
+    m = int(under.notna().sum() + rej.notna().sum())
+    if m == 0:
+        return summary.iloc[0:0]
+    fails = (under <= alpha / m) | (rej <= alpha / m)
+    return summary[summary["verdict"].isin(FLAGGED_VERDICTS) & fails.fillna(False).to_numpy(bool)]
 
 
 def _covered(stored: Any, lower: float, upper: float, truth: float) -> bool | None:
@@ -195,5 +262,6 @@ def summarize(frame: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
             rows.append(row)
     cols = by + ["replications", "level", "mean_estimate", "mean_truth", "bias", "rmse", "coverage",
                  "coverage_lower", "coverage_upper", "mean_width", "rejection_rate", "rejection_lower",
-                 "rejection_upper", "mean_se", "mde", "zero_width", "unbounded", "null_truth", "verdict"]
+                 "rejection_upper", "mean_se", "mde", "zero_width", "unbounded", "null_truth", "undercoverage_p",
+                 "overrejection_p", "verdict"]
     return pd.DataFrame(rows, columns=cols)

@@ -10,12 +10,13 @@ import math
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from scipy.stats import norm
+from scipy.stats import binom, norm
 
 from counterfeed.calibration import cli as cal_cli
 from counterfeed.calibration.calibrate import calibrate
 from counterfeed.calibration.cli import STRICT_EXIT_CODE, calibrate_command, sweep_command
-from counterfeed.calibration.summary import summarize, verdict, wilson_interval
+from counterfeed.calibration.summary import (overcoverage_p, overrejection_p, strict_failures, summarize,
+                                             undercoverage_p, verdict, wilson_interval)
 from counterfeed.calibration.sweep import parse_vary, sweep
 from counterfeed.calibration.engine import replication_seeds
 from counterfeed.core.scenario import load_scenario
@@ -100,24 +101,77 @@ def test_verdict_per_row_from_the_wilson_intervals(tiny_yaml, tmp_path):
     assert not pw["null_truth"] and pw["rejection_lower"] > 0.05 and pw["verdict"] == "ok"
 
 
+def _v(k, n, level=0.95, k_rej=None, n_rej=None):
+    """The verdict of ``k`` of ``n`` covering (and ``k_rej`` of ``n_rej`` true nulls rejected), as summarize
+    judges it: exact p-values, the displayed Wilson bounds as a consistency check."""
+    rej_p = overrejection_p(k_rej, n_rej, level) if k_rej is not None else math.nan
+    rej_lo = wilson_interval(k_rej, n_rej)[0] if k_rej is not None else math.nan
+    return verdict(level, undercoverage_p(k, n, level), overcoverage_p(k, n, level), rej_p,
+                   coverage_interval=wilson_interval(k, n), rejection_lower=rej_lo)
+
+
 def test_verdict_function_edges():
-    assert verdict(0.95, *wilson_interval(1, 1)) is None  # no interval from one replication
-    assert verdict(0.95, math.nan, math.nan) is None
-    lo, hi = wilson_interval(74, 100)
-    assert hi < 0.95 and verdict(0.95, lo, hi) == "undercovers"
-    lo, hi = wilson_interval(90, 100)  # 0.90 [0.826, 0.945]
-    assert verdict(0.95, lo, hi) == "undercovers"
-    lo, hi = wilson_interval(92, 100)  # upper 0.959: consistent with 0.95
-    assert verdict(0.95, lo, hi) == "ok"
-    rej_lo, _ = wilson_interval(12, 100)
-    assert verdict(0.95, *wilson_interval(95, 100), rej_lo) == "over-rejects"
-    assert verdict(0.95, *wilson_interval(95, 100), wilson_interval(7, 100)[0]) == "ok"
+    assert _v(1, 1) is None  # nothing judged from one replication
+    assert verdict(0.95, math.nan) is None
+    assert _v(74, 100) == "undercovers"
+    assert _v(88, 100) == "undercovers"  # P(X <= 88 | 100, 0.95) = 0.006
+    assert _v(90, 100) == "ok"  # P(X <= 90) = 0.028 > 0.025, though Wilson's [0.826, 0.945] misses 0.95
+    assert _v(92, 100) == "ok"
+    assert _v(95, 100, k_rej=12, n_rej=100) == "over-rejects"
+    assert _v(95, 100, k_rej=7, n_rej=100) == "ok"
     # undercoverage is named first; over-rejection alone is judged without a coverage
-    assert verdict(0.95, *wilson_interval(70, 100), rej_lo) == "undercovers"
-    assert verdict(0.95, math.nan, math.nan, rej_lo) == "over-rejects"
+    assert _v(70, 100, k_rej=12, n_rej=100) == "undercovers"
+    assert verdict(0.95, math.nan, math.nan, overrejection_p(12, 100, 0.95)) == "over-rejects"
+    # Wilson's interval excludes 0.95 but the exact test does not reject: "ok", the exact test decides
+    assert wilson_interval(17, 20)[1] < 0.95 and undercoverage_p(17, 20, 0.95) > 0.025 and _v(17, 20) == "ok"
+    # the exact test rejects but the shown Wilson bound holds the level: no flag that the table contradicts
+    assert overcoverage_p(72, 72, 0.95) <= 0.025 and wilson_interval(72, 72)[0] < 0.95 and _v(72, 72) == "ok"
+    assert _v(100, 100) == "overcovers"
     # a bound shown in a table or warning never rounds onto the level it is judged against
     from counterfeed.calibration.calibrate import _side
     assert _side(0.94996, 0.95) == "0.94996" and _side(0.7958, 0.95) == "0.796" and _side(0.95, 0.95) == "0.950"
+
+
+def _flag_probability(n, p, flagged):
+    """Exact probability, for k ~ Bin(n, p), that ``flagged(k)``: the sum of the pmf over flagged counts."""
+    return float(sum(binom.pmf(k, n, p) for k in range(n + 1) if flagged(k)))
+
+
+@pytest.mark.parametrize("n", [3, 5, 10, 20, 50, 200])
+@pytest.mark.parametrize("level", [0.9, 0.95])
+def test_a_calibrated_row_is_flagged_at_most_one_time_in_40_at_every_n(n, level):
+    under = _flag_probability(n, level, lambda k: _v(k, n, level) == "undercovers")
+    assert under <= 0.025
+    over = _flag_probability(n, level, lambda k: _v(k, n, level) == "overcovers")
+    assert over <= 0.025
+    # an A/A row whose false-positive rate is exactly 1 - level (its coverage held at the level's count)
+    k_cov = round(level * n)
+    rej = _flag_probability(n, 1 - level, lambda j: _v(k_cov, n, level, j, n) == "over-rejects")
+    assert rej <= 0.025
+    # the old rule (Wilson's interval wholly below the level) was not conservative: 14% at n = 3, 7.5% at 20
+    if level == 0.95 and n in (3, 20):
+        wilson = _flag_probability(n, level, lambda k: wilson_interval(k, n)[1] < level)
+        assert wilson == pytest.approx({3: 0.142625, 20: 0.0754836}[n], abs=1e-6)
+
+
+def test_strict_family_rule_keeps_the_family_wise_rate_at_2_5_percent():
+    # k = 8 calibrated rows of n = 20 replications each (independent): --strict fails when some row fails at
+    # the Bonferroni level 2.5% / 8
+    k, n, level = 8, 20, 0.95
+    rows = pd.DataFrame({"verdict": ["undercovers"] * k, "undercoverage_p": [math.nan] * k,
+                         "overrejection_p": [math.nan] * k})
+
+    def fails(c):  # row 0 has c of n covering; the others are judged but not failing (p = 1)
+        r = rows.copy()
+        r["undercoverage_p"] = [undercoverage_p(c, n, level)] + [1.0] * (k - 1)
+        return 0 in strict_failures(r).index
+
+    q = _flag_probability(n, level, fails)
+    family = 1 - (1 - q) ** k
+    assert family <= 0.025
+    # the per-row rule alone would fail a perfect estimator's run far more often
+    per_row = _flag_probability(n, level, lambda c: _v(c, n, level) == "undercovers")
+    assert 1 - (1 - per_row) ** k > 0.05 > family
 
 
 def test_summary_verdict_is_null_in_json_when_nothing_can_be_judged():
