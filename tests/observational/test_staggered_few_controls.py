@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import pytest
 from counterfeed.core.scenario import load_scenario
 from counterfeed.plugins.estimators._obs_did import comparison_users, few_controls_warning
 from counterfeed.plugins.estimators._stats import FEW_USERS
+from tests.observational.test_staggered_unidentified_cells import _strict_json
 
 ROOT = Path(__file__).resolve().parents[2]
 BOTH = [{"estimator": "did-staggered", "metrics": ["clicks"], "control_group": "never_treated"},
@@ -45,12 +45,6 @@ def _never(res) -> int:
 def _rows(res, estimator: str, control_group: str | None = None):
     return [e for e in res.estimates if e.estimator == estimator
             and (control_group is None or e.diagnostics.get("control_group") == control_group)]
-
-
-def _strict_json(path: Path):
-    def refuse(name):
-        raise ValueError(f"{path.name} has {name}: JSON must say null")
-    return json.loads(path.read_text(), parse_constant=refuse)
 
 
 @pytest.fixture(scope="module")
