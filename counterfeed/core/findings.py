@@ -22,7 +22,7 @@ user, or a ratio of sums).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,7 +267,7 @@ def flag_confounded(estimates: list[Estimate], mech: str, allocation: str | None
                 e.diagnostics = {**(e.diagnostics or {}), "warnings": [*warns, msg]}
 
 
-def _non_randomized(mech: str, mains: list[Estimate], failed: list[str] = ()) -> str:
+def _non_randomized(mech: str, mains: list[Estimate], failed: Sequence[str] = ()) -> str:
     if mains and reports_naive(mains[0]):
         e = mains[0]
         name = {"difference": "ATE", "att": "ATT", "late": "LATE"}.get(e.estimand, e.estimand)

@@ -59,31 +59,30 @@ class Units:
                 if starts.size == self.n_rounds - 1:
                     self._starts = np.r_[0, starts + 1]
 
-    def with_model(self, q: np.ndarray, dm: np.ndarray) -> "Units":
-        """The same units with another reward model's ``q`` and ``dm`` (weights and caches of ``w`` kept)."""
+    def _replaced(self, keep: tuple[str, ...], **values: np.ndarray | None) -> "Units":
+        """A shallow copy with ``values`` set; of the cached per-round sums only ``keep`` (those that do not
+        depend on what changed) stay, and the residual is recomputed. The weight-only caches (clipped,
+        switched, shrunk) stay valid: the weights never change."""
         import copy
 
         out = copy.copy(self)
-        out.q, out.dm = q, dm
-        out._sums = {k: v for k, v in self._sums.items() if k in ("count", "w", "wr")}
-        out.__dict__.pop("_resid", None)  # the weight-only caches (clipped, switched, shrunk) stay valid
+        for name, value in values.items():
+            setattr(out, name, value)
+        out._sums = {k: v for k, v in self._sums.items() if k in keep}
+        out.__dict__.pop("_resid", None)
         return out
+
+    def with_model(self, q: np.ndarray, dm: np.ndarray) -> "Units":
+        """The same units with another reward model's ``q`` and ``dm`` (weights and caches of ``w`` kept)."""
+        return self._replaced(("count", "w", "wr"), q=q, dm=dm)
 
     def magnitudes(self) -> "Units":
         """The same units with ``r`` -> ``|r|``, ``q`` -> ``-|q|``, ``dm`` -> ``|dm|`` (weights kept): every
         built-in estimator's numerator adds ``r`` and ``dm`` and subtracts ``q``, so its terms on these units
         are the per-round sums of the magnitudes of what it adds up (the size its rounding error scales with)."""
-        import copy
-
-        out = copy.copy(self)
-        out.r = np.abs(self.r)
-        if self.q is not None:
-            out.q = -np.abs(self.q)
-        if self.dm is not None:
-            out.dm = np.abs(self.dm)
-        out._sums = {k: v for k, v in self._sums.items() if k in ("count", "w")}
-        out.__dict__.pop("_resid", None)
-        return out
+        return self._replaced(("count", "w"), r=np.abs(self.r),
+                              q=None if self.q is None else -np.abs(self.q),
+                              dm=None if self.dm is None else np.abs(self.dm))
 
     def per_round(self, x: np.ndarray) -> np.ndarray:
         """Per-round sums of a per-unit array."""
