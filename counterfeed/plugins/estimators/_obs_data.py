@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
@@ -78,9 +78,11 @@ def analysable_metrics(data: AnalysisData, chosen: list[str] | None, estimator: 
     return out
 
 
-def covariate_matrix(covariates: pd.DataFrame, estimator: str) -> pd.DataFrame:
+def covariate_matrix(covariates: pd.DataFrame, estimator: str, *, drop_constant: bool = True) -> pd.DataFrame:
     """The numeric covariates (``user`` dropped; categoricals as ``name[level]`` 0/1 columns, first
-    level dropped; booleans as 0/1); constant columns are dropped. Raises DataError on NaN/inf."""
+    level dropped; booleans as 0/1); constant columns are dropped unless ``drop_constant`` is False,
+    when a categorical of a single level is kept as one all-zero column under its own name.
+    Raises DataError on NaN/inf."""
     cols: dict[str, np.ndarray] = {}
     for name in covariates.columns:
         if name == "user":
@@ -93,9 +95,13 @@ def covariate_matrix(covariates: pd.DataFrame, estimator: str) -> pd.DataFrame:
             cols[str(name)] = v
         else:
             levels = sorted(col.astype(str).unique())
+            if len(levels) == 1 and not drop_constant:
+                cols[str(name)] = np.zeros(len(col))
             for lv in levels[1:]:
                 cols[f"{name}[{lv}]"] = (col.astype(str) == lv).to_numpy(dtype=np.float64)
     frame = pd.DataFrame(cols, index=covariates.index)
+    if not drop_constant:
+        return frame.reset_index(drop=True)
     keep = [c for c in frame.columns if frame[c].nunique() > 1]
     return frame[keep].reset_index(drop=True)
 
@@ -104,13 +110,16 @@ def covariate_matrix(covariates: pd.DataFrame, estimator: str) -> pd.DataFrame:
 class Comparison:
     """One treatment arm vs the control on one metric: ``frame`` has ``T``, ``Y`` and the covariate
     columns ``covariates`` (rows: the two arms' users with a finite outcome, in ``outcomes`` order);
-    ``rows`` are their positions in ``data.outcomes``."""
+    ``rows`` are their positions in ``data.outcomes``. ``constant`` names the covariates (and
+    ``instrument``) that the data has but that take one value among these rows, with that value: a
+    graph node among them is observed, and adjusting for it changes nothing."""
 
     metric: str
     arm: str
     frame: pd.DataFrame
     covariates: list[str]
     rows: np.ndarray
+    constant: dict[str, float] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -128,12 +137,12 @@ def comparisons(data: AnalysisData, metrics: list[str], estimator: str, *, with_
             raise DataError(f"{estimator}: data.covariates has {len(raw)} rows for {data.n_users} users")
         if "user" in raw.columns and not np.array_equal(raw["user"].to_numpy(), data.outcomes["user"].to_numpy()):
             raise DataError(f"{estimator}: data.covariates rows are not in the outcomes' user order")
-        cov = covariate_matrix(raw, estimator)
+        cov = covariate_matrix(raw, estimator, drop_constant=False)
         extra = {c: data.outcomes[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in data.outcomes.columns
                  if str(c).startswith("pre_") and c not in cov.columns and pd.api.types.is_numeric_dtype(data.outcomes[c])}
         if data.instrument is not None:
             extra["instrument"] = np.asarray(data.instrument, dtype=np.float64)
-        extra = {c: np.nan_to_num(v) for c, v in extra.items() if np.unique(v).size > 1}
+        extra = {c: np.nan_to_num(v) for c, v in extra.items()}
         cov = pd.concat([cov, pd.DataFrame(extra)], axis=1) if extra else cov
     for metric in metrics:
         y = data.outcomes[metric].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -145,11 +154,13 @@ def comparisons(data: AnalysisData, metrics: list[str], estimator: str, *, with_
                                  f"arm and in the control '{data.control}' (got {int(t.sum())} and {int((1 - t).sum())})")
             frame = pd.DataFrame({"T": t, "Y": y[rows]})
             names: list[str] = []
+            constant: dict[str, float] = {}
             if cov is not None:
                 sub = cov.iloc[rows].reset_index(drop=True)
                 names = [c for c in sub.columns if sub[c].nunique() > 1]
+                constant = {str(c): float(sub[c].iloc[0]) for c in sub.columns if c not in names}
                 frame = pd.concat([frame, sub[names]], axis=1)
-            yield Comparison(metric, a, frame, names, rows)
+            yield Comparison(metric, a, frame, names, rows, constant)
 
 
 # -- the declared graph -------------------------------------------------------------------------------
@@ -199,7 +210,8 @@ def adjustment_set(graph: Any, comp: Comparison, estimator: str, *, metrics: Any
     """
     from dowhy import CausalModel
 
-    g = _expanded(graph_networkx(graph, estimator), comp.covariates)
+    columns = [*comp.covariates, *comp.constant]
+    g = _expanded(graph_networkx(graph, estimator), columns)
     t = str(getattr(graph, "treatment", TREATMENT))
     y = comp.metric if comp.metric in g.nodes else str(getattr(graph, "outcome", OUTCOME))
     for node in (t, y):
@@ -207,7 +219,7 @@ def adjustment_set(graph: Any, comp: Comparison, estimator: str, *, metrics: Any
             raise DataError(f"{estimator}: the declared graph has no node '{node}' "
                             f"(nodes: {', '.join(map(str, g.nodes))})")
     observed = {str(n) for n, d in g.nodes(data=True) if _observed(d)}
-    missing = sorted(observed - set(comp.covariates) - set(map(str, metrics)) - {t, y})
+    missing = sorted(observed - set(columns) - set(map(str, metrics)) - {t, y})
     if missing:
         raise DataError(f"{estimator}: the declared graph's observed node(s) {', '.join(missing)} are not "
                         f"covariates of the data (covariates: {', '.join(comp.covariates) or 'none'})")
@@ -217,6 +229,9 @@ def adjustment_set(graph: Any, comp: Comparison, estimator: str, *, metrics: Any
         g = g.copy()
         g.remove_nodes_from(hidden)
     frame = comp.frame.rename(columns={"T": t, "Y": y})
+    fixed = {c: v for c, v in comp.constant.items() if c in g.nodes and c not in frame.columns}
+    if fixed:  # constant here: observed, so identification may use it; adjusting for it is a no-op
+        frame = frame.assign(**fixed)
     keep = [c for c in frame.columns if c in g.nodes]
     with quiet():
         model = CausalModel(frame[keep], t, y, graph=g)
@@ -227,12 +242,18 @@ def adjustment_set(graph: Any, comp: Comparison, estimator: str, *, metrics: Any
     if proceed_when_unidentifiable and hidden:
         # DoWhy's identification with those nodes present decides whether they matter
         with quiet():
-            full = CausalModel(frame[keep], t, y, graph=_expanded(graph_networkx(graph, estimator), comp.covariates))
+            full = CausalModel(frame[keep], t, y, graph=_expanded(graph_networkx(graph, estimator), columns))
             if full.identify_effect(proceed_when_unidentifiable=True).estimands.get("backdoor") is None:
                 warnings_.append(f"not identified: the declared graph has unobserved confounding through "
                                  f"{', '.join(hidden)}; adjusted for the observed variables anyway "
                                  "(proceed_when_unidentifiable); see the sensitivity analysis")
-    return [str(v) for v in in_column_order(ident, keep).get_backdoor_variables()], warnings_
+    chosen = [str(v) for v in in_column_order(ident, keep).get_backdoor_variables()]
+    dropped = [v for v in chosen if v in fixed]
+    if dropped:
+        warnings_.append(f"{', '.join(dropped)} took a single value among this comparison's users, so it "
+                         "cannot confound here; the adjustment leaves it out (conditioning on a constant "
+                         "changes nothing)")
+    return [v for v in chosen if v not in fixed], warnings_
 
 
 def in_column_order(ident: Any, columns: list[str]) -> Any:

@@ -1,0 +1,75 @@
+"""A graph node whose column is constant in this run (break test 3): a rare nudge that reached nobody
+made the ``instrument`` column constant, the covariates dropped it, and ``backdoor-regression`` then
+stopped the run after simulating with "observed node(s) instrument are not covariates".
+
+A variable the data has but that takes one value among a comparison's users is observed: DoWhy may
+use it to identify the effect, and adjusting for it changes nothing, so the regression leaves it out
+(with a warning when the identified set named it). A node the data lacks altogether stays an error.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+
+from counterfeed.core.contracts import MetricInfo
+from counterfeed.core.estimation import AnalysisData
+from counterfeed.errors import DataError
+from counterfeed.plugins.estimators.observational import AIPW, BackdoorRegression
+
+
+def _graph(*extra_edges):
+    g = nx.DiGraph([("x1", "treatment"), ("x1", "outcome"), ("treatment", "outcome"), *extra_edges])
+    return g
+
+
+def _data(graph, *, instrument=None, cov_extra=None, n=600, seed=3):
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=n)
+    t = rng.random(n) < 1 / (1 + np.exp(-0.8 * x1))
+    y = 1 + 2 * t + x1 + rng.normal(size=n)
+    outcomes = pd.DataFrame({"user": np.arange(n), "arm": np.where(t, "b", "a"), "segment": "all", "y": y})
+    cov = pd.DataFrame({"user": np.arange(n), "x1": x1, **(cov_extra or {})})
+    return AnalysisData(outcomes=outcomes, arms=["a", "b"], control="a", metrics={"y": MetricInfo("y", "sum")},
+                        seed=seed, covariates=cov, graph=graph, instrument=instrument), x1, t, y
+
+
+def _ols_t(x1, t, y):
+    return sm.OLS(y, sm.add_constant(np.column_stack([t.astype(float), x1]))).fit(cov_type="HC3").params[1]
+
+
+def test_a_nudge_that_reached_nobody_leaves_backdoor_regression_its_estimate():
+    data, x1, t, y = _data(_graph(("instrument", "treatment")), instrument=np.zeros(600))
+    (e,) = BackdoorRegression(refute=False).estimate(data)
+    assert e.diagnostics["adjustment_set"] == ["x1"]
+    assert e.point == pytest.approx(_ols_t(x1, t, y), abs=1e-8)
+    assert e.lower < 2.0 < e.upper
+    assert not e.diagnostics.get("warnings")  # the instrument is not in the backdoor set: nothing to say
+
+
+def test_a_constant_confounder_is_adjusted_for_at_no_cost_and_said_so():
+    data, x1, t, y = _data(_graph(("c", "treatment"), ("c", "outcome")), cov_extra={"c": np.full(600, 7.0)})
+    for cls in (BackdoorRegression, AIPW):
+        (e,) = cls(refute=False).estimate(data)
+        assert e.diagnostics["adjustment_set"] == ["x1"]
+        assert any("c took a single value" in w for w in e.diagnostics["warnings"])
+        assert e.diagnostics["identified"] is True
+    (e,) = BackdoorRegression(refute=False).estimate(data)
+    assert e.point == pytest.approx(_ols_t(x1, t, y), abs=1e-8)
+
+
+def test_a_single_level_categorical_node_is_observed():
+    data, x1, t, y = _data(_graph(("segment", "treatment"), ("segment", "outcome")),
+                           cov_extra={"segment": np.array(["light"] * 600)})
+    (e,) = BackdoorRegression(refute=False).estimate(data)
+    assert e.diagnostics["adjustment_set"] == ["x1"]
+    assert any("segment took a single value" in w for w in e.diagnostics["warnings"])
+
+
+def test_a_node_the_data_lacks_is_still_an_error():
+    data, *_ = _data(_graph(("w", "treatment"), ("w", "outcome")))
+    with pytest.raises(DataError, match="observed node.s. w are not covariates"):
+        BackdoorRegression(refute=False).estimate(data)
