@@ -82,14 +82,15 @@ def default_out_dir(scenario: Scenario, kind: str = "calibrate") -> Path:
     return Path(scenario.output.dir) / f"{kind}-{scenario.name}"
 
 
-def check_calibratable(scenario: Scenario, command: str = "calibrate") -> None:
+def check_calibratable(scenario: Scenario, command: str = "calibrate", replications: int = 1) -> None:
     """What ``calibrate`` needs beyond what ``validate`` checks, before any replication: every arm can get
-    the users its estimates need, and there are estimates to score (:func:`check_estimators`).
+    the users its estimates need in every one of ``replications`` (a staggered rollout's draws under
+    their seeds), and there are estimates to score (:func:`check_estimators`).
 
     Raises a located :class:`~counterfeed.errors.ScenarioError`.
     """
     check_estimators(scenario, command)
-    check_arms_filled(scenario)  # every replication would fail at its estimates
+    check_arms_filled(scenario, replication_seeds(scenario.seed, replications))  # else replications would fail
 
 
 def check_estimators(scenario: Scenario, command: str = "calibrate") -> None:
@@ -135,9 +136,9 @@ def calibrate(scenario: Scenario, replications: int, *, executor: Executor | Non
         raise CounterfeedError(f"replications must be a positive integer, got {replications!r}")
     replications = int(replications)
     if replicate is run_replication:
-        check_calibratable(scenario)
+        check_calibratable(scenario, replications=replications)
     else:  # a custom replicate may estimate without the scenario's analysis
-        check_arms_filled(scenario)
+        check_arms_filled(scenario, replication_seeds(scenario.seed, replications))
     out = Path(out_dir) if out_dir is not None else default_out_dir(scenario)
     data = scenario.to_dict()
     seeds = replication_seeds(scenario.seed, replications)

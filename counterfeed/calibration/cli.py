@@ -71,13 +71,13 @@ def _load(path: str, sets: tuple[str, ...] = ()):
         raise UserError(str(exc)) from None
 
 
-def _resolve_points(sc: Any, grid: list) -> None:
+def _resolve_points(sc: Any, grid: list, replications: int = 1) -> None:
     """Every sweep point checked as ``validate`` checks a scenario; a ScenarioError names the point."""
     from counterfeed.calibration.sweep import grid_points
     from counterfeed.core.plan import resolve
     from counterfeed.errors import ScenarioError
 
-    for overrides, point in grid_points(sc, grid, estimators=True):
+    for overrides, point in grid_points(sc, grid, estimators=True, replications=replications):
         try:
             resolve(point)
         except ScenarioError as exc:
@@ -211,7 +211,7 @@ def calibrate_command(scenario: str, replications: int, workers: int | None, exe
     from counterfeed.calibration.calibrate import calibrate, check_calibratable
 
     sc = _load(scenario, sets)
-    _guard(check_calibratable, sc)  # before any worker starts or any file is written
+    _guard(check_calibratable, sc, "calibrate", replications)  # before any worker starts or any file is written
     ex = _guard(_executor, executor, workers, scheduler, replications)
     with _resumable(), ex:
         result = _guard(calibrate, sc, replications, executor=ex, out_dir=out_dir, fresh=fresh,
@@ -243,7 +243,7 @@ def sweep_command(scenario: str, vary: tuple[str, ...], replications: int, worke
 
     sc = _load(scenario, sets)
     grid = _guard(lambda: [parse_vary(v) for v in vary])
-    _guard(_resolve_points, sc, grid)  # validate every point (as `validate` would) before starting workers
+    _guard(_resolve_points, sc, grid, replications)  # validate every point (as `validate` would) before starting workers
     points = math.prod(len(values) for _, values in grid)
     ex = _guard(_executor, executor, workers, scheduler, replications * points)
     with _resumable(), ex:

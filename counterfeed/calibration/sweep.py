@@ -52,8 +52,9 @@ def parse_vary(spec: str) -> tuple[str, list[Any]]:
 
 
 def grid_points(scenario: Scenario, vary: list[tuple[str, list[Any]]], *,
-                estimators: bool = False) -> list[tuple[dict[str, Any], Scenario]]:
-    """Every combination of the varied values with its validated scenario, in grid order.
+                estimators: bool = False, replications: int = 1) -> list[tuple[dict[str, Any], Scenario]]:
+    """Every combination of the varied values with its validated scenario, in grid order; each point's
+    arms must get their users under every one of the ``replications``' seeds.
 
     ``estimators``: also require the scenario and each point to have an estimator to score
     (:func:`~counterfeed.calibration.calibrate.check_estimators`)."""
@@ -76,7 +77,7 @@ def grid_points(scenario: Scenario, vary: list[tuple[str, list[Any]]], *,
             sc = scenario.with_overrides(overrides)
             if estimators:
                 check_estimators(sc, "sweep")
-            check_arms_filled(sc)
+            check_arms_filled(sc, replication_seeds(scenario.seed, replications))
         except ScenarioError as exc:
             where = ", ".join(f"{k}={v}" for k, v in overrides.items())
             raise ScenarioError(f"--vary {where}: {exc.field + ': ' if exc.field else ''}{exc.bare_message}") from None
@@ -127,7 +128,7 @@ def sweep(scenario: Scenario, vary: list[tuple[str, list[Any]]], replications: i
     if isinstance(replications, bool) or int(replications) < 1:
         raise CounterfeedError(f"replications must be a positive integer, got {replications!r}")
     replications = int(replications)
-    points = grid_points(scenario, vary, estimators=replicate is run_replication)
+    points = grid_points(scenario, vary, estimators=replicate is run_replication, replications=replications)
     fields = [f for f, _ in vary]
     out = Path(out_dir) if out_dir is not None else Path(scenario.output.dir) / f"sweep-{scenario.name}"
     base = scenario.to_dict()

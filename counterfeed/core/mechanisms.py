@@ -40,7 +40,7 @@ segment).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -49,7 +49,7 @@ from counterfeed.core.experiment import COMPLIANCE_TYPES, Assignment
 from counterfeed.core.observational_spec import EncouragementSpec, SelectionSpec, StaggeredSpec
 from counterfeed.core.randomness import Keys
 
-__all__ = ["SelectionAssignment", "EncouragementAssignment", "StaggeredAssignment", "latent_traits", "selection_index", "treatment_arm", "mechanism_assignment", "sigmoid"]
+__all__ = ["cohorts_of", "check_rollout_draw", "SelectionAssignment", "EncouragementAssignment", "StaggeredAssignment", "latent_traits", "selection_index", "treatment_arm", "mechanism_assignment", "sigmoid"]
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -175,17 +175,10 @@ class StaggeredAssignment(Assignment):
         self.control, self.treatment, self.spec = int(control), int(treatment), spec
         self.start_ = float(start)  # the experiment start (simulation day): the cohorts' ``at`` counts from it
         n = population.n
+        self.cohort_ = cohorts_of(spec, keys, salt, population.ids, population.segment, population.segment_names)
         if spec.cohorts[0].share is not None:
-            shares = np.cumsum([float(c.share or 0.0) for c in spec.cohorts])
-            u = keys.stream(f"assignment:cohort:{salt}").uniform(population.ids)
-            self.cohort_ = np.searchsorted(shares, u, side="right").astype(np.int64)  # len: never
-            self.p_ = np.full(n, min(float(shares[-1]), 1.0))
+            self.p_ = np.full(n, min(float(sum(float(c.share or 0.0) for c in spec.cohorts)), 1.0))
         else:
-            of_segment = np.full(len(population.segment_names), len(spec.cohorts), dtype=np.int64)
-            for c, cohort in enumerate(spec.cohorts):
-                for s in cohort.segments or []:
-                    of_segment[population.segment_names.index(s)] = c
-            self.cohort_ = of_segment[population.segment]
             self.p_ = (self.cohort_ < len(spec.cohorts)).astype(np.float64)
         at = np.array([start + float(c.at) for c in spec.cohorts] + [np.inf])
         self.adoption_ = at[self.cohort_]
@@ -216,6 +209,70 @@ class StaggeredAssignment(Assignment):
         return {"mechanism": {"mechanism": "staggered", "probability": self.p_.copy(),
                               "adoption": self.adoption_.copy(), "cohort": self.cohort_.copy(),
                               "period": float(self.spec.period), "start": self.start_}}
+
+
+def cohorts_of(spec: StaggeredSpec, keys: Keys, salt: str, ids: np.ndarray, segment: np.ndarray | None,
+               segment_names: list[str]) -> np.ndarray:
+    """Each user's cohort (``len(spec.cohorts)``: never treated), shape ``ids.shape``, int64: a keyed
+    uniform against the cohorts' cumulative shares, or the cohort that lists the user's ``segment``
+    (indices into ``segment_names``)."""
+    if spec.cohorts[0].share is not None:
+        shares = np.cumsum([float(c.share or 0.0) for c in spec.cohorts])
+        u = keys.stream(f"assignment:cohort:{salt}").uniform(ids)
+        return np.searchsorted(shares, u, side="right").astype(np.int64)
+    of_segment = np.full(len(segment_names), len(spec.cohorts), dtype=np.int64)
+    for c, cohort in enumerate(spec.cohorts):
+        for s in cohort.segments or []:
+            of_segment[segment_names.index(s)] = c
+    return of_segment[segment]
+
+
+def check_rollout_draw(sc: Any, seeds: Sequence[int] | None = None) -> None:
+    """Before any world runs: a staggered rollout that leaves some users out of its cohorts must draw
+    at least ``MIN_PER_ARM`` never-treated users, or its estimates would fail after every world was
+    simulated. The draw is the run's own (keyed by ``sc.seed``, or by each of ``seeds``: the
+    replications of ``calibrate`` and ``sweep``), so ``validate`` gives the verdict ``run`` would, and
+    a calibration is refused rather than scored on only the draws that happened to leave enough.
+    Raises a ScenarioError located at ``experiment.assignment.cohorts``."""
+    from counterfeed.core.observational_spec import MIN_PER_ARM, everyone_adopts
+
+    spec = sc.experiment.assignment
+    if not isinstance(spec, StaggeredSpec) or everyone_adopts(sc):
+        return
+    users = int(sc.population.users)
+    if spec.cohorts[0].share is not None:
+        share = max(1.0 - sum(float(c.share or 0.0) for c in spec.cohorts), 0.0)
+        expected = f"the cohorts' shares leave {share:.3g} of the users out, {share * users:.3g} expected"
+        fix = "leave a larger share out of the cohorts (shares summing to less), or raise population.users"
+    else:
+        expected = "the users of segments in no cohort are the never treated"
+        fix = "raise population.users, or the share of a segment in no cohort"
+
+    def never(seed: int) -> int:
+        from counterfeed.core.population import build_population, draw_segments
+
+        keys, ids = Keys(int(seed)), np.arange(users, dtype=np.int64)
+        if spec.cohorts[0].share is not None or sc.population.twin is None:  # the segments alone, cheaply
+            segment = None if spec.cohorts[0].share is not None else draw_segments(sc.population, keys, ids)
+            cohort = cohorts_of(spec, keys, sc.assignment_salt, ids, segment, list(sc.population.segments))
+        else:
+            pop = build_population(sc.population, keys)
+            cohort = cohorts_of(spec, keys, sc.assignment_salt, pop.ids, pop.segment, pop.segment_names)
+        return int((cohort == len(spec.cohorts)).sum())
+
+    seeds = [int(sc.seed)] if seeds is None else [int(s) for s in seeds]
+    short = [(s, k) for s in seeds for k in [never(s)] if k < MIN_PER_ARM]
+    if not short:
+        return
+    need = (f"the control arm '{sc.control}' needs at least {MIN_PER_ARM} for an estimate with an interval: {fix}; "
+            "or let every user adopt (shares summing to 1), and the panel estimators compare with the "
+            "not-yet-treated")
+    if len(seeds) == 1:
+        raise sc.error(f"this seed's draw leaves {short[0][1]} of {users} users never treated ({expected}); "
+                       + need, "experiment.assignment.cohorts")
+    raise sc.error(f"{len(short)} of the {len(seeds)} replications' draws leave fewer than {MIN_PER_ARM} of {users} "
+                   f"users never treated (seed {short[0][0]}: {short[0][1]}; {expected}), and scoring only the "
+                   f"others would condition the coverage on the draw; {need}", "experiment.assignment.cohorts")
 
 
 def mechanism_assignment(sc: Any, keys: Keys, population: Population) -> Assignment | None:

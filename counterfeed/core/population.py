@@ -8,7 +8,15 @@ from counterfeed.core.contracts import Population
 from counterfeed.core.randomness import Keys
 from counterfeed.core.scenario import PopulationSpec
 
-__all__ = ["build_population"]
+__all__ = ["build_population", "draw_segments"]
+
+
+def draw_segments(spec: PopulationSpec, keys: Keys, users: np.ndarray) -> np.ndarray:
+    """Each user's segment (index into ``spec.segments``), shape ``users.shape``, int64: a keyed
+    uniform against the segments' cumulative shares (synthetic populations, not twins)."""
+    shares = np.array([spec.segments[s].share for s in spec.segments])
+    u = keys.stream("population:segment").uniform(users)
+    return np.searchsorted(np.cumsum(shares) / shares.sum(), u, side="right").clip(0, len(shares) - 1).astype(np.int64)
 
 
 def build_population(spec: PopulationSpec, keys: Keys, block: tuple[int, int] | None = None) -> Population:
@@ -29,12 +37,10 @@ def build_population(spec: PopulationSpec, keys: Keys, block: tuple[int, int] | 
     n, d = hi - lo, spec.dimensions
     users = np.arange(lo, hi, dtype=np.int64)
     names = list(spec.segments)
-    shares = np.array([spec.segments[s].share for s in names])
-    u = keys.stream("population:segment").uniform(users)
-    segment = np.searchsorted(np.cumsum(shares) / shares.sum(), u, side="right").clip(0, len(names) - 1)
+    segment = draw_segments(spec, keys, users)
     activity = np.array([spec.segments[s].activity for s in names])[segment]
     het = spec.heterogeneity * np.array([spec.segments[s].heterogeneity for s in names])[segment]
     z = keys.stream("population:preference").normal(users[:, None], 0, np.arange(d)[None, :])
     prefs = z * (het[:, None] / np.sqrt(d))
-    return Population(n=n, preferences=prefs, segment=segment.astype(np.int64), segment_names=names,
+    return Population(n=n, preferences=prefs, segment=segment, segment_names=names,
                       activity=activity, offset=lo)

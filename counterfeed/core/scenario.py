@@ -9,6 +9,7 @@ The schema lives in :mod:`counterfeed.core.scenario_schema` and the messages in
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from counterfeed.core._yaml import YamlProblem, load_yaml
 from counterfeed.core.scenario_messages import validation_message
@@ -45,7 +46,7 @@ def load_scenario(source: str | Path, *, text: str | None = None) -> Scenario:
     return Scenario.from_dict(data, file=file, lines=lines, source=text)
 
 
-def check_arms_filled(scenario: Scenario) -> None:
+def check_arms_filled(scenario: Scenario, seeds: Sequence[int] | None = None) -> None:
     """Raise a located ScenarioError when a randomized experiment's A/B world cannot give every arm
     the users its estimates need: an arm with split share 0 never gets a user (under adaptive
     allocation neither: it updates its starting split only once every arm has 2 users), nor do fewer
@@ -54,9 +55,16 @@ def check_arms_filled(scenario: Scenario) -> None:
     Phases split their users afresh among their control and challengers by their shares: phase 0's
     arms need a share above 0 (its sample-ratio check divides by their sum), and a later phase's
     control, a winner, had users, so a challenger with share 0 gets none. An arm in no phase is not
-    used and may have share 0."""
+    used and may have share 0.
+
+    A staggered rollout's cohorts are drawn before any world runs: the draw under ``scenario.seed``
+    (or under each of ``seeds``, a calibration's replications) must leave the control its users
+    (:func:`counterfeed.core.mechanisms.check_rollout_draw`)."""
     exp = scenario.experiment
     if getattr(exp.assignment, "mechanism", "randomized") != "randomized":
+        from counterfeed.core.mechanisms import check_rollout_draw
+
+        check_rollout_draw(scenario, seeds)  # a rollout's cohorts are drawn before any world runs
         return  # a mechanism decides who is treated: no split
     share = {a: float(exp.split[a]) for a in scenario.arms}
     groups = [set(p.challengers) if p.challengers else set(scenario.arms) for p in exp.phases or []]

@@ -151,8 +151,10 @@ def test_zero_shares_under_allocation_and_phases_are_rejected(path, sets, messag
 
 
 @pytest.mark.parametrize("path, sets", [
-    # the shares of an observational mechanism's arms are not a split (it decides who is treated)
-    ("staggered_rollout.yaml", ["population.users=10"]),
+    # the shares of an observational mechanism's arms are not a split (it decides who is treated); a
+    # rollout's draw must leave 2 never-treated users (at 10 users this seed leaves 1, and is rejected:
+    # tests/observational/test_staggered_never_treated_draw.py)
+    ("staggered_rollout.yaml", ["population.users=20"]),
     # thompson is in no phase: not used
     ("phases_rollout.yaml", ["population.users=200", "experiment.phases=[{duration: 3d, challengers: [greedy]}]",
                              "experiment.split.control=0.5", "experiment.split.greedy=0.5",

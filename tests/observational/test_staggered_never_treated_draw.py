@@ -1,0 +1,113 @@
+"""A staggered rollout whose cohorts leave a tiny share never treated (break test 3): about 45% of seeds
+drew fewer than 2 never-treated users, and ``run`` then failed after simulating every world, with a hint
+about "the assignment's intercept or coefficients" that such a design does not have; ``calibrate``
+scored only the seeds that survived.
+
+The cohorts are drawn from the seed before any world runs, so the draw is checked first: ``validate``
+and ``run`` reject the seed (exit 2, located at the cohorts, nothing written) with the expected count
+and what to change, and ``calibrate``/``sweep`` refuse when any replication's draw falls short, rather
+than scoring the coverage conditional on the draw.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from counterfeed.cli import main
+from counterfeed.core.mechanisms import mechanism_assignment
+from counterfeed.core.population import build_population
+from counterfeed.core.randomness import Keys
+from counterfeed.core.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = [{"at": "1d", "share": 0.332}, {"at": "5d", "share": 0.332}, {"at": "9d", "share": 0.332}]
+
+
+def _scenario(tmp_path: Path, cohorts=TINY, segments=None) -> Path:
+    data = yaml.safe_load((ROOT / "scenarios" / "staggered_rollout.yaml").read_text())
+    data["population"]["users"] = 300
+    data["experiment"]["assignment"]["cohorts"] = cohorts
+    if segments:
+        data["population"]["segments"] = segments
+    data["output"] = {"dir": str(tmp_path / "runs")}
+    path = tmp_path / "rollout.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _cli(capsys, *args: str) -> tuple[int, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def _never_by_the_run(path: Path, seed: int) -> int:
+    """The never-treated users of the A/B world's own assignment under ``seed``."""
+    sc = load_scenario(path).with_overrides({"seed": seed})
+    keys = Keys(sc.seed)
+    a = mechanism_assignment(sc, keys, build_population(sc.population, keys))
+    return int((a.assignment() == sc.arms.index(sc.control)).sum())
+
+
+def test_validate_gives_the_verdict_of_the_runs_own_draw_seed_by_seed(tmp_path, capsys):
+    path = _scenario(tmp_path)
+    verdicts = []
+    for seed in range(1, 13):
+        never = _never_by_the_run(path, seed)
+        code, out = _cli(capsys, "validate", str(path), "--set", f"seed={seed}")
+        verdicts.append(never < 2)
+        if never < 2:
+            assert code == 2, out
+            assert "experiment.assignment.cohorts" in out
+            assert f"leaves {never} of 300 users never treated" in out
+            assert "1.2 expected" in out and "intercept" not in out
+        else:
+            assert code == 0, out
+    # 300 users at 0.4%: P(fewer than 2) = 0.66, so 12 seeds give both verdicts (P(not) < 1e-5)
+    assert any(verdicts) and not all(verdicts)
+
+
+def test_run_rejects_the_draw_before_simulating_and_writes_nothing(tmp_path, capsys):
+    path = _scenario(tmp_path)
+    seed = next(s for s in range(1, 50) if _never_by_the_run(path, s) < 2)
+    code, out = _cli(capsys, "run", str(path), "--set", f"seed={seed}", "--quiet")
+    assert code == 2 and "never treated" in out
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_calibrate_refuses_when_some_replications_would_draw_too_few(tmp_path, capsys):
+    path = _scenario(tmp_path)
+    code, out = _cli(capsys, "calibrate", str(path), "-n", "6", "--out", str(tmp_path / "cal"))
+    assert code == 2, out
+    assert "of the 6 replications' draws leave fewer than 2 of 300 users never treated" in out
+    assert "condition the coverage on the draw" in out
+    assert not (tmp_path / "cal").exists()
+
+
+def test_a_rollout_that_takes_everyone_or_leaves_enough_is_not_checked_away(tmp_path, capsys):
+    everyone = [{"at": "1d", "share": 0.5}, {"at": "5d", "share": 0.5}]
+    analysis = ["--set", "analysis=[{estimator: did-staggered, metrics: [clicks]}]"]
+    assert _cli(capsys, "validate", str(_scenario(tmp_path, everyone)), *analysis)[0] == 0
+    shipped = ROOT / "scenarios" / "staggered_rollout.yaml"
+    assert _cli(capsys, "validate", str(shipped))[0] == 0
+
+
+def test_cohorts_by_segment_count_the_drawn_segment_in_no_cohort(tmp_path, capsys):
+    segments = {"casual": {"share": 0.5}, "heavy": {"share": 0.494}, "rare": {"share": 0.006}}
+    cohorts = [{"at": "1d", "segments": ["casual"]}, {"at": "5d", "segments": ["heavy"]}]
+    path = _scenario(tmp_path, cohorts, segments)
+    seen = set()
+    for seed in range(1, 13):
+        never = _never_by_the_run(path, seed)
+        code, out = _cli(capsys, "validate", str(path), "--set", f"seed={seed}")
+        assert (code == 2) == (never < 2), (seed, never, out)
+        seen.add(never < 2)
+    assert seen == {True, False}  # 0.6% of 300: P(fewer than 2) = 0.46, both verdicts in 12 seeds
