@@ -149,9 +149,14 @@ def fit_regression(frame: pd.DataFrame, adjust: list[str]) -> BackdoorFit:
 
 
 def _propensity_model() -> Any:
+    """(Almost) unpenalized logistic maximum likelihood on standardized inputs. The MLE does not depend
+    on the inputs' scale, but L-BFGS's convergence does: on raw counts such as ``pre_sessions`` it
+    took about 500 iterations a fit (0.18 s); standardized, a few dozen."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    return LogisticRegression(C=1e6, max_iter=2000)  # (almost) unpenalized maximum likelihood
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1e6, max_iter=2000))
 
 
 def hajek_se(t: np.ndarray, y: np.ndarray, ps: np.ndarray) -> float:
