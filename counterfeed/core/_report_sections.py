@@ -18,7 +18,7 @@ from counterfeed.core._report_draw import FigureJobs, figure_path
 from counterfeed.core._report_render import _KV, _Doc, _Figure, _Links, _Para, _Table
 from counterfeed.core.display import fmt, fmt_p, num
 from counterfeed.core.experiment import AB_WORLD, world_arm
-from counterfeed.core.findings import Assessed, assess, confounded_warning, headline, mechanism_of, reports_naive
+from counterfeed.core.findings import ADDITIVE, Assessed, assess, confounded_warning, headline, mechanism_of, reports_naive
 from counterfeed.core.results import RunResult
 from counterfeed.core.scenario import format_duration
 
@@ -241,10 +241,12 @@ def _interference(doc: _Doc, run: RunView) -> None:
     table = []
     for a in rows:
         e = a.estimate
+        split = e.estimand in ADDITIVE  # a ratio's gap is not split (see the paragraph above)
         table.append([e.estimator, e.metric, e.arm] + ([e.segment or "all"] if with_seg else []) + [
             e.estimand, (fmt(e.point), "num"), (fmt(e.truth), "truth"),
-            (fmt(a.bias, signed=True), "num"), (fmt(a.interference, signed=True), "num"),
-            (fmt(a.estimation_error, signed=True), "num"),
+            (fmt(a.bias, signed=True), "num"),
+            (fmt(a.interference, signed=True), "num") if split else "not decomposable",
+            (fmt(a.estimation_error, signed=True), "num") if split else "not decomposable",
             "yes" if e.covered else "no" if e.covered is False else "—", _WHY.get(a.miss or "", "—")])
     head = (["Estimator", "Metric", "Arm"] + (["Segment"] if with_seg else [])
             + ["Estimand", "Estimate", "True effect", "interference_bias", "of which interference",

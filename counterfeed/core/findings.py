@@ -175,7 +175,11 @@ def headline(result: RunResult, assessed: list[Assessed] | None = None) -> list[
     out += [_conclusion(e, by_id.get(id(e))) for e in mains]
     if mech != "staggered":  # a rollout's partial exposure is not interference between arms
         out += _interference_lines(result, assessed)
-    scored = [a for a in assessed if a.estimate.covered is not None]
+    judged = [a for a in assessed if a.estimate.covered is not None]
+    # an unbounded interval (an Anderson-Rubin set, an extrapolation without overlap) covers any truth:
+    # counting it as covered would flatter the tally
+    scored = [a for a in judged if _bounded(a.estimate)]
+    unbounded = len(judged) - len(scored)
     if scored:
         k = sum(bool(a.estimate.covered) for a in scored)
         level = num(result.manifest.get("level")) or result.scenario.level
@@ -189,12 +193,22 @@ def headline(result: RunResult, assessed: list[Assessed] | None = None) -> list[
                   "because of the estimator")
             if n_unknown:
                 s += f"; {n_unknown} cannot be attributed (relative estimands, or no interference component)"
+        if unbounded:
+            s += f"; {unbounded} unbounded interval{'s' if unbounded > 1 else ''} not counted (they cover any value)"
         out.append(s + ".")
+    elif unbounded:
+        out.append(f"{unbounded} interval{'s' if unbounded > 1 else ''} with a known truth "
+                   f"{'are' if unbounded > 1 else 'is'} unbounded and not scored (they cover any value).")
     srm = result.srm or {}
     if srm.get("flagged"):
         out.append(f"Sample ratio mismatch detected ({_p_text(srm.get('p_value'))}): "
                    "the assignment is suspect, and so are the estimates.")
     return out
+
+
+def _bounded(e: Any) -> bool:
+    """Both bounds of ``e``'s interval are finite numbers."""
+    return num(e.lower) is not None and num(e.upper) is not None
 
 
 #: the diagnostics in which an estimator that models a non-randomized design reports the naive

@@ -180,3 +180,24 @@ def test_a_nudge_share_of_0_or_1_is_still_a_validation_error(tmp_path, share):
     assert res.returncode == 2
     assert "experiment.assignment.nudge_share" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_an_unbounded_interval_is_not_counted_as_covering_the_truth_in_the_headline():
+    """An Anderson-Rubin set of the whole line covers any truth; the headline's tally (break test 3)
+    counted it as a covering interval. It is left out of the tally and counted apart."""
+    from counterfeed.core.contracts import Estimate
+    from counterfeed.core.findings import headline
+    from tests.observational.test_tester16_validate_report import _naive, _result
+
+    unbounded = Estimate("iv-2sls", "clicks", "treatment", "control", 1.0, -math.inf, math.inf, estimand="late",
+                         diagnostics={"identified": False})
+    unbounded.score(2.0)
+    missed = Estimate("diff-in-means", "clicks", "treatment", "control", 4.0, 3.0, 5.0)
+    missed.score(2.0)
+    assert unbounded.covered is True  # the scoring's answer, which the tally must not take at face value
+    tally = [line for line in headline(_result("observational_hidden", [_naive(), missed, unbounded]))
+             if "known truth" in line]
+    assert tally == [tally[0]] and tally[0].startswith("0 of 2 intervals with a known truth covered it")
+    assert "1 unbounded interval not counted (they cover any value)" in tally[0]
+    only = [line for line in headline(_result("observational_hidden", [unbounded])) if "known truth" in line]
+    assert only == ["1 interval with a known truth is unbounded and not scored (they cover any value)."]

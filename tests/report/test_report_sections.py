@@ -3,6 +3,7 @@ interference finding that leads the report and the run summary."""
 
 from __future__ import annotations
 
+
 import ast
 import json
 import shutil
@@ -235,3 +236,27 @@ def test_a_relative_miss_is_not_attributed():
     assert Assessed(est("difference"), 1.0).miss == "interference"
     assert Assessed(est("relative"), 5.0).miss == "unknown"
     assert Assessed(est("relative"), 1.0).miss == "unknown"
+
+
+def test_a_relative_row_is_not_split_in_the_report_or_the_headline(tmp_path):
+    """Break test 3: the interference table labelled a ratio's miss "not decomposable" and yet printed its
+    split into interference and estimation. (The headline speaks only of main estimates, differences.)"""
+    from counterfeed.core.report import render_report
+
+    res = _interference_result(spill_t=0.5, spill_c=-0.2, point_shift=0.0)
+    (e,) = res.estimates
+    rel = Estimate("diff-in-means", "clicks", "treatment", "control", e.point / 3.0, e.lower / 3.0, e.upper / 3.0,
+                   estimand="relative")
+    rel.score(1.0 / 3.0)
+    rel.diagnostics["interference_bias"] = rel.error
+    res.estimates.append(rel)
+    rows = {a.estimate.estimand: a for a in assess(res)}
+    assert rows["relative"].interference is not None  # computed, but not a split of the ratio's gap
+    (tmp_path / "manifest.json").write_text("{}")
+    md = render_report(res, tmp_path)["markdown"].read_text(encoding="utf-8")
+    section = md[md.index("Interference: the A/B test vs shipping to everyone"):]
+    rel_row = next(line for line in section.splitlines() if "| relative |" in line)
+    assert rel_row.count("not decomposable") == 2
+    assert fmt(rows["relative"].interference, signed=True) not in rel_row
+    diff_row = next(line for line in section.splitlines() if "| difference |" in line)
+    assert "not decomposable" not in diff_row and fmt(rows["difference"].interference, signed=True) in diff_row
