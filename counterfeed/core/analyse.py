@@ -56,6 +56,7 @@ def analysis_data(sc: Scenario, metrics: dict[str, Metric], analysed: list[str],
         else probabilities, adaptive_assignment=adaptive,
         policies={a: PolicySpec(exp.arms[a].recommender, dict(exp.arms[a].options or {})) for a in sc.arms},
         items=items, slate_size=int(exp.slate_size), events=ab_events, looks=looks, output_dir=output_dir,
+        segments=None if sc.population.twin else [str(s) for s in sc.population.segments],
         **_observational_inputs(sc, metrics, ab_events, mechanism or {}, end))
 
 

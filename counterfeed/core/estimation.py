@@ -194,6 +194,9 @@ class AnalysisData:
     panel : long table of per-period outcomes: ``user``, ``period`` (int index), ``start`` (day),
         one column per analysed metric over that period, ``treated`` (0/1 during the period).
     graph : the analyst's declared causal graph (``counterfeed.core.causal_graph.CausalGraph``).
+    segments : the scenario's declared segment names (None: only those in ``outcomes`` are known, as
+        for a twin population). A declared segment can draw no user at all; an estimator reporting
+        per segment reports it NOT IDENTIFIED rather than leave it out.
     """
 
     outcomes: "pd.DataFrame"
@@ -217,6 +220,7 @@ class AnalysisData:
     adoption: np.ndarray | None = None
     panel: "pd.DataFrame | None" = None
     graph: Any = None
+    segments: list[str] | None = None
 
     @property
     def treatments(self) -> list[str]:

@@ -233,3 +233,29 @@ def test_estimates_are_plain_json():
         json.dumps(d, allow_nan=False)
         assert all(type(v) in (str, int, float, bool, list, type(None)) for v in d["diagnostics"].values())
         assert type(e.point) is float and type(e.lower) is float and e.lower <= e.point <= e.upper
+
+
+def test_a_declared_segment_that_drew_no_user_is_not_identified_not_dropped():
+    """Break test 3: with ``segments: true`` a declared segment that no user drew vanished from the
+    output, which read as "no such segment"; it is a NOT IDENTIFIED row like a segment too small to
+    compare, for every classical estimator that reports per segment."""
+    import dataclasses
+
+    from counterfeed.plugins.estimators.bayesian_ab import BayesianAB
+
+    rng = np.random.default_rng(9)
+    n = 240
+    arm = np.where(np.arange(n) % 2 == 0, "control", "treatment")
+    df = pd.DataFrame({"user": np.arange(n), "arm": arm, "segment": np.where(np.arange(n) % 3 == 0, "new", "old"),
+                       "y": rng.normal(0, 1, n), "pre_y": rng.normal(0, 1, n)})
+    data = dataclasses.replace(analysis(df), segments=["new", "niche", "old"])
+    for est in (DifferenceInMeans(segments=True, relative=True), CUPED(segments=True), BayesianAB(segments=True)):
+        out = est.estimate(data)
+        assert {e.segment for e in out} == {None, "new", "niche", "old"}, est.name
+        niche = [e for e in out if e.segment == "niche"]
+        assert niche and all(math.isnan(e.point) and e.diagnostics["identified"] is False for e in niche)
+        assert all("segment 'niche'" in w and "no user drew this segment" in w
+                   for e in niche for w in e.diagnostics["warnings"])
+        assert {e.estimand for e in niche} == {e.estimand for e in out if e.segment == "new"}
+    # without the declared list (e.g. a twin population), only the drawn segments are known
+    assert {e.segment for e in DifferenceInMeans(segments=True).estimate(analysis(df))} == {None, "new", "old"}

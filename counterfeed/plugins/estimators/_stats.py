@@ -24,7 +24,7 @@ special = lazy_module("scipy.special")  # imported on first use: keeps start-up 
 
 __all__ = ["ArmStats", "Comparison", "FEW_USERS", "few_users_warning", "mean_stats", "ratio_stats", "welch", "one_constant_arm", "relative_lift",
            "normal_interval", "where", "select_metrics", "iter_groups", "arm_values",
-           "ratio_columns", "SmallGroup", "not_identified_segment"]
+           "ratio_columns", "SmallGroup", "not_identified_segment", "require_users"]
 
 _TINY = 1e-12
 
@@ -328,12 +328,20 @@ def ratio_columns(info: MetricInfo) -> tuple[str, str]:
 
 
 def iter_groups(data: AnalysisData, segments: bool) -> Iterator[tuple[str | None, Any]]:
-    """(None, all outcomes), then (segment name, rows) for each segment when ``segments``."""
+    """(None, all outcomes), then (segment name, rows) for each segment when ``segments``: those the
+    users drew and the declared ones (``data.segments``) that drew none, whose rows are empty (and
+    :func:`arm_values` raises :class:`SmallGroup` for them)."""
     yield None, data.outcomes
     if segments and "segment" in data.outcomes.columns:
         seg = data.outcomes["segment"].astype(str)
-        for name in sorted(seg.unique()):
+        for name in sorted(set(seg.unique()) | set(data.segments or ())):
             yield name, data.outcomes[(seg == name).to_numpy()]
+
+
+def require_users(frame: Any, ctx: str) -> None:
+    """:class:`SmallGroup` when ``frame`` (a segment's rows, :func:`iter_groups`) has no row at all."""
+    if len(frame) == 0:
+        raise SmallGroup(f"{ctx}: no user drew this segment")
 
 
 def arm_values(frame: Any, data: AnalysisData, columns: tuple[str, ...], *, ctx: str,
@@ -343,6 +351,7 @@ def arm_values(frame: Any, data: AnalysisData, columns: tuple[str, ...], *, ctx:
     Every arm of the experiment must have users; rows with a NaN in any column are dropped
     (e.g. a per-session mean for a user with no session); infinite values are an error.
     """
+    require_users(frame, ctx)
     arm_col = frame["arm"].astype(str).to_numpy()
     block = frame[list(columns)].to_numpy(dtype=np.float64, na_value=np.nan)
     out: dict[str, np.ndarray] = {}

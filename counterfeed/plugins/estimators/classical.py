@@ -32,7 +32,7 @@ from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import ModelError
 from counterfeed.plugins.estimators._stats import (ArmStats, Comparison, SmallGroup, arm_values, few_users_warning,
                                                    iter_groups, mean_stats, not_identified_segment, ratio_columns,
-                                                   ratio_stats, relative_lift, select_metrics,
+                                                   ratio_stats, relative_lift, require_users, select_metrics,
                                                    welch, where, require_comparison)
 
 __all__ = ["ClassicalOptions", "DifferenceInMeans", "RatioDeltaMethod", "CUPED", "register_estimators"]
@@ -275,6 +275,7 @@ class CUPED(_ArmComparisons):
 
     def _arm_stats(self, frame, data, metric, info, segment):
         pre = f"pre_{metric}"
+        require_users(frame, where(metric, segment=segment))
         if not frame[pre].notna().any():
             return self._unadjusted(frame, data, metric, segment, pre)
         filled = frame[[metric, pre, "arm"]].copy()
