@@ -334,6 +334,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "complete": True,
         }
+        if shards > 1 or scheduler:  # the results are the unsharded ones; how they were computed is recorded
+            manifest["execution"] = {"shards": shards, "scheduler": scheduler or "local"}
         if replications:
             manifest["truth"] = {"replications": replications}
         if sc.targeting is not None:

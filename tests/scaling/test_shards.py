@@ -109,12 +109,19 @@ def test_shards_build_their_block_from_the_spec_and_check_it_against_the_coordin
 
 def test_runs_with_1_2_4_shards_write_byte_identical_run_directories(tmp_path):
     """Outcomes, events (sessions and impressions of every world), truth and estimates."""
+    import json
+
     sc = scenario()
-    base = digest(run(sc, output_dir=tmp_path / "one").run_dir)
+    one = run(sc, output_dir=tmp_path / "one").run_dir
+    base = digest(one)
     assert any(k.startswith("events/") for k in base) and "estimates.json" in base
+    assert "execution" not in json.loads((one / "manifest.json").read_text())
     for shards in (2, 4):
-        got = digest(run(sc, output_dir=tmp_path / str(shards), shards=shards, scheduler=IN_PROCESS).run_dir)
-        assert got == base, shards
+        res = run(sc, output_dir=tmp_path / str(shards), shards=shards, scheduler=IN_PROCESS)
+        assert digest(res.run_dir) == base, shards
+        # the manifest (left out of the digest) says how the same results were computed
+        manifest = json.loads((res.run_dir / "manifest.json").read_text())
+        assert manifest["execution"] == {"shards": shards, "scheduler": IN_PROCESS}
 
 
 def test_parts_written_by_shards_give_the_same_run_directory_and_the_coordinator_never_gathers(tmp_path,
