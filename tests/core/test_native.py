@@ -138,6 +138,7 @@ def test_the_shims_compute_what_the_njit_functions_compute():
     assert all(np.array_equal(g, w) for g, w in zip(*tables))
 
 
+@pytest.mark.slow  # compiles the kernels in fresh processes, 16 s
 def test_a_damaged_cache_file_is_rebuilt_not_loaded(cold, tmp_path):
     """A flipped byte in an object, a truncated file or a foreign file: the next process compiles
     again (same bits) and replaces the file; it never maps what does not match its SHA-256."""
@@ -169,25 +170,30 @@ def test_a_damaged_cache_file_is_rebuilt_not_loaded(cold, tmp_path):
             path.write_bytes(good)
 
 
-def test_an_unwritable_cache_costs_time_not_the_kernels_and_says_so(cold, tmp_path):
+@pytest.mark.parametrize("blocked_by", ["a file as parent", pytest.param("a directory as the file", marks=pytest.mark.slow)])
+def test_an_unwritable_cache_costs_time_not_the_kernels_and_says_so(cold, tmp_path, blocked_by):
     """A cache directory that cannot be created (its parent is a file), or a directory where the
     cache file goes: every process compiles (in a private temporary directory where numba's own
     cache cannot be written), with the same bits, writes nothing in the way, and warns once on
-    stderr with the path and what to do, instead of silently compiling in every run."""
+    stderr with the path and what to do, instead of silently compiling in every run. (Each case
+    compiles the kernels in a fresh process, 12 s: the second runs in the slow suite.)"""
     cache, first = cold
-    (tmp_path / "a-file").write_text("")
     (name,) = (p.name for p in (cache / "numba" / "native").glob("kernels-*.bin"))
-    blocked = tmp_path / "blocked"
-    (blocked / "numba" / "native" / name).mkdir(parents=True)
-    for where, path in ((tmp_path / "a-file" / "cache", tmp_path / "a-file" / "cache" / "numba" / "native" / name),
-                        (blocked, blocked / "numba" / "native" / name)):
-        stderr: list[str] = []
-        result = _run(where, stderr)
-        assert result["numba"] and result["digests"] == first["digests"]
-        assert stderr[0].count("compiled-kernel cache not written") == 1, stderr[0]
-        assert f"({path})" in stderr[0] and "COUNTERFEED_CACHE_DIR" in stderr[0]
-    assert list((blocked / "numba" / "native").iterdir()) == [blocked / "numba" / "native" / name]  # no leftovers
-    assert (blocked / "numba" / "native" / name).is_dir()
+    if blocked_by == "a file as parent":
+        (tmp_path / "a-file").write_text("")
+        where = tmp_path / "a-file" / "cache"
+        path = where / "numba" / "native" / name
+    else:
+        where = tmp_path / "blocked"
+        path = where / "numba" / "native" / name
+        path.mkdir(parents=True)
+    stderr: list[str] = []
+    result = _run(where, stderr)
+    assert result["numba"] and result["digests"] == first["digests"]
+    assert stderr[0].count("compiled-kernel cache not written") == 1, stderr[0]
+    assert f"({path})" in stderr[0] and "COUNTERFEED_CACHE_DIR" in stderr[0]
+    if blocked_by != "a file as parent":
+        assert list(path.parent.iterdir()) == [path] and path.is_dir()  # no leftovers, the directory kept
     stderr = []
     _run(cache, stderr)  # a writable cache: not a word
     assert "cache not written" not in stderr[0]

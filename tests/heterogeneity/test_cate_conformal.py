@@ -164,12 +164,13 @@ def test_without_per_day_data_the_assumption_is_said_not_checked():
 def test_three_arms_each_treatment_is_compared_with_the_control():
     # users of the third arm are outside a comparison: they get a fold and an effect prediction, and
     # null individual intervals (fold_ids once left them without a fold: non-finite effects)
-    data, truth = _world(3_000, seed=18)
+    # (a structural check: 1,200 users, 400 an arm, are enough for every cell's calibration)
+    data, truth = _world(1_200, seed=18)
     rng = np.random.default_rng(0)
-    third = rng.random(3_000) < 1 / 3
+    third = rng.random(1_200) < 1 / 3
     data.outcomes.loc[third, "arm"] = "third"
     data.arms = ["control", "treatment", "third"]
-    p = np.full((3_000, 3), 1 / 3)
+    p = np.full((1_200, 3), 1 / 3)
     data.assignment_probabilities = p
     for cls in (LinearInteractionCATE, DRLearnerCATE):
         est = cls(cls.Options(modifiers=["segment"], individual_intervals="conformal"))
@@ -339,6 +340,7 @@ def test_a_constant_arm_gives_its_constant_as_the_prediction_set():
     assert e.diagnostics["individual_intervals"]["users_not_identified"] == 0
 
 
+@pytest.mark.slow  # 20 worlds of DR-learner fits, 32 s
 def test_empty_conformal_sets_at_a_low_level_become_midpoints_and_are_said():
     # at level 0.2 the calibration can narrow the quantile band past zero width: an empty set (a second
     # tester measured 3.5% inverted intervals in this world before the fix); it is kept as the

@@ -229,8 +229,9 @@ def test_context_reward_model_in_evaluate():
     log, table, truth = simulate(rng, 3000, p0, np.array([.1, .3, .5, .7]), np.array([1.0, .5]), pe)
     log.context["context_x"] = rng.normal(size=len(log))  # pure noise feature
     target = target_from_table(log, table)
-    plain = {r.estimator: r.value for r in evaluate(log, target, ["dm", "dr"])}
-    ctx = {r.estimator: r.value for r in evaluate(log, target, ["dm", "dr"],
+    # the points only: few refit-bootstrap draws (a context model refits per draw, 0.1 s each)
+    plain = {r.estimator: r.value for r in evaluate(log, target, ["dm", "dr"], model_bootstrap=20)}
+    ctx = {r.estimator: r.value for r in evaluate(log, target, ["dm", "dr"], model_bootstrap=20,
                                                   reward_model=LogisticRewardModel(context=["context_x"]))}
     # a noise feature barely moves the fit: DM within 0.005, DR (weights dominate) within 0.002
     assert ctx["dm"] == pytest.approx(plain["dm"], abs=0.005)
