@@ -32,6 +32,19 @@ def small_scenario(**overrides) -> Scenario:
     return sc.with_overrides(overrides) if overrides else sc
 
 
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``counterfeed ARGS`` in this process as the console script runs it: (exit code, stdout, stderr)."""
+    from counterfeed.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 @pytest.fixture
 def small():
     return small_scenario

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from counterfeed.cli import main
 from counterfeed.core.plan import resolve
 from counterfeed.core.population import build_population
 from counterfeed.core.randomness import Keys
@@ -27,19 +26,9 @@ from counterfeed.errors import DataError, ScenarioError
 from counterfeed.plugins.estimators.cate import CausalForestCATE, DRLearnerCATE, LinearInteractionCATE
 from counterfeed.plugins.targeting_report import targeting_rows
 from counterfeed.testing.cate_data import make_cate_data
-from tests.conftest import small_scenario
+from tests.conftest import cli, small_scenario
 
 TARGETING = Path(__file__).resolve().parents[2] / "scenarios" / "targeting.yaml"
-
-
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _targeting(**more):
@@ -107,7 +96,7 @@ def test_a_targeting_metric_no_cate_estimator_analyses_is_rejected_at_validate(c
     with pytest.raises(ScenarioError, match=r"targeting.metric: no CATE estimator analyses 'sessions' "
                                             r"\(dr-learner, linear-cate analyse: clicks\)"):
         resolve(load_scenario(TARGETING).with_overrides({"targeting.metric": "sessions"}))
-    rc, out, err = _cli(capsys, "validate", str(TARGETING), "--set", "targeting.metric=sessions")
+    rc, out, err = cli(capsys, "validate", str(TARGETING), "--set", "targeting.metric=sessions")
     assert rc == 2 and "ok:" not in out
     assert "targeting.metric: no CATE estimator analyses 'sessions'" in err and err.count("\n") == 1
     # an estimator without a `metrics` option analyses every per-user metric, sessions included

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import yaml
 
-from counterfeed.cli import main
 from counterfeed.core.mechanisms import mechanism_assignment
 from counterfeed.core.population import build_population
 from counterfeed.core.randomness import Keys
 from counterfeed.core.scenario import load_scenario
+from tests.conftest import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [{"at": "1d", "share": 0.332}, {"at": "5d", "share": 0.332}, {"at": "9d", "share": 0.332}]
@@ -40,13 +40,8 @@ def _scenario(tmp_path: Path, cohorts=TINY, segments=None) -> Path:
 
 
 def _cli(capsys, *args: str) -> tuple[int, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    code, out, err = cli(capsys, *args)
+    return code, out + err
 
 
 def _never_by_the_run(path: Path, seed: int) -> int:

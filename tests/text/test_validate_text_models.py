@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from counterfeed.cli import main
+from tests.conftest import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 TOWER = "tower: {recommender: text-two-tower,"
@@ -32,12 +32,8 @@ CASES = {
 
 
 def _cli(capsys, *args: str) -> tuple[int, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
+    code, _, err = cli(capsys, *args)
+    return code, err
 
 
 def _write(tmp_path, name):
