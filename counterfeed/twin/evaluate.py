@@ -240,7 +240,9 @@ def _few_clicks(path: str | Path, meta: dict[str, Any]) -> str:
     clicks, shown = meta.get("n_train_clicks"), meta.get("n_train_impressions")
     if not isinstance(clicks, int) or not isinstance(shown, int):
         return ""
-    return few_clicks_warning(clicks, shown, f"the {meta['n_train_users']} users the twin {path} was fitted on")
+    users = [meta.get(k) if isinstance(meta.get(k), int) else None for k in ("n_train_clickers", "n_train_skippers")]
+    return few_clicks_warning(clicks, shown, f"the {meta['n_train_users']} users the twin {path} was fitted on",
+                              *users)
 
 
 #: seed offset between the point fit's worlds (the replicate number is added too)

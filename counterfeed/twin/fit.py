@@ -247,7 +247,8 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None, say=lambda msg: 
                       stacklevel=2)
     train = log.select_users(train_u)
     few = "" if replicate else few_clicks_warning(int(train.click.sum()), len(train),
-                                                    f"{log.source}: the {train.n_users} fitting users")
+                                                    f"{log.source}: the {train.n_users} fitting users",
+                                                    *click_users(train))
     if not replicate:
         _check_clicks(train, held=(log, held_u.size, st.holdout))
     if few:
@@ -293,7 +294,8 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None, say=lambda msg: 
         "n_train_users": train.n_users, "n_items": log.n_items, "n_impressions": len(log),
         "n_sessions": log.n_sessions, "slate_size": int(log.slate_size or k), "horizon": log.horizon,
         "n_clicks": int(log.click.sum()), "n_train_clicks": int(train.click.sum()),
-        "n_train_impressions": len(train),
+        "n_train_impressions": len(train), "n_train_clickers": click_users(train)[0],
+        "n_train_skippers": click_users(train)[1],
         "logging": log.logging, "run": log.extra.get("run", {}), "item_ids": log.item_ids.tolist(),
         "heldout_users": log.user_ids[held_u].tolist(), "train_users": log.user_ids[train_u].tolist(),
         "examination": {k2: v for k2, v in sel.items() if k2 in ("model", "heldout_loglik_per_impression",
@@ -357,20 +359,37 @@ def _check_clicks(log: TwinLog, held: tuple[TwinLog, int, float] | None = None) 
 FEW_CLICKS = EVENTS_PER_PARAMETER
 
 
-def few_clicks_warning(clicks: int, impressions: int, who: str) -> str:
-    """The FEW CLICKS warning when the rarer of clicks and skips is below :data:`FEW_CLICKS`, else ``""``.
+def few_clicks_warning(clicks: int, impressions: int, who: str, clickers: int | None = None,
+                       skippers: int | None = None) -> str:
+    """The FEW CLICKS warning when the rarer of clicks and skips is below :data:`FEW_CLICKS`, or when
+    fewer than :data:`FEW_CLICKS` users clicked (``clickers``) or skipped (``skippers``), else ``""``.
 
     Why 10: Peduzzi et al. (1996)'s events-per-variable rule counts the rarer outcome, about 10 per fitted
     parameter; the click model has at least one (the overall click rate), so fewer than 10 clicks (or
-    skips) support not even that one (its relative standard error is then above ~1/sqrt(10) = 32%)."""
+    skips) support not even that one (its relative standard error is then above ~1/sqrt(10) = 32%).
+    Users count too: the twin draws new users' tastes from the spread of the fitted users', and 50 clicks
+    of 2 users tell that spread no more than 2 users do (the events are clustered by user)."""
     skips = impressions - clicks
-    if min(clicks, skips) >= FEW_CLICKS:
+    if min(clicks, skips) >= FEW_CLICKS and min(FEW_CLICKS if clickers is None else clickers,
+                                                FEW_CLICKS if skippers is None else skippers) >= FEW_CLICKS:
         return ""
-    rare = f"{clicks} clicks" if clicks <= skips else f"{skips} skips (impressions not clicked)"
-    return (f"FEW CLICKS: {who} have {rare} in {impressions} impressions, fewer than {FEW_CLICKS} (the "
+    if min(clicks, skips) < FEW_CLICKS:
+        rare = f"{clicks} clicks" if clicks <= skips else f"{skips} skips (impressions not clicked)"
+        what = f"have {rare} in {impressions} impressions"
+    elif clickers is not None and clickers < FEW_CLICKS:
+        what = f"include only {clickers} users who clicked ({clicks} clicks in {impressions} impressions)"
+    else:
+        what = f"include only {skippers} users who skipped an item ({skips} skips in {impressions} impressions)"
+    return (f"FEW CLICKS: {who} {what}, fewer than {FEW_CLICKS} (the "
             "events-per-variable rule, Peduzzi et al. 1996, for even one parameter): the click model is fitted "
             "on a handful of events and is barely identified, so the twin's predictions and intervals are not "
             "to be trusted; fit a longer log")
+
+
+def click_users(log: Any) -> tuple[int, int]:
+    """How many of ``log``'s users clicked at least once, and how many skipped at least one impression."""
+    clicked = np.asarray(log.click, dtype=bool)
+    return int(np.unique(log.user[clicked]).size), int(np.unique(log.user[~clicked]).size)
 
 
 def _warn_sparse(log: TwinLog, dims: int) -> None:

@@ -89,11 +89,31 @@ def test_few_clicks_warn_loudly_at_fit_and_on_every_evaluated_effect(tmp_path):
     path = write_twin(tmp_path / "twin", meta, reps)
     assert "FEW CLICKS" in _few_clicks(path, read_meta(path)) and "3 clicks in 72 impressions" in _few_clicks(
         path, read_meta(path))
-    assert _few_clicks(path, {**read_meta(path), "n_train_clicks": 30}) == ""  # 30 clicks and 42 skips
-    assert "42 skips" not in _few_clicks(path, {**read_meta(path), "n_train_clicks": 66})
-    assert "6 skips" in _few_clicks(path, {**read_meta(path), "n_train_clicks": 66})  # few skips: as loud
-    old = {k: v for k, v in read_meta(path).items() if k not in ("n_train_clicks", "n_train_impressions")}
+    assert (meta["n_train_clickers"], meta["n_train_skippers"]) == (3, 8)
+    many = {**read_meta(path), "n_train_clickers": 10, "n_train_skippers": 10}  # as if 10 users clicked, 10 skipped
+    assert _few_clicks(path, {**many, "n_train_clicks": 30}) == ""  # 30 clicks and 42 skips
+    assert "42 skips" not in _few_clicks(path, {**many, "n_train_clicks": 66})
+    assert "6 skips" in _few_clicks(path, {**many, "n_train_clicks": 66})  # few skips: as loud
+    old = {k: v for k, v in read_meta(path).items()
+           if k not in ("n_train_clicks", "n_train_impressions", "n_train_clickers", "n_train_skippers")}
     assert _few_clicks(path, old) == ""  # a twin written before the counts were recorded
+    # a twin written before the users were counted: the clicks alone decide
+    assert _few_clicks(path, {k: v for k, v in {**read_meta(path), "n_train_clicks": 30}.items()
+                              if k not in ("n_train_clickers", "n_train_skippers")}) == ""
+
+
+def test_many_clicks_of_few_users_warn_too():
+    """Break test 3: FEW CLICKS counted clicks, not users; 48 clicks of 2 users tell the spread of the
+    users' tastes, from which the twin draws new users, no more than 2 users do."""
+    from counterfeed.twin.fit import FitSettings, few_clicks_warning, fit_twin
+
+    log = _load(_frame(n_users=12, sessions=4, slate=3, click=lambda u, s, j: u < 2))  # 24 clicks, 2 users
+    with pytest.warns(UserWarning, match=r"FEW CLICKS: log\.csv: the 12 fitting users include only 2 users who "
+                                         r"clicked \(24 clicks in 144 impressions\), fewer than 10"):
+        meta, _ = fit_twin(log, FitSettings(dims=2, bootstrap=0, epochs=1, seed=0, holdout=0.0))
+    assert (meta["n_train_clicks"], meta["n_train_clickers"], meta["n_train_skippers"]) == (24, 2, 10)
+    assert few_clicks_warning(24, 144, "x", 10, 10) == ""
+    assert "only 3 users who skipped an item (120 skips" in few_clicks_warning(24, 144, "x", 10, 3)
 
 
 def test_evaluate_repeats_the_few_clicks_warning(tmp_path):
