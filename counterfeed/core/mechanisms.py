@@ -244,9 +244,11 @@ def check_rollout_draw(sc: Any, seeds: Sequence[int] | None = None) -> None:
         share = max(1.0 - sum(float(c.share or 0.0) for c in spec.cohorts), 0.0)
         expected = f"the cohorts' shares leave {share:.3g} of the users out, {share * users:.3g} expected"
         fix = "leave a larger share out of the cohorts (shares summing to less), or raise population.users"
+        everyone = "shares summing to 1"
     else:
         expected = "the users of segments in no cohort are the never treated"
         fix = "raise population.users, or the share of a segment in no cohort"
+        everyone = "every segment in a cohort"
 
     def never(seed: int) -> int:
         from counterfeed.core.population import build_population, draw_segments
@@ -265,8 +267,7 @@ def check_rollout_draw(sc: Any, seeds: Sequence[int] | None = None) -> None:
     if not short:
         return
     need = (f"the control arm '{sc.control}' needs at least {MIN_PER_ARM} for an estimate with an interval: {fix}; "
-            "or let every user adopt (shares summing to 1), and the panel estimators compare with the "
-            "not-yet-treated")
+            f"or let every user adopt ({everyone}), and the panel estimators compare with the not-yet-treated")
     if len(seeds) == 1:
         raise sc.error(f"this seed's draw leaves {short[0][1]} of {users} users never treated ({expected}); "
                        + need, "experiment.assignment.cohorts")
