@@ -73,3 +73,36 @@ def test_a_node_the_data_lacks_is_still_an_error():
     data, *_ = _data(_graph(("w", "treatment"), ("w", "outcome")))
     with pytest.raises(DataError, match="observed node.s. w are not covariates"):
         BackdoorRegression(refute=False).estimate(data)
+
+
+def test_a_confounder_constant_among_the_users_leaves_the_propensity_estimators_the_difference_in_means():
+    """Break test 4: when the only confounder is constant among the users, the adjustment set is empty
+    and backdoor-ipw and -matching raised DoWhy's "No common causes" (the whole run stopped after
+    simulating) and aipw said "the declared graph gives none". With nothing to adjust for the propensity
+    is constant, and each method's own limit is the difference in means, which they report, warned."""
+    from counterfeed.plugins.estimators.observational import BackdoorIPW, BackdoorMatching
+
+    rng = np.random.default_rng(7)
+    n = 600
+    t = rng.random(n) < 0.4
+    y = 1 + 2 * t + rng.normal(size=n)
+    outcomes = pd.DataFrame({"user": np.arange(n), "arm": np.where(t, "b", "a"), "segment": "all", "y": y})
+    g = nx.DiGraph([("segment", "treatment"), ("segment", "outcome"), ("treatment", "outcome")])
+    data = AnalysisData(outcomes=outcomes, arms=["a", "b"], control="a", metrics={"y": MetricInfo("y", "sum")},
+                        seed=1, covariates=pd.DataFrame({"user": np.arange(n), "segment": "casual"}), graph=g)
+    ols = sm.OLS(y, sm.add_constant(t.astype(float))).fit(cov_type="HC3")
+    for cls in (BackdoorIPW, AIPW, BackdoorMatching, BackdoorRegression):
+        (e,) = cls(refute=False).estimate(data)
+        assert e.point == pytest.approx(y[t].mean() - y[~t].mean(), abs=1e-9), cls.name
+        assert e.diagnostics["se"] == pytest.approx(ols.bse[1], rel=1e-9)
+        assert e.diagnostics["adjustment_set"] == [] and e.lower < 2.0 < e.upper
+        w = " | ".join(e.diagnostics["warnings"])
+        assert "segment took a single value" in w
+        assert ("propensity is constant and its estimate is the difference in means" in w) == (cls.propensity)
+
+
+def test_a_covariate_named_instrument_beside_the_nudge_is_a_clear_error():
+    data, *_ = _data(_graph(("instrument", "treatment")), instrument=np.zeros(600),
+                     cov_extra={"instrument": np.ones(600)})
+    with pytest.raises(DataError, match="a covariate is named 'instrument'"):
+        BackdoorRegression(refute=False).estimate(data)

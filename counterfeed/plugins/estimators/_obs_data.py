@@ -141,6 +141,9 @@ def comparisons(data: AnalysisData, metrics: list[str], estimator: str, *, with_
         extra = {c: data.outcomes[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in data.outcomes.columns
                  if str(c).startswith("pre_") and c not in cov.columns and pd.api.types.is_numeric_dtype(data.outcomes[c])}
         if data.instrument is not None:
+            if "instrument" in cov.columns:
+                raise DataError(f"{estimator}: a covariate is named 'instrument', the name of data.instrument "
+                                "(the encouragement design's nudge) among the covariates: rename the covariate")
             extra["instrument"] = np.asarray(data.instrument, dtype=np.float64)
         extra = {c: np.nan_to_num(v) for c, v in extra.items()}
         cov = pd.concat([cov, pd.DataFrame(extra)], axis=1) if extra else cov

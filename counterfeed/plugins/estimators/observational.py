@@ -131,15 +131,23 @@ class _Backdoor(Estimator):
         out = []
         for comp in od.comparisons(data, metrics, self.name):
             where = f"metric '{comp.metric}', arm '{comp.arm}'"
+            comp = dataclasses.replace(comp, frame=bd.standardized(comp.frame, comp.covariates))
             y, t = comp.frame["Y"].to_numpy(), comp.frame["T"].to_numpy()
             _constant(y, self.name, where)
             adjust, warns = od.adjustment_set(graph, comp, self.name, metrics=data.metrics,
                                               proceed_when_unidentifiable=self.options.proceed_when_unidentifiable)
             seed = _seed(data, self.name, comp.metric, comp.arm)
+            # nothing left to adjust for (the set is empty, or its nodes are constant among these users):
+            # the propensity is constant, and the method's own limit is the difference in means
+            plain = self.propensity and not adjust
+            if plain:
+                warns = [*warns, f"the adjustment set is empty here, so {self.name}'s propensity is constant and its "
+                         "estimate is the difference in means: reported as the OLS of the outcome on the "
+                         "treatment with an HC3 interval"]
             try:
                 lap, lap_warns, no_overlap = (bd.overlap(comp.frame, adjust, getattr(self.options, "folds", 0))
-                                              if self.propensity else ({}, [], False))
-                fit = self._fit(comp, adjust, seed)
+                                              if self.propensity and not plain else ({}, [], False))
+                fit = bd.fit_regression(comp.frame, []) if plain else self._fit(comp, adjust, seed)
             except ModelError as exc:
                 raise ModelError(f"{self.name}: {where}: {exc}") from None
             warns = [*lap_warns, *warns]
