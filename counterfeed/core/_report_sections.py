@@ -247,7 +247,8 @@ def _interference(doc: _Doc, run: RunView) -> None:
             (fmt(a.bias, signed=True), "num"),
             (fmt(a.interference, signed=True), "num") if split else "not decomposable",
             (fmt(a.estimation_error, signed=True), "num") if split else "not decomposable",
-            "yes" if e.covered else "no" if e.covered is False else "—", _WHY.get(a.miss or "", "—")])
+            "yes" if e.covered else "no" if e.covered is False else "—",
+            "not decomposable" if a.miss and not split else _WHY.get(a.miss or "", "—")])
     head = (["Estimator", "Metric", "Arm"] + (["Segment"] if with_seg else [])
             + ["Estimand", "Estimate", "True effect", "interference_bias", "of which interference",
                "of which estimation", "Covered", "Missed because of"])

@@ -294,7 +294,8 @@ class Estimate:
 
     def score(self, truth: float | None) -> None:
         """Attach the true value, the error and whether the interval covers it (see :mod:`~counterfeed.core.scoring`)."""
-        self.truth, self.error, self.covered = score_values(self.point, self.lower, self.upper, truth)
+        self.truth, self.error, self.covered = score_values(self.point, self.lower, self.upper, truth,
+                                                            (self.diagnostics or {}).get("ar_rays"))
 
     def to_dict(self) -> dict[str, Any]:
         """Every scalar field (``user_effects``, a table, is stored beside the estimates)."""

@@ -194,11 +194,12 @@ def headline(result: RunResult, assessed: list[Assessed] | None = None) -> list[
             if n_unknown:
                 s += f"; {n_unknown} cannot be attributed (relative estimands, or no interference component)"
         if unbounded:
-            s += f"; {unbounded} unbounded interval{'s' if unbounded > 1 else ''} not counted (they cover any value)"
+            s += (f"; {unbounded} unbounded confidence set{'s' if unbounded > 1 else ''} (the whole line, or two "
+                  "rays) not counted")
         out.append(s + ".")
     elif unbounded:
-        out.append(f"{unbounded} interval{'s' if unbounded > 1 else ''} with a known truth "
-                   f"{'are' if unbounded > 1 else 'is'} unbounded and not scored (they cover any value).")
+        out.append(f"{unbounded} confidence set{'s' if unbounded > 1 else ''} with a known truth "
+                   f"{'are' if unbounded > 1 else 'is'} unbounded (the whole line, or two rays) and not counted.")
     srm = result.srm or {}
     if srm.get("flagged"):
         out.append(f"Sample ratio mismatch detected ({_p_text(srm.get('p_value'))}): "
@@ -329,6 +330,9 @@ def _conclusion(e: Estimate, a: Assessed | None) -> str:
               "rollout (see its warning), and is scored against the truth over those cells")
     if e.truth is None:
         s += "; the true effect is not known for this estimand."
+    elif not _bounded(e) and e.covered is not None:  # the whole line, or two rays (an Anderson-Rubin set)
+        s += (f"; the true effect was {fmt(e.truth)}, " + ("which an unbounded confidence set cannot miss, so "
+              "it is not counted as covered." if e.covered else "in the gap between the confidence set's two rays."))
     elif e.covered:
         s += f"; the true effect was {fmt(e.truth)}, inside the interval."
     else:

@@ -44,16 +44,24 @@ def covers(lower: float, upper: float, truth: float) -> bool:
 
 
 def score_values(point: float | None, lower: float | None, upper: float | None,
-                 truth: float | None) -> tuple[float | None, float | None, bool | None]:
+                 truth: float | None, gap: Any = None) -> tuple[float | None, float | None, bool | None]:
     """``(truth, error, covered)`` of one estimate: ``error = point - truth`` and ``covered`` is
     ``lower <= truth <= upper`` up to rounding (:func:`covers`); all None when the truth is unknown (None or
-    not finite), and ``error`` / ``covered`` None where the point / the interval is missing (None or NaN)."""
+    not finite), and ``error`` / ``covered`` None where the point / the interval is missing (None or NaN).
+
+    ``gap``: ``(r0, r1)`` when the confidence set is two rays, ``(-inf, r0] U [r1, inf)`` (an
+    Anderson-Rubin set, ``diagnostics.ar_rays``): a truth strictly between them is not covered,
+    although the reported bounds are the whole line."""
     if truth is None or not math.isfinite(truth):
         return None, None, None
     t = float(truth)
     nan = lambda v: v is None or math.isnan(v)  # noqa: E731 -- NaN: not estimated (e.g. NOT IDENTIFIED)
     error = None if nan(point) else float(point - t)
     covered = None if nan(lower) or nan(upper) else covers(float(lower), float(upper), t)
+    if covered and gap is not None and len(gap) == 2:
+        r0, r1 = float(gap[0]), float(gap[1])
+        tol = COVER_ULPS * 2.220446049250313e-16 * max(abs(r0), abs(r1), abs(t))  # rounding, as in covers
+        covered = not (r0 + tol < t < r1 - tol)
     return t, error, covered
 
 

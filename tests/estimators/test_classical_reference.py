@@ -259,3 +259,20 @@ def test_a_declared_segment_that_drew_no_user_is_not_identified_not_dropped():
         assert {e.estimand for e in niche} == {e.estimand for e in out if e.segment == "new"}
     # without the declared list (e.g. a twin population), only the drawn segments are known
     assert {e.segment for e in DifferenceInMeans(segments=True).estimate(analysis(df))} == {None, "new", "old"}
+
+
+def test_an_unbounded_ratio_names_the_critical_value_it_compares_with():
+    """Break test 4: "the control mean 16 is within 12.3 standard errors of 0" read as a statement about
+    the data alone; it is about the t critical value at the Welch degrees of freedom, and says so."""
+    df = frame({"control": np.array([0.2, -0.3, 0.4]), "treatment": np.array([1.0, 2.0, 3.0])})
+    (rel,) = [e for e in DifferenceInMeans(relative=True).estimate(analysis(df)) if e.estimand == "relative"]
+    (w,) = [w for w in rel.diagnostics["warnings"] if w.startswith("relative lift")]
+    q = stats.t.ppf(0.975, _welch_df(df))
+    assert f"within {q:.3g} standard errors of 0 (the critical value of t with" in w and "degrees of freedom)" in w
+    assert math.isinf(rel.lower) and math.isinf(rel.upper)
+
+
+def _welch_df(df):
+    t, c = df.y[df.arm == "treatment"].to_numpy(), df.y[df.arm == "control"].to_numpy()
+    vt, vc = t.var(ddof=1) / t.size, c.var(ddof=1) / c.size
+    return (vt + vc) ** 2 / (vt ** 2 / (t.size - 1) + vc ** 2 / (c.size - 1))

@@ -198,6 +198,36 @@ def test_an_unbounded_interval_is_not_counted_as_covering_the_truth_in_the_headl
     tally = [line for line in headline(_result("observational_hidden", [_naive(), missed, unbounded]))
              if "known truth" in line]
     assert tally == [tally[0]] and tally[0].startswith("0 of 2 intervals with a known truth covered it")
-    assert "1 unbounded interval not counted (they cover any value)" in tally[0]
+    assert "1 unbounded confidence set (the whole line, or two rays) not counted" in tally[0]
     only = [line for line in headline(_result("observational_hidden", [unbounded])) if "known truth" in line]
-    assert only == ["1 interval with a known truth is unbounded and not scored (they cover any value)."]
+    assert only == ["1 confidence set with a known truth is unbounded (the whole line, or two rays) and not counted."]
+    # the conclusion sentence does not call an unbounded set's truth "inside the interval" (break test 4)
+    unbounded.diagnostics["naive"] = {"point": 4.0}  # a design estimator: the headline's main estimate
+    lines = headline(_result("observational_hidden", [unbounded]))
+    assert not any("inside the interval" in line for line in lines)
+    assert any("which an unbounded confidence set cannot miss, so it is not counted as covered" in line for line in lines)
+
+
+def test_a_truth_in_the_gap_of_a_two_ray_set_is_not_covered():
+    """Break test 4: a two-ray Anderson-Rubin set is stored with bounds -inf/inf and its rays' inner ends
+    in diagnostics.ar_rays; a truth strictly inside the gap was scored as covered (calibrate's coverage of
+    iv-2sls counted it too)."""
+    from counterfeed.core.contracts import Estimate
+    from counterfeed.plugins.estimators._obs_iv import anderson_rubin
+
+    rng = np.random.default_rng(0)
+    n = 400
+    z = (rng.random(n) < 0.5) * 1.0
+    t = (rng.random(n) < 0.3 + 0.06 * z) * 1.0
+    y = 1 + 0.25 * z + rng.normal(size=n)
+    ar = anderson_rubin(y, t, z, 0.95)
+    assert ar.shape == "two rays"
+    r0, r1 = ar.rays
+    e = Estimate("iv-2sls", "y", "b", "a", 0.1, -math.inf, math.inf, estimand="late",
+                 diagnostics={"ar_rays": [r0, r1], "identified": False})
+    for truth, covered in ((0.5 * (r0 + r1), False), (r0 - 1.0, True), (r1 + 1.0, True), (r0, True), (r1, True)):
+        e.score(truth)
+        assert e.covered is covered, truth
+    e.diagnostics = {"identified": False}  # the whole line: covers everything
+    e.score(0.5 * (r0 + r1))
+    assert e.covered is True

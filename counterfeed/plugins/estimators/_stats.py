@@ -284,7 +284,10 @@ def relative_lift(t: ArmStats, c: ArmStats, level: float, *,
     q = interval_quantile(level, diff.df)
     a = mc * mc - q * q * vc
     if a <= 0.0:
-        msg = (f"relative lift: the control mean {mc:.6g} is within {q:.3g} standard errors of 0, "
+        crit = (f"the critical value of t with {diff.df:.3g} degrees of freedom"
+                if diff.df is not None and math.isfinite(diff.df)
+                else "the normal critical value")
+        msg = (f"relative lift: the control mean {mc:.6g} is within {q:.3g} standard errors of 0 ({crit}), "
                f"so the ratio has no bounded {level:g} interval (Fieller's set is unbounded); "
                f"reported as (-inf, inf)")
         return Comparison(point, se, -math.inf, math.inf, diff.p_value, diff.df), [*guard, msg]
