@@ -234,46 +234,57 @@ def check_rollout_draw(sc: Any, seeds: Sequence[int] | None = None) -> None:
     replications of ``calibrate`` and ``sweep``), so ``validate`` gives the verdict ``run`` would, and
     a calibration is refused rather than scored on only the draws that happened to leave enough.
     Raises a ScenarioError located at ``experiment.assignment.cohorts``."""
-    from counterfeed.core.observational_spec import MIN_PER_ARM, everyone_adopts
+    from counterfeed.core.observational_spec import MIN_PER_ARM, everyone_adopts, needs_never_treated
 
     spec = sc.experiment.assignment
-    if not isinstance(spec, StaggeredSpec) or everyone_adopts(sc):
-        return
+    if not isinstance(spec, StaggeredSpec) or everyone_adopts(sc) or not needs_never_treated(sc):
+        return  # (panel estimators comparing with the not-yet-treated need no never-treated user)
     users = int(sc.population.users)
+    pop = sc.population
     if spec.cohorts[0].share is not None:
         share = max(1.0 - sum(float(c.share or 0.0) for c in spec.cohorts), 0.0)
         expected = f"the cohorts' shares leave {share:.3g} of the users out, {share * users:.3g} expected"
         fix = "leave a larger share out of the cohorts (shares summing to less), or raise population.users"
         everyone = "shares summing to 1"
     else:
+        listed = {s for c in spec.cohorts for s in c.segments or []}
+        total = sum(float(v.share) for v in pop.segments.values())
+        share = None if pop.twin else sum(float(v.share) for k, v in pop.segments.items() if k not in listed) / total
         expected = "the users of segments in no cohort are the never treated"
         fix = "raise population.users, or the share of a segment in no cohort"
         everyone = "every segment in a cohort"
+    one_run = seeds is None
+    seeds = [int(sc.seed)] if seeds is None else [int(s) for s in seeds]
+    if share is not None:  # each user is never treated independently with probability ``share``
+        from scipy.stats import binom
+
+        if float(binom.cdf(MIN_PER_ARM - 1, users, share)) * len(seeds) < 1e-12:
+            return  # no draw can plausibly fall short: skip drawing (a million users, 1000 seeds: 64 s)
 
     def never(seed: int) -> int:
         from counterfeed.core.population import build_population, draw_segments
 
         keys, ids = Keys(int(seed)), np.arange(users, dtype=np.int64)
-        if spec.cohorts[0].share is not None or sc.population.twin is None:  # the segments alone, cheaply
-            segment = None if spec.cohorts[0].share is not None else draw_segments(sc.population, keys, ids)
-            cohort = cohorts_of(spec, keys, sc.assignment_salt, ids, segment, list(sc.population.segments))
+        if spec.cohorts[0].share is not None or pop.twin is None:  # the segments alone, cheaply
+            segment = None if spec.cohorts[0].share is not None else draw_segments(pop, keys, ids)
+            cohort = cohorts_of(spec, keys, sc.assignment_salt, ids, segment, list(pop.segments))
         else:
-            pop = build_population(sc.population, keys)
-            cohort = cohorts_of(spec, keys, sc.assignment_salt, pop.ids, pop.segment, pop.segment_names)
+            built = build_population(pop, keys)
+            cohort = cohorts_of(spec, keys, sc.assignment_salt, built.ids, built.segment, built.segment_names)
         return int((cohort == len(spec.cohorts)).sum())
 
-    seeds = [int(sc.seed)] if seeds is None else [int(s) for s in seeds]
-    short = [(s, k) for s in seeds for k in [never(s)] if k < MIN_PER_ARM]
-    if not short:
+    short = next(((i, s, k) for i, s in enumerate(seeds) for k in [never(s)] if k < MIN_PER_ARM), None)
+    if short is None:
         return
     need = (f"the control arm '{sc.control}' needs at least {MIN_PER_ARM} for an estimate with an interval: {fix}; "
             f"or let every user adopt ({everyone}), and the panel estimators compare with the not-yet-treated")
-    if len(seeds) == 1:
-        raise sc.error(f"this seed's draw leaves {short[0][1]} of {users} users never treated ({expected}); "
-                       + need, "experiment.assignment.cohorts")
-    raise sc.error(f"{len(short)} of the {len(seeds)} replications' draws leave fewer than {MIN_PER_ARM} of {users} "
-                   f"users never treated (seed {short[0][0]}: {short[0][1]}; {expected}), and scoring only the "
-                   f"others would condition the coverage on the draw; {need}", "experiment.assignment.cohorts")
+    i, seed, k = short
+    if one_run:
+        raise sc.error(f"this seed's draw leaves {k} of {users} users never treated ({expected}); " + need,
+                       "experiment.assignment.cohorts")
+    raise sc.error(f"replication {i + 1} of {len(seeds)} (seed {seed}) draws {k} of {users} users never treated, "
+                   f"fewer than {MIN_PER_ARM} ({expected}), and scoring only the replications whose draws leave "
+                   f"enough would condition the coverage on the draw; {need}", "experiment.assignment.cohorts")
 
 
 def mechanism_assignment(sc: Any, keys: Keys, population: Population) -> Assignment | None:

@@ -11,6 +11,7 @@ than scoring the coverage conditional on the draw.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -80,11 +81,51 @@ def test_run_rejects_the_draw_before_simulating_and_writes_nothing(tmp_path, cap
 
 def test_calibrate_refuses_when_some_replications_would_draw_too_few(tmp_path, capsys):
     path = _scenario(tmp_path)
+    from counterfeed.calibration.engine import replication_seeds
+
     code, out = _cli(capsys, "calibrate", str(path), "-n", "6", "--out", str(tmp_path / "cal"))
     assert code == 2, out
-    assert "of the 6 replications' draws leave fewer than 2 of 300 users never treated" in out
+    seeds = replication_seeds(load_scenario(path).seed, 6)
+    first = next(i for i, s in enumerate(seeds) if _never_by_the_run(path, s) < 2)
+    assert re.search(rf"replication {first + 1} of 6 \(seed \d+\) draws [01] of 300 users never treated, "
+                     "fewer than 2", out), out
     assert "condition the coverage on the draw" in out
     assert not (tmp_path / "cal").exists()
+    # one replication is a replication too: validate accepts the scenario's seed, and calibrate -n 1 names
+    # the replication's seed, not "this seed" (break test 4)
+    base = next(b for b in range(1, 200) if _never_by_the_run(path, b) >= 2
+                and _never_by_the_run(path, replication_seeds(b, 1)[0]) < 2)
+    assert _cli(capsys, "validate", str(path), "--set", f"seed={base}")[0] == 0
+    code, out = _cli(capsys, "calibrate", str(path), "--set", f"seed={base}", "-n", "1", "--out", str(tmp_path / "cal"))
+    assert code == 2 and f"replication 1 of 1 (seed {replication_seeds(base, 1)[0]})" in out, out
+    assert "this seed's draw" not in out and not (tmp_path / "cal").exists()
+
+
+def test_panel_estimators_comparing_with_the_not_yet_treated_need_no_never_treated_user(tmp_path, capsys):
+    """Break test 4: with did-staggered (not-yet-treated controls) alone, a draw leaving 1 never-treated
+    user was refused while one leaving 0 (everyone adopts) was accepted."""
+    path = _scenario(tmp_path)
+    seed = next(s for s in range(1, 50) if _never_by_the_run(path, s) < 2)
+    for analysis in ("[{estimator: did-staggered, metrics: [clicks]}]", "[{estimator: twfe, metrics: [clicks]}]"):
+        assert _cli(capsys, "validate", str(path), "--set", f"seed={seed}", "--set", f"analysis={analysis}")[0] == 0
+    never = "[{estimator: did-staggered, metrics: [clicks], control_group: never_treated}]"
+    assert _cli(capsys, "validate", str(path), "--set", f"seed={seed}", "--set", f"analysis={never}")[0] == 2
+
+
+def test_a_draw_that_cannot_fall_short_is_not_drawn():
+    """1M users, 10% never treated, 1,000 replications: P(fewer than 2) is about 1e-45000, so no seed is
+    drawn (drawing them took 64 s); the verdict is the same."""
+    from counterfeed.core import mechanisms
+
+    sc = load_scenario(ROOT / "scenarios" / "staggered_rollout.yaml").with_overrides({"population.users": 1_000_000})
+    calls = []
+    original = mechanisms.cohorts_of
+    try:
+        mechanisms.cohorts_of = lambda *a, **k: calls.append(1) or original(*a, **k)
+        mechanisms.check_rollout_draw(sc, list(range(1000)))
+    finally:
+        mechanisms.cohorts_of = original
+    assert calls == []
 
 
 def test_a_rollout_that_takes_everyone_or_leaves_enough_is_not_checked_away(tmp_path, capsys):
