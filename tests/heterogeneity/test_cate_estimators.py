@@ -227,3 +227,28 @@ def test_causal_forest_caps_the_users_per_tree():
     assert est.tree_samples(2000) == 0.45  # below the cap: the share, as EconML's default
     assert est.tree_samples(100_000) == 1000
     assert CausalForestCATE(CausalForestCATE.Options(max_tree_users=None)).tree_samples(10**6) == 0.45
+
+
+def test_linear_cate_drops_exactly_collinear_covariates_without_changing_the_effects():
+    """Break test 4: the simulator's pre_impressions is the slate size times pre_sessions, so every
+    linear-cate design was rank-deficient and every run warned "SingularMatrixWarning: The design matrix
+    is rank-deficient". The effects are estimable contrasts, so dropping the dependent column changes
+    them only by rounding; the warning goes."""
+    import dataclasses
+
+    from counterfeed.plugins.estimators.cate import LinearInteractionCATE, _independent_columns
+    from counterfeed.testing.cate_data import make_cate_data
+
+    world = make_cate_data(n_users=800, seed=3)
+    cov = world.data.covariates.copy()
+    cov["pre_sessions"] = cov["pre_impressions"] / 10.0  # as in the simulator: 10 items a session
+    data = dataclasses.replace(world.data, covariates=cov)
+    opts = {"modifiers": ["feature_0", "segment"]}
+    (e,) = [x for x in LinearInteractionCATE(**opts).estimate(data) if x.estimand == "cate"]
+    assert not any("rank-deficient" in w for w in e.diagnostics.get("warnings", []))
+    alone = dataclasses.replace(world.data, covariates=cov.drop(columns="pre_sessions"))
+    (ref,) = [x for x in LinearInteractionCATE(**opts).estimate(alone) if x.estimand == "cate"]
+    np.testing.assert_allclose(e.user_effects["point"], ref.user_effects["point"], atol=1e-9)
+    x = np.column_stack([np.ones(5), np.arange(5.0), 2 * np.arange(5.0), [1.0, 0, 0, 0, 2]])
+    assert _independent_columns(x).tolist() == [False, True, False, True] or \
+        _independent_columns(x).tolist() == [False, False, True, True]

@@ -440,7 +440,7 @@ class LinearInteractionCATE(_Cate):
         import statsmodels.api as sm
 
         xt = c.x[train]
-        keep = np.ptp(xt, axis=0) > 0
+        keep = _independent_columns(xt)
         mean = xt[:, keep].mean(axis=0)
         xc = xt[:, keep] - mean
         mod = self.modifiers_[keep]  # interactions with the effect modifiers only
@@ -454,6 +454,28 @@ class LinearInteractionCATE(_Cate):
         se = np.sqrt(np.einsum("ij,jk,ik->i", contrast, res.cov_params(), contrast))
         q = interval_quantile(level)
         return tau, tau - q * se, tau + q * se, base @ res.params
+
+
+def _independent_columns(x: np.ndarray) -> np.ndarray:
+    """(n_columns,) bool: the columns of ``x`` to regress on, dropping constant ones and those that are
+    exact linear combinations of the others (pivoted QR of the centred columns, rank tolerance as
+    numpy's ``matrix_rank``). A covariate such as ``pre_impressions``, which is the slate size times
+    ``pre_sessions``, made every linear-cate design rank-deficient: statsmodels' pseudo-inverse still
+    gave the same effects (an estimable contrast), but with a SingularMatrixWarning on every run."""
+    from scipy.linalg import qr
+
+    keep = np.ptp(x, axis=0) > 0 if x.shape[0] else np.zeros(x.shape[1], dtype=bool)
+    cols = np.flatnonzero(keep)
+    if cols.size == 0:
+        return keep
+    xc = x[:, cols] - x[:, cols].mean(axis=0)
+    xc = xc / np.linalg.norm(xc, axis=0)
+    _, r, piv = qr(xc, mode="economic", pivoting=True)
+    d = np.abs(np.diag(r))
+    rank = int((d > d.max() * max(xc.shape) * np.finfo(float).eps).sum()) if d.size else 0
+    out = np.zeros_like(keep)
+    out[cols[np.sort(piv[:rank])]] = True
+    return out
 
 
 @hookimpl
