@@ -331,8 +331,8 @@ def _conclusion(e: Estimate, a: Assessed | None) -> str:
     if e.truth is None:
         s += "; the true effect is not known for this estimand."
     elif not _bounded(e) and e.covered is not None:  # the whole line, or two rays (an Anderson-Rubin set)
-        s += (f"; the true effect was {fmt(e.truth)}, " + ("which an unbounded confidence set cannot miss, so "
-              "it is not counted as covered." if e.covered else "in the gap between the confidence set's two rays."))
+        s += (f"; the true effect was {fmt(e.truth)}, " + ("inside the unbounded confidence set, which is not "
+              "counted as covering it." if e.covered else "in the gap between the confidence set's two rays."))
     elif e.covered:
         s += f"; the true effect was {fmt(e.truth)}, inside the interval."
     else:

@@ -234,11 +234,13 @@ def check_rollout_draw(sc: Any, seeds: Sequence[int] | None = None) -> None:
     replications of ``calibrate`` and ``sweep``), so ``validate`` gives the verdict ``run`` would, and
     a calibration is refused rather than scored on only the draws that happened to leave enough.
     Raises a ScenarioError located at ``experiment.assignment.cohorts``."""
-    from counterfeed.core.observational_spec import MIN_PER_ARM, everyone_adopts, needs_never_treated
+    from counterfeed.core.observational_spec import MIN_PER_ARM, everyone_adopts
 
     spec = sc.experiment.assignment
-    if not isinstance(spec, StaggeredSpec) or everyone_adopts(sc) or not needs_never_treated(sc):
-        return  # (panel estimators comparing with the not-yet-treated need no never-treated user)
+    if not isinstance(spec, StaggeredSpec) or everyone_adopts(sc):
+        # with nobody left out, the panel estimators compare with the not-yet-treated (check_design_for);
+        # with 1 never-treated user they would compare the last cohort with that one user and give no interval
+        return
     users = int(sc.population.users)
     pop = sc.population
     if spec.cohorts[0].share is not None:

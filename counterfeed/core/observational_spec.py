@@ -38,7 +38,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
-__all__ = ["check_observational", "check_design_for", "check_arm_sizes", "everyone_adopts", "needs_never_treated", "AssignmentSpec", "RandomizedSpec", "SelectionSpec", "EncouragementSpec", "StaggeredSpec",
+__all__ = ["check_observational", "check_design_for", "check_arm_sizes", "everyone_adopts", "AssignmentSpec", "RandomizedSpec", "SelectionSpec", "EncouragementSpec", "StaggeredSpec",
            "CohortSpec", "GraphSpec", "OBSERVED_COVARIATES", "LATENT_TRAITS", "SELECTION_INPUTS"]
 
 #: covariates a selection may depend on (``AnalysisData.covariates``' columns; ``feature_<k>`` too
@@ -221,7 +221,7 @@ def check_arm_sizes(sc: Any, arms: Any) -> None:
     Raises a ScenarioError located at ``experiment.assignment``: only the drawn data can tell."""
     spec = sc.experiment.assignment
     counts = {a: int((arms == a).sum()) for a in sc.arms}
-    skip = {sc.control} if isinstance(spec, StaggeredSpec) and (everyone_adopts(sc) or not needs_never_treated(sc)) else set()
+    skip = {sc.control} if isinstance(spec, StaggeredSpec) and everyone_adopts(sc) else set()
     for arm, n in counts.items():
         if arm not in skip and n < MIN_PER_ARM:
             got = ", ".join(f"{a}: {k}" for a, k in counts.items())
@@ -229,33 +229,6 @@ def check_arm_sizes(sc: Any, arms: Any) -> None:
                            f"{sum(counts.values())} users); each arm needs at least {MIN_PER_ARM} for an estimate "
                            "with an interval: move the assignment's intercept or coefficients toward 0, or "
                            "raise population.users", "experiment.assignment")
-
-
-def compares_with_not_yet_treated(est_cls: Any, options: dict[str, Any]) -> bool:
-    """Whether an estimator (its class and its scenario options) can do without never-treated users: a
-    panel estimator comparing with whoever is untreated in each period (``twfe``, which has no choice,
-    or ``control_group: not_yet_treated``)."""
-    if not getattr(getattr(est_cls, "tags", None), "requires_panel", False):
-        return False
-    fields = getattr(getattr(est_cls, "Options", None), "model_fields", {})
-    default = fields["control_group"].default if "control_group" in fields else "not_yet_treated"
-    return options.get("control_group", default) == "not_yet_treated"
-
-
-def needs_never_treated(sc: Any) -> bool:
-    """Whether some estimator of ``sc``'s analysis compares with the never-treated users (the control
-    arm) of a staggered rollout; an unknown estimator is assumed to (validation names it)."""
-    from counterfeed.core.plugins import get_registry
-
-    reg = get_registry()
-    for spec in sc.analysis:
-        try:
-            cls = reg.info("estimator", spec.estimator).cls
-        except Exception:  # noqa: BLE001 -- an unknown name: validation reports it
-            return True
-        if not compares_with_not_yet_treated(cls, spec.options):
-            return True
-    return False
 
 
 def everyone_adopts(sc: Any) -> bool:

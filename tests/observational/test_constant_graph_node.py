@@ -99,6 +99,8 @@ def test_a_confounder_constant_among_the_users_leaves_the_propensity_estimators_
         w = " | ".join(e.diagnostics["warnings"])
         assert "segment took a single value" in w
         assert ("propensity is constant and its estimate is the difference in means" in w) == (cls.propensity)
+        assert e.diagnostics["method"] == ("difference in means (empty adjustment set)" if cls.propensity
+                                           else "regression")
 
 
 def test_a_covariate_named_instrument_beside_the_nudge_is_a_clear_error():

@@ -205,7 +205,7 @@ def test_an_unbounded_interval_is_not_counted_as_covering_the_truth_in_the_headl
     unbounded.diagnostics["naive"] = {"point": 4.0}  # a design estimator: the headline's main estimate
     lines = headline(_result("observational_hidden", [unbounded]))
     assert not any("inside the interval" in line for line in lines)
-    assert any("which an unbounded confidence set cannot miss, so it is not counted as covered" in line for line in lines)
+    assert any("inside the unbounded confidence set, which is not counted as covering it" in line for line in lines)
 
 
 def test_a_truth_in_the_gap_of_a_two_ray_set_is_not_covered():
@@ -231,3 +231,16 @@ def test_a_truth_in_the_gap_of_a_two_ray_set_is_not_covered():
     e.diagnostics = {"identified": False}  # the whole line: covers everything
     e.score(0.5 * (r0 + r1))
     assert e.covered is True
+
+
+def test_an_old_run_with_a_two_ray_set_is_rescored_on_reading():
+    """Break test 5: a run written before the gap was scored kept covered: true, and `counterfeed report`
+    showed it; reading it rescored nothing (it had a truth). score_estimates rescores two-ray sets."""
+    from counterfeed.core.contracts import Estimate
+    from counterfeed.core.scoring import score_estimates
+
+    e = Estimate("iv-2sls", "y", "b", "a", 0.1, -math.inf, math.inf, estimand="late",
+                 diagnostics={"ar_rays": [-2.0, 3.0], "identified": False}, truth=0.5, covered=True)
+    truth = pd.DataFrame({"metric": ["y"], "arm": ["b"], "estimand": ["late"], "value": [0.5], "control": ["a"]})
+    score_estimates([e], truth)
+    assert e.covered is False and e.truth == 0.5

@@ -418,15 +418,21 @@ def fit_twfe(panel: pd.DataFrame, metric: str, estimator: str) -> PanelFit:
     n_never = int(cohorts(frame, estimator).isna().sum())
     diag: dict[str, Any] = {"method": "twfe", "se_type": "clustered by user", "n_users": n_users,
                             "n_periods": int(data.index.get_level_values(1).nunique()), "never_treated_users": n_never}
-    if n_never == 0:
-        diag["warnings"] = [FORBIDDEN_COMPARISONS]
+    if n_never < FEW_USERS:
+        diag["warnings"] = [forbidden_comparisons(n_never)]
     return PanelFit(point, se if math.isfinite(se) else 0.0, float(n_users - 1), {}, diag)
 
 
-#: twfe's warning when no user is never treated (:func:`fit_twfe`)
-FORBIDDEN_COMPARISONS = (
-    "FORBIDDEN COMPARISONS: no user is never treated, so twfe compares later cohorts with already-treated "
-    "users as controls (and, once the last cohort adopts, has no untreated user at all); under effects that "
-    "change with time since adoption these comparisons enter with wrong-signed weights and bias the estimate, "
-    "interval included, away from the rollout's ATT (Goodman-Bacon 2021, J. Econometrics 225(2); de "
-    "Chaisemartin & D'Haultfoeuille 2020, AER 110(9)); did-staggered reports what this design identifies")
+def forbidden_comparisons(n_never: int) -> str:
+    """twfe's warning when fewer than ``FEW_USERS`` users are never treated (:func:`fit_twfe`): its
+    comparisons then rest mostly (with none, only) on already-treated users as controls. A break test's
+    rollout with 1 never-treated user of 300 gave 0.332 [0.167, 0.498] against an ATT of 0.533, unwarned,
+    while the same rollout with none carried this warning."""
+    who = ("no user is never treated, so twfe compares later cohorts with already-treated users as controls "
+           "(and, once the last cohort adopts, has no untreated user at all)" if n_never == 0 else
+           f"only {n_never} users are never treated (fewer than {FEW_USERS}), so twfe's comparisons rest mostly on "
+           "later cohorts against already-treated users as controls")
+    return (f"FORBIDDEN COMPARISONS: {who}; under effects that change with time since adoption these comparisons "
+            "enter with wrong-signed weights and bias the estimate, interval included, away from the rollout's ATT "
+            "(Goodman-Bacon 2021, J. Econometrics 225(2); de Chaisemartin & D'Haultfoeuille 2020, AER 110(9)); "
+            "did-staggered reports what this design identifies")

@@ -440,7 +440,7 @@ class LinearInteractionCATE(_Cate):
         import statsmodels.api as sm
 
         xt = c.x[train]
-        keep = _independent_columns(xt)
+        keep = _independent_columns(xt, self.modifiers_)
         mean = xt[:, keep].mean(axis=0)
         xc = xt[:, keep] - mean
         mod = self.modifiers_[keep]  # interactions with the effect modifiers only
@@ -456,25 +456,26 @@ class LinearInteractionCATE(_Cate):
         return tau, tau - q * se, tau + q * se, base @ res.params
 
 
-def _independent_columns(x: np.ndarray) -> np.ndarray:
+def _independent_columns(x: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
     """(n_columns,) bool: the columns of ``x`` to regress on, dropping constant ones and those that are
-    exact linear combinations of the others (pivoted QR of the centred columns, rank tolerance as
-    numpy's ``matrix_rank``). A covariate such as ``pre_impressions``, which is the slate size times
-    ``pre_sessions``, made every linear-cate design rank-deficient: statsmodels' pseudo-inverse still
-    gave the same effects (an estimable contrast), but with a SingularMatrixWarning on every run."""
-    from scipy.linalg import qr
-
+    exact linear combinations of columns kept before them, taking the ``first`` columns (bool mask:
+    the effect modifiers) first, so a modifier is never dropped for a covariate collinear with it
+    (QR of the centred, unit-norm columns in that order; rank tolerance as numpy's ``matrix_rank``).
+    The kept columns span the same space, so the fit and every effect are unchanged. A covariate such
+    as ``pre_impressions``, the slate size times ``pre_sessions``, made every linear-cate design
+    rank-deficient: statsmodels' pseudo-inverse gave the same effects, with a SingularMatrixWarning on
+    every run."""
     keep = np.ptp(x, axis=0) > 0 if x.shape[0] else np.zeros(x.shape[1], dtype=bool)
-    cols = np.flatnonzero(keep)
+    first = np.zeros(x.shape[1], dtype=bool) if first is None else np.asarray(first, dtype=bool)
+    cols = np.concatenate([np.flatnonzero(keep & first), np.flatnonzero(keep & ~first)])
+    out = np.zeros_like(keep)
     if cols.size == 0:
-        return keep
+        return out
     xc = x[:, cols] - x[:, cols].mean(axis=0)
     xc = xc / np.linalg.norm(xc, axis=0)
-    _, r, piv = qr(xc, mode="economic", pivoting=True)
-    d = np.abs(np.diag(r))
-    rank = int((d > d.max() * max(xc.shape) * np.finfo(float).eps).sum()) if d.size else 0
-    out = np.zeros_like(keep)
-    out[cols[np.sort(piv[:rank])]] = True
+    d = np.abs(np.diag(np.linalg.qr(xc, mode="r")))
+    tol = (d.max() if d.size else 0.0) * max(xc.shape) * np.finfo(float).eps
+    out[cols[: d.size][d > tol]] = True
     return out
 
 

@@ -145,9 +145,15 @@ class _Backdoor(Estimator):
                          "estimate is the difference in means: reported as the OLS of the outcome on the "
                          "treatment with an HC3 interval"]
             try:
+                # the positivity check serves every back-door estimator: regression too extrapolates where
+                # one arm has no users (its propensity-model warnings are the propensity estimators')
                 lap, lap_warns, no_overlap = (bd.overlap(comp.frame, adjust, getattr(self.options, "folds", 0))
-                                              if self.propensity and not plain else ({}, [], False))
+                                              if not plain else ({}, [], False))
+                if not self.propensity:
+                    lap_warns = [w for w in lap_warns if w.startswith(("NO OVERLAP", "not identified"))]
                 fit = bd.fit_regression(comp.frame, []) if plain else self._fit(comp, adjust, seed)
+                if plain:
+                    fit.diagnostics = {**fit.diagnostics, "method": "difference in means (empty adjustment set)"}
             except ModelError as exc:
                 raise ModelError(f"{self.name}: {where}: {exc}") from None
             warns = [*lap_warns, *warns]
