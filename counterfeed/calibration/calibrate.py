@@ -265,8 +265,13 @@ def summary_warnings(summary: pd.DataFrame, *, extra: list[str] | None = None) -
     for r in rows:
         if (r.get("unbounded") or 0) > 0:
             lines.append(f"warning: {_label(r, extra)}: {r['unbounded']} of {r['replications']} replications "
-                         "reported an unbounded interval, counted as covering; the mean width, se and MDE are "
-                         "over the bounded ones")
+                         "reported an unbounded interval (the whole line covers any truth; two rays cover unless "
+                         "it lies between them); the mean width, se and MDE are over the bounded ones")
+    for r in rows:
+        if (r.get("not_identified") or 0) > 0:
+            lines.append(f"warning: {_label(r, extra)}: in {r['not_identified']} of {r['replications']} replications "
+                         "the estimator marked its estimate not identified (see a run's warnings); they are scored "
+                         "all the same")
     for r in rows:
         level = r.get("level")
         if r.get("verdict") == "undercovers":

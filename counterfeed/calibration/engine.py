@@ -40,6 +40,8 @@ def slim_estimate(est: Any) -> dict[str, Any]:
             out[k] = float(out[k])
     if out["covered"] is not None:
         out["covered"] = bool(out["covered"])
+    # the estimator's own verdict that the data do not identify its estimand (kept only when it said so)
+    out["not_identified"] = (d.get("diagnostics") or {}).get("identified") is False
     scores = None
     if out["estimand"] == "cate":  # a CATE estimate's per-user scores (counterfeed.calibration.cate_summary)
         scores = (d.get("diagnostics") or {}).get("cate_scores") or d.get("cate")

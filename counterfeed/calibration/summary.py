@@ -18,9 +18,14 @@ For a group of replications of one (estimator, metric, arm, estimand, segment), 
 - ``zero_width``: how many replications reported an interval of zero width (up to rounding); such an
   interval covers only by the rounding tolerance and is a warning sign (no observed variance);
 - ``unbounded``: how many replications reported an interval with an infinite bound (e.g. a relative
-  lift whose control mean is not distinguishable from 0: Fieller's set is unbounded). Such an interval
-  covers every truth, so it counts as covering, and it has no width: ``mean_width``, ``mean_se`` and
-  ``mde`` are over the bounded intervals only (``calibrate`` says so when any is unbounded);
+  lift whose control mean is not distinguishable from 0: Fieller's set is unbounded). The whole line
+  covers every truth, so it counts as covering; a two-ray set (an Anderson-Rubin set) covers unless the
+  truth lies in its gap (:func:`counterfeed.core.scoring.score_values`). Neither has a width:
+  ``mean_width``, ``mean_se`` and ``mde`` are over the bounded intervals only (``calibrate`` says so
+  when any is unbounded);
+- ``not_identified``: how many replications' estimates the estimator itself marked not identified
+  (``diagnostics.identified`` false: a positivity failure, unobserved confounding adjusted anyway, a
+  weak instrument); they are still scored, which is what measures the flag's cost;
 - ``null_truth``: the true effect is exactly 0 in every replication (an A/A comparison), so the
   rejection rate is a false-positive rate;
 - ``undercoverage_p``: the exact one-sided binomial p-value of "the coverage is below the level",
@@ -67,7 +72,7 @@ __all__ = ["ESTIMATE_FIELDS", "GROUP_KEYS", "wilson_interval", "records_frame", 
            "overcoverage_p", "overrejection_p", "strict_failures"]
 
 ESTIMATE_FIELDS = ["estimator", "metric", "arm", "estimand", "segment", "point", "lower", "upper",
-                   "p_value", "truth", "covered", "level"]
+                   "p_value", "truth", "covered", "level", "not_identified"]
 GROUP_KEYS = ["estimator", "metric", "arm", "estimand", "segment"]
 MDE_MULTIPLIER = float(norm.ppf(0.975) + norm.ppf(0.80))
 #: the verdicts that say an estimator's intervals are not honest here (``calibrate --strict`` fails on them)
@@ -137,6 +142,7 @@ def _group_stats(g: pd.DataFrame) -> dict[str, Any]:
         np.isfinite((g["upper"] - g["lower"]).to_numpy(float))]
     zero_width = int(np.sum(width <= COVER_ULPS * np.finfo(float).eps * lo_abs))
     unbounded = int(np.sum(np.isinf(g["lower"].to_numpy(float)) | np.isinf(g["upper"].to_numpy(float))))
+    not_identified = int(sum(v is True for v in g["not_identified"])) if "not_identified" in g else 0
     level = float(g["level"].dropna().mode().iloc[0]) if g["level"].notna().any() else 0.95
     z = float(norm.ppf(0.5 + level / 2))
     rejected = _rejected(g[ok])
@@ -168,6 +174,7 @@ def _group_stats(g: pd.DataFrame) -> dict[str, Any]:
         "mde": MDE_MULTIPLIER * mean_se,
         "zero_width": zero_width,
         "unbounded": unbounded,
+        "not_identified": not_identified,
         "null_truth": null_truth,
         "undercoverage_p": under_p,
         "overrejection_p": rej_p,
@@ -262,6 +269,7 @@ def summarize(frame: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
             rows.append(row)
     cols = by + ["replications", "level", "mean_estimate", "mean_truth", "bias", "rmse", "coverage",
                  "coverage_lower", "coverage_upper", "mean_width", "rejection_rate", "rejection_lower",
-                 "rejection_upper", "mean_se", "mde", "zero_width", "unbounded", "null_truth", "undercoverage_p",
+                 "rejection_upper", "mean_se", "mde", "zero_width", "unbounded", "not_identified", "null_truth",
+                 "undercoverage_p",
                  "overrejection_p", "verdict"]
     return pd.DataFrame(rows, columns=cols)

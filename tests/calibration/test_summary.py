@@ -64,3 +64,22 @@ def test_unbounded_intervals_are_counted_cover_and_leave_the_width_to_the_bounde
     assert s["unbounded"] == 2 and s["zero_width"] == 0
     assert s["coverage"] == 1.0
     assert s["mean_width"] == pytest.approx(1.0)  # the two bounded intervals
+
+
+def test_estimates_their_estimator_marked_not_identified_are_counted_and_warned():
+    """Break test 5: calibrate scored estimates that the estimator itself had marked not identified
+    (a positivity failure, a weak instrument) and said nothing; they are still scored (that measures the
+    flag's cost), counted in ``not_identified`` and named in a warning."""
+    from counterfeed.calibration.calibrate import summary_warnings
+    from counterfeed.calibration.engine import slim_estimate
+
+    recs = [_rec(i, 1.0, 0.5, 1.5, 0.8, 0.01) for i in range(5)]
+    for r in recs[:2]:
+        r["estimates"][0]["not_identified"] = True
+    row = summarize(records_frame(recs)).iloc[0]
+    assert row["not_identified"] == 2 and row["replications"] == 5 and row["coverage"] == 1.0
+    assert any("in 2 of 5 replications the estimator marked its estimate not identified" in w
+               for w in summary_warnings(summarize(records_frame(recs))))
+    assert summarize(records_frame([_rec(0, 1.0, 0.5, 1.5, 0.8, 0.01)])).iloc[0]["not_identified"] == 0  # old stores
+    assert slim_estimate({"estimator": "e", "diagnostics": {"identified": False}})["not_identified"] is True
+    assert slim_estimate({"estimator": "e", "diagnostics": {}})["not_identified"] is False
