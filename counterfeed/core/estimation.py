@@ -294,8 +294,11 @@ class Estimate:
 
     def score(self, truth: float | None) -> None:
         """Attach the true value, the error and whether the interval covers it (see :mod:`~counterfeed.core.scoring`)."""
-        self.truth, self.error, self.covered = score_values(self.point, self.lower, self.upper, truth,
-                                                            (self.diagnostics or {}).get("ar_rays"))
+        rays = (self.diagnostics or {}).get("ar_rays")
+        lower, upper = self.lower, self.upper
+        if rays and all(v is None or (isinstance(v, float) and math.isnan(v)) for v in (lower, upper)):
+            lower, upper = -math.inf, math.inf  # a two-ray set's bounds, read back from JSON's nulls
+        self.truth, self.error, self.covered = score_values(self.point, lower, upper, truth, rays)
 
     def to_dict(self) -> dict[str, Any]:
         """Every scalar field (``user_effects``, a table, is stored beside the estimates)."""

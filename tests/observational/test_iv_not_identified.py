@@ -239,8 +239,12 @@ def test_an_old_run_with_a_two_ray_set_is_rescored_on_reading():
     from counterfeed.core.contracts import Estimate
     from counterfeed.core.scoring import score_estimates
 
-    e = Estimate("iv-2sls", "y", "b", "a", 0.1, -math.inf, math.inf, estimand="late",
-                 diagnostics={"ar_rays": [-2.0, 3.0], "identified": False}, truth=0.5, covered=True)
     truth = pd.DataFrame({"metric": ["y"], "arm": ["b"], "estimand": ["late"], "value": [0.5], "control": ["a"]})
-    score_estimates([e], truth)
-    assert e.covered is False and e.truth == 0.5
+    # the bounds as the run wrote them (-inf/inf) and as JSON gives them back (null: break test 6 found the
+    # reading then scored nothing, and the report said "outside the interval" for a truth inside a ray)
+    for lo, hi in ((-math.inf, math.inf), (None, None), (math.nan, math.nan)):
+        for value, covered in ((0.5, False), (5.0, True), (-7.0, True)):
+            e = Estimate("iv-2sls", "y", "b", "a", 0.1, lo, hi, estimand="late",
+                         diagnostics={"ar_rays": [-2.0, 3.0], "identified": False}, truth=value, covered=not covered)
+            score_estimates([e], truth.assign(value=[value]))
+            assert e.covered is covered and e.truth == value, (lo, value)

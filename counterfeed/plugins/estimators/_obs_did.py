@@ -430,8 +430,8 @@ def forbidden_comparisons(n_never: int) -> str:
     while the same rollout with none carried this warning."""
     who = ("no user is never treated, so twfe compares later cohorts with already-treated users as controls "
            "(and, once the last cohort adopts, has no untreated user at all)" if n_never == 0 else
-           f"only {n_never} users are never treated (fewer than {FEW_USERS}), so twfe's comparisons rest mostly on "
-           "later cohorts against already-treated users as controls")
+           f"only {n_never} {'user is' if n_never == 1 else 'users are'} never treated (fewer than {FEW_USERS}), so "
+           "twfe's comparisons rest mostly on later cohorts against already-treated users as controls")
     return (f"FORBIDDEN COMPARISONS: {who}; under effects that change with time since adoption these comparisons "
             "enter with wrong-signed weights and bias the estimate, interval included, away from the rollout's ATT "
             "(Goodman-Bacon 2021, J. Econometrics 225(2); de Chaisemartin & D'Haultfoeuille 2020, AER 110(9)); "
