@@ -263,9 +263,9 @@ def check_rollout_draw(sc: Any, seeds: Sequence[int] | None = None) -> None:
         if float(binom.cdf(MIN_PER_ARM - 1, users, share)) * len(seeds) < 1e-12:
             return  # no draw can plausibly fall short: skip drawing (a million users, 1000 seeds: 64 s)
 
-    def never(seed: int) -> int:
-        from counterfeed.core.population import build_population, draw_segments
+    from counterfeed.core.population import build_population, draw_segments
 
+    def never(seed: int) -> int:
         keys, ids = Keys(int(seed)), np.arange(users, dtype=np.int64)
         if spec.cohorts[0].share is not None or pop.twin is None:  # the segments alone, cheaply
             segment = None if spec.cohorts[0].share is not None else draw_segments(pop, keys, ids)

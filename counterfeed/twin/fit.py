@@ -246,9 +246,10 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None, say=lambda msg: 
                       f"needs at least 3 (--holdout {st.holdout:g} asked for {st.holdout * log.n_users:.1f})",
                       stacklevel=2)
     train = log.select_users(train_u)
+    clickers, skippers = click_users(train)
     few = "" if replicate else few_clicks_warning(int(train.click.sum()), len(train),
                                                     f"{log.source}: the {train.n_users} fitting users",
-                                                    *click_users(train))
+                                                    clickers, skippers)
     if not replicate:
         _check_clicks(train, held=(log, held_u.size, st.holdout))
     if few:
@@ -294,8 +295,7 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None, say=lambda msg: 
         "n_train_users": train.n_users, "n_items": log.n_items, "n_impressions": len(log),
         "n_sessions": log.n_sessions, "slate_size": int(log.slate_size or k), "horizon": log.horizon,
         "n_clicks": int(log.click.sum()), "n_train_clicks": int(train.click.sum()),
-        "n_train_impressions": len(train), "n_train_clickers": click_users(train)[0],
-        "n_train_skippers": click_users(train)[1],
+        "n_train_impressions": len(train), "n_train_clickers": clickers, "n_train_skippers": skippers,
         "logging": log.logging, "run": log.extra.get("run", {}), "item_ids": log.item_ids.tolist(),
         "heldout_users": log.user_ids[held_u].tolist(), "train_users": log.user_ids[train_u].tolist(),
         "examination": {k2: v for k2, v in sel.items() if k2 in ("model", "heldout_loglik_per_impression",
