@@ -182,6 +182,7 @@ def test_every_draw_refuses_the_same_keys_on_both_paths(keys):
             assert np.array_equal(numpy_path, kernels[0](s.key, good, 1, 2))
 
 
+@pytest.mark.slow  # compiles the kernels in fresh processes, 11 s
 def test_small_draws_do_not_load_numba_and_kernels_cache_outside_the_package(tmp_path):
     """Small draws load no compiled code; sustained ones load the kernels, compiled by numba in the
     first process (cold cache) and mapped from the cache, without numba, in the next."""

@@ -201,6 +201,7 @@ def test_a_zero_width_conformal_interval_is_kept_and_a_learners_is_nulled():
     assert np.isnan(nulled.loc[0, "ite_lower"]) and np.isnan(nulled.loc[0, "lower"])
 
 
+@pytest.mark.slow  # five CATE fits on 3,000 users, 12 s
 def test_the_intervals_are_reproducible_and_do_not_depend_on_the_learner_but_on_its_key():
     data, _ = _world(3_000, seed=15)
     a, b = _estimate(data), _estimate(data)

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "observational_selection.yaml"
 
 
@@ -26,6 +28,7 @@ def _estimates(hash_seed: int, out: Path) -> str:
     return done.stdout
 
 
+@pytest.mark.slow  # two fresh processes run the observational scenario, 17 s
 def test_observational_estimates_are_the_same_under_any_hash_seed(tmp_path):
     first, second = _estimates(1, tmp_path / "a"), _estimates(2, tmp_path / "b")
     assert "aipw" in first and '""adjustment_set"": [""segment[heavy]"", ""pre_sessions"", ""pre_clicks""]' in first

@@ -121,6 +121,8 @@ output: {report: false}
 """
 
 
+@pytest.mark.slow  # builds a virtual environment and installs the plugin, 14 s (the fast suite runs the
+# generated plugin's conformance without installing it)
 def test_generate_install_discover_run_test_uninstall(tmp_path):
     root = generate("e2e-rec", "recommender", tmp_path)
     python = _layered_venv(tmp_path / "venv")
