@@ -128,7 +128,10 @@ class AllocationSpec(_Strict):
     method: Literal["thompson"] = "thompson"
     metric: str = Field("clicks", description="per-user metric whose arm means the sampler compares")
     update_every: PositiveDuration = Field(0.25, description="how often the assignment probabilities are updated")
-    floor: float = Field(0.1, ge=0.0, lt=0.5, description="minimum assignment probability of every arm")
+    floor: float = Field(0.1, ge=0.0, lt=0.5, description="minimum assignment probability of every arm; 0 only "
+                         "for a pure bandit: estimators that weight by 1 / probability (adaptive-ipw) reject "
+                         "0 in their check_scenario, since an arm with probability 0 leaves the effect not "
+                         "identified")
     draws: int = Field(4000, ge=100, le=1_000_000, description="Monte Carlo draws for P(arm is best)")
 
 
@@ -253,7 +256,9 @@ class Scenario(_Strict):
     catalog: PluginSpec = Field(default_factory=lambda: PluginSpec(plugin="synthetic"))
     user_model: PluginSpec = Field(default_factory=lambda: PluginSpec(plugin="choice"))
     experiment: ExperimentSpec
-    metrics: list[str | MetricSpec] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    metrics: list[str | MetricSpec] = Field(default_factory=lambda: list(DEFAULT_METRICS), min_length=1,
+                                            description="metrics computed per user (at least one; default: "
+                                            "impressions, clicks, ctr, sessions, dwell, retained, churned)")
     analysis: list[AnalysisSpec] = Field(default_factory=lambda: [AnalysisSpec(estimator="diff-in-means")])
     output: OutputSpec = Field(default_factory=OutputSpec)
     truth: TruthSpec = Field(default_factory=TruthSpec)

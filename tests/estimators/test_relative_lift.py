@@ -74,13 +74,16 @@ def test_control_mean_indistinguishable_from_zero_is_unbounded(cls):
     assert doc["lower"] is None and doc["upper"] is None and doc["point"] == pytest.approx(r.point)
 
 
-def test_bayesian_normal_relative_uses_normal_quantiles():
+def test_bayesian_relative_uses_welch_t_quantiles():
+    # bayesian-ab's non-binary model is the unknown-variance (Jeffreys) t posterior with the
+    # Welch-Satterthwaite df, so Fieller's set uses that t quantile (it used the normal one)
     rng = np.random.default_rng(8)
     c, t = rng.gamma(0.5, 4.0, 150), rng.gamma(0.5, 4.6, 170)
     r = _rel(BayesianAB().estimate(analysis(frame({"control": c, "treatment": t}))))
     mc, mt = c.mean(), t.mean()
     vc, vt = c.var(ddof=1) / c.size, t.var(ddof=1) / t.size
-    lo, hi = _fieller_by_hand(mt, vt, mc, vc, stats.norm.ppf(0.975))
+    df = (vt + vc) ** 2 / (vt ** 2 / (t.size - 1) + vc ** 2 / (c.size - 1))
+    lo, hi = _fieller_by_hand(mt, vt, mc, vc, stats.t.ppf(0.975, df))
     assert (r.lower, r.upper) == pytest.approx((lo, hi), rel=1e-9)
     assert r.point == pytest.approx(mt / mc - 1, rel=1e-12)
 

@@ -15,7 +15,11 @@ from counterfeed.core.hookspecs import hookimpl
 from counterfeed.errors import DataError, ModelError
 from counterfeed.plugins.estimators._stats import few_users_warning, normal_interval
 
-__all__ = ["AdaptiveIPW", "AdaptiveIPWOptions", "assignment_probabilities", "ipw_difference"]
+__all__ = ["AdaptiveIPW", "AdaptiveIPWOptions", "assignment_probabilities", "ipw_difference",
+           "require_positive_floor", "NOT_IDENTIFIED"]
+
+#: how the warning of an estimate whose users include some that could never get an arm begins
+NOT_IDENTIFIED = "not identified"
 
 
 class AdaptiveIPWOptions(EstimatorOptions):
@@ -41,15 +45,46 @@ def assignment_probabilities(data: AnalysisData) -> np.ndarray:
     return p
 
 
+def require_positive_floor(scenario: Any, who: str) -> None:
+    """Reject ``experiment.allocation.floor: 0`` for an estimator that weights users by ``1 / pi``.
+
+    With a floor of 0 an adaptive allocation can give an arm probability 0 to some users; their
+    outcome under that arm is never observable, so the mean over all users is not identified
+    (positivity fails) and the inverse-probability weights are unbounded. Raises the
+    :class:`~counterfeed.errors.ScenarioError` of ``scenario.error`` located at
+    ``experiment.allocation.floor``. No allocation, or a floor above 0: nothing.
+    """
+    alloc = getattr(getattr(scenario, "experiment", None), "allocation", None)
+    if alloc is None or float(alloc.floor) > 0.0:
+        return
+    raise scenario.error(
+        f"floor {alloc.floor:g} lets the allocation give an arm probability 0, but estimator '{who}' weights "
+        f"each user by 1 / (their assignment probability): a user who could never get an arm makes the "
+        f"effect not identified and the weights unbounded; set a floor above 0 (e.g. 0.05; the inverse "
+        f"weights are then at most 1 / floor), or drop '{who}' for a pure bandit",
+        "experiment.allocation.floor")
+
+
 def ipw_difference(y: np.ndarray, x: np.ndarray | None, arm: np.ndarray, p_t: np.ndarray, p_c: np.ndarray,
                    treatment: Any, control: Any, normalized: bool = False) -> tuple[float, np.ndarray]:
     """IPW difference of arm means (``x`` None) or of ratios of sums, and its influence values.
 
-    Returns ``(tau, phi)`` with ``se = sd(phi) / sqrt(n)``.
+    ``y``, ``x``, ``arm``, ``p_t``, ``p_c``: (n,) per user (``p_*`` each user's probability of the
+    treatment / control arm at assignment). Returns ``(tau, phi)``, ``phi`` (n,), with
+    ``se = sd(phi) / sqrt(n)``. A user whose received arm has a probability that is not above 0
+    is inconsistent data: a ``DataError``. (A probability of 0 for the arm a user did *not* get
+    gives that user weight 0 here; the caller must decide whether the estimand is identified,
+    as :class:`AdaptiveIPW` does.)
     """
     n = y.size
-    w_t = np.where(arm == treatment, 1.0 / p_t, 0.0)
-    w_c = np.where(arm == control, 1.0 / p_c, 0.0)
+    is_t, is_c = arm == treatment, arm == control
+    for mask, p, name in ((is_t, p_t, treatment), (is_c, p_c, control)):
+        if not np.all(np.asarray(p)[mask] > 0.0):
+            raise DataError(f"adaptive-ipw: a user assigned to arm '{name}' has a recorded probability of it "
+                            f"that is not above 0")
+    w_t, w_c = np.zeros(n), np.zeros(n)
+    w_t[is_t] = 1.0 / np.asarray(p_t, dtype=np.float64)[is_t]
+    w_c[is_c] = 1.0 / np.asarray(p_c, dtype=np.float64)[is_c]
 
     def arm_part(w: np.ndarray) -> tuple[float, np.ndarray]:
         if n == 0:
@@ -93,6 +128,13 @@ class AdaptiveIPW(Estimator):
     here with t quantiles on ``min(n_t, n_c) - 1`` degrees of freedom (the lower bound of Welch's,
     which the large-sample interval reaches; small arms get the wider interval and, below 10 users,
     a warning). Fewer than 2 users in an arm: a ``ModelError``.
+
+    Positivity: the estimand needs ``pi_{i,t} > 0`` and ``pi_{i,c} > 0`` for every user. A scenario
+    with ``experiment.allocation.floor: 0`` is rejected by ``validate`` and ``run``
+    (:meth:`check_scenario`, located at that field). When the recorded probabilities still hold a 0
+    (or NaN) for either arm (e.g. a third-party allocation), the estimate is ``point`` NaN, interval
+    ``(-inf, inf)`` (``null`` in JSON), ``p_value`` None, ``diagnostics["identified"]`` false and a
+    warning starting ``not identified``: never a number weighted by ``1 / 0``.
     The naive difference of arm means is reported in ``diagnostics["naive_point"]``: it is biased
     when who arrives when differs (e.g. heavy users arrive early, when the split was still even).
 
@@ -129,6 +171,11 @@ class AdaptiveIPW(Estimator):
                 if min(n_t, n_c) < 2:
                     raise ModelError(f"{self.name}: metric '{mname}': needs at least 2 users in each of arms "
                                      f"'{treat}' and '{data.control}', got {n_t} and {n_c}")
+                zero = ~(probs[:, [ti, ci]] > 0.0).all(axis=1)  # NaN counts as not positive
+                if zero.any():
+                    out.append(self._not_identified(data, mname, treat, level, int(zero.sum()), n_t, n_c,
+                                                    self._naive(y, x, arm, treat, data.control)))
+                    continue
                 tau, phi = ipw_difference(y, x, arm, probs[:, ti], probs[:, ci], treat, data.control,
                                           self.options.normalized)
                 if not math.isfinite(tau) or phi.size < 2:
@@ -149,6 +196,24 @@ class AdaptiveIPW(Estimator):
                                     point=tau, lower=cmp.lower, upper=cmp.upper, level=level,
                                     p_value=cmp.p_value, diagnostics=diag))
         return out
+
+    def check_scenario(self, scenario: Any) -> None:
+        """``experiment.allocation.floor`` must be above 0 (:func:`require_positive_floor`)."""
+        require_positive_floor(scenario, self.name)
+
+    def _not_identified(self, data: AnalysisData, metric: str, treat: str, level: float, n_zero: int,
+                        n_t: int, n_c: int, naive: float) -> Estimate:
+        """Some users had probability 0 of the treatment or the control arm: no point, no interval."""
+        why = (f"{NOT_IDENTIFIED}: {n_zero} of {len(data.outcomes)} users had assignment probability 0 of arm "
+               f"'{treat}' or '{data.control}', so their outcome under that arm could never be observed and "
+               f"the difference over all users is not identified by inverse-probability weighting (positivity "
+               f"fails; a floor above 0 in the allocation prevents it); no estimate or interval is reported")
+        return Estimate(estimator=self.name, metric=metric, arm=treat, control=data.control, point=math.nan,
+                        lower=-math.inf, upper=math.inf, level=level, p_value=None,
+                        diagnostics={"identified": False, "warnings": [why], "n_zero_probability": n_zero,
+                                     "naive_point": naive, "n_treatment": n_t, "n_control": n_c,
+                                     "adaptive": bool(data.adaptive_assignment),
+                                     "weights": "hajek" if self.options.normalized else "horvitz-thompson"})
 
     @staticmethod
     def _naive(y: np.ndarray, x: np.ndarray | None, arm: np.ndarray, treat: Any, control: Any) -> float:
