@@ -92,6 +92,22 @@ def _executor(kind: str, workers: int | None, scheduler: str | None, tasks: int)
     return get_executor(kind, workers=workers, scheduler=scheduler, tasks=tasks)
 
 
+def _check_sharding(sc: Any, executor: str, scheduler: str | None, grid: Any = ()) -> None:
+    """A sharded scenario (``execution.shards`` > 1, in the file, by ``--set`` or varied) on the Dask
+    executor: refused before anything starts or is written. Each replication runs inside a Dask worker,
+    a daemonic process that cannot start the shards' cluster: every replication failed with "Nanny
+    failed to start" (break test 7)."""
+    if executor != "dask" and not scheduler:
+        return
+    varied = [int(v) for f, values in grid if f == "execution.shards" for v in values if isinstance(v, int)]
+    shards = max([int(sc.execution.shards), *varied])
+    if shards > 1:
+        raise sc.error(f"{shards} shards with the Dask executor: each replication runs inside a Dask worker, "
+                       "which cannot start the shards' own cluster; calibrate with the local executor (its "
+                       "replications may shard), or unsharded (execution.shards: 1): the numbers are the same",
+                       "execution.shards")
+
+
 #: ``calibrate --strict``: some row undercovers or over-rejects (1 is failed replications, 2 user errors)
 STRICT_EXIT_CODE = 3
 
@@ -132,7 +148,9 @@ def _finish(result: Any, *, title: str, extra: list[str], as_json: bool, quiet: 
         first = next(iter(result.errors.values())).get("error", {})
         click.echo(f"warning: {len(result.errors)} replication(s) failed (first: {first.get('type')}: "
                    f"{first.get('message')}); see {result.out_dir / 'replications'}/*.error.json; "
-                   "rerun the same command to retry them", err=True)
+                   "a replication is a function of its seed, so rerunning the same command retries them "
+                   "usefully only when they failed for a passing reason (a lost worker, a full disk); the "
+                   "summary leaves them out, which conditions it on the replications that succeeded", err=True)
         sys.exit(1)
     if not strict:
         return
@@ -179,9 +197,9 @@ def _resumable():
 @click.command("calibrate", epilog="""\b
 Examples:
   counterfeed calibrate scenarios/quickstart.yaml -n 200
-  counterfeed calibrate scenarios/aa.yaml -n 2000 --workers 8 --out runs/aa-cal
-  counterfeed calibrate scenarios/aa.yaml -n 2000 --scheduler tcp://10.0.0.5:8786 --json
-  counterfeed calibrate scenarios/aa.yaml -n 500 --strict    # exit 3 if a row undercovers
+  counterfeed calibrate scenarios/aa_test.yaml -n 2000 --workers 8 --out runs/aa-cal
+  counterfeed calibrate scenarios/aa_test.yaml -n 2000 --scheduler tcp://10.0.0.5:8786 --json
+  counterfeed calibrate scenarios/aa_test.yaml -n 500 --strict    # exit 3 if a row undercovers
 Rerun the same command to resume after an interruption; finished replications are kept.
 Each row's verdict is a one-sided exact binomial test at 2.5%: with k rows, up to about
 k x 2.5% of well-calibrated rows may be flagged by chance. --strict controls the family: it
@@ -212,6 +230,7 @@ def calibrate_command(scenario: str, replications: int, workers: int | None, exe
 
     sc = _load(scenario, sets)
     _guard(check_calibratable, sc, "calibrate", replications)  # before any worker starts or any file is written
+    _guard(_check_sharding, sc, executor, scheduler)
     ex = _guard(_executor, executor, workers, scheduler, replications)
     with _resumable(), ex:
         result = _guard(calibrate, sc, replications, executor=ex, out_dir=out_dir, fresh=fresh,
@@ -244,6 +263,7 @@ def sweep_command(scenario: str, vary: tuple[str, ...], replications: int, worke
     sc = _load(scenario, sets)
     grid = _guard(lambda: [parse_vary(v) for v in vary])
     _guard(_resolve_points, sc, grid, replications)  # validate every point (as `validate` would) before starting workers
+    _guard(_check_sharding, sc, executor, scheduler, grid)
     points = math.prod(len(values) for _, values in grid)
     ex = _guard(_executor, executor, workers, scheduler, replications * points)
     with _resumable(), ex:

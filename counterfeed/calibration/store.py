@@ -46,9 +46,12 @@ _STORE_FILE = "store.json"
 
 
 def scenario_hash(data: Any) -> str:
-    """SHA-256 of canonical JSON of ``data`` (a scenario dict, minus its ``output`` section)."""
+    """SHA-256 of canonical JSON of ``data`` (a scenario dict, minus its ``output`` section, with its
+    ``execution`` at the defaults: the shard count changes no number, :func:`~counterfeed.core.shard_spec.unsharded`)."""
+    from counterfeed.core.shard_spec import unsharded
+
     if isinstance(data, dict):
-        data = {k: v for k, v in data.items() if k != "output"}
+        data = {k: v for k, v in unsharded(data).items() if k != "output"}
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

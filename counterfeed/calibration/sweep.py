@@ -23,6 +23,7 @@ from counterfeed.calibration.calibrate import _atomic, _records
 from counterfeed.calibration.engine import (ExecutionReport, Replicate, execute, replication_seeds,
                                             run_replication)
 from counterfeed.calibration.store import ReplicationStore, atomic_write_json, scenario_hash
+from counterfeed.core.shard_spec import unsharded
 from counterfeed.calibration.summary import GROUP_KEYS, records_frame, summarize
 from counterfeed.core.executors import Executor
 from counterfeed.core.scenario import Scenario, check_arms_filled
@@ -132,7 +133,7 @@ def sweep(scenario: Scenario, vary: list[tuple[str, list[Any]]], replications: i
     fields = [f for f, _ in vary]
     out = Path(out_dir) if out_dir is not None else Path(scenario.output.dir) / f"sweep-{scenario.name}"
     base = scenario.to_dict()
-    digest = scenario_hash({"base": {k: v for k, v in base.items() if k != "output"},
+    digest = scenario_hash({"base": {k: v for k, v in unsharded(base).items() if k != "output"},
                             "vary": [[f, v] for f, v in vary]})
     seeds = replication_seeds(scenario.seed, replications)
     tasks = []

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import errno
 import json
+import math
 import os
 import secrets
 import shutil
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from counterfeed._json import dumps
 from counterfeed.core import interrupts
@@ -35,6 +37,7 @@ from counterfeed.core.display import num
 from counterfeed.core.results import RunResult
 from counterfeed.core.scenario import load_scenario
 from counterfeed.core.scoring import score_estimates
+from counterfeed.core.shard_spec import unsharded
 from counterfeed.errors import DataError, OutputError, ScenarioError
 
 __all__ = ["RunDirectory", "save_run", "load_run", "write_events", "wait_for_writes"]
@@ -143,7 +146,8 @@ def save_run(result: RunResult, directory: Path, events: dict[str, WorldEvents] 
         _start(directory, events, record_impressions)
     else:
         _write_all_events(directory, events or {}, record_impressions)
-    (directory / "scenario.yaml").write_text(result.scenario.to_yaml(), encoding="utf-8")
+    (directory / "scenario.yaml").write_text(yaml.safe_dump(unsharded(result.scenario.to_dict()), sort_keys=False,
+                                                           allow_unicode=True), encoding="utf-8")
     result.outcomes.to_parquet(directory / "outcomes.parquet", index=False)
     result.timeseries.to_parquet(directory / "timeseries.parquet", index=False)
     result.truth.to_parquet(directory / "truth.parquet", index=False)
@@ -248,6 +252,14 @@ def load_run(run_dir: str | Path) -> RunResult:
     estimates = [_estimate(e, i, level, d / "estimates.json") for i, e in enumerate(raw)]
     srm = est_doc.get("srm") if isinstance(est_doc.get("srm"), dict) else {}
     tables = {name: _read_parquet(d / f"{name}.parquet", cols) for name, cols in _TABLES.items()}
+    for e in estimates:
+        # covered and error are derived numbers: recompute them from the row's own truth and bounds, so a
+        # report never states a verdict its numbers contradict (a break test edited a truth in
+        # estimates.json and the report said "inside the interval" for a truth outside it). Null bounds
+        # are left as stored: JSON writes an unbounded interval's +-inf and a missing one alike as null
+        # (a two-ray set's are read back by score_estimates).
+        if e.truth is not None and math.isfinite(e.lower) and math.isfinite(e.upper):
+            e.score(e.truth)
     score_estimates(estimates, tables["truth"])  # estimates saved without their truth (partial runs)
     return RunResult(scenario=scenario, seed=int(manifest.get("seed", scenario.seed)), estimates=estimates,
                      truth=tables["truth"], srm=srm, outcomes=tables["outcomes"],
@@ -256,8 +268,11 @@ def load_run(run_dir: str | Path) -> RunResult:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    def strict(token: str) -> Any:  # a run directory's JSON is strict: a NaN there was put by hand
+        raise ValueError(f"{token} is not JSON; a run directory writes null for a missing number")
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=strict)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read JSON ({exc})") from None
     if not isinstance(data, dict):

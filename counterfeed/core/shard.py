@@ -398,7 +398,9 @@ class ShardedWorld(SimWorld):
                 merged = merge_fragments(parts, self.scratch / "sessions.parquet", self.n)
             except (OSError, ShardError) as exc:  # the disk is full or read-only, here or on a worker
                 cause = exc.__cause__ if isinstance(exc, ShardError) else exc
-                if not isinstance(cause, OSError):  # a lost worker: its own error
+                # a lost worker: its own error (exit 1). Dask reports one as an OSError too ("Unable to
+                # contact Actor's worker", a CommClosedError), but without the errno a filesystem sets
+                if not isinstance(cause, OSError) or (isinstance(exc, ShardError) and cause.errno is None):
                     raise
                 raise OutputError(f"cannot write the sessions of world '{self.cfg.name}' in '{self.scratch}': "
                                   f"{cause.strerror or cause}") from None

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 if TYPE_CHECKING:  # pragma: no cover
     from counterfeed.core.scenario import Scenario
 
-__all__ = ["ExecutionSpec", "check_execution", "check_scheduler_address", "MAX_SHARDS"]
+__all__ = ["ExecutionSpec", "check_execution", "check_scheduler_address", "unsharded", "MAX_SHARDS"]
 
 MAX_SHARDS = 1024
 #: a DNS label (RFC 1123): letters, digits and inner hyphens, 1 to 63 characters
@@ -80,3 +80,18 @@ def check_execution(scenario: "Scenario") -> None:
     if ex.shards > scenario.population.users:
         raise scenario.error(f"{ex.shards} shards for {scenario.population.users} users: every shard needs "
                              f"at least one user (expected at most population.users)", "execution.shards")
+
+
+def unsharded(data: dict) -> dict:
+    """A scenario dict (``Scenario.to_dict``) with ``execution`` at its defaults (one shard, no scheduler).
+
+    How a run was computed does not change a single number (keyed randomness, issue 20), so what names
+    the simulation leaves it out: a run directory's ``scenario.yaml`` is the unsharded one's whether
+    ``--shards``/``--scheduler`` or the file set them (the manifest's ``execution`` says how it ran, and
+    re-running the file needs no cluster that may be gone), and a calibration's scenario hash does not
+    change with the shard count, so a calibration resumes with another. Unsharded scenarios are
+    returned unchanged, so their files and hashes are those of earlier versions.
+    """
+    if not isinstance(data, dict) or "execution" not in data:
+        return data
+    return {**data, "execution": ExecutionSpec().model_dump(mode="json")}

@@ -122,6 +122,11 @@ def test_runs_with_1_2_4_shards_write_byte_identical_run_directories(tmp_path):
         # the manifest (left out of the digest) says how the same results were computed
         manifest = json.loads((res.run_dir / "manifest.json").read_text())
         assert manifest["execution"] == {"shards": shards, "scheduler": IN_PROCESS}
+    # `--shards` sets the scenario's execution.shards: the published scenario.yaml is still the unsharded
+    # one's (break test 7 found `shards: 2` in it, and re-running it needed the cluster again)
+    res = run(sc.with_overrides({"execution.shards": 2}), output_dir=tmp_path / "cli", scheduler=IN_PROCESS)
+    assert digest(res.run_dir) == base
+    assert json.loads((res.run_dir / "manifest.json").read_text())["execution"]["shards"] == 2
 
 
 def test_parts_written_by_shards_give_the_same_run_directory_and_the_coordinator_never_gathers(tmp_path,
@@ -423,6 +428,28 @@ def test_a_full_disk_while_the_workers_write_is_the_run_directorys_error(tmp_pat
         with pytest.raises(OutputError, match=r"cannot write the sessions of world 'ab' in .*No space left on device"):
             run(scenario(users=60), output_dir=out, shards=2, scheduler=IN_PROCESS, quiet=True)
         assert not out.exists()
+
+
+def test_a_worker_lost_while_it_writes_is_the_workers_failure_not_the_disks(tmp_path, monkeypatch):
+    """Dask reports a lost actor's worker as ``OSError("Unable to contact Actor's worker")``, without the
+    errno a filesystem sets: a worker killed while it wrote its fragments (the end of a world, where an
+    out-of-memory kill is likeliest) failed the run as a disk error in a hidden folder, exit 2 (break
+    test 7). It is the shard's failure (exit 1, shard and worker named); nothing published."""
+    from counterfeed.core import shard as shard_module
+    from counterfeed.core.shard import DaskShards, ShardError
+
+    def lost(self, directory):
+        raise OSError("Unable to contact Actor's worker")
+
+    monkeypatch.setattr(shard_module.Shard, "write_fragments", lost)
+    real_call = shard_module.LocalShards.call
+    pool = DaskShards.__new__(DaskShards)
+    pool._where = ["tcp://worker:1", "tcp://worker:2"]
+    monkeypatch.setattr(shard_module.LocalShards, "call", lambda self, *a: pool._guard(0, lambda: real_call(self, *a)))
+    out = tmp_path / "runs"
+    with pytest.raises(ShardError, match=r"shard 0 on Dask worker tcp://worker:1 failed: OSError: Unable to contact"):
+        run(scenario(users=60), output_dir=out, shards=2, scheduler=IN_PROCESS, quiet=True)
+    assert not out.exists()
 
 
 def test_errors_in_shards_and_scheduler_options_name_the_option(tmp_path, capsys):
