@@ -137,6 +137,10 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
 
     sc = _scenario_with_options(scenario, sets, shards, scheduler, {"output.report": False} if no_report else {})
     _check_workers(workers, sc)
+    if out is None:  # else --out names the parent, and click has checked it is not a file
+        from counterfeed.core.scenario import check_output_dir
+
+        check_output_dir(sc)
     fmt = "json" if as_json else fmt
     result = run(sc, output_dir=out, write=True, quiet=quiet, workers=workers)  # progress: stderr
     gc.freeze()  # the run's objects live until exit: no collection (nor the one at exit) scans them again
@@ -291,12 +295,16 @@ def _print_closed_loop(console: Any, manifest: dict[str, Any]) -> None:
 @click.option("--scheduler", metavar="ADDRESS", help="As `run --scheduler` (execution.scheduler).")
 @click.option("--workers", type=click.IntRange(min=1), help="As `run --workers`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved scenario as JSON.")
+@click.option("--out", "out", type=click.Path(file_okay=False), help="As `run --out` (its parent directory).")
+@click.option("--no-report", is_flag=True, help="As `run --no-report`.")
+@click.option("--quiet", "-q", is_flag=True, help="As `run --quiet` (validate prints one line either way).")
 def validate_command(scenario: str, sets: tuple[str, ...], shards: int | None, scheduler: str | None,
-                     workers: int | None, as_json: bool) -> None:
+                     workers: int | None, as_json: bool, out: str | None, no_report: bool, quiet: bool) -> None:
     """Check a scenario (schema, plugin names, plugin options) without running it.
 
-    With ``--set``, ``--shards``, ``--scheduler`` or ``--workers``, the scenario is checked with what ``run`` would
-    apply for the same options, so whatever that run would reject is rejected here first. (Whether a
+    With ``--set``, ``--shards``, ``--scheduler``, ``--workers``, ``--out`` or ``--no-report``, the scenario is
+    checked with what ``run`` would apply for the same options, so whatever that run would reject is rejected
+    here first, and a run's command line validates with ``run`` replaced by ``validate``. (Whether a
     scheduler answers is known only when a run connects to it.)
 
     \b
@@ -306,9 +314,13 @@ def validate_command(scenario: str, sets: tuple[str, ...], shards: int | None, s
     """
     from counterfeed.core.plan import resolve
 
-    sc = _scenario_with_options(scenario, sets, shards, scheduler, {})
+    from counterfeed.core.scenario import check_output_dir
+
+    sc = _scenario_with_options(scenario, sets, shards, scheduler, {"output.report": False} if no_report else {})
     _check_workers(workers, sc)
     resolve(sc)
+    if out is None:  # where `run` without --out would write (click has checked --out)
+        check_output_dir(sc)
     if as_json:
         click.echo(_json.dumps(sc.to_dict(), indent=2))
     else:

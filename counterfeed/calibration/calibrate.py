@@ -95,7 +95,12 @@ def check_calibratable(scenario: Scenario, command: str = "calibrate", replicati
 
 def check_estimators(scenario: Scenario, command: str = "calibrate") -> None:
     """A located ScenarioError when ``analysis`` is empty: the replications would estimate nothing, so
-    ``command`` would simulate them all and score nothing (phase decisions are not calibrated)."""
+    ``command`` would simulate them all and score nothing (phase decisions are not calibrated); or when
+    two entries of one estimator estimate one metric, which ``command``'s summary would pool
+    (:func:`counterfeed.core.plan.pooled_analyses`)."""
+    from counterfeed.core.plan import pooled_analyses
+
+    pooled_analyses(scenario, command)
     if not scenario.analysis:
         phases = (" (its phases' decisions, recorded in the run manifest's \"phases\", are not calibrated)"
                   if scenario.experiment.phases else "")

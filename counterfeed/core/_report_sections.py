@@ -16,7 +16,7 @@ from typing import Any
 from counterfeed.core import figures
 from counterfeed.core._report_draw import FigureJobs, figure_path
 from counterfeed.core._report_render import _KV, _Doc, _Figure, _Links, _Para, _Table
-from counterfeed.core.display import fmt, fmt_p, num
+from counterfeed.core.display import fmt, fmt_p, level_text, num
 from counterfeed.core.experiment import AB_WORLD, world_arm
 from counterfeed.core.findings import ADDITIVE, Assessed, assess, confounded_warning, headline, mechanism_of, reports_naive
 from counterfeed.core.results import RunResult
@@ -35,6 +35,8 @@ class RunView:
         self.manifest, self.scenario = result.manifest, result.scenario
         self.estimates = result.estimates
         self.level = num(self.manifest.get("level")) or self.scenario.level
+        #: the estimates' levels as text ("95%", or "80% and 95%" when analyses set their own)
+        self.levels = level_text((e.level for e in self.estimates), self.level)
         self.arms = [str(a) for a in self.manifest.get("arms") or self.scenario.arms]
         self.control = str(self.manifest.get("control") or self.scenario.control)
         self.name = str(self.manifest.get("scenario") or self.scenario.name or directory.name)
@@ -105,7 +107,7 @@ def _header(doc: _Doc, run: RunView) -> None:
     total = num(timings.get("total")) or num(timings.get("total_s"))
     rows = [["Scenario", run.name], ["Seed", str(m.get("seed", sc.seed))], ["Users", f"{int(users):,}"],
             ["Arms and split", arms] if mech == "randomized" else
-            ["Arms and assignment", f"{arms}; assigned by mechanism '{mech}' (no planned split)"], ["Duration", duration], ["Interval level", f"{run.level:.0%}"],
+            ["Arms and assignment", f"{arms}; assigned by mechanism '{mech}' (no planned split)"], ["Duration", duration], ["Interval level", run.levels],
             ["Created", str(m.get("created", "—"))],
             ["counterfeed version", str(m.get("counterfeed_version", "—"))]]
     if total is not None:
@@ -169,7 +171,7 @@ def _estimates(doc: _Doc, run: RunView) -> None:
         doc.add(_Para("This run has no estimates.", "muted"))
     else:
         doc.add(_Para("Each row is one estimator's effect of an arm against the control, with its "
-                      f"{run.level:.0%} interval. The diamond is the true effect, computed from the "
+                      f"{run.levels} interval" + (" (its analysis's level)" if " and " in run.levels else "") + ". The diamond is the true effect, computed from the "
                       "counterfactual worlds in which every user got one arm."))
     head = ["Estimator", "Arm", "Estimand", "Point", "Interval", "p / P(better)", "Truth", "Error",
             "Covered"]
@@ -182,7 +184,7 @@ def _estimates(doc: _Doc, run: RunView) -> None:
         if overall:
             rows = _forest_rows(overall, False)
             path = run.jobs.add(f"estimates-{metric}", figures.forest, f"{metric}: effect vs control", rows,
-                                run.colors, run.level, weight=len(rows))
+                                run.colors, run.levels, weight=len(rows))
             doc.add(_Figure(path, f"{metric}: estimates (dot, interval) and the true effect (diamond)."),
                     _Table(head, [_est_row(e) for e in overall]))
         segs = [e for e in ests if e.segment is not None]
@@ -190,7 +192,7 @@ def _estimates(doc: _Doc, run: RunView) -> None:
             doc.h(4, f"{metric} by segment")
             rows = _forest_rows(segs, True)
             path = run.jobs.add(f"segments-{metric}", figures.forest, f"{metric} by segment", rows, run.colors,
-                                run.level, weight=len(rows))
+                                run.levels, weight=len(rows))
             doc.add(_Figure(path, f"{metric}: estimates per user segment and the true segment effects."),
                     _Table(head[:2] + ["Segment"] + head[2:], [_est_row(e, True) for e in segs]))
     _truth_table(doc, run)

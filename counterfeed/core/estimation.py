@@ -309,7 +309,8 @@ class EstimatorOptions(Options):
     """Options every estimator accepts: which metrics to analyse (default: all) and the level."""
 
     metrics: list[str] | None = Field(None, description="metrics to analyse (default: all the scenario's)")
-    level: float | None = Field(default=None, gt=0.0, lt=1.0, description="interval level (default: the scenario's)")
+    level: float | None = Field(default=None, gt=0.5, lt=1.0, description="interval level, in (0.5, 1) like the "
+                                "scenario's `level` (default: the scenario's)")
 
 
 class Estimator(Plugin, ABC):
@@ -322,6 +323,13 @@ class Estimator(Plugin, ABC):
     kind = "estimator"
     Options: ClassVar[type[Options]] = EstimatorOptions
     tags: ClassVar[EstimatorTags] = EstimatorTags()
+
+    def users_per_arm(self) -> int:
+        """The fewest users an arm needs for this estimator's estimate (default 2: no interval from fewer
+        than two independent units). Before simulating, ``validate`` and ``run`` check the randomized
+        split's own draw against the largest of the analysis's (:func:`counterfeed.core.scenario.check_arms_filled`);
+        override it when the estimator needs more (e.g. ``2 * folds`` for cross-fitting)."""
+        return 2
 
     def metrics_for(self, data: AnalysisData) -> list[str]:
         """The metrics this estimator analyses on ``data``: its ``metrics`` option, else all of

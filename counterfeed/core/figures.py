@@ -80,8 +80,9 @@ def _save(fig, path: Path) -> Path:
 
 
 def forest(path: Path, title: str, panels: list[tuple[str, list[dict[str, Any]]]],
-           colors: dict[str, str], level: float) -> Path:
-    """Forest plot: one panel per estimand, one row per estimate.
+           colors: dict[str, str], level: float | str) -> Path:
+    """Forest plot: one panel per estimand, one row per estimate; ``level`` the intervals' level (a
+    fraction, or the text of several levels, e.g. ``"80% and 95%"``).
 
     Each row is a dict with ``label``, ``arm``, ``point``, ``lower``, ``upper`` and ``truth`` (or
     None). The interval is a line in the arm's colour, the point a dot, the truth a diamond.
@@ -120,7 +121,7 @@ def forest(path: Path, title: str, panels: list[tuple[str, list[dict[str, Any]]]
         ax.set_xlabel(f"effect ({estimand})")
         ax.tick_params(axis="y", length=0)
     handles = [Line2D([], [], color="#495057", lw=2.6, marker="o", mec="white",
-                      label=f"estimate and {level:.0%} interval")]
+                      label=f"estimate and {level if isinstance(level, str) else f'{level:.0%}'} interval")]
     if has_truth:
         handles.append(Line2D([], [], color=TRUTH_COLOR, lw=0, marker="D", ms=8, label="true effect"))
     axes[0, 0].legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2,

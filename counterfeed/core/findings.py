@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from counterfeed.core.contracts import Estimate, MetricInfo
-from counterfeed.core.display import fmt, fmt_p, num
+from counterfeed.core.display import fmt, fmt_p, level_text, num
 from counterfeed.core.experiment import AB_WORLD, counterfactual_world
 from counterfeed.core.outcomes import group_value
 from counterfeed.core.plugins import get_registry
@@ -183,7 +183,8 @@ def headline(result: RunResult, assessed: list[Assessed] | None = None) -> list[
     if scored:
         k = sum(bool(a.estimate.covered) for a in scored)
         level = num(result.manifest.get("level")) or result.scenario.level
-        s = f"{k} of {len(scored)} intervals with a known truth covered it (nominal {level:.0%})"
+        levels = level_text((a.estimate.level for a in scored), level)
+        s = f"{k} of {len(scored)} intervals with a known truth covered it (nominal {levels})"
         misses = [a.miss for a in scored if a.miss]
         n_unknown = misses.count("unknown")
         if len(misses) > n_unknown:
@@ -325,6 +326,10 @@ def _conclusion(e: Estimate, a: Assessed | None) -> str:
             s += ", not distinguishable from zero"
         if unidentified:
             s += "; NOT IDENTIFIED, not an estimate to act on (see its warnings)"
+        weak = next((str(w) for w in (e.diagnostics or {}).get("warnings") or []
+                     if str(w).startswith("weak instrument")), None)
+        if weak:  # the headline's own number rests on it: say so here, not only under the table
+            s += f"; {weak.split(';')[0].split(' (')[0]}, so the interval is wide and the point unstable"
     if str((e.diagnostics or {}).get("point_estimand", "")).endswith("[identified]"):  # did-staggered, cells left out
         s += ("; PARTLY IDENTIFIED: it averages only the treated cells with a comparison group, not the whole "
               "rollout (see its warning), and is scored against the truth over those cells")

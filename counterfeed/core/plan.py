@@ -166,6 +166,7 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
             if part and part not in plan.metrics:
                 plan.metrics[part] = plan.create("metric", part, {}, f"metrics[{plan.analysed.index(name)}]")
     metrics_ok = all(name in plan.metrics for name in plan.analysed)
+    entries: list[tuple[int, Estimator]] = []  # (index in analysis, the estimator) of the created ones
     for i, spec in enumerate(sc.analysis):
         est = attempt(plan.create, "estimator", spec.estimator, spec.options, f"analysis[{i}]", "estimator")
         if est is None:
@@ -184,6 +185,9 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
         if metrics_ok:
             attempt(_check_estimator_metrics, plan, est, i)
         plan.estimators.append(est)
+        entries.append((i, est))
+    if metrics_ok and not problems:
+        attempt(_check_distinct_analyses, plan, entries)
     for i, est in enumerate(plan.estimators if metrics_ok and not problems else []):
         attempt(_check_estimator_plan, plan, est, i)
     if not problems and (sc.experiment.allocation is not None or sc.experiment.phases):
@@ -208,6 +212,41 @@ def _check_estimator_metrics(plan: Plan, est: Estimator, i: int) -> None:
         if m not in plan.metrics:
             raise sc.error(f"metric '{m}' is not computed in this scenario (metrics: "
                            f"{', '.join(plan.analysed)})", f"analysis[{i}].metrics[{j}]")
+
+
+def _check_distinct_analyses(plan: Plan, entries: list[tuple[int, Estimator]]) -> None:
+    """No ``analysis`` entry repeats an earlier one (the same estimator with the same options): its rows
+    would be the earlier entry's, listed and tallied twice. Entries of one estimator with different
+    options on one metric (``did-staggered`` against each control group, two levels) are a run's to
+    compare; ``calibrate`` and ``sweep``, which summarise by (estimator, metric, arm, estimand), refuse
+    them (:func:`pooled_analyses`)."""
+    sc = plan.scenario
+    seen: dict[str, int] = {}
+    for i, _ in entries:
+        spec = sc.analysis[i]
+        key = json.dumps([spec.estimator, spec.options], sort_keys=True, default=str)
+        first = seen.setdefault(key, i)
+        if first != i:
+            raise sc.error(f"analysis[{i}] repeats analysis[{first}] (estimator '{spec.estimator}' with the same "
+                           "options): its rows would be listed and counted twice; remove one", f"analysis[{i}]")
+
+
+def pooled_analyses(sc: Scenario, command: str) -> None:
+    """A located ScenarioError when two ``analysis`` entries of one estimator analyse one metric: ``command``
+    (calibrate, sweep) summarises by (estimator, metric, arm, estimand), so it would pool the two entries'
+    replications into one row: twice the replications, a Wilson interval too narrow, two designs or
+    levels mixed (a break test's finding)."""
+    names = [name for name, _ in sc.metric_specs]
+    seen: dict[tuple[str, str], int] = {}
+    for i, spec in enumerate(sc.analysis):
+        wanted = (spec.options or {}).get("metrics") or names
+        for m in dict.fromkeys(wanted if isinstance(wanted, list) else names):
+            first = seen.setdefault((spec.estimator, str(m)), i)
+            if first != i:
+                raise sc.error(f"analysis[{i}] and analysis[{first}] both estimate metric '{m}' with "
+                               f"'{spec.estimator}': {command} summarises by estimator, metric, arm and estimand, so "
+                               f"it would pool their replications into one row; {command} one entry at a time, or "
+                               "give each its own `metrics`", f"analysis[{i}]")
 
 
 def _check_estimator_plan(plan: Plan, est: Estimator, i: int) -> None:

@@ -19,10 +19,10 @@ from counterfeed.core.scenario_schema import (DEFAULT_METRICS, AllocationSpec, A
                                               Scenario, SegmentSpec, format_duration, parse_duration)
 from counterfeed.errors import ScenarioError
 
-__all__ = ["Scenario", "load_scenario", "parse_duration", "validation_message", "PluginSpec",
+__all__ = ["Scenario", "load_scenario", "check_arms_filled", "check_output_dir", "parse_duration", "validation_message", "PluginSpec",
            "format_duration", "ArmSpec", "MetricSpec", "AnalysisSpec", "SegmentSpec", "PopulationSpec",
            "PhaseSpec", "AllocationSpec", "ExperimentSpec", "OutputSpec", "DEFAULT_METRICS", "Duration",
-           "PositiveDuration", "MAX_BYTES", "check_arms_filled"]
+           "PositiveDuration", "MAX_BYTES"]
 
 #: larger files are refused before parsing (a scenario is a few kilobytes)
 MAX_BYTES = 5_000_000
@@ -80,6 +80,84 @@ def check_arms_filled(scenario: Scenario, seeds: Sequence[int] | None = None) ->
     if (scenario.analysis or exp.phases) and users < 2 * arms:  # every phase ends in an estimate
         raise scenario.error(f"{users} users for {arms} arms: the estimates need at least 2 users in every arm "
                              f"(expected at least {2 * arms})", "population.users")
+    if scenario.analysis and exp.allocation is None and not exp.phases:
+        _check_split_draw(scenario, seeds, _users_per_arm(scenario))
+
+
+def _users_per_arm(scenario: Scenario) -> tuple[int, str]:
+    """The most users per arm an analysis entry needs (``Estimator.users_per_arm``; at least 2), and which
+    entry. An entry that cannot be created counts 2: its own error comes from ``resolve``."""
+    from counterfeed.core.plugins import get_registry
+
+    need, who = 2, "the estimates"
+    registry = get_registry()
+    for i, spec in enumerate(scenario.analysis):
+        try:
+            est = registry.create("estimator", spec.estimator, spec.options)
+            k = int(est.users_per_arm())
+        except Exception:  # noqa: BLE001 -- resolve reports a bad entry, located
+            continue
+        if k > need:
+            need, who = k, f"analysis[{i}] ({spec.estimator})"
+    return need, who
+
+
+def _check_split_draw(scenario: Scenario, seeds: Sequence[int] | None, needed: tuple[int, str] = (2, "the estimates")
+                      ) -> None:
+    """The randomized split's own draw (keyed by the seed: :func:`counterfeed.core.experiment.assign`)
+    puts in every arm at least the users the analysis needs (``needed``: the count, and who needs it;
+    2, or more for an estimator that says so, e.g. cross-fitting: ``Estimator.users_per_arm``), under
+    ``scenario.seed`` or each of ``seeds`` (a calibration's replications); else the estimates would
+    fail after every world was simulated (a split of 0.999/0.001, 8 users split 50/50 in some
+    replications, a CATE learner's folds at 6 users). A calibration is refused rather than scored on
+    only the draws that filled every arm, which would condition its coverage on the draw.
+    Drawing is skipped when no draw can plausibly fall short (binomial chance below 1e-12)."""
+    import math
+
+    import numpy as np
+
+    from counterfeed.core.experiment import assign
+
+    users, split = int(scenario.population.users), {a: float(scenario.experiment.split[a]) for a in scenario.arms}
+    total = sum(split.values())
+    one_run = seeds is None
+    seeds = [int(scenario.seed)] if seeds is None else [int(s) for s in seeds]
+
+    need, who = needed
+
+    def short_chance(p: float) -> float:  # P(Binomial(users, p) < need)
+        if p >= 1.0:
+            return 0.0
+        q, lp = math.log1p(-p), math.log(p) if p > 0 else -math.inf
+        return sum(math.exp(math.lgamma(users + 1) - math.lgamma(k + 1) - math.lgamma(users - k + 1)
+                            + (k * lp if k else 0.0) + (users - k) * q) for k in range(min(need, users + 1)))
+
+    if sum(short_chance(v / total) for v in split.values()) * len(seeds) < 1e-12:
+        return
+    for i, seed in enumerate(seeds):
+        counts = np.bincount(assign(users, split, scenario.assignment_salt, seed), minlength=len(split))
+        for arm, k in zip(split, counts):
+            if k < need:
+                where = "this seed's draw" if one_run else f"replication {i + 1} of {len(seeds)} (seed {seed})"
+                raise scenario.error(
+                    f"{where} puts {k} of {users} users in arm '{arm}' (share {split[arm] / total:.3g}, "
+                    f"{users * split[arm] / total:.3g} expected); {who} need{'s' if who.startswith('analysis') else ''} "
+                    f"at least {need} users in every arm"
+                    + ("" if one_run else ", and scoring only the replications whose draws fill every arm would "
+                       "condition the coverage on the draw") + ": raise population.users or the arm's share",
+                    f"experiment.split.{arm}")
+
+
+def check_output_dir(scenario: Scenario) -> None:
+    """``output.dir`` can hold run directories: neither it nor a folder above it is a file (else the run
+    would fail at its end, after simulating). A located ScenarioError otherwise."""
+    path = Path(scenario.output.dir)
+    for q in (path, *path.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise scenario.error(f"'{q}' is a file, expected a directory (or a path to create) for the run "
+                                     "directories", "output.dir")
+            return
 
 
 def _read_text(p: Path, file: str) -> str:

@@ -246,6 +246,10 @@ def evaluate_command(twin_dir, policy, target_probs, policy_options, logging_pol
         for r in ope:
             click.echo(f"  {r['estimator']:<9} CTR {_fmt(r['value'])} [{_fmt(r['lower'])}, {_fmt(r['upper'])}]  "
                        f"effect {_fmt(r['effect'])} (from the same log; no behavioural change)")
+            # the OPE estimator's own warnings (e.g. NOT IDENTIFIED for a target the log does not support)
+            # belong beside its number, as in `counterfeed ope` (a break test found them only in --json)
+            for w in (r.get("diagnostics") or {}).get("warnings", []):
+                click.echo(f"    warning ({r['estimator']}): {w}")
     sys.stdout.flush()
 
 

@@ -224,10 +224,17 @@ def evaluate_many(path: str | Path, targets: dict[str, dict[str, Any]], *, loggi
              f"more): a target that learns from its traffic learns from less, so its effect can be smaller; "
              f"give --users {n_log * n_worlds} or more") if world < n_log else ""
     few = _few_clicks(path, meta)
+    n_items, k = int(meta.get("n_items") or 0), int(meta.get("slate_size") or 0)
+    # the twin simulates only the items its log showed; with a catalog of a slate or two, every target
+    # reorders those few items and a target that would show others (random over the real catalog, say)
+    # is evaluated as a different policy (a break test's finding)
+    narrow = (f"the twin knows only the {n_items} items its log showed (slates of {k}): every target is "
+              "simulated over these items, so a target that would show items the log never did is evaluated "
+              "as a different policy (log a policy that explores the catalog)") if 0 < n_items <= 2 * k else ""
     for name, rows in effects.items():
         for e in rows:
             e.world_users = world
-            e.warnings.extend(w for w in (few, tied[name], small) if w)
+            e.warnings.extend(w for w in (few, tied[name], small, narrow) if w)
     return effects
 
 

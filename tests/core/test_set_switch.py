@@ -44,9 +44,9 @@ def test_switching_the_mechanism_names_only_the_fields_the_user_wrote(tmp_path, 
     assert err == ran  # whatever run rejects, validate rejects first, with the same words
     assert not any(tmp_path.iterdir())
     assert len(err.strip().splitlines()) == 1, err  # one message, not one per field
-    assert "observational_hidden.yaml:56: experiment.assignment.nudge_share:" in err
+    assert "observational_hidden.yaml:61: experiment.assignment.nudge_share:" in err
     assert "--set experiment.assignment.mechanism=randomized" in err and "'encouragement'" in err
-    for field, line in (("nudge_effect", 57), ("intercept", 58), ("coefficients", 59), ("segments", 60)):
+    for field, line in (("nudge_effect", 62), ("intercept", 63), ("coefficients", 64), ("segments", 65)):
         assert f"{field} (line {line})" in err
     assert "treatment" not in err  # a default of the old mechanism, never written in the file
 
@@ -65,7 +65,7 @@ def test_a_mechanism_written_alone_can_be_switched(tmp_path, capsys, written, ch
 def test_switching_a_recommender_names_the_set(capsys):
     err = _stderr_of(["validate", str(HIDDEN), "--set", "experiment.arms.treatment.recommender=random"], capsys)
     assert len(err.strip().splitlines()) == 1, err
-    assert "observational_hidden.yaml:49: experiment.arms.treatment.signal:" in err
+    assert "observational_hidden.yaml:54: experiment.arms.treatment.signal:" in err
     assert "--set experiment.arms.treatment.recommender=random" in err and "'popularity'" in err
 
 

@@ -84,6 +84,10 @@ class ModifierOptions(CateOptions):
 class _Cate(Estimator):
     """The shared adapter: folds, out-of-fold predictions, the doubly robust mean effect."""
 
+    def users_per_arm(self) -> int:
+        """Cross-fitting stratified by arm needs at least 2 users of each arm in every fold (``comparison``)."""
+        return 2 * int(self.options.folds)
+
     Options: ClassVar[type[CateOptions]] = CateOptions
     tags = EstimatorTags(requires_covariates=True, stochastic=True, estimands=(CATE, "difference"))
     conformance_options: ClassVar[dict[str, Any]] = {"nuisance": "linear"}

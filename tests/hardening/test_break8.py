@@ -1,0 +1,167 @@
+"""Break test 8's findings (a new user's pass over the whole CLI), each with the behaviour it asked for.
+
+- H1: two ``analysis`` entries of one estimator on one metric gave rows that could not be told apart,
+  and ``calibrate``/``sweep`` pooled them into one row (twice the replications).
+- M1: ``validate`` accepted splits whose own draw left an arm with fewer than 2 users, and an
+  ``output.dir`` that is a file; ``run`` failed on them after simulating.
+- M2: with a per-analysis ``level`` the headline said "nominal 95%"; a per-analysis level of 0.3 was
+  accepted although the scenario's must exceed 0.5.
+- M3: ``report`` trusted an edited ``estimates.json`` ("inside the interval" for a truth outside it),
+  and read a NaN in it silently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from counterfeed.core.scenario import Scenario, check_arms_filled
+from counterfeed.errors import ScenarioError
+from tests.conftest import SMALL, cli
+
+
+def _write(tmp_path: Path, **changes) -> Path:
+    data = json.loads(json.dumps(SMALL))
+    data["output"] = {"report": True, "dir": str(tmp_path / "runs")}
+    data["metrics"] = ["clicks", "sessions"]
+    for key, value in changes.items():
+        node = data
+        *head, last = key.split(".")
+        for part in head:
+            node = node.setdefault(part, {})
+        node[last] = value
+    path = tmp_path / "s.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _rejected(capsys, path: Path, pattern: str) -> None:
+    """Both ``validate`` and ``run`` exit 2 with the message, and nothing is written."""
+    import re
+
+    for verb in ("validate", "run"):
+        code, _, err = cli(capsys, verb, path, "--quiet") if verb == "run" else cli(capsys, verb, path)
+        assert code == 2, (verb, err)
+        assert re.search(pattern, err), (verb, err)
+    assert not (path.parent / "runs").exists()
+
+
+def test_an_entry_that_repeats_another_is_rejected(tmp_path, capsys):
+    path = _write(tmp_path, analysis=[{"estimator": "diff-in-means"}, {"estimator": "diff-in-means"}])
+    _rejected(capsys, path, r"analysis\[1\] repeats analysis\[0\] \(estimator 'diff-in-means' with the same options\)")
+
+
+def test_calibrate_and_sweep_refuse_two_entries_they_would_pool(tmp_path, capsys):
+    """A run may compare two entries of one estimator on one metric (two levels, did-staggered's two
+    control groups); calibrate and sweep summarise by (estimator, metric, arm, estimand), so they refuse."""
+    path = _write(tmp_path, analysis=[{"estimator": "diff-in-means"}, {"estimator": "diff-in-means", "level": 0.8}])
+    code, _, err = cli(capsys, "validate", path)
+    assert code == 0, err
+    out = tmp_path / "cal"
+    for args in (["calibrate", path, "-n", "4"], ["sweep", path, "--vary", "population.users=100,200", "-n", "2"]):
+        code, _, err = cli(capsys, *args, "--out", out)
+        assert code == 2 and re.search(r"analysis\[1\]: analysis\[1\] and analysis\[0\] both estimate metric "
+                                       r"'clicks' with 'diff-in-means': \w+ summarises by", err), err
+        assert not out.exists()
+
+
+def test_entries_of_one_estimator_on_disjoint_metrics_are_fine(tmp_path, capsys):
+    path = _write(tmp_path, analysis=[{"estimator": "diff-in-means", "metrics": ["clicks"]},
+                                      {"estimator": "diff-in-means", "metrics": ["sessions"], "level": 0.8}])
+    code, out, err = cli(capsys, "validate", path)
+    assert code == 0, err
+
+
+def test_an_analysis_level_is_bounded_like_the_scenarios(tmp_path, capsys):
+    path = _write(tmp_path, analysis=[{"estimator": "diff-in-means", "level": 0.3}])
+    _rejected(capsys, path, r"analysis\[0\]\.level: Input should be greater than 0\.5")
+
+
+@pytest.mark.parametrize("users, control, treatment", [(200, 0.999, 0.001), (10, 0.95, 0.05)])
+def test_a_split_whose_draw_leaves_an_arm_short_is_rejected_before_simulating(tmp_path, capsys, users, control,
+                                                                            treatment):
+    path = _write(tmp_path, **{"population.users": users, "experiment.split": {"control": control,
+                                                                                "treatment": treatment}},
+                  analysis=[{"estimator": "diff-in-means"}])
+    _rejected(capsys, path, r"experiment\.split\.treatment: this seed's draw puts [01] of \d+ users in arm "
+                            r"'treatment'.*at least 2 users in every arm")
+
+
+def test_a_calibration_names_the_first_replication_whose_draw_leaves_an_arm_short():
+    sc = Scenario.from_dict({**SMALL, "population": {"users": 8, "dimensions": 8},
+                             "analysis": [{"estimator": "diff-in-means"}]})
+    check_arms_filled(sc)  # this seed's own draw fills both arms
+    from counterfeed.calibration.engine import replication_seeds
+
+    with pytest.raises(ScenarioError, match=r"replication \d+ of 200 \(seed \d+\) puts [01] of 8 users in arm"):
+        check_arms_filled(sc, replication_seeds(sc.seed, 200))  # 2 * 9/256 per replication: some fall short
+
+
+def test_a_split_that_cannot_fall_short_is_not_drawn(monkeypatch):
+    import counterfeed.core.experiment as experiment
+
+    def boom(*args, **kwargs):
+        raise AssertionError("drew the assignment although no draw can fall short")
+
+    monkeypatch.setattr(experiment, "assign", boom)
+    sc = Scenario.from_dict({**SMALL, "analysis": [{"estimator": "diff-in-means"}]})
+    check_arms_filled(sc, list(range(1000)))  # 300 users 50/50: P(an arm < 2) is about 1e-88
+
+
+def test_an_output_dir_that_is_a_file_is_rejected_first(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for where in ("afile", "afile/sub"):
+        path = _write(tmp_path, output={"report": False, "dir": str(tmp_path / where)})
+        for verb in ("validate", "run"):
+            code, _, err = cli(capsys, verb, path)
+            assert code == 2 and f"output.dir: '{tmp_path / 'afile'}' is a file" in err, (verb, err)
+
+
+def test_headline_and_report_name_the_levels_the_analyses_used(tmp_path):
+    from counterfeed.core.findings import headline
+    from counterfeed.core.rundir import load_run
+    from counterfeed.core.runner import run
+
+    path = _write(tmp_path, analysis=[{"estimator": "diff-in-means", "metrics": ["clicks"], "level": 0.8},
+                                      {"estimator": "diff-in-means", "metrics": ["sessions"]}])
+    result = run(path, output_dir=tmp_path / "runs", quiet=True)
+    lines = headline(result)
+    assert any("nominal 80% and 95%" in s for s in lines), lines
+    report = (result.run_dir / "report.md").read_text()
+    assert "**Interval level:** 80% and 95%" in report
+    assert "nominal 95%)" not in report
+    # M3: covered and error follow the row's own truth and bounds when the run is read back
+    doc = json.loads((result.run_dir / "estimates.json").read_text())
+    row = next(e for e in doc["estimates"] if e["estimand"] == "difference" and e["metric"] == "clicks")
+    row["truth"] = row["upper"] + 5.0
+    (result.run_dir / "estimates.json").write_text(json.dumps(doc))
+    back = next(e for e in load_run(result.run_dir).estimates if e.estimand == "difference" and e.metric == "clicks")
+    assert back.covered is False and math.isclose(back.error, back.point - back.truth)
+    text = (result.run_dir / "estimates.json").read_text().replace(f'"truth": {row["truth"]}', '"truth": NaN', 1)
+    (result.run_dir / "estimates.json").write_text(text)
+    from counterfeed.errors import DataError
+
+    with pytest.raises(DataError, match=r"estimates\.json: cannot read JSON \(NaN is not JSON"):
+        load_run(result.run_dir)
+
+
+def test_an_estimator_that_needs_more_users_per_arm_is_checked_against_the_draw(tmp_path, capsys):
+    """Cross-fitting with 2 folds needs 4 users of each arm (``Estimator.users_per_arm``): at 6 users the
+    run failed after simulating while ``validate`` said ok."""
+    path = _write(tmp_path, **{"population.users": 6}, analysis=[{"estimator": "linear-cate", "metrics": ["clicks"]}])
+    _rejected(capsys, path, r"experiment\.split\.\w+: this seed's draw puts [0-3] of 6 users in arm '\w+'.*"
+                            r"analysis\[0\] \(linear-cate\) needs at least 4 users in every arm")
+    path = _write(tmp_path, **{"population.users": 40}, analysis=[{"estimator": "linear-cate", "metrics": ["clicks"]}])
+    code, _, err = cli(capsys, "validate", path)
+    assert code == 0, err
+
+
+def test_an_empty_metrics_list_is_rejected(tmp_path, capsys):
+    path = _write(tmp_path, metrics=[], analysis=[{"estimator": "diff-in-means"}])
+    _rejected(capsys, path, r"metrics: List should have at least 1 item")
