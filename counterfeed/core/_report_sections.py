@@ -37,6 +37,7 @@ class RunView:
         self.level = num(self.manifest.get("level")) or self.scenario.level
         #: the estimates' levels as text ("95%", or "80% and 95%" when analyses set their own)
         self.levels = level_text((e.level for e in self.estimates), self.level)
+        self.mixed_levels = " and " in self.levels
         self.arms = [str(a) for a in self.manifest.get("arms") or self.scenario.arms]
         self.control = str(self.manifest.get("control") or self.scenario.control)
         self.name = str(self.manifest.get("scenario") or self.scenario.name or directory.name)
@@ -146,12 +147,13 @@ def _covered_cell(covered: bool | None) -> tuple[str, str]:
     return ("✓", "yes") if covered is True else ("✗", "no") if covered is False else ("—", "na")
 
 
-def _est_row(e: Any, with_segment: bool = False) -> list[Any]:
+def _est_row(e: Any, with_segment: bool = False, mixed_levels: bool = False) -> list[Any]:
     pv = (_p_text(e.p_value) if e.p_value is not None else
           f"P(better) = {e.prob_better:.3f}" if e.prob_better is not None else "—")
+    level = f" ({level_text([e.level], e.level)})" if mixed_levels else ""  # analyses with levels of their own
     return [e.estimator, e.arm] + ([e.segment] if with_segment else []) + [
         e.estimand + (" NOT IDENTIFIED" if (e.diagnostics or {}).get("identified") is False else ""),  # as the CLI's
-        (fmt(e.point), "num"), (f"{fmt(e.lower)} to {fmt(e.upper)}", "num"),
+        (fmt(e.point), "num"), (f"{fmt(e.lower)} to {fmt(e.upper)}{level}", "num"),
         pv, (fmt(e.truth), "truth"), (fmt(e.error, signed=True), "num"), _covered_cell(e.covered)]
 
 
@@ -186,7 +188,7 @@ def _estimates(doc: _Doc, run: RunView) -> None:
             path = run.jobs.add(f"estimates-{metric}", figures.forest, f"{metric}: effect vs control", rows,
                                 run.colors, run.levels, weight=len(rows))
             doc.add(_Figure(path, f"{metric}: estimates (dot, interval) and the true effect (diamond)."),
-                    _Table(head, [_est_row(e) for e in overall]))
+                    _Table(head, [_est_row(e, False, run.mixed_levels) for e in overall]))
         segs = [e for e in ests if e.segment is not None]
         if segs:
             doc.h(4, f"{metric} by segment")
@@ -194,7 +196,7 @@ def _estimates(doc: _Doc, run: RunView) -> None:
             path = run.jobs.add(f"segments-{metric}", figures.forest, f"{metric} by segment", rows, run.colors,
                                 run.levels, weight=len(rows))
             doc.add(_Figure(path, f"{metric}: estimates per user segment and the true segment effects."),
-                    _Table(head[:2] + ["Segment"] + head[2:], [_est_row(e, True) for e in segs]))
+                    _Table(head[:2] + ["Segment"] + head[2:], [_est_row(e, True, run.mixed_levels) for e in segs]))
     _truth_table(doc, run)
 
 

@@ -27,7 +27,8 @@ def parse_duration(value: Any) -> float:
             raise ValueError(f"expected a duration such as '14d', '6h', '30m' or a number of days, got {value!r}")
         days = float(m.group(1)) * _UNIT_DAYS[m.group(2)]
     else:
-        raise ValueError(f"expected a duration such as '14d' or '6h', got {type(value).__name__}")
+        got = "null (for none, give 0d)" if value is None else type(value).__name__
+        raise ValueError(f"expected a duration such as '14d' or '6h', got {got}")
     if not math.isfinite(days) or days < 0 or days > 3650:
         raise ValueError(f"duration must be between 0 and 3650 days, got {value!r}")
     return days

@@ -136,6 +136,7 @@ def test_headline_and_report_name_the_levels_the_analyses_used(tmp_path):
     report = (result.run_dir / "report.md").read_text()
     assert "**Interval level:** 80% and 95%" in report
     assert "nominal 95%)" not in report
+    assert "(80%)" in report and "(95%)" in report  # each row's interval says its level when they differ
     # M3: covered and error follow the row's own truth and bounds when the run is read back
     doc = json.loads((result.run_dir / "estimates.json").read_text())
     row = next(e for e in doc["estimates"] if e["estimand"] == "difference" and e["metric"] == "clicks")
