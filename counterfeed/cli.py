@@ -137,10 +137,9 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
 
     sc = _scenario_with_options(scenario, sets, shards, scheduler, {"output.report": False} if no_report else {})
     _check_workers(workers, sc)
-    if out is None:  # else --out names the parent, and click has checked it is not a file
-        from counterfeed.core.scenario import check_output_dir
+    from counterfeed.core.scenario import check_output_dir
 
-        check_output_dir(sc)
+    check_output_dir(sc, out)  # --out, else output.dir: not a file, nor under one
     fmt = "json" if as_json else fmt
     result = run(sc, output_dir=out, write=True, quiet=quiet, workers=workers)  # progress: stderr
     gc.freeze()  # the run's objects live until exit: no collection (nor the one at exit) scans them again
@@ -323,8 +322,7 @@ def validate_command(scenario: str, sets: tuple[str, ...], shards: int | None, s
     sc = _scenario_with_options(scenario, sets, shards, scheduler, {"output.report": False} if no_report else {})
     _check_workers(workers, sc)
     resolve(sc)
-    if out is None:  # where `run` without --out would write (click has checked --out)
-        check_output_dir(sc)
+    check_output_dir(sc, out)  # where `run` would write: --out, else output.dir
     if as_json:
         click.echo(_json.dumps(sc.to_dict(), indent=2))
     else:

@@ -324,11 +324,18 @@ class Estimator(Plugin, ABC):
     Options: ClassVar[type[Options]] = EstimatorOptions
     tags: ClassVar[EstimatorTags] = EstimatorTags()
 
+    #: whether this estimator's rows are one set per analysed metric named by its ``metrics`` option (then
+    #: ``calibrate``/``sweep`` refuse two entries of it on one metric, which their summary would pool:
+    #: :func:`counterfeed.core.plan.pooled_analyses`); False for an estimator whose rows its other
+    #: options name (``ope``'s estimators, ``sem``'s model)
+    rows_by_metric: ClassVar[bool] = True
+
     def users_per_arm(self) -> int:
         """The fewest users an arm needs for this estimator's estimate (default 2: no interval from fewer
         than two independent units). Before simulating, ``validate`` and ``run`` check the randomized
         split's own draw against the largest of the analysis's (:func:`counterfeed.core.scenario.check_arms_filled`);
-        override it when the estimator needs more (e.g. ``2 * folds`` for cross-fitting)."""
+        override it when the estimator needs more (e.g. ``2 * folds`` for cross-fitting), or 0 when it
+        compares no arms' users (``ope`` evaluates each arm's policy on the control arm's log)."""
         return 2
 
     def metrics_for(self, data: AnalysisData) -> list[str]:

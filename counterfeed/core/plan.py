@@ -208,6 +208,10 @@ def _check_estimator_metrics(plan: Plan, est: Estimator, i: int) -> None:
     wanted = getattr(est.options, "metrics", None) or []
     if (bad := check_estimator_metrics(plan.metrics, wanted)) is not None:
         raise sc.error(bad[1], f"analysis[{i}].metrics[{bad[0]}]")
+    for j, m in enumerate(wanted):  # a metric named twice was estimated twice (and pooled by calibrate)
+        if m in wanted[:j]:
+            raise sc.error(f"metric '{m}' is listed twice (also metrics[{wanted.index(m)}])",
+                           f"analysis[{i}].metrics[{j}]")
     for j, m in enumerate(wanted):
         if m not in plan.metrics:
             raise sc.error(f"metric '{m}' is not computed in this scenario (metrics: "
@@ -222,9 +226,14 @@ def _check_distinct_analyses(plan: Plan, entries: list[tuple[int, Estimator]]) -
     them (:func:`pooled_analyses`)."""
     sc = plan.scenario
     seen: dict[str, int] = {}
-    for i, _ in entries:
+    for i, est in entries:
         spec = sc.analysis[i]
-        key = json.dumps([spec.estimator, spec.options], sort_keys=True, default=str)
+        opts = est.options.model_dump(mode="json")  # defaults filled: `level: 0.95` is the default level
+        if "metrics" in opts:  # an order, or the default list written out, names the same metrics
+            opts["metrics"] = sorted(set(opts["metrics"] or plan.analysed))
+        if "level" in opts:
+            opts["level"] = opts["level"] or sc.level
+        key = json.dumps([est.name, opts], sort_keys=True, default=str)
         first = seen.setdefault(key, i)
         if first != i:
             raise sc.error(f"analysis[{i}] repeats analysis[{first}] (estimator '{spec.estimator}' with the same "
@@ -236,9 +245,18 @@ def pooled_analyses(sc: Scenario, command: str) -> None:
     (calibrate, sweep) summarises by (estimator, metric, arm, estimand), so it would pool the two entries'
     replications into one row: twice the replications, a Wilson interval too narrow, two designs or
     levels mixed (a break test's finding)."""
+    from counterfeed.core.plugins import get_registry
+
     names = [name for name, _ in sc.metric_specs]
     seen: dict[tuple[str, str], int] = {}
+    registry = get_registry()
     for i, spec in enumerate(sc.analysis):
+        try:
+            by_metric = registry.info("estimator", spec.estimator).cls.rows_by_metric
+        except Exception:  # noqa: BLE001 -- an unknown estimator is resolve's error, located
+            by_metric = True
+        if not by_metric:
+            continue  # its rows are named by its other options (ope's estimators, sem's model)
         wanted = (spec.options or {}).get("metrics") or names
         for m in dict.fromkeys(wanted if isinstance(wanted, list) else names):
             first = seen.setdefault((spec.estimator, str(m)), i)

@@ -85,20 +85,21 @@ def check_arms_filled(scenario: Scenario, seeds: Sequence[int] | None = None) ->
 
 
 def _users_per_arm(scenario: Scenario) -> tuple[int, str]:
-    """The most users per arm an analysis entry needs (``Estimator.users_per_arm``; at least 2), and which
-    entry. An entry that cannot be created counts 2: its own error comes from ``resolve``."""
+    """The most users per arm an analysis entry needs (``Estimator.users_per_arm``), and which entry
+    (named when it needs more than 2). An entry that cannot be created counts 2: its own error comes
+    from ``resolve``."""
     from counterfeed.core.plugins import get_registry
 
-    need, who = 2, "the estimates"
+    need, who = 0, "the estimates"
     registry = get_registry()
     for i, spec in enumerate(scenario.analysis):
         try:
             est = registry.create("estimator", spec.estimator, spec.options)
             k = int(est.users_per_arm())
         except Exception:  # noqa: BLE001 -- resolve reports a bad entry, located
-            continue
+            k = 2
         if k > need:
-            need, who = k, f"analysis[{i}] ({spec.estimator})"
+            need, who = k, f"analysis[{i}] ({spec.estimator})" if k > 2 else "the estimates"
     return need, who
 
 
@@ -124,6 +125,8 @@ def _check_split_draw(scenario: Scenario, seeds: Sequence[int] | None, needed: t
     seeds = [int(scenario.seed)] if seeds is None else [int(s) for s in seeds]
 
     need, who = needed
+    if need <= 0:  # no entry compares the arms' own users (ope evaluates on the control's log)
+        return
 
     def short_chance(p: float) -> float:  # P(Binomial(users, p) < need)
         if p >= 1.0:
@@ -148,15 +151,18 @@ def _check_split_draw(scenario: Scenario, seeds: Sequence[int] | None, needed: t
                     f"experiment.split.{arm}")
 
 
-def check_output_dir(scenario: Scenario) -> None:
-    """``output.dir`` can hold run directories: neither it nor a folder above it is a file (else the run
-    would fail at its end, after simulating). A located ScenarioError otherwise."""
-    path = Path(scenario.output.dir)
+def check_output_dir(scenario: Scenario, out: str | Path | None = None) -> None:
+    """``out`` (``--out``), else ``output.dir``, can hold run directories: neither it nor a folder above it
+    is a file (else the run would fail at its end, after simulating). A ScenarioError located at the
+    field, or naming ``--out``, otherwise."""
+    path = Path(out if out is not None else scenario.output.dir)
     for q in (path, *path.parents):
         if q.exists():
             if not q.is_dir():
-                raise scenario.error(f"'{q}' is a file, expected a directory (or a path to create) for the run "
-                                     "directories", "output.dir")
+                msg = f"'{q}' is a file, expected a directory (or a path to create) for the run directories"
+                if out is not None:
+                    raise ScenarioError(msg, file="--out")
+                raise scenario.error(msg, "output.dir")
             return
 
 

@@ -166,3 +166,47 @@ def test_an_estimator_that_needs_more_users_per_arm_is_checked_against_the_draw(
 def test_an_empty_metrics_list_is_rejected(tmp_path, capsys):
     path = _write(tmp_path, metrics=[], analysis=[{"estimator": "diff-in-means"}])
     _rejected(capsys, path, r"metrics: List should have at least 1 item")
+
+
+# -- break test 9 (a fresh helper's pass over the fixes above) ---------------------------------------
+@pytest.mark.parametrize("analysis, pattern", [
+    ([{"estimator": "diff-in-means", "metrics": ["clicks", "clicks"]}],
+     r"analysis\[0\]\.metrics\[1\]: metric 'clicks' is listed twice \(also metrics\[0\]\)"),
+    # the same entry up to the order of its metrics, a default level written out, the default metrics listed
+    ([{"estimator": "diff-in-means", "metrics": ["clicks", "sessions"]},
+      {"estimator": "diff-in-means", "metrics": ["sessions", "clicks"], "level": 0.95}],
+     r"analysis\[1\] repeats analysis\[0\]"),
+    ([{"estimator": "diff-in-means"}, {"estimator": "diff-in-means", "metrics": ["clicks", "sessions"]}],
+     r"analysis\[1\] repeats analysis\[0\]"),
+])
+def test_an_effective_repeat_is_rejected(tmp_path, capsys, analysis, pattern):
+    _rejected(capsys, _write(tmp_path, analysis=analysis), pattern)
+
+
+def test_ope_needs_no_users_of_the_arm_it_evaluates_offline(tmp_path, capsys):
+    """``ope`` evaluates each arm's policy on the control's log (``users_per_arm`` 0): a treatment share
+    that draws nobody is fine for it, as it was before the draw check (break test 9)."""
+    path = _write(tmp_path, **{"experiment.split": {"control": 0.9995, "treatment": 0.0005}},
+                  analysis=[{"estimator": "ope", "estimators": ["ips"], "fit_on": "pre_period"}])
+    code, _, err = cli(capsys, "validate", path)
+    assert code == 0, err
+
+
+def test_pooling_is_judged_by_the_rows_an_estimator_names():
+    """Two ``ope`` entries with different OPE estimators give different rows (ope:ips, ope:dr): not pooled."""
+    from counterfeed.core.plan import pooled_analyses
+
+    sc = Scenario.from_dict({**SMALL, "analysis": [{"estimator": "ope", "estimators": ["ips"]},
+                                                   {"estimator": "ope", "estimators": ["dr"]}]})
+    pooled_analyses(sc, "calibrate")
+    sc = Scenario.from_dict({**SMALL, "analysis": [{"estimator": "ratio"}, {"estimator": "ratio", "level": 0.9}]})
+    with pytest.raises(ScenarioError, match=r"analysis\[1\] and analysis\[0\] both estimate metric"):
+        pooled_analyses(sc, "calibrate")
+
+
+def test_an_out_under_a_file_is_rejected_by_validate_as_by_run(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    path = _write(tmp_path, analysis=[{"estimator": "diff-in-means"}])
+    for verb in ("validate", "run"):
+        code, _, err = cli(capsys, verb, path, "--out", tmp_path / "afile" / "sub")
+        assert code == 2 and f"--out: '{tmp_path / 'afile'}' is a file" in err, (verb, err)
