@@ -138,7 +138,16 @@ def test_output_dir_under_a_regular_file_is_one_clear_error(tmp_path):
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert "cannot create the run directory" in lines[0] and str(blocker / "sub") in lines[0], lines[0]
+    # the command checks --out before simulating (validate does the same)
+    assert lines[0] == f"Error: --out: '{blocker}' is a file, expected a directory (or a path to create) for the " \
+                       "run directories", lines[0]
+    assert blocker.read_text() == "not a directory"
+    # the Python API finds it where it creates the run directory: one OutputError, nothing written
+    from counterfeed.core.runner import run
+    from counterfeed.errors import OutputError
+
+    with pytest.raises(OutputError, match=r"cannot create the run directory .*sub"):
+        run(_write(tmp_path, doc), output_dir=blocker / "sub", quiet=True, workers=1)
     assert blocker.read_text() == "not a directory"
 
 
