@@ -202,7 +202,7 @@ def _yes_no(v: Any) -> str:
 
 
 def _print_result(result: Any) -> None:
-    from counterfeed.core.display import level_text
+    from counterfeed.core.display import level_text, levels_differ
     from counterfeed.core.findings import headline
 
     console = table_console()
@@ -223,7 +223,7 @@ def _print_result(result: Any) -> None:
     if result.estimates:
         error_title = "error (interference bias)" if result.manifest.get("training") else "error"
         rows = [_estimate_row(e) for e in result.estimates]
-        if len({round(float(e.level), 6) for e in result.estimates}) > 1:  # analyses set their own levels
+        if levels_differ((e.level for e in result.estimates), sc.level):  # analyses set their own levels
             for row, e in zip(rows, result.estimates):
                 row["interval"] += f" {level_text([e.level], e.level)}"
         cols = [Column("estimator"), Column("metric"), Column("arm"), Column("estimand"), Column("segment"),

@@ -16,7 +16,7 @@ from typing import Any
 from counterfeed.core import figures
 from counterfeed.core._report_draw import FigureJobs, figure_path
 from counterfeed.core._report_render import _KV, _Doc, _Figure, _Links, _Para, _Table
-from counterfeed.core.display import fmt, fmt_p, level_text, num
+from counterfeed.core.display import fmt, fmt_p, level_text, levels_differ, num
 from counterfeed.core.experiment import AB_WORLD, world_arm
 from counterfeed.core.findings import ADDITIVE, Assessed, assess, confounded_warning, headline, mechanism_of, reports_naive
 from counterfeed.core.results import RunResult
@@ -37,7 +37,7 @@ class RunView:
         self.level = num(self.manifest.get("level")) or self.scenario.level
         #: the estimates' levels as text ("95%", or "80% and 95%" when analyses set their own)
         self.levels = level_text((e.level for e in self.estimates), self.level)
-        self.mixed_levels = " and " in self.levels
+        self.mixed_levels = levels_differ((e.level for e in self.estimates), self.level)
         self.arms = [str(a) for a in self.manifest.get("arms") or self.scenario.arms]
         self.control = str(self.manifest.get("control") or self.scenario.control)
         self.name = str(self.manifest.get("scenario") or self.scenario.name or directory.name)
@@ -173,7 +173,7 @@ def _estimates(doc: _Doc, run: RunView) -> None:
         doc.add(_Para("This run has no estimates.", "muted"))
     else:
         doc.add(_Para("Each row is one estimator's effect of an arm against the control, with its "
-                      f"{run.levels} interval" + (" (its analysis's level)" if " and " in run.levels else "") + ". The diamond is the true effect, computed from the "
+                      f"{run.levels} interval" + (" (its analysis's level)" if run.mixed_levels else "") + ". The diamond is the true effect, computed from the "
                       "counterfactual worlds in which every user got one arm."))
     head = ["Estimator", "Arm", "Estimand", "Point", "Interval", "p / P(better)", "Truth", "Error",
             "Covered"]

@@ -37,10 +37,19 @@ def fmt(x: Any, signed: bool = False) -> str:
     return ("+" + s) if signed and v > 0 else s
 
 
+def _levels(levels: Any, default: float) -> list[float]:
+    return sorted({round(num(v) or default, 6) for v in levels} or {round(default, 6)})
+
+
+def levels_differ(levels: Any, default: float) -> bool:
+    """Whether a set of estimates has more than one interval level (analyses that set their own)."""
+    return len(_levels(levels, default)) > 1
+
+
 def level_text(levels: Any, default: float) -> str:
     """The interval level(s) of a set of estimates as a percentage: ``"95%"``, or ``"80% and 95%"``
     when analyses set their own ``level`` (an estimate's ``None`` level is ``default``)."""
-    got = sorted({round(num(v) or default, 6) for v in levels} or {round(default, 6)})
+    got = _levels(levels, default)
     text = [f"{v:.0%}" if abs(v * 100 - round(v * 100)) < 1e-6 else f"{v:.1%}" for v in got]
     return text[0] if len(text) == 1 else ", ".join(text[:-1]) + " and " + text[-1]
 

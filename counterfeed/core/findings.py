@@ -329,7 +329,7 @@ def _conclusion(e: Estimate, a: Assessed | None) -> str:
         weak = next((str(w) for w in (e.diagnostics or {}).get("warnings") or []
                      if str(w).startswith("weak instrument")), None)
         if weak:  # the headline's own number rests on it: say so here, not only under the table
-            s += f"; {weak.split(';')[0].split(' (')[0]}, so the interval is wide and the point unstable"
+            s += f"; {weak.split(';')[0]}, so the interval is wide and the point unstable"
     if str((e.diagnostics or {}).get("point_estimand", "")).endswith("[identified]"):  # did-staggered, cells left out
         s += ("; PARTLY IDENTIFIED: it averages only the treated cells with a comparison group, not the whole "
               "rollout (see its warning), and is scored against the truth over those cells")
