@@ -73,7 +73,7 @@ def _load(path: str, sets: tuple[str, ...] = ()):
 
 def _resolve_points(sc: Any, grid: list, replications: int = 1) -> None:
     """Every sweep point checked as ``validate`` checks a scenario; a ScenarioError names the point."""
-    from counterfeed.calibration.sweep import grid_points
+    from counterfeed.calibration.sweep import grid_points, point_error
     from counterfeed.core.plan import resolve
     from counterfeed.errors import ScenarioError
 
@@ -81,8 +81,7 @@ def _resolve_points(sc: Any, grid: list, replications: int = 1) -> None:
         try:
             resolve(point)
         except ScenarioError as exc:
-            where = ", ".join(f"{k}={v}" for k, v in overrides.items())
-            raise ScenarioError(f"--vary {where}: {exc}") from None
+            raise point_error(overrides, exc) from None
 
 
 def _executor(kind: str, workers: int | None, scheduler: str | None, tasks: int):
@@ -92,19 +91,29 @@ def _executor(kind: str, workers: int | None, scheduler: str | None, tasks: int)
     return get_executor(kind, workers=workers, scheduler=scheduler, tasks=tasks)
 
 
-def _check_sharding(sc: Any, executor: str, scheduler: str | None, grid: Any = ()) -> None:
+def _check_sharding(sc: Any, executor: str, scheduler: str | None, grid: Any = (), command: str = "calibrate") -> None:
     """A sharded scenario (``execution.shards`` > 1, in the file, by ``--set`` or varied) on the Dask
-    executor: refused before anything starts or is written. Each replication runs inside a Dask worker,
-    a daemonic process that cannot start the shards' cluster: every replication failed with "Nanny
-    failed to start" (break test 7)."""
+    executor: refused before anything starts or is written, naming ``command`` (``calibrate`` or
+    ``sweep``) and where the shards came from (the first ``--vary execution.shards`` point above 1,
+    when varied: the base scenario's value is then not used). Each replication runs inside a Dask
+    worker, a daemonic process that cannot start the shards' cluster: every replication failed with
+    "Nanny failed to start" (break test 7). Cheap: run before the scenario's costlier checks."""
+    from counterfeed.errors import ScenarioError
+
     if executor != "dask" and not scheduler:
         return
-    varied = [int(v) for f, values in grid if f == "execution.shards" for v in values if isinstance(v, int)]
-    shards = max([int(sc.execution.shards), *varied])
+    why = ("with the Dask executor: each replication runs inside a Dask worker, which cannot start the shards' "
+           f"own cluster; {command} with the local executor (its replications may shard)")
+    for f, values in grid:
+        if f == "execution.shards":  # every point sets it: the base scenario's value is not used
+            for v in values:
+                if isinstance(v, int) and not isinstance(v, bool) and v > 1:
+                    raise ScenarioError(f"--vary execution.shards={v}: {v} shards {why}, or drop --vary "
+                                        "execution.shards (sharding does not change the numbers)")
+            return
+    shards = int(sc.execution.shards)
     if shards > 1:
-        raise sc.error(f"{shards} shards with the Dask executor: each replication runs inside a Dask worker, "
-                       "which cannot start the shards' own cluster; calibrate with the local executor (its "
-                       "replications may shard), or unsharded (execution.shards: 1): the numbers are the same",
+        raise sc.error(f"{shards} shards {why}, or unsharded (execution.shards: 1): the numbers are the same",
                        "execution.shards")
 
 
@@ -229,8 +238,8 @@ def calibrate_command(scenario: str, replications: int, workers: int | None, exe
     from counterfeed.calibration.calibrate import calibrate, check_calibratable
 
     sc = _load(scenario, sets)
+    _guard(_check_sharding, sc, executor, scheduler)  # cheap: before the split draws of check_calibratable
     _guard(check_calibratable, sc, "calibrate", replications)  # before any worker starts or any file is written
-    _guard(_check_sharding, sc, executor, scheduler)
     ex = _guard(_executor, executor, workers, scheduler, replications)
     with _resumable(), ex:
         result = _guard(calibrate, sc, replications, executor=ex, out_dir=out_dir, fresh=fresh,
@@ -262,8 +271,8 @@ def sweep_command(scenario: str, vary: tuple[str, ...], replications: int, worke
 
     sc = _load(scenario, sets)
     grid = _guard(lambda: [parse_vary(v) for v in vary])
+    _guard(_check_sharding, sc, executor, scheduler, grid, "sweep")  # cheap: before the points' split draws
     _guard(_resolve_points, sc, grid, replications)  # validate every point (as `validate` would) before starting workers
-    _guard(_check_sharding, sc, executor, scheduler, grid)
     points = math.prod(len(values) for _, values in grid)
     ex = _guard(_executor, executor, workers, scheduler, replications * points)
     with _resumable(), ex:

@@ -29,7 +29,7 @@ from counterfeed.core.executors import Executor
 from counterfeed.core.scenario import Scenario, check_arms_filled
 from counterfeed.errors import CounterfeedError, ScenarioError
 
-__all__ = ["parse_vary", "grid_points", "sweep", "SweepResult"]
+__all__ = ["parse_vary", "grid_points", "point_error", "sweep", "SweepResult"]
 
 
 def parse_vary(spec: str) -> tuple[str, list[Any]]:
@@ -50,6 +50,19 @@ def parse_vary(spec: str) -> tuple[str, list[Any]]:
     if len(set(map(repr, parsed))) != len(parsed):
         raise ScenarioError(f"--vary {field_path}: a value is listed twice ({values})")
     return field_path, parsed
+
+
+def point_error(overrides: dict[str, Any], exc: ScenarioError) -> ScenarioError:
+    """``exc``, raised by the grid point ``overrides`` (field -> value), located at that point once:
+    ``--vary FIELD=V: FIELD: message`` for a problem in a field the point set (which the point's
+    scenario attributes to ``--set``), else ``--vary FIELD=V: `` and ``exc`` located as it was (a line
+    of the file, or a real ``--set``)."""
+    from counterfeed.core.scenario_messages import SET_ORIGIN, from_set
+
+    where = ", ".join(f"{k}={v}" for k, v in overrides.items())
+    if exc.field and (exc.file is None or (exc.file == SET_ORIGIN and from_set(exc.field, overrides))):
+        return ScenarioError(f"--vary {where}: {exc.field}: {exc.bare_message}", also=exc.also)
+    return ScenarioError(f"--vary {where}: {exc}")
 
 
 def grid_points(scenario: Scenario, vary: list[tuple[str, list[Any]]], *,
@@ -80,8 +93,7 @@ def grid_points(scenario: Scenario, vary: list[tuple[str, list[Any]]], *,
                 check_estimators(sc, "sweep")
             check_arms_filled(sc, replication_seeds(scenario.seed, replications))
         except ScenarioError as exc:
-            where = ", ".join(f"{k}={v}" for k, v in overrides.items())
-            raise ScenarioError(f"--vary {where}: {exc.field + ': ' if exc.field else ''}{exc.bare_message}") from None
+            raise point_error(overrides, exc) from None
         points.append((overrides, sc))
     return points
 

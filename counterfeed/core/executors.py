@@ -244,8 +244,9 @@ class LocalExecutor(Executor):
 
 def _check_listening(scheduler: str, timeout: float) -> None:
     """Raise one CounterfeedError at once when nothing can answer at ``scheduler`` (``tcp://HOST:PORT``,
-    already checked): a host that does not resolve, a refused connection, an unreachable network or
-    no TCP connection within ``timeout`` seconds. ``distributed.Client`` retries all of these until
+    already checked): a host that does not resolve, a refused connection, an unreachable network,
+    no TCP connection within ``timeout`` seconds, or a peer whose first bytes are no Dask scheduler's
+    (:func:`_check_first_bytes`). ``distributed.Client`` retries all of these until
     its own timeout (30 s) and then reports a timeout, whatever the cause."""
     import socket
 
@@ -265,9 +266,11 @@ def _check_listening(scheduler: str, timeout: float) -> None:
             sock.settimeout(timeout)
             try:
                 sock.connect(address)
-                return  # something listens: whether it is a Dask scheduler, the Client finds out
             except OSError as exc:
                 problem = problem if isinstance(problem, ConnectionRefusedError) else exc
+                continue
+            _check_first_bytes(sock, scheduler)
+            return  # something listens and sent nothing wrong (yet): the Client finds out the rest
     if isinstance(problem, ConnectionRefusedError):
         raise CounterfeedError(f"{where}: connection refused: nothing listens at {hostport}; is the scheduler "
                                "running, and is this its own port (usually 8786)?")
@@ -276,6 +279,51 @@ def _check_listening(scheduler: str, timeout: float) -> None:
                                "or a firewall drops the connection?)")
     reason = getattr(problem, "strerror", None) or str(problem)
     raise CounterfeedError(f"{where}: {hostport} cannot be reached ({reason})")
+
+
+#: seconds :func:`_check_first_bytes` waits for a scheduler's greeting; silence is left to the Client
+_GREETING_WAIT = 1.0
+#: the first message a Dask scheduler sends (its handshake, a few hundred bytes) is shorter than this
+_GREETING_MAX = 2**32
+
+
+def _not_a_scheduler(scheduler: str, what: str) -> CounterfeedError:
+    return CounterfeedError(f"cannot connect to the Dask scheduler at {scheduler}: something accepts connections "
+                            f"there but did not answer as a Dask scheduler ({what}; expected the scheduler's own "
+                            "port, usually 8786, not its dashboard's or another server's)")
+
+
+def _check_first_bytes(sock: Any, scheduler: str) -> None:
+    """Raise one CounterfeedError when the peer on ``sock`` (connected) is not a Dask scheduler by
+    what it sends first. A scheduler writes its handshake as soon as it accepts a connection,
+    prefixed by the message's length (8 bytes, ``struct`` format ``Q``: distributed's TCP comm); a
+    peer that closes the connection before 8 bytes, or whose 8 bytes are no plausible length (an
+    HTTP server's ``HTTP/1.1 400``, which distributed took for a 3 EiB message and reported as a
+    MemoryError), is something else. A peer silent for :data:`_GREETING_WAIT` seconds passes: a
+    busy scheduler may answer late, and the Client's own bounded wait (:func:`_connect`) decides."""
+    import socket
+    import struct
+    import time
+
+    got, deadline = b"", time.monotonic() + _GREETING_WAIT
+    try:
+        while len(got) < 8:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            sock.settimeout(left)
+            chunk = sock.recv(8 - len(got))
+            if not chunk:
+                raise _not_a_scheduler(scheduler, f"it closed the connection after {len(got)} bytes"
+                                       if got else "it closed the connection without a word")
+            got += chunk
+    except (socket.timeout, TimeoutError):
+        return
+    except OSError as exc:  # reset by the peer: not a scheduler's greeting either
+        raise _not_a_scheduler(scheduler, f"the connection failed: {exc.strerror or exc}") from None
+    (length,) = struct.unpack("Q", got)  # distributed's own format (native byte order)
+    if not 8 <= length < _GREETING_MAX:
+        raise _not_a_scheduler(scheduler, f"it sent {got!r}")
 
 
 def _connect(client_class: Any, scheduler: str, timeout: float) -> Any:
@@ -302,6 +350,8 @@ def _connect(client_class: Any, scheduler: str, timeout: float) -> Any:
     if exc is not None:
         if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: not a connection failure
             raise exc
+        if isinstance(exc, MemoryError):  # distributed took a non-Dask answer's first bytes for a length
+            raise _not_a_scheduler(scheduler, f"{type(exc).__name__}: {exc}") from None
         raise CounterfeedError(f"cannot connect to the Dask scheduler at {scheduler}: "
                                f"{type(exc).__name__}: {exc}") from None
     return box["client"]

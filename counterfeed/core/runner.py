@@ -47,7 +47,7 @@ from counterfeed.core.worlds import (WorldOutput, WorldTask, build_world, simula
                                      world_assignment_component)
 from counterfeed.core.causal_graph import dgp_graph, write_dgp_graph
 from counterfeed.core.truth_observational import observational_truth
-from counterfeed.errors import DataError, ModelError, OutputError, ScenarioError
+from counterfeed.errors import DataError, ModelError, OutputError
 
 __all__ = ["run", "resolve", "Plan", "simulate_world", "world_assignment_component", "RunDirectory"]
 
@@ -244,13 +244,13 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
     """
     t_start = time.perf_counter()
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    from counterfeed.core.shard_spec import execution_arguments  # checked as execution.shards/scheduler are:
+
+    shards, scheduler = execution_arguments(sc, shards, scheduler, "run")  # 0, 2.9, '2': an error, not unsharded
     check_arms_filled(sc)  # before simulating: the estimates would fail after every world
     say = log or ((lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)))
     registry = get_registry()
     plan = resolve(sc, registry)
-    shards, scheduler = int(shards or sc.execution.shards), scheduler or sc.execution.scheduler
-    if shards > sc.population.users:
-        raise ScenarioError(f"--shards {shards}: more shards than users ({sc.population.users})")
     rundir = RunDirectory(Path(output_dir or sc.output.dir), sc.name) if write else None
     timings: dict[str, float] = {}
     preload = _Background(lambda: _preload_output(sc.output.report)) if write else None

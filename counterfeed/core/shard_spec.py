@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 if TYPE_CHECKING:  # pragma: no cover
     from counterfeed.core.scenario import Scenario
 
-__all__ = ["ExecutionSpec", "check_execution", "check_scheduler_address", "unsharded", "MAX_SHARDS"]
+__all__ = ["ExecutionSpec", "check_execution", "check_scheduler_address", "execution_arguments", "unsharded",
+           "MAX_SHARDS"]
 
 MAX_SHARDS = 1024
 #: a DNS label (RFC 1123): letters, digits and inner hyphens, 1 to 63 characters
@@ -80,6 +81,35 @@ def check_execution(scenario: "Scenario") -> None:
     if ex.shards > scenario.population.users:
         raise scenario.error(f"{ex.shards} shards for {scenario.population.users} users: every shard needs "
                              f"at least one user (expected at most population.users)", "execution.shards")
+
+
+def execution_arguments(scenario: "Scenario", shards: object = None, scheduler: object = None,
+                        origin: str = "run") -> tuple[int, str | None]:
+    """``(shards, scheduler)`` for a run of ``scenario`` given these arguments of ``origin`` (a Python
+    function, e.g. ``run``; None: the scenario's ``execution``), checked by the very rules of
+    ``execution.shards`` and ``execution.scheduler`` (a strict int from 1 to :data:`MAX_SHARDS`, at
+    most ``population.users``; ``tcp://HOST:PORT``): ``shards=0``, ``2.9``, ``'2'`` or ``True`` is a
+    ScenarioError naming the argument (``run(shards=...): ...``), as ``--shards``'s names the option.
+    ``scheduler="in-process"`` (:data:`counterfeed.core.shard.IN_PROCESS`, for tests and debugging)
+    is no address and passes as it is."""
+    from counterfeed.core.shard import IN_PROCESS
+    from counterfeed.errors import ScenarioError
+
+    overrides = {}
+    if shards is not None:
+        overrides["execution.shards"] = shards
+    if scheduler is not None and scheduler != IN_PROCESS:
+        overrides["execution.scheduler"] = scheduler
+    ex = scenario.execution
+    if overrides:
+        try:
+            ex = scenario.with_overrides(overrides).execution
+        except ScenarioError as exc:
+            name = (exc.field or "").removeprefix("execution.")
+            if exc.field not in overrides or exc.others or exc.also:
+                raise
+            raise ScenarioError(exc.bare_message, file=f"{origin}({name}=...)") from None
+    return ex.shards, (scheduler if scheduler == IN_PROCESS else ex.scheduler)
 
 
 def unsharded(data: dict) -> dict:
