@@ -150,10 +150,16 @@ class FixedAssignment(Assignment):
 
 def assign(n_users: int, split: dict[str, float], salt: str, seed: int) -> np.ndarray:
     """Arm index of each user: ``u = hash(seed, salt, user)`` in (0,1) against the cumulative split."""
+    return assign_users(np.arange(n_users, dtype=np.int64), split, salt, seed)
+
+
+def assign_users(users: np.ndarray, split: dict[str, float], salt: str, seed: int) -> np.ndarray:
+    """:func:`assign`'s arm index of the user ids ``users`` (int64) alone: each user's arm depends on
+    its own id, so a block of ids is drawn without the others (the split-draw check counts in blocks)."""
     arms = list(split)
     cum = np.cumsum([split[a] for a in arms])
     cum[-1] = 1.0
-    u = Stream(stream_key(seed, f"assignment:{salt}")).uniform(np.arange(n_users, dtype=np.int64))
+    u = Stream(stream_key(seed, f"assignment:{salt}")).uniform(np.asarray(users, dtype=np.int64))
     return np.searchsorted(cum, u, side="right").clip(0, len(arms) - 1).astype(np.int64)
 
 

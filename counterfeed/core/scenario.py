@@ -159,32 +159,26 @@ _FILLED_DRAWS: dict[tuple, bool] = {}
 
 
 def _arm_counts(users: int, split: dict[str, float], salt: str, seed: int, need: int) -> list[int]:
-    """Users per arm of the draw :func:`counterfeed.core.experiment.assign` makes (the same keyed
-    uniform per user against the same cumulative split), counted over the users in blocks of ids
-    until every arm has ``need``: exact for a draw that leaves an arm short (all users are then
-    counted), and at least ``need`` per arm otherwise. A small arm (30 users expected of 1,000,000)
-    gets its ``need`` within the first few blocks, so a calibration's 1,000 draws hash about a tenth
-    of the users that whole assignments would (64 s -> about 3 s). An arm's count is a difference of
-    ``u < cum`` counts, which is what ``assign``'s ``searchsorted(cum, u, side="right")`` decides."""
+    """Users per arm of the run's own draw (:func:`counterfeed.core.experiment.assign_users`, block by
+    block of user ids), counted until every arm has ``need``: exact for a draw that leaves an arm short
+    (all users are then counted), and at least ``need`` per arm otherwise. A small arm (30 users
+    expected of 1,000,000) gets its ``need`` within the first few blocks, so a calibration's 1,000 draws
+    hash about a tenth of the users that whole assignments would (64 s -> about 3 s)."""
     import numpy as np
 
-    from counterfeed.core.randomness import Stream, stream_key
+    from counterfeed.core.experiment import assign_users
 
     shares = np.array(list(split.values()), dtype=np.float64)
-    cum = np.cumsum(shares)
-    cum[-1] = 1.0
-    stream = Stream(stream_key(seed, f"assignment:{salt}"))
     smallest = float(shares[shares > 0].min() / shares.sum()) if (shares > 0).any() else 1.0
     base = int(min(users, max(16_384, math.ceil(need / smallest / 2))))  # about half of where `need` is reached
-    below = np.zeros(len(cum) - 1, dtype=np.int64)  # users so far with u < cum[a], a < the last arm
-    lo, counts = 0, [0] * len(cum)
+    counts = np.zeros(len(split), dtype=np.int64)
+    lo = 0
     while lo < users:
         hi = min(users, lo + max(base, lo // 4))  # then growing: a few dozen blocks for a whole population
-        u = stream.uniform(np.arange(lo, hi, dtype=np.int64))
-        below += [np.count_nonzero(u < c) for c in cum[:-1]]
+        counts += np.bincount(assign_users(np.arange(lo, hi, dtype=np.int64), split, salt, seed),
+                              minlength=len(split))
         lo = hi
-        counts = np.diff(np.concatenate(([0], below, [lo]))).tolist()
-        if min(counts) >= need:
+        if counts.min() >= need:
             break
     return [int(k) for k in counts]
 
