@@ -202,7 +202,7 @@ def _yes_no(v: Any) -> str:
 
 
 def _print_result(result: Any) -> None:
-    from counterfeed.core.display import level_text, levels_differ
+    from counterfeed.core.display import estimator_label, level_text, levels_differ, repeated_estimators
     from counterfeed.core.findings import headline
 
     console = table_console()
@@ -222,7 +222,9 @@ def _print_result(result: Any) -> None:
     console.print(f"SRM check: chi2={_fmt(srm.get('statistic'))}, p={_fmt(srm.get('p_value'))} -> {flag}")
     if result.estimates:
         error_title = "error (interference bias)" if result.manifest.get("training") else "error"
-        rows = [_estimate_row(e) for e in result.estimates]
+        repeated = repeated_estimators((e.estimator, e.analysis) for e in result.estimates)
+        rows = [{**_estimate_row(e), "estimator": estimator_label(e.estimator, e.analysis, repeated)}
+                for e in result.estimates]
         if levels_differ((e.level for e in result.estimates), sc.level):  # analyses set their own levels
             for row, e in zip(rows, result.estimates):
                 row["interval"] += f" {level_text([e.level], e.level)}"
@@ -254,9 +256,13 @@ def _print_estimate_notes(console: Any, estimates: list[Any]) -> None:
     """Under the estimates table: each estimator's warnings, and what an interval shown [-, -] means."""
     from counterfeed.core._report_sections import _warnings_of
 
+    from counterfeed.core.display import estimator_label, repeated_estimators
+
     lines = []
+    repeated = repeated_estimators((e.estimator, e.analysis) for e in estimates)
     for e in estimates:
-        where = f"{e.estimator} · {e.metric} · {e.arm}" + (f" · {e.segment}" if e.segment else "")
+        where = (f"{estimator_label(e.estimator, e.analysis, repeated)} · {e.metric} · {e.arm}"
+                 + (f" · {e.segment}" if e.segment else ""))
         if (e.point is not None and e.diagnostics.get("identified") is not False  # NOT IDENTIFIED: its warning says
                 and (_fmt(e.lower) == "-" or _fmt(e.upper) == "-")):
             ar = e.diagnostics.get("ar_set")  # an instrumental-variable estimate's Anderson-Rubin set
@@ -321,8 +327,10 @@ def validate_command(scenario: str, sets: tuple[str, ...], shards: int | None, s
 
     sc = _scenario_with_options(scenario, sets, shards, scheduler, {"output.report": False} if no_report else {})
     _check_workers(workers, sc)
-    resolve(sc)
+    plan = resolve(sc)
     check_output_dir(sc, out)  # where `run` would write: --out, else output.dir
+    for line in plan.notes:  # valid, but likely not what was meant (run prints them too)
+        click.echo(f"note: {line}", err=True)
     if as_json:
         click.echo(_json.dumps(sc.to_dict(), indent=2))
     else:

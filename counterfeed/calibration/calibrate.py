@@ -27,7 +27,8 @@ from counterfeed.calibration.engine import (ExecutionReport, Replicate, execute,
                                             run_replication)
 from counterfeed.calibration.store import ReplicationStore, atomic_write_json, scenario_hash
 from counterfeed.calibration.cate_summary import cate_summary
-from counterfeed.calibration.summary import FLAGGED_VERDICTS, records_frame, summarize
+from counterfeed.calibration.summary import FLAGGED_VERDICTS, assign_entries, records_frame, summarize
+from counterfeed.core.display import estimator_label, repeated_estimators
 from counterfeed.core.executors import Executor
 from counterfeed.core.scenario import Scenario, check_arms_filled
 from counterfeed.errors import CounterfeedError
@@ -95,12 +96,9 @@ def check_calibratable(scenario: Scenario, command: str = "calibrate", replicati
 
 def check_estimators(scenario: Scenario, command: str = "calibrate") -> None:
     """A located ScenarioError when ``analysis`` is empty: the replications would estimate nothing, so
-    ``command`` would simulate them all and score nothing (phase decisions are not calibrated); or when
-    two entries of one estimator estimate one metric, which ``command``'s summary would pool
-    (:func:`counterfeed.core.plan.pooled_analyses`)."""
-    from counterfeed.core.plan import pooled_analyses
-
-    pooled_analyses(scenario, command)
+    ``command`` would simulate them all and score nothing (phase decisions are not calibrated). Entries
+    of one estimator are allowed: the summary keeps each entry's rows apart (``analysis`` in
+    :data:`~counterfeed.calibration.summary.GROUP_KEYS`)."""
     if not scenario.analysis:
         phases = (" (its phases' decisions, recorded in the run manifest's \"phases\", are not calibrated)"
                   if scenario.experiment.phases else "")
@@ -155,6 +153,7 @@ def calibrate(scenario: Scenario, replications: int, *, executor: Executor | Non
         wanted = {t["name"] for t in tasks}
         stored = store.load()
         records = [r for name, r in stored.items() if name in wanted]
+        assign_entries(records, [spec.estimator for spec in scenario.analysis])
         errors = {k: v for k, v in store.load_errors().items() if k in wanted and k not in stored}
         frame = records_frame(records)
         result = CalibrationResult(out_dir=out, scenario=scenario, replications=replications,
@@ -224,6 +223,7 @@ def summary_table(summary: pd.DataFrame, *, title: str, extra: list[str] | None 
 
     extra = list(extra or [])
     show_segment = summary["segment"].notna().any() if len(summary) else False
+    repeated = _repeated(summary)
     table = Table(title=title, header_style="bold")
     keys = [*extra, "estimator", "metric", "arm", "estimand"] + (["segment"] if show_segment else [])
     for k in keys:
@@ -234,17 +234,30 @@ def summary_table(summary: pd.DataFrame, *, title: str, extra: list[str] | None 
     for _, r in summary.iterrows():
         cov = "–" if pd.isna(r["coverage"]) else (
             f"{r['coverage']:.3f} [{_side(r['coverage_lower'], r['level'])}, {_side(r['coverage_upper'], r['level'])}]")
-        table.add_row(*[_fmt(r[k]) if k != "segment" else _fmt(r[k] or "all users") for k in keys],
+        cells = {k: _fmt(r[k]) for k in keys}
+        cells["estimator"] = estimator_label(r["estimator"], r.get("analysis"), repeated)
+        if show_segment:
+            cells["segment"] = _fmt(r["segment"] or "all users")
+        table.add_row(*cells.values(),
                       str(int(r["replications"])), _fmt(r["bias"]), _fmt(r["rmse"]), cov,
                       _fmt(r["mean_width"]), _fmt(r["rejection_rate"], ".3f"), _fmt(r["mde"]),
                       _fmt(r.get("verdict")))
     return table
 
 
-def _label(r: dict[str, Any], extra: list[str]) -> str:
-    """``[field=value · ...] estimator · metric · arm · estimand[ · segment]``: one row of a summary."""
+def _repeated(summary: pd.DataFrame) -> set[str]:
+    """The estimators of a summary that several analysis entries ran (core.display.repeated_estimators)."""
+    if not len(summary) or "analysis" not in summary:
+        return set()
+    return repeated_estimators(zip(summary["estimator"], summary["analysis"]))
+
+
+def _label(r: dict[str, Any], extra: list[str], repeated: set[str] = frozenset()) -> str:
+    """``[field=value · ...] estimator[ (analysis[i])] · metric · arm · estimand[ · segment]``: one row of a
+    summary (the entry when several entries ran the estimator)."""
     parts = [f"{k}={r[k]}" for k in extra]
-    parts += [str(r[k]) for k in ("estimator", "metric", "arm", "estimand")]
+    parts += [estimator_label(r["estimator"], r.get("analysis"), repeated)]
+    parts += [str(r[k]) for k in ("metric", "arm", "estimand")]
     if r.get("segment") is not None and not (isinstance(r["segment"], float) and math.isnan(r["segment"])):
         parts.append(f"segment {r['segment']}")
     return " · ".join(parts)
@@ -263,30 +276,31 @@ def summary_warnings(summary: pd.DataFrame, *, extra: list[str] | None = None) -
     extra = list(extra or [])
     lines: list[str] = []
     rows = _records(summary) if len(summary) else []
+    repeated = _repeated(summary)
     for r in rows:
         if (r.get("zero_width") or 0) > 0:
-            lines.append(f"warning: {_label(r, extra)}: {r['zero_width']} of {r['replications']} replications "
+            lines.append(f"warning: {_label(r, extra, repeated)}: {r['zero_width']} of {r['replications']} replications "
                          "reported a zero-width interval (no observed variance): its coverage says little")
     for r in rows:
         if (r.get("unbounded") or 0) > 0:
-            lines.append(f"warning: {_label(r, extra)}: {r['unbounded']} of {r['replications']} replications "
+            lines.append(f"warning: {_label(r, extra, repeated)}: {r['unbounded']} of {r['replications']} replications "
                          "reported an unbounded interval (the whole line covers any truth; two rays cover unless "
                          "it lies between them); the mean width, se and MDE are over the bounded ones")
     for r in rows:
         if (r.get("not_identified") or 0) > 0:
-            lines.append(f"warning: {_label(r, extra)}: in {r['not_identified']} of {r['replications']} replications "
+            lines.append(f"warning: {_label(r, extra, repeated)}: in {r['not_identified']} of {r['replications']} replications "
                          "the estimator marked its estimate not identified (see a run's warnings); they are scored "
                          "all the same")
     for r in rows:
         level = r.get("level")
         if r.get("verdict") == "undercovers":
-            lines.append(f"warning: {_label(r, extra)}: undercovers: coverage {r['coverage']:.3f} "
+            lines.append(f"warning: {_label(r, extra, repeated)}: undercovers: coverage {r['coverage']:.3f} "
                          f"[{r['coverage_lower']:.3f}, {_side(r['coverage_upper'], level)}] over {r['replications']} "
                          f"replications, below the nominal {level:g} (its 95% Wilson interval excludes "
                          f"{level:g}): these intervals are too narrow here, or the estimate is biased")
         if _over_rejects(r):
             lo = _side(r["rejection_lower"], 1 - level)
-            lines.append(f"warning: {_label(r, extra)}: over-rejects: the true effect is 0 in every replication, "
+            lines.append(f"warning: {_label(r, extra, repeated)}: over-rejects: the true effect is 0 in every replication, "
                          f"yet the rejection rate is {r['rejection_rate']:.3f} [{lo}, "
                          f"{r['rejection_upper']:.3f}], above the nominal {1 - level:.3g} (its 95% Wilson "
                          "interval excludes it): a false-positive rate above the level")

@@ -1,8 +1,8 @@
 """Per-user operating characteristics of CATE estimators over replications: PEHE, interval coverage.
 
 Each replication's ``cate`` estimate carries its per-user scores (``diagnostics["cate_scores"]``,
-kept by :func:`counterfeed.calibration.engine.slim_estimate` as ``cate``). Per (estimator, metric,
-arm) over the R replications that have them:
+kept by :func:`counterfeed.calibration.engine.slim_estimate` as ``cate``). Per (estimator, analysis
+entry, metric, arm) over the R replications that have them:
 
 - ``pehe``: mean over replications of the replication's PEHE; ``pehe_baseline``: the same for
   predicting the true average effect for everyone; ``pehe_ratio`` = ratio of the two means;
@@ -39,6 +39,7 @@ import pandas as pd
 from scipy import stats
 
 from counterfeed.calibration.summary import wilson_interval
+from counterfeed.core.display import estimator_label, repeated_estimators
 
 __all__ = ["CATE_KEYS", "cate_summary", "cate_table", "with_targeting_regret"]
 
@@ -48,7 +49,7 @@ CATE_KEYS = ("truth_estimand", "n_users", "pehe", "pehe_baseline", "coverage", "
              "pehe_mc", "pehe_baseline_mc", "coverage_deconvolved", "ite_coverage", "ite_coverage_deconvolved",
              "ite_coverage_realised", "ite_coverage_judged", "ite_judged_on", "ite_coverage_treated",
              "ite_coverage_control", "regret")
-_COLUMNS = ["estimator", "metric", "arm", "truth_estimand", "replications", "pehe", "pehe_baseline",
+_COLUMNS = ["estimator", "analysis", "metric", "arm", "truth_estimand", "replications", "pehe", "pehe_baseline",
             "pehe_ratio", "beats_baseline_30", "beats_lower", "beats_upper", "spearman", "coverage",
             "coverage_lower", "coverage_upper", "coverage_in_band", "in_band_lower", "in_band_upper",
             "regret", "regret_lower", "regret_upper", "pehe_mc", "pehe_baseline_mc", "pehe_ratio_mc",
@@ -118,20 +119,21 @@ def _ite_band(g: pd.DataFrame) -> dict[str, float]:
 
 
 def cate_summary(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (estimator, metric, arm) of the ``cate`` estimates in stored replication records
+    """One row per (estimator, analysis entry, metric, arm) of the ``cate`` estimates in stored replication records
     (the columns are in the module docstring); empty when no replication has CATE scores."""
     rows = []
     for rec in records:
         for est in rec.get("estimates", []):
             scores = est.get("cate")
             if est.get("estimand") == "cate" and isinstance(scores, dict) and scores.get("pehe") is not None:
-                rows.append({"estimator": est["estimator"], "metric": est["metric"], "arm": est["arm"],
-                             "level": est.get("level") or 0.95, **{k: scores.get(k) for k in CATE_KEYS}})
+                rows.append({"estimator": est["estimator"], "analysis": est.get("analysis"), "metric": est["metric"],
+                             "arm": est["arm"], "level": est.get("level") or 0.95, **{k: scores.get(k) for k in CATE_KEYS}})
     if not rows:
         return pd.DataFrame(columns=_COLUMNS)
     frame = pd.DataFrame(rows)
     out = []
-    for (name, metric, arm), g in frame.groupby(["estimator", "metric", "arm"], sort=True):
+    for (name, entry, metric, arm), g in frame.groupby(["estimator", "analysis", "metric", "arm"], sort=True,
+                                                        dropna=False):
         pehe = g["pehe"].map(_num).to_numpy()
         base = g["pehe_baseline"].map(_num).to_numpy()
         ok = np.isfinite(pehe) & np.isfinite(base)
@@ -154,7 +156,7 @@ def cate_summary(records: list[dict[str, Any]]) -> pd.DataFrame:
         mc_base = g["pehe_baseline_mc"].map(_num).to_numpy()
         mc_ok = np.isfinite(mc) & np.isfinite(mc_base)
         which = sorted(set(g["truth_estimand"].dropna()))
-        out.append({"estimator": name, "metric": metric, "arm": arm,
+        out.append({"estimator": name, "analysis": None if pd.isna(entry) else int(entry), "metric": metric, "arm": arm,
                     "truth_estimand": which[0] if len(which) == 1 else ("mixed" if which else None),
                     "replications": int(ok.sum()), "pehe": float(pehe[ok].mean()) if ok.any() else math.nan,
                     "pehe_baseline": float(base[ok].mean()) if ok.any() else math.nan,
@@ -206,8 +208,9 @@ def cate_table(summary: pd.DataFrame):
               "individual intervals: raw [95% CI]", "deconvolved", "in band [95% CI]", "treated / control",
               "realised", "targeting regret [95% CI]"):
         table.add_column(k, justify="right")
+    repeated = repeated_estimators(zip(summary["estimator"], summary["analysis"]))
     for _, r in summary.iterrows():
-        table.add_row(str(r["estimator"]), str(r["metric"]), str(r["arm"]), str(r["truth_estimand"]),
+        table.add_row(estimator_label(r["estimator"], r["analysis"], repeated), str(r["metric"]), str(r["arm"]), str(r["truth_estimand"]),
                       str(int(r["replications"])), _f(r["pehe"], ".4g"), _f(r["pehe_baseline"], ".4g"),
                       _f(r["pehe_ratio"]), _f(r["pehe_mc"], ".4g"), _f(r["pehe_ratio_mc"]),
                       f"{_f(r['beats_baseline_30'])} [{_f(r['beats_lower'])}, {_f(r['beats_upper'])}]",

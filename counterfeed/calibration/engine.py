@@ -21,7 +21,7 @@ __all__ = ["replication_seeds", "run_replication", "Replicate", "ExecutionReport
 Replicate = Callable[[dict, int], list]
 """``replicate(scenario_data, seed) -> list of estimate dicts``; module-level, so it pickles."""
 
-_KEEP = ("estimator", "metric", "arm", "estimand", "segment", "point", "lower", "upper", "p_value",
+_KEEP = ("estimator", "metric", "arm", "estimand", "segment", "analysis", "point", "lower", "upper", "p_value",
          "truth", "covered", "level")
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from counterfeed.core.display import estimator_label, repeated_estimators
+
 __all__ = ["coverage_figure", "estimate_vs_truth_figure", "power_figure"]
 
 
@@ -20,10 +22,16 @@ def _pyplot():
     return plt
 
 
-def _label(row: pd.Series, keys: list[str]) -> str:
-    parts = [str(row[k]) for k in keys if k in row and row[k] is not None and not
-             (isinstance(row[k], float) and math.isnan(row[k]))]
+def _label(row: pd.Series, keys: list[str], repeated: set[str] = frozenset()) -> str:
+    """The values of ``keys`` in ``row`` joined by " · " (missing ones left out); the estimator names its
+    analysis entry when it is among ``repeated`` (core.display.estimator_label)."""
+    parts = [estimator_label(row[k], row.get("analysis"), repeated) if k == "estimator" else str(row[k])
+             for k in keys if k in row and row[k] is not None and not (isinstance(row[k], float) and math.isnan(row[k]))]
     return " · ".join(parts)
+
+
+def _repeated(frame: pd.DataFrame) -> set[str]:
+    return repeated_estimators(zip(frame["estimator"], frame["analysis"])) if "analysis" in frame else set()
 
 
 def coverage_figure(summary: pd.DataFrame, path: Path) -> Path:
@@ -40,7 +48,8 @@ def coverage_figure(summary: pd.DataFrame, path: Path) -> Path:
         for level in sorted(rows["level"].dropna().unique()):
             ax.axvline(level, color="tab:red", ls="--", lw=1, label=f"nominal {level:.0%}")
         ax.set_yticks(y)
-        ax.set_yticklabels([_label(r, ["estimator", "metric", "arm", "estimand", "segment"])
+        repeated = _repeated(rows)
+        ax.set_yticklabels([_label(r, ["estimator", "metric", "arm", "estimand", "segment"], repeated)
                             for _, r in rows.iterrows()], fontsize=8)
         lo = min(float(rows["coverage_lower"].min()), float(rows["level"].min())) - 0.02
         ax.set_xlim(max(0.0, lo), 1.005)
@@ -61,13 +70,14 @@ def estimate_vs_truth_figure(frame: pd.DataFrame, path: Path, max_panels: int = 
     plt = _pyplot()
     data = frame[frame["truth"].notna() & frame["point"].notna()]
     panels = list(data.groupby(["metric", "arm", "estimand"], sort=True).groups)[:max_panels]
+    repeated = _repeated(data)
     fig, axes = _panel_grid(plt, len(panels), 4.2)
     if not panels:
         axes[0, 0].text(0.5, 0.5, "no estimate has a known truth", ha="center", va="center")
     for ax, (metric, arm, estimand) in zip(axes.flat, panels):
         d = data[(data["metric"] == metric) & (data["arm"] == arm) & (data["estimand"] == estimand)]
-        for est, g in d.groupby("estimator", sort=True):
-            ax.scatter(g["truth"], g["point"], s=8, alpha=0.5, label=str(est))
+        for (est, entry), g in d.groupby(["estimator", "analysis"], sort=True, dropna=False):
+            ax.scatter(g["truth"], g["point"], s=8, alpha=0.5, label=estimator_label(est, entry, repeated))
         lo = float(min(d["truth"].min(), d["point"].min()))
         hi = float(max(d["truth"].max(), d["point"].max()))
         ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls="--")
@@ -102,7 +112,9 @@ def power_figure(summary: pd.DataFrame, fields: list[str], path: Path, max_panel
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs)
     for ax, (metric, estimand) in zip(axes.flat, panels):
         d = summary[(summary["metric"] == metric) & (summary["estimand"] == estimand)]
-        for key, g in d.groupby(["estimator", "arm", *others], sort=True):
+        repeated = _repeated(d)
+        for key, g in d.groupby(["estimator", "analysis", "arm", *others], sort=True, dropna=False):
+            key = (estimator_label(key[0], key[1], repeated), *key[2:])
             g = g.sort_values(x_field) if numeric else g
             x = g[x_field].to_numpy(float) if numeric else [xs.index(v) for v in g[x_field]]
             y = g["rejection_rate"].to_numpy(float)

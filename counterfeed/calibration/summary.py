@@ -1,6 +1,6 @@
 """Operating characteristics of estimators over replications: bias, RMSE, coverage, power, MDE.
 
-For a group of replications of one (estimator, metric, arm, estimand, segment), with estimates
+For a group of replications of one (estimator, metric, arm, estimand, segment, analysis entry), with estimates
 :math:`\\hat\\theta_r`, intervals :math:`[l_r, u_r]` at level :math:`1-\\alpha` and true effects
 :math:`\\theta_r` (the truth of replication :math:`r`, from its counterfactual worlds):
 
@@ -67,13 +67,15 @@ from scipy.stats import binom, norm
 
 from counterfeed.core.scoring import COVER_ULPS, covers
 
-__all__ = ["ESTIMATE_FIELDS", "GROUP_KEYS", "wilson_interval", "records_frame", "summarize",
+__all__ = ["ESTIMATE_FIELDS", "GROUP_KEYS", "wilson_interval", "records_frame", "summarize", "assign_entries",
            "MDE_MULTIPLIER", "verdict", "FLAGGED_VERDICTS", "VERDICT_ALPHA", "undercoverage_p",
            "overcoverage_p", "overrejection_p", "strict_failures"]
 
-ESTIMATE_FIELDS = ["estimator", "metric", "arm", "estimand", "segment", "point", "lower", "upper",
+ESTIMATE_FIELDS = ["estimator", "metric", "arm", "estimand", "segment", "analysis", "point", "lower", "upper",
                    "p_value", "truth", "covered", "level", "not_identified"]
-GROUP_KEYS = ["estimator", "metric", "arm", "estimand", "segment"]
+#: ``analysis``: the index of the scenario's analysis entry that made the estimate, so that two entries of one
+#: estimator (two levels, a control group each) are summarised apart, never pooled into one row
+GROUP_KEYS = ["estimator", "metric", "arm", "estimand", "segment", "analysis"]
 MDE_MULTIPLIER = float(norm.ppf(0.975) + norm.ppf(0.80))
 #: the verdicts that say an estimator's intervals are not honest here (``calibrate --strict`` fails on them)
 FLAGGED_VERDICTS = ("undercovers", "over-rejects")
@@ -98,6 +100,27 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
     return lo, hi
 
 
+def assign_entries(records: list[dict[str, Any]], estimators: list[str]) -> None:
+    """Give the estimates of replications stored before estimates carried their analysis entry (no
+    ``analysis`` key) the index of the entry that made them, in place: the one entry of ``estimators``
+    (the scenario's analysis entries' estimator names, in order) with the estimate's estimator. Raises
+    :class:`~counterfeed.errors.CounterfeedError` when several entries ran that estimator, as such a
+    store cannot tell their rows apart (start afresh, ``--fresh``)."""
+    from counterfeed.errors import CounterfeedError
+
+    for rec in records:
+        for est in rec.get("estimates", []):
+            if "analysis" in est:
+                continue
+            entries = [i for i, name in enumerate(estimators) if name == est.get("estimator")]
+            if len(entries) > 1:
+                raise CounterfeedError(
+                    f"replication {rec.get('index')} was stored by an older counterfeed, which did not record which "
+                    f"analysis entry made each estimate, and analysis entries {entries} all run "
+                    f"'{est.get('estimator')}': their rows cannot be told apart; rerun with --fresh")
+            est["analysis"] = entries[0] if entries else None
+
+
 def records_frame(records: list[dict[str, Any]], extra: list[str] | None = None) -> pd.DataFrame:
     """One row per (replication, estimate) from stored replication records, ordered by replication.
 
@@ -116,6 +139,8 @@ def records_frame(records: list[dict[str, Any]], extra: list[str] | None = None)
     for col in ("point", "lower", "upper", "p_value", "truth", "level"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     frame["covered"] = frame["covered"].astype(object)
+    frame["analysis"] = pd.Series([None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
+                                   for v in frame["analysis"]], index=frame.index, dtype=object)
     frame["replication"] = frame["replication"].astype("int64")
     frame["seed"] = frame["seed"].astype("int64")
     return frame
@@ -260,6 +285,8 @@ def _covered(stored: Any, lower: float, upper: float, truth: float) -> bool | No
 def summarize(frame: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     """One row per group (default :data:`GROUP_KEYS`) with the statistics in the module docstring."""
     by = list(by or GROUP_KEYS)
+    if "analysis" in by and "analysis" not in frame:  # a frame of estimates that do not say their entry
+        frame = frame.assign(analysis=None)
     rows = []
     if len(frame):
         for key, g in frame.groupby(by, sort=True, dropna=False):

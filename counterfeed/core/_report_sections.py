@@ -16,7 +16,8 @@ from typing import Any
 from counterfeed.core import figures
 from counterfeed.core._report_draw import FigureJobs, figure_path
 from counterfeed.core._report_render import _KV, _Doc, _Figure, _Links, _Para, _Table
-from counterfeed.core.display import fmt, fmt_p, level_text, levels_differ, num
+from counterfeed.core.display import (estimator_label, fmt, fmt_p, level_text, levels_differ, num,
+                                      repeated_estimators)
 from counterfeed.core.experiment import AB_WORLD, world_arm
 from counterfeed.core.findings import ADDITIVE, Assessed, assess, confounded_warning, headline, mechanism_of, reports_naive
 from counterfeed.core.results import RunResult
@@ -38,6 +39,8 @@ class RunView:
         #: the estimates' levels as text ("95%", or "80% and 95%" when analyses set their own)
         self.levels = level_text((e.level for e in self.estimates), self.level)
         self.mixed_levels = levels_differ((e.level for e in self.estimates), self.level)
+        #: estimators that several analysis entries ran: their rows name the entry (:meth:`label`)
+        self.repeated = repeated_estimators((e.estimator, e.analysis) for e in self.estimates)
         self.arms = [str(a) for a in self.manifest.get("arms") or self.scenario.arms]
         self.control = str(self.manifest.get("control") or self.scenario.control)
         self.name = str(self.manifest.get("scenario") or self.scenario.name or directory.name)
@@ -49,6 +52,10 @@ class RunView:
         if self.truth is not None:
             names += [str(m) for m in self.truth["metric"]]
         self.metrics = list(dict.fromkeys(names))
+
+    def label(self, e: Any) -> str:
+        """The estimator of estimate ``e`` as the report's tables name it (core.display.estimator_label)."""
+        return estimator_label(e.estimator, e.analysis, self.repeated)
 
 
 def before_plugins(doc: _Doc, run: RunView) -> None:
@@ -147,20 +154,20 @@ def _covered_cell(covered: bool | None) -> tuple[str, str]:
     return ("✓", "yes") if covered is True else ("✗", "no") if covered is False else ("—", "na")
 
 
-def _est_row(e: Any, with_segment: bool = False, mixed_levels: bool = False) -> list[Any]:
+def _est_row(e: Any, with_segment: bool = False, mixed_levels: bool = False, label: str | None = None) -> list[Any]:
     pv = (_p_text(e.p_value) if e.p_value is not None else
           f"P(better) = {e.prob_better:.3f}" if e.prob_better is not None else "—")
     level = f" ({level_text([e.level], e.level)})" if mixed_levels else ""  # analyses with levels of their own
-    return [e.estimator, e.arm] + ([e.segment] if with_segment else []) + [
+    return [label or e.estimator, e.arm] + ([e.segment] if with_segment else []) + [
         e.estimand + (" NOT IDENTIFIED" if (e.diagnostics or {}).get("identified") is False else ""),  # as the CLI's
         (fmt(e.point), "num"), (f"{fmt(e.lower)} to {fmt(e.upper)}{level}", "num"),
         pv, (fmt(e.truth), "truth"), (fmt(e.error, signed=True), "num"), _covered_cell(e.covered)]
 
 
-def _forest_rows(ests: list[Any], with_segment: bool) -> list[tuple[str, list[dict]]]:
+def _forest_rows(ests: list[Any], with_segment: bool, run: RunView) -> list[tuple[str, list[dict]]]:
     panels: dict[str, list[dict]] = {}
     for e in ests:
-        label = f"{e.estimator} · {e.arm}" + (f" · {e.segment}" if with_segment else "")
+        label = f"{run.label(e)} · {e.arm}" + (f" · {e.segment}" if with_segment else "")
         panels.setdefault(e.estimand, []).append(
             {"label": label, "arm": e.arm, "point": num(e.point), "lower": num(e.lower),
              "upper": num(e.upper), "truth": e.truth})
@@ -184,19 +191,19 @@ def _estimates(doc: _Doc, run: RunView) -> None:
         doc.h(3, metric)
         overall = [e for e in ests if e.segment is None]
         if overall:
-            rows = _forest_rows(overall, False)
+            rows = _forest_rows(overall, False, run)
             path = run.jobs.add(f"estimates-{metric}", figures.forest, f"{metric}: effect vs control", rows,
                                 run.colors, run.levels, weight=len(rows))
             doc.add(_Figure(path, f"{metric}: estimates (dot, interval) and the true effect (diamond)."),
-                    _Table(head, [_est_row(e, False, run.mixed_levels) for e in overall]))
+                    _Table(head, [_est_row(e, False, run.mixed_levels, run.label(e)) for e in overall]))
         segs = [e for e in ests if e.segment is not None]
         if segs:
             doc.h(4, f"{metric} by segment")
-            rows = _forest_rows(segs, True)
+            rows = _forest_rows(segs, True, run)
             path = run.jobs.add(f"segments-{metric}", figures.forest, f"{metric} by segment", rows, run.colors,
                                 run.levels, weight=len(rows))
             doc.add(_Figure(path, f"{metric}: estimates per user segment and the true segment effects."),
-                    _Table(head[:2] + ["Segment"] + head[2:], [_est_row(e, True, run.mixed_levels) for e in segs]))
+                    _Table(head[:2] + ["Segment"] + head[2:], [_est_row(e, True, run.mixed_levels, run.label(e)) for e in segs]))
     _truth_table(doc, run)
 
 
@@ -246,7 +253,7 @@ def _interference(doc: _Doc, run: RunView) -> None:
     for a in rows:
         e = a.estimate
         split = e.estimand in ADDITIVE  # a ratio's gap is not split (see the paragraph above)
-        table.append([e.estimator, e.metric, e.arm] + ([e.segment or "all"] if with_seg else []) + [
+        table.append([run.label(e), e.metric, e.arm] + ([e.segment or "all"] if with_seg else []) + [
             e.estimand, (fmt(e.point), "num"), (fmt(e.truth), "truth"),
             (fmt(a.bias, signed=True), "num"),
             (fmt(a.interference, signed=True), "num") if split else "not decomposable",
@@ -307,7 +314,7 @@ def _diagnostics(doc: _Doc, run: RunView) -> None:
         warned += [(e, confounded_warning(mech)) for e in {(e.estimator, e.metric, e.arm): e for e in run.estimates
                                                            if not reports_naive(e)}.values()]
     if warned:  # each once: an estimator's rows (a CATE's cate and difference) share their warnings
-        lines = list(dict.fromkeys(f"{e.estimator} · {e.metric} · {e.arm}" + (f" · {e.segment}" if e.segment else "")
+        lines = list(dict.fromkeys(f"{run.label(e)} · {e.metric} · {e.arm}" + (f" · {e.segment}" if e.segment else "")
                                    + f": {w}" for e, w in warned))
         doc.add(_Para(f"{len(lines)} warning(s) from the estimators:", "caution", lines))
     else:
@@ -316,7 +323,7 @@ def _diagnostics(doc: _Doc, run: RunView) -> None:
     for e in run.estimates:
         d = {k: v for k, v in e.diagnostics.items() if k != "warnings"}
         text = "; ".join(f"{k}={_compact(v, None)}" for k, v in d.items()) or "—"  # never cut numbers
-        rows.append([e.estimator, e.metric, e.arm, e.segment or "all", e.estimand, (text, "code")])
+        rows.append([run.label(e), e.metric, e.arm, e.segment or "all", e.estimand, (text, "code")])
     doc.add(_Table(["Estimator", "Metric", "Arm", "Segment", "Estimand", "Diagnostics"], rows, small=True))
 
 

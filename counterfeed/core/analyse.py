@@ -107,6 +107,7 @@ def check_estimates(est: Estimator, out: Any, metrics: dict[str, MetricInfo] | N
                               f"({e.metric}, {e.arm})", plugin=est.name, hook="estimate")
     for e in out:
         e.flag_zero_width()  # again: an estimator may have changed the bounds after building the Estimate
+        e.flag_unbounded()
         why = getattr((metrics or {}).get(e.metric), "interference", None)
         if why:
             msg = f"metric '{e.metric}': {why}"

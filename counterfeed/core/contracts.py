@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from counterfeed.core._strict import reject_booleans
 
 from counterfeed.core.randomness import Keys, Stream
 
@@ -28,9 +30,13 @@ __all__ = [
 
 
 class Options(BaseModel):
-    """Base for plugin options: unknown fields are an error, values are validated on assignment."""
+    """Base for plugin options: unknown fields are an error, values are validated on assignment, numbers
+    must be finite (NaN and infinities are an error; a plugin whose option may be infinite sets
+    ``allow_inf_nan=True`` in its ``model_config``) and a boolean is not a number (:func:`reject_booleans`)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+
+    _no_booleans = field_validator("*", mode="before")(classmethod(reject_booleans))
 
 
 class Plugin:
@@ -425,6 +431,12 @@ class Metric(Plugin, ABC):
     def info(self) -> MetricInfo:
         return MetricInfo(self.name, self.aggregation, self.numerator, self.denominator,
                           self.higher_is_better, self.level, self.interference)
+
+    def scenario_notes(self, scenario: Any) -> list[str]:
+        """Notes on how this metric reads in ``scenario``: settings that are valid but likely not what
+        was meant (one sentence each). ``validate`` and ``run`` print them and the manifest keeps them
+        (``notes``). Default: none."""
+        return []
 
 
 #: the analysis contracts live in :mod:`counterfeed.core.estimation`; importing them from here still works

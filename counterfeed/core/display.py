@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["num", "fmt", "fmt_p"]
+__all__ = ["num", "fmt", "fmt_p", "repeated_estimators", "estimator_label"]
 
 
 def num(x: Any) -> float | None:
@@ -60,3 +60,26 @@ def fmt_p(x: Any) -> str:
     if v is None:
         return "—"
     return "< 0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def _entry(x: Any) -> int | None:
+    """An analysis entry index as an int (None, NaN and non-numbers: None)."""
+    v = num(x)
+    return None if v is None else int(v)
+
+
+def repeated_estimators(rows: Any) -> set[str]:
+    """The estimators that more than one ``analysis`` entry ran among ``rows`` (pairs of estimator name and
+    entry index, e.g. from estimates or calibration records): their rows need the entry to be told apart."""
+    entries: dict[str, set[int]] = {}
+    for name, entry in rows:
+        if _entry(entry) is not None:
+            entries.setdefault(str(name), set()).add(_entry(entry))
+    return {name for name, got in entries.items() if len(got) > 1}
+
+
+def estimator_label(name: Any, entry: Any, repeated: Any = ()) -> str:
+    """``name``, or ``"name (analysis[i])"`` when ``name`` is among ``repeated``
+    (:func:`repeated_estimators`): the estimator as tables show it."""
+    i = _entry(entry)
+    return f"{name} (analysis[{i}])" if str(name) in repeated and i is not None else str(name)

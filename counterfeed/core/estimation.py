@@ -240,7 +240,11 @@ class Estimate:
     ``"att"``, ``"late"``, ``"att(e=K)"``, ``"cate"`` (with ``user_effects``: one row per user in
     ``outcomes`` order, columns ``user``, ``point``, ``lower``, ``upper``, out-of-fold predictions)
     or a model quantity such as ``"sem:indirect"``. The core's scoring stage fills ``truth``,
-    ``error`` and ``covered`` from the truth stage where the estimand's truth is known.
+    ``error`` and ``covered`` from the truth stage where the estimand's truth is known. ``analysis``
+    is the index of the scenario's ``analysis`` entry that made the estimate (set by the run; None
+    outside a scenario's analysis, e.g. ``counterfeed ope``): two entries of one estimator with
+    different options (a level, a control group, a correction) give rows that differ only by it, and
+    ``calibrate``/``sweep`` summarise each entry's rows apart.
     """
 
     estimator: str
@@ -260,9 +264,34 @@ class Estimate:
     truth: float | None = None
     error: float | None = None
     covered: bool | None = None
+    analysis: int | None = None
 
     def __post_init__(self) -> None:
         self.flag_zero_width()
+        self.flag_unbounded()
+
+    def flag_unbounded(self) -> None:
+        """Record an infinite bound as ``diagnostics["unbounded"]``: ``"lower"``, ``"upper"`` or ``"both"``
+        (e.g. Fieller's set for a relative lift whose control mean is not clearly away from 0). JSON writes
+        an infinite bound and a missing one alike as null; this says which it was, so a reader of
+        estimates.json (and :func:`counterfeed.core.rundir.load_run`) can tell an unbounded interval,
+        which covers, from a missing one. Called when an Estimate is built and again by the core on every
+        estimator's output; idempotent."""
+        def infinite(x: Any) -> bool:
+            try:
+                return math.isinf(float(x))
+            except (TypeError, ValueError):
+                return False
+
+        side = {(True, True): "both", (True, False): "lower", (False, True): "upper"}.get(
+            (infinite(self.lower), infinite(self.upper)))
+        diag = dict(self.diagnostics or {})
+        if side is None:
+            diag.pop("unbounded", None)
+        else:
+            diag["unbounded"] = side
+        if diag != (self.diagnostics or {}):
+            self.diagnostics = diag
 
     def flag_zero_width(self) -> bool:
         """Warn on a zero-width interval: whether ``lower == upper`` (finite, to 1e-12 relative).
@@ -323,12 +352,6 @@ class Estimator(Plugin, ABC):
     kind = "estimator"
     Options: ClassVar[type[Options]] = EstimatorOptions
     tags: ClassVar[EstimatorTags] = EstimatorTags()
-
-    #: whether this estimator's rows are one set per analysed metric named by its ``metrics`` option (then
-    #: ``calibrate``/``sweep`` refuse two entries of it on one metric, which their summary would pool:
-    #: :func:`counterfeed.core.plan.pooled_analyses`); False for an estimator whose rows its other
-    #: options name (``ope``'s estimators, ``sem``'s model)
-    rows_by_metric: ClassVar[bool] = True
 
     def users_per_arm(self) -> int:
         """The fewest users an arm needs for this estimator's estimate (default 2: no interval from fewer

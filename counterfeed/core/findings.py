@@ -180,6 +180,7 @@ def headline(result: RunResult, assessed: list[Assessed] | None = None) -> list[
     # counting it as covered would flatter the tally
     scored = [a for a in judged if _bounded(a.estimate)]
     unbounded = len(judged) - len(scored)
+    scored, repeats = _distinct_intervals(scored)
     if scored:
         k = sum(bool(a.estimate.covered) for a in scored)
         level = num(result.manifest.get("level")) or result.scenario.level
@@ -194,6 +195,9 @@ def headline(result: RunResult, assessed: list[Assessed] | None = None) -> list[
                   "because of the estimator")
             if n_unknown:
                 s += f"; {n_unknown} cannot be attributed (relative estimands, or no interference component)"
+        if repeats:  # a CATE learner's average-effect row is its difference row again
+            s += (f"; {repeats} row{'s' if repeats > 1 else ''} repeating another row's interval of the same "
+                  "analysis (a CATE learner's cate and difference rows) counted once")
         if unbounded:
             s += (f"; {unbounded} unbounded confidence set{'s' if unbounded > 1 else ''} (the whole line, or two "
                   "rays) not counted")
@@ -240,6 +244,21 @@ def allocation_of(scenario: Any) -> str | None:
     """The method of the scenario's adaptive allocation (``experiment.allocation``), None without one."""
     alloc = getattr(scenario.experiment, "allocation", None)
     return None if alloc is None else str(getattr(alloc, "method", None) or "adaptive")
+
+
+def _distinct_intervals(assessed: list[Any]) -> tuple[list[Any], int]:
+    """``assessed`` without the rows that repeat an earlier row's interval and truth for the same analysis
+    entry, metric, arm and segment (a CATE learner reports its average effect as a ``cate`` and a
+    ``difference`` row: one interval, which the tally must not count twice); and how many were dropped."""
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for a in assessed:
+        e = a.estimate
+        key = (e.estimator, e.analysis, e.metric, e.arm, e.segment, num(e.lower), num(e.upper), num(e.truth))
+        if key not in seen:
+            seen.add(key)
+            out.append(a)
+    return out, len(assessed) - len(out)
 
 
 def allocation_warning(method: str) -> str:

@@ -36,7 +36,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
+from pydantic import BeforeValidator, Discriminator, Field, Tag
+
+from counterfeed.core._strict import StrictSpec as _Strict
 
 __all__ = ["check_observational", "check_design_for", "check_arm_sizes", "everyone_adopts", "AssignmentSpec", "RandomizedSpec", "SelectionSpec", "EncouragementSpec", "StaggeredSpec",
            "CohortSpec", "GraphSpec", "OBSERVED_COVARIATES", "LATENT_TRAITS", "SELECTION_INPUTS"]
@@ -58,10 +60,6 @@ def _days(value: Any) -> float:
 
 
 _Days = Annotated[float, BeforeValidator(_days)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class RandomizedSpec(_Strict):

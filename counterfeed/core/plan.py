@@ -6,7 +6,7 @@ imports nothing the simulation needs (no pandas, no pyarrow, no scipy).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from counterfeed.core.contracts import Estimator, Items, Metric, MetricInfo, Recommender, UserModel
@@ -64,6 +64,9 @@ class Plan:
     metrics: dict[str, Metric]          # every metric computed (user's + numerators/denominators)
     analysed: list[str]                 # the metrics the user listed
     estimators: list[Estimator]
+    #: settings that are valid but likely not what was meant, each located ("metrics[2]: ..."):
+    #: printed by ``validate`` and ``run`` and kept in the run manifest (``Metric.scenario_notes``)
+    notes: list[str] = field(default_factory=list)
 
     def catalog(self):
         sc = self.scenario
@@ -159,6 +162,7 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
         metric = attempt(plan.create, "metric", name, opts, f"metrics[{i}]")
         if metric is not None:
             plan.metrics[name] = metric
+            plan.notes += [f"metrics[{i}]: {note}" for note in metric.scenario_notes(sc)]
         plan.analysed.append(name)
     for name in list(plan.metrics):
         info = plan.metrics[name].info()
@@ -222,8 +226,8 @@ def _check_distinct_analyses(plan: Plan, entries: list[tuple[int, Estimator]]) -
     """No ``analysis`` entry repeats an earlier one (the same estimator with the same options): its rows
     would be the earlier entry's, listed and tallied twice. Entries of one estimator with different
     options on one metric (``did-staggered`` against each control group, two levels) are a run's to
-    compare; ``calibrate`` and ``sweep``, which summarise by (estimator, metric, arm, estimand), refuse
-    them (:func:`pooled_analyses`)."""
+    compare: each estimate carries its entry (``Estimate.analysis``), which the run's tables show and by
+    which ``calibrate`` and ``sweep`` summarise."""
     sc = plan.scenario
     seen: dict[str, int] = {}
     for i, est in entries:
@@ -238,33 +242,6 @@ def _check_distinct_analyses(plan: Plan, entries: list[tuple[int, Estimator]]) -
         if first != i:
             raise sc.error(f"analysis[{i}] repeats analysis[{first}] (estimator '{spec.estimator}' with the same "
                            "options): its rows would be listed and counted twice; remove one", f"analysis[{i}]")
-
-
-def pooled_analyses(sc: Scenario, command: str) -> None:
-    """A located ScenarioError when two ``analysis`` entries of one estimator analyse one metric: ``command``
-    (calibrate, sweep) summarises by (estimator, metric, arm, estimand), so it would pool the two entries'
-    replications into one row: twice the replications, a Wilson interval too narrow, two designs or
-    levels mixed (a break test's finding)."""
-    from counterfeed.core.plugins import get_registry
-
-    names = [name for name, _ in sc.metric_specs]
-    seen: dict[tuple[str, str], int] = {}
-    registry = get_registry()
-    for i, spec in enumerate(sc.analysis):
-        try:
-            by_metric = registry.info("estimator", spec.estimator).cls.rows_by_metric
-        except Exception:  # noqa: BLE001 -- an unknown estimator is resolve's error, located
-            by_metric = True
-        if not by_metric:
-            continue  # its rows are named by its other options (ope's estimators, sem's model)
-        wanted = (spec.options or {}).get("metrics") or names
-        for m in dict.fromkeys(wanted if isinstance(wanted, list) else names):
-            first = seen.setdefault((spec.estimator, str(m)), i)
-            if first != i:
-                raise sc.error(f"analysis[{i}] and analysis[{first}] both estimate metric '{m}' with "
-                               f"'{spec.estimator}': {command} summarises by estimator, metric, arm and estimand, so "
-                               f"it would pool their replications into one row; {command} one entry at a time, or "
-                               "give each its own `metrics`", f"analysis[{i}]")
 
 
 def _check_estimator_plan(plan: Plan, est: Estimator, i: int) -> None:

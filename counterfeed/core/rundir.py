@@ -255,10 +255,10 @@ def load_run(run_dir: str | Path) -> RunResult:
     for e in estimates:
         # covered and error are derived numbers: recompute them from the row's own truth and bounds, so a
         # report never states a verdict its numbers contradict (a break test edited a truth in
-        # estimates.json and the report said "inside the interval" for a truth outside it). Null bounds
-        # are left as stored: JSON writes an unbounded interval's +-inf and a missing one alike as null
-        # (a two-ray set's are read back by score_estimates).
-        if e.truth is not None and math.isfinite(e.lower) and math.isfinite(e.upper):
+        # estimates.json and the report said "inside the interval" for a truth outside it). A null bound
+        # is infinite where ``diagnostics.unbounded`` says so (read back above), else missing: left as stored
+        # (a two-ray set is scored with its rays, Estimate.score).
+        if e.truth is not None and not (math.isnan(e.lower) or math.isnan(e.upper)):
             e.score(e.truth)
     score_estimates(estimates, tables["truth"])  # estimates saved without their truth (partial runs)
     return RunResult(scenario=scenario, seed=int(manifest.get("seed", scenario.seed)), estimates=estimates,
@@ -322,10 +322,19 @@ def _estimate(e: Any, i: int, level: float, path: Path) -> Estimate:
     for k in _NUMBERS:
         v = num(kw.get(k))
         kw[k] = float("nan") if v is None else v
+    side = (kw.get("diagnostics") or {}).get("unbounded") if isinstance(kw.get("diagnostics"), dict) else None
+    if side in ("lower", "both") and math.isnan(kw["lower"]):  # JSON's null for an infinite bound
+        kw["lower"] = -math.inf
+    if side in ("upper", "both") and math.isnan(kw["upper"]):
+        kw["upper"] = math.inf
     for k in _OPTIONAL:
         kw[k] = num(kw.get(k))
     kw["level"] = num(kw.get("level")) or level
     kw["covered"] = None if kw.get("covered") is None else bool(kw["covered"])
+    entry = kw.get("analysis")
+    if entry is not None and (isinstance(entry, bool) or not isinstance(entry, int) or entry < 0):
+        raise DataError(f"{path}: estimates[{i}].analysis must be the index of an analysis entry (an integer "
+                        f">= 0) or null, got {entry!r}")
     if not isinstance(kw.get("diagnostics"), dict):
         kw["diagnostics"] = {}
     return Estimate(**kw)

@@ -200,6 +200,15 @@ def _estimate(est: Any, data: Any, unestimated: list[str]) -> list[Estimate]:
         return out
 
 
+def _catalog_notes(sc: Scenario, n_items: int) -> list[str]:
+    """Notes on the scenario that need its built catalog: a slate longer than the catalog."""
+    k = sc.experiment.slate_size
+    if n_items >= k:
+        return []
+    return [f"experiment.slate_size: slates of {k} items from a catalog of {n_items:,}: every slate shows at most "
+            f"{n_items:,} (all of them, in the order each recommender ranks them)"]
+
+
 def _world_done(out: WorldOutput) -> str:
     return f"world {out.world}: {out.sessions:,} sessions in {out.seconds:.1f} s"
 
@@ -263,6 +272,9 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         population = build_population(sc.population, keys)
         timings["setup_s"] = time.perf_counter() - t0
         say(f"{sc.name}: {population.n:,} users, {items.n:,} items, arms {', '.join(sc.arms)}")
+        notes = plan.notes + _catalog_notes(sc, items.n)
+        for line in notes:  # like a warning: shown even with --quiet
+            print(f"note: {line}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         replications = truth_replications(sc, CATE in estimands_of(plan.estimators))
         tasks = [WorldTask(sc, w, items, population)
@@ -305,11 +317,14 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
                                           ab["user"].to_numpy(), sc.population.features, keys)
         estimates: list[Estimate] = []
         unestimated: list[str] = []
-        for i, est in enumerate(plan.estimators):
+        for i, est in enumerate(plan.estimators):  # plan.estimators[i] is analysis[i]'s (core.plan)
             try:
-                estimates += _estimate(est, data, unestimated)
+                made = _estimate(est, data, unestimated)
             except (DataError, ModelError) as exc:  # located at the estimator's entry of the scenario
                 raise type(exc)(f"{sc.error(str(exc), f'analysis[{i}]')}") from None
+            for e in made:
+                e.analysis = i
+            estimates += made
         for line in unestimated:  # a warning, not progress: shown even with --quiet
             print(f"warning: {line}", file=sys.stderr, flush=True)
         flag_confounded(estimates, mechanism_of(sc), allocation_of(sc))  # on each row, not only in the report
@@ -344,6 +359,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
             manifest["training"] = sc.experiment.training
         if unestimated:
             manifest["unestimated"] = unestimated
+        if notes:
+            manifest["notes"] = notes
         if any(o.population for o in outputs):
             manifest["population_metrics"] = population_report(sc, [r for o in outputs for r in o.population])
         if allocation is not None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from counterfeed.core._strict import StrictSpec as _Strict
 
 if TYPE_CHECKING:  # pragma: no cover
     from counterfeed.core.plan import Plan
@@ -19,10 +21,6 @@ __all__ = ["FeaturesSpec", "TruthSpec", "TargetingSpec", "DEFAULT_REPLICATIONS",
 
 #: noise replications of the per-user conditional effect when a run needs them and none are given
 DEFAULT_REPLICATIONS = 8
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class FeaturesSpec(_Strict):

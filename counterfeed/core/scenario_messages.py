@@ -131,7 +131,7 @@ def _problem(err: dict[str, Any], root: type[BaseModel] | None, model: type[Base
         msg = "required field is missing"
     else:
         msg = msg.removeprefix("Value error, ")
-        if isinstance(err.get("input"), float) and not math.isfinite(err["input"]) and typ != "finite_number":
+        if typ == "finite_number" or (isinstance(err.get("input"), float) and not math.isfinite(err["input"])):
             msg = "must be finite"  # NaN compares false with every bound: "less than 1 (got nan)" misleads
         if "input" in err and typ != "value_error" and not isinstance(err["input"], (dict, list)):
             msg = f"{msg} (got {_shown(err['input'])})"

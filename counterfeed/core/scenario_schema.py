@@ -18,6 +18,7 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
                       ValidationError, ValidationInfo, field_validator, model_validator)
 
+from counterfeed.core._strict import StrictSpec as _Strict
 from counterfeed.core.scenario_heterogeneity import FeaturesSpec, TargetingSpec, TruthSpec, check_heterogeneity
 from counterfeed.core.observational_spec import AssignmentSpec, GraphSpec, check_observational
 from counterfeed.core.shard_spec import ExecutionSpec, check_execution
@@ -31,8 +32,6 @@ __all__ = ["Scenario", "PluginSpec", "ArmSpec", "MetricSpec", "AnalysisSpec", "S
            "PopulationSpec", "PhaseSpec", "AllocationSpec", "ExperimentSpec", "OutputSpec",
            "DEFAULT_METRICS", "Duration", "PositiveDuration", "parse_duration", "format_duration"]
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class _InlineOptions(BaseModel):
@@ -92,7 +91,10 @@ class PopulationSpec(_Strict):
             raise ValueError("needs at least one segment")
         total = sum(s.share for s in v.values())
         if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"segment shares must sum to 1 (got {total:g})")
+            shares = ", ".join(f"{name} {s.share:g}" for name, s in v.items())
+            hint = ("; 'all' is the default single segment, kept when segments are added one by one: give the "
+                    "whole mapping, e.g. --set 'population.segments={a: {share: 1}}'") if "all" in v and len(v) > 1 else ""
+            raise ValueError(f"segment shares must sum to 1 (got {total:g}: {shares}){hint}")
         return v
 
 

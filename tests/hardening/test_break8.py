@@ -1,7 +1,8 @@
 """Break test 8's findings (a new user's pass over the whole CLI), each with the behaviour it asked for.
 
 - H1: two ``analysis`` entries of one estimator on one metric gave rows that could not be told apart,
-  and ``calibrate``/``sweep`` pooled them into one row (twice the replications).
+  and ``calibrate``/``sweep`` pooled them into one row (twice the replications); estimates now carry
+  their entry (``Estimate.analysis``).
 - M1: ``validate`` accepted splits whose own draw left an arm with fewer than 2 users, and an
   ``output.dir`` that is a file; ``run`` failed on them after simulating.
 - M2: with a per-analysis ``level`` the headline said "nominal 95%"; a per-analysis level of 0.3 was
@@ -57,18 +58,57 @@ def test_an_entry_that_repeats_another_is_rejected(tmp_path, capsys):
     _rejected(capsys, path, r"analysis\[1\] repeats analysis\[0\] \(estimator 'diff-in-means' with the same options\)")
 
 
-def test_calibrate_and_sweep_refuse_two_entries_they_would_pool(tmp_path, capsys):
+def test_calibrate_and_sweep_summarise_each_entry_apart(tmp_path, capsys):
     """A run may compare two entries of one estimator on one metric (two levels, did-staggered's two
-    control groups); calibrate and sweep summarise by (estimator, metric, arm, estimand), so they refuse."""
+    control groups). calibrate and sweep summarised by (estimator, metric, arm, estimand) and pooled
+    them (n = 2 x replications); every estimate now carries its analysis entry, by which they summarise."""
+    import pandas as pd
+
     path = _write(tmp_path, analysis=[{"estimator": "diff-in-means"}, {"estimator": "diff-in-means", "level": 0.8}])
-    code, _, err = cli(capsys, "validate", path)
-    assert code == 0, err
     out = tmp_path / "cal"
-    for args in (["calibrate", path, "-n", "4"], ["sweep", path, "--vary", "population.users=100,200", "-n", "2"]):
-        code, _, err = cli(capsys, *args, "--out", out)
-        assert code == 2 and re.search(r"analysis\[1\]: analysis\[1\] and analysis\[0\] both estimate metric "
-                                       r"'clicks' with 'diff-in-means': \w+ summarises by", err), err
-        assert not out.exists()
+    code, text, err = cli(capsys, "calibrate", path, "-n", "4", "--out", out)
+    assert code == 0, err
+    summary = pd.read_csv(out / "calibration.csv")
+    clicks = summary[(summary["metric"] == "clicks") & (summary["estimand"] == "difference")]
+    assert sorted(clicks["analysis"]) == [0, 1]
+    assert clicks["replications"].tolist() == [4, 4]  # not one row of 8
+    assert dict(zip(clicks["analysis"], clicks["level"])) == {0: 0.95, 1: 0.8}
+    assert "diff-in-means (analysis[1])" in text
+    code, text, err = cli(capsys, "sweep", path, "--vary", "population.users=100,200", "-n", "2",
+                          "--out", tmp_path / "sweep")
+    assert code == 0, err
+    sweep = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
+    clicks = sweep[(sweep["metric"] == "clicks") & (sweep["estimand"] == "difference")]
+    assert len(clicks) == 4 and set(clicks["replications"]) == {2}
+
+
+def test_a_run_names_the_entry_of_an_estimator_that_several_entries_ran(tmp_path, capsys):
+    """The run's table, its estimates.json and its report tell two entries of one estimator apart."""
+    path = _write(tmp_path, analysis=[{"estimator": "diff-in-means", "metrics": ["clicks"]},
+                                      {"estimator": "diff-in-means", "metrics": ["clicks"], "level": 0.8},
+                                      {"estimator": "cuped", "metrics": ["clicks"]}])
+    code, text, err = cli(capsys, "run", path, "--quiet")
+    assert code == 0, err
+    assert "diff-in-means (analysis[0])" in text and "diff-in-means (analysis[1])" in text
+    assert "cuped (analysis" not in text  # one entry: its name alone
+    run_dir = next((tmp_path / "runs").iterdir())
+    rows = json.loads((run_dir / "estimates.json").read_text())["estimates"]
+    assert {(r["estimator"], r["analysis"]) for r in rows} == {("diff-in-means", 0), ("diff-in-means", 1),
+                                                               ("cuped", 2)}
+    assert "diff-in-means (analysis[1])" in (run_dir / "report.md").read_text()
+
+
+def test_replications_stored_without_their_entry_get_it_when_it_is_unambiguous():
+    """A store written before estimates carried their entry: an estimator one entry ran gets that entry;
+    one that several ran cannot be split, which is an error (start afresh) rather than a pooled row."""
+    from counterfeed.calibration.summary import assign_entries
+    from counterfeed.errors import CounterfeedError
+
+    records = [{"index": 0, "estimates": [{"estimator": "cuped"}, {"estimator": "ratio", "analysis": None}]}]
+    assign_entries(records, ["diff-in-means", "cuped"])
+    assert [e["analysis"] for e in records[0]["estimates"]] == [1, None]
+    with pytest.raises(CounterfeedError, match=r"analysis entries \[0, 1\] all run 'cuped'.*--fresh"):
+        assign_entries([{"index": 3, "estimates": [{"estimator": "cuped"}]}], ["cuped", "cuped"])
 
 
 def test_entries_of_one_estimator_on_disjoint_metrics_are_fine(tmp_path, capsys):
@@ -190,18 +230,6 @@ def test_ope_needs_no_users_of_the_arm_it_evaluates_offline(tmp_path, capsys):
                   analysis=[{"estimator": "ope", "estimators": ["ips"], "fit_on": "pre_period"}])
     code, _, err = cli(capsys, "validate", path)
     assert code == 0, err
-
-
-def test_pooling_is_judged_by_the_rows_an_estimator_names():
-    """Two ``ope`` entries with different OPE estimators give different rows (ope:ips, ope:dr): not pooled."""
-    from counterfeed.core.plan import pooled_analyses
-
-    sc = Scenario.from_dict({**SMALL, "analysis": [{"estimator": "ope", "estimators": ["ips"]},
-                                                   {"estimator": "ope", "estimators": ["dr"]}]})
-    pooled_analyses(sc, "calibrate")
-    sc = Scenario.from_dict({**SMALL, "analysis": [{"estimator": "ratio"}, {"estimator": "ratio", "level": 0.9}]})
-    with pytest.raises(ScenarioError, match=r"analysis\[1\] and analysis\[0\] both estimate metric"):
-        pooled_analyses(sc, "calibrate")
 
 
 def test_an_out_under_a_file_is_rejected_by_validate_as_by_run(tmp_path, capsys):

@@ -204,7 +204,7 @@ def test_run_summary_leads_with_the_reports_headline(tmp_path):
     (run_dir,) = (tmp_path / "runs").iterdir()
     lines = headline(load_run(run_dir))
     assert lines and lines[0].startswith("Treatment ")
-    assert res.output.splitlines()[: len(lines)] == [f"- {line}" for line in lines]
+    assert res.stdout.splitlines()[: len(lines)] == [f"- {line}" for line in lines]  # notes go to stderr
 
 
 def test_reader_scores_estimates_saved_without_truth(tmp_path, rich_run):

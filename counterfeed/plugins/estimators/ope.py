@@ -62,8 +62,6 @@ class OffPolicy(Estimator):
             "experiment start) and evaluate it on the experiment period's control impressions, which "
             "removes the winner's curse of fitting and evaluating on the same data")
 
-    rows_by_metric = False  # its rows are ope:<estimator>, named by `estimators`
-
     def users_per_arm(self) -> int:
         """0: each arm's policy is evaluated on the control arm's impressions, not on the arm's own users
         (a control without impressions is a DataError at estimation)."""

@@ -39,7 +39,6 @@ class BayesianSEM(Estimator):
     """Bayesian structural equation model per treatment arm (see the module docstring)."""
 
     name = "sem"
-    rows_by_metric = False  # its rows are its model's, named by the model options
     tags = EstimatorTags(requires_model_spec=True, stochastic=True, estimands=("difference",))
     #: the conformance suite's model: its data's ``clicks`` regressed on the arm indicator
     conformance_options = {"model": "clicks ~ b*treatment\ntotal := b", "outcome": "clicks",

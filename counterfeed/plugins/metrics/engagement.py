@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 
 from counterfeed.core.contracts import Metric, MetricTags, Options, WorldEvents
 from counterfeed.core.hookspecs import hookimpl
-from counterfeed.core.scenario import parse_duration
+from counterfeed.core.scenario import format_duration, parse_duration
 
 __all__ = ["Impressions", "Clicks", "CTR", "Sessions", "Dwell", "Retained", "Churned"]
 
@@ -101,6 +101,16 @@ class Retained(Metric):
     def compute(self, events, start, end):
         lo = max(start, end - self.options.window)
         return (_per_user(events, None, lo, end) > 0).astype(np.float64)
+
+    def scenario_notes(self, scenario) -> list[str]:
+        """A window longer than the experiment makes "retained" mean "had a session during the experiment"."""
+        window, duration = self.options.window, scenario.experiment.duration
+        if window <= duration:
+            return []
+        return [f"retained's window ({format_duration(window)}) is longer than the experiment "
+                f"({format_duration(duration)}), so 'retained' means 'had a session at any time during the "
+                "experiment', not 'still returning at its end'; give a window shorter than experiment.duration "
+                "(e.g. {metric: retained, window: 3d}) to measure retention"]
 
 
 class Churned(Metric):

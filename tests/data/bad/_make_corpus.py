@@ -127,7 +127,7 @@ SCENARIOS: dict[str, tuple[str | bytes, str]] = {
     "level_negative": (edit("seed: 3\n", "seed: 3\nlevel: -0.95\n"), rf"{F}:3: level: .*greater than 0\.5"),
     "level_one": (edit("seed: 3\n", "seed: 3\nlevel: 1\n"), rf"{F}:3: level: .*less than 1"),
     "segment_shares_sum": (edit("{share: 0.5, activity: 2}", "{share: 0.4, activity: 2}"),
-                           rf"{F}:6: population\.segments: segment shares must sum to 1 \(got 0\.9\)"),
+                           rf"{F}:6: population\.segments: segment shares must sum to 1 \(got 0\.9: "),
     "segments_empty": (edit("  segments:\n    light: {share: 0.5, activity: 0.5}\n    heavy: {share: 0.5, activity: 2}\n",
                             "  segments: {}\n"),
                        rf"{F}:6: population\.segments: needs at least one segment"),

@@ -1,0 +1,131 @@
+"""Break test 8's remaining LOW findings on the scenario and the run directory, each with the behaviour
+it asked for.
+
+- ``users: true`` ran one user and ``slate_size: true`` a slate of one: a boolean is not a number, in
+  the scenario's sections and in every plugin's options; NaN and infinities are an error there too.
+- A ``retained`` window longer than the experiment made "retained" mean "visited at all", and a slate
+  longer than the catalog was cut to the catalog: both silently. Each is now a located note.
+- estimates.json wrote an unbounded interval (Fieller's) and a missing one alike as null bounds; the
+  estimate now says which bound was infinite (``diagnostics.unbounded``) and reading a run restores it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from counterfeed.core.estimation import Estimate
+from tests.conftest import SMALL, cli
+
+
+def _write(tmp_path: Path, **changes) -> Path:
+    data = json.loads(json.dumps(SMALL))
+    data["output"] = {"report": False, "dir": str(tmp_path / "runs")}
+    data["metrics"] = ["clicks", "retained"]
+    data["analysis"] = [{"estimator": "diff-in-means"}]
+    for key, value in changes.items():
+        node = data
+        *head, last = key.split(".")
+        for part in head:
+            node = node.setdefault(part, {})
+        node[last] = value
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("population.users", True, "population.users: expected a number, got a boolean (true)"),
+    ("experiment.slate_size", True, "experiment.slate_size: expected a number, got a boolean (true)"),
+    ("catalog.items", False, "catalog.items: expected a number, got a boolean (false)"),  # a plugin's option
+    ("level", float("nan"), "level: must be finite (got nan)"),
+    ("population.heterogeneity", float("inf"), "population.heterogeneity: must be finite (got inf)"),
+])
+def test_a_boolean_or_a_non_finite_number_is_not_a_number(tmp_path, capsys, field, value, message):
+    path = _write(tmp_path, **{field: value})
+    for verb in ("validate", "run"):
+        code, _, err = cli(capsys, verb, path)
+        assert code == 2 and message in err, (verb, err)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_boolean_option_still_takes_booleans_and_an_integral_float_stays_a_count(tmp_path, capsys):
+    path = _write(tmp_path, **{"population.users": 300.0, "output.report": False})
+    code, _, err = cli(capsys, "validate", path)
+    assert code == 0, err
+
+
+def test_a_retained_window_longer_than_the_experiment_is_a_located_note(tmp_path, capsys):
+    path = _write(tmp_path, metrics=["clicks", {"metric": "retained", "window": "10d"}])
+    code, out, err = cli(capsys, "validate", path)
+    assert code == 0 and out.startswith("ok:")
+    assert "note: metrics[1]: retained's window (10d) is longer than the experiment (4d)" in err
+    code, out, err = cli(capsys, "run", path, "--quiet")
+    assert code == 0 and "note: metrics[1]: retained's window (10d)" in err  # even with --quiet
+    manifest = json.loads(next((tmp_path / "runs").glob("*/manifest.json")).read_text())
+    assert manifest["notes"] == [line.removeprefix("note: ") for line in err.splitlines() if line.startswith("note: ")]
+    # a window within the experiment: no note
+    code, _, err = cli(capsys, "validate", _write(tmp_path, metrics=["clicks", {"metric": "retained", "window": "4d"}]))
+    assert code == 0 and "note:" not in err
+
+
+def test_a_slate_longer_than_the_catalog_is_a_note(tmp_path, capsys):
+    path = _write(tmp_path, **{"catalog.items": 4, "experiment.slate_size": 5, "experiment.duration": "2d"})
+    code, _, err = cli(capsys, "run", path, "--quiet")
+    assert code == 0, err
+    assert "note: experiment.slate_size: slates of 5 items from a catalog of 4: every slate shows at most 4" in err
+
+
+@pytest.mark.parametrize("lower, upper, side", [(-math.inf, math.inf, "both"), (-math.inf, 2.0, "lower"),
+                                                (1.0, math.inf, "upper"), (1.0, 2.0, None)])
+def test_an_infinite_bound_is_recorded(lower, upper, side):
+    e = Estimate("ratio", "ctr", "treatment", "control", 1.5, lower, upper, estimand="relative")
+    assert e.diagnostics.get("unbounded") == side
+    e.lower, e.upper = 1.0, 2.0
+    e.flag_unbounded()
+    assert "unbounded" not in e.diagnostics  # the core's check follows bounds an estimator changed
+
+
+def test_reading_a_run_restores_an_unbounded_interval_and_its_coverage(tmp_path, capsys):
+    """JSON writes +-inf as null. With ``diagnostics.unbounded`` the reader knows the bounds were infinite:
+    the row covers its truth (recomputed on reading, as every row's is), where a missing interval does not."""
+    from counterfeed.core.rundir import load_run
+
+    code, _, err = cli(capsys, "run", _write(tmp_path), "--quiet")
+    assert code == 0, err
+    run_dir = next((tmp_path / "runs").iterdir())
+    doc = json.loads((run_dir / "estimates.json").read_text())
+    unbounded, missing = doc["estimates"][0], doc["estimates"][1]
+    for row, diag in ((unbounded, {"unbounded": "both"}), (missing, {})):
+        row.update(lower=None, upper=None, covered=False)  # as a tampered or old file could say
+        row["diagnostics"] = diag
+    (run_dir / "estimates.json").write_text(json.dumps(doc))
+    got = load_run(run_dir).estimates
+    assert (got[0].lower, got[0].upper, got[0].covered) == (-math.inf, math.inf, True)
+    assert math.isnan(got[1].lower) and got[1].covered is False  # missing: left as stored
+
+
+def test_the_headline_counts_a_cate_learners_one_interval_once(tmp_path, capsys):
+    """A CATE learner reports its average effect twice (``cate``, with the per-user effects, and
+    ``difference``): one interval, which "N of N covered" counted twice."""
+    path = _write(tmp_path, metrics=["clicks"], analysis=[{"estimator": "linear-cate"}])
+    code, out, err = cli(capsys, "run", path, "--quiet")
+    assert code == 0, err
+    doc = json.loads(next((tmp_path / "runs").glob("*/estimates.json")).read_text())["estimates"]
+    assert sorted(r["estimand"] for r in doc) == ["cate", "difference"]
+    assert "1 row repeating another row's interval of the same analysis" in out
+    assert re.search(r"- [01] of 1 intervals with a known truth covered it", out), out
+
+
+def test_segment_shares_that_do_not_sum_to_one_name_each_share(capsys):
+    """``--set population.segments.a.share=1`` keeps the default segment ``all``: the message said "got 2"
+    about a segment the user never wrote."""
+    code, _, err = cli(capsys, "validate", "scenarios/aa_test.yaml", "--set", "population.segments.a.share=1")
+    assert code == 2 and "segment shares must sum to 1 (got 2: all 1, a 1); 'all' is the default single segment" in err
+    code, out, err = cli(capsys, "validate", "scenarios/aa_test.yaml", "--set", "population.segments={a: {share: 1}}")
+    assert code == 0, err
