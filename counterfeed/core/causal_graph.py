@@ -287,11 +287,10 @@ def _unknown(node: str, known: set[str]) -> str:
             f"covariates, instrument) and not listed in unobserved{hint}")
 
 
-def check_backdoor(sc: Any, who: str = "a back-door estimator", *, needs_adjustment: bool = False) -> list[str]:
+def check_backdoor(sc: Any, who: str = "a back-door estimator") -> list[str]:
     """The back-door adjustment set of ``sc``'s graph; a located ScenarioError when the scenario has
-    no graph or no observed set satisfies the back-door criterion (for estimators' ``check_scenario``),
-    or, with ``needs_adjustment`` (an estimator that models the propensity, e.g. AIPW), when the set
-    is empty."""
+    no graph or no observed set satisfies the back-door criterion (for estimators' ``check_scenario``).
+    An empty set is valid: it identifies the effect by the difference in means."""
     graph = scenario_graph(sc)
     if graph is None:
         raise sc.error(f"{who} needs a causal graph (graph: treatment, outcome, edges)", "graph")
@@ -301,11 +300,6 @@ def check_backdoor(sc: Any, who: str = "a back-door estimator", *, needs_adjustm
         raise sc.error(f"no valid adjustment set for {who}: every set of observed variables leaves a "
                        f"back-door path from '{graph.treatment}' to '{graph.outcome}' open"
                        + (f" (through unobserved {', '.join(hidden)})" if hidden else ""), "graph")
-    if needs_adjustment and not z:
-        raise sc.error(f"{who} needs at least one adjustment covariate, but the declared graph has no "
-                       f"back-door path from '{graph.treatment}' to '{graph.outcome}' (an empty adjustment "
-                       "set: the graph says assignment is as good as random); declare the covariates that "
-                       "drive assignment, or use diff-in-means", "graph.edges")
     return z
 
 

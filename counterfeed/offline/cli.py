@@ -95,7 +95,7 @@ def offline(log_path, policy, policy_options, columns, split_time, train_share, 
         return
     records = _records(report)
     cols = [Column("metric"), Column("naive", show=_fmt, right=True), Column("naive_interval", "naive interval"),
-            Column("ipw", "unbiased (ipw)", show=_fmt, right=True), Column("ipw_interval", "ipw interval"),
+            Column("ipw", report.ipw_label(), show=_fmt, right=True), Column("ipw_interval", "ipw interval"),
             Column("ess", "ipw ESS", show=lambda v: "" if v is None else f"{v:.0f}", right=True)]
     title = (f"Offline evaluation of {policy} on {log_path}: {report.n_train} training impressions, "
              f"{report.n_test_clicks} held-out clicks from time {report.split_time:g}; intervals: user-clustered, "

@@ -42,6 +42,20 @@ class OfflineReport:
     ipw_warnings: list[str] = field(default_factory=list)
     #: per held-out click: ``user``, ``weight`` (the IPW weight) and each metric's value (for bootstraps)
     clicks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: held-out clicks logged with propensity 1, where positivity fails (:func:`positivity_warning`)
+    positivity_failures: int = 0
+    #: inverse-propensity weights above ``clip``, clipped to it
+    clipped_weights: int = 0
+
+    def ipw_label(self) -> str:
+        """The IPW column's header: ``unbiased (ipw)`` only when positivity holds on every held-out click
+        and no weight was clipped; otherwise ``ipw (not unbiased: ...)`` saying why."""
+        why = []
+        if self.positivity_failures:
+            why.append(f"positivity fails for {self.positivity_failures} of {self.n_test_clicks}")
+        if self.clipped_weights:
+            why.append(f"{self.clipped_weights} weights clipped at {self.clip:g}")
+        return f"ipw (not unbiased: {'; '.join(why)})" if why else "unbiased (ipw)"
 
     def value(self, metric: str, weighting: str = "naive") -> float | None:
         for e in self.estimates:
@@ -54,7 +68,8 @@ class OfflineReport:
                 "n_test_clicks": self.n_test_clicks, "clip": self.clip,
                 "estimates": [e.to_dict() for e in self.estimates],
                 "coverage": {f"coverage@{k}": v for k, v in self.coverage.items()}, "notes": self.notes,
-                "ipw_warnings": self.ipw_warnings}
+                "ipw_warnings": self.ipw_warnings, "positivity_failures": self.positivity_failures,
+                "clipped_weights": self.clipped_weights}
 
 
 def split_log(log: Log, split_time: float | None = None, train_share: float = 0.8) -> tuple[Log, Log, float]:
@@ -162,7 +177,9 @@ def evaluate_offline(policy: str, options: dict[str, Any] | None, train: Log, te
     cov = {k: coverage(lists[:, :k], n_cat) for k in ks}
     return OfflineReport(policy, est, cov, len(train), int(rows.size),
                          None if split_time is None else float(split_time), clip, notes,
-                         clicks={"user": users, "weight": w, **values}, ipw_warnings=ipw_warnings)
+                         clicks={"user": users, "weight": w, **values}, ipw_warnings=ipw_warnings,
+                         positivity_failures=int((p >= 1.0).sum()),
+                         clipped_weights=0 if clip is None else int((1.0 / p > clip).sum()))
 
 
 def positivity_warning(propensity: np.ndarray) -> str | None:

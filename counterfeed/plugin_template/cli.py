@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from counterfeed.plugin_template.generator import KIND_CHOICES, generate
+from counterfeed.plugin_template.generator import KIND_CHOICES, generate, plugin_names
 
 __all__ = ["plugin"]
 
@@ -34,6 +34,11 @@ def new(name: str, kind: str, directory: Path) -> None:
         root = generate(name, kind, directory)
     except (ValueError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
+    names = plugin_names(name, kind)
+    if name.strip() not in (names.name, names.dist):  # sanitized: say which names it took
+        click.echo(f"note: {name!r} is not a plugin name as typed (plugin names are lowercase letters, digits and "
+                   f"hyphens, starting with a letter); using plugin name '{names.name}', distribution "
+                   f"'{names.dist}', module '{names.module}'", err=True)
     click.echo(f"created {root}")
     click.echo(f"next: cd {root} && python -m pip install -e \".[test]\" && python -m pytest "
                "(in the environment where counterfeed is installed)")

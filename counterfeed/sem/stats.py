@@ -35,7 +35,7 @@ def _column(df, name: str) -> np.ndarray:
     try:
         x = np.asarray(df[col], dtype=float)
     except (TypeError, ValueError):
-        raise DataError(f"column '{col}' must be numeric, got {df[col].dtype}") from None
+        raise DataError(f"column '{col}' must be numeric: {_first_non_numeric(df[col])}") from None
     if not m:
         return x
     fn = m.group(1)
@@ -55,6 +55,20 @@ def _column(df, name: str) -> np.ndarray:
     if not sd > 0:
         raise DataError(f"column '{col}': z() needs a non-constant column")
     return (x - np.nanmean(x)) / sd
+
+
+def _first_non_numeric(values) -> str:
+    """Where a column stops being numeric: ``data row 3 (file line 4 of a CSV with a header row) has 'abc'``
+    (rows counted from 1 after the header), or the dtype when no single value is to blame."""
+    import pandas as pd
+
+    v = pd.Series(values).reset_index(drop=True)
+    bad = np.flatnonzero(pd.to_numeric(v, errors="coerce").isna().to_numpy() & v.notna().to_numpy())
+    if bad.size == 0:
+        return f"got {v.dtype}"
+    i = int(bad[0])
+    more = f"; {bad.size - 1} more non-numeric value(s) below" if bad.size > 1 else ""
+    return (f"data row {i + 1} (file line {i + 2} of a CSV with a header row) has {str(v.iloc[i])!r}{more}")
 
 
 def apply_transforms(df, names) -> np.ndarray:

@@ -35,7 +35,13 @@ import numpy as np
 from counterfeed.twin.data import TwinLog
 from counterfeed.twin.store import Replicate
 
-__all__ = ["parametric_bootstrap", "simulate_log", "user_bootstrap"]
+__all__ = ["parametric_bootstrap", "simulate_log", "user_bootstrap", "user_draw"]
+
+
+def user_draw(seed: int, b: int, n_users: int) -> np.ndarray:
+    """(n_users,) replicate ``b``'s resample of the fitting users' codes, with replacement, drawn from
+    ``numpy.random.default_rng([seed, b])`` (known before any fit: ``twin fit`` checks them first)."""
+    return np.random.default_rng([seed, b]).integers(0, n_users, n_users)
 
 
 def simulate_log(twin: str | Path, logging: dict[str, Any], users: int, horizon: float, slate_size: int,
@@ -93,7 +99,7 @@ def user_bootstrap(meta: dict[str, Any], reps: list[Replicate], settings, train:
     point = reps[0]
     options, out = [meta["replicates"][0]], [point]
     for b in range(1, settings.bootstrap + 1):
-        draw = np.random.default_rng([settings.seed, b]).integers(0, train.n_users, train.n_users)
+        draw = user_draw(settings.seed, b, train.n_users)
         resampled = train.resample_users(draw)
         codes = np.flatnonzero(np.bincount(resampled.item, minlength=train.n_items))
         st = dataclasses.replace(settings, bootstrap=0, holdout=0.0, seed=settings.seed + b, l2=l2)

@@ -235,8 +235,9 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None, say=lambda msg: 
         raise DataError(f"--bootstrap-kind parametric: {log.source} does not say which policy logged it (only a run "
                         "directory does), and the parametric bootstrap simulates that policy; use "
                         "--bootstrap-kind users")
-    if not replicate:
+    if not replicate:  # what the data cannot identify is refused before any warning or progress line
         _check_clicks(log)
+        _check_returns(log)
         _warn_sparse(log, st.dims)
     rng = np.random.default_rng(st.seed)
     t_start = _time.perf_counter()
@@ -252,6 +253,8 @@ def fit_twin(log: TwinLog, settings: FitSettings | None = None, say=lambda msg: 
                                                     clickers, skippers)
     if not replicate:
         _check_clicks(train, held=(log, held_u.size, st.holdout))
+        _check_returns(train, held=(log, held_u.size, st.holdout))
+        _check_bootstrap_returns(train, st, log.source)
     if few:
         warnings.warn(few, stacklevel=2)
     k = train.n_positions
@@ -348,6 +351,42 @@ def _check_clicks(log: TwinLog, held: tuple[TwinLog, int, float] | None = None) 
                     f"the log's other {other} clicks and {len(whole) - n - other} skips are among the {n_held} "
                     f"users held out by --holdout {frac:g}), so the twin's click model is not identified; lower "
                     "--holdout, or fit a longer log")
+
+
+def _check_returns(log: TwinLog, held: tuple[TwinLog, int, float] | None = None) -> None:
+    """Refuse (DataError) a log in which no user has a second session: the return rate of the visit/return
+    dynamics (:func:`~counterfeed.twin.dynamics.fit_dynamics`) is then not identified. Checked before
+    fitting, so the error comes before any progress line. ``held``: as :func:`_check_clicks`'s, when
+    ``log`` is the fitting users' part and the users who returned may all be held out."""
+    if np.any(np.bincount(log.session_user, minlength=log.n_users) >= 2):
+        return
+    if held is None:
+        raise DataError(f"{log.source}: the log has no user with a second session ({log.n_users} users, one session "
+                        "each), so nothing identifies the twin's return rate; nothing was fitted (fit a longer log)")
+    whole, n_held, frac = held
+    returning = int(np.sum(np.bincount(whole.session_user, minlength=whole.n_users) >= 2))
+    raise DataError(f"{whole.source}: none of the {log.n_users} fitting users has a second session (the log's "
+                    f"{returning} user(s) who returned are all among the {n_held} users held out by --holdout "
+                    f"{frac:g}), so "
+                    "nothing identifies the twin's return rate; lower --holdout, or fit a longer log")
+
+
+def _check_bootstrap_returns(train: TwinLog, st: FitSettings, source: str) -> None:
+    """Refuse (DataError) before fitting a user bootstrap one of whose resamples
+    (:func:`~counterfeed.twin.bootstrap.user_draw`, drawn before any fit) holds none of the fitting users
+    who returned: that replicate's return rate is not identified, and the bootstrap used to stop there,
+    after the point fit and the replicates before it had printed their progress."""
+    if not st.bootstrap or st.bootstrap_kind != "users":
+        return
+    from counterfeed.twin.bootstrap import user_draw
+
+    returned = np.bincount(train.session_user, minlength=train.n_users) >= 2
+    for b in range(1, st.bootstrap + 1):
+        if not returned[user_draw(st.seed, b, train.n_users)].any():
+            raise DataError(f"{source}: bootstrap replicate {b} of {st.bootstrap} resamples none of the "
+                            f"{int(returned.sum())} fitting user(s) who returned for a second session, so its "
+                            "return rate is not identified (too few returning users for a bootstrap over users); "
+                            "fit a longer log, or give --bootstrap 0 (a point fit without intervals)")
 
 
 #: fewer clicks (or fewer skips) than this among the fitting users is a loud warning at ``twin fit`` and on

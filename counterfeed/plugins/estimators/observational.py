@@ -76,7 +76,15 @@ class BackdoorOptions(EstimatorOptions):
 
 
 class _Backdoor(Estimator):
-    """Shared driver: comparison -> identified adjustment set -> DoWhy estimate -> refutation/sensitivity."""
+    """Shared driver: comparison -> identified adjustment set -> DoWhy estimate -> refutation/sensitivity.
+
+    An empty adjustment set (a graph with no back-door path from the treatment to the outcome, or
+    confounders constant among these users) is accepted by every back-door estimator: it identifies
+    the ATE by the plain difference in means (the back-door criterion with ``Z = {}``: Pearl 2009,
+    Causality, 2nd ed., th. 3.3.2). ``backdoor-regression`` then fits ``Y ~ 1 + T``; the propensity
+    estimators (``backdoor-ipw``, ``aipw``, ``backdoor-matching``), whose propensity is constant, report
+    their own limit, the same OLS difference in means with an HC3 interval, with a warning saying so
+    (``diagnostics["method"]``: ``difference in means (empty adjustment set)``)."""
 
     Options: ClassVar = BackdoorOptions
     tags = EstimatorTags(requires_covariates=True, requires_graph=True, stochastic=True, estimands=("difference",))
@@ -84,8 +92,6 @@ class _Backdoor(Estimator):
     propensity: ClassVar[bool] = True
     #: the conformance suite runs the refuters with two simulations each (the rules check the interface)
     conformance_options: ClassVar[dict[str, Any]] = {"refutation_simulations": 2}
-    #: the method models the propensity from the adjustment set, so it needs a non-empty one
-    needs_adjustment: ClassVar[bool] = False
 
     @abstractmethod
     def _fit(self, comp: Any, adjust: list[str], seed: int) -> Any:
@@ -97,7 +103,7 @@ class _Backdoor(Estimator):
         from counterfeed.core.causal_graph import check_backdoor, scenario_graph
 
         if not self.options.proceed_when_unidentifiable:
-            check_backdoor(scenario, f"estimator '{self.name}'", needs_adjustment=self.needs_adjustment)
+            check_backdoor(scenario, f"estimator '{self.name}'")
         elif scenario_graph(scenario) is None:
             raise scenario.error(f"estimator '{self.name}' needs a causal graph (graph: treatment, outcome, edges)",
                                  "graph")
@@ -204,7 +210,8 @@ class IPWOptions(BackdoorOptions):
 class BackdoorIPW(_Backdoor):
     """Inverse propensity weighting (Hajek) with a logistic propensity on the backdoor set (DoWhy's
     ``backdoor.propensity_score_weighting``), propensities clipped to ``[clip, 1 - clip]``; a
-    conservative influence-function interval. Assumes no unobserved confounding and overlap.
+    conservative influence-function interval. Assumes no unobserved confounding and overlap. With an
+    empty adjustment set: the difference in means (see :class:`_Backdoor`).
     Reference: Hirano, Imbens & Ridder (2003)."""
 
     name = "backdoor-ipw"
@@ -221,12 +228,12 @@ class AIPWOptions(BackdoorOptions):
 
 class AIPW(_Backdoor):
     """Augmented inverse propensity weighting (doubly robust), cross-fitted, through DoWhy's EconML
-    ``LinearDRLearner``; consistent if either the propensity or the outcome model is right.
+    ``LinearDRLearner``; consistent if either the propensity or the outcome model is right. With an
+    empty adjustment set: the difference in means (see :class:`_Backdoor`).
     Reference: Robins, Rotnitzky & Zhao (1994); Chernozhukov et al. (2018)."""
 
     name = "aipw"
     Options = AIPWOptions
-    needs_adjustment = True
 
     def _fit(self, comp, adjust, seed):
         return bd.fit_aipw(comp.frame, adjust, self.options.folds, self.options.outcome_model, seed)
@@ -234,7 +241,8 @@ class AIPW(_Backdoor):
 
 class BackdoorMatching(_Backdoor):
     """One-nearest-neighbour propensity-score matching with replacement (DoWhy's
-    ``backdoor.propensity_score_matching``), Abadie-Imbens standard error.
+    ``backdoor.propensity_score_matching``), Abadie-Imbens standard error. With an empty adjustment
+    set: the difference in means (see :class:`_Backdoor`).
     Reference: Abadie & Imbens (2006, 2016); Rosenbaum & Rubin (1983)."""
 
     name = "backdoor-matching"
