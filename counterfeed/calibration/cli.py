@@ -71,17 +71,36 @@ def _load(path: str, sets: tuple[str, ...] = ()):
         raise UserError(str(exc)) from None
 
 
-def _resolve_points(sc: Any, grid: list, replications: int = 1) -> None:
-    """Every sweep point checked as ``validate`` checks a scenario; a ScenarioError names the point."""
+def _resolve_points(sc: Any, grid: list, replications: int = 1) -> dict[str, list[str]]:
+    """Every sweep point checked as ``validate`` checks a scenario; a ScenarioError names the point.
+    Returns the points' notes (``Plan.notes``): each note and the points (``FIELD=V, ...``) it holds at."""
     from counterfeed.calibration.sweep import grid_points, point_error
     from counterfeed.core.plan import resolve
     from counterfeed.errors import ScenarioError
 
+    notes: dict[str, list[str]] = {}
     for overrides, point in grid_points(sc, grid, estimators=True, replications=replications):
         try:
-            resolve(point)
+            plan = resolve(point)
         except ScenarioError as exc:
             raise point_error(overrides, exc) from None
+        for note in plan.notes:
+            notes.setdefault(note, []).append(", ".join(f"{k}={v}" for k, v in overrides.items()))
+    return notes
+
+
+def _plan_notes(sc: Any) -> list[str]:
+    from counterfeed.core.plan import resolve
+
+    return resolve(sc).notes
+
+
+def _print_notes(notes: dict[str, list[str]], points: int = 1) -> None:
+    """Each note once on stderr (as ``validate`` prints them; a replication's run does not), with the
+    ``--vary`` points it holds at unless it holds at all ``points``."""
+    for note, where in notes.items():
+        at = "" if len(where) >= points else f"--vary {'; '.join(where)}: "
+        click.echo(f"note: {at}{note}", err=True)
 
 
 def _executor(kind: str, workers: int | None, scheduler: str | None, tasks: int):
@@ -240,6 +259,7 @@ def calibrate_command(scenario: str, replications: int, workers: int | None, exe
     sc = _load(scenario, sets)
     _guard(_check_sharding, sc, executor, scheduler)  # cheap: before the split draws of check_calibratable
     _guard(check_calibratable, sc, "calibrate", replications)  # before any worker starts or any file is written
+    _print_notes({note: [""] for note in _guard(_plan_notes, sc)})
     ex = _guard(_executor, executor, workers, scheduler, replications)
     with _resumable(), ex:
         result = _guard(calibrate, sc, replications, executor=ex, out_dir=out_dir, fresh=fresh,
@@ -272,8 +292,9 @@ def sweep_command(scenario: str, vary: tuple[str, ...], replications: int, worke
     sc = _load(scenario, sets)
     grid = _guard(lambda: [parse_vary(v) for v in vary])
     _guard(_check_sharding, sc, executor, scheduler, grid, "sweep")  # cheap: before the points' split draws
-    _guard(_resolve_points, sc, grid, replications)  # validate every point (as `validate` would) before starting workers
+    notes = _guard(_resolve_points, sc, grid, replications)  # every point checked (as `validate` would) first
     points = math.prod(len(values) for _, values in grid)
+    _print_notes(notes, points)
     ex = _guard(_executor, executor, workers, scheduler, replications * points)
     with _resumable(), ex:
         result = _guard(sweep, sc, grid, replications, executor=ex, out_dir=out_dir, fresh=fresh,

@@ -273,8 +273,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         timings["setup_s"] = time.perf_counter() - t0
         say(f"{sc.name}: {population.n:,} users, {items.n:,} items, arms {', '.join(sc.arms)}")
         notes = plan.notes + _catalog_notes(sc, items.n)
-        for line in notes:  # like a warning: shown even with --quiet
-            print(f"note: {line}", file=sys.stderr, flush=True)
+        for line in notes if write or not quiet else []:  # like a warning, even with --quiet; not in every
+            print(f"note: {line}", file=sys.stderr, flush=True)  # replication of a calibration (its command says)
         t0 = time.perf_counter()
         replications = truth_replications(sc, CATE in estimands_of(plan.estimators))
         tasks = [WorldTask(sc, w, items, population)

@@ -129,3 +129,18 @@ def test_segment_shares_that_do_not_sum_to_one_name_each_share(capsys):
     assert code == 2 and "segment shares must sum to 1 (got 2: all 1, a 1); 'all' is the default single segment" in err
     code, out, err = cli(capsys, "validate", "scenarios/aa_test.yaml", "--set", "population.segments={a: {share: 1}}")
     assert code == 0, err
+
+
+def test_calibrate_and_sweep_print_a_note_once_not_per_replication(tmp_path, capsys):
+    """Each replication is a run; its notes are the scenario's, which the command prints once (a
+    helper saw hundreds of lines with -q)."""
+    path = _write(tmp_path, metrics=["clicks", {"metric": "retained", "window": "10d"}])
+    code, _, err = cli(capsys, "calibrate", path, "-n", "3", "-w", "1", "-q", "--out", tmp_path / "cal")
+    assert code == 0, err
+    assert [ln for ln in err.splitlines() if ln.startswith("note: ")] == [
+        next(ln for ln in err.splitlines() if ln.startswith("note: metrics[1]: retained's window (10d)"))]
+    code, _, err = cli(capsys, "sweep", path, "--vary", "experiment.duration=4d,12d", "-n", "2", "-w", "1", "-q",
+                       "--out", tmp_path / "sweep")
+    assert code == 0, err
+    notes = [ln for ln in err.splitlines() if ln.startswith("note: ")]
+    assert len(notes) == 1 and notes[0].startswith("note: --vary experiment.duration=4d: metrics[1]: "), notes

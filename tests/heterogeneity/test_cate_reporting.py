@@ -98,7 +98,7 @@ def test_each_warning_appears_once_in_the_report():
                   diagnostics={"warnings": ["SingularMatrixWarning: rank-deficient"]})
     doc = _Doc("t")
     _diagnostics(doc, SimpleNamespace(estimates=[Estimate(**common, estimand="cate"), Estimate(**common)],
-                                      scenario=small_scenario()))
+                                      scenario=small_scenario(), label=lambda e: e.estimator))
     para = next(b for b in doc.blocks if getattr(b, "kind", "") == "caution")
     assert para.text.startswith("1 warning(s)") and para.items == ["e · m · b: SingularMatrixWarning: rank-deficient"]
 

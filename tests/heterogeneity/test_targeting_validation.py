@@ -18,8 +18,8 @@ TARGETING = Path(__file__).resolve().parents[2] / "scenarios" / "targeting.yaml"
     ({"analysis": [{"estimator": "diff-in-means"}]}, r"targeting: no analysis estimator predicts per-user"),
     ({"targeting.estimators": ["diff-in-means"]},
      r"targeting.estimators\[0\]: 'diff-in-means' is not a CATE estimator"),
-    ({"targeting.threshold": float("nan")}, r"targeting.threshold: Input should be a finite number"),
-    ({"targeting.threshold": float("inf")}, r"targeting.threshold: Input should be a finite number"),
+    ({"targeting.threshold": float("nan")}, r"targeting.threshold: must be finite"),
+    ({"targeting.threshold": float("inf")}, r"targeting.threshold: must be finite"),
 ])
 def test_targeting_that_cannot_run_is_rejected_at_validate(override, pattern):
     with pytest.raises(ScenarioError, match=pattern):
