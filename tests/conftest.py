@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -24,6 +25,24 @@ SMALL = {
     },
     "output": {"report": False},
 }
+
+
+def scenario_file(path: str | Path, data: dict, **changes) -> Path:
+    """``data`` with dotted-path ``changes`` (``{"experiment.split": {...}}``) written as YAML at ``path``."""
+    import copy
+
+    import yaml
+
+    data = copy.deepcopy(data)
+    for key, value in changes.items():
+        node = data
+        *head, last = key.split(".")
+        for part in head:
+            node = node.setdefault(part, {})
+        node[last] = value
+    path = Path(path)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def small_scenario(**overrides) -> Scenario:

@@ -17,26 +17,15 @@ import math
 from pathlib import Path
 
 import pytest
-import yaml
 
 from counterfeed.core.estimation import Estimate
-from tests.conftest import SMALL, cli
+from tests.conftest import SMALL, cli, scenario_file
 
 
 def _write(tmp_path: Path, **changes) -> Path:
-    data = json.loads(json.dumps(SMALL))
-    data["output"] = {"report": False, "dir": str(tmp_path / "runs")}
-    data["metrics"] = ["clicks", "retained"]
-    data["analysis"] = [{"estimator": "diff-in-means"}]
-    for key, value in changes.items():
-        node = data
-        *head, last = key.split(".")
-        for part in head:
-            node = node.setdefault(part, {})
-        node[last] = value
-    path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
+    base = {**SMALL, "output": {"report": False, "dir": str(tmp_path / "runs")}, "metrics": ["clicks", "retained"],
+            "analysis": [{"estimator": "diff-in-means"}]}
+    return scenario_file(tmp_path / "s.yaml", base, **changes)
 
 
 @pytest.mark.parametrize("field, value, message", [

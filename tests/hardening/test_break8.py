@@ -22,30 +22,16 @@ import pytest
 
 from counterfeed.core.scenario import Scenario, check_arms_filled
 from counterfeed.errors import ScenarioError
-from tests.conftest import SMALL, cli
+from tests.conftest import SMALL, cli, scenario_file
 
 
 def _write(tmp_path: Path, **changes) -> Path:
-    data = json.loads(json.dumps(SMALL))
-    data["output"] = {"report": True, "dir": str(tmp_path / "runs")}
-    data["metrics"] = ["clicks", "sessions"]
-    for key, value in changes.items():
-        node = data
-        *head, last = key.split(".")
-        for part in head:
-            node = node.setdefault(part, {})
-        node[last] = value
-    path = tmp_path / "s.yaml"
-    import yaml
-
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
+    base = {**SMALL, "output": {"report": True, "dir": str(tmp_path / "runs")}, "metrics": ["clicks", "sessions"]}
+    return scenario_file(tmp_path / "s.yaml", base, **changes)
 
 
 def _rejected(capsys, path: Path, pattern: str) -> None:
     """Both ``validate`` and ``run`` exit 2 with the message, and nothing is written."""
-    import re
-
     for verb in ("validate", "run"):
         code, _, err = cli(capsys, verb, path, "--quiet") if verb == "run" else cli(capsys, verb, path)
         assert code == 2, (verb, err)
