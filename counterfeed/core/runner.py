@@ -214,12 +214,18 @@ def _world_done(out: WorldOutput) -> str:
 
 
 def _versions() -> dict[str, str]:
+    """Python's and the installed versions of the packages a run may use, from their distributions'
+    metadata: the same list whatever this process imported (a run that found its two-tower model in the
+    cache never imports torch, and its manifest listed no torch; break test 7)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     out = {"python": platform.python_version()}
-    for mod in ("numpy", "pandas", "pyarrow", "simpy", "pluggy", "pydantic", "scipy", "torch",
-                "transformers", "pymc", "nutpie", "arviz"):
-        m = sys.modules.get(mod)
-        if m is not None:
-            out[mod] = getattr(m, "__version__", "?")
+    for dist in ("numpy", "pandas", "pyarrow", "simpy", "pluggy", "pydantic", "scipy", "torch",
+                 "transformers", "pymc", "nutpie", "arviz"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:  # not installed: the run cannot have used it
+            pass
     return out
 
 

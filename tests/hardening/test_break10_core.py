@@ -133,3 +133,16 @@ def test_calibrate_and_sweep_print_a_note_once_not_per_replication(tmp_path, cap
     assert code == 0, err
     notes = [ln for ln in err.splitlines() if ln.startswith("note: ")]
     assert len(notes) == 1 and notes[0].startswith("note: --vary experiment.duration=4d: metrics[1]: "), notes
+
+
+def test_the_manifests_versions_do_not_depend_on_what_the_process_imported(monkeypatch):
+    """A run that found its two-tower model cached never imported torch, and its manifest had no torch
+    (break test 7): the versions now come from the installed distributions."""
+    import sys
+    from importlib.metadata import version
+
+    from counterfeed.core.runner import _versions
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    got = _versions()
+    assert got["torch"] == version("torch") and got["numpy"] == version("numpy")
