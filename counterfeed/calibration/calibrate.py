@@ -27,7 +27,8 @@ from counterfeed.calibration.engine import (ExecutionReport, Replicate, execute,
                                             run_replication)
 from counterfeed.calibration.store import ReplicationStore, atomic_write_json, scenario_hash
 from counterfeed.calibration.cate_summary import cate_summary
-from counterfeed.calibration.summary import FLAGGED_VERDICTS, assign_entries, records_frame, summarize
+from counterfeed.calibration.summary import (FLAGGED_VERDICTS, analysis_entries, assign_entries, records_frame,
+                                             summarize)
 from counterfeed.core.display import estimator_label, repeated_estimators
 from counterfeed.core.executors import Executor
 from counterfeed.core.scenario import Scenario, check_arms_filled
@@ -147,13 +148,15 @@ def calibrate(scenario: Scenario, replications: int, *, executor: Executor | Non
     seeds = replication_seeds(scenario.seed, replications)
     tasks = [{"name": f"rep-{i}", "index": i, "seed": s, "scenario": data, "replicate": replicate}
              for i, s in enumerate(seeds)]
+    entries = analysis_entries(scenario)
     with ReplicationStore(out, kind="calibrate", scenario_name=scenario.name,
                           digest=scenario_hash(data), fresh=fresh) as store:
+        assign_entries(list(store.load().values()), entries)  # a store it cannot read: before simulating
         report = execute(store, tasks, executor=executor, quiet=quiet, console=console)
         wanted = {t["name"] for t in tasks}
         stored = store.load()
         records = [r for name, r in stored.items() if name in wanted]
-        assign_entries(records, [spec.estimator for spec in scenario.analysis])
+        assign_entries(records, entries)
         errors = {k: v for k, v in store.load_errors().items() if k in wanted and k not in stored}
         frame = records_frame(records)
         result = CalibrationResult(out_dir=out, scenario=scenario, replications=replications,

@@ -70,7 +70,7 @@ def estimate_vs_truth_figure(frame: pd.DataFrame, path: Path, max_panels: int = 
     plt = _pyplot()
     data = frame[frame["truth"].notna() & frame["point"].notna()]
     panels = list(data.groupby(["metric", "arm", "estimand"], sort=True).groups)[:max_panels]
-    repeated = _repeated(data)
+    repeated = _repeated(frame)
     fig, axes = _panel_grid(plt, len(panels), 4.2)
     if not panels:
         axes[0, 0].text(0.5, 0.5, "no estimate has a known truth", ha="center", va="center")
@@ -110,9 +110,9 @@ def power_figure(summary: pd.DataFrame, fields: list[str], path: Path, max_panel
     fig, axes = _panel_grid(plt, len(panels), 4.4)
     xs = list(dict.fromkeys(summary[x_field])) if len(summary) else []
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs)
+    repeated = _repeated(summary)  # as the table names them: over the whole summary, not per panel
     for ax, (metric, estimand) in zip(axes.flat, panels):
         d = summary[(summary["metric"] == metric) & (summary["estimand"] == estimand)]
-        repeated = _repeated(d)
         for key, g in d.groupby(["estimator", "analysis", "arm", *others], sort=True, dropna=False):
             key = (estimator_label(key[0], key[1], repeated), *key[2:])
             g = g.sort_values(x_field) if numeric else g

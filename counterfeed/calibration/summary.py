@@ -67,7 +67,7 @@ from scipy.stats import binom, norm
 
 from counterfeed.core.scoring import COVER_ULPS, covers
 
-__all__ = ["ESTIMATE_FIELDS", "GROUP_KEYS", "wilson_interval", "records_frame", "summarize", "assign_entries",
+__all__ = ["ESTIMATE_FIELDS", "GROUP_KEYS", "wilson_interval", "records_frame", "summarize", "assign_entries", "analysis_entries",
            "MDE_MULTIPLIER", "verdict", "FLAGGED_VERDICTS", "VERDICT_ALPHA", "undercoverage_p",
            "overcoverage_p", "overrejection_p", "strict_failures"]
 
@@ -100,25 +100,49 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
     return lo, hi
 
 
-def assign_entries(records: list[dict[str, Any]], estimators: list[str]) -> None:
-    """Give the estimates of replications stored before estimates carried their analysis entry (no
-    ``analysis`` key) the index of the entry that made them, in place: the one entry of ``estimators``
-    (the scenario's analysis entries' estimator names, in order) with the estimate's estimator. Raises
-    :class:`~counterfeed.errors.CounterfeedError` when several entries ran that estimator, as such a
-    store cannot tell their rows apart (start afresh, ``--fresh``)."""
-    from counterfeed.errors import CounterfeedError
+def assign_entries(records: list[dict[str, Any]], entries: list[tuple[str, list[str] | None]]) -> None:
+    """Check and complete, in place, the analysis entries of stored replication records' estimates.
+
+    ``entries``: the scenario's analysis entries in order, each its estimator's name and its ``metrics``
+    option (None: every metric). An estimate's ``analysis``, when stored, must index one of them (a
+    :class:`~counterfeed.errors.DataError` otherwise: the store was edited or is another scenario's). An
+    estimate stored before estimates carried their entry (no ``analysis`` key) gets the one entry that
+    could have made it: the entries of its estimator (``ope:dr`` is ``ope``'s), narrowed to those whose
+    ``metrics`` name its metric when several run that estimator. When still several could have made it,
+    the store cannot tell their rows apart: a DataError asking to start afresh (``--fresh``), raised
+    before anything is simulated when the caller checks the stored records first."""
+    from counterfeed.errors import DataError
 
     for rec in records:
-        for est in rec.get("estimates", []):
+        for j, est in enumerate(rec.get("estimates", [])):
+            where = f"replication {rec.get('index')} of the store, estimates[{j}]"
             if "analysis" in est:
+                got = est["analysis"]
+                if got is not None and (isinstance(got, bool) or not isinstance(got, int)
+                                        or not 0 <= got < len(entries)):
+                    raise DataError(f"{where}: analysis must be the index of one of the scenario's "
+                                    f"{len(entries)} analysis entries, got {got!r}; rerun with --fresh")
                 continue
-            entries = [i for i, name in enumerate(estimators) if name == est.get("estimator")]
-            if len(entries) > 1:
-                raise CounterfeedError(
-                    f"replication {rec.get('index')} was stored by an older counterfeed, which did not record which "
-                    f"analysis entry made each estimate, and analysis entries {entries} all run "
-                    f"'{est.get('estimator')}': their rows cannot be told apart; rerun with --fresh")
-            est["analysis"] = entries[0] if entries else None
+            name = str(est.get("estimator", "")).split(":", 1)[0]
+            found = [i for i, (e, _) in enumerate(entries) if e == name]
+            if len(found) > 1:
+                found = [i for i in found if entries[i][1] is None or est.get("metric") in entries[i][1]]
+            if len(found) > 1:
+                raise DataError(
+                    f"{where} was stored by an older counterfeed, which did not record which analysis entry "
+                    f"made each estimate, and analysis entries {found} could all have made its "
+                    f"'{est.get('estimator')}' row of '{est.get('metric')}': their rows cannot be told apart; "
+                    "rerun with --fresh")
+            est["analysis"] = found[0] if found else None
+
+
+def analysis_entries(scenario: Any) -> list[tuple[str, list[str] | None]]:
+    """A scenario's analysis entries for :func:`assign_entries`: each its estimator and ``metrics``."""
+    out = []
+    for spec in scenario.analysis:
+        metrics = (spec.options or {}).get("metrics")
+        out.append((spec.estimator, [str(m) for m in metrics] if isinstance(metrics, list) else None))
+    return out
 
 
 def records_frame(records: list[dict[str, Any]], extra: list[str] | None = None) -> pd.DataFrame:

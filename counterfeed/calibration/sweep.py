@@ -24,7 +24,7 @@ from counterfeed.calibration.engine import (ExecutionReport, Replicate, execute,
                                             run_replication)
 from counterfeed.calibration.store import ReplicationStore, atomic_write_json, scenario_hash
 from counterfeed.core.shard_spec import unsharded
-from counterfeed.calibration.summary import GROUP_KEYS, assign_entries, records_frame, summarize
+from counterfeed.calibration.summary import GROUP_KEYS, analysis_entries, assign_entries, records_frame, summarize
 from counterfeed.core.executors import Executor
 from counterfeed.core.scenario import Scenario, check_arms_filled
 from counterfeed.errors import CounterfeedError, ScenarioError
@@ -154,16 +154,20 @@ def sweep(scenario: Scenario, vary: list[tuple[str, list[Any]]], replications: i
         for i, s in enumerate(seeds):
             tasks.append({"name": f"p{j}-rep-{i}", "index": i, "seed": s, "scenario": data,
                           "replicate": replicate, "tags": {"grid_point": j}})
+    def check_entries(records: list[dict[str, Any]]) -> None:  # each point's analysis entries
+        for j, (_, sc) in enumerate(points):
+            assign_entries([r for r in records if r.get("grid_point") == j], analysis_entries(sc))
+
     with ReplicationStore(out, kind="sweep", scenario_name=scenario.name, digest=digest,
                           fresh=fresh) as store:
+        check_entries(list(store.load().values()))  # a store it cannot read: before simulating
         report = execute(store, tasks, executor=executor, quiet=quiet, console=console,
                          label="sweep replications")
         wanted = {t["name"] for t in tasks}
         stored = store.load()
         records = [r for name, r in stored.items() if name in wanted]
         errors = {k: v for k, v in store.load_errors().items() if k in wanted and k not in stored}
-    for j, (_, sc) in enumerate(points):  # a store from before estimates carried their analysis entry
-        assign_entries([r for r in records if r.get("grid_point") == j], [a.estimator for a in sc.analysis])
+    check_entries(records)
     frame = records_frame(records, extra=["grid_point"])
     for f in fields:
         frame.insert(3 + fields.index(f), f, [points[int(j)][0][f] for j in frame["grid_point"]])

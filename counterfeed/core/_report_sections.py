@@ -10,6 +10,7 @@ section of the plugin that produced it.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,9 @@ def _header(doc: _Doc, run: RunView) -> None:
     if total is not None:
         rows.append(["Run time", f"{total:.1f} s"])
     doc.add(_KV([(str(k), str(v)) for k, v in rows]))
+    notes = [str(n) for n in m.get("notes") or []]
+    if notes:  # valid settings that are likely not what was meant (validate and run printed them)
+        doc.add(_Para(f"{len(notes)} note(s) on the scenario:", "caution", notes))
 
 
 def _srm(doc: _Doc, run: RunView) -> None:
@@ -160,8 +164,16 @@ def _est_row(e: Any, with_segment: bool = False, mixed_levels: bool = False, lab
     level = f" ({level_text([e.level], e.level)})" if mixed_levels else ""  # analyses with levels of their own
     return [label or e.estimator, e.arm] + ([e.segment] if with_segment else []) + [
         e.estimand + (" NOT IDENTIFIED" if (e.diagnostics or {}).get("identified") is False else ""),  # as the CLI's
-        (fmt(e.point), "num"), (f"{fmt(e.lower)} to {fmt(e.upper)}{level}", "num"),
+        (fmt(e.point), "num"), (f"{_bound(e.lower)} to {_bound(e.upper)}{level}", "num"),
         pv, (fmt(e.truth), "truth"), (fmt(e.error, signed=True), "num"), _covered_cell(e.covered)]
+
+
+def _bound(x: Any) -> str:
+    """An interval bound: its number, "−∞"/"∞" for an unbounded side, "—" for a missing one."""
+    v = num(x)
+    if v is None and isinstance(x, float) and math.isinf(x):
+        return "−∞" if x < 0 else "∞"
+    return fmt(v)
 
 
 def _forest_rows(ests: list[Any], with_segment: bool, run: RunView) -> list[tuple[str, list[dict]]]:

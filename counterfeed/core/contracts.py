@@ -30,11 +30,11 @@ __all__ = [
 
 
 class Options(BaseModel):
-    """Base for plugin options: unknown fields are an error, values are validated on assignment, numbers
-    must be finite (NaN and infinities are an error; a plugin whose option may be infinite sets
-    ``allow_inf_nan=True`` in its ``model_config``) and a boolean is not a number (:func:`reject_booleans`)."""
+    """Base for plugin options: unknown fields are an error, values are validated on assignment, and a
+    number is not a boolean or NaN (:func:`~counterfeed.core._strict.reject_booleans`; infinity is left
+    to each field's bounds)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
     _no_booleans = field_validator("*", mode="before")(classmethod(reject_booleans))
 

@@ -247,14 +247,17 @@ def allocation_of(scenario: Any) -> str | None:
 
 
 def _distinct_intervals(assessed: list[Any]) -> tuple[list[Any], int]:
-    """``assessed`` without the rows that repeat an earlier row's interval and truth for the same analysis
-    entry, metric, arm and segment (a CATE learner reports its average effect as a ``cate`` and a
-    ``difference`` row: one interval, which the tally must not count twice); and how many were dropped."""
+    """``assessed`` without a CATE learner's ``cate`` row where it repeats the interval and truth of the
+    same entry's ``difference`` row for that metric, arm and segment (the learner reports its average
+    effect twice: one interval, which the tally must not count twice); and how many were dropped. Rows
+    of other estimands are never merged, even with equal bounds (a zero-width difference and relative)."""
     seen: set[tuple[Any, ...]] = set()
     out = []
-    for a in assessed:
+    for a in sorted(assessed, key=lambda a: a.estimate.estimand == "cate"):  # the difference rows first
         e = a.estimate
-        key = (e.estimator, e.analysis, e.metric, e.arm, e.segment, num(e.lower), num(e.upper), num(e.truth))
+        estimand = "difference" if e.estimand == "cate" else e.estimand
+        key = (e.estimator, e.analysis, e.metric, e.arm, e.segment, estimand, num(e.lower), num(e.upper),
+               num(e.truth))
         if key not in seen:
             seen.add(key)
             out.append(a)

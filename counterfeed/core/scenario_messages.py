@@ -133,7 +133,8 @@ def _problem(err: dict[str, Any], root: type[BaseModel] | None, model: type[Base
         msg = msg.removeprefix("Value error, ")
         if typ == "finite_number" or (isinstance(err.get("input"), float) and not math.isfinite(err["input"])):
             msg = "must be finite"  # NaN compares false with every bound: "less than 1 (got nan)" misleads
-        if "input" in err and typ != "value_error" and not isinstance(err["input"], (dict, list)):
+        if "input" in err and (typ != "value_error" or msg == "must be finite") \
+                and not isinstance(err["input"], (dict, list)):
             msg = f"{msg} (got {_shown(err['input'])})"
     return Problem(path, msg)
 

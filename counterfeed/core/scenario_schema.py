@@ -92,8 +92,9 @@ class PopulationSpec(_Strict):
         total = sum(s.share for s in v.values())
         if abs(total - 1.0) > 1e-6:
             shares = ", ".join(f"{name} {s.share:g}" for name, s in v.items())
-            hint = ("; 'all' is the default single segment, kept when segments are added one by one: give the "
-                    "whole mapping, e.g. --set 'population.segments={a: {share: 1}}'") if "all" in v and len(v) > 1 else ""
+            hint = ("; if 'all' is the default single segment, kept when segments are added one by one with "
+                    "--set, give the whole mapping, e.g. --set 'population.segments={a: {share: 1}}'"
+                    ) if "all" in v and len(v) > 1 else ""
             raise ValueError(f"segment shares must sum to 1 (got {total:g}: {shares}){hint}")
         return v
 

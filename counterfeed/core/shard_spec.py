@@ -88,16 +88,19 @@ def execution_arguments(scenario: "Scenario", shards: object = None, scheduler: 
     """``(shards, scheduler)`` for a run of ``scenario`` given these arguments of ``origin`` (a Python
     function, e.g. ``run``; None: the scenario's ``execution``), checked by the very rules of
     ``execution.shards`` and ``execution.scheduler`` (a strict int from 1 to :data:`MAX_SHARDS`, at
-    most ``population.users``; ``tcp://HOST:PORT``): ``shards=0``, ``2.9``, ``'2'`` or ``True`` is a
+    most ``population.users``, a NumPy integer included; ``tcp://HOST:PORT``): ``shards=0``, ``2.9``,
+    ``'2'`` or ``True`` is a
     ScenarioError naming the argument (``run(shards=...): ...``), as ``--shards``'s names the option.
     ``scheduler="in-process"`` (:data:`counterfeed.core.shard.IN_PROCESS`, for tests and debugging)
     is no address and passes as it is."""
     from counterfeed.core.shard import IN_PROCESS
     from counterfeed.errors import ScenarioError
 
+    import numpy as np
+
     overrides = {}
-    if shards is not None:
-        overrides["execution.shards"] = shards
+    if shards is not None:  # a NumPy integer (a computed shard count) is an integer; a NumPy bool is not
+        overrides["execution.shards"] = int(shards) if isinstance(shards, np.integer) else shards
     if scheduler is not None and scheduler != IN_PROCESS:
         overrides["execution.scheduler"] = scheduler
     ex = scenario.execution

@@ -69,7 +69,7 @@ def test_validate_lists_schema_and_plugin_option_problems_in_one_pass(here, caps
     rc, err = _cli(capsys, "validate", str(path))
     assert rc == 2
     for line, field, message in [(3, "population.heterogeneity", "must be finite (got nan)"),
-                                 (8, "experiment.split.a", "must be finite (got nan)"),
+                                 (8, "experiment.split", "'a': must be finite (got nan)"),
                                  (4, "catalog.quality_sd", "must be finite (got inf)"),
                                  (5, "user_model.visit_rate", "less than or equal to 1000"),
                                  (5, "user_model.churn_rate", "must be finite (got nan)"),

@@ -115,7 +115,7 @@ def test_segment_shares_that_do_not_sum_to_one_name_each_share(capsys):
     """``--set population.segments.a.share=1`` keeps the default segment ``all``: the message said "got 2"
     about a segment the user never wrote."""
     code, _, err = cli(capsys, "validate", "scenarios/aa_test.yaml", "--set", "population.segments.a.share=1")
-    assert code == 2 and "segment shares must sum to 1 (got 2: all 1, a 1); 'all' is the default single segment" in err
+    assert code == 2 and "segment shares must sum to 1 (got 2: all 1, a 1); if 'all' is the default single segment" in err
     code, out, err = cli(capsys, "validate", "scenarios/aa_test.yaml", "--set", "population.segments={a: {share: 1}}")
     assert code == 0, err
 
@@ -146,3 +146,64 @@ def test_the_manifests_versions_do_not_depend_on_what_the_process_imported(monke
     monkeypatch.delitem(sys.modules, "torch", raising=False)
     got = _versions()
     assert got["torch"] == version("torch") and got["numpy"] == version("numpy")
+
+
+def test_only_a_cate_row_repeating_its_difference_row_is_counted_once():
+    """Break test 10: a zero-width difference and relative of one entry, with equal bounds and truth,
+    were merged by the headline's tally; only a CATE learner's cate row repeats its difference row."""
+    from types import SimpleNamespace
+
+    from counterfeed.core.findings import _distinct_intervals
+
+    def row(estimand, estimator="diff-in-means"):
+        return SimpleNamespace(estimate=Estimate(estimator, "retained", "t", "c", 0.0, 0.0, 0.0, estimand=estimand,
+                                                 truth=0.0, analysis=0))
+
+    kept, dropped = _distinct_intervals([row("difference"), row("relative")])
+    assert (len(kept), dropped) == (2, 0)
+    kept, dropped = _distinct_intervals([row("cate", "linear-cate"), row("difference", "linear-cate")])
+    assert (len(kept), dropped) == (1, 1) and kept[0].estimate.estimand == "difference"
+
+
+def test_the_report_lists_the_scenarios_notes_and_shows_unbounded_sides(tmp_path, capsys):
+    path = _write(tmp_path, metrics=["clicks", {"metric": "retained", "window": "10d"}],
+                  **{"output.report": True})
+    code, _, err = cli(capsys, "run", path, "--quiet")
+    assert code == 0, err
+    report = next((tmp_path / "runs").glob("*/report.md")).read_text()
+    assert "1 note(s) on the scenario:" in report and "retained's window (10d) is longer" in report
+    assert "window: 2d}" in err  # the advice fits the 4-day experiment
+    from counterfeed.core._report_sections import _bound
+
+    assert (_bound(-math.inf), _bound(math.inf), _bound(float("nan")), _bound(1.5)) == ("−∞", "∞", "—", "1.5")
+
+
+def test_numpy_integer_shards_are_integers():
+    import numpy as np
+
+    from counterfeed.core.shard_spec import execution_arguments
+    from counterfeed.errors import ScenarioError
+    from tests.conftest import small_scenario
+
+    assert execution_arguments(small_scenario(), np.int64(2))[0] == 2
+    with pytest.raises(ScenarioError, match=r"run\(shards=\.\.\.\)"):
+        execution_arguments(small_scenario(), np.bool_(True))
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["experiment.assignment.coefficients={pre_sessions: true}"],
+     "experiment.assignment.coefficients: 'pre_sessions': expected a number, got a boolean (true)"),
+    (["experiment.split={control: true, treatment: false}"], "experiment.split: 'control': expected a number"),
+])
+def test_a_boolean_inside_a_mapping_of_numbers_is_not_a_number(capsys, sets, message):
+    code, _, err = cli(capsys, "validate", "scenarios/observational_selection.yaml"
+                       if "assignment" in sets[0] else "scenarios/aa_test.yaml", *[x for s in sets for x in ("--set", s)])
+    assert code == 2 and message in err, err
+
+
+def test_an_unbounded_option_still_takes_infinity(capsys):
+    """ope's tau and lam mean plain DR at infinity (documented); break test 10 found them refused."""
+    code, _, err = cli(capsys, "validate", "scenarios/ope_offline.yaml", "--set",
+                       "analysis=[{estimator: ope, estimators: [switch-dr, dr-os], fit_on: pre_period, tau: .inf, "
+                       "lam: .inf}]")
+    assert code == 0, err

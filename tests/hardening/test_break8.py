@@ -85,16 +85,40 @@ def test_a_run_names_the_entry_of_an_estimator_that_several_entries_ran(tmp_path
 
 
 def test_replications_stored_without_their_entry_get_it_when_it_is_unambiguous():
-    """A store written before estimates carried their entry: an estimator one entry ran gets that entry;
-    one that several ran cannot be split, which is an error (start afresh) rather than a pooled row."""
+    """A store written before estimates carried their entry: an estimator one entry ran gets that entry
+    (``ope:dr`` is ``ope``'s, break test 10), and of several entries the one whose ``metrics`` name the
+    row's metric; when several could have made a row, or a stored entry is not one of the scenario's,
+    the store is refused (start afresh) rather than pooled."""
     from counterfeed.calibration.summary import assign_entries
-    from counterfeed.errors import CounterfeedError
+    from counterfeed.errors import DataError
 
-    records = [{"index": 0, "estimates": [{"estimator": "cuped"}, {"estimator": "ratio", "analysis": None}]}]
-    assign_entries(records, ["diff-in-means", "cuped"])
-    assert [e["analysis"] for e in records[0]["estimates"]] == [1, None]
-    with pytest.raises(CounterfeedError, match=r"analysis entries \[0, 1\] all run 'cuped'.*--fresh"):
-        assign_entries([{"index": 3, "estimates": [{"estimator": "cuped"}]}], ["cuped", "cuped"])
+    entries = [("diff-in-means", ["clicks"]), ("cuped", None), ("diff-in-means", ["sessions"]), ("ope", None)]
+    records = [{"index": 0, "estimates": [{"estimator": "cuped"}, {"estimator": "ratio", "analysis": None},
+                                          {"estimator": "diff-in-means", "metric": "sessions"},
+                                          {"estimator": "ope:dr", "metric": "ctr"}]}]
+    assign_entries(records, entries)
+    assert [e["analysis"] for e in records[0]["estimates"]] == [1, None, 2, 3]
+    with pytest.raises(DataError, match=r"analysis entries \[0, 1\] could all have made its 'cuped'.*--fresh"):
+        assign_entries([{"index": 3, "estimates": [{"estimator": "cuped", "metric": "clicks"}]}],
+                       [("cuped", None), ("cuped", ["clicks"])])
+    for bad in (-1, 4, "0", True, 1.5):
+        with pytest.raises(DataError, match=r"replication 0 of the store, estimates\[0\]: analysis must be"):
+            assign_entries([{"index": 0, "estimates": [{"estimator": "cuped", "analysis": bad}]}], entries)
+
+
+def test_an_unreadable_store_is_refused_before_anything_is_simulated(tmp_path, capsys):
+    path = _write(tmp_path, analysis=[{"estimator": "diff-in-means"}])
+    out = tmp_path / "cal"
+    code, _, err = cli(capsys, "calibrate", path, "-n", "2", "--out", out)
+    assert code == 0, err
+    record = next((out / "replications").glob("*.json"))
+    doc = json.loads(record.read_text())
+    doc["estimates"][0]["analysis"] = "x"
+    record.write_text(json.dumps(doc))
+    before = sorted(p.name for p in (out / "replications").iterdir())
+    code, _, err = cli(capsys, "calibrate", path, "-n", "3", "--out", out)
+    assert code == 2 and "analysis must be the index of one of the scenario's 1 analysis entries, got 'x'" in err
+    assert sorted(p.name for p in (out / "replications").iterdir()) == before  # the third was not simulated
 
 
 def test_entries_of_one_estimator_on_disjoint_metrics_are_fine(tmp_path, capsys):

@@ -110,7 +110,7 @@ class Retained(Metric):
         return [f"retained's window ({format_duration(window)}) is longer than the experiment "
                 f"({format_duration(duration)}), so 'retained' means 'had a session at any time during the "
                 "experiment', not 'still returning at its end'; give a window shorter than experiment.duration "
-                "(e.g. {metric: retained, window: 3d}) to measure retention"]
+                f"(e.g. {{metric: retained, window: {format_duration(duration / 2)}}}) to measure retention"]
 
 
 class Churned(Metric):
