@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from counterfeed.core.contracts import Estimate, MetricInfo
-from counterfeed.core.display import fmt, fmt_p, level_text, num
+from counterfeed.core.display import estimator_label, fmt, fmt_p, level_text, num, repeated_estimators
 from counterfeed.core.experiment import AB_WORLD, counterfactual_world
 from counterfeed.core.outcomes import group_value
 from counterfeed.core.plugins import get_registry
@@ -172,7 +172,8 @@ def headline(result: RunResult, assessed: list[Assessed] | None = None) -> list[
     out = [_non_randomized(mech, mains, failed)] if mech != "randomized" else []
     if alloc is not None:
         out.append(_adaptive(alloc, mains))
-    out += [_conclusion(e, by_id.get(id(e))) for e in mains]
+    repeated = repeated_estimators((e.estimator, e.analysis) for e in result.estimates)
+    out += [_conclusion(e, by_id.get(id(e)), estimator_label(e.estimator, e.analysis, repeated)) for e in mains]
     if mech != "staggered":  # a rollout's partial exposure is not interference between arms
         out += _interference_lines(result, assessed)
     judged = [a for a in assessed if a.estimate.covered is not None]
@@ -332,15 +333,17 @@ def _adaptive(method: str, mains: list[Estimate]) -> str:
             "(docs/interactive.md).")
 
 
-def _conclusion(e: Estimate, a: Assessed | None) -> str:
+def _conclusion(e: Estimate, a: Assessed | None, name: str | None = None) -> str:
+    """One estimate's sentence; ``name``: the estimator as the tables name it (its entry when repeated)."""
+    name = name or e.estimator
     lo, hi, p = num(e.lower), num(e.upper), float(e.point)
     verb = "changed" if lo is None or hi is None or lo <= 0 <= hi else ("raised" if p > 0 else "lowered")
     amount = fmt(abs(p)) if verb != "changed" else fmt(p, signed=True)
     s = (f"{e.arm} {verb} {e.metric} by {amount} vs {e.control} "
-         f"({e.level:.0%} interval {fmt(lo)} to {fmt(hi)}, {e.estimator})")
+         f"({e.level:.0%} interval {fmt(lo)} to {fmt(hi)}, {name})")
     unidentified = (e.diagnostics or {}).get("identified") is False  # e.g. proceed_when_unidentifiable
     if lo is None or hi is None:  # e.g. an unbounded Anderson-Rubin set: the point is not a finding
-        s = (f"{e.arm} vs {e.control} on {e.metric}: {e.estimator} gives no finite {e.level:.0%} interval (point "
+        s = (f"{e.arm} vs {e.control} on {e.metric}: {name} gives no finite {e.level:.0%} interval (point "
              f"{fmt(p, signed=True)}){'; NOT IDENTIFIED by these data' if unidentified else ''}, not an "
              "estimate to act on (see its warnings)")
     else:

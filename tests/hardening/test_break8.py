@@ -76,6 +76,7 @@ def test_a_run_names_the_entry_of_an_estimator_that_several_entries_ran(tmp_path
     code, text, err = cli(capsys, "run", path, "--quiet")
     assert code == 0, err
     assert "diff-in-means (analysis[0])" in text and "diff-in-means (analysis[1])" in text
+    assert re.search(r"^- .*clicks by .*, diff-in-means \(analysis\[1\]\)\)", text, re.M)  # the headline too
     assert "cuped (analysis" not in text  # one entry: its name alone
     run_dir = next((tmp_path / "runs").iterdir())
     rows = json.loads((run_dir / "estimates.json").read_text())["estimates"]
