@@ -12,7 +12,7 @@ entry, metric, arm) over the R replications that have them:
   per-user interval, with a t interval from the spread across replications (users within one
   replication share one fitted model, so their coverage indicators are correlated and a binomial
   interval on the pooled users would be too narrow); ``coverage_in_band``: the share of replications
-  whose coverage lies in [0.90, 0.97], with its Wilson interval;
+  whose coverage lies in [level - 0.05, level + 0.02] ([0.90, 0.97] at 95%), with its Wilson interval;
 - ``regret``: the mean over replications of the targeting regret of the rule learned from the
   estimator's effects (the oracle rule's true value minus the rule's, in the improving direction;
   the run's ``targeting`` stage), with a t interval across replications;
@@ -150,7 +150,8 @@ def cate_summary(records: list[dict[str, Any]]) -> pd.DataFrame:
         # the 0.90-0.97 judgement reads the deconvolved coverage (docs/heterogeneity.md) where every
         # replication with intervals has it, the raw one otherwise; ``in_band_of`` says which
         judged, of = (dec, "deconvolved") if dec.size and dec.size == cov.size else (cov, "raw")
-        band = int(np.sum((judged >= 0.90) & (judged <= 0.97)))
+        lv = float(np.nanmedian(g["level"].map(_num).to_numpy()))  # one entry, one level
+        band = int(np.sum((judged >= lv - 0.05) & (judged <= min(lv + 0.02, 1.0))))  # 0.90-0.97 at 95%
         i_lo, i_hi = wilson_interval(band, int(judged.size))
         mc = g["pehe_mc"].map(_num).to_numpy()
         mc_base = g["pehe_baseline_mc"].map(_num).to_numpy()

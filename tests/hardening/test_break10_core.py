@@ -207,3 +207,17 @@ def test_an_unbounded_option_still_takes_infinity(capsys):
                        "analysis=[{estimator: ope, estimators: [switch-dr, dr-os], fit_on: pre_period, tau: .inf, "
                        "lam: .inf}]")
     assert code == 0, err
+
+
+def test_the_cate_in_band_share_is_judged_at_the_entrys_level():
+    """An 80% CATE entry whose users' intervals cover 80% is in band; the band was fixed at 0.90-0.97
+    (break test 10, now that two entries at different levels can be calibrated)."""
+    from counterfeed.calibration.cate_summary import cate_summary
+
+    def rec(i, level, coverage, entry):
+        return {"index": i, "estimates": [{"estimator": "linear-cate", "analysis": entry, "metric": "clicks",
+                                           "arm": "t", "estimand": "cate", "level": level,
+                                           "cate": {"pehe": 1.0, "pehe_baseline": 2.0, "coverage": coverage}}]}
+
+    got = cate_summary([rec(i, 0.8, 0.8, 0) for i in range(4)] + [rec(i, 0.95, 0.95, 1) for i in range(4)])
+    assert got["analysis"].tolist() == [0, 1] and got["coverage_in_band"].tolist() == [1.0, 1.0]
