@@ -323,7 +323,8 @@ class Estimate:
 
     def score(self, truth: float | None) -> None:
         """Attach the true value, the error and whether the interval covers it (see :mod:`~counterfeed.core.scoring`)."""
-        rays = (self.diagnostics or {}).get("ar_rays")
+        diag = self.diagnostics or {}
+        rays = diag.get("rays") or diag.get("ar_rays")  # a two-ray set's gap: Fieller's, Anderson-Rubin's
         lower, upper = self.lower, self.upper
         if rays and all(v is None or (isinstance(v, float) and math.isnan(v)) for v in (lower, upper)):
             lower, upper = -math.inf, math.inf  # a two-ray set's bounds, read back from JSON's nulls

@@ -297,6 +297,8 @@ def flag_confounded(estimates: list[Estimate], mech: str, allocation: str | None
     flags = []
     if mech != "randomized":
         flags.append((confounded_warning(mech), reports_naive))
+        # a back-door estimate whose graph names no confounder is the plain comparison (break test 11)
+        flags.append((empty_adjustment_warning(mech), lambda e: not _adjusts_nothing(e)))
     if allocation is not None:
         flags.append((allocation_warning(allocation), models_allocation))
     for msg, models_design in flags:
@@ -304,6 +306,20 @@ def flag_confounded(estimates: list[Estimate], mech: str, allocation: str | None
             warns = list((e.diagnostics or {}).get("warnings") or [])
             if not models_design(e) and msg not in warns:
                 e.diagnostics = {**(e.diagnostics or {}), "warnings": [*warns, msg]}
+
+
+def _adjusts_nothing(e: Estimate) -> bool:
+    """A back-door estimate (``diagnostics.adjustment_set``) whose adjustment set is empty."""
+    diag = e.diagnostics or {}
+    return "adjustment_set" in diag and not diag["adjustment_set"]
+
+
+def empty_adjustment_warning(mech: str) -> str:
+    """The warning on a back-door estimate with an empty adjustment set under a non-randomized design."""
+    return (f"naive: assignment was not randomized (mechanism: {mech}) and the declared graph names no "
+            "confounder, so the adjustment set is empty and this estimate is the plain difference in means: "
+            "confounded unless the graph is right that nothing causes both the treatment and the outcome "
+            "(check the graph against what drove assignment)")
 
 
 def _non_randomized(mech: str, mains: list[Estimate], failed: Sequence[str] = ()) -> str:

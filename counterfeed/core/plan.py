@@ -64,7 +64,8 @@ class Plan:
     metrics: dict[str, Metric]          # every metric computed (user's + numerators/denominators)
     analysed: list[str]                 # the metrics the user listed
     estimators: list[Estimator]
-    #: settings that are valid but likely not what was meant, each located ("metrics[2]: ..."):
+    #: settings that are valid but likely not what was meant, each located as errors are
+    #: ("s.yaml:12: metrics[2]: ..."):
     #: printed by ``validate`` and ``run`` and kept in the run manifest (``Metric.scenario_notes``)
     notes: list[str] = field(default_factory=list)
 
@@ -162,7 +163,7 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
         metric = attempt(plan.create, "metric", name, opts, f"metrics[{i}]")
         if metric is not None:
             plan.metrics[name] = metric
-            plan.notes += [f"metrics[{i}]: {note}" for note in metric.scenario_notes(sc)]
+            plan.notes += [str(sc.error(note, f"metrics[{i}]")) for note in metric.scenario_notes(sc)]  # file:line
         plan.analysed.append(name)
     for name in list(plan.metrics):
         info = plan.metrics[name].info()

@@ -105,7 +105,7 @@ def score_estimates(estimates: Iterable["Estimate"], truth: "pd.DataFrame") -> N
             # ``point_estimand``: the estimand of the point when it differs from the row's (a CATE row's point
             # is the average effect)
             e.score(truth_of(lookup, e.metric, e.arm, e.diagnostics.get("point_estimand", e.estimand), e.segment))
-        elif e.diagnostics.get("ar_rays"):  # a run written before two-ray sets were scored by their gap
+        elif e.diagnostics.get("ar_rays") or e.diagnostics.get("rays"):  # scored by the two rays' gap
             e.score(e.truth)
         beside = e.diagnostics.get("truth_beside")  # a proxy (an offline metric) read against this truth
         if isinstance(beside, str):

@@ -18,7 +18,7 @@ from counterfeed.errors import ModelError
 from counterfeed.plugins.estimators._stats import (SmallGroup, arm_values, few_users_warning, iter_groups,
                                                    not_identified_segment, mean_stats, ratio_columns,
                                                    ratio_stats, relative_lift, select_metrics, welch,
-                                                   where, require_comparison)
+                                                   where, require_comparison, unbalanced_ratio_warning)
 
 stats = lazy_module("scipy.stats")  # imported on first use: keeps start-up light
 
@@ -209,7 +209,7 @@ class BayesianAB(Estimator):
             d, se, df = ci.point, ci.se, ci.df
             gain = d if info.higher_is_better else -d
             prob, loss_t, loss_c = _t_loss(gain, se, df)
-            warns = [*ci.warnings, *few_users_warning(t.n, c.n, df)]
+            warns = [*ci.warnings, *few_users_warning(t.units, c.units, df), *unbalanced_ratio_warning(t, c)]
             if loss_t is None:
                 warns.append(f"the posterior of the difference is Student-t with {df:.3g} degrees of freedom "
                              f"(<= 1): it has no mean, so the expected losses are undefined (null)")
@@ -226,7 +226,8 @@ class BayesianAB(Estimator):
                 warn = [*warn, *(w for w in warns if w not in warn)]
                 out.append(self._make(data, metric, arm, segment, "relative", rel.point, rel.lower,
                                       rel.upper, level, prob,
-                                      {**diag, "se": rel.se, **({"warnings": warn} if warn else {})}))
+                                      {**diag, "se": rel.se, **({"warnings": warn} if warn else {}),
+                                   **({"rays": list(rel.rays)} if rel.rays else {})}))
         return out
 
 

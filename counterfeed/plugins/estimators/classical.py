@@ -33,7 +33,7 @@ from counterfeed.errors import ModelError
 from counterfeed.plugins.estimators._stats import (ArmStats, Comparison, SmallGroup, arm_values, few_users_warning,
                                                    iter_groups, mean_stats, not_identified_segment, ratio_columns,
                                                    ratio_stats, relative_lift, require_users, select_metrics,
-                                                   welch, where, require_comparison)
+                                                   unbalanced_ratio_warning, welch, where, require_comparison)
 
 __all__ = ["ClassicalOptions", "DifferenceInMeans", "RatioDeltaMethod", "CUPED", "register_estimators"]
 
@@ -104,7 +104,7 @@ class _ArmComparisons(Estimator):
                     **{f"{k}_treatment": v for k, v in t.extra.items()},
                     "correction": corr, "family_level": level, "interval_level": ilevel,
                     "n_comparisons": len(treatments), **common, **per_arm.get(arm, {})}
-            few = few_users_warning(t.n, control.n, diffs[i].df)
+            few = few_users_warning(t.units, control.units, diffs[i].df) + unbalanced_ratio_warning(t, control)
             warn_d = [*base.get("warnings", []), *diffs[i].warnings, *few]
             out.append(self._estimate(data, metric, arm, segment, "difference", diffs[i],
                                       float(p_diff[i]), {**base, "warnings": warn_d} if warn_d else base))
@@ -118,7 +118,7 @@ class _ArmComparisons(Estimator):
     def _estimate(self, data: AnalysisData, metric: str, arm: str, segment: str | None,
                   estimand: str, c: Comparison, p_adj: float, base: dict[str, Any]) -> Estimate:
         diag = {**base, "se": c.se, "df": c.df if math.isfinite(c.df) else None,
-                "p_value_raw": c.p_value}
+                "p_value_raw": c.p_value, **({"rays": list(c.rays)} if c.rays else {})}
         return Estimate(estimator=self.name, metric=metric, arm=arm, control=data.control,
                         point=c.point, lower=c.lower, upper=c.upper, level=base["family_level"],
                         estimand=estimand, segment=segment, p_value=p_adj, diagnostics=diag)
