@@ -53,9 +53,9 @@ def test_a_retained_window_longer_than_the_experiment_is_a_located_note(tmp_path
     path = _write(tmp_path, metrics=["clicks", {"metric": "retained", "window": "10d"}])
     code, out, err = cli(capsys, "validate", path)
     assert code == 0 and out.startswith("ok:")
-    assert "note: metrics[1]: retained's window (10d) is longer than the experiment (4d)" in err
+    assert f"note: {path}:28: metrics[1]: retained's window (10d) is longer than the experiment (4d)" in err  # located
     code, out, err = cli(capsys, "run", path, "--quiet")
-    assert code == 0 and "note: metrics[1]: retained's window (10d)" in err  # even with --quiet
+    assert code == 0 and f"note: {path}:28: metrics[1]: retained's window (10d)" in err  # even with --quiet
     manifest = json.loads(next((tmp_path / "runs").glob("*/manifest.json")).read_text())
     assert manifest["notes"] == [line.removeprefix("note: ") for line in err.splitlines() if line.startswith("note: ")]
     # a window within the experiment: no note
@@ -127,12 +127,13 @@ def test_calibrate_and_sweep_print_a_note_once_not_per_replication(tmp_path, cap
     code, _, err = cli(capsys, "calibrate", path, "-n", "3", "-w", "1", "-q", "--out", tmp_path / "cal")
     assert code == 0, err
     assert [ln for ln in err.splitlines() if ln.startswith("note: ")] == [
-        next(ln for ln in err.splitlines() if ln.startswith("note: metrics[1]: retained's window (10d)"))]
+        next(ln for ln in err.splitlines() if "metrics[1]: retained's window (10d)" in ln)]
     code, _, err = cli(capsys, "sweep", path, "--vary", "experiment.duration=4d,12d", "-n", "2", "-w", "1", "-q",
                        "--out", tmp_path / "sweep")
     assert code == 0, err
     notes = [ln for ln in err.splitlines() if ln.startswith("note: ")]
-    assert len(notes) == 1 and notes[0].startswith("note: --vary experiment.duration=4d: metrics[1]: "), notes
+    assert len(notes) == 1 and notes[0].startswith("note: --vary experiment.duration=4d: ") and \
+        "metrics[1]: retained's window (10d)" in notes[0], notes
 
 
 def test_the_manifests_versions_do_not_depend_on_what_the_process_imported(monkeypatch):
