@@ -57,6 +57,11 @@ def _not_a_number(value: Any) -> str | None:
     return None
 
 
+def _is_duration(field: Any) -> bool:
+    """Whether a field parses durations (``core.durations.parse_duration`` among its validators)."""
+    return any(getattr(getattr(m, "func", None), "__name__", "") == "parse_duration" for m in field.metadata)
+
+
 def reject_booleans(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
     """A ``mode="before"`` field validator: a boolean or NaN given to a numeric field, or as an item of a
     container of numbers (``experiment.split``, a list of ``ks``), is an error (:func:`_not_a_number`).
@@ -66,6 +71,8 @@ def reject_booleans(model: type[BaseModel], value: Any, info: ValidationInfo) ->
         return value
     if _numeric_only(field.annotation):
         why = _not_a_number(value)
+        if why and why.startswith("expected a number") and _is_duration(field):
+            why = why.replace("expected a number", "expected a duration such as '14d' (or a number of days)")
         if why:
             raise ValueError(why)
     item = _items(field.annotation)

@@ -222,3 +222,9 @@ def test_the_cate_in_band_share_is_judged_at_the_entrys_level():
 
     got = cate_summary([rec(i, 0.8, 0.8, 0) for i in range(4)] + [rec(i, 0.95, 0.95, 1) for i in range(4)])
     assert got["analysis"].tolist() == [0, 1] and got["coverage_in_band"].tolist() == [1.0, 1.0]
+
+
+def test_a_duration_given_a_boolean_asks_for_a_duration(capsys):
+    code, _, err = cli(capsys, "validate", "scenarios/aa_test.yaml", "--set", "experiment.batch_window=true")
+    assert code == 2 and "experiment.batch_window: expected a duration such as '14d' (or a number of days), got a " \
+                          "boolean (true)" in err, err
