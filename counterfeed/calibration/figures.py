@@ -103,7 +103,8 @@ def _panel_grid(plt, n_panels: int, width: float):
 
 
 def power_figure(summary: pd.DataFrame, fields: list[str], path: Path, max_panels: int = 12) -> Path:
-    """Power (rejection rate) against the first varied field, one line per estimator/arm/other fields."""
+    """Power (rejection rate) against the first varied field, one line per estimator/arm/other fields; grey
+    dotted: 80% power; red dotted: each level's test size, 1 - level (an 80% entry rejects at 20%)."""
     plt = _pyplot()
     x_field, others = fields[0], fields[1:]
     panels = list(summary.groupby(["metric", "estimand"], sort=True).groups)[:max_panels]
@@ -123,7 +124,8 @@ def power_figure(summary: pd.DataFrame, fields: list[str], path: Path, max_panel
             label = " · ".join(str(k) for k in key) if others else f"{key[0]} · {key[1]}"
             ax.errorbar(x, y, yerr=yerr, marker="o", capsize=2, label=label)
         ax.axhline(0.8, color="grey", ls=":", lw=1)
-        ax.axhline(0.05, color="tab:red", ls=":", lw=1)
+        for level in sorted(set(d["level"].dropna())) or [0.95]:  # each entry's test size: 1 - its level
+            ax.axhline(1.0 - float(level), color="tab:red", ls=":", lw=1)
         if numeric and len(xs) > 2 and min(xs) > 0 and max(xs) / min(xs) >= 10:
             ax.set_xscale("log")
         if not numeric:
