@@ -48,14 +48,16 @@ class OfflineReport:
     clipped_weights: int = 0
 
     def ipw_label(self) -> str:
-        """The IPW column's header: ``unbiased (ipw)`` only when positivity holds on every held-out click
-        and no weight was clipped; otherwise ``ipw (not unbiased: ...)`` saying why."""
+        """The IPW column's header. The estimate is self-normalized (Hajek: ``sum w v / sum w``), which is
+        consistent, not unbiased: ``ipw (self-normalized, consistent)`` when positivity holds on every
+        held-out click and no weight was clipped; otherwise ``ipw (biased: ...)`` saying why (a break test
+        found "unbiased (ipw)" even then, and it overclaimed for the Hajek form in any case)."""
         why = []
         if self.positivity_failures:
             why.append(f"positivity fails for {self.positivity_failures} of {self.n_test_clicks}")
         if self.clipped_weights:
             why.append(f"{self.clipped_weights} weights clipped at {self.clip:g}")
-        return f"ipw (not unbiased: {'; '.join(why)})" if why else "unbiased (ipw)"
+        return f"ipw (biased: {'; '.join(why)})" if why else "ipw (self-normalized, consistent)"
 
     def value(self, metric: str, weighting: str = "naive") -> float | None:
         for e in self.estimates:
@@ -196,5 +198,5 @@ def positivity_warning(propensity: np.ndarray) -> str | None:
     share = "all" if n1 == p.size else f"{n1} of"
     same = " (so it equals the naive one)" if n1 == p.size else ""
     return (f"positivity fails: {share} {p.size} held-out clicks were logged with propensity 1 (a deterministic "
-            "logging policy gives the other items no chance of exposure there); the IPW metric is not unbiased "
+            "logging policy gives the other items no chance of exposure there); the IPW metric is not consistent "
             f"for the uniform-exposure target{same}")

@@ -255,17 +255,17 @@ def test_the_ipw_column_is_not_labelled_unbiased_when_positivity_fails(tmp_path)
     from tests.offline.test_offline_small_samples import TINY, _api, _deterministic, _write, cf
 
     fine = _api(_write(tmp_path, TINY.replace(",1.0\n", ",0.5\n"), "fine.csv"))
-    assert fine.positivity_failures == 0 and fine.ipw_label() == "unbiased (ipw)"
+    assert fine.positivity_failures == 0 and fine.ipw_label() == "ipw (self-normalized, consistent)"
     partial = _api(_write(tmp_path, TINY, "partial.csv"))  # one held-out click of three has propensity 1
-    assert partial.ipw_label() == "ipw (not unbiased: positivity fails for 1 of 3)"
+    assert partial.ipw_label() == "ipw (biased: positivity fails for 1 of 3)"
     assert partial.to_dict()["positivity_failures"] == 1
     clipped = _api(_write(tmp_path, TINY.replace(",1.0\n", ",0.5\n"), "clip.csv"), clip=3.0)
-    assert clipped.ipw_label() == "ipw (not unbiased: 1 weights clipped at 3)"
+    assert clipped.ipw_label() == "ipw (biased: 1 weights clipped at 3)"
     det = _write(tmp_path, _deterministic(TINY), "det.csv")
     out = cf(det, "--policy", "popularity", "--split-time", "0.5", "--k", "2", "--cutoff", "5")
     assert out.returncode == 0, out.stderr
-    assert "unbiased (ipw)" not in out.stdout, out.stdout
-    assert "ipw (not unbiased: positivity fails for 3 of 3)" in out.stdout, out.stdout
+    assert "self-normalized, consistent" not in out.stdout, out.stdout
+    assert "ipw (biased: positivity fails for 3 of 3)" in out.stdout, out.stdout
 
 
 # --------------------------------------------------------------------------------------------

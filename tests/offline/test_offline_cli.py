@@ -48,7 +48,7 @@ def test_offline_json_on_a_simulator_log(log_file):
 def test_offline_table(log_file):
     res = cf(log_file[0], "--policy", "popularity")
     assert res.returncode == 0, res.stderr
-    assert "recall@10" in res.stdout and "unbiased (ipw)" in res.stdout and "coverage@10" in res.stdout
+    assert "recall@10" in res.stdout and "ipw (self-normalized, consistent)" in res.stdout and "coverage@10" in res.stdout
 
 
 @pytest.mark.parametrize("args, message", [
