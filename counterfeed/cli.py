@@ -388,7 +388,8 @@ def plugins_show(name: str, kind: str | None, fmt: str) -> None:
         names = sorted({i.name for i in get_registry().all_plugins() if kind is None or i.kind == kind})
         # close in spelling and from the same first letter: a typo keeps the first letter far more often
         # than not, and 'nope' is not a misspelt 'ope' (one insertion, yet difflib's ratio 0.86)
-        close = [c for c in difflib.get_close_matches(name, names, n=3, cutoff=0.6) if c[:1] == name[:1].lower()]
+        key = name.strip().lower()  # plugin names are lower case: 'RATIO' and ' ratio' mean 'ratio'
+        close = [c for c in difflib.get_close_matches(key, names, n=3, cutoff=0.6) if c[:1] == key[:1]]
         raise PluginError(f"no plugin named '{name}'" + (f"; did you mean {' or '.join(map(repr, close))}?"
                                                         if close else "; see 'counterfeed plugins'"))
     if len(found) > 1:

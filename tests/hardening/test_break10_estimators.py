@@ -282,7 +282,7 @@ def test_sem_fit_names_the_row_and_value_of_a_text_cell(tmp_path, capsys):
             "1 more non-numeric value(s) below") in err, err
 
 
-@pytest.mark.parametrize("name, suggestion", [("nope", None), ("popularr", "popularity"), ("ratoi", "ratio")])
+@pytest.mark.parametrize("name, suggestion", [("nope", None), ("popularr", "popularity"), ("ratoi", "ratio"), ("RATIO", "ratio"), (" ratio", "ratio")])
 def test_plugins_show_suggests_only_close_names(capsys, name, suggestion):
     code, out, err = cli(capsys, "plugins", "show", name)
     assert code == 2, err
