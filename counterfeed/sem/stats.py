@@ -58,8 +58,9 @@ def _column(df, name: str) -> np.ndarray:
 
 
 def _first_non_numeric(values) -> str:
-    """Where a column stops being numeric: ``data row 3 (file line 4 of a CSV with a header row) has 'abc'``
-    (rows counted from 1 after the header), or the dtype when no single value is to blame."""
+    """Where a column stops being numeric: ``data row 3 (counted from 1 after the header) has 'abc'``, or
+    the dtype when no single value is to blame. Rows, not file lines: a quoted CSV field may span lines,
+    and a Parquet table has none."""
     import pandas as pd
 
     v = pd.Series(values).reset_index(drop=True)
@@ -68,7 +69,7 @@ def _first_non_numeric(values) -> str:
         return f"got {v.dtype}"
     i = int(bad[0])
     more = f"; {bad.size - 1} more non-numeric value(s) below" if bad.size > 1 else ""
-    return (f"data row {i + 1} (file line {i + 2} of a CSV with a header row) has {str(v.iloc[i])!r}{more}")
+    return f"data row {i + 1} (counted from 1 after the header) has {str(v.iloc[i])!r}{more}"
 
 
 def apply_transforms(df, names) -> np.ndarray:

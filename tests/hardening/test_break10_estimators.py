@@ -278,7 +278,7 @@ def test_sem_fit_names_the_row_and_value_of_a_text_cell(tmp_path, capsys):
     path.write_text("x1,x2\n1,2\n2,3\n3,abc\n4,5\n5,x\n")
     code, out, err = cli(capsys, "sem", "fit", "x2 ~ x1", str(path), "--draws", "10", "--tune", "10", "--chains", "1")
     assert code == 2, err
-    assert ("column 'x2' must be numeric: data row 3 (file line 4 of a CSV with a header row) has 'abc'; "
+    assert ("column 'x2' must be numeric: data row 3 (counted from 1 after the header) has 'abc'; "
             "1 more non-numeric value(s) below") in err, err
 
 
