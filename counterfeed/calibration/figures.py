@@ -58,7 +58,8 @@ def coverage_figure(summary: pd.DataFrame, path: Path) -> Path:
         ax.text(0.5, 0.5, "no estimate has a known truth", ha="center", va="center")
         ax.set_yticks([])
     ax.set_xlabel("coverage of the true effect")
-    ax.set_title("Interval coverage over replications", pad=22)
+    entries = 1 + (len(rows["level"].dropna().unique()) if len(rows) else 0)  # the legend above the axes
+    ax.set_title("Interval coverage over replications", pad=10 + 12 * math.ceil(entries / 2))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
