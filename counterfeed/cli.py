@@ -233,7 +233,7 @@ def _print_result(result: Any) -> None:
                 Column("p", "p / P(better)", _fmt, True), Column("truth", show=_fmt, right=True),
                 Column("error", error_title, _fmt, True), Column("covered", show=_yes_no)]
         print_rich_table(rows, cols, title="Estimates vs truth", console=console)
-        _print_estimate_notes(console, result.estimates)
+        _print_estimate_notes(console, result.estimates, repeated)
     _print_closed_loop(console, result.manifest)
     tm = result.timings
     console.print(f"{int(tm.get('sessions', 0)):,} sessions simulated in {tm.get('simulate_s', 0):.1f} s "
@@ -252,14 +252,15 @@ def _estimate_row(e: Any) -> dict[str, Any]:
             "p": e.p_value if e.p_value is not None else e.prob_better}
 
 
-def _print_estimate_notes(console: Any, estimates: list[Any]) -> None:
-    """Under the estimates table: each estimator's warnings, and what an interval shown [-, -] means."""
+def _print_estimate_notes(console: Any, estimates: list[Any], repeated: set[str] | None = None) -> None:
+    """Under the estimates table: each estimator's warnings, and what an interval shown [-, -] means;
+    ``repeated``: the estimators several entries ran, as the table found them (None: found here)."""
     from counterfeed.core._report_sections import _warnings_of
-
     from counterfeed.core.display import estimator_label, repeated_estimators
 
+    if repeated is None:
+        repeated = repeated_estimators((e.estimator, e.analysis) for e in estimates)
     lines = []
-    repeated = repeated_estimators((e.estimator, e.analysis) for e in estimates)
     for e in estimates:
         where = (f"{estimator_label(e.estimator, e.analysis, repeated)} · {e.metric} · {e.arm}"
                  + (f" · {e.segment}" if e.segment else ""))

@@ -28,8 +28,8 @@ from counterfeed.calibration.engine import (ExecutionReport, Replicate, execute,
 from counterfeed.calibration.store import ReplicationStore, atomic_write_json, scenario_hash
 from counterfeed.calibration.cate_summary import cate_summary
 from counterfeed.calibration.summary import (FLAGGED_VERDICTS, analysis_entries, assign_entries, records_frame,
-                                             summarize)
-from counterfeed.core.display import estimator_label, repeated_estimators
+                                             repeated_in, summarize)
+from counterfeed.core.display import estimator_label
 from counterfeed.core.executors import Executor
 from counterfeed.core.scenario import Scenario, check_arms_filled
 from counterfeed.errors import CounterfeedError
@@ -226,7 +226,7 @@ def summary_table(summary: pd.DataFrame, *, title: str, extra: list[str] | None 
 
     extra = list(extra or [])
     show_segment = summary["segment"].notna().any() if len(summary) else False
-    repeated = _repeated(summary)
+    repeated = repeated_in(summary)
     table = Table(title=title, header_style="bold")
     keys = [*extra, "estimator", "metric", "arm", "estimand"] + (["segment"] if show_segment else [])
     for k in keys:
@@ -246,13 +246,6 @@ def summary_table(summary: pd.DataFrame, *, title: str, extra: list[str] | None 
                       _fmt(r["mean_width"]), _fmt(r["rejection_rate"], ".3f"), _fmt(r["mde"]),
                       _fmt(r.get("verdict")))
     return table
-
-
-def _repeated(summary: pd.DataFrame) -> set[str]:
-    """The estimators of a summary that several analysis entries ran (core.display.repeated_estimators)."""
-    if not len(summary) or "analysis" not in summary:
-        return set()
-    return repeated_estimators(zip(summary["estimator"], summary["analysis"]))
 
 
 def _label(r: dict[str, Any], extra: list[str], repeated: set[str] = frozenset()) -> str:
@@ -279,7 +272,7 @@ def summary_warnings(summary: pd.DataFrame, *, extra: list[str] | None = None) -
     extra = list(extra or [])
     lines: list[str] = []
     rows = _records(summary) if len(summary) else []
-    repeated = _repeated(summary)
+    repeated = repeated_in(summary)
     for r in rows:
         if (r.get("zero_width") or 0) > 0:
             lines.append(f"warning: {_label(r, extra, repeated)}: {r['zero_width']} of {r['replications']} replications "

@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from counterfeed.calibration.summary import wilson_interval
-from counterfeed.core.display import estimator_label, repeated_estimators
+from counterfeed.calibration.summary import repeated_in, wilson_interval
+from counterfeed.core.display import estimator_label
 
 __all__ = ["CATE_KEYS", "cate_summary", "cate_table", "with_targeting_regret"]
 
@@ -209,7 +209,7 @@ def cate_table(summary: pd.DataFrame):
               "individual intervals: raw [95% CI]", "deconvolved", "in band [95% CI]", "treated / control",
               "realised", "targeting regret [95% CI]"):
         table.add_column(k, justify="right")
-    repeated = repeated_estimators(zip(summary["estimator"], summary["analysis"]))
+    repeated = repeated_in(summary)
     for _, r in summary.iterrows():
         table.add_row(estimator_label(r["estimator"], r["analysis"], repeated), str(r["metric"]), str(r["arm"]), str(r["truth_estimand"]),
                       str(int(r["replications"])), _f(r["pehe"], ".4g"), _f(r["pehe_baseline"], ".4g"),

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from counterfeed.core.display import estimator_label, repeated_estimators
+from counterfeed.calibration.summary import repeated_in
+from counterfeed.core.display import estimator_label
 
 __all__ = ["coverage_figure", "estimate_vs_truth_figure", "power_figure"]
 
@@ -30,10 +31,6 @@ def _label(row: pd.Series, keys: list[str], repeated: set[str] = frozenset()) ->
     return " · ".join(parts)
 
 
-def _repeated(frame: pd.DataFrame) -> set[str]:
-    return repeated_estimators(zip(frame["estimator"], frame["analysis"])) if "analysis" in frame else set()
-
-
 def coverage_figure(summary: pd.DataFrame, path: Path) -> Path:
     """Coverage of the true effect with its Wilson interval, one row per estimate; nominal level marked."""
     plt = _pyplot()
@@ -48,7 +45,7 @@ def coverage_figure(summary: pd.DataFrame, path: Path) -> Path:
         for level in sorted(rows["level"].dropna().unique()):
             ax.axvline(level, color="tab:red", ls="--", lw=1, label=f"nominal {level:.0%}")
         ax.set_yticks(y)
-        repeated = _repeated(rows)
+        repeated = repeated_in(rows)
         ax.set_yticklabels([_label(r, ["estimator", "metric", "arm", "estimand", "segment"], repeated)
                             for _, r in rows.iterrows()], fontsize=8)
         lo = min(float(rows["coverage_lower"].min()), float(rows["level"].min())) - 0.02
@@ -71,7 +68,7 @@ def estimate_vs_truth_figure(frame: pd.DataFrame, path: Path, max_panels: int = 
     plt = _pyplot()
     data = frame[frame["truth"].notna() & frame["point"].notna()]
     panels = list(data.groupby(["metric", "arm", "estimand"], sort=True).groups)[:max_panels]
-    repeated = _repeated(frame)
+    repeated = repeated_in(frame)
     fig, axes = _panel_grid(plt, len(panels), 4.2)
     if not panels:
         axes[0, 0].text(0.5, 0.5, "no estimate has a known truth", ha="center", va="center")
@@ -112,7 +109,7 @@ def power_figure(summary: pd.DataFrame, fields: list[str], path: Path, max_panel
     fig, axes = _panel_grid(plt, len(panels), 4.4)
     xs = list(dict.fromkeys(summary[x_field])) if len(summary) else []
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs)
-    repeated = _repeated(summary)  # as the table names them: over the whole summary, not per panel
+    repeated = repeated_in(summary)  # as the table names them: over the whole summary, not per panel
     for ax, (metric, estimand) in zip(axes.flat, panels):
         d = summary[(summary["metric"] == metric) & (summary["estimand"] == estimand)]
         for key, g in d.groupby(["estimator", "analysis", "arm", *others], sort=True, dropna=False):

@@ -67,7 +67,7 @@ from scipy.stats import binom, norm
 
 from counterfeed.core.scoring import COVER_ULPS, covers
 
-__all__ = ["ESTIMATE_FIELDS", "GROUP_KEYS", "wilson_interval", "records_frame", "summarize", "assign_entries", "analysis_entries",
+__all__ = ["ESTIMATE_FIELDS", "GROUP_KEYS", "wilson_interval", "records_frame", "summarize", "assign_entries", "analysis_entries", "repeated_in",
            "MDE_MULTIPLIER", "verdict", "FLAGGED_VERDICTS", "VERDICT_ALPHA", "undercoverage_p",
            "overcoverage_p", "overrejection_p", "strict_failures"]
 
@@ -134,6 +134,16 @@ def assign_entries(records: list[dict[str, Any]], entries: list[tuple[str, list[
                     f"'{est.get('estimator')}' row of '{est.get('metric')}': their rows cannot be told apart; "
                     "rerun with --fresh")
             est["analysis"] = found[0] if found else None
+
+
+def repeated_in(frame: pd.DataFrame) -> set[str]:
+    """The estimators of a summary or records frame that several analysis entries ran, whose rows name
+    their entry (:func:`counterfeed.core.display.repeated_estimators`)."""
+    from counterfeed.core.display import repeated_estimators
+
+    if not len(frame) or "analysis" not in frame:
+        return set()
+    return repeated_estimators(zip(frame["estimator"], frame["analysis"]))
 
 
 def analysis_entries(scenario: Any) -> list[tuple[str, list[str] | None]]:
