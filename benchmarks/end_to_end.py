@@ -16,11 +16,22 @@ they do for a user), interleaved and repeated so that the load of a shared machi
   replications on the local executor (all cores): replications per second, before and after.
 
 Sessions are the sessions of the three worlds (A/B, all-control, all-treatment), pre-period
-included. Three rates per mode: sessions over the whole wall time ("end to end"), over all CPU
-seconds, and over the simulation's time alone (``simulate_s``: the worlds, pre-period included, as
-``counterfeed run`` prints it). The issue's 31k sessions/s is that last measure for the code it was
-filed on: its two MF worlds' 4.5-4.9 s and the popularity world's 1.2 s, run one after another,
-give 339,981 sessions over about 10.6 s. Per world: the world's own seconds (``manifest.json`` timings; worlds in worker
+included. Three rates per mode:
+
+- **end to end**: sessions over the simulation's wall time (``simulate_s``: all three worlds, the
+  pre-period included, from the first world's start to the last one's end), the rate ``counterfeed
+  run`` prints after its worlds ("N sessions, X s sim (R/s)"). This is the issue's measure: its 31k
+  ("the quickstart runs at 31k sessions/s end to end: the two worlds with matrix factorization take
+  4.5-4.9 s against 1.2 s for the popularity world") is 339,981 sessions over those worlds' seconds,
+  run one after another, as that commit's ``counterfeed run`` printed it;
+- **whole process**: sessions over the whole wall time of the fresh process (interpreter start,
+  imports, and in ``cli`` the run directory and the report with its figures);
+- **per CPU second**: sessions over all CPU seconds of the process and its workers (load disturbs it
+  much less than wall time).
+
+The summary ends with the issue's target (>= 100,000 sessions/s end to end on 2 cores) against the
+medians, and with the factor the target asks over the issue's baseline (100,000 / 31,000 = 3.23x)
+against the factors measured here over ``before`` in the same run. Per world: the world's own seconds (``manifest.json`` timings; worlds in worker
 processes overlap) and all its sessions over them.
 
 Variants:
@@ -47,8 +58,7 @@ Variants:
   include importing torch for those draws: it is a check of the estimates, not of the speed.
 
 A loaded machine stretches wall time, so the script also prints sessions per CPU second, which
-load disturbs much less, and the load average before and after. 100k sessions/s on 2 cores needs
-at least 50k sessions per CPU second. Then the estimates of every variant next to the ``before``
+load disturbs much less, and the load average before and after. Then the estimates of every variant next to the ``before``
 ones: same sign, and whether the 95% intervals overlap.
 
 **Conclusions over seeds** (``--seeds``, default 10). The quickstart's matrix factorization is
@@ -302,9 +312,12 @@ def _at_least(minimum: int):
     return parse
 
 
-#: a run's sessions/s: end to end (wall), per CPU second, of the simulation
-_RATES = (lambda r: r["sessions"] / r["wall_s"], lambda r: r["sessions"] / r["cpu_s"],
-          lambda r: r["sessions"] / r["simulate_s"])
+#: a run's sessions/s: end to end (the simulation of all worlds: the issue's measure), over the whole
+#: process's wall time, per CPU second
+_RATES = (lambda r: r["sessions"] / r["simulate_s"], lambda r: r["sessions"] / r["wall_s"],
+          lambda r: r["sessions"] / r["cpu_s"])
+#: the issue's target (sessions/s end to end on 2 cores) and the baseline it was set against
+TARGET, ISSUE_BASELINE = 100_000, 31_000
 
 
 def _median(rs: list[dict], f) -> float:
@@ -325,6 +338,28 @@ def paired_ratio(now: list[dict], base: list[dict], f) -> str:
 
     half = t.ppf(0.975, len(logs) - 1) * statistics.stdev(logs) / len(logs) ** 0.5
     return f"{math.exp(mean):.2f}x [{math.exp(mean - half):.2f}, {math.exp(mean + half):.2f}] over {len(logs)} pairs"
+
+
+def verdict(runs: dict[tuple[str, str], list[dict]], modes: list[str]) -> None:
+    """Print the issue's target against ``after``'s median end-to-end rate, twice: as written (100,000
+    sessions/s, which assumes both cores free), and against ``before`` in this run. The issue set its
+    target at 100,000 / 31,000 = 3.23 times the rate of the code ``before`` runs; on a shared machine
+    ``before``'s own rate here shows what the cores gave this run, so 3.23 times it is the target
+    measured against a baseline in the same run (as every speed target of this project is)."""
+    factor = TARGET / ISSUE_BASELINE
+    for m in ("cli", "run"):
+        after = runs.get((m, "after")) or []
+        if m not in modes or not after:
+            continue
+        e2e = _median(after, _RATES[0])
+        line = (f"target ({m}): >= {TARGET:,} sessions/s end to end on 2 cores: after's median {e2e:,.0f} "
+                f"(lowest {min(_RATES[0](r) for r in after):,.0f}): {'met' if e2e >= TARGET else 'NOT met'} as written")
+        before = runs.get((m, "before")) or []
+        if before:
+            scaled = factor * _median(before, _RATES[0])
+            line += (f"; against before in this run ({_median(before, _RATES[0]):,.0f} here against the issue's "
+                     f"{ISSUE_BASELINE:,}), {factor:.2f}x before = {scaled:,.0f}: {'met' if e2e >= scaled else 'NOT met'}")
+        print(line + f". The whole process: {_median(after, _RATES[1]):,.0f} sessions/s (not the issue's measure)")
 
 
 def main() -> None:
@@ -387,9 +422,12 @@ def main() -> None:
                             continue  # its draws are patched in run()'s process: run mode only
                         r = launch(v, m, before_dir, Path(tmp), (args.cal_users, args.cal_replications))
                         runs[(m, v)].append(r)
-                        unit = "replications" if m == "calibrate" else "sessions"
-                        print(f"  run {rep + 1} {m:<3} {v:<15} {r['sessions'] / r['wall_s']:>9,.2f} {unit}/s "
-                              f"({r['sessions']:,.0f} {unit} in {r['wall_s']:.2f} s; "
+                        if m == "calibrate":
+                            rate = f"{r['sessions'] / r['wall_s']:>9,.2f} replications/s ({r['sessions']:,.0f} in "
+                        else:
+                            rate = (f"{_RATES[0](r):>9,.2f} sessions/s end to end ({r['simulate_s']:.2f} s of "
+                                    f"simulation), whole process {_RATES[1](r):,.2f} ({r['sessions']:,.0f} in ")
+                        print(f"  run {rep + 1} {m:<3} {v:<15} {rate}{r['wall_s']:.2f} s; "
                               f"{r['sessions'] / r['cpu_s']:,.2f} per CPU second; load {load()})", flush=True)
             if seeds:
                 seeded = _seeded_runs(seeds, [v for v in variants if v in ("before", "after", "after-als",
@@ -400,35 +438,47 @@ def main() -> None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before_dir)],
                                check=False)
     print(f"load average after: {load()}\n")
-    print("median over runs | sessions/s end to end | sessions per CPU second | sessions/s of the simulation "
-          "| per world: seconds (sessions/s)\n(calibrate: replications instead of sessions)")
+    print("median over runs | sessions/s end to end (the simulation of all worlds: the issue's measure) "
+          "| sessions/s of the whole process | sessions per CPU second | per world: seconds (sessions/s)\n"
+          "(calibrate: replications instead of sessions, per the whole process)")
     for m in modes:
         for v in variants:
             rs = runs[(m, v)]
             if not rs:
                 continue
-            e2e, per_cpu, sim = (_median(rs, f) for f in _RATES)
+            e2e, whole, per_cpu = (_median(rs, f) for f in _RATES) if m != "calibrate" else \
+                (float("nan"), *(_median(rs, f) for f in _RATES[1:]))
             parts = []
             for w, (_, n) in rs[0]["worlds"].items():
                 sec = statistics.median(r["worlds"][w][0] for r in rs)
                 parts.append(f"{w} {sec:.2f} s" + (f" ({n / sec:,.0f}/s)" if n else ""))
-            print(f"  {m:<9} {v:<15} {e2e:>9,.2f} {per_cpu:>9,.2f} {sim:>9,.2f}   " + "; ".join(parts))
-            if len(rs) > 1:  # the spread behind each median: these machines are noisy
+            print(f"  {m:<9} {v:<15} {e2e:>9,.2f} {whole:>9,.2f} {per_cpu:>9,.2f}   " + "; ".join(parts))
+            if len(rs) > 1 and m != "calibrate":  # the spread behind each median: these machines are noisy
                 spread = [min(f(r) for r in rs) for f in _RATES] + [max(f(r) for r in rs) for f in _RATES]
                 print(f"  {'':<9} {'(lowest, highest)':<15} " + "  ".join(f"{lo:,.0f}-{hi:,.0f}"
                                                                         for lo, hi in zip(spread[:3], spread[3:])))
+    print()
+    verdict(runs, modes)
     if "before" in variants:
+        print("measured in this run over before (ratios of medians; run by run: geometric mean, 95%):")
         for m in modes:
-            if not runs[(m, "before")]:
+            if not runs[(m, "before")] or m == "calibrate":
                 continue
-            base, base_cpu = (_median(runs[(m, "before")], f) for f in _RATES[:2])
+            base = [_median(runs[(m, "before")], f) for f in _RATES]
             for v in variants:
-                if v not in ("before", "after-old-draws") and runs[(m, v)] and runs[(m, "before")]:
-                    now, cpu = (_median(runs[(m, v)], f) for f in _RATES[:2])
-                    print(f"  {m} {v} / before: {now / base:.2f}x end to end, {cpu / base_cpu:.2f}x per CPU second"
-                          " (ratio of medians); run by run, 95%: end to end "
-                          f"{paired_ratio(runs[(m, v)], runs[(m, 'before')], _RATES[0])}, per CPU second "
+                if v not in ("before", "after-old-draws") and runs[(m, v)]:
+                    now = [_median(runs[(m, v)], f) for f in _RATES]
+                    print(f"  {m} {v} / before: {now[0] / base[0]:.2f}x end to end, {now[1] / base[1]:.2f}x whole "
+                          f"process, {now[2] / base[2]:.2f}x per CPU second; run by run: "
+                          f"end to end {paired_ratio(runs[(m, v)], runs[(m, 'before')], _RATES[0])}, whole process "
                           f"{paired_ratio(runs[(m, v)], runs[(m, 'before')], _RATES[1])}")
+        if "calibrate" in modes and runs[("calibrate", "before")]:
+            base = _median(runs[("calibrate", "before")], _RATES[1])
+            for v in variants:
+                if v not in ("before", "after-old-draws") and runs[("calibrate", v)]:
+                    now = _median(runs[("calibrate", v)], _RATES[1])
+                    print(f"  calibrate {v} / before: {now / base:.2f}x replications/s; run by run, 95%: "
+                          f"{paired_ratio(runs[('calibrate', v)], runs[('calibrate', 'before')], _RATES[1])}")
         for v in variants:
             m = next((m for m in modes if m != "calibrate" and runs[(m, v)]), None)
             if v != "before" and m is not None:

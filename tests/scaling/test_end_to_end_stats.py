@@ -1,4 +1,5 @@
-"""The ratios benchmarks/end_to_end.py prints: run by run over interleaved runs, with an interval."""
+"""What benchmarks/end_to_end.py prints: ratios run by run over interleaved runs, with an interval, and the
+issue's target as written and against the baseline of the same run."""
 
 from __future__ import annotations
 
@@ -19,15 +20,48 @@ def _module():
     return mod
 
 
-def test_paired_ratio_is_the_geometric_mean_with_a_t_interval_of_the_log_ratios():
+def test_paired_ratio_of_the_whole_process_is_the_geometric_mean_with_a_t_interval_of_the_log_ratios():
     e2e = _module()
     base = [{"sessions": 100.0, "wall_s": w} for w in (2.0, 2.5, 2.2, 3.0)]
     now = [{"sessions": 100.0, "wall_s": w} for w in (1.0, 1.1, 1.2, 1.3)]
     logs = np.log([b["wall_s"] / n["wall_s"] for n, b in zip(now, base)])
     half = stats.t.ppf(0.975, 3) * logs.std(ddof=1) / 2.0
     want = f"{math.exp(logs.mean()):.2f}x [{math.exp(logs.mean() - half):.2f}, {math.exp(logs.mean() + half):.2f}]"
-    assert e2e.paired_ratio(now, base, e2e._RATES[0]) == want + " over 4 pairs"
+    assert e2e.paired_ratio(now, base, e2e._RATES[1]) == want + " over 4 pairs"
     # run i against run i, not sorted: a slow pair stays a pair
-    assert e2e.paired_ratio(now[::-1], base, e2e._RATES[0]) != e2e.paired_ratio(now, base, e2e._RATES[0])
+    assert e2e.paired_ratio(now[::-1], base, e2e._RATES[1]) != e2e.paired_ratio(now, base, e2e._RATES[1])
     # one pair is a ratio without an interval, never a zero-width one
-    assert e2e.paired_ratio(now[:1], base[:1], e2e._RATES[0]) == "2.00x (one pair: no interval)"
+    assert e2e.paired_ratio(now[:1], base[:1], e2e._RATES[1]) == "2.00x (one pair: no interval)"
+
+
+def _runs(sim_s: list[float], sessions: float = 300_000.0) -> list[dict]:
+    return [{"sessions": sessions, "simulate_s": s, "wall_s": 2 * s, "cpu_s": 3 * s} for s in sim_s]
+
+
+def test_the_end_to_end_rate_is_the_simulations_the_issues_measure():
+    e2e = _module()
+    (r,) = _runs([3.0])
+    assert e2e._RATES[0](r) == 100_000.0  # sessions over simulate_s
+    assert e2e._RATES[1](r) == 50_000.0  # the whole process
+    assert e2e._RATES[2](r) == 300_000.0 / 9.0
+
+
+def test_the_verdict_reads_the_target_as_written_and_against_before_in_the_same_run(capsys):
+    e2e = _module()
+    # after's median 90,000 (3.33 s); before's 20,000 (15 s): 3.23 x 20,000 = 64,516
+    runs = {("run", "after"): _runs([3.0, 3.33334, 4.0]), ("run", "before"): _runs([15.0, 15.0, 14.0])}
+    e2e.verdict(runs, ["run"])
+    out = capsys.readouterr().out
+    assert "median 90,000" in out and "NOT met as written" in out
+    assert "= 64,516: met" in out and "lowest 75,000" in out
+    assert "whole process: 45,000" in out
+    # a baseline that ran faster here than the issue's 31k raises the bar above 100,000
+    runs = {("cli", "after"): _runs([2.5]), ("cli", "before"): _runs([8.0])}  # 120,000 against 3.23 x 37,500
+    e2e.verdict(runs, ["cli"])
+    out = capsys.readouterr().out
+    assert "met as written" in out and "NOT met as written" not in out
+    assert "= 120,968: NOT met" in out
+    # no before: the target as written only
+    e2e.verdict({("run", "after"): _runs([3.0])}, ["run"])
+    out = capsys.readouterr().out
+    assert "met as written" in out and "against before" not in out
