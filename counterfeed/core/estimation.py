@@ -386,6 +386,16 @@ class Estimator(Plugin, ABC):
             return None
         return type(self)(self.options.model_copy(update={"metrics": list(metrics)}))
 
+    def note_left_out(self, data: AnalysisData, estimates: list[Estimate]) -> list[Estimate]:
+        """``estimates`` with this estimator's word on the metrics its default metric list leaves out
+        (e.g. cuped's ratio metrics), once; the default says nothing and returns them unchanged.
+
+        When ``estimate`` fails and the run re-estimates one metric at a time (:meth:`for_metrics`),
+        the one-metric copies name their metric and leave nothing out, so the run asks this estimator,
+        whose options are the user's, to add the warning to the rows they made. An estimator that
+        leaves metrics out says so here and calls it from its own ``estimate`` too."""
+        return estimates
+
     def level_for(self, data: AnalysisData) -> float:
         lvl = getattr(self.options, "level", None)
         return float(lvl) if lvl is not None else float(data.level)

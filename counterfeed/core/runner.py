@@ -47,7 +47,7 @@ from counterfeed.core.worlds import (WorldOutput, WorldTask, build_world, simula
                                      world_assignment_component)
 from counterfeed.core.causal_graph import dgp_graph, write_dgp_graph
 from counterfeed.core.truth_observational import observational_truth
-from counterfeed.errors import DataError, ModelError, OutputError
+from counterfeed.errors import DataError, ModelError, OutputError, PluginError
 
 __all__ = ["run", "resolve", "Plan", "simulate_world", "world_assignment_component", "RunDirectory"]
 
@@ -177,7 +177,8 @@ def _estimate(est: Any, data: Any, unestimated: list[str]) -> list[Estimate]:
     denominator sums to 0 in an arm), the others are still estimated: an estimator whose tags declare
     ``separable_metrics`` is run again one metric at a time (the public ``Estimator.metrics_for`` and
     ``Estimator.for_metrics``), and each metric it cannot estimate is named in ``unestimated`` (the
-    run's manifest and stderr) instead of aborting the run. Raises the first error when no metric can
+    run's manifest and stderr) instead of aborting the run; the warning ``est`` gives about metrics its
+    default list leaves out is kept (:func:`_note_left_out`). Raises the first error when no metric can
     be estimated, or when the estimator cannot be restricted to one metric."""
     try:
         return check_estimates(est, call_plugin(est, "estimate", est.estimate, data), data.metrics)
@@ -197,7 +198,19 @@ def _estimate(est: Any, data: Any, unestimated: list[str]) -> list[Estimate]:
                 unestimated.append(f"no estimate of metric '{m}' by {est.name}: {exc}")
         if not out:
             raise first from None
-        return out
+        return _note_left_out(est, data, out)
+
+
+def _note_left_out(est: Any, data: Any, out: list[Estimate]) -> list[Estimate]:
+    """The fallback's estimates with the warning ``est`` gives about the metrics its default metric
+    list leaves out (``Estimator.note_left_out``; e.g. cuped's ratio metrics), once: its one-metric
+    copies name their metric, so they leave nothing out and say nothing. Asked of ``est`` itself,
+    whose options are the user's."""
+    noted = call_plugin(est, "note_left_out", est.note_left_out, data, out)
+    if not isinstance(noted, list) or not all(isinstance(e, Estimate) for e in noted):
+        raise PluginError("note_left_out must return a list of Estimate objects", plugin=est.name,
+                          hook="note_left_out")
+    return noted
 
 
 def _catalog_notes(sc: Scenario, n_items: int) -> list[str]:

@@ -244,7 +244,8 @@ class CUPED(_ArmComparisons):
     gives the unadjusted difference in means, with ``adjusted: false`` and a warning naming the
     covariate. The relative lift is that of the adjusted means (same interval as above).
     Ratio metrics are left out when ``metrics`` is unset, with a warning naming them on the first
-    estimate (``diagnostics["warnings"]``, shown under the run's table and in the report), and
+    estimate (``diagnostics["warnings"]``, shown under the run's table and in the report; see
+    :meth:`note_left_out`, which the run's per-metric fallback calls too), and
     refused (a ``ModelError``) when named: adjust their numerator and denominator sum metrics, or
     use ``ratio``.
 
@@ -263,10 +264,16 @@ class CUPED(_ArmComparisons):
         return names
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
-        out = super().estimate(data)
+        return self.note_left_out(data, super().estimate(data))
+
+    def note_left_out(self, data: AnalysisData, estimates: list[Estimate]) -> list[Estimate]:
+        """``estimates`` with the warning naming the ratio metrics the default metric list leaves out
+        (``diagnostics["warnings"]`` and ``["skipped_ratio_metrics"]``), once, on the first; unchanged
+        when ``metrics`` is set. ``estimate`` calls it, and so does the run's per-metric fallback, on
+        this estimator, since its one-metric copies (:meth:`for_metrics`) leave nothing out."""
         skipped = self._skipped(data.metrics)
-        if skipped and out:  # once, on the first row: the run's table and the report list its warnings
-            first = out[0]
+        if skipped and estimates:  # once, on the first row: the run's table and the report list its warnings
+            first = estimates[0]
             parts = ", ".join(f"'{m}' ({data.metrics[m].numerator} / {data.metrics[m].denominator})"
                               for m in skipped)
             msg = (f"ratio metric(s) {parts} left out: cuped adjusts per-user values by their pre-period value, "
@@ -274,7 +281,7 @@ class CUPED(_ArmComparisons):
                    "cuped on their numerator and denominator metrics")
             first.diagnostics = {**first.diagnostics, "skipped_ratio_metrics": skipped,
                                  "warnings": [*first.diagnostics.get("warnings", []), msg]}
-        return out
+        return estimates
 
     def _skipped(self, metrics: dict[str, MetricInfo]) -> list[str]:
         """The ratio metrics the default metric list leaves out (none when ``metrics`` is set)."""
