@@ -29,7 +29,7 @@ import numpy as np
 
 from counterfeed.core.simulation import SESSION_COLUMNS
 
-__all__ = ["PART_USERS", "SCRATCH", "part_bounds", "block_parts", "part_aligned_blocks", "part_major",
+__all__ = ["PART_USERS", "ALIGNED_SLACK", "SCRATCH", "part_bounds", "block_parts", "part_aligned_blocks", "part_major",
            "write_sessions", "FRAGMENT_COLUMNS", "write_fragment", "merge_fragments", "SessionsFile"]
 
 #: users per part of a sessions file (parts cover user ids ``[k * PART_USERS, (k + 1) * PART_USERS)``)
@@ -51,15 +51,28 @@ def block_parts(lo: int, hi: int) -> list[tuple[int, int, int]]:
             for k in range(lo // PART_USERS, -(-hi // PART_USERS))]
 
 
+#: how much larger than an even split's largest block a block of whole parts may be
+ALIGNED_SLACK = 0.10
+
+
 def part_aligned_blocks(n_users: int, shards: int) -> list[tuple[int, int]]:
-    """``shards`` contiguous user blocks made of whole parts when there are at least as many parts as
-    shards (then every part is written by one shard, no merging), else :func:`shard_blocks`'s."""
+    """``shards`` contiguous user blocks: made of whole parts (every part written by one shard, nothing
+    to merge) when that keeps the largest block within :data:`ALIGNED_SLACK` of an even split's
+    largest, else :func:`~counterfeed.core.shard.shard_blocks`'s even blocks (a part shared by two
+    shards is merged by the coordinator, :func:`merge_fragments`; the same bytes either way).
+
+    A shard's memory is its block's, so the blocks must be even: whole parts alone gave 131,073 users
+    on 2 shards blocks of 131,072 and 1 user, and 200,000 users on 3 shards 66% of them on one worker
+    (break test 12). 1M users on 2 shards (16 parts) stay whole parts: 524,288 and 475,712 users."""
     from counterfeed.core.shard import shard_blocks
 
+    even = shard_blocks(n_users, shards)
     parts = part_bounds(n_users)
     if len(parts) < shards:
-        return shard_blocks(n_users, shards)
-    return [(parts[a][0], parts[b - 1][1]) for a, b in shard_blocks(len(parts), shards)]
+        return even
+    aligned = [(parts[a][0], parts[b - 1][1]) for a, b in shard_blocks(len(parts), shards)]
+    largest = max(hi - lo for lo, hi in even)
+    return aligned if max(hi - lo for lo, hi in aligned) <= (1.0 + ALIGNED_SLACK) * largest else even
 
 
 def part_major(cols: dict[str, np.ndarray], n_users: int) -> dict[str, np.ndarray]:

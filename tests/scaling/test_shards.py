@@ -131,16 +131,18 @@ def test_runs_with_1_2_4_shards_write_byte_identical_run_directories(tmp_path):
 
 def test_parts_written_by_shards_give_the_same_run_directory_and_the_coordinator_never_gathers(tmp_path,
                                                                                               monkeypatch):
-    """With 64-user parts (5 parts for 300 users, 5 row groups), 2 and 4 shards each write whole parts
-    (parts shared by shards, merged on the coordinator, are the default 1-part case of the test above);
-    both give the unsharded bytes, and at the end of a world the coordinator asks the shards for
-    per-user outcomes and fragments, never for their session rows."""
+    """With 50-user parts (6 parts for 300 users, 6 row groups), 2 and 3 shards each write whole parts
+    (parts shared by shards, merged on the coordinator, are the default 1-part case of the test above,
+    and 4 shards here); all give the unsharded bytes, and at the end of a world the coordinator asks the
+    shards for per-user outcomes and fragments, never for their session rows."""
     import pyarrow.parquet as pq
 
     from counterfeed.core import shard_events
 
-    monkeypatch.setattr(shard_events, "PART_USERS", 64)
-    assert shard_events.part_aligned_blocks(300, 2) == [(0, 128), (128, 300)]
+    monkeypatch.setattr(shard_events, "PART_USERS", 50)
+    assert shard_events.part_aligned_blocks(300, 2) == [(0, 150), (150, 300)]
+    assert shard_events.part_aligned_blocks(300, 3) == [(0, 100), (100, 200), (200, 300)]
+    assert shard_events.part_aligned_blocks(300, 4) == [(0, 75), (75, 150), (150, 225), (225, 300)]  # parts shared
     sc = scenario()
     one = run(sc, output_dir=tmp_path / "one", keep_events=True)
     base = digest(one.run_dir)
@@ -152,14 +154,33 @@ def test_parts_written_by_shards_give_the_same_run_directory_and_the_coordinator
         return real(self, method, args)
 
     monkeypatch.setattr(LocalShards, "call", spy)
-    for shards in (2, 4):
+    for shards in (2, 3, 4):
         res = run(sc, output_dir=tmp_path / str(shards), shards=shards, scheduler=IN_PROCESS, keep_events=True)
         assert digest(res.run_dir) == base, shards
-        assert pq.ParquetFile(res.run_dir / "events" / "ab" / "sessions.parquet").num_row_groups == 5
+        assert pq.ParquetFile(res.run_dir / "events" / "ab" / "sessions.parquet").num_row_groups == 6
         for world, ev in one.events.items():  # kept events read their sessions from the published file
             for name, col in ev.sessions.items():
                 assert np.array_equal(res.events[world].sessions[name], col), (world, name)
     assert "sessions" not in calls and calls.count("outcomes") == calls.count("write_fragments") > 0
+
+
+@pytest.mark.parametrize("n_users", [2, 7, 300, 65_536, 65_537, 70_000, 131_073, 196_609, 200_000, 262_145,
+                                     1_000_000, 1_048_577, 5_000_000])
+def test_shard_blocks_are_even_whatever_the_parts(n_users):
+    """Every block is within 10% of an even split's largest (break test 12: whole 65,536-user parts gave
+    131,073 users on 2 shards blocks of 131,072 and 1, and 200,000 on 3 shards 66% on one worker); the
+    blocks are contiguous and cover every user once."""
+    from counterfeed.core import shard_events
+
+    for shards in range(1, min(n_users, 9) + 1):
+        blocks = shard_events.part_aligned_blocks(n_users, shards)
+        assert len(blocks) == shards and blocks[0][0] == 0 and blocks[-1][1] == n_users
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+        assert max(hi - lo for lo, hi in blocks) <= 1.1 * -(-n_users // shards), (n_users, shards, blocks)
+        assert min(hi - lo for lo, hi in blocks) >= 1
+    # whole parts where they are even enough: nothing to merge at 1M users on 2 shards
+    assert shard_events.part_aligned_blocks(1_000_000, 2) == [(0, 524_288), (524_288, 1_000_000)]
+    assert shard_events.part_aligned_blocks(131_073, 2) == [(0, 65_536), (65_536, 131_073)]
 
 
 def test_a_sharded_world_reduces_outcomes_in_its_shards(tmp_path):
