@@ -38,6 +38,7 @@ Kinds
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
@@ -51,7 +52,7 @@ from counterfeed.core.pool_transport import (forking_workers, hand_back, remove_
                                               worker_start)
 from counterfeed.errors import CounterfeedError
 
-__all__ = ["Executor", "SerialExecutor", "LocalExecutor", "DaskExecutor", "get_executor",
+__all__ = ["Executor", "SerialExecutor", "LocalExecutor", "DaskExecutor", "get_executor", "refuse_in_spawned_bootstrap",
            "available_cores", "pool_size", "EXECUTOR_KINDS", "WorkerLost"]
 
 EXECUTOR_KINDS = ("serial", "local", "dask")
@@ -357,6 +358,29 @@ def _connect(client_class: Any, scheduler: str, timeout: float) -> Any:
     return box["client"]
 
 
+def refuse_in_spawned_bootstrap(what: str) -> None:
+    """Exit at once, with one line, when this process is a spawned child still importing the parent's
+    main script: a script that calls counterfeed at its top level, without ``if __name__ ==
+    "__main__":``, run again by every worker process a local Dask cluster spawns (Python's ``spawn``
+    start method imports the main module anew). Each worker would otherwise simulate the script's runs
+    again, then fail to start a cluster of its own, in about 300 lines of tracebacks (break test 12).
+    ``what``: the call, for the message."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise SystemExit(f"counterfeed: {what} was called while a worker process imported the main script: "
+                         "call counterfeed under 'if __name__ == \"__main__\":' in a script that starts Dask workers")
+
+
+def _script_hint() -> str:
+    """The advice for a local cluster whose worker processes failed to start, when the main module is a
+    script they import again (empty for ``python -m counterfeed``, a notebook, or a guarded script)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path or getattr(getattr(main, "__spec__", None), "name", "").startswith("counterfeed"):
+        return ""
+    return (f". Its worker processes import the main script ({path}) again: if it calls counterfeed at its top "
+            "level, put the calls under 'if __name__ == \"__main__\":'")
+
+
 class DaskExecutor(Executor):
     """Dask distributed: a LocalCluster it owns, or an existing scheduler (``tcp://host:port``)."""
 
@@ -393,6 +417,7 @@ class DaskExecutor(Executor):
             # cluster is up, and the cluster is closed on the way out)
             from counterfeed.core.interrupts import sigint_blocked_for_spawned
 
+            refuse_in_spawned_bootstrap("a local Dask cluster")
             cluster = None
             try:
                 with sigint_blocked_for_spawned():
@@ -401,12 +426,16 @@ class DaskExecutor(Executor):
                                            preload=["counterfeed.core._dask_worker_setup"])
                 self._cluster = cluster
                 self._client = Client(cluster)
-            except BaseException:
+            except BaseException as exc:
                 if cluster is not None:
                     from counterfeed.core.interrupts import held
 
                     with held():
                         cluster.close()
+                hint = _script_hint() if isinstance(exc, Exception) else ""
+                if hint:
+                    raise CounterfeedError(f"the local Dask cluster could not start its worker processes "
+                                           f"({type(exc).__name__}: {exc}){hint}") from exc
                 raise
 
     @property
@@ -418,6 +447,10 @@ class DaskExecutor(Executor):
         self._check_open()
         from distributed import as_completed
 
+        if self.scheduler:  # workers the user started: each task first checks that its worker runs this code
+            from counterfeed.core.code_identity import code_fingerprint, run_checked
+
+            fn = functools.partial(run_checked, code_fingerprint(), fn)
         futures = self._client.map(fn, list(tasks), pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
         try:

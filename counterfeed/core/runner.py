@@ -19,7 +19,7 @@ from counterfeed.core.analyse import analysis_data, check_estimates, estimands_o
 from counterfeed.core.covariates import user_covariates
 from counterfeed.core.contracts import MetricInfo
 from counterfeed.core.estimation import CATE, Estimate
-from counterfeed.core.executors import available_cores, get_executor, pool_size
+from counterfeed.core.executors import available_cores, get_executor, pool_size, refuse_in_spawned_bootstrap
 from counterfeed.core.experiment import AB_WORLD, world_names
 from counterfeed.core.findings import allocation_of, flag_confounded, mechanism_of
 from counterfeed.core.observational_spec import check_arm_sizes
@@ -270,6 +270,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
     While the run lasts, NumPy allocates without transparent huge pages and Arrow from the system
     allocator (:mod:`counterfeed.core.allocators`).
     """
+    refuse_in_spawned_bootstrap("counterfeed.run()")  # a worker of a local Dask cluster, importing a script
     t_start = time.perf_counter()
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     from counterfeed.core.shard_spec import execution_arguments  # checked as execution.shards/scheduler are:

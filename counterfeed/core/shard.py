@@ -249,6 +249,7 @@ class DaskShards:
         self._actors: list[Any] = []
         self._futures: list[Any] = []
         self._where: list[str] = []
+        self._checked: set[str] = set()
 
     def create(self, blocks: list[tuple[int, int]], make: Callable[[int, int], tuple]) -> None:
         try:
@@ -258,10 +259,24 @@ class DaskShards:
                                    "s): start some with 'dask worker <scheduler address>'") from None
         workers = sorted(self.client.scheduler_info().get("workers", {}))
         self._where = [workers[i % len(workers)] for i in range(len(blocks))]
+        self._check_code(sorted(set(self._where)))
         self._futures = [self.client.submit(Shard, lo, hi, *make(lo, hi), actor=True, workers=[w],
                                             allow_other_workers=False, pure=False)
                          for (lo, hi), w in zip(blocks, self._where)]
         self._actors = [self._result(f, i) for i, f in enumerate(self._futures)]
+
+    def _check_code(self, workers: list[str]) -> None:
+        """Refuse workers that run other code than this process (:mod:`counterfeed.core.code_identity`):
+        their shards' numbers would differ. Each worker is asked once per pool."""
+        from counterfeed.core.code_identity import check_same_code, code_fingerprint
+
+        ask = [w for w in workers if w not in self._checked]
+        if not ask:
+            return
+        code_fingerprint()  # this process's, before the workers are asked
+        for w, remote in sorted(self.client.run(code_fingerprint, workers=ask).items()):
+            check_same_code(remote, w)
+            self._checked.add(w)
 
     def call(self, method: str, args: Sequence[tuple] | None = None) -> list[Any]:
         args = args if args is not None else [()] * len(self._actors)
@@ -279,7 +294,8 @@ class DaskShards:
             raise
         except Exception as exc:  # noqa: BLE001 -- a lost worker surfaces as many exception types
             raise ShardError(f"shard {i} on Dask worker {self._where[i]} failed: "
-                             f"{type(exc).__name__}: {exc or 'the worker was lost'}") from exc
+                             f"{type(exc).__name__}: {exc or 'the worker was lost'}; the run stopped and "
+                             "nothing was published") from exc
 
     def release(self) -> None:
         for f in self._futures:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,9 +31,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """``(address, workers)``: a scheduler and two single-threaded workers; all stopped afterwards."""
+def _start_cluster(tmp_path, worker_paths: tuple[str | None, ...] = (None, None)):
+    """``(address, workers, stop)``: a scheduler and one single-threaded worker per ``worker_paths`` entry
+    (a PYTHONPATH to put first, or None); ``stop()`` stops them all."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -41,15 +42,12 @@ def cluster(tmp_path):
                                "--no-dashboard"], stdout=logs, stderr=logs, env=env)]
     workers = [subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
                                  "--host", "127.0.0.1", "--local-directory", str(tmp_path / f"w{i}")],
-                                stdout=logs, stderr=logs, env=env) for i in range(2)]
+                                stdout=logs, stderr=logs,
+                                env=env if path is None else {**env, "PYTHONPATH": path})
+               for i, path in enumerate(worker_paths)]
     procs += workers
-    try:
-        from distributed import Client
 
-        with Client(address, timeout=60, set_as_default=False) as client:
-            client.wait_for_workers(2, timeout=120)
-        yield address, workers
-    finally:
+    def stop() -> None:
         for p in reversed(procs):
             if p.poll() is None:
                 p.terminate()
@@ -59,6 +57,26 @@ def cluster(tmp_path):
             except subprocess.TimeoutExpired:
                 p.kill()
         logs.close()
+
+    try:
+        from distributed import Client
+
+        with Client(address, timeout=60, set_as_default=False) as client:
+            client.wait_for_workers(len(workers), timeout=120)
+    except BaseException:
+        stop()
+        raise
+    return address, workers, stop
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """``(address, workers)``: a scheduler and two single-threaded workers; all stopped afterwards."""
+    address, workers, stop = _start_cluster(tmp_path)
+    try:
+        yield address, workers
+    finally:
+        stop()
 
 
 @pytest.mark.slow
@@ -96,7 +114,8 @@ def test_a_killed_worker_fails_the_run_clearly_and_publishes_nothing(tmp_path, c
     killer.start()
     t0 = time.perf_counter()
     try:
-        with pytest.raises(ShardError, match=r"shard \d on Dask worker tcp://127\.0\.0\.1:\d+ failed"):
+        with pytest.raises(ShardError, match=r"shard \d on Dask worker tcp://127\.0\.0\.1:\d+ failed.*"
+                                             r"nothing was published"):
             run(sc, output_dir=out, shards=2, scheduler=address)
     finally:
         stop.set()
@@ -104,6 +123,38 @@ def test_a_killed_worker_fails_the_run_clearly_and_publishes_nothing(tmp_path, c
     assert workers[1].poll() is not None, "the worker was not killed before the run ended"
     assert time.perf_counter() - t0 < 120
     assert not out.exists() or not any(out.iterdir())  # no published (nor temporary) run directory
+
+
+@pytest.mark.slow
+def test_a_worker_running_other_code_is_refused_before_any_shard_runs(tmp_path):
+    """A worker started from a copy of counterfeed whose source differs (here by one comment: the same
+    behaviour, other code) is refused with exit code 2, naming the worker and the source digests, and
+    nothing is published (break test 12: a copy with one changed constant gave other numbers silently)."""
+    import counterfeed
+    from counterfeed.core.code_identity import CodeMismatch
+
+    copy = tmp_path / "other"
+    shutil.copytree(Path(counterfeed.__file__).parent, copy / "counterfeed",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(copy / "counterfeed" / "core" / "simulation.py", "a") as f:
+        f.write("\n# another checkout\n")
+    address, _, stop = _start_cluster(tmp_path, (str(copy), str(copy)))
+    out = tmp_path / "runs"
+    refused = r"Dask worker tcp://127\.0\.0\.1:\d+ runs other code than this command: counterfeed's source differs"
+    try:
+        with pytest.raises(CodeMismatch, match=refused + r" .* in .*other/counterfeed") as err:
+            run(scenario(), output_dir=out, shards=2, scheduler=address)
+        assert err.value.exit_code == 2
+        assert not out.exists() or not any(out.iterdir())
+        # the executor of calibrate and sweep on that cluster: every task checks its worker first
+        from counterfeed.core.executors import DaskExecutor
+
+        with DaskExecutor(scheduler=address) as ex:
+            results = dict(ex.submit_all(abs, [-1, -2, -3]))
+        assert sorted(results) == [0, 1, 2]
+        assert all(isinstance(r, CodeMismatch) and re.match(refused, str(r)) for r in results.values()), results
+    finally:
+        stop()
 
 
 @pytest.mark.slow
