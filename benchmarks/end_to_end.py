@@ -9,8 +9,7 @@ they do for a user), interleaved and repeated so that the load of a shared machi
   the summary printed at the end. Seconds are the wall time of that process; CPU seconds are its
   own and its worker processes' (``RUSAGE_CHILDREN``).
 - ``run``: ``run(scenario, write=False)`` in a fresh Python process, timed from before the first
-  import to its return (everything above except the run directory, the report and the printing):
-  the figure the issue quotes (31k sessions/s).
+  import to its return (everything above except the run directory, the report and the printing).
 - ``calibrate`` (not run by default): ``counterfeed calibrate`` of a smaller quickstart
   (``--cal-users`` users, 3-day pre-period, 7 days; the same arms) with ``--cal-replications``
   replications on the local executor (all cores): replications per second, before and after.
@@ -31,8 +30,10 @@ included. Three rates per mode:
 
 The summary ends with the issue's target (>= 100,000 sessions/s end to end on 2 cores) against the
 medians, and with the factor the target asks over the issue's baseline (100,000 / 31,000 = 3.23x)
-against the factors measured here over ``before`` in the same run. Per world: the world's own seconds (``manifest.json`` timings; worlds in worker
-processes overlap) and all its sessions over them.
+against the factors measured here over ``before`` in the same run. Per world: the world's seconds (``manifest.json`` timings; worlds in worker
+processes overlap) and all its sessions over them. A pre-period simulated once for the three worlds
+(``after``) is added to each world's seconds, as its sessions are in each world's (``before``
+simulated it in every world, inside the world's seconds).
 
 Variants:
 
@@ -236,7 +237,11 @@ def launch(variant: str, mode: str, before_dir: Path | None, out: Path, cal: tup
 
         world_sessions = {w.name: pq.read_metadata(w / "sessions.parquet").num_rows
                           for w in (run_dir / "events").iterdir()}
-    worlds = {k[len("world_"):-2]: (v, world_sessions.get(k[len("world_"):-2]))
+    # a world's seconds with the pre-period it lived: simulated once for all worlds (core.preperiod), its
+    # seconds are in no world's own (world_*_s) while its sessions are in every world's; before, each
+    # world simulated its own, inside its seconds (preperiod_s absent: 0)
+    pre = float(timings.get("preperiod_s", 0.0))
+    worlds = {k[len("world_"):-2]: (v + pre, world_sessions.get(k[len("world_"):-2]))
               for k, v in timings.items() if k.startswith("world_")}
     return {"wall_s": wall, "cpu_s": cpu, "sessions": timings["sessions"], "worlds": worlds,
             "estimates": estimates, "simulate_s": timings["simulate_s"]}
@@ -247,7 +252,10 @@ def load() -> str:
 
 
 def compare_estimates(base: list[dict], other: list[dict]) -> list[str]:
-    rows = []
+    """Each difference-in-means row of ``other`` next to ``base``'s, then a count of the signs that agree
+    and the 95% intervals that overlap."""
+    rows: list[str] = []
+    same = overlaps = 0
     index = {(e["metric"], e["estimand"]): e for e in base}
     for e in other:
         b = index.get((e["metric"], e["estimand"]))
@@ -258,6 +266,12 @@ def compare_estimates(base: list[dict], other: list[dict]) -> list[str]:
         rows.append(f"  {e['metric']:<12} before {b['point']:+9.3f} [{b['lower']:+.3f}, {b['upper']:+.3f}]"
                     f"   now {e['point']:+9.3f} [{e['lower']:+.3f}, {e['upper']:+.3f}]"
                     f"   sign {'same' if sign else 'FLIPPED'}, intervals {'overlap' if overlap else 'DISJOINT'}")
+        same += sign
+        overlaps += overlap
+    if rows:
+        rows.append(f"  at this seed: {same} of {len(rows)} signs the same, {overlaps} of {len(rows)} intervals overlap "
+                    "(a change of the recommender's random draws moves the truth like a change of seed: see "
+                    "--seeds and the after-old-draws variant)")
     return rows
 
 
@@ -341,25 +355,25 @@ def paired_ratio(now: list[dict], base: list[dict], f) -> str:
 
 
 def verdict(runs: dict[tuple[str, str], list[dict]], modes: list[str]) -> None:
-    """Print the issue's target against ``after``'s median end-to-end rate, twice: as written (100,000
-    sessions/s, which assumes both cores free), and against ``before`` in this run. The issue set its
-    target at 100,000 / 31,000 = 3.23 times the rate of the code ``before`` runs; on a shared machine
-    ``before``'s own rate here shows what the cores gave this run, so 3.23 times it is the target
-    measured against a baseline in the same run (as every speed target of this project is)."""
-    factor = TARGET / ISSUE_BASELINE
+    """Print the issue's target (100,000 sessions/s end to end on 2 cores) against ``after``'s median
+    end-to-end rate, met or not as written. Then, as a ratio and without a verdict, ``after`` over
+    ``before`` in this run next to the ratio the target asks of the issue's baseline (100,000 /
+    31,000 = 3.23): on a shared machine ``before``'s own rate here shows what the cores gave this run."""
     for m in ("cli", "run"):
         after = runs.get((m, "after")) or []
         if m not in modes or not after:
             continue
         e2e = _median(after, _RATES[0])
-        line = (f"target ({m}): >= {TARGET:,} sessions/s end to end on 2 cores: after's median {e2e:,.0f} "
-                f"(lowest {min(_RATES[0](r) for r in after):,.0f}): {'met' if e2e >= TARGET else 'NOT met'} as written")
+        print(f"target ({m}): >= {TARGET:,} sessions/s end to end on 2 cores: after's median {e2e:,.0f} "
+              f"(lowest {min(_RATES[0](r) for r in after):,.0f}, highest {max(_RATES[0](r) for r in after):,.0f}): "
+              f"{'met' if e2e >= TARGET else 'NOT met'}. The whole process: {_median(after, _RATES[1]):,.0f} "
+              "sessions/s (not the issue's measure)")
         before = runs.get((m, "before")) or []
         if before:
-            scaled = factor * _median(before, _RATES[0])
-            line += (f"; against before in this run ({_median(before, _RATES[0]):,.0f} here against the issue's "
-                     f"{ISSUE_BASELINE:,}), {factor:.2f}x before = {scaled:,.0f}: {'met' if e2e >= scaled else 'NOT met'}")
-        print(line + f". The whole process: {_median(after, _RATES[1]):,.0f} sessions/s (not the issue's measure)")
+            base = _median(before, _RATES[0])
+            print(f"  after / before in this run: {e2e / base:.2f}x end to end (before ran at {base:,.0f} here, "
+                  f"against the issue's {ISSUE_BASELINE:,}); the target is {TARGET / ISSUE_BASELINE:.2f}x the "
+                  "issue's baseline")
 
 
 def main() -> None:

@@ -67,16 +67,22 @@ SHARE_PRE_PERIOD = True
 def _simulate_all(tasks: list[WorldTask], workers: int | None, say: Callable[[str], None],
                   progress: bool = False, shards: int = 1, scheduler: str | None = None,
                   scratch: Path | None = None,
-                  while_waiting: _Background | None = None) -> list[WorldOutput]:
+                  while_waiting: _Background | None = None,
+                  timings: dict[str, float] | None = None) -> list[WorldOutput]:
     """Simulate every world (in worker processes when large; each one sharded across Dask workers
     with ``shards > 1`` or a ``scheduler``, their sessions written under ``scratch`` when given);
     ``progress`` shows a bar per world. ``while_waiting`` is started once worker processes have
-    forked (it never starts when the worlds run in this process); the caller joins it."""
+    forked (it never starts when the worlds run in this process); the caller joins it. ``timings``
+    receives ``preperiod_s``, the seconds of a pre-period simulated once for several worlds (0 when
+    none was: each world's own seconds then include its pre-period)."""
     if shards > 1 or scheduler:
         return _simulate_sharded([replace(t, scratch=scratch) for t in tasks], say, progress, shards, scheduler,
                                  workers)
+    t0 = time.perf_counter()
     if SHARE_PRE_PERIOD:  # once for the worlds that share it, before worker processes fork
         tasks = share_pre_periods(tasks, lambda t: build_world(t)[0])
+    if timings is not None:
+        timings["preperiod_s"] = time.perf_counter() - t0 if any(t.pre is not None for t in tasks) else 0.0
     sc = tasks[0].scenario
     size = sc.population.users * sc.total_days
     if workers is None:  # a world of this size outweighs forking a worker and sending its events back
@@ -300,7 +306,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         tasks = [WorldTask(sc, w, items, population)
                  for w in world_names(sc) + replication_worlds(sc.arms, replications)]
         outputs = _simulate_all(tasks, workers, say, not quiet and log is None, shards, scheduler, tmp,
-                                while_waiting=preload)
+                                while_waiting=preload, timings=timings)
         timings["simulate_s"] = time.perf_counter() - t0
         if preload is not None:  # what the imports ahead still needed once the worlds were done
             timings["preload_wait_s"] = preload.join()
