@@ -185,16 +185,27 @@ def _arm_counts(users: int, split: dict[str, float], salt: str, seed: int, need:
 
 def check_output_dir(scenario: Scenario, out: str | Path | None = None) -> None:
     """``out`` (``--out``), else ``output.dir``, can hold run directories: neither it nor a folder above it
-    is a file (else the run would fail at its end, after simulating). A ScenarioError located at the
-    field, or naming ``--out``, otherwise."""
+    is a file, and a folder can be made in the nearest one that exists (tried, and removed at once: a
+    folder under ``/proc``, or a read-only one, passed ``validate`` and failed ``run``; break test 12).
+    A ScenarioError located at the field, or naming ``--out``, otherwise."""
+    import os
+    import tempfile
+
+    def refuse(msg: str) -> None:
+        if out is not None:
+            raise ScenarioError(msg, file="--out")
+        raise scenario.error(msg, "output.dir")
+
     path = Path(out if out is not None else scenario.output.dir)
     for q in (path, *path.parents):
         if q.exists():
             if not q.is_dir():
-                msg = f"'{q}' is a file, expected a directory (or a path to create) for the run directories"
-                if out is not None:
-                    raise ScenarioError(msg, file="--out")
-                raise scenario.error(msg, "output.dir")
+                refuse(f"'{q}' is a file, expected a directory (or a path to create) for the run directories")
+            try:
+                os.rmdir(tempfile.mkdtemp(prefix=".counterfeed-check-", dir=q))
+            except OSError as exc:
+                refuse(f"cannot create the run directories in '{path}': no folder can be made in '{q}' "
+                       f"({exc.strerror or exc}); expected a writable directory (or a path to create)")
             return
 
 
