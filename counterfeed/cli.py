@@ -136,7 +136,7 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
     from counterfeed.core.runner import run
 
     sc = _scenario_with_options(scenario, sets, shards, scheduler, {"output.report": False} if no_report else {})
-    _check_workers(workers, sc)
+    _check_workers(workers, sc, scheduler)
     from counterfeed.core.scenario import check_output_dir
 
     check_output_dir(sc, out)  # --out, else output.dir: not a file, nor under one
@@ -152,17 +152,29 @@ def run_command(scenario: str, out: str | None, sets: tuple[str, ...], workers: 
         doc = {"run_dir": str(result.run_dir), "srm": result.srm,
                "summary": result.summary().to_dict(orient="records"),
                "population_metrics": result.manifest.get("population_metrics"),
-               "estimates": [e.to_dict() for e in result.estimates], "timings": result.timings}
+               "estimates": [e.to_dict() for e in result.estimates], "timings": result.timings,
+               "execution": result.manifest.get("execution")}  # the manifest's: null when unsharded
         click.echo(_json.dumps(doc, indent=2))
         return
     _print_result(result)
 
 
-def _check_workers(workers: int | None, sc: Any) -> None:
-    """``--workers`` with an existing Dask cluster is a usage error (``run`` and ``validate``)."""
-    if workers is not None and sc.execution.scheduler:
-        raise click.UsageError(f"--workers: the Dask cluster at {sc.execution.scheduler} (execution.scheduler) "
-                               "brings its own workers; --workers sets the processes of a run on this machine")
+def _check_workers(workers: int | None, sc: Any, scheduler: str | None) -> None:
+    """``--workers`` with an existing Dask cluster is a usage error (``run`` and ``validate``); the
+    message names where the cluster's address came from: ``--scheduler`` (``scheduler``, the
+    option's value), ``--set execution.scheduler=...`` or the scenario file's line."""
+    if workers is None or not sc.execution.scheduler:
+        return
+    from counterfeed.core.scenario_messages import SET_ORIGIN
+
+    origin = "--scheduler" if scheduler is not None else "execution.scheduler"
+    where = sc.error("", "execution.scheduler")  # located: the file's line, or --set
+    if scheduler is None and where.file == SET_ORIGIN:
+        origin = f"{SET_ORIGIN} {origin}"
+    elif scheduler is None and where.file:
+        origin += f" in {where.file}" + (f":{where.line}" if where.line else "")
+    raise click.UsageError(f"--workers: the Dask cluster at {sc.execution.scheduler} ({origin}) "
+                           "brings its own workers; --workers sets the processes of a run on this machine")
 
 
 def _scenario_with_options(path: str, sets: tuple[str, ...], shards: int | None, scheduler: str | None,
@@ -327,7 +339,7 @@ def validate_command(scenario: str, sets: tuple[str, ...], shards: int | None, s
     from counterfeed.core.scenario import check_output_dir
 
     sc = _scenario_with_options(scenario, sets, shards, scheduler, {"output.report": False} if no_report else {})
-    _check_workers(workers, sc)
+    _check_workers(workers, sc, scheduler)
     plan = resolve(sc)
     check_output_dir(sc, out)  # where `run` would write: --out, else output.dir
     for line in plan.notes:  # valid, but likely not what was meant (run prints them too)

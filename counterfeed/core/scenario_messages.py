@@ -129,6 +129,10 @@ def _problem(err: dict[str, Any], root: type[BaseModel] | None, model: type[Base
         msg = f"unknown field '{bad}'{hint}"
     elif typ == "missing":
         msg = "required field is missing"
+    elif typ in ("model_type", "dataclass_type"):  # pydantic names the class: "...instance of ExecutionSpec"
+        got = err.get("input")
+        shown = kind_of(got) if isinstance(got, (dict, list)) else _shown(got)
+        msg = f"expected a mapping{_example(_model_at(root, tuple(err.get('loc', ()))), err)} (got {shown})"
     else:
         msg = msg.removeprefix("Value error, ")
         if typ == "finite_number" or (isinstance(err.get("input"), float) and not math.isfinite(err["input"])):
@@ -137,6 +141,24 @@ def _problem(err: dict[str, Any], root: type[BaseModel] | None, model: type[Base
                 and not isinstance(err["input"], (dict, list)):
             msg = f"{msg} (got {_shown(err['input'])})"
     return Problem(path, msg)
+
+
+#: fields an example mapping shows at most (``{arms: ..., control: ..., split: ..., ...}``)
+_EXAMPLE_FIELDS = 3
+
+
+def _example(model: type[BaseModel] | None, err: dict[str, Any]) -> str:
+    """`` such as {shards: ..., scheduler: ...}``: the fields of the mapping expected at a section
+    (its required fields first), for a message that names no class; ``""`` when the model at the
+    error's location is not the one pydantic expected there."""
+    if model is None or model.__name__ != (err.get("ctx") or {}).get("class_name"):
+        return ""
+    fields = model.model_fields
+    names = sorted(fields, key=lambda n: not fields[n].is_required())  # stable: declared order otherwise
+    if not names:
+        return ""
+    shown = [f"{n}: ..." for n in names[:_EXAMPLE_FIELDS]] + (["..."] if len(names) > _EXAMPLE_FIELDS else [])
+    return " such as {" + ", ".join(shown) + "}"
 
 
 #: a value longer than this is shown by its start and its length in a message
@@ -172,17 +194,23 @@ def _relevant(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _alternatives(messages: list[str]) -> str:
     """``['Input should be a valid string', 'Input should be a valid dictionary']`` ->
-    ``'Input should be a valid string or a valid dictionary'``."""
+    ``'Input should be a valid string or a valid dictionary'``; a value every branch names
+    (``(got 1)``) is named once, at the end."""
+    if len(messages) == 1:
+        return messages[0]
+    got = re.search(r" \(got [^()]*\)$", messages[0])
+    tail = got.group() if got and all(m.endswith(got.group()) for m in messages) else ""
+    messages = [m.removesuffix(tail) for m in messages] if tail else messages  # the value: named once, at the end
     first, rest = messages[0], messages[1:]
     words = first.split(" ")
     out = [first]
     for m in rest:
-        other = m.split(" ")
+        other = m.removeprefix("expected ").split(" ")  # "... a valid string or a mapping such as {...}"
         n = 0
         while n < min(len(words), len(other)) - 1 and words[n] == other[n]:
             n += 1
         out.append(" ".join(other[n:]))
-    return " or ".join(out)
+    return " or ".join(out) + tail
 
 
 def validation_message(exc: ValidationError, *, file: str | None = None, lines: dict[str, int] | None = None,

@@ -507,7 +507,8 @@ def test_workers_with_an_existing_cluster_is_a_usage_error(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             main([command, str(QUICKSTART), "--workers", "2", "--shards", "2", *args, *extra])
         assert exit_info.value.code == 2
-        assert "Error: --workers: the Dask cluster at tcp://127.0.0.1:9 (execution.scheduler) brings its own " \
+        where = "--scheduler" if args[0] == "--scheduler" else "--set execution.scheduler"  # as the user typed it
+        assert f"Error: --workers: the Dask cluster at tcp://127.0.0.1:9 ({where}) brings its own " \
                "workers" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
