@@ -353,6 +353,11 @@ class Estimator(Plugin, ABC):
     kind = "estimator"
     Options: ClassVar[type[Options]] = EstimatorOptions
     tags: ClassVar[EstimatorTags] = EstimatorTags()
+    #: wall seconds of this estimator's own stages (e.g. a sampler's compile and sampling time), set by
+    #: ``estimate``: the run records them in the manifest's timings as ``analysis_<entry>_<name>_<key>``,
+    #: never in the estimates, whose diagnostics hold only what the data and the seed determine (a run
+    #: directory is the same bytes whenever it is made)
+    timings_: dict[str, float] | None = None
 
     def users_per_arm(self) -> int:
         """The fewest users an arm needs for this estimator's estimate (default 2: no interval from fewer

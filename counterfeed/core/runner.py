@@ -350,6 +350,8 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
                 raise type(exc)(f"{sc.error(str(exc), f'analysis[{i}]')}") from None
             for e in made:
                 e.analysis = i
+            for key, seconds in (est.timings_ or {}).items():  # e.g. sem's fits (Estimator.timings_)
+                timings[f"analysis_{i}_{est.name}_{key}"] = float(seconds)
             estimates += made
         for line in unestimated:  # a warning, not progress: shown even with --quiet
             print(f"warning: {line}", file=sys.stderr, flush=True)

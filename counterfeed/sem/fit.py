@@ -316,12 +316,16 @@ class SEMFit:
                    boundary=boundary)
 
     def save(self, path) -> str:
-        """Write the posterior as ArviZ NetCDF."""
+        """Write the posterior as ArviZ NetCDF without wall-clock metadata (ArviZ's ``created_at``,
+        PyMC's sampling times): the same fit saved twice gives the same bytes. Its timings are
+        :attr:`timings`."""
         from pathlib import Path
+
+        from counterfeed.sem._posterior_file import without_clock
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.idata.to_netcdf(str(path))
+        without_clock(self.idata).to_netcdf(str(path))
         return str(path)
 
     def estimate(self, name: str) -> dict:
