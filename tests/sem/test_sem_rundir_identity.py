@@ -12,16 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+import yaml
 
 from counterfeed.sem._posterior_file import CLOCK_ATTRS, CLOCK_STATS, without_clock
 
-MODEL = """
-      engagement =~ log1p(clicks) + log1p(dwell) + log1p(sessions)
-      engagement ~ a*treatment
-      retained   ~ b*engagement + c*treatment
-      indirect := a*b
-      total    := c + a*b
-"""
+SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "sem_mediation.yaml"
+#: the scenario's own mediation model (its analysis entry 1)
+MODEL = yaml.safe_load(SCENARIO.read_text())["analysis"][1]["model"]
 TIMING_KEYS = ("import_s", "compile_s", "sample_s")
 
 
@@ -88,7 +85,7 @@ def test_two_runs_of_a_sem_scenario_differ_only_in_the_manifest(tmp_path):
     from counterfeed.core.runner import run
     from counterfeed.core.scenario import load_scenario
 
-    sc = load_scenario("scenarios/sem_mediation.yaml").with_overrides({
+    sc = load_scenario(SCENARIO).with_overrides({
         "population.users": 400, "experiment.pre_period": "1d", "experiment.duration": "3d",
         "analysis": [{"estimator": "diff-in-means", "relative": False},
                      {"estimator": "sem", "outcome": "retained", "model": MODEL, "draws": 200, "tune": 200,
