@@ -26,7 +26,7 @@ from counterfeed.errors import PluginError
 #: mechanisms whose assignment probabilities an analyst does not know (estimators must model them)
 HIDDEN_PROPENSITY = ("selection", "encouragement")
 
-__all__ = ["analysis_data", "requested_look_times", "estimands_of", "check_estimates", "srm"]
+__all__ = ["analysis_data", "requested_look_times", "estimands_of", "check_estimates", "require_estimate_list", "srm"]
 
 
 def analysis_data(sc: Scenario, metrics: dict[str, Metric], analysed: list[str], estimators: list[Estimator],
@@ -90,12 +90,18 @@ def estimands_of(estimators: list[Estimator]) -> set[str]:
     return {k for est in estimators for k in est.tags.estimands}
 
 
+def require_estimate_list(est: Estimator, out: Any, hook: str) -> list[Estimate]:
+    """``out`` when it is a list of Estimates, else a PluginError naming ``est`` and its ``hook``."""
+    if not isinstance(out, list) or not all(isinstance(e, Estimate) for e in out):
+        raise PluginError(f"{hook} must return a list of Estimate objects", plugin=est.name, hook=hook)
+    return out
+
+
 def check_estimates(est: Estimator, out: Any, metrics: dict[str, MetricInfo] | None = None) -> list[Estimate]:
     """An estimator's output is a list of Estimates with numeric, ordered point and interval; a
     zero-width interval gets its "no variation observed" warning (:meth:`Estimate.flag_zero_width`), and
     an estimate of a metric whose ``MetricInfo.interference`` is set (``metrics``) gets it as a warning."""
-    if not isinstance(out, list) or not all(isinstance(e, Estimate) for e in out):
-        raise PluginError("estimate must return a list of Estimate objects", plugin=est.name, hook="estimate")
+    require_estimate_list(est, out, "estimate")
     for e in out:
         for field in ("point", "lower", "upper"):
             if not isinstance(getattr(e, field), numbers.Real):

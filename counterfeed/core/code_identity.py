@@ -60,38 +60,39 @@ def code_fingerprint() -> dict[str, str]:
     return out
 
 
-def _mismatch(worker: dict[str, str], command: dict[str, str], where: str) -> CodeMismatch | None:
-    """The error naming every difference between a worker's fingerprint and the command's (``location``
-    is reported, not compared), or None when they agree."""
-    diff = [k for k in command if k != "location" and worker.get(k) != command[k]]
-    if not diff:
-        return None
-    parts = [f"counterfeed's source differs (digest {worker.get('source')} in {worker.get('location', '?')} "
-             f"against {command['source']} in {command.get('location', '?')})" if k == "source"
-             else f"{k} {worker.get(k, 'unknown')} against {command[k]}" for k in diff]
-    return CodeMismatch(f"Dask worker {where} runs other code than this command: {'; '.join(parts)}. Its numbers "
-                        "would differ from this process's: start the workers from the same installation (the "
-                        "same counterfeed checkout and libraries)")
+def _differences(worker: dict[str, str], command: dict[str, str]) -> list[str]:
+    """Every difference between a worker's fingerprint and the command's, worded for a message
+    (``location`` is reported with the source, not compared); empty when they agree."""
+    return [f"counterfeed's source differs (digest {worker.get('source')} in {worker.get('location', '?')} "
+            f"against {command['source']} in {command.get('location', '?')})" if k == "source"
+            else f"{k} {worker.get(k, 'unknown')} against {command[k]}"
+            for k in command if k != "location" and worker.get(k) != command[k]]
+
+
+def _refusal(where: str, differences: list[str]) -> CodeMismatch:
+    return CodeMismatch(f"Dask worker {where} runs other code than this command: {'; '.join(differences)}. Its "
+                        "numbers would differ from this process's: start the workers from the same installation "
+                        "(the same counterfeed checkout and libraries)")
 
 
 def check_same_code(remote: dict[str, str], where: str) -> None:
     """Raise :class:`CodeMismatch` naming ``where`` (a worker's address) and every difference between
     ``remote`` (its :func:`code_fingerprint`) and this process's; ``location`` is not compared."""
-    err = _mismatch(remote, code_fingerprint(), where)
-    if err is not None:
-        raise err
+    differences = _differences(remote, code_fingerprint())
+    if differences:
+        raise _refusal(where, differences)
 
 
 def run_checked(expected: dict[str, str], fn: Callable[[Any], Any], task: Any) -> Any:
     """``fn(task)`` in a Dask worker, after checking that the worker runs the code of ``expected`` (the
     command's :func:`code_fingerprint`); raises :class:`CodeMismatch` otherwise."""
-    err = _mismatch(code_fingerprint(), expected, "")
-    if err is not None:
+    differences = _differences(code_fingerprint(), expected)
+    if differences:
         from distributed import get_worker
 
         try:
             where = get_worker().address
         except ValueError:  # not in a worker (tests call it directly)
             where = "(this process)"
-        raise _mismatch(code_fingerprint(), expected, where)
+        raise _refusal(where, differences)
     return fn(task)

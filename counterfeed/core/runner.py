@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from counterfeed.core.analyse import analysis_data, check_estimates, estimands_of, srm
+from counterfeed.core.analyse import analysis_data, check_estimates, require_estimate_list, estimands_of, srm
 from counterfeed.core.covariates import user_covariates
 from counterfeed.core.contracts import MetricInfo
 from counterfeed.core.estimation import CATE, Estimate
@@ -47,7 +47,7 @@ from counterfeed.core.worlds import (WorldOutput, WorldTask, build_world, simula
                                      world_assignment_component)
 from counterfeed.core.causal_graph import dgp_graph, write_dgp_graph
 from counterfeed.core.truth_observational import observational_truth
-from counterfeed.errors import DataError, ModelError, OutputError, PluginError
+from counterfeed.errors import DataError, ModelError, OutputError
 
 __all__ = ["run", "resolve", "Plan", "simulate_world", "world_assignment_component", "RunDirectory"]
 
@@ -213,10 +213,7 @@ def _note_left_out(est: Any, data: Any, out: list[Estimate]) -> list[Estimate]:
     copies name their metric, so they leave nothing out and say nothing. Asked of ``est`` itself,
     whose options are the user's."""
     noted = call_plugin(est, "note_left_out", est.note_left_out, data, out)
-    if not isinstance(noted, list) or not all(isinstance(e, Estimate) for e in noted):
-        raise PluginError("note_left_out must return a list of Estimate objects", plugin=est.name,
-                          hook="note_left_out")
-    return noted
+    return require_estimate_list(est, noted, "note_left_out")
 
 
 def _catalog_notes(sc: Scenario, n_items: int) -> list[str]:

@@ -273,7 +273,6 @@ class DaskShards:
         ask = [w for w in workers if w not in self._checked]
         if not ask:
             return
-        code_fingerprint()  # this process's, before the workers are asked
         for w, remote in sorted(self.client.run(code_fingerprint, workers=ask).items()):
             check_same_code(remote, w)
             self._checked.add(w)

@@ -119,10 +119,10 @@ def unbalanced_ratio_warning(t: "ArmStats", c: "ArmStats") -> list[str]:
     small, large, _ = hit
     head = (f"unbalanced arms for a ratio metric: {small.units} active users in the smaller arm against "
             f"{large.units}: ")
-    floor = large.sd ** 2 / small.n
-    if floor > small.var:
+    df = ratio_variance_floor(t, c)[2]
+    if df is not None:  # the floor bound
         return [head + f"the smaller arm's variance was floored at the larger arm's per-user variance "
-                f"({large.sd ** 2:.6g} per user over its {small.n} users) with {max(large.units - 1, 1)} "
+                f"({large.sd ** 2:.6g} per user over its {small.n} users) with {df:g} "
                 "degrees of freedom, so the interval is wider than the arms' own variances give and "
                 "conservative when the arms vary alike; measure its coverage with counterfeed calibrate"]
     return [head + "the smaller arm's variance was floored at the larger arm's per-user variance, which "
