@@ -322,7 +322,7 @@ def _print_closed_loop(console: Any, manifest: dict[str, Any]) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="As `run --quiet` (validate prints one line either way).")
 def validate_command(scenario: str, sets: tuple[str, ...], shards: int | None, scheduler: str | None,
                      workers: int | None, as_json: bool, out: str | None, no_report: bool, quiet: bool) -> None:
-    """Check a scenario (schema, plugin names, plugin options) without running it.
+    """Check a scenario (schema, plugin names, plugin options, the catalog's file) without running it.
 
     With ``--set``, ``--shards``, ``--scheduler``, ``--workers``, ``--out`` or ``--no-report``, the scenario is
     checked with what ``run`` would apply for the same options, so whatever that run would reject is rejected
@@ -340,9 +340,9 @@ def validate_command(scenario: str, sets: tuple[str, ...], shards: int | None, s
 
     sc = _scenario_with_options(scenario, sets, shards, scheduler, {"output.report": False} if no_report else {})
     _check_workers(workers, sc, scheduler)
-    plan = resolve(sc)
+    notes = resolve(sc).checked_notes()  # and the catalog's file and rows, as building it would check them
     check_output_dir(sc, out)  # where `run` would write: --out, else output.dir
-    for line in plan.notes:  # valid, but likely not what was meant (run prints them too)
+    for line in notes:  # valid, but likely not what was meant (run prints them too)
         click.echo(f"note: {line}", err=True)
     if as_json:
         click.echo(_json.dumps(sc.to_dict(), indent=2))

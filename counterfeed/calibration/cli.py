@@ -65,7 +65,8 @@ def _load(path: str, sets: tuple[str, ...] = ()):
         sc = load_scenario(path)
         overrides = parse_sets(sets)
         sc = sc.with_overrides(overrides) if overrides else sc
-        resolve(sc)  # whatever `validate` rejects is rejected here, before any work or output
+        resolve(sc)  # whatever `validate` rejects is rejected here (the catalog's inputs by the notes' check
+        # that follows: _plan_notes, _resolve_points), before any work or output
         return sc
     except CounterfeedError as exc:
         raise UserError(str(exc)) from None
@@ -82,9 +83,10 @@ def _resolve_points(sc: Any, grid: list, replications: int = 1) -> dict[str, lis
     for overrides, point in grid_points(sc, grid, estimators=True, replications=replications):
         try:
             plan = resolve(point)
+            point_notes = plan.checked_notes()  # the catalog's inputs at this point, as `validate` checks them
         except ScenarioError as exc:
             raise point_error(overrides, exc) from None
-        for note in plan.notes:
+        for note in point_notes:
             notes.setdefault(note, []).append(", ".join(f"{k}={v}" for k, v in overrides.items()))
     return notes
 
@@ -92,7 +94,7 @@ def _resolve_points(sc: Any, grid: list, replications: int = 1) -> dict[str, lis
 def _plan_notes(sc: Any) -> list[str]:
     from counterfeed.core.plan import resolve
 
-    return resolve(sc).notes
+    return resolve(sc).checked_notes()
 
 
 def _print_notes(notes: dict[str, list[str]], points: int = 1) -> None:

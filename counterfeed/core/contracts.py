@@ -292,6 +292,18 @@ class Catalog(Plugin, ABC):
     def build(self, ctx: CatalogContext) -> Items:
         """Return the catalog's items; deterministic given ``ctx.stream``."""
 
+    def check(self, ctx: CatalogContext) -> int | None:
+        """Check the catalog's inputs without building it; return the number of items ``build`` makes.
+
+        ``counterfeed validate`` calls it (``run`` builds the catalog instead), so that whatever ``run``
+        would reject is rejected first: it must raise the :class:`~counterfeed.errors.DataError` that
+        ``build`` raises for a missing or malformed input (a file, a column, a row), without ``build``'s
+        costly work (embedding text). Returns ``None`` when the count is known only by building. The
+        default checks nothing and returns ``None``; the conformance suite checks that a count, when
+        given, is ``build``'s.
+        """
+        return None
+
 
 class UserModel(Plugin, ABC):
     """How users behave: their state, their response to slates, their return or churn."""

@@ -78,13 +78,42 @@ class Plan:
         population's dimensions; relative paths in its options are read from the scenario file's folder
         (the working directory for a scenario given as data). The one place a world's items are made
         (``run``, twin evaluation, ``offline``), so they are the same items everywhere."""
+        return self._call_catalog("build", keys)
+
+    def check_items(self) -> int | None:
+        """Check the catalog's inputs (its file, columns and rows) as building it would, without
+        building it (``Catalog.check``); the number of items, or None when known only by building.
+        ``validate`` calls it, so that a catalog ``run`` would reject is rejected first.
+
+        Raises
+        ------
+        DataError
+            The error ``build_items`` would raise for the same inputs.
+        """
+        n = self._call_catalog("check", Keys(self.scenario.seed))
+        return None if n is None else int(n)
+
+    def checked_notes(self) -> list[str]:
+        """What ``validate`` checks beyond :func:`resolve`, the catalog's inputs (:meth:`check_items`),
+        and every note it prints: :attr:`notes` and, with the catalog's size known, :func:`catalog_notes`.
+        ``validate``, ``calibrate`` and ``sweep`` call it before any work or output.
+
+        Raises
+        ------
+        DataError
+            As :meth:`check_items`.
+        """
+        n_items = self.check_items()
+        return self.notes + ([] if n_items is None else catalog_notes(self.scenario, n_items))
+
+    def _call_catalog(self, hook: str, keys: Keys) -> Any:
         from pathlib import Path
 
         from counterfeed.core._guard import call_plugin
         from counterfeed.core.contracts import CatalogContext
 
         sc, catalog = self.scenario, self.catalog()
-        return call_plugin(catalog, "build", catalog.build,
+        return call_plugin(catalog, hook, getattr(catalog, hook),
                            CatalogContext(keys=keys, stream=keys.stream("catalog"),
                                           dimensions=sc.population.dimensions,
                                           base_dir=str(Path(sc.file).parent) if sc.file else "."))
@@ -130,6 +159,17 @@ class Plan:
             return self.registry.create(kind, name, options, field=field)
         except ScenarioError as err:
             raise self.scenario.locate(err) from None
+
+
+def catalog_notes(sc: Scenario, n_items: int) -> list[str]:
+    """Notes on the scenario that need its catalog's size: a slate longer than the catalog
+    (``run`` prints them once the catalog is built, ``validate`` when ``Catalog.check`` gives the size)."""
+    k = sc.experiment.slate_size
+    if n_items >= k:
+        return []
+    return [str(sc.error(f"slates of {k} items from a catalog of {n_items:,}: every slate shows at most "
+                         f"{n_items:,} (all of them, in the order each recommender ranks them)",
+                         "experiment.slate_size"))]
 
 
 def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:

@@ -25,7 +25,7 @@ from counterfeed.core.findings import allocation_of, flag_confounded, mechanism_
 from counterfeed.core.observational_spec import check_arm_sizes
 from counterfeed.core.mechanisms import mechanism_summary, write_assignment
 from counterfeed.core.longterm import is_population, population_report
-from counterfeed.core.plan import Plan, resolve
+from counterfeed.core.plan import Plan, catalog_notes, resolve
 from counterfeed.core.allocators import run_allocators
 from counterfeed.core.plugins import get_registry
 from counterfeed.core.population import build_population
@@ -216,15 +216,6 @@ def _note_left_out(est: Any, data: Any, out: list[Estimate]) -> list[Estimate]:
     return require_estimate_list(est, noted, "note_left_out")
 
 
-def _catalog_notes(sc: Scenario, n_items: int) -> list[str]:
-    """Notes on the scenario that need its built catalog: a slate longer than the catalog."""
-    k = sc.experiment.slate_size
-    if n_items >= k:
-        return []
-    return [f"experiment.slate_size: slates of {k} items from a catalog of {n_items:,}: every slate shows at most "
-            f"{n_items:,} (all of them, in the order each recommender ranks them)"]
-
-
 def _world_done(out: WorldOutput) -> str:
     return f"world {out.world}: {out.sessions:,} sessions in {out.seconds:.1f} s"
 
@@ -295,7 +286,7 @@ def run(scenario: Scenario | str | Path, *, output_dir: str | Path | None = None
         population = build_population(sc.population, keys)
         timings["setup_s"] = time.perf_counter() - t0
         say(f"{sc.name}: {population.n:,} users, {items.n:,} items, arms {', '.join(sc.arms)}")
-        notes = plan.notes + _catalog_notes(sc, items.n)
+        notes = plan.notes + catalog_notes(sc, items.n)
         for line in notes if write or not quiet else []:  # like a warning, even with --quiet; not in every
             print(f"note: {line}", file=sys.stderr, flush=True)  # replication of a calibration (its command says)
         t0 = time.perf_counter()

@@ -192,11 +192,14 @@ def _sample_tables() -> str:
     return str(base)
 
 
-def _build(s: Subject, seed: int, dimensions: int = 6) -> Items:
+def _catalog_context(s: Subject, seed: int, dimensions: int = 6):
     tags = getattr(s.cls, "tags", None)
     base_dir = _sample_tables() if isinstance(tags, CatalogTags) and tags.reads_table else "."
-    out = s.call(s.new(), "build", make_catalog_context(dimensions=dimensions, seed=seed, cache_dir=_cache_dir(),
-                                                        base_dir=base_dir))
+    return make_catalog_context(dimensions=dimensions, seed=seed, cache_dir=_cache_dir(), base_dir=base_dir)
+
+
+def _build(s: Subject, seed: int, dimensions: int = 6) -> Items:
+    out = s.call(s.new(), "build", _catalog_context(s, seed, dimensions))
     if not isinstance(out, Items):
         raise Broken(f"build must return Items, got {type(out).__name__}")
     return out
@@ -253,10 +256,23 @@ def _rule_catalog_deterministic(s: Subject) -> None:
         raise Broken("two builds with the same seed give different texts or topics")
 
 
+def _rule_catalog_check(s: Subject) -> None:
+    n = s.call(s.new(), "check", _catalog_context(s, seed=4))
+    if n is None:
+        return
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+        raise Broken(f"check must return the number of items (an int) or None, got {n!r}")
+    built = _build(s, seed=4).n
+    if int(n) != built:
+        raise Broken(f"check returned {int(n)} items but build made {built}")
+
+
 CATALOG_RULES: list[Rule] = common_rules("catalog") + [
     Rule("build_shapes", "`build` returns Items with consistent shapes and vectors of ctx.dimensions.",
          _rule_catalog_shapes),
     Rule("deterministic", "The same seed builds the same catalog.", _rule_catalog_deterministic),
+    Rule("check_counts", "`check` accepts valid inputs and returns None or the number of items `build` makes.",
+         _rule_catalog_check),
 ]
 
 

@@ -54,6 +54,11 @@ class TwinCatalog(Catalog):
         path = Path(self.options.path)
         return CatalogTags(text=(path / "embeddings.npy").exists() or (path / "texts.json").exists())
 
+    def check(self, ctx: CatalogContext) -> int:
+        """The number of items, by building them (reading the fitted arrays is all building does):
+        a missing or foreign twin directory fails ``validate`` as it fails ``run``."""
+        return self.build(ctx).n
+
     def build(self, ctx: CatalogContext) -> Items:
         from counterfeed.errors import ModelError
 

@@ -32,12 +32,17 @@ class SyntheticCatalog(Catalog):
         new_items_per_day: int = Field(0, ge=0, le=1_000_000)
         arrival_days: float = Field(60.0, gt=0, le=3650, description="days over which new items arrive")
 
+    def check(self, ctx: CatalogContext) -> int:
+        """The number of items: ``items`` plus ``new_items_per_day`` on each of ``floor(arrival_days)`` days."""
+        o = self.options
+        return o.items + int(o.new_items_per_day * np.floor(o.arrival_days))
+
     def build(self, ctx: CatalogContext) -> Items:
         o = self.options
         rng = ctx.keys.numpy_generator("catalog", self.name)
         d = ctx.dimensions
-        n_new = int(o.new_items_per_day * np.floor(o.arrival_days))
-        n = o.items + n_new
+        n = self.check(ctx)
+        n_new = n - o.items
         centroids = rng.standard_normal((o.topics, d)) / np.sqrt(d)
         centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
         weights = 1.0 / np.arange(1, o.topics + 1) ** o.topic_skew

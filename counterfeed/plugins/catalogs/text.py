@@ -98,6 +98,10 @@ class SyntheticTextCatalog(Catalog):
         texts = generate_texts(text_topic, rng, borrow=o.borrow)
         return {"topic": topic, "vectors": vectors, "quality": quality, "text_topic": text_topic, "text": texts}
 
+    def check(self, ctx: CatalogContext) -> int:
+        """The number of items: ``items`` plus ``new_items_per_day`` on each of ``arrival_days`` days."""
+        return self.options.items + self.options.new_items_per_day * self.options.arrival_days
+
     def build(self, ctx: CatalogContext) -> Items:
         from counterfeed.text.generate import topic_descriptions, topic_names
 
@@ -181,7 +185,9 @@ class TableCatalog(Catalog):
                             f"expected a number, got {plain(df[col].iloc[i])}")
         return vals
 
-    def build(self, ctx: CatalogContext) -> Items:
+    def _table(self, ctx: CatalogContext) -> dict[str, Any]:
+        """The table read and checked (every error ``build`` can raise but the embedder's): ids, texts,
+        quality, arrival, topic codes and names."""
         o = self.options
         path = Path(o.path).expanduser()
         if not path.is_absolute():
@@ -221,6 +227,18 @@ class TableCatalog(Catalog):
             names = [str(x) for x in names]
         else:
             names, topic = ["all"], np.zeros(n, dtype=np.int64)
+        return {"ids": ids, "texts": texts, "quality": quality, "arrival": arrival, "topic": topic, "names": names}
+
+    def check(self, ctx: CatalogContext) -> int:
+        """The number of rows, after reading the table and checking every row as ``build`` does
+        (without embedding the text). Raises :class:`~counterfeed.errors.DataError` as ``build``."""
+        return len(self._table(ctx)["texts"])
+
+    def build(self, ctx: CatalogContext) -> Items:
+        o = self.options
+        t = self._table(ctx)
+        ids, texts, quality, arrival, topic, names = (t[k] for k in ("ids", "texts", "quality", "arrival",
+                                                                    "topic", "names"))
         embedder, spec = _embedder(o.embedder, ctx, self.name)
         emb = embedder.embed(texts)
         d = ctx.dimensions
