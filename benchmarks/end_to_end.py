@@ -53,6 +53,10 @@ Variants:
   (counterfeed.core.allocators turns them off for a run): what that change gives on this machine;
 - ``before-new-allocators`` (not run by default): ``before`` with the allocators ``after`` uses (no
   huge pages, Arrow's system pool), to show what they give the old code;
+- ``before-renamed`` (``run`` mode only): ``before`` with the treatment arm named ``treatment-b``. That
+  code keyed every random draw of an arm by the arm's name, so this is the same code and scenario with
+  other draws for the treatment policy: how often ``before`` agrees with itself when only its draws
+  change, the yardstick for ``after`` (whose draws changed) against ``before``;
 - ``after-old-draws`` (``run`` mode only): the quickstart now with matrix factorization's random
   draws made as ``before`` made them (initial factors by ``torch.randn``, draws keyed by the arm's
   name): the implementation's change alone, without the change of random numbers. Its times
@@ -103,8 +107,12 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 #: main before issue 20's work (torch MF only, worlds sequential below 200k user-days)
 BEFORE_COMMIT = "5d66b26"
-VARIANTS = ("before", "after", "after-1", "after-als", "after-old-draws", "after-hugepages", "after-mimalloc",
-            "after-old-allocators", "before-new-allocators")
+VARIANTS = ("before", "after", "after-1", "after-als", "after-old-draws", "before-renamed", "after-hugepages",
+            "after-mimalloc", "after-old-allocators", "before-new-allocators")
+#: variants that check estimates, not speed: run mode only (their change is made in run()'s process)
+CHECKS = ("after-old-draws", "before-renamed")
+#: the treatment arm's name in ``before-renamed``
+RENAMED = "treatment-b"
 _OLD_PAGES, _OLD_POOL = {"NUMPY_MADVISE_HUGEPAGE": "1"}, {"ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}
 #: the allocators' environment per variant (counterfeed.core.allocators); the others get none
 ALLOCATORS = {"after-hugepages": _OLD_PAGES, "after-mimalloc": _OLD_POOL, "after-old-allocators": _OLD_PAGES | _OLD_POOL,
@@ -129,6 +137,10 @@ def child(variant: str, seed: int | None = None) -> None:
         data["experiment"]["arms"]["treatment"] = dict(ALS)
     if variant == "after-old-draws":
         _old_draws()
+    if variant == "before-renamed":  # before's code keyed every draw of an arm by its name: other draws
+        for part in ("arms", "split"):  # the same assignment: its draws are keyed by the scenario's name
+            named = data["experiment"][part]
+            data["experiment"][part] = {(RENAMED if a == "treatment" else a): v for a, v in named.items()}
     result = run(Scenario.from_dict(data), write=False, workers=1 if variant == "after-1" else None,
                  keep_events=True)
     wall = time.perf_counter() - t0
@@ -271,7 +283,7 @@ def compare_estimates(base: list[dict], other: list[dict]) -> list[str]:
     if rows:
         rows.append(f"  at this seed: {same} of {len(rows)} signs the same, {overlaps} of {len(rows)} intervals overlap "
                     "(a change of the recommender's random draws moves the truth like a change of seed: see "
-                    "--seeds and the after-old-draws variant)")
+                    "--seeds and the before-renamed and after-old-draws variants)")
     return rows
 
 
@@ -408,8 +420,8 @@ def main() -> None:
     if seeds and not {"cli", "run"} & set(modes):
         print("note: --seeds runs the quickstart, and neither cli nor run mode is asked for: no seeded runs")
         seeds = 0
-    if "after-old-draws" in variants and "run" not in modes:
-        print("note: after-old-draws runs in run mode only" + (" (and in the seeded comparison)" if seeds else ""))
+    for v in [v for v in CHECKS if v in variants and "run" not in modes]:
+        print(f"note: {v} runs in run mode only" + (" (and in the seeded comparison)" if seeds else ""))
     print(f"quickstart end to end; cores available: {len(os.sched_getaffinity(0))}; load average before: {load()}")
     runs: dict[tuple[str, str], list[dict]] = {(m, v): [] for m in modes for v in variants}
     seeded: dict[str, list[dict]] = {}
@@ -432,8 +444,8 @@ def main() -> None:
             for rep in range(args.repeat):
                 for m in modes:
                     for v in variants:
-                        if v == "after-old-draws" and m != "run":
-                            continue  # its draws are patched in run()'s process: run mode only
+                        if v in CHECKS and m != "run":
+                            continue  # its change is made in run()'s process: run mode only
                         r = launch(v, m, before_dir, Path(tmp), (args.cal_users, args.cal_replications))
                         runs[(m, v)].append(r)
                         if m == "calibrate":
@@ -444,8 +456,7 @@ def main() -> None:
                         print(f"  run {rep + 1} {m:<3} {v:<15} {rate}{r['wall_s']:.2f} s; "
                               f"{r['sessions'] / r['cpu_s']:,.2f} per CPU second; load {load()})", flush=True)
             if seeds:
-                seeded = _seeded_runs(seeds, [v for v in variants if v in ("before", "after", "after-als",
-                                                                                "after-old-draws")],
+                seeded = _seeded_runs(seeds, [v for v in variants if v in ("before", "after", "after-als", *CHECKS)],
                                       before_dir, Path(tmp))
         finally:
             if before_dir is not None:
@@ -480,7 +491,7 @@ def main() -> None:
                 continue
             base = [_median(runs[(m, "before")], f) for f in _RATES]
             for v in variants:
-                if v not in ("before", "after-old-draws") and runs[(m, v)]:
+                if v not in ("before", *CHECKS) and runs[(m, v)]:
                     now = [_median(runs[(m, v)], f) for f in _RATES]
                     print(f"  {m} {v} / before: {now[0] / base[0]:.2f}x end to end, {now[1] / base[1]:.2f}x whole "
                           f"process, {now[2] / base[2]:.2f}x per CPU second; run by run: "
@@ -489,7 +500,7 @@ def main() -> None:
         if "calibrate" in modes and runs[("calibrate", "before")]:
             base = _median(runs[("calibrate", "before")], _RATES[1])
             for v in variants:
-                if v not in ("before", "after-old-draws") and runs[("calibrate", v)]:
+                if v not in ("before", *CHECKS) and runs[("calibrate", v)]:
                     now = _median(runs[("calibrate", v)], _RATES[1])
                     print(f"  calibrate {v} / before: {now / base:.2f}x replications/s; run by run, 95%: "
                           f"{paired_ratio(runs[('calibrate', v)], runs[('calibrate', 'before')], _RATES[1])}")
