@@ -310,6 +310,12 @@ class UserModel(Plugin, ABC):
 
     kind = "user-model"
 
+    def check_scenario(self, scenario: Any, catalog: "Catalog", field: str) -> None:
+        """Raise a :class:`~counterfeed.errors.ScenarioError` (``field``: ``"user_model"``; name an
+        option as ``f"{field}.interests"``) for a precondition checkable from the scenario and its
+        catalog plugin alone (e.g. a catalog without text for text interests); ``validate`` and ``run``
+        call it before simulating. The default checks nothing."""
+
     @abstractmethod
     def init_state(self, population: Population, items: Items, keys: Keys) -> Any:
         """Return the initial per-user state (any object; the engine only passes it back)."""

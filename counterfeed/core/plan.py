@@ -78,7 +78,7 @@ class Plan:
         population's dimensions; relative paths in its options are read from the scenario file's folder
         (the working directory for a scenario given as data). The one place a world's items are made
         (``run``, twin evaluation, ``offline``), so they are the same items everywhere."""
-        return self._call_catalog("build", keys)
+        return _call_catalog(self.scenario, self.catalog(), "build", keys)
 
     def check_items(self) -> int | None:
         """Check the catalog's inputs (its file, columns and rows) as building it would, without
@@ -90,8 +90,7 @@ class Plan:
         DataError
             The error ``build_items`` would raise for the same inputs.
         """
-        n = self._call_catalog("check", Keys(self.scenario.seed))
-        return None if n is None else int(n)
+        return catalog_items(self.scenario, self.catalog())
 
     def checked_notes(self) -> list[str]:
         """What ``validate`` checks beyond :func:`resolve`, the catalog's inputs (:meth:`check_items`),
@@ -105,18 +104,6 @@ class Plan:
         """
         n_items = self.check_items()
         return self.notes + ([] if n_items is None else catalog_notes(self.scenario, n_items))
-
-    def _call_catalog(self, hook: str, keys: Keys) -> Any:
-        from pathlib import Path
-
-        from counterfeed.core._guard import call_plugin
-        from counterfeed.core.contracts import CatalogContext
-
-        sc, catalog = self.scenario, self.catalog()
-        return call_plugin(catalog, hook, getattr(catalog, hook),
-                           CatalogContext(keys=keys, stream=keys.stream("catalog"),
-                                          dimensions=sc.population.dimensions,
-                                          base_dir=str(Path(sc.file).parent) if sc.file else "."))
 
     def user_model(self) -> UserModel:
         sc = self.scenario
@@ -161,6 +148,31 @@ class Plan:
             raise self.scenario.locate(err) from None
 
 
+def catalog_items(scenario: Scenario, catalog: Any) -> int | None:
+    """The number of items ``catalog`` (the scenario's catalog plugin) will build, from
+    ``Catalog.check`` (which reads and checks its inputs without building), or None when known only by
+    building. For a recommender's or user model's ``check_scenario`` that needs the catalog's size.
+
+    Raises
+    ------
+    DataError
+        The error building the catalog would raise for the same inputs.
+    """
+    n = _call_catalog(scenario, catalog, "check", Keys(scenario.seed))
+    return None if n is None else int(n)
+
+
+def _call_catalog(sc: Scenario, catalog: Any, hook: str, keys: Keys) -> Any:
+    from pathlib import Path
+
+    from counterfeed.core._guard import call_plugin
+    from counterfeed.core.contracts import CatalogContext
+
+    return call_plugin(catalog, hook, getattr(catalog, hook),
+                       CatalogContext(keys=keys, stream=keys.stream("catalog"), dimensions=sc.population.dimensions,
+                                      base_dir=str(Path(sc.file).parent) if sc.file else "."))
+
+
 def catalog_notes(sc: Scenario, n_items: int) -> list[str]:
     """Notes on the scenario that need its catalog's size: a slate longer than the catalog
     (``run`` prints them once the catalog is built, ``validate`` when ``Catalog.check`` gives the size)."""
@@ -194,7 +206,9 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
             return None
 
     catalog = attempt(plan.catalog)
-    attempt(plan.user_model)
+    user_model = attempt(plan.user_model)
+    if user_model is not None and catalog is not None:
+        attempt(user_model.check_scenario, sc, catalog, "user_model")
     for arm in sc.arms:
         rec = attempt(plan.recommender, arm)
         if rec is not None and catalog is not None:
