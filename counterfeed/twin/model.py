@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from counterfeed.core.contracts import (Batch, Catalog, CatalogContext, CatalogTags, Items, Options, Population,
                                         Response, Slates)
@@ -47,6 +47,29 @@ class TwinCatalog(Catalog):
     class Options(Options):
         path: str = Field(description="the twin directory")
         replicate: int = Field(0, ge=0, description="0: point fit; b >= 1: bootstrap replicate b")
+
+        @field_validator("path")
+        @classmethod
+        def _twin_directory(cls, v: str) -> str:
+            """A twin directory (its ``twin.json`` read and checked): located at ``catalog.path``."""
+            from counterfeed.errors import DataError
+
+            try:
+                read_meta(v)
+            except DataError as exc:
+                raise ValueError(str(exc)) from None
+            return v
+
+        @field_validator("replicate")
+        @classmethod
+        def _fitted_replicate(cls, v: int, info: ValidationInfo) -> int:
+            """A replicate the twin has (``0..B``): located at ``catalog.replicate``."""
+            path = info.data.get("path")  # absent when the path itself was refused
+            if path is not None:
+                n = len(read_meta(path)["replicates"])
+                if v >= n:
+                    raise ValueError(f"the twin at {path} has replicates 0..{n - 1} (0: the point fit), got {v}")
+            return v
 
     @property
     def tags(self) -> CatalogTags:

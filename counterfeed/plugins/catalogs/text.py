@@ -221,6 +221,9 @@ class TableCatalog(Catalog):
             i = int(np.flatnonzero(arrival < 0)[0])
             raise DataError(f"{path}: column '{o.arrival_column}' row {i + 1} (id {plain(ids[i])}): "
                             "arrival must be >= 0 (days)")
+        if not (arrival == 0).any():  # the first slates would have nothing to show
+            raise DataError(f"{path}: column '{o.arrival_column}': no item arrives at day 0 (the earliest arrives at "
+                            f"day {arrival.min():g}); expected at least one row with arrival 0, the catalog at the start")
         if o.topic_column:
             labels = df[o.topic_column].fillna("").astype(str).to_numpy()
             names, topic = np.unique(labels, return_inverse=True)

@@ -50,7 +50,8 @@ class OffPolicy(Estimator):
                          estimands=(POLICY_VALUE,))
 
     class Options(EstimatorOptions):
-        estimators: list[str] = Field(default_factory=lambda: ["ips", "snips", "dr"])
+        estimators: list[str] = Field(default_factory=lambda: ["ips", "snips", "dr"], min_length=1,
+                                      description="OPE estimators to report (at least one)")
         clip: float | None = Field(default=None, gt=0)
         tau: float = Field(default=10.0, ge=0)
         lam: float = Field(default=100.0, ge=0)

@@ -1,0 +1,62 @@
+"""Break test 13's findings on catalogs and the ``ope`` estimator: each now fails in ``validate``, located,
+as ``run`` fails (exit 2, nothing written), before any world is simulated.
+
+- A table catalog where no row arrives at day 0 passed validate and failed the run with NumPy's
+  "zero-size array to reduction operation minimum" from the first slate.
+- ``catalog: {plugin: twin, path: ...}`` with a missing twin or a replicate the twin lacks named neither
+  ``catalog.path`` nor ``catalog.replicate``.
+- ``ope`` with ``estimators: []`` ran and wrote no estimate at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SMALL, cli, scenario_file
+
+EXAMPLE_TWIN = Path(__file__).resolve().parents[2] / "counterfeed" / "twin" / "example"
+
+
+def _write(tmp_path: Path, **changes) -> Path:
+    base = {**SMALL, "output": {"report": False, "dir": str(tmp_path / "runs")}, "metrics": ["clicks"],
+            "analysis": [{"estimator": "diff-in-means"}]}
+    return scenario_file(tmp_path / "s.yaml", base, **changes)
+
+
+def _both_refuse(capsys, tmp_path: Path, path: Path, message: str) -> None:
+    for verb in ("validate", "run"):
+        code, out, err = cli(capsys, verb, path, "--quiet") if verb == "run" else cli(capsys, verb, path)
+        assert code == 2 and message in err, (verb, err)
+        assert "ok:" not in out and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_table_catalog_with_nothing_at_day_0_is_refused_first(tmp_path, capsys):
+    rows = "".join(f"i{i},item {i},{100 + i}\n" for i in range(6))
+    (tmp_path / "late.csv").write_text("id,title,arrival\n" + rows, encoding="utf-8")
+    catalog = {"plugin": "table", "path": "late.csv", "text_columns": ["title"], "arrival_column": "arrival",
+               "embedder": "hashing"}
+    path = _write(tmp_path, catalog=catalog)
+    _both_refuse(capsys, tmp_path, path, "late.csv: column 'arrival': no item arrives at day 0 (the earliest "
+                                         "arrives at day 100)")
+    # one row at day 0 is a catalog at the start: it runs
+    (tmp_path / "late.csv").write_text("id,title,arrival\nfirst,item at the start,0\n" + rows, encoding="utf-8")
+    code, _, err = cli(capsys, "validate", path)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"path": "/nonexistent/twin"}, ":8: catalog.path: /nonexistent/twin: not a twin directory (no twin.json"),
+    ({"replicate": 3}, ":9: catalog.replicate: the twin at "),
+])
+def test_a_twin_catalog_names_its_field(tmp_path, capsys, change, message):
+    catalog = {"plugin": "twin", "path": str(EXAMPLE_TWIN), "replicate": 0, **change}
+    path = _write(tmp_path, catalog=catalog, **{"population.dimensions": 8})
+    _both_refuse(capsys, tmp_path, path, f"{path}{message}")
+
+
+def test_ope_needs_at_least_one_estimator(tmp_path, capsys):
+    path = _write(tmp_path, analysis=[{"estimator": "ope", "estimators": []}])
+    _both_refuse(capsys, tmp_path, path, "analysis[0].estimators: List should have at least 1 item")
