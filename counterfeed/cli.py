@@ -522,3 +522,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:
         _exit_interrupted(getattr(exc, "detail", _NOTHING))
+
+
+if __name__ == "__main__":  # python -m counterfeed.cli, as the console script
+    main()

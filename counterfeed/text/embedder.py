@@ -28,16 +28,105 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from counterfeed.errors import PluginError
+from counterfeed.errors import PluginError, plain
 from counterfeed.text.cache import EmbeddingCache, default_cache_dir, text_key
 
 __all__ = ["Embedder", "HashingEmbedder", "TransformerEmbedder", "get_embedder", "MINILM_ALIASES",
-           "canonical_model_name", "local_model_dir", "model_layers"]
+           "canonical_model_name", "local_model_dir", "model_layers", "check_embedder_spec",
+           "check_embedder_options", "EmbedderOptionError"]
 
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
 _WORD = re.compile(r"[\w'-]+")
 _LOADED: dict[tuple[str, str, str], tuple[Any, Any]] = {}  # (model dir, device, dtype) -> (tokenizer, model)
 _LOCK = threading.Lock()
+
+
+class EmbedderOptionError(ValueError):
+    """An invalid value of one embedder option: ``option`` names it, ``problem`` says what is wrong
+    (``str``: ``"<option> <problem>"``, e.g. ``"dim must be an integer >= 2 (got 0)"``)."""
+
+    def __init__(self, option: str, problem: str):
+        self.option, self.problem = option, problem
+        super().__init__(f"{option} {problem}")
+
+
+def _integer(option: str, value: Any, minimum: int) -> int:
+    """``value`` as an int >= ``minimum`` (an integral float counts; a boolean does not)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise EmbedderOptionError(option, f"must be an integer >= {minimum} (got {plain(value)})")
+    return int(value)
+
+
+def _flag(option: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise EmbedderOptionError(option, f"must be true or false (got {plain(value)})")
+    return bool(value)
+
+
+def _optional_text(option: str, value: Any) -> Any:
+    if value is None or isinstance(value, os.PathLike) or (isinstance(value, str) and value.strip()):
+        return value
+    raise EmbedderOptionError(option, f"must be a non-empty string (got {plain(value)})")
+
+
+_DTYPES = ("auto", "float32", "bfloat16")
+_DEVICE = re.compile(r"cpu|auto|cuda(:\d+)?")
+
+
+def _dtype(value: Any) -> str:
+    if not isinstance(value, str) or value not in _DTYPES:
+        raise EmbedderOptionError("dtype", f"must be 'auto', 'float32' or 'bfloat16' (got {plain(value)})")
+    return value
+
+
+def _device(value: Any) -> str:
+    """``cpu``, ``auto`` (CUDA when there is one, else the CPU: torch is not imported to check it), or
+    ``cuda`` / ``cuda:<n>``, which must exist: asking torch is what a CUDA device costs anyway."""
+    if not isinstance(value, str) or not _DEVICE.fullmatch(value):
+        raise EmbedderOptionError("device", f"must be 'cpu', 'cuda', 'cuda:<n>' or 'auto' (got {plain(value)})")
+    if value.startswith("cuda"):
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(value.partition(":")[2] or 0)
+        if n == 0:
+            why = "torch finds no CUDA device" if torch.version.cuda else "this torch is built without CUDA"
+            raise EmbedderOptionError("device", f"must be 'cpu' or 'auto' on this machine: {why} (got {plain(value)})")
+        if index >= n:
+            raise EmbedderOptionError("device", f"must name one of this machine's {n} CUDA device(s), "
+                                                f"cuda:0..cuda:{n - 1} (got {plain(value)})")
+    return value
+
+
+def _threads(value: Any) -> int | None:
+    return None if value is None else _integer("threads", value, 1)
+
+
+#: the check of each option's value (the same for a spec in ``validate`` and for the embedders at build)
+_OPTION_CHECKS: dict[str, Any] = {
+    "dim": lambda v: _integer("dim", v, 2),
+    "bigrams": lambda v: _flag("bigrams", v),
+    "batch_size": lambda v: _integer("batch_size", v, 1),
+    "max_length": lambda v: _integer("max_length", v, 2),
+    "cache_dir": lambda v: _optional_text("cache_dir", v),
+    "cache": lambda v: _flag("cache", v),
+    "device": _device,
+    "threads": _threads,
+    "revision": lambda v: _optional_text("revision", v),
+    "dtype": _dtype,
+}
+
+
+def check_embedder_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options (all but ``model``) of an embedder spec with their values checked and normalized
+    (an integral float as an int); raises :class:`EmbedderOptionError` for the first invalid one.
+
+    :class:`HashingEmbedder` and :class:`TransformerEmbedder` check their arguments with it, and
+    :func:`check_embedder_spec` (``validate``) too, so both refuse the same values. Only a ``cuda``
+    device imports torch (to ask whether that device exists)."""
+    return {k: _OPTION_CHECKS[k](v) if k in _OPTION_CHECKS else v for k, v in options.items()}
 
 
 class Embedder(ABC):
@@ -80,10 +169,9 @@ class HashingEmbedder(Embedder):
     name = "hashing"
 
     def __init__(self, dim: int = 384, bigrams: bool = True):
-        if dim < 2:
-            raise ValueError("hashing dim must be at least 2")
-        self._dim = int(dim)
-        self.bigrams = bool(bigrams)
+        checked = check_embedder_options({"dim": dim, "bigrams": bigrams})
+        self._dim = checked["dim"]
+        self.bigrams = checked["bigrams"]
         self._memo: dict[str, int] = {}
 
     @property
@@ -196,9 +284,32 @@ def _resolve_model_dir(model: str, revision: str | None) -> tuple[Path, str]:
         try:
             cached = Path(snapshot_download(repo_id=model, revision=revision))
         except Exception as exc:
-            raise PluginError(f"cannot load model '{model}': {type(exc).__name__}: {exc}",
-                              plugin="embedder", hook="load") from None
+            raise PluginError(_download_failure(model, revision, exc), plugin="embedder", hook="load") from None
     return cached, f"{model}@{revision or 'main'}"
+
+
+def _download_failure(model: str, revision: str | None, exc: Exception) -> str:
+    """One line on why hub model ``model`` could not be downloaded, and how to make it available."""
+    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    available = (f"download it with `hf download {model}` where the hub is reachable (then copy that Hugging "
+                 "Face cache, HF_HOME, to this machine), or give a local model directory")
+    if isinstance(exc, LocalEntryNotFoundError):  # no connection, and no copy in the cache
+        return (f"model '{model}' is not in the local Hugging Face cache and the Hugging Face hub could not "
+                f"be reached to download it; {available}")
+    if isinstance(exc, GatedRepoError):
+        return (f"model '{model}' is gated on the Hugging Face hub: accept its terms on the hub and log in "
+                f"(`hf auth login`), or {available}")
+    if isinstance(exc, RevisionNotFoundError):
+        return f"model '{model}' has no revision '{revision}' on the Hugging Face hub"
+    if isinstance(exc, RepositoryNotFoundError):
+        return (f"model '{model}' is not on the Hugging Face hub (or is private: log in with "
+                "`hf auth login`); check the name, or give a local model directory")
+    first = " ".join(str(exc).split()) or "no message"
+    if len(first) > 200:
+        first = first[:200] + "..."
+    return f"model '{model}' could not be downloaded from the Hugging Face hub ({type(exc).__name__}: {first})"
 
 
 def _fingerprint(model_dir: Path) -> str:
@@ -285,14 +396,13 @@ class TransformerEmbedder(Embedder):
     def __init__(self, model: str = "minilm", *, batch_size: int = 32, max_length: int = 256,
                  cache_dir: str | os.PathLike | None = None, cache: bool = True, device: str = "cpu",
                  threads: int | None = None, revision: str | None = None, dtype: str = "auto"):
-        if batch_size < 1 or max_length < 2:
-            raise ValueError("batch_size must be >= 1 and max_length >= 2")
+        o = check_embedder_options({"batch_size": batch_size, "max_length": max_length, "cache_dir": cache_dir,
+                                    "cache": cache, "device": device, "threads": threads, "revision": revision,
+                                    "dtype": dtype})
+        batch_size, max_length, device, threads, dtype = (o[k] for k in ("batch_size", "max_length", "device",
+                                                                        "threads", "dtype"))
         self.model_dir, self.name = _resolve_model_dir(str(model), revision)
-        self.batch_size, self.max_length = int(batch_size), int(max_length)
-        if dtype not in ("auto", "float32", "bfloat16"):
-            raise ValueError("dtype must be 'auto', 'float32' or 'bfloat16'")
-        if device not in ("cpu", "cuda", "auto") and not str(device).startswith("cuda:"):
-            raise ValueError("device must be 'cpu', 'cuda', 'cuda:<n>' or 'auto'")
+        self.batch_size, self.max_length = batch_size, max_length
         self.device, self.threads = device, threads
         self.dtype = _effective_dtype(dtype, device)
         cfg = json.loads((self.model_dir / "config.json").read_text())
@@ -409,10 +519,16 @@ def canonical_model_name(model: str) -> str:
 
 
 def check_embedder_spec(spec: Any) -> Any:
-    """Validate an embedder spec's shape without loading anything (for pydantic validators).
+    """Validate an embedder spec without loading anything (for pydantic field validators): its shape,
+    its option names, its option values (:func:`check_embedder_options`, the embedders' own checks) and
+    its model (:func:`local_model_dir` with ``hub``: a directory must exist, a hub model must be in the
+    local cache when ``HF_HUB_OFFLINE`` is set).
 
-    Returns it canonical: the MiniLM aliases as ``"minilm"``, a mapping's ``model`` likewise, and a
-    mapping with nothing but its model (or nothing: the default) as that model's name."""
+    Raises ``ValueError``; for an invalid option value a pydantic ``ValidationError`` located at the
+    option, so that the field validator's error names e.g. ``catalog.embedder.dim``.
+    Returns the spec canonical: the MiniLM aliases as ``"minilm"``, a mapping's ``model`` likewise, its
+    values normalized, and a mapping with nothing but its model (or nothing: the default) as that model's
+    name."""
     if spec is None or isinstance(spec, str):
         if isinstance(spec, str) and not spec.strip():
             raise ValueError("embedder must be 'minilm', 'hashing', a model directory or a hub name")
@@ -428,8 +544,22 @@ def check_embedder_spec(spec: Any) -> Any:
     unknown = sorted(set(spec) - allowed)
     if unknown:
         raise ValueError(f"unknown embedder option '{unknown[0]}' (expected: {', '.join(sorted(allowed))})")
+    try:  # the values the embedder would refuse at build, located at the option
+        values = check_embedder_options({k: v for k, v in spec.items() if k != "model"})
+    except EmbedderOptionError as exc:
+        raise _option_error(exc, spec[exc.option]) from None
     if model != "hashing" and model.lower() not in MINILM_ALIASES:
         local_model_dir(model, hub=True)
     if set(spec) <= {"model"}:  # {} is the default model too
         return canonical_model_name(model)
-    return {**spec, "model": canonical_model_name(model)}
+    return {**spec, **values, "model": canonical_model_name(model)}
+
+
+def _option_error(exc: EmbedderOptionError, value: Any) -> ValueError:
+    """A pydantic ValidationError at the option's location: raised in a field validator of an option
+    ``embedder``, pydantic reports it at ``embedder.<option>`` (scenario messages: ``catalog.embedder.dim``)."""
+    from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
+
+    detail = InitErrorDetails(type=PydanticCustomError("value_error", "{problem}", {"problem": exc.problem}),
+                              loc=(exc.option,), input=value)
+    return ValidationError.from_exception_data("embedder", [detail])

@@ -60,3 +60,19 @@ def test_a_twin_catalog_names_its_field(tmp_path, capsys, change, message):
 def test_ope_needs_at_least_one_estimator(tmp_path, capsys):
     path = _write(tmp_path, analysis=[{"estimator": "ope", "estimators": []}])
     _both_refuse(capsys, tmp_path, path, "analysis[0].estimators: List should have at least 1 item")
+
+
+def test_an_extreme_quality_gives_no_overflow_warning(tmp_path, capsys):
+    """A finite but huge utility (a table quality of 1e300) made the dwell's exp overflow (a raw NumPy
+    RuntimeWarning on the console); the exponent is capped just above where the 600-minute cap binds."""
+    import warnings
+
+    rows = "".join(f"i{i},item {i},{1e300 if i == 0 else 0.1 * i}\n" for i in range(8))
+    (tmp_path / "q.csv").write_text("id,title,quality\n" + rows, encoding="utf-8")
+    catalog = {"plugin": "table", "path": "q.csv", "text_columns": ["title"], "quality_column": "quality",
+               "embedder": "hashing"}
+    path = _write(tmp_path, catalog=catalog, metrics=["clicks", "dwell"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        code, _, err = cli(capsys, "run", path, "--quiet")
+    assert code == 0 and "overflow" not in err, err

@@ -25,10 +25,10 @@ Every random draw is keyed by (user, session, item or position), so worlds share
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from counterfeed.core.contracts import (Batch, Items, Options, Population, Response, Slates,
                                         UserModel)
@@ -87,6 +87,22 @@ class ChoiceUserModel(UserModel):
         text_space: str | dict | None = Field(
             None, description="interests: text: embedder of the users' text space (default: the catalog's); "
                               "another one puts tastes in a text space the recommenders' embeddings do not share")
+
+        @field_validator("text_space")
+        @classmethod
+        def _text_space_spec(cls, v: Any) -> Any:
+            """The checks of every ``embedder`` option (names, values, the model's directory or cache copy)."""
+            from counterfeed.text.embedder import check_embedder_spec
+
+            return None if v is None else check_embedder_spec(v)
+
+    def check_scenario(self, scenario: Any, catalog: Any, field: str) -> None:
+        """``interests: text`` needs a catalog plugin whose items have text (its ``CatalogTags.text``):
+        ``init_state`` would refuse the catalog it builds."""
+        if self.options.interests == "text" and not catalog.tags.text:
+            raise scenario.error(f"'text' needs a catalog with text embeddings and topic descriptions (e.g. "
+                                 f"catalog plugin 'synthetic-text'); catalog '{catalog.name}' has no text",
+                                 f"{field}.interests")
 
     def init_state(self, population: Population, items: Items, keys: Keys) -> ChoiceState:
         n = population.n
@@ -201,7 +217,11 @@ class ChoiceUserModel(UserModel):
             cu, ct = np.nonzero(clicked)
             it_c = items[cu, ct]
             noise = keys.stream("user:dwell").normal(users[cu], sessions[cu], it_c)
-            d = o.dwell_mean * np.exp(o.dwell_utility * (util[cu, ct] - o.no_click_utility) + 0.5 * noise)
+            # the exponent capped one above where the 600-minute cap binds: the same values (a capped one
+            # was above 600 before the cap and still is), without exp's overflow for extreme utilities
+            top = np.log(600.0 / o.dwell_mean) + 1.0
+            d = o.dwell_mean * np.exp(np.minimum(o.dwell_utility * (util[cu, ct] - o.no_click_utility) + 0.5 * noise,
+                                                 top))
             dwell[cu, ct] = np.minimum(d, 600.0)
             one = state.satiation.dtype.type(1)  # of the array's type: np.add.at's fast loop (same sums)
             np.add.at(state.satiation, (rows[cu], state.items.topic[it_c]), one)
