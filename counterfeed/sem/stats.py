@@ -10,28 +10,39 @@ import numpy as np
 from counterfeed.errors import DataError
 from counterfeed.sem.errors import SEMModelError
 
-__all__ = ["SufficientStats", "sufficient_stats", "check_columns", "check_scale", "apply_transforms", "implied_moments",
-           "sufficient_loglik", "simulate"]
+__all__ = ["SufficientStats", "sufficient_stats", "check_columns", "data_column", "check_scale", "apply_transforms",
+           "implied_moments", "sufficient_loglik", "simulate"]
 
 _TRANSFORM_RE = re.compile(r"^(log|log1p|sqrt|z)\((.+)\)$")
 
 
+def data_column(name: str) -> str:
+    """The data column a model variable reads: ``x`` for ``x`` and for a transform such as ``log1p(x)``."""
+    m = _TRANSFORM_RE.match(name)
+    return m.group(2) if m else name
+
+
 def check_columns(df, names) -> None:
     """Raise the ``SEMModelError`` of :func:`_column` for the first of ``names`` (variables, possibly
-    transformed) that is not a column of ``df``."""
+    transformed) that is not a column of ``df`` (a DataFrame, or the list of its column names: the
+    scenario estimator checks the columns a run will have before simulating it)."""
+    columns = list(getattr(df, "columns", df))
     for name in names:
-        m = _TRANSFORM_RE.match(name)
-        col = m.group(2) if m else name
-        if col not in df.columns:
-            _column(df, name)
+        col = data_column(name)
+        if col not in columns:
+            raise _not_a_column(col, columns)
+
+
+def _not_a_column(col: str, columns) -> SEMModelError:
+    return SEMModelError(f"'{col}' is neither a latent variable (no '{col} =~ ...') nor a data "
+                         f"column; columns are: {', '.join(map(str, columns))}")
 
 
 def _column(df, name: str) -> np.ndarray:
     m = _TRANSFORM_RE.match(name)
-    col = m.group(2) if m else name
+    col = data_column(name)
     if col not in df.columns:
-        raise SEMModelError(f"'{col}' is neither a latent variable (no '{col} =~ ...') nor a data "
-                            f"column; columns are: {', '.join(map(str, df.columns))}")
+        raise _not_a_column(col, df.columns)
     try:
         x = np.asarray(df[col], dtype=float)
     except (TypeError, ValueError):

@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from counterfeed.core import figures
+from counterfeed.core.contracts import MetricInfo
 from counterfeed.core.display import fmt
 from counterfeed.core.estimation import (AnalysisData, Estimate, Estimator, EstimatorOptions,
                                          EstimatorTags)
@@ -78,19 +79,35 @@ class BayesianSEM(Estimator):
                 raise ValueError(f"SEM model: {exc}") from None
             return v
 
-    def estimate(self, data: AnalysisData) -> list[Estimate]:
-        from counterfeed.sem import SEM
+    def check_metrics(self, scenario: Any, metrics: dict[str, MetricInfo]) -> None:
+        """Before simulating, what :meth:`estimate` would reject (:func:`checked_sem` on the columns the
+        run's outcome table will have, :func:`scenario_columns`), located at this entry's ``model``,
+        ``outcome`` or ``priors.<name>``."""
+        try:
+            checked_sem(self.options, scenario_columns(scenario, metrics), metrics)
+        except SEMOptionError as exc:
+            i = self._entry(scenario)
+            if i is None:  # not one of the scenario's analysis entries: located at the entry by the caller
+                raise
+            raise scenario.error(str(exc), f"analysis[{i}].{exc.field}") from None
 
+    def _entry(self, scenario: Any) -> int | None:
+        """The index of this estimator's entry in ``scenario.analysis`` (the first with these options)."""
+        for i, spec in enumerate(getattr(scenario, "analysis", None) or []):
+            if spec.estimator != self.name:
+                continue
+            try:
+                if type(self.options)(**spec.options) == self.options:
+                    return i
+            except Exception:  # another entry's invalid options: not this one
+                continue
+        return None
+
+    def estimate(self, data: AnalysisData) -> list[Estimate]:
         o = self.options
         level = self.level_for(data)
-        try:
-            sem = SEM(o.model, exogenous=["treatment"], std_lv=o.std_lv, priors=o.priors)
-        except ModelError:
-            raise
-        except Exception as exc:  # a parse error type outside the hierarchy is still a model error
-            raise ModelError(f"sem: {exc}") from None
-        if o.outcome is not None and o.outcome not in data.outcomes.columns:
-            raise ModelError(f"sem: outcome '{o.outcome}' is not a metric of this run")
+        columns = list(data.outcomes.columns) + ([] if "treatment" in data.outcomes.columns else ["treatment"])
+        sem = checked_sem(o, columns, data.metrics)
         run_dir = data.output_dir
         self.timings_: dict[str, float] = {}
         out: list[Estimate] = []
@@ -125,6 +142,100 @@ class BayesianSEM(Estimator):
                                  "r_hat": _f(s.loc[key, "r_hat"]), "ess_bulk": _f(s.loc[key, "ess_bulk"]),
                                  "ess_tail": _f(s.loc[key, "ess_tail"])}))
         return out
+
+
+class SEMOptionError(ModelError):
+    """A problem of the ``sem`` estimator's options, with the option it concerns (``field``: ``model``,
+    ``outcome`` or ``priors.<name>``): ``estimate`` raises it as it is (the run locates it at the entry),
+    ``check_metrics`` at ``analysis[i].<field>``."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+#: the columns of the outcome table besides the metrics (core.outcomes.world_outcomes), and the arm
+#: indicator this estimator adds
+_ID_COLUMNS = ("user", "arm", "segment")
+
+
+def metric_columns(metrics: dict[str, MetricInfo]) -> list[str]:
+    """The per-user metrics among ``metrics`` (name -> info), then the numerators and denominators of its
+    ratios that are not among them: the metric columns of the run's outcome table, in its order (the
+    run computes every part of a ratio; population-level metrics have no per-user column)."""
+    names = [n for n, info in metrics.items() if getattr(info, "level", "user") != "population"]
+    for n in list(names):
+        info = metrics[n]
+        names += [part for part in (info.numerator, info.denominator) if part and part not in names]
+    return names
+
+
+def scenario_columns(scenario: Any, metrics: dict[str, MetricInfo]) -> list[str]:
+    """The columns :meth:`BayesianSEM.estimate` will see, from the scenario and its analysed ``metrics``:
+    ``user``, ``arm``, ``segment``, each metric column (:func:`metric_columns`) followed by
+    ``pre_<metric>`` when there is a pre-period, and the 0/1 ``treatment`` indicator."""
+    pre = float(scenario.experiment.pre_period) > 0
+    cols = list(_ID_COLUMNS)
+    for name in metric_columns(metrics):
+        cols += [name, f"pre_{name}"] if pre else [name]
+    return cols + ["treatment"]
+
+
+def checked_sem(o: "BayesianSEM.Options", columns: list[str], metrics: dict[str, MetricInfo]):
+    """The SEM of the options ``o`` for data with ``columns`` and ``metrics`` (name -> info), checked as
+    ``validate`` and ``estimate`` both check it; raises :class:`SEMOptionError` naming the option.
+
+    In order: every variable that is not a latent is a column (before the model's identification, which
+    a misspelt column would make wrong; the message is ``counterfeed.sem.stats.check_columns``'s); no
+    variable is a ratio metric; the model builds (``counterfeed.sem.SEM``: identification, then each prior
+    on its own so that an error names it); ``outcome`` is a per-user metric that is not a ratio.
+    """
+    from counterfeed.sem import SEM
+    from counterfeed.sem.stats import check_columns, data_column
+    from counterfeed.sem.syntax import parse_model
+    from counterfeed.sem.table import observed_variables
+
+    def build(priors: dict[str, str], field: str):
+        try:
+            return SEM(parse_model(o.model), exogenous=["treatment"], std_lv=o.std_lv, priors=priors)
+        except ModelError as exc:
+            raise SEMOptionError(str(exc), field) from None
+        except Exception as exc:  # a parse error type outside the hierarchy is still a model error
+            raise SEMOptionError(f"sem: {exc}", field) from None
+
+    try:
+        variables = observed_variables(parse_model(o.model))
+        check_columns(columns, variables)
+    except ModelError as exc:
+        raise SEMOptionError(str(exc), "model") from None
+    ratios = {n: info for n, info in metrics.items() if info.kind == "ratio"}
+    for var in variables:
+        col = data_column(var)
+        name = col.removeprefix("pre_") if col.startswith("pre_") and col not in ratios else col
+        if name in ratios:
+            what = (f"'{col}' is a ratio metric" if col == name
+                    else f"'{col}' is the pre-period value of the ratio metric '{name}'")
+            raise SEMOptionError(_ratio_message(what, ratios[name]), "model")
+    sem = build({}, "model")
+    if o.priors:
+        for key, spec in o.priors.items():
+            build({key: spec}, f"priors.{key}")
+        sem = build(dict(o.priors), "priors")
+    if o.outcome is not None:
+        if o.outcome not in metric_columns(metrics):
+            raise SEMOptionError(f"sem: outcome '{o.outcome}' is not a metric of this run", "outcome")
+        if o.outcome in ratios:
+            raise SEMOptionError(_ratio_message(f"outcome '{o.outcome}' is a ratio metric", ratios[o.outcome]),
+                                 "outcome")
+    return sem
+
+
+def _ratio_message(what: str, info: MetricInfo) -> str:
+    num, den = info.numerator or "its numerator", info.denominator or "its denominator"
+    return (f"sem: {what} ({num} / {den}): it has no value for a user with no {den}, a linear SEM needs "
+            f"every user's value (dropping those users would condition on an outcome of the treatment), "
+            f"and its true effect is a ratio of sums, not a mean of per-user ratios; model {num} and "
+            f"{den} instead (e.g. '{num} ~ a*treatment + b*{den}')")
 
 
 def _f(x) -> float | None:
