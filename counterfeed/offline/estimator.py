@@ -127,7 +127,8 @@ class OfflineRanking(Estimator):
                     if d.value is None or d.n_users < 2:
                         raise DataError(f"estimator 'offline-ranking': {d.n_clicks} held-out clicks of {d.n_users} "
                                         f"users after day {split:g}; an interval needs clicks of two users or more")
-                    warns = [*(ctrl.ipw_warnings if wt == "ipw" else []), *d.warnings]
+                    warns = [*(ctrl.ipw_warnings if wt == "ipw" else []), *d.warnings,
+                             *rep.list_warnings, *ctrl.list_warnings]
                     diag = {"arm_value": rep.value(name, wt), "control_value": ctrl.value(name, wt), "se": d.se,
                             "n_test_clicks": d.n_clicks, "n_users": d.n_users, "ess": d.ess, "split_time": split,
                             "n_train_impressions": rep.n_train, "log": o.log, "clip": o.clip,

@@ -17,7 +17,7 @@ import numpy as np
 
 from counterfeed.core._guard import guarded
 from counterfeed.core.contracts import Batch, Items, Log, RecommenderContext
-from counterfeed.errors import DataError, plain
+from counterfeed.errors import DataError, PluginError, plain
 from counterfeed.offline.metrics import (MetricEstimate, coverage, grouped_warnings, rank_metric_values,
                                         ratio_estimate)
 
@@ -46,6 +46,9 @@ class OfflineReport:
     positivity_failures: int = 0
     #: inverse-propensity weights above ``clip``, clipped to it
     clipped_weights: int = 0
+    #: what holds for every metric of this recommender: the note that it returned lists shorter than
+    #: ``cutoff`` (:func:`held_out_ranks`), where it did
+    list_warnings: list[str] = field(default_factory=list)
 
     def ipw_label(self) -> str:
         """The IPW column's header. The estimate is self-normalized (Hajek: ``sum w v / sum w``), which is
@@ -71,7 +74,8 @@ class OfflineReport:
                 "estimates": [e.to_dict() for e in self.estimates],
                 "coverage": {f"coverage@{k}": v for k, v in self.coverage.items()}, "notes": self.notes,
                 "ipw_warnings": self.ipw_warnings, "positivity_failures": self.positivity_failures,
-                "clipped_weights": self.clipped_weights}
+                "clipped_weights": self.clipped_weights,
+                **({"list_warnings": self.list_warnings} if self.list_warnings else {})}
 
 
 def split_log(log: Log, split_time: float | None = None, train_share: float = 0.8) -> tuple[Log, Log, float]:
@@ -95,10 +99,16 @@ def split_log(log: Log, split_time: float | None = None, train_share: float = 0.
 
 
 def held_out_ranks(rec: Any, test: Log, items: Items, cutoff: int, stream: Any, chunk: int = 4096,
-                   name: str = "policy") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   name: str = "policy", short: list[tuple[int, int, int]] | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ranks of the clicked rows, indices of those rows in ``test``, the served lists (rounds, cutoff)).
 
-    A rank is 1-based, 0 when the item is not among the ``cutoff`` items served to its round.
+    A rank is 1-based, 0 when the item is not among the ``cutoff`` items served to its round. A
+    recommender that returns a shorter list than asked (``min(cutoff, available items)``) has the
+    list it returned scored (its missing tail is ``-1``: nothing served there, so a click on an item
+    it did not return ranks 0); each such batch is appended to ``short`` as ``(rounds, returned,
+    asked)`` when a list is given. A list of the wrong number of rows, or not a table of item ids,
+    is the recommender's error (:class:`~counterfeed.errors.PluginError`), not a NumPy one.
     """
     click = np.flatnonzero(np.asarray(test.click, bool))
     u, s = np.asarray(test.user, np.int64)[click], np.asarray(test.session, np.int64)[click]
@@ -120,7 +130,14 @@ def held_out_ranks(rec: Any, test: Log, items: Items, cutoff: int, stream: Any, 
             batch = Batch(users=rounds[sl, 0], sessions=rounds[sl, 1], time=float(r_time[sl].min()),
                           slate_size=k, stream=stream, available=None if avail.all() else avail)
             with guarded(name, "recommend"):
-                lists[sl, :k] = np.asarray(rec.recommend(batch).items)[:, :k]
+                got = np.asarray(rec.recommend(batch).items)
+            if got.ndim != 2 or got.shape[0] != sl.size or (got.size and got.dtype.kind not in "iu"):
+                raise PluginError(f"slate items must be an integer array of shape ({sl.size}, {k}) (requests, "
+                                  f"slate size), got {got.dtype} {got.shape}", plugin=name, hook="recommend")
+            m = min(k, got.shape[1])
+            lists[sl, :m] = got[:, :m]
+            if m < k and short is not None:
+                short.append((int(sl.size), int(m), k))
     item = np.asarray(test.item, np.int64)[click]
     match = lists[inv] == item[:, None]
     ranks = np.where(match.any(axis=1), match.argmax(axis=1) + 1, 0)
@@ -154,7 +171,16 @@ def evaluate_offline(policy: str, options: dict[str, Any] | None, train: Log, te
         rec.setup(RecommenderContext(items=items, n_users=int(n_users), slate_size=cutoff, keys=keys,
                                      arm="offline"))
         rec.fit(train)
-    ranks, rows, lists = held_out_ranks(rec, test, items, cutoff, keys.stream("policy:offline"), name=policy)
+    short: list[tuple[int, int, int]] = []
+    ranks, rows, lists = held_out_ranks(rec, test, items, cutoff, keys.stream("policy:offline"), name=policy,
+                                        short=short)
+    list_warnings = []
+    if short:
+        rounds, fewest = sum(r for r, _, _ in short), min(m for _, m, _ in short)
+        asked = max(a for _, _, a in short)
+        list_warnings.append(f"recommender '{policy}' returned lists shorter than asked for {rounds} held-out rounds "
+                             f"(down to {fewest} of {asked} items): clicks on items it did not return rank 0 "
+                             "(not retrieved), so its metrics at k above that length are truncated")
     p = np.asarray(test.propensity, np.float64)[rows]
     bad = ~np.isfinite(p) | (p <= 0) | (p > 1)
     if bad.any():
@@ -174,6 +200,7 @@ def evaluate_offline(policy: str, options: dict[str, Any] | None, train: Log, te
         est.append(ratio_estimate(name, "ipw", v, w, users, level, bounds=(0.0, 1.0)))
         est[-1].warnings[:0] = [positivity] if positivity else []
     notes.extend(grouped_warnings(est))
+    notes.extend(list_warnings)
     end = float(np.asarray(test.time, np.float64).max())
     n_cat = int((np.asarray(items.arrival) <= end).sum())
     cov = {k: coverage(lists[:, :k], n_cat) for k in ks}
@@ -181,7 +208,8 @@ def evaluate_offline(policy: str, options: dict[str, Any] | None, train: Log, te
                          None if split_time is None else float(split_time), clip, notes,
                          clicks={"user": users, "weight": w, **values}, ipw_warnings=ipw_warnings,
                          positivity_failures=int((p >= 1.0).sum()),
-                         clipped_weights=0 if clip is None else int((1.0 / p > clip).sum()))
+                         clipped_weights=0 if clip is None else int((1.0 / p > clip).sum()),
+                         list_warnings=list_warnings)
 
 
 def positivity_warning(propensity: np.ndarray) -> str | None:

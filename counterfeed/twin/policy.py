@@ -48,6 +48,32 @@ class TableRecommender(Recommender):
         propensity_samples: int = Field(20_000, ge=100, le=10_000_000,
                                         description="Monte Carlo slates for the propensities")
 
+    def check_scenario(self, scenario: Any, catalog: Any, field: str) -> None:
+        """``probs`` against the scenario (as ``setup`` checks it against the built catalog): one row per
+        slate position (at least ``experiment.slate_size``), one column per item of the catalog (when
+        ``Catalog.check`` knows the count), finite, >= 0, with a positive sum per row."""
+        from counterfeed.core.plan import catalog_items
+        from counterfeed.errors import DataError
+
+        where, p, k = f"{field}.probs", self.options.probs, int(scenario.experiment.slate_size)
+        widths = sorted({len(row) for row in p})
+        if len(widths) > 1:
+            raise scenario.error(f"every row of probs must have one column per item, got rows of {widths[0]} to "
+                                 f"{widths[-1]} columns", where)
+        if len(p) < k:
+            raise scenario.error(f"probs must have at least {k} rows (one per slate position: "
+                                 f"experiment.slate_size is {k}), got {len(p)}", where)
+        try:
+            n = catalog_items(scenario, catalog)
+        except DataError:  # the catalog's own error: validate reports it from Catalog.check
+            n = None
+        if n is not None and widths and widths[0] != n:
+            raise scenario.error(f"probs must have {n} columns (one per item of catalog '{catalog.name}'), got "
+                                 f"{widths[0]}", where)
+        a = np.asarray(p, dtype=np.float64)
+        if a.size and (np.any(~np.isfinite(a)) or np.any(a < 0) or np.any(a.sum(1) <= 0)):
+            raise scenario.error("probabilities must be finite, >= 0, with a positive sum per row", where)
+
     def setup(self, ctx: RecommenderContext) -> None:
         from counterfeed.errors import ModelError
 

@@ -15,12 +15,15 @@ log the propensity of every shown (item, position):
 Every policy here implements ``action_probabilities`` (exact for the first two, Monte Carlo for the
 samplers), so each can be the target of off-policy evaluation.
 
-Both Thompson samplers rank a candidate set of at most ``candidates`` items (None: every available
-item): the items with the highest optimistic score (upper posterior quantile, or mean plus two
-posterior SDs). The candidate set is a deterministic function of the state, so it is part of the
-policy (a retrieval stage before the sampling ranker, as in production stacks) and the propensities
-are those of this two-stage policy. Items outside it are essentially never in the top-k of a draw
-once the posterior has concentrated.
+Both Thompson samplers rank a candidate set of at most ``max(candidates, k)`` items for a slate of
+``k`` (``candidates`` None: every available item): the items with the highest optimistic score
+(upper posterior quantile, or mean plus two posterior SDs). The candidate set is a deterministic
+function of the state, so it is part of the policy (a retrieval stage before the sampling ranker, as
+in production stacks) and the propensities are those of this two-stage policy. Items outside it are
+essentially never in the top-k of a draw once the posterior has concentrated. A slate longer than
+``candidates`` (``experiment.slate_size``, or the ``cutoff`` of ``offline-ranking``) widens the set
+to the slate's length, as ``popularity``'s softmax ``candidates`` and the re-rankers' ``candidates``
+do, so every slate is full; with ``k <= candidates`` the set, and so every slate, is unchanged.
 
 References: L. Li, W. Chu, J. Langford, R. Schapire, "A contextual-bandit approach to personalized
 news article recommendation", WWW 2010 (LinUCB, hybrid model); S. Agrawal, N. Goyal, "Thompson
@@ -30,7 +33,7 @@ evaluation of Thompson sampling", NIPS 2011.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -151,17 +154,20 @@ class BetaThompsonSampling(_ItemCounts):
     #: the conformance suite compares propensities with 1500 draws: make the MC error negligible
     conformance_options = {"propensity_samples": 20_000}
 
-    def candidate_set(self, available: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def candidate_set(self, available: np.ndarray, a: np.ndarray, b: np.ndarray, k: int = 0) -> np.ndarray:
+        """The ``max(candidates, k)`` available items with the highest upper quantile (all when fewer):
+        a slate of ``k`` items is filled even when ``candidates`` is smaller (module docstring)."""
         c = self.options.candidates
-        if c is None or available.size <= c:
+        if c is None or available.size <= max(c, k):
             return available
+        c = max(c, k)
         upper = _special.betaincinv(a[available], b[available], 0.999)
         return np.sort(available[topk(upper, c)])
 
     def _sample(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         """(candidates, Beta a, Beta b of the candidates, (c, k) Monte Carlo hit table, k) for a batch."""
         a, b = self.posterior()
-        cand = self.candidate_set(mc.available_ids(batch, a.size), a, b)
+        cand = self.candidate_set(mc.available_ids(batch, a.size), a, b, batch.slate_size)
         k = min(batch.slate_size, cand.size)
         ac, bc = a[cand], b[cand]
         m = np.arange(self.options.propensity_samples)[:, None]
@@ -218,6 +224,14 @@ class _HybridLinear(Recommender):
     ``w_ui = (phi - c_i)^T A0^{-1} (phi - c_i) + 1 / A_i`` with ``c_i = B_i / A_i``.
     A window's impressions use the user features from before that window.
     """
+
+    def check_scenario(self, scenario: Any, catalog: Any, field: str) -> None:
+        """``features: embeddings`` needs a catalog plugin whose items carry embeddings (its
+        ``CatalogTags.text``), as ``text-embedding`` does; ``auto`` falls back to the latent vectors."""
+        if self.options.features == "embeddings" and not catalog.tags.text:
+            raise scenario.error(f"recommender '{self.name}' with features: embeddings needs a catalog with text "
+                                 f"embeddings (e.g. 'synthetic-text' or 'table'); catalog '{catalog.name}' has "
+                                 "none: use features: vectors (or auto)", f"{field}.features")
 
     def setup(self, ctx: RecommenderContext) -> None:
         self.ctx_ = ctx
@@ -397,7 +411,7 @@ class LinearThompsonSampling(_HybridLinear):
         avail = mc.available_ids(batch, self.x_.shape[0])
         z = self.user_features(batch.users)
         mean, width = self.mean_and_width(z, avail)
-        c = avail.size if o.candidates is None else min(o.candidates, avail.size)
+        c = avail.size if o.candidates is None else min(max(o.candidates, batch.slate_size), avail.size)
         cand = avail[topk(mean + 2.0 * o.scale * width, c)]  # (n, C)
         return avail, z, cand, min(batch.slate_size, c), self._design(z, cand)
 

@@ -97,6 +97,25 @@ class Reranker(Recommender):
     def stochastic(self) -> bool:  # type: ignore[override]
         return self.options.exploration != "none"
 
+    def check_scenario(self, scenario: Any, catalog: Any, field: str) -> None:
+        """The base recommender's own scenario checks, located in this arm: the base's options at
+        ``<field>.base_options.<option>``, the base itself (e.g. ``text-embedding`` on a catalog
+        without text) at ``<field>.base``. Nested re-rankers delegate the same way."""
+        from counterfeed.core.plugins import get_registry
+        from counterfeed.errors import ScenarioError
+
+        base = get_registry().create("recommender", self.options.base, self.options.base_options,
+                                     field=f"{field}.base_options")
+        inner = f"{field}.base_options"
+        try:
+            base.check_scenario(scenario, catalog, inner)
+        except ScenarioError as err:
+            where = err.field or inner
+            if where in (inner, f"{inner}.recommender"):  # the base as a whole: the arm's `base` field
+                where = f"{field}.base"
+            raise scenario.error(f"base '{self.options.base}' of re-ranker '{self.name}': {err.bare_message}",
+                                 where) from None
+
     def setup(self, ctx: RecommenderContext) -> None:
         from counterfeed.core.plugins import get_registry
 
