@@ -5,8 +5,15 @@ one estimator. The A/B world is one continuous simulation: users, their state an
 learning carry over; at each phase boundary the world's events of that phase are analysed, the rule
 decides, and users are re-randomized (salted hash, salt ``<salt>:phase<i>``; phase 0 uses the
 experiment's own salt and split, so it is the ordinary A/B assignment) between the new control and
-the phase's challengers (``challengers``, default every other arm), split in proportion to the
-scenario's ``split``.
+the phase's challengers (``challengers``; left out or ``[]``: every other arm), split in proportion to
+the scenario's ``split``. A phase whose challengers name only its control (possible after phase 0,
+whose control is ``experiment.control``: naming only it there is an error) serves the control to
+everyone and keeps it without a test; its decision records a ``note``.
+
+A phase's estimator sees only the users' outcomes over the phase (``pre_<metric>``: before the
+phase), the phase's arms and control, the metrics, the level and the seed: ``resolve`` refuses one
+whose tags ask for more (:func:`counterfeed.core.plan.phase_unfit`), or that fails the checks an
+``analysis`` entry gets.
 
 Rules, for a challenger's estimate ``D`` of (challenger - control) on the phase's metric, with
 ``s = +1`` when higher is better (``-1`` otherwise) and the normal approximation
@@ -37,6 +44,7 @@ from counterfeed.core.contracts import Metric, Population
 from counterfeed.core.estimation import AnalysisData, Estimate
 from counterfeed.core.experiment import AB_WORLD, Assignment, assign, counterfactual_world
 from counterfeed.core.outcomes import world_outcomes
+from counterfeed.core.plan import PHASE_ESTIMAND
 from counterfeed.core.scenario import PhaseSpec, Scenario
 from counterfeed.core._guard import call_plugin
 from counterfeed._lazy import lazy_module
@@ -60,7 +68,10 @@ def phase_windows(scenario: Scenario) -> list[tuple[float, float]]:
 
 
 def phase_arms(scenario: Scenario, index: int, control: str) -> list[str]:
-    """The arms of phase ``index`` given its control: the control first, then the challengers."""
+    """The arms of phase ``index`` given its control: the control first, then the challengers
+    (``challengers`` less the control; left out or ``[]``: every other arm). Only the control when the
+    challengers name only it (phase 0: a schema error; later: ``validate`` notes it and the phase keeps
+    its control without a test)."""
     spec = (scenario.experiment.phases or [])[index]
     chosen = spec.challengers if spec.challengers else scenario.arms
     return [control] + [a for a in scenario.arms if a in chosen and a != control]
@@ -144,16 +155,22 @@ class PhasedAssignment(Assignment):
         spec = (sc.experiment.phases or [])[i]
         control = self.control
         arms = phase_arms(sc, i, control)
-        events = world.snapshot(False, world.served)
-        outcomes = world_outcomes(events, self.plan.metrics, self.population, start, end)
-        estimates = self._estimate(i, spec, outcomes, arms, control)
+        note = None
+        if len(arms) > 1:
+            events = world.snapshot(False, world.served)
+            outcomes = world_outcomes(events, self.plan.metrics, self.population, start, end)
+            estimates = self._estimate(i, spec, outcomes, arms, control)
+        else:  # its challengers name only its control (a note of validate's): nothing to test
+            estimates = []
+            note = (f"no challenger: phase {i}'s challengers name only its control '{control}', which served "
+                    "everyone; kept without a test")
         info = self.plan.metrics[spec.metric].info()
         chosen, rows = decide(spec, estimates, control, info.higher_is_better)
         self.decisions.append({
             "phase": i, "start": start, "end": end, "control": control,
             "challengers": arms[1:], "rule": spec.rule, "metric": spec.metric,
             "estimator": spec.estimator, "decision": "switch" if chosen != control else "keep",
-            "chosen": chosen, "estimates": rows})
+            "chosen": chosen, "estimates": rows, **({"note": note} if note else {})})
         self.control = chosen
         if i + 1 < len(sc.experiment.phases or []):
             return phase_assignment(sc, i + 1, chosen)
@@ -176,6 +193,10 @@ class PhasedAssignment(Assignment):
 
     def _estimate(self, i: int, spec: PhaseSpec, outcomes: Any, arms: list[str], control: str
                   ) -> list[Estimate]:
+        """The phase estimator's :data:`~counterfeed.core.plan.PHASE_ESTIMAND` estimates of each
+        challenger vs ``control`` on the phase's metric. Its data are the users' outcomes over the phase
+        (``pre_<metric>``: before the phase) and nothing of :data:`~counterfeed.core.plan.PHASE_INPUTS`'s
+        kind: ``resolve`` refuses an estimator whose tags ask for more (:func:`~counterfeed.core.plan.phase_unfit`)."""
         plan = self.plan
         est = plan.create("estimator", spec.estimator, {"metrics": [spec.metric]},
                            f"experiment.phases[{i}].estimator")
@@ -184,7 +205,7 @@ class PhasedAssignment(Assignment):
         data = AnalysisData(outcomes=frame, arms=arms, control=control, metrics=infos,
                             level=self.scenario.level, seed=self.scenario.seed)
         out = call_plugin(est, "estimate", est.estimate, data)
-        return [e for e in out if e.metric == spec.metric and e.estimand == "difference"
+        return [e for e in out if e.metric == spec.metric and e.estimand == PHASE_ESTIMAND
                 and e.segment is None and e.control == control]
 
 

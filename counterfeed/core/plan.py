@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from counterfeed.core.contracts import Estimator, Items, Metric, MetricInfo, Recommender, UserModel
+from counterfeed.core.estimation import EstimatorTags
 from counterfeed.core.plugins import Registry, get_registry
 from counterfeed.core.randomness import Keys
 from counterfeed.core.scenario import Scenario
@@ -18,7 +19,7 @@ from counterfeed.core.scenario_heterogeneity import check_targeting
 from counterfeed.errors import CounterfeedError, ScenarioError
 
 __all__ = ["Plan", "resolve", "check_estimator_metrics", "is_population", "NOT_IDENTIFIED", "POPULATION_NOTE",
-           "arm_key"]
+           "arm_key", "PHASE_INPUTS", "PHASE_ESTIMAND", "phase_unfit", "phase_estimators"]
 
 _WHY = ("not identified by comparing the arms of a user-randomized test (each arm's value depends on "
         "its size and on the other arm)")
@@ -40,6 +41,67 @@ def check_estimator_metrics(metrics: dict[str, Metric], wanted: list[str]) -> tu
         if m in metrics and is_population(metrics[m]):
             return i, f"metric '{m}' {NOT_IDENTIFIED}"
     return None
+
+
+#: the :class:`~counterfeed.core.estimation.AnalysisData` inputs (names from
+#: :meth:`EstimatorTags.required_inputs <counterfeed.core.estimation.EstimatorTags.required_inputs>`) that a
+#: phase's analysis fills beside each user's outcomes over the phase
+#: (:meth:`counterfeed.core.phases.PhasedAssignment._estimate`): none. A phase gives its estimator the
+#: phase's outcomes (``pre_<metric>``: the metric before the phase), its arms and control, the metrics,
+#: the level and the seed.
+PHASE_INPUTS: frozenset[str] = frozenset()
+#: the estimand a phase's decision rule reads: each challenger's difference from the phase's control
+PHASE_ESTIMAND = "difference"
+_INPUT_WORDS = {
+    "events": "the A/B world's event log (data.events)",
+    "policies": "every arm's recommender and the catalog (data.policies, data.items)",
+    "looks": "per-look outcomes (data.looks)",
+    "assignment_probabilities": "each user's assignment probabilities (data.assignment_probabilities)",
+    "covariates": "pre-treatment covariates (data.covariates)",
+    "instrument": "a randomized encouragement (data.instrument)",
+    "panel": "per-period outcomes of a staggered rollout (data.panel)",
+    "graph": "a declared causal graph (data.graph)",
+}
+
+
+def _tags_of(est: Any) -> EstimatorTags:
+    tags = getattr(est, "tags", None)
+    return tags if isinstance(tags, EstimatorTags) else EstimatorTags()
+
+
+def phase_unfit(est: Any) -> list[str]:
+    """Why estimator ``est`` (an instance or class) cannot decide a phase, judged from what its ``tags``
+    declare (:class:`~counterfeed.core.estimation.EstimatorTags`), so a third-party estimator is judged
+    as the built-in ones are: an input a phase does not fill (:data:`PHASE_INPUTS`), options that must
+    name a model (``requires_model_spec``: a phase passes only its metric), or no
+    :data:`PHASE_ESTIMAND` estimate among its ``estimands``. Empty when it can."""
+    tags = _tags_of(est)
+    why = []
+    missing = [name for name in tags.required_inputs() if name not in PHASE_INPUTS]
+    if missing:
+        words = [_INPUT_WORDS.get(name, f"data.{name}") for name in missing]
+        why.append("it needs " + (" and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and "
+                                  + words[-1]) + ", which a phase does not give (it gives only each user's "
+                   "outcomes over the phase)")
+    if tags.requires_model_spec:
+        why.append("its options must name a model, and a phase passes it only the phase's metric")
+    if PHASE_ESTIMAND not in tags.estimands:
+        why.append(f"it reports no '{PHASE_ESTIMAND}' estimate (estimands: "
+                   f"{', '.join(tags.estimands) or 'none'}), which the phase's rule reads")
+    return why
+
+
+def phase_estimators(registry: Registry) -> list[str]:
+    """The registered estimators :func:`phase_unfit` finds nothing against, sorted."""
+    out = []
+    for name in registry.names("estimator"):
+        try:
+            cls = registry.info("estimator", name).cls
+        except Exception:  # noqa: BLE001 -- a plugin that cannot be loaded is not offered
+            continue
+        if not phase_unfit(cls):
+            out.append(name)
+    return sorted(out)
 
 
 def arm_key(recommender: str, options: dict[str, Any]) -> str:
@@ -235,14 +297,11 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
                 est.check_scenario(sc)
                 check_design_for(sc, est)
             except ScenarioError as err:
-                located = sc.locate(err)
-                if located.line is None and located.file == sc.file and err.field and not err.others:
-                    # the field it names is not in the file (a missing section): point at the entry that needs it
-                    located = sc.error(f"{err.field}: {err.bare_message}", f"analysis[{i}]")
-                problems.append(located)
+                problems.append(_located(sc, err, f"analysis[{i}]"))
                 continue
         if metrics_ok:
             attempt(_check_estimator_metrics, plan, est, i)
+        plan.notes += _segment_notes(sc, est, i)
         plan.estimators.append(est)
         entries.append((i, est))
     if metrics_ok and not problems:
@@ -259,6 +318,15 @@ def resolve(scenario: Scenario, registry: Registry | None = None) -> Plan:
                             also=[*(first.others if len(first.others) == len(first.also) else first.also),
                                   *problems[1:]])
     return plan
+
+
+def _located(sc: Scenario, err: ScenarioError, where: str) -> ScenarioError:
+    """An estimator's ``check_scenario`` error located in the file; when the field it names is not in the
+    file (a missing section), at ``where``, the entry that needs it."""
+    located = sc.locate(err)
+    if located.line is None and located.file == sc.file and err.field and not err.others:
+        located = sc.error(f"{err.field}: {err.bare_message}", where)
+    return located
 
 
 def _check_estimator_metrics(plan: Plan, est: Estimator, i: int) -> None:
@@ -310,8 +378,38 @@ def _check_estimator_plan(plan: Plan, est: Estimator, i: int) -> None:
         raise sc.error(str(err), f"analysis[{i}]") from None
 
 
+def _segment_notes(sc: Scenario, est: Estimator, i: int) -> list[str]:
+    """A located note when ``analysis[i]`` asks for per-segment estimates (``segments: true``) of a
+    population with a single segment (``population.segments`` left out: every user is in 'all'): each
+    segment's rows would repeat the overall ones. A twin population's segments come from the twin."""
+    if getattr(est.options, "segments", None) is not True or sc.population.twin:
+        return []
+    segments = list(sc.population.segments)
+    if len(segments) != 1:
+        return []
+    if sc.written("population.segments"):
+        why = f"population.segments declares a single segment ('{segments[0]}')"
+    else:
+        why = f"population.segments is not set, so every user is in the one default segment '{segments[0]}'"
+    return [str(sc.error(f"segments: true, but {why}: its per-segment estimates repeat the overall ones; declare "
+                         "two or more segments under population.segments to compare the arms within each",
+                         f"analysis[{i}].segments"))]
+
+
 def _check_extensions(plan: Plan) -> None:
-    """Metrics and estimators named by ``experiment.allocation`` / ``experiment.phases`` exist."""
+    """Metrics and estimators named by ``experiment.allocation`` / ``experiment.phases`` exist and can run.
+
+    Each phase's metric is computed and analysable per user; each phase's estimator (created with the
+    phase's metric as its only option) can decide a phase (:func:`phase_unfit`: it needs no input a
+    phase does not fill and reports a difference) and passes the checks an ``analysis`` entry gets,
+    located at ``experiment.phases[i].estimator``: its ``check_scenario``, the design check
+    (:func:`check_design_for`) and its ``check_metrics`` (e.g. ``cuped`` without a pre-period, ``ratio``
+    on a metric that is not a ratio). A phase after the first that names a single arm, which an earlier
+    phase's decision may make its control, gets a note (that case leaves the phase nothing to test:
+    it keeps its control without a test); phase 0 naming only its control is a schema error. The run's
+    ``analysis`` compares the arms under phase 0's assignment: an entry that compares the arms' own users
+    (``users_per_arm() > 0``) needs every arm in phase 0.
+    """
     sc = plan.scenario
     exp = sc.experiment
     if exp.allocation is not None:
@@ -324,10 +422,51 @@ def _check_extensions(plan: Plan) -> None:
                            "(e.g. clicks)", "experiment.allocation.metric")
         if (bad := check_estimator_metrics(plan.metrics, [m])) is not None:
             raise sc.error(bad[1], "experiment.allocation.metric")
+    controls = exp.phase_controls() if exp.phases else []
+    first = exp.phase_candidates(0) | {sc.control} if exp.phases else set(sc.arms)
+    outside = [a for a in sc.arms if a not in first]
+    for j, est in enumerate(plan.estimators if outside else []):  # every entry was created (no problems)
+        if est.users_per_arm() > 0:
+            raise sc.error(f"with experiment.phases the analysis compares the arms under phase 0's assignment, "
+                           f"and arm '{outside[0]}' is not in phase 0 (experiment.phases[0].challengers: "
+                           f"{', '.join(a for a in sc.arms if a in first and a != sc.control)}): it has no users "
+                           f"there; name it in phase 0's challengers, or leave the analysis out (analysis: [])",
+                           f"analysis[{j}]")
     for i, ph in enumerate(exp.phases or []):
         if ph.metric not in plan.metrics:
             raise sc.error(f"metric '{ph.metric}' is not computed in this scenario (metrics: "
                            f"{', '.join(plan.analysed)})", f"experiment.phases[{i}].metric")
         if (bad := check_estimator_metrics(plan.metrics, [ph.metric])) is not None:
             raise sc.error(bad[1], f"experiment.phases[{i}].metric")
-        plan.create("estimator", ph.estimator, {"metrics": [ph.metric]}, f"experiment.phases[{i}].estimator")
+        _check_phase_estimator(plan, i)
+        tested = exp.phase_candidates(i)
+        if len(tested) == 1 and tested <= controls[i]:
+            arm = next(iter(tested))
+            plan.notes.append(str(sc.error(
+                f"names only '{arm}', which can be phase {i}'s control (the arm phase {i - 1} keeps or picks): "
+                f"the phase then has no arm to test against it, serves '{arm}' to everyone and keeps it without "
+                "a test (its decision records a note)",
+                f"experiment.phases[{i}].challengers")))
+
+
+def _check_phase_estimator(plan: Plan, i: int) -> None:
+    """Phase ``i``'s estimator can decide the phase; see :func:`_check_extensions`."""
+    sc = plan.scenario
+    ph = (sc.experiment.phases or [])[i]
+    where = f"experiment.phases[{i}].estimator"
+    est = plan.create("estimator", ph.estimator, {"metrics": [ph.metric]}, where)
+    why = phase_unfit(est)
+    if why:
+        raise sc.error(f"estimator '{ph.estimator}' cannot decide a phase: {'; '.join(why)}. Estimators a phase "
+                       f"can run: {', '.join(phase_estimators(plan.registry))}", where)
+    try:
+        est.check_scenario(sc)
+        check_design_for(sc, est)
+    except ScenarioError as err:
+        raise _located(sc, err, where) from None
+    try:
+        est.check_metrics(sc, {n: m.info() for n, m in plan.metrics.items()})
+    except ScenarioError as err:
+        raise sc.locate(err) from None
+    except CounterfeedError as err:
+        raise sc.error(f"{err} (phase {i}'s estimator on its metric '{ph.metric}')", where) from None

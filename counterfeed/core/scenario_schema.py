@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
                       ValidationError, ValidationInfo, field_validator, model_validator)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from counterfeed.core._strict import StrictSpec as _Strict
 from counterfeed.core.scenario_heterogeneity import FeaturesSpec, TargetingSpec, TruthSpec, check_heterogeneity
@@ -122,8 +123,10 @@ class PhaseSpec(_Strict):
     estimator: str = Field("diff-in-means", description="estimator whose estimate the rule reads")
     threshold: float | None = Field(None, description="prob_better: minimum P(better) (default 0.95); "
                                     "expected_loss: maximum expected loss in metric units (default 0.01)")
-    challengers: list[str] | None = Field(None, description="arms tested against the current control "
-                                          "(default: every other arm)")
+    challengers: list[str] | None = Field(None, description="arms tested against the phase's control, which "
+                                          "is never its own challenger (left out or []: every other arm); "
+                                          "a list naming only the control is an error in phase 0 and, in a "
+                                          "later phase whose control it may be, a note")
 
 class AllocationSpec(_Strict):
     """Adaptive allocation of users to arms (see :mod:`counterfeed.core.allocation`)."""
@@ -221,6 +224,9 @@ class ExperimentSpec(_Strict):
         return self
 
     def _check_phases(self) -> None:
+        """At least one phase, not with allocation; ``duration`` (when given) is the phases' sum; every
+        challenger is an arm; no phase names only an arm that is certainly its control (phase 0's
+        ``control``), located at ``experiment.phases[i].challengers``."""
         phases = self.phases or []
         if not phases:
             raise ValueError("phases must list at least one phase")
@@ -237,6 +243,34 @@ class ExperimentSpec(_Strict):
                 if a not in self.arms:
                     raise ValueError(f"phases[{i}].challengers names unknown arm '{a}' "
                                      f"(arms: {', '.join(self.arms)})")
+        for i, controls in enumerate(self.phase_controls()):
+            tested = self.phase_candidates(i)
+            if len(tested) == 1 and controls == tested:  # certainly the phase's control: nothing to test
+                arm = next(iter(tested))
+                whose = "experiment.control" if i == 0 else "no earlier phase tests another arm"
+                raise ValidationError.from_exception_data("ExperimentSpec", [InitErrorDetails(
+                    type=PydanticCustomError("value_error", "{msg}", {"msg": (
+                        f"names only '{arm}', the control of phase {i} ({whose}): the phase would have no arm to "
+                        "test against it; name another arm, or leave challengers out to test every other arm")}),
+                    loc=("phases", i, "challengers"), input=phases[i].challengers)])
+
+    def phase_candidates(self, index: int) -> set[str]:
+        """The arms phase ``index`` names (its ``challengers``, or every arm when they are left out or
+        ``[]``); its control, whichever arm it is, is compared with the others of them."""
+        chosen = (self.phases or [])[index].challengers
+        return set(chosen) if chosen else set(self.arms)
+
+    def phase_controls(self) -> list[set[str]]:
+        """For each phase, the arms that can be its control: phase 0's is ``control``; phase ``i + 1``'s
+        is phase ``i``'s winner, its control or one of the arms it names (:meth:`phase_candidates`).
+        A phase whose arms (:meth:`phase_candidates`) are a single arm that can be its control has, when
+        that arm is its control, nothing to test (:func:`counterfeed.core.phases.phase_arms`)."""
+        out: list[set[str]] = []
+        controls = {self.control} if self.control is not None else set()
+        for i in range(len(self.phases or [])):
+            out.append(set(controls))
+            controls = controls | self.phase_candidates(i)
+        return out
 
 
 class OutputSpec(_Strict):
