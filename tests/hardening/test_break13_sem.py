@@ -50,6 +50,13 @@ CASES = [
      + RATIO.removeprefix("a ratio metric")),
     ("ratio_outcome", {"outcome": "ctr", "model": "clicks ~ a*treatment"}, "outcome",
      f"analysis[1].outcome: sem: outcome 'ctr' is {RATIO}"),
+    # the outcome's estimate is the quantity named by `total`: a model without it scored nothing, silently
+    ("total_not_defined", {"outcome": "clicks", "model": "clicks ~ a*treatment"}, "- estimator: sem",
+     "analysis[1].total: sem: outcome 'clicks' is scored by the quantity 'total', which the model does not "
+     "define (its defined quantities and labels: a)"),
+    ("total_names_no_label", {"outcome": "clicks", "model": "clicks ~ a*treatment\nt := a", "total": "tot"},
+     "total:", "analysis[1].total: sem: outcome 'clicks' is scored by the quantity 'tot', which the model "
+     "does not define (its defined quantities and labels: t, a)"),
 ]
 
 

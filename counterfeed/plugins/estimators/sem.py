@@ -227,6 +227,15 @@ def checked_sem(o: "BayesianSEM.Options", columns: list[str], metrics: dict[str,
         if o.outcome in ratios:
             raise SEMOptionError(_ratio_message(f"outcome '{o.outcome}' is a ratio metric", ratios[o.outcome]),
                                  "outcome")
+        parsed = parse_model(o.model)
+        named = [d.name for d in parsed.definitions] + [t.label for st in parsed.statements for t in st.terms
+                                                        if t.label]
+        if o.total not in named:  # the estimate scored against the outcome's truth would never be made
+            have = ", ".join(dict.fromkeys(named)) or "none"
+            raise SEMOptionError(f"sem: outcome '{o.outcome}' is scored by the quantity '{o.total}', which the model "
+                                 f"does not define (its defined quantities and labels: {have}); add "
+                                 f"'{o.total} := ...' to the model (e.g. the sum of the paths from treatment to "
+                                 f"{o.outcome}), or name one of those as total", "total")
     return sem
 
 
