@@ -79,10 +79,13 @@ class TableRecommender(Recommender):
 
         super().setup(ctx)
         p = np.asarray(self.options.probs, dtype=np.float64)
-        n, k = ctx.items.n, ctx.slate_size
-        if p.ndim != 2 or p.shape[1] != n or p.shape[0] < k:
-            raise ModelError(f"recommender 'probability-table': probs must have at least {k} rows (positions) "
-                             f"of {n} columns (items), got shape {p.shape}")
+        n = ctx.items.n
+        if p.ndim != 2 or p.shape[1] != n or p.shape[0] < 1:
+            raise ModelError(f"recommender 'probability-table': probs must have rows (positions) of {n} columns "
+                             f"(items), got shape {p.shape}")
+        # its slates are its rows: validate holds them to experiment.slate_size (check_scenario); a longer
+        # list asked of it (offline-ranking's cutoff) gets its rows, which that evaluation scores with a note
+        k = min(p.shape[0], ctx.slate_size)
         if np.any(~np.isfinite(p)) or np.any(p < 0) or np.any(p.sum(1) <= 0):
             raise ModelError("recommender 'probability-table': probabilities must be finite, >= 0, with a "
                              "positive sum per row")

@@ -232,3 +232,19 @@ def test_a_probability_table_of_the_right_shape_runs(tmp_path, capsys):
     for verb in ("validate", "run"):
         code, _, err = cli(capsys, verb, path, *(["--quiet"] if verb == "run" else []))
         assert code == 0, (verb, err)
+
+
+def test_offline_ranking_scores_a_probability_table_on_its_rows_with_a_note(tmp_path, capsys):
+    """A table of 6 positions ranks 6 items, not offline-ranking's cutoff of 100: it failed in setup after
+    every world ("probs must have at least 100 rows"); it is now scored on its 6 with a note."""
+    import json
+
+    path = _write(tmp_path, **{"experiment.arms.treatment": {"recommender": "probability-table",
+                                                             "probs": [[1.0] * 120] * 6, "propensity_samples": 200},
+                               "analysis": [{"estimator": "offline-ranking"}]})
+    code, _, err = cli(capsys, "run", path, "--quiet")
+    assert code == 0, err
+    rows = json.loads(next((tmp_path / "runs").glob("*/estimates.json")).read_text())
+    rows = rows if isinstance(rows, list) else rows.get("estimates", rows)
+    ranked = [e for e in rows if str(e.get("estimand", "")).startswith("offline:") and e["arm"] == "treatment"]
+    assert ranked and all("shorter than asked" in json.dumps(e) for e in ranked), ranked[:1]
