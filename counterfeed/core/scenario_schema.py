@@ -282,6 +282,27 @@ class OutputSpec(_Strict):
 DEFAULT_METRICS = ["impressions", "clicks", "ctr", "sessions", "dwell", "retained", "churned"]
 
 
+def _check_twin(data: dict, file: str | None, lines: dict[str, int], overridden: tuple[str, ...]) -> None:
+    """``population: {twin: DIR, replicate: b}`` served by the twin directory, else a ScenarioError located
+    at ``population.twin`` or ``population.replicate`` (the schema's own checks of those fields come
+    first: this runs only on a path string and an integer replicate)."""
+    pop = data.get("population")
+    if not isinstance(pop, dict) or not isinstance(pop.get("twin"), str) or not pop["twin"]:
+        return
+    replicate = pop.get("replicate", 0)
+    if not isinstance(replicate, int) or isinstance(replicate, bool):
+        return
+    from counterfeed.twin.store import TwinSpecError, scenario_parts
+
+    try:
+        scenario_parts(pop["twin"], replicate)
+    except TwinSpecError as exc:
+        path = f"population.{exc.field}"
+        if from_set(path, overridden):
+            raise ScenarioError(str(exc), file=SET_ORIGIN, field=path) from None
+        raise ScenarioError(str(exc), file=file, line=line_of(lines, path), field=path) from None
+
+
 class Scenario(_Strict):
     """A validated scenario. Build with :func:`load_scenario` (file or text) or :meth:`from_dict`."""
 
@@ -349,6 +370,7 @@ class Scenario(_Strict):
             raise ScenarioError(f"expected a mapping at the top of the scenario, got {kind_of(data)}",
                                 file=file, line=1 if data is not None else None)
         written = copy.deepcopy(data)
+        _check_twin(data, file, lines or {}, overridden)
         try:
             sc = cls.model_validate(data)
         except ValidationError as exc:  # with the plugins' option problems (scenario_raw)

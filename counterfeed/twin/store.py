@@ -19,7 +19,8 @@ import numpy as np
 
 from counterfeed.errors import DataError
 
-__all__ = ["Replicate", "read_meta", "read_replicate", "write_twin", "scenario_parts", "TWIN_FILE"]
+__all__ = ["Replicate", "read_meta", "read_replicate", "write_twin", "scenario_parts", "TwinSpecError",
+           "TWIN_FILE"]
 
 TWIN_FILE = "twin.json"
 
@@ -112,23 +113,34 @@ def write_twin(out: str | Path, meta: dict[str, Any], replicates: list[Replicate
     return out
 
 
+class TwinSpecError(ValueError):
+    """A ``population: {twin: DIR, replicate: b}`` the twin directory does not serve; ``field`` is the
+    option at fault (``"twin"`` or ``"replicate"``), by which the scenario locates it."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
 def scenario_parts(twin: str, replicate: int = 0) -> dict[str, Any]:
     """What ``population: {twin: DIR}`` stands for: users, dimensions, catalog and user-model specs.
 
-    Raises ``ValueError`` (the scenario validator turns it into a located ScenarioError).
+    Raises :class:`TwinSpecError` (a ``ValueError``; the scenario turns it into a ScenarioError located at
+    ``population.twin`` or ``population.replicate``).
     """
     path = Path(twin).expanduser().resolve()
     try:
         meta = read_meta(path)
     except DataError as exc:
-        raise ValueError(str(exc)) from None
+        raise TwinSpecError(str(exc), "twin") from None
     reps = meta["replicates"]
     if not 0 <= replicate < len(reps):
-        raise ValueError(f"replicate {replicate} is out of range: the twin has replicates 0..{len(reps) - 1}")
+        raise TwinSpecError(f"replicate {replicate} is out of range: the twin has replicates 0..{len(reps) - 1}",
+                            "replicate")
     try:  # what building the catalog would find wrong, found when the scenario is validated (M3)
         read_replicate(path, replicate)
     except DataError as exc:
-        raise ValueError(str(exc)) from None
+        raise TwinSpecError(str(exc), "twin") from None
     opts = dict(reps[replicate])
     return {"users": int(meta["n_train_users"]), "dimensions": int(meta["dims"]),
             "catalog": {"plugin": "twin", "path": str(path), "replicate": replicate},

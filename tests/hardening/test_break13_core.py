@@ -76,3 +76,18 @@ def test_an_extreme_quality_gives_no_overflow_warning(tmp_path, capsys):
         warnings.simplefilter("error", RuntimeWarning)
         code, _, err = cli(capsys, "run", path, "--quiet")
     assert code == 0 and "overflow" not in err, err
+
+
+@pytest.mark.parametrize("population, field, message", [
+    ({"twin": "/nonexistent/twin"}, "population.twin", "/nonexistent/twin: not a twin directory (no twin.json"),
+    ({"twin": str(EXAMPLE_TWIN), "replicate": 4}, "population.replicate",
+     "replicate 4 is out of range: the twin has replicates 0..0"),
+])
+def test_a_twin_population_names_its_field(tmp_path, capsys, population, field, message):
+    path = _write(tmp_path, population=population)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1)
+                if text.strip().startswith(field.split(".")[1] + ":"))
+    _both_refuse(capsys, tmp_path, path, f"{path}:{line}: {field}: {message}")
+    code, _, err = cli(capsys, "validate", _write(tmp_path, population={"twin": str(EXAMPLE_TWIN)}),
+                       "--set", f"{field}={population.get('replicate', population['twin'])}")
+    assert code == 2 and f"Error: --set: {field}: {message}" in err, err
