@@ -280,6 +280,14 @@ class CatalogTags:
     reads_table: bool = False
     #: its items carry text and embeddings (recommenders that need text check it at validation)
     text: bool = False
+    #: its items carry topic descriptions (``Items.topic_text``), which text interests embed (the choice
+    #: model's ``interests: text`` checks it at validation); None: as ``text``
+    topic_text: bool | None = None
+
+    @property
+    def has_topic_text(self) -> bool:
+        """Whether the items carry embeddings and topic descriptions (``topic_text``, else ``text``)."""
+        return self.text and (self.text if self.topic_text is None else self.topic_text)
 
 
 class Catalog(Plugin, ABC):

@@ -75,7 +75,8 @@ class TwinCatalog(Catalog):
     def tags(self) -> CatalogTags:
         """Text only when the twin was fitted with item texts or embeddings (recommenders that need text check it)."""
         path = Path(self.options.path)
-        return CatalogTags(text=(path / "embeddings.npy").exists() or (path / "texts.json").exists())
+        return CatalogTags(text=(path / "embeddings.npy").exists() or (path / "texts.json").exists(),
+                           topic_text=False)  # its topics are fitted clusters, with no descriptions
 
     def check(self, ctx: CatalogContext) -> int:
         """The number of items, by building them (reading the fitted arrays is all building does):

@@ -91,3 +91,20 @@ def test_a_twin_population_names_its_field(tmp_path, capsys, population, field, 
     code, _, err = cli(capsys, "validate", _write(tmp_path, population={"twin": str(EXAMPLE_TWIN)}),
                        "--set", f"{field}={population.get('replicate', population['twin'])}")
     assert code == 2 and f"Error: --set: {field}: {message}" in err, err
+
+
+def test_text_interests_on_a_twin_with_texts_are_refused_first(tmp_path, capsys):
+    """A twin fitted with item texts has text but no topic descriptions (its topics are fitted clusters):
+    ``interests: text`` passed validate and failed in the run's init_state."""
+    import json
+    import shutil
+
+    twin = tmp_path / "twin"
+    shutil.copytree(EXAMPLE_TWIN, twin)
+    n_items = len(__import__("numpy").load(twin / "rep-0.npz")["bias"])
+    (twin / "texts.json").write_text(json.dumps([f"item {i} about things" for i in range(n_items)]))
+    path = _write(tmp_path, catalog={"plugin": "twin", "path": str(twin)}, **{"population.dimensions": 8},
+                  user_model={"plugin": "choice", "interests": "text"})
+    _both_refuse(capsys, tmp_path, path, "user_model.interests: 'text' needs a catalog with text embeddings and "
+                                         "topic descriptions (e.g. catalog plugin 'synthetic-text'); catalog "
+                                         "'twin' has no topic descriptions")

@@ -97,11 +97,12 @@ class ChoiceUserModel(UserModel):
             return None if v is None else check_embedder_spec(v)
 
     def check_scenario(self, scenario: Any, catalog: Any, field: str) -> None:
-        """``interests: text`` needs a catalog plugin whose items have text (its ``CatalogTags.text``):
-        ``init_state`` would refuse the catalog it builds."""
-        if self.options.interests == "text" and not catalog.tags.text:
+        """``interests: text`` needs a catalog plugin whose items have text embeddings and topic
+        descriptions (its ``CatalogTags.has_topic_text``): ``init_state`` would refuse the catalog it builds."""
+        if self.options.interests == "text" and not catalog.tags.has_topic_text:
+            what = "no topic descriptions" if catalog.tags.text else "no text"
             raise scenario.error(f"'text' needs a catalog with text embeddings and topic descriptions (e.g. "
-                                 f"catalog plugin 'synthetic-text'); catalog '{catalog.name}' has no text",
+                                 f"catalog plugin 'synthetic-text'); catalog '{catalog.name}' has {what}",
                                  f"{field}.interests")
 
     def init_state(self, population: Population, items: Items, keys: Keys) -> ChoiceState:
