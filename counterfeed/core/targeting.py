@@ -55,7 +55,7 @@ from counterfeed.core.outcomes import group_value
 from counterfeed.core.randomness import Keys
 from counterfeed.core.scoring import interval_quantile
 from counterfeed.core.scenario import Scenario
-from counterfeed.core.scenario_heterogeneity import TargetingSpec, target_arm
+from counterfeed.core.scenario_heterogeneity import TargetingSpec, target_arm, truth_replications
 
 __all__ = ["ORACLE", "rule_world", "rule_treats", "targeting_rules", "targeting_report", "realised_condition_note"]
 
@@ -160,7 +160,7 @@ def targeting_report(sc: Scenario, info: MetricInfo, rules: dict[str, np.ndarray
     return {"metric": metric, "arm": arm, "control": sc.control, "rule": spec.rule,
             "threshold": spec.threshold, "fraction": spec.fraction,
             "higher_is_better": info.higher_is_better, "level": data.level, "rules": entries,
-            "oracle_replications": int(sc.truth.replications),
+            "oracle_replications": truth_replications(sc, True),  # the run's count (the default when not given)
             # users whose oracle decision the truth's Monte Carlo error cannot settle (|tau~| < z se)
             "oracle_uncertain_share": float(np.mean(np.abs(cond) < z * se)) if np.isfinite(se).all() else None}
 

@@ -50,13 +50,20 @@ class EmbedderOptionError(ValueError):
         super().__init__(f"{option} {problem}")
 
 
-def _integer(option: str, value: Any, minimum: int) -> int:
-    """``value`` as an int >= ``minimum`` (an integral float counts; a boolean does not)."""
+def _integer(option: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as an int in ``[minimum, maximum]`` (an integral float counts; a boolean does not)."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise EmbedderOptionError(option, f"must be an integer >= {minimum} (got {plain(value)})")
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum
+            or (maximum is not None and value > maximum)):
+        bound = f">= {minimum}" + ("" if maximum is None else f" and <= {maximum:,}")
+        raise EmbedderOptionError(option, f"must be an integer {bound} (got {plain(value)})")
     return int(value)
+
+
+#: the hashing embedder's largest dimension: its embeddings are (items, dim) float32 (1,000 items at this
+#: bound: 262 MB), and a sparse bag of words has no use for more buckets
+MAX_HASHING_DIM = 65_536
 
 
 def _flag(option: str, value: Any) -> bool:
@@ -106,7 +113,7 @@ def _threads(value: Any) -> int | None:
 
 #: the check of each option's value (the same for a spec in ``validate`` and for the embedders at build)
 _OPTION_CHECKS: dict[str, Any] = {
-    "dim": lambda v: _integer("dim", v, 2),
+    "dim": lambda v: _integer("dim", v, 2, MAX_HASHING_DIM),
     "bigrams": lambda v: _flag("bigrams", v),
     "batch_size": lambda v: _integer("batch_size", v, 1),
     "max_length": lambda v: _integer("max_length", v, 2),

@@ -66,10 +66,10 @@ def no_cuda(monkeypatch):
 # -- A5: option values, at the option -------------------------------------------------------------
 
 BAD_VALUES = [  # (spec, option, message after "<field>.<option>: ")
-    ({"model": "hashing", "dim": 0}, "dim", "must be an integer >= 2 (got 0)"),
-    ({"model": "hashing", "dim": 1}, "dim", "must be an integer >= 2 (got 1)"),
-    ({"model": "hashing", "dim": "big"}, "dim", "must be an integer >= 2 (got 'big')"),
-    ({"model": "hashing", "dim": True}, "dim", "must be an integer >= 2 (got True)"),
+    ({"model": "hashing", "dim": 0}, "dim", "must be an integer >= 2 and <= 65,536 (got 0)"),
+    ({"model": "hashing", "dim": 1}, "dim", "must be an integer >= 2 and <= 65,536 (got 1)"),
+    ({"model": "hashing", "dim": "big"}, "dim", "must be an integer >= 2 and <= 65,536 (got 'big')"),
+    ({"model": "hashing", "dim": True}, "dim", "must be an integer >= 2 and <= 65,536 (got True)"),
     ({"model": "hashing", "bigrams": "yes"}, "bigrams", "must be true or false (got 'yes')"),
     ({"model": "minilm", "dtype": "float16"}, "dtype", "must be 'auto', 'float32' or 'bfloat16' (got 'float16')"),
     ({"model": "minilm", "batch_size": 0, "cache": False}, "batch_size", "must be an integer >= 1 (got 0)"),
@@ -114,7 +114,7 @@ def test_every_embedder_option_gets_the_value_checks(tmp_path, capsys, where):
         path = _write(tmp_path, user_model={"plugin": "choice", "interests": "text", "text_space": bad})
         parent, field = "text_space", "user_model.text_space.dim"
     line = _line(path, parent, "dim")
-    _refused_alike(capsys, tmp_path, path, f"{path}:{line}: {field}: must be an integer >= 2 (got 0)")
+    _refused_alike(capsys, tmp_path, path, f"{path}:{line}: {field}: must be an integer >= 2 and <= 65,536 (got 0)")
 
 
 def test_valid_values_still_validate_and_a_cuda_device_is_accepted_where_torch_has_one(tmp_path, capsys, monkeypatch):
