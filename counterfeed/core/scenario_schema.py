@@ -128,6 +128,23 @@ class PhaseSpec(_Strict):
                                           "a list naming only the control is an error in phase 0 and, in a "
                                           "later phase whose control it may be, a note")
 
+    @model_validator(mode="after")
+    def _threshold_fits_rule(self) -> "PhaseSpec":
+        """``prob_better``'s threshold is a probability in (0, 1); ``expected_loss``'s a loss >= 0;
+        ``interval_excludes_zero`` takes none (its interval's level is the analysis level)."""
+        t = self.threshold
+        if t is None:
+            return self
+        if self.rule == "prob_better" and not 0.0 < t < 1.0:
+            raise ValueError(f"threshold: prob_better's threshold is a probability in (0, 1) (got {t:g})")
+        if self.rule == "expected_loss" and not (t >= 0.0 and math.isfinite(t)):
+            raise ValueError(f"threshold: expected_loss's threshold is a loss in metric units, >= 0 (got {t:g})")
+        if self.rule == "interval_excludes_zero":
+            raise ValueError("threshold: rule interval_excludes_zero takes no threshold (its interval's level is "
+                             "the scenario's level); leave threshold out or use rule prob_better or expected_loss")
+        return self
+
+
 class AllocationSpec(_Strict):
     """Adaptive allocation of users to arms (see :mod:`counterfeed.core.allocation`)."""
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from counterfeed.core.scenario_heterogeneity import DEFAULT_REPLICATIONS
 from tests.conftest import SMALL, cli, scenario_file
 
@@ -40,4 +42,18 @@ def test_a_hashing_dimension_beyond_its_bound_is_refused_first(tmp_path, capsys)
     for verb in ("validate", "run"):
         code, _, err = cli(capsys, verb, path, *(["--quiet"] if verb == "run" else []))
         assert code == 2 and "catalog.embedder.dim: must be an integer >= 2 and <= " in err, (verb, err)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("phase, message", [
+    ({"rule": "prob_better", "threshold": 5}, "prob_better's threshold is a probability in (0, 1) (got 5)"),
+    ({"rule": "expected_loss", "threshold": -1}, "expected_loss's threshold is a loss in metric units, >= 0 (got -1)"),
+    ({"threshold": 0.5}, "rule interval_excludes_zero takes no threshold"),
+])
+def test_a_phase_threshold_must_fit_its_rule(tmp_path, capsys, phase, message):
+    path = _write(tmp_path, **{"experiment.phases": [{"duration": "2d", **phase}, {"duration": "2d"}],
+                               "experiment.duration": None})
+    for verb in ("validate", "run"):
+        code, _, err = cli(capsys, verb, path, *(["--quiet"] if verb == "run" else []))
+        assert code == 2 and "experiment.phases[0]: threshold: " + message in err, (verb, err)
     assert not (tmp_path / "runs").exists()
