@@ -68,8 +68,7 @@ def data_arrays(table, stats: SufficientStats) -> dict[str, np.ndarray]:
         cholW = np.linalg.cholesky(Ws)
     except np.linalg.LinAlgError:
         from counterfeed.errors import DataError
-        raise DataError("the within-group covariance matrix of the observed variables is "
-                        "singular (collinear columns or too few rows)") from None
+        raise DataError(singular_message(list(table.observed), Ws, int(stats.n.sum()))) from None
     k_all = np.concatenate([k, k_lat])
     out = {
         "k_all": k_all,
@@ -86,6 +85,24 @@ def data_arrays(table, stats: SufficientStats) -> dict[str, np.ndarray]:
         out["fixed_cov"] = np.array([r.value / (k_all[pos[r.lhs]] * k_all[pos[r.rhs]])
                                      for r in fixed])
     return out
+
+
+def singular_message(names: list[str], W: np.ndarray, n: int) -> str:
+    """Why the within-group covariance ``W`` of the observed ``names`` is singular: the columns of the
+    exact linear dependence (the eigenvector of the smallest eigenvalue, entries above 1e-6 of its
+    largest), or too few rows, with what to do."""
+    head = "the within-group covariance matrix of the observed variables is singular"
+    try:
+        vals, vecs = np.linalg.eigh((W + W.T) / 2)
+        v = vecs[:, 0]
+        cols = [names[i] for i in np.flatnonzero(np.abs(v) > 1e-6 * np.abs(v).max())]
+    except Exception:  # noqa: BLE001 (a non-finite matrix: name nothing rather than fail here)
+        cols = []
+    if len(cols) >= 2:
+        return (f"{head}: the columns {', '.join(cols)} are collinear (one is an exact linear combination "
+                f"of the others within each arm, e.g. impressions = slate_size x sessions); keep only one "
+                f"of them in the model")
+    return f"{head} (collinear columns or too few rows: {n} rows for {len(names)} observed variables)"
 
 
 def fixed_covariances(table) -> list:

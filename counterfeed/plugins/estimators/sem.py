@@ -33,7 +33,7 @@ from counterfeed.core.display import fmt
 from counterfeed.core.estimation import (AnalysisData, Estimate, Estimator, EstimatorOptions,
                                          EstimatorTags)
 from counterfeed.core.hookspecs import hookimpl
-from counterfeed.errors import ModelError
+from counterfeed.errors import DataError, ModelError
 
 __all__ = ["BayesianSEM"]
 
@@ -114,8 +114,14 @@ class BayesianSEM(Estimator):
         for arm in data.treatments:
             frame = data.outcomes[data.outcomes["arm"].isin([data.control, arm])].copy()
             frame["treatment"] = (frame["arm"] == arm).astype(float)
-            fit = sem.fit(frame, draws=o.draws, tune=o.tune, chains=o.chains, seed=int(data.seed) % (2**32),
-                          method=o.method)
+            try:
+                fit = sem.fit(frame, draws=o.draws, tune=o.tune, chains=o.chains, seed=int(data.seed) % (2**32),
+                              method=o.method)
+            except DataError as exc:
+                if "singular" not in str(exc):
+                    raise
+                # the data, not the options, decide it; the run names the entry: say which option to change
+                raise DataError(f"model: {exc}") from None
             self.timings_.update({f"{arm}_{k}": float(fit.timings[k]) for k in _TIMINGS if k in fit.timings})
             posterior = None
             if run_dir is not None:
@@ -146,7 +152,7 @@ class BayesianSEM(Estimator):
 
 class SEMOptionError(ModelError):
     """A problem of the ``sem`` estimator's options, with the option it concerns (``field``: ``model``,
-    ``outcome`` or ``priors.<name>``): ``estimate`` raises it as it is (the run locates it at the entry),
+    ``outcome``, ``total``, ``method`` or ``priors.<name>``): ``estimate`` raises it as it is (the run locates it at the entry),
     ``check_metrics`` at ``analysis[i].<field>``."""
 
     def __init__(self, message: str, field: str):
@@ -190,6 +196,11 @@ def checked_sem(o: "BayesianSEM.Options", columns: list[str], metrics: dict[str,
     variable is a ratio metric; the model builds (``counterfeed.sem.SEM``: identification, then each prior
     on its own so that an error names it); ``outcome`` is a per-user metric that is not a ratio.
     """
+    _check_method(o.method)
+    if o.outcome is None and o.total != "total":
+        raise SEMOptionError(f"sem: total '{o.total}' is set but outcome is not: total names the quantity "
+                             f"scored against the outcome metric's true effect, so without an outcome it is "
+                             f"never read; set outcome (a per-user metric) or remove total", "total")
     from counterfeed.sem import SEM
     from counterfeed.sem.stats import check_columns, data_column
     from counterfeed.sem.syntax import parse_model
@@ -237,6 +248,32 @@ def checked_sem(o: "BayesianSEM.Options", columns: list[str], metrics: dict[str,
                                  f"'{o.total} := ...' to the model (e.g. the sum of the paths from treatment to "
                                  f"{o.outcome}), or name one of those as total", "total")
     return sem
+
+
+#: the sampling methods that need an optional package: method -> (module, pip package)
+_METHOD_PACKAGES = {"nutpie": ("nutpie", "nutpie"), "pathfinder": ("pymc_extras", "pymc-extras")}
+
+
+def _check_method(method: str) -> None:
+    """``method``'s optional package can be imported (found, not imported: validate stays cheap)."""
+    need = _METHOD_PACKAGES.get(method)
+    if need is None:
+        return
+    module, package = need
+    if not _found(module):
+        others = ", ".join(m for m in ("nutpie", "pymc", "advi", "fullrank_advi", "pathfinder")
+                           if m != method and (m not in _METHOD_PACKAGES or _found(_METHOD_PACKAGES[m][0])))
+        raise SEMOptionError(f"sem: method '{method}' needs the {package} package, which is not installed; "
+                             f"install it (pip install {package}) or use another method ({others})", "method")
+
+
+def _found(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _ratio_message(what: str, info: MetricInfo) -> str:
