@@ -30,6 +30,7 @@ import pandas as pd
 
 from counterfeed.core.estimation import AnalysisData
 from counterfeed.errors import DataError, ModelError
+from counterfeed.plugins.estimators._obs_metrics import per_user_metrics
 from counterfeed.plugins.estimators._stats import require_comparison, select_metrics
 
 __all__ = ["Comparison", "comparisons", "covariate_matrix", "graph_networkx", "adjustment_set", "in_column_order",
@@ -65,17 +66,12 @@ def require(data: AnalysisData, name: str, estimator: str, what: str) -> Any:
 
 
 def analysable_metrics(data: AnalysisData, chosen: list[str] | None, estimator: str) -> list[str]:
-    """The per-user (non-ratio) metrics to analyse; a ratio metric named in ``chosen`` is an error."""
+    """The per-user (non-ratio) metrics to analyse; a ratio metric named in ``chosen`` is an error
+    (:func:`counterfeed.plugins.estimators._obs_metrics.per_user_metrics`, which ``check_metrics``
+    also runs before simulating)."""
     require_comparison(data, estimator)
     names = select_metrics(data, chosen, estimator)
-    ratios = [m for m in names if data.metrics[m].kind == "ratio"]
-    if chosen and ratios:
-        raise ModelError(f"{estimator}: metric '{ratios[0]}' is a ratio metric; observational estimators "
-                         "analyse per-user metrics (analyse its numerator and denominator instead)")
-    out = [m for m in names if data.metrics[m].kind != "ratio"]
-    if not out:
-        raise ModelError(f"{estimator}: no per-user (non-ratio) metric to analyse")
-    return out
+    return per_user_metrics({m: data.metrics[m] for m in names}, chosen, estimator)
 
 
 def covariate_matrix(covariates: pd.DataFrame, estimator: str, *, drop_constant: bool = True) -> pd.DataFrame:

@@ -64,6 +64,18 @@ def _constant(y: np.ndarray, name: str, comp: str) -> None:
         raise ModelError(f"{name}: {comp}: the outcome is constant; no effect can be estimated with an interval")
 
 
+class _Observational(Estimator):
+    """Base of every observational estimator: its ``check_metrics`` refuses, before anything is
+    simulated, what ``estimate`` would (``_obs_metrics.per_user_metrics``, which ``estimate`` runs
+    through ``_obs_data.analysable_metrics``): a ratio metric named in ``metrics``, or analysed metrics
+    (the default) that are all ratios. Ratio metrics among the default metrics are skipped."""
+
+    def check_metrics(self, scenario: Any, metrics: Any) -> None:
+        from counterfeed.plugins.estimators._obs_metrics import per_user_metrics
+
+        per_user_metrics(metrics, self.options.metrics, self.name)
+
+
 class BackdoorOptions(EstimatorOptions):
     """Options of the backdoor estimators."""
 
@@ -75,7 +87,7 @@ class BackdoorOptions(EstimatorOptions):
         "benchmark confounder strength, times the strongest observed covariate (Cinelli-Hazlett)"))
 
 
-class _Backdoor(Estimator):
+class _Backdoor(_Observational):
     """Shared driver: comparison -> identified adjustment set -> DoWhy estimate -> refutation/sensitivity.
 
     An empty adjustment set (a graph with no back-door path from the treatment to the outcome, or
@@ -109,9 +121,11 @@ class _Backdoor(Estimator):
                                  "graph")
 
     def check_metrics(self, scenario: Any, metrics: Any) -> None:
-        """The metrics it estimates are the graph's outcome (its adjustment set is for that outcome)."""
+        """Per-user metrics (``_Observational``) that are the graph's outcome (its adjustment set is for
+        that outcome)."""
         from counterfeed.core.causal_graph import scenario_graph
 
+        super().check_metrics(scenario, metrics)
         graph = scenario_graph(scenario)
         if graph is not None:
             self._check_outcome(graph)
@@ -258,7 +272,7 @@ class IVOptions(EstimatorOptions):
     min_first_stage_f: float = Field(default=10.0, ge=0.0, description="warn below this first-stage F")
 
 
-class InstrumentalVariables(Estimator):
+class InstrumentalVariables(_Observational):
     """Two-stage least squares (the Wald estimator without covariates) of the LATE, instrument
     ``data.instrument``, treatment = the arm taken (linearmodels ``IV2SLS``, robust standard error);
     the interval is the weak-instrument-robust Anderson-Rubin set (unbounded, with a warning, when
@@ -324,7 +338,7 @@ def _require_mechanism(scenario: Any, mechanism: str, name: str) -> None:
                              f"{mechanism}), got '{got}'", "experiment.assignment.mechanism")
 
 
-class _Panel(Estimator):
+class _Panel(_Observational):
     Options: ClassVar = EstimatorOptions
 
     def check_scenario(self, scenario: Any) -> None:
