@@ -28,6 +28,13 @@ def _interval(lo: Any, hi: Any) -> str:
     return "-" if lo is None else f"[{_fmt(lo)}, {_fmt(hi)}]"
 
 
+def _finite(ctx, param, value):
+    """Click callback: a float option must be a finite number (click's float type takes nan and inf)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
+    return value
+
+
 def _ks(text: str) -> list[int]:
     try:
         ks = [int(x) for x in text.split(",") if x.strip()]
@@ -54,7 +61,8 @@ def scenario_catalog(path: str) -> Any:
 @click.option("--policy-option", "policy_options", multiple=True, metavar="KEY=VALUE",
               help="Option of the recommender (repeatable); values are YAML scalars.")
 @click.option("--columns", help="Column mapping, e.g. item=item_id,reward=click (as for `counterfeed ope`).")
-@click.option("--split-time", type=float, help="Impressions before this time train, later clicks are held out.")
+@click.option("--split-time", type=float, callback=_finite,
+              help="Impressions before this time train, later clicks are held out.")
 @click.option("--train-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
               show_default=True, help="Without --split-time: the quantile of impression times to split at.")
 @click.option("--k", "ks", default="10", show_default=True, help="Cutoffs of recall@k, ndcg@k, coverage@k.")
@@ -135,7 +143,7 @@ def _run(log_path, policy, options, columns, split_time, train_share, ks, cutoff
         from counterfeed.errors import DataError
 
         raise DataError(f"{log_path}: item id {int(contract.item.max())} is outside the catalog of {items.n} items")
-    train, test, split = split_log(contract, split_time, train_share)
+    train, test, split = split_log(contract, split_time, train_share, names=("--split-time", "--train-share"))
     report = evaluate_offline(policy, options, train, test, items, int(contract.user.max()) + 1, ks=ks,
                               cutoff=cutoff, clip=clip, level=level, seed=seed, split_time=split)
     return report

@@ -97,6 +97,11 @@ class OfflineRanking(Estimator):
             raise DataError(f"estimator 'offline-ranking': no impressions {where}")
         return log
 
+    def _too_few(self, n_clicks: int, n_users: int, split: float) -> str:
+        return (f"train_share {self.options.train_share:g} holds out {n_clicks} clicks of {n_users} users after "
+                f"day {split:g}; an interval needs clicks of two users or more: lower train_share (or "
+                "log more: a longer pre-period with log: pre_period, more users)")
+
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         from counterfeed.offline.evaluate import evaluate_offline, split_log
         from counterfeed.offline.metrics import ratio_estimate
@@ -107,6 +112,10 @@ class OfflineRanking(Estimator):
             raise DataError("estimator 'offline-ranking' needs every arm's recommender (data.policies) and the "
                             f"catalog (data.items); missing: {', '.join(missing) or 'items'}")
         train, test, split = split_log(self._log(data), train_share=o.train_share)
+        clicked = np.asarray(test.click, bool)
+        if np.unique(np.asarray(test.user)[clicked]).size < 2:  # before fitting any arm's recommender
+            raise DataError(self._too_few(int(clicked.sum()), int(np.unique(np.asarray(test.user)[clicked]).size),
+                                          split))
         level = self.level_for(data)
         reports = {}
         for arm in data.arms:
@@ -125,8 +134,7 @@ class OfflineRanking(Estimator):
                     d = ratio_estimate(name, wt, rep.clicks[name] - ctrl.clicks[name], weights[wt], users, level,
                                        bounds=(-1.0, 1.0))
                     if d.value is None or d.n_users < 2:
-                        raise DataError(f"estimator 'offline-ranking': {d.n_clicks} held-out clicks of {d.n_users} "
-                                        f"users after day {split:g}; an interval needs clicks of two users or more")
+                        raise DataError(self._too_few(d.n_clicks, d.n_users, split))
                     warns = [*(ctrl.ipw_warnings if wt == "ipw" else []), *d.warnings,
                              *rep.list_warnings, *ctrl.list_warnings]
                     diag = {"arm_value": rep.value(name, wt), "control_value": ctrl.value(name, wt), "se": d.se,

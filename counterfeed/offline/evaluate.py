@@ -10,6 +10,7 @@ arrive at discrete times), stochastic recommenders draw on the stream ``Keys(see
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -78,23 +79,34 @@ class OfflineReport:
                 **({"list_warnings": self.list_warnings} if self.list_warnings else {})}
 
 
-def split_log(log: Log, split_time: float | None = None, train_share: float = 0.8) -> tuple[Log, Log, float]:
+def split_log(log: Log, split_time: float | None = None, train_share: float = 0.8,
+              names: tuple[str, str] = ("split_time", "train_share")) -> tuple[Log, Log, float]:
     """(train, test, split time): rows with ``time < split_time`` train; default: the ``train_share``
-    quantile of the impression times."""
+    quantile of the impression times. ``names``: what the caller calls the split time and the train
+    share (``--split-time``/``--train-share`` on the command line), for the errors' advice."""
     if len(log) == 0:
         raise DataError("the log is empty")
     t = np.asarray(log.time, np.float64)
-    if split_time is None:
+    by_share = split_time is None
+    if by_share:
         if not 0.0 < train_share < 1.0:
-            raise DataError(f"train share must be in (0, 1), got {train_share}")
+            raise DataError(f"{names[1]} must be in (0, 1), got {train_share}")
         split_time = float(np.quantile(t, train_share))
+    elif not math.isfinite(split_time):
+        raise DataError(f"{names[0]} must be a finite time, got {split_time}")
     train, test = log.select(t < split_time), log.select(t >= split_time)
     if len(train) == 0 and np.unique(t).size == 1:
         raise DataError(f"every impression of the log has time {t[0]:g}, so a time split leaves no training data; "
                         "a log without a time column needs one mapped (e.g. --columns time=round)")
-    if len(train) == 0 or not np.asarray(test.click, bool).any():
-        raise DataError(f"split at time {split_time:g} leaves {len(train)} training impressions and "
-                        f"{int(np.asarray(test.click, bool).sum())} held-out clicks; both must be positive")
+    n_clicks = int(np.asarray(test.click, bool).sum())
+    if len(train) == 0 or n_clicks == 0:
+        what = (f"{names[1]} {train_share:g} splits the log at time {split_time:g}" if by_share
+                else f"{names[0]} {split_time:g}")
+        change = (f"raise {names[1]}" if by_share else f"use a later {names[0]}") if len(train) == 0 else \
+            (f"lower {names[1]}" if by_share else f"use an earlier {names[0]}")
+        raise DataError(f"{what}, leaving {len(train)} training impressions and {n_clicks} held-out clicks "
+                        f"(of {len(log)} impressions from time {t.min():g} to {t.max():g}); both must be "
+                        f"positive: {change}")
     return train, test, float(split_time)
 
 

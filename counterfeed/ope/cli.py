@@ -9,6 +9,7 @@ import click
 
 from counterfeed import _json
 from counterfeed._tables import emit_records, format_option, print_table, table_console
+from counterfeed.ope.reward import MAX_FOLDS  # the package is imported with this module anyway
 
 __all__ = ["ope"]
 
@@ -82,8 +83,9 @@ def _not_nan(ctx, param, value):
               help="Switch-DR threshold (inf: DR).")
 @click.option("--lambda", "lam", type=click.FloatRange(0), default=100.0, show_default=True, callback=_not_nan,
               help="DR-OS shrinkage (inf: DR).")
-@click.option("--folds", type=click.IntRange(1), default=5, show_default=True,
-              help="Cross-fitting folds of the reward model.")
+@click.option("--folds", type=click.IntRange(1, MAX_FOLDS), default=5, show_default=True,
+              help=f"Cross-fitting folds of the reward model (at most {MAX_FOLDS}: more only adds fits, "
+                   "each on nearly the whole log).")
 @click.option("--bootstrap", type=click.IntRange(0), default=0, show_default=True,
               help="Bootstrap draws over rounds, refitting the reward model in each for DM/DR-type "
                    "estimators (0: analytic intervals, except DM: 200 refit draws). At least "
@@ -110,6 +112,10 @@ def ope(log_path, policy, policy_options, fit_log, target_probs, estimators, col
         raise click.ClickException("--policy-option needs --policy")
     if fit_log and policy is None:
         raise click.ClickException("--fit-log needs --policy")
+    from counterfeed.ope.evaluate import bootstrap_problem  # before the log is read and the target fitted
+
+    if (problem := bootstrap_problem(bootstrap, level)) is not None:
+        raise click.ClickException(f"--bootstrap: {problem}")
     try:
         results = _run(log_path, policy, _parse_policy_options(policy_options), fit_log, target_probs,
                        estimators, columns, level, clip, tau, lam, folds, bootstrap, slate_size, seed)

@@ -64,11 +64,11 @@ from counterfeed.ope.diagnostics import diagnostics, kish_ess, rare_events_warni
 from counterfeed.ope.estimators import (DoublyRobust, DoublyRobustWithShrinkage, OffPolicyEstimator,
                                         SelfNormalizedDoublyRobust, SwitchDoublyRobust, Units, make_estimator)
 from counterfeed.ope.logs import OPELog
-from counterfeed.ope.reward import LogisticRewardModel, RewardModel, _cells, cross_fit, fit_folds_on_cells
+from counterfeed.ope.reward import MAX_FOLDS, LogisticRewardModel, RewardModel, _cells, cross_fit, fit_folds_on_cells
 from counterfeed.ope.target import Target
 
 __all__ = ["OPEResult", "evaluate", "analytic_interval", "bootstrap_interval", "refit_bootstrap_interval",
-           "min_bootstrap_draws", "effective_units", "MIN_SUPPORTED_ROUNDS", "MIN_EFFECTIVE_UNITS"]
+           "min_bootstrap_draws", "bootstrap_problem", "effective_units", "MIN_SUPPORTED_ROUNDS", "MIN_EFFECTIVE_UNITS"]
 
 #: fewest rounds with a positive weight an interval of a weighting estimator is computed from
 MIN_SUPPORTED_ROUNDS = 2
@@ -85,6 +85,18 @@ def min_bootstrap_draws(level: float) -> int:
     (41 at 95%); Efron & Tibshirani (1993, ch. 13) recommend 1000 or more for percentile intervals.
     """
     return 1 + math.ceil(2.0 / (1.0 - level) - 1e-9)
+
+
+def bootstrap_problem(bootstrap: int, level: float) -> str | None:
+    """Why ``bootstrap`` draws cannot give a percentile interval at ``level`` (0 draws: analytic intervals,
+    fine), or None. Shared by :func:`evaluate`, the ``ope`` estimator's ``check_scenario`` (so ``validate``
+    refuses what the run would) and the ``ope`` command, so all three say the same."""
+    need = min_bootstrap_draws(level)
+    if bootstrap and bootstrap < need:
+        return (f"{bootstrap} draws are too few for a {level:.3g} percentile interval; at least {need} are "
+                "needed (1 + 2/(1 - level): fewer leave no draw beyond an endpoint), 1000 or more recommended; "
+                "use 0 for analytic intervals")
+    return None
 
 
 @dataclass
@@ -293,11 +305,10 @@ def evaluate(log: OPELog, target: Target, estimators: Sequence["str | OffPolicyE
     for name, x in (("tau", tau), ("lambda", lam)):
         if math.isnan(x) or x < 0:
             raise DataError(f"{name} must be a number >= 0 (inf allowed: DR), got {x}")
-    need = min_bootstrap_draws(level)
-    if bootstrap and bootstrap < need:
-        raise DataError(f"bootstrap: {bootstrap} draws are too few for a {level:.3g} percentile interval; at "
-                        f"least {need} are needed (1 + 2/(1 - level): fewer leave no draw beyond an endpoint), "
-                        "1000 or more recommended")
+    if (problem := bootstrap_problem(bootstrap, level)) is not None:
+        raise DataError(f"bootstrap: {problem}")
+    if not 1 <= folds <= MAX_FOLDS:
+        raise DataError(f"folds must be in [1, {MAX_FOLDS}] (each fold refits the reward model), got {folds}")
     if target.prob.shape != (len(log),):
         raise DataError(f"target probabilities have shape {target.prob.shape}; expected ({len(log)},)")
     ests = [make_estimator(e, tau=tau, lam=lam) for e in estimators]

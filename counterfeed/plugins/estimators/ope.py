@@ -20,6 +20,10 @@ NEEDS_PRE = "estimator 'ope': fit_on: pre_period needs a pre-period (set experim
 #: the metric every OPE estimate is about: clicks per impression under the arm's policy
 METRIC = POLICY_VALUE_METRIC
 
+#: the most cross-fitting folds: :data:`counterfeed.ope.reward.MAX_FOLDS` (not imported here, it would
+#: import scipy with this plugin; a test checks the two agree)
+MAX_FOLDS = 100
+
 
 def _ope_log(log: Log, source: str):
     from counterfeed.ope.logs import from_arrays
@@ -55,8 +59,13 @@ class OffPolicy(Estimator):
         clip: float | None = Field(default=None, gt=0)
         tau: float = Field(default=10.0, ge=0)
         lam: float = Field(default=100.0, ge=0)
-        folds: int = Field(default=5, ge=1)
-        bootstrap: int = Field(default=0, ge=0)
+        folds: int = Field(default=5, ge=1, le=MAX_FOLDS,
+                           description=f"cross-fitting folds of the DM/DR reward model, 1..{MAX_FOLDS}: each "
+                           "fold refits the model on the other rounds, so more folds cost more fits for "
+                           "out-of-fold predictions that barely change beyond a few")
+        bootstrap: int = Field(default=0, ge=0, description="bootstrap draws over rounds (0: analytic "
+                               "intervals); otherwise at least 1 + 2/(1 - level) (41 at level 0.95), checked "
+                               "by validate against the entry's or the scenario's level")
         fit_on: Literal["logs", "pre_period"] = Field(
             default="logs", description="'logs': fit the target on every control-arm impression it is "
             "evaluated on; 'pre_period': fit it on the pre-period log (as the arm is fitted at the "
@@ -69,9 +78,16 @@ class OffPolicy(Estimator):
         return 0
 
     def check_scenario(self, scenario: Any) -> None:
-        """Every treatment arm's recommender must be evaluable off-policy (before anything is simulated)."""
+        """Every treatment arm's recommender must be evaluable off-policy, and ``bootstrap`` must give a
+        percentile interval at the entry's level (else the scenario's), as :func:`counterfeed.ope.evaluate`
+        requires (before anything is simulated; located at ``analysis[i].bootstrap``)."""
+        from counterfeed.ope.evaluate import bootstrap_problem
         from counterfeed.ope.target import check_target_evaluable  # scipy: imported on use
 
+        level = self.options.level if self.options.level is not None else float(scenario.level)
+        if (problem := bootstrap_problem(self.options.bootstrap, level)) is not None:
+            i = self._entry(scenario)
+            raise ScenarioError(problem, field="bootstrap" if i is None else f"analysis[{i}].bootstrap")
         for arm in (a for a in scenario.arms if a != scenario.control):
             spec = scenario.experiment.arms[arm]
             try:
@@ -79,6 +95,18 @@ class OffPolicy(Estimator):
             except PluginError as exc:
                 raise ScenarioError(f"estimator 'ope' cannot evaluate arm '{arm}' offline: {exc}",
                                     field=f"experiment.arms.{arm}.recommender") from None
+
+    def _entry(self, scenario: Any) -> int | None:
+        """The index of this estimator's entry in ``scenario.analysis`` (the first with these options)."""
+        for i, spec in enumerate(getattr(scenario, "analysis", None) or []):
+            if spec.estimator != self.name:
+                continue
+            try:
+                if type(self.options)(**spec.options) == self.options:
+                    return i
+            except Exception:  # another entry's invalid options: not this one
+                continue
+        return None
 
     def check_metrics(self, scenario: Any, metrics: Any) -> None:
         """Every OPE estimator name is known; ``fit_on: pre_period`` has a pre-period."""
