@@ -415,6 +415,20 @@ class Estimator(Plugin, ABC):
         before simulating. Raise :class:`~counterfeed.errors.ScenarioError` with a ``field`` path
         (located in the file for you). The default checks nothing."""
 
+    def analysis_entry(self, scenario: Any) -> int | None:
+        """The index of this estimator's entry in ``scenario.analysis`` (the first entry of this
+        estimator with these options), to locate a ``check_scenario`` / ``check_metrics`` error at
+        ``analysis[i].<option>``; None when it is not one of the scenario's entries (e.g. a phase's)."""
+        for i, spec in enumerate(getattr(scenario, "analysis", None) or []):
+            if spec.estimator != self.name:
+                continue
+            try:
+                if type(self.options)(**spec.options) == self.options:
+                    return i
+            except Exception:  # noqa: BLE001 -- another entry's invalid options: not this one
+                continue
+        return None
+
     def check_metrics(self, scenario: Any, metrics: dict[str, MetricInfo]) -> None:
         """Raise for a precondition on the scenario's analysed ``metrics`` (name -> info) or its
         options; ``validate`` and ``run`` call it before simulating and report the error at this

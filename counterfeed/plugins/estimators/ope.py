@@ -86,7 +86,7 @@ class OffPolicy(Estimator):
 
         level = self.options.level if self.options.level is not None else float(scenario.level)
         if (problem := bootstrap_problem(self.options.bootstrap, level)) is not None:
-            i = self._entry(scenario)
+            i = self.analysis_entry(scenario)
             raise ScenarioError(problem, field="bootstrap" if i is None else f"analysis[{i}].bootstrap")
         for arm in (a for a in scenario.arms if a != scenario.control):
             spec = scenario.experiment.arms[arm]
@@ -95,18 +95,6 @@ class OffPolicy(Estimator):
             except PluginError as exc:
                 raise ScenarioError(f"estimator 'ope' cannot evaluate arm '{arm}' offline: {exc}",
                                     field=f"experiment.arms.{arm}.recommender") from None
-
-    def _entry(self, scenario: Any) -> int | None:
-        """The index of this estimator's entry in ``scenario.analysis`` (the first with these options)."""
-        for i, spec in enumerate(getattr(scenario, "analysis", None) or []):
-            if spec.estimator != self.name:
-                continue
-            try:
-                if type(self.options)(**spec.options) == self.options:
-                    return i
-            except Exception:  # another entry's invalid options: not this one
-                continue
-        return None
 
     def check_metrics(self, scenario: Any, metrics: Any) -> None:
         """Every OPE estimator name is known; ``fit_on: pre_period`` has a pre-period."""

@@ -86,22 +86,10 @@ class BayesianSEM(Estimator):
         try:
             checked_sem(self.options, scenario_columns(scenario, metrics), metrics)
         except SEMOptionError as exc:
-            i = self._entry(scenario)
+            i = self.analysis_entry(scenario)
             if i is None:  # not one of the scenario's analysis entries: located at the entry by the caller
                 raise
             raise scenario.error(str(exc), f"analysis[{i}].{exc.field}") from None
-
-    def _entry(self, scenario: Any) -> int | None:
-        """The index of this estimator's entry in ``scenario.analysis`` (the first with these options)."""
-        for i, spec in enumerate(getattr(scenario, "analysis", None) or []):
-            if spec.estimator != self.name:
-                continue
-            try:
-                if type(self.options)(**spec.options) == self.options:
-                    return i
-            except Exception:  # another entry's invalid options: not this one
-                continue
-        return None
 
     def estimate(self, data: AnalysisData) -> list[Estimate]:
         o = self.options
