@@ -299,25 +299,40 @@ class OutputSpec(_Strict):
 DEFAULT_METRICS = ["impressions", "clicks", "ctr", "sessions", "dwell", "retained", "churned"]
 
 
-def _check_twin(data: dict, file: str | None, lines: dict[str, int], overridden: tuple[str, ...]) -> None:
-    """``population: {twin: DIR, replicate: b}`` served by the twin directory, else a ScenarioError located
-    at ``population.twin`` or ``population.replicate`` (the schema's own checks of those fields come
-    first: this runs only on a path string and an integer replicate)."""
+def _with_twin(data: dict, file: str | None, lines: dict[str, int], overridden: tuple[str, ...]) -> dict:
+    """``population: {twin: DIR, replicate: b}``: the twin's users, dimensions, catalog and user model
+    filled in unless given (the twin directory read once). A twin or replicate the directory does not
+    serve, or fewer dimensions than the twin's, is a ScenarioError located at ``population.twin``,
+    ``population.replicate`` or ``population.dimensions`` (under ``--set`` when set there). A twin or
+    replicate of the wrong type is left to the schema's own checks of those fields."""
     pop = data.get("population")
     if not isinstance(pop, dict) or not isinstance(pop.get("twin"), str) or not pop["twin"]:
-        return
+        return data
     replicate = pop.get("replicate", 0)
     if not isinstance(replicate, int) or isinstance(replicate, bool):
-        return
+        return data
     from counterfeed.twin.store import TwinSpecError, scenario_parts
 
-    try:
-        scenario_parts(pop["twin"], replicate)
-    except TwinSpecError as exc:
-        path = f"population.{exc.field}"
+    def located(message: str, path: str) -> ScenarioError:
         if from_set(path, overridden):
-            raise ScenarioError(str(exc), file=SET_ORIGIN, field=path) from None
-        raise ScenarioError(str(exc), file=file, line=line_of(lines, path), field=path) from None
+            return ScenarioError(message, file=SET_ORIGIN, field=path)
+        return ScenarioError(message, file=file, line=line_of(lines, path), field=path)
+
+    try:
+        parts = scenario_parts(pop["twin"], replicate)
+    except TwinSpecError as exc:
+        raise located(str(exc), f"population.{exc.field}") from None
+    dims = pop.get("dimensions")
+    if isinstance(dims, int) and not isinstance(dims, bool) and dims < parts["dimensions"]:
+        raise located(f"population.dimensions is {dims} but the twin has {parts['dimensions']} dimensions; "
+                      "leave population.dimensions out (it defaults to the twin's)", "population.dimensions")
+    pop = {**pop, "twin": parts["catalog"]["path"]}
+    pop.setdefault("users", parts["users"])
+    pop.setdefault("dimensions", parts["dimensions"])
+    data = {**data, "population": pop}
+    data.setdefault("catalog", parts["catalog"])
+    data.setdefault("user_model", parts["user_model"])
+    return data
 
 
 class Scenario(_Strict):
@@ -355,28 +370,6 @@ class Scenario(_Strict):
             raise ValueError("name must not contain '..'")
         return v
 
-    @model_validator(mode="before")
-    @classmethod
-    def _twin(cls, data: Any) -> Any:
-        """``population: {twin: DIR}``: the twin's users, catalog and user model unless given."""
-        pop = data.get("population") if isinstance(data, dict) else None
-        if not isinstance(pop, dict) or not pop.get("twin"):
-            return data
-        from counterfeed.twin.store import scenario_parts
-
-        parts = scenario_parts(str(pop["twin"]), int(pop.get("replicate", 0)))
-        dims = pop.get("dimensions")
-        if isinstance(dims, int) and not isinstance(dims, bool) and dims < parts["dimensions"]:
-            raise ValueError(f"population.dimensions is {dims} but the twin has {parts['dimensions']} dimensions; "
-                             "leave population.dimensions out (it defaults to the twin's)")
-        pop = {**pop, "twin": parts["catalog"]["path"]}
-        pop.setdefault("users", parts["users"])
-        pop.setdefault("dimensions", parts["dimensions"])
-        data = {**data, "population": pop}
-        data.setdefault("catalog", parts["catalog"])
-        data.setdefault("user_model", parts["user_model"])
-        return data
-
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Any, *, file: str | None = None, lines: dict[str, int] | None = None,
@@ -387,7 +380,7 @@ class Scenario(_Strict):
             raise ScenarioError(f"expected a mapping at the top of the scenario, got {kind_of(data)}",
                                 file=file, line=1 if data is not None else None)
         written = copy.deepcopy(data)
-        _check_twin(data, file, lines or {}, overridden)
+        data = _with_twin(data, file, lines or {}, overridden)  # read once, errors located
         try:
             sc = cls.model_validate(data)
         except ValidationError as exc:  # with the plugins' option problems (scenario_raw)

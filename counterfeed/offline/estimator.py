@@ -113,9 +113,9 @@ class OfflineRanking(Estimator):
                             f"catalog (data.items); missing: {', '.join(missing) or 'items'}")
         train, test, split = split_log(self._log(data), train_share=o.train_share)
         clicked = np.asarray(test.click, bool)
-        if np.unique(np.asarray(test.user)[clicked]).size < 2:  # before fitting any arm's recommender
-            raise DataError(self._too_few(int(clicked.sum()), int(np.unique(np.asarray(test.user)[clicked]).size),
-                                          split))
+        clickers = np.unique(np.asarray(test.user)[clicked]).size
+        if clickers < 2:  # before fitting any arm's recommender
+            raise DataError(self._too_few(int(clicked.sum()), int(clickers), split))
         level = self.level_for(data)
         reports = {}
         for arm in data.arms:
